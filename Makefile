@@ -1,0 +1,66 @@
+# parkgate: two commands for a new user, `make demo` and `make test`.
+# Both create the virtualenv and install what they need (pip, npm, apt when root).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PARKGATE := $(VENV)/bin/parkgate
+PY_STAMP := $(VENV)/.installed
+NPM_STAMP := contracts/node_modules/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test bench chaos gas lint contracts train system-deps clean help
+
+help:
+	@echo "make demo   - install everything and run the main job on embedded defaults"
+	@echo "make test   - install everything and run the test suite"
+	@echo "make bench  - measure latency, LPR, sync throughput, RSS, start-up"
+	@echo "make chaos  - bounded fault-injection run of a simulated day"
+	@echo "make gas    - gas report of the rental contract"
+	@echo "make lint   - ruff"
+	@echo "make train  - retrain the plate models (installs the optional torch extra)"
+
+$(PY_STAMP): pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)"; exit 1; }
+	@python3 -c 'import venv, ensurepip' 2>/dev/null || $(SUDO) apt-get install -y python3-venv
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+$(NPM_STAMP): contracts/package.json contracts/package-lock.json
+	@command -v npm >/dev/null || $(SUDO) apt-get install -y nodejs npm
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Services the integration tests start themselves on free loopback ports.
+system-deps:
+	@command -v mosquitto >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto; }
+	@command -v openssl >/dev/null || $(SUDO) apt-get install -y -qq openssl
+
+contracts: $(PY_STAMP) $(NPM_STAMP)
+	$(PY) -m edge.chain.build
+
+test: $(PY_STAMP) $(NPM_STAMP) system-deps
+	$(PY) -m pytest -q
+
+demo: $(PY_STAMP) $(NPM_STAMP)
+	$(PARKGATE) demo $(DEMO_ARGS)
+
+bench: $(PY_STAMP) $(NPM_STAMP)
+	$(PY) -m edge.bench
+
+chaos: $(PY_STAMP) $(NPM_STAMP) system-deps
+	$(PY) -m edge.chaos
+
+gas: $(PY_STAMP) $(NPM_STAMP)
+	$(PY) -m edge.chain.gas
+
+lint: $(PY_STAMP)
+	$(VENV)/bin/ruff check edge firmware_bridge models tests
+
+train: $(PY_STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,train]'
+	$(PY) -m models.train --all
+
+clean:
+	rm -rf $(VENV) contracts/node_modules .pytest_cache
