@@ -1,0 +1,219 @@
+"""The access decision: one pure function from a plate read and the local cache to allow/deny.
+
+Offline first: everything it needs is passed in (bookings from the local SQLite cache, presence
+from the store, the policy from config, the commitment function keyed with the lot secret); the
+network is never between a vehicle and the gate.
+
+Order of checks: manual override, unreadable/low-confidence read, deny list (exact only), then the
+vehicle's identity (allow list, open session on exits, bookings; fuzzy over OCR confusions,
+lowest distance wins, a tie between different vehicles is refused as ambiguous), then booking
+validity (lot, status, window with grace), anti-passback, capacity. Exits never need a valid
+window (nobody is trapped inside); an overstay is flagged for settlement instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from edge.access.plates import Candidate, PlateError, candidates, normalise_plate
+from edge.access.policy import AntiPassback, Override, Policy
+from edge.access.sessions import Presence
+from edge.access.types import (
+    ENTRY_STATUSES,
+    EXIT_STATUSES,
+    BookingView,
+    Decision,
+    Direction,
+    Evidence,
+    Flag,
+    PlateRead,
+    Reason,
+)
+
+Commit = Callable[[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A candidate plate, its commitment and how far it is from the read."""
+
+    plate: str
+    commitment: str
+    distance: float
+
+
+def committed_candidates(plate: str, policy: Policy, commit: Commit) -> tuple[Match, ...]:
+    """The read and its confusable plates (cheapest first), each with its commitment.
+
+    The daemon can use the commitments to fetch only the relevant bookings from the cache.
+    """
+    found: Iterable[Candidate] = candidates(plate, policy.confusions, policy.max_plate_distance,
+                                            policy.max_candidates)
+    return tuple(Match(c.plate, commit(c.plate), c.distance) for c in found)
+
+
+def _evidence(read: PlateRead, plate: str, tried: int) -> Evidence:
+    return Evidence(plate, read.confidence, read.char_confidences, read.snapshot_path, read.snapshot_sha256,
+                    tried)
+
+
+def _nearest(matches: Sequence[Match], hit: Callable[[Match], bool]) -> list[Match]:
+    """All matches at the lowest distance for which ``hit`` holds (more than one = ambiguous)."""
+    hits = [m for m in matches if hit(m)]
+    return [m for m in hits if m.distance == hits[0].distance] if hits else []
+
+
+def _distinct_vehicles(found: list[Match]) -> int:
+    return len({m.commitment for m in found})
+
+
+def _window_reason(booking: BookingView, now_ms: int, policy: Policy) -> Reason:
+    if booking.lot_id != policy.lot_id:
+        return Reason.WRONG_LOT
+    if booking.status not in ENTRY_STATUSES:
+        return Reason.BOOKING_INACTIVE
+    if now_ms < booking.window_start_ms - policy.grace_before_s * 1000:
+        return Reason.TOO_EARLY
+    if now_ms > booking.window_end_ms + policy.grace_after_s * 1000:
+        return Reason.EXPIRED
+    return Reason.BOOKING_VALID
+
+
+# When no booking of the vehicle is valid, report the most useful reason.
+_REASON_RANK = (Reason.BOOKING_VALID, Reason.TOO_EARLY, Reason.EXPIRED, Reason.BOOKING_INACTIVE,
+                Reason.WRONG_LOT)
+
+
+def best_booking(bookings: Sequence[BookingView], now_ms: int, policy: Policy) -> tuple[BookingView, Reason]:
+    """The vehicle's most relevant booking and its verdict (valid ones first, then earliest start)."""
+    ranked = sorted(bookings, key=lambda b: (_REASON_RANK.index(_window_reason(b, now_ms, policy)),
+                                             b.window_start_ms, b.booking_id))
+    return ranked[0], _window_reason(ranked[0], now_ms, policy)
+
+
+def _overstayed(bookings: Sequence[BookingView], booking_id: str | None, now_ms: int, policy: Policy) -> bool:
+    ends = [b.window_end_ms for b in bookings if booking_id is None or b.booking_id == booking_id]
+    return bool(ends) and now_ms > max(ends) + policy.grace_after_s * 1000
+
+
+def _passback(policy: Policy, violated: bool) -> tuple[bool, tuple[Flag, ...]]:
+    """(refuse, flags) for an anti-passback check."""
+    if not violated or policy.anti_passback is AntiPassback.OFF:
+        return False, ()
+    return policy.anti_passback is AntiPassback.HARD, (Flag.PASSBACK_VIOLATION,)
+
+
+def decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presence: Presence, policy: Policy,
+           *, direction: Direction, commit: Commit) -> Decision:
+    """Allow or deny one vehicle at one lane; the Decision carries the reason and the evidence."""
+    if policy.override is Override.OPEN:
+        return Decision(True, Reason.MANUAL_OPEN, None)
+    if policy.override is Override.CLOSED:
+        return Decision(False, Reason.MANUAL_CLOSED, None)
+    try:
+        plate = normalise_plate(read.text)
+    except PlateError:
+        return Decision(False, Reason.NO_READ, _evidence(read, read.text, 0))
+    if not read.confidence >= policy.min_confidence:
+        return Decision(False, Reason.LOW_CONFIDENCE, _evidence(read, plate, 0))
+    matches = committed_candidates(plate, policy, commit)
+    evidence = _evidence(read, plate, len(matches))
+    exact = matches[0]
+    if plate in policy.deny or exact.commitment in policy.deny:
+        return Decision(False, Reason.DENY_LISTED, evidence, matched_plate=plate, commitment=exact.commitment)
+    by_commitment: dict[str, list[BookingView]] = {}
+    for booking in bookings:
+        by_commitment.setdefault(booking.commitment, []).append(booking)
+    ctx = _Context(matches, evidence, by_commitment, presence, policy, now_ms)
+    return ctx.entry() if direction is Direction.ENTRY else ctx.exit()
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """The inputs of one decision once the read is known to be usable."""
+
+    matches: tuple[Match, ...]
+    evidence: Evidence
+    bookings: dict[str, list[BookingView]]
+    presence: Presence
+    policy: Policy
+    now_ms: int
+
+    def _result(self, allow: bool, reason: Reason, match: Match, booking_id: str | None = None,
+                flags: tuple[Flag, ...] = ()) -> Decision:
+        fuzzy = (Flag.FUZZY_MATCH,) if match.distance > 0 else ()
+        return Decision(allow, reason, self.evidence, booking_id, match.plate, match.commitment,
+                        match.distance, fuzzy + flags)
+
+    def _allow_listed(self) -> list[Match]:
+        allow = self.policy.allow
+        return _nearest(self.matches, lambda m: m.plate in allow or m.commitment in allow)
+
+    def _booked(self) -> list[Match]:
+        return _nearest(self.matches, lambda m: m.commitment in self.bookings)
+
+    def _ambiguous(self, found: list[Match]) -> Decision | None:
+        if _distinct_vehicles(found) > 1:
+            return Decision(False, Reason.AMBIGUOUS_MATCH, self.evidence, distance=found[0].distance)
+        return None
+
+    def entry(self) -> Decision:
+        allowed = self._allow_listed()
+        if allowed:
+            admitted = self._admit(allowed[0], Reason.ALLOW_LISTED, None, capacity=False)
+            return self._ambiguous(allowed) or admitted
+        booked = self._booked()
+        if not booked:
+            return Decision(False, Reason.NO_BOOKING, self.evidence, matched_plate=self.matches[0].plate,
+                            commitment=self.matches[0].commitment)
+        if ambiguous := self._ambiguous(booked):
+            return ambiguous
+        match = booked[0]
+        booking, verdict = best_booking(self.bookings[match.commitment], self.now_ms, self.policy)
+        if verdict is not Reason.BOOKING_VALID:
+            return self._result(False, verdict, match, booking.booking_id)
+        return self._admit(match, Reason.BOOKING_VALID, booking.booking_id, capacity=True)
+
+    def _admit(self, match: Match, reason: Reason, booking_id: str | None, *, capacity: bool) -> Decision:
+        refuse, flags = _passback(self.policy, self.presence.is_inside(match.commitment))
+        if refuse:
+            return self._result(False, Reason.ANTI_PASSBACK, match, booking_id, flags)
+        full = self.policy.capacity is not None and self.presence.occupancy >= self.policy.capacity
+        if capacity and full:
+            return self._result(False, Reason.CAPACITY_FULL, match, booking_id, flags)
+        return self._result(True, reason, match, booking_id, flags)
+
+    def exit(self) -> Decision:
+        inside = _nearest(self.matches, lambda m: m.commitment in self.presence.inside)
+        if inside:
+            if ambiguous := self._ambiguous(inside):
+                return ambiguous
+            match = inside[0]
+            booking_id = self.presence.inside[match.commitment].booking_id
+            over = _overstayed(self.bookings.get(match.commitment, []), booking_id, self.now_ms, self.policy)
+            flags = (Flag.OVERSTAY,) if over else ()
+            return self._result(True, Reason.SESSION_EXIT, match, booking_id, flags)
+        return self._exit_without_session()
+
+    def _exit_without_session(self) -> Decision:
+        allowed = self._allow_listed()
+        booked = [m for m in self._booked()
+                  if any(b.status in EXIT_STATUSES and b.lot_id == self.policy.lot_id
+                         for b in self.bookings[m.commitment])]
+        found, reason = (allowed, Reason.ALLOW_LISTED) if allowed else (booked, Reason.BOOKING_VALID)
+        if not found:
+            return Decision(False, Reason.NO_BOOKING, self.evidence, matched_plate=self.matches[0].plate,
+                            commitment=self.matches[0].commitment)
+        if ambiguous := self._ambiguous(found):
+            return ambiguous
+        match = found[0]
+        refuse, flags = _passback(self.policy, violated=True)
+        booking_id = None
+        if reason is Reason.BOOKING_VALID:
+            booking_id = best_booking(self.bookings[match.commitment], self.now_ms, self.policy)[0].booking_id
+            if _overstayed(self.bookings[match.commitment], booking_id, self.now_ms, self.policy):
+                flags += (Flag.OVERSTAY,)
+        if refuse:
+            return self._result(False, Reason.ANTI_PASSBACK, match, booking_id, flags)
+        return self._result(True, reason, match, booking_id, flags)

@@ -1,0 +1,127 @@
+"""Plain data shared by the access decision, the parking-session bookkeeping and the lanes.
+
+Everything here is immutable and free of I/O so that decisions can be replayed and tested from
+recorded inputs. Plates appear in clear text only in local evidence (the gate-event record kept on
+the device); bookings and sessions are keyed by *vehicle commitments* (bytes32 hex), never by plates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Direction(StrEnum):
+    """Which way a lane lets vehicles through."""
+
+    ENTRY = "entry"
+    EXIT = "exit"
+
+
+class BookingStatus(StrEnum):
+    """Lifecycle of a booking as mirrored from the rental contract into the local cache.
+
+    PENDING: the renter requested the space with a vehicle commitment; the gateway has not seen the
+    vehicle yet (its first plate match at the gate is the verification). ACTIVE: verified and
+    associated. CHECKED_IN / CHECKED_OUT: the vehicle is inside / has left. CANCELLED and SETTLED
+    bookings never open a gate.
+    """
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    CHECKED_IN = "checked_in"
+    CHECKED_OUT = "checked_out"
+    CANCELLED = "cancelled"
+    SETTLED = "settled"
+
+
+ENTRY_STATUSES = frozenset({BookingStatus.PENDING, BookingStatus.ACTIVE, BookingStatus.CHECKED_IN})
+EXIT_STATUSES = ENTRY_STATUSES | {BookingStatus.CHECKED_OUT}
+
+
+class Reason(StrEnum):
+    """Why a decision came out the way it did; stable strings, safe to store and publish."""
+
+    MANUAL_OPEN = "manual_open"
+    MANUAL_CLOSED = "manual_closed"
+    NO_READ = "no_read"
+    LOW_CONFIDENCE = "low_confidence"
+    DENY_LISTED = "deny_listed"
+    ALLOW_LISTED = "allow_listed"
+    BOOKING_VALID = "booking_valid"
+    NO_BOOKING = "no_booking"
+    WRONG_LOT = "wrong_lot"
+    BOOKING_INACTIVE = "booking_inactive"
+    TOO_EARLY = "too_early"
+    EXPIRED = "expired"
+    AMBIGUOUS_MATCH = "ambiguous_match"
+    ANTI_PASSBACK = "anti_passback"
+    CAPACITY_FULL = "capacity_full"
+    SESSION_EXIT = "session_exit"
+
+
+class Flag(StrEnum):
+    """Things worth an operator's attention on an *allowed* decision."""
+
+    PASSBACK_VIOLATION = "passback_violation"
+    OVERSTAY = "overstay"
+    FUZZY_MATCH = "fuzzy_match"
+
+
+@dataclass(frozen=True, slots=True)
+class PlateRead:
+    """One plate reading (or the consensus of a burst) with what is needed as evidence.
+
+    ``char_confidences`` is per character of ``text``; ``snapshot_path``/``snapshot_sha256`` name the
+    frame saved by the lane so a decision can be audited later.
+    """
+
+    text: str
+    confidence: float
+    char_confidences: tuple[float, ...] = ()
+    snapshot_path: str | None = None
+    snapshot_sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BookingView:
+    """The part of a cached booking the gate needs. Times are Unix epoch milliseconds."""
+
+    booking_id: str
+    lot_id: str
+    commitment: str
+    window_start_ms: int
+    window_end_ms: int
+    status: BookingStatus
+    space: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What the decision was based on, kept with the gate event (local only: contains the plate)."""
+
+    plate: str
+    confidence: float
+    char_confidences: tuple[float, ...]
+    snapshot_path: str | None
+    snapshot_sha256: str | None
+    candidates_tried: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of :func:`edge.access.decide.decide`.
+
+    ``commitment`` identifies the vehicle for parking sessions (the booking's commitment, or the
+    commitment of the matched plate); ``distance`` is the weighted OCR-confusion distance between
+    the read and ``matched_plate`` (0.0 for an exact match).
+    """
+
+    allow: bool
+    reason: Reason
+    evidence: Evidence | None
+    booking_id: str | None = None
+    matched_plate: str | None = None
+    commitment: str | None = None
+    distance: float = 0.0
+    flags: tuple[Flag, ...] = field(default=())
