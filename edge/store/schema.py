@@ -1,0 +1,184 @@
+"""The store schema as an ordered list of forward migrations.
+
+``MIGRATIONS[i]`` is ``(version, sql)``; versions are 1, 2, 3, ... with no gaps. A database records
+the last version applied in ``PRAGMA user_version``; opening a store applies every later step, each
+in its own transaction together with the new ``user_version``, so a crash mid-migration leaves the
+previous version intact.
+
+To change the schema, APPEND a step (never edit a released one)::
+
+    MIGRATIONS = (
+        ...,
+        (2, "ALTER TABLE gate_events_x ADD COLUMN ...; CREATE INDEX ...;"),
+    )
+
+A step is plain SQL run with ``executescript`` inside ``BEGIN IMMEDIATE``; do not put ``BEGIN``/
+``COMMIT`` in it. ``gate_events`` is append-only: never migrate it with a table rebuild that copies
+and drops it without re-creating its triggers.
+
+Conventions: times are unix milliseconds in ``*_ms`` INTEGER columns; chain ids (rental event,
+booking, space) are opaque TEXT (decimal for uint256, ``0x`` hex for bytes32); wei amounts are decimal
+TEXT (uint256 does not fit SQLite INTEGER); hashes and commitments are lowercase ``0x`` hex.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+HEX32: Final = "GLOB '0x[0-9a-f]*' AND length({col}) = 66 AND substr({col}, 3) NOT GLOB '*[^0-9a-f]*'"
+
+
+def _hex32(col: str) -> str:
+    return HEX32.format(col=col)
+
+
+BOOKING_STATUSES: Final = ("requested", "verified", "checked_in", "checked_out", "cancelled", "expired")
+RENTAL_EVENT_STATUSES: Final = ("open", "booked", "cancelled", "settled")
+GATE_EVENT_KINDS: Final = ("verified", "check_in", "check_out", "denied", "manual", "fault")
+DIRECTIONS: Final = ("entry", "exit")
+OUTBOX_STATUSES: Final = ("pending", "in_flight", "done", "dead")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+V1: Final = f"""
+CREATE TABLE lots (
+    lot_id          TEXT PRIMARY KEY,
+    name            TEXT NOT NULL DEFAULT '',
+    geohash         TEXT NOT NULL DEFAULT '',
+    capacity        INTEGER CHECK (capacity IS NULL OR capacity >= 0),
+    updated_at_ms   INTEGER NOT NULL
+);
+
+-- Address info only: no personal data ever goes here.
+CREATE TABLE spaces (
+    space_id        TEXT PRIMARY KEY,
+    lot_id          TEXT NOT NULL REFERENCES lots(lot_id),
+    level           TEXT NOT NULL DEFAULT '',
+    bay             TEXT NOT NULL DEFAULT '',
+    geohash         TEXT NOT NULL DEFAULT '',
+    updated_at_ms   INTEGER NOT NULL
+);
+CREATE INDEX spaces_lot ON spaces(lot_id);
+
+-- First association (space / address / rental event), as last seen on chain.
+CREATE TABLE rental_events (
+    rental_event_id TEXT PRIMARY KEY,
+    space_id        TEXT NOT NULL,
+    lot_id          TEXT NOT NULL,
+    owner           TEXT NOT NULL,
+    window_start_ms INTEGER NOT NULL,
+    window_end_ms   INTEGER NOT NULL,
+    price_wei       TEXT NOT NULL CHECK (price_wei NOT GLOB '*[^0-9]*' AND price_wei <> ''),
+    status          TEXT NOT NULL CHECK (status IN {_in(RENTAL_EVENT_STATUSES)}),
+    block_number    INTEGER NOT NULL CHECK (block_number >= 0),
+    block_hash      TEXT NOT NULL CHECK (block_hash {_hex32('block_hash')}),
+    log_index       INTEGER NOT NULL CHECK (log_index >= 0),
+    tx_hash         TEXT NOT NULL DEFAULT '',
+    updated_at_ms   INTEGER NOT NULL,
+    CHECK (window_end_ms > window_start_ms)
+);
+CREATE INDEX rental_events_lot_window ON rental_events(lot_id, window_start_ms, window_end_ms);
+CREATE INDEX rental_events_block ON rental_events(block_number);
+
+-- Second association (renter / space / address / event): the rental request and its lifecycle.
+CREATE TABLE bookings (
+    booking_id         TEXT PRIMARY KEY,
+    rental_event_id    TEXT NOT NULL REFERENCES rental_events(rental_event_id),
+    space_id           TEXT NOT NULL,
+    lot_id             TEXT NOT NULL,
+    renter             TEXT NOT NULL,
+    vehicle_commitment TEXT NOT NULL CHECK (vehicle_commitment {_hex32('vehicle_commitment')}),
+    window_start_ms    INTEGER NOT NULL,
+    window_end_ms      INTEGER NOT NULL,
+    status             TEXT NOT NULL CHECK (status IN {_in(BOOKING_STATUSES)}),
+    block_number       INTEGER NOT NULL CHECK (block_number >= 0),
+    block_hash         TEXT NOT NULL CHECK (block_hash {_hex32('block_hash')}),
+    log_index          INTEGER NOT NULL CHECK (log_index >= 0),
+    tx_hash            TEXT NOT NULL DEFAULT '',
+    updated_at_ms      INTEGER NOT NULL,
+    CHECK (window_end_ms > window_start_ms)
+);
+CREATE INDEX bookings_lot_commitment ON bookings(lot_id, vehicle_commitment);
+CREATE INDEX bookings_lot_window ON bookings(lot_id, window_start_ms, window_end_ms);
+CREATE INDEX bookings_rental_event ON bookings(rental_event_id);
+CREATE INDEX bookings_block ON bookings(block_number);
+
+-- Every chain-sourced version of a rental event or booking, so a reorg can restore the state as of
+-- the common ancestor. Pruned below the finalized block.
+CREATE TABLE chain_history (
+    entity        TEXT NOT NULL CHECK (entity IN ('rental_event', 'booking')),
+    entity_id     TEXT NOT NULL,
+    block_number  INTEGER NOT NULL,
+    log_index     INTEGER NOT NULL,
+    row_json      TEXT NOT NULL CHECK (json_valid(row_json)),
+    PRIMARY KEY (entity, entity_id, block_number, log_index)
+) WITHOUT ROWID;
+CREATE INDEX chain_history_block ON chain_history(block_number);
+
+CREATE TABLE chain_blocks (
+    number        INTEGER PRIMARY KEY CHECK (number >= 0),
+    hash          TEXT NOT NULL CHECK (hash {_hex32('hash')}),
+    parent_hash   TEXT NOT NULL CHECK (parent_hash {_hex32('parent_hash')})
+);
+
+CREATE TABLE sync_checkpoints (
+    name          TEXT PRIMARY KEY,
+    block_number  INTEGER NOT NULL CHECK (block_number >= 0),
+    block_hash    TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+
+-- Append-only record of everything that happened at a gate. No plaintext plate column exists.
+CREATE TABLE gate_events (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id         TEXT NOT NULL UNIQUE CHECK (length(event_id) BETWEEN 8 AND 64),
+    lane             TEXT NOT NULL CHECK (lane <> ''),
+    direction        TEXT NOT NULL CHECK (direction IN {_in(DIRECTIONS)}),
+    kind             TEXT NOT NULL CHECK (kind IN {_in(GATE_EVENT_KINDS)}),
+    booking_id       TEXT,
+    plate_commitment TEXT CHECK (plate_commitment IS NULL OR plate_commitment {_hex32('plate_commitment')}),
+    plate_masked     TEXT,
+    confidence       REAL CHECK (confidence IS NULL OR (confidence >= 0 AND confidence <= 1)),
+    reason           TEXT NOT NULL CHECK (reason <> ''),
+    evidence_path    TEXT,
+    evidence_sha256  TEXT CHECK (evidence_sha256 IS NULL OR (length(evidence_sha256) = 64
+                                 AND evidence_sha256 NOT GLOB '*[^0-9a-f]*')),
+    occurred_at_ms   INTEGER NOT NULL,
+    recorded_at_ms   INTEGER NOT NULL
+);
+CREATE INDEX gate_events_booking ON gate_events(booking_id, seq);
+CREATE INDEX gate_events_occurred ON gate_events(occurred_at_ms);
+CREATE TRIGGER gate_events_no_update BEFORE UPDATE ON gate_events
+BEGIN SELECT RAISE(ABORT, 'gate_events is append-only: UPDATE is not allowed'); END;
+CREATE TRIGGER gate_events_no_delete BEFORE DELETE ON gate_events
+BEGIN SELECT RAISE(ABORT, 'gate_events is append-only: DELETE is not allowed'); END;
+
+-- One row per (destination, event). A row becomes 'done' only with the destination's confirmation
+-- (tx hash of a mined receipt, broker ack id); 'in_flight' rows carry what was sent so a restart can
+-- reconcile them with the destination instead of sending blindly twice.
+CREATE TABLE outbox (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination        TEXT NOT NULL CHECK (destination <> ''),
+    event_id           TEXT NOT NULL,
+    payload            TEXT NOT NULL CHECK (json_valid(payload)),
+    created_at_ms      INTEGER NOT NULL,
+    status             TEXT NOT NULL DEFAULT 'pending' CHECK (status IN {_in(OUTBOX_STATUSES)}),
+    attempts           INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    sent_ref           TEXT,
+    ack_ref            TEXT,
+    last_error         TEXT,
+    updated_at_ms      INTEGER NOT NULL,
+    UNIQUE (destination, event_id),
+    CHECK ((status = 'done') = (ack_ref IS NOT NULL AND ack_ref <> ''))
+);
+CREATE INDEX outbox_work ON outbox(destination, status, id);
+"""
+
+MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
+    (1, V1),
+)
+
+LATEST_VERSION: Final = MIGRATIONS[-1][0]

@@ -1,0 +1,419 @@
+"""The durable store: one SQLite file in WAL mode, opened through sqlite-utils.
+
+Durability: every write method runs in one ``BEGIN IMMEDIATE`` transaction and returns only after
+``COMMIT`` with ``synchronous=FULL``, so whatever a method has returned survives a crash or power
+loss. Acknowledge anything to anyone (gate log line, MQTT, chain) only after the method returned.
+
+Threads: a ``Store`` (its sqlite3 connection) is confined to the thread that opened it; using it from
+another thread raises ``sqlite3.ProgrammingError``. Give each thread its own ``Store`` on the same
+path (WAL lets readers run beside the one writer; ``busy_timeout`` makes writers queue instead of
+failing), or wrap a shared one in your own lock. Opening is cheap after the first migration.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from edge.store.rows import (
+    Booking,
+    ChainBlock,
+    Checkpoint,
+    GateEvent,
+    Lot,
+    OutboxRow,
+    RentalEvent,
+    Space,
+    as_dict,
+)
+from edge.store.schema import LATEST_VERSION, MIGRATIONS
+
+Clock = Callable[[], int]
+ACTIVE_BOOKING_STATUSES = ("requested", "verified", "checked_in")
+_CHAIN_TABLES = {"rental_event": ("rental_events", "rental_event_id", RentalEvent),
+                 "booking": ("bookings", "booking_id", Booking)}
+
+
+class StoreError(Exception):
+    """The store cannot be used as asked; the message says why and what to do."""
+
+
+class StoreVersionError(StoreError):
+    """The database was written by a newer parkgate (schema version above ours)."""
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Store:
+    """The gateway's local state. See the module docstring for threading and durability rules."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000, clock: Clock = wall_clock_ms,
+                 migrations: Sequence[tuple[int, str]] = MIGRATIONS) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}; check the [store] path and that "
+                             "its directory exists and is writable") from exc
+        self.db = sqlite_utils.Database(conn)
+        self.conn = conn
+        try:
+            self._configure(busy_timeout_ms)
+            self._migrate(migrations)
+        except Exception:
+            conn.close()
+            raise
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def _configure(self, busy_timeout_ms: int) -> None:
+        mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"store {self.path}: could not enable WAL (journal_mode={mode}); "
+                             "use a local filesystem that supports shared memory")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+
+    def _migrate(self, migrations: Sequence[tuple[int, str]]) -> None:
+        latest = migrations[-1][0] if migrations else 0
+        current = self.schema_version()
+        if current > latest:
+            raise StoreVersionError(
+                f"store {self.path} has schema version {current} but this parkgate supports up to "
+                f"{latest}; upgrade parkgate, or restore a backup made by this version")
+        for version, sql in migrations:
+            if version <= current:
+                continue
+            try:
+                script = f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {int(version)};\nCOMMIT;"
+                self.conn.executescript(script)
+            except sqlite3.Error as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise StoreError(f"store {self.path}: migration to version {version} failed: {exc}") from exc
+            current = version
+
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed (durably) on normal exit, rolled back on error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def integrity_check(self) -> list[str]:
+        """Problems found by SQLite (empty list = ok), including foreign-key violations."""
+        rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
+        problems = [] if rows == ["ok"] else rows
+        fk_rows = self.conn.execute("PRAGMA foreign_key_check")
+        problems += [f"foreign key violation: {tuple(r)}" for r in fk_rows]
+        return problems
+
+    # -- lots and spaces ---------------------------------------------------------------------------
+
+    def upsert_lot(self, lot: Lot) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO lots (lot_id, name, geohash, capacity, updated_at_ms) VALUES (?,?,?,?,?) "
+                      "ON CONFLICT(lot_id) DO UPDATE SET name=excluded.name, geohash=excluded.geohash, "
+                      "capacity=excluded.capacity, updated_at_ms=excluded.updated_at_ms",
+                      (lot.lot_id, lot.name, lot.geohash, lot.capacity, self.clock()))
+
+    def upsert_space(self, space: Space) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO spaces (space_id, lot_id, level, bay, geohash, updated_at_ms) VALUES "
+                      "(?,?,?,?,?,?) ON CONFLICT(space_id) DO UPDATE SET lot_id=excluded.lot_id, "
+                      "level=excluded.level, bay=excluded.bay, geohash=excluded.geohash, "
+                      "updated_at_ms=excluded.updated_at_ms",
+                      (space.space_id, space.lot_id, space.level, space.bay, space.geohash, self.clock()))
+
+    def lot(self, lot_id: str) -> Lot | None:
+        rows = list(self.db["lots"].rows_where("lot_id = ?", [lot_id]))
+        return Lot(**{k: v for k, v in rows[0].items() if k != "updated_at_ms"}) if rows else None
+
+    def spaces(self, lot_id: str) -> list[Space]:
+        return [Space(**{k: v for k, v in r.items() if k != "updated_at_ms"})
+                for r in self.db["spaces"].rows_where("lot_id = ?", [lot_id], order_by="space_id")]
+
+    # -- chain-sourced rows (rental events, bookings) with reorg history ---------------------------
+
+    def upsert_rental_event(self, event: RentalEvent) -> None:
+        """Apply a rental event as seen in a log; older logs than the stored version are ignored."""
+        with self.transaction():
+            self._apply_chain_row("rental_event", as_dict(event) | {"price_wei": str(event.price_wei)})
+
+    def upsert_booking(self, booking: Booking) -> None:
+        """Apply a booking as seen in a log; its rental event must already be stored."""
+        with self.transaction():
+            try:
+                self._apply_chain_row("booking", as_dict(booking))
+            except sqlite3.IntegrityError as exc:
+                if "FOREIGN KEY" in str(exc):
+                    raise StoreError(f"booking {booking.booking_id}: rental event {booking.rental_event_id} "
+                                     "is not in the store; sync its rental event first") from exc
+                raise
+
+    def _apply_chain_row(self, entity: str, row: dict[str, Any], force: bool = False) -> None:
+        table, key, _ = _CHAIN_TABLES[entity]
+        self.conn.execute(
+            "INSERT OR IGNORE INTO chain_history (entity, entity_id, block_number, log_index, row_json) "
+            "VALUES (?,?,?,?,?)",
+            (entity, row[key], row["block_number"], row["log_index"], json.dumps(row, sort_keys=True)))
+        cols = list(row) + ["updated_at_ms"]
+        updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != key)
+        newer = ("" if force else
+                 f" WHERE excluded.block_number > {table}.block_number OR (excluded.block_number = "
+                 f"{table}.block_number AND excluded.log_index >= {table}.log_index)")
+        self.conn.execute(
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT({key}) DO UPDATE SET {updates}{newer}",
+            [*row.values(), self.clock()])
+
+    def rental_event(self, rental_event_id: str) -> RentalEvent | None:
+        rows = list(self.db["rental_events"].rows_where("rental_event_id = ?", [rental_event_id]))
+        return _rental_event(rows[0]) if rows else None
+
+    def booking(self, booking_id: str) -> Booking | None:
+        rows = list(self.db["bookings"].rows_where("booking_id = ?", [booking_id]))
+        return _booking(rows[0]) if rows else None
+
+    def bookings_for_commitment(self, lot_id: str, commitment: str) -> list[Booking]:
+        """Every booking (any status) of this vehicle commitment at this lot, oldest window first."""
+        return [_booking(r) for r in self.db["bookings"].rows_where(
+            "lot_id = ? AND vehicle_commitment = ?", [lot_id, commitment],
+            order_by="window_start_ms, booking_id")]
+
+    def active_bookings(self, lot_id: str, at_ms: int, grace_before_ms: int = 0,
+                        grace_after_ms: int = 0) -> list[Booking]:
+        """Bookings whose window (widened by the graces) contains ``at_ms`` and that are still usable."""
+        marks = ", ".join("?" * len(ACTIVE_BOOKING_STATUSES))
+        return [_booking(r) for r in self.db["bookings"].rows_where(
+            f"lot_id = ? AND status IN ({marks}) AND window_start_ms - ? <= ? AND ? < window_end_ms + ?",
+            [lot_id, *ACTIVE_BOOKING_STATUSES, grace_before_ms, at_ms, at_ms, grace_after_ms],
+            order_by="window_start_ms, booking_id")]
+
+    # -- chain blocks, checkpoints, reorgs ---------------------------------------------------------
+
+    def record_block(self, block: ChainBlock) -> None:
+        """Remember a processed block's hash (replacing a stale one at the same height)."""
+        with self.transaction() as c:
+            c.execute("INSERT INTO chain_blocks (number, hash, parent_hash) VALUES (?,?,?) "
+                      "ON CONFLICT(number) DO UPDATE SET hash = excluded.hash, "
+                      "parent_hash = excluded.parent_hash",
+                      (block.number, block.hash, block.parent_hash))
+
+    def block(self, number: int) -> ChainBlock | None:
+        row = self.conn.execute("SELECT number, hash, parent_hash FROM chain_blocks WHERE number = ?",
+                                (number,)).fetchone()
+        return ChainBlock(*row) if row else None
+
+    def latest_block(self) -> ChainBlock | None:
+        row = self.conn.execute("SELECT number, hash, parent_hash FROM chain_blocks "
+                                "ORDER BY number DESC LIMIT 1").fetchone()
+        return ChainBlock(*row) if row else None
+
+    def get_checkpoint(self, name: str) -> Checkpoint | None:
+        row = self.conn.execute("SELECT name, block_number, block_hash, updated_at_ms FROM sync_checkpoints "
+                                "WHERE name = ?", (name,)).fetchone()
+        return Checkpoint(*row) if row else None
+
+    def set_checkpoint(self, name: str, block_number: int, block_hash: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO sync_checkpoints (name, block_number, block_hash, updated_at_ms) "
+                      "VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET block_number=excluded.block_number, "
+                      "block_hash=excluded.block_hash, updated_at_ms=excluded.updated_at_ms",
+                      (name, block_number, block_hash, self.clock()))
+
+    def rollback_to_block(self, number: int) -> int:
+        """Undo every chain-sourced change from blocks > ``number`` (the common ancestor after a reorg).
+
+        Rental events and bookings return to their last version at or below ``number`` (or vanish if
+        they had none), block hashes above it are forgotten, and checkpoints above it move back to it.
+        Gate events and the outbox are not touched. Returns how many rows were restored or removed.
+        """
+        with self.transaction() as c:
+            touched = c.execute("SELECT DISTINCT entity, entity_id FROM chain_history WHERE block_number > ?",
+                                (number,)).fetchall()
+            c.execute("DELETE FROM chain_history WHERE block_number > ?", (number,))
+            # Bookings before rental events: a booking references its rental event.
+            for entity in ("booking", "rental_event"):
+                for _, entity_id in (t for t in touched if t[0] == entity):
+                    self._restore_chain_row(entity, entity_id)
+            c.execute("DELETE FROM chain_blocks WHERE number > ?", (number,))
+            c.execute("UPDATE sync_checkpoints SET block_number = ?, block_hash = COALESCE((SELECT hash FROM "
+                      "chain_blocks WHERE number = ?), ''), updated_at_ms = ? WHERE block_number > ?",
+                      (number, number, self.clock(), number))
+        return len(touched)
+
+    def _restore_chain_row(self, entity: str, entity_id: str) -> None:
+        table, key, _ = _CHAIN_TABLES[entity]
+        last = self.conn.execute(
+            "SELECT row_json FROM chain_history WHERE entity = ? AND entity_id = ? "
+            "ORDER BY block_number DESC, log_index DESC LIMIT 1", (entity, entity_id)).fetchone()
+        if last is None:
+            self.conn.execute(f"DELETE FROM {table} WHERE {key} = ?", (entity_id,))
+        else:
+            self._apply_chain_row(entity, json.loads(last[0]), force=True)
+
+    def prune_chain_history(self, finalized_block: int) -> int:
+        """Forget reorg history that can no longer be needed: versions superseded at or below
+        ``finalized_block`` and block hashes below it. Returns the number of history rows removed."""
+        with self.transaction() as c:
+            removed = c.execute(
+                "DELETE FROM chain_history AS h WHERE h.block_number <= ?1 AND EXISTS (SELECT 1 FROM "
+                "chain_history AS n WHERE n.entity = h.entity AND n.entity_id = h.entity_id AND "
+                "n.block_number <= ?1 AND (n.block_number > h.block_number OR (n.block_number = "
+                "h.block_number AND n.log_index > h.log_index)))", (finalized_block,)).rowcount
+            c.execute("DELETE FROM chain_blocks WHERE number < ?", (finalized_block,))
+        return removed
+
+    # -- gate events and the outbox ----------------------------------------------------------------
+
+    def record_gate_event(self, event: GateEvent, destinations: Iterable[str] = ()) -> bool:
+        """Durably record a gate event and enqueue it for each destination, in ONE transaction.
+
+        Returns False (and changes nothing) if an event with this id was already recorded, so a
+        retried call is harmless. The outbox payload is the event's fields as JSON.
+        """
+        recorded = replace(event, recorded_at_ms=self.clock())
+        row = as_dict(recorded)
+        with self.transaction() as c:
+            if c.execute("SELECT 1 FROM gate_events WHERE event_id = ?", (event.event_id,)).fetchone():
+                return False
+            c.execute(f"INSERT INTO gate_events ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                      list(row.values()))
+            for destination in destinations:
+                self._enqueue(destination, event.event_id, row)
+        return True
+
+    def enqueue_outbox(self, destination: str, event_id: str, payload: dict[str, Any]) -> bool:
+        """Queue a payload for a destination; a second enqueue of the same (destination, event_id)
+        is a no-op and returns False."""
+        with self.transaction():
+            return self._enqueue(destination, event_id, payload)
+
+    def _enqueue(self, destination: str, event_id: str, payload: dict[str, Any]) -> bool:
+        if not destination:
+            raise StoreError("outbox destination must be a non-empty name such as 'chain' or 'mqtt'")
+        now = self.clock()
+        cur = self.conn.execute(
+            "INSERT INTO outbox (destination, event_id, payload, created_at_ms, updated_at_ms) "
+            "VALUES (?,?,?,?,?) ON CONFLICT(destination, event_id) DO NOTHING",
+            (destination, event_id, json.dumps(payload, sort_keys=True, separators=(",", ":")), now, now))
+        return cur.rowcount == 1
+
+    def gate_event(self, event_id: str) -> GateEvent | None:
+        rows = list(self.db["gate_events"].rows_where("event_id = ?", [event_id]))
+        return _gate_event(rows[0]) if rows else None
+
+    def gate_events(self, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, GateEvent]]:
+        """Gate events in recording order as (seq, event), for readers that page with ``after_seq``."""
+        return [(r["seq"], _gate_event(r)) for r in self.db["gate_events"].rows_where(
+            "seq > ?", [after_seq], order_by="seq", limit=limit)]
+
+    def last_gate_event_for_booking(self, booking_id: str) -> GateEvent | None:
+        rows = list(self.db["gate_events"].rows_where("booking_id = ?", [booking_id], order_by="seq desc",
+                                                      limit=1))
+        return _gate_event(rows[0]) if rows else None
+
+    def pending_outbox(self, destination: str, limit: int = 100) -> list[OutboxRow]:
+        """Rows not yet confirmed, oldest first: 'pending' ones and 'in_flight' ones left by a crash
+        or a lost answer. For an in_flight row, reconcile ``sent_ref`` with the destination (was that
+        transaction mined? is the event already on chain?) before sending it again."""
+        return [_outbox(r) for r in self.db["outbox"].rows_where(
+            "destination = ? AND status IN ('pending', 'in_flight')", [destination],
+            order_by="id", limit=limit)]
+
+    def mark_outbox_in_flight(self, ids: Sequence[int], sent_ref: str | None = None) -> None:
+        """Record an attempt (before sending): attempts += 1, and what was sent (e.g. the tx hash)."""
+        self._update_outbox(
+            ids, "status = 'in_flight', attempts = attempts + 1, sent_ref = COALESCE(?, sent_ref)",
+            [sent_ref])
+
+    def mark_outbox_done(self, ids: Sequence[int], ack_ref: str) -> None:
+        """Mark rows delivered; call only after the destination confirmed (mined receipt, broker ack).
+        ``ack_ref`` is that confirmation (tx hash, message id). Rows already done keep their first ref."""
+        if not ack_ref:
+            raise StoreError("mark_outbox_done needs the destination's confirmation (tx hash or ack id)")
+        self._update_outbox(ids, "status = 'done', ack_ref = ?, last_error = NULL", [ack_ref])
+
+    def mark_outbox_failed(self, ids: Sequence[int], error: str) -> None:
+        """The attempt certainly did not deliver (rejected, not sent): back to 'pending' for a retry."""
+        self._update_outbox(ids, "status = 'pending', last_error = ?", [error])
+
+    def mark_outbox_dead(self, ids: Sequence[int], error: str) -> None:
+        """The destination refuses this row for good (e.g. invalid payload): keep it, stop retrying."""
+        self._update_outbox(ids, "status = 'dead', last_error = ?", [error])
+
+    def _update_outbox(self, ids: Sequence[int], assignments: str, params: list[Any]) -> None:
+        if not ids:
+            return
+        marks = ", ".join("?" * len(ids))
+        with self.transaction() as c:
+            c.execute(f"UPDATE outbox SET {assignments}, updated_at_ms = ? WHERE id IN ({marks}) "
+                      "AND status <> 'done'", [*params, self.clock(), *ids])
+
+    def outbox_row(self, destination: str, event_id: str) -> OutboxRow | None:
+        rows = list(self.db["outbox"].rows_where("destination = ? AND event_id = ?", [destination, event_id]))
+        return _outbox(rows[0]) if rows else None
+
+    # -- health ------------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Row counts for health/metrics: each table, plus ``outbox.<destination>.<status>``."""
+        tables = ("lots", "spaces", "rental_events", "bookings", "gate_events", "outbox", "chain_blocks")
+        result = {t: self.db[t].count for t in tables}
+        for dest, status, n in self.conn.execute(
+                "SELECT destination, status, count(*) FROM outbox GROUP BY destination, status"):
+            result[f"outbox.{dest}.{status}"] = n
+        return result
+
+
+def _rental_event(r: dict[str, Any]) -> RentalEvent:
+    fields = {k: v for k, v in r.items() if k != "updated_at_ms"}
+    return RentalEvent(**fields | {"price_wei": int(r["price_wei"])})
+
+
+def _booking(r: dict[str, Any]) -> Booking:
+    return Booking(**{k: v for k, v in r.items() if k != "updated_at_ms"})
+
+
+def _gate_event(r: dict[str, Any]) -> GateEvent:
+    return GateEvent(**{k: v for k, v in r.items() if k != "seq"})
+
+
+def _outbox(r: dict[str, Any]) -> OutboxRow:
+    return OutboxRow(id=r["id"], destination=r["destination"], event_id=r["event_id"],
+                     payload=json.loads(r["payload"]), created_at_ms=r["created_at_ms"], status=r["status"],
+                     attempts=r["attempts"], sent_ref=r["sent_ref"], ack_ref=r["ack_ref"],
+                     last_error=r["last_error"])
+
+
+__all__ = ["ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "Store", "StoreError", "StoreVersionError",
+           "wall_clock_ms"]
