@@ -1,0 +1,312 @@
+"""The gateway's MQTT connection: availability (LWT), retained status and lane state, the durable
+event outbox, plate reads, Home Assistant discovery and signed remote commands.
+
+Imperative shell around the pure parts (``topics``, ``privacy``, ``commands``, ``outbox``). Threads:
+paho's network thread runs the callbacks (commands are verified and handed to ``on_command`` there,
+so that callable must be quick and thread-safe, e.g. put the command on a queue); one pump thread
+owns the outbox (``open_outbox`` is called in that thread, because a ``Store`` is confined to the
+thread that opened it). Wiring::
+
+    bridge = MqttBridge(settings, key, lanes=["in-1", "out-1"], on_command=queue_command,
+                        open_outbox=lambda: Store(db_path), nonces=NonceStore(db_path, window_ms))
+    bridge.start(); ...; bridge.notify_outbox()  # after recording an event; bridge.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from edge.mqtt.commands import Command, CommandPolicy, Rejection, verify_command
+from edge.mqtt.nonces import NonceStore
+from edge.mqtt.outbox import OutboxPort, OutboxPublisher
+from edge.mqtt.privacy import redact_payload
+from edge.mqtt.settings import MqttSettings
+from edge.mqtt.topics import OFFLINE, ONLINE, Topics, check_topic_part, discovery_messages
+from edge.store import wall_clock_ms
+
+log = logging.getLogger(__name__)
+REFUSED_RETRY_S = 5.0
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    ok: bool
+    detail: str = ""
+
+
+CommandHandler = Callable[[Command], CommandOutcome]
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _reject_everything(cmd: Command) -> CommandOutcome:
+    return CommandOutcome(False, "remote commands are not enabled on this gateway")
+
+
+class MqttBridge:
+    def __init__(self, settings: MqttSettings, key: bytes, lanes: Iterable[str], *,
+                 on_command: CommandHandler = _reject_everything,
+                 open_outbox: Callable[[], OutboxPort] | None = None,
+                 nonces: NonceStore | None = None,
+                 clock_ms: Callable[[], int] = wall_clock_ms, poll_s: float = 1.0) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.prefix, settings.gateway_id)
+        self.lanes = tuple(self._checked_lane(lane) for lane in lanes)
+        self.policy = CommandPolicy(settings.gateway_id, frozenset(self.lanes), settings.command_max_age_ms,
+                                    settings.command_max_skew_ms, settings.command_max_bytes)
+        self._key = key
+        self._on_command = on_command
+        self._open_outbox = open_outbox
+        self.nonces = nonces if nonces is not None else NonceStore(":memory:", self.policy.replay_window_ms)
+        self._clock_ms = clock_ms
+        self._poll_s = poll_s
+        self.stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+        self.last_connect_error: str | None = None
+        self._retained: dict[str, bytes] = {}
+        self._retained_lock = threading.Lock()
+        self._acks: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._pump: threading.Thread | None = None
+        self._client = self._make_client()
+
+    # -- set-up ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _checked_lane(lane: str) -> str:
+        check_topic_part("lane", lane)
+        if lane == "result":
+            raise ValueError("lane 'result' would clash with the cmd/result topic; rename the lane")
+        return lane
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                             client_id=s.effective_client_id, protocol=mqtt.MQTTv5)
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password)
+        if s.tls:
+            try:
+                client.tls_set(ca_certs=str(s.ca_file) if s.ca_file else None,
+                               certfile=str(s.client_cert) if s.client_cert else None,
+                               keyfile=str(s.client_key) if s.client_key else None,
+                               cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise ValueError(f"mqtt TLS files (ca_file={s.ca_file}, client_cert={s.client_cert}, "
+                                 f"client_key={s.client_key}) are unusable: {exc}") from exc
+        client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
+        client.max_inflight_messages_set(s.outbox_window + 8)
+        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_publish
+        client.on_message = self._handle_message
+        return client
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._stats_lock:
+            self.stats[name] += n
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> MqttBridge:
+        """Connect in the background (paho retries with back-off) and start the outbox pump."""
+        self._stopping.clear()
+        self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s)
+        self._client.loop_start()
+        if self._open_outbox is not None:
+            self._pump = threading.Thread(target=self._pump_loop, name="mqtt-outbox", daemon=True)
+            self._pump.start()
+        return self
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say ``offline`` (retained), disconnect and stop; unacknowledged rows stay in the outbox."""
+        self._stopping.set()
+        self._wake.set()
+        if self._pump is not None:
+            self._pump.join(timeout)
+            self._pump = None
+        if self._client.is_connected():
+            info = self._client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("could not publish offline before disconnecting: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    def __enter__(self) -> MqttBridge:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what the daemon publishes -----------------------------------------------------------------
+
+    def publish_status(self, status: dict[str, Any]) -> None:
+        """Gateway status JSON, retained (re-sent after every reconnect)."""
+        self._publish_retained(self.topics.status, _json(status))
+
+    def publish_lane_state(self, lane: str, state: dict[str, Any]) -> None:
+        """Lane state JSON (should carry ``state`` for Home Assistant), retained."""
+        self._publish_retained(self.topics.lane_state(self._checked_lane(lane)), _json(state))
+
+    def publish_read(self, read: dict[str, Any]) -> bool:
+        """A plate read (plate redacted per settings), QoS 1 best effort: dropped when offline."""
+        if not self.connected:
+            self._count("reads_dropped_offline")
+            return False
+        body = redact_payload(read, self.settings.plate_privacy, self._key)
+        self._client.publish(self.topics.reads, _json(body), qos=1)
+        self._count("reads_published")
+        return True
+
+    def notify_outbox(self) -> None:
+        """Wake the pump now (new rows were recorded) instead of at its next poll."""
+        self._wake.set()
+
+    def _publish_retained(self, topic: str, payload: bytes) -> None:
+        with self._retained_lock:
+            self._retained[topic] = payload
+            if self.connected:
+                self._client.publish(topic, payload, qos=1, retain=True)
+
+    # -- paho callbacks (network thread) -----------------------------------------------------------
+
+    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                        properties: Any) -> None:
+        if reason_code.is_failure:
+            self.last_connect_error = str(reason_code)
+            self._count("connect_failed")
+            log.error("mqtt broker %s:%s refused the connection: %s", self.settings.host, self.settings.port,
+                      reason_code)
+            return
+        self.last_connect_error = None
+        self._count("connects")
+        client.subscribe(self.topics.command_filter, options=SubscribeOptions(qos=1, noLocal=True))
+        client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+        if self.settings.discovery:
+            for topic, payload in discovery_messages(self.topics, self.lanes, self.settings.discovery_prefix,
+                                                     self.settings.ha_open_button_topic):
+                client.publish(topic, payload, qos=1, retain=True)
+        with self._retained_lock:
+            for topic, payload in self._retained.items():
+                client.publish(topic, payload, qos=1, retain=True)
+            self._connected.set()
+        log.info("mqtt connected to %s:%s as %s", self.settings.host, self.settings.port,
+                 self.settings.effective_client_id)
+        self._wake.set()
+
+    def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                           properties: Any) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if was_connected:
+            self._count("disconnects")
+            log.warning("mqtt disconnected (%s); outbox rows wait for the reconnect", reason_code)
+
+    def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
+                        properties: Any) -> None:
+        self._acks.put((mid, str(reason_code) if reason_code.is_failure else None))
+        self._wake.set()
+
+    def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        topic_lane = self.topics.lane_of_command_topic(message.topic)
+        if topic_lane is None:
+            return
+        now = self._clock_ms()
+        try:
+            verdict = verify_command(bytes(message.payload), self._key, now, self.nonces, self.policy,
+                                     topic_lane)
+        except Exception:  # verify_command is fuzzed not to raise; the nonce store (SQLite) might
+            log.exception("could not verify command on %s", message.topic)
+            verdict = Rejection("internal_error", "verification failed, see log")
+        if isinstance(verdict, Rejection):
+            self._count(f"cmd_rejected.{verdict.reason}")
+            log.warning("rejected command on %s: %s (%s)", message.topic, verdict.reason, verdict.detail)
+            self._publish_result({"ok": False, "lane": topic_lane, "reason": verdict.reason})
+            return
+        self.nonces.remember(verdict.nonce, verdict.ts_ms, now)
+        try:
+            outcome = self._on_command(verdict)
+        except Exception as exc:
+            log.exception("command handler failed for %s", verdict)
+            outcome = CommandOutcome(False, f"handler error: {type(exc).__name__}")
+        self._count("cmd_accepted")
+        log.info("accepted command %s on lane %s (nonce %s): ok=%s %s", verdict.action, verdict.lane,
+                 verdict.nonce, outcome.ok, outcome.detail)
+        self._publish_result({"ok": outcome.ok, "lane": verdict.lane, "action": verdict.action,
+                              "nonce": verdict.nonce, "detail": outcome.detail})
+
+    def _publish_result(self, body: dict[str, Any]) -> None:
+        self._client.publish(self.topics.command_result, _json(body), qos=1)
+
+    # -- outbox pump thread ------------------------------------------------------------------------
+
+    def _publish_event(self, topic: str, payload: bytes) -> int | None:
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            return None  # NO_CONN: paho keeps the message and sends it on reconnect
+        return info.mid
+
+    def _drain_acks(self) -> list[tuple[int, str | None]]:
+        acks = []
+        while True:
+            try:
+                acks.append(self._acks.get_nowait())
+            except queue.Empty:
+                return acks
+
+    def _pump_loop(self) -> None:
+        assert self._open_outbox is not None
+        outbox = self._open_outbox()
+        publisher = OutboxPublisher(outbox, self._publish_event, self.topics.events,
+                                    lambda p: redact_payload(p, self.settings.plate_privacy, self._key),
+                                    self.settings.outbox_window)
+        self.publisher = publisher
+        try:
+            while not self._stopping.is_set():
+                self._wake.wait(self._poll_s)
+                self._wake.clear()
+                self._pump_step(publisher)
+        finally:
+            close = getattr(outbox, "close", None)
+            if callable(close):
+                close()
+
+    def _pump_step(self, publisher: OutboxPublisher) -> None:
+        try:
+            refused_before = publisher.refused
+            publisher.acknowledge(self._drain_acks())
+            if self.connected:
+                self._count("events_published", publisher.fill())
+            if publisher.refused > refused_before:
+                self._stopping.wait(REFUSED_RETRY_S)
+        except Exception:
+            self._count("outbox_errors")
+            log.exception("outbox pump step failed; retrying")
+            self._stopping.wait(self._poll_s)

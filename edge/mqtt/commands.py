@@ -1,0 +1,193 @@
+"""Signed remote commands: pure signing and verification.
+
+Wire format (UTF-8 JSON, at most ``max_bytes``)::
+
+    {"gateway": "gw-1", "lane": "in-1", "action": "open", "ts": 1795630000000,
+     "nonce": "9f2c...", "sig": "<64 hex>"}
+
+``sig`` is HMAC-SHA256 with the per-gateway key over the canonical encoding::
+
+    b"parkgate-cmd-v1\\n" + json.dumps({the five other fields}, sort_keys=True,
+                                       separators=(",", ":"), ensure_ascii=True)
+
+Verification never raises: it returns a ``Command`` or a ``Rejection`` naming why. A command is
+refused when it is oversize, not JSON, unsigned, wrongly signed, for another gateway, older than
+``max_age_ms`` or further than ``max_skew_ms`` in the future, replayed (nonce already seen), for an
+unknown action or lane, carries fields beyond the six above, or names another lane than its topic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Container
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ACTIONS: tuple[str, ...] = ("open", "hold", "release", "refresh")
+ALL_LANES = "*"  # only for ``refresh``: refresh bookings for the whole gateway
+SIGNED_FIELDS: tuple[str, ...] = ("action", "gateway", "lane", "nonce", "ts")
+DOMAIN = b"parkgate-cmd-v1\n"
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NONCE_RE = re.compile(r"^[0-9a-f]{16,64}$")
+SIG_RE = re.compile(r"^[0-9a-f]{64}$")
+MIN_KEY_BYTES = 16
+
+
+@dataclass(frozen=True)
+class Command:
+    gateway: str
+    lane: str
+    action: str
+    ts_ms: int
+    nonce: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a command was refused: ``reason`` is a stable code (for counters), ``detail`` for logs."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class CommandPolicy:
+    gateway_id: str
+    lanes: frozenset[str] = field(default_factory=frozenset)
+    max_age_ms: int = 30_000
+    max_skew_ms: int = 5_000
+    max_bytes: int = 1024
+
+    @property
+    def replay_window_ms(self) -> int:
+        """How long a nonce must be remembered: anything older is refused as stale anyway."""
+        return self.max_age_ms + self.max_skew_ms
+
+
+REJECTION_REASONS: tuple[str, ...] = (
+    "oversize", "malformed", "unsigned", "bad_field", "bad_signature", "wrong_gateway", "stale",
+    "future", "replayed", "unknown_action", "unknown_lane", "topic_mismatch",
+)
+
+
+def canonical_bytes(gateway: str, lane: str, action: str, ts_ms: int, nonce: str) -> bytes:
+    body = {"action": action, "gateway": gateway, "lane": lane, "nonce": nonce, "ts": ts_ms}
+    return DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def signature(key: bytes, gateway: str, lane: str, action: str, ts_ms: int, nonce: str) -> str:
+    return hmac.new(key, canonical_bytes(gateway, lane, action, ts_ms, nonce), hashlib.sha256).hexdigest()
+
+
+def sign_command(key: bytes, gateway: str, lane: str, action: str, now_ms: int,
+                 nonce: str | None = None) -> bytes:
+    """The JSON bytes of a signed command, ready to publish on ``<prefix>/<gateway>/cmd/<lane>``."""
+    nonce = nonce or secrets.token_hex(16)
+    body = {"gateway": gateway, "lane": lane, "action": action, "ts": now_ms, "nonce": nonce,
+            "sig": signature(key, gateway, lane, action, now_ms, nonce)}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _parse(raw: bytes, max_bytes: int) -> dict | Rejection:
+    if len(raw) > max_bytes:
+        return Rejection("oversize", f"payload is {len(raw)} bytes, at most {max_bytes} allowed")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return Rejection("malformed", f"payload is not UTF-8 JSON: {exc}"[:200])
+    if not isinstance(doc, dict):
+        return Rejection("malformed", f"payload is JSON {type(doc).__name__}, a JSON object is required")
+    return doc
+
+
+def _field_problem(doc: dict) -> str | None:
+    """None when the six fields are present with the allowed types and shapes, else what is wrong."""
+    extra = sorted(set(doc) - set(SIGNED_FIELDS) - {"sig"})
+    if extra:
+        allowed = ", ".join(("sig", *SIGNED_FIELDS))
+        return f"unexpected field(s) {', '.join(map(str, extra))[:100]}; allowed: {allowed}"
+    for name in ("gateway", "lane", "action"):
+        value = doc.get(name)
+        wildcard = name == "lane" and value == ALL_LANES
+        if not isinstance(value, str) or not (wildcard or NAME_RE.match(value)):
+            return f"{name} must be 1-64 characters of A-Z a-z 0-9 _ . -"
+    ts = doc.get("ts")
+    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts < 2**53:
+        return "ts must be an integer number of milliseconds since the Unix epoch"
+    if not isinstance(doc.get("nonce"), str) or not NONCE_RE.match(doc["nonce"]):
+        return "nonce must be 16-64 lower-case hex characters"
+    if not isinstance(doc.get("sig"), str) or not SIG_RE.match(doc["sig"]):
+        return "sig must be 64 lower-case hex characters (HMAC-SHA256)"
+    return None
+
+
+def _policy_problem(cmd: Command, policy: CommandPolicy, now_ms: int, seen: Container[str],
+                    topic_lane: str | None) -> Rejection | None:
+    if cmd.gateway != policy.gateway_id:
+        return Rejection("wrong_gateway",
+                         f"command is for gateway {cmd.gateway!r}, this is {policy.gateway_id!r}")
+    if now_ms - cmd.ts_ms > policy.max_age_ms:
+        return Rejection("stale",
+                         f"command is {now_ms - cmd.ts_ms} ms old, at most {policy.max_age_ms} allowed")
+    if cmd.ts_ms - now_ms > policy.max_skew_ms:
+        return Rejection("future", f"command is {cmd.ts_ms - now_ms} ms in the future, "
+                                   f"at most {policy.max_skew_ms} allowed")
+    if cmd.nonce in seen:
+        return Rejection("replayed", f"nonce {cmd.nonce} was already used")
+    if cmd.action not in ACTIONS:
+        return Rejection("unknown_action", f"action {cmd.action!r} is not one of {', '.join(ACTIONS)}")
+    lane_ok = cmd.lane in policy.lanes or (cmd.lane == ALL_LANES and cmd.action == "refresh")
+    if not lane_ok:
+        return Rejection("unknown_lane", f"lane {cmd.lane!r} is not one of {', '.join(sorted(policy.lanes))} "
+                                         f"(or '*' for refresh)")
+    if topic_lane is not None and topic_lane != cmd.lane:
+        return Rejection("topic_mismatch", f"payload lane {cmd.lane!r} arrived on topic lane {topic_lane!r}")
+    return None
+
+
+def verify_command(raw: bytes, key: bytes, now_ms: int, seen: Container[str], policy: CommandPolicy,
+                   topic_lane: str | None = None) -> Command | Rejection:
+    """Check a received command; never raises. The caller records ``nonce`` once it acts on it."""
+    doc = _parse(raw, policy.max_bytes)
+    if isinstance(doc, Rejection):
+        return doc
+    if "sig" not in doc:
+        return Rejection("unsigned", "command has no sig field")
+    problem = _field_problem(doc)
+    if problem is not None:
+        return Rejection("bad_field", problem)
+    cmd = Command(doc["gateway"], doc["lane"], doc["action"], doc["ts"], doc["nonce"])
+    expected = signature(key, cmd.gateway, cmd.lane, cmd.action, cmd.ts_ms, cmd.nonce)
+    if not hmac.compare_digest(expected, doc["sig"]):
+        return Rejection("bad_signature", "sig does not match the gateway key")
+    return _policy_problem(cmd, policy, now_ms, seen, topic_lane) or cmd
+
+
+def generate_key() -> str:
+    """A new gateway key as 64 hex characters (32 bytes), the format ``load_key`` reads."""
+    return secrets.token_hex(32)
+
+
+def parse_key(text: str, source: str = "key") -> bytes:
+    """Key bytes from hex text; ValueError naming ``source`` and the allowed format otherwise."""
+    hex_text = text.strip()
+    try:
+        key = bytes.fromhex(hex_text)
+    except ValueError:
+        raise ValueError(f"{source}: key must be hex text (`parkgate mqtt keygen` makes one)") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"{source}: gateway key is {len(key)} bytes, at least {MIN_KEY_BYTES} required")
+    return key
+
+
+def load_key(path: Path) -> bytes:
+    """Read a gateway key file (hex text). Raises ValueError naming the file when it is unusable."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read gateway key file {path}: {exc}") from None
+    return parse_key(text, str(path))

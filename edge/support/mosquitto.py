@@ -1,0 +1,186 @@
+"""A real mosquitto broker for tests and the demo: password auth + TLS on a free loopback port.
+
+Everything it needs (CA, server certificate for 127.0.0.1, password file, config) is generated with
+the ``openssl`` and ``mosquitto_passwd`` command-line tools into a work directory. Persistence is
+off, so a restarted broker starts empty, which is what the outage tests want: nothing the gateway
+sent survives on the broker, only what the gateway re-sends from its outbox.
+
+Usage::
+
+    with MosquittoBroker(tmp_path) as broker:
+        broker.ca_file, broker.port, broker.username, broker.password
+        broker.stop(); broker.start()          # an outage on the same port
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.support.net import free_tcp_port, wait_for_tcp
+from edge.support.proc import ManagedProcess
+
+HOST = "127.0.0.1"
+CERT_DAYS = "2"
+
+
+class BrokerError(RuntimeError):
+    """mosquitto (or a tool it needs) is missing or did not start; the message says which."""
+
+
+def _require_tool(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/usr/local/sbin")
+    if path is None:
+        raise BrokerError(f"{name} not found: install it (apt-get install mosquitto openssl)")
+    return path
+
+
+def _run(argv: list[str], cwd: Path) -> None:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BrokerError(f"{' '.join(argv[:3])} failed ({done.returncode}): {done.stderr.strip()[-400:]}")
+
+
+def _ec_key(path: Path, cwd: Path) -> None:
+    _run([_require_tool("openssl"), "genpkey", "-algorithm", "EC", "-pkeyopt",
+          "ec_paramgen_curve:prime256v1", "-out", str(path)], cwd)
+
+
+def make_ca(workdir: Path) -> tuple[Path, Path]:
+    """A throw-away certificate authority; returns (ca.crt, ca.key)."""
+    crt, key = workdir / "ca.crt", workdir / "ca.key"
+    _ec_key(key, workdir)
+    _run([_require_tool("openssl"), "req", "-x509", "-new", "-key", str(key), "-out", str(crt),
+          "-days", CERT_DAYS, "-subj", "/CN=parkgate-test-ca",
+          "-addext", "basicConstraints=critical,CA:TRUE",
+          "-addext", "keyUsage=critical,keyCertSign,cRLSign"], workdir)
+    return crt, key
+
+
+def issue_cert(workdir: Path, ca: tuple[Path, Path], name: str, common_name: str,
+               server: bool) -> tuple[Path, Path]:
+    """A certificate signed by ``ca``: for a server (SAN IP 127.0.0.1) or a client (CN = identity)."""
+    crt, key, csr, ext = (workdir / f"{name}.crt", workdir / f"{name}.key", workdir / f"{name}.csr",
+                          workdir / f"{name}.ext")
+    _ec_key(key, workdir)
+    _run([_require_tool("openssl"), "req", "-new", "-key", str(key), "-out", str(csr),
+          "-subj", f"/CN={common_name}"], workdir)
+    usage = "serverAuth" if server else "clientAuth"
+    lines = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyAgreement",
+             f"extendedKeyUsage={usage}"]
+    if server:
+        lines.append(f"subjectAltName=IP:{HOST}")
+    ext.write_text("\n".join(lines) + "\n")
+    _run([_require_tool("openssl"), "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey",
+          str(ca[1]), "-CAcreateserial", "-out", str(crt), "-days", CERT_DAYS, "-extfile", str(ext)],
+         workdir)
+    return crt, key
+
+
+@dataclass
+class MosquittoBroker:
+    """mosquitto with ``allow_anonymous false``, a password file and a TLS listener on 127.0.0.1.
+
+    ``cert_listener`` adds a second TLS listener that requires a client certificate and takes the
+    certificate's CN as the user name (``client_cert``/``client_key`` are issued for ``username``).
+    ``acl`` is the text of an ACL file (mosquitto syntax), or None for no ACL.
+    """
+
+    workdir: Path
+    username: str = "parkgate"
+    password: str = field(default_factory=lambda: secrets.token_hex(12))
+    extra_users: dict[str, str] = field(default_factory=dict)
+    acl: str | None = None
+    cert_listener: bool = False
+    port: int = 0
+    cert_port: int = 0
+    host: str = HOST
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_tcp_port(HOST)
+        if self.cert_listener:
+            self.cert_port = self.cert_port or free_tcp_port(HOST)
+        ca = make_ca(self.workdir)
+        self.ca_file = ca[0]
+        self.server_cert, self.server_key = issue_cert(self.workdir, ca, "server", HOST, server=True)
+        self.client_cert, self.client_key = issue_cert(self.workdir, ca, "client", self.username,
+                                                       server=False)
+        self.config_file = self._write_config()
+        self._process: ManagedProcess | None = None
+
+    def _write_config(self) -> Path:
+        passwd = self.workdir / "passwd"
+        passwd.write_text("")
+        for user, secret in {self.username: self.password, **self.extra_users}.items():
+            _run([_require_tool("mosquitto_passwd"), "-b", str(passwd), user, secret], self.workdir)
+        tls = [f"cafile {self.ca_file}", f"certfile {self.server_cert}", f"keyfile {self.server_key}"]
+        lines = [
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+            "per_listener_settings true",
+            "persistence false",
+            "log_dest stdout",
+            "log_type error", "log_type warning", "log_type notice", "log_type information",
+            f"listener {self.port} {HOST}",
+            "allow_anonymous false",
+            f"password_file {passwd}",
+            *tls,
+        ]
+        acl_file = None
+        if self.acl is not None:
+            acl_file = self.workdir / "acl"
+            acl_file.write_text(self.acl)
+            lines.append(f"acl_file {acl_file}")
+        if self.cert_listener:
+            lines += [f"listener {self.cert_port} {HOST}", "allow_anonymous false", *tls,
+                      "require_certificate true", "use_identity_as_username true"]
+            if acl_file is not None:
+                lines.append(f"acl_file {acl_file}")
+        config = self.workdir / "mosquitto.conf"
+        config.write_text("\n".join(lines) + "\n")
+        for secret_file in (passwd, self.server_key, self.client_key):
+            secret_file.chmod(0o600)
+        return config
+
+    def start(self, timeout: float = 10.0) -> MosquittoBroker:
+        """Start (or restart, after ``stop``) on the same port(s) and wait until it accepts TCP."""
+        if self._process is not None and self._process.alive():
+            return self
+        argv = [_require_tool("mosquitto"), "-c", str(self.config_file)]
+        self._process = ManagedProcess(argv, self.workdir / "mosquitto.log").start()
+        try:
+            for port in (self.port, self.cert_port):
+                if port:
+                    wait_for_tcp(HOST, port, timeout)
+        except TimeoutError as exc:
+            tail = self._process.log_tail()
+            self._process.stop()
+            raise BrokerError(f"mosquitto did not start on {HOST}:{self.port}: {exc}\n{tail}") from exc
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.alive()
+
+    def log_tail(self, n: int = 40) -> str:
+        return self._process.log_tail(n) if self._process else ""
+
+    @property
+    def url(self) -> str:
+        """``mqtts://user:password@127.0.0.1:port`` for ``--mqtt`` style options."""
+        return f"mqtts://{self.username}:{self.password}@{HOST}:{self.port}"
+
+    def __enter__(self) -> MosquittoBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
