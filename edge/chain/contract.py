@@ -1,0 +1,412 @@
+"""Deploy the ParkgateRental contract and talk to it over JSON-RPC (web3.py 7).
+
+``RentalClient`` is a thin typed wrapper: one method per contract function, bound to one sender. The
+sender is either an address the node unlocks (anvil's dev accounts) or a ``LocalAccount`` whose key
+signs locally (the gateway's keystore account). Writes return a :class:`TxResult` with the receipt,
+the gas used and the decoded events; a revert raises :class:`ContractRevert` naming the Solidity
+error and its arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError
+
+from edge.chain.build import BUILD_DIR
+
+RENTAL_CONTRACT = "ParkgateRental"
+Sender = str | LocalAccount
+
+
+class RecordKind(IntEnum):
+    VEHICLE_VERIFIED = 0
+    CHECK_IN = 1
+    CHECK_OUT = 2
+    DENIED = 3
+
+
+class BookingStatus(IntEnum):
+    NONE = 0
+    REQUESTED = 1
+    VERIFIED = 2
+    CHECKED_IN = 3
+    SETTLED = 4
+    CANCELLED = 5
+    EXPIRED = 6
+
+
+class RejectReason(IntEnum):
+    NONE = 0
+    UNKNOWN_BOOKING = 1
+    WRONG_LOT = 2
+    BAD_STATE = 3
+    COMMITMENT_MISMATCH = 4
+    OUTSIDE_WINDOW = 5
+    BAD_TIMESTAMP = 6
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """One gate event for ``recordGateEvents``; ``event_id`` is unique per gateway event (idempotency key)."""
+
+    event_id: bytes
+    kind: RecordKind
+    booking_id: int
+    plate_commitment: bytes
+    timestamp: int
+
+    def as_abi(self) -> tuple[bytes, int, int, bytes, int]:
+        return (self.event_id, int(self.kind), self.booking_id, self.plate_commitment, self.timestamp)
+
+
+@dataclass(frozen=True)
+class Lot:
+    exists: bool
+    geohash: str
+
+
+@dataclass(frozen=True)
+class Space:
+    lot_id: bytes
+    owner: str
+    location: str
+
+
+@dataclass(frozen=True)
+class RentalEvent:
+    space_id: int
+    lot_id: bytes
+    owner: str
+    start: int
+    end: int
+    cancelled: bool
+    price_per_hour: int
+
+
+@dataclass(frozen=True)
+class Booking:
+    rental_id: int
+    renter: str
+    start: int
+    end: int
+    check_in_at: int
+    check_out_at: int
+    status: BookingStatus
+    vehicle_commitment: bytes
+    escrow: int
+
+
+@dataclass(frozen=True)
+class DecodedEvent:
+    name: str
+    args: dict[str, Any]
+    block_number: int
+    tx_hash: bytes
+    log_index: int
+
+
+@dataclass(frozen=True)
+class TxResult:
+    tx_hash: bytes
+    receipt: Any
+    gas_used: int
+    events: list[DecodedEvent] = field(default_factory=list)
+    return_value: Any = None
+
+    def named(self, name: str) -> list[DecodedEvent]:
+        return [e for e in self.events if e.name == name]
+
+    def one(self, name: str) -> DecodedEvent:
+        found = self.named(name)
+        if len(found) != 1:
+            names = [e.name for e in self.events]
+            raise AssertionError(f"expected one {name} event, got {len(found)}: {names}")
+        return found[0]
+
+
+class ContractRevert(Exception):
+    """A call reverted; ``error`` is the Solidity error name (or "Error"/"Panic"/"unknown")."""
+
+    def __init__(self, error: str, args: tuple, raw: str) -> None:
+        super().__init__(f"{error}{args!r}" if args else error)
+        self.error = error
+        self.args_ = args
+        self.raw = raw
+
+
+def load_artifact(name: str = RENTAL_CONTRACT, build_dir: Path = BUILD_DIR) -> dict:
+    path = build_dir / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no artifact {path}: run `make contracts` (python -m edge.chain.build)")
+    return json.loads(path.read_text())
+
+
+def _plain(value: Any) -> Any:
+    """web3 AttributeDict/HexBytes/tuples -> plain dict/bytes/lists for easy comparison."""
+    if isinstance(value, HexBytes | bytes):
+        return bytes(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _decoded(name: str, data: Any) -> DecodedEvent:
+    return DecodedEvent(name=name, args=_plain(dict(data["args"])), block_number=data["blockNumber"],
+                        tx_hash=bytes(data["transactionHash"]), log_index=data["logIndex"])
+
+
+def _error_signatures(abi: Iterable[dict]) -> dict[bytes, tuple[str, list[str]]]:
+    """4-byte selector -> (error name, argument types), for every error in the ABI."""
+    table: dict[bytes, tuple[str, list[str]]] = {}
+    for entry in abi:
+        if entry.get("type") == "error":
+            types = [_abi_type(i) for i in entry["inputs"]]
+            table[keccak(text=f"{entry['name']}({','.join(types)})")[:4]] = (entry["name"], types)
+    table[keccak(text="Error(string)")[:4]] = ("Error", ["string"])
+    table[keccak(text="Panic(uint256)")[:4]] = ("Panic", ["uint256"])
+    return table
+
+
+def _abi_type(param: dict) -> str:
+    if param["type"].startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + param["type"][5:]
+    return param["type"]
+
+
+def decode_revert(abi: Iterable[dict], data: str | bytes | None) -> ContractRevert:
+    raw = data if isinstance(data, str) else ("0x" + bytes(data).hex() if data else "0x")
+    blob = bytes(HexBytes(raw)) if raw and raw != "0x" else b""
+    entry = _error_signatures(abi).get(blob[:4])
+    if entry is None:
+        return ContractRevert("unknown", (), raw)
+    name, types = entry
+    try:
+        values = [Web3.to_checksum_address(v) if t == "address" else v
+                  for t, v in zip(types, abi_decode(types, blob[4:]), strict=True)]
+        return ContractRevert(name, tuple(_plain(values)), raw)
+    except Exception:  # noqa: BLE001 - malformed revert data from the node: keep the raw bytes
+        return ContractRevert(name, (), raw)
+
+
+def _address_of(sender: Sender) -> str:
+    return sender.address if isinstance(sender, LocalAccount) else Web3.to_checksum_address(sender)
+
+
+def send(w3: Web3, fn: ContractFunction, sender: Sender, abi: Sequence[dict], value: int = 0,
+         receipt_timeout: float = 120.0) -> tuple[bytes, Any]:
+    """Send ``fn`` from ``sender``; returns (tx hash, receipt). Reverts raise ContractRevert."""
+    params = {"from": _address_of(sender), "value": value}
+    try:
+        if isinstance(sender, LocalAccount):
+            params["nonce"] = w3.eth.get_transaction_count(sender.address, "pending")
+            signed = sender.sign_transaction(fn.build_transaction(params))
+            tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+        else:
+            tx_hash = fn.transact(params)
+    except ContractLogicError as exc:
+        raise decode_revert(abi, exc.data if isinstance(exc.data, str | bytes) else None) from exc
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=receipt_timeout)
+    if receipt["status"] != 1:
+        raise ContractRevert("reverted", (), "0x" + bytes(tx_hash).hex())
+    return bytes(tx_hash), receipt
+
+
+def deploy_artifact(w3: Web3, name: str, sender: Sender, *ctor_args: Any) -> Contract:
+    artifact = load_artifact(name)
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    _, receipt = send(w3, factory.constructor(*ctor_args), sender, artifact["abi"])
+    return w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
+
+
+def deploy(w3: Web3, sender: Sender, admin: str | None = None) -> RentalClient:
+    """Deploy ParkgateRental with ``admin`` (default: the deployer) holding all admin roles."""
+    contract = deploy_artifact(w3, RENTAL_CONTRACT, sender, admin or _address_of(sender))
+    return RentalClient(w3, contract.address, sender)
+
+
+class RentalClient:
+    """Typed access to one deployed ParkgateRental, sending as ``sender``."""
+
+    def __init__(self, w3: Web3, address: str, sender: Sender | None = None,
+                 build_dir: Path = BUILD_DIR) -> None:
+        self.w3 = w3
+        self.abi: list[dict] = load_artifact(RENTAL_CONTRACT, build_dir)["abi"]
+        self.contract: Contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=self.abi)
+        self.sender = sender
+
+    @property
+    def address(self) -> str:
+        return self.contract.address
+
+    def with_sender(self, sender: Sender) -> RentalClient:
+        return RentalClient(self.w3, self.address, sender)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @cached_property
+    def _events_by_topic(self) -> dict[bytes, str]:
+        table = {}
+        for entry in self.abi:
+            if entry.get("type") == "event":
+                signature = f"{entry['name']}({','.join(_abi_type(i) for i in entry['inputs'])})"
+                table[keccak(text=signature)] = entry["name"]
+        return table
+
+    def decode_logs(self, logs: Iterable[Any]) -> list[DecodedEvent]:
+        """Decode this contract's logs (others are ignored)."""
+        decoded = []
+        for log in logs:
+            if Web3.to_checksum_address(log["address"]) != self.address or not log["topics"]:
+                continue
+            name = self._events_by_topic.get(bytes(log["topics"][0]))
+            if name is None:
+                continue
+            data = self.contract.events[name]().process_log(log)
+            decoded.append(_decoded(name, data))
+        return decoded
+
+    def _write(self, fn: ContractFunction, value: int = 0) -> TxResult:
+        if self.sender is None:
+            raise ValueError("this RentalClient has no sender: use with_sender(account) for writes")
+        try:
+            return_value = fn.call({"from": _address_of(self.sender), "value": value})
+        except ContractLogicError as exc:
+            raise decode_revert(self.abi, exc.data if isinstance(exc.data, str | bytes) else None) from exc
+        tx_hash, receipt = send(self.w3, fn, self.sender, self.abi, value)
+        return TxResult(tx_hash=tx_hash, receipt=receipt, gas_used=receipt["gasUsed"],
+                        events=self.decode_logs(receipt["logs"]), return_value=return_value)
+
+    def _read(self, name: str, *args: Any) -> Any:
+        try:
+            return self.contract.functions[name](*args).call()
+        except ContractLogicError as exc:
+            raise decode_revert(self.abi, exc.data if isinstance(exc.data, str | bytes) else None) from exc
+
+    def events(self, name: str, from_block: int = 0, to_block: int | str = "latest",
+               lot_id: bytes | None = None) -> list[DecodedEvent]:
+        """eth_getLogs for one event type, optionally filtered by its indexed ``lotId``."""
+        filters = {"lotId": lot_id} if lot_id is not None else None
+        logs = self.contract.events[name].get_logs(argument_filters=filters, from_block=from_block,
+                                                    to_block=to_block)
+        return [_decoded(name, e) for e in logs]
+
+    # ------------------------------------------------------------------ roles, owners, lots, spaces
+
+    def role(self, name: str) -> bytes:
+        """``DEFAULT_ADMIN_ROLE``, ``VERIFIER_ROLE`` or ``LOT_ADMIN_ROLE``."""
+        return bytes(self._read(name))
+
+    def grant_role(self, role_name: str, account: str) -> TxResult:
+        return self._write(self.contract.functions.grantRole(self.role(role_name), account))
+
+    def has_role(self, role_name: str, account: str) -> bool:
+        return bool(self._read("hasRole", self.role(role_name), account))
+
+    def verify_owner(self, owner: str, attestation: bytes) -> TxResult:
+        return self._write(self.contract.functions.verifyOwner(owner, attestation))
+
+    def revoke_owner(self, owner: str) -> TxResult:
+        return self._write(self.contract.functions.revokeOwner(owner))
+
+    def is_verified_owner(self, owner: str) -> bool:
+        return bool(self._read("isVerifiedOwner", owner))
+
+    def register_lot(self, lot_id: bytes, geohash: str) -> TxResult:
+        return self._write(self.contract.functions.registerLot(lot_id, geohash))
+
+    def set_gateway(self, lot_id: bytes, gateway: str, enabled: bool = True) -> TxResult:
+        return self._write(self.contract.functions.setGateway(lot_id, gateway, enabled))
+
+    def is_gateway(self, lot_id: bytes, gateway: str) -> bool:
+        return bool(self._read("gatewayOf", lot_id, gateway))
+
+    def register_space(self, lot_id: bytes, location: str) -> TxResult:
+        return self._write(self.contract.functions.registerSpace(lot_id, location))
+
+    def get_lot(self, lot_id: bytes) -> Lot:
+        return Lot(*self._read("getLot", lot_id))
+
+    def get_space(self, space_id: int) -> Space:
+        lot, owner, location = self._read("getSpace", space_id)
+        return Space(bytes(lot), owner, location)
+
+    # ------------------------------------------------------------------ rental events and bookings
+
+    def create_rental_event(self, space_id: int, start: int, end: int, price_per_hour: int) -> TxResult:
+        return self._write(self.contract.functions.createRentalEvent(space_id, start, end, price_per_hour))
+
+    def cancel_rental_event(self, rental_id: int) -> TxResult:
+        return self._write(self.contract.functions.cancelRentalEvent(rental_id))
+
+    def get_rental_event(self, rental_id: int) -> RentalEvent:
+        space_id, lot, owner, start, end, cancelled, price = self._read("getRentalEvent", rental_id)
+        return RentalEvent(space_id, bytes(lot), owner, start, end, cancelled, price)
+
+    def quote(self, rental_id: int, start: int, end: int) -> int:
+        return int(self._read("quote", rental_id, start, end))
+
+    def request_rental(self, rental_id: int, start: int, end: int, vehicle_commitment: bytes,
+                       value: int | None = None) -> TxResult:
+        """Book [start, end); pays ``quote`` unless ``value`` is given."""
+        amount = self.quote(rental_id, start, end) if value is None else value
+        fn = self.contract.functions.requestRental(rental_id, start, end, vehicle_commitment)
+        return self._write(fn, value=amount)
+
+    def cancel_booking(self, booking_id: int) -> TxResult:
+        return self._write(self.contract.functions.cancelBooking(booking_id))
+
+    def get_booking(self, booking_id: int) -> Booking:
+        rental, renter, start, end, check_in, check_out, status, commitment, escrow = self._read(
+            "getBooking", booking_id)
+        return Booking(rental, renter, start, end, check_in, check_out, BookingStatus(status),
+                       bytes(commitment), escrow)
+
+    def live_bookings(self, rental_id: int) -> list[int]:
+        return list(self._read("liveBookings", rental_id))
+
+    # ------------------------------------------------------------------ gateway records
+
+    def record_gate_events(self, records: Sequence[GateRecord]) -> TxResult:
+        return self._write(self.contract.functions.recordGateEvents([r.as_abi() for r in records]))
+
+    def is_processed(self, event_id: bytes) -> bool:
+        return bool(self._read("isProcessed", event_id))
+
+    # ------------------------------------------------------------------ settlement
+
+    def settle_overdue(self, booking_id: int) -> TxResult:
+        return self._write(self.contract.functions.settleOverdue(booking_id))
+
+    def expire_booking(self, booking_id: int) -> TxResult:
+        return self._write(self.contract.functions.expireBooking(booking_id))
+
+    def withdraw(self) -> TxResult:
+        return self._write(self.contract.functions.withdraw())
+
+    def pending_withdrawal(self, payee: str) -> int:
+        return int(self._read("pendingWithdrawal", payee))
+
+    def counts(self) -> tuple[int, int, int]:
+        """(spaces, rental events, bookings) created so far; ids run from 1 to these counts."""
+        return tuple(int(self._read(name)) for name in ("spaceCount", "rentalCount", "bookingCount"))
+
+
+def new_event_id(gateway: str, lane: str, sequence: int) -> bytes:
+    """A gateway event id: unique per gateway, lane and local sequence number (the idempotency key)."""
+    return keccak(text=f"parkgate-gate-event-v1|{Web3.to_checksum_address(gateway)}|{lane}|{sequence}")
