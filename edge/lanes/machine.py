@@ -1,0 +1,420 @@
+"""The lane state machine: one vehicle pass at a time, from arming to the recorded gate event.
+
+Pure and event-driven: ``step(config, state, event, now_ms) -> (state, commands)``. The daemon feeds
+it events from the loop detectors, the camera burst, the decision and the gate driver, carries out
+the commands, and sends :class:`Timeout` when ``state.deadline_ms`` has passed (a Timeout that
+arrives early is ignored, so stale timers are harmless).
+
+A *pass* starts when the lane arms (presence loop, or camera motion) or on a manual open, and ends
+with exactly one :class:`Record`. Guarantees (property-tested):
+- at most one :class:`OpenPulse` per pass (a repeated read of the plate that just passed within
+  ``debounce_ms`` does not even reach a decision);
+- no :class:`Close` while the safety loop under the gate is occupied (closing waits for it);
+- every pass ends in a Record, whatever the events: a timeout bounds every waiting phase.
+
+Phases: IDLE -> CAPTURING (burst) -> DECIDING -> OPENING (pulse sent, waiting for the gate's ack)
+-> PASSING (waiting for the vehicle to cross the safety loop) -> [CLOSING while the safety loop is
+occupied] -> IDLE. A refused/unread vehicle goes to WAIT_LEAVE until it leaves the presence loop
+(or, after ``retry_after_ms`` still standing there, is read again: a booking may have synced).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from edge.access.types import Decision, Direction, PlateRead, Reason
+from edge.lanes.consensus import consensus
+
+
+class Phase(StrEnum):
+    IDLE = "idle"
+    CAPTURING = "capturing"
+    DECIDING = "deciding"
+    OPENING = "opening"
+    PASSING = "passing"
+    CLOSING = "closing"
+    WAIT_LEAVE = "wait_leave"
+
+
+class ArmOn(StrEnum):
+    """What starts a pass: the presence (arming) loop, or motion detected by the camera."""
+
+    LOOP = "loop"
+    MOTION = "motion"
+
+
+class Outcome(StrEnum):
+    PASSED = "passed"
+    DENIED = "denied"
+    NO_READ = "no_read"
+    ABANDONED = "abandoned"
+    NO_PASSAGE = "no_passage"
+    GATE_FAULT = "gate_fault"
+    DEBOUNCED = "debounced"
+    DECIDE_TIMEOUT = "decide_timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class LaneConfig:
+    lane_id: str
+    direction: Direction
+    arm_on: ArmOn = ArmOn.LOOP
+    burst_frames: int = 5
+    min_votes: int = 2
+    burst_timeout_ms: int = 3_000
+    burst_retries: int = 1
+    decide_timeout_ms: int = 2_000
+    open_pulse_ms: int = 500
+    ack_timeout_ms: int = 2_000
+    passage_timeout_ms: int = 60_000
+    stuck_alert_ms: int = 30_000
+    debounce_ms: int = 10_000
+    retry_after_ms: int = 20_000
+
+
+# ---- events -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PresenceOn: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceOff: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyOn: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyOff: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Motion: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BurstDone:
+    burst_no: int
+    reads: tuple[PlateRead, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    pass_no: int
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class GateAck: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GateFault:
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ManualOpen:
+    operator: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout: ...
+
+
+Event = (PresenceOn | PresenceOff | SafetyOn | SafetyOff | Motion | BurstDone | Decided | GateAck | GateFault
+         | ManualOpen | Timeout)
+
+
+# ---- commands -----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StartBurst:
+    burst_no: int
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decide:
+    pass_no: int
+    read: PlateRead
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPulse:
+    ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Close: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GateEvent:
+    """The durable record of one pass (local: ``read`` holds the plate)."""
+
+    lane_id: str
+    direction: Direction
+    pass_no: int
+    outcome: Outcome
+    started_ms: int
+    ended_ms: int
+    read: PlateRead | None
+    decision: Decision | None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    event: GateEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    code: str
+    detail: str
+
+
+Command = StartBurst | Decide | OpenPulse | Close | Record | Alert
+
+
+# ---- state --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LaneState:
+    phase: Phase = Phase.IDLE
+    presence: bool = False
+    safety: bool = False
+    deadline_ms: int | None = None
+    pass_no: int = 0
+    burst_no: int = 0
+    retries_left: int = 0
+    started_ms: int = 0
+    safety_seen: bool = False
+    read: PlateRead | None = None
+    decision: Decision | None = None
+    last_opened_plate: str | None = None
+    last_opened_ms: int = 0
+    manual_by: str = ""
+    passed: bool = False
+
+
+Step = tuple[LaneState, list[Command]]
+
+
+def step(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+    """Advance one lane by one event."""
+    state = _track_loops(state, event)
+    if isinstance(event, Timeout) and (state.deadline_ms is None or now_ms < state.deadline_ms):
+        return state, []
+    handler = _HANDLERS[state.phase]
+    return handler(config, state, event, now_ms)
+
+
+def _track_loops(state: LaneState, event: Event) -> LaneState:
+    match event:
+        case PresenceOn():
+            return replace(state, presence=True)
+        case PresenceOff():
+            return replace(state, presence=False)
+        case SafetyOn():
+            return replace(state, safety=True, safety_seen=True)
+        case SafetyOff():
+            return replace(state, safety=False)
+    return state
+
+
+def _armed(config: LaneConfig, event: Event) -> bool:
+    return isinstance(event, PresenceOn if config.arm_on is ArmOn.LOOP else Motion)
+
+
+# ---- transitions --------------------------------------------------------------------------------
+def _begin_pass(config: LaneConfig, state: LaneState, now_ms: int) -> Step:
+    state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, decision=None,
+                    manual_by="", retries_left=config.burst_retries)
+    return _start_burst(config, state, now_ms)
+
+
+def _start_burst(config: LaneConfig, state: LaneState, now_ms: int) -> Step:
+    burst_no = state.burst_no + 1
+    state = replace(state, phase=Phase.CAPTURING, burst_no=burst_no,
+                    deadline_ms=now_ms + config.burst_timeout_ms)
+    return state, [StartBurst(burst_no, config.burst_frames)]
+
+
+def _open(config: LaneConfig, state: LaneState, decision: Decision, now_ms: int) -> Step:
+    state = replace(state, phase=Phase.OPENING, decision=decision, safety_seen=state.safety,
+                    deadline_ms=now_ms + config.ack_timeout_ms)
+    return state, [OpenPulse(config.open_pulse_ms)]
+
+
+def _manual_open(config: LaneConfig, state: LaneState, event: ManualOpen, now_ms: int) -> Step:
+    """An operator opens the gate: a pass of its own when none is running, else this pass's open."""
+    if state.phase in (Phase.IDLE, Phase.WAIT_LEAVE):
+        state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, decision=None)
+    state = replace(state, manual_by=event.operator)
+    return _open(config, state, Decision(True, Reason.MANUAL_OPEN, None), now_ms)
+
+
+def _record(config: LaneConfig, state: LaneState, outcome: Outcome, now_ms: int, detail: str = "") -> Record:
+    if state.manual_by:
+        detail = "; ".join(filter(None, (f"manual open by {state.manual_by}", detail)))
+    return Record(GateEvent(config.lane_id, config.direction, state.pass_no, outcome, state.started_ms,
+                            now_ms, state.read, state.decision, detail))
+
+
+def _end_refused(config: LaneConfig, state: LaneState, outcome: Outcome, now_ms: int,
+                 detail: str = "") -> Step:
+    """The pass ends without opening; wait for the vehicle to leave (or retry later)."""
+    record = _record(config, state, outcome, now_ms, detail)
+    return replace(state, phase=Phase.WAIT_LEAVE, deadline_ms=now_ms + config.retry_after_ms), [record]
+
+
+def _finish_opened(config: LaneConfig, state: LaneState, outcome: Outcome, now_ms: int,
+                   detail: str = "") -> Step:
+    """The pass of an opened gate ends: record it, then close as soon as the safety loop is free."""
+    commands: list[Command] = [_record(config, state, outcome, now_ms, detail)]
+    state = replace(state, passed=outcome is Outcome.PASSED)
+    if outcome is Outcome.PASSED and state.read is not None:
+        state = replace(state, last_opened_plate=state.read.text, last_opened_ms=now_ms)
+    if state.safety:
+        return replace(state, phase=Phase.CLOSING, deadline_ms=now_ms + config.stuck_alert_ms), commands
+    state, more = _closed(config, state, now_ms)
+    return state, commands + more
+
+
+def _closed(config: LaneConfig, state: LaneState, now_ms: int) -> Step:
+    """Close. A vehicle on the presence loop after a passage is the next one: read it at once. After
+    a fault or no passage it is likely the same vehicle: read it again only after ``retry_after_ms``
+    (no rapid open/fault loop)."""
+    idle = replace(state, phase=Phase.IDLE, deadline_ms=None)
+    if config.arm_on is ArmOn.LOOP and state.presence:
+        if not state.passed:
+            waiting = replace(state, phase=Phase.WAIT_LEAVE, deadline_ms=now_ms + config.retry_after_ms)
+            return waiting, [Close()]
+        idle, commands = _begin_pass(config, idle, now_ms)
+        return idle, [Close(), *commands]
+    return idle, [Close()]
+
+
+def _idle(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+    if _armed(config, event):
+        return _begin_pass(config, state, now_ms)
+    if isinstance(event, ManualOpen):
+        return _manual_open(config, state, event, now_ms)
+    if isinstance(event, GateFault):
+        return state, [Alert("gate_fault", event.detail)]
+    return state, []
+
+
+def _capturing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+    match event:
+        case BurstDone(burst_no=n, reads=reads) if n == state.burst_no:
+            return _burst_done(config, state, reads, now_ms)
+        case Timeout():
+            alert = Alert("camera_timeout", f"lane {config.lane_id}: burst {state.burst_no} did not finish")
+            next_state, commands = _no_consensus(config, state, now_ms)
+            return next_state, [alert, *commands]
+        case ManualOpen():
+            return _manual_open(config, state, event, now_ms)
+    return state, []
+
+
+def _burst_done(config: LaneConfig, state: LaneState, reads: tuple[PlateRead, ...], now_ms: int) -> Step:
+    if config.arm_on is ArmOn.LOOP and not state.presence:
+        return replace(state, phase=Phase.IDLE, deadline_ms=None), [_record(config, state, Outcome.ABANDONED,
+                                                                            now_ms)]
+    read = consensus(reads, config.min_votes)
+    if read is None:
+        return _no_consensus(config, state, now_ms)
+    state = replace(state, read=read)
+    recent = now_ms - state.last_opened_ms < config.debounce_ms
+    if recent and read.text == state.last_opened_plate:
+        return _end_refused(config, state, Outcome.DEBOUNCED, now_ms, "same plate just passed")
+    state = replace(state, phase=Phase.DECIDING, deadline_ms=now_ms + config.decide_timeout_ms)
+    return state, [Decide(state.pass_no, read)]
+
+
+def _no_consensus(config: LaneConfig, state: LaneState, now_ms: int) -> Step:
+    if state.retries_left > 0:
+        return _start_burst(config, replace(state, retries_left=state.retries_left - 1), now_ms)
+    return _end_refused(config, state, Outcome.NO_READ, now_ms)
+
+
+def _deciding(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+    match event:
+        case Decided(pass_no=n, decision=decision) if n == state.pass_no:
+            if decision.allow:
+                return _open(config, state, decision, now_ms)
+            return _end_refused(config, replace(state, decision=decision), Outcome.DENIED, now_ms)
+        case Timeout():
+            state, commands = _end_refused(config, state, Outcome.DECIDE_TIMEOUT, now_ms)
+            return state, [Alert("decide_timeout", f"lane {config.lane_id}: no decision"), *commands]
+        case ManualOpen():
+            return _manual_open(config, state, event, now_ms)
+    return state, []
+
+
+def _opening(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+    match event:
+        case GateAck():
+            return replace(state, phase=Phase.PASSING, deadline_ms=now_ms + config.passage_timeout_ms), []
+        case GateFault(detail=detail):
+            return _gate_fault(config, state, detail, now_ms)
+        case Timeout():
+            return _gate_fault(config, state, "no acknowledgement of the open pulse", now_ms)
+    return state, []
+
+
+def _gate_fault(config: LaneConfig, state: LaneState, detail: str, now_ms: int) -> Step:
+    next_state, commands = _finish_opened(config, state, Outcome.GATE_FAULT, now_ms, detail)
+    return next_state, [Alert("gate_fault", f"lane {config.lane_id}: {detail}"), *commands]
+
+
+def _passing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+    match event:
+        case SafetyOff() if state.safety_seen:
+            return _finish_opened(config, state, Outcome.PASSED, now_ms)
+        case Timeout():
+            if state.safety:
+                alert = Alert("vehicle_stuck", f"lane {config.lane_id}: safety loop occupied too long")
+                return replace(state, deadline_ms=now_ms + config.stuck_alert_ms), [alert]
+            return _finish_opened(config, state, Outcome.NO_PASSAGE, now_ms)
+        case GateFault(detail=detail):
+            return state, [Alert("gate_fault", f"lane {config.lane_id}: {detail}")]
+    return state, []
+
+
+def _closing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+    match event:
+        case SafetyOff():
+            return _closed(config, state, now_ms)
+        case Timeout():
+            alert = Alert("vehicle_stuck", f"lane {config.lane_id}: safety loop occupied, gate held open")
+            return replace(state, deadline_ms=now_ms + config.stuck_alert_ms), [alert]
+    return state, []
+
+
+def _wait_leave(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+    match event:
+        case PresenceOff() if config.arm_on is ArmOn.LOOP:
+            return replace(state, phase=Phase.IDLE, deadline_ms=None), []
+        case ManualOpen():
+            return _manual_open(config, state, event, now_ms)
+        case Timeout():
+            idle = replace(state, phase=Phase.IDLE, deadline_ms=None)
+            if config.arm_on is ArmOn.LOOP and state.presence:
+                return _begin_pass(config, idle, now_ms)
+            return idle, []
+    return state, []
+
+
+_HANDLERS = {
+    Phase.IDLE: _idle,
+    Phase.CAPTURING: _capturing,
+    Phase.DECIDING: _deciding,
+    Phase.OPENING: _opening,
+    Phase.PASSING: _passing,
+    Phase.CLOSING: _closing,
+    Phase.WAIT_LEAVE: _wait_leave,
+}

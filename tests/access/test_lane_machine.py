@@ -1,0 +1,290 @@
+"""The lane state machine: scripted passes and a property test over random event sequences."""
+
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.access.types import Decision, Direction, PlateRead, Reason
+from edge.lanes.consensus import consensus
+from edge.lanes.machine import (
+    Alert,
+    ArmOn,
+    BurstDone,
+    Close,
+    Decide,
+    Decided,
+    GateAck,
+    GateFault,
+    LaneConfig,
+    LaneState,
+    ManualOpen,
+    Motion,
+    OpenPulse,
+    Outcome,
+    Phase,
+    PresenceOff,
+    PresenceOn,
+    Record,
+    SafetyOff,
+    SafetyOn,
+    StartBurst,
+    Timeout,
+    step,
+)
+
+CFG = LaneConfig("entry-1", Direction.ENTRY)
+ALLOW = Decision(True, Reason.BOOKING_VALID, None, "b1")
+DENY = Decision(False, Reason.NO_BOOKING, None)
+
+
+def reads(text: str, n: int = 3, conf: float = 0.9) -> tuple[PlateRead, ...]:
+    return tuple(PlateRead(text, conf, (), f"/snap/{i}.jpg", f"{i:064x}") for i in range(n))
+
+
+class Lane:
+    """Drives the machine like the daemon would, collecting commands."""
+
+    def __init__(self, config: LaneConfig = CFG) -> None:
+        self.config, self.state, self.now, self.log = config, LaneState(), 1_000, []
+
+    def __call__(self, event, dt: int = 10) -> list:
+        self.now += dt
+        self.state, commands = step(self.config, self.state, event, self.now)
+        self.log.extend(commands)
+        return commands
+
+    def records(self) -> list:
+        return [c.event for c in self.log if isinstance(c, Record)]
+
+
+def test_happy_path() -> None:
+    lane = Lane()
+    assert lane(PresenceOn()) == [StartBurst(1, 5)]
+    [decide] = lane(BurstDone(1, reads("ab-123-cd") + reads("AB123C0", 1)))
+    assert isinstance(decide, Decide) and decide.read.text == "AB123CD" and decide.pass_no == 1
+    assert lane(Decided(1, ALLOW)) == [OpenPulse(500)]
+    assert lane(GateAck()) == []
+    assert lane(PresenceOff()) == [] and lane(SafetyOn()) == []
+    record, close = lane(SafetyOff())
+    assert close == Close() and lane.state.phase is Phase.IDLE
+    event = record.event
+    assert (event.outcome, event.pass_no, event.decision) == (Outcome.PASSED, 1, ALLOW)
+    assert event.read.text == "AB123CD"
+    assert event.started_ms < event.ended_ms
+
+
+def test_denied_vehicle_waits_then_leaves() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    lane(BurstDone(1, reads("XY1")))
+    [record] = lane(Decided(1, DENY))
+    assert record.event.outcome is Outcome.DENIED and record.event.decision == DENY
+    assert lane.state.phase is Phase.WAIT_LEAVE
+    lane(PresenceOff())
+    assert lane.state.phase is Phase.IDLE and not any(isinstance(c, OpenPulse) for c in lane.log)
+
+
+def test_vehicle_still_waiting_is_read_again_later() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    lane(BurstDone(1, reads("XY1")))
+    lane(Decided(1, DENY))
+    assert lane(Timeout(), dt=CFG.retry_after_ms) == [StartBurst(2, 5)]
+    assert lane.state.pass_no == 2
+
+
+def test_no_consensus_retries_then_records_no_read() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    assert lane(BurstDone(1, (PlateRead("AB1", 0.9), PlateRead("CD2", 0.9)))) == [StartBurst(2, 5)]
+    [record] = lane(BurstDone(2, ()))
+    assert record.event.outcome is Outcome.NO_READ
+
+
+def test_camera_timeout_alerts_and_retries_and_stale_burst_is_ignored() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    assert lane(Timeout(), dt=1) == []  # early timer: ignored
+    alert, start = lane(Timeout(), dt=CFG.burst_timeout_ms)
+    assert isinstance(alert, Alert) and alert.code == "camera_timeout" and start == StartBurst(2, 5)
+    assert lane(BurstDone(1, reads("AB1"))) == []
+    assert isinstance(lane(BurstDone(2, reads("AB1")))[0], Decide)
+
+
+def test_vehicle_that_reverses_away_is_abandoned() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    lane(PresenceOff())
+    [record] = lane(BurstDone(1, reads("AB1")))
+    assert record.event.outcome is Outcome.ABANDONED and lane.state.phase is Phase.IDLE
+
+
+def test_loop_flicker_during_burst_is_debounced() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    lane(PresenceOff())
+    assert lane(PresenceOn()) == []
+    assert isinstance(lane(BurstDone(1, reads("AB1")))[0], Decide)
+
+
+def _pass(lane: Lane, plate: str, pass_no: int) -> None:
+    lane(PresenceOn())
+    lane(BurstDone(lane.state.burst_no, reads(plate)))
+    lane(Decided(pass_no, ALLOW))
+    lane(GateAck())
+    lane(PresenceOff())
+    lane(SafetyOn())
+    lane(SafetyOff())
+
+
+def test_same_plate_again_right_after_passing_is_debounced() -> None:
+    lane = Lane()
+    _pass(lane, "AB1", 1)
+    lane(PresenceOn())
+    [record] = lane(BurstDone(2, reads("AB1")))
+    assert record.event.outcome is Outcome.DEBOUNCED
+    lane(PresenceOff())
+    lane(PresenceOn(), dt=CFG.debounce_ms)
+    assert isinstance(lane(BurstDone(3, reads("AB1")))[0], Decide)
+
+
+def test_never_closes_on_a_vehicle_under_the_gate() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    lane(BurstDone(1, reads("AB1")))
+    lane(Decided(1, ALLOW))
+    lane(GateAck())
+    lane(SafetyOn())
+    lane(PresenceOff())
+    [alert] = lane(Timeout(), dt=CFG.passage_timeout_ms)
+    assert alert.code == "vehicle_stuck"
+    record, close = lane(SafetyOff())
+    assert record.event.outcome is Outcome.PASSED and close == Close()
+
+
+def test_no_passage_closes_after_timeout() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    lane(BurstDone(1, reads("AB1")))
+    lane(Decided(1, ALLOW))
+    lane(GateAck())
+    lane(PresenceOff())
+    record, close = lane(Timeout(), dt=CFG.passage_timeout_ms)
+    assert record.event.outcome is Outcome.NO_PASSAGE and close == Close()
+
+
+def test_gate_fault_with_vehicle_under_gate_closes_only_when_clear() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    lane(BurstDone(1, reads("AB1")))
+    lane(SafetyOn())
+    lane(Decided(1, ALLOW))
+    alert, record = lane(GateFault("motor overcurrent"))
+    assert alert.code == "gate_fault" and record.event.outcome is Outcome.GATE_FAULT
+    assert record.event.detail == "motor overcurrent" and lane.state.phase is Phase.CLOSING
+    lane(PresenceOff())
+    assert lane(SafetyOff()) == [Close()]
+
+
+def test_missing_ack_is_a_fault() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    lane(BurstDone(1, reads("AB1")))
+    lane(Decided(1, ALLOW))
+    alert, record, close = lane(Timeout(), dt=CFG.ack_timeout_ms)
+    assert record.event.outcome is Outcome.GATE_FAULT and close == Close()
+    assert lane.state.phase is Phase.WAIT_LEAVE  # same vehicle still there: no immediate re-open
+    assert lane(Timeout(), dt=CFG.retry_after_ms) == [StartBurst(2, 5)]
+
+
+def test_next_vehicle_waiting_is_read_right_after_close() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    lane(BurstDone(1, reads("AB1")))
+    lane(Decided(1, ALLOW))
+    lane(GateAck())
+    lane(SafetyOn())
+    record, close, start = lane(SafetyOff())  # presence loop still occupied: a second vehicle
+    assert (record.event.pass_no, close, start) == (1, Close(), StartBurst(2, 5))
+    assert lane.state.pass_no == 2
+
+
+def test_manual_open_is_its_own_pass_and_recorded() -> None:
+    lane = Lane()
+    assert lane(ManualOpen("desk")) == [OpenPulse(500)]
+    assert lane(ManualOpen("desk")) == []  # already opening: never a second pulse
+    lane(GateAck())
+    lane(SafetyOn())
+    record, _ = lane(SafetyOff())
+    assert record.event.decision.reason is Reason.MANUAL_OPEN and record.event.detail == "manual open by desk"
+
+
+def test_motion_arming() -> None:
+    lane = Lane(replace(CFG, arm_on=ArmOn.MOTION))
+    assert lane(PresenceOn()) == []
+    assert lane(Motion()) == [StartBurst(1, 5)]
+    assert isinstance(lane(BurstDone(1, reads("AB1")))[0], Decide)  # no presence loop needed
+
+
+def test_consensus_picks_majority_and_keeps_best_snapshot() -> None:
+    burst = (PlateRead("AB1", 0.6, (0.5, 0.6, 0.7), "/a"), PlateRead("ab 1", 0.8, (0.7, 0.8, 0.9), "/b"),
+             PlateRead("A81", 0.99, (), "/c"), PlateRead("#", 1.0))
+    got = consensus(burst, min_votes=2)
+    assert got is not None
+    assert (got.text, got.snapshot_path) == ("AB1", "/b")
+    assert got.confidence == 0.7 and got.char_confidences == (0.6, 0.7, 0.8)
+    assert consensus((PlateRead("AB1", float("nan")),), min_votes=1).confidence == 0.0
+    assert consensus((), 1) is None
+
+
+# ---- property test ------------------------------------------------------------------------------
+PLATES = ("AB1", "AB1", "XY9", "")
+simple = st.sampled_from([PresenceOn(), PresenceOff(), SafetyOn(), SafetyOff(), Motion(), GateAck(),
+                          GateFault("f"), ManualOpen("op"), Timeout()])
+symbolic = st.one_of(
+    st.tuples(st.just("burst"), st.booleans(), st.lists(st.sampled_from(PLATES), max_size=4)),
+    st.tuples(st.just("decided"), st.booleans(), st.booleans()),
+)
+events = st.lists(st.tuples(st.one_of(simple, symbolic), st.integers(0, 70_000)), max_size=60)
+
+
+def resolve(item, state: LaneState):
+    """Turn a symbolic event into one that matches (or deliberately misses) the current burst/pass."""
+    if not isinstance(item, tuple):
+        return item
+    kind, current, payload = item
+    if kind == "burst":
+        return BurstDone(state.burst_no if current else state.burst_no - 1,
+                         tuple(PlateRead(p, 0.9) for p in payload))
+    return Decided(state.pass_no if current else state.pass_no - 1, ALLOW if payload else DENY)
+
+
+DRAIN = [SafetyOff(), PresenceOff(), GateAck()] + [Timeout()] * 12
+
+
+@settings(max_examples=400, deadline=None)
+@given(script=events, arm=st.sampled_from(ArmOn))
+def test_invariants_over_random_event_sequences(script, arm: ArmOn) -> None:
+    config = replace(CFG, arm_on=arm)
+    state, now, safety = LaneState(), 0, False
+    opens_in_pass, gate_opened, recorded = 0, False, []
+    for item, dt in [*script, *((e, 1_000_000) for e in DRAIN)]:
+        event = resolve(item, state)
+        now += dt
+        safety = {SafetyOn: True, SafetyOff: False}.get(type(event), safety)
+        state, commands = step(config, state, event, now)
+        for command in commands:
+            if isinstance(command, OpenPulse):
+                opens_in_pass += 1
+                gate_opened = True
+                assert opens_in_pass == 1, "two opens in one vehicle pass"
+            elif isinstance(command, Close):
+                assert not safety, "close while the safety loop is occupied"
+                gate_opened = False
+            elif isinstance(command, Record):
+                recorded.append(command.event.pass_no)
+                opens_in_pass = 0
+    assert state.phase is Phase.IDLE
+    assert recorded == list(range(1, state.pass_no + 1)), "every pass ends in exactly one Record"
+    assert not gate_opened, "gate left open"
