@@ -1,0 +1,48 @@
+"""`parkgate config check FILE` and `parkgate doctor [--config FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from edge.config import ConfigError, load_config, summary
+from edge.doctor import CheckResult, Status, format_table, registered_checks, run_checks
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    config = sub.add_parser("config", help="work with the configuration file")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_sub.add_parser("check", help="validate a config file: OK and a summary, or every error")
+    check.add_argument("file", help="the TOML file to check, e.g. /etc/parkgate/parkgate.toml")
+    check.set_defaults(func=cmd_config_check)
+
+    doctor = sub.add_parser("doctor", help="check the installation: config, store, state dir, secrets, ...")
+    doctor.add_argument("--config", metavar="FILE", default=None,
+                        help="config file (default: /etc/parkgate/parkgate.toml if present, "
+                        "else the built-in defaults)")
+    doctor.set_defaults(func=cmd_doctor)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as exc:
+        print(exc)
+        return 1
+    print(f"OK {cfg.source}")
+    for line in summary(cfg):
+        print(f"  {line}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        rows = [("config", CheckResult.fail(str(exc), "fix the listed keys (see docs/parkgate.example.toml)"))]
+        rows += [(name, CheckResult.skip("needs a valid config")) for name in registered_checks()]
+    else:
+        rows = [("config", CheckResult.ok(cfg.source)), *run_checks(cfg)]
+    print(format_table(rows))
+    failed = sum(r.status is Status.FAIL for _, r in rows)
+    print(f"\n{len(rows) - failed} of {len(rows)} checks passed or skipped; {failed} failed")
+    return 1 if failed else 0
