@@ -1,0 +1,125 @@
+"""The one gate interface the daemon uses, whatever hardware is on the other end of the cable.
+
+Safety contract shared by every implementation:
+- ``open_pulse`` is timed by the hardware, never by a sleep in this process;
+- ``hold_open`` is kept alive by this process (heartbeats or pulse refreshes) and drops by itself
+  within the watchdog time if the process dies;
+- ``close`` raises :class:`GateRefused` while the safety loop is known to be occupied, without sending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from firmware_bridge.client import GateClient
+from firmware_bridge.messages import (
+    Ack,
+    Close,
+    EventKind,
+    Fault,
+    HoldOpen,
+    OpenPulse,
+    Position,
+    Release,
+    Reply,
+    Result,
+    Status,
+    StatusRequest,
+)
+from firmware_bridge.transport import SerialSettings
+
+DRIVER_NAMES = ("parkgate-serial", "modbus-rtu")
+
+
+class GateRefused(RuntimeError):
+    """The gate will not do this now (vehicle on the safety loop, controller fault, bad argument)."""
+
+
+@dataclass(frozen=True)
+class GateStatus:
+    position: Position
+    presence: bool
+    safety: bool
+    held: bool
+    faults: Fault
+    opens: int | None  # controller's activation counter, None where the hardware has none
+
+
+@dataclass(frozen=True)
+class GateEvent:
+    kind: EventKind
+    value: int
+
+
+class GateDriver(Protocol):
+    async def open_pulse(self, pulse_ms: int) -> None: ...
+    async def hold_open(self, watchdog_ms: int = 1000) -> None: ...
+    async def release(self) -> None: ...
+    async def close(self) -> None: ...
+    async def status(self) -> GateStatus: ...
+    def events(self) -> AsyncIterator[GateEvent]: ...
+    async def aclose(self) -> None: ...
+
+
+class ParkgateSerialDriver:
+    """Gate-controller board running parkgate firmware (docs/gate-protocol.md)."""
+
+    def __init__(self, client: GateClient) -> None:
+        self.client = client
+
+    @classmethod
+    async def connect(cls, port: str, baudrate: int = 115200,
+                      **client_options: float) -> ParkgateSerialDriver:
+        client = GateClient(SerialSettings(port, baudrate), **client_options)  # type: ignore[arg-type]
+        return cls(await client.start())
+
+    async def open_pulse(self, pulse_ms: int) -> None:
+        self._expect_ok(await self.client.request(OpenPulse(pulse_ms)), "open")
+
+    async def hold_open(self, watchdog_ms: int = 1000) -> None:
+        if self.client.heartbeat_s * 1000 * 2 >= watchdog_ms:
+            raise GateRefused(f"watchdog_ms={watchdog_ms} must exceed twice the heartbeat interval "
+                              f"({self.client.heartbeat_s * 1000:.0f} ms)")
+        self._expect_ok(await self.client.request(HoldOpen(watchdog_ms)), "hold-open")
+
+    async def release(self) -> None:
+        self._expect_ok(await self.client.request(Release()), "release")
+
+    async def close(self) -> None:
+        if self.client.safety_occupied:
+            raise GateRefused("close refused: a vehicle is on the safety loop")
+        self._expect_ok(await self.client.request(Close()), "close")
+
+    async def status(self) -> GateStatus:
+        reply = await self.client.request(StatusRequest())
+        if not isinstance(reply, Status):
+            raise GateRefused(f"status request answered with {reply}")
+        return GateStatus(reply.position, reply.presence, reply.safety, reply.held, reply.faults, reply.opens)
+
+    async def events(self) -> AsyncIterator[GateEvent]:
+        async for event in self.client.events():
+            yield GateEvent(event.kind, event.value)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def _expect_ok(self, reply: Reply, what: str) -> None:
+        if isinstance(reply, Ack) and reply.result is Result.OK:
+            return
+        if isinstance(reply, Ack) and reply.result is Result.SAFETY_OCCUPIED:
+            self.client.safety_occupied = True
+        raise GateRefused(f"{what} refused by the controller: {reply}")
+
+
+async def connect_driver(kind: str, port: str, baudrate: int, **options: object) -> GateDriver:
+    """Driver by configuration name; raises ValueError naming the allowed names."""
+    if kind == "parkgate-serial":
+        return await ParkgateSerialDriver.connect(port, baudrate, **options)  # type: ignore[arg-type]
+    if kind == "modbus-rtu":
+        from firmware_bridge.modbus import ModbusRelayDriver
+        from firmware_bridge.relaymap import RelayMap
+
+        return await ModbusRelayDriver.connect(port, baudrate, RelayMap.from_dict(options))  # type: ignore[arg-type]
+    raise ValueError(f"gate driver {kind!r} unknown; allowed: {', '.join(DRIVER_NAMES)}")

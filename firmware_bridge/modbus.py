@@ -1,0 +1,127 @@
+"""Modbus RTU relay/IO board driver (pymodbus 3 async client) behind the GateDriver interface.
+
+Opening is always a "flash on" write: the board's timer closes the relay again, so a dead daemon
+cannot leave the gate open. ``hold_open`` re-issues flash-on pulses of ``watchdog_ms`` every third
+of that time; when this process stops refreshing, the last pulse runs out on the board.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator
+
+from pymodbus.client import AsyncModbusSerialClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.framer import FramerType
+
+from firmware_bridge.driver import GateEvent, GateRefused, GateStatus
+from firmware_bridge.messages import EventKind, Fault, Position
+from firmware_bridge.relaymap import RelayMap
+from firmware_bridge.transport import PortUnavailable
+
+
+class ModbusGateError(ConnectionError):
+    """The relay board did not answer, or answered with a Modbus exception."""
+
+
+def position_from_limits(open_limit: bool, closed_limit: bool, relay_on: bool) -> Position:
+    if open_limit and closed_limit:
+        return Position.UNKNOWN  # both limit switches: wiring fault
+    if open_limit:
+        return Position.OPEN
+    if closed_limit:
+        return Position.CLOSED
+    return Position.OPENING if relay_on else Position.CLOSING
+
+
+class ModbusRelayDriver:
+    def __init__(self, client: AsyncModbusSerialClient, relay_map: RelayMap, poll_s: float = 0.05) -> None:
+        self.client = client
+        self.map = relay_map
+        self.poll_s = poll_s
+        self._hold: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(cls, port: str, baudrate: int = 115200, relay_map: RelayMap | None = None,
+                      timeout_s: float = 0.3, retries: int = 3) -> ModbusRelayDriver:
+        client = AsyncModbusSerialClient(port, framer=FramerType.RTU, baudrate=baudrate, timeout=timeout_s,
+                                         retries=retries, reconnect_delay=0.05, reconnect_delay_max=0.5)
+        if not await client.connect():
+            client.close()
+            raise PortUnavailable(f"serial port {port!r} at {baudrate} baud: cannot open for Modbus RTU")
+        return cls(client, relay_map or RelayMap())
+
+    async def open_pulse(self, pulse_ms: int) -> None:
+        await self._flash(pulse_ms)
+
+    async def hold_open(self, watchdog_ms: int = 1000) -> None:
+        await self._flash(watchdog_ms)
+        self._stop_hold()
+        self._hold = asyncio.create_task(self._refresh(watchdog_ms), name="modbus-hold-open")
+
+    async def release(self) -> None:
+        self._stop_hold()
+        await self._call(self.client.write_coil, self.map.open_relay, False)
+
+    async def close(self) -> None:
+        if (await self.status()).safety:
+            raise GateRefused("close refused: a vehicle is on the safety loop")
+        await self.release()
+
+    async def status(self) -> GateStatus:
+        inputs = await self._call(self.client.read_discrete_inputs, 0, count=self.map.input_count)
+        coils = await self._call(self.client.read_coils, 0, count=self.map.relay_count)
+        m, relay_on = self.map, coils.bits[self.map.open_relay]
+        limits = inputs.bits[m.open_limit_input], inputs.bits[m.closed_limit_input]
+        position = position_from_limits(*limits, relay_on)
+        return GateStatus(position, inputs.bits[m.presence_input], inputs.bits[m.safety_input],
+                          self._hold is not None, Fault.NONE, None)
+
+    async def events(self) -> AsyncIterator[GateEvent]:
+        """Input changes found by polling the board every ``poll_s`` (relay boards cannot push)."""
+        last: GateStatus | None = None
+        while True:
+            now = await self.status()
+            for kind, before, after in (
+                (EventKind.PRESENCE, last and last.presence, now.presence),
+                (EventKind.SAFETY, last and last.safety, now.safety),
+                (EventKind.POSITION, last and last.position, now.position),
+            ):
+                if last is not None and before != after:
+                    yield GateEvent(kind, int(after))
+            last = now
+            await asyncio.sleep(self.poll_s)
+
+    async def aclose(self) -> None:
+        self._stop_hold()
+        self.client.close()
+
+    async def _flash(self, duration_ms: int) -> None:
+        units = math.ceil(duration_ms / self.map.flash_unit_ms)
+        if not 1 <= units <= 0xFFFF:
+            raise GateRefused(f"pulse of {duration_ms} ms is not 1..65535 units "
+                              f"of {self.map.flash_unit_ms} ms")
+        await self._call(self.client.write_register, self.map.flash_register + self.map.open_relay, units)
+
+    async def _refresh(self, watchdog_ms: int) -> None:
+        while True:
+            await asyncio.sleep(watchdog_ms / 3000)
+            with contextlib.suppress(ModbusGateError):
+                await self._flash(watchdog_ms)
+
+    def _stop_hold(self) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
+
+    async def _call(self, method, *args, **kwargs):  # noqa: ANN001, ANN202 - thin pymodbus wrapper
+        try:
+            response = await method(*args, device_id=self.map.device_id, **kwargs)
+        except ModbusException as exc:
+            raise ModbusGateError(f"relay board {self.map.device_id} on {self.client.comm_params.host}: "
+                                  f"{exc}") from exc
+        if response.isError():
+            raise ModbusGateError(f"relay board {self.map.device_id} answered {response}")
+        return response
