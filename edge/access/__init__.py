@@ -1,12 +1,12 @@
 """Access decisions in pure code: plates, policy, parking sessions and the decision itself.
 
 Public surface: :func:`decide`, :func:`committed_candidates`, :class:`Policy`,
-:func:`policy_from_mapping`, the data types in :mod:`edge.access.types` and the presence functions
+:func:`policy_from_config`, the data types in :mod:`edge.access.types` and the presence functions
 in :mod:`edge.access.sessions`.
 """
 
 from edge.access.decide import committed_candidates, decide
-from edge.access.policy import AntiPassback, Override, Policy, PolicyError, policy_from_mapping
+from edge.access.policy import AntiPassback, Override, Policy, PolicyError, policy_from_config
 from edge.access.sessions import CompletedSession, Presence, Session, apply_pass
 from edge.access.types import (
     BookingStatus,
@@ -22,5 +22,5 @@ from edge.access.types import (
 __all__ = [
     "AntiPassback", "BookingStatus", "BookingView", "CompletedSession", "Decision", "Direction", "Evidence",
     "Flag", "Override", "PlateRead", "Policy", "PolicyError", "Presence", "Reason", "Session", "apply_pass",
-    "committed_candidates", "decide", "policy_from_mapping",
+    "committed_candidates", "decide", "policy_from_config",
 ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from edge import config as configuration
 from edge.access.types import Decision, Direction, PlateRead, Reason
 from edge.lanes.consensus import consensus
 
@@ -71,6 +72,18 @@ class LaneConfig:
     stuck_alert_ms: int = 30_000
     debounce_ms: int = 10_000
     retry_after_ms: int = 20_000
+
+
+def lane_config_from(lane: configuration.LaneConfig) -> LaneConfig:
+    """The machine's settings for one validated ``[[lanes]]`` entry (timeouts keep their defaults)."""
+    return LaneConfig(
+        lane_id=lane.name,
+        direction=Direction(lane.direction),
+        arm_on=ArmOn.LOOP if lane.trigger == "presence_loop" else ArmOn.MOTION,
+        burst_frames=lane.camera.burst_frames,
+        min_votes=min(2, lane.camera.burst_frames),
+        open_pulse_ms=lane.gate.pulse_ms,
+    )
 
 
 # ---- events -------------------------------------------------------------------------------------

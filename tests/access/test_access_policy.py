@@ -1,47 +1,52 @@
-"""Policy built from config values: defaults, list entries, clear errors."""
+"""Policy built from the validated config: defaults, list entries, clear errors."""
 
 import pytest
 
 from edge.access.plates import DEFAULT_TABLE
-from edge.access.policy import AntiPassback, Override, PolicyError, policy_from_mapping
+from edge.access.policy import AntiPassback, Override, PolicyError, policy_from_config
+from edge.config import parse_config
 
-COMMITMENT = "0x" + "ab" * 32
+CONFIG = """
+[gateway]
+lot_id = "lot-7"
+
+[vision]
+min_confidence = 0.7
+
+[policy]
+grace_before_s = 60
+anti_passback = "soft"
+capacity = 10
+allow_list = ["ab-12 cd", "0xABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB"]
+deny_list = ["zz 99"]
+confusions = [{a = "A", b = "4", cost = 0.4}]
+"""
 
 
 def test_defaults() -> None:
-    policy = policy_from_mapping({"lot_id": "lot-1"})
+    policy = policy_from_config(parse_config(""))
     assert policy.anti_passback is AntiPassback.HARD and policy.override is Override.NONE
     assert policy.capacity is None and policy.confusions is DEFAULT_TABLE
-    assert policy.grace_before_s == 900 and policy.max_plate_distance == 1.0
+    assert policy.grace_before_s == 900 and policy.max_plate_distance == 1.0 and policy.lot_id == "lot-1"
 
 
-def test_lists_take_plates_and_commitments() -> None:
-    policy = policy_from_mapping({"lot_id": "L", "allow": ["ab-12 cd", "0x" + "AB" * 32],
-                                  "deny": ["zz 99"], "confusions": [["A", "4", 0.4]], "capacity": 10,
-                                  "anti_passback": "soft", "override": "closed"})
-    assert policy.allow == {"AB12CD", COMMITMENT}
+def test_values_from_config() -> None:
+    policy = policy_from_config(parse_config(CONFIG), Override.CLOSED)
+    assert policy.allow == {"AB12CD", "0x" + "ab" * 32}
     assert policy.deny == {"ZZ99"}
     assert policy.confusions.alternatives["A"] == (("4", 0.4),)
+    assert (policy.lot_id, policy.grace_before_s, policy.min_confidence) == ("lot-7", 60, 0.7)
     assert (policy.capacity, policy.anti_passback) == (10, AntiPassback.SOFT)
     assert policy.override is Override.CLOSED
 
 
-@pytest.mark.parametrize("values, fragment", [
-    ({}, "lot_id"),
-    ({"lot_id": "L", "grace_before_s": -1}, "grace_before_s: -1 is out of range"),
-    ({"lot_id": "L", "grace_after_s": 1.5}, "grace_after_s: 1.5 is not an integer"),
-    ({"lot_id": "L", "max_plate_distance": "1"}, "max_plate_distance: '1' is not a number"),
-    ({"lot_id": "L", "capacity": True}, "capacity: True"),
-    ({"lot_id": "L", "anti_passback": "strict"}, "anti_passback: 'strict' is not one of off, soft, hard"),
-    ({"lot_id": "L", "override": 1}, "override: 1 is not one of"),
-    ({"lot_id": "L", "deny": "AB12"}, "deny: expected a list"),
-    ({"lot_id": "L", "deny": ["0x12"]}, "not 0x + 64 hex"),
-    ({"lot_id": "L", "allow": ["A#"]}, "allow: plate 'A#'"),
-    ({"lot_id": "L", "allow": [12]}, "must be a string"),
-    ({"lot_id": "L", "confusions": [["A", "B"]]}, "confusions:"),
-    ({"lot_id": "L", "capcity": 3}, "unknown access keys ['capcity']"),
+@pytest.mark.parametrize("line, fragment", [
+    ('deny_list = ["0x12"]', "policy.deny_list: entry '0x12' looks like a commitment but is not 0x + 64 hex"),
+    ('allow_list = ["A#"]', "policy.allow_list: plate 'A#' contains '#'"),
+    ('confusions = [{a = "A", b = "A", cost = 0.5}]', "policy.confusions: confusion pair"),
+    ('confusions = [{a = "A", b = "-", cost = 0.5}]', "policy.confusions: confusion pair"),
 ])
-def test_bad_values_are_named(values: dict, fragment: str) -> None:
+def test_bad_entries_are_named(line: str, fragment: str) -> None:
     with pytest.raises(PolicyError) as err:
-        policy_from_mapping(values)
+        policy_from_config(parse_config("[policy]\n" + line))
     assert fragment in str(err.value)

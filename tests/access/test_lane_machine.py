@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.access.types import Decision, Direction, PlateRead, Reason
+from edge.config import parse_config
 from edge.lanes.consensus import consensus
 from edge.lanes.machine import (
     Alert,
@@ -30,6 +31,7 @@ from edge.lanes.machine import (
     SafetyOn,
     StartBurst,
     Timeout,
+    lane_config_from,
     step,
 )
 
@@ -288,3 +290,11 @@ def test_invariants_over_random_event_sequences(script, arm: ArmOn) -> None:
     assert state.phase is Phase.IDLE
     assert recorded == list(range(1, state.pass_no + 1)), "every pass ends in exactly one Record"
     assert not gate_opened, "gate left open"
+
+
+def test_lane_config_from_validated_config() -> None:
+    cfg = parse_config('[[lanes]]\nname = "exit-2"\ndirection = "exit"\ntrigger = "motion"\n'
+                       '[lanes.camera]\nburst_frames = 1\n[lanes.gate]\npulse_ms = 800\n')
+    lane = lane_config_from(cfg.lanes[0])
+    assert (lane.lane_id, lane.direction, lane.arm_on) == ("exit-2", Direction.EXIT, ArmOn.MOTION)
+    assert (lane.burst_frames, lane.min_votes, lane.open_pulse_ms) == (1, 1, 800)
