@@ -342,7 +342,9 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     function _checkIn(GateRecord calldata record, Booking storage booking) private returns (RejectReason) {
         if (booking.status != BookingStatus.Verified) return RejectReason.BadState;
         if (record.plateCommitment != booking.vehicleCommitment) return RejectReason.CommitmentMismatch;
-        if (record.timestamp >= booking.end) return RejectReason.OutsideWindow;
+        if (record.timestamp >= booking.end || record.timestamp + GRACE_PERIOD < booking.start) {
+            return RejectReason.OutsideWindow;
+        }
         booking.status = BookingStatus.CheckedIn;
         booking.checkInAt = record.timestamp;
         emit CheckedIn(record.bookingId, _rentals[booking.rentalId].lotId, record.eventId, record.timestamp);

@@ -227,17 +227,23 @@ def send(w3: Web3, fn: ContractFunction, sender: Sender, abi: Sequence[dict], va
     return bytes(tx_hash), receipt
 
 
-def deploy_artifact(w3: Web3, name: str, sender: Sender, *ctor_args: Any) -> Contract:
+def deploy_artifact(w3: Web3, name: str, sender: Sender, *ctor_args: Any) -> tuple[Contract, Any]:
+    """Deploy the compiled contract ``name``; returns the contract and the deployment receipt."""
     artifact = load_artifact(name)
     factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
     _, receipt = send(w3, factory.constructor(*ctor_args), sender, artifact["abi"])
-    return w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
+    return w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"]), receipt
 
 
 def deploy(w3: Web3, sender: Sender, admin: str | None = None) -> RentalClient:
-    """Deploy ParkgateRental with ``admin`` (default: the deployer) holding all admin roles."""
-    contract = deploy_artifact(w3, RENTAL_CONTRACT, sender, admin or _address_of(sender))
-    return RentalClient(w3, contract.address, sender)
+    """Deploy ParkgateRental with ``admin`` (default: the deployer) holding all admin roles.
+
+    The returned client sends as ``sender``; ``client.deploy_receipt`` holds the deployment receipt.
+    """
+    contract, receipt = deploy_artifact(w3, RENTAL_CONTRACT, sender, admin or _address_of(sender))
+    client = RentalClient(w3, contract.address, sender)
+    client.deploy_receipt = receipt
+    return client
 
 
 class RentalClient:
@@ -249,6 +255,7 @@ class RentalClient:
         self.abi: list[dict] = load_artifact(RENTAL_CONTRACT, build_dir)["abi"]
         self.contract: Contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=self.abi)
         self.sender = sender
+        self.deploy_receipt: Any = None
 
     @property
     def address(self) -> str:

@@ -1,0 +1,163 @@
+"""Gas report of the rental contract: ``python -m edge.chain.gas [--out FILE]`` (``make gas``).
+
+Starts a fresh anvil, deploys ParkgateRental, runs the lifecycle once and gate-record batches of
+sizes 1, 10 and 100 (VehicleVerified, CheckIn, CheckOut with settlement, and a replay of the same
+batch, which is skipped), and prints gas per transaction and per record. Gas counts include the 21000
+base cost and calldata of each transaction, as the receipts report them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from web3 import Web3
+
+from edge.chain.anvil import Anvil, AnvilConfig, dev_account
+from edge.chain.commitment import lot_id, plate_commitment
+from edge.chain.contract import GateRecord, RecordKind, deploy, new_event_id
+
+BATCH_SIZES: tuple[int, ...] = (1, 10, 100)
+LOT_CODE = "LOT-GAS-1"
+SECRET = b"gas-report-lot-secret-32-bytes!!"
+PRICE_PER_HOUR = 10**15
+HOUR = 3600
+
+
+@dataclass(frozen=True)
+class BatchGas:
+    kind: str
+    size: int
+    gas: int
+
+    @property
+    def per_record(self) -> float:
+        return self.gas / self.size
+
+
+@dataclass(frozen=True)
+class GasReport:
+    lifecycle: list[tuple[str, int]]
+    batches: list[BatchGas]
+
+    def render(self) -> str:
+        lines = ["ParkgateRental gas report (anvil, hardfork cancun, solc 0.8.37 optimizer 200 runs)", "",
+                 "Lifecycle calls (gas used per transaction):"]
+        lines += [f"  {name:<34} {gas:>10,}" for name, gas in self.lifecycle]
+        lines += ["", "recordGateEvents batches:",
+                  f"  {'record kind':<20} {'batch':>6} {'tx gas':>12} {'gas/record':>12}"]
+        lines += [f"  {b.kind:<20} {b.size:>6} {b.gas:>12,} {b.per_record:>12,.0f}" for b in self.batches]
+        return "\n".join(lines) + "\n"
+
+
+class Scenario:
+    """A deployed contract with one lot, one gateway, a verified owner and a renter (anvil dev accounts)."""
+
+    def __init__(self, w3: Web3) -> None:
+        self.w3 = w3
+        accounts = w3.eth.accounts
+        self.lifecycle: list[tuple[str, int]] = []
+        self.admin = deploy(w3, accounts[0])
+        self.lifecycle.append(("deploy", self.admin.deploy_receipt["gasUsed"]))
+        self.lot = lot_id(LOT_CODE)
+        self.gateway_account = dev_account(5)
+        self._track("registerLot", self.admin.register_lot(self.lot, "u33dc0"))
+        self._track("setGateway", self.admin.set_gateway(self.lot, self.gateway_account.address))
+        self._track("verifyOwner", self.admin.verify_owner(accounts[1], b"\x01" * 32))
+        self.owner = self.admin.with_sender(accounts[1])
+        self.renter = self.admin.with_sender(accounts[2])
+        self.gateway = self.admin.with_sender(self.gateway_account)
+        self.commitment = plate_commitment(SECRET, LOT_CODE, "GAS 0001")
+        self._sequence = 0
+
+    def _track(self, name: str, result: object) -> object:
+        if name not in dict(self.lifecycle):
+            self.lifecycle.append((name, result.gas_used))  # type: ignore[attr-defined]
+        return result
+
+    def now(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def advance(self, seconds: int) -> None:
+        self.w3.provider.make_request("evm_increaseTime", [seconds])
+        self.w3.provider.make_request("evm_mine", [])
+
+    def new_bookings(self, count: int) -> list[int]:
+        """``count`` bookings on fresh spaces, each starting a minute from now for two hours."""
+        start = self.now() + 60
+        bookings = []
+        for _ in range(count):
+            space = self._track("registerSpace", self.owner.register_space(self.lot, "L-1/B01")).return_value
+            listed = self.owner.create_rental_event(space, start, start + 8 * HOUR, PRICE_PER_HOUR)
+            rental = self._track("createRentalEvent", listed)
+            booked = self.renter.request_rental(rental.return_value, start, start + 2 * HOUR, self.commitment)
+            bookings.append(self._track("requestRental", booked).return_value)
+        return bookings
+
+    def records(self, kind: RecordKind, bookings: Sequence[int], timestamp: int) -> list[GateRecord]:
+        out = []
+        for booking in bookings:
+            self._sequence += 1
+            event_id = new_event_id(self.gateway_account.address, "gas", self._sequence)
+            out.append(GateRecord(event_id, kind, booking, self.commitment, timestamp))
+        return out
+
+    def run_batches(self, size: int) -> list[BatchGas]:
+        bookings = self.new_bookings(size)
+        self.advance(120)
+        results = []
+        for kind in (RecordKind.VEHICLE_VERIFIED, RecordKind.CHECK_IN, RecordKind.CHECK_OUT):
+            batch = self.records(kind, bookings, self.now())
+            results.append(BatchGas(kind.name, size, self.gateway.record_gate_events(batch).gas_used))
+            self.advance(600)
+        replay = self.gateway.record_gate_events(batch)
+        results.append(BatchGas("replay (skipped)", size, replay.gas_used))
+        return results
+
+    def run_lifecycle_tail(self) -> None:
+        """The calls not on the batch path: cancellations, expiry, overdue settlement, withdrawal."""
+        cancelled, expired, overdue = self.new_bookings(3)
+        self._track("cancelBooking", self.renter.cancel_booking(cancelled))
+        self.advance(60)
+        self.gateway.record_gate_events(self.records(RecordKind.VEHICLE_VERIFIED, [overdue], self.now()))
+        self.gateway.record_gate_events(self.records(RecordKind.CHECK_IN, [overdue], self.now()))
+        self.advance(3 * HOUR)
+        self._track("expireBooking", self.renter.expire_booking(expired))
+        self._track("settleOverdue", self.renter.settle_overdue(overdue))
+        self._track("withdraw", self.renter.withdraw())
+        space = self.owner.register_space(self.lot, "L-2/B02").return_value
+        start = self.now() + 60
+        rental = self.owner.create_rental_event(space, start, start + HOUR, PRICE_PER_HOUR).return_value
+        self.renter.request_rental(rental, start, start + HOUR, self.commitment)
+        self._track("cancelRentalEvent (1 booking)", self.owner.cancel_rental_event(rental))
+
+
+def measure(sizes: Sequence[int] = BATCH_SIZES, log_dir: Path | None = None) -> GasReport:
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="parkgate-gas-"))
+    with Anvil(AnvilConfig(), log_path=log_dir / "anvil.log") as node:
+        scenario = Scenario(node.web3())
+        batches = [gas for size in sizes for gas in scenario.run_batches(size)]
+        scenario.run_lifecycle_tail()
+        return GasReport(lifecycle=scenario.lifecycle, batches=batches)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge.chain.gas", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="also write the report to this file")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(BATCH_SIZES), help="batch sizes")
+    args = parser.parse_args(argv)
+    if any(size < 1 or size > 200 for size in args.sizes):
+        parser.error("batch sizes must be between 1 and 200")
+    text = measure(args.sizes).render()
+    print(text, end="")
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

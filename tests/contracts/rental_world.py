@@ -1,0 +1,87 @@
+"""Shared scenario for the contract tests: constants and a deployed "world" (imported by conftest)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from edge.chain.anvil import dev_account
+from edge.chain.commitment import lot_id, plate_commitment
+from edge.chain.contract import GateRecord, RecordKind, RentalClient, deploy, new_event_id
+
+LOT_CODE = "LOT-NORD-1"
+OTHER_LOT_CODE = "LOT-SUED-2"
+LOT_SECRET = bytes.fromhex("6b1f0e2d9c8a7b6e5d4c3b2a19081726354453627180")
+PLATE = "B-AB 1234"
+PRICE_PER_HOUR = 10**15  # 0.001 ether per hour
+HOUR = 3600
+
+
+@dataclass
+class World:
+    """A deployed contract with one lot, a verified owner with a space, a renter and two gateways."""
+
+    w3: Web3
+    admin: RentalClient
+    owner: RentalClient
+    renter: RentalClient
+    stranger: RentalClient
+    gateway: RentalClient  # signs locally (LocalAccount), like the real daemon
+    other_gateway: RentalClient  # gateway of another lot
+    gateway_account: LocalAccount
+    lot: bytes
+    other_lot: bytes
+    space_id: int
+
+    def now(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def advance(self, seconds: int) -> None:
+        self.w3.provider.make_request("evm_increaseTime", [seconds])
+        self.w3.provider.make_request("evm_mine", [])
+
+    def commitment(self, plate: str = PLATE) -> bytes:
+        return plate_commitment(LOT_SECRET, LOT_CODE, plate)
+
+
+def build_world(w3: Web3) -> World:
+    """Deploy a fresh contract with two lots and gateways, a verified owner with one space."""
+    accounts = w3.eth.accounts
+    admin = deploy(w3, accounts[0])
+    lot, other_lot = lot_id(LOT_CODE), lot_id(OTHER_LOT_CODE)
+    admin.register_lot(lot, "u33dc0")
+    admin.register_lot(other_lot, "u33d9q")
+    gateway_account, other_gateway_account = dev_account(5), dev_account(6)
+    admin.set_gateway(lot, gateway_account.address)
+    admin.set_gateway(other_lot, other_gateway_account.address)
+    admin.verify_owner(accounts[1], b"\x01" * 32)
+    owner = admin.with_sender(accounts[1])
+    space_id = owner.register_space(lot, "L-1/B17").return_value
+    return World(
+        w3=w3, admin=admin, owner=owner, renter=admin.with_sender(accounts[2]),
+        stranger=admin.with_sender(accounts[3]), gateway=admin.with_sender(gateway_account),
+        other_gateway=admin.with_sender(other_gateway_account), gateway_account=gateway_account,
+        lot=lot, other_lot=other_lot, space_id=space_id,
+    )
+
+
+def listing(world: World, hours: int = 4) -> tuple[int, int]:
+    start = world.now() + 600
+    rental_id = world.owner.create_rental_event(world.space_id, start, start + hours * HOUR,
+                                                PRICE_PER_HOUR).return_value
+    return rental_id, start
+
+
+def book(world: World, hours: int = 2) -> tuple[int, int, int]:
+    rental_id, start = listing(world)
+    booking_id = world.renter.request_rental(rental_id, start, start + hours * HOUR,
+                                             world.commitment()).return_value
+    return rental_id, booking_id, start
+
+
+def gate_record(world: World, kind: RecordKind, booking_id: int, seq: int, timestamp: int,
+            commitment: bytes | None = None) -> GateRecord:
+    event_id = new_event_id(world.gateway_account.address, "lane-1", seq)
+    return GateRecord(event_id, kind, booking_id, commitment or world.commitment(), timestamp)
