@@ -18,6 +18,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,11 +116,27 @@ class MosquittoBroker:
         self.config_file = self._write_config()
         self._process: ManagedProcess | None = None
 
+    @property
+    def password_file(self) -> Path:
+        return self.workdir / "passwd"
+
+    def _write_passwords(self, users: dict[str, str]) -> None:
+        self.password_file.write_text("")
+        tool = _require_tool("mosquitto_passwd")
+        for user, secret in users.items():
+            _run([tool, "-b", str(self.password_file), user, secret], self.workdir)
+        self.password_file.chmod(0o600)
+
+    def set_users(self, users: dict[str, str]) -> None:
+        """Replace the password file (e.g. lock a client out for a while); ``reload`` applies it live."""
+        self._write_passwords(users)
+
+    def all_users(self) -> dict[str, str]:
+        return {self.username: self.password, **self.extra_users}
+
     def _write_config(self) -> Path:
-        passwd = self.workdir / "passwd"
-        passwd.write_text("")
-        for user, secret in {self.username: self.password, **self.extra_users}.items():
-            _run([_require_tool("mosquitto_passwd"), "-b", str(passwd), user, secret], self.workdir)
+        passwd = self.password_file
+        self._write_passwords(self.all_users())
         tls = [f"cafile {self.ca_file}", f"certfile {self.server_cert}", f"keyfile {self.server_key}"]
         lines = [
             f"user {pwd.getpwuid(os.geteuid()).pw_name}",
@@ -144,7 +161,7 @@ class MosquittoBroker:
                 lines.append(f"acl_file {acl_file}")
         config = self.workdir / "mosquitto.conf"
         config.write_text("\n".join(lines) + "\n")
-        for secret_file in (passwd, self.server_key, self.client_key):
+        for secret_file in (self.server_key, self.client_key):
             secret_file.chmod(0o600)
         return config
 
@@ -167,6 +184,17 @@ class MosquittoBroker:
     def stop(self) -> None:
         if self._process is not None:
             self._process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: an abrupt broker death (no clean shutdown of its connections)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.stop()
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads the password file and ACL without dropping connections."""
+        if self._process is not None:
+            self._process.kill(signal.SIGHUP)
 
     def alive(self) -> bool:
         return self._process is not None and self._process.alive()

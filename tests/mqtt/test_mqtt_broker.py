@@ -1,0 +1,246 @@
+"""The bridge against a real mosquitto with password auth and TLS on a free loopback port."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.mqtt import CommandOutcome, MqttBridge, NonceStore, settings_from_url, sign_command
+from edge.mqtt.commands import Command
+from edge.mqtt.privacy import hash_plate
+from edge.store import GateEvent, Store, new_event_id, wall_clock_ms
+from edge.support.mosquitto import MosquittoBroker
+from edge.support.proc import ManagedProcess
+
+KEY = bytes.fromhex("42" * 32)
+WATCHER = ("watcher", "watcher-secret")
+LANES = ("in-1", "out-1")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Watcher:
+    """A plain MQTT subscriber (its own broker user) that records what it receives."""
+
+    def __init__(self, broker: MosquittoBroker, topic: str = "#") -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        c.username_pw_set(*WATCHER)
+        c.tls_set(ca_certs=str(broker.ca_file))
+        c.on_message = self._on_message
+        c.on_subscribe = lambda *a: self._subscribed.set()
+        c.on_connect = lambda client, *a: client.subscribe(topic, qos=1)
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        self.client = c
+        assert self._subscribed.wait(10), "watcher could not subscribe"
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [p for t, p, _ in self.messages if t == topic]
+
+    def last(self, topic: str) -> bytes | None:
+        payloads = self.on(topic)
+        return payloads[-1] if payloads else None
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    with MosquittoBroker(tmp_path_factory.mktemp("broker"), extra_users=dict([WATCHER]),
+                         cert_listener=True) as b:
+        yield b
+
+
+def bridge_for(broker: MosquittoBroker, gateway: str, **kwargs: object) -> MqttBridge:
+    settings = settings_from_url(broker.url, gateway, ca_file=broker.ca_file, reconnect_min_s=1,
+                                 reconnect_max_s=2, **kwargs.pop("settings", {}))
+    return MqttBridge(settings, KEY, LANES, poll_s=0.2, **kwargs)
+
+
+def test_wrong_password_is_refused(broker: MosquittoBroker) -> None:
+    settings = settings_from_url(f"mqtts://{broker.username}:wrong@{broker.host}:{broker.port}", "gw-bad",
+                                 ca_file=broker.ca_file)
+    bridge = MqttBridge(settings, KEY, LANES).start()
+    try:
+        wait_until(lambda: bridge.last_connect_error, what="the broker's refusal")
+        assert not bridge.connected
+        assert bridge.last_connect_error in {"Bad user name or password", "Not authorized"}
+    finally:
+        bridge.stop()
+
+
+def test_client_certificate_authenticates_without_password(broker: MosquittoBroker) -> None:
+    settings = settings_from_url(f"mqtts://{broker.host}:{broker.cert_port}", "gw-cert",
+                                 ca_file=broker.ca_file, client_cert=broker.client_cert,
+                                 client_key=broker.client_key)
+    with MqttBridge(settings, KEY, LANES) as bridge:
+        assert bridge.wait_connected(10), bridge.last_connect_error
+
+
+def test_retained_state_discovery_reads_and_clean_offline(broker: MosquittoBroker) -> None:
+    bridge = bridge_for(broker, "gw-ret")
+    bridge.publish_status({"version": "test", "lanes": 2})  # before connecting: sent once connected
+    bridge.start()
+    watcher = Watcher(broker, "parkgate/gw-ret/#")
+    try:
+        assert bridge.wait_connected(10), bridge.last_connect_error
+        bridge.publish_lane_state("in-1", {"state": "closed"})
+        assert bridge.publish_read({"lane": "in-1", "plate": "AB 123", "confidence": 0.93})
+        wait_until(lambda: watcher.on("parkgate/gw-ret/reads"), what="the plate read")
+        read = watcher.on("parkgate/gw-ret/reads")[0]
+        assert json.loads(read)["plate_hash"] == hash_plate("AB123", KEY) and b"AB123" not in read
+    finally:
+        watcher.close()
+        bridge.stop()
+    late = Watcher(broker, "#")  # subscribes after the gateway left: only retained messages remain
+    try:
+        wait_until(lambda: late.last("parkgate/gw-ret/lanes/in-1/state"), what="retained lane state")
+        assert late.last("parkgate/gw-ret/availability") == b"offline"
+        assert json.loads(late.last("parkgate/gw-ret/status") or b"{}") == {"version": "test", "lanes": 2}
+        assert json.loads(late.last("parkgate/gw-ret/lanes/in-1/state") or b"{}") == {"state": "closed"}
+        config = late.last("homeassistant/binary_sensor/parkgate_gw-ret/connectivity/config")
+        assert config is not None and json.loads(config)["state_topic"] == "parkgate/gw-ret/availability"
+        assert late.last("parkgate/gw-ret/reads") is None  # reads are not retained
+    finally:
+        late.close()
+
+
+def test_last_will_says_offline_when_the_gateway_dies(broker: MosquittoBroker, tmp_path: Path) -> None:
+    watcher = Watcher(broker, "parkgate/gw-lwt/availability")
+    spec = {"url": broker.url, "ca_file": str(broker.ca_file), "gateway": "gw-lwt", "lanes": list(LANES)}
+    script = Path(__file__).with_name("mqtt_bridge_child.py")
+    child = ManagedProcess([sys.executable, str(script), json.dumps(spec)], tmp_path / "child.log")
+    try:
+        child.start()
+        wait_until(lambda: watcher.last("parkgate/gw-lwt/availability") == b"online", 20,
+                   what=f"the child to come online; log: {child.log_tail()}")
+        child.kill()  # SIGKILL: no clean disconnect, the broker must publish the will
+        wait_until(lambda: watcher.last("parkgate/gw-lwt/availability") == b"offline", what="the last will")
+    finally:
+        child.stop()
+        watcher.close()
+
+
+def test_signed_commands_accepted_and_bad_ones_refused(broker: MosquittoBroker, tmp_path: Path) -> None:
+    received: list[Command] = []
+
+    def handle(cmd: Command) -> CommandOutcome:
+        received.append(cmd)
+        return CommandOutcome(True, "queued")
+
+    nonces = NonceStore(tmp_path / "nonces.sqlite", window_ms=35_000)
+    bridge = bridge_for(broker, "gw-cmd", on_command=handle, nonces=nonces).start()
+    watcher = Watcher(broker, "parkgate/gw-cmd/cmd/#")
+    results = "parkgate/gw-cmd/cmd/result"
+    try:
+        assert bridge.wait_connected(10), bridge.last_connect_error
+        now = wall_clock_ms()
+        good = sign_command(KEY, "gw-cmd", "in-1", "open", now)
+        doc = json.loads(good)
+        unsigned = json.dumps({k: v for k, v in doc.items() if k != "sig"}).encode()
+        wrong_key = sign_command(bytes(32), "gw-cmd", "in-1", "open", now)
+        stale = sign_command(KEY, "gw-cmd", "in-1", "open", now - 60_000)
+        for payload in (good, unsigned, wrong_key, good, stale):  # the second `good` is a replay
+            watcher.publish("parkgate/gw-cmd/cmd/in-1", payload)
+        wait_until(lambda: len(watcher.on(results)) == 5, what="five command results")
+        outcomes = [json.loads(p) for p in watcher.on(results)]
+        assert outcomes[0] == {"ok": True, "lane": "in-1", "action": "open", "nonce": doc["nonce"],
+                               "detail": "queued"}
+        assert [o.get("reason") for o in outcomes[1:]] == ["unsigned", "bad_signature", "replayed", "stale"]
+        assert received == [Command("gw-cmd", "in-1", "open", now, doc["nonce"])]
+        assert bridge.stats["cmd_accepted"] == 1 and bridge.stats["cmd_rejected.replayed"] == 1
+    finally:
+        watcher.close()
+        bridge.stop()
+    restarted = NonceStore(tmp_path / "nonces.sqlite", window_ms=35_000)
+    assert doc["nonce"] in restarted  # a restart does not reopen the replay window
+
+
+def record_events(store: Store, n: int) -> list[str]:
+    ids = []
+    for _ in range(n):
+        event = GateEvent(event_id=new_event_id(), lane="in-1", direction="entry", kind="check_in",
+                          reason="booking_valid", occurred_at_ms=wall_clock_ms(), plate_masked="AB***3")
+        assert store.record_gate_event(event, destinations=("mqtt",))
+        ids.append(event.event_id)
+    return ids
+
+
+def event_ids(watcher: Watcher, topic: str) -> list[str]:
+    return [json.loads(p)["event_id"] for p in watcher.on(topic)]
+
+
+def test_outbox_loses_nothing_across_a_broker_outage(tmp_path: Path) -> None:
+    db = tmp_path / "gw.sqlite"
+    store = Store(db)
+    topic = "parkgate/gw-out/events"
+    broker = MosquittoBroker(tmp_path / "broker", extra_users=dict([WATCHER])).start()
+    bridge = bridge_for(broker, "gw-out", open_outbox=lambda: Store(db), settings={"outbox_window": 8})
+    before = Watcher(broker, topic)
+    after: Watcher | None = None
+    try:
+        bridge.start()
+        assert bridge.wait_connected(10), bridge.last_connect_error
+        first = record_events(store, 20)
+        bridge.notify_outbox()
+        wait_until(lambda: set(event_ids(before, topic)) == set(first), what="events before the outage")
+        assert "plate_masked" not in json.loads(before.on(topic)[0])  # hash mode drops the stored mask
+
+        before.close()  # it would reconnect to the restarted broker and count the outage events twice
+        broker.kill()
+        wait_until(lambda: not bridge.connected, what="the bridge to notice the outage")
+        during = record_events(store, 25)
+        bridge.notify_outbox()
+        counts = store.counts()
+        waiting = counts.get("outbox.mqtt.pending", 0) + counts.get("outbox.mqtt.in_flight", 0)
+        assert waiting >= 25 and waiting + counts.get("outbox.mqtt.done", 0) == 45  # a PUBACK may be lost
+
+        # Restart with the gateway locked out, so the new subscriber is surely listening before it returns.
+        broker.set_users({WATCHER[0]: WATCHER[1]})
+        broker.start()
+        after = Watcher(broker, topic)
+        wait_until(lambda: bridge.last_connect_error, what="the locked-out gateway to be refused")
+        broker.set_users(broker.all_users())
+        broker.reload()
+
+        wait_until(lambda: set(event_ids(after, topic)) >= set(during), 20, what="the outage's events")
+        seen = event_ids(before, topic) + event_ids(after, topic)
+        assert set(seen) == set(first) | set(during)
+        assert [i for i in dict.fromkeys(event_ids(after, topic)) if i in during] == during  # order kept
+        assert len(seen) - len(set(seen)) <= 8  # duplicates bounded by the in-flight window
+        wait_until(lambda: store.counts().get("outbox.mqtt.done") == 45, what="all rows marked done")
+    finally:
+        if after is not None:
+            after.close()
+        before.close()
+        bridge.stop()
+        broker.stop()
+        store.close()
