@@ -1,0 +1,121 @@
+"""`parkgate lpr read IMAGE...`, `parkgate lpr eval DIR` and `parkgate lpr synth`: plate recognition tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import models
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    lpr = sub.add_parser("lpr", help="licence-plate recognition: read images, evaluate, render test frames")
+    commands = lpr.add_subparsers(dest="lpr_command", metavar="LPR_COMMAND", required=True)
+
+    read = commands.add_parser("read", help="print the plates read in images, with confidence and boxes")
+    read.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    _model_options(read)
+    read.add_argument("--crop", action="store_true", help="images are plate crops: run the OCR only")
+    read.set_defaults(func=cmd_read)
+
+    evaluate = commands.add_parser("eval", help="evaluate on a labelled folder, print one JSON line")
+    evaluate.add_argument("folder", type=Path, metavar="DIR")
+    evaluate.add_argument("--ocr-only", action="store_true", help="images are plate crops")
+    evaluate.add_argument("--labels", type=Path, help="CSV of file,...,plate (default: DIR/groundtruth.csv "
+                          "or one OpenALPR .txt per image)")
+    evaluate.add_argument("--limit", type=int, help="evaluate at most N images")
+    evaluate.add_argument("--split", choices=("all", "train", "holdout"), default="all",
+                          help="only images of this fine-tuning split (see models/cards)")
+    evaluate.add_argument("--show-misses", action="store_true", help="print each wrong read to stderr")
+    _model_options(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
+
+    render = commands.add_parser("synth", help="render synthetic vehicle frames showing a plate")
+    render.add_argument("text", help="plate text, e.g. 'AB 123-CD'")
+    render.add_argument("--style", choices=("eu", "us", "br"), default="eu")
+    render.add_argument("--frames", type=int, default=1)
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--out", type=Path, required=True, help="image path (one frame) or .mp4/.avi video")
+    render.set_defaults(func=cmd_synth)
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--detector", type=Path, default=models.DETECTOR_PATH, help="detector ONNX")
+    parser.add_argument("--ocr", type=Path, default=models.OCR_PATH, help="OCR ONNX")
+    parser.add_argument("--ocr-config", type=Path, default=models.OCR_CONFIG_PATH, help="OCR YAML")
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    parser.add_argument("--min-score", type=float, default=0.3, help="detector score threshold")
+
+
+def _reader(args: argparse.Namespace):
+    from edge.vision.reader import PlateReader
+
+    return PlateReader(args.detector, args.ocr, args.ocr_config, args.threads, args.min_score)
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    reader = _reader(args)
+    status = 0
+    for path in args.images:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            print(f"{path}: cannot read image (expected a JPEG/PNG/BMP file)", file=sys.stderr)
+            status = 1
+            continue
+        reads = [reader.read_crop(image)] if args.crop else reader.read(image)
+        if not reads:
+            print(f"{path}: no plate")
+        for read in reads:
+            box = ",".join(f"{v:.0f}" for v in read.box)
+            print(f"{path}: {read.text or '-'} confidence={read.confidence:.3f} box={box} "
+                  f"detector={read.detector_score:.3f}")
+    return status
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from edge.vision import evaluate
+    from models.data import eu_split, us_split
+
+    samples = evaluate.load_samples(args.folder, args.labels)
+    if args.split != "all":
+        split = us_split if args.ocr_only else eu_split
+        samples = [s for s in samples if split(s.image.name) == args.split]
+    samples = samples[: args.limit] if args.limit else samples
+    reader = _reader(args)
+
+    def best_text(image: np.ndarray) -> str:
+        if args.ocr_only:
+            return reader.read_crop(image).text
+        reads = reader.read(image)
+        return reads[0].text if reads else ""
+
+    def show(sample: evaluate.Sample, text: str) -> None:
+        print(f"miss {sample.image.name}: label {sample.plate} read {text or '-'}", file=sys.stderr)
+
+    figures = evaluate.evaluate(samples, best_text, show if args.show_misses else None)
+    figures["peak_rss_mb"] = evaluate.peak_rss_mb()
+    print(json.dumps(figures))
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from edge.vision import synth
+
+    frames = synth.render_pass(args.text, max(1, args.frames), args.style, args.seed)
+    if args.out.suffix.lower() in (".mp4", ".avi"):
+        height, width = frames[0].shape[:2]
+        fourcc = cv2.VideoWriter_fourcc(*("mp4v" if args.out.suffix.lower() == ".mp4" else "MJPG"))
+        writer = cv2.VideoWriter(str(args.out), fourcc, 10.0, (width, height))
+        for frame in frames:
+            writer.write(frame)
+        writer.release()
+    elif not cv2.imwrite(str(args.out), frames[-1]):
+        print(f"cannot write {args.out}: use a .png/.jpg image or a .mp4/.avi video path", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({len(frames)} frame(s), plate {args.text!r})")
+    return 0

@@ -1,0 +1,130 @@
+"""Camera capture on its own thread: OpenCV source (video file, V4L2 index, RTSP URL), reconnect with
+back-off, and a bounded queue that drops the oldest frame when the consumer falls behind."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A captured frame with its capture time (monotonic seconds) and sequence number."""
+
+    image: np.ndarray
+    captured_at: float
+    sequence: int
+
+
+def parse_source(source: str | int) -> str | int:
+    """'0' or 0 -> V4L2 device index 0; anything else (file path, rtsp://...) is passed to OpenCV as is."""
+    if isinstance(source, int):
+        return source
+    text = str(source).strip()
+    if not text:
+        raise ValueError("camera source is empty; give a device index (0), a video file or an rtsp:// URL")
+    return int(text) if text.isdigit() else text
+
+
+def open_capture(source: str | int) -> cv2.VideoCapture:
+    return cv2.VideoCapture(parse_source(source))
+
+
+class FrameSource:
+    """Reads frames on a daemon thread into a bounded queue; reopens the source when reads fail.
+
+    `loop=True` restarts a video file at its end (recorded sources in demos); a live source that ends
+    or fails is reopened after `retry_s`, doubling up to `max_retry_s`.
+    """
+
+    def __init__(self, source: str | int, queue_size: int = 4, retry_s: float = 0.5, max_retry_s: float = 10.0,
+                 loop: bool = False, fps_limit: float | None = None,
+                 opener: Callable[[str | int], cv2.VideoCapture] = open_capture) -> None:
+        self.source = parse_source(source)
+        self.frames: queue.Queue[Frame] = queue.Queue(maxsize=max(1, queue_size))
+        self.retry_s, self.max_retry_s, self.loop = retry_s, max_retry_s, loop
+        self.fps_limit = fps_limit
+        self.opener = opener
+        self.dropped = 0
+        self.reconnects = 0
+        self._stop = threading.Event()
+        self.finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="frame-source", daemon=True)
+        self._sequence = 0
+
+    def start(self) -> FrameSource:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def __enter__(self) -> FrameSource:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """Next frame, or None if none arrived within `timeout`."""
+        try:
+            return self.frames.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    @property
+    def is_live(self) -> bool:
+        """Device indexes and URLs are live (reconnect); a file path is a recording (ends or loops)."""
+        return isinstance(self.source, int) or "://" in self.source
+
+    def _run(self) -> None:
+        delay = self.retry_s
+        while not self._stop.is_set():
+            capture = self.opener(self.source)
+            if capture is not None and capture.isOpened():
+                delay = self.retry_s
+                self._read_until_failure(capture)
+                capture.release()
+                if self._stop.is_set() or (self.loop and not self.is_live):
+                    continue
+                if not self.is_live:
+                    self.finished.set()
+                    return
+            else:
+                log.warning("camera %s could not be opened; retrying in %.1fs", self.source, delay)
+            self.reconnects += 1
+            self._stop.wait(delay)
+            delay = min(delay * 2, self.max_retry_s)
+
+    def _read_until_failure(self, capture: cv2.VideoCapture) -> None:
+        interval = 1.0 / self.fps_limit if self.fps_limit else 0.0
+        while not self._stop.is_set():
+            ok, image = capture.read()
+            if not ok or image is None:
+                return
+            self._put(Frame(image, time.monotonic(), self._sequence))
+            self._sequence += 1
+            if interval:
+                self._stop.wait(interval)
+
+    def _put(self, frame: Frame) -> None:
+        while True:
+            try:
+                self.frames.put_nowait(frame)
+                return
+            except queue.Full:
+                try:
+                    self.frames.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass

@@ -1,0 +1,99 @@
+"""Plate detector contract (open-image-models end-to-end YOLOv9 style) and its pure pre/post-processing.
+
+Input: float32 NCHW RGB in [0, 1], letterboxed to a square with grey 114 padding.
+Output: rows ``[batch, x1, y1, x2, y2, class, score]`` in input-pixel coordinates (any leading batch
+dimensions are flattened). Our own detector exports the same contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was fitted into the square model input: scale, then padding."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A plate box in frame pixels with the detector's score."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    class_id: int = 0
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio to fit `size`x`size`, centre it on grey 114 padding."""
+    height, width = image.shape[:2]
+    scale = min(size / width, size / height)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    pad_x, pad_y = (size - new_w) / 2, (size - new_h) / 2
+    left, top = int(round(pad_x - 0.1)), int(round(pad_y - 0.1))
+    canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    canvas[top : top + new_h, left : left + new_w] = resized
+    return canvas, Letterbox(scale, float(left), float(top))
+
+
+def to_input_tensor(letterboxed_bgr: np.ndarray) -> np.ndarray:
+    """BGR uint8 HWC -> float32 NCHW RGB in [0, 1]."""
+    rgb = letterboxed_bgr[:, :, ::-1].astype(np.float32) / 255.0
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+
+
+def preprocess(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """Frame -> (model input tensor, letterbox used)."""
+    if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
+        raise ValueError(f"frame must be uint8 HxWx3 BGR, got {frame_bgr.dtype} {frame_bgr.shape}")
+    boxed, geometry = letterbox(frame_bgr, size)
+    return to_input_tensor(boxed), geometry
+
+
+def unmap_box(box: tuple[float, float, float, float], geometry: Letterbox, width: int, height: int):
+    """Model-input box -> frame box, clipped to the frame."""
+    x1, y1, x2, y2 = box
+    fx = lambda v: float(np.clip((v - geometry.pad_x) / geometry.scale, 0, width))  # noqa: E731
+    fy = lambda v: float(np.clip((v - geometry.pad_y) / geometry.scale, 0, height))  # noqa: E731
+    return fx(x1), fy(y1), fx(x2), fy(y2)
+
+
+def parse_output(
+    output: np.ndarray, geometry: Letterbox, width: int, height: int, min_score: float
+) -> list[Detection]:
+    """Detector rows -> frame detections with score >= min_score, best first, empty boxes dropped."""
+    rows = np.asarray(output, dtype=np.float32)
+    if rows.size == 0:
+        return []
+    if rows.shape[-1] != 7:
+        raise ValueError(f"detector output must have 7 values per row, got shape {rows.shape}")
+    detections = []
+    for row in rows.reshape(-1, 7):
+        score = float(row[6])
+        if not np.isfinite(row).all() or score < min_score:
+            continue
+        x1, y1, x2, y2 = unmap_box(tuple(row[1:5]), geometry, width, height)
+        if x2 - x1 >= 2 and y2 - y1 >= 2:
+            detections.append(Detection(x1, y1, x2, y2, score, int(row[5])))
+    return sorted(detections, key=lambda d: d.score, reverse=True)
+
+
+def expand_box(det: Detection, width: int, height: int, margin_x: float, margin_y: float):
+    """Integer crop box around a detection, grown by the given fractions of its size."""
+    dx, dy = (det.x2 - det.x1) * margin_x, (det.y2 - det.y1) * margin_y
+    x1, y1 = int(max(0, det.x1 - dx)), int(max(0, det.y1 - dy))
+    x2, y2 = int(min(width, det.x2 + dx + 0.999)), int(min(height, det.y2 + dy + 0.999))
+    return x1, y1, x2, y2

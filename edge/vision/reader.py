@@ -1,0 +1,117 @@
+"""Plate reading with onnxruntime: detector on the frame, OCR on each detected crop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+import models
+from edge.vision import detector, ocr, plates
+
+
+@dataclass(frozen=True)
+class PlateRead:
+    """One plate read: text (normalised), confidence, per-character confidences, frame box."""
+
+    text: str
+    confidence: float
+    char_confidences: tuple[float, ...] = field(default=())
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    detector_score: float = 1.0
+
+
+def make_session(path: str | Path, threads: int) -> ort.InferenceSession:
+    """CPU session with a fixed thread budget (the gateway shares its cores)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class PlateOcr:
+    """An OCR model in the fast-plate-ocr contract."""
+
+    def __init__(self, model_path: str | Path, config: ocr.OcrConfig, threads: int = 2) -> None:
+        self.config = config
+        self.session = make_session(model_path, threads)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def read_crops(self, crops_bgr: list[np.ndarray]) -> list[tuple[str, list[float]]]:
+        """(normalised text, confidence per kept character) for each crop."""
+        if not crops_bgr:
+            return []
+        batch = ocr.preprocess(crops_bgr, self.config)
+        decoded = ocr.decode(self.session.run(None, {self.input_name: batch})[0], self.config)
+        return [_normalised(text, chars) for text, chars in decoded]
+
+
+def _normalised(text: str, chars: list[float]) -> tuple[str, list[float]]:
+    """Apply `plates.normalise` to a read, keeping each surviving character's confidence."""
+    kept = [(c.upper(), s) for c, s in zip(text, chars, strict=True) if plates.normalise(c)]
+    return "".join(c for c, _ in kept), [s for _, s in kept]
+
+
+class PlateDetector:
+    """A detector in the end-to-end YOLO contract (square input, rows of 7)."""
+
+    def __init__(self, model_path: str | Path, threads: int = 2, min_score: float = 0.3) -> None:
+        self.session = make_session(model_path, threads)
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.size = _square_side(model_input.shape)
+        self.min_score = min_score
+
+    def detect(self, frame_bgr: np.ndarray) -> list[detector.Detection]:
+        tensor, geometry = detector.preprocess(frame_bgr, self.size)
+        output = self.session.run(None, {self.input_name: tensor})[0]
+        height, width = frame_bgr.shape[:2]
+        return detector.parse_output(output, geometry, width, height, self.min_score)
+
+
+def _square_side(shape: list) -> int:
+    side = shape[-1]
+    if not isinstance(side, int) or shape[-2] != side:
+        raise ValueError(f"detector input must be a fixed square NCHW shape, got {shape}")
+    return side
+
+
+class PlateReader:
+    """Detector + OCR: frame in, plate reads (best first) out."""
+
+    def __init__(
+        self,
+        detector_path: str | Path = models.DETECTOR_PATH,
+        ocr_path: str | Path = models.OCR_PATH,
+        ocr_config: str | Path | ocr.OcrConfig = models.OCR_CONFIG_PATH,
+        threads: int = 2,
+        min_score: float = 0.3,
+        max_plates: int = 3,
+    ) -> None:
+        config = ocr_config if isinstance(ocr_config, ocr.OcrConfig) else ocr.load_config(ocr_config)
+        self.detector = PlateDetector(detector_path, threads, min_score)
+        self.ocr = PlateOcr(ocr_path, config, threads)
+        self.max_plates = max_plates
+
+    def read(self, frame_bgr: np.ndarray) -> list[PlateRead]:
+        height, width = frame_bgr.shape[:2]
+        detections = self.detector.detect(frame_bgr)[: self.max_plates]
+        boxes = [detector.expand_box(d, width, height, 0.06, 0.15) for d in detections]
+        crops = [frame_bgr[y1:y2, x1:x2] for x1, y1, x2, y2 in boxes]
+        reads = []
+        for det, (text, chars) in zip(detections, self.ocr.read_crops(crops), strict=True):
+            confidence = ocr.plate_confidence(chars)
+            box = (det.x1, det.y1, det.x2, det.y2)
+            reads.append(PlateRead(text, confidence, tuple(chars), box, det.score))
+        return sorted(reads, key=lambda r: r.confidence * r.detector_score, reverse=True)
+
+    def read_crop(self, crop_bgr: np.ndarray) -> PlateRead:
+        """OCR only, for an image that is already a plate crop."""
+        text, chars = self.ocr.read_crops([crop_bgr])[0]
+        height, width = crop_bgr.shape[:2]
+        return PlateRead(text, ocr.plate_confidence(chars), tuple(chars), (0.0, 0.0, float(width), float(height)))

@@ -1,0 +1,205 @@
+"""Training data: synthetic plates (TrueType and Hershey fonts) mixed with the real labelled crops.
+
+Real sets are read from the shared data folder beside the repository (never copied into it). The US
+crops are split in two by a hash of the file name: the `train` half may be used for fine-tuning, the
+`holdout` half is only for evaluation (see `us_split`).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import zlib
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.vision import detector, plates, synth
+
+REPO = Path(__file__).resolve().parent.parent
+FONT_GLOBS = ("*Bold.ttf", "*Condensed-Bold.ttf", "*Mono*.ttf", "*Sans.ttf", "*Narrow*.ttf")
+OCR_SIZE = (128, 64)  # width, height
+
+
+def data_dir() -> Path:
+    """The shared real-photo folder: $PARKGATE_DATA_DIR or <repo>/../shared/data."""
+    return Path(os.environ.get("PARKGATE_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+def us_split(file_name: str) -> str:
+    """'train' or 'holdout' for a plates-us-crops file, fixed by a hash of its name."""
+    return "train" if zlib.crc32(file_name.encode()) % 2 == 0 else "holdout"
+
+
+def eu_split(file_name: str) -> str:
+    """'train' or 'holdout' for a plates-eu frame, fixed by a hash of its name."""
+    return "train" if zlib.crc32(file_name.encode()) % 3 == 0 else "holdout"
+
+
+@cache
+def font_paths() -> tuple[str, ...]:
+    found = set()
+    for pattern in FONT_GLOBS:
+        found.update(glob.glob(f"/usr/share/fonts/truetype/**/{pattern}", recursive=True))
+    return tuple(sorted(p for p in found if "Serif" not in p or "Bold" in p))
+
+
+def ttf_text_mask(text: str, rng: np.random.Generator) -> np.ndarray:
+    """White-on-black mask of `text` in a random installed TrueType font (Pillow)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    paths = font_paths()
+    if not paths:
+        return synth.hershey_text_mask(text, rng)
+    font = ImageFont.truetype(paths[rng.integers(len(paths))], 96)
+    left, top, right, bottom = font.getbbox(text)
+    image = Image.new("L", (right - left + 20, bottom - top + 20), 0)
+    ImageDraw.Draw(image).text((10 - left, 10 - top), text, fill=255, font=font)
+    mask = np.asarray(image)
+    ys, xs = np.nonzero(mask > 40)
+    return mask if len(xs) == 0 else mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def any_text_mask(text: str, rng: np.random.Generator) -> np.ndarray:
+    return ttf_text_mask(text, rng) if rng.random() < 0.75 else synth.hershey_text_mask(text, rng)
+
+
+def jitter_crop(image: np.ndarray, quad: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Crop around a plate quad with random margins, like a detector box grown by the reader."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = synth.quad_box(quad, w, h)
+    bw, bh = x2 - x1, y2 - y1
+    mx = rng.uniform(-0.02, 0.12, 2) * bw
+    my = rng.uniform(-0.05, 0.3, 2) * bh
+    box = (int(max(0, x1 - mx[0])), int(max(0, y1 - my[0])), int(min(w, x2 + mx[1])), int(min(h, y2 + my[1])))
+    return image[box[1] : box[3], box[0] : box[2]]
+
+
+def synth_ocr_sample(rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """One augmented synthetic plate crop (grey, OCR size) and its normalised label."""
+    style = synth.STYLES[rng.choice(3, p=[0.5, 0.3, 0.2])]
+    text = synth.random_text(rng, style)
+    plate = synth.render_plate(text, style, rng, any_text_mask)
+    ph, pw = plate.shape[:2]
+    canvas_w, canvas_h = int(pw * 1.6), int(ph * 2.2)
+    background = rng.integers(0, 255, (4, 4, 3)).astype(np.uint8)
+    canvas = cv2.resize(background, (canvas_w, canvas_h), interpolation=cv2.INTER_LINEAR)
+    width = pw * rng.uniform(0.9, 1.1)
+    quad = synth.plate_quad((canvas_w / 2, canvas_h / 2), width, pw / ph, rng, tilt=1.3)
+    synth.warp_into(canvas, plate, quad)
+    crop = jitter_crop(canvas, quad, rng)
+    small = cv2.resize(crop, (int(rng.uniform(60, 200)), int(rng.uniform(20, 70))), interpolation=cv2.INTER_AREA)
+    crop = synth.degrade(small, rng, 1.0)
+    return to_ocr_input(crop), plates.normalise(text)
+
+
+def to_ocr_input(crop_bgr: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY) if crop_bgr.ndim == 3 else crop_bgr
+    return cv2.resize(grey, OCR_SIZE, interpolation=cv2.INTER_LINEAR)
+
+
+def augment_real_crop(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Small geometric jitter + camera effects on a real crop."""
+    h, w = crop.shape[:2]
+    shift = rng.uniform(-0.06, 0.06, (4, 2)) * np.float32([w, h])
+    source = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    matrix = cv2.getPerspectiveTransform(source, (source + shift).astype(np.float32))
+    warped = cv2.warpPerspective(crop, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    return to_ocr_input(synth.degrade(warped, rng, 0.6))
+
+
+def load_br_crops() -> list[tuple[np.ndarray, str]]:
+    root = data_dir() / "plates-br-crops"
+    return _load_labelled(root, root / "labels.csv", "file", "plate", lambda name: True)
+
+
+def load_us_crops(split: str) -> list[tuple[np.ndarray, str]]:
+    root = data_dir() / "plates-us-crops"
+    return _load_labelled(root, root / "groundtruth.csv", "file", "plate", lambda name: us_split(name) == split,
+                          fieldnames=("file", "state", "plate"))
+
+
+def _load_labelled(root: Path, csv_path: Path, file_key: str, text_key: str, keep, fieldnames=None) -> list:
+    if not csv_path.is_file():
+        return []
+    samples = []
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, fieldnames=fieldnames):
+            if not keep(row[file_key]):
+                continue
+            image = cv2.imread(str(root / row[file_key]), cv2.IMREAD_COLOR)
+            if image is not None:
+                samples.append((image, plates.normalise(row[text_key])))
+    return samples
+
+
+# ---- detector scenes -------------------------------------------------------------------------------------
+
+@cache
+def background_paths() -> tuple[str, ...]:
+    return tuple(sorted(glob.glob(str(data_dir() / "backgrounds" / "*.*g"))))
+
+
+@cache
+def eu_crop_paths() -> tuple[str, ...]:
+    return tuple(sorted(glob.glob(str(data_dir() / "plates-eu-crops" / "*.*g"))))
+
+
+def _random_plate_image(rng: np.random.Generator, br: list) -> np.ndarray:
+    pick = rng.random()
+    if pick < 0.35 and eu_crop_paths():
+        image = cv2.imread(eu_crop_paths()[rng.integers(len(eu_crop_paths()))])
+        if image is not None:
+            return image
+    if pick < 0.5 and br:
+        return br[rng.integers(len(br))][0]
+    style = synth.STYLES[rng.integers(3)]
+    return synth.render_plate(synth.random_text(rng, style), style, rng, any_text_mask)
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    paths = background_paths()
+    image = cv2.imread(paths[rng.integers(len(paths))]) if paths else None
+    if image is None:
+        return synth._scene(rng, width, height)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def detector_scene(rng: np.random.Generator, size: int, br: list) -> tuple[np.ndarray, list]:
+    """A letterboxed training scene and its plate boxes in model-input pixels."""
+    width = int(rng.uniform(400, 1300))
+    height = int(width * rng.uniform(0.5, 0.85))
+    if rng.random() < 0.35:
+        style = synth.STYLES[rng.integers(3)]
+        frame, box = synth.render_frame(synth.random_text(rng, style), style, rng, (width, height),
+                                        text_mask=any_text_mask)
+        boxes = [box]
+    else:
+        frame, boxes = _composite(rng, width, height, br)
+    boxed, geometry = detector.letterbox(frame, size)
+    mapped = [(x1 * geometry.scale + geometry.pad_x, y1 * geometry.scale + geometry.pad_y,
+               x2 * geometry.scale + geometry.pad_x, y2 * geometry.scale + geometry.pad_y) for x1, y1, x2, y2 in boxes]
+    return boxed, mapped
+
+
+def _composite(rng: np.random.Generator, width: int, height: int, br: list):
+    frame = _background(rng, width, height)
+    boxes = []
+    if rng.random() < 0.1:
+        return synth.degrade(frame, rng, 0.7), boxes
+    if rng.random() < 0.5:
+        car_w = width * rng.uniform(0.4, 0.9)
+        cx, cy = synth.draw_car(frame, rng, width * rng.uniform(0.3, 0.7), height * rng.uniform(0.75, 1.0), car_w)
+        centres = [(cx, cy, car_w * rng.uniform(0.2, 0.32))]
+    else:
+        centres = [(width * rng.uniform(0.15, 0.85), height * rng.uniform(0.2, 0.85), width * rng.uniform(0.1, 0.45))
+                   for _ in range(int(rng.integers(1, 3)))]
+    for cx, cy, plate_w in centres:
+        plate = _random_plate_image(rng, br)
+        quad = synth.plate_quad((cx, cy), plate_w, plate.shape[1] / plate.shape[0], rng, tilt=1.2)
+        synth.warp_into(frame, plate, quad)
+        boxes.append(synth.quad_box(quad, width, height))
+    return synth.degrade(frame, rng, 0.7), boxes

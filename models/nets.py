@@ -1,0 +1,97 @@
+"""Small torch networks and their ONNX export wrappers (the public contracts live in edge.vision)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class PlateOcrNet(nn.Module):
+    """Fixed-slot OCR (fast-plate-ocr style): conv backbone, then one dense layer to slots x alphabet."""
+
+    def __init__(self, slots: int, alphabet: int, height: int = 64, width: int = 128) -> None:
+        super().__init__()
+        self.slots, self.alphabet = slots, alphabet
+        self.features = nn.Sequential(
+            conv_bn(1, 16), nn.MaxPool2d(2),
+            conv_bn(16, 32), nn.MaxPool2d(2),
+            conv_bn(32, 64), nn.MaxPool2d(2),
+            conv_bn(64, 96), conv_bn(96, 96), nn.MaxPool2d((2, 1)),
+            conv_bn(96, 40, kernel=1),
+        )
+        flat = 40 * (height // 16) * (width // 8)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.25), nn.Linear(flat, slots * alphabet))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: float N x 1 x H x W in [0, 1]; returns logits N x slots x alphabet."""
+        return self.head(self.features(x)).view(-1, self.slots, self.alphabet)
+
+
+class OcrExport(nn.Module):
+    """uint8 NHWC in, per-slot softmax out: the fast-plate-ocr ONNX contract."""
+
+    def __init__(self, net: PlateOcrNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.to(torch.float32).permute(0, 3, 1, 2) / 255.0
+        return F.softmax(self.net(x), dim=-1)
+
+
+class PlateDetectorNet(nn.Module):
+    """CenterNet-style single-class detector at stride 8: heatmap, log size, centre offset."""
+
+    stride = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(conv_bn(3, 16, 2), conv_bn(16, 32, 2), conv_bn(32, 32))
+        self.down8 = nn.Sequential(conv_bn(32, 64, 2), conv_bn(64, 64))
+        self.down16 = nn.Sequential(conv_bn(64, 96, 2), conv_bn(96, 96), conv_bn(96, 96))
+        self.down32 = nn.Sequential(conv_bn(96, 128, 2), conv_bn(128, 128))
+        self.lateral16 = conv_bn(96 + 128, 96, kernel=1)
+        self.lateral8 = conv_bn(64 + 96, 64)
+        self.heads = nn.Conv2d(64, 5, 1)
+        nn.init.constant_(self.heads.bias, 0.0)
+        with torch.no_grad():
+            self.heads.bias[0] = -2.2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: float N x 3 x S x S RGB [0, 1]; returns N x 5 x S/8 x S/8 (heat logit, log w, log h, dx, dy)."""
+        f8 = self.down8(self.stem(x))
+        f16 = self.down16(f8)
+        f32 = self.down32(f16)
+        up16 = self.lateral16(torch.cat([f16, F.interpolate(f32, scale_factor=2.0, mode="nearest")], 1))
+        up8 = self.lateral8(torch.cat([f8, F.interpolate(up16, scale_factor=2.0, mode="nearest")], 1))
+        return self.heads(up8)
+
+
+class DetectorExport(nn.Module):
+    """Decodes peaks in-graph: output rows [batch, x1, y1, x2, y2, class, score] (end-to-end contract)."""
+
+    def __init__(self, net: PlateDetectorNet, top_k: int = 10) -> None:
+        super().__init__()
+        self.net, self.top_k = net, top_k
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        out = self.net(image)
+        heat = torch.sigmoid(out[:, 0:1])
+        peaks = heat * (F.max_pool2d(heat, 3, 1, 1) == heat).to(heat.dtype)
+        width = out.shape[3]
+        scores, index = torch.topk(peaks.flatten(1), self.top_k)
+        ys = torch.div(index, width, rounding_mode="floor").to(torch.float32)
+        xs = (index % width).to(torch.float32)
+        rest = out[:, 1:].flatten(2)
+        gather = lambda c: torch.gather(rest[:, c], 1, index)  # noqa: E731
+        size_w, size_h = torch.exp(gather(0)) * 8.0, torch.exp(gather(1)) * 8.0
+        cx, cy = (xs + 0.5 + gather(2)) * 8.0, (ys + 0.5 + gather(3)) * 8.0
+        zeros = torch.zeros_like(scores)
+        rows = torch.stack([zeros, cx - size_w / 2, cy - size_h / 2, cx + size_w / 2, cy + size_h / 2, zeros, scores], -1)
+        return rows.reshape(-1, 7)

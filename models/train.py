@@ -1,0 +1,250 @@
+"""Train, export and quantise the plate models: `python -m models.train --all` (fixed seed, CPU).
+
+Writes models/weights/plate_ocr.onnx (+ .int8.onnx, + plate_ocr.yaml) and plate_detector.onnx (+ .int8.onnx).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+import models
+from models import data
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
+SLOTS = 10
+DETECTOR_SIZE = 384
+TRAIN_CROP = 256
+
+
+def ocr_config() -> dict:
+    return {"max_plate_slots": SLOTS, "alphabet": ALPHABET, "pad_char": "_", "img_height": data.OCR_SIZE[1],
+            "img_width": data.OCR_SIZE[0], "keep_aspect_ratio": False, "interpolation": "linear",
+            "image_color_mode": "grayscale"}
+
+
+def _synth_ocr_chunk(args: tuple[int, int]) -> list:
+    seed, count = args
+    rng = np.random.default_rng(seed)
+    return [data.synth_ocr_sample(rng) for _ in range(count)]
+
+
+def _scene_chunk(args: tuple[int, int]) -> list:
+    seed, count = args
+    rng = np.random.default_rng(seed)
+    br = data.load_br_crops()
+    return [data.detector_scene(rng, DETECTOR_SIZE, br) for _ in range(count)]
+
+
+def _parallel(func, seed: int, total: int, workers: int) -> list:
+    chunks = [(seed * 100 + i, total // 16) for i in range(16)]
+    with Pool(workers) as pool:
+        return [item for chunk in pool.map(func, chunks) for item in chunk]
+
+
+def encode_label(text: str) -> list[int]:
+    text = text[:SLOTS].ljust(SLOTS, "_")
+    return [ALPHABET.index(c) if c in ALPHABET else ALPHABET.index("_") for c in text]
+
+
+def train_ocr(seed: int, steps: int, pool_size: int, workers: int, out_dir: Path) -> None:
+    import torch
+    from torch.nn import functional as F
+
+    from models.nets import OcrExport, PlateOcrNet
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    started = time.time()
+    synthetic = _parallel(_synth_ocr_chunk, seed, pool_size, workers)
+    real = [(img, txt) for img, txt in data.load_br_crops() + data.load_us_crops("train") if 0 < len(txt) <= SLOTS]
+    print(f"ocr data: {len(synthetic)} synthetic, {len(real)} real, {time.time() - started:.0f}s", flush=True)
+    net = PlateOcrNet(SLOTS, len(ALPHABET), data.OCR_SIZE[1], data.OCR_SIZE[0])
+    optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps, pct_start=0.15)
+    batch_size, real_share = 64, 0.35
+    for step in range(steps):
+        n_real = int(batch_size * real_share) if real else 0
+        images, labels = [], []
+        for index in rng.integers(len(synthetic), size=batch_size - n_real):
+            images.append(synthetic[index][0])
+            labels.append(synthetic[index][1])
+        for index in rng.integers(len(real), size=n_real):
+            images.append(data.augment_real_crop(real[index][0], rng))
+            labels.append(real[index][1])
+        x = torch.from_numpy(np.stack(images)).float().unsqueeze(1) / 255.0
+        x = _photometric(x, rng)
+        y = torch.tensor([encode_label(t) for t in labels])
+        net.train()
+        logits = net(x)
+        loss = F.cross_entropy(logits.reshape(-1, len(ALPHABET)), y.reshape(-1), label_smoothing=0.05)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % 100 == 0 or step == steps - 1:
+            accuracy = (logits.argmax(-1) == y).all(-1).float().mean().item()
+            print(f"ocr step {step} loss {loss.item():.3f} batch-exact {accuracy:.2f} {time.time() - started:.0f}s",
+                  flush=True)
+    net.eval()
+    sample = torch.zeros(1, data.OCR_SIZE[1], data.OCR_SIZE[0], 1, dtype=torch.uint8)
+    path = out_dir / "plate_ocr.onnx"
+    _export(OcrExport(net), sample, path, "input", "output")
+    with open(out_dir / "plate_ocr.yaml", "w", encoding="utf-8") as handle:
+        yaml.safe_dump(ocr_config(), handle, sort_keys=False)
+    quantise(path, out_dir / "plate_ocr.int8.onnx")
+
+
+def _photometric(x, rng: np.random.Generator):
+    """Per-sample contrast/brightness/inversion-free jitter on a float batch in [0, 1]."""
+    import torch
+
+    n = x.shape[0]
+    gain = torch.from_numpy(rng.uniform(0.7, 1.3, (n, 1, 1, 1))).float()
+    bias = torch.from_numpy(rng.uniform(-0.15, 0.15, (n, 1, 1, 1))).float()
+    return ((x - 0.5) * gain + 0.5 + bias).clamp(0, 1)
+
+
+def train_detector(seed: int, steps: int, scenes: int, workers: int, out_dir: Path) -> None:
+    import torch
+
+    from models.nets import DetectorExport, PlateDetectorNet
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed + 1)
+    started = time.time()
+    pool = _parallel(_scene_chunk, seed + 1, scenes, workers)
+    print(f"detector data: {len(pool)} scenes, {time.time() - started:.0f}s", flush=True)
+    net = PlateDetectorNet()
+    optimiser = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    batch_size = 16
+    for step in range(steps):
+        batch = [_random_crop(*pool[i], rng) for i in rng.integers(len(pool), size=batch_size)]
+        x = torch.from_numpy(np.stack([b[0] for b in batch])[:, :, :, ::-1].copy()).float().permute(0, 3, 1, 2) / 255
+        targets = [_centre_targets(b[1], TRAIN_CROP // PlateDetectorNet.stride) for b in batch]
+        heat, size, offset, mask = (torch.from_numpy(np.stack([t[k] for t in targets])) for k in range(4))
+        net.train()
+        out = net(x)
+        loss_heat = _focal_loss(out[:, 0], heat)
+        m = mask.unsqueeze(1)
+        count = mask.sum().clamp(min=1)
+        loss_size = (torch.abs(out[:, 1:3] - size) * m).sum() / count
+        loss_offset = (torch.abs(out[:, 3:5] - offset) * m).sum() / count
+        loss = loss_heat + 0.5 * loss_size + loss_offset
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % 100 == 0 or step == steps - 1:
+            print(f"det step {step} loss {loss.item():.3f} (heat {loss_heat.item():.3f} size {loss_size.item():.3f})"
+                  f" {time.time() - started:.0f}s", flush=True)
+    net.eval()
+    path = out_dir / "plate_detector.onnx"
+    _export(DetectorExport(net), torch.zeros(1, 3, DETECTOR_SIZE, DETECTOR_SIZE), path, "images", "output")
+    quantise(path, out_dir / "plate_detector.int8.onnx")
+
+
+def _random_crop(image: np.ndarray, boxes: list, rng: np.random.Generator):
+    """A TRAIN_CROP square of a scene, usually around a plate; boxes shifted (and dropped if cut off)."""
+    size = image.shape[0]
+    limit = size - TRAIN_CROP
+    if boxes and rng.random() < 0.85:
+        x1, y1, x2, y2 = boxes[rng.integers(len(boxes))]
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        left = int(np.clip(cx - rng.uniform(0.15, 0.85) * TRAIN_CROP, 0, limit))
+        top = int(np.clip(cy - rng.uniform(0.15, 0.85) * TRAIN_CROP, 0, limit))
+    else:
+        left, top = int(rng.integers(limit + 1)), int(rng.integers(limit + 1))
+    crop = image[top : top + TRAIN_CROP, left : left + TRAIN_CROP]
+    kept = []
+    for x1, y1, x2, y2 in boxes:
+        cx, cy = (x1 + x2) / 2 - left, (y1 + y2) / 2 - top
+        if 0 <= cx < TRAIN_CROP and 0 <= cy < TRAIN_CROP:
+            kept.append((x1 - left, y1 - top, x2 - left, y2 - top))
+    return crop, kept
+
+
+def _centre_targets(boxes: list, grid: int):
+    stride = TRAIN_CROP / grid
+    heat = np.zeros((grid, grid), np.float32)
+    size = np.zeros((2, grid, grid), np.float32)
+    offset = np.zeros((2, grid, grid), np.float32)
+    mask = np.zeros((grid, grid), np.float32)
+    ys, xs = np.mgrid[0:grid, 0:grid].astype(np.float32)
+    for x1, y1, x2, y2 in boxes:
+        w, h = max(2.0, x2 - x1), max(2.0, y2 - y1)
+        cx, cy = (x1 + x2) / 2 / stride - 0.5, (y1 + y2) / 2 / stride - 0.5
+        ix, iy = int(np.clip(round(cx), 0, grid - 1)), int(np.clip(round(cy), 0, grid - 1))
+        sigma_x, sigma_y = max(0.5, w / stride / 6), max(0.5, h / stride / 6)
+        blob = np.exp(-((xs - ix) ** 2) / (2 * sigma_x**2) - ((ys - iy) ** 2) / (2 * sigma_y**2))
+        heat = np.maximum(heat, blob)
+        heat[iy, ix] = 1.0
+        size[:, iy, ix] = (math.log(w / 8.0), math.log(h / 8.0))
+        offset[:, iy, ix] = (cx - ix, cy - iy)
+        mask[iy, ix] = 1.0
+    return heat, size, offset, mask
+
+
+def _focal_loss(logits, target):
+    import torch
+
+    pred = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    positive = target.eq(1).float()
+    negative_weight = torch.pow(1 - target, 4)
+    pos_loss = torch.log(pred) * torch.pow(1 - pred, 2) * positive
+    neg_loss = torch.log(1 - pred) * torch.pow(pred, 2) * negative_weight * (1 - positive)
+    return -(pos_loss.sum() + neg_loss.sum()) / positive.sum().clamp(min=1)
+
+
+def _export(module, sample, path: Path, input_name: str, output_name: str) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(module, (sample,), str(path), input_names=[input_name], output_names=[output_name],
+                      opset_version=17, dynamo=False,
+                      dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}}
+                      if input_name == "input" else None)
+    print(f"exported {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
+
+
+def quantise(source: Path, target: Path) -> None:
+    """Dynamic int8 quantisation of weights (onnxruntime.quantization)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QUInt8)
+    print(f"quantised {target} ({target.stat().st_size / 1e6:.2f} MB)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the parkgate plate models (CPU, fixed seed).")
+    parser.add_argument("--all", action="store_true", help="train OCR and detector")
+    parser.add_argument("--ocr", action="store_true")
+    parser.add_argument("--detector", action="store_true")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--ocr-steps", type=int, default=2400)
+    parser.add_argument("--ocr-pool", type=int, default=24000)
+    parser.add_argument("--detector-steps", type=int, default=2400)
+    parser.add_argument("--detector-scenes", type=int, default=2400)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
+    parser.add_argument("--workers", type=int, default=2, help="processes generating data")
+    parser.add_argument("--out", type=Path, default=models.WEIGHTS_DIR)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.all or args.ocr:
+        train_ocr(args.seed, args.ocr_steps, args.ocr_pool, args.workers, args.out)
+    if args.all or args.detector:
+        train_detector(args.seed, args.detector_steps, args.detector_scenes, args.workers, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

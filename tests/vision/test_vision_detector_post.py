@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from edge.vision import detector
+
+
+def test_letterbox_centres_image_on_grey_padding():
+    frame = np.full((720, 1280, 3), 200, np.uint8)
+    boxed, geometry = detector.letterbox(frame, 384)
+    assert boxed.shape == (384, 384, 3)
+    assert geometry.scale == pytest.approx(0.3)
+    assert geometry.pad_x == 0 and geometry.pad_y == 84
+    assert (boxed[:84] == detector.PAD_VALUE).all() and (boxed[-84:] == detector.PAD_VALUE).all()
+    assert (boxed[84:300] == 200).all()
+
+
+def test_input_tensor_is_rgb_nchw_unit_range():
+    frame = np.zeros((10, 20, 3), np.uint8)
+    frame[..., 2] = 255  # red in BGR
+    tensor, _ = detector.preprocess(frame, 32)
+    assert tensor.shape == (1, 3, 32, 32) and tensor.dtype == np.float32
+    assert tensor[0, 0, 16, 16] == 1.0 and tensor[0, 2, 16, 16] == 0.0
+    assert tensor[0, 1, 0, 0] == pytest.approx(114 / 255)
+
+
+def test_preprocess_rejects_non_bgr_frames():
+    with pytest.raises(ValueError, match="uint8 HxWx3"):
+        detector.preprocess(np.zeros((10, 10), np.uint8), 32)
+
+
+def test_box_round_trip_through_letterbox():
+    geometry = detector.letterbox(np.zeros((720, 1280, 3), np.uint8), 384)[1]
+    frame_box = (400.0, 500.0, 640.0, 560.0)
+    model_box = tuple(v * geometry.scale + (geometry.pad_x if i % 2 == 0 else geometry.pad_y)
+                      for i, v in enumerate(frame_box))
+    assert detector.unmap_box(model_box, geometry, 1280, 720) == pytest.approx(frame_box)
+
+
+def test_parse_output_filters_sorts_clips_and_accepts_batch_dims():
+    geometry = detector.Letterbox(scale=0.5, pad_x=0.0, pad_y=10.0)
+    rows = np.array([[[0, 10, 20, 50, 40, 0, 0.4],
+                      [0, 0, 10, 400, 30, 0, 0.9],
+                      [0, 5, 5, 6, 6, 0, 0.99],  # above the frame after un-mapping: empty, dropped
+                      [0, 1, 1, 30, 30, 0, 0.1],
+                      [0, np.nan, 1, 30, 30, 0, 0.95]]], np.float32)
+    dets = detector.parse_output(rows, geometry, width=600, height=300, min_score=0.3)
+    assert [d.score for d in dets] == pytest.approx([0.9, 0.4])
+    assert (dets[0].x1, dets[0].y1, dets[0].x2, dets[0].y2) == (0.0, 0.0, 600.0, 40.0)
+    assert (dets[1].x1, dets[1].y1, dets[1].x2, dets[1].y2) == (20.0, 20.0, 100.0, 60.0)
+
+
+def test_parse_output_rejects_wrong_row_width_and_accepts_empty():
+    geometry = detector.Letterbox(1.0, 0.0, 0.0)
+    assert detector.parse_output(np.zeros((0, 7)), geometry, 10, 10, 0.3) == []
+    with pytest.raises(ValueError, match="7 values per row"):
+        detector.parse_output(np.zeros((3, 6)), geometry, 10, 10, 0.3)
+
+
+def test_expand_box_grows_and_clips():
+    det = detector.Detection(10, 10, 110, 30, 0.9)
+    assert detector.expand_box(det, 1000, 1000, 0.1, 0.5) == (0, 0, 120, 40)
+    assert detector.expand_box(det, 100, 25, 0.1, 0.5) == (0, 0, 100, 25)
