@@ -230,7 +230,7 @@ class Config:
     chain: ChainConfig = setting(ChainConfig())
     mqtt: MqttConfig = setting(MqttConfig())
     metrics: MetricsConfig = setting(MetricsConfig())
-    source: str = field(default="<embedded defaults>", compare=False)
+    source: str = field(default="<embedded defaults>", compare=False, metadata={"internal": True})
 
     @property
     def store_path(self) -> Path:
@@ -267,7 +267,7 @@ class _Parser:
             self.fail(path, f"{data!r} is {_describe(data)}; expected a table")
             return cls()
         hints = get_type_hints(cls)
-        known = {f.name: f for f in fields(cls) if f.name != "source"}
+        known = {f.name: f for f in fields(cls) if not f.metadata.get("internal")}
         for key in data:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)

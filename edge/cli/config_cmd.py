@@ -38,7 +38,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        rows = [("config", CheckResult.fail(str(exc), "fix the listed keys (see docs/parkgate.example.toml)"))]
+        fix = "fix the listed keys (see docs/parkgate.example.toml)"
+        rows = [("config", CheckResult.fail(str(exc), fix))]
         rows += [(name, CheckResult.skip("needs a valid config")) for name in registered_checks()]
     else:
         rows = [("config", CheckResult.ok(cfg.source)), *run_checks(cfg)]

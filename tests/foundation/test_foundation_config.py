@@ -1,0 +1,244 @@
+"""Typed config: defaults, the example file, precise errors for bad values, secrets, fuzzing."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import get_args, get_type_hints
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge import config as config_module
+from edge.config import (
+    Config,
+    ConfigError,
+    GateConfig,
+    LaneConfig,
+    config_from_mapping,
+    load_config,
+    parse_config,
+    read_secret,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "parkgate.example.toml"
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "test.toml")
+    return [str(issue) for issue in info.value.issues]
+
+
+def test_embedded_defaults_are_safe() -> None:
+    cfg = Config()
+    assert cfg.store_path == Path("/var/lib/parkgate/parkgate.sqlite")
+    assert cfg.lanes == (LaneConfig(),) and cfg.lanes[0].gate.baudrate == 9600
+    assert not cfg.chain.enabled and not cfg.mqtt.enabled and not cfg.metrics.enabled
+    assert cfg.mqtt.plate_privacy == "hash" and cfg.mqtt.tls.enabled
+    assert cfg.metrics.host == "127.0.0.1"
+    assert cfg.policy.fail_mode == "closed" and cfg.policy.anti_passback == "hard"
+    assert cfg.mqtt_client_id == "parkgate-parkgate-1"
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Config().gateway.id = "x"  # type: ignore[misc]
+
+
+def test_example_file_passes_and_documents_the_defaults() -> None:
+    cfg = load_config(EXAMPLE)
+    assert cfg == Config()
+    assert cfg.source == str(EXAMPLE)
+
+
+def documented_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every key path of a config section, e.g. 'lanes.gate.baudrate' (confusion pairs excluded)."""
+    keys = []
+    for name, tp in get_type_hints(cls).items():
+        if name == "source":
+            continue
+        keys.append(prefix + name)
+        args = get_args(tp)
+        inner = tp if dataclasses.is_dataclass(tp) else (args[0] if args else None)
+        if dataclasses.is_dataclass(inner) and name != "confusions":
+            keys += documented_keys(inner, f"{prefix}{name}.")  # type: ignore[arg-type]
+    return keys
+
+
+def test_example_file_mentions_every_key() -> None:
+    text = EXAMPLE.read_text()
+    missing = []
+    for path in documented_keys(Config):
+        *_, key = path.split(".")
+        as_key = re.search(rf"^#? ?{key} = ", text, re.MULTILINE)
+        as_table = re.search(rf"^\[\[?{re.escape(path)}\]", text, re.MULTILINE)
+        if not (as_key or as_table):
+            missing.append(path)
+    assert missing == []
+
+
+def test_values_are_read_and_relative_paths_follow_the_file(tmp_path: Path) -> None:
+    conf = tmp_path / "etc" / "parkgate.toml"
+    conf.parent.mkdir()
+    conf.write_text("""
+[gateway]
+id = "north-gate"
+lot_id = "harbour"
+state_dir = "state"
+[[lanes]]
+name = "in"
+gate = { driver = "modbus-rtu", port = "/dev/ttyS1", baudrate = 19200, modbus_unit = 3 }
+camera = { source = "rtsp://192.0.2.1/s", fps = 15 }
+[[lanes]]
+name = "out"
+direction = "exit"
+[policy]
+confusions = [{ a = "0", b = "O", cost = 0.25 }]
+deny_list = ["AB-123-CD"]
+capacity = 40
+[chain]
+max_fee_gwei = 3
+""")
+    cfg = load_config(conf)
+    assert cfg.gateway.state_dir == conf.parent / "state"
+    assert cfg.store_path == conf.parent / "state" / "parkgate.sqlite"
+    assert cfg.lanes[0].gate == GateConfig(driver="modbus-rtu", port="/dev/ttyS1", baudrate=19200,
+                                           modbus_unit=3)
+    assert (cfg.lanes[0].camera.fps, cfg.lanes[0].camera.burst_frames) == (15, 5)
+    assert (cfg.lanes[1].direction, cfg.lanes[1].gate) == ("exit", GateConfig())
+    assert cfg.policy.confusions[0].cost == 0.25 and cfg.policy.deny_list == ("AB-123-CD",)
+    assert cfg.chain.max_fee_gwei == 3.0 and isinstance(cfg.chain.max_fee_gwei, float)
+
+
+def test_out_of_range_value_names_the_key_path_value_and_allowed() -> None:
+    errs = errors_of('[[lanes]]\nname = "a"\n[[lanes]]\nname = "b"\ngate = { baudrate = 9601 }\n')
+    assert errs == ["lanes[1].gate.baudrate: 9601 is not allowed; "
+                    "allowed: 1200 | 2400 | 4800 | 9600 | 19200 | 38400 | 57600 | 115200"]
+
+
+def test_unknown_key_is_an_error_with_a_suggestion() -> None:
+    errs = errors_of("[mqtt]\nprot = 1883\n")
+    assert len(errs) == 1
+    assert errs[0].startswith("mqtt.prot: unknown key (did you mean 'port'?); "
+                              "allowed keys: enabled, host, port,")
+
+
+def test_unknown_section_is_an_error() -> None:
+    errs = errors_of("[camera]\nfps = 3\n")
+    assert errs[0].startswith("camera: unknown key; allowed keys: gateway, store, lanes")
+
+
+def test_wrong_types_are_named() -> None:
+    errs = errors_of('[mqtt]\nport = "8883"\nenabled = "yes"\n[vision]\nthreads = 2.5\n')
+    assert sorted(errs) == ["mqtt.enabled: 'yes' is a string; expected true or false",
+                            "mqtt.port: '8883' is a string; expected an integer",
+                            "vision.threads: 2.5 is a number; expected an integer"]
+
+
+def test_out_of_range_and_bad_choices() -> None:
+    errs = errors_of('[vision]\nmin_confidence = 1.5\nregion = "mars"\n[gateway]\nid = "no spaces"\n'
+                     '[lanes.gate]\n')
+    assert "vision.min_confidence: 1.5 is not allowed; allowed: 0.0..1.0" in errs
+    assert "vision.region: 'mars' is not allowed; allowed: any | eu | br | us" in errs
+    assert any(e.startswith("gateway.id: 'no spaces' is not allowed; allowed: 1-64 characters") for e in errs)
+
+
+def test_wrong_shape_of_a_table_or_array() -> None:
+    assert errors_of('lanes = "one"\n') == ["lanes: 'one' is a string; expected an array"]
+    assert errors_of('gateway = 3\n') == ["gateway: 3 is an integer; expected a table"]
+    assert errors_of('[policy]\nconfusions = [{ a = "0", b = "OO", cost = 2 }]\n') == [
+        "policy.confusions[0].b: 'OO' is not allowed; allowed: a single character",
+        "policy.confusions[0].cost: 2 is not allowed; allowed: 0 < cost <= 1"]
+
+
+def test_camera_source_rules() -> None:
+    assert errors_of('[[lanes]]\ncamera = { source = "rtps://typo/stream" }\n')[0].startswith(
+        "lanes[0].camera.source: 'rtps://typo/stream' is not allowed; allowed: a video file path")
+    for ok in ("0", "/dev/video2", "clips/day.mp4", "rtsp://192.0.2.1/s"):
+        assert parse_config(f'[[lanes]]\ncamera = {{ source = "{ok}" }}\n').lanes[0].camera.source == ok
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    errs = errors_of('[gateway]\nlog_level = "loud"\n[metrics]\nport = 0\n[store]\nbusy_timeout_ms = 1\n')
+    assert [e.split(":")[0] for e in errs] == ["gateway.log_level", "store.busy_timeout_ms", "metrics.port"]
+
+
+def test_cross_field_rules() -> None:
+    assert errors_of('[[lanes]]\nname = "a"\n[[lanes]]\nname = "a"\n') == [
+        "lanes[1].name: 'a' is also the name of lanes[0]; lane names must be unique"]
+    assert errors_of("lanes = []\n") == ["lanes: no lanes configured; add at least one [[lanes]] table"]
+    assert errors_of("[chain]\nenabled = true\n") == [
+        f"chain.{k}: is required when chain.enabled = true"
+        for k in ("contract_address", "keystore", "password_file", "plate_key_file")]
+    assert errors_of("[chain]\nmax_fee_gwei = 2\npriority_fee_gwei = 3\n") == [
+        "chain.priority_fee_gwei: 3.0 is above chain.max_fee_gwei = 2.0; allowed: 0..max_fee_gwei"]
+    assert errors_of('[mqtt.tls]\ncert_file = "c.pem"\n') == [
+        "mqtt.tls: cert_file and key_file go together: give both or neither"]
+    assert errors_of('[mqtt]\npassword_file = "p"\n') == [
+        "mqtt.password_file: is set but mqtt.username is not; give both"]
+
+
+def test_toml_syntax_error_names_the_file_and_line() -> None:
+    with pytest.raises(ConfigError, match=r"(?s)test.toml: 1 configuration error.*not valid TOML.*line 2"):
+        parse_config("[gateway]\nid = \n", "test.toml")
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_no_path_uses_the_default_file_or_embedded_defaults(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config_module, "DEFAULT_CONFIG_PATH", tmp_path / "parkgate.toml")
+    assert load_config() == Config() and load_config().source == "<embedded defaults>"
+    (tmp_path / "parkgate.toml").write_text('[gateway]\nid = "from-etc"\n')
+    assert load_config().gateway.id == "from-etc"
+
+
+def test_read_secret_strips_newline_and_never_shows_content(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2\n")
+    assert read_secret(secret, "chain.password_file") == "hunter2"
+    secret.write_text("")
+    with pytest.raises(ConfigError, match=r"chain.password_file: secret file .*pw is empty"):
+        read_secret(secret, "chain.password_file")
+    with pytest.raises(ConfigError, match=r"mqtt.password_file: cannot read secret file .*missing: "
+                                          r"FileNotFoundError") as info:
+        read_secret(tmp_path / "missing", "mqtt.password_file")
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(ConfigError, match="no secret file configured"):
+        read_secret(None, "mqtt.command_key_file")
+
+
+toml_scalars = st.one_of(st.integers(-2**40, 2**40), st.floats(allow_nan=False), st.booleans(),
+                         st.text(max_size=12))
+toml_values = st.recursive(toml_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=10), inner, max_size=4)), max_leaves=12)
+known_keys = st.sampled_from(["gateway", "store", "lanes", "vision", "policy", "chain", "mqtt", "metrics",
+                              "id", "port", "gate", "camera", "tls", "baudrate", "source", "confusions"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(known_keys, st.one_of(
+    toml_values, st.dictionaries(known_keys, toml_values, max_size=4),
+    st.lists(st.dictionaries(known_keys, toml_values, max_size=4), max_size=2)), max_size=4))
+def test_any_toml_data_gives_a_config_or_a_config_error(data: dict) -> None:
+    try:
+        cfg = config_from_mapping(data)
+    except ConfigError as exc:
+        assert exc.issues and all(str(issue) for issue in exc.issues)
+    else:
+        assert isinstance(cfg, Config)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_gives_a_config_or_a_config_error(text: str) -> None:
+    try:
+        parse_config(text)
+    except ConfigError as exc:
+        assert exc.issues
