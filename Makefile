@@ -36,6 +36,7 @@ $(NPM_STAMP): contracts/package.json contracts/package-lock.json
 system-deps:
 	@command -v mosquitto >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto; }
 	@command -v openssl >/dev/null || $(SUDO) apt-get install -y -qq openssl
+	@command -v systemd-analyze >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends systemd; }
 
 contracts: $(PY_STAMP) $(NPM_STAMP)
 	$(PY) -m edge.chain.build
