@@ -88,7 +88,7 @@ class ParkgateSerialDriver:
         self._expect_ok(await self.client.request(Release()), "release")
 
     async def close(self) -> None:
-        if self.client.safety_occupied:
+        if self.client.safety_occupied and (await self.status()).safety:  # re-check a stale belief
             raise GateRefused("close refused: a vehicle is on the safety loop")
         self._expect_ok(await self.client.request(Close()), "close")
 

@@ -106,13 +106,14 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     async def action(driver: GateDriver) -> None:
-        print(format_status(await driver.status()), flush=True)
-
         async def stream() -> None:
             async for event in driver.events():
                 print(format_event(event), flush=True)
 
+        streaming = asyncio.create_task(stream())
+        await asyncio.sleep(0.01)  # subscribed before the snapshot, so no change falls in between
+        print(format_status(await driver.status()), flush=True)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stream(), args.seconds)
+            await asyncio.wait_for(streaming, args.seconds)
 
     return _run(args, action)

@@ -53,7 +53,7 @@ def test_message_round_trip_through_frame_and_wire(message, seq: int) -> None:  
     (Frame(seq=1, msg_type=0x42), "message type 0x42 unknown"),
     (Frame(seq=1, msg_type=0x06, version=2), "protocol version 2 not supported"),
     (Frame(seq=1, msg_type=0x81, payload=b"\x09"), "result=9 is not one of 0=OK"),
-    (Frame(seq=1, msg_type=0x82, payload=b"\x03\x02\x00\x00\x00\x00\x00\x00\x00"), "presence=2 must be 0 or 1"),
+    (Frame(seq=1, msg_type=0x82, payload=b"\x03\x02" + bytes(7)), "presence=2 must be 0 or 1"),
     (Frame(seq=1, msg_type=0x82, payload=b"\x03\x00\x00\x00\x80\x00\x00\x00\x00"), "undefined bits"),
 ])
 def test_bad_payloads_are_rejected_with_reason(frame: Frame, reason: str) -> None:

@@ -109,7 +109,8 @@ def test_invalid_frames_get_a_reason_and_never_open() -> None:
     gate = GateController()
     assert handle_frame(gate, Frame(1, 0x01, b"\x00\x01"), 0.0)[0] == Ack(Result.BAD_ARGUMENT)
     assert handle_frame(gate, Frame(1, 0x55), 0.0)[0] == Ack(Result.UNSUPPORTED)
-    assert handle_frame(gate, Frame(1, 0x01, b"\x01\xf4", version=9), 0.0)[0] == Ack(Result.VERSION_UNSUPPORTED)
+    future_version = Frame(1, 0x01, b"\x01\xf4", version=9)
+    assert handle_frame(gate, future_version, 0.0)[0] == Ack(Result.VERSION_UNSUPPORTED)
     assert handle_frame(gate, Frame(1, 0x81, b"\x00"), 0.0) == (None, [])
     assert gate.opens == 0
 

@@ -1,0 +1,169 @@
+"""ParkgateSerialDriver against the controller emulator over a real pty, through pyserial."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from bridge_harness import Emulator, running_emulator
+
+from firmware_bridge.client import GateTimeout
+from firmware_bridge.driver import GateRefused, ParkgateSerialDriver
+from firmware_bridge.messages import Ack, Close, EventKind, Position, Result
+
+
+@pytest.fixture
+def emulator(tmp_path: Path):  # noqa: ANN201
+    with running_emulator(tmp_path) as emu:
+        yield emu
+
+
+async def connect(emulator: Emulator, **options: float) -> ParkgateSerialDriver:
+    options = {"timeout_s": 0.2, "retries": 3, "heartbeat_s": 0.1} | options
+    return await ParkgateSerialDriver.connect(str(emulator.link), 115200, **options)
+
+
+def test_open_pulse_status_and_events(emulator: Emulator) -> None:
+    async def scenario() -> list:
+        driver = await connect(emulator)
+        seen = []
+
+        async def collect() -> None:
+            async for event in driver.events():
+                seen.append((event.kind, event.value))
+                if (event.kind, event.value) == (EventKind.POSITION, Position.CLOSED):
+                    return
+
+        collector = asyncio.create_task(collect())
+        await asyncio.sleep(0.05)
+        assert (await driver.status()).position is Position.CLOSED
+        await driver.open_pulse(300)
+        await asyncio.wait_for(collector, 3)
+        status = await driver.status()
+        await driver.aclose()
+        assert status.opens == 1 and status.position is Position.CLOSED
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert [v for k, v in seen if k is EventKind.POSITION] == [
+        Position.OPENING, Position.OPEN, Position.CLOSING, Position.CLOSED]
+    assert emulator.state()["opens"] == 1
+
+
+def test_crc_errors_on_replies_are_retried(emulator: Emulator) -> None:
+    emulator.command("corrupt 2")
+
+    async def scenario() -> tuple[int, int]:
+        driver = await connect(emulator, heartbeat_s=60)
+        await driver.open_pulse(200)
+        stats = driver.client.stats, driver.client.decoder.frames.stats
+        await driver.aclose()
+        return stats[0].retries, stats[1].crc_errors + stats[1].malformed
+
+    retries, bad_frames = asyncio.run(scenario())
+    assert retries == 2 and bad_frames == 2
+    state = emulator.state()
+    assert state["opens"] == 1 and state["duplicates"] == 2  # executed once, answered three times
+
+
+def test_lost_replies_time_out_and_are_retried_then_give_up(emulator: Emulator) -> None:
+    async def scenario() -> int:
+        driver = await connect(emulator, heartbeat_s=60)
+        emulator.command("drop 1")
+        await driver.open_pulse(200)
+        retries = driver.client.stats.retries
+        emulator.command("drop 10")
+        with pytest.raises(GateTimeout, match="no reply .* after 4 attempts"):
+            await driver.status()
+        await driver.aclose()
+        return retries
+
+    assert asyncio.run(scenario()) == 1
+    assert emulator.state()["opens"] == 1
+
+
+def test_cable_pull_reconnects_within_two_seconds(emulator: Emulator) -> None:
+    async def scenario() -> float:
+        driver = await connect(emulator)
+        await driver.status()
+        emulator.command("unplug 0.3")
+        await asyncio.sleep(0.1)
+        assert not driver.client.transport.connected
+        t0 = time.monotonic()
+        await driver.client.transport.wait_connected(5)
+        elapsed = time.monotonic() - t0
+        status = await driver.status()
+        await driver.aclose()
+        assert status.position is Position.CLOSED
+        assert driver.client.transport.reconnects == 1
+        return elapsed
+
+    assert asyncio.run(scenario()) < 2.0
+
+
+def test_heartbeats_keep_a_hold_and_release_ends_it(emulator: Emulator) -> None:
+    async def scenario() -> None:
+        driver = await connect(emulator, heartbeat_s=0.1)
+        await driver.hold_open(watchdog_ms=400)
+        await asyncio.sleep(1.2)  # three watchdog periods
+        assert emulator.state()["held"] is True
+        await driver.release()
+        assert emulator.state()["held"] is False
+        await driver.aclose()
+
+    asyncio.run(scenario())
+
+
+HOLDER = """
+import asyncio, sys
+from firmware_bridge.driver import ParkgateSerialDriver
+async def main():
+    driver = await ParkgateSerialDriver.connect(sys.argv[1], 115200, heartbeat_s=0.1)
+    await driver.hold_open(watchdog_ms=500)
+    print("HELD", flush=True)
+    await asyncio.sleep(60)
+asyncio.run(main())
+"""
+
+
+def test_killed_daemon_never_leaves_the_gate_open(emulator: Emulator) -> None:
+    daemon = subprocess.Popen([sys.executable, "-c", HOLDER, str(emulator.link)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert daemon.stdout is not None and daemon.stdout.readline().strip() == "HELD"
+        assert emulator.state()["held"] is True
+        daemon.kill()
+        killed_at = time.monotonic()
+    finally:
+        daemon.kill()
+        daemon.wait()
+    state = emulator.wait_for(lambda s: not s["held"], timeout=3, what="watchdog release")
+    assert time.monotonic() - killed_at < 1.5
+    assert "WATCHDOG" in state["faults"] and state["output"] is False
+    emulator.wait_for(lambda s: s["position"] == "CLOSED", timeout=3, what="barrier closed")
+
+
+def test_never_closes_on_a_vehicle_on_the_safety_loop(emulator: Emulator) -> None:
+    async def scenario() -> None:
+        driver = await connect(emulator)
+        await driver.open_pulse(2000)
+        emulator.command("safety 1")
+        await asyncio.sleep(0.1)  # the SAFETY event reaches the client
+        sent_before = emulator.state()["rx"]["frames"]
+        with pytest.raises(GateRefused, match="safety loop"):
+            await driver.close()
+        assert emulator.state()["rx"]["frames"] - sent_before <= 3  # a status re-check and heartbeats
+        # the firmware enforces it too, whatever a host sends
+        assert await driver.client.request(Close()) == Ack(Result.SAFETY_OCCUPIED)
+        await asyncio.sleep(2.2)
+        assert emulator.state()["position"] == "OPEN"  # pulse over, vehicle still underneath
+        emulator.command("safety 0")
+        await driver.close()
+        await driver.aclose()
+
+    asyncio.run(scenario())
+    emulator.wait_for(lambda s: s["position"] == "CLOSED", timeout=3, what="barrier closed")
