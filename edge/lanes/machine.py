@@ -25,7 +25,8 @@ from enum import StrEnum
 
 from edge import config as configuration
 from edge.access.types import Decision, Direction, PlateRead, Reason
-from edge.lanes.consensus import consensus
+from edge.vision import reader as vision
+from edge.vision.consensus import consensus
 
 
 class Phase(StrEnum):
@@ -109,8 +110,12 @@ class Motion: ...
 
 @dataclass(frozen=True, slots=True)
 class BurstDone:
+    """The camera finished burst ``burst_no``: one best read per frame, and the frame kept as evidence."""
+
     burst_no: int
-    reads: tuple[PlateRead, ...]
+    reads: tuple[vision.PlateRead, ...]
+    snapshot_path: str | None = None
+    snapshot_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,8 +327,8 @@ def _idle(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> St
 
 def _capturing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
     match event:
-        case BurstDone(burst_no=n, reads=reads) if n == state.burst_no:
-            return _burst_done(config, state, reads, now_ms)
+        case BurstDone(burst_no=n) if n == state.burst_no:
+            return _burst_done(config, state, event, now_ms)
         case Timeout():
             alert = Alert("camera_timeout", f"lane {config.lane_id}: burst {state.burst_no} did not finish")
             next_state, commands = _no_consensus(config, state, now_ms)
@@ -333,13 +338,15 @@ def _capturing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) 
     return state, []
 
 
-def _burst_done(config: LaneConfig, state: LaneState, reads: tuple[PlateRead, ...], now_ms: int) -> Step:
+def _burst_done(config: LaneConfig, state: LaneState, burst: BurstDone, now_ms: int) -> Step:
     if config.arm_on is ArmOn.LOOP and not state.presence:
         return replace(state, phase=Phase.IDLE, deadline_ms=None), [_record(config, state, Outcome.ABANDONED,
                                                                             now_ms)]
-    read = consensus(reads, config.min_votes)
-    if read is None:
+    agreed = consensus(burst.reads, config.min_votes)
+    if agreed is None or not agreed.text:
         return _no_consensus(config, state, now_ms)
+    read = PlateRead(agreed.text, agreed.confidence, agreed.char_confidences, burst.snapshot_path,
+                     burst.snapshot_sha256)
     state = replace(state, read=read)
     recent = now_ms - state.last_opened_ms < config.debounce_ms
     if recent and read.text == state.last_opened_plate:

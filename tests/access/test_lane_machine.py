@@ -5,9 +5,8 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.access.types import Decision, Direction, PlateRead, Reason
+from edge.access.types import Decision, Direction, Reason
 from edge.config import parse_config
-from edge.lanes.consensus import consensus
 from edge.lanes.machine import (
     Alert,
     ArmOn,
@@ -34,6 +33,7 @@ from edge.lanes.machine import (
     lane_config_from,
     step,
 )
+from edge.vision.reader import PlateRead
 
 CFG = LaneConfig("entry-1", Direction.ENTRY)
 ALLOW = Decision(True, Reason.BOOKING_VALID, None, "b1")
@@ -41,7 +41,12 @@ DENY = Decision(False, Reason.NO_BOOKING, None)
 
 
 def reads(text: str, n: int = 3, conf: float = 0.9) -> tuple[PlateRead, ...]:
-    return tuple(PlateRead(text, conf, (), f"/snap/{i}.jpg", f"{i:064x}") for i in range(n))
+    """n frames of a burst, each reading ``text`` (as vision reports it: normalised, per-char conf)."""
+    return tuple(PlateRead(text, conf, (conf,) * len(text)) for _ in range(n))
+
+
+def burst(no: int, frames: tuple[PlateRead, ...]) -> BurstDone:
+    return BurstDone(no, frames, "/var/lib/parkgate/snapshots/1.jpg", "ab" * 32)
 
 
 class Lane:
@@ -63,8 +68,9 @@ class Lane:
 def test_happy_path() -> None:
     lane = Lane()
     assert lane(PresenceOn()) == [StartBurst(1, 5)]
-    [decide] = lane(BurstDone(1, reads("ab-123-cd") + reads("AB123C0", 1)))
+    [decide] = lane(burst(1, reads("AB123CD") + reads("AB123C0", 1)))
     assert isinstance(decide, Decide) and decide.read.text == "AB123CD" and decide.pass_no == 1
+    assert decide.read.snapshot_path == "/var/lib/parkgate/snapshots/1.jpg" and decide.read.snapshot_sha256
     assert lane(Decided(1, ALLOW)) == [OpenPulse(500)]
     assert lane(GateAck()) == []
     assert lane(PresenceOff()) == [] and lane(SafetyOn()) == []
@@ -79,7 +85,7 @@ def test_happy_path() -> None:
 def test_denied_vehicle_waits_then_leaves() -> None:
     lane = Lane()
     lane(PresenceOn())
-    lane(BurstDone(1, reads("XY1")))
+    lane(burst(1, reads("XY1")))
     [record] = lane(Decided(1, DENY))
     assert record.event.outcome is Outcome.DENIED and record.event.decision == DENY
     assert lane.state.phase is Phase.WAIT_LEAVE
@@ -90,7 +96,7 @@ def test_denied_vehicle_waits_then_leaves() -> None:
 def test_vehicle_still_waiting_is_read_again_later() -> None:
     lane = Lane()
     lane(PresenceOn())
-    lane(BurstDone(1, reads("XY1")))
+    lane(burst(1, reads("XY1")))
     lane(Decided(1, DENY))
     assert lane(Timeout(), dt=CFG.retry_after_ms) == [StartBurst(2, 5)]
     assert lane.state.pass_no == 2
@@ -99,8 +105,8 @@ def test_vehicle_still_waiting_is_read_again_later() -> None:
 def test_no_consensus_retries_then_records_no_read() -> None:
     lane = Lane()
     lane(PresenceOn())
-    assert lane(BurstDone(1, (PlateRead("AB1", 0.9), PlateRead("CD2", 0.9)))) == [StartBurst(2, 5)]
-    [record] = lane(BurstDone(2, ()))
+    assert lane(burst(1, reads("AB1", 1))) == [StartBurst(2, 5)]  # one frame, two votes needed
+    [record] = lane(burst(2, ()))
     assert record.event.outcome is Outcome.NO_READ
 
 
@@ -110,15 +116,15 @@ def test_camera_timeout_alerts_and_retries_and_stale_burst_is_ignored() -> None:
     assert lane(Timeout(), dt=1) == []  # early timer: ignored
     alert, start = lane(Timeout(), dt=CFG.burst_timeout_ms)
     assert isinstance(alert, Alert) and alert.code == "camera_timeout" and start == StartBurst(2, 5)
-    assert lane(BurstDone(1, reads("AB1"))) == []
-    assert isinstance(lane(BurstDone(2, reads("AB1")))[0], Decide)
+    assert lane(burst(1, reads("AB1"))) == []
+    assert isinstance(lane(burst(2, reads("AB1")))[0], Decide)
 
 
 def test_vehicle_that_reverses_away_is_abandoned() -> None:
     lane = Lane()
     lane(PresenceOn())
     lane(PresenceOff())
-    [record] = lane(BurstDone(1, reads("AB1")))
+    [record] = lane(burst(1, reads("AB1")))
     assert record.event.outcome is Outcome.ABANDONED and lane.state.phase is Phase.IDLE
 
 
@@ -127,12 +133,12 @@ def test_loop_flicker_during_burst_is_debounced() -> None:
     lane(PresenceOn())
     lane(PresenceOff())
     assert lane(PresenceOn()) == []
-    assert isinstance(lane(BurstDone(1, reads("AB1")))[0], Decide)
+    assert isinstance(lane(burst(1, reads("AB1")))[0], Decide)
 
 
 def _pass(lane: Lane, plate: str, pass_no: int) -> None:
     lane(PresenceOn())
-    lane(BurstDone(lane.state.burst_no, reads(plate)))
+    lane(burst(lane.state.burst_no, reads(plate)))
     lane(Decided(pass_no, ALLOW))
     lane(GateAck())
     lane(PresenceOff())
@@ -144,17 +150,17 @@ def test_same_plate_again_right_after_passing_is_debounced() -> None:
     lane = Lane()
     _pass(lane, "AB1", 1)
     lane(PresenceOn())
-    [record] = lane(BurstDone(2, reads("AB1")))
+    [record] = lane(burst(2, reads("AB1")))
     assert record.event.outcome is Outcome.DEBOUNCED
     lane(PresenceOff())
     lane(PresenceOn(), dt=CFG.debounce_ms)
-    assert isinstance(lane(BurstDone(3, reads("AB1")))[0], Decide)
+    assert isinstance(lane(burst(3, reads("AB1")))[0], Decide)
 
 
 def test_never_closes_on_a_vehicle_under_the_gate() -> None:
     lane = Lane()
     lane(PresenceOn())
-    lane(BurstDone(1, reads("AB1")))
+    lane(burst(1, reads("AB1")))
     lane(Decided(1, ALLOW))
     lane(GateAck())
     lane(SafetyOn())
@@ -168,7 +174,7 @@ def test_never_closes_on_a_vehicle_under_the_gate() -> None:
 def test_no_passage_closes_after_timeout() -> None:
     lane = Lane()
     lane(PresenceOn())
-    lane(BurstDone(1, reads("AB1")))
+    lane(burst(1, reads("AB1")))
     lane(Decided(1, ALLOW))
     lane(GateAck())
     lane(PresenceOff())
@@ -179,7 +185,7 @@ def test_no_passage_closes_after_timeout() -> None:
 def test_gate_fault_with_vehicle_under_gate_closes_only_when_clear() -> None:
     lane = Lane()
     lane(PresenceOn())
-    lane(BurstDone(1, reads("AB1")))
+    lane(burst(1, reads("AB1")))
     lane(SafetyOn())
     lane(Decided(1, ALLOW))
     alert, record = lane(GateFault("motor overcurrent"))
@@ -192,7 +198,7 @@ def test_gate_fault_with_vehicle_under_gate_closes_only_when_clear() -> None:
 def test_missing_ack_is_a_fault() -> None:
     lane = Lane()
     lane(PresenceOn())
-    lane(BurstDone(1, reads("AB1")))
+    lane(burst(1, reads("AB1")))
     lane(Decided(1, ALLOW))
     alert, record, close = lane(Timeout(), dt=CFG.ack_timeout_ms)
     assert record.event.outcome is Outcome.GATE_FAULT and close == Close()
@@ -203,7 +209,7 @@ def test_missing_ack_is_a_fault() -> None:
 def test_next_vehicle_waiting_is_read_right_after_close() -> None:
     lane = Lane()
     lane(PresenceOn())
-    lane(BurstDone(1, reads("AB1")))
+    lane(burst(1, reads("AB1")))
     lane(Decided(1, ALLOW))
     lane(GateAck())
     lane(SafetyOn())
@@ -226,18 +232,7 @@ def test_motion_arming() -> None:
     lane = Lane(replace(CFG, arm_on=ArmOn.MOTION))
     assert lane(PresenceOn()) == []
     assert lane(Motion()) == [StartBurst(1, 5)]
-    assert isinstance(lane(BurstDone(1, reads("AB1")))[0], Decide)  # no presence loop needed
-
-
-def test_consensus_picks_majority_and_keeps_best_snapshot() -> None:
-    burst = (PlateRead("AB1", 0.6, (0.5, 0.6, 0.7), "/a"), PlateRead("ab 1", 0.8, (0.7, 0.8, 0.9), "/b"),
-             PlateRead("A81", 0.99, (), "/c"), PlateRead("#", 1.0))
-    got = consensus(burst, min_votes=2)
-    assert got is not None
-    assert (got.text, got.snapshot_path) == ("AB1", "/b")
-    assert got.confidence == 0.7 and got.char_confidences == (0.6, 0.7, 0.8)
-    assert consensus((PlateRead("AB1", float("nan")),), min_votes=1).confidence == 0.0
-    assert consensus((), 1) is None
+    assert isinstance(lane(burst(1, reads("AB1")))[0], Decide)  # no presence loop needed
 
 
 # ---- property test ------------------------------------------------------------------------------
@@ -258,7 +253,7 @@ def resolve(item, state: LaneState):
     kind, current, payload = item
     if kind == "burst":
         return BurstDone(state.burst_no if current else state.burst_no - 1,
-                         tuple(PlateRead(p, 0.9) for p in payload))
+                         tuple(PlateRead(p, 0.9, (0.9,) * len(p)) for p in payload))
     return Decided(state.pass_no if current else state.pass_no - 1, ALLOW if payload else DENY)
 
 
