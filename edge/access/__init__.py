@@ -5,7 +5,7 @@ Public surface: :func:`decide`, :func:`committed_candidates`, :class:`Policy`,
 in :mod:`edge.access.sessions`.
 """
 
-from edge.access.decide import committed_candidates, decide
+from edge.access.decide import commitment_function, committed_candidates, decide
 from edge.access.policy import AntiPassback, Override, Policy, PolicyError, policy_from_config
 from edge.access.sessions import CompletedSession, Presence, Session, apply_pass
 from edge.access.types import (
@@ -22,5 +22,5 @@ from edge.access.types import (
 __all__ = [
     "AntiPassback", "BookingStatus", "BookingView", "CompletedSession", "Decision", "Direction", "Evidence",
     "Flag", "Override", "PlateRead", "Policy", "PolicyError", "Presence", "Reason", "Session", "apply_pass",
-    "committed_candidates", "decide", "policy_from_config",
+    "commitment_function", "committed_candidates", "decide", "policy_from_config",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from edge.access.plates import Candidate, PlateError, candidates, normalise_plate
+from edge.access.plates import Candidate, candidates
 from edge.access.policy import AntiPassback, Override, Policy
 from edge.access.sessions import Presence
 from edge.access.types import (
@@ -30,8 +30,14 @@ from edge.access.types import (
     PlateRead,
     Reason,
 )
+from edge.chain.commitment import normalise_plate, plate_commitment
 
 Commit = Callable[[str], str]
+
+
+def commitment_function(lot_secret: bytes, lot_code: str) -> Commit:
+    """``commit(plate) -> "0x" + 64 hex``: the lot's vehicle commitment (edge.chain.commitment)."""
+    return lambda plate: "0x" + plate_commitment(lot_secret, lot_code, plate).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +119,7 @@ def decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presen
         return Decision(False, Reason.MANUAL_CLOSED, None)
     try:
         plate = normalise_plate(read.text)
-    except PlateError:
+    except ValueError:
         return Decision(False, Reason.NO_READ, _evidence(read, read.text, 0))
     if not read.confidence >= policy.min_confidence:
         return Decision(False, Reason.LOW_CONFIDENCE, _evidence(read, plate, 0))

@@ -1,4 +1,4 @@
-"""Plate normalisation and OCR-confusion candidates.
+"""OCR-confusion candidates of a plate read (normalisation is edge.chain.commitment.normalise_plate).
 
 Bookings only hold commitments (a keyed hash of the normalised plate), so a fuzzy match cannot
 compare strings with the booking. Instead we enumerate the plates the camera might have meant —
@@ -30,30 +30,6 @@ DEFAULT_CONFUSIONS: tuple[tuple[str, str, float], ...] = (
     ("U", "V", 0.9),
     ("M", "N", 0.9),
 )
-
-MAX_PLATE_LENGTH = 16
-
-
-class PlateError(ValueError):
-    """A plate string that cannot be a licence plate."""
-
-
-def normalise_plate(text: str) -> str:
-    """Upper-case ASCII letters and digits only: ``"ab-12 cd"`` -> ``"AB12CD"``.
-
-    Raises :class:`PlateError` naming the input when nothing plate-like is left, when a character
-    outside A-Z/0-9 remains after dropping separators, or when it is longer than MAX_PLATE_LENGTH.
-    """
-    kept = "".join(ch for ch in text.upper() if ch not in " -._·\t")
-    if not kept:
-        raise PlateError(f"plate {text!r} is empty after removing separators; expected A-Z and 0-9")
-    bad = sorted({ch for ch in kept if not (ch.isascii() and ch.isalnum())})
-    if bad:
-        raise PlateError(f"plate {text!r} contains {''.join(bad)!r}; allowed: A-Z, 0-9, separators ' -._'")
-    if len(kept) > MAX_PLATE_LENGTH:
-        raise PlateError(f"plate {text!r} has {len(kept)} characters; at most {MAX_PLATE_LENGTH} allowed")
-    return kept
-
 
 @dataclass(frozen=True, slots=True)
 class ConfusionTable:

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from edge.access.plates import DEFAULT_TABLE, ConfusionTable, PlateError, normalise_plate
+from edge.access.plates import DEFAULT_TABLE, ConfusionTable
+from edge.chain.commitment import normalise_plate
 from edge.config import Config
 
 COMMITMENT_RE = re.compile(r"^0x[0-9a-f]{64}$")
@@ -72,7 +73,7 @@ def list_entry(key: str, value: object) -> str:
         return value.lower()
     try:
         return normalise_plate(value)
-    except PlateError as exc:
+    except ValueError as exc:
         raise PolicyError(f"{key}: {exc}") from None
 
 

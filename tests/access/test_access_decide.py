@@ -1,7 +1,5 @@
 """The access decision over bookings, lists, presence, capacity and overrides."""
 
-import hashlib
-import hmac
 from dataclasses import replace
 
 import pytest
@@ -21,20 +19,19 @@ from edge.access import (
     Presence,
     Reason,
     apply_pass,
+    commitment_function,
     committed_candidates,
     decide,
 )
+from edge.chain.commitment import plate_commitment
 
-LOT = "lot-7"
-SECRET = b"test-lot-secret"
+LOT = "LOT-7"
+SECRET = b"test-lot-secret-32-bytes-long..."
 H = 3_600_000
 NOW = 1_790_000_000_000
 
 
-def commit(plate: str) -> str:
-    """The documented vehicle commitment (design note of brief F1), keyed with a test secret."""
-    msg = f"parkgate-plate-v1|{LOT}|{plate}".encode()
-    return "0x" + hmac.new(SECRET, msg, hashlib.sha256).hexdigest()
+commit = commitment_function(SECRET, LOT)
 
 
 def booking(plate: str, bid: str = "b1", start: int = NOW - H, end: int = NOW + H,
@@ -211,6 +208,10 @@ def test_manual_override() -> None:
     assert entry("", policy=replace(POLICY, override=Override.OPEN)).reason is Reason.MANUAL_OPEN
     d = entry("AB123CD", [booking("AB123CD")], policy=replace(POLICY, override=Override.CLOSED))
     assert (d.allow, d.reason) == (False, Reason.MANUAL_CLOSED)
+
+
+def test_commitment_is_the_chain_commitment() -> None:
+    assert commit("ab-123 cd") == "0x" + plate_commitment(SECRET, LOT, "AB123CD").hex()
 
 
 def test_candidate_commitments_are_usable_for_a_cache_query() -> None:

@@ -1,31 +1,10 @@
-"""Plate normalisation and OCR-confusion candidate generation."""
+"""OCR-confusion candidate generation."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.access.plates import DEFAULT_TABLE, ConfusionTable, PlateError, candidates, normalise_plate
-
-
-def test_normalise_strips_separators_and_uppercases() -> None:
-    assert normalise_plate(" ab-12 cd.") == "AB12CD"
-
-
-@pytest.mark.parametrize("bad, fragment", [("", "empty"), (" - ", "empty"), ("AB#12", "'#'"),
-                                           ("ÄB12", "'Ä'"), ("A" * 17, "17 characters")])
-def test_normalise_rejects_with_named_input(bad: str, fragment: str) -> None:
-    with pytest.raises(PlateError) as err:
-        normalise_plate(bad)
-    assert fragment in str(err.value) and repr(bad) in str(err.value)
-
-
-@given(st.text(max_size=40))
-def test_normalise_only_raises_plate_error(text: str) -> None:
-    try:
-        out = normalise_plate(text)
-    except PlateError:
-        return
-    assert out and out.isascii() and out.isalnum() and out == out.upper() and len(out) <= 16
+from edge.access.plates import DEFAULT_TABLE, ConfusionTable, candidates
 
 
 def test_candidates_start_with_read_then_cheapest_swaps() -> None:

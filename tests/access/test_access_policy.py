@@ -42,7 +42,7 @@ def test_values_from_config() -> None:
 
 @pytest.mark.parametrize("line, fragment", [
     ('deny_list = ["0x12"]', "policy.deny_list: entry '0x12' looks like a commitment but is not 0x + 64 hex"),
-    ('allow_list = ["A#"]', "policy.allow_list: plate 'A#' contains '#'"),
+    ('allow_list = ["A#"]', "policy.allow_list: plate has character U+0023"),
     ('confusions = [{a = "A", b = "A", cost = 0.5}]', "policy.confusions: confusion pair"),
     ('confusions = [{a = "A", b = "-", cost = 0.5}]', "policy.confusions: confusion pair"),
 ])
