@@ -84,6 +84,7 @@ class MqttBridge:
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._pump: threading.Thread | None = None
+        self.publisher: OutboxPublisher | None = None  # set by the pump thread
         self._client = self._make_client()
 
     # -- set-up ------------------------------------------------------------------------------------
@@ -141,6 +142,13 @@ class MqttBridge:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    def health(self) -> dict[str, Any]:
+        """For status messages, ``parkgate doctor`` and metrics: connection state and counters."""
+        with self._stats_lock:
+            counters = dict(self.stats)
+        return {"connected": self.connected, "last_connect_error": self.last_connect_error,
+                "broker": f"{self.settings.host}:{self.settings.port}", "counters": counters}
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say ``offline`` (retained), disconnect and stop; unacknowledged rows stay in the outbox."""
@@ -225,7 +233,7 @@ class MqttBridge:
                            properties: Any) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
-        if was_connected:
+        if was_connected and not self._stopping.is_set():
             self._count("disconnects")
             log.warning("mqtt disconnected (%s); outbox rows wait for the reconnect", reason_code)
 
@@ -250,7 +258,13 @@ class MqttBridge:
             log.warning("rejected command on %s: %s (%s)", message.topic, verdict.reason, verdict.detail)
             self._publish_result({"ok": False, "lane": topic_lane, "reason": verdict.reason})
             return
-        self.nonces.remember(verdict.nonce, verdict.ts_ms, now)
+        try:
+            self.nonces.remember(verdict.nonce, verdict.ts_ms, now)  # before acting: no replay after a crash
+        except Exception:
+            log.exception("could not record nonce %s; command not executed", verdict.nonce)
+            self._count("cmd_rejected.internal_error")
+            self._publish_result({"ok": False, "lane": topic_lane, "reason": "internal_error"})
+            return
         try:
             outcome = self._on_command(verdict)
         except Exception as exc:

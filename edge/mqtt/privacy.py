@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from typing import Literal
 
-from edge.access.plates import normalise_plate
+from edge.chain.commitment import normalise_plate
 
 PlatePrivacy = Literal["hash", "mask", "plain"]
 PLATE_PRIVACY_MODES: tuple[str, ...] = ("hash", "mask", "plain")
@@ -40,8 +40,8 @@ def hash_plate(plate: str, key: bytes) -> str:
 def present_plate(plate: str, mode: str, key: bytes) -> str:
     """The plate as it may leave the gateway under ``mode``.
 
-    Raises ValueError for an unknown mode, and ``PlateError`` (a ValueError) for a string that
-    cannot be a plate (see ``edge.access.plates.normalise_plate``)."""
+    Raises ValueError for an unknown mode or a string that cannot be a plate (see
+    ``edge.chain.commitment.normalise_plate``, the one normalisation the gateway uses)."""
     if mode == "hash":
         return hash_plate(plate, key)
     if mode == "mask":

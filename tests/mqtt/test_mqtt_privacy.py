@@ -48,7 +48,7 @@ def test_redact_hash_mode_drops_stored_mask_and_keeps_commitment() -> None:
     assert redact_payload(event, "mask", KEY)["plate_masked"] == "AB***3"
 
 
-@pytest.mark.parametrize("bad", [None, 12345, "", "AB/12", "X" * 40])
+@pytest.mark.parametrize("bad", [None, 12345, "", "AB#12", "X" * 40])
 def test_redact_never_publishes_a_bad_plate_as_it_came(bad: object) -> None:
     out = redact_payload({"plate": bad}, "plain", KEY)
     assert out == {"plate": None}
