@@ -16,6 +16,7 @@ from firmware_bridge.driver import (
     GateStatus,
     connect_driver,
 )
+from firmware_bridge.emulator import server as emulator_server
 from firmware_bridge.messages import EventKind, Fault, Position
 from firmware_bridge.transport import PortUnavailable
 
@@ -24,14 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     gate = sub.add_parser("gate", help="talk to a gate controller on a serial port, or emulate one")
     actions = gate.add_subparsers(dest="gate_command", metavar="ACTION", required=True)
 
-    emulate = actions.add_parser("emulate", help="run a gate-controller emulator on a pseudo-terminal")
-    emulate.add_argument("--modbus", action="store_true", help="emulate a Modbus RTU relay board instead")
-    emulate.add_argument("--baud", type=int, default=115200, help="baud rate the output is paced at")
-    emulate.add_argument("--no-pace", action="store_true", help="send at pty speed, ignoring --baud")
-    emulate.add_argument("--link", help="keep a symlink at this path to the current pty (survives unplug)")
-    emulate.add_argument("--control-port", type=int, default=0, help="loopback TCP port for control")
-    emulate.add_argument("--open-time", type=float, default=1.0, help="barrier opening time, seconds")
-    emulate.add_argument("--close-time", type=float, default=1.0, help="barrier closing time, seconds")
+    emulate = actions.add_parser("emulate", help="run a gate-controller emulator on a pseudo-terminal",
+                                 description=emulator_server.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    emulator_server.add_arguments(emulate)
     emulate.set_defaults(func=cmd_emulate)
 
     for name, func, text in (("status", cmd_status, "print the gate's position, loops and faults"),
@@ -49,12 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    from firmware_bridge.emulator.server import EmulatorConfig, main
-
-    config = EmulatorConfig(baudrate=args.baud, pace=not args.no_pace, link=args.link,
-                            control_port=args.control_port, modbus=args.modbus,
-                            open_time_s=args.open_time, close_time_s=args.close_time)
-    return main(config)
+    return emulator_server.main(emulator_server.config_from_args(args))
 
 
 def format_status(status: GateStatus) -> str:

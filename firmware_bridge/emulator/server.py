@@ -14,6 +14,7 @@ one JSON object per reply line. Bytes the emulator sends are paced at the config
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -397,3 +398,22 @@ def main(config: EmulatorConfig) -> int:
     asyncio.run(_until_signalled(config))
     return 0
 
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `parkgate gate emulate` (also `python -m firmware_bridge.emulator`)."""
+    parser.add_argument("--modbus", action="store_true", help="emulate a Modbus RTU relay board instead")
+    parser.add_argument("--baud", type=int, default=115200, help="baud rate the output is paced at")
+    parser.add_argument("--no-pace", action="store_true", help="send at pty speed, ignoring --baud")
+    parser.add_argument("--link", help="keep a symlink at this path to the current pty (survives unplug)")
+    parser.add_argument("--control-port", type=int, default=0, help="loopback TCP port for control")
+    parser.add_argument("--open-time", type=float, default=1.0, help="barrier opening time, seconds")
+    parser.add_argument("--close-time", type=float, default=1.0, help="barrier closing time, seconds")
+
+
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    if not 300 <= args.baud <= 4_000_000:
+        raise SystemExit(f"--baud {args.baud}: allowed 300..4000000")
+    return EmulatorConfig(baudrate=args.baud, pace=not args.no_pace, link=args.link,
+                          control_port=args.control_port, modbus=args.modbus,
+                          open_time_s=args.open_time, close_time_s=args.close_time)

@@ -1,0 +1,18 @@
+"""`python -m firmware_bridge.emulator`: the same emulator as `parkgate gate emulate`, without the CLI."""
+
+from __future__ import annotations
+
+import argparse
+
+from firmware_bridge.emulator import server
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m firmware_bridge.emulator", description=server.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    server.add_arguments(parser)
+    return server.main(server.config_from_args(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

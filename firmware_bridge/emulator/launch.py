@@ -1,0 +1,74 @@
+"""Start an emulator process and talk to its control channel (tests, benchmark, demo/chaos harness)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from edge.support.proc import ManagedProcess
+
+
+class EmulatorHandle:
+    """A running `parkgate gate emulate` process: its port (``link``) and its control channel."""
+
+    def __init__(self, proc: ManagedProcess, link: Path, control: tuple[str, int]) -> None:
+        self.proc = proc
+        self.link = link
+        self.control = socket.create_connection(control, timeout=5)
+        self._reader = self.control.makefile("rb")
+
+    def command(self, line: str) -> dict:
+        """One control-channel command (see docs/gate-protocol.md); returns the JSON reply."""
+        self.control.sendall(line.encode() + b"\n")
+        return json.loads(self._reader.readline())
+
+    def state(self) -> dict:
+        return self.command("state")
+
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 5.0,
+                 what: str = "condition") -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.state()
+            if predicate(state):
+                return state
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not reached in {timeout}s; emulator state: {state}")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self._reader.close()
+        self.control.close()
+
+
+@contextmanager
+def running_emulator(workdir: Path, *extra: str, name: str = "gate") -> Iterator[EmulatorHandle]:
+    """Run an emulator with its pty linked at ``workdir/name``; extra args go to `gate emulate`."""
+    link = workdir / name
+    log = workdir / f"{name}-emulator.log"
+    argv = [sys.executable, "-m", "firmware_bridge.emulator", "--link", str(link), *extra]
+    with ManagedProcess(argv, log) as proc:
+        handle = EmulatorHandle(proc, link, _wait_ready(proc, log))
+        try:
+            yield handle
+        finally:
+            handle.close()
+
+
+def _wait_ready(proc: ManagedProcess, log: Path, timeout: float = 15.0) -> tuple[str, int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text() if log.exists() else ""
+        found = re.search(r"^CONTROL (\S+):(\d+)$", text, re.M)
+        if found and "READY" in text:
+            return found.group(1), int(found.group(2))
+        if not proc.alive():
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"emulator did not become ready:\n{proc.log_tail()}")
