@@ -225,8 +225,10 @@ def step(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Ste
     state = _track_loops(state, event)
     if isinstance(event, Timeout) and (state.deadline_ms is None or now_ms < state.deadline_ms):
         return state, []
-    handler = _HANDLERS[state.phase]
-    return handler(config, state, event, now_ms)
+    state, commands = _HANDLERS[state.phase](config, state, event, now_ms)
+    if isinstance(event, GateFault) and not any(isinstance(c, Alert) for c in commands):
+        commands = [Alert("gate_fault", f"lane {config.lane_id}: {event.detail}"), *commands]
+    return state, commands
 
 
 def _track_loops(state: LaneState, event: Event) -> LaneState:
@@ -320,8 +322,6 @@ def _idle(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> St
         return _begin_pass(config, state, now_ms)
     if isinstance(event, ManualOpen):
         return _manual_open(config, state, event, now_ms)
-    if isinstance(event, GateFault):
-        return state, [Alert("gate_fault", event.detail)]
     return state, []
 
 
@@ -400,8 +400,6 @@ def _passing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) ->
                 alert = Alert("vehicle_stuck", f"lane {config.lane_id}: safety loop occupied too long")
                 return replace(state, deadline_ms=now_ms + config.stuck_alert_ms), [alert]
             return _finish_opened(config, state, Outcome.NO_PASSAGE, now_ms)
-        case GateFault(detail=detail):
-            return state, [Alert("gate_fault", f"lane {config.lane_id}: {detail}")]
     return state, []
 
 

@@ -271,6 +271,8 @@ def test_invariants_over_random_event_sequences(script, arm: ArmOn) -> None:
         now += dt
         safety = {SafetyOn: True, SafetyOff: False}.get(type(event), safety)
         state, commands = step(config, state, event, now)
+        if isinstance(event, GateFault):
+            assert any(isinstance(c, Alert) for c in commands), "gate fault without an alert"
         for command in commands:
             if isinstance(command, OpenPulse):
                 opens_in_pass += 1

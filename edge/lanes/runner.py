@@ -1,0 +1,117 @@
+"""The imperative shell around one lane's state machine: events in, commands out to real ports.
+
+The daemon owns one :class:`LaneRunner` per lane and calls :meth:`LaneRunner.feed` from its event
+loop (loop-detector changes, a finished camera burst, gate acknowledgements, operator commands) and
+:meth:`LaneRunner.tick` periodically so timeouts fire. Decisions are made synchronously through the
+injected ``decide`` port (pure code over the local cache: no network on the path to the gate).
+
+A port that raises never escapes: a failing gate write becomes a :class:`GateFault`, a failing
+decision or camera start is logged and alerted, and the machine's own timeouts end the pass with a
+record. A failing ``record`` is logged at ERROR and alerted; the store is responsible for making
+``record`` durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from edge.access.types import Decision, PlateRead
+from edge.lanes.machine import (
+    Alert,
+    Close,
+    Command,
+    Decide,
+    Decided,
+    Event,
+    GateEvent,
+    GateFault,
+    LaneConfig,
+    LaneState,
+    OpenPulse,
+    Record,
+    StartBurst,
+    Timeout,
+    step,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LanePorts(Protocol):
+    """What a lane needs from the outside world (gate driver, camera, cache, store, alerting)."""
+
+    def start_burst(self, burst_no: int, frames: int) -> None:
+        """Start capturing; report the result later with ``feed(BurstDone(burst_no, ...))``."""
+
+    def decide(self, pass_no: int, read: PlateRead) -> Decision: ...
+
+    def open_pulse(self, ms: int) -> None: ...
+
+    def close(self) -> None: ...
+
+    def record(self, event: GateEvent) -> None: ...
+
+    def alert(self, code: str, detail: str) -> None: ...
+
+
+class LaneRunner:
+    def __init__(self, config: LaneConfig, ports: LanePorts, clock_ms: Callable[[], int],
+                 state: LaneState | None = None) -> None:
+        self.config = config
+        self.ports = ports
+        self.clock_ms = clock_ms
+        self.state = state or LaneState()
+
+    def feed(self, event: Event) -> None:
+        """Apply one event and everything it causes (decisions, gate faults) before returning."""
+        pending: deque[Event] = deque([event])
+        while pending:
+            self.state, commands = step(self.config, self.state, pending.popleft(), self.clock_ms())
+            for command in commands:
+                follow_up = self._execute(command)
+                if follow_up is not None:
+                    pending.append(follow_up)
+
+    def tick(self) -> None:
+        """Fire the current timeout if it is due (call every ~100 ms)."""
+        deadline = self.state.deadline_ms
+        if deadline is not None and self.clock_ms() >= deadline:
+            self.feed(Timeout())
+
+    def _execute(self, command: Command) -> Event | None:
+        lane = self.config.lane_id
+        try:
+            match command:
+                case StartBurst(burst_no=n, frames=frames):
+                    self.ports.start_burst(n, frames)
+                case Decide(pass_no=n, read=read):
+                    return Decided(n, self.ports.decide(n, read))
+                case OpenPulse(ms=ms):
+                    self.ports.open_pulse(ms)
+                case Close():
+                    self.ports.close()
+                case Record(event=gate_event):
+                    self.ports.record(gate_event)
+                case Alert(code=code, detail=detail):
+                    log.warning("lane %s alert %s: %s", lane, code, detail)
+                    self.ports.alert(code, detail)
+        except Exception as exc:  # noqa: BLE001 - a port failure must not stop the lane
+            return self._port_failed(command, exc)
+        return None
+
+    def _port_failed(self, command: Command, exc: Exception) -> Event | None:
+        lane = self.config.lane_id
+        what = type(command).__name__
+        gate_command = isinstance(command, OpenPulse | Close)
+        log.error("lane %s: %s failed: %s", lane, what, exc, exc_info=not gate_command)
+        if gate_command:
+            return GateFault(f"{what} failed: {exc}")
+        if not isinstance(command, Alert):
+            try:
+                self.ports.alert(f"port_{what.lower()}", f"lane {lane}: {what} failed: {exc}")
+            except Exception:  # noqa: BLE001
+                log.exception("lane %s: alert port failed too", lane)
+        return None
