@@ -119,7 +119,21 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, committed (durably) on normal exit, rolled back on error."""
+        """One write transaction, committed (durably) on normal exit, rolled back on error.
+
+        Nests: inside an open transaction it is a savepoint, so a caller can group several store
+        methods (e.g. a gate event and its session state) into one atomic commit.
+        """
+        if self.conn.in_transaction:
+            self.conn.execute("SAVEPOINT nested")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK TO nested")
+                self.conn.execute("RELEASE nested")
+                raise
+            self.conn.execute("RELEASE nested")
+            return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
