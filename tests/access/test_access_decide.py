@@ -23,6 +23,7 @@ from edge.access import (
     committed_candidates,
     decide,
 )
+from edge.access.bench import main as bench_main
 from edge.chain.commitment import plate_commitment
 
 LOT = "LOT-7"
@@ -231,3 +232,8 @@ def test_decide_never_crashes_and_allows_only_with_reason(text: str, conf: float
     assert d.allow == (d.reason in allowed_reasons)
     if d.allow:
         assert d.commitment is not None and d.distance <= POLICY.max_plate_distance
+
+
+def test_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    bench_main(bookings_count=50, repeats=1)
+    assert "prefiltered bookings" in capsys.readouterr().out
