@@ -22,6 +22,7 @@ from edge.access.sessions import Presence
 from edge.access.types import (
     ENTRY_STATUSES,
     EXIT_STATUSES,
+    BookingStatus,
     BookingView,
     Decision,
     Direction,
@@ -137,7 +138,12 @@ def decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presen
 
 @dataclass(frozen=True, slots=True)
 class _Context:
-    """The inputs of one decision once the read is known to be usable."""
+    """The inputs of one decision once the read is known to be usable.
+
+    Identity: the candidate nearest to the read that is known at all (inside the lot on exits, on
+    the allow list, or holding a booking here) is the vehicle; its bookings' validity is judged only
+    afterwards, so an exact read with an expired booking is not let in on a neighbour's booking.
+    """
 
     matches: tuple[Match, ...]
     evidence: Evidence
@@ -152,30 +158,29 @@ class _Context:
         return Decision(allow, reason, self.evidence, booking_id, match.plate, match.commitment,
                         match.distance, fuzzy + flags)
 
-    def _allow_listed(self) -> list[Match]:
-        allow = self.policy.allow
-        return _nearest(self.matches, lambda m: m.plate in allow or m.commitment in allow)
+    def _allow_listed(self, match: Match) -> bool:
+        return match.plate in self.policy.allow or match.commitment in self.policy.allow
 
-    def _booked(self) -> list[Match]:
-        return _nearest(self.matches, lambda m: m.commitment in self.bookings)
+    def _booked(self, match: Match, statuses: frozenset[BookingStatus] | None) -> bool:
+        return any(statuses is None or (b.status in statuses and b.lot_id == self.policy.lot_id)
+                   for b in self.bookings.get(match.commitment, ()))
 
-    def _ambiguous(self, found: list[Match]) -> Decision | None:
+    def _identify(self, known: Callable[[Match], bool]) -> Match | Decision:
+        found = _nearest(self.matches, known)
+        if not found:
+            exact = self.matches[0]
+            return Decision(False, Reason.NO_BOOKING, self.evidence, matched_plate=exact.plate,
+                            commitment=exact.commitment)
         if _distinct_vehicles(found) > 1:
             return Decision(False, Reason.AMBIGUOUS_MATCH, self.evidence, distance=found[0].distance)
-        return None
+        return found[0]
 
     def entry(self) -> Decision:
-        allowed = self._allow_listed()
-        if allowed:
-            admitted = self._admit(allowed[0], Reason.ALLOW_LISTED, None, capacity=False)
-            return self._ambiguous(allowed) or admitted
-        booked = self._booked()
-        if not booked:
-            return Decision(False, Reason.NO_BOOKING, self.evidence, matched_plate=self.matches[0].plate,
-                            commitment=self.matches[0].commitment)
-        if ambiguous := self._ambiguous(booked):
-            return ambiguous
-        match = booked[0]
+        match = self._identify(lambda m: self._allow_listed(m) or self._booked(m, None))
+        if isinstance(match, Decision):
+            return match
+        if self._allow_listed(match):
+            return self._admit(match, Reason.ALLOW_LISTED, None, capacity=False)
         booking, verdict = best_booking(self.bookings[match.commitment], self.now_ms, self.policy)
         if verdict is not Reason.BOOKING_VALID:
             return self._result(False, verdict, match, booking.booking_id)
@@ -191,35 +196,25 @@ class _Context:
         return self._result(True, reason, match, booking_id, flags)
 
     def exit(self) -> Decision:
-        inside = _nearest(self.matches, lambda m: m.commitment in self.presence.inside)
-        if inside:
-            if ambiguous := self._ambiguous(inside):
-                return ambiguous
-            match = inside[0]
-            booking_id = self.presence.inside[match.commitment].booking_id
-            over = _overstayed(self.bookings.get(match.commitment, []), booking_id, self.now_ms, self.policy)
-            flags = (Flag.OVERSTAY,) if over else ()
+        inside = self.presence.inside
+        match = self._identify(lambda m: m.commitment in inside or self._allow_listed(m)
+                               or self._booked(m, EXIT_STATUSES))
+        if isinstance(match, Decision):
+            return match
+        if match.commitment in inside:
+            booking_id = inside[match.commitment].booking_id
+            flags = self._overstay(match, booking_id)
             return self._result(True, Reason.SESSION_EXIT, match, booking_id, flags)
-        return self._exit_without_session()
-
-    def _exit_without_session(self) -> Decision:
-        allowed = self._allow_listed()
-        booked = [m for m in self._booked()
-                  if any(b.status in EXIT_STATUSES and b.lot_id == self.policy.lot_id
-                         for b in self.bookings[m.commitment])]
-        found, reason = (allowed, Reason.ALLOW_LISTED) if allowed else (booked, Reason.BOOKING_VALID)
-        if not found:
-            return Decision(False, Reason.NO_BOOKING, self.evidence, matched_plate=self.matches[0].plate,
-                            commitment=self.matches[0].commitment)
-        if ambiguous := self._ambiguous(found):
-            return ambiguous
-        match = found[0]
         refuse, flags = _passback(self.policy, violated=True)
-        booking_id = None
-        if reason is Reason.BOOKING_VALID:
+        reason, booking_id = Reason.ALLOW_LISTED, None
+        if not self._allow_listed(match):
+            reason = Reason.BOOKING_VALID
             booking_id = best_booking(self.bookings[match.commitment], self.now_ms, self.policy)[0].booking_id
-            if _overstayed(self.bookings[match.commitment], booking_id, self.now_ms, self.policy):
-                flags += (Flag.OVERSTAY,)
+            flags += self._overstay(match, booking_id)
         if refuse:
             return self._result(False, Reason.ANTI_PASSBACK, match, booking_id, flags)
         return self._result(True, reason, match, booking_id, flags)
+
+    def _overstay(self, match: Match, booking_id: str | None) -> tuple[Flag, ...]:
+        over = _overstayed(self.bookings.get(match.commitment, []), booking_id, self.now_ms, self.policy)
+        return (Flag.OVERSTAY,) if over else ()

@@ -237,3 +237,15 @@ def test_decide_never_crashes_and_allows_only_with_reason(text: str, conf: float
 def test_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     bench_main(bookings_count=50, repeats=1)
     assert "prefiltered bookings" in capsys.readouterr().out
+
+
+def test_nearest_identity_wins_across_allow_list_and_bookings() -> None:
+    policy = replace(POLICY, allow=frozenset({"A8123CD"}), capacity=0)
+    d = entry("AB123CD", [booking("AB123CD")], policy=policy)  # exact booking beats a fuzzy staff plate
+    assert (d.reason, d.matched_plate) == (Reason.CAPACITY_FULL, "AB123CD")
+
+
+def test_exit_does_not_close_a_neighbours_session() -> None:
+    presence = _inside("A8123CD")  # a confusable vehicle is inside; the exact read is not
+    d = exit_("AB123CD", [booking("AB123CD"), booking("A8123CD", "b2")], presence=presence)
+    assert (d.allow, d.reason, d.matched_plate) == (False, Reason.ANTI_PASSBACK, "AB123CD")
