@@ -223,6 +223,17 @@ class Store:
             "lot_id = ? AND vehicle_commitment = ?", [lot_id, commitment],
             order_by="window_start_ms, booking_id")]
 
+    def bookings_for_commitments(self, lot_id: str, commitments: Iterable[str]) -> list[Booking]:
+        """Every booking at this lot whose commitment is one of ``commitments`` (the fuzzy-match
+        candidates of one plate read), in one query; oldest window first."""
+        wanted = sorted(set(commitments))
+        if not wanted:
+            return []
+        marks = ", ".join("?" * len(wanted))
+        return [_booking(r) for r in self.db["bookings"].rows_where(
+            f"lot_id = ? AND vehicle_commitment IN ({marks})", [lot_id, *wanted],
+            order_by="window_start_ms, booking_id")]
+
     def active_bookings(self, lot_id: str, at_ms: int, grace_before_ms: int = 0,
                         grace_after_ms: int = 0) -> list[Booking]:
         """Bookings whose window (widened by the graces) contains ``at_ms`` and that are still usable."""

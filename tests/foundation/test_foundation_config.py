@@ -54,6 +54,19 @@ def test_example_file_passes_and_documents_the_defaults() -> None:
     assert cfg.source == str(EXAMPLE)
 
 
+def test_commented_examples_in_the_example_file_are_valid_too() -> None:
+    """Uncommenting every `# key = value` and `# [table]` line still gives a valid config."""
+    lines = EXAMPLE.read_text().splitlines()
+    example_line = re.compile(r"# ((\[\[?[a-z.]+\]\]?)|([a-z_]+ = .+))$")
+    uncommented = [line[2:] if example_line.fullmatch(line) else line for line in lines]
+    assert uncommented != lines
+    cfg = parse_config("\n".join(uncommented), "uncommented example")
+    assert [lane.name for lane in cfg.lanes] == ["entry-1", "exit-1"]
+    assert cfg.lanes[1].gate.driver == "modbus-rtu" and cfg.policy.capacity == 40
+    assert cfg.chain.plate_key_file == Path("/run/credentials/parkgate.service/plate-key")
+    assert cfg.mqtt.tls.cert_file is not None and cfg.mqtt.client_id == "parkgate-lot-1-north"
+
+
 def documented_keys(cls: type, prefix: str = "") -> list[str]:
     """Every key path of a config section, e.g. 'lanes.gate.baudrate' (confusion pairs excluded)."""
     keys = []

@@ -279,6 +279,9 @@ def test_booking_lookups(store: Store) -> None:
     store.upsert_booking(booking("b3", commitment=COMMIT_B, start=T0))
     assert [b.booking_id for b in store.bookings_for_commitment(LOT, COMMIT_A)] == ["b1", "b2"]
     assert store.bookings_for_commitment("other-lot", COMMIT_A) == []
+    found = store.bookings_for_commitments(LOT, [COMMIT_B, COMMIT_A, "0x" + "cc" * 32])
+    assert [b.booking_id for b in found] == ["b1", "b3", "b2"]
+    assert store.bookings_for_commitments(LOT, []) == []
     assert [b.booking_id for b in store.active_bookings(LOT, T0 + 10)] == ["b1", "b3"]
     assert store.active_bookings(LOT, T0 + HOUR) == []  # end is exclusive; b2 is cancelled
     assert [b.booking_id for b in store.active_bookings(LOT, T0 + HOUR, grace_after_ms=1)] == ["b1", "b3"]
