@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge.mqtt.commands import Command, CommandPolicy, Rejection, verify_command
+from edge.mqtt.commands import MIN_KEY_BYTES, Command, CommandPolicy, Rejection, verify_command
 from edge.mqtt.nonces import NonceStore
 from edge.mqtt.outbox import OutboxPort, OutboxPublisher
 from edge.mqtt.privacy import redact_payload
@@ -68,6 +68,8 @@ class MqttBridge:
         self.lanes = tuple(self._checked_lane(lane) for lane in lanes)
         self.policy = CommandPolicy(settings.gateway_id, frozenset(self.lanes), settings.command_max_age_ms,
                                     settings.command_max_skew_ms, settings.command_max_bytes)
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"gateway key is {len(key)} bytes, at least {MIN_KEY_BYTES} required")
         self._key = key
         self._on_command = on_command
         self._open_outbox = open_outbox
@@ -243,6 +245,13 @@ class MqttBridge:
         self._wake.set()
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            self._process_message(message)
+        except Exception:  # an exception here would stop paho's network thread for good
+            self._count("cmd_rejected.internal_error")
+            log.exception("could not process a message on the command topic")
+
+    def _process_message(self, message: mqtt.MQTTMessage) -> None:
         topic_lane = self.topics.lane_of_command_topic(message.topic)
         if topic_lane is None:
             return
@@ -296,8 +305,9 @@ class MqttBridge:
                 return acks
 
     def _pump_loop(self) -> None:
-        assert self._open_outbox is not None
-        outbox = self._open_outbox()
+        outbox = self._open_outbox_until_stopped()
+        if outbox is None:
+            return
         publisher = OutboxPublisher(outbox, self._publish_event, self.topics.events,
                                     lambda p: redact_payload(p, self.settings.plate_privacy, self._key),
                                     self.settings.outbox_window)
@@ -311,6 +321,17 @@ class MqttBridge:
             close = getattr(outbox, "close", None)
             if callable(close):
                 close()
+
+    def _open_outbox_until_stopped(self) -> OutboxPort | None:
+        assert self._open_outbox is not None
+        while not self._stopping.is_set():
+            try:
+                return self._open_outbox()
+            except Exception:
+                self._count("outbox_errors")
+                log.exception("cannot open the outbox; retrying in %.0f s", REFUSED_RETRY_S)
+                self._stopping.wait(REFUSED_RETRY_S)
+        return None
 
     def _pump_step(self, publisher: OutboxPublisher) -> None:
         try:

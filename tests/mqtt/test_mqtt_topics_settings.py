@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.mqtt.bridge import MqttBridge
 from edge.mqtt.nonces import NonceStore
 from edge.mqtt.settings import MqttSettings, settings_from_url
 from edge.mqtt.topics import Topics, discovery_messages
@@ -87,3 +88,16 @@ def test_nonces_survive_a_restart_and_leave_with_the_window(tmp_path: Path) -> N
     reopened.remember("bb" * 8, ts_ms=40_000, now_ms=40_000)
     assert "aa" * 8 not in reopened and len(reopened) == 1
     reopened.close()
+
+
+def test_bridge_refuses_unusable_tls_files_short_keys_and_bad_lanes(tmp_path: Path) -> None:
+    missing_ca = settings_from_url("mqtts://broker", "gw-1", ca_file=tmp_path / "nope.crt")
+    with pytest.raises(ValueError, match="mqtt TLS files .* are unusable"):
+        MqttBridge(missing_ca, bytes(32), ["in-1"])
+    ok = settings_from_url("mqtts://broker", "gw-1")
+    with pytest.raises(ValueError, match="at least 16 required"):
+        MqttBridge(ok, b"short", ["in-1"])
+    with pytest.raises(ValueError, match="clash with the cmd/result topic"):
+        MqttBridge(ok, bytes(32), ["result"])
+    with pytest.raises(ValueError, match="cannot be used in MQTT topics"):
+        MqttBridge(ok, bytes(32), ["in/1"])
