@@ -26,10 +26,11 @@ def main(bookings_count: int = 10_000, repeats: int = 200) -> None:
     rng = random.Random(1)
     alphabet = string.ascii_uppercase + string.digits
     plates = ["".join(rng.choice(alphabet) for _ in range(7)) for _ in range(bookings_count)]
-    bookings = [BookingView(f"b{i}", LOT, commit(p), NOW_MS - HOUR_MS, NOW_MS + HOUR_MS, BookingStatus.ACTIVE)
+    start, end = NOW_MS - HOUR_MS, NOW_MS + HOUR_MS
+    bookings = [BookingView(f"b{i}", LOT, commit(p), start, end, BookingStatus.VERIFIED)
                 for i, p in enumerate(plates)]
     bookings.append(BookingView("target", LOT, commit("80S8125"), NOW_MS - HOUR_MS, NOW_MS + HOUR_MS,
-                                BookingStatus.ACTIVE))
+                                BookingStatus.VERIFIED))
     policy, read = Policy(LOT), PlateRead("B0S8I25", 0.9)  # two confusions away from the booked plate
     matches = committed_candidates(read.text, policy, commit)
     wanted = {m.commitment for m in matches}

@@ -19,24 +19,25 @@ class Direction(StrEnum):
 
 
 class BookingStatus(StrEnum):
-    """Lifecycle of a booking as mirrored from the rental contract into the local cache.
+    """Lifecycle of a booking as cached by the store (same strings as ``edge.store`` BOOKING_STATUSES).
 
-    PENDING: the renter requested the space with a vehicle commitment; the gateway has not seen the
-    vehicle yet (its first plate match at the gate is the verification). ACTIVE: verified and
-    associated. CHECKED_IN / CHECKED_OUT: the vehicle is inside / has left. CANCELLED and SETTLED
-    bookings never open a gate.
+    REQUESTED: the renter requested the space with a vehicle commitment; the gateway has not seen the
+    vehicle yet (its first plate match at the gate is the verification). VERIFIED: the gateway
+    matched the plate (second association). CHECKED_IN / CHECKED_OUT: the vehicle is inside / has
+    left. CANCELLED and EXPIRED bookings never open an entry.
     """
 
-    PENDING = "pending"
-    ACTIVE = "active"
+    REQUESTED = "requested"
+    VERIFIED = "verified"
     CHECKED_IN = "checked_in"
     CHECKED_OUT = "checked_out"
     CANCELLED = "cancelled"
-    SETTLED = "settled"
+    EXPIRED = "expired"
 
 
-ENTRY_STATUSES = frozenset({BookingStatus.PENDING, BookingStatus.ACTIVE, BookingStatus.CHECKED_IN})
-EXIT_STATUSES = ENTRY_STATUSES | {BookingStatus.CHECKED_OUT}
+ENTRY_STATUSES = frozenset({BookingStatus.REQUESTED, BookingStatus.VERIFIED, BookingStatus.CHECKED_IN})
+# Leaving is never refused for the booking's state alone: only a cancelled booking identifies nobody.
+EXIT_STATUSES = ENTRY_STATUSES | {BookingStatus.CHECKED_OUT, BookingStatus.EXPIRED}
 
 
 class Reason(StrEnum):

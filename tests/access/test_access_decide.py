@@ -36,7 +36,7 @@ commit = commitment_function(SECRET, LOT)
 
 
 def booking(plate: str, bid: str = "b1", start: int = NOW - H, end: int = NOW + H,
-            status: BookingStatus = BookingStatus.ACTIVE, lot: str = LOT) -> BookingView:
+            status: BookingStatus = BookingStatus.VERIFIED, lot: str = LOT) -> BookingView:
     return BookingView(bid, lot, commit(plate), start, end, status, "S12")
 
 
@@ -115,7 +115,7 @@ def test_best_of_several_bookings_is_chosen() -> None:
     assert entry("AB123CD", bookings).booking_id == "now"
 
 
-@pytest.mark.parametrize("status", [BookingStatus.CANCELLED, BookingStatus.SETTLED,
+@pytest.mark.parametrize("status", [BookingStatus.CANCELLED, BookingStatus.EXPIRED,
                                     BookingStatus.CHECKED_OUT])
 def test_inactive_booking_denies(status: BookingStatus) -> None:
     d = entry("AB123CD", [booking("AB123CD", status=status)])
@@ -123,7 +123,7 @@ def test_inactive_booking_denies(status: BookingStatus) -> None:
 
 
 def test_pending_booking_opens_first_time() -> None:
-    assert entry("AB123CD", [booking("AB123CD", status=BookingStatus.PENDING)]).allow
+    assert entry("AB123CD", [booking("AB123CD", status=BookingStatus.REQUESTED)]).allow
 
 
 def test_other_lot_booking_denies() -> None:

@@ -1,0 +1,47 @@
+"""Lane gate events as store rows: kinds, reasons, and malformed evidence never losing the event."""
+
+import pytest
+
+from edge.access.types import Decision, Direction, Flag, PlateRead, Reason
+from edge.lanes.machine import GateEvent, Outcome
+from edge.lanes.records import stored_gate_event
+
+C = "0x" + "ab" * 32
+ALLOW = Decision(True, Reason.SESSION_EXIT, None, "b1", "AB123CD", C, 0.0, (Flag.OVERSTAY,))
+
+
+def event(outcome: Outcome, decision: Decision | None = ALLOW, direction: Direction = Direction.EXIT,
+          read: PlateRead | None = None) -> GateEvent:
+    read = read or PlateRead("AB123CD", 0.9, (), "/snap/a.jpg", "12" * 32)
+    return GateEvent("exit-1", direction, 3, outcome, 100, 200, read, decision)
+
+
+@pytest.mark.parametrize("outcome, decision, direction, kind", [
+    (Outcome.PASSED, ALLOW, Direction.EXIT, "check_out"),
+    (Outcome.PASSED, ALLOW, Direction.ENTRY, "check_in"),
+    (Outcome.PASSED, Decision(True, Reason.MANUAL_OPEN, None), Direction.ENTRY, "manual"),
+    (Outcome.GATE_FAULT, ALLOW, Direction.EXIT, "fault"),
+    (Outcome.NO_PASSAGE, ALLOW, Direction.EXIT, "fault"),
+    (Outcome.DENIED, Decision(False, Reason.EXPIRED, None), Direction.ENTRY, "denied"),
+    (Outcome.NO_READ, None, Direction.ENTRY, "denied"),
+    (Outcome.DEBOUNCED, None, Direction.ENTRY, "denied"),
+])
+def test_kinds(outcome: Outcome, decision: Decision | None, direction: Direction, kind: str) -> None:
+    assert stored_gate_event(event(outcome, decision, direction), "01J0000000000000000000000A").kind == kind
+
+
+def test_fields_and_reason() -> None:
+    row = stored_gate_event(event(Outcome.PASSED), "01J0000000000000000000000A")
+    assert (row.lane, row.direction, row.occurred_at_ms, row.booking_id) == ("exit-1", "exit", 200, "b1")
+    assert row.reason == "passed,session_exit,overstay"
+    assert (row.plate_commitment, row.plate_masked) == (C, "AB***D")
+    assert (row.evidence_path, row.evidence_sha256, row.confidence) == ("/snap/a.jpg", "12" * 32, 0.9)
+
+
+def test_malformed_evidence_is_dropped_not_the_event() -> None:
+    bad = PlateRead("#?", float("nan"), (), None, "not-a-hash")
+    row = stored_gate_event(event(Outcome.NO_READ, None, read=bad), "01J0000000000000000000000A")
+    assert (row.plate_masked, row.confidence, row.evidence_sha256) == (None, None, None)
+    assert row.reason == "no_read"
+    overconfident = event(Outcome.PASSED, read=PlateRead("AB1", 1.7))
+    assert stored_gate_event(overconfident, "01J000000000000000000000AA").confidence == 1.0
