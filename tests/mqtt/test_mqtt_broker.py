@@ -13,9 +13,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.config import config_from_mapping
 from edge.mqtt import CommandOutcome, MqttBridge, NonceStore, settings_from_url, sign_command
 from edge.mqtt.commands import Command
 from edge.mqtt.privacy import hash_plate
+from edge.mqtt.wiring import bridge_from_config
 from edge.store import GateEvent, Store, new_event_id, wall_clock_ms
 from edge.support.mosquitto import MosquittoBroker
 from edge.support.proc import ManagedProcess
@@ -243,4 +245,30 @@ def test_outbox_loses_nothing_across_a_broker_outage(tmp_path: Path) -> None:
         before.close()
         bridge.stop()
         broker.stop()
+        store.close()
+
+
+def test_bridge_from_the_gateway_config_delivers_a_recorded_event(broker: MosquittoBroker,
+                                                                   tmp_path: Path) -> None:
+    (tmp_path / "mqtt.pass").write_text(broker.password + "\n")
+    (tmp_path / "gw.key").write_text(KEY.hex() + "\n")
+    cfg = config_from_mapping({
+        "gateway": {"id": "gw-cfg", "state_dir": str(tmp_path)},
+        "lanes": [{"name": "in-1"}],
+        "mqtt": {"enabled": True, "host": broker.host, "port": broker.port, "username": broker.username,
+                 "password_file": str(tmp_path / "mqtt.pass"), "tls": {"ca_file": str(broker.ca_file)},
+                 "command_key_file": str(tmp_path / "gw.key"), "plate_privacy": "mask"},
+    })
+    watcher = Watcher(broker, "parkgate/gw-cfg/events")
+    bridge = bridge_from_config(cfg, on_command=lambda cmd: CommandOutcome(False, "test"))
+    store = Store(cfg.store_path)
+    try:
+        [event_id] = record_events(store, 1)
+        bridge.start()
+        assert bridge.wait_connected(10), bridge.last_connect_error
+        wait_until(lambda: event_ids(watcher, "parkgate/gw-cfg/events") == [event_id], what="the event")
+        assert json.loads(watcher.on("parkgate/gw-cfg/events")[0])["plate_masked"] == "AB***3"
+    finally:
+        bridge.stop()
+        watcher.close()
         store.close()
