@@ -37,7 +37,6 @@ from edge.mqtt.topics import OFFLINE, ONLINE, Topics, check_topic_part, discover
 from edge.store import wall_clock_ms
 
 log = logging.getLogger(__name__)
-REFUSED_RETRY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +119,7 @@ class MqttBridge:
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         return client
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -239,6 +239,14 @@ class MqttBridge:
             self._count("disconnects")
             log.warning("mqtt disconnected (%s); outbox rows wait for the reconnect", reason_code)
 
+    def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any],
+                          properties: Any) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            self._count("subscribe_refused")
+            log.error("broker refused the command subscription %s (%s): remote commands cannot arrive; "
+                      "check the broker ACL", self.topics.command_filter, ", ".join(refused))
+
     def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
                         properties: Any) -> None:
         self._acks.put((mid, str(reason_code) if reason_code.is_failure else None))
@@ -329,8 +337,8 @@ class MqttBridge:
                 return self._open_outbox()
             except Exception:
                 self._count("outbox_errors")
-                log.exception("cannot open the outbox; retrying in %.0f s", REFUSED_RETRY_S)
-                self._stopping.wait(REFUSED_RETRY_S)
+                log.exception("cannot open the outbox; retrying in %d s", self.settings.refused_retry_s)
+                self._stopping.wait(self.settings.refused_retry_s)
         return None
 
     def _pump_step(self, publisher: OutboxPublisher) -> None:
@@ -340,7 +348,8 @@ class MqttBridge:
             if self.connected:
                 self._count("events_published", publisher.fill())
             if publisher.refused > refused_before:
-                self._stopping.wait(REFUSED_RETRY_S)
+                self._count("events_refused", publisher.refused - refused_before)
+                self._stopping.wait(self.settings.refused_retry_s)
         except Exception:
             self._count("outbox_errors")
             log.exception("outbox pump step failed; retrying")

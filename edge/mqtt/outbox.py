@@ -5,7 +5,7 @@ whose PUBACK was lost (broker died after receiving it, daemon crashed) is sent a
 may see an event twice and must de-duplicate on ``event_id``. At most ``window`` rows are
 unacknowledged at any time, which bounds those duplicates. Rows go out in outbox order over one
 connection; paho re-sends its unacknowledged messages first after a reconnect, so order holds except
-for a row the broker refused (it is retried after the others).
+for a row the broker refused (it is retried after the others, ``refused_retry_s`` later).
 
 ``OutboxPublisher`` is single-threaded: the bridge's pump thread owns it and the store it reads.
 """

@@ -39,6 +39,7 @@ class MqttSettings:
     outbox_window: int = 16
     reconnect_min_s: int = 1
     reconnect_max_s: int = 30
+    refused_retry_s: int = 5
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -69,7 +70,8 @@ def _problems(s: MqttSettings) -> list[str]:
         out.append("ca_file/client_cert need tls = true (use an mqtts:// URL)")
     if s.password is not None and s.username is None:
         out.append("password given without username")
-    positive = ("keepalive_s", "command_max_age_ms", "command_max_bytes", "outbox_window", "reconnect_min_s")
+    positive = ("keepalive_s", "command_max_age_ms", "command_max_bytes", "outbox_window", "reconnect_min_s",
+                "refused_retry_s")
     for name in positive:
         if not isinstance(getattr(s, name), int) or getattr(s, name) <= 0:
             out.append(f"{name} {getattr(s, name)!r} must be a positive integer")

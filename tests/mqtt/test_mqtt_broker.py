@@ -272,3 +272,31 @@ def test_bridge_from_the_gateway_config_delivers_a_recorded_event(broker: Mosqui
         bridge.stop()
         watcher.close()
         store.close()
+
+
+def test_events_the_broker_refuses_are_kept_and_sent_once_allowed(tmp_path: Path) -> None:
+    deny_events = ("user parkgate\ntopic readwrite parkgate/gw-acl/availability\n\n"
+                   "user watcher\ntopic read #\n")
+    broker = MosquittoBroker(tmp_path / "broker", extra_users=dict([WATCHER]), acl=deny_events).start()
+    db = tmp_path / "gw.sqlite"
+    store = Store(db)
+    bridge = bridge_for(broker, "gw-acl", open_outbox=lambda: Store(db), settings={"refused_retry_s": 1})
+    watcher = Watcher(broker, "parkgate/gw-acl/events")
+    try:
+        ids = record_events(store, 3)
+        bridge.start()
+        wait_until(lambda: bridge.stats["events_refused"] >= 3, what="the broker to refuse the events")
+        row = store.outbox_row("mqtt", ids[0])
+        assert row is not None and row.status != "done" and "Not authorized" in (row.last_error or "")
+        assert watcher.on("parkgate/gw-acl/events") == []
+
+        (broker.workdir / "acl").write_text("user parkgate\ntopic readwrite parkgate/gw-acl/#\n\n"
+                                            "user watcher\ntopic read #\n")
+        broker.reload()
+        wait_until(lambda: set(event_ids(watcher, "parkgate/gw-acl/events")) == set(ids), what="the events")
+        wait_until(lambda: store.counts().get("outbox.mqtt.done") == 3, what="rows marked done")
+    finally:
+        watcher.close()
+        bridge.stop()
+        broker.stop()
+        store.close()
