@@ -177,8 +177,19 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_work ON outbox(destination, status, id);
 """
 
+# The chain uploader's own signed transactions (edge/chain/sync.py): a crash after signing reuses the nonce.
+V2_CHAIN_TXS: Final = """
+CREATE TABLE chain_txs (
+    tx_hash TEXT PRIMARY KEY, nonce INTEGER NOT NULL CHECK (nonce >= 0), raw_tx TEXT NOT NULL,
+    outbox_ids TEXT NOT NULL CHECK (json_valid(outbox_ids)), max_fee_wei TEXT NOT NULL,
+    priority_fee_wei TEXT NOT NULL, sent_at_ms INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'replaced', 'mined', 'dropped')));
+CREATE INDEX chain_txs_open ON chain_txs(status, nonce);
+"""
+
 MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (1, V1),
+    (2, V2_CHAIN_TXS),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

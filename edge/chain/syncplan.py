@@ -1,0 +1,224 @@
+"""Pure decisions of the chain sync (functional core; no I/O, no clock, no randomness of its own).
+
+Down direction: which block windows to fetch, which blocks are confirmed, where a reorg forked, and
+how one contract log changes a cached rental event or booking. Up direction: which outbox rows become
+which gate records, EIP-1559 fees under a cap, the replacement bump, and retry backoff with jitter.
+The imperative shell (:mod:`edge.chain.sync`) feeds these with data read from the node and the store.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from eth_utils import keccak
+from web3 import Web3
+
+from edge.chain.commitment import lot_id as chain_lot_id
+from edge.chain.contract import DecodedEvent, GateRecord, RecordKind
+from edge.store.rows import Booking, ChainBlock, OutboxRow, RentalEvent
+
+GWEI = 10**9
+ZERO32 = b"\0" * 32
+# Store gate-event kind -> contract record kind; kinds absent here never go on chain.
+RECORD_KINDS: Mapping[str, RecordKind] = {
+    "verified": RecordKind.VEHICLE_VERIFIED,
+    "check_in": RecordKind.CHECK_IN,
+    "check_out": RecordKind.CHECK_OUT,
+    "denied": RecordKind.DENIED,
+}
+# Replacement must beat the old fees by >= 10% (geth) / 12.5% (some clients): use the larger rule.
+BUMP_NUMERATOR, BUMP_DENOMINATOR = 9, 8
+
+
+# -- down: windows, confirmations, reorgs ---------------------------------------------------------
+
+def confirmed_head(head: int, confirmations: int) -> int:
+    """The newest block with at least ``confirmations`` blocks on top (-1 when none is)."""
+    return head - confirmations
+
+
+def plan_windows(first: int, last: int, size: int) -> list[tuple[int, int]]:
+    """Inclusive ``[from, to]`` block ranges of at most ``size`` blocks covering ``first..last``."""
+    if size < 1:
+        raise ValueError(f"window size must be >= 1, got {size}")
+    return [(start, min(start + size - 1, last)) for start in range(first, last + 1, size)]
+
+
+def common_ancestor(stored: Sequence[ChainBlock], chain_hash: Callable[[int], str | None]) -> int | None:
+    """Walk the stored blocks newest first; the first whose hash the chain still has is the common
+    ancestor. ``None``: the newest stored block is still canonical (no reorg). ``-1``: no stored block
+    is canonical any more (roll back everything)."""
+    for index, block in enumerate(sorted(stored, key=lambda b: b.number, reverse=True)):
+        if chain_hash(block.number) == block.hash:
+            return None if index == 0 else block.number
+    return -1 if stored else None
+
+
+def chain_lot_code(gateway_lot_id: str) -> str:
+    """The on-chain lot code of ``gateway.lot_id``: upper-cased, '.' -> '-' (``lot-1`` -> ``LOT-1``)."""
+    return gateway_lot_id.upper().replace(".", "-")
+
+
+def lot_bytes(gateway_lot_id: str) -> bytes:
+    return chain_lot_id(chain_lot_code(gateway_lot_id))
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a log came from (what the store keeps to roll it back after a reorg)."""
+
+    block_number: int
+    block_hash: str
+    log_index: int
+    tx_hash: str
+
+
+BOOKING_STATUS_OF_EVENT: Mapping[str, str] = {
+    "SecondAssociation": "verified",
+    "CheckedIn": "checked_in",
+    "CheckedOut": "checked_out",
+    "Settled": "checked_out",
+    "BookingCancelled": "cancelled",
+    "BookingExpired": "expired",
+}
+DOWN_EVENTS: tuple[str, ...] = ("RentalEventCreated", "FirstAssociation", "RentalEventCancelled",
+                                "RentalRequested", *BOOKING_STATUS_OF_EVENT)
+
+
+def _ms(seconds: int) -> int:
+    return int(seconds) * 1000
+
+
+def rental_event_row(args: Mapping[str, Any], lot: str, origin: Origin) -> RentalEvent:
+    return RentalEvent(
+        rental_event_id=str(args["rentalId"]), space_id=str(args["spaceId"]), lot_id=lot,
+        owner=Web3.to_checksum_address(args["owner"]), window_start_ms=_ms(args["start"]),
+        window_end_ms=_ms(args["end"]), price_wei=int(args["pricePerHour"]), status="open",
+        block_number=origin.block_number, block_hash=origin.block_hash, log_index=origin.log_index,
+        tx_hash=origin.tx_hash)
+
+
+def booking_row(args: Mapping[str, Any], rental: RentalEvent, origin: Origin) -> Booking:
+    return Booking(
+        booking_id=str(args["bookingId"]), rental_event_id=rental.rental_event_id, space_id=rental.space_id,
+        lot_id=rental.lot_id, renter=Web3.to_checksum_address(args["renter"]),
+        vehicle_commitment="0x" + bytes(args["vehicleCommitment"]).hex(),
+        window_start_ms=_ms(args["start"]), window_end_ms=_ms(args["end"]), status="requested",
+        block_number=origin.block_number, block_hash=origin.block_hash, log_index=origin.log_index,
+        tx_hash=origin.tx_hash)
+
+
+def moved(row: RentalEvent | Booking, status: str, origin: Origin) -> Any:
+    """``row`` in a new status, as of the log at ``origin``."""
+    return replace(row, status=status, block_number=origin.block_number, block_hash=origin.block_hash,
+                   log_index=origin.log_index, tx_hash=origin.tx_hash)
+
+
+def log_order(event: DecodedEvent) -> tuple[int, int]:
+    return (event.block_number, event.log_index)
+
+
+# -- up: outbox rows -> gate records ---------------------------------------------------------------
+
+def chain_event_id(gateway: str, event_id: str) -> bytes:
+    """The contract's bytes32 idempotency key of a store event id, unique per gateway address."""
+    return keccak(text=f"parkgate-gate-event-v1|{Web3.to_checksum_address(gateway)}|{event_id}")
+
+
+class RecordError(ValueError):
+    """An outbox payload cannot become a gate record (the row is poison: mark it dead)."""
+
+
+def gate_record(gateway: str, row: OutboxRow) -> GateRecord:
+    """The contract record of one 'chain' outbox row (payload = the gate event's fields)."""
+    payload = row.payload
+    kind = RECORD_KINDS.get(payload.get("kind"))  # type: ignore[arg-type]
+    if kind is None:
+        raise RecordError(f"outbox row {row.id}: kind {payload.get('kind')!r} is not a chain record; "
+                          f"allowed: {' | '.join(RECORD_KINDS)}")
+    booking = payload.get("booking_id")
+    commitment = payload.get("plate_commitment")
+    occurred = payload.get("occurred_at_ms")
+    try:
+        booking_id = 0 if booking in (None, "") else int(str(booking), 10)
+        plate = ZERO32 if commitment is None else bytes.fromhex(str(commitment).removeprefix("0x"))
+        timestamp = int(occurred) // 1000  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"outbox row {row.id}: bad booking_id/plate_commitment/occurred_at_ms: {exc}; "
+                          "allowed: decimal booking id or null, 0x+64 hex or null, unix ms") from None
+    if not 0 <= booking_id < 2**256 or len(plate) != 32 or not 0 <= timestamp < 2**64:
+        raise RecordError(f"outbox row {row.id}: booking_id, plate_commitment or occurred_at_ms out of range")
+    return GateRecord(chain_event_id(gateway, row.event_id), kind, booking_id, plate, timestamp)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows to send as one ``recordGateEvents`` call, rows to skip (not for chain) and poison rows."""
+
+    rows: tuple[OutboxRow, ...]
+    records: tuple[GateRecord, ...]
+    skipped: tuple[OutboxRow, ...]
+    poison: tuple[tuple[OutboxRow, str], ...]
+
+
+def assemble_batch(gateway: str, rows: Sequence[OutboxRow], kinds: frozenset[str]) -> Batch:
+    """Split outbox rows (oldest first) into gate records, rows whose kind is not uploaded, and
+    rows that can never be uploaded (bad payload). One event id appears at most once."""
+    sent, records, skipped, poison, seen = [], [], [], [], set()
+    for row in rows:
+        if row.payload.get("kind") not in kinds:
+            skipped.append(row)
+            continue
+        try:
+            record = gate_record(gateway, row)
+        except RecordError as exc:
+            poison.append((row, str(exc)))
+            continue
+        if record.event_id in seen:
+            skipped.append(row)
+            continue
+        seen.add(record.event_id)
+        sent.append(row)
+        records.append(record)
+    return Batch(tuple(sent), tuple(records), tuple(skipped), tuple(poison))
+
+
+# -- up: fees, replacement, backoff ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Fees:
+    max_fee: int
+    priority_fee: int
+
+
+def initial_fees(base_fee: int, priority_fee: int, cap: int) -> Fees:
+    """EIP-1559 fees: tip ``priority_fee``, max fee 2 x base + tip (room for 6 full blocks of base
+    fee growth), both never above ``cap``."""
+    tip = min(priority_fee, cap)
+    return Fees(max_fee=min(2 * base_fee + tip, cap), priority_fee=tip)
+
+
+def bumped_fees(old: Fees, base_fee: int, priority_fee: int, cap: int) -> Fees | None:
+    """Fees for a same-nonce replacement: both fields at least +12.5% over ``old`` (nodes demand
+    >= 10%), and at least what a fresh transaction would pay. ``None`` when the cap forbids a bump."""
+    fresh = initial_fees(base_fee, priority_fee, cap)
+    tip = max(fresh.priority_fee, math.ceil(old.priority_fee * BUMP_NUMERATOR / BUMP_DENOMINATOR))
+    max_fee = max(fresh.max_fee, math.ceil(old.max_fee * BUMP_NUMERATOR / BUMP_DENOMINATOR), tip)
+    if max_fee > cap or tip > cap:
+        return None
+    return Fees(max_fee=max_fee, priority_fee=tip)
+
+
+def backoff_delay(failures: int, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """Capped exponential backoff with "equal jitter": half the step fixed, half random, so retries
+    of many gateways spread out but never hammer at zero delay."""
+    step = min(cap_s, base_s * 2 ** max(failures - 1, 0))
+    return step / 2 + rng.uniform(0, step / 2)
+
+
+def gwei(value: float) -> int:
+    return int(round(value * GWEI))

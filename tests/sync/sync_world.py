@@ -1,0 +1,99 @@
+"""A deployed rental contract, a gateway store and a sync service for the sync tests (real anvil)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from edge.chain.anvil import dev_account
+from edge.chain.commitment import plate_commitment
+from edge.chain.contract import RentalClient, deploy
+from edge.chain.sync import SyncService, SyncSettings
+from edge.chain.syncplan import chain_lot_code, lot_bytes
+from edge.store import Store
+from edge.store.rows import GateEvent, new_event_id
+
+LOT = "lot-1"
+LOT_SECRET = bytes.fromhex("00112233445566778899aabbccddeeff0123")
+PRICE_PER_HOUR = 10**15
+HOUR = 3600
+GATEWAY_INDEX = 5
+
+
+@dataclass
+class World:
+    w3: Web3
+    admin: RentalClient
+    owner: RentalClient
+    renter: RentalClient
+    gateway: LocalAccount
+    space_id: int
+    deploy_block: int
+
+    def now(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def commitment(self, plate: str = "B-AB 1234") -> str:
+        return "0x" + plate_commitment(LOT_SECRET, chain_lot_code(LOT), plate).hex()
+
+    def settings(self, **overrides: object) -> SyncSettings:
+        base = {"lot_id": LOT, "contract_address": self.admin.address, "chain_id": 31337, "confirmations": 0,
+                "start_block": self.deploy_block, "receipt_wait_s": 5.0, "batch_size": 50}
+        return SyncSettings(**(base | overrides))  # type: ignore[arg-type]
+
+    def service(self, store: Store, w3: Web3 | None = None, **overrides: object) -> SyncService:
+        return SyncService(w3 or self.w3, store, self.gateway, self.settings(**overrides))
+
+    def listing(self, hours: int = 6) -> tuple[int, int]:
+        start = self.now() + 600
+        rental = self.owner.create_rental_event(self.space_id, start, start + hours * HOUR, PRICE_PER_HOUR)
+        return rental.return_value, start
+
+    def book(self, plate: str = "B-AB 1234") -> int:
+        rental_id, start = self.listing()
+        commitment = bytes.fromhex(self.commitment(plate)[2:])
+        return self.renter.request_rental(rental_id, start, start + 2 * HOUR, commitment).return_value
+
+
+def build_world(w3: Web3) -> World:
+    """Fresh deployment: lot LOT-1 with the gateway key of dev account 5, a verified owner's space."""
+    accounts = w3.eth.accounts
+    admin = deploy(w3, accounts[0])
+    gateway = dev_account(GATEWAY_INDEX)
+    admin.register_lot(lot_bytes(LOT), "u33dc0")
+    admin.set_gateway(lot_bytes(LOT), gateway.address)
+    admin.verify_owner(accounts[1], b"\x01" * 32)
+    owner = admin.with_sender(accounts[1])
+    space_id = owner.register_space(lot_bytes(LOT), "L-1/B17").return_value
+    return World(w3, admin, owner, admin.with_sender(accounts[2]), gateway, space_id,
+                 admin.deploy_receipt["blockNumber"])
+
+
+def gate_event(kind: str, occurred_s: int, booking_id: int | None = None, commitment: str | None = None,
+               lane: str = "entry-1") -> GateEvent:
+    return GateEvent(event_id=new_event_id(occurred_s * 1000), lane=lane, direction="entry", kind=kind,
+                     reason="test", occurred_at_ms=occurred_s * 1000,
+                     booking_id=None if booking_id is None else str(booking_id), plate_commitment=commitment)
+
+
+def record_denied(store: Store, count: int, occurred_s: int) -> list[str]:
+    """``count`` denied attempts (no booking) queued for the chain in ONE store transaction."""
+    ids = []
+    with store.transaction():
+        for _ in range(count):
+            event = gate_event("denied", occurred_s)
+            store.record_gate_event(event, destinations=("chain",))
+            ids.append(event.event_id)
+    return ids
+
+
+def landed_denials(w3: Web3, contract: RentalClient, from_block: int) -> list[bytes]:
+    """Event ids of every GateDenied log (one per record applied on chain), in chain order."""
+    return [e.args["eventId"] for e in contract.events("GateDenied", from_block=from_block)]
+
+
+def store_path(tmp: Path) -> Path:
+    return tmp / "parkgate.sqlite"

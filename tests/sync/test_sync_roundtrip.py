@@ -1,0 +1,97 @@
+"""Online round trip against a real anvil: bookings come down, gate records go up, exactly once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from sync_world import LOT, World, gate_event
+
+from edge.chain.contract import BookingStatus
+from edge.chain.sync import SyncService
+from edge.chain.syncplan import chain_event_id
+from edge.store import Store
+
+
+def test_booking_down_gate_records_up_and_their_effect_down_again(world: World, store: Store) -> None:
+    booking_id = world.book()
+    service = world.service(store)
+    assert service.step_down() >= 3  # RentalEventCreated, FirstAssociation, RentalRequested
+    cached = store.booking(str(booking_id))
+    assert cached is not None and cached.status == "requested" and cached.lot_id == LOT
+    assert cached.vehicle_commitment == world.commitment()
+    assert store.rental_event(cached.rental_event_id).status == "open"
+    assert store.lot(LOT).geohash == "u33dc0" and store.spaces(LOT)[0].bay == "L-1/B17"
+
+    now = world.now()
+    verified = gate_event("verified", now, booking_id, world.commitment())
+    check_in = gate_event("check_in", now + 1, booking_id, world.commitment())
+    manual = gate_event("manual", now + 2)
+    for event in (verified, check_in, manual):
+        store.record_gate_event(event, destinations=("chain",))
+    assert service.step_up() == 3
+    for event in (verified, check_in):
+        row = store.outbox_row("chain", event.event_id)
+        assert row.status == "done" and row.ack_ref.startswith("0x")
+        assert world.admin.is_processed(chain_event_id(world.gateway.address, event.event_id))
+    assert store.outbox_row("chain", manual.event_id).ack_ref == "not-uploaded:manual"
+    assert world.admin.get_booking(booking_id).status is BookingStatus.CHECKED_IN
+
+    service.step_down()
+    assert store.booking(str(booking_id)).status == "checked_in"
+    assert service.step_up() == 0  # nothing left: nothing sent twice
+    health = service.health()
+    assert health.backlog == 0 and health.last_synced_block == world.w3.eth.block_number
+    assert health.uploaded_total == 2 and health.last_error is None
+
+
+def test_cancellations_reach_the_cache(world: World, store: Store) -> None:
+    service = world.service(store)
+    booking_id = world.book()
+    rental_id = int(store.booking(str(booking_id)).rental_event_id) if service.step_down() else 0
+    world.renter.cancel_booking(booking_id)
+    service.step_down()
+    assert store.booking(str(booking_id)).status == "cancelled"
+    world.owner.cancel_rental_event(rental_id)
+    service.step_down()
+    assert store.rental_event(str(rental_id)).status == "cancelled"
+
+
+def test_daemon_thread_brings_new_bookings_and_uploads_records_within_seconds(world: World,
+                                                                             tmp_path: Path) -> None:
+    path = tmp_path / "parkgate.sqlite"
+    Store(path).close()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def sync_thread() -> None:  # the store is thread-confined: open it in the thread that uses it
+        try:
+            with Store(path) as own:
+                SyncService(world.w3, own, world.gateway, world.settings(poll_interval_s=0.2)).run(stop)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    thread = threading.Thread(target=sync_thread, daemon=True)
+    thread.start()
+    try:
+        with Store(path) as gate_side:
+            booking_id = world.book()
+            assert _eventually(lambda: gate_side.booking(str(booking_id)) is not None, 10.0)
+            event = gate_event("verified", world.now(), booking_id, world.commitment())
+            gate_side.record_gate_event(event, destinations=("chain",))
+            assert _eventually(lambda: gate_side.booking(str(booking_id)).status == "verified", 10.0)
+            assert gate_side.outbox_row("chain", event.event_id).status == "done"
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not errors and not thread.is_alive()
+
+
+def _eventually(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
