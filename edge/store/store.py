@@ -88,22 +88,29 @@ class Store:
 
     def _migrate(self, migrations: Sequence[tuple[int, str]]) -> None:
         latest = migrations[-1][0] if migrations else 0
+        self._refuse_newer(latest)
+        for version, sql in migrations:
+            if version <= self.schema_version():
+                continue
+            try:
+                statements = split_sql(sql)
+                with self.transaction() as conn:
+                    # Re-read under the write lock: another process may have migrated meanwhile.
+                    if self._refuse_newer(latest) >= version:
+                        continue
+                    for statement in statements:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {int(version)}")
+            except (sqlite3.Error, ValueError) as exc:
+                raise StoreError(f"store {self.path}: migration to version {version} failed: {exc}") from exc
+
+    def _refuse_newer(self, latest: int) -> int:
         current = self.schema_version()
         if current > latest:
             raise StoreVersionError(
                 f"store {self.path} has schema version {current} but this parkgate supports up to "
                 f"{latest}; upgrade parkgate, or restore a backup made by this version")
-        for version, sql in migrations:
-            if version <= current:
-                continue
-            try:
-                script = f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {int(version)};\nCOMMIT;"
-                self.conn.executescript(script)
-            except sqlite3.Error as exc:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise StoreError(f"store {self.path}: migration to version {version} failed: {exc}") from exc
-            current = version
+        return current
 
     def schema_version(self) -> int:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
@@ -418,6 +425,22 @@ class Store:
                 "SELECT destination, status, count(*) FROM outbox GROUP BY destination, status"):
             result[f"outbox.{dest}.{status}"] = n
         return result
+
+
+def split_sql(script: str) -> list[str]:
+    """The complete statements of a script (trigger bodies with inner ';' stay whole)."""
+    statements, start = [], 0
+    for end, char in enumerate(script):
+        if char == ";" and sqlite3.complete_statement(script[start:end + 1]):
+            statement = script[start:end + 1].strip()
+            if statement.strip(";").strip():
+                statements.append(statement)
+            start = end + 1
+    tail = [line for line in script[start:].splitlines()
+            if line.strip() and not line.strip().startswith("--")]
+    if tail:
+        raise ValueError(f"incomplete SQL statement: {' '.join(tail)[:80]!r}")
+    return statements
 
 
 def _rental_event(r: dict[str, Any]) -> RentalEvent:

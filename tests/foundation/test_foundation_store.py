@@ -24,6 +24,7 @@ from edge.store import (
     StoreVersionError,
     new_event_id,
 )
+from edge.store.store import split_sql
 
 LOT = "lot-1"
 OWNER = "0x" + "11" * 20
@@ -107,6 +108,34 @@ def test_failed_migration_leaves_previous_version(tmp_path: Path) -> None:
     with Store(db) as s:
         assert s.schema_version() == LATEST_VERSION
         assert "half" not in s.db.table_names()
+
+
+def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
+    db = tmp_path / "race.sqlite"
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            with Store(db) as s:
+                assert s.schema_version() == LATEST_VERSION
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_split_sql_keeps_trigger_bodies_whole() -> None:
+    script = ("-- a comment; with a semicolon\nCREATE TABLE t (x);\nCREATE TRIGGER g BEFORE DELETE ON t\n"
+              "BEGIN SELECT RAISE(ABORT, 'no; never'); END;\n-- trailing comment\n")
+    statements = split_sql(script)
+    assert len(statements) == 2 and statements[1].endswith("END;")
+    with pytest.raises(ValueError, match="incomplete SQL statement"):
+        split_sql("CREATE TABLE t (x); CREATE TABLE broken (")
 
 
 def test_newer_database_is_refused_with_clear_error(tmp_path: Path) -> None:
