@@ -328,8 +328,11 @@ async def control_command(emulator: Emulator, line: str) -> dict[str, object]:
             setattr(emulator.faults, f"{name}_replies", int(args[0]))
             return emulator.state()
         if name == "unplug" and len(args) == 1:
-            asyncio.get_running_loop().create_task(unplug(emulator, float(args[0])))
-            return {"unplugged": True, "seconds": float(args[0])}
+            seconds = float(args[0])
+            if not 0 <= seconds <= 3600:
+                raise ValueError("unplug seconds must be 0..3600")
+            asyncio.get_running_loop().create_task(unplug(emulator, seconds))
+            return {"unplugged": True, "seconds": seconds}
     except ValueError as exc:
         return {"error": f"{line.strip()!r}: {exc}"}
     return {"error": f"{line.strip()!r} not understood; {HELP}"}

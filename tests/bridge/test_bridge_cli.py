@@ -23,6 +23,7 @@ def test_status_open_watch_against_the_emulator(tmp_path: Path) -> None:
         opened = gate("open", "--port", port, "--pulse-ms", "400")
         assert opened.returncode == 0 and "acknowledged" in opened.stdout
         assert emulator.state()["opens"] == 1
+        emulator.wait_for(lambda s: s["position"] == "CLOSED" and not s["output"], what="closed again")
         emulator.command("presence 1")
         watch = subprocess.Popen([sys.executable, "-m", "edge.cli", "gate", "watch", "--port", port,
                                   "--seconds", "3"], stdout=subprocess.PIPE, text=True)
