@@ -32,7 +32,9 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
 
     enum RecordKind { VehicleVerified, CheckIn, CheckOut, Denied }
     enum BookingStatus { None, Requested, Verified, CheckedIn, Settled, Cancelled, Expired }
-    enum RejectReason { None, UnknownBooking, WrongLot, BadState, CommitmentMismatch, OutsideWindow, BadTimestamp }
+    enum RejectReason {
+        None, UnknownBooking, WrongLot, BadState, CommitmentMismatch, OutsideWindow, BadTimestamp, UnknownKind
+    }
 
     struct Lot {
         bool exists;
@@ -322,7 +324,7 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         if (record.kind == uint8(RecordKind.CheckIn)) return _checkIn(record, booking);
         if (record.kind == uint8(RecordKind.CheckOut)) return _checkOut(record, booking);
         if (record.kind == uint8(RecordKind.Denied)) return _deny(record);
-        return RejectReason.BadState;
+        return RejectReason.UnknownKind;
     }
 
     function _verifyVehicle(GateRecord calldata record, Booking storage booking) private returns (RejectReason) {

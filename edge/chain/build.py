@@ -131,11 +131,15 @@ def render(artifacts: dict[str, Artifact], info: dict) -> dict[str, str]:
     return files
 
 
+def differing_files(rendered: dict[str, str], build_dir: Path) -> list[str]:
+    """Names of ``rendered`` files whose text in ``build_dir`` differs or is missing."""
+    return [name for name, text in rendered.items()
+            if not (build_dir / name).is_file() or (build_dir / name).read_text() != text]
+
+
 def stale_files(build_dir: Path = BUILD_DIR) -> list[str]:
     """Names of build files whose committed text differs from a fresh compile (empty when up to date)."""
-    artifacts, info = compile_all()
-    return [name for name, text in render(artifacts, info).items()
-            if not (build_dir / name).is_file() or (build_dir / name).read_text() != text]
+    return differing_files(render(*compile_all()), build_dir)
 
 
 def write_build(build_dir: Path = BUILD_DIR) -> list[Path]:

@@ -57,6 +57,7 @@ class RejectReason(IntEnum):
     COMMITMENT_MISMATCH = 4
     OUTSIDE_WINDOW = 5
     BAD_TIMESTAMP = 6
+    UNKNOWN_KIND = 7
 
 
 @dataclass(frozen=True)

@@ -504,6 +504,30 @@ class SyncService:
         return bool(self._open_txs())
 
 
+def stored_status(store: Store) -> dict[str, Any]:
+    """The sync's state as the store holds it (for ``parkgate chain status`` in another process):
+    backlog, last synced block, transactions in flight and the newest upload error."""
+    checkpoint = store.get_checkpoint(DOWN_CHECKPOINT)
+    counts = store.counts()
+    error = store.conn.execute(
+        "SELECT last_error FROM outbox WHERE destination = ? AND last_error IS NOT NULL AND status <> 'done' "
+        "ORDER BY updated_at_ms DESC LIMIT 1", (DESTINATION,)).fetchone()
+    in_flight = store.conn.execute(
+        "SELECT count(DISTINCT nonce) FROM chain_txs WHERE status = 'pending'").fetchone()
+
+    def rows(status: str) -> int:
+        return counts.get(f"outbox.{DESTINATION}.{status}", 0)
+
+    return {
+        "backlog": rows("pending") + rows("in_flight"),
+        "dead": rows("dead"),
+        "done": rows("done"),
+        "last_synced_block": checkpoint.block_number if checkpoint else None,
+        "transactions_in_flight": int(in_flight[0]),
+        "last_error": error[0] if error else None,
+    }
+
+
 # ---------------------------------------------------------------------- wiring
 
 def connect(rpc_url: str, timeout_s: float = 10.0) -> Web3:

@@ -1,6 +1,6 @@
-"""Fixtures for the contract suite: one real anvil per session, a fresh deployment per test.
+"""Fixtures for the contract suite: one real anvil and one deployment per session, isolated per test.
 
-Each test gets its own deployment (a few milliseconds on anvil), so tests never share contract state.
+Every test runs between ``evm_snapshot`` and ``evm_revert``, so tests never see each other's state.
 Time travel uses anvil's ``evm_increaseTime``; every test reads the chain clock, never the wall clock.
 """
 
@@ -28,6 +28,13 @@ def w3(anvil: Anvil) -> Web3:
     return anvil.web3()
 
 
-@pytest.fixture
-def world(w3: Web3) -> World:
+@pytest.fixture(scope="session")
+def base_world(w3: Web3) -> World:
     return build_world(w3)
+
+
+@pytest.fixture
+def world(base_world: World, w3: Web3) -> Iterator[World]:
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    yield base_world
+    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True

@@ -1,0 +1,77 @@
+"""RentalClient plumbing: revert decoding, event queries by lot, local signing, the gas report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from eth_abi import encode
+from eth_utils import keccak
+from rental_world import PRICE_PER_HOUR, World, book, listing
+
+from edge.chain import gas
+from edge.chain.contract import RentalClient, decode_revert, load_artifact, new_event_id
+
+ABI = load_artifact()["abi"]
+
+
+def test_decode_revert_names_custom_errors_and_keeps_unknown_data() -> None:
+    data = keccak(text="WrongPayment(uint256,uint256)")[:4] + encode(["uint256", "uint256"], [5, 4])
+    revert = decode_revert(ABI, "0x" + data.hex())
+    assert (revert.error, revert.args_) == ("WrongPayment", (5, 4))
+    assert decode_revert(ABI, "0xdeadbeef").error == "unknown"
+    assert decode_revert(ABI, None).error == "unknown"
+    truncated = decode_revert(ABI, "0x" + data[:10].hex())
+    assert (truncated.error, truncated.args_) == ("WrongPayment", ())
+    message = keccak(text="Error(string)")[:4] + encode(["string"], ["boom"])
+    assert decode_revert(ABI, message.hex()).args_ == ("boom",)
+
+
+def test_client_without_sender_refuses_writes(world: World) -> None:
+    reader = RentalClient(world.w3, world.admin.address)
+    assert reader.is_verified_owner(world.owner.sender)
+    with pytest.raises(ValueError, match="no sender"):
+        reader.verify_owner(world.stranger.sender, b"\x01" * 32)
+
+
+def test_events_query_filters_by_lot_and_block_range(world: World) -> None:
+    first = world.w3.eth.block_number + 1
+    _, booking_id, _ = book(world)
+    requested = world.admin.events("RentalRequested", from_block=first, lot_id=world.lot)
+    assert [e.args["bookingId"] for e in requested] == [booking_id]
+    assert requested[0].block_number >= first
+    assert world.admin.events("RentalRequested", from_block=first, lot_id=world.other_lot) == []
+    assert world.admin.events("RentalRequested", from_block=0, to_block=first - 1) == []
+
+
+def test_local_account_signing_uses_pending_nonce(world: World) -> None:
+    rental_id, start = listing(world)
+    nonce = world.w3.eth.get_transaction_count(world.gateway_account.address)
+    world.w3.eth.send_transaction({"from": world.w3.eth.accounts[0], "to": world.gateway_account.address,
+                                   "value": 10**18})
+    booker = world.admin.with_sender(world.gateway_account)
+    booked = booker.request_rental(rental_id, start, start + 3600, world.commitment())
+    assert booked.receipt["from"] == world.gateway_account.address
+    assert world.w3.eth.get_transaction_count(world.gateway_account.address) == nonce + 1
+    assert world.admin.get_booking(booked.return_value).escrow == PRICE_PER_HOUR
+
+
+def test_event_ids_are_unique_per_gateway_lane_and_sequence(world: World) -> None:
+    gateway = world.gateway_account.address
+    ids = {new_event_id(gateway, lane, seq) for lane in ("in", "out") for seq in range(50)}
+    ids.add(new_event_id(world.w3.eth.accounts[0], "in", 0))
+    assert len(ids) == 101
+
+
+def test_gas_report_measures_batches_and_lifecycle(tmp_path: Path) -> None:
+    report = gas.measure(sizes=(1, 4), log_dir=tmp_path)
+    by_key = {(b.kind, b.size): b for b in report.batches}
+    assert len(report.batches) == 8
+    for kind in ("VEHICLE_VERIFIED", "CHECK_IN", "CHECK_OUT"):
+        assert by_key[(kind, 4)].per_record < by_key[(kind, 1)].per_record
+        assert by_key[("replay (skipped)", 4)].per_record < by_key[(kind, 4)].per_record
+    names = [name for name, _ in report.lifecycle]
+    for call in ("deploy", "requestRental", "cancelBooking", "expireBooking", "settleOverdue", "withdraw"):
+        assert call in names
+    text = report.render()
+    assert "gas/record" in text and "CHECK_OUT" in text
