@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.basics",
     "edge.cli.config_cmd",
     "edge.cli.mqtt",
+    "edge.cli.run",
 )
 
 EPILOG = """\

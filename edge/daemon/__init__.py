@@ -1,0 +1,1 @@
+"""The gateway daemon: ``parkgate run`` (see :mod:`edge.daemon.service`)."""

@@ -1,0 +1,137 @@
+"""Camera side of a lane: the frame source (live, or a recording anchored to the wall clock) and the
+burst capture that turns frames into plate reads and one evidence crop.
+
+A *recording* is a JSON manifest ``{"fps": F, "start_epoch": T, "frames": ["f0000.jpg", ...]}``
+(paths relative to the manifest). Frame ``i`` is live at ``T + i / F``, looping, so a recorded
+source behaves like a live camera: whatever is in view *now* is what the daemon reads. The demo,
+tests and chaos run write such recordings; the daemon never learns which vehicle is coming.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.vision.camera import FrameSource
+from edge.vision.reader import PlateRead, PlateReader
+
+log = logging.getLogger(__name__)
+MANIFEST_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class Recording:
+    fps: float
+    start_epoch: float
+    frames: tuple[Path, ...]
+
+    def index_at(self, epoch: float) -> int:
+        return int(max(0.0, epoch - self.start_epoch) * self.fps) % len(self.frames)
+
+
+def load_recording(path: Path) -> Recording:
+    """Parse a recording manifest; ValueError names the file and the bad field."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        fps, start, names = float(data["fps"]), float(data["start_epoch"]), list(data["frames"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"camera recording {path}: expected JSON with fps, start_epoch, frames: "
+                         f"{exc}") from None
+    if not (0 < fps <= 120) or not names:
+        raise ValueError(f"camera recording {path}: fps must be 0..120 and frames non-empty")
+    return Recording(fps, start, tuple(path.parent / str(n) for n in names))
+
+
+class AnchoredCapture:
+    """A ``cv2.VideoCapture`` look-alike playing a :class:`Recording` in wall-clock time."""
+
+    def __init__(self, recording: Recording, clock: Callable[[], float] = time.time) -> None:
+        self.recording = recording
+        self.clock = clock
+        self._last_index: int | None = None
+
+    def isOpened(self) -> bool:  # noqa: N802 - the cv2 interface
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        index = self.recording.index_at(self.clock())
+        if index == self._last_index:  # wait for the next frame to go live
+            period = 1.0 / self.recording.fps
+            time.sleep(period - (self.clock() - self.recording.start_epoch) % period)
+            index = self.recording.index_at(self.clock())
+        self._last_index = index
+        image = cv2.imread(str(self.recording.frames[index]), cv2.IMREAD_COLOR)
+        return image is not None, image
+
+    def release(self) -> None:
+        self._last_index = None
+
+
+def open_frame_source(source: str, fps: int) -> FrameSource:
+    """A started frame source for a lane's ``camera.source``: a recording manifest, or anything
+    OpenCV opens (device index, stream URL, video file, looped)."""
+    if source.endswith(MANIFEST_SUFFIX) and "://" not in source:
+        recording = load_recording(Path(source))
+        return FrameSource(source, queue_size=2, opener=lambda _src: AnchoredCapture(recording)).start()
+    return FrameSource(source, queue_size=2, loop=True, fps_limit=fps).start()
+
+
+@dataclass(frozen=True)
+class BurstResult:
+    reads: tuple[PlateRead, ...]
+    snapshot_path: str | None
+    snapshot_sha256: str | None
+
+
+def capture_burst(frames: FrameSource, reader: PlateReader, count: int, timeout_s: float,
+                  evidence_dir: Path, name: str) -> BurstResult:
+    """Read ``count`` fresh frames (stale queued ones are dropped first), keep the best plate read
+    of each, and save the best read's plate crop as evidence (JPEG, sha256 of the file)."""
+    while frames.get(timeout=0) is not None:
+        pass
+    deadline = time.monotonic() + timeout_s
+    reads: list[PlateRead] = []
+    best: tuple[float, np.ndarray, PlateRead] | None = None
+    for _ in range(count):
+        frame = frames.get(timeout=max(0.0, deadline - time.monotonic()))
+        if frame is None:
+            break
+        found = reader.read(frame.image)
+        if not found:
+            continue
+        reads.append(found[0])
+        if best is None or found[0].confidence > best[0]:
+            best = (found[0].confidence, frame.image, found[0])
+    if best is None:
+        return BurstResult(tuple(reads), None, None)
+    path, digest = save_crop(best[1], best[2].box, evidence_dir, name)
+    return BurstResult(tuple(reads), path, digest)
+
+
+def save_crop(image: np.ndarray, box: tuple[float, float, float, float], directory: Path,
+              name: str) -> tuple[str | None, str | None]:
+    """The plate region (with a margin) as JPEG; evidence must never stop a pass, so failures log."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = box
+    mx, my = (x2 - x1) * 0.3, (y2 - y1) * 0.6
+    rows = slice(int(max(0, y1 - my)), int(min(height, y2 + my)))
+    crop = image[rows, int(max(0, x1 - mx)):int(min(width, x2 + mx))]
+    ok, data = cv2.imencode(".jpg", crop if crop.size else image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        return None, None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{name}.jpg"
+        path.write_bytes(data.tobytes())
+    except OSError as exc:
+        log.warning("evidence crop not saved: %s", exc)
+        return None, None
+    return str(path), hashlib.sha256(data.tobytes()).hexdigest()

@@ -1,0 +1,190 @@
+"""One lane in the daemon's asyncio loop: gate driver events in, the lane machine, ports out.
+
+Everything that touches the lane machine runs on the event loop thread. Slow or blocking work
+(camera burst + ONNX inference) runs in a worker thread and comes back as an event; gate commands
+are asyncio tasks whose result comes back as ``GateAck``/``GateFault``. The decision and the
+recording are synchronous calls on the local store: no network on the path to the gate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.access.types import Decision, PlateRead
+from edge.daemon.camera import BurstResult
+from edge.lanes.machine import (
+    BurstDone,
+    Event,
+    GateAck,
+    GateEvent,
+    GateFault,
+    LaneConfig,
+    PresenceOff,
+    PresenceOn,
+    SafetyOff,
+    SafetyOn,
+)
+from edge.lanes.runner import LaneRunner
+from firmware_bridge.driver import GateDriver
+from firmware_bridge.messages import EventKind
+
+log = logging.getLogger(__name__)
+TICK_S = 0.05
+RECONCILE_S = 1.0
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class LaneStats:
+    passes: int = 0
+    opens: int = 0
+    refused: int = 0
+    alerts: int = 0
+    gate_errors: int = 0
+    last_open_latency_ms: float | None = None
+    last_read: dict[str, Any] | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class LaneShell:
+    """Implements :class:`edge.lanes.runner.LanePorts` for one lane and drives its runner."""
+
+    def __init__(self, config: LaneConfig, driver: GateDriver, burst: Callable[[int, int], BurstResult],
+                 decide: Callable[[PlateRead], Decision], record: Callable[[GateEvent], None],
+                 on_alert: Callable[[str, str, str], None]) -> None:
+        self.config = config
+        self.driver = driver
+        self._burst = burst
+        self._decide = decide
+        self._record = record
+        self._on_alert = on_alert
+        self.stats = LaneStats()
+        self.runner = LaneRunner(config, self, wall_ms)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._armed_at: float | None = None
+        self.link_up = True
+
+    # -- driving -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until cancelled: feed driver events, tick timeouts, reconcile loop states."""
+        await asyncio.gather(self._events(), self._ticks(), self._reconcile())
+
+    def feed(self, event: Event) -> None:
+        if isinstance(event, PresenceOn) and not self.runner.state.presence:
+            self._armed_at = time.perf_counter()
+        self.runner.feed(event)
+
+    async def _events(self) -> None:
+        async for event in self.driver.events():
+            if event.kind is EventKind.PRESENCE:
+                self.feed(PresenceOn() if event.value else PresenceOff())
+            elif event.kind is EventKind.SAFETY:
+                self.feed(SafetyOn() if event.value else SafetyOff())
+            elif event.kind in (EventKind.FAULT, EventKind.WATCHDOG_RELEASE) and event.value:
+                self.alert("gate_fault_input", f"lane {self.config.lane_id}: controller reports {event}")
+
+    async def _ticks(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.runner.tick()
+
+    async def _reconcile(self) -> None:
+        """Catch loop changes lost while the cable was out: two agreeing status polls that differ from
+        what the machine believes become events (one poll alone may predate an event in flight)."""
+        previous: tuple[bool, bool] | None = None
+        while True:
+            await asyncio.sleep(RECONCILE_S)
+            try:
+                status = await self.driver.status()
+            except Exception as exc:  # noqa: BLE001 - link down: report, keep trying
+                self.link_up = False
+                log.debug("lane %s: status poll failed: %s", self.config.lane_id, exc)
+                previous = None
+                continue
+            self.link_up = True
+            now = (status.presence, status.safety)
+            state = self.runner.state
+            if now == previous and now != (state.presence, state.safety):
+                if status.presence != state.presence:
+                    self.feed(PresenceOn() if status.presence else PresenceOff())
+                if status.safety != state.safety:
+                    self.feed(SafetyOn() if status.safety else SafetyOff())
+            previous = now
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+
+    # -- ports ---------------------------------------------------------------------------------------
+
+    def start_burst(self, burst_no: int, frames: int) -> None:
+        self._spawn(self._run_burst(burst_no, frames))
+
+    async def _run_burst(self, burst_no: int, frames: int) -> None:
+        try:
+            result = await asyncio.to_thread(self._burst, burst_no, frames)
+        except Exception as exc:  # noqa: BLE001 - the machine's burst timeout ends the pass
+            self.alert("camera_error", f"lane {self.config.lane_id}: burst failed: {exc}")
+            return
+        self.feed(BurstDone(burst_no, result.reads, result.snapshot_path, result.snapshot_sha256))
+
+    def decide(self, pass_no: int, read: PlateRead) -> Decision:
+        decision = self._decide(read)
+        self.stats.last_read = {"plate_masked": None, "confidence": round(read.confidence, 3),
+                                "decision": str(decision.reason), "allow": decision.allow, "at_ms": wall_ms()}
+        return decision
+
+    def open_pulse(self, ms: int) -> None:
+        self._spawn(self._open(ms))
+
+    async def _open(self, ms: int) -> None:
+        try:
+            await self.driver.open_pulse(ms)
+        except Exception as exc:  # noqa: BLE001 - becomes a recorded gate fault
+            self.stats.gate_errors += 1
+            self.feed(GateFault(f"open failed: {exc}"))
+            return
+        self.stats.opens += 1
+        if self._armed_at is not None:
+            self.stats.last_open_latency_ms = (time.perf_counter() - self._armed_at) * 1000
+        self.feed(GateAck())
+
+    def close(self) -> None:
+        self._spawn(self._close())
+
+    async def _close(self) -> None:
+        try:
+            await self.driver.close()
+        except Exception as exc:  # noqa: BLE001 - the pulse ends by itself; the barrier closes anyway
+            self.stats.gate_errors += 1
+            log.info("lane %s: close not done (%s); the pulse closes the gate by itself",
+                     self.config.lane_id, exc)
+
+    def record(self, event: GateEvent) -> None:
+        self.stats.passes += 1
+        self.stats.outcomes[str(event.outcome)] = self.stats.outcomes.get(str(event.outcome), 0) + 1
+        if event.outcome != "passed":
+            self.stats.refused += 1
+        self._record(event)
+
+    def alert(self, code: str, detail: str) -> None:
+        self.stats.alerts += 1
+        self._on_alert(self.config.lane_id, code, detail)

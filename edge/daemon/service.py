@@ -1,0 +1,379 @@
+"""The gateway daemon (`parkgate run`): the imperative shell that wires every part together.
+
+One asyncio loop on the main thread runs the lanes (driver events, lane machines, gate commands),
+the decisions and the recording (local SQLite only: the network is never between a vehicle and the
+gate), the status file, sd_notify and the signal handling. Background threads: one frame source per
+lane, camera bursts (inference), the chain sync, the MQTT bridge (paho + its outbox pump) and the
+metrics server; each opens its own ``Store`` on the same file.
+
+Shutdown on SIGTERM/SIGINT: stop taking passes, close each gate unless a vehicle is under it (an
+open is a hardware-timed pulse anyway, so a killed daemon cannot leave a gate open), stop the
+background parts (pending outbox rows stay for the next start), write a final status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from edge import notify
+from edge.access import commitment_function, committed_candidates, decide, policy_from_config
+from edge.access.adapters import booking_views
+from edge.access.types import Decision, Direction, PlateRead
+from edge.chain.commitment import normalise_plate
+from edge.chain.syncplan import backoff_delay, chain_lot_code
+from edge.config import Config, ConfigError, read_secret
+from edge.daemon.camera import BurstResult, capture_burst, open_frame_source
+from edge.daemon.lane import LaneShell, wall_ms
+from edge.daemon.records import apply_rows, destinations_for, presence_from_events, rows_for_pass
+from edge.daemon.status import status_path, write_status
+from edge.lanes.machine import GateEvent as PassRecord
+from edge.lanes.machine import ManualOpen, Outcome, lane_config_from
+from edge.metrics import MetricsServer, Sample
+from edge.store import Store, new_event_id
+from edge.vision.camera import FrameSource
+from edge.vision.reader import PlateReader
+from firmware_bridge.driver import GateDriver, connect_driver
+
+log = logging.getLogger(__name__)
+STATUS_EVERY_S = 1.0
+CONNECT_RETRY_S = 1.0
+PLATE_KEY_FILE = "plate-key"
+
+
+def lot_code_of(cfg: Config) -> str:
+    """The lot code keying plate commitments: the on-chain code of ``gateway.lot_id``."""
+    return chain_lot_code(cfg.gateway.lot_id)
+
+
+def plate_key(cfg: Config) -> bytes:
+    """The lot secret for commitments: ``chain.plate_key_file``; without one (offline-only
+    installations) a random key kept in the state dir (0600). Hex text is decoded, else raw UTF-8."""
+    path = cfg.chain.plate_key_file
+    if path is None:
+        path = cfg.gateway.state_dir / PLATE_KEY_FILE
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
+    text = read_secret(path, "chain.plate_key_file")
+    try:
+        return bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        return text.encode()
+
+
+class Daemon:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.started = time.time()
+        self.state = "starting"
+        self.stop_event = asyncio.Event()
+        self.threads_stop = threading.Event()
+        cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+        self.evidence_dir = cfg.gateway.state_dir / "evidence"
+        self.store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms)
+        self.policy = policy_from_config(cfg)
+        self.commit = commitment_function(plate_key(cfg), lot_code_of(cfg))
+        self.presence = presence_from_events(self._all_events())
+        self.reader = PlateReader(cfg.vision.detector_model, cfg.vision.ocr_model, cfg.vision.ocr_config,
+                                  threads=cfg.vision.threads)
+        self.lanes: list[LaneShell] = []
+        self.sources: list[FrameSource] = []
+        self.drivers: list[GateDriver] = []
+        self.alerts: dict[str, int] = {}
+        self.sync: Any = None
+        self.chain_wake = threading.Event()
+        self.chain_health: dict[str, Any] = {"state": "starting" if cfg.chain.enabled else "off"}
+        self.sync_thread: threading.Thread | None = None
+        self.bridge: Any = None
+        self.metrics: MetricsServer | None = None
+        self.recorded = 0
+
+    def _all_events(self) -> Iterable[Any]:
+        after = 0
+        while page := self.store.gate_events(after_seq=after, limit=1000):
+            for seq, row in page:
+                after = seq
+                yield row
+
+    # -- the hot path ----------------------------------------------------------------------------------
+
+    def decide(self, read: PlateRead, direction: Direction) -> Decision:
+        """From the local cache only: the read's confusable candidates' bookings, then the pure rule."""
+        try:
+            matches = committed_candidates(normalise_plate(read.text), self.policy, self.commit)
+        except ValueError:
+            matches = ()
+        rows = self.store.bookings_for_commitments(self.policy.lot_id, [m.commitment for m in matches])
+        return decide(read, wall_ms(), booking_views(rows), self.presence, self.policy, direction=direction,
+                      commit=self.commit)
+
+    def record(self, record: PassRecord) -> None:
+        """The pass and its outbox rows in one transaction; then who is inside, then wake the senders."""
+        decision = record.decision
+        booking = self.store.booking(decision.booking_id) if decision and decision.booking_id else None
+        rows = rows_for_pass(record, new_event_id, booking.status if booking else None)
+        chain_on, mqtt_on = self.cfg.chain.enabled, self.bridge is not None
+        with self.store.transaction():
+            for row in rows:
+                self.store.record_gate_event(row, destinations_for(row, chain_on, mqtt_on))
+        self.recorded += len(rows)
+        if record.outcome is Outcome.PASSED:
+            self.presence = apply_rows(self.presence, rows)
+        if self.bridge is not None:
+            self.bridge.notify_outbox()
+        self.chain_wake.set()
+
+    def alert(self, lane: str, code: str, detail: str) -> None:
+        self.alerts[code] = self.alerts.get(code, 0) + 1
+        log.warning("alert %s on lane %s: %s", code, lane, detail)
+
+    # -- start-up --------------------------------------------------------------------------------------
+
+    async def _connect(self, lane_cfg: Any) -> GateDriver:
+        gate = lane_cfg.gate
+        options: dict[str, object] = {}
+        if gate.driver == "modbus-rtu":
+            options = {"device_id": gate.modbus_unit, "open_relay": gate.modbus_open_coil,
+                       "presence_input": gate.modbus_loop_input}
+        while True:
+            try:
+                return await connect_driver(gate.driver, gate.port, gate.baudrate, **options)
+            except Exception as exc:  # noqa: BLE001 - unplugged at start: keep trying, say so
+                log.warning("lane %s: gate %s not reachable (%s); retrying", lane_cfg.name, gate.port, exc)
+                self.alert(lane_cfg.name, "gate_unreachable", str(exc))
+                try:
+                    await asyncio.wait_for(self.stop_event.wait(), CONNECT_RETRY_S)
+                    raise asyncio.CancelledError
+                except TimeoutError:
+                    pass
+
+    async def _start_lanes(self) -> None:
+        for lane_cfg in self.cfg.lanes:
+            source = open_frame_source(lane_cfg.camera.source, lane_cfg.camera.fps)
+            self.sources.append(source)
+            driver = await self._connect(lane_cfg)
+            self.drivers.append(driver)
+            machine_cfg = lane_config_from(lane_cfg)
+            direction = machine_cfg.direction
+            name = lane_cfg.name
+            self.lanes.append(LaneShell(
+                machine_cfg, driver,
+                burst=lambda n, frames, src=source, name=name: self._burst(src, name, n, frames),
+                decide=lambda read, d=direction: self.decide(read, d),
+                record=self.record,
+                on_alert=self.alert,
+            ))
+
+    def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int) -> BurstResult:
+        return capture_burst(source, self.reader, frames, timeout_s=2.5, evidence_dir=self.evidence_dir,
+                             name=f"{lane}-{wall_ms()}-{burst_no}")
+
+    def _start_chain(self) -> None:
+        if self.cfg.chain.enabled:
+            self.sync_thread = threading.Thread(target=self._chain_loop, name="chain-sync", daemon=True)
+            self.sync_thread.start()
+
+    def _chain_loop(self) -> None:
+        """The chain sync in its own thread (it owns its store connection): both directions each
+        round, at once again while records wait, with capped backoff while the node fails."""
+        from edge.chain.sync import service_from_config
+
+        rng, failures = random.Random(), 0
+        while not self.threads_stop.is_set():
+            try:
+                service = service_from_config(self.cfg)
+                break
+            except Exception as exc:  # noqa: BLE001 - bad key/password: report, keep the gate running
+                self.chain_health = {"state": "error", "detail": f"cannot start: {exc}"}
+                log.error("chain sync cannot start: %s", exc)
+                self.threads_stop.wait(10)
+        else:
+            return
+        self.sync = service
+        while not self.threads_stop.is_set():
+            ok = service.step()
+            health = service.health().as_dict()
+            failures = 0 if ok else failures + 1
+            self.chain_health = {"state": "on" if ok else "retrying", **health}
+            if ok:
+                delay = 0.25 if health.get("backlog") else self.cfg.chain.poll_interval_s
+            else:
+                delay = backoff_delay(failures, 1.0, 30.0, rng)
+            self.chain_wake.wait(delay)
+            self.chain_wake.clear()
+        service.store.close()
+
+    def _start_mqtt(self) -> None:
+        if self.cfg.mqtt.enabled:
+            from edge.mqtt.wiring import bridge_from_config
+
+            self.bridge = bridge_from_config(self.cfg, self._remote_command).start()
+
+    def _remote_command(self, command: Any) -> Any:
+        """A verified remote command (paho thread): hand it to the loop; only ``open`` exists."""
+        from edge.mqtt import CommandOutcome
+
+        lane = next((shell for shell in self.lanes if shell.config.lane_id == command.lane), None)
+        if lane is None or command.action != "open":
+            return CommandOutcome(False, f"no lane {command.lane!r} or action {command.action!r} unsupported")
+        self.loop.call_soon_threadsafe(lane.feed, ManualOpen(f"mqtt:{command.nonce}"))
+        return CommandOutcome(True, "open queued")
+
+    def _start_metrics(self) -> None:
+        m = self.cfg.metrics
+        if m.enabled:
+            self.metrics = MetricsServer(m.host, m.port, self.samples).start()
+
+    # -- status ----------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        counts = self.store.counts()
+        backlog = {k.split(".")[1]: v for k, v in counts.items()
+                   if k.startswith("outbox.") and k.endswith((".pending", ".in_flight"))}
+        lanes = [{"name": s.config.lane_id, "phase": str(s.runner.state.phase), "link_up": s.link_up,
+                  "passes": s.stats.passes, "opens": s.stats.opens, "refused": s.stats.refused,
+                  "alerts": s.stats.alerts, "outcomes": s.stats.outcomes, "last_read": s.stats.last_read,
+                  "last_open_latency_ms": s.stats.last_open_latency_ms} for s in self.lanes]
+        return {
+            "gateway": self.cfg.gateway.id, "pid": os.getpid(), "state": self.state,
+            "updated_at": time.time(), "uptime_s": round(time.time() - self.started, 1),
+            "lanes": lanes, "backlog": backlog, "gate_events": counts.get("gate_events", 0),
+            "bookings": counts.get("bookings", 0), "inside": self.presence.occupancy,
+            "alerts": self.alerts, "chain": self._chain_health(), "mqtt": self._mqtt_health(),
+        }
+
+    def _chain_health(self) -> dict[str, Any]:
+        return dict(self.chain_health)
+
+    def _mqtt_health(self) -> dict[str, Any]:
+        if self.bridge is None:
+            return {"state": "off"}
+        health = self.bridge.health()
+        return {"state": "connected" if health["connected"] else "disconnected",
+                "detail": health.get("last_connect_error") or "", "counters": health["counters"]}
+
+    def samples(self) -> list[Sample]:
+        snap = self._last_snapshot
+        out = [Sample("parkgate_up", 1.0 if snap.get("state") == "running" else 0.0, help="1 while serving"),
+               Sample("parkgate_gate_events_total", snap.get("gate_events", 0), "counter",
+                      "gate events recorded"),
+               Sample("parkgate_inside", snap.get("inside", 0), help="vehicles inside")]
+        for dest, n in snap.get("backlog", {}).items():
+            out.append(Sample("parkgate_outbox_backlog", n, help="rows not yet delivered",
+                              labels={"destination": dest}))
+        for lane in snap.get("lanes", []):
+            labels = {"lane": lane["name"]}
+            out += [Sample("parkgate_lane_passes_total", lane["passes"], "counter", "passes", labels),
+                    Sample("parkgate_lane_opens_total", lane["opens"], "counter", "gate opens", labels),
+                    Sample("parkgate_lane_link_up", 1.0 if lane["link_up"] else 0.0, help="serial link",
+                           labels=labels)]
+        return out
+
+    _last_snapshot: dict[str, Any] = {}
+
+    async def _status_loop(self) -> None:
+        path = status_path(self.cfg.gateway.state_dir)
+        interval = notify.watchdog_interval_s()
+        while not self.stop_event.is_set():
+            self._publish_status(path)
+            if interval is not None:
+                notify.watchdog()
+            with contextlib.suppress(TimeoutError):
+                period = min(STATUS_EVERY_S, interval or STATUS_EVERY_S)
+                await asyncio.wait_for(self.stop_event.wait(), period)
+
+    def _publish_status(self, path: Path) -> None:
+        try:
+            snap = self.snapshot()
+            self._last_snapshot = snap
+            write_status(path, snap)
+        except Exception:  # noqa: BLE001 - status must never stop the gate
+            log.exception("status snapshot failed")
+            return
+        lanes = ", ".join(f"{lane['name']} {lane['phase']}" for lane in snap["lanes"])
+        notify.status(f"{snap['state']}: {lanes}; backlog {snap['backlog'] or 0}")
+        if self.bridge is not None:
+            self.bridge.publish_status({k: snap[k] for k in ("state", "uptime_s", "inside", "backlog")})
+
+    # -- run ---------------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self.stop_event.set)
+        try:
+            await self._start_lanes()
+        except asyncio.CancelledError:
+            await self._shutdown([])
+            return 0
+        self._start_chain()
+        self._start_mqtt()
+        self._start_metrics()
+        tasks = [asyncio.create_task(lane.run(), name=f"lane-{lane.config.lane_id}") for lane in self.lanes]
+        self.state = "running"
+        status_task = asyncio.create_task(self._status_loop())
+        notify.ready(f"serving {len(self.lanes)} lane(s)")
+        log.info("READY: %d lane(s), store %s", len(self.lanes), self.cfg.store_path)
+        print(f"READY pid={os.getpid()} lanes={len(self.lanes)}", flush=True)
+        stop_wait = asyncio.create_task(self.stop_event.wait())
+        done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stop_wait and task.exception() is not None:
+                log.error("lane task ended: %r", task.exception())
+        self.stop_event.set()
+        await status_task
+        await self._shutdown(tasks)
+        return 0
+
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
+        self.state = "stopping"
+        notify.stopping()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        for lane in self.lanes:
+            await lane.aclose()
+        for driver in self.drivers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(driver.close(), 2.0)  # refused while a vehicle is under it: fine
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(driver.aclose(), 2.0)
+        self.threads_stop.set()
+        self.chain_wake.set()
+        if self.sync_thread is not None:
+            self.sync_thread.join(10)
+        if self.bridge is not None:
+            self.bridge.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
+        for source in self.sources:
+            source.stop(2.0)
+        self.state = "stopped"
+        with contextlib.suppress(Exception):
+            write_status(status_path(self.cfg.gateway.state_dir), self.snapshot())
+        self.store.close()
+
+
+def run_daemon(cfg: Config) -> int:
+    """Run until SIGTERM/SIGINT; the exit code for the CLI."""
+    try:
+        daemon = Daemon(cfg)
+    except (ConfigError, OSError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        print(f"parkgate run: cannot start: {exc}", flush=True)
+        return 2
+    return asyncio.run(daemon.run())

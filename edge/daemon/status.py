@@ -1,0 +1,57 @@
+"""The daemon's status snapshot: written atomically to ``<state_dir>/status.json`` every second,
+read by ``parkgate status``, served as metrics and published (retained) over MQTT."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+STATUS_FILE = "status.json"
+STALE_AFTER_S = 10.0
+
+
+def status_path(state_dir: Path) -> Path:
+    return state_dir / STATUS_FILE
+
+
+def write_status(path: Path, snapshot: dict[str, Any]) -> None:
+    """Write then rename, so a reader never sees half a file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(snapshot, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_status(path: Path, now: float | None = None) -> dict[str, Any]:
+    """The last snapshot, with ``stale`` set when the daemon has not refreshed it lately (dead or
+    stopped); ValueError naming the file when there is none or it is unreadable."""
+    try:
+        snapshot = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"no daemon status at {path} ({exc.__class__.__name__}); is `parkgate run` "
+                         "running with this config?") from None
+    age = (time.time() if now is None else now) - float(snapshot.get("updated_at", 0))
+    snapshot["age_s"] = round(age, 1)
+    snapshot["stale"] = snapshot.get("state") != "running" or age > STALE_AFTER_S
+    return snapshot
+
+
+def render_status(snapshot: dict[str, Any]) -> list[str]:
+    """Human lines for ``parkgate status``."""
+    state = snapshot.get("state", "?") + (" (STALE: daemon not refreshing)" if snapshot.get("stale") else "")
+    lines = [f"gateway {snapshot.get('gateway')} pid {snapshot.get('pid')}: {state}, "
+             f"updated {snapshot.get('age_s')} s ago, up {snapshot.get('uptime_s')} s"]
+    for lane in snapshot.get("lanes", []):
+        last = lane.get("last_read") or {}
+        link = "up" if lane["link_up"] else "DOWN"
+        lines.append(f"lane {lane['name']}: phase {lane['phase']}, link {link}, "
+                     f"passes {lane['passes']}, opens {lane['opens']}, refused {lane['refused']}, "
+                     f"last read conf {last.get('confidence', '-')} -> {last.get('decision', '-')}")
+    backlog = snapshot.get("backlog", {})
+    lines.append("backlog: " + (", ".join(f"{k} {v}" for k, v in sorted(backlog.items())) or "empty"))
+    chain, mqtt = snapshot.get("chain", {}), snapshot.get("mqtt", {})
+    lines.append(f"chain: {chain.get('state', 'off')} {chain.get('detail', '')}".rstrip())
+    lines.append(f"mqtt: {mqtt.get('state', 'off')} {mqtt.get('detail', '')}".rstrip())
+    return lines
