@@ -462,8 +462,9 @@ class SyncService:
     def _close_group(self, nonce: int, ids: list[int], mined: str | None = None, error: str = "") -> None:
         """Finish the nonce in flight: rows done with the mined hash, or back to pending with ``error``."""
         with self.store.transaction() as conn:
-            conn.execute("UPDATE chain_txs SET status = ? WHERE nonce = ? AND status = 'pending'",
-                         ("mined" if mined else "dropped", nonce))
+            conn.execute("UPDATE chain_txs SET status = CASE WHEN tx_hash = ? THEN 'mined' WHEN ? THEN "
+                         "'replaced' ELSE 'dropped' END WHERE nonce = ? AND status = 'pending'",
+                         (mined, mined is not None, nonce))
             if mined:
                 self.store.mark_outbox_done(ids, mined)
             else:

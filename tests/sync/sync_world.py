@@ -32,6 +32,7 @@ class World:
     gateway: LocalAccount
     space_id: int
     deploy_block: int
+    listings: int = 0  # listings of one space must not overlap: each new one starts later
 
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
@@ -48,7 +49,8 @@ class World:
         return SyncService(w3 or self.w3, store, self.gateway, self.settings(**overrides))
 
     def listing(self, hours: int = 6) -> tuple[int, int]:
-        start = self.now() + 600
+        start = self.now() + 600 + self.listings * (hours + 1) * HOUR
+        self.listings += 1
         rental = self.owner.create_rental_event(self.space_id, start, start + hours * HOUR, PRICE_PER_HOUR)
         return rental.return_value, start
 

@@ -1,0 +1,113 @@
+"""`parkgate chain ...`: the gateway key, the sync in the foreground, and the sync's status.
+
+    parkgate chain keystore new --keystore FILE --password-file FILE [--private-key-file FILE]
+    parkgate chain keystore show-address --keystore FILE
+    parkgate chain sync --config FILE [--once]
+    parkgate chain status --config FILE [--json]
+
+Passwords and keys are only ever read from files (a systemd credential under
+/run/credentials/parkgate.service/ in production); they are never printed or logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from edge.chain.keystore import KeystoreError, create_keystore, keystore_address, read_password
+from edge.chain.sync import SyncError, connect, service_from_config, stored_status
+from edge.config import ConfigError, load_config, read_secret
+from edge.store import Store, StoreError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("chain", help="gateway key, rental-contract sync and its status")
+    chain_sub = p.add_subparsers(dest="chain_command", metavar="ACTION", required=True)
+
+    keystore = chain_sub.add_parser("keystore", help="create or inspect the gateway's encrypted key")
+    key_sub = keystore.add_subparsers(dest="keystore_command", metavar="ACTION", required=True)
+    new = key_sub.add_parser("new", help="write a new encrypted JSON keystore (mode 0600, never overwrites)")
+    new.add_argument("--keystore", type=Path, required=True, help="keystore file to create")
+    new.add_argument("--password-file", type=Path, required=True, help="file holding the password")
+    new.add_argument("--private-key-file", type=Path, default=None,
+                     help="import this hex private key instead of generating one")
+    new.set_defaults(func=cmd_keystore_new)
+    show = key_sub.add_parser("show-address", help="print the keystore's address (no password needed)")
+    show.add_argument("--keystore", type=Path, required=True)
+    show.set_defaults(func=cmd_keystore_address)
+
+    sync = chain_sub.add_parser("sync", help="run the chain sync in the foreground")
+    sync.add_argument("--config", type=Path, required=True, help="the gateway's TOML config")
+    sync.add_argument("--once", action="store_true", help="sync until the upload backlog is empty, then exit")
+    sync.set_defaults(func=cmd_sync)
+
+    status = chain_sub.add_parser("status", help="backlog, last synced block, last error")
+    status.add_argument("--config", type=Path, required=True, help="the gateway's TOML config")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+
+def cmd_keystore_new(args: argparse.Namespace) -> int:
+    try:
+        password = read_password(args.password_file, "--password-file")
+        key = read_secret(args.private_key_file, "--private-key-file") if args.private_key_file else None
+        address = create_keystore(args.keystore, password, key)
+    except (ConfigError, KeystoreError, ValueError) as exc:
+        print(f"cannot create keystore: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.keystore} for address {address}")
+    return 0
+
+
+def cmd_keystore_address(args: argparse.Namespace) -> int:
+    try:
+        print(keystore_address(args.keystore))
+    except KeystoreError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    try:
+        service = service_from_config(load_config(args.config))
+    except (ConfigError, KeystoreError, SyncError, StoreError, ValueError) as exc:
+        print(f"cannot start the chain sync: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.once:
+            service.run_until_idle()
+        else:
+            service.run(threading.Event())
+    except SyncError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(json.dumps(service.health().as_dict()))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+        with Store(cfg.store_path) as store:
+            status = stored_status(store)
+    except (ConfigError, StoreError) as exc:
+        print(f"cannot read the sync status: {exc}", file=sys.stderr)
+        return 1
+    status["head_block"] = _head_block(cfg.chain.rpc_url) if cfg.chain.enabled else None
+    if args.json:
+        print(json.dumps(status))
+    else:
+        for key, value in status.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def _head_block(rpc_url: str) -> int | str:
+    try:
+        return int(connect(rpc_url, timeout_s=3.0).eth.block_number)
+    except Exception as exc:  # noqa: BLE001 - status must answer even when the node is down
+        return f"unreachable ({type(exc).__name__})"
