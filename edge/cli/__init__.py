@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.basics",
     "edge.cli.config_cmd",
+    "edge.cli.gate",
     "edge.cli.mqtt",
     "edge.cli.run",
 )
