@@ -102,6 +102,31 @@ def test_hold_open_is_refreshed_and_lapses_when_the_daemon_stops(board: Emulator
     assert time.monotonic() - stopped < 1.0
 
 
+def test_cable_pull_reconnects_within_two_seconds(board: Emulator) -> None:
+    settle(board)
+
+    async def scenario() -> float:
+        driver = await connect(board)
+        await driver.status()
+        board.command("unplug 0.3")
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        while True:
+            try:
+                status = await driver.status()
+                break
+            except ConnectionError:
+                assert time.monotonic() - t0 < 5, "no reconnect"
+                await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - t0
+        await driver.aclose()
+        assert status.position is Position.CLOSED
+        return elapsed
+
+    assert asyncio.run(scenario()) < 2.0
+    assert board.state()["plugged"] is True
+
+
 def test_relay_map_rejects_bad_config_with_allowed_keys() -> None:
     with pytest.raises(ValueError, match=r"keys \['open_coil'\] unknown; allowed"):
         RelayMap.from_dict({"open_coil": 1})
