@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.cli import main
 from edge.config import Config, parse_config
 from edge.doctor import (
     CheckResult,
@@ -23,11 +24,19 @@ from edge.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "docs" / "parkgate.example.toml"
+Capture = pytest.CaptureFixture[str]
 
 
 def parkgate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True,
                           timeout=60, cwd=REPO)
+
+
+def parkgate_here(capsys: Capture, *args: str) -> subprocess.CompletedProcess[str]:
+    """The same command in this process (faster: the CLI's imports are paid once per test run)."""
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["parkgate", *args], code, captured.out, captured.err)
 
 
 def write_config(tmp_path: Path, state_dir: Path, extra: str = "") -> Path:
@@ -76,8 +85,17 @@ def test_config_check_lists_every_error_and_fails(tmp_path: Path) -> None:
     assert "mqtt.prot: unknown key (did you mean 'port'?)" in out.stdout
 
 
-def test_config_check_missing_file(tmp_path: Path) -> None:
-    out = parkgate("config", "check", str(tmp_path / "none.toml"))
+def test_config_check_applies_the_access_policy_rules(tmp_path: Path, capsys: Capture) -> None:
+    bad = tmp_path / "lists.toml"
+    bad.write_text('[policy]\ndeny_list = ["0x1234"]\n')
+    out = parkgate_here(capsys, "config", "check", str(bad))
+    assert out.returncode == 1
+    assert "policy.deny_list: entry '0x1234' looks like a commitment but is not 0x + 64 hex digits" \
+        in out.stdout
+
+
+def test_config_check_missing_file(tmp_path: Path, capsys: Capture) -> None:
+    out = parkgate_here(capsys, "config", "check", str(tmp_path / "none.toml"))
     assert out.returncode == 1 and "cannot read the config file" in out.stdout
 
 
@@ -104,7 +122,7 @@ def test_doctor_reports_fail_with_fix(tmp_path: Path) -> None:
     assert f"fix: sudo install -d -m 0750 -o parkgate -g parkgate {missing}" in out.stdout
 
 
-def test_doctor_flags_open_state_dir_and_public_secrets(tmp_path: Path) -> None:
+def test_doctor_flags_open_state_dir_and_public_secrets(tmp_path: Path, capsys: Capture) -> None:
     state = tmp_path / "state"
     state.mkdir()
     state.chmod(0o777)
@@ -112,29 +130,29 @@ def test_doctor_flags_open_state_dir_and_public_secrets(tmp_path: Path) -> None:
     secret.write_text("k")
     secret.chmod(0o644)
     extra = f'[chain]\nplate_key_file = "{secret}"\n'
-    out = parkgate("doctor", "--config", str(write_config(tmp_path, state, extra)))
+    out = parkgate_here(capsys, "doctor", "--config", str(write_config(tmp_path, state, extra)))
     assert out.returncode == 1
     assert f"{state} is open to all users (mode 0777)" in out.stdout
     assert f"fix: chmod o-rwx {state}" in out.stdout
     assert "chain.plate_key_file" in out.stdout and f"fix: chmod 0600 {secret}" in out.stdout
 
 
-def test_doctor_with_bad_config_fails_and_skips_the_rest(tmp_path: Path) -> None:
+def test_doctor_with_bad_config_fails_and_skips_the_rest(tmp_path: Path, capsys: Capture) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[metrics]\nport = 70000\n")
-    out = parkgate("doctor", "--config", str(bad))
+    out = parkgate_here(capsys, "doctor", "--config", str(bad))
     assert out.returncode == 1
     table = rows(out.stdout)
     assert table.pop("config") == "FAIL" and set(table.values()) == {"SKIP"}
     assert "metrics.port: 70000 is not allowed; allowed: 1..65535" in out.stdout
 
 
-def test_doctor_flags_a_corrupt_store(tmp_path: Path) -> None:
+def test_doctor_flags_a_corrupt_store(tmp_path: Path, capsys: Capture) -> None:
     state = tmp_path / "state"
     state.mkdir(mode=0o750)
     state.chmod(0o750)
     (state / "parkgate.sqlite").write_bytes(b"this is not a database" * 100)
-    out = parkgate("doctor", "--config", str(write_config(tmp_path, state)))
+    out = parkgate_here(capsys, "doctor", "--config", str(write_config(tmp_path, state)))
     assert out.returncode == 1 and rows(out.stdout)["store"] == "FAIL"
     assert "parkgate.sqlite" in out.stdout and "fix:" in out.stdout
 
