@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.gate",
     "edge.cli.mqtt",
     "edge.cli.run",
+    "edge.cli.demo",
 )
 
 EPILOG = """\

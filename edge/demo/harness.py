@@ -134,21 +134,22 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value))
 
 
+def _table(name: str, values: dict[str, Any]) -> list[str]:
+    """``[name]`` with its scalar keys, then its sub-tables."""
+    out = [f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
+    for key, sub in values.items():
+        if isinstance(sub, dict):
+            out += _table(f"{name}.{key}", sub)
+    return out
+
+
 def toml_text(sections: dict[str, dict[str, Any]], lanes: Sequence[dict[str, Any]]) -> str:
-    """A config file from plain dicts; lanes carry nested "gate"/"camera" tables."""
+    """A config file from plain dicts (nested dicts become sub-tables); lanes are ``[[lanes]]``."""
     out = []
     for name, values in sections.items():
-        out.append(f"[{name}]")
-        out += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-        out.append("")
+        out += [*_table(name, values), ""]
     for lane in lanes:
-        out.append("[[lanes]]")
-        out += [f"{k} = {_toml_value(v)}" for k, v in lane.items() if not isinstance(v, dict)]
-        for sub, values in lane.items():
-            if isinstance(values, dict):
-                out.append(f"[lanes.{sub}]")
-                out += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-        out.append("")
+        out += ["[[lanes]]", *_table("lanes", lane)[1:], ""]
     return "\n".join(out)
 
 

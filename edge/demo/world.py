@@ -1,0 +1,87 @@
+"""The chain side of the demo/tests/chaos: a local anvil with the rental contract, a verified owner,
+a lot with this gateway, spaces listed (first association) and renters' bookings (vehicle
+commitments, never plates), plus the gateway's keystore and the lot secret files the daemon reads.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from edge.chain.anvil import dev_account
+from edge.chain.commitment import lot_id, plate_commitment
+from edge.chain.contract import RentalClient, deploy
+from edge.chain.keystore import create_keystore
+from edge.chain.syncplan import chain_lot_code
+
+PRICE_PER_HOUR = 10**15
+GATEWAY_ACCOUNT = 5
+KEYSTORE_PASSWORD = "demo-only-password"
+
+
+@dataclass
+class ChainWorld:
+    w3: Web3
+    admin: RentalClient
+    owner: RentalClient
+    gateway: LocalAccount
+    lot_code: str
+    plate_key: bytes
+    space_ids: list[int] = field(default_factory=list)
+    first_association_txs: list[str] = field(default_factory=list)
+    renter_index: int = 2
+
+    def now(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def commitment(self, plate: str) -> bytes:
+        return plate_commitment(self.plate_key, self.lot_code, plate)
+
+    def list_space(self, location: str, start: int, end: int) -> int:
+        """The owner registers a space and offers it for [start, end): the first association."""
+        space_id = self.owner.register_space(lot_id(self.lot_code), location).return_value
+        self.space_ids.append(space_id)
+        result = self.owner.create_rental_event(space_id, start, end, PRICE_PER_HOUR)
+        self.first_association_txs.append("0x" + bytes(result.tx_hash).hex())
+        return int(result.return_value)
+
+    def book(self, rental_id: int, plate: str, start: int, end: int) -> int:
+        """A renter books with the vehicle commitment of ``plate`` (the booking service's side)."""
+        renter = self.admin.with_sender(self.w3.eth.accounts[self.renter_index])
+        return int(renter.request_rental(rental_id, start, end, self.commitment(plate)).return_value)
+
+
+def build_world(w3: Web3, gateway_lot_id: str, plate_key: bytes) -> ChainWorld:
+    """Deploy, verify an owner, register the lot and authorise the gateway account on it."""
+    accounts = w3.eth.accounts
+    admin = deploy(w3, accounts[0])
+    code = chain_lot_code(gateway_lot_id)
+    lot = lot_id(code)
+    admin.register_lot(lot, "u33dc0")
+    gateway = dev_account(GATEWAY_ACCOUNT)
+    admin.set_gateway(lot, gateway.address)
+    admin.verify_owner(accounts[1], b"\x01" * 32)
+    return ChainWorld(w3, admin, admin.with_sender(accounts[1]), gateway, code, plate_key)
+
+
+def write_secrets(directory: Path, gateway: LocalAccount) -> dict[str, Path]:
+    """Keystore (cheap KDF: demo only), its password and a fresh lot secret, mode 0600."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"keystore": directory / "gateway-key.json", "password": directory / "keystore-password",
+             "plate_key": directory / "plate-key"}
+    create_keystore(paths["keystore"], KEYSTORE_PASSWORD, gateway.key, kdf="pbkdf2", iterations=2048)
+    for name, text in (("password", KEYSTORE_PASSWORD), ("plate_key", secrets.token_hex(32))):
+        paths[name].write_text(text + "\n")
+        paths[name].chmod(0o600)
+    return paths
+
+
+def chain_section(rpc_url: str, contract: str, paths: dict[str, Path]) -> dict[str, object]:
+    return {"enabled": True, "rpc_url": rpc_url, "chain_id": 31337, "contract_address": contract,
+            "keystore": str(paths["keystore"]), "password_file": str(paths["password"]),
+            "plate_key_file": str(paths["plate_key"]), "confirmations": 0, "poll_interval_s": 0.5,
+            "batch_size": 50}
