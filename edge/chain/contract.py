@@ -10,6 +10,7 @@ error and its arguments.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -28,6 +29,7 @@ from web3.exceptions import ContractLogicError
 
 from edge.chain.build import BUILD_DIR
 
+LOG = logging.getLogger(__name__)
 RENTAL_CONTRACT = "ParkgateRental"
 Sender = str | LocalAccount
 
@@ -257,6 +259,7 @@ class RentalClient:
         self.contract: Contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=self.abi)
         self.sender = sender
         self.deploy_receipt: Any = None
+        self.dropped_logs = 0
 
     @property
     def address(self) -> str:
@@ -277,16 +280,22 @@ class RentalClient:
         return table
 
     def decode_logs(self, logs: Iterable[Any]) -> list[DecodedEvent]:
-        """Decode this contract's logs (others are ignored)."""
+        """Decode this contract's logs. Logs of other contracts or unknown events are ignored; a log
+        that claims to be ours but does not decode (a bad RPC answer) is dropped, counted in
+        ``dropped_logs`` and logged, never raised into the caller's sync loop."""
         decoded = []
         for log in logs:
-            if Web3.to_checksum_address(log["address"]) != self.address or not log["topics"]:
-                continue
-            name = self._events_by_topic.get(bytes(log["topics"][0]))
-            if name is None:
-                continue
-            data = self.contract.events[name]().process_log(log)
-            decoded.append(_decoded(name, data))
+            try:
+                if Web3.to_checksum_address(log["address"]) != self.address or not log["topics"]:
+                    continue
+                name = self._events_by_topic.get(bytes(HexBytes(log["topics"][0])))
+                if name is None:
+                    continue
+                decoded.append(_decoded(name, self.contract.events[name]().process_log(log)))
+            except Exception as exc:  # noqa: BLE001 - any malformed field of an RPC answer
+                self.dropped_logs += 1
+                LOG.warning("dropped undecodable log from the RPC node (%s: %s)", type(exc).__name__,
+                            str(exc)[:200])
         return decoded
 
     def _write(self, fn: ContractFunction, value: int = 0) -> TxResult:

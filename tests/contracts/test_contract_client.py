@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from eth_abi import encode
 from eth_utils import keccak
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rental_world import PRICE_PER_HOUR, World, book, listing
 
 from edge.chain import gas
@@ -75,3 +77,32 @@ def test_gas_report_measures_batches_and_lifecycle(tmp_path: Path) -> None:
         assert call in names
     text = report.render()
     assert "gas/record" in text and "CHECK_OUT" in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_decode_revert_never_raises_on_arbitrary_bytes(data: bytes) -> None:
+    assert isinstance(decode_revert(ABI, "0x" + data.hex()).error, str)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_decode_revert_with_known_selector_and_garbage_arguments(payload: bytes) -> None:
+    data = keccak(text="OverlappingBooking(uint256,uint256)")[:4] + payload
+    assert decode_revert(ABI, data.hex()).error == "OverlappingBooking"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(topics=st.lists(st.binary(min_size=0, max_size=40), max_size=5), data=st.binary(max_size=300),
+       known=st.booleans())
+def test_malformed_logs_are_counted_and_dropped(world: World, topics: list[bytes], data: bytes,
+                                                known: bool) -> None:
+    client = RentalClient(world.w3, world.admin.address)
+    if known:  # make it claim to be a real event of ours, with garbage payload
+        topics = [next(iter(client._events_by_topic))] + topics
+    log = {"address": client.address, "topics": topics, "data": data, "blockNumber": 1, "logIndex": 0,
+           "transactionHash": b"\x01" * 32, "blockHash": b"\x02" * 32, "transactionIndex": 0}
+    before = client.dropped_logs
+    decoded = client.decode_logs([log, {"address": "not-an-address", "topics": [], "data": b""}])
+    assert len(decoded) + (client.dropped_logs - before) <= 2
+    assert client.dropped_logs - before >= 1  # the bad address at least
