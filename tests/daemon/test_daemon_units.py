@@ -1,0 +1,118 @@
+"""Pure parts of the daemon: pass rows and destinations, presence from the log, status, metrics,
+recordings and the harness' config writer."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from edge.access.types import Decision, Direction, PlateRead, Reason
+from edge.config import parse_config
+from edge.daemon.camera import load_recording
+from edge.daemon.records import destinations_for, presence_from_events, rows_for_pass
+from edge.daemon.status import read_status, render_status, write_status
+from edge.demo.harness import slot_start, toml_text
+from edge.lanes.machine import GateEvent as PassRecord
+from edge.lanes.machine import Outcome
+from edge.metrics import Sample, render
+
+COMMITMENT = "0x" + "ab" * 32
+
+
+def a_pass(outcome: Outcome, direction: Direction = Direction.ENTRY, reason: Reason = Reason.BOOKING_VALID,
+           booking: str | None = "7") -> PassRecord:
+    decision = Decision(outcome is Outcome.PASSED, reason, None, booking, "AB123CD", COMMITMENT)
+    return PassRecord("entry-1", direction, 1, outcome, 1_000, 2_000, PlateRead("AB123CD", 0.9), decision)
+
+
+def ids():
+    counter = iter(range(100))
+    return lambda ms: f"event-{ms}-{next(counter):04d}"
+
+
+def test_first_admission_of_a_requested_booking_records_the_verification_first():
+    rows = rows_for_pass(a_pass(Outcome.PASSED), ids(), "requested")
+    assert [r.kind for r in rows] == ["verified", "check_in"]
+    assert len({r.event_id for r in rows}) == 2
+    assert all(r.plate_masked == "AB***D" and r.booking_id == "7" for r in rows)
+
+
+@pytest.mark.parametrize("status", ["verified", "checked_in", None])
+def test_no_verification_once_verified(status):
+    assert [r.kind for r in rows_for_pass(a_pass(Outcome.PASSED), ids(), status)] == ["check_in"]
+
+
+def test_refusals_and_exits_are_single_rows():
+    denied = rows_for_pass(a_pass(Outcome.DENIED, reason=Reason.TOO_EARLY), ids(), "requested")
+    assert [(r.kind, r.reason) for r in denied] == [("denied", "denied,too_early")]
+    out = rows_for_pass(a_pass(Outcome.PASSED, Direction.EXIT, Reason.SESSION_EXIT), ids(), "checked_in")
+    assert [r.kind for r in out] == ["check_out"]
+
+
+def test_destinations_chain_only_for_booking_bound_records():
+    booked = rows_for_pass(a_pass(Outcome.DENIED, reason=Reason.TOO_EARLY), ids(), None)[0]
+    unbooked = rows_for_pass(a_pass(Outcome.DENIED, reason=Reason.NO_BOOKING, booking=None), ids(), None)[0]
+    assert destinations_for(booked, chain=True, mqtt=True) == ("chain", "mqtt")
+    assert destinations_for(unbooked, chain=True, mqtt=True) == ("mqtt",)
+    assert destinations_for(booked, chain=False, mqtt=False) == ()
+
+
+def test_presence_is_rebuilt_from_the_log():
+    entry = rows_for_pass(a_pass(Outcome.PASSED), ids(), "requested")
+    leave = rows_for_pass(a_pass(Outcome.PASSED, Direction.EXIT, Reason.SESSION_EXIT), ids(), None)
+    assert presence_from_events(entry).is_inside(COMMITMENT)
+    assert presence_from_events([*entry, *leave]).occupancy == 0
+
+
+def test_status_round_trip_and_staleness(tmp_path: Path):
+    path = tmp_path / "status.json"
+    snap = {"state": "running", "updated_at": 1000.0, "gateway": "gw", "pid": 1, "uptime_s": 5,
+            "lanes": [{"name": "entry-1", "phase": "idle", "link_up": True, "passes": 2, "opens": 1,
+                       "refused": 1, "last_read": {"confidence": 0.9, "decision": "booking_valid"}}],
+            "backlog": {"chain": 3}, "chain": {"state": "on"}, "mqtt": {"state": "off"}}
+    write_status(path, snap)
+    fresh = read_status(path, now=1002.0)
+    assert not fresh["stale"]
+    assert read_status(path, now=1100.0)["stale"]
+    text = "\n".join(render_status(fresh))
+    assert "lane entry-1: phase idle, link up" in text and "chain 3" in text
+    with pytest.raises(ValueError, match="no daemon status"):
+        read_status(tmp_path / "missing.json")
+
+
+def test_metrics_text_format():
+    text = render([Sample("parkgate_up", 1), Sample("parkgate_lane_opens_total", 3, "counter", "opens",
+                                                     {"lane": 'a"b'})])
+    assert "# TYPE parkgate_up gauge\nparkgate_up 1\n" in text
+    assert 'parkgate_lane_opens_total{lane="a\\"b"} 3' in text
+    with pytest.raises(ValueError, match="metric name"):
+        render([Sample("bad name", 1)])
+
+
+def test_recording_manifest_errors_name_the_file(tmp_path: Path):
+    path = tmp_path / "lane.json"
+    path.write_text(json.dumps({"fps": 10, "start_epoch": 100.0, "frames": ["a.jpg", "b.jpg"]}))
+    recording = load_recording(path)
+    assert [recording.index_at(t) for t in (100.05, 100.15, 100.25)] == [0, 1, 0]
+    path.write_text("{}")
+    with pytest.raises(ValueError, match="lane.json"):
+        load_recording(path)
+
+
+def test_slot_start_waits_for_the_next_loop():
+    assert slot_start(100.0, 5.0, 4, 2, not_before=0.0) == 110.0
+    assert slot_start(100.0, 5.0, 4, 2, not_before=111.0) == 130.0
+
+
+def test_harness_config_is_valid_toml_and_config(tmp_path: Path):
+    text = toml_text({"gateway": {"id": "gw", "lot_id": "LOT-1", "state_dir": str(tmp_path)},
+                      "mqtt": {"enabled": False, "tls": {"enabled": False}}},
+                     [{"name": "entry-1", "gate": {"port": "/dev/null", "pulse_ms": 900},
+                       "camera": {"source": "x.json"}}])
+    data = tomllib.loads(text)
+    assert data["mqtt"]["tls"]["enabled"] is False
+    cfg = parse_config(text)
+    assert cfg.lanes[0].gate.pulse_ms == 900

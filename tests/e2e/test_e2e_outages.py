@@ -1,0 +1,199 @@
+"""The daemon with everything real: anvil (rental contract), mosquitto (password + TLS), the gate
+emulator on a pty, a recorded camera and the bundled models.
+
+While the chain node and the broker are both down a booked car is admitted from the local cache
+and an unbooked one refused; when they come back every record lands on chain once and every event
+reaches the broker once. Remote opens: unsigned, wrongly signed and replayed commands are refused,
+a correctly signed one opens the gate exactly once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.chain.anvil import Anvil, AnvilConfig, dev_account
+from edge.chain.syncplan import chain_event_id
+from edge.demo import harness as h
+from edge.demo.world import build_world, chain_section, write_secrets
+from edge.mqtt import generate_key, sign_command
+from edge.mqtt.commands import parse_key
+from edge.mqtt.topics import Topics
+from edge.support.mosquitto import MosquittoBroker
+from firmware_bridge.emulator.launch import running_emulator
+
+LOT, GATEWAY, LANE = "LOT-E2E-1", "e2e-gw", "entry-1"
+WATCHER = ("watcher", "watcher-secret-1")
+BOOKED = h.Vehicle("booked", "AB 123-CD", seed=31)
+UNBOOKED = h.Vehicle("unbooked", "KX 904-LM", seed=32)
+VISITS = (h.Visit(BOOKED, LANE, True, "booking_valid"), h.Visit(UNBOOKED, LANE, False, "no_booking"))
+SLOT_S = 4.0
+TOPICS = Topics("parkgate", GATEWAY)
+
+
+class Watcher:
+    """A subscriber with its own broker user that reconnects fast after a broker restart."""
+
+    def __init__(self, broker: MosquittoBroker) -> None:
+        self.messages: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
+        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        c.username_pw_set(*WATCHER)
+        c.tls_set(ca_certs=str(broker.ca_file))
+        c.reconnect_delay_set(1, 1)
+        c.on_connect = lambda client, *a: client.subscribe(f"{TOPICS.base}/#", qos=1)
+        c.on_message = self._on_message
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        self.client = c
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            body = {"raw": bytes(msg.payload).decode(errors="replace")}
+        with self.lock:
+            self.messages.append((msg.topic, body))
+
+    def on(self, topic: str) -> list[dict]:
+        with self.lock:
+            return [b for t, b in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def outbox_settled(store: Path) -> bool:
+    counts = h.outbox_counts(store)
+    return bool(counts) and not any(k.endswith((".pending", ".in_flight")) for k in counts)
+
+
+@pytest.fixture(scope="module")
+def world_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("e2e")
+    state_file = work / "anvil-state.json"
+    anvil = Anvil(AnvilConfig(state_path=state_file), log_path=work / "anvil.log").start()
+    broker = MosquittoBroker(work / "broker", extra_users=dict([WATCHER])).start()
+    watcher = Watcher(broker)
+    try:
+        paths = write_secrets(work / "secrets", dev_account(5))
+        world = build_world(anvil.web3(), LOT, bytes.fromhex(paths["plate_key"].read_text().strip()))
+        now = world.now()
+        rental = world.list_space("L-1/B01", now + 5, now + 6 * 3600)
+        booking = world.book(rental, BOOKED.plate, now + 5, now + 4 * 3600)
+        key_text = generate_key()
+        (work / "command-key").write_text(key_text + "\n")
+        (work / "mqtt-password").write_text(broker.password + "\n")
+        start = time.time() + 15
+        manifests = h.write_recordings(work / "camera", VISITS, [LANE], SLOT_S, start)
+        with running_emulator(work, name=LANE) as emulator:
+            config = work / "parkgate.toml"
+            config.write_text(h.toml_text(
+                {"gateway": {"id": GATEWAY, "lot_id": LOT, "state_dir": str(work / "state")},
+                 "chain": chain_section(anvil.url, world.admin.address, paths),
+                 "mqtt": {"enabled": True, "host": broker.host, "port": broker.port,
+                          "username": broker.username, "password_file": str(work / "mqtt-password"),
+                          "command_key_file": str(work / "command-key"),
+                          "tls": {"ca_file": str(broker.ca_file)}}},
+                [{"name": LANE, "gate": {"port": str(emulator.link), "baudrate": 115200, "pulse_ms": 3000},
+                  "camera": {"source": str(manifests[LANE]), "burst_frames": 3}}]))
+            daemon = h.start_daemon(config, work / "daemon.log")
+            store = work / "state" / "parkgate.sqlite"
+            try:
+                yield {"work": work, "anvil": anvil, "broker": broker, "watcher": watcher, "world": world,
+                       "booking": booking, "emulator": emulator, "daemon": daemon, "store": store,
+                       "start": start, "key": parse_key(key_text), "state_file": state_file}
+            finally:
+                daemon.stop()
+    finally:
+        watcher.close()
+        broker.stop()
+        anvil.stop()
+
+
+def test_outages_lose_nothing_and_send_nothing_twice(world_run):
+    r = world_run
+    store = r["store"]
+    cached = h.wait_until(lambda: h.read_rows(store) == [] and _bookings(store) >= 1, 30, 0.2)
+    assert cached, "booking never reached the gateway cache"
+    port = r["anvil"].port
+    r["broker"].kill()
+    r["anvil"].stop()  # dumps its state; the node is gone
+    results, now = [], time.time()
+    for n, visit in enumerate(VISITS):
+        at = h.slot_start(r["start"], SLOT_S, len(VISITS), n, now) + 0.4
+        results.append(h.play_visit(visit, r["emulator"], store, at))
+        now = time.time()
+    for result in results:
+        assert result.held, (result.visit, result.opened, result.rows, result.error)
+    pending = h.outbox_counts(store)
+    assert pending.get("chain.done", 0) == 0 and pending.get("mqtt.done", 0) == 0, pending
+
+    restarted = AnvilConfig(port=port, state_path=r["state_file"])
+    r["anvil"] = Anvil(restarted, log_path=r["work"] / "anvil2.log").start()
+    r["broker"].start()
+    assert h.wait_until(lambda: outbox_settled(store), 90, 0.5), h.outbox_counts(store)
+    counts = h.outbox_counts(store)
+    assert counts.get("chain.dead", 0) == 0 and counts.get("mqtt.dead", 0) == 0, counts
+
+    rows = h.read_rows(store)
+    chain_rows = [row for row in rows if row["kind"] in ("verified", "check_in")]
+    assert [row["kind"] for row in chain_rows] == ["verified", "check_in"]
+    client = r["world"].admin  # same loopback port: the restarted node
+    for row in chain_rows:
+        assert client.is_processed(chain_event_id(r["world"].gateway.address, row["event_id"]))
+    assert len(client.events("SecondAssociation")) == 1
+    assert len(client.events("CheckedIn")) == 1
+    assert client.events("GateRecordRejected") == []
+
+    events = h.wait_until(lambda: len(r["watcher"].on(TOPICS.events)) >= len(rows), 30, 0.2)
+    received = [body["event_id"] for body in r["watcher"].on(TOPICS.events)]
+    assert events and sorted(received) == sorted(row["event_id"] for row in rows), received
+    assert all("AB123CD" not in json.dumps(body) for _, body in r["watcher"].messages)
+
+
+def _bookings(store: Path) -> int:
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT count(*) FROM bookings").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def test_remote_open_only_with_a_fresh_valid_signature(world_run):
+    r = world_run
+    emulator, watcher = r["emulator"], r["watcher"]
+    h.wait_until(lambda: r["broker"].alive(), 5)
+    topic = TOPICS.command(LANE)
+    opens = emulator.state()["opens"]
+    now_ms = int(time.time() * 1000)
+    valid = sign_command(r["key"], GATEWAY, LANE, "open", now_ms)
+    unsigned = json.dumps({k: v for k, v in json.loads(valid).items() if k != "sig"}).encode()
+    forged = sign_command(b"x" * 32, GATEWAY, LANE, "open", now_ms)
+    for payload in (unsigned, forged, valid, valid):
+        watcher.client.publish(topic, payload, qos=1).wait_for_publish(5)
+        time.sleep(0.5)
+    results = h.wait_until(lambda: len(watcher.on(TOPICS.command_result)) >= 4, 20, 0.2)
+    assert results, watcher.on(TOPICS.command_result)
+    verdicts = [(b.get("ok"), b.get("reason")) for b in watcher.on(TOPICS.command_result)[-4:]]
+    assert verdicts == [(False, "unsigned"), (False, "bad_signature"), (True, None), (False, "replayed")]
+    assert h.wait_until(lambda: emulator.state()["opens"] == opens + 1, 10)
+    time.sleep(1.0)
+    assert emulator.state()["opens"] == opens + 1
+    seq = h.last_seq(r["store"])
+    emulator.command("safety 1")
+    time.sleep(0.3)
+    emulator.command("safety 0")
+    manual = h.wait_until(lambda: h.read_rows(r["store"], seq), 10)
+    assert manual and manual[-1]["kind"] == "manual", manual
