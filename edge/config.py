@@ -76,6 +76,9 @@ IDENTIFIER = matches(_ID_RE, "1-64 characters: letters, digits, '_', '.', '-' "
                              "(starting with a letter or digit)")
 ADDRESS = (lambda v: v == "" or bool(_ADDRESS_RE.fullmatch(v)), "an address: 0x followed by 40 hex digits")
 PORT = between(1, 65535)
+# The lot code is the on-chain lot id (edge.chain.commitment.lot_id): upper case so it has one spelling.
+LOT_CODE = matches(re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}"),
+                   "1-32 characters: A-Z, 0-9, '_', '-' (upper case, starting with A-Z or 0-9)")
 
 
 def setting(default: Any, rule: Rule | None = None) -> Any:
@@ -97,7 +100,7 @@ def _valid_camera_source(value: str) -> bool:
 @dataclass(frozen=True)
 class GatewayConfig:
     id: str = setting("parkgate-1", IDENTIFIER)
-    lot_id: str = setting("lot-1", IDENTIFIER)
+    lot_id: str = setting("LOT-1", LOT_CODE)
     state_dir: Path = setting(Path("/var/lib/parkgate"))
     log_level: str = setting("info", one_of(*LOG_LEVELS))
 

@@ -167,8 +167,8 @@ def test_registry_runs_added_checks_and_contains_broken_ones() -> None:
         raise RuntimeError("boom")
 
     try:
-        results = dict(run_checks(parse_config('[gateway]\nlot_id = "harbour"\n')))
-        assert results["test: always ok"] == CheckResult(Status.OK, "lot harbour")
+        results = dict(run_checks(parse_config('[gateway]\nlot_id = "HARBOUR"\n')))
+        assert results["test: always ok"] == CheckResult(Status.OK, "lot HARBOUR")
         assert results["test: broken"].status is Status.FAIL
         assert "RuntimeError: boom" in results["test: broken"].detail
         table = format_table([("test: broken", results["test: broken"])])

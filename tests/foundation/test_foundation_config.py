@@ -99,7 +99,7 @@ def test_values_are_read_and_relative_paths_follow_the_file(tmp_path: Path) -> N
     conf.write_text("""
 [gateway]
 id = "north-gate"
-lot_id = "harbour"
+lot_id = "HARBOUR"
 state_dir = "state"
 [[lanes]]
 name = "in"
