@@ -102,15 +102,24 @@ class Anvil:
         return f"http://{LOOPBACK}:{self.port}"
 
     def start(self) -> Anvil:
+        """Start and wait for JSON-RPC. A free port picked here can be taken by another process before
+        anvil binds it; that start is retried on a new port (twice), a fixed ``config.port`` is not."""
         binary = anvil_binary()
-        self.port = self.config.port or free_tcp_port(LOOPBACK)
-        self._process = ManagedProcess(anvil_argv(binary, self.config, self.port), self.log_path).start()
-        try:
-            self._wait_ready()
-        except Exception:
-            self.stop()
-            raise
-        return self
+        attempts = 1 if self.config.port else 3
+        for attempt in range(1, attempts + 1):
+            self.port = self.config.port or free_tcp_port(LOOPBACK)
+            self._process = ManagedProcess(anvil_argv(binary, self.config, self.port), self.log_path).start()
+            try:
+                self._wait_ready()
+                return self
+            except AnvilError:
+                self.stop()
+                if attempt == attempts or "in use" not in self._process.log_tail().lower():
+                    raise
+            except Exception:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
 
     def _wait_ready(self) -> None:
         assert self._process is not None

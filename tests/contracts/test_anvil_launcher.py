@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from rental_world import HOUR, PRICE_PER_HOUR, book, build_world
 
+from edge.chain import anvil as anvil_module
 from edge.chain.anvil import Anvil, AnvilConfig, AnvilError
 from edge.chain.contract import BookingStatus, RentalClient
+from edge.support.net import free_tcp_port
 
 
 def test_state_survives_stop_and_restart(tmp_path: Path) -> None:
@@ -61,3 +63,15 @@ def test_bad_option_reports_the_log(tmp_path: Path) -> None:
     node = Anvil(AnvilConfig(extra_args=("--no-such-flag",)), log_path=tmp_path / "anvil.log")
     with pytest.raises(AnvilError, match="no-such-flag"):
         node.start()
+
+
+def test_auto_port_taken_before_bind_is_retried_on_a_new_port(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = iter([busy.getsockname()[1], free_tcp_port()])
+        monkeypatch.setattr(anvil_module, "free_tcp_port", lambda host: next(ports))
+        with Anvil(AnvilConfig(), log_path=tmp_path / "anvil.log") as node:
+            assert node.port != busy.getsockname()[1]
+            assert node.web3().eth.block_number == 0
