@@ -1,10 +1,11 @@
-"""Camera side of a lane: the frame source (live, or a recording anchored to the wall clock) and the
+"""Camera side of a lane: the frame source (live, or a recording played in wall-clock time) and the
 burst capture that turns frames into plate reads and one evidence crop.
 
 A *recording* is a JSON manifest ``{"fps": F, "start_epoch": T, "frames": ["f0000.jpg", ...]}``
 (paths relative to the manifest). Frame ``i`` is live at ``T + i / F``, looping, so a recorded
-source behaves like a live camera: whatever is in view *now* is what the daemon reads. The demo,
-tests and chaos run write such recordings; the daemon never learns which vehicle is coming.
+source behaves like a live camera: whatever is in view *now* is what the daemon reads. The file is
+re-read when it changes, so a harness (demo, tests, chaos) can change the scene in front of the
+camera as vehicles come and go; the daemon never learns which vehicle is coming.
 """
 
 from __future__ import annotations
@@ -51,24 +52,38 @@ def load_recording(path: Path) -> Recording:
 
 
 class AnchoredCapture:
-    """A ``cv2.VideoCapture`` look-alike playing a :class:`Recording` in wall-clock time."""
+    """A ``cv2.VideoCapture`` look-alike playing a recording manifest in wall-clock time."""
 
-    def __init__(self, recording: Recording, clock: Callable[[], float] = time.time) -> None:
-        self.recording = recording
+    def __init__(self, manifest: Path, clock: Callable[[], float] = time.time) -> None:
+        self.manifest = manifest
         self.clock = clock
+        self._stamp: int | None = None
+        self.recording = self._reload()
         self._last_index: int | None = None
+
+    def _reload(self) -> Recording:
+        stamp = self.manifest.stat().st_mtime_ns
+        if stamp != self._stamp:
+            self.recording = load_recording(self.manifest)
+            self._stamp = stamp
+        return self.recording
 
     def isOpened(self) -> bool:  # noqa: N802 - the cv2 interface
         return True
 
     def read(self) -> tuple[bool, np.ndarray | None]:
-        index = self.recording.index_at(self.clock())
+        try:
+            recording = self._reload()
+        except (OSError, ValueError) as exc:
+            log.warning("camera recording %s unusable: %s", self.manifest, exc)
+            return False, None
+        index = recording.index_at(self.clock())
         if index == self._last_index:  # wait for the next frame to go live
-            period = 1.0 / self.recording.fps
-            time.sleep(period - (self.clock() - self.recording.start_epoch) % period)
-            index = self.recording.index_at(self.clock())
+            period = 1.0 / recording.fps
+            time.sleep(period - (self.clock() - recording.start_epoch) % period)
+            index = recording.index_at(self.clock())
         self._last_index = index
-        image = cv2.imread(str(self.recording.frames[index]), cv2.IMREAD_COLOR)
+        image = cv2.imread(str(recording.frames[index]), cv2.IMREAD_COLOR)
         return image is not None, image
 
     def release(self) -> None:
@@ -79,8 +94,9 @@ def open_frame_source(source: str, fps: int) -> FrameSource:
     """A started frame source for a lane's ``camera.source``: a recording manifest, or anything
     OpenCV opens (device index, stream URL, video file, looped)."""
     if source.endswith(MANIFEST_SUFFIX) and "://" not in source:
-        recording = load_recording(Path(source))
-        return FrameSource(source, queue_size=2, opener=lambda _src: AnchoredCapture(recording)).start()
+        manifest = Path(source)
+        load_recording(manifest)  # a bad manifest is a start-up error, not a silent black camera
+        return FrameSource(source, queue_size=2, opener=lambda _src: AnchoredCapture(manifest)).start()
     return FrameSource(source, queue_size=2, loop=True, fps_limit=fps).start()
 
 

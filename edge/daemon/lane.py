@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from edge.lanes.machine import (
     SafetyOn,
 )
 from edge.lanes.runner import LaneRunner
+from edge.mqtt.privacy import mask_plate
 from firmware_bridge.driver import GateDriver
 from firmware_bridge.messages import EventKind
 
@@ -50,7 +52,7 @@ class LaneStats:
     refused: int = 0
     alerts: int = 0
     gate_errors: int = 0
-    last_open_latency_ms: float | None = None
+    open_latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=500))
     last_read: dict[str, Any] | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
 
@@ -148,7 +150,7 @@ class LaneShell:
 
     def decide(self, pass_no: int, read: PlateRead) -> Decision:
         decision = self._decide(read)
-        self.stats.last_read = {"plate_masked": None, "confidence": round(read.confidence, 3),
+        self.stats.last_read = {"plate_masked": _masked(read.text), "confidence": round(read.confidence, 3),
                                 "decision": str(decision.reason), "allow": decision.allow, "at_ms": wall_ms()}
         return decision
 
@@ -164,7 +166,7 @@ class LaneShell:
             return
         self.stats.opens += 1
         if self._armed_at is not None:
-            self.stats.last_open_latency_ms = (time.perf_counter() - self._armed_at) * 1000
+            self.stats.open_latencies_ms.append(round((time.perf_counter() - self._armed_at) * 1000, 1))
         self.feed(GateAck())
 
     def close(self) -> None:
@@ -188,3 +190,10 @@ class LaneShell:
     def alert(self, code: str, detail: str) -> None:
         self.stats.alerts += 1
         self._on_alert(self.config.lane_id, code, detail)
+
+
+def _masked(text: str) -> str | None:
+    try:
+        return mask_plate(text)
+    except ValueError:
+        return None

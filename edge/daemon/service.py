@@ -245,7 +245,7 @@ class Daemon:
         lanes = [{"name": s.config.lane_id, "phase": str(s.runner.state.phase), "link_up": s.link_up,
                   "passes": s.stats.passes, "opens": s.stats.opens, "refused": s.stats.refused,
                   "alerts": s.stats.alerts, "outcomes": s.stats.outcomes, "last_read": s.stats.last_read,
-                  "last_open_latency_ms": s.stats.last_open_latency_ms} for s in self.lanes]
+                  "open_latencies_ms": list(s.stats.open_latencies_ms)} for s in self.lanes]
         return {
             "gateway": self.cfg.gateway.id, "pid": os.getpid(), "state": self.state,
             "updated_at": time.time(), "uptime_s": round(time.time() - self.started, 1),

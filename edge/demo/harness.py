@@ -1,8 +1,8 @@
 """The outside world of a running daemon, for the demo, the end-to-end tests, bench and chaos.
 
-- camera *recordings* of the vehicles (rendered with ``edge.vision.synth``), one per lane, anchored
-  to the wall clock: during visit k's slot the lane's camera shows that vehicle, otherwise an empty
-  driveway; the daemon reads whatever is in view (it is never told who comes);
+- a camera per lane: a recording manifest (``edge.daemon.camera``) the harness rewrites as vehicles
+  come into view and leave (frames rendered with ``edge.vision.synth``); the daemon reads whatever
+  is in view (it is never told who comes);
 - the gate emulator on a pty per lane (``firmware_bridge.emulator``), whose loops the harness drives
   as a vehicle would: presence loop on, and when the gate opens, over the safety loop and away;
 - the daemon as a child process (``python -m edge.cli run --config FILE``) and its config file;
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -69,7 +70,7 @@ class VisitResult:
                 and self.visit.expect_reason in row["reason"])
 
 
-# -- camera recordings -----------------------------------------------------------------------------
+# -- cameras --------------------------------------------------------------------------------------
 
 def _empty_driveway(rng: np.random.Generator) -> np.ndarray:
     width, height = FRAME_SIZE
@@ -78,48 +79,37 @@ def _empty_driveway(rng: np.random.Generator) -> np.ndarray:
     return ((top * (1 - ramp) + bottom * ramp) * np.ones((1, width, 1), np.float32)).astype(np.uint8)
 
 
-def _vehicle_frames(vehicle: Vehicle, directory: Path) -> list[str]:
-    names = []
-    for i, image in enumerate(synth.render_pass(vehicle.plate, DISTINCT_FRAMES, vehicle.style, vehicle.seed,
-                                                FRAME_SIZE)):
-        name = f"{vehicle.name}-{i}.jpg"
-        cv2.imwrite(str(directory / name), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        names.append(name)
+def vehicle_frames(vehicle: Vehicle, directory: Path) -> list[str]:
+    """The vehicle's frames as JPEG files in ``directory`` (rendered once, then reused)."""
+    names = [f"{vehicle.name}-{i}.jpg" for i in range(DISTINCT_FRAMES)]
+    if all((directory / n).exists() for n in names):
+        return names
+    directory.mkdir(parents=True, exist_ok=True)
+    images = synth.render_pass(vehicle.plate, DISTINCT_FRAMES, vehicle.style, vehicle.seed, FRAME_SIZE)
+    for name, image in zip(names, images, strict=True):
+        tmp = directory / f".{name}.tmp.jpg"
+        cv2.imwrite(str(tmp), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        os.replace(tmp, directory / name)
     return names
 
 
-def write_recordings(directory: Path, visits: Sequence[Visit], lanes: Sequence[str], slot_s: float,
-                     start_epoch: float, fps: int = 10) -> dict[str, Path]:
-    """One manifest per lane: slot k shows visit k's vehicle at its lane, an empty driveway elsewhere."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(directory / "empty.jpg"), _empty_driveway(np.random.default_rng(7)))
-    rendered: dict[str, list[str]] = {}
-    per_slot = max(1, int(round(slot_s * fps)))
-    manifests = {}
-    for lane in lanes:
-        frames: list[str] = []
-        for visit in visits:
-            if visit.lane != lane:
-                frames += ["empty.jpg"] * per_slot
-                continue
-            if visit.vehicle.name not in rendered:
-                rendered[visit.vehicle.name] = _vehicle_frames(visit.vehicle, directory)
-            names = rendered[visit.vehicle.name]
-            frames += [names[i % len(names)] for i in range(per_slot)]
-        path = directory / f"{lane}.json"
-        path.write_text(json.dumps({"fps": fps, "start_epoch": start_epoch, "frames": frames}))
-        manifests[lane] = path
-    return manifests
+class LaneCamera:
+    """What one lane's camera sees: an empty driveway, or a vehicle (the manifest the daemon plays)."""
 
+    def __init__(self, directory: Path, lane: str, fps: int = 10) -> None:
+        self.directory = directory
+        self.manifest = directory / f"{lane}.json"
+        self.fps = fps
+        directory.mkdir(parents=True, exist_ok=True)
+        if not (directory / "empty.jpg").exists():
+            cv2.imwrite(str(directory / "empty.jpg"), _empty_driveway(np.random.default_rng(7)))
+        self.show(None)
 
-def slot_start(start_epoch: float, slot_s: float, slots: int, index: int, not_before: float) -> float:
-    """The next time slot ``index`` begins at or after ``not_before`` (the recording loops)."""
-    period = slot_s * slots
-    first = start_epoch + index * slot_s
-    if first >= not_before:
-        return first
-    loops = int((not_before - first) // period) + 1
-    return first + loops * period
+    def show(self, vehicle: Vehicle | None) -> None:
+        frames = vehicle_frames(vehicle, self.directory) if vehicle else ["empty.jpg"]
+        tmp = self.manifest.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"fps": self.fps, "start_epoch": time.time(), "frames": frames}))
+        os.replace(tmp, self.manifest)
 
 
 # -- config and daemon -----------------------------------------------------------------------------
@@ -215,12 +205,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         time.sleep(interval)
 
 
-def play_visit(visit: Visit, emulator: EmulatorHandle, store_path: Path, at: float,
-               decide_timeout: float = 8.0) -> VisitResult:
-    """At ``at`` (epoch s) the vehicle rolls onto the presence loop; drive through if the gate opens."""
-    time.sleep(max(0.0, at - time.time()))
+def play_visit(visit: Visit, emulator: EmulatorHandle, camera: LaneCamera, store_path: Path,
+               decide_timeout: float = 10.0) -> VisitResult:
+    """The vehicle comes into view, rolls onto the presence loop, drives through if the gate opens
+    (over the safety loop and away), or backs off if refused; returns what the daemon recorded."""
     seq = last_seq(store_path)
     opens_before = emulator.state()["opens"]
+    camera.show(visit.vehicle)
+    time.sleep(0.3)
     armed = time.perf_counter()
     emulator.command("presence 1")
     rows: list[dict[str, Any]] = []
@@ -235,13 +227,15 @@ def play_visit(visit: Visit, emulator: EmulatorHandle, store_path: Path, at: flo
     latency = time.perf_counter() - armed if opened else None
     if opened:
         emulator.command("safety 1")
-        time.sleep(0.3)
-        emulator.command("presence 0")
         time.sleep(0.2)
+        emulator.command("presence 0")
+        camera.show(None)
+        time.sleep(0.1)
         emulator.command("safety 0")
         rows = wait_until(lambda: read_rows(store_path, seq, visit.lane), decide_timeout)
     else:
         emulator.command("presence 0")
+        camera.show(None)
     if not rows:
         return VisitResult(visit, opened, [], latency, "no gate event recorded")
     return VisitResult(visit, opened, rows, latency)

@@ -29,7 +29,6 @@ from firmware_bridge.emulator.launch import running_emulator
 
 LOT_ID = "LOT-DEMO-1"
 ENTRY, EXIT = "entry-1", "exit-1"
-SLOT_S = 5.0
 HOUR = 3600
 
 A = h.Vehicle("car-a", "AB 123-CD", seed=11)
@@ -103,7 +102,7 @@ def vision_section(models: Path | None) -> dict[str, object]:
             "ocr_model": str(models / "plate_ocr.onnx"), "ocr_config": str(models / "plate_ocr.yaml")}
 
 
-def daemon_config(workdir: Path, emulators: dict[str, Any], manifests: dict[str, Path],
+def daemon_config(workdir: Path, emulators: dict[str, Any], cameras: dict[str, h.LaneCamera],
                   chain: dict[str, object], mqtt: dict[str, object] | None,
                   models: Path | None = None) -> Path:
     sections: dict[str, dict[str, Any]] = {
@@ -116,7 +115,7 @@ def daemon_config(workdir: Path, emulators: dict[str, Any], manifests: dict[str,
         sections["mqtt"] = mqtt
     lanes = [{"name": lane, "direction": lane.split("-")[0],
               "gate": {"port": str(emulators[lane].link), "baudrate": 115200, "pulse_ms": 4000},
-              "camera": {"source": str(manifests[lane]), "fps": 10, "burst_frames": 3}}
+              "camera": {"source": str(cameras[lane].manifest), "fps": 10, "burst_frames": 3}}
              for lane in (ENTRY, EXIT)]
     path = workdir / "parkgate.toml"
     path.write_text(h.toml_text(sections, lanes))
@@ -236,14 +235,15 @@ def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: P
         run.bookings = book_everyone(world)
         for name, booking in run.bookings.items():
             say(f"    booking {booking} for {name} (commitment only on chain)")
-        say("2/5 cameras: rendering the vehicles into two recorded lanes")
-        start = time.time() + 40.0
-        manifests = h.write_recordings(workdir / "camera", VISITS, (ENTRY, EXIT), SLOT_S, start)
+        say("2/5 cameras: rendering the vehicles")
+        cameras = {lane: h.LaneCamera(workdir / "camera", lane) for lane in (ENTRY, EXIT)}
+        for visit in VISITS:
+            h.vehicle_frames(visit.vehicle, workdir / "camera")
         say("3/5 gate emulators on ptys, then the daemon")
         emulators = {lane: stack.enter_context(running_emulator(workdir, name=lane))
                      for lane in (ENTRY, EXIT)}
         mqtt = mqtt_section(mqtt_url, workdir) if mqtt_url else None
-        config = daemon_config(workdir, emulators, manifests,
+        config = daemon_config(workdir, emulators, cameras,
                                chain_section(anvil.url, world.admin.address, paths), mqtt, models)
         daemon = h.start_daemon(config, workdir / "daemon.log")
         stack.callback(daemon.stop)
@@ -252,11 +252,8 @@ def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: P
         store = workdir / "state" / "parkgate.sqlite"
         run.checks.append(Check("bookings synced into the gateway cache", wait_for_cache(store, 4)))
         say("4/5 the day: arrivals and departures")
-        now = time.time()
         for n, visit in enumerate(VISITS):
-            at = h.slot_start(start, SLOT_S, len(VISITS), n, now) + 0.4
-            result = h.play_visit(visit, emulators[visit.lane], store, at)
-            now = time.time()
+            result = h.play_visit(visit, emulators[visit.lane], cameras[visit.lane], store)
             run.results.append(result)
             say("  " + timeline_line(n + 1, result))
             expected = f"{'admitted' if visit.expect_open else 'refused'} ({visit.expect_reason})"

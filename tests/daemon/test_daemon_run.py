@@ -37,7 +37,6 @@ VISITS = (
     h.Visit(DENIED, "entry-1", False, "deny_listed"),
     h.Visit(NEAR, "entry-1", False, "no_booking"),
 )
-SLOT_S = 4.0
 
 
 def seed_bookings(store_path: Path, now_ms: int) -> None:
@@ -60,8 +59,7 @@ def lane_run(tmp_path_factory):
     state.mkdir()
     (work / "plate-key").write_text(KEY_HEX + "\n")
     seed_bookings(state / "parkgate.sqlite", int(time.time() * 1000))
-    start = time.time() + 15
-    manifests = h.write_recordings(work / "camera", VISITS, ["entry-1"], SLOT_S, start)
+    camera = h.LaneCamera(work / "camera", "entry-1")
     metrics_port = free_tcp_port()
     with running_emulator(work, name="entry-1") as emulator:
         config = work / "parkgate.toml"
@@ -71,14 +69,10 @@ def lane_run(tmp_path_factory):
              "chain": {"plate_key_file": str(work / "plate-key")},
              "metrics": {"enabled": True, "port": metrics_port}},
             [{"name": "entry-1", "gate": {"port": str(emulator.link), "baudrate": 115200, "pulse_ms": 3000},
-              "camera": {"source": str(manifests["entry-1"]), "burst_frames": 3}}]))
+              "camera": {"source": str(camera.manifest), "burst_frames": 3}}]))
         daemon = h.start_daemon(config, work / "daemon.log")
         try:
-            results, now = [], time.time()
-            for n, visit in enumerate(VISITS):
-                at = h.slot_start(start, SLOT_S, len(VISITS), n, now) + 0.4
-                results.append(h.play_visit(visit, emulator, state / "parkgate.sqlite", at))
-                now = time.time()
+            results = [h.play_visit(visit, emulator, camera, state / "parkgate.sqlite") for visit in VISITS]
             status = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--config", str(config)],
                                     capture_output=True, text=True, timeout=30)
             url = f"http://127.0.0.1:{metrics_port}/metrics"

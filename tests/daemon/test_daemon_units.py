@@ -14,7 +14,7 @@ from edge.config import parse_config
 from edge.daemon.camera import load_recording
 from edge.daemon.records import destinations_for, presence_from_events, rows_for_pass
 from edge.daemon.status import read_status, render_status, write_status
-from edge.demo.harness import slot_start, toml_text
+from edge.demo.harness import toml_text
 from edge.lanes.machine import GateEvent as PassRecord
 from edge.lanes.machine import Outcome
 from edge.metrics import Sample, render
@@ -100,11 +100,6 @@ def test_recording_manifest_errors_name_the_file(tmp_path: Path):
     path.write_text("{}")
     with pytest.raises(ValueError, match="lane.json"):
         load_recording(path)
-
-
-def test_slot_start_waits_for_the_next_loop():
-    assert slot_start(100.0, 5.0, 4, 2, not_before=0.0) == 110.0
-    assert slot_start(100.0, 5.0, 4, 2, not_before=111.0) == 130.0
 
 
 def test_harness_config_is_valid_toml_and_config(tmp_path: Path):
