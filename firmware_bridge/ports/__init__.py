@@ -1,0 +1,1 @@
+"""Serial-port checks for installers (`parkgate doctor`)."""
