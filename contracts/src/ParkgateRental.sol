@@ -29,6 +29,8 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     uint256 public constant MAX_ACTIVE_BOOKINGS = 32;
     /// @notice Bound on live rental events per space, for the same reason.
     uint256 public constant MAX_ACTIVE_RENTALS = 32;
+    /// @notice Longest rental event window; also keeps `end + GRACE_PERIOD` far from uint64 overflow.
+    uint64 public constant MAX_RENTAL_WINDOW = 366 days;
 
     enum RecordKind { VehicleVerified, CheckIn, CheckOut, Denied }
     enum BookingStatus { None, Requested, Verified, CheckedIn, Settled, Cancelled, Expired }
@@ -211,7 +213,9 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         Space storage space = _spaces[spaceId];
         if (space.owner == address(0)) revert UnknownSpace(spaceId);
         if (space.owner != msg.sender) revert NotSpaceOwner(spaceId, msg.sender);
-        if (start >= end || start < block.timestamp) revert InvalidWindow(start, end);
+        if (start >= end || start < block.timestamp || end - start > MAX_RENTAL_WINDOW) {
+            revert InvalidWindow(start, end);
+        }
         if (pricePerHour == 0) revert ZeroPrice();
         _checkNoOverlappingRental(spaceId, start, end);
         rentalId = ++rentalCount;

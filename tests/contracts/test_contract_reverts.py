@@ -43,6 +43,8 @@ def test_listing_needs_a_future_window_and_a_price(world: World) -> None:
         world.owner.create_rental_event(world.space_id, now + HOUR, now + HOUR, PRICE_PER_HOUR)
     with _reverts("InvalidWindow"):
         world.owner.create_rental_event(world.space_id, now - HOUR, now + HOUR, PRICE_PER_HOUR)
+    with _reverts("InvalidWindow"):
+        world.owner.create_rental_event(world.space_id, now + 600, now + 367 * 24 * HOUR, PRICE_PER_HOUR)
     with _reverts("ZeroPrice"):
         world.owner.create_rental_event(world.space_id, now + 600, now + HOUR, 0)
     with _reverts("UnknownSpace"):
