@@ -99,11 +99,11 @@ def bench_daemon(work: Path, cars: int, idle_s: float) -> list[tuple[str, str, s
             daemon.stop()
     cmd = f"python -m edge.bench ({cars} booked cars, 1 lane, burst 3 frames @10 fps)"
     if inside:
-        rows.append(("arrival -> open acked (in daemon), p50 / p99",
-                     f"{percentile(inside, 50):.0f} / {percentile(inside, 99):.0f} ms (n={len(inside)})", cmd))
+        spread = f"{percentile(inside, 50):.0f} / {percentile(inside, 99):.0f} ms (n={len(inside)})"
+        rows.append(("arrival -> open acked (in daemon), p50 / p99", spread, cmd))
     if outside:
-        rows.append(("arrival -> open seen at emulator (harness), p50 / p99",
-                     f"{percentile(outside, 50):.0f} / {percentile(outside, 99):.0f} ms (n={len(outside)})", cmd))
+        spread = f"{percentile(outside, 50):.0f} / {percentile(outside, 99):.0f} ms (n={len(outside)})"
+        rows.append(("arrival -> open seen at emulator (harness), p50 / p99", spread, cmd))
     rows.append(("admitted of booked cars", f"{len(inside)} / {cars}", cmd))
     rows.append(("cold start to READY (spawn -> READY line)", f"{cold:.2f} s", cmd))
     rows.append(("daemon steady RSS", f"{rss:.0f} MiB", cmd + ", after start, before vehicles"))
@@ -133,7 +133,8 @@ def bench_lpr(frames: int) -> list[tuple[str, str, str]]:
 def bench_sync(work: Path, records: int, naive: int) -> list[tuple[str, str, str]]:
     from edge.chain.anvil import Anvil, dev_account
     from edge.chain.commitment import plate_commitment
-    from edge.chain.contract import GateRecord, RecordKind, new_event_id as chain_id
+    from edge.chain.contract import GateRecord, RecordKind
+    from edge.chain.contract import new_event_id as chain_id
     from edge.chain.sync import SyncService, SyncSettings, connect
     from edge.demo.world import build_world
 
@@ -143,12 +144,11 @@ def bench_sync(work: Path, records: int, naive: int) -> list[tuple[str, str, str
         commitment = "0x" + plate_commitment(bytes.fromhex(KEY_HEX), LOT, "AB123CD").hex()
         store_path = work / "sync.sqlite"
         now = int(time.time() * 1000)
-        with Store(store_path) as store:
-            with store.transaction():
-                for i in range(records):
-                    store.record_gate_event(GateEvent(new_event_id(now + i), "entry-1", "entry", "denied",
-                                                      "denied,no_booking", now + i,
-                                                      plate_commitment=commitment), ("chain",))
+        with Store(store_path) as store, store.transaction():
+            for i in range(records):
+                store.record_gate_event(GateEvent(new_event_id(now + i), "entry-1", "entry", "denied",
+                                                  "denied,no_booking", now + i,
+                                                  plate_commitment=commitment), ("chain",))
         store = Store(store_path)
         settings = SyncSettings(lot_id=LOT, contract_address=world.admin.address, chain_id=31337,
                                 confirmations=0, batch_size=200, poll_interval_s=0.1)

@@ -78,7 +78,14 @@ class LaneShell:
     # -- driving -------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Until cancelled: feed driver events, tick timeouts, reconcile loop states."""
+        """Until cancelled: feed driver events, tick timeouts, reconcile loop states. A vehicle already
+        on the loops when the daemon (re)starts is seen at once from the controller's status."""
+        with contextlib.suppress(Exception):
+            status = await self.driver.status()
+            if status.safety:
+                self.feed(SafetyOn())
+            if status.presence:
+                self.feed(PresenceOn())
         await asyncio.gather(self._events(), self._ticks(), self._reconcile())
 
     def feed(self, event: Event) -> None:
