@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from firmware_bridge.emulator.controller import Barrier, GateController, handle_frame
 from firmware_bridge.emulator.relayboard import FUNCTION_TABLE, RelayBoard
-from firmware_bridge.framer import FrameDecoder, encode_frame
+from firmware_bridge.framer import Frame, FrameDecoder, encode_frame
 from firmware_bridge.messages import Event, EventKind, Fault, encode_message
 
 TICK_S = 0.01
@@ -130,7 +130,7 @@ class ControllerEmulator:
     def __post_init__(self) -> None:
         self.core.barrier = Barrier(self.config.open_time_s, self.config.close_time_s)
         self.writer = PacedWriter(lambda: self.pty.master, self.config.baudrate, self.config.pace)
-        self._frames: asyncio.Queue[tuple[bytes, object]] = asyncio.Queue()
+        self._frames: asyncio.Queue[tuple[int, Frame]] = asyncio.Queue()
 
     def attach(self) -> None:
         asyncio.get_running_loop().add_reader(self.pty.master, self._readable)
@@ -145,7 +145,7 @@ class ControllerEmulator:
         except OSError:
             return  # EIO while no client has the port open
         for frame in self.decoder.feed(data):
-            self._frames.put_nowait((encode_frame(frame), frame))
+            self._frames.put_nowait((len(encode_frame(frame)), frame))
 
     async def run(self) -> None:
         await asyncio.gather(self._process_frames(), self._tick())
@@ -153,11 +153,11 @@ class ControllerEmulator:
     async def _process_frames(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            wire, frame = await self._frames.get()
-            await asyncio.sleep(self.writer.wire_time(len(wire)))  # the request's own time on the wire
-            reply, events = handle_frame(self.core, frame, loop.time())  # type: ignore[arg-type]
+            wire_len, frame = await self._frames.get()
+            await asyncio.sleep(self.writer.wire_time(wire_len))  # the request's own time on the wire
+            reply, events = handle_frame(self.core, frame, loop.time())
             if reply is not None:
-                out = self.faults.apply(encode_frame(encode_message(reply, frame.seq)))  # type: ignore[attr-defined]
+                out = self.faults.apply(encode_frame(encode_message(reply, frame.seq)))
                 if out is not None:
                     await self.writer.write(out)
             await self._send_events(events)
@@ -181,6 +181,7 @@ class ControllerEmulator:
             "position": core.barrier.position.name, "presence": core.presence, "safety": core.safety,
             "held": core.held, "output": core.output_on(now), "faults": _fault_names(core.faults),
             "opens": core.opens, "duplicates": core.duplicates, "rx": vars(self.decoder.stats),
+            "pending_faults": vars(self.faults),
         }
 
     async def set_input(self, kind: EventKind, value: bool) -> None:
@@ -263,10 +264,13 @@ class RelayBoardEmulator:
 
     def _pump(self, source: Pty, writer: PacedWriter) -> None:
         try:
-            data = os.read(source.master, 4096)
+            data: bytes | None = os.read(source.master, 4096)
         except OSError:
             return
-        asyncio.get_running_loop().create_task(writer.write(data))
+        if source is self.inner and data:
+            data = self.faults.apply(data)  # pymodbus writes each response in one piece
+        if data:
+            asyncio.get_running_loop().create_task(writer.write(data))
 
     async def run(self) -> None:
         from pymodbus.server import ModbusSerialServer
@@ -289,7 +293,7 @@ class RelayBoardEmulator:
             "kind": "modbus-relay-board", "port": self.pty.path, "plugged": self.plugged,
             "position": b.barrier.position.name, "presence": b.presence, "safety": b.safety,
             "held": False, "output": b.coils[b.relay_map.open_relay], "faults": [], "opens": b.opens,
-            "coils": b.coils,
+            "coils": b.coils, "pending_faults": vars(self.faults),
         }
 
     async def set_input(self, kind: EventKind, value: bool) -> None:

@@ -127,6 +127,21 @@ def test_cable_pull_reconnects_within_two_seconds(board: Emulator) -> None:
     assert board.state()["plugged"] is True
 
 
+def test_corrupted_and_lost_responses_are_retried_by_the_modbus_client(board: Emulator) -> None:
+    settle(board)
+
+    async def scenario() -> None:
+        driver = await connect(board)
+        board.command("corrupt 1")
+        board.command("drop 1")
+        status = await driver.status()  # two reads, each needing one retry
+        assert status.position is Position.CLOSED
+        await driver.aclose()
+
+    asyncio.run(scenario())
+    assert board.state()["pending_faults"] == {"corrupt_replies": 0, "drop_replies": 0}  # both were used
+
+
 def test_relay_map_rejects_bad_config_with_allowed_keys() -> None:
     with pytest.raises(ValueError, match=r"keys \['open_coil'\] unknown; allowed"):
         RelayMap.from_dict({"open_coil": 1})

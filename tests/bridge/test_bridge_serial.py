@@ -13,7 +13,7 @@ from bridge_harness import Emulator, running_emulator
 
 from firmware_bridge.client import GateTimeout
 from firmware_bridge.driver import GateRefused, ParkgateSerialDriver
-from firmware_bridge.messages import Ack, Close, EventKind, Position, Result
+from firmware_bridge.messages import Ack, Close, EventKind, Fault, Position, Result
 
 
 @pytest.fixture
@@ -68,6 +68,7 @@ def test_crc_errors_on_replies_are_retried(emulator: Emulator) -> None:
     assert retries == 2 and bad_frames == 2
     state = emulator.state()
     assert state["opens"] == 1 and state["duplicates"] == 2  # executed once, answered three times
+    assert state["pending_faults"]["corrupt_replies"] == 0
 
 
 def test_lost_replies_time_out_and_are_retried_then_give_up(emulator: Emulator) -> None:
@@ -167,3 +168,22 @@ def test_never_closes_on_a_vehicle_on_the_safety_loop(emulator: Emulator) -> Non
 
     asyncio.run(scenario())
     emulator.wait_for(lambda s: s["position"] == "CLOSED", timeout=3, what="barrier closed")
+
+
+def test_motor_fault_is_reported_and_refuses_open(emulator: Emulator) -> None:
+    async def scenario() -> None:
+        driver = await connect(emulator)
+        events = driver.events()
+        first = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.05)
+        emulator.command("fault motor 1")
+        event = await asyncio.wait_for(first, 2)
+        assert (event.kind, Fault(event.value)) == (EventKind.FAULT, Fault.MOTOR)
+        with pytest.raises(GateRefused, match="FAULT"):
+            await driver.open_pulse(500)
+        assert Fault.MOTOR in (await driver.status()).faults
+        await events.aclose()
+        await driver.aclose()
+
+    asyncio.run(scenario())
+    assert emulator.state()["opens"] == 0
