@@ -206,7 +206,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 
 def play_visit(visit: Visit, emulator: EmulatorHandle, camera: LaneCamera, store_path: Path,
-               decide_timeout: float = 10.0) -> VisitResult:
+               decide_timeout: float = 10.0, record_timeout: float = 10.0) -> VisitResult:
     """The vehicle comes into view, rolls onto the presence loop, drives through if the gate opens
     (over the safety loop and away), or backs off if refused; returns what the daemon recorded."""
     seq = last_seq(store_path)
@@ -232,7 +232,7 @@ def play_visit(visit: Visit, emulator: EmulatorHandle, camera: LaneCamera, store
         camera.show(None)
         time.sleep(0.1)
         emulator.command("safety 0")
-        rows = wait_until(lambda: read_rows(store_path, seq, visit.lane), decide_timeout)
+        rows = wait_until(lambda: read_rows(store_path, seq, visit.lane), record_timeout)
     else:
         emulator.command("presence 0")
         camera.show(None)
