@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -52,6 +54,31 @@ def seed_bookings(store_path: Path, now_ms: int) -> None:
                                          "requested", 1, HASH, n))
 
 
+class NotifyListener:
+    """The systemd side of sd_notify: a datagram socket collecting what the daemon says."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
 @pytest.fixture(scope="module")
 def lane_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("daemon")
@@ -70,7 +97,9 @@ def lane_run(tmp_path_factory):
              "metrics": {"enabled": True, "port": metrics_port}},
             [{"name": "entry-1", "gate": {"port": str(emulator.link), "baudrate": 115200, "pulse_ms": 3000},
               "camera": {"source": str(camera.manifest), "burst_frames": 3}}]))
-        daemon = h.start_daemon(config, work / "daemon.log")
+        listener = NotifyListener(work / "notify.sock")
+        env = os.environ | {"NOTIFY_SOCKET": str(work / "notify.sock"), "WATCHDOG_USEC": "2000000"}
+        daemon = h.start_daemon(config, work / "daemon.log", env=env)
         try:
             results = [h.play_visit(visit, emulator, camera, state / "parkgate.sqlite") for visit in VISITS]
             status = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--config", str(config)],
@@ -80,8 +109,9 @@ def lane_run(tmp_path_factory):
             opens_before_stop = emulator.state()["opens"]
             os.killpg(daemon.pid, signal.SIGTERM)
             code = daemon.proc.wait(15)
-            yield {"results": results, "status": status, "metrics": metrics, "exit": code, "work": work,
-                   "config": config, "emulator_opens": opens_before_stop}
+            listener.close()
+            yield {"notify": listener.messages, "results": results, "status": status, "metrics": metrics,
+                   "exit": code, "work": work, "config": config, "emulator_opens": opens_before_stop}
         finally:
             daemon.stop()
 
@@ -114,3 +144,10 @@ def test_status_metrics_and_clean_stop(lane_run):
     after = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--config", str(lane_run["config"])],
                            capture_output=True, text=True, timeout=30)
     assert after.returncode == 1 and "stopped" in after.stdout
+
+
+def test_sd_notify_ready_watchdog_and_status(lane_run):
+    said = lane_run["notify"]
+    assert any(m.startswith("READY=1") for m in said), said[:5]
+    assert sum(m == "WATCHDOG=1" for m in said) >= 3
+    assert any(m.startswith("STATUS=running: entry-1") for m in said)
