@@ -90,13 +90,23 @@ class AnchoredCapture:
         self._last_index = None
 
 
+def _open_recording(manifest: Path) -> AnchoredCapture | None:
+    """None (the frame source retries with back-off) while the manifest is missing or bad."""
+    try:
+        return AnchoredCapture(manifest)
+    except (OSError, ValueError) as exc:
+        log.warning("camera recording %s unusable: %s", manifest, exc)
+        return None
+
+
 def open_frame_source(source: str, fps: int) -> FrameSource:
     """A started frame source for a lane's ``camera.source``: a recording manifest, or anything
     OpenCV opens (device index, stream URL, video file, looped)."""
     if source.endswith(MANIFEST_SUFFIX) and "://" not in source:
         manifest = Path(source)
         load_recording(manifest)  # a bad manifest is a start-up error, not a silent black camera
-        return FrameSource(source, queue_size=2, opener=lambda _src: AnchoredCapture(manifest)).start()
+        source_ = FrameSource(source, queue_size=2, loop=True, opener=lambda _src: _open_recording(manifest))
+        return source_.start()
     return FrameSource(source, queue_size=2, loop=True, fps_limit=fps).start()
 
 
