@@ -169,14 +169,14 @@ class Chaos:
         (self.work / "mqtt-password").write_text(self.broker.password + "\n")
         say("cameras: rendering vehicles ...")
         camera_dir = self.work / "camera"
-        self.cameras = {lane: h.LaneCamera(camera_dir, lane, fps=20) for lane in self.entry + self.exit}
+        self.cameras = {lane: h.LaneCamera(camera_dir, lane) for lane in self.entry + self.exit}
         for vehicle in self.plan.booked + self.plan.fleet + self.plan.strangers:
             h.vehicle_frames(vehicle, camera_dir)
         self.emulators = {lane: stack.enter_context(running_emulator(self.work, name=lane))
                           for lane in self.entry + self.exit}
         lanes = [{"name": lane, "direction": lane.split("-")[0],
                   "gate": {"port": str(self.emulators[lane].link), "baudrate": 115200, "pulse_ms": 3000},
-                  "camera": {"source": str(self.cameras[lane].manifest), "fps": 20, "burst_frames": 3}}
+                  "camera": {"source": str(self.cameras[lane].manifest), "burst_frames": 3}}
                  for lane in self.entry + self.exit]
         self.config = self.work / "parkgate.toml"
         self.config.write_text(h.toml_text({

@@ -58,6 +58,7 @@ class AnchoredCapture:
         self.manifest = manifest
         self.clock = clock
         self._stamp: int | None = None
+        self._decoded: dict[Path, np.ndarray] = {}  # a recording loops over few files: decode each once
         self.recording = self._reload()
         self._last_index: int | None = None
 
@@ -66,6 +67,7 @@ class AnchoredCapture:
         if stamp != self._stamp:
             self.recording = load_recording(self.manifest)
             self._stamp = stamp
+            self._decoded = {p: img for p, img in self._decoded.items() if p in self.recording.frames}
         return self.recording
 
     def isOpened(self) -> bool:  # noqa: N802 - the cv2 interface
@@ -83,7 +85,12 @@ class AnchoredCapture:
             time.sleep(period - (self.clock() - recording.start_epoch) % period)
             index = recording.index_at(self.clock())
         self._last_index = index
-        image = cv2.imread(str(recording.frames[index]), cv2.IMREAD_COLOR)
+        path = recording.frames[index]
+        image = self._decoded.get(path)
+        if image is None:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None and len(self._decoded) < 16:
+                self._decoded[path] = image
         return image is not None, image
 
     def release(self) -> None:
