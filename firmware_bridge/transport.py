@@ -35,7 +35,7 @@ class SerialSettings:
 def open_serial(settings: SerialSettings) -> serial.Serial:
     """Open ``settings.port`` non-blocking at 8N1, or raise PortUnavailable naming the port and why."""
     try:
-        return serial.Serial(settings.port, settings.baudrate, timeout=0, write_timeout=1.0, exclusive=True)
+        return serial.Serial(settings.port, settings.baudrate, timeout=0, exclusive=True)
     except (serial.SerialException, OSError, ValueError) as exc:
         raise PortUnavailable(f"serial port {settings.port!r} at {settings.baudrate} baud: {exc}") from exc
 
@@ -53,6 +53,8 @@ class SerialTransport:
         self._up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.reconnects = 0
+        self.tx_dropped = 0
+        self._resync = False
 
     @property
     def connected(self) -> bool:
@@ -67,15 +69,27 @@ class SerialTransport:
         await asyncio.wait_for(self._up.wait(), timeout)
 
     def write(self, data: bytes) -> None:
-        """Send bytes; raises PortUnavailable while disconnected (callers retry after reconnect)."""
+        """Send bytes without ever blocking the event loop.
+
+        Raises PortUnavailable while disconnected (callers retry after reconnect). If the device stops
+        draining its input and the kernel buffer is full, the rest is dropped and counted, as a UART
+        would overrun; a delimiter is sent first next time so the receiver resynchronises.
+        """
         port = self._serial
         if port is None:
             raise PortUnavailable(f"serial port {self.settings.port!r} is disconnected")
+        if self._resync:
+            data = b"\x00" + data
         try:
-            port.write(data)
-        except (serial.SerialException, OSError) as exc:
+            written = os.write(port.fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
             self._detach(f"write failed: {exc}")
             raise PortUnavailable(f"serial port {self.settings.port!r}: {exc}") from exc
+        self._resync = written < len(data)
+        if self._resync:
+            self.tx_dropped += len(data) - written
 
     async def aclose(self) -> None:
         if self._task:
