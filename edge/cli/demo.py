@@ -13,6 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="where logs, the store and the report go (default: a new temporary directory)")
     demo.add_argument("--mqtt", metavar="URL", default=None,
                       help="also publish to this broker, e.g. mqtts://user:pass@host:8883")
+    demo.add_argument("--mqtt-ca", type=Path, default=None, help="CA file of the broker's certificate "
+                      "(default: the system CA store)")
     demo.add_argument("--models", type=Path, default=None,
                       help="a directory with plate_detector.onnx, plate_ocr.onnx, plate_ocr.yaml to use "
                       "instead of the bundled models")
@@ -22,4 +24,4 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge.demo.scenario import main
 
-    return main(args.workdir, args.mqtt, args.models)
+    return main(args.workdir, args.mqtt, args.models, args.mqtt_ca)

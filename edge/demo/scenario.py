@@ -221,7 +221,7 @@ def write_report(run: DemoRun) -> Path:
 # -- the run -----------------------------------------------------------------------------------------
 
 def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: Path | None = None,
-             on_daemon: Callable[[Any], None] | None = None) -> DemoRun:
+             mqtt_ca: Path | None = None, on_daemon: Callable[[Any], None] | None = None) -> DemoRun:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="parkgate-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     run = DemoRun(workdir)
@@ -242,7 +242,7 @@ def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: P
         say("3/5 gate emulators on ptys, then the daemon")
         emulators = {lane: stack.enter_context(running_emulator(workdir, name=lane))
                      for lane in (ENTRY, EXIT)}
-        mqtt = mqtt_section(mqtt_url, workdir) if mqtt_url else None
+        mqtt = mqtt_section(mqtt_url, workdir, mqtt_ca) if mqtt_url else None
         config = daemon_config(workdir, emulators, cameras,
                                chain_section(anvil.url, world.admin.address, paths), mqtt, models)
         daemon = h.start_daemon(config, workdir / "daemon.log")
@@ -275,7 +275,7 @@ def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: P
     return run
 
 
-def mqtt_section(url: str, workdir: Path) -> dict[str, object]:
+def mqtt_section(url: str, workdir: Path, ca_file: Path | None = None) -> dict[str, object]:
     """``--mqtt mqtt(s)://user:pass@host:port``: publish too (a command key is generated)."""
     from edge.mqtt import generate_key
     from edge.mqtt.settings import settings_from_url
@@ -291,12 +291,15 @@ def mqtt_section(url: str, workdir: Path) -> dict[str, object]:
         pw = workdir / "secrets" / "mqtt-password"
         pw.write_text(settings.password + "\n")
         section["password_file"] = str(pw)
-    return section | ({} if settings.tls else {"tls": {"enabled": False}})
+    if not settings.tls:
+        return section | {"tls": {"enabled": False}}
+    return section | ({"tls": {"ca_file": str(ca_file)}} if ca_file else {})
 
 
-def main(workdir: Path | None = None, mqtt_url: str | None = None, models: Path | None = None) -> int:
+def main(workdir: Path | None = None, mqtt_url: str | None = None, models: Path | None = None,
+         mqtt_ca: Path | None = None) -> int:
     try:
-        run = run_demo(workdir, mqtt_url, models)
+        run = run_demo(workdir, mqtt_url, models, mqtt_ca)
     except Exception as exc:  # noqa: BLE001 - the demo reports what broke and exits non-zero
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
