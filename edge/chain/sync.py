@@ -56,6 +56,7 @@ from edge.chain.syncplan import (
     lot_bytes,
     moved,
     plan_windows,
+    record_batch_calldata,
     rental_event_row,
 )
 from edge.config import Config, load_config
@@ -70,6 +71,9 @@ DOWN_CHECKPOINT = "chain.down"
 LOT_AT_TOPIC3 = ("RentalEventCreated", "FirstAssociation", "RentalRequested", "SecondAssociation")
 LOT_AT_TOPIC2 = ("RentalEventCancelled", "CheckedIn", "CheckedOut", "Settled", "BookingCancelled",
                  "BookingExpired")
+
+
+NONCE_USED_NO_RECEIPT = -1
 
 
 class SyncError(Exception):
@@ -355,7 +359,7 @@ class SyncService:
                 self.store.mark_outbox_dead([row.id], reason)
         if not batch.records:
             return len(batch.skipped)
-        self._send_new([r.id for r in batch.rows], [r.as_abi() for r in batch.records])
+        self._send_new([r.id for r in batch.rows], record_batch_calldata(batch.records))
         return len(batch.skipped) + self._settle(self._open_txs())
 
     def _reconcile_resent(self, rows: Sequence[OutboxRow]) -> int:
@@ -371,7 +375,7 @@ class SyncService:
     def _open_txs(self) -> list[OpenTx]:
         rows = self.store.conn.execute(
             "SELECT tx_hash, nonce, raw_tx, outbox_ids, max_fee_wei, priority_fee_wei, sent_at_ms "
-            "FROM chain_txs WHERE status = 'pending' ORDER BY nonce, sent_at_ms").fetchall()
+            "FROM chain_txs WHERE status = 'pending' ORDER BY nonce, sent_at_ms, rowid").fetchall()
         return [OpenTx(h, n, raw, tuple(json.loads(ids)), Fees(int(mf), int(pf)), at)
                 for h, n, raw, ids, mf, pf, at in rows]
 
@@ -379,21 +383,24 @@ class SyncService:
         base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
         return base, self.settings.priority_fee_wei
 
-    def _send_new(self, outbox_ids: list[int], records: list[tuple]) -> None:
-        fn = self.client.contract.functions.recordGateEvents(records)
+    def _call_tx(self, data: bytes, nonce: int, fees: Fees) -> dict[str, Any]:
+        """A signed-ready EIP-1559 transaction calling the contract with ``data`` (gas estimated)."""
+        call = {"from": self.account.address, "to": self.client.address, "data": _hex(data), "value": 0}
         try:
-            gas = fn.estimate_gas({"from": self.account.address})
+            gas = self.w3.eth.estimate_gas(call)  # type: ignore[arg-type]
         except ContractLogicError as exc:
             revert = decode_revert(self.client.abi, exc.data if isinstance(exc.data, str | bytes) else None)
             raise SyncError(f"recordGateEvents would revert ({revert}); is {self.account.address} a gateway "
                             "of this lot (setGateway)?") from exc
+        return {"to": call["to"], "data": call["data"], "value": 0, "gas": gas * 6 // 5 + 21_000,
+                "nonce": nonce, "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.priority_fee,
+                "chainId": self.settings.chain_id, "type": 2}
+
+    def _send_new(self, outbox_ids: list[int], data: bytes) -> None:
         base, tip = self._fees()
         fees = initial_fees(base, tip, self.settings.max_fee_wei)
         nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
-        tx = fn.build_transaction({"from": self.account.address, "nonce": nonce, "gas": gas * 6 // 5 + 21_000,
-                                   "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.priority_fee,
-                                   "chainId": self.settings.chain_id})
-        self._sign_record_broadcast(tx, nonce, outbox_ids, fees)
+        self._sign_record_broadcast(self._call_tx(data, nonce, fees), nonce, outbox_ids, fees)
 
     def _sign_record_broadcast(self, tx: dict[str, Any], nonce: int, outbox_ids: Sequence[int],
                                fees: Fees) -> str:
@@ -414,7 +421,7 @@ class SyncService:
         except ValueError as exc:  # node said no: "already known" is fine, the rest is settled later
             text = str(exc).lower()
             if "already known" not in text and "already imported" not in text:
-                log.info("node refused a broadcast (settled on the next step): %s", exc)
+                log.warning("node refused a broadcast (settled on the next step): %s", exc)
 
     def _settle(self, group: list[OpenTx]) -> int:
         """Resolve the nonce in flight: mined (mark done), consumed by something else (check each
@@ -422,9 +429,15 @@ class SyncService:
         deadline = time.monotonic() + self.settings.receipt_wait_s
         while True:
             outcome = self._try_resolve(group)
-            if outcome is not None or time.monotonic() >= deadline:
+            if (outcome is not None and outcome != NONCE_USED_NO_RECEIPT) or time.monotonic() >= deadline:
                 break
             self.sleep(0.02)
+        if outcome == NONCE_USED_NO_RECEIPT:
+            # Still no receipt for any of our hashes (a node may index receipts a moment after the
+            # nonce moves): give the rows back; the next step asks isProcessed before resending any.
+            self._close_group(group[0].nonce, list(group[-1].outbox_ids),
+                              error=f"nonce {group[0].nonce} used without a known receipt; rechecking")
+            return 0
         if outcome is None:
             self._maybe_replace(group)
             return 0
@@ -438,6 +451,8 @@ class SyncService:
 
     def _try_resolve(self, group: list[OpenTx]) -> int | None:
         nonce, ids = group[0].nonce, list(group[-1].outbox_ids)
+        # Ask for the nonce BEFORE the receipts: a transaction mined in between is then seen by both.
+        nonce_used = self.w3.eth.get_transaction_count(self.account.address, "latest") > nonce
         for tx in group:
             receipt = self._receipt(tx.tx_hash)
             if receipt is None:
@@ -451,13 +466,7 @@ class SyncService:
             self.health_state.uploaded_total += len(ids)
             self.health_state.last_upload_tx = tx.tx_hash
             return len(ids)
-        if self.w3.eth.get_transaction_count(self.account.address, "latest") > nonce:
-            # The nonce was used, but none of our hashes has a receipt: ask the contract per event.
-            # The next step checks those rows with isProcessed before sending any again.
-            self._close_group(nonce, ids, error=f"nonce {nonce} used without a known receipt; "
-                              "rechecking with isProcessed")
-            return 0
-        return None
+        return NONCE_USED_NO_RECEIPT if nonce_used else None
 
     def _close_group(self, nonce: int, ids: list[int], mined: str | None = None, error: str = "") -> None:
         """Finish the nonce in flight: rows done with the mined hash, or back to pending with ``error``."""
@@ -488,11 +497,12 @@ class SyncService:
                  newest.nonce, fees.max_fee)
 
     def _rebuild(self, old: OpenTx, fees: Fees) -> dict[str, Any]:
-        """The same call (data, gas, nonce) with new fees."""
-        sent = self.w3.eth.get_transaction(old.tx_hash)
-        return {"to": sent["to"], "data": _hex(sent["input"]), "value": 0, "gas": sent["gas"],
-                "nonce": old.nonce, "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.priority_fee,
-                "chainId": self.settings.chain_id, "type": 2}
+        """The same call (same rows, same nonce) with new fees, rebuilt from the outbox rows."""
+        wanted = set(old.outbox_ids)
+        rows = [r for r in self.store.pending_outbox(DESTINATION, len(wanted) + self.settings.batch_size)
+                if r.id in wanted]
+        batch = assemble_batch(self.account.address, rows, self.settings.upload_kinds)
+        return self._call_tx(record_batch_calldata(batch.records), old.nonce, fees)
 
     def _node_knows(self, tx_hash: str) -> bool:
         try:

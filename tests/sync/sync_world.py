@@ -11,16 +11,18 @@ from web3 import Web3
 from edge.chain.anvil import dev_account
 from edge.chain.commitment import plate_commitment
 from edge.chain.contract import RentalClient, deploy
+from edge.chain.keystore import create_keystore
 from edge.chain.sync import SyncService, SyncSettings
-from edge.chain.syncplan import chain_lot_code, lot_bytes
+from edge.chain.syncplan import lot_bytes
 from edge.store import Store
 from edge.store.rows import GateEvent, new_event_id
 
-LOT = "lot-1"
+LOT = "LOT-1"
 LOT_SECRET = bytes.fromhex("00112233445566778899aabbccddeeff0123")
 PRICE_PER_HOUR = 10**15
 HOUR = 3600
 GATEWAY_INDEX = 5
+PASSWORD = "correct horse battery staple"
 
 
 @dataclass
@@ -38,7 +40,7 @@ class World:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def commitment(self, plate: str = "B-AB 1234") -> str:
-        return "0x" + plate_commitment(LOT_SECRET, chain_lot_code(LOT), plate).hex()
+        return "0x" + plate_commitment(LOT_SECRET, LOT, plate).hex()
 
     def settings(self, **overrides: object) -> SyncSettings:
         base = {"lot_id": LOT, "contract_address": self.admin.address, "chain_id": 31337, "confirmations": 0,
@@ -99,3 +101,37 @@ def landed_denials(w3: Web3, contract: RentalClient, from_block: int) -> list[by
 
 def store_path(tmp: Path) -> Path:
     return tmp / "parkgate.sqlite"
+
+
+def write_config(tmp: Path, world: World, rpc_url: str, batch_size: int = 20) -> Path:
+    """A gateway TOML config with chain sync on, the gateway key in a fast test keystore."""
+    password = tmp / "keystore-password"
+    password.write_text(PASSWORD + "\n")
+    keystore = tmp / "gateway.keystore.json"
+    if not keystore.exists():  # pbkdf2 with few rounds: every restart decrypts it, keep tests fast
+        create_keystore(keystore, PASSWORD, world.gateway.key, kdf="pbkdf2", iterations=2)
+    plate_key = tmp / "plate.key"
+    plate_key.write_text(LOT_SECRET.hex() + "\n")
+    config = tmp / "parkgate.toml"
+    config.write_text(f"""
+[gateway]
+id = "gw-test"
+lot_id = "{LOT}"
+state_dir = "{tmp}"
+
+[store]
+path = "{store_path(tmp)}"
+
+[chain]
+enabled = true
+rpc_url = "{rpc_url}"
+chain_id = 31337
+contract_address = "{world.admin.address}"
+keystore = "{keystore}"
+password_file = "{password}"
+plate_key_file = "{plate_key}"
+confirmations = 0
+batch_size = {batch_size}
+poll_interval_s = 0.2
+""")
+    return config

@@ -30,7 +30,7 @@ def test_booking_down_gate_records_up_and_their_effect_down_again(world: World, 
     manual = gate_event("manual", now + 2)
     for event in (verified, check_in, manual):
         store.record_gate_event(event, destinations=("chain",))
-    assert service.step_up() == 3
+    service.run_until_idle()
     for event in (verified, check_in):
         row = store.outbox_row("chain", event.event_id)
         assert row.status == "done" and row.ack_ref.startswith("0x")
