@@ -1,0 +1,147 @@
+"""Pure sync decisions: windows, reorg ancestor, batches, fees, replacement bump, backoff."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from web3 import Web3
+
+from edge.chain.anvil import dev_account
+from edge.chain.contract import GateRecord, RecordKind, load_artifact
+from edge.chain.syncplan import (
+    Fees,
+    RecordError,
+    assemble_batch,
+    backoff_delay,
+    bumped_fees,
+    chain_event_id,
+    common_ancestor,
+    gate_record,
+    initial_fees,
+    plan_windows,
+    record_batch_calldata,
+)
+from edge.store.rows import ChainBlock, OutboxRow
+
+GATEWAY = dev_account(5).address
+COMMIT = "0x" + "ab" * 32
+
+
+def _row(row_id: int, **payload: object) -> OutboxRow:
+    body = {"kind": "denied", "occurred_at_ms": 1_700_000_000_000, "booking_id": None,
+            "plate_commitment": None} | payload
+    return OutboxRow(id=row_id, destination="chain", event_id=f"EVENT{row_id:06d}", payload=body,
+                     created_at_ms=0, status="pending", attempts=0, sent_ref=None, ack_ref=None,
+                     last_error=None)
+
+
+@given(st.integers(0, 10_000), st.integers(-1, 10_000), st.integers(1, 3000))
+def test_windows_cover_the_range_exactly_once_within_the_size(first: int, last: int, size: int) -> None:
+    windows = plan_windows(first, last, size)
+    covered = [n for a, b in windows for n in range(a, b + 1)]
+    assert covered == list(range(first, last + 1))
+    assert all(b - a + 1 <= size for a, b in windows)
+
+
+def test_window_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="window size"):
+        plan_windows(0, 10, 0)
+
+
+def _blocks(numbers: list[int], tag: str) -> list[ChainBlock]:
+    return [ChainBlock(n, "0x" + f"{tag}{n:x}".rjust(64, "0"), "0x" + "0" * 64) for n in numbers]
+
+
+def test_common_ancestor_is_the_newest_stored_block_the_chain_still_has() -> None:
+    stored = _blocks([10, 12, 15, 20], "a")
+    same = {b.number: b.hash for b in stored}
+    assert common_ancestor(stored, same.get) is None  # no reorg
+    forked = dict(same) | {15: "0x" + "f" * 64, 20: "0x" + "e" * 64}
+    assert common_ancestor(stored, forked.get) == 12
+    assert common_ancestor(stored, lambda n: None) == -1  # everything orphaned
+    assert common_ancestor([], lambda n: None) is None
+
+
+@given(st.lists(st.integers(0, 500), min_size=1, max_size=30, unique=True), st.integers(0, 500))
+def test_common_ancestor_matches_a_fork_at_any_height(numbers: list[int], fork: int) -> None:
+    stored = _blocks(numbers, "a")
+    chain = {b.number: (b.hash if b.number <= fork else "0x" + "9" * 64) for b in stored}
+    below = [n for n in numbers if n <= fork]
+    expected = None if max(numbers) <= fork else (max(below) if below else -1)
+    assert common_ancestor(stored, chain.get) == expected
+
+
+def test_gate_record_maps_kinds_bookings_commitments_and_seconds() -> None:
+    record = gate_record(GATEWAY, _row(1, kind="check_in", booking_id="42", plate_commitment=COMMIT,
+                                       occurred_at_ms=1_700_000_000_999))
+    assert record == GateRecord(chain_event_id(GATEWAY, "EVENT000001"), RecordKind.CHECK_IN, 42,
+                                bytes.fromhex("ab" * 32), 1_700_000_000)
+    denied = gate_record(GATEWAY, _row(2))
+    assert denied.booking_id == 0 and denied.plate_commitment == b"\0" * 32
+
+
+@pytest.mark.parametrize("payload", [{"kind": "manual"}, {"booking_id": "x"}, {"plate_commitment": "0x12"},
+                                     {"occurred_at_ms": None}, {"booking_id": str(2**256)}])
+def test_bad_payloads_are_named_errors(payload: dict) -> None:
+    with pytest.raises(RecordError, match="outbox row 7"):
+        gate_record(GATEWAY, _row(7, **payload))
+
+
+def test_batch_skips_other_kinds_isolates_poison_and_dedups() -> None:
+    rows = [_row(1), _row(2, kind="fault"), _row(3, booking_id="nope"), _row(4, kind="verified",
+            booking_id="5", plate_commitment=COMMIT)]
+    duplicate = OutboxRow(**{**rows[0].__dict__, "id": 9})
+    batch = assemble_batch(GATEWAY, [*rows, duplicate], frozenset({"denied", "verified"}))
+    assert [r.id for r in batch.rows] == [1, 4]
+    assert [r.id for r in batch.skipped] == [2, 9]
+    assert [(r.id, "booking_id" in why) for r, why in batch.poison] == [(3, True)]
+    no_denials = assemble_batch(GATEWAY, rows, frozenset({"verified"}))
+    assert [r.id for r in no_denials.rows] == [4] and 1 in [r.id for r in no_denials.skipped]
+
+
+def test_calldata_matches_web3s_encoder() -> None:
+    contract = Web3().eth.contract(abi=load_artifact()["abi"])
+    records = [gate_record(GATEWAY, _row(i, booking_id=str(i))) for i in range(1, 4)]
+    expected = contract.encode_abi("recordGateEvents", [[r.as_abi() for r in records]])
+    assert "0x" + record_batch_calldata(records).hex() == expected
+
+
+@given(st.integers(0, 10**12), st.integers(0, 10**11), st.integers(1, 10**12))
+def test_fees_never_exceed_the_cap(base: int, tip: int, cap: int) -> None:
+    fees = initial_fees(base, tip, cap)
+    assert fees.max_fee <= cap and fees.priority_fee <= min(tip, cap)
+    if 2 * base + tip <= cap:
+        assert fees == Fees(2 * base + tip, tip)
+
+
+@given(st.integers(1, 10**11), st.integers(0, 10**10), st.integers(0, 10**11), st.integers(1, 10**12))
+def test_bump_beats_the_old_fees_by_an_eighth_or_refuses_at_the_cap(old_max: int, old_tip: int, base: int,
+                                                                     cap: int) -> None:
+    old = Fees(old_max, min(old_tip, old_max))
+    bumped = bumped_fees(old, base, old.priority_fee, cap)
+    if bumped is None:
+        return
+    assert bumped.max_fee * 8 >= old.max_fee * 9 and bumped.priority_fee * 8 >= old.priority_fee * 9
+    assert bumped.max_fee <= cap and bumped.priority_fee <= bumped.max_fee
+
+
+def test_bump_refused_when_the_cap_is_reached() -> None:
+    assert bumped_fees(Fees(100, 10), base_fee=10, priority_fee=10, cap=105) is None
+
+
+def test_backoff_grows_to_the_cap_with_jitter_from_the_injected_rng() -> None:
+    rng = random.Random(1)
+    delays = [backoff_delay(n, 1.0, 60.0, rng) for n in range(1, 12)]
+    assert all(0.5 <= d <= 1.0 for d in delays[:1])
+    assert all(30.0 <= d <= 60.0 for d in delays[7:])
+    assert delays == [backoff_delay(n, 1.0, 60.0, random.Random(1)) for n in range(1, 2)] + delays[1:]
+    assert backoff_delay(3, 1.0, 60.0, random.Random(7)) == backoff_delay(3, 1.0, 60.0, random.Random(7))
+
+
+@given(st.integers(0, 100), st.floats(0.01, 10), st.floats(0.01, 600))
+def test_backoff_stays_within_half_step_and_step(failures: int, base: float, cap: float) -> None:
+    step = min(cap, base * 2 ** max(failures - 1, 0))
+    assert step / 2 <= backoff_delay(failures, base, cap, random.Random(failures)) <= step
