@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_bridge.framer import Frame, FrameDecoder, encode_frame
@@ -39,6 +39,7 @@ messages = st.one_of(
 )
 
 
+@settings(deadline=None)  # shared 2-core CI box: no per-example time limit
 @given(messages, st.integers(0, 255))
 def test_message_round_trip_through_frame_and_wire(message, seq: int) -> None:  # noqa: ANN001
     frame = encode_message(message, seq)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_bridge.framer import (
@@ -35,11 +35,13 @@ def test_crc16_is_ccitt_false() -> None:
     assert crc16(b"123456789") == 0x29B1  # the catalogue check value of CRC-16/CCITT-FALSE
 
 
+@settings(deadline=None)  # shared 2-core CI box: no per-example time limit
 @given(st.binary(max_size=300))
 def test_crc16_matches_bitwise_reference(data: bytes) -> None:
     assert crc16(data) == reference_crc16_ccitt_false(data)
 
 
+@settings(deadline=None)  # shared 2-core CI box: no per-example time limit
 @given(st.binary(max_size=600))
 def test_cobs_round_trip_and_no_zero_bytes(data: bytes) -> None:
     encoded = cobs_encode(data)
@@ -47,6 +49,7 @@ def test_cobs_round_trip_and_no_zero_bytes(data: bytes) -> None:
     assert cobs_decode(encoded) == data
 
 
+@settings(deadline=None)  # shared 2-core CI box: no per-example time limit
 @given(frames)
 def test_frame_round_trip(frame: Frame) -> None:
     wire = encode_frame(frame)
@@ -54,6 +57,7 @@ def test_frame_round_trip(frame: Frame) -> None:
     assert parse_frame(wire[:-1]) == frame
 
 
+@settings(deadline=None)  # shared 2-core CI box: no per-example time limit
 @given(st.lists(frames, max_size=8), st.data())
 def test_decoder_handles_any_chunking(sent: list[Frame], data: st.DataObject) -> None:
     stream = b"".join(encode_frame(f) for f in sent)
@@ -65,6 +69,7 @@ def test_decoder_handles_any_chunking(sent: list[Frame], data: st.DataObject) ->
     assert decoder.stats.dropped() == 0
 
 
+@settings(deadline=None)  # shared 2-core CI box: no per-example time limit
 @given(st.binary(max_size=200), frames)
 def test_decoder_resyncs_after_garbage(garbage: bytes, frame: Frame) -> None:
     decoder = FrameDecoder()
