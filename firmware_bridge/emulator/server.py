@@ -7,8 +7,9 @@ Started by ``parkgate gate emulate``. On start it prints, one per line::
     CONTROL 127.0.0.1:PORT   the control channel
     READY
 
-Control channel (docs/gate-protocol.md, "Emulator"): one text command per line over TCP on loopback,
-one JSON object per reply line. Bytes the emulator sends are paced at the configured baud rate
+Control channel (docs/gate-protocol.md section 9): one text command per line over TCP on loopback,
+one JSON object per reply line. Commands: state | presence 0|1 | safety 0|1 | fault NAME 0|1 |
+corrupt N | drop N | unplug SECONDS. Bytes are paced at the configured baud rate in both directions
 (10 bit times per byte) unless --no-pace, because a pty itself ignores the baud rate.
 """
 
