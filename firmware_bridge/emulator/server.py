@@ -357,7 +357,7 @@ async def unplug(emulator: Emulator, seconds: float) -> None:
 
 async def serve_control(emulator: Emulator, port: int) -> asyncio.Server:
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(ConnectionError, ValueError):  # ValueError: line over 64 KiB
             while line := await reader.readline():
                 reply = await control_command(emulator, line.decode(errors="replace"))
                 writer.write(json.dumps(reply).encode() + b"\n")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from firmware_bridge.emulator.controller import Barrier, GateController, handle_frame
 from firmware_bridge.emulator.relayboard import COILS, HOLDING, INPUTS, RelayBoard
+from firmware_bridge.emulator.server import ControllerEmulator, EmulatorConfig, Pty, control_command
 from firmware_bridge.framer import Frame
 from firmware_bridge.messages import (
     Ack,
@@ -128,3 +134,22 @@ def test_relay_board_rejects_addresses_it_does_not_have() -> None:
     assert board.read(INPUTS, 6, 4, now=0.0) is None
     assert not board.write(COILS, 8, [True], now=0.0)
     assert not board.write(INPUTS, 0, [True], now=0.0)
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.text(max_size=40))
+def test_control_channel_answers_any_line_without_opening(line: str) -> None:
+    async def scenario() -> tuple[dict, int]:
+        emulator = ControllerEmulator(EmulatorConfig(pace=False), Pty(None))
+        emulator.pty.open()
+        try:
+            reply = await control_command(emulator, line)
+        finally:
+            emulator.pty.close()
+        return reply, emulator.core.opens
+
+    reply, opens = asyncio.run(scenario())
+    assert isinstance(reply, dict) and opens == 0
+    known = {"state", "presence", "safety", "fault", "corrupt", "drop", "unplug"}
+    if not line.split() or line.split()[0].lower() not in known:
+        assert "commands: state" in reply["error"]
