@@ -34,6 +34,10 @@ class RelayMap:
             value = getattr(self, name)
             if not 0 <= value < self.input_count:
                 raise ValueError(f"relay map {name}={value} must be in 0..{self.input_count - 1}")
+        wired = {name: getattr(self, name) for name in
+                 ("presence_input", "safety_input", "open_limit_input", "closed_limit_input")}
+        if len(set(wired.values())) < len(wired):
+            raise ValueError(f"relay map inputs must be distinct, got {wired}")
         if not 10 <= self.flash_unit_ms <= 1000:
             raise ValueError(f"relay map flash_unit_ms={self.flash_unit_ms} out of range 10..1000")
 

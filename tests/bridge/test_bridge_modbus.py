@@ -147,6 +147,8 @@ def test_relay_map_rejects_bad_config_with_allowed_keys() -> None:
         RelayMap.from_dict({"open_coil": 1})
     with pytest.raises(ValueError, match=r"open_relay=9 must be in 0\.\.7"):
         RelayMap(open_relay=9)
+    with pytest.raises(ValueError, match="inputs must be distinct"):
+        RelayMap(presence_input=1)
 
 
 def test_missing_port_is_a_clear_error(tmp_path: Path) -> None:
