@@ -243,11 +243,12 @@ class SyncService:
         checkpoint = self.store.get_checkpoint(DOWN_CHECKPOINT)
         first = checkpoint.block_number + 1 if checkpoint else self.settings.start_block
         applied = 0
-        for start, end in plan_windows(first, confirmed_head(head, self.settings.confirmations),
-                                       self.settings.log_window_blocks):
+        windows = plan_windows(first, confirmed_head(head, self.settings.confirmations),
+                               self.settings.log_window_blocks)
+        for start, end in windows:
             applied += self._sync_window(start, end)
         self.health_state.applied_logs_total += applied
-        if applied:
+        if windows:  # bound chain_history and chain_blocks to the reorg horizon
             self.store.prune_chain_history(max(head - self.settings.keep_history_blocks, 0))
         return applied
 
