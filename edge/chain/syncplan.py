@@ -132,6 +132,11 @@ def chain_event_id(gateway: str, event_id: str) -> bytes:
     return keccak(text=f"parkgate-gate-event-v1|{Web3.to_checksum_address(gateway)}|{event_id}")
 
 
+def _kind(payload: Mapping[str, Any]) -> str:
+    kind = payload.get("kind")
+    return kind if isinstance(kind, str) else ""
+
+
 class RecordError(ValueError):
     """An outbox payload cannot become a gate record (the row is poison: mark it dead)."""
 
@@ -139,7 +144,7 @@ class RecordError(ValueError):
 def gate_record(gateway: str, row: OutboxRow) -> GateRecord:
     """The contract record of one 'chain' outbox row (payload = the gate event's fields)."""
     payload = row.payload
-    kind = RECORD_KINDS.get(payload.get("kind"))  # type: ignore[arg-type]
+    kind = RECORD_KINDS.get(_kind(payload))
     if kind is None:
         raise RecordError(f"outbox row {row.id}: kind {payload.get('kind')!r} is not a chain record; "
                           f"allowed: {' | '.join(RECORD_KINDS)}")
@@ -183,7 +188,7 @@ def assemble_batch(gateway: str, rows: Sequence[OutboxRow], kinds: frozenset[str
     rows that can never be uploaded (bad payload). One event id appears at most once."""
     sent, records, skipped, poison, seen = [], [], [], [], set()
     for row in rows:
-        if row.payload.get("kind") not in kinds:
+        if _kind(row.payload) not in kinds:
             skipped.append(row)
             continue
         try:

@@ -145,3 +145,23 @@ def test_backoff_grows_to_the_cap_with_jitter_from_the_injected_rng() -> None:
 def test_backoff_stays_within_half_step_and_step(failures: int, base: float, cap: float) -> None:
     step = min(cap, base * 2 ** max(failures - 1, 0))
     assert step / 2 <= backoff_delay(failures, base, cap, random.Random(failures)) <= step
+
+
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80)
+_JSON = st.recursive(_SCALARS,
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                 max_size=3), max_leaves=6)
+
+
+@given(st.dictionaries(st.sampled_from(["kind", "booking_id", "plate_commitment", "occurred_at_ms", "x"]),
+                       _JSON | st.sampled_from(["denied", "check_in", COMMIT, "12", "-1"])))
+def test_any_outbox_payload_becomes_a_record_or_a_named_error(payload: dict) -> None:
+    row = OutboxRow(id=3, destination="chain", event_id="EVENT000003", payload=payload, created_at_ms=0,
+                    status="pending", attempts=0, sent_ref=None, ack_ref=None, last_error=None)
+    try:
+        record = gate_record(GATEWAY, row)
+    except RecordError as exc:
+        assert "outbox row 3" in str(exc)
+        return
+    assert len(record.event_id) == 32 and len(record.plate_commitment) == 32
+    assert 0 <= record.booking_id < 2**256 and 0 <= record.timestamp < 2**64

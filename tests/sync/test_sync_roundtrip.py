@@ -6,11 +6,11 @@ import threading
 import time
 from pathlib import Path
 
-from sync_world import LOT, World, gate_event
+from sync_world import LOT, World, gate_event, record_denied
 
 from edge.chain.contract import BookingStatus
 from edge.chain.sync import SyncService
-from edge.chain.syncplan import chain_event_id
+from edge.chain.syncplan import chain_event_id, lot_bytes
 from edge.store import Store
 
 
@@ -95,3 +95,16 @@ def _eventually(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
             return True
         time.sleep(0.05)
     return False
+
+
+def test_gateway_without_rights_gets_a_clear_error_and_keeps_its_records(world: World, store: Store) -> None:
+    world.admin.set_gateway(lot_bytes(LOT), world.gateway.address, False)
+    record_denied(store, 2, world.now())
+    service = world.service(store)
+    assert not service.step()
+    health = service.health()
+    assert "setGateway" in (health.last_error or "") and health.backlog == 2
+    assert store.counts().get("outbox.chain.pending") == 2
+    world.admin.set_gateway(lot_bytes(LOT), world.gateway.address, True)
+    service.run_until_idle()
+    assert store.counts().get("outbox.chain.done") == 2
