@@ -60,7 +60,7 @@ from edge.chain.syncplan import (
     rental_event_row,
 )
 from edge.config import Config, load_config
-from edge.store import Store
+from edge.store import Store, StoreError
 from edge.store.rows import ChainBlock, Lot, OutboxRow, Space
 
 log = logging.getLogger(__name__)
@@ -178,15 +178,16 @@ class SyncService:
     def step(self) -> bool:
         """One round of both directions. Returns True if it succeeded (errors are recorded in
         health, logged and backed off by :meth:`run`; they never escape)."""
-        try:
-            self._check_chain()
-            self.step_down()
-            self.step_up()
-        except Exception as exc:  # noqa: BLE001 - the loop must survive a dead node or a bad answer
-            self._failed(exc)
-            return False
-        self.health_state.consecutive_failures = 0
-        return True
+        ok = True
+        for direction in (self.step_down, self.step_up):  # one direction's trouble never stalls the other
+            try:
+                self._check_chain()
+                direction()
+            except Exception as exc:  # noqa: BLE001 - the loop must survive a dead node or a bad answer
+                self._failed(exc)
+                ok = False
+        self.health_state.consecutive_failures = 0 if ok else self.health_state.consecutive_failures + 1
+        return ok
 
     def run(self, stop: threading.Event) -> None:
         """Sync until ``stop`` is set: poll every ``poll_interval_s`` (at once while a backlog is left),
@@ -217,9 +218,9 @@ class SyncService:
     def _failed(self, exc: Exception) -> None:
         message = f"{type(exc).__name__}: {exc}"[:500]
         state = self.health_state
-        state.consecutive_failures += 1
         state.last_error, state.last_error_at_ms = message, self.store.clock()
-        log.warning("chain sync failed (%d in a row): %s", state.consecutive_failures, message)
+        log.warning("chain sync failed (%d steps in a row before this one): %s", state.consecutive_failures,
+                    message)
 
     def _check_chain(self) -> None:
         if self._chain_checked:
@@ -278,7 +279,7 @@ class SyncService:
         applied = 0
         with self.store.transaction():
             for event in events:
-                applied += self._apply(event, hashes[event.block_number])
+                applied += self._apply_or_drop(event, hashes[event.block_number])
             for number, block in blocks.items():
                 self.store.record_block(ChainBlock(number, hashes[number], _hex(block["parentHash"])))
             self.store.set_checkpoint(DOWN_CHECKPOINT, end, hashes[end])
@@ -296,6 +297,18 @@ class SyncService:
         events = sorted(self.client.decode_logs(logs), key=log_order)
         self._log_hashes = by_block_hash
         return events
+
+    def _apply_or_drop(self, event: DecodedEvent, block_hash: str) -> int:
+        """A log the cache refuses (values outside what the store allows) is counted and dropped, so
+        one bad log never blocks the checkpoint."""
+        try:
+            with self.store.transaction():
+                return self._apply(event, block_hash)
+        except (ValueError, StoreError) as exc:
+            self.health_state.extra["dropped_logs"] = self.health_state.extra.get("dropped_logs", 0) + 1
+            log.warning("dropped %s log at block %d index %d: %s", event.name, event.block_number,
+                        event.log_index, exc)
+            return 0
 
     def _apply(self, event: DecodedEvent, block_hash: str) -> int:
         """Apply one log to the cache; returns 1 if it changed something the gate decides on."""
