@@ -159,6 +159,7 @@ class SyncService:
         self.lot = lot_bytes(settings.lot_id)
         self.health_state = SyncHealth()
         self._chain_checked = False
+        self._broadcast_here: set[str] = set()  # tx hashes this instance handed to the node
 
     # ------------------------------------------------------------------ health
 
@@ -426,6 +427,7 @@ class SyncService:
                          (tx_hash, nonce, raw, json.dumps(list(outbox_ids)), str(fees.max_fee),
                           str(fees.priority_fee), self.store.clock()))
             self.store.mark_outbox_in_flight(list(outbox_ids), sent_ref=tx_hash)
+        self._broadcast_here.add(tx_hash)
         self._broadcast(raw)
         return tx_hash
 
@@ -440,6 +442,10 @@ class SyncService:
     def _settle(self, group: list[OpenTx]) -> int:
         """Resolve the nonce in flight: mined (mark done), consumed by something else (check each
         event with isProcessed), stuck (replace with bumped fees) or still pending (wait)."""
+        newest = group[-1]
+        if newest.tx_hash not in self._broadcast_here and not self._node_knows(newest.tx_hash):
+            self._broadcast(newest.raw_tx)  # signed by an earlier run that died before the node saw it
+        self._broadcast_here.add(newest.tx_hash)
         deadline = time.monotonic() + self.settings.receipt_wait_s
         while True:
             outcome = self._try_resolve(group)
@@ -495,7 +501,7 @@ class SyncService:
 
     def _maybe_replace(self, group: list[OpenTx]) -> None:
         newest = group[-1]
-        if self._node_knows(newest.tx_hash) is False:
+        if not self._node_knows(newest.tx_hash):
             self._broadcast(newest.raw_tx)  # lost by the node (restart, crash before broadcast)
         age_s = (self.store.clock() - newest.sent_at_ms) / 1000
         if age_s < self.settings.stuck_after_s:
