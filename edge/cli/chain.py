@@ -17,10 +17,10 @@ import sys
 import threading
 from pathlib import Path
 
-from edge.chain.keystore import KeystoreError, create_keystore, keystore_address, read_password
-from edge.chain.sync import SyncError, connect, service_from_config, stored_status
 from edge.config import ConfigError, load_config, read_secret
-from edge.store import Store, StoreError
+
+# web3 and eth-account take about a second to import: they load inside the commands that need them,
+# so `parkgate --help` and the other commands stay fast.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_keystore_new(args: argparse.Namespace) -> int:
+    from edge.chain.keystore import KeystoreError, create_keystore, read_password
+
     try:
         password = read_password(args.password_file, "--password-file")
         key = read_secret(args.private_key_file, "--private-key-file") if args.private_key_file else None
@@ -63,6 +65,8 @@ def cmd_keystore_new(args: argparse.Namespace) -> int:
 
 
 def cmd_keystore_address(args: argparse.Namespace) -> int:
+    from edge.chain.keystore import KeystoreError, keystore_address
+
     try:
         print(keystore_address(args.keystore))
     except KeystoreError as exc:
@@ -72,6 +76,10 @@ def cmd_keystore_address(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from edge.chain.keystore import KeystoreError
+    from edge.chain.sync import SyncError, service_from_config
+    from edge.store import StoreError
+
     try:
         service = service_from_config(load_config(args.config))
     except (ConfigError, KeystoreError, SyncError, StoreError, ValueError) as exc:
@@ -90,6 +98,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from edge.chain.sync import stored_status
+    from edge.store import Store, StoreError
+
     try:
         cfg = load_config(args.config)
         with Store(cfg.store_path) as store:
@@ -107,6 +118,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _head_block(rpc_url: str) -> int | str:
+    from edge.chain.sync import connect
+
     try:
         return int(connect(rpc_url, timeout_s=3.0).eth.block_number)
     except Exception as exc:  # noqa: BLE001 - status must answer even when the node is down
