@@ -22,6 +22,7 @@ from edge.vision import detector, plates, synth
 REPO = Path(__file__).resolve().parent.parent
 FONT_GLOBS = ("*Bold.ttf", "*Condensed-Bold.ttf", "*Mono*.ttf", "*Sans.ttf", "*Narrow*.ttf")
 OCR_SIZE = (128, 64)  # width, height
+DATA_VERSION = 2  # bump when generated samples change (keys the training-data cache)
 
 
 def data_dir() -> Path:
@@ -91,7 +92,9 @@ def synth_ocr_sample(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     quad = synth.plate_quad((canvas_w / 2, canvas_h / 2), width, pw / ph, rng, tilt=1.3)
     synth.warp_into(canvas, plate, quad)
     crop = jitter_crop(canvas, quad, rng)
-    small = cv2.resize(crop, (int(rng.uniform(60, 200)), int(rng.uniform(20, 70))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        crop, (int(rng.uniform(60, 200)), int(rng.uniform(20, 70))), interpolation=cv2.INTER_AREA
+    )
     crop = synth.degrade(small, rng, 1.0)
     return to_ocr_input(crop), plates.normalise(text)
 
@@ -118,8 +121,14 @@ def load_br_crops() -> list[tuple[np.ndarray, str]]:
 
 def load_us_crops(split: str) -> list[tuple[np.ndarray, str]]:
     root = data_dir() / "plates-us-crops"
-    return _load_labelled(root, root / "groundtruth.csv", "file", "plate", lambda name: us_split(name) == split,
-                          fieldnames=("file", "state", "plate"))
+    return _load_labelled(
+        root,
+        root / "groundtruth.csv",
+        "file",
+        "plate",
+        lambda name: us_split(name) == split,
+        fieldnames=("file", "state", "plate"),
+    )
 
 
 def _load_labelled(root: Path, csv_path: Path, file_key: str, text_key: str, keep, fieldnames=None) -> list:
@@ -137,6 +146,7 @@ def _load_labelled(root: Path, csv_path: Path, file_key: str, text_key: str, kee
 
 
 # ---- detector scenes -------------------------------------------------------------------------------------
+
 
 @cache
 def background_paths() -> tuple[str, ...]:
@@ -174,14 +184,22 @@ def detector_scene(rng: np.random.Generator, size: int, br: list) -> tuple[np.nd
     height = int(width * rng.uniform(0.5, 0.85))
     if rng.random() < 0.35:
         style = synth.STYLES[rng.integers(3)]
-        frame, box = synth.render_frame(synth.random_text(rng, style), style, rng, (width, height),
-                                        text_mask=any_text_mask)
+        frame, box = synth.render_frame(
+            synth.random_text(rng, style), style, rng, (width, height), text_mask=any_text_mask
+        )
         boxes = [box]
     else:
         frame, boxes = _composite(rng, width, height, br)
     boxed, geometry = detector.letterbox(frame, size)
-    mapped = [(x1 * geometry.scale + geometry.pad_x, y1 * geometry.scale + geometry.pad_y,
-               x2 * geometry.scale + geometry.pad_x, y2 * geometry.scale + geometry.pad_y) for x1, y1, x2, y2 in boxes]
+    mapped = [
+        (
+            x1 * geometry.scale + geometry.pad_x,
+            y1 * geometry.scale + geometry.pad_y,
+            x2 * geometry.scale + geometry.pad_x,
+            y2 * geometry.scale + geometry.pad_y,
+        )
+        for x1, y1, x2, y2 in boxes
+    ]
     return boxed, mapped
 
 
@@ -192,11 +210,15 @@ def _composite(rng: np.random.Generator, width: int, height: int, br: list):
         return synth.degrade(frame, rng, 0.7), boxes
     if rng.random() < 0.5:
         car_w = width * rng.uniform(0.4, 0.9)
-        cx, cy = synth.draw_car(frame, rng, width * rng.uniform(0.3, 0.7), height * rng.uniform(0.75, 1.0), car_w)
+        cx, cy = synth.draw_car(
+            frame, rng, width * rng.uniform(0.3, 0.7), height * rng.uniform(0.75, 1.0), car_w
+        )
         centres = [(cx, cy, car_w * rng.uniform(0.2, 0.32))]
     else:
-        centres = [(width * rng.uniform(0.15, 0.85), height * rng.uniform(0.2, 0.85), width * rng.uniform(0.1, 0.45))
-                   for _ in range(int(rng.integers(1, 3)))]
+        centres = [
+            (width * rng.uniform(0.15, 0.85), height * rng.uniform(0.2, 0.85), width * rng.uniform(0.1, 0.45))
+            for _ in range(int(rng.integers(1, 3)))
+        ]
     for cx, cy, plate_w in centres:
         plate = _random_plate_image(rng, br)
         quad = synth.plate_quad((cx, cy), plate_w, plate.shape[1] / plate.shape[0], rng, tilt=1.2)

@@ -8,41 +8,11 @@ from torch.nn import functional as F
 
 
 def conv_bn(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
-
-
-class PlateOcrNet(nn.Module):
-    """Fixed-slot OCR (fast-plate-ocr style): conv backbone, then one dense layer to slots x alphabet."""
-
-    def __init__(self, slots: int, alphabet: int, height: int = 64, width: int = 128) -> None:
-        super().__init__()
-        self.slots, self.alphabet = slots, alphabet
-        self.features = nn.Sequential(
-            conv_bn(1, 16), nn.MaxPool2d(2),
-            conv_bn(16, 32), nn.MaxPool2d(2),
-            conv_bn(32, 64), nn.MaxPool2d(2),
-            conv_bn(64, 96), conv_bn(96, 96), nn.MaxPool2d((2, 1)),
-            conv_bn(96, 40, kernel=1),
-        )
-        flat = 40 * (height // 16) * (width // 8)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.25), nn.Linear(flat, slots * alphabet))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: float N x 1 x H x W in [0, 1]; returns logits N x slots x alphabet."""
-        return self.head(self.features(x)).view(-1, self.slots, self.alphabet)
-
-
-class OcrExport(nn.Module):
-    """uint8 NHWC in, per-slot softmax out: the fast-plate-ocr ONNX contract."""
-
-    def __init__(self, net: PlateOcrNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.to(torch.float32).permute(0, 3, 1, 2) / 255.0
-        return F.softmax(self.net(x), dim=-1)
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class PlateDetectorNet(nn.Module):
@@ -93,5 +63,75 @@ class DetectorExport(nn.Module):
         size_w, size_h = torch.exp(gather(0)) * 8.0, torch.exp(gather(1)) * 8.0
         cx, cy = (xs + 0.5 + gather(2)) * 8.0, (ys + 0.5 + gather(3)) * 8.0
         zeros = torch.zeros_like(scores)
-        rows = torch.stack([zeros, cx - size_w / 2, cy - size_h / 2, cx + size_w / 2, cy + size_h / 2, zeros, scores], -1)
+        rows = torch.stack(
+            [zeros, cx - size_w / 2, cy - size_h / 2, cx + size_w / 2, cy + size_h / 2, zeros, scores], -1
+        )
         return rows.reshape(-1, 7)
+
+
+class PlateCtcNet(nn.Module):
+    """Column-sequence OCR trained with CTC: conv backbone collapsed to one row of T columns, each
+    classified over the alphabet (the pad character doubles as the CTC blank)."""
+
+    def __init__(self, alphabet: int, height: int = 64) -> None:
+        super().__init__()
+        self.alphabet = alphabet
+        self.features = nn.Sequential(
+            conv_bn(1, 16),
+            nn.MaxPool2d(2),
+            conv_bn(16, 32),
+            nn.MaxPool2d(2),
+            conv_bn(32, 64),
+            nn.MaxPool2d((2, 1)),
+            conv_bn(64, 96),
+            nn.MaxPool2d((2, 1)),
+            conv_bn(96, 128, kernel=1),
+        )
+        rows = height // 16
+        self.collapse = nn.Sequential(
+            nn.Conv2d(128, 128, (rows, 1), bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True)
+        )
+        self.context = nn.Sequential(
+            nn.Conv1d(128, 128, 3, padding=1, bias=False),
+            nn.BatchNorm1d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv1d(128, 128, 3, padding=1, bias=False),
+            nn.BatchNorm1d(128),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.15),
+            nn.Conv1d(128, alphabet, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: float N x 1 x H x W in [0, 1]; returns logits N x T x alphabet (T = W / 4)."""
+        columns = self.collapse(self.features(x)).squeeze(2)
+        return self.context(columns).permute(0, 2, 1)
+
+
+class CtcSlotsExport(nn.Module):
+    """uint8 NHWC in, fixed slots x alphabet probabilities out (the fast-plate-ocr contract).
+
+    Greedy CTC decoding in the graph: a column is kept when its best class is not the blank and differs
+    from the previous column's; the k-th kept column fills slot k with its probability row; slots left
+    over are one-hot on the pad character.
+    """
+
+    def __init__(self, net: PlateCtcNet, slots: int, blank: int) -> None:
+        super().__init__()
+        self.net, self.slots, self.blank = net, slots, blank
+        pad = torch.zeros(1, 1, net.alphabet)
+        pad[0, 0, blank] = 1.0
+        self.register_buffer("pad_row", pad)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.to(torch.float32).permute(0, 3, 1, 2) / 255.0
+        probs = F.softmax(self.net(x), dim=-1)  # N x T x C
+        best = probs.argmax(-1)  # N x T
+        previous = torch.cat([torch.full_like(best[:, :1], -1), best[:, :-1]], 1)
+        keep = ((best != self.blank) & (best != previous)).to(torch.float32)
+        slot_of = torch.cumsum(keep, 1) - 1.0  # N x T
+        slot_ids = torch.arange(self.slots, dtype=torch.float32).view(1, 1, -1)
+        assign = (slot_of.unsqueeze(-1) == slot_ids).to(torch.float32) * keep.unsqueeze(-1)  # N x T x S
+        filled = torch.bmm(assign.transpose(1, 2), probs)  # N x S x C
+        empty = 1.0 - assign.sum(1)  # N x S
+        return filled + empty.unsqueeze(-1) * self.pad_row

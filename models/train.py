@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import pickle
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -15,18 +17,27 @@ import numpy as np
 import yaml
 
 import models
+from edge.vision import ocr as ocr_mod
 from models import data
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
+PAD = "_"
 SLOTS = 10
 DETECTOR_SIZE = 384
 TRAIN_CROP = 256
 
 
 def ocr_config() -> dict:
-    return {"max_plate_slots": SLOTS, "alphabet": ALPHABET, "pad_char": "_", "img_height": data.OCR_SIZE[1],
-            "img_width": data.OCR_SIZE[0], "keep_aspect_ratio": False, "interpolation": "linear",
-            "image_color_mode": "grayscale"}
+    return {
+        "max_plate_slots": SLOTS,
+        "alphabet": ALPHABET,
+        "pad_char": PAD,
+        "img_height": data.OCR_SIZE[1],
+        "img_width": data.OCR_SIZE[0],
+        "keep_aspect_ratio": False,
+        "interpolation": "linear",
+        "image_color_mode": "grayscale",
+    }
 
 
 def _synth_ocr_chunk(args: tuple[int, int]) -> list:
@@ -42,33 +53,83 @@ def _scene_chunk(args: tuple[int, int]) -> list:
     return [data.detector_scene(rng, DETECTOR_SIZE, br) for _ in range(count)]
 
 
+def _cache_dir() -> Path:
+    path = Path(os.environ.get("PARKGATE_TRAIN_CACHE", "/tmp/parkgate-train-cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _parallel(func, seed: int, total: int, workers: int) -> list:
+    """Generate `total` items in 16 seeded chunks; cached in $PARKGATE_TRAIN_CACHE (default /tmp)."""
+    cache_dir = _cache_dir()
+    cache = cache_dir / f"{func.__name__}-v{data.DATA_VERSION}-{seed}-{total}.pkl"
+    if cache.is_file():
+        with open(cache, "rb") as handle:
+            return pickle.load(handle)
     chunks = [(seed * 100 + i, total // 16) for i in range(16)]
     with Pool(workers) as pool:
-        return [item for chunk in pool.map(func, chunks) for item in chunk]
+        items = [item for chunk in pool.map(func, chunks) for item in chunk]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache, "wb") as handle:
+        pickle.dump(items, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return items
 
 
-def encode_label(text: str) -> list[int]:
-    text = text[:SLOTS].ljust(SLOTS, "_")
-    return [ALPHABET.index(c) if c in ALPHABET else ALPHABET.index("_") for c in text]
+def train_ocr(
+    seed: int, steps: int, pool_size: int, workers: int, out_dir: Path, self_train_steps: int
+) -> None:
+    """Base OCR on synthetic + labelled real crops, then (optionally) self-training on pseudo-labelled
+    unlabelled EU crops, starting from the base weights."""
+    started = time.time()
+    synthetic = _parallel(_synth_ocr_chunk, seed, pool_size, workers)
+    real = [
+        (img, txt) for img, txt in data.load_br_crops() + data.load_us_crops("train") if 0 < len(txt) <= SLOTS
+    ]
+    print(f"ocr data: {len(synthetic)} synthetic, {len(real)} real, {time.time() - started:.0f}s", flush=True)
+    net = fit_ocr(seed, steps, synthetic, real, None, 3e-3)
+    export_ocr(net, out_dir)
+    if self_train_steps > 0:
+        pseudo = pseudo_label_eu_crops(out_dir / "plate_ocr.onnx")
+        print(f"self-training on {len(pseudo)} pseudo-labelled EU crops", flush=True)
+        net = fit_ocr(seed + 1, self_train_steps, synthetic, real + pseudo, net.state_dict(), 1e-3)
+        export_ocr(net, out_dir)
 
 
-def train_ocr(seed: int, steps: int, pool_size: int, workers: int, out_dir: Path) -> None:
+def pseudo_label_eu_crops(ocr_path: Path, min_confidence: float = 0.9) -> list[tuple[np.ndarray, str]]:
+    """Unlabelled EU crops that the current OCR reads confidently (5-9 characters), with that read."""
+    import cv2
+
+    from edge.vision.reader import PlateOcr
+
+    reader = PlateOcr(ocr_path, ocr_mod.config_from_dict(ocr_config()), threads=1)
+    kept = []
+    for path in data.eu_crop_paths():
+        image = cv2.imread(path)
+        if image is None:
+            continue
+        text, confidences = reader.read_crops([image])[0]
+        if 5 <= len(text) <= 9 and min(confidences) >= min_confidence:
+            kept.append((image, text))
+    return kept
+
+
+def fit_ocr(seed: int, steps: int, synthetic: list, real: list, init_state, max_lr: float):
+    """CTC training of the column OCR on a mix of synthetic and (augmented) real crops."""
     import torch
     from torch.nn import functional as F
 
-    from models.nets import OcrExport, PlateOcrNet
+    from models.nets import PlateCtcNet
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     started = time.time()
-    synthetic = _parallel(_synth_ocr_chunk, seed, pool_size, workers)
-    real = [(img, txt) for img, txt in data.load_br_crops() + data.load_us_crops("train") if 0 < len(txt) <= SLOTS]
-    print(f"ocr data: {len(synthetic)} synthetic, {len(real)} real, {time.time() - started:.0f}s", flush=True)
-    net = PlateOcrNet(SLOTS, len(ALPHABET), data.OCR_SIZE[1], data.OCR_SIZE[0])
-    optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps, pct_start=0.15)
-    batch_size, real_share = 64, 0.35
+    net = PlateCtcNet(len(ALPHABET), data.OCR_SIZE[1])
+    if init_state is not None:
+        net.load_state_dict(init_state)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=max_lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=max_lr, total_steps=steps, pct_start=0.1)
+    batch_size, real_share = 64, 0.35 if init_state is None else 0.5
+    blank = ALPHABET.index(PAD)
     for step in range(steps):
         n_real = int(batch_size * real_share) if real else 0
         images, labels = [], []
@@ -78,27 +139,59 @@ def train_ocr(seed: int, steps: int, pool_size: int, workers: int, out_dir: Path
         for index in rng.integers(len(real), size=n_real):
             images.append(data.augment_real_crop(real[index][0], rng))
             labels.append(real[index][1])
-        x = torch.from_numpy(np.stack(images)).float().unsqueeze(1) / 255.0
-        x = _photometric(x, rng)
-        y = torch.tensor([encode_label(t) for t in labels])
+        x = _photometric(torch.from_numpy(np.stack(images)).float().unsqueeze(1) / 255.0, rng)
+        targets = [_indices(t) for t in labels]
         net.train()
-        logits = net(x)
-        loss = F.cross_entropy(logits.reshape(-1, len(ALPHABET)), y.reshape(-1), label_smoothing=0.05)
+        logits = net(x)  # N x T x C
+        log_probs = F.log_softmax(logits, -1).permute(1, 0, 2)
+        loss = F.ctc_loss(
+            log_probs,
+            torch.tensor([i for t in targets for i in t]),
+            torch.full((len(targets),), logits.shape[1], dtype=torch.long),
+            torch.tensor([len(t) for t in targets]),
+            blank=blank,
+            zero_infinity=True,
+        )
         optimiser.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         optimiser.step()
         schedule.step()
         if step % 100 == 0 or step == steps - 1:
-            accuracy = (logits.argmax(-1) == y).all(-1).float().mean().item()
-            print(f"ocr step {step} loss {loss.item():.3f} batch-exact {accuracy:.2f} {time.time() - started:.0f}s",
-                  flush=True)
-    net.eval()
+            decoded = [_greedy(row, blank) for row in logits.argmax(-1).tolist()]
+            exact = np.mean([d == t for d, t in zip(decoded, targets, strict=True)])
+            print(
+                f"ocr step {step} loss {loss.item():.3f} exact {exact:.2f} {time.time() - started:.0f}s",
+                flush=True,
+            )
+    return net.eval()
+
+
+def _indices(text: str) -> list[int]:
+    return [ALPHABET.index(c) for c in text[:SLOTS] if c in ALPHABET and c != PAD]
+
+
+def _greedy(best: list[int], blank: int) -> list[int]:
+    out, previous = [], -1
+    for index in best:
+        if index != blank and index != previous:
+            out.append(index)
+        previous = index
+    return out
+
+
+def export_ocr(net, out_dir: Path) -> None:
+    import torch
+
+    from models.nets import CtcSlotsExport
+
     sample = torch.zeros(1, data.OCR_SIZE[1], data.OCR_SIZE[0], 1, dtype=torch.uint8)
     path = out_dir / "plate_ocr.onnx"
-    _export(OcrExport(net), sample, path, "input", "output")
+    _export(CtcSlotsExport(net, SLOTS, ALPHABET.index(PAD)), sample, path, "input", "output")
     with open(out_dir / "plate_ocr.yaml", "w", encoding="utf-8") as handle:
         yaml.safe_dump(ocr_config(), handle, sort_keys=False)
     quantise(path, out_dir / "plate_ocr.int8.onnx")
+    torch.save(net.state_dict(), _cache_dir() / "plate_ocr.pt")
 
 
 def _photometric(x, rng: np.random.Generator):
@@ -127,7 +220,12 @@ def train_detector(seed: int, steps: int, scenes: int, workers: int, out_dir: Pa
     batch_size = 16
     for step in range(steps):
         batch = [_random_crop(*pool[i], rng) for i in rng.integers(len(pool), size=batch_size)]
-        x = torch.from_numpy(np.stack([b[0] for b in batch])[:, :, :, ::-1].copy()).float().permute(0, 3, 1, 2) / 255
+        x = (
+            torch.from_numpy(np.stack([b[0] for b in batch])[:, :, :, ::-1].copy())
+            .float()
+            .permute(0, 3, 1, 2)
+            / 255
+        )
         targets = [_centre_targets(b[1], TRAIN_CROP // PlateDetectorNet.stride) for b in batch]
         heat, size, offset, mask = (torch.from_numpy(np.stack([t[k] for t in targets])) for k in range(4))
         net.train()
@@ -143,8 +241,11 @@ def train_detector(seed: int, steps: int, scenes: int, workers: int, out_dir: Pa
         optimiser.step()
         schedule.step()
         if step % 100 == 0 or step == steps - 1:
-            print(f"det step {step} loss {loss.item():.3f} (heat {loss_heat.item():.3f} size {loss_size.item():.3f})"
-                  f" {time.time() - started:.0f}s", flush=True)
+            print(
+                f"det step {step} loss {loss.item():.3f} heat {loss_heat.item():.3f}"
+                f" {time.time() - started:.0f}s",
+                flush=True,
+            )
     net.eval()
     path = out_dir / "plate_detector.onnx"
     _export(DetectorExport(net), torch.zeros(1, 3, DETECTOR_SIZE, DETECTOR_SIZE), path, "images", "output")
@@ -207,10 +308,16 @@ def _export(module, sample, path: Path, input_name: str, output_name: str) -> No
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(module, (sample,), str(path), input_names=[input_name], output_names=[output_name],
-                      opset_version=17, dynamo=False,
-                      dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}}
-                      if input_name == "input" else None)
+    torch.onnx.export(
+        module,
+        (sample,),
+        str(path),
+        input_names=[input_name],
+        output_names=[output_name],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}} if input_name == "input" else None,
+    )
     print(f"exported {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
 
 
@@ -229,8 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--ocr-steps", type=int, default=2400)
-    parser.add_argument("--ocr-pool", type=int, default=24000)
-    parser.add_argument("--detector-steps", type=int, default=2400)
+    parser.add_argument("--ocr-pool", type=int, default=16000)
+    parser.add_argument("--self-train-steps", type=int, default=600, help="OCR self-training on EU crops")
+    parser.add_argument("--detector-steps", type=int, default=1000)
     parser.add_argument("--detector-scenes", type=int, default=2400)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
     parser.add_argument("--workers", type=int, default=2, help="processes generating data")
@@ -240,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     if args.all or args.ocr:
-        train_ocr(args.seed, args.ocr_steps, args.ocr_pool, args.workers, args.out)
+        train_ocr(args.seed, args.ocr_steps, args.ocr_pool, args.workers, args.out, args.self_train_steps)
     if args.all or args.detector:
         train_detector(args.seed, args.detector_steps, args.detector_scenes, args.workers, args.out)
     return 0

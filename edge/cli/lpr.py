@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -26,14 +27,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="evaluate on a labelled folder, print one JSON line")
     evaluate.add_argument("folder", type=Path, metavar="DIR")
     evaluate.add_argument("--ocr-only", action="store_true", help="images are plate crops")
-    evaluate.add_argument("--labels", type=Path, help="CSV of file,...,plate (default: DIR/groundtruth.csv "
-                          "or one OpenALPR .txt per image)")
+    evaluate.add_argument(
+        "--labels",
+        type=Path,
+        help="CSV of file,...,plate (default: DIR/groundtruth.csv or one OpenALPR .txt per image)",
+    )
     evaluate.add_argument("--limit", type=int, help="evaluate at most N images")
-    evaluate.add_argument("--split", choices=("all", "train", "holdout"), default="all",
-                          help="only images of this fine-tuning split (see models/cards)")
+    evaluate.add_argument(
+        "--split",
+        choices=("all", "train", "holdout"),
+        default="all",
+        help="only images of this fine-tuning split (see models/cards)",
+    )
     evaluate.add_argument("--show-misses", action="store_true", help="print each wrong read to stderr")
     _model_options(evaluate)
     evaluate.set_defaults(func=cmd_eval)
+
+    bench = commands.add_parser("bench", help="time detection + OCR on rendered 1280x720 frames, print JSON")
+    bench.add_argument("--frames", type=int, default=50)
+    _model_options(bench)
+    bench.set_defaults(func=cmd_bench)
 
     render = commands.add_parser("synth", help="render synthetic vehicle frames showing a plate")
     render.add_argument("text", help="plate text, e.g. 'AB 123-CD'")
@@ -72,8 +85,10 @@ def cmd_read(args: argparse.Namespace) -> int:
             print(f"{path}: no plate")
         for read in reads:
             box = ",".join(f"{v:.0f}" for v in read.box)
-            print(f"{path}: {read.text or '-'} confidence={read.confidence:.3f} box={box} "
-                  f"detector={read.detector_score:.3f}")
+            print(
+                f"{path}: {read.text or '-'} confidence={read.confidence:.3f} box={box} "
+                f"detector={read.detector_score:.3f}"
+            )
     return status
 
 
@@ -98,6 +113,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"miss {sample.image.name}: label {sample.plate} read {text or '-'}", file=sys.stderr)
 
     figures = evaluate.evaluate(samples, best_text, show if args.show_misses else None)
+    figures["peak_rss_mb"] = evaluate.peak_rss_mb()
+    print(json.dumps(figures))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge.vision import evaluate, plates, synth
+
+    reader = _reader(args)
+    rng = np.random.default_rng(0)
+    results = []
+    for _ in range(max(1, args.frames)):
+        style = synth.STYLES[rng.integers(len(synth.STYLES))]
+        text = synth.random_text(rng, style)
+        frame, _ = synth.render_frame(text, style, rng)
+        started = time.perf_counter()
+        reads = reader.read(frame)
+        elapsed = (time.perf_counter() - started) * 1000
+        results.append((plates.normalise(text), reads[0].text if reads else "", elapsed))
+    figures = evaluate.summarise(results)
     figures["peak_rss_mb"] = evaluate.peak_rss_mb()
     print(json.dumps(figures))
     return 0

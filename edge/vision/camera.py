@@ -46,9 +46,16 @@ class FrameSource:
     or fails is reopened after `retry_s`, doubling up to `max_retry_s`.
     """
 
-    def __init__(self, source: str | int, queue_size: int = 4, retry_s: float = 0.5, max_retry_s: float = 10.0,
-                 loop: bool = False, fps_limit: float | None = None,
-                 opener: Callable[[str | int], cv2.VideoCapture] = open_capture) -> None:
+    def __init__(
+        self,
+        source: str | int,
+        queue_size: int = 4,
+        retry_s: float = 0.5,
+        max_retry_s: float = 10.0,
+        loop: bool = False,
+        fps_limit: float | None = None,
+        opener: Callable[[str | int], cv2.VideoCapture] = open_capture,
+    ) -> None:
         self.source = parse_source(source)
         self.frames: queue.Queue[Frame] = queue.Queue(maxsize=max(1, queue_size))
         self.retry_s, self.max_retry_s, self.loop = retry_s, max_retry_s, loop

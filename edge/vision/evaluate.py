@@ -73,7 +73,9 @@ def summarise(results: Iterable[tuple[str, str, float]]) -> dict:
     rows = list(results)
     n = len(rows)
     exact = sum(1 for label, read, _ in rows if read == label)
-    folded = sum(1 for label, read, _ in rows if plates.fold_lookalikes(read) == plates.fold_lookalikes(label))
+    folded = sum(
+        1 for label, read, _ in rows if plates.fold_lookalikes(read) == plates.fold_lookalikes(label)
+    )
     times = np.array([ms for _, _, ms in rows], dtype=np.float64) if rows else np.zeros(1)
     return {
         "n": n,
@@ -91,8 +93,11 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def evaluate(samples: list[Sample], read: Callable[[np.ndarray], str],
-             on_miss: Callable[[Sample, str], None] | None = None) -> dict:
+def evaluate(
+    samples: list[Sample],
+    read: Callable[[np.ndarray], str],
+    on_miss: Callable[[Sample, str], None] | None = None,
+) -> dict:
     """Run `read` (image -> best plate text, '' for none) on each sample, timing only the read."""
     results = []
     for sample in samples:

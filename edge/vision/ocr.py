@@ -57,7 +57,9 @@ def config_from_dict(data: dict, source: str = "OCR config") -> OcrConfig:
     if len(set(config.alphabet)) != len(config.alphabet):
         raise ValueError(f"{source}: alphabet has repeated characters: {config.alphabet!r}")
     if config.image_color_mode not in COLOR_MODES:
-        raise ValueError(f"{source}: image_color_mode must be one of {COLOR_MODES}, got {config.image_color_mode!r}")
+        raise ValueError(
+            f"{source}: image_color_mode must be one of {COLOR_MODES}, got {config.image_color_mode!r}"
+        )
     return config
 
 

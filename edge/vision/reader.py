@@ -114,4 +114,6 @@ class PlateReader:
         """OCR only, for an image that is already a plate crop."""
         text, chars = self.ocr.read_crops([crop_bgr])[0]
         height, width = crop_bgr.shape[:2]
-        return PlateRead(text, ocr.plate_confidence(chars), tuple(chars), (0.0, 0.0, float(width), float(height)))
+        return PlateRead(
+            text, ocr.plate_confidence(chars), tuple(chars), (0.0, 0.0, float(width), float(height))
+        )

@@ -18,10 +18,32 @@ LETTERS, DIGITS = string.ascii_uppercase, string.digits
 TextMask = Callable[[str, np.random.Generator], np.ndarray]
 # Layouts per style: A letter, 9 digit, * either, other characters drawn as separators.
 LAYOUTS = {
-    "eu": ("AA 999-AA", "AA-999AA", "AA 9999-AA", "AAA 999", "AA99 AAA", "A-AA 9999", "AA-A 999", "AAA-9999",
-           "A 999 AAA", "AA 99 AAA", "AA999AA", "AAA 99A"),
-    "us": ("9AAA999", "AAA-9999", "AAA 999", "999-AAA", "9AA 9999", "AA9-9999", "999 9999", "A99 9AA", "AAA999",
-           "9A*9*99"),
+    "eu": (
+        "AA 999-AA",
+        "AA-999AA",
+        "AA 9999-AA",
+        "AAA 999",
+        "AA99 AAA",
+        "A-AA 9999",
+        "AA-A 999",
+        "AAA-9999",
+        "A 999 AAA",
+        "AA 99 AAA",
+        "AA999AA",
+        "AAA 99A",
+    ),
+    "us": (
+        "9AAA999",
+        "AAA-9999",
+        "AAA 999",
+        "999-AAA",
+        "9AA 9999",
+        "AA9-9999",
+        "999 9999",
+        "A99 9AA",
+        "AAA999",
+        "9A*9*99",
+    ),
     "br": ("AAA-9999", "AAA9A99", "AAA 9999"),
 }
 HERSHEY_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_TRIPLEX)
@@ -73,8 +95,12 @@ def _paste_mask(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, i
     region[:] = (region * (1 - alpha) + np.array(color, np.float32) * alpha).astype(np.uint8)
 
 
-def render_plate(text: str, style: str = "eu", rng: np.random.Generator | None = None,
-                 text_mask: TextMask = hershey_text_mask) -> np.ndarray:
+def render_plate(
+    text: str,
+    style: str = "eu",
+    rng: np.random.Generator | None = None,
+    text_mask: TextMask = hershey_text_mask,
+) -> np.ndarray:
     """A clean, front-on BGR plate image showing `text` in the given style."""
     if style not in STYLES:
         raise ValueError(f"unknown plate style {style!r}; allowed: {', '.join(STYLES)}")
@@ -89,16 +115,58 @@ def _eu_plate(text: str, rng: np.random.Generator, text_mask: TextMask) -> np.nd
     plate = np.full((height, width, 3), background, np.uint8)
     plate = _shade(plate, rng)
     cv2.rectangle(plate, (3, 3), (width - 4, height - 4), (20, 20, 20), int(rng.integers(3, 7)))
-    band = int(height * 0.42) if rng.random() < 0.85 else 0
+    band = int(height * rng.uniform(0.36, 0.5)) if rng.random() < 0.9 else 0
     if band:
-        cv2.rectangle(plate, (6, 6), (6 + band, height - 7), (160, 60, 10), -1)
-        cv2.circle(plate, (6 + band // 2, int(height * 0.33)), band // 4, (0, 200, 255), 2)
-        code = text_mask(LETTERS[rng.integers(26)], rng)
-        _paste_mask(plate, code, (10, int(height * 0.6), band - 8, int(height * 0.3)), (255, 255, 255))
+        _eu_band(plate, band, rng, text_mask)
     margin = int(height * 0.14)
-    _paste_mask(plate, text_mask(text, rng), (band + 14, margin, width - band - 26, height - 2 * margin),
-                (20, 20, 20))
+    box = (band + 14, margin, width - band - 26, height - 2 * margin)
+    left, sep, right = text.partition(" " if " " in text else "-")
+    if sep and rng.random() < 0.35:  # a coat of arms between the letter groups, as on SK/HR/CZ plates
+        _paste_with_emblem(plate, left, right, box, rng, text_mask)
+    else:
+        _paste_mask(plate, text_mask(text, rng), box, (20, 20, 20))
     return plate
+
+
+def _eu_band(plate: np.ndarray, band: int, rng: np.random.Generator, text_mask: TextMask) -> None:
+    """Blue EU band: a ring of yellow stars and a 1-3 letter country code."""
+    height = plate.shape[0]
+    cv2.rectangle(plate, (6, 6), (6 + band, height - 7), (int(rng.integers(120, 200)), 60, 10), -1)
+    centre, radius = (6 + band // 2, int(height * 0.3)), band * 0.28
+    for k in range(12):
+        angle = 2 * np.pi * k / 12
+        star = (int(centre[0] + radius * np.cos(angle)), int(centre[1] + radius * np.sin(angle)))
+        cv2.circle(plate, star, max(1, band // 18), (0, 210, 255), -1)
+    code = "".join(LETTERS[i] for i in rng.integers(26, size=int(rng.integers(1, 4))))
+    _paste_mask(
+        plate, text_mask(code, rng), (10, int(height * 0.58), band - 8, int(height * 0.3)), (255, 255, 255)
+    )
+
+
+def _paste_with_emblem(
+    plate, left: str, right: str, box, rng: np.random.Generator, text_mask: TextMask
+) -> None:
+    x, y, w, h = box
+    emblem_w = int(h * 0.55)
+    left_w = int((w - emblem_w) * len(left) / max(1, len(left) + len(right)))
+    _paste_mask(plate, text_mask(left, rng), (x, y, left_w, h), (20, 20, 20))
+    ex, ey = x + left_w + 4, y + int(h * 0.2)
+    colours = [(30, 30, 200), (200, 80, 20), (255, 255, 255), (30, 160, 230)]
+    shield = np.int32(
+        [
+            [ex, ey],
+            [ex + emblem_w - 8, ey],
+            [ex + emblem_w - 8, ey + int(h * 0.4)],
+            [ex + (emblem_w - 8) // 2, ey + int(h * 0.6)],
+            [ex, ey + int(h * 0.4)],
+        ]
+    )
+    cv2.fillPoly(plate, [shield], colours[rng.integers(len(colours))])
+    cv2.line(
+        plate, (ex + 3, ey + int(h * 0.25)), (ex + emblem_w - 11, ey + int(h * 0.25)), (255, 255, 255), 2
+    )
+    right_x = x + left_w + emblem_w
+    _paste_mask(plate, text_mask(right, rng), (right_x, y, x + w - right_x, h), (20, 20, 20))
 
 
 def _us_plate(text: str, rng: np.random.Generator, text_mask: TextMask) -> np.ndarray:
@@ -108,11 +176,17 @@ def _us_plate(text: str, rng: np.random.Generator, text_mask: TextMask) -> np.nd
     plate = _shade(np.full((height, width, 3), background, np.uint8), rng)
     ink = [(120, 40, 20), (30, 30, 160), (20, 20, 20), (40, 90, 20)][rng.integers(4)]
     state = "".join(LETTERS[i] for i in rng.integers(26, size=int(rng.integers(4, 11))))
-    _paste_mask(plate, text_mask(state, rng), (int(width * 0.2), 6, int(width * 0.6), int(height * 0.17)), ink)
+    _paste_mask(
+        plate, text_mask(state, rng), (int(width * 0.2), 6, int(width * 0.6), int(height * 0.17)), ink
+    )
     _paste_mask(plate, text_mask(text, rng), (10, int(height * 0.25), width - 20, int(height * 0.55)), ink)
     slogan = "".join(LETTERS[i] for i in rng.integers(26, size=int(rng.integers(6, 14))))
-    _paste_mask(plate, text_mask(slogan, rng), (int(width * 0.15), int(height * 0.85), int(width * 0.7),
-                                                 int(height * 0.11)), ink)
+    _paste_mask(
+        plate,
+        text_mask(slogan, rng),
+        (int(width * 0.15), int(height * 0.85), int(width * 0.7), int(height * 0.11)),
+        ink,
+    )
     cv2.rectangle(plate, (2, 2), (width - 3, height - 3), ink, 2)
     return plate
 
@@ -183,13 +257,20 @@ def warp_into(frame: np.ndarray, patch: np.ndarray, quad: np.ndarray) -> None:
     frame[:] = (frame * (1 - alpha) + warped * alpha).astype(np.uint8)
 
 
-def plate_quad(center: tuple[float, float], width: float, aspect: float, rng: np.random.Generator,
-               tilt: float = 1.0) -> np.ndarray:
+def plate_quad(
+    center: tuple[float, float], width: float, aspect: float, rng: np.random.Generator, tilt: float = 1.0
+) -> np.ndarray:
     """Corners of a plate of `width` px around `center`, slightly rotated and in perspective."""
     height = width / aspect
     angle = np.deg2rad(rng.uniform(-6, 6) * tilt)
-    half = np.float32([[-width / 2, -height / 2], [width / 2, -height / 2], [width / 2, height / 2],
-                       [-width / 2, height / 2]])
+    half = np.float32(
+        [
+            [-width / 2, -height / 2],
+            [width / 2, -height / 2],
+            [width / 2, height / 2],
+            [-width / 2, height / 2],
+        ]
+    )
     yaw = rng.uniform(-0.12, 0.12) * tilt  # one side shorter: seen from the side
     half[[1, 2], 1] *= 1 - yaw
     half[[0, 3], 1] *= 1 + yaw
@@ -204,9 +285,14 @@ def quad_box(quad: np.ndarray, width: int, height: int) -> tuple[float, float, f
     return float(max(0, x1)), float(max(0, y1)), float(min(width, x2)), float(min(height, y2))
 
 
-def render_frame(text: str, style: str = "eu", rng: np.random.Generator | None = None,
-                 size: tuple[int, int] = (1280, 720), plate_width: float | None = None,
-                 text_mask: TextMask = hershey_text_mask) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+def render_frame(
+    text: str,
+    style: str = "eu",
+    rng: np.random.Generator | None = None,
+    size: tuple[int, int] = (1280, 720),
+    plate_width: float | None = None,
+    text_mask: TextMask = hershey_text_mask,
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """A vehicle-like BGR frame (`size` = width, height) with the plate; returns (frame, plate box)."""
     rng = rng or np.random.default_rng()
     width, height = size
@@ -221,12 +307,15 @@ def render_frame(text: str, style: str = "eu", rng: np.random.Generator | None =
     return degrade(frame, rng, 0.5), quad_box(quad, width, height)
 
 
-def render_pass(text: str, frames: int, style: str = "eu", seed: int = 0,
-                size: tuple[int, int] = (1280, 720)) -> list[np.ndarray]:
+def render_pass(
+    text: str, frames: int, style: str = "eu", seed: int = 0, size: tuple[int, int] = (1280, 720)
+) -> list[np.ndarray]:
     """A burst of frames of one car approaching the camera (the plate grows frame by frame)."""
     widths = np.linspace(size[0] * 0.12, size[0] * 0.2, frames)
-    return [render_frame(text, style, np.random.default_rng(seed * 1000 + i), size, float(w))[0]
-            for i, w in enumerate(widths)]
+    return [
+        render_frame(text, style, np.random.default_rng(seed * 1000 + i), size, float(w))[0]
+        for i, w in enumerate(widths)
+    ]
 
 
 def _scene(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -247,15 +336,24 @@ def draw_car(frame: np.ndarray, rng: np.random.Generator, cx: float, bottom: flo
     car_h = car_w * rng.uniform(0.6, 0.8)
     x1, x2, y1 = int(cx - car_w / 2), int(cx + car_w / 2), int(bottom - car_h)
     cv2.rectangle(frame, (x1, y1 + int(car_h * 0.35)), (x2, int(bottom)), body, -1)
-    roof = np.int32([[x1 + car_w * 0.12, y1 + car_h * 0.36], [x1 + car_w * 0.22, y1],
-                     [x2 - car_w * 0.22, y1], [x2 - car_w * 0.12, y1 + car_h * 0.36]])
+    roof = np.int32(
+        [
+            [x1 + car_w * 0.12, y1 + car_h * 0.36],
+            [x1 + car_w * 0.22, y1],
+            [x2 - car_w * 0.22, y1],
+            [x2 - car_w * 0.12, y1 + car_h * 0.36],
+        ]
+    )
     cv2.fillPoly(frame, [roof], body)
-    glass = roof + np.int32([[car_w * 0.03, -4], [car_w * 0.02, car_h * 0.05], [-car_w * 0.02, car_h * 0.05],
-                             [-car_w * 0.03, -4]])
+    glass = roof + np.int32(
+        [[car_w * 0.03, -4], [car_w * 0.02, car_h * 0.05], [-car_w * 0.02, car_h * 0.05], [-car_w * 0.03, -4]]
+    )
     cv2.fillPoly(frame, [glass], tuple(int(v) for v in rng.integers(20, 90, 3)))
     light_y = int(y1 + car_h * 0.45)
     for lx in (x1 + int(car_w * 0.04), x2 - int(car_w * 0.2)):
-        cv2.rectangle(frame, (lx, light_y), (lx + int(car_w * 0.16), light_y + int(car_h * 0.1)), (30, 30, 200), -1)
+        cv2.rectangle(
+            frame, (lx, light_y), (lx + int(car_w * 0.16), light_y + int(car_h * 0.1)), (30, 30, 200), -1
+        )
     bumper_y = int(bottom - car_h * 0.18)
     cv2.rectangle(frame, (x1, bumper_y), (x2, int(bottom)), tuple(int(v * 0.5) for v in body), -1)
     return cx + car_w * rng.uniform(-0.04, 0.04), y1 + car_h * rng.uniform(0.62, 0.7)

@@ -31,18 +31,27 @@ def test_preprocess_rejects_non_bgr_frames():
 def test_box_round_trip_through_letterbox():
     geometry = detector.letterbox(np.zeros((720, 1280, 3), np.uint8), 384)[1]
     frame_box = (400.0, 500.0, 640.0, 560.0)
-    model_box = tuple(v * geometry.scale + (geometry.pad_x if i % 2 == 0 else geometry.pad_y)
-                      for i, v in enumerate(frame_box))
+    model_box = tuple(
+        v * geometry.scale + (geometry.pad_x if i % 2 == 0 else geometry.pad_y)
+        for i, v in enumerate(frame_box)
+    )
     assert detector.unmap_box(model_box, geometry, 1280, 720) == pytest.approx(frame_box)
 
 
 def test_parse_output_filters_sorts_clips_and_accepts_batch_dims():
     geometry = detector.Letterbox(scale=0.5, pad_x=0.0, pad_y=10.0)
-    rows = np.array([[[0, 10, 20, 50, 40, 0, 0.4],
-                      [0, 0, 10, 400, 30, 0, 0.9],
-                      [0, 5, 5, 6, 6, 0, 0.99],  # above the frame after un-mapping: empty, dropped
-                      [0, 1, 1, 30, 30, 0, 0.1],
-                      [0, np.nan, 1, 30, 30, 0, 0.95]]], np.float32)
+    rows = np.array(
+        [
+            [
+                [0, 10, 20, 50, 40, 0, 0.4],
+                [0, 0, 10, 400, 30, 0, 0.9],
+                [0, 5, 5, 6, 6, 0, 0.99],  # above the frame after un-mapping: empty, dropped
+                [0, 1, 1, 30, 30, 0, 0.1],
+                [0, np.nan, 1, 30, 30, 0, 0.95],
+            ]
+        ],
+        np.float32,
+    )
     dets = detector.parse_output(rows, geometry, width=600, height=300, min_score=0.3)
     assert [d.score for d in dets] == pytest.approx([0.9, 0.4])
     assert (dets[0].x1, dets[0].y1, dets[0].x2, dets[0].y2) == (0.0, 0.0, 600.0, 40.0)

@@ -24,7 +24,9 @@ def test_load_samples_from_txt_and_csv(tmp_path):
     assert [s.plate for s in evaluate.load_samples(tmp_path)] == ["AB12", "CD34"]
     (tmp_path / "groundtruth.csv").write_text("x.png,ca,7ABC123\ny.png,ny,ABC 1234\n")
     assert [(s.image.name, s.plate) for s in evaluate.load_samples(tmp_path)] == [
-        ("x.png", "7ABC123"), ("y.png", "ABC1234")]
+        ("x.png", "7ABC123"),
+        ("y.png", "ABC1234"),
+    ]
     with pytest.raises(ValueError, match="no labels"):
         evaluate.load_samples(tmp_path / "missing")
 

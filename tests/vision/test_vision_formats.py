@@ -34,8 +34,9 @@ def test_end_to_end_yolo_shaped_detector_at_640_maps_boxes_to_frame():
 
 
 def test_reader_combines_public_format_models():
-    reader = PlateReader(FIXTURES / "yolo_e2e_640.onnx", FIXTURES / "fpo_rgb7.onnx", FIXTURES / "fpo_rgb7.yaml",
-                         threads=1)
+    reader = PlateReader(
+        FIXTURES / "yolo_e2e_640.onnx", FIXTURES / "fpo_rgb7.onnx", FIXTURES / "fpo_rgb7.yaml", threads=1
+    )
     [read] = reader.read(np.zeros((720, 1280, 3), np.uint8))
     assert read.text == "KA77" and read.box == pytest.approx((200, 320, 520, 400))
 

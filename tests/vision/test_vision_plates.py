@@ -10,7 +10,7 @@ def test_normalise_drops_separators_and_uppercases():
 
 
 def test_fold_lookalikes_maps_o_and_i_only():
-    assert plates.fold_lookalikes("OI0 1-b") == "01018" .replace("8", "B")
+    assert plates.fold_lookalikes("OI0 1-b") == "01018".replace("8", "B")
 
 
 def test_fit_pattern_fixes_letters_and_digits_by_position():

@@ -1,0 +1,97 @@
+"""The committed ONNX models, run by onnxruntime on frames the tests render (real inference, can fail)."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+import models
+from edge.cli import main as cli_main
+from edge.vision import ocr, plates, synth
+from edge.vision.consensus import consensus
+from edge.vision.reader import PlateReader
+
+# Texts avoid the O/0 and I/1 look-alikes, which Hershey fonts draw almost alike (the gateway compares
+# plates with `plates.fold_lookalikes` for that reason).
+CASES = [("PK 587-AT", "eu", 11), ("KR 4829 B", "eu", 12), ("ABC-2345", "br", 13), ("7XYZ582", "us", 14)]
+
+
+@pytest.fixture(scope="module")
+def reader() -> PlateReader:
+    return PlateReader(threads=2)
+
+
+def test_committed_models_follow_the_public_contracts(reader):
+    det_input = reader.detector.session.get_inputs()[0]
+    assert det_input.type == "tensor(float)" and det_input.shape[:2] == [1, 3] and reader.detector.size == 384
+    config = ocr.load_config(models.OCR_CONFIG_PATH)
+    ocr_input = reader.ocr.session.get_inputs()[0]
+    assert ocr_input.type == "tensor(uint8)" and ocr_input.shape[1:] == [
+        config.img_height,
+        config.img_width,
+        1,
+    ]
+    out = reader.ocr.session.run(
+        None, {ocr_input.name: np.zeros((2, config.img_height, config.img_width, 1), np.uint8)}
+    )[0]
+    assert out.reshape(2, config.max_plate_slots, len(config.alphabet)).sum(-1) == pytest.approx(
+        1.0, abs=1e-3
+    )
+    rows = reader.detector.session.run(None, {det_input.name: np.zeros((1, 3, 384, 384), np.float32)})[0]
+    assert rows.shape[-1] == 7
+
+
+def test_committed_weights_are_small():
+    total = sum(p.stat().st_size for p in models.WEIGHTS_DIR.glob("*.onnx"))
+    assert total < 15e6
+
+
+@pytest.mark.parametrize(("text", "style", "seed"), CASES)
+def test_reads_a_synthetic_frame(reader, text, style, seed):
+    frame, (x1, y1, x2, y2) = synth.render_frame(text, style, np.random.default_rng(seed))
+    reads = reader.read(frame)
+    assert reads, "no plate detected"
+    best = reads[0]
+    assert best.text == plates.normalise(text)
+    bx1, by1, bx2, by2 = best.box
+    assert abs(bx1 - x1) < 0.2 * (x2 - x1) and abs(by2 - y2) < 0.6 * (y2 - y1)
+
+
+def test_consensus_over_a_pass_reads_the_plate(reader):
+    frames = synth.render_pass("WB 953-KT", 5, "eu", seed=21)
+    reads = [r[0] for r in (reader.read(f) for f in frames) if r]
+    result = consensus(reads, min_votes=3)
+    assert result is not None and result.text == "WB953KT"
+
+
+def test_no_plate_in_an_empty_scene(reader):
+    rng = np.random.default_rng(5)
+    scene = synth.degrade(synth._scene(rng, 1280, 720), rng, 0.3)
+    assert all(r.confidence < 0.9 or r.detector_score < 0.5 for r in reader.read(scene))
+
+
+def test_int8_models_read_too():
+    reader = PlateReader(models.DETECTOR_INT8_PATH, models.OCR_INT8_PATH, models.OCR_CONFIG_PATH, threads=2)
+    frame, _ = synth.render_frame("GT 268-LM", "eu", np.random.default_rng(31))
+    reads = reader.read(frame)
+    assert reads and reads[0].text == "GT268LM"
+
+
+def test_cli_eval_prints_one_json_line(tmp_path, capsys):
+    for i, text in enumerate(["ZG 736-AB", "ST 542-KK"]):
+        frame, (x1, y1, x2, y2) = synth.render_frame(text, "eu", np.random.default_rng(40 + i))
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), frame)
+        (tmp_path / f"f{i}.txt").write_text(
+            f"f{i}.png\t{int(x1)}\t{int(y1)}\t{int(x2 - x1)}\t{int(y2 - y1)}\t{plates.normalise(text)}\n"
+        )
+    assert cli_main(["lpr", "eval", str(tmp_path), "--threads", "1"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["n"] == 2 and figures["exact"] == 2 and figures["median_ms"] > 0
+
+
+def test_cli_read_reports_unreadable_image(tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    assert cli_main(["lpr", "read", str(bad)]) == 1
+    assert "cannot read image" in capsys.readouterr().err
