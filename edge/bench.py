@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edge.access.decide import commitment_function
 from edge.demo import harness as h
+from edge.demo.scenario import vision_section
 from edge.store import Booking, GateEvent, RentalEvent, Store, new_event_id
 from firmware_bridge.emulator.launch import running_emulator
 
@@ -60,7 +61,7 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_daemon(work: Path, cars: int, idle_s: float) -> list[tuple[str, str, str]]:
+def bench_daemon(work: Path, cars: int, idle_s: float, models: Path | None) -> list[tuple[str, str, str]]:
     vehicles = [h.Vehicle(f"bench-{i}", f"BN {100 + i * 7}-{'ABCDEFGHJK'[i % 10]}X", seed=100 + i)
                 for i in range(cars)]
     state = work / "state"
@@ -75,7 +76,8 @@ def bench_daemon(work: Path, cars: int, idle_s: float) -> list[tuple[str, str, s
         config = work / "parkgate.toml"
         config.write_text(h.toml_text(
             {"gateway": {"id": "bench-gw", "lot_id": LOT, "state_dir": str(state)},
-             "policy": {"anti_passback": "off"}, "chain": {"plate_key_file": str(work / "plate-key")}},
+             "policy": {"anti_passback": "off"}, "chain": {"plate_key_file": str(work / "plate-key")},
+             "vision": vision_section(models)},
             [{"name": "entry-1", "gate": {"port": str(emulator.link), "baudrate": 115200, "pulse_ms": 2000},
               "camera": {"source": str(camera.manifest), "burst_frames": 3}}]))
         started = time.perf_counter()
@@ -112,11 +114,15 @@ def bench_daemon(work: Path, cars: int, idle_s: float) -> list[tuple[str, str, s
     return rows
 
 
-def bench_lpr(frames: int) -> list[tuple[str, str, str]]:
+def bench_lpr(frames: int, models: Path | None) -> list[tuple[str, str, str]]:
     from edge.vision.reader import PlateReader
     from edge.vision.synth import render_pass
 
-    reader = PlateReader(threads=2)
+    if models is None:
+        reader = PlateReader(threads=2)
+    else:
+        reader = PlateReader(models / "plate_detector.onnx", models / "plate_ocr.onnx",
+                             models / "plate_ocr.yaml", threads=2)
     images = render_pass("AB 123-CD", frames, "eu", 5, h.FRAME_SIZE)
     reader.read(images[0])
     times = []
@@ -182,14 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle window for RSS/CPU")
     parser.add_argument("--records", type=int, default=1000, help="sync backlog size")
     parser.add_argument("--naive", type=int, default=100, help="records sent one tx each")
+    parser.add_argument("--models", type=Path, default=None, help="ONNX models to use instead of the bundled")
     args = parser.parse_args(argv)
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="parkgate-bench-") as tmp:
         work = Path(tmp)
         print("measuring: daemon hot path, start-up, RSS, idle CPU ...", flush=True)
-        rows += bench_daemon(work / "daemon", args.cars, args.idle_s)
+        rows += bench_daemon(work / "daemon", args.cars, args.idle_s, args.models)
         print("measuring: LPR per frame ...", flush=True)
-        rows += bench_lpr(40)
+        rows += bench_lpr(40, args.models)
         print("measuring: chain sync vs naive ...", flush=True)
         rows += bench_sync(work, args.records, args.naive)
     machine = f"{platform.machine()} {platform.node()}, {os.cpu_count()} cores"
