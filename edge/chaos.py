@@ -156,9 +156,9 @@ class Chaos:
         paths = write_secrets(self.work / "secrets", dev_account(5))
         plate_key = bytes.fromhex(paths["plate_key"].read_text().strip())
         self.world = build_world(self.anvil.web3(), LOT, plate_key)
-        now = self.world.now()
         self.bookings: dict[str, int] = {}
         for n, vehicle in enumerate(self.plan.booked):
+            now = self.world.now()
             rental = self.world.list_space(f"L-{n // 50}/B{n % 50:02d}", now + 5, now + 8 * 3600)
             self.bookings[vehicle.name] = self.world.book(rental, vehicle.plate, now + 5, now + 6 * 3600)
         say(f"  {len(self.bookings)} bookings on chain")
