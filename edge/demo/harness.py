@@ -72,20 +72,21 @@ class VisitResult:
 
 # -- cameras --------------------------------------------------------------------------------------
 
-def _empty_driveway(rng: np.random.Generator) -> np.ndarray:
-    width, height = FRAME_SIZE
+def _empty_driveway(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+    width, height = size
     top, bottom = rng.integers(70, 200, 3), rng.integers(40, 140, 3)
     ramp = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
     return ((top * (1 - ramp) + bottom * ramp) * np.ones((1, width, 1), np.float32)).astype(np.uint8)
 
 
-def vehicle_frames(vehicle: Vehicle, directory: Path) -> list[str]:
+def vehicle_frames(vehicle: Vehicle, directory: Path, count: int = DISTINCT_FRAMES,
+                   size: tuple[int, int] = FRAME_SIZE) -> list[str]:
     """The vehicle's frames as JPEG files in ``directory`` (rendered once, then reused)."""
-    names = [f"{vehicle.name}-{i}.jpg" for i in range(DISTINCT_FRAMES)]
+    names = [f"{vehicle.name}-{i}.jpg" for i in range(count)]
     if all((directory / n).exists() for n in names):
         return names
     directory.mkdir(parents=True, exist_ok=True)
-    images = synth.render_pass(vehicle.plate, DISTINCT_FRAMES, vehicle.style, vehicle.seed, FRAME_SIZE)
+    images = synth.render_pass(vehicle.plate, count, vehicle.style, vehicle.seed, size)
     for name, image in zip(names, images, strict=True):
         tmp = directory / f".{name}.tmp.jpg"
         cv2.imwrite(str(tmp), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -96,17 +97,18 @@ def vehicle_frames(vehicle: Vehicle, directory: Path) -> list[str]:
 class LaneCamera:
     """What one lane's camera sees: an empty driveway, or a vehicle (the manifest the daemon plays)."""
 
-    def __init__(self, directory: Path, lane: str, fps: int = 10) -> None:
+    def __init__(self, directory: Path, lane: str, fps: int = 10, frames: int = DISTINCT_FRAMES,
+                 size: tuple[int, int] = FRAME_SIZE) -> None:
         self.directory = directory
         self.manifest = directory / f"{lane}.json"
-        self.fps = fps
+        self.fps, self.frames, self.size = fps, frames, size
         directory.mkdir(parents=True, exist_ok=True)
         if not (directory / "empty.jpg").exists():
-            cv2.imwrite(str(directory / "empty.jpg"), _empty_driveway(np.random.default_rng(7)))
+            cv2.imwrite(str(directory / "empty.jpg"), _empty_driveway(np.random.default_rng(7), size))
         self.show(None)
 
     def show(self, vehicle: Vehicle | None) -> None:
-        frames = vehicle_frames(vehicle, self.directory) if vehicle else ["empty.jpg"]
+        frames = vehicle_frames(vehicle, self.directory, self.frames, self.size) if vehicle else ["empty.jpg"]
         tmp = self.manifest.with_suffix(".tmp")
         tmp.write_text(json.dumps({"fps": self.fps, "start_epoch": time.time(), "frames": frames}))
         os.replace(tmp, self.manifest)
