@@ -208,13 +208,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 
 def play_visit(visit: Visit, emulator: EmulatorHandle, camera: LaneCamera, store_path: Path,
-               decide_timeout: float = 10.0, record_timeout: float = 10.0) -> VisitResult:
+               decide_timeout: float = 10.0, record_timeout: float = 10.0,
+               pace_s: float = 0.3) -> VisitResult:
     """The vehicle comes into view, rolls onto the presence loop, drives through if the gate opens
     (over the safety loop and away), or backs off if refused; returns what the daemon recorded."""
     seq = last_seq(store_path)
     opens_before = emulator.state()["opens"]
     camera.show(visit.vehicle)
-    time.sleep(0.3)
+    time.sleep(pace_s)  # in view before it reaches the loop
     armed = time.perf_counter()
     emulator.command("presence 1")
     rows: list[dict[str, Any]] = []
@@ -229,10 +230,10 @@ def play_visit(visit: Visit, emulator: EmulatorHandle, camera: LaneCamera, store
     latency = time.perf_counter() - armed if opened else None
     if opened:
         emulator.command("safety 1")
-        time.sleep(0.2)
+        time.sleep(pace_s * 2 / 3)
         emulator.command("presence 0")
         camera.show(None)
-        time.sleep(0.1)
+        time.sleep(pace_s / 3)
         emulator.command("safety 0")
         rows = wait_until(lambda: read_rows(store_path, seq, visit.lane), record_timeout)
     else:
