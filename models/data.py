@@ -22,7 +22,7 @@ from edge.vision import detector, plates, synth
 REPO = Path(__file__).resolve().parent.parent
 FONT_GLOBS = ("*Bold.ttf", "*Condensed-Bold.ttf", "*Mono*.ttf", "*Sans.ttf", "*Narrow*.ttf")
 OCR_SIZE = (128, 64)  # width, height
-DATA_VERSION = 2  # bump when generated samples change (keys the training-data cache)
+DATA_VERSION = 3  # bump when generated samples change (keys the training-data cache)
 
 
 def data_dir() -> Path:

@@ -115,9 +115,12 @@ def _eu_plate(text: str, rng: np.random.Generator, text_mask: TextMask) -> np.nd
     plate = np.full((height, width, 3), background, np.uint8)
     plate = _shade(plate, rng)
     cv2.rectangle(plate, (3, 3), (width - 4, height - 4), (20, 20, 20), int(rng.integers(3, 7)))
-    band = int(height * rng.uniform(0.36, 0.5)) if rng.random() < 0.9 else 0
-    if band:
+    layout = rng.random()
+    band = int(height * rng.uniform(0.36, 0.5)) if layout < 0.85 else 0
+    if layout < 0.6:
         _eu_band(plate, band, rng, text_mask)
+    elif band:
+        _shield_band(plate, band, rng, text_mask)
     margin = int(height * 0.14)
     box = (band + 14, margin, width - band - 26, height - 2 * margin)
     left, sep, right = text.partition(" " if " " in text else "-")
@@ -141,6 +144,21 @@ def _eu_band(plate: np.ndarray, band: int, rng: np.random.Generator, text_mask: 
     _paste_mask(
         plate, text_mask(code, rng), (10, int(height * 0.58), band - 8, int(height * 0.3)), (255, 255, 255)
     )
+
+
+def _shield_band(plate: np.ndarray, band: int, rng: np.random.Generator, text_mask: TextMask) -> None:
+    """Older national layout (e.g. SK): a small coat of arms with a dark 1-2 letter code below it."""
+    height = plate.shape[0]
+    x, y, w = 10, int(height * 0.15), band - 8
+    colours = [(30, 30, 200), (200, 80, 20), (30, 160, 230), (40, 120, 40)]
+    shield = np.int32(
+        [[x, y], [x + w, y], [x + w, y + int(w * 0.7)], [x + w // 2, y + w], [x, y + int(w * 0.7)]]
+    )
+    cv2.fillPoly(plate, [shield], colours[rng.integers(len(colours))])
+    cv2.line(plate, (x + w // 2, y + 3), (x + w // 2, y + int(w * 0.7)), (255, 255, 255), max(1, w // 8))
+    cv2.line(plate, (x + 3, y + w // 3), (x + w - 3, y + w // 3), (255, 255, 255), max(1, w // 10))
+    code = "".join(LETTERS[i] for i in rng.integers(26, size=int(rng.integers(1, 3))))
+    _paste_mask(plate, text_mask(code, rng), (x, int(height * 0.62), w, int(height * 0.24)), (20, 20, 20))
 
 
 def _paste_with_emblem(
