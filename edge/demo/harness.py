@@ -80,13 +80,22 @@ def _empty_driveway(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarr
 
 
 def vehicle_frames(vehicle: Vehicle, directory: Path, count: int = DISTINCT_FRAMES,
-                   size: tuple[int, int] = FRAME_SIZE) -> list[str]:
-    """The vehicle's frames as JPEG files in ``directory`` (rendered once, then reused)."""
-    names = [f"{vehicle.name}-{i}.jpg" for i in range(count)]
+                   size: tuple[int, int] = FRAME_SIZE, take: int = 0,
+                   plate_frac: tuple[float, float] | None = None) -> list[str]:
+    """The vehicle's frames as JPEG files in ``directory`` (rendered once, then reused). ``take`` > 0
+    renders it again somewhere else in the picture (a driver who backed up and came again);
+    ``plate_frac`` sets the plate width range as a fraction of the frame width."""
+    names = [f"{vehicle.name}-t{take}-{i}.jpg" for i in range(count)]
     if all((directory / n).exists() for n in names):
         return names
     directory.mkdir(parents=True, exist_ok=True)
-    images = synth.render_pass(vehicle.plate, count, vehicle.style, vehicle.seed, size)
+    seed = vehicle.seed + 7919 * take
+    if plate_frac is None:
+        images = synth.render_pass(vehicle.plate, count, vehicle.style, seed, size)
+    else:
+        widths = np.linspace(plate_frac[0], plate_frac[1], count) * size[0]
+        images = [synth.render_frame(vehicle.plate, vehicle.style, np.random.default_rng(seed * 1000 + i),
+                                     size, float(w))[0] for i, w in enumerate(widths)]
     for name, image in zip(names, images, strict=True):
         tmp = directory / f".{name}.tmp.jpg"
         cv2.imwrite(str(tmp), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -98,17 +107,18 @@ class LaneCamera:
     """What one lane's camera sees: an empty driveway, or a vehicle (the manifest the daemon plays)."""
 
     def __init__(self, directory: Path, lane: str, fps: int = 10, frames: int = DISTINCT_FRAMES,
-                 size: tuple[int, int] = FRAME_SIZE) -> None:
+                 size: tuple[int, int] = FRAME_SIZE, plate_frac: tuple[float, float] | None = None) -> None:
         self.directory = directory
         self.manifest = directory / f"{lane}.json"
-        self.fps, self.frames, self.size = fps, frames, size
+        self.fps, self.frames, self.size, self.plate_frac = fps, frames, size, plate_frac
         directory.mkdir(parents=True, exist_ok=True)
         if not (directory / "empty.jpg").exists():
             cv2.imwrite(str(directory / "empty.jpg"), _empty_driveway(np.random.default_rng(7), size))
         self.show(None)
 
-    def show(self, vehicle: Vehicle | None) -> None:
-        frames = vehicle_frames(vehicle, self.directory, self.frames, self.size) if vehicle else ["empty.jpg"]
+    def show(self, vehicle: Vehicle | None, take: int = 0) -> None:
+        frames = (vehicle_frames(vehicle, self.directory, self.frames, self.size, take, self.plate_frac)
+                  if vehicle else ["empty.jpg"])
         tmp = self.manifest.with_suffix(".tmp")
         tmp.write_text(json.dumps({"fps": self.fps, "start_epoch": time.time(), "frames": frames}))
         os.replace(tmp, self.manifest)
@@ -209,12 +219,12 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 def play_visit(visit: Visit, emulator: EmulatorHandle, camera: LaneCamera, store_path: Path,
                decide_timeout: float = 10.0, record_timeout: float = 10.0,
-               pace_s: float = 0.3) -> VisitResult:
+               pace_s: float = 0.3, take: int = 0) -> VisitResult:
     """The vehicle comes into view, rolls onto the presence loop, drives through if the gate opens
     (over the safety loop and away), or backs off if refused; returns what the daemon recorded."""
     seq = last_seq(store_path)
     opens_before = emulator.state()["opens"]
-    camera.show(visit.vehicle)
+    camera.show(visit.vehicle, take)
     time.sleep(pace_s)  # in view before it reaches the loop
     armed = time.perf_counter()
     emulator.command("presence 1")
