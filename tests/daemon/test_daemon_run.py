@@ -27,10 +27,10 @@ LOT = "LOT-T-1"
 KEY_HEX = "11" * 32
 HASH = "0x" + "00" * 32
 OWNER = "0x" + "11" * 20
-BOOKED = h.Vehicle("booked", "AB 123-CD", seed=21)
-UNBOOKED = h.Vehicle("unbooked", "KX 904-LM", seed=22)
-LATE = h.Vehicle("late", "TR 552-GH", seed=23)
-DENIED = h.Vehicle("denied", "ZW 771-QP", seed=24)
+BOOKED = h.Vehicle("booked", "AB 123-CD", seed=721)
+UNBOOKED = h.Vehicle("unbooked", "KX 904-LM", seed=622)
+LATE = h.Vehicle("late", "TR 552-GH", seed=223)
+DENIED = h.Vehicle("denied", "ZW 771-QP", seed=224)
 NEAR = h.Vehicle("near", "AB 947-CD", seed=25)
 VISITS = (
     h.Visit(BOOKED, "entry-1", True, "booking_valid"),

@@ -29,8 +29,8 @@ from firmware_bridge.emulator.launch import running_emulator
 
 LOT, GATEWAY, LANE = "LOT-E2E-1", "e2e-gw", "entry-1"
 WATCHER = ("watcher", "watcher-secret-1")
-BOOKED = h.Vehicle("booked", "AB 123-CD", seed=31)
-UNBOOKED = h.Vehicle("unbooked", "KX 904-LM", seed=32)
+BOOKED = h.Vehicle("booked", "AB 123-CD", seed=231)
+UNBOOKED = h.Vehicle("unbooked", "KX 904-LM", seed=732)
 VISITS = (h.Visit(BOOKED, LANE, True, "booking_valid"), h.Visit(UNBOOKED, LANE, False, "no_booking"))
 TOPICS = Topics("parkgate", GATEWAY)
 
