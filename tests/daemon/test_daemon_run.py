@@ -102,6 +102,8 @@ def lane_run(tmp_path_factory):
         daemon = h.start_daemon(config, work / "daemon.log", env=env)
         try:
             results = [h.play_visit(visit, emulator, camera, state / "parkgate.sqlite") for visit in VISITS]
+            status_file = state / "status.json"
+            h.wait_until(lambda: '"passes": 5' in status_file.read_text(), 5)  # refreshed every second
             status = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--config", str(config)],
                                     capture_output=True, text=True, timeout=30)
             url = f"http://127.0.0.1:{metrics_port}/metrics"
