@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.config_cmd",
     "edge.cli.gate",
     "edge.cli.mqtt",
+    "edge.cli.lpr",
     "edge.cli.chain",
     "edge.cli.run",
     "edge.cli.demo",
