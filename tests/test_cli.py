@@ -5,7 +5,8 @@ import sys
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args],
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_help_lists_commands() -> None:

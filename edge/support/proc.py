@@ -6,6 +6,7 @@ group so nothing is left behind by tests or the demo.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -52,10 +53,8 @@ class ManagedProcess:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM the process group, then SIGKILL after ``timeout``; returns the exit code."""
