@@ -6,7 +6,8 @@ the daemon with SIGKILL at random moments (restarted at once, as systemd would),
 the chain node (state kept) and the broker, and pulls serial cables. At the end, with everything back
 up and drained, it prints:
 
-- vehicles admitted/refused vs expected (and passes a kill cut short before they were recorded);
+- vehicles admitted/refused vs expected (and passes a kill cut short before they were recorded: an
+  opened one is recorded from the pass journal at the restart, else it counts as lost);
 - gate records on chain: lost (recorded locally, never processed by the contract), duplicated
   (a booking verified / checked in / out more than once), rejected by the contract;
 - MQTT events delivered: lost (in the outbox, never received), received twice (consumers dedupe by
@@ -39,6 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.chain.anvil import Anvil, AnvilConfig, dev_account
 from edge.chain.commitment import normalise_plate
 from edge.chain.syncplan import chain_event_id
+from edge.daemon.records import RESTART_OUTCOME
 from edge.demo import harness as h
 from edge.demo.scenario import vision_section
 from edge.demo.world import build_world, chain_section, write_secrets
@@ -339,7 +341,11 @@ class Chaos:
         mqtt_ids = [e for (e,) in conn.execute("SELECT event_id FROM outbox WHERE destination = 'mqtt'")]
         dead = conn.execute("SELECT count(*) FROM outbox WHERE status = 'dead'").fetchone()[0]
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        recovered_ids = {e for (e,) in conn.execute(
+            "SELECT event_id FROM gate_events WHERE reason LIKE ?", (f"{RESTART_OUTCOME},%",))}
         conn.close()
+        recovered_late = recovered_ids - {row["event_id"] for r in recorded for row in r.rows}
+        lost_opened = max(0, sum(1 for r in cut if r.opened) - len(recovered_late))
         client = self.world.admin
         gateway = self.world.gateway.address
         lost_chain = sum(1 for e in chain_ids if not client.is_processed(chain_event_id(gateway, e)))
@@ -364,6 +370,8 @@ class Chaos:
             ("to admit, refused twice: plate misread (OCR quality)", len(misread), False),
             ("to admit, refused twice for any other reason", len(wrong_admits) - len(misread), True),
             ("passes cut short by a kill before they were recorded", len(cut), False),
+            ("opened passes recorded from the pass journal after a restart", len(recovered_ids), False),
+            ("opened passes lost by a kill (gate opened, pass never recorded)", lost_opened, True),
             ("spurious opens (gate opened for a vehicle to refuse)", len(spurious_visits), True),
             ("gate opens not attributable to a pass", max(0, unattributed), True),
             ("gate records for the chain (recorded locally)", len(chain_ids), False),

@@ -2,8 +2,12 @@
 
 Everything that touches the lane machine runs on the event loop thread. Slow or blocking work
 (camera burst + ONNX inference) runs in a worker thread and comes back as an event; gate commands
-are asyncio tasks whose result comes back as ``GateAck``/``GateFault``. The decision and the
-recording are synchronous calls on the local store: no network on the path to the gate.
+are asyncio tasks whose result comes back as ``GateAck``/``GateFault``. The decision, the pass
+journal and the recording are synchronous calls on the local store: no network on the path to the gate.
+
+Log the grant before actuating: ``open_pulse`` first journals the pass (a committed local SQLite
+write) and only then sends the pulse; if the journal write fails the gate stays shut and the pass
+ends as a gate fault.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from edge.lanes.machine import (
     GateEvent,
     GateFault,
     LaneConfig,
+    Outcome,
     PresenceOff,
     PresenceOn,
     SafetyOff,
@@ -62,12 +67,13 @@ class LaneShell:
 
     def __init__(self, config: LaneConfig, driver: GateDriver, burst: Callable[[int, int], BurstResult],
                  decide: Callable[[PlateRead], Decision], record: Callable[[GateEvent], None],
-                 on_alert: Callable[[str, str, str], None]) -> None:
+                 on_alert: Callable[[str, str, str], None], journal: Callable[[GateEvent], None]) -> None:
         self.config = config
         self.driver = driver
         self._burst = burst
         self._decide = decide
         self._record = record
+        self._journal = journal
         self._on_alert = on_alert
         self.stats = LaneStats()
         self.runner = LaneRunner(config, self, wall_ms)
@@ -162,7 +168,15 @@ class LaneShell:
         return decision
 
     def open_pulse(self, ms: int) -> None:
+        """Journal the pass (durably; raises, and so keeps the gate shut, if that fails), then open."""
+        self._journal(self.opening_pass())
         self._spawn(self._open(ms))
+
+    def opening_pass(self) -> GateEvent:
+        """The pass whose gate is being opened, as it would be recorded had it passed now."""
+        state = self.runner.state
+        return GateEvent(self.config.lane_id, self.config.direction, state.pass_no, Outcome.PASSED,
+                         state.started_ms, wall_ms(), state.read, state.decision)
 
     async def _open(self, ms: int) -> None:
         try:

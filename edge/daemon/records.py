@@ -2,6 +2,8 @@
 
 - the rows one pass becomes (``edge.lanes.records.stored_gate_event``), preceded by the plate
   verification (second association) when an admitted booking was not verified yet;
+- the pass journal row of a granted pass (the row it becomes if the daemon dies before recording
+  it) and the rows such a leftover becomes at the next start (see ``edge.daemon.service``);
 - the destinations each row is queued for;
 - who is inside, derived from the append-only gate log (a restart after a crash rebuilds it exactly).
 """
@@ -14,21 +16,37 @@ from dataclasses import replace
 from edge.access.sessions import Presence, apply_pass
 from edge.access.types import Decision, Direction, Reason
 from edge.lanes.machine import GateEvent as PassRecord
+from edge.lanes.machine import Outcome
 from edge.lanes.records import stored_gate_event
 from edge.store import GateEvent
 
 # Gate record kinds the rental contract accepts (RecordKind); each needs a booking.
 CHAIN_KINDS = frozenset({"verified", "check_in", "check_out", "denied"})
+# The outcome part of the reason of a pass recovered from the journal after a restart.
+RESTART_OUTCOME = "passage_unconfirmed_restart"
 
 
 def rows_for_pass(record: PassRecord, new_id: Callable[[int], str],
                   booking_status: str | None) -> list[GateEvent]:
     """The store rows of one pass, oldest first."""
-    row = stored_gate_event(record, new_id(record.ended_ms))
+    return with_verification(stored_gate_event(record, new_id(record.ended_ms)), new_id, booking_status)
+
+
+def with_verification(row: GateEvent, new_id: Callable[[int], str],
+                      booking_status: str | None) -> list[GateEvent]:
+    """``row`` preceded by the plate verification (second association) when it admits a booking
+    that was not verified yet."""
     if row.kind == "check_in" and row.booking_id and booking_status == "requested":
-        verified = replace(row, event_id=new_id(record.ended_ms), kind="verified", reason="plate_verified")
+        verified = replace(row, event_id=new_id(row.occurred_at_ms), kind="verified", reason="plate_verified")
         return [verified, row]
     return [row]
+
+
+def journal_row(opening: PassRecord, event_id: str) -> GateEvent:
+    """The journal row of a pass whose gate is about to open: the row it becomes if it is never
+    recorded (passage assumed, reason ``passage_unconfirmed_restart,<decision reason>[,flags]``)."""
+    row = stored_gate_event(replace(opening, outcome=Outcome.PASSED), event_id)
+    return replace(row, reason=",".join([RESTART_OUTCOME, *row.reason.split(",")[1:]]))
 
 
 def destinations_for(row: GateEvent, chain: bool, mqtt: bool) -> tuple[str, ...]:

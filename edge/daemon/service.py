@@ -6,6 +6,17 @@ gate), the status file, sd_notify and the signal handling. Background threads: o
 lane, camera bursts (inference), the chain sync, the MQTT bridge (paho + its outbox pump) and the
 metrics server; each opens its own ``Store`` on the same file.
 
+Pass journal (log the grant before actuating): before a gate opens, the pass is written to the
+store's ``pass_journal`` and committed; recording the pass deletes that row in the same transaction
+as the gate event(s) and outbox rows. A daemon killed between the open and the record leaves the row;
+at the next start, before any lane runs, each leftover becomes a recorded pass with its normal kind
+(``check_in``/``check_out``, ``verified`` first when due) and reason
+``passage_unconfirmed_restart,<decision reason>``, in one transaction with the row's deletion. We
+assume passage: the barrier opened for a valid booking, and the vehicle almost always drives
+through; dropping the row instead would lose billing and the on-chain check-in/out. The cost is a
+check-in for a car that turned back, or whose open pulse the kill cut off in the ~ms between the
+journal commit and the pulse; the reason marks every such row for review.
+
 Shutdown on SIGTERM/SIGINT: stop taking passes, close each gate unless a vehicle is under it (an
 open is a hardware-timed pulse anyway, so a killed daemon cannot leave a gate open), stop the
 background parts (pending outbox rows stay for the next start), write a final status.
@@ -35,7 +46,14 @@ from edge.chain.syncplan import backoff_delay, chain_lot_code
 from edge.config import Config, ConfigError, read_secret
 from edge.daemon.camera import BurstResult, capture_burst, open_frame_source
 from edge.daemon.lane import LaneShell, wall_ms
-from edge.daemon.records import apply_rows, destinations_for, presence_from_events, rows_for_pass
+from edge.daemon.records import (
+    apply_rows,
+    destinations_for,
+    journal_row,
+    presence_from_events,
+    rows_for_pass,
+    with_verification,
+)
 from edge.daemon.status import status_path, write_status
 from edge.lanes.machine import GateEvent as PassRecord
 from edge.lanes.machine import ManualOpen, Outcome, lane_config_from
@@ -85,6 +103,7 @@ class Daemon:
         self.store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms)
         self.policy = policy_from_config(cfg)
         self.commit = commitment_function(plate_key(cfg), lot_code_of(cfg))
+        self.recovered = self.recover_journal()
         self.presence = presence_from_events(self._all_events())
         self.reader = PlateReader(cfg.vision.detector_model, cfg.vision.ocr_model, cfg.vision.ocr_config,
                                   threads=cfg.vision.threads)
@@ -128,12 +147,32 @@ class Daemon:
         with self.store.transaction():
             for row in rows:
                 self.store.record_gate_event(row, destinations_for(row, chain_on, mqtt_on))
+            self.store.clear_journaled_pass(record.lane_id, record.pass_no)
         self.recorded += len(rows)
         if record.outcome is Outcome.PASSED:
             self.presence = apply_rows(self.presence, rows)
         if self.bridge is not None:
             self.bridge.notify_outbox()
         self.chain_wake.set()
+
+    def journal(self, opening: PassRecord) -> None:
+        """Commit the granted pass before its gate opens (see the module docstring)."""
+        self.store.journal_pass(opening.pass_no, journal_row(opening, new_event_id(opening.ended_ms)))
+
+    def recover_journal(self) -> int:
+        """At start, before the lanes run: every journaled pass left by a dead daemon becomes a
+        recorded pass, atomically with its journal row's deletion. Returns how many passes."""
+        leftovers = self.store.journaled_passes()
+        chain_on, mqtt_on = self.cfg.chain.enabled, self.cfg.mqtt.enabled
+        with self.store.transaction():
+            for pass_no, row in leftovers:
+                booking = self.store.booking(row.booking_id) if row.booking_id else None
+                for stored in with_verification(row, new_event_id, booking.status if booking else None):
+                    self.store.record_gate_event(stored, destinations_for(stored, chain_on, mqtt_on))
+                self.store.clear_journaled_pass(row.lane, pass_no)
+                log.warning("lane %s: pass %s opened before a restart and never recorded: recorded now as "
+                            "%s (%s)", row.lane, row.event_id, row.kind, row.reason)
+        return len(leftovers)
 
     def alert(self, lane: str, code: str, detail: str) -> None:
         self.alerts[code] = self.alerts.get(code, 0) + 1
@@ -174,6 +213,7 @@ class Daemon:
                 decide=lambda read, d=direction: self.decide(read, d),
                 record=self.record,
                 on_alert=self.alert,
+                journal=self.journal,
             ))
 
     def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int) -> BurstResult:

@@ -187,9 +187,32 @@ CREATE TABLE chain_txs (
 CREATE INDEX chain_txs_open ON chain_txs(status, nonce);
 """
 
+# The pass journal (edge/daemon): a granted pass, committed before the open pulse and deleted in the
+# transaction that records the pass; rows left by a crash become recorded passes at the next start.
+# Columns mirror gate_events (the row the pass becomes); no plaintext plate column exists.
+V3_PASS_JOURNAL: Final = f"""
+CREATE TABLE pass_journal (
+    lane             TEXT NOT NULL CHECK (lane <> ''),
+    pass_no          INTEGER NOT NULL,
+    event_id         TEXT NOT NULL UNIQUE CHECK (length(event_id) BETWEEN 8 AND 64),
+    direction        TEXT NOT NULL CHECK (direction IN {_in(DIRECTIONS)}),
+    kind             TEXT NOT NULL CHECK (kind IN {_in(GATE_EVENT_KINDS)}),
+    booking_id       TEXT,
+    plate_commitment TEXT CHECK (plate_commitment IS NULL OR plate_commitment {_hex32('plate_commitment')}),
+    plate_masked     TEXT,
+    confidence       REAL CHECK (confidence IS NULL OR (confidence >= 0 AND confidence <= 1)),
+    reason           TEXT NOT NULL CHECK (reason <> ''),
+    evidence_path    TEXT,
+    evidence_sha256  TEXT,
+    occurred_at_ms   INTEGER NOT NULL,
+    PRIMARY KEY (lane, pass_no)
+);
+"""
+
 MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (1, V1),
     (2, V2_CHAIN_TXS),
+    (3, V3_PASS_JOURNAL),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

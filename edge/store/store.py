@@ -344,6 +344,26 @@ class Store:
                 self._enqueue(destination, event.event_id, row)
         return True
 
+    def journal_pass(self, pass_no: int, event: GateEvent) -> None:
+        """Durably note a granted pass of ``event.lane`` before its gate opens (replacing an earlier
+        note of the same pass): ``event`` is the row the pass becomes if it is never recorded."""
+        row = as_dict(event)
+        del row["recorded_at_ms"]
+        cols = ["pass_no", *row]
+        with self.transaction() as c:
+            c.execute(f"INSERT OR REPLACE INTO pass_journal ({', '.join(cols)}) "
+                      f"VALUES ({', '.join('?' * len(cols))})", [pass_no, *row.values()])
+
+    def journaled_passes(self) -> list[tuple[int, GateEvent]]:
+        """Journal rows not cleared yet as (pass_no, event), oldest first."""
+        return [(r.pop("pass_no"), GateEvent(**r)) for r in self.db["pass_journal"].rows_where(
+            order_by="occurred_at_ms, lane, pass_no")]
+
+    def clear_journaled_pass(self, lane: str, pass_no: int) -> None:
+        """Forget the journal row of a recorded pass (call inside the transaction that records it)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM pass_journal WHERE lane = ? AND pass_no = ?", (lane, pass_no))
+
     def enqueue_outbox(self, destination: str, event_id: str, payload: dict[str, Any]) -> bool:
         """Queue a payload for a destination; a second enqueue of the same (destination, event_id)
         is a no-op and returns False."""
