@@ -40,7 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.chain.anvil import Anvil, AnvilConfig, dev_account
 from edge.chain.commitment import normalise_plate
 from edge.chain.syncplan import chain_event_id
-from edge.daemon.records import RESTART_OUTCOME
+from edge.daemon.records import RESTART_OUTCOME, UNACKED_RESTART_OUTCOME
 from edge.demo import harness as h
 from edge.demo.scenario import vision_section
 from edge.demo.world import build_world, chain_section, write_secrets
@@ -342,7 +342,8 @@ class Chaos:
         dead = conn.execute("SELECT count(*) FROM outbox WHERE status = 'dead'").fetchone()[0]
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
         recovered_ids = {e for (e,) in conn.execute(
-            "SELECT event_id FROM gate_events WHERE reason LIKE ?", (f"{RESTART_OUTCOME},%",))}
+            "SELECT event_id FROM gate_events WHERE substr(reason, 1, instr(reason, ',') - 1) IN (?, ?)",
+            (RESTART_OUTCOME, UNACKED_RESTART_OUTCOME))}
         conn.close()
         recovered_late = recovered_ids - {row["event_id"] for r in recorded for row in r.rows}
         lost_opened = max(0, sum(1 for r in cut if r.opened) - len(recovered_late))
@@ -370,7 +371,7 @@ class Chaos:
             ("to admit, refused twice: plate misread (OCR quality)", len(misread), False),
             ("to admit, refused twice for any other reason", len(wrong_admits) - len(misread), True),
             ("passes cut short by a kill before they were recorded", len(cut), False),
-            ("opened passes recorded from the pass journal after a restart", len(recovered_ids), False),
+            ("granted passes recorded from the pass journal after a restart", len(recovered_ids), False),
             ("opened passes lost by a kill (gate opened, pass never recorded)", lost_opened, True),
             ("spurious opens (gate opened for a vehicle to refuse)", len(spurious_visits), True),
             ("gate opens not attributable to a pass", max(0, unattributed), True),

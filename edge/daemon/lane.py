@@ -6,8 +6,8 @@ are asyncio tasks whose result comes back as ``GateAck``/``GateFault``. The deci
 journal and the recording are synchronous calls on the local store: no network on the path to the gate.
 
 Log the grant before actuating: ``open_pulse`` first journals the pass (a committed local SQLite
-write) and only then sends the pulse; if the journal write fails the gate stays shut and the pass
-ends as a gate fault.
+write) and only then sends the pulse, and marks the journal row opened when the controller
+acknowledges it; if the journal write fails the gate stays shut and the pass ends as a gate fault.
 """
 
 from __future__ import annotations
@@ -67,13 +67,15 @@ class LaneShell:
 
     def __init__(self, config: LaneConfig, driver: GateDriver, burst: Callable[[int, int], BurstResult],
                  decide: Callable[[PlateRead], Decision], record: Callable[[GateEvent], None],
-                 on_alert: Callable[[str, str, str], None], journal: Callable[[GateEvent], None]) -> None:
+                 on_alert: Callable[[str, str, str], None], journal: Callable[[GateEvent], None],
+                 journal_opened: Callable[[str, int], None]) -> None:
         self.config = config
         self.driver = driver
         self._burst = burst
         self._decide = decide
         self._record = record
         self._journal = journal
+        self._journal_opened = journal_opened
         self._on_alert = on_alert
         self.stats = LaneStats()
         self.runner = LaneRunner(config, self, wall_ms)
@@ -169,8 +171,9 @@ class LaneShell:
 
     def open_pulse(self, ms: int) -> None:
         """Journal the pass (durably; raises, and so keeps the gate shut, if that fails), then open."""
-        self._journal(self.opening_pass())
-        self._spawn(self._open(ms))
+        opening = self.opening_pass()
+        self._journal(opening)
+        self._spawn(self._open(ms, opening.pass_no))
 
     def opening_pass(self) -> GateEvent:
         """The pass whose gate is being opened, as it would be recorded had it passed now."""
@@ -178,13 +181,18 @@ class LaneShell:
         return GateEvent(self.config.lane_id, self.config.direction, state.pass_no, Outcome.PASSED,
                          state.started_ms, wall_ms(), state.read, state.decision)
 
-    async def _open(self, ms: int) -> None:
+    async def _open(self, ms: int, pass_no: int) -> None:
         try:
             await self.driver.open_pulse(ms)
         except Exception as exc:  # noqa: BLE001 - becomes a recorded gate fault
             self.stats.gate_errors += 1
             self.feed(GateFault(f"open failed: {exc}"))
             return
+        try:
+            self._journal_opened(self.config.lane_id, pass_no)
+        except Exception:  # noqa: BLE001 - the gate is open: a lost mark only weakens recovery
+            log.exception("lane %s: could not mark pass %d opened in the journal",
+                          self.config.lane_id, pass_no)
         self.stats.opens += 1
         if self._armed_at is not None:
             self.stats.open_latencies_ms.append(round((time.perf_counter() - self._armed_at) * 1000, 1))

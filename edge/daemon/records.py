@@ -22,8 +22,10 @@ from edge.store import GateEvent
 
 # Gate record kinds the rental contract accepts (RecordKind); each needs a booking.
 CHAIN_KINDS = frozenset({"verified", "check_in", "check_out", "denied"})
-# The outcome part of the reason of a pass recovered from the journal after a restart.
+# The outcome part of the reason of a pass recovered from the journal after a restart: the open was
+# acknowledged (passage assumed), or not (the gate may not have opened: a fault, no passage).
 RESTART_OUTCOME = "passage_unconfirmed_restart"
+UNACKED_RESTART_OUTCOME = "open_unconfirmed_restart"
 
 
 def rows_for_pass(record: PassRecord, new_id: Callable[[int], str],
@@ -46,7 +48,22 @@ def journal_row(opening: PassRecord, event_id: str) -> GateEvent:
     """The journal row of a pass whose gate is about to open: the row it becomes if it is never
     recorded (passage assumed, reason ``passage_unconfirmed_restart,<decision reason>[,flags]``)."""
     row = stored_gate_event(replace(opening, outcome=Outcome.PASSED), event_id)
-    return replace(row, reason=",".join([RESTART_OUTCOME, *row.reason.split(",")[1:]]))
+    return replace(row, reason=_with_outcome(RESTART_OUTCOME, row.reason))
+
+
+def rows_for_journaled_pass(row: GateEvent, opened: bool, new_id: Callable[[int], str],
+                            booking_status: str | None) -> list[GateEvent]:
+    """The store rows of a journal row left by a dead daemon, oldest first. Acknowledged open:
+    passage assumed (the row as journaled, verified first when due). No acknowledgement: the gate
+    may never have opened, so a ``fault`` (no check-in, no billing, no anti-passback) that keeps
+    the grant on record."""
+    if opened:
+        return with_verification(row, new_id, booking_status)
+    return [replace(row, kind="fault", reason=_with_outcome(UNACKED_RESTART_OUTCOME, row.reason))]
+
+
+def _with_outcome(outcome: str, reason: str) -> str:
+    return ",".join([outcome, *reason.split(",")[1:]])
 
 
 def destinations_for(row: GateEvent, chain: bool, mqtt: bool) -> tuple[str, ...]:

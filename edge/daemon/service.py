@@ -9,13 +9,17 @@ metrics server; each opens its own ``Store`` on the same file.
 Pass journal (log the grant before actuating): before a gate opens, the pass is written to the
 store's ``pass_journal`` and committed; recording the pass deletes that row in the same transaction
 as the gate event(s) and outbox rows. A daemon killed between the open and the record leaves the row;
-at the next start, before any lane runs, each leftover becomes a recorded pass with its normal kind
-(``check_in``/``check_out``, ``verified`` first when due) and reason
-``passage_unconfirmed_restart,<decision reason>``, in one transaction with the row's deletion. We
-assume passage: the barrier opened for a valid booking, and the vehicle almost always drives
-through; dropping the row instead would lose billing and the on-chain check-in/out. The cost is a
-check-in for a car that turned back, or whose open pulse the kill cut off in the ~ms between the
-journal commit and the pulse; the reason marks every such row for review.
+the row is marked ``opened`` when the controller acknowledges the pulse. At the next start, before
+any lane runs, each leftover becomes recorded rows in one transaction with the row's deletion:
+- open acknowledged: a pass with its normal kind (``check_in``/``check_out``, ``verified`` first
+  when due), reason ``passage_unconfirmed_restart,<decision reason>``. We assume passage: the
+  barrier opened for a valid booking and the vehicle almost always drives through; dropping the row
+  would lose billing and the on-chain check-in/out. The cost, a check-in for a car that turned
+  back, is marked by the reason for review;
+- no acknowledgement: the gate may never have opened (the kill came first, or the controller did
+  not answer), and a check-in would lock the driver out by anti-passback when read again, so it is
+  recorded as a ``fault`` with reason ``open_unconfirmed_restart,<decision reason>`` (the grant is
+  on record; no check-in). A vehicle that did drive through in the ack's ~ms window is not billed.
 
 Shutdown on SIGTERM/SIGINT: stop taking passes, close each gate unless a vehicle is under it (an
 open is a hardware-timed pulse anyway, so a killed daemon cannot leave a gate open), stop the
@@ -51,8 +55,8 @@ from edge.daemon.records import (
     destinations_for,
     journal_row,
     presence_from_events,
+    rows_for_journaled_pass,
     rows_for_pass,
-    with_verification,
 )
 from edge.daemon.status import status_path, write_status
 from edge.lanes.machine import GateEvent as PassRecord
@@ -159,19 +163,24 @@ class Daemon:
         """Commit the granted pass before its gate opens (see the module docstring)."""
         self.store.journal_pass(opening.pass_no, journal_row(opening, new_event_id(opening.ended_ms)))
 
+    def journal_opened(self, lane: str, pass_no: int) -> None:
+        """The controller acknowledged the open of a journaled pass."""
+        self.store.mark_journaled_pass_opened(lane, pass_no)
+
     def recover_journal(self) -> int:
         """At start, before the lanes run: every journaled pass left by a dead daemon becomes a
         recorded pass, atomically with its journal row's deletion. Returns how many passes."""
         leftovers = self.store.journaled_passes()
         chain_on, mqtt_on = self.cfg.chain.enabled, self.cfg.mqtt.enabled
         with self.store.transaction():
-            for pass_no, row in leftovers:
+            for pass_no, opened, row in leftovers:
                 booking = self.store.booking(row.booking_id) if row.booking_id else None
-                for stored in with_verification(row, new_event_id, booking.status if booking else None):
+                rows = rows_for_journaled_pass(row, opened, new_event_id, booking.status if booking else None)
+                for stored in rows:
                     self.store.record_gate_event(stored, destinations_for(stored, chain_on, mqtt_on))
                 self.store.clear_journaled_pass(row.lane, pass_no)
-                log.warning("lane %s: pass %s opened before a restart and never recorded: recorded now as "
-                            "%s (%s)", row.lane, row.event_id, row.kind, row.reason)
+                log.warning("lane %s: pass %s granted before a restart and never recorded: recorded now as "
+                            "%s (%s)", row.lane, row.event_id, rows[-1].kind, rows[-1].reason)
         return len(leftovers)
 
     def alert(self, lane: str, code: str, detail: str) -> None:
@@ -214,6 +223,7 @@ class Daemon:
                 record=self.record,
                 on_alert=self.alert,
                 journal=self.journal,
+                journal_opened=self.journal_opened,
             ))
 
     def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int) -> BurstResult:

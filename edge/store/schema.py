@@ -188,7 +188,8 @@ CREATE INDEX chain_txs_open ON chain_txs(status, nonce);
 """
 
 # The pass journal (edge/daemon): a granted pass, committed before the open pulse and deleted in the
-# transaction that records the pass; rows left by a crash become recorded passes at the next start.
+# transaction that records the pass; ``opened`` = 1 once the controller acknowledged the open pulse.
+# Rows left by a crash become recorded passes (or unconfirmed-open faults) at the next start.
 # Columns mirror gate_events (the row the pass becomes); no plaintext plate column exists.
 V3_PASS_JOURNAL: Final = f"""
 CREATE TABLE pass_journal (
@@ -205,6 +206,7 @@ CREATE TABLE pass_journal (
     evidence_path    TEXT,
     evidence_sha256  TEXT,
     occurred_at_ms   INTEGER NOT NULL,
+    opened           INTEGER NOT NULL DEFAULT 0 CHECK (opened IN (0, 1)),
     PRIMARY KEY (lane, pass_no)
 );
 """

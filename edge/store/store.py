@@ -354,10 +354,15 @@ class Store:
             c.execute(f"INSERT OR REPLACE INTO pass_journal ({', '.join(cols)}) "
                       f"VALUES ({', '.join('?' * len(cols))})", [pass_no, *row.values()])
 
-    def journaled_passes(self) -> list[tuple[int, GateEvent]]:
-        """Journal rows not cleared yet as (pass_no, event), oldest first."""
-        return [(r.pop("pass_no"), GateEvent(**r)) for r in self.db["pass_journal"].rows_where(
-            order_by="occurred_at_ms, lane, pass_no")]
+    def mark_journaled_pass_opened(self, lane: str, pass_no: int) -> None:
+        """The controller acknowledged the open pulse of this journaled pass."""
+        with self.transaction() as c:
+            c.execute("UPDATE pass_journal SET opened = 1 WHERE lane = ? AND pass_no = ?", (lane, pass_no))
+
+    def journaled_passes(self) -> list[tuple[int, bool, GateEvent]]:
+        """Journal rows not cleared yet as (pass_no, open acknowledged, event), oldest first."""
+        return [(r.pop("pass_no"), bool(r.pop("opened")), GateEvent(**r))
+                for r in self.db["pass_journal"].rows_where(order_by="occurred_at_ms, lane, pass_no")]
 
     def clear_journaled_pass(self, lane: str, pass_no: int) -> None:
         """Forget the journal row of a recorded pass (call inside the transaction that records it)."""

@@ -16,7 +16,14 @@ import pytest
 
 from edge.access.decide import commitment_function
 from edge.access.types import Decision, Direction, PlateRead, Reason
-from edge.daemon.records import RESTART_OUTCOME, journal_row, rows_for_pass, with_verification
+from edge.daemon.records import (
+    RESTART_OUTCOME,
+    UNACKED_RESTART_OUTCOME,
+    destinations_for,
+    journal_row,
+    rows_for_journaled_pass,
+    rows_for_pass,
+)
 from edge.demo import harness as h
 from edge.lanes.machine import GateEvent as PassRecord
 from edge.lanes.machine import Outcome
@@ -61,16 +68,23 @@ def test_journal_row_is_the_check_in_marked_as_recovered_without_plain_plate():
 
 def test_recovered_entry_is_verified_first_like_the_normal_path():
     normal = rows_for_pass(opening(), ids(), "requested")
-    recovered = with_verification(journal_row(opening(), "journal-0001"), ids(), "requested")
+    recovered = rows_for_journaled_pass(journal_row(opening(), "journal-0001"), True, ids(), "requested")
     assert [r.kind for r in recovered] == [r.kind for r in normal] == ["verified", "check_in"]
     assert recovered[0].reason == "plate_verified" and recovered[1].event_id == "journal-0001"
-    assert [r.kind for r in with_verification(journal_row(opening(), "j-000001"), ids(), "verified")] == [
-        "check_in"]
+    verified = rows_for_journaled_pass(journal_row(opening(), "j-000001"), True, ids(), "verified")
+    assert [r.kind for r in verified] == ["check_in"]
+
+
+def test_an_open_never_acknowledged_is_kept_as_a_fault_not_a_check_in():
+    rows = rows_for_journaled_pass(journal_row(opening(), "journal-0004"), False, ids(), "requested")
+    assert [(r.event_id, r.kind, r.reason) for r in rows] == [
+        ("journal-0004", "fault", f"{UNACKED_RESTART_OUTCOME},booking_valid")]
+    assert rows[0].booking_id == "7" and destinations_for(rows[0], chain=True, mqtt=True) == ("mqtt",)
 
 
 def test_recovered_exit_and_manual_open_keep_their_kind():
     leave = journal_row(opening(Direction.EXIT, Reason.SESSION_EXIT), "journal-0002")
-    assert [r.kind for r in with_verification(leave, ids(), "checked_in")] == ["check_out"]
+    assert [r.kind for r in rows_for_journaled_pass(leave, True, ids(), "checked_in")] == ["check_out"]
     assert leave.reason == f"{RESTART_OUTCOME},session_exit"
     manual = journal_row(opening(reason=Reason.MANUAL_OPEN, booking=None), "journal-0003")
     assert manual.kind == "manual" and manual.reason == f"{RESTART_OUTCOME},manual_open"
@@ -85,11 +99,12 @@ def test_store_journal_round_trip_replace_and_clear(tmp_path):
         store.journal_pass(2, journal_row(opening(pass_no=2), "journal-0002"))
         again = journal_row(opening(pass_no=2), "journal-0003")
         store.journal_pass(2, again)  # a second open of the same pass replaces its note
-        assert store.journaled_passes() == [(1, first), (2, again)]
+        store.mark_journaled_pass_opened(LANE, 1)
+        assert store.journaled_passes() == [(1, True, first), (2, False, again)]
         with store.transaction():
             store.clear_journaled_pass(LANE, 1)
         store.clear_journaled_pass("other-lane", 2)
-        assert store.journaled_passes() == [(2, again)]
+        assert store.journaled_passes() == [(2, False, again)]
 
 
 # -- the daemon, killed mid-pass -------------------------------------------------------------------
@@ -146,6 +161,8 @@ def killed_run(tmp_path_factory):
             time.sleep(0.3)
             emulator.command("presence 1")
             opened = h.wait_until(lambda: emulator.state()["opens"] > opens, 15, 0.01)
+            # the open acknowledged (journal row marked) and the pass not recorded: kill now
+            acked = h.wait_until(lambda: query(store, "SELECT opened FROM pass_journal") == [(1,)], 5, 0.01)
             daemon.kill()
             daemon.proc.wait(10)
             before_restart = rows_of(store, bookings[KILLED.name])
@@ -154,7 +171,7 @@ def killed_run(tmp_path_factory):
                 emulator.command(command)
             camera.show(None)
             daemon = h.start_daemon(config, work / "daemon.log")
-            yield {"store": store, "bookings": bookings, "normal": normal, "opened": opened,
+            yield {"store": store, "bookings": bookings, "normal": normal, "opened": opened, "acked": acked,
                    "before_restart": before_restart, "journal_before": journal_before,
                    "log": (work / "daemon.log").read_text(errors="replace")}
         finally:
@@ -163,7 +180,7 @@ def killed_run(tmp_path_factory):
 
 def test_the_gate_opened_and_the_kill_left_only_the_journal_row(killed_run):
     assert killed_run["normal"].held, killed_run["normal"]
-    assert killed_run["opened"]
+    assert killed_run["opened"] and killed_run["acked"]
     assert killed_run["before_restart"] == []
     assert killed_run["journal_before"] == [(LANE, "check_in", f"{RESTART_OUTCOME},booking_valid")]
 
@@ -177,7 +194,7 @@ def test_restart_records_the_killed_pass_once_with_its_outbox_rows(killed_run):
         assert query(store, "SELECT destination, status FROM outbox WHERE event_id = ?", event_id) == [
             ("mqtt", "pending")]
     assert query(store, "SELECT count(*) FROM pass_journal") == [(0,)]
-    assert "opened before a restart and never recorded" in killed_run["log"]
+    assert "granted before a restart and never recorded" in killed_run["log"]
     assert "ZW771QP" not in str(query(store, "SELECT * FROM gate_events"))
 
 
