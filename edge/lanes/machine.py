@@ -25,7 +25,7 @@ from enum import StrEnum
 
 from edge import config as configuration
 from edge.access.types import Decision, Direction, PlateRead, Reason
-from edge.vision import reader as vision
+from edge.vision import types as vision
 from edge.vision.consensus import consensus
 
 

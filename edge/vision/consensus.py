@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from edge.vision.reader import PlateRead
+from edge.vision.types import PlateRead
 
 
 def consensus(reads: Sequence[PlateRead], min_votes: int = 1) -> PlateRead | None:

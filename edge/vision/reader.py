@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -10,17 +9,9 @@ import onnxruntime as ort
 
 import models
 from edge.vision import detector, ocr, plates
+from edge.vision.types import PlateRead
 
-
-@dataclass(frozen=True)
-class PlateRead:
-    """One plate read: text (normalised), confidence, per-character confidences, frame box."""
-
-    text: str
-    confidence: float
-    char_confidences: tuple[float, ...] = field(default=())
-    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    detector_score: float = 1.0
+__all__ = ["PlateOcr", "PlateDetector", "PlateRead", "PlateReader", "make_session"]
 
 
 def make_session(path: str | Path, threads: int) -> ort.InferenceSession:

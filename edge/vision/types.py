@@ -1,0 +1,16 @@
+"""Plain data the vision pipeline produces, importable by pure code (no numpy, cv2 or onnxruntime)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PlateRead:
+    """One plate read: text (normalised), confidence, per-character confidences, frame box."""
+
+    text: str
+    confidence: float
+    char_confidences: tuple[float, ...] = field(default=())
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    detector_score: float = 1.0
