@@ -208,7 +208,6 @@ class LaneState:
     burst_no: int = 0
     retries_left: int = 0
     started_ms: int = 0
-    safety_seen: bool = False
     read: PlateRead | None = None
     decision: Decision | None = None
     last_opened_plate: str | None = None
@@ -238,7 +237,7 @@ def _track_loops(state: LaneState, event: Event) -> LaneState:
         case PresenceOff():
             return replace(state, presence=False)
         case SafetyOn():
-            return replace(state, safety=True, safety_seen=True)
+            return replace(state, safety=True)
         case SafetyOff():
             return replace(state, safety=False)
     return state
@@ -263,7 +262,7 @@ def _start_burst(config: LaneConfig, state: LaneState, now_ms: int) -> Step:
 
 
 def _open(config: LaneConfig, state: LaneState, decision: Decision, now_ms: int) -> Step:
-    state = replace(state, phase=Phase.OPENING, decision=decision, safety_seen=state.safety,
+    state = replace(state, phase=Phase.OPENING, decision=decision,
                     deadline_ms=now_ms + config.ack_timeout_ms)
     return state, [OpenPulse(config.open_pulse_ms)]
 
@@ -393,7 +392,9 @@ def _gate_fault(config: LaneConfig, state: LaneState, detail: str, now_ms: int) 
 
 def _passing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
     match event:
-        case SafetyOff() if state.safety_seen:
+        case SafetyOff():
+            # Also without a SafetyOn seen: the controller reports changes only, so a SafetyOff proves
+            # the loop was occupied even when the SafetyOn frame was lost on the wire.
             return _finish_opened(config, state, Outcome.PASSED, now_ms)
         case Timeout():
             if state.safety:

@@ -82,6 +82,18 @@ def test_happy_path() -> None:
     assert event.started_ms < event.ended_ms
 
 
+def test_passage_counts_when_the_safety_on_frame_was_lost() -> None:
+    """Line noise ate SafetyOn: the SafetyOff alone proves the car crossed, so the pass is recorded."""
+    lane = Lane()
+    lane(PresenceOn())
+    lane(burst(1, reads("AB123CD")))
+    lane(Decided(1, ALLOW))
+    lane(GateAck())
+    lane(PresenceOff())
+    record, close = lane(SafetyOff())
+    assert record.event.outcome is Outcome.PASSED and close == Close()
+
+
 def test_denied_vehicle_waits_then_leaves() -> None:
     lane = Lane()
     lane(PresenceOn())
