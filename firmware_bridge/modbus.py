@@ -21,6 +21,8 @@ from firmware_bridge.messages import EventKind, Fault, Position
 from firmware_bridge.relaymap import RelayMap
 from firmware_bridge.transport import PortUnavailable
 
+UNANSWERED_POLL_BACKOFF_S = 0.2
+
 
 class ModbusGateError(ConnectionError):
     """The relay board did not answer, or answered with a Modbus exception."""
@@ -80,10 +82,18 @@ class ModbusRelayDriver:
                           self._hold is not None, Fault.NONE, None)
 
     async def events(self) -> AsyncIterator[GateEvent]:
-        """Input changes found by polling the board every ``poll_s`` (relay boards cannot push)."""
+        """Input changes found by polling the board every ``poll_s`` (relay boards cannot push).
+
+        A poll the board does not answer (noise, a cable pulled) is skipped, not raised: the stream
+        lives as long as the lane, and the first answer after the gap reports what changed meanwhile.
+        """
         last: GateStatus | None = None
         while True:
-            now = await self.status()
+            try:
+                now = await self.status()
+            except ConnectionError:  # ModbusGateError, or the port gone (PortUnavailable)
+                await asyncio.sleep(max(self.poll_s, UNANSWERED_POLL_BACKOFF_S))
+                continue
             for kind, before, after in (
                 (EventKind.PRESENCE, last and last.presence, now.presence),
                 (EventKind.SAFETY, last and last.safety, now.safety),

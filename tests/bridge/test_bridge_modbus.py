@@ -127,6 +127,29 @@ def test_cable_pull_reconnects_within_two_seconds(board: Emulator) -> None:
     assert board.state()["plugged"] is True
 
 
+def test_polled_events_survive_a_cable_pull(board: Emulator) -> None:
+    """A lane's event stream must outlive an unanswered poll: the change made while the cable was out
+    is reported once the board answers again."""
+    settle(board)
+
+    async def scenario():  # noqa: ANN202
+        driver = await connect(board)
+        events = driver.events()
+        first = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.2)
+        board.command("unplug 0.5")
+        await asyncio.sleep(0.1)
+        board.command("presence 1")
+        event = await asyncio.wait_for(first, 5)
+        await events.aclose()
+        await driver.aclose()
+        return event
+
+    event = asyncio.run(scenario())
+    assert (event.kind, event.value) == (EventKind.PRESENCE, 1)
+    settle(board)
+
+
 def test_corrupted_and_lost_responses_are_retried_by_the_modbus_client(board: Emulator) -> None:
     settle(board)
 
