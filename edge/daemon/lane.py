@@ -188,15 +188,15 @@ class LaneShell:
             self.stats.gate_errors += 1
             self.feed(GateFault(f"open failed: {exc}"))
             return
+        self.stats.opens += 1
+        if self._armed_at is not None:
+            self.stats.open_latencies_ms.append(round((time.perf_counter() - self._armed_at) * 1000, 1))
+        self.feed(GateAck())  # first: the machine must see the ack before the vehicle's loop events
         try:
             self._journal_opened(self.config.lane_id, pass_no)
         except Exception:  # noqa: BLE001 - the gate is open: a lost mark only weakens recovery
             log.exception("lane %s: could not mark pass %d opened in the journal",
                           self.config.lane_id, pass_no)
-        self.stats.opens += 1
-        if self._armed_at is not None:
-            self.stats.open_latencies_ms.append(round((time.perf_counter() - self._armed_at) * 1000, 1))
-        self.feed(GateAck())
 
     def close(self) -> None:
         self._spawn(self._close())
