@@ -331,7 +331,7 @@ class Chaos:
         misread = [r for r in wrong_admits
                    if any(m in (r.main_row or {}).get("reason", "") for m in MISREAD_REASONS)]
         spurious_visits = [r for r in results if r.opened and not r.visit.expect_open]
-        opens_total = sum(e.state()["opens"] for e in self.emulators.values())
+        opens_total = sum(e.state()["open_commands"] for e in self.emulators.values())
         unattributed = opens_total - sum(1 for r in results if r.opened)
         admitted = sum(1 for r in recorded if r.opened)
         expected_admit = sum(1 for r in results if r.visit.expect_open)

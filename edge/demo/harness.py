@@ -223,7 +223,9 @@ def play_visit(visit: Visit, emulator: EmulatorHandle, camera: LaneCamera, store
     """The vehicle comes into view, rolls onto the presence loop, drives through if the gate opens
     (over the safety loop and away), or backs off if refused; returns what the daemon recorded."""
     seq = last_seq(store_path)
-    opens_before = emulator.state()["opens"]
+    # Open commands, not off->on transitions: a car granted while the previous car's pulse still holds
+    # the barrier up drives through an open gate all the same.
+    opens_before = emulator.state()["open_commands"]
     camera.show(visit.vehicle, take)
     time.sleep(pace_s)  # in view before it reaches the loop
     armed = time.perf_counter()
@@ -233,10 +235,10 @@ def play_visit(visit: Visit, emulator: EmulatorHandle, camera: LaneCamera, store
     def progress() -> bool:
         nonlocal rows
         rows = read_rows(store_path, seq, visit.lane)
-        return bool(rows) or emulator.state()["opens"] > opens_before
+        return bool(rows) or emulator.state()["open_commands"] > opens_before
 
     wait_until(progress, decide_timeout)
-    opened = emulator.state()["opens"] > opens_before
+    opened = emulator.state()["open_commands"] > opens_before
     latency = time.perf_counter() - armed if opened else None
     if opened:
         emulator.command("safety 1")

@@ -77,7 +77,8 @@ class GateController:
     presence: bool = False
     safety: bool = False
     faults: Fault = Fault.NONE
-    opens: int = 0
+    opens: int = 0  # barrier output off -> on transitions
+    open_commands: int = 0  # open commands executed, also those extending an open already running
     pulse_until: float | None = None
     held: bool = False
     watchdog_s: float = 1.0
@@ -98,6 +99,8 @@ class GateController:
         reply = self._execute(command, now)
         if not was_on and self.output_on(now):
             self.opens += 1
+        if isinstance(command, (OpenPulse, HoldOpen)) and reply == Ack(Result.OK):
+            self.open_commands += 1
         self._last = (seq, command, now, reply)
         return reply, self.tick(now)
 

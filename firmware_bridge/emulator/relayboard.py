@@ -18,7 +18,8 @@ class RelayBoard:
     barrier: Barrier = field(default_factory=Barrier)
     presence: bool = False
     safety: bool = False
-    opens: int = 0
+    opens: int = 0  # open relay off -> on transitions
+    open_commands: int = 0  # writes that switch or flash the open relay on, also when already on
     coils: list[bool] = field(default_factory=list)
     flash_until: dict[int, float] = field(default_factory=dict)
 
@@ -54,8 +55,10 @@ class RelayBoard:
         return True
 
     def _set_relay(self, relay: int, on: bool) -> None:
-        if on and not self.coils[relay] and relay == self.relay_map.open_relay:
-            self.opens += 1
+        if on and relay == self.relay_map.open_relay:
+            self.open_commands += 1
+            if not self.coils[relay]:
+                self.opens += 1
         self.coils[relay] = on
 
     def inputs(self) -> list[bool]:

@@ -181,7 +181,8 @@ class ControllerEmulator:
             "kind": "parkgate-controller", "port": self.pty.path, "plugged": self.plugged,
             "position": core.barrier.position.name, "presence": core.presence, "safety": core.safety,
             "held": core.held, "output": core.output_on(now), "faults": _fault_names(core.faults),
-            "opens": core.opens, "duplicates": core.duplicates, "rx": vars(self.decoder.stats),
+            "opens": core.opens, "open_commands": core.open_commands, "duplicates": core.duplicates,
+            "rx": vars(self.decoder.stats),
             "pending_faults": vars(self.faults),
         }
 
@@ -294,6 +295,7 @@ class RelayBoardEmulator:
             "kind": "modbus-relay-board", "port": self.pty.path, "plugged": self.plugged,
             "position": b.barrier.position.name, "presence": b.presence, "safety": b.safety,
             "held": False, "output": b.coils[b.relay_map.open_relay], "faults": [], "opens": b.opens,
+            "open_commands": b.open_commands,
             "coils": b.coils, "pending_faults": vars(self.faults),
         }
 

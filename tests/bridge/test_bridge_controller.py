@@ -89,11 +89,23 @@ def test_barrier_stays_open_over_a_vehicle_and_reverses_if_one_arrives_while_clo
     assert positions(events) == [Position.OPENING]
 
 
+def test_an_open_during_a_running_pulse_counts_as_a_command_not_a_new_opening() -> None:
+    """The next car granted while the barrier is still up: one opening, two open commands."""
+    gate = GateController()
+    gate.handle(1, OpenPulse(3000), now=0.0)
+    gate.handle(2, OpenPulse(3000), now=1.0)
+    assert (gate.opens, gate.open_commands) == (1, 2) and gate.pulse_until == 4.0
+    board = RelayBoard()
+    board.write(HOLDING, 0x0200, [30], now=0.0)
+    board.write(HOLDING, 0x0200, [30], now=1.0)
+    assert (board.opens, board.open_commands) == (1, 2)
+
+
 def test_retransmitted_command_is_answered_but_not_executed_twice() -> None:
     gate = GateController()
     first, _ = gate.handle(9, OpenPulse(300), now=0.0)
     gate.handle(9, OpenPulse(300), now=0.05)
-    assert gate.duplicates == 1 and gate.opens == 1 and gate.pulse_until == 0.3
+    assert gate.duplicates == 1 and gate.opens == 1 and gate.open_commands == 1 and gate.pulse_until == 0.3
     assert first == Ack(Result.OK)
 
 
