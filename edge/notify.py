@@ -57,6 +57,11 @@ def watchdog(env: Mapping[str, str] | None = None) -> bool:
     return notify("WATCHDOG=1", env)
 
 
+def extend_start_timeout(seconds: float, why: str, env: Mapping[str, str] | None = None) -> bool:
+    """Ask systemd for ``seconds`` more before start-up counts as failed (EXTEND_TIMEOUT_USEC), saying why."""
+    return notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}\nSTATUS={_one_line(why)}", env)
+
+
 def stopping(env: Mapping[str, str] | None = None) -> bool:
     return notify("STOPPING=1", env)
 

@@ -201,6 +201,9 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001 - unplugged at start: keep trying, say so
                 log.warning("lane %s: gate %s not reachable (%s); retrying", lane_cfg.name, gate.port, exc)
                 self.alert(lane_cfg.name, "gate_unreachable", str(exc))
+                # Not a failed start: systemd must not kill and restart us while an installer plugs it in.
+                notify.extend_start_timeout(CONNECT_RETRY_S * 3,
+                                            f"waiting for gate {gate.port} of lane {lane_cfg.name}")
                 try:
                     await asyncio.wait_for(self.stop_event.wait(), CONNECT_RETRY_S)
                     raise asyncio.CancelledError
@@ -208,11 +211,10 @@ class Daemon:
                     pass
 
     async def _start_lanes(self) -> None:
-        for lane_cfg in self.cfg.lanes:
-            source = open_frame_source(lane_cfg.camera.source, lane_cfg.camera.fps)
-            self.sources.append(source)
-            driver = await self._connect(lane_cfg)
-            self.drivers.append(driver)
+        self.sources = [open_frame_source(lane.camera.source, lane.camera.fps) for lane in self.cfg.lanes]
+        # All gates at once: one slow or unplugged controller does not hold the others back.
+        self.drivers = list(await asyncio.gather(*(self._connect(lane) for lane in self.cfg.lanes)))
+        for lane_cfg, source, driver in zip(self.cfg.lanes, self.sources, self.drivers, strict=True):
             machine_cfg = lane_config_from(lane_cfg)
             direction = machine_cfg.direction
             name = lane_cfg.name
@@ -266,10 +268,15 @@ class Daemon:
         service.store.close()
 
     def _start_mqtt(self) -> None:
+        """The broker link is optional for the gate: a failure to start it is alerted, lanes go on."""
         if self.cfg.mqtt.enabled:
             from edge.mqtt.wiring import bridge_from_config
 
-            self.bridge = bridge_from_config(self.cfg, self._remote_command).start()
+            try:
+                self.bridge = bridge_from_config(self.cfg, self._remote_command).start()
+            except Exception as exc:  # noqa: BLE001 - bad key/TLS files must not keep gates shut
+                log.error("MQTT not started: %s", exc)
+                self.alert("-", "mqtt_not_started", str(exc))
 
     def _remote_command(self, command: Any) -> Any:
         """A verified remote command (paho thread): hand it to the loop; only ``open`` exists."""
@@ -284,7 +291,11 @@ class Daemon:
     def _start_metrics(self) -> None:
         m = self.cfg.metrics
         if m.enabled:
-            self.metrics = MetricsServer(m.host, m.port, self.samples).start()
+            try:
+                self.metrics = MetricsServer(m.host, m.port, self.samples).start()
+            except OSError as exc:  # port taken: metrics are optional, the gates are not
+                log.error("metrics not started on %s:%s: %s", m.host, m.port, exc)
+                self.alert("-", "metrics_not_started", str(exc))
 
     # -- status ----------------------------------------------------------------------------------------
 
@@ -379,13 +390,16 @@ class Daemon:
         print(f"READY pid={os.getpid()} lanes={len(self.lanes)}", flush=True)
         stop_wait = asyncio.create_task(self.stop_event.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        lane_failed = False
         for task in done:
             if task is not stop_wait and task.exception() is not None:
                 log.error("lane task ended: %r", task.exception())
+                lane_failed = True
         self.stop_event.set()
         await status_task
         await self._shutdown(tasks)
-        return 0
+        # A lane that died is a failure: exit non-zero so systemd's Restart=on-failure brings it back.
+        return 1 if lane_failed else 0
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
         self.state = "stopping"

@@ -29,6 +29,8 @@ def test_messages_reach_the_socket(listener) -> None:
     assert sock.recv(4096) == b"STATUS=lane entry-1: gate fault"
     assert notify.watchdog(env) and sock.recv(4096) == b"WATCHDOG=1"
     assert notify.stopping(env) and sock.recv(4096) == b"STOPPING=1"
+    assert notify.extend_start_timeout(15, "waiting for gate /dev/ttyUSB0", env)
+    assert sock.recv(4096) == b"EXTEND_TIMEOUT_USEC=15000000\nSTATUS=waiting for gate /dev/ttyUSB0"
 
 
 def test_abstract_namespace_socket() -> None:
