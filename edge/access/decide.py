@@ -187,7 +187,13 @@ class _Context:
         return self._admit(match, Reason.BOOKING_VALID, booking.booking_id, capacity=True)
 
     def _admit(self, match: Match, reason: Reason, booking_id: str | None, *, capacity: bool) -> Decision:
-        refuse, flags = _passback(self.policy, self.presence.is_inside(match.commitment))
+        session = self.presence.inside.get(match.commitment)
+        # Inside under another booking means its exit was missed (manual open, misread at the exit): a
+        # new booking is a new visit, so it is flagged, never locked out for good by hard anti-passback.
+        stale = session is not None and booking_id is not None and session.booking_id != booking_id
+        refuse, flags = _passback(self.policy, session is not None and not stale)
+        if stale:
+            flags = (*flags, Flag.STALE_SESSION)
         if refuse:
             return self._result(False, Reason.ANTI_PASSBACK, match, booking_id, flags)
         full = self.policy.capacity is not None and self.presence.occupancy >= self.policy.capacity

@@ -67,6 +67,7 @@ class Flag(StrEnum):
     PASSBACK_VIOLATION = "passback_violation"
     OVERSTAY = "overstay"
     FUZZY_MATCH = "fuzzy_match"
+    STALE_SESSION = "stale_session"  # still "inside" under an earlier booking: its exit was missed
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,6 +176,14 @@ def test_anti_passback_on_entry(mode: AntiPassback, allow: bool, flags: tuple) -
     assert d.reason is (Reason.BOOKING_VALID if allow else Reason.ANTI_PASSBACK)
 
 
+def test_a_session_left_over_from_an_earlier_booking_does_not_lock_the_car_out() -> None:
+    """The exit was missed (manual open): the next booking still admits, flagged for the operator."""
+    d = entry("AB123CD", [booking("AB123CD", bid="b2")], presence=_inside("AB123CD"),
+              policy=replace(POLICY, anti_passback=AntiPassback.HARD))
+    assert (d.allow, d.reason, d.booking_id) == (True, Reason.BOOKING_VALID, "b2")
+    assert d.flags == (Flag.STALE_SESSION,)
+
+
 def test_exit_with_session_even_after_expiry_flags_overstay() -> None:
     presence = _inside("AB123CD")
     d = exit_("A8123CD", [booking("AB123CD")], presence=presence, now=NOW + 5 * H)
