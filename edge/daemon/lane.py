@@ -38,16 +38,13 @@ from edge.lanes.machine import (
 )
 from edge.lanes.runner import LaneRunner
 from edge.mqtt.privacy import mask_plate
+from edge.store import wall_clock_ms
 from firmware_bridge.driver import GateDriver
 from firmware_bridge.messages import EventKind
 
 log = logging.getLogger(__name__)
 TICK_S = 0.05
 RECONCILE_S = 1.0
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -78,7 +75,7 @@ class LaneShell:
         self._journal_opened = journal_opened
         self._on_alert = on_alert
         self.stats = LaneStats()
-        self.runner = LaneRunner(config, self, wall_ms)
+        self.runner = LaneRunner(config, self, wall_clock_ms)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._armed_at: float | None = None
         self.link_up = True
@@ -166,7 +163,8 @@ class LaneShell:
     def decide(self, pass_no: int, read: PlateRead) -> Decision:
         decision = self._decide(read)
         self.stats.last_read = {"plate_masked": _masked(read.text), "confidence": round(read.confidence, 3),
-                                "decision": str(decision.reason), "allow": decision.allow, "at_ms": wall_ms()}
+                                "decision": str(decision.reason), "allow": decision.allow,
+                                "at_ms": wall_clock_ms()}
         return decision
 
     def open_pulse(self, ms: int) -> None:
@@ -179,7 +177,7 @@ class LaneShell:
         """The pass whose gate is being opened, as it would be recorded had it passed now."""
         state = self.runner.state
         return GateEvent(self.config.lane_id, self.config.direction, state.pass_no, Outcome.PASSED,
-                         state.started_ms, wall_ms(), state.read, state.decision)
+                         state.started_ms, wall_clock_ms(), state.read, state.decision)
 
     async def _open(self, ms: int, pass_no: int) -> None:
         try:

@@ -49,7 +49,7 @@ from edge.chain.commitment import normalise_plate
 from edge.chain.syncplan import backoff_delay, chain_lot_code
 from edge.config import Config, ConfigError, read_secret
 from edge.daemon.camera import BurstResult, capture_burst, open_frame_source
-from edge.daemon.lane import LaneShell, wall_ms
+from edge.daemon.lane import LaneShell
 from edge.daemon.records import (
     apply_rows,
     destinations_for,
@@ -62,7 +62,7 @@ from edge.daemon.status import status_path, write_status
 from edge.lanes.machine import GateEvent as PassRecord
 from edge.lanes.machine import ManualOpen, Outcome, lane_config_from
 from edge.metrics import MetricsServer, Sample
-from edge.store import Store, new_event_id
+from edge.store import Store, new_event_id, wall_clock_ms
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
 from firmware_bridge.driver import GateDriver, connect_driver
@@ -139,8 +139,8 @@ class Daemon:
         except ValueError:
             matches = ()
         rows = self.store.bookings_for_commitments(self.policy.lot_id, [m.commitment for m in matches])
-        return decide(read, wall_ms(), booking_views(rows), self.presence, self.policy, direction=direction,
-                      commit=self.commit)
+        return decide(read, wall_clock_ms(), booking_views(rows), self.presence, self.policy,
+                      direction=direction, commit=self.commit)
 
     def record(self, record: PassRecord) -> None:
         """The pass and its outbox rows in one transaction; then who is inside, then wake the senders."""
@@ -230,7 +230,7 @@ class Daemon:
 
     def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int) -> BurstResult:
         return capture_burst(source, self.reader, frames, timeout_s=2.5, evidence_dir=self.evidence_dir,
-                             name=f"{lane}-{wall_ms()}-{burst_no}")
+                             name=f"{lane}-{wall_clock_ms()}-{burst_no}")
 
     def _start_chain(self) -> None:
         if self.cfg.chain.enabled:
