@@ -37,7 +37,7 @@ from edge.lanes.machine import (
     SafetyOn,
 )
 from edge.lanes.runner import LaneRunner
-from edge.mqtt.privacy import mask_plate
+from edge.mqtt.privacy import mask_plate_or_none
 from edge.store import wall_clock_ms
 from firmware_bridge.driver import GateDriver
 from firmware_bridge.messages import EventKind
@@ -162,9 +162,9 @@ class LaneShell:
 
     def decide(self, pass_no: int, read: PlateRead) -> Decision:
         decision = self._decide(read)
-        self.stats.last_read = {"plate_masked": _masked(read.text), "confidence": round(read.confidence, 3),
-                                "decision": str(decision.reason), "allow": decision.allow,
-                                "at_ms": wall_clock_ms()}
+        self.stats.last_read = {"plate_masked": mask_plate_or_none(read.text),
+                                "confidence": round(read.confidence, 3), "decision": str(decision.reason),
+                                "allow": decision.allow, "at_ms": wall_clock_ms()}
         return decision
 
     def open_pulse(self, ms: int) -> None:
@@ -217,10 +217,3 @@ class LaneShell:
     def alert(self, code: str, detail: str) -> None:
         self.stats.alerts += 1
         self._on_alert(self.config.lane_id, code, detail)
-
-
-def _masked(text: str) -> str | None:
-    try:
-        return mask_plate(text)
-    except ValueError:
-        return None

@@ -13,7 +13,7 @@ import re
 
 from edge.access.types import Direction, Reason
 from edge.lanes.machine import GateEvent, Outcome
-from edge.mqtt.privacy import mask_plate
+from edge.mqtt.privacy import mask_plate_or_none
 from edge.store.rows import GateEvent as StoredGateEvent
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -43,12 +43,7 @@ def stored_gate_event(event: GateEvent, event_id: str) -> StoredGateEvent:
     read, decision = event.read, event.decision
     confidence = read.confidence if read is not None and math.isfinite(read.confidence) else None
     sha = read.snapshot_sha256 if read is not None else None
-    masked = None
-    if read is not None:
-        try:
-            masked = mask_plate(read.text)
-        except ValueError:
-            masked = None
+    masked = mask_plate_or_none(read.text) if read is not None else None
     return StoredGateEvent(
         event_id=event_id,
         lane=event.lane_id,

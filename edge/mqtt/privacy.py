@@ -32,6 +32,14 @@ def mask_plate(plate: str) -> str:
     return f"{p[:2]}***{p[-1]}"
 
 
+def mask_plate_or_none(text: str) -> str | None:
+    """:func:`mask_plate` for a raw OCR text, None when it is no valid plate (records keep the event)."""
+    try:
+        return mask_plate(text)
+    except ValueError:
+        return None
+
+
 def hash_plate(plate: str, key: bytes) -> str:
     digest = hmac.new(derive_key(key, "plate"), normalise_plate(plate).encode(), hashlib.sha256)
     return digest.hexdigest()[:HASH_HEX_CHARS]
