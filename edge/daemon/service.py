@@ -113,6 +113,8 @@ class Daemon:
                                   threads=cfg.vision.threads)
         self.lanes: list[LaneShell] = []
         self.sources: list[FrameSource] = []
+        self._published_lanes: dict[str, dict[str, Any]] = {}  # what MQTT last got, to publish changes only
+        self._published_reads: dict[str, dict[str, Any]] = {}
         self.drivers: list[GateDriver] = []
         self.alerts: dict[str, int] = {}
         self.sync: Any = None
@@ -366,7 +368,26 @@ class Daemon:
         lanes = ", ".join(f"{lane['name']} {lane['phase']}" for lane in snap["lanes"])
         notify.status(f"{snap['state']}: {lanes}; backlog {snap['backlog'] or 0}")
         if self.bridge is not None:
-            self.bridge.publish_status({k: snap[k] for k in ("state", "uptime_s", "inside", "backlog")})
+            try:
+                self.bridge.publish_status({k: snap[k] for k in ("state", "uptime_s", "inside", "backlog")})
+                self._publish_lane_changes(snap["lanes"])
+            except Exception:  # noqa: BLE001 - the broker link must never stop the status loop
+                log.exception("MQTT status publish failed")
+
+    def _publish_lane_changes(self, lanes: list[dict[str, Any]]) -> None:
+        """Retained lane state and the latest plate read, each only when it changed since the last tick."""
+        assert self.bridge is not None
+        for lane in lanes:
+            name = lane["name"]
+            state = {"state": lane["phase"], "link_up": lane["link_up"]}
+            if self._published_lanes.get(name) != state:
+                self.bridge.publish_lane_state(name, state)
+                self._published_lanes[name] = state
+            read = lane["last_read"]
+            # Reads are best effort (not in the outbox): dropped offline; the latest goes on reconnect.
+            if read is not None and self._published_reads.get(name) != read \
+                    and self.bridge.publish_read({"lane": name, **read}):
+                self._published_reads[name] = read
 
     # -- run ---------------------------------------------------------------------------------------------
 

@@ -191,3 +191,14 @@ def test_remote_open_only_with_a_fresh_valid_signature(world_run):
     emulator.command("safety 0")
     manual = h.wait_until(lambda: h.read_rows(r["store"], seq), 10)
     assert manual and manual[-1]["kind"] == "manual", manual
+
+
+def test_lane_state_and_latest_read_reach_the_broker(world_run):
+    """Retained lane state for dashboards, and the plate read, redacted: no plain plate leaves."""
+    watcher = world_run["watcher"]
+    assert h.wait_until(lambda: watcher.on(TOPICS.lane_state(LANE)), 15, 0.2), "no lane state published"
+    assert {"state", "link_up"} <= set(watcher.on(TOPICS.lane_state(LANE))[-1])
+    reads = h.wait_until(lambda: watcher.on(TOPICS.reads), 15, 0.2)
+    assert reads and reads[-1]["lane"] == LANE and "decision" in reads[-1], watcher.on(TOPICS.reads)
+    assert all("plate" not in body for body in reads)
+    assert all("KX904LM" not in json.dumps(body) and "AB123CD" not in json.dumps(body) for body in reads)
