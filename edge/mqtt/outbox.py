@@ -96,7 +96,3 @@ class OutboxPublisher:
             log.warning("broker refused event %s: %s; will retry", row.event_id, failure)
             self.outbox.mark_outbox_failed([row.id], f"broker refused: {failure}")
             self.refused += 1
-
-    def forget_in_flight(self) -> None:
-        """A new client session: nothing it holds is ours any more; pending rows are re-sent."""
-        self.in_flight.clear()
