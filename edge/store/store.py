@@ -78,13 +78,26 @@ class Store:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def _configure(self, busy_timeout_ms: int) -> None:
-        mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        mode = self._enable_wal(busy_timeout_ms)
         if str(mode).lower() != "wal":
             raise StoreError(f"store {self.path}: could not enable WAL (journal_mode={mode}); "
                              "use a local filesystem that supports shared memory")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+
+    def _enable_wal(self, busy_timeout_ms: int) -> str:
+        """Switch a new file to WAL. The switch needs a moment of exclusive access and SQLite answers
+        "locked" at once (no busy handler) while another opener holds the file, e.g. the daemon and
+        `parkgate chain sync` starting together: retry until the busy timeout, as any write would wait."""
+        deadline = time.monotonic() + busy_timeout_ms / 1000
+        while True:
+            try:
+                return str(self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def _migrate(self, migrations: Sequence[tuple[int, str]]) -> None:
         latest = migrations[-1][0] if migrations else 0
