@@ -302,12 +302,7 @@ class Chaos:
     def cut_broker(self) -> None:
         self.broker.kill()
         time.sleep(self.rng.uniform(1, 4))
-        # Let our watcher back in before the gateway, so it misses nothing the gateway re-sends.
-        self.broker.set_users(dict([WATCHER]))
-        self.broker.start()
-        self.watcher.subscribed.wait(10)
-        self.broker.set_users(self.broker.all_users())
-        self.broker.reload()
+        self.broker.start_letting_in_first(WATCHER[0], self.watcher.subscribed)
         self.tally.broker_cuts += 1
 
     def cut_serial(self) -> None:

@@ -20,6 +20,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,6 +180,18 @@ class MosquittoBroker:
             tail = self._process.log_tail()
             self._process.stop()
             raise BrokerError(f"mosquitto did not start on {HOST}:{self.port}: {exc}\n{tail}") from exc
+        return self
+
+    def start_letting_in_first(self, user: str, ready: threading.Event,
+                               timeout: float = 10.0) -> MosquittoBroker:
+        """Restart with only ``user`` allowed until ``ready`` is set (its client has subscribed again),
+        then let everyone back in. A test observer thus misses nothing the gateway re-sends on its
+        reconnect: with persistence off a restarted broker has no session to queue messages in."""
+        self.set_users({user: self.all_users()[user]})
+        self.start(timeout)
+        ready.wait(timeout)
+        self.set_users(self.all_users())
+        self.reload()
         return self
 
     def stop(self) -> None:

@@ -41,11 +41,14 @@ class Watcher:
     def __init__(self, broker: MosquittoBroker) -> None:
         self.messages: list[tuple[str, dict]] = []
         self.lock = threading.Lock()
+        self.subscribed = threading.Event()
         c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         c.username_pw_set(*WATCHER)
         c.tls_set(ca_certs=str(broker.ca_file))
         c.reconnect_delay_set(1, 1)
         c.on_connect = lambda client, *a: client.subscribe(f"{TOPICS.base}/#", qos=1)
+        c.on_subscribe = lambda *a: self.subscribed.set()
+        c.on_disconnect = lambda *a: self.subscribed.clear()
         c.on_message = self._on_message
         c.connect(broker.host, broker.port)
         c.loop_start()
@@ -131,7 +134,7 @@ def test_outages_lose_nothing_and_send_nothing_twice(world_run):
 
     restarted = AnvilConfig(port=port, state_path=r["state_file"])
     r["anvil"] = Anvil(restarted, log_path=r["work"] / "anvil2.log").start()
-    r["broker"].start()
+    r["broker"].start_letting_in_first(WATCHER[0], r["watcher"].subscribed)
     assert h.wait_until(lambda: outbox_settled(store), 90, 0.5), h.outbox_counts(store)
     counts = h.outbox_counts(store)
     assert counts.get("chain.dead", 0) == 0 and counts.get("mqtt.dead", 0) == 0, counts
