@@ -24,12 +24,13 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from edge.vision.plates import REGION_PATTERNS
+
 DEFAULT_CONFIG_PATH = Path("/etc/parkgate/parkgate.toml")
 # The bundled models (the `models` package installs next to `edge`); same names as models/__init__.py.
 BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 LOG_LEVELS = ("debug", "info", "warning", "error")
-REGIONS = ("any", "eu", "br", "us")
 RPC_SCHEMES = ("http://", "https://", "ws://", "wss://")
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -72,6 +73,10 @@ def matches(pattern: re.Pattern[str], allowed: str) -> Rule:
     return (lambda v: bool(pattern.fullmatch(v)), allowed)
 
 
+REGION_LIST: Rule = (
+    lambda v: all(part.strip().lower() in REGION_PATTERNS for part in v.split(",")),
+    "a plate region or several joined by commas, of: " + " | ".join(REGION_PATTERNS),
+)
 IDENTIFIER = matches(_ID_RE, "1-64 characters: letters, digits, '_', '.', '-' "
                              "(starting with a letter or digit)")
 ADDRESS = (lambda v: v == "" or bool(_ADDRESS_RE.fullmatch(v)), "an address: 0x followed by 40 hex digits")
@@ -146,7 +151,7 @@ class VisionConfig:
     ocr_config: Path = setting(BUNDLED_WEIGHTS / "plate_ocr.yaml")
     threads: int = setting(2, between(1, 16))
     min_confidence: float = setting(0.5, between(0.0, 1.0))
-    region: str = setting("any", one_of(*REGIONS))
+    region: str = setting("any", REGION_LIST)
 
 
 @dataclass(frozen=True)

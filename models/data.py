@@ -131,6 +131,35 @@ def load_us_crops(split: str) -> list[tuple[np.ndarray, str]]:
     )
 
 
+# The Slovak layout: plates-eu labels sometimes write the letter O where it has a digit.
+_EU_LABEL_LAYOUTS = ("AA999AA",)
+
+
+def load_eu_frame_crops(
+    split: str, rng: np.random.Generator, per_frame: int = 8
+) -> list[tuple[np.ndarray, str]]:
+    """Plate crops cut from the labelled plates-eu frames of one `eu_split` half, `per_frame` crops each
+    with random margins like a detector box grown by the reader. A label with the letter O in a digit
+    position of the Slovak layout is corrected to the digit for training."""
+    from edge.vision import evaluate
+
+    root = data_dir() / "plates-eu"
+    if not root.is_dir():
+        return []
+    crops = []
+    for sample in evaluate.load_samples(root):
+        if eu_split(sample.image.name) != split or sample.box is None:
+            continue
+        image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        x, y, w, h = sample.box
+        quad = np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+        label = plates.fit_pattern(sample.plate, _EU_LABEL_LAYOUTS)
+        crops.extend((jitter_crop(image, quad, rng), label) for _ in range(per_frame))
+    return crops
+
+
 def _load_labelled(root: Path, csv_path: Path, file_key: str, text_key: str, keep, fieldnames=None) -> list:
     if not csv_path.is_file():
         return []

@@ -70,42 +70,36 @@ class DetectorExport(nn.Module):
 
 
 class PlateCtcNet(nn.Module):
-    """Column-sequence OCR trained with CTC: conv backbone collapsed to one row of T columns, each
-    classified over the alphabet (the pad character doubles as the CTC blank)."""
+    """Column-sequence OCR trained with CTC: a conv backbone collapsed to one row of T = W/4 columns, a
+    bidirectional LSTM for context along the plate, and a per-column classifier over the alphabet (the
+    pad character doubles as the CTC blank)."""
 
-    def __init__(self, alphabet: int, height: int = 64) -> None:
+    def __init__(self, alphabet: int, height: int = 64, context: int = 160) -> None:
         super().__init__()
         self.alphabet = alphabet
         self.features = nn.Sequential(
-            conv_bn(1, 16),
-            nn.MaxPool2d(2),
-            conv_bn(16, 32),
-            nn.MaxPool2d(2),
+            conv_bn(1, 32, 2),
             conv_bn(32, 64),
+            nn.MaxPool2d(2),
+            conv_bn(64, 64),
+            conv_bn(64, 128),
             nn.MaxPool2d((2, 1)),
-            conv_bn(64, 96),
+            conv_bn(128, 128),
+            conv_bn(128, 160),
             nn.MaxPool2d((2, 1)),
-            conv_bn(96, 128, kernel=1),
         )
-        rows = height // 16
         self.collapse = nn.Sequential(
-            nn.Conv2d(128, 128, (rows, 1), bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True)
-        )
-        self.context = nn.Sequential(
-            nn.Conv1d(128, 128, 3, padding=1, bias=False),
-            nn.BatchNorm1d(128),
+            nn.Conv2d(160, context, (height // 16, 1), bias=False),
+            nn.BatchNorm2d(context),
             nn.ReLU(inplace=True),
-            nn.Conv1d(128, 128, 3, padding=1, bias=False),
-            nn.BatchNorm1d(128),
-            nn.ReLU(inplace=True),
-            nn.Dropout(0.15),
-            nn.Conv1d(128, alphabet, 1),
         )
+        self.sequence = nn.LSTM(context, context // 2, bidirectional=True, batch_first=True)
+        self.classify = nn.Sequential(nn.Dropout(0.15), nn.Linear(context, alphabet))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: float N x 1 x H x W in [0, 1]; returns logits N x T x alphabet (T = W / 4)."""
-        columns = self.collapse(self.features(x)).squeeze(2)
-        return self.context(columns).permute(0, 2, 1)
+        columns = self.collapse(self.features(x)).squeeze(2).permute(0, 2, 1)
+        return self.classify(self.sequence(columns)[0])
 
 
 class CtcSlotsExport(nn.Module):

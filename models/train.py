@@ -75,6 +75,9 @@ def _parallel(func, seed: int, total: int, workers: int) -> list:
     return items
 
 
+RealSources = list[tuple[str, list, float]]  # (name, [(image, label)], share of the real draws)
+
+
 def train_ocr(
     seed: int, steps: int, pool_size: int, workers: int, out_dir: Path, self_train_steps: int
 ) -> None:
@@ -82,39 +85,55 @@ def train_ocr(
     unlabelled EU crops, starting from the base weights."""
     started = time.time()
     synthetic = _parallel(_synth_ocr_chunk, seed, pool_size, workers)
-    real = [
-        (img, txt) for img, txt in data.load_br_crops() + data.load_us_crops("train") if 0 < len(txt) <= SLOTS
+    sources: RealSources = [
+        ("br", _fits_slots(data.load_br_crops()), 0.4),
+        ("us-train", _fits_slots(data.load_us_crops("train")), 0.4),
+        ("eu-frames-train", _fits_slots(data.load_eu_frame_crops("train", np.random.default_rng(seed))), 0.2),
     ]
-    print(f"ocr data: {len(synthetic)} synthetic, {len(real)} real, {time.time() - started:.0f}s", flush=True)
-    net = fit_ocr(seed, steps, synthetic, real, None, 3e-3)
+    sources = [source for source in sources if source[1]]
+    counts = ", ".join(f"{len(samples)} {name}" for name, samples, _ in sources)
+    print(f"ocr data: {len(synthetic)} synthetic, {counts}, {time.time() - started:.0f}s", flush=True)
+    net = fit_ocr(seed, steps, synthetic, sources, None, 3e-3, real_share=0.4)
     export_ocr(net, out_dir)
     if self_train_steps > 0:
         pseudo = pseudo_label_eu_crops(out_dir / "plate_ocr.onnx")
         print(f"self-training on {len(pseudo)} pseudo-labelled EU crops", flush=True)
-        net = fit_ocr(seed + 1, self_train_steps, synthetic, real + pseudo, net.state_dict(), 1e-3)
+        if pseudo:
+            sources = [(name, samples, share * 0.7) for name, samples, share in sources]
+            sources.append(("eu-pseudo", pseudo, 0.3))
+        net = fit_ocr(seed + 1, self_train_steps, synthetic, sources, net.state_dict(), 1e-3, real_share=0.5)
         export_ocr(net, out_dir)
 
 
-def pseudo_label_eu_crops(ocr_path: Path, min_confidence: float = 0.9) -> list[tuple[np.ndarray, str]]:
-    """Unlabelled EU crops that the current OCR reads confidently (5-9 characters), with that read."""
+def _fits_slots(samples: list) -> list:
+    return [(image, text) for image, text in samples if 0 < len(text) <= SLOTS]
+
+
+def pseudo_label_eu_crops(ocr_path: Path, min_confidence: float = 0.85) -> list[tuple[np.ndarray, str]]:
+    """Unlabelled EU crops whose current read is confident and has a European national layout exactly."""
     import cv2
 
+    from edge.vision import plates
     from edge.vision.reader import PlateOcr
 
     reader = PlateOcr(ocr_path, ocr_mod.config_from_dict(ocr_config()), threads=1)
+    layouts = plates.region_patterns("eu")
     kept = []
     for path in data.eu_crop_paths():
         image = cv2.imread(path)
         if image is None:
             continue
         text, confidences = reader.read_crops([image])[0]
-        if 5 <= len(text) <= 9 and min(confidences) >= min_confidence:
+        if text and min(confidences) >= min_confidence and any(plates.matches(text, p) for p in layouts):
             kept.append((image, text))
     return kept
 
 
-def fit_ocr(seed: int, steps: int, synthetic: list, real: list, init_state, max_lr: float):
-    """CTC training of the column OCR on a mix of synthetic and (augmented) real crops."""
+def fit_ocr(
+    seed: int, steps: int, synthetic: list, sources: RealSources, init_state, max_lr: float, real_share: float
+):
+    """CTC training of the column OCR on a mix of synthetic and (augmented) real crops; each batch draws
+    `real_share` of its crops from the real sources, by their shares."""
     import torch
     from torch.nn import functional as F
 
@@ -128,17 +147,20 @@ def fit_ocr(seed: int, steps: int, synthetic: list, real: list, init_state, max_
         net.load_state_dict(init_state)
     optimiser = torch.optim.AdamW(net.parameters(), lr=max_lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=max_lr, total_steps=steps, pct_start=0.1)
-    batch_size, real_share = 64, 0.35 if init_state is None else 0.5
+    batch_size = 64
+    n_real = int(batch_size * real_share) if sources else 0
+    shares = np.array([share for _, _, share in sources], dtype=np.float64)
     blank = ALPHABET.index(PAD)
     for step in range(steps):
-        n_real = int(batch_size * real_share) if real else 0
         images, labels = [], []
         for index in rng.integers(len(synthetic), size=batch_size - n_real):
             images.append(synthetic[index][0])
             labels.append(synthetic[index][1])
-        for index in rng.integers(len(real), size=n_real):
-            images.append(data.augment_real_crop(real[index][0], rng))
-            labels.append(real[index][1])
+        for source in rng.choice(len(sources), size=n_real, p=shares / shares.sum()) if n_real else []:
+            samples = sources[source][1]
+            image, label = samples[rng.integers(len(samples))]
+            images.append(data.augment_real_crop(image, rng))
+            labels.append(label)
         x = _photometric(torch.from_numpy(np.stack(images)).float().unsqueeze(1) / 255.0, rng)
         targets = [_indices(t) for t in labels]
         net.train()
@@ -335,9 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ocr", action="store_true")
     parser.add_argument("--detector", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--ocr-steps", type=int, default=1800)
+    parser.add_argument("--ocr-steps", type=int, default=3000)
     parser.add_argument("--ocr-pool", type=int, default=16000)
-    parser.add_argument("--self-train-steps", type=int, default=500, help="OCR self-training on EU crops")
+    parser.add_argument("--self-train-steps", type=int, default=1000, help="OCR self-training on EU crops")
     parser.add_argument("--detector-steps", type=int, default=1000)
     parser.add_argument("--detector-scenes", type=int, default=2400)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per model")

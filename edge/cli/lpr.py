@@ -63,12 +63,23 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ocr-config", type=Path, default=models.OCR_CONFIG_PATH, help="OCR YAML")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
     parser.add_argument("--min-score", type=float, default=0.3, help="detector score threshold")
+    parser.add_argument(
+        "--region",
+        default="any",
+        help="fit reads to the plate layouts of a region: any (none), eu, br, us (none), or country codes "
+        "such as sk, cz, pl, de, uk, joined by commas (default: any)",
+    )
 
 
 def _reader(args: argparse.Namespace):
     from edge.vision.reader import PlateReader
 
-    return PlateReader(args.detector, args.ocr, args.ocr_config, args.threads, args.min_score)
+    try:
+        return PlateReader(
+            args.detector, args.ocr, args.ocr_config, args.threads, args.min_score, region=args.region
+        )
+    except ValueError as error:
+        raise SystemExit(f"parkgate lpr: {error}") from None
 
 
 def cmd_read(args: argparse.Namespace) -> int:

@@ -110,7 +110,7 @@ class Daemon:
         self.recovered = self.recover_journal()
         self.presence = presence_from_events(self._all_events())
         self.reader = PlateReader(cfg.vision.detector_model, cfg.vision.ocr_model, cfg.vision.ocr_config,
-                                  threads=cfg.vision.threads)
+                                  threads=cfg.vision.threads, region=cfg.vision.region)
         self.lanes: list[LaneShell] = []
         self.sources: list[FrameSource] = []
         self._published_lanes: dict[str, dict[str, Any]] = {}  # what MQTT last got, to publish changes only

@@ -1,4 +1,5 @@
-"""Multi-frame consensus over one vehicle pass (pure).
+"""Agreement between plate reads (pure): multi-frame consensus over one vehicle pass, and `agree` over
+the reads of several crops of one plate in one frame.
 
 Each frame of a burst gives at most one best read. The plate length is chosen by confidence-weighted
 vote; then each position is voted on by the reads of that length, weighted by their per-character
@@ -44,3 +45,21 @@ def _vote_position(reads: Sequence[PlateRead], index: int) -> tuple[str, float]:
     total = sum(weight.values())
     share = weight[winner] / total if total > 0 else 0.0
     return winner, share * sum(voters[winner]) / len(voters[winner])
+
+
+def agree(reads: Sequence[PlateRead]) -> tuple[PlateRead, float] | None:
+    """The text that `reads` of one plate agree on most, weighted by confidence.
+
+    Returns that text's most confident read and its support: the summed confidence of the reads giving
+    it over the number of reads (1.0 when every read is certain and the same). None when nothing was read.
+    Whole texts are voted on, not positions: crops that cut a plate differently shift its characters.
+    """
+    weight: dict[str, float] = defaultdict(float)
+    for read in reads:
+        if read.text:
+            weight[read.text] += read.confidence
+    if not weight:
+        return None
+    winner = max(weight, key=lambda text: (weight[text], text))
+    best = max((r for r in reads if r.text == winner), key=lambda r: r.confidence)
+    return best, weight[winner] / len(reads)

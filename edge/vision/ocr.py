@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import yaml
 
+from edge.vision import plates
+
 COLOR_MODES = ("grayscale", "rgb")
 
 
@@ -104,8 +106,14 @@ def _fit_keep_aspect(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return canvas
 
 
-def decode(probs: np.ndarray, config: OcrConfig) -> list[tuple[str, list[float]]]:
-    """Slot probabilities -> per plate (text without pad chars, confidence of each kept char)."""
+def decode(
+    probs: np.ndarray, config: OcrConfig, layouts: tuple[str, ...] = ()
+) -> list[tuple[str, list[float]]]:
+    """Slot probabilities -> per plate (text without pad chars, confidence of each kept char).
+
+    With region `layouts` (see `plates.region_patterns`), a read is refitted to the most probable
+    layout (`plates.fit_layout`); a read that fits none well is returned as read.
+    """
     slots, alphabet = config.max_plate_slots, len(config.alphabet)
     array = np.asarray(probs, dtype=np.float32)
     if array.size % (slots * alphabet) != 0:
@@ -113,13 +121,16 @@ def decode(probs: np.ndarray, config: OcrConfig) -> list[tuple[str, list[float]]
             f"OCR output of shape {array.shape} does not fit {slots} slots x {alphabet} alphabet characters"
         )
     array = array.reshape(-1, slots, alphabet)
-    best, confidence = array.argmax(axis=-1), array.max(axis=-1)
-    plates = []
-    for indices, scores in zip(best, confidence, strict=True):
-        chars = [(config.alphabet[i], float(s)) for i, s in zip(indices, scores, strict=True)]
-        kept = [(c, s) for c, s in chars if c != config.pad_char]
-        plates.append(("".join(c for c, _ in kept), [s for _, s in kept]))
-    return plates
+    pad = config.alphabet.index(config.pad_char)
+    return [_decode_plate(rows[rows.argmax(axis=-1) != pad], config.alphabet, layouts) for rows in array]
+
+
+def _decode_plate(rows: np.ndarray, alphabet: str, layouts: tuple[str, ...]) -> tuple[str, list[float]]:
+    fit = plates.fit_layout(rows.tolist(), alphabet, layouts) if layouts and len(rows) else None
+    if fit is not None:
+        return fit.text, list(fit.char_confidences)
+    best = rows.argmax(axis=-1)
+    return "".join(alphabet[i] for i in best), [float(s) for s in rows.max(axis=-1)]
 
 
 def plate_confidence(char_confidences: list[float]) -> float:

@@ -2,24 +2,72 @@
 
 Policy for look-alike characters: readers report what they read; `fold_lookalikes` maps O->0 and I->1
 (the two confusions that real plates and their labels get wrong most often) for comparisons only;
-`fit_pattern` fixes a read in place when a region pattern says which positions are letters or digits.
+`fit_pattern` fixes a read in place when a region pattern says which positions are letters or digits;
+`fit_layout` does the same with the OCR's per-character probabilities and may also drop one stray
+character at either end (a coat of arms, a state emblem or a plate frame read as a letter).
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 ALNUM = re.compile(r"[^0-9A-Z]")
 LETTER_TO_DIGIT = {"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "Z": "2", "S": "5", "B": "8", "G": "6"}
 DIGIT_TO_LETTER = {"0": "O", "1": "I", "2": "Z", "5": "S", "8": "B", "6": "G", "4": "A", "7": "T"}
 FOLDS = str.maketrans({"O": "0", "I": "1"})
 
-# Pattern alphabet: A = letter, 9 = digit, * = either. One region may allow several layouts.
+# Pattern alphabet: A = letter, 9 = digit, * = either. A region lists the national layouts of its plates
+# (separators removed); vanity plates are left out on purpose, because a pattern that accepts anything
+# cannot tell a misread from a plate.
+_GERMAN = tuple(
+    "A" * district + "A" * letters + "9" * digits
+    for district in (1, 2, 3)
+    for letters in (1, 2)
+    for digits in (1, 2, 3, 4)
+    if district + letters + digits <= 8
+)
+COUNTRY_PATTERNS: dict[str, tuple[str, ...]] = {
+    "at": ("A99999A", "AA9999A", "AA999AA", "AA99AAA", "A9999A", "AA999A", "AA99AA", "A999AA"),
+    "be": ("9AAA999",),
+    "bg": ("AA9999AA", "A9999AA"),
+    "ch": ("AA999999", "AA99999", "AA9999", "AA999"),
+    "cz": ("9A*9999",),  # 1B2 5790, 4BO 4979
+    "de": _GERMAN,
+    "es": ("9999AAA",),
+    "fr": ("AA999AA",),
+    "hr": ("AA999AA", "AA9999AA", "AA999A", "AA9999A"),
+    "hu": ("AAA999", "AAAA999"),
+    "it": ("AA999AA",),
+    "nl": ("99AAA9", "9AAA99", "AA999A", "A999AA", "AAA99A", "A99AAA", "9AA999", "999AA9", "AA99AA"),
+    "pl": (
+        "AA99999",
+        "AA9999A",
+        "AA999AA",
+        "AA9A999",
+        "AA9AA99",
+        "AAA99999",
+        "AAA9999A",
+        "AAA999AA",
+        "AAAA999",
+        "AAA9AA9",
+        "AAA99AA",
+        "AAA9A99",
+        "AAA99A9",
+    ),
+    "ro": ("AA99AAA", "A99AAA", "A999AAA"),
+    "si": ("AA99999", "AAA999", "AAA99A", "AA999AA"),
+    "sk": ("AA999AA",),
+    "uk": ("AA99AAA",),
+}
 REGION_PATTERNS: dict[str, tuple[str, ...]] = {
-    "br": ("AAA9999", "AAA9A99"),  # Brazil: old grey plates and Mercosur
-    "hr": ("AA999AA", "AA9999AA", "AA999A", "AA9999A"),  # Croatia/Slovakia-style EU plates
     "any": (),
+    "br": ("AAA9999", "AAA9A99"),  # Brazil: old grey plates and Mercosur
+    "eu": tuple(dict.fromkeys(p for patterns in COUNTRY_PATTERNS.values() for p in patterns)),
+    "us": (),  # US layouts vary by state and vanity plates are common: no constraint
+    **COUNTRY_PATTERNS,
 }
 
 
@@ -74,9 +122,67 @@ def _coerce(char: str, kind: str) -> str:
 
 
 def region_patterns(region: str) -> tuple[str, ...]:
-    """Patterns for a region code; raises ValueError naming the allowed codes."""
-    try:
-        return REGION_PATTERNS[region.lower()]
-    except KeyError:
-        allowed = ", ".join(sorted(REGION_PATTERNS))
-        raise ValueError(f"unknown plate region {region!r}; allowed: {allowed}") from None
+    """Layouts of a region code, or of several joined by commas ("sk,cz"); a bad code raises ValueError
+    naming the allowed ones. "any" and "us" add no layout (reads are taken as read)."""
+    layouts: list[str] = []
+    for code in (part.strip().lower() for part in region.split(",")):
+        if code not in REGION_PATTERNS:
+            allowed = ", ".join(REGION_PATTERNS)
+            raise ValueError(
+                f"unknown plate region {code!r} in {region!r}; allowed (comma-separated): {allowed}"
+            )
+        layouts.extend(REGION_PATTERNS[code])
+    return tuple(dict.fromkeys(layouts))
+
+
+@dataclass(frozen=True)
+class LayoutFit:
+    """A read refitted to a region layout: text, confidence per character, the layout and its log score."""
+
+    text: str
+    char_confidences: tuple[float, ...]
+    pattern: str
+    log_score: float
+
+
+# Costs in log-probability: dropping one end character is worth about a 1-in-20 read; a fit scoring below
+# MIN_LAYOUT_LOG_SCORE is no evidence of the layout, and the raw read stands (a foreign or vanity plate).
+TRIM_LOG_COST = math.log(0.05)
+MIN_LAYOUT_LOG_SCORE = math.log(1e-3)
+
+
+def fit_layout(
+    rows: Sequence[Sequence[float]], alphabet: str, patterns: Iterable[str], max_trim: int = 1
+) -> LayoutFit | None:
+    """The most probable reading of `rows` that fits one of `patterns`, or None when none fits well.
+
+    `rows` are the probability rows (over `alphabet`) of the characters the OCR kept, in order. Each
+    position takes its most probable character of the class the layout asks for (letter, digit or
+    either); its confidence is that probability renormalised within the class. Up to `max_trim`
+    characters may be dropped at each end, each at TRIM_LOG_COST.
+    """
+    patterns = tuple(patterns)
+    classes = {kind: [i for i, c in enumerate(alphabet) if _fits(c, kind)] for kind in "A9*"}
+    best: LayoutFit | None = None
+    for lead in range(max_trim + 1):
+        for trail in range(max_trim + 1):
+            kept = rows[lead : len(rows) - trail]
+            for pattern in patterns:
+                if len(pattern) != len(kept) or not kept:
+                    continue
+                fit = _fit_rows(kept, alphabet, pattern, classes, (lead + trail) * TRIM_LOG_COST)
+                if best is None or fit.log_score > best.log_score:
+                    best = fit
+    return best if best is not None and best.log_score >= MIN_LAYOUT_LOG_SCORE else None
+
+
+def _fit_rows(rows, alphabet: str, pattern: str, classes: dict, log_score: float) -> LayoutFit:
+    chars, confidences = [], []
+    for row, kind in zip(rows, pattern, strict=True):
+        allowed = classes[kind]
+        index = max(allowed, key=lambda i: row[i])
+        mass = sum(row[i] for i in allowed)
+        chars.append(alphabet[index])
+        confidences.append(float(row[index] / mass) if mass > 0 else 0.0)
+        log_score += math.log(max(float(row[index]), 1e-12))
+    return LayoutFit("".join(chars), tuple(confidences), pattern, log_score)

@@ -155,7 +155,8 @@ def test_out_of_range_and_bad_choices() -> None:
     errs = errors_of('[vision]\nmin_confidence = 1.5\nregion = "mars"\n[gateway]\nid = "no spaces"\n'
                      '[lanes.gate]\n')
     assert "vision.min_confidence: 1.5 is not allowed; allowed: 0.0..1.0" in errs
-    assert "vision.region: 'mars' is not allowed; allowed: any | eu | br | us" in errs
+    assert ("vision.region: 'mars' is not allowed; allowed: a plate region or several joined by commas, of: "
+            "any | br | eu | us | at") in "\n".join(errs)
     assert any(e.startswith("gateway.id: 'no spaces' is not allowed; allowed: 1-64 characters") for e in errs)
 
 

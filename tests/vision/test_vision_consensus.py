@@ -1,6 +1,6 @@
 import pytest
 
-from edge.vision.consensus import consensus
+from edge.vision.consensus import agree, consensus
 from edge.vision.reader import PlateRead
 
 
@@ -36,3 +36,14 @@ def test_none_when_too_few_usable_reads():
 def test_single_read_is_returned_as_is():
     result = consensus([read("XY9", 0.8, 0.7, 0.9)])
     assert result.text == "XY9" and result.confidence == pytest.approx(0.7)
+
+
+def test_agree_votes_whole_texts_weighted_by_confidence():
+    reads = [read("AB123", 0.9), read("AB123", 0.6), read("XAB123", 0.95), read("", 0.0)]
+    best, support = agree(reads)
+    assert best.text == "AB123" and best.confidence == pytest.approx(0.9)
+    assert support == pytest.approx((0.9 + 0.6) / 4)
+
+
+def test_agree_is_none_without_any_text():
+    assert agree([read("", 0.0)]) is None and agree([]) is None

@@ -59,3 +59,22 @@ def test_config_validation_names_bad_key():
         ocr.config_from_dict({**good, "image_color_mode": "hsv"})
     with pytest.raises(ValueError, match="expected a mapping"):
         ocr.config_from_dict(["x"])
+
+
+def test_decode_fits_reads_to_region_layouts():
+    probs = one_hot("1B1_")  # the layout "AA9" wants a letter where the OCR saw '1'
+    probs[0, CONFIG.alphabet.index("A")] = 0.08
+    [(text, confs)] = ocr.decode(probs[None], CONFIG, layouts=("AA9",))
+    assert text == "AB1"
+    assert confs[0] == pytest.approx(0.08 / (0.08 + 0.1 / 3))  # renormalised among the letters
+
+
+def test_decode_keeps_the_read_when_no_layout_fits_well():
+    probs = one_hot("1B1_", sharp=0.9998)
+    [(text, _)] = ocr.decode(probs[None], CONFIG, layouts=("AA9",))
+    assert text == "1B1"
+
+
+def test_decode_drops_a_stray_end_character_to_fit_a_layout():
+    [(text, confs)] = ocr.decode(one_hot("AB1_")[None], CONFIG, layouts=("A9",))
+    assert text == "B1" and len(confs) == 2
