@@ -91,9 +91,22 @@ def parse_output(
     return sorted(detections, key=lambda d: d.score, reverse=True)
 
 
-def expand_box(det: Detection, width: int, height: int, margin_x: float, margin_y: float):
-    """Integer crop box around a detection, grown by the given fractions of its size."""
-    dx, dy = (det.x2 - det.x1) * margin_x, (det.y2 - det.y1) * margin_y
-    x1, y1 = int(max(0, det.x1 - dx)), int(max(0, det.y1 - dy))
-    x2, y2 = int(min(width, det.x2 + dx + 0.999)), int(min(height, det.y2 + dy + 0.999))
-    return x1, y1, x2, y2
+def cut(
+    image: np.ndarray, box: tuple[float, float, float, float], margin_x: float, margin_y: float
+) -> np.ndarray:
+    """The part of `image` in `box` grown by the given fractions of its size (shrunk when negative).
+    Where the grown box leaves the image, its edge pixels are repeated, so every cut has the asked shape."""
+    x1, y1, x2, y2 = box
+    dx, dy = (x2 - x1) * margin_x, (y2 - y1) * margin_y
+    left, top = int(np.floor(x1 - dx)), int(np.floor(y1 - dy))
+    right, bottom = max(left + 1, int(np.ceil(x2 + dx))), max(top + 1, int(np.ceil(y2 + dy)))
+    height, width = image.shape[:2]
+    row0, col0 = min(max(0, top), height - 1), min(max(0, left), width - 1)
+    row1, col1 = max(row0 + 1, min(height, bottom)), max(col0 + 1, min(width, right))
+    inside = image[row0:row1, col0:col1]
+    pad_top = min(max(0, row0 - top), bottom - top - (row1 - row0))
+    pad_left = min(max(0, col0 - left), right - left - (col1 - col0))
+    pad = (pad_top, bottom - top - (row1 - row0) - pad_top, pad_left, right - left - (col1 - col0) - pad_left)
+    if not any(pad):
+        return inside
+    return cv2.copyMakeBorder(inside, *pad, cv2.BORDER_REPLICATE)

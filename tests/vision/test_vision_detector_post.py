@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge.vision import detector
 
@@ -65,7 +67,23 @@ def test_parse_output_rejects_wrong_row_width_and_accepts_empty():
         detector.parse_output(np.zeros((3, 6)), geometry, 10, 10, 0.3)
 
 
-def test_expand_box_grows_and_clips():
-    det = detector.Detection(10, 10, 110, 30, 0.9)
-    assert detector.expand_box(det, 1000, 1000, 0.1, 0.5) == (0, 0, 120, 40)
-    assert detector.expand_box(det, 100, 25, 0.1, 0.5) == (0, 0, 100, 25)
+def test_cut_grows_shrinks_and_repeats_edges_outside_the_image():
+    image = np.arange(40 * 200, dtype=np.uint8).reshape(40, 200)
+    grown = detector.cut(image, (10, 10, 110, 30), 0.1, 0.5)
+    assert grown.shape == (40, 120) and (grown == image[0:40, 0:120]).all()
+    shrunk = detector.cut(image, (10, 10, 110, 30), -0.1, -0.25)
+    assert shrunk.shape == (10, 80) and (shrunk == image[15:25, 20:100]).all()
+    padded = detector.cut(image, (0, 0, 200, 40), 0.05, 0.25)
+    assert padded.shape == (60, 220)
+    assert (padded[:10, 10:210] == image[0]).all() and (padded[10:50, :10] == image[:, :1]).all()
+
+
+@given(
+    st.tuples(st.floats(-50, 250), st.floats(-50, 90), st.floats(1, 300), st.floats(1, 100)),
+    st.floats(-0.4, 0.5),
+    st.floats(-0.4, 0.5),
+)
+def test_cut_never_returns_an_empty_image(box, margin_x, margin_y):
+    x, y, w, h = box
+    out = detector.cut(np.zeros((40, 200, 3), np.uint8), (x, y, x + w, y + h), margin_x, margin_y)
+    assert out.size > 0 and out.shape[2] == 3
