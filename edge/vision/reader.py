@@ -17,6 +17,7 @@ __all__ = ["PlateOcr", "PlateDetector", "PlateRead", "PlateReader", "make_sessio
 # cut plates a little differently from frame to frame; reading several cuts and voting removes most
 # reads that lost or gained an edge character (on plates-eu: 72 -> 82 of 108 exact, see models/cards).
 CROP_MARGINS = ((0.06, 0.15), (0.02, 0.06), (0.10, 0.25), (0.04, 0.30))
+OFF_LAYOUT_WEIGHT = 0.5  # rank factor of a read that fits none of the region's layouts
 # The same for an image that is already a plate crop: as given, padded (edges repeated) and cut inside
 # (on the held-out plates-us-crops: 311 -> 332 of 380 exact with the earlier OCR, see models/cards).
 WHOLE_CROP_MARGINS = ((0.0, 0.0), (0.04, 0.1), (-0.03, -0.08), (0.0, -0.15), (0.08, 0.0))
@@ -110,13 +111,18 @@ class PlateReader:
         agreed = self._read_cuts(frame_bgr, boxes, CROP_MARGINS)
         ranked = [
             (
-                support * det.score,
+                support * det.score * self._layout_weight(best.text),
                 PlateRead(best.text, best.confidence, best.char_confidences, box, det.score),
             )
             for det, box, (best, support) in zip(detections, boxes, agreed, strict=True)
             if best.text
         ]
         return [read for _, read in sorted(ranked, key=lambda pair: pair[0], reverse=True)]
+
+    def _layout_weight(self, text: str) -> float:
+        """With region layouts, text in none of them (a sign, a sticker, half a plate) ranks lower."""
+        layouts = self.ocr.layouts
+        return 1.0 if not layouts or any(plates.matches(text, p) for p in layouts) else OFF_LAYOUT_WEIGHT
 
     def _read_cuts(
         self, image: np.ndarray, boxes: list, margins: tuple[tuple[float, float], ...]
