@@ -260,4 +260,5 @@ def test_any_text_gives_a_config_or_a_config_error(text: str) -> None:
 
 def test_region_takes_country_codes_joined_by_commas() -> None:
     assert parse_config('[vision]\nregion = "sk, CZ"\n', "test.toml").vision.region == "sk, CZ"
-    assert any("vision.region: 'sk,xx' is not allowed" in e for e in errors_of('[vision]\nregion = "sk,xx"\n'))
+    errors = errors_of('[vision]\nregion = "sk,xx"\n')
+    assert any("vision.region: 'sk,xx' is not allowed" in e for e in errors)
