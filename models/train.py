@@ -79,10 +79,17 @@ RealSources = list[tuple[str, list, float]]  # (name, [(image, label)], share of
 
 
 def train_ocr(
-    seed: int, steps: int, pool_size: int, workers: int, out_dir: Path, self_train_steps: int
+    seed: int,
+    steps: int,
+    pool_size: int,
+    workers: int,
+    out_dir: Path,
+    self_train_steps: int,
+    base: Path | None = None,
 ) -> None:
     """Base OCR on synthetic + labelled real crops, then (optionally) self-training on pseudo-labelled
-    unlabelled EU crops, starting from the base weights."""
+    unlabelled EU crops, starting from the base weights. `base`: a saved base state dict (the
+    `plate_ocr-base.pt` a run leaves in the cache) to resume at self-training."""
     started = time.time()
     synthetic = _parallel(_synth_ocr_chunk, seed, pool_size, workers)
     sources: RealSources = [
@@ -93,8 +100,17 @@ def train_ocr(
     sources = [source for source in sources if source[1]]
     counts = ", ".join(f"{len(samples)} {name}" for name, samples, _ in sources)
     print(f"ocr data: {len(synthetic)} synthetic, {counts}, {time.time() - started:.0f}s", flush=True)
-    net = fit_ocr(seed, steps, synthetic, sources, None, 3e-3, real_share=0.4)
-    export_ocr(net, out_dir)
+    if base is None:
+        net = fit_ocr(seed, steps, synthetic, sources, None, 3e-3, real_share=0.4)
+        export_ocr(net, out_dir, "plate_ocr-base.pt")
+    else:
+        import torch
+
+        from models.nets import PlateCtcNet
+
+        net = PlateCtcNet(len(ALPHABET), data.OCR_SIZE[1])
+        net.load_state_dict(torch.load(base))
+        export_ocr(net.eval(), out_dir, "plate_ocr-base.pt")
     if self_train_steps > 0:
         pseudo = pseudo_label_eu_crops(out_dir / "plate_ocr.onnx")
         print(f"self-training on {len(pseudo)} pseudo-labelled EU crops", flush=True)
@@ -202,7 +218,7 @@ def _greedy(best: list[int], blank: int) -> list[int]:
     return out
 
 
-def export_ocr(net, out_dir: Path) -> None:
+def export_ocr(net, out_dir: Path, state_name: str = "plate_ocr.pt") -> None:
     import torch
 
     from models.nets import CtcSlotsExport
@@ -213,7 +229,7 @@ def export_ocr(net, out_dir: Path) -> None:
     with open(out_dir / "plate_ocr.yaml", "w", encoding="utf-8") as handle:
         yaml.safe_dump(ocr_config(), handle, sort_keys=False)
     quantise(path, out_dir / "plate_ocr.int8.onnx")
-    torch.save(net.state_dict(), _cache_dir() / "plate_ocr.pt")
+    torch.save(net.state_dict(), _cache_dir() / state_name)
 
 
 def _photometric(x, rng: np.random.Generator):
@@ -360,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ocr-steps", type=int, default=3000)
     parser.add_argument("--ocr-pool", type=int, default=16000)
     parser.add_argument("--self-train-steps", type=int, default=1000, help="OCR self-training on EU crops")
+    parser.add_argument(
+        "--ocr-base", type=Path, help="resume OCR training at self-training from this base state dict"
+    )
     parser.add_argument("--detector-steps", type=int, default=1000)
     parser.add_argument("--detector-scenes", type=int, default=2400)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
@@ -370,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     if args.all or args.ocr:
-        train_ocr(args.seed, args.ocr_steps, args.ocr_pool, args.workers, args.out, args.self_train_steps)
+        train_ocr(
+            args.seed, args.ocr_steps, args.ocr_pool, args.workers, args.out, args.self_train_steps, args.ocr_base
+        )
     if args.all or args.detector:
         train_detector(args.seed, args.detector_steps, args.detector_scenes, args.workers, args.out)
     return 0

@@ -161,28 +161,33 @@ def fit_layout(
     either); its confidence is that probability renormalised within the class. Up to `max_trim`
     characters may be dropped at each end, each at TRIM_LOG_COST.
     """
-    patterns = tuple(patterns)
+    by_length: dict[int, list[str]] = {}
+    for pattern in patterns:
+        by_length.setdefault(len(pattern), []).append(pattern)
     classes = {kind: [i for i, c in enumerate(alphabet) if _fits(c, kind)] for kind in "A9*"}
-    best: LayoutFit | None = None
+    best_of = [{kind: _best_in_class(row, allowed) for kind, allowed in classes.items()} for row in rows]
+    best: tuple[float, int, str] | None = None  # (log score, lead, pattern)
     for lead in range(max_trim + 1):
         for trail in range(max_trim + 1):
-            kept = rows[lead : len(rows) - trail]
-            for pattern in patterns:
-                if len(pattern) != len(kept) or not kept:
-                    continue
-                fit = _fit_rows(kept, alphabet, pattern, classes, (lead + trail) * TRIM_LOG_COST)
-                if best is None or fit.log_score > best.log_score:
-                    best = fit
-    return best if best is not None and best.log_score >= MIN_LAYOUT_LOG_SCORE else None
+            kept = best_of[lead : len(rows) - trail]
+            for pattern in by_length.get(len(kept), []) if kept else []:
+                score = (lead + trail) * TRIM_LOG_COST
+                score += sum(position[kind][1] for position, kind in zip(kept, pattern, strict=True))
+                if best is None or score > best[0]:
+                    best = (score, lead, pattern)
+    if best is None or best[0] < MIN_LAYOUT_LOG_SCORE:
+        return None
+    score, lead, pattern = best
+    picks = [position[kind] for position, kind in zip(best_of[lead:], pattern, strict=False)]
+    text = "".join(alphabet[index] for index, _, _ in picks)
+    return LayoutFit(text, tuple(share for _, _, share in picks), pattern, score)
 
 
-def _fit_rows(rows, alphabet: str, pattern: str, classes: dict, log_score: float) -> LayoutFit:
-    chars, confidences = [], []
-    for row, kind in zip(rows, pattern, strict=True):
-        allowed = classes[kind]
-        index = max(allowed, key=lambda i: row[i])
-        mass = sum(row[i] for i in allowed)
-        chars.append(alphabet[index])
-        confidences.append(float(row[index] / mass) if mass > 0 else 0.0)
-        log_score += math.log(max(float(row[index]), 1e-12))
-    return LayoutFit("".join(chars), tuple(confidences), pattern, log_score)
+def _best_in_class(row: Sequence[float], allowed: list[int]) -> tuple[int, float, float]:
+    """(index, log probability, probability within the class) of a row's most probable allowed char."""
+    if not allowed:
+        return 0, math.log(1e-12), 0.0
+    index = max(allowed, key=lambda i: row[i])
+    mass = sum(row[i] for i in allowed)
+    probability = float(row[index])
+    return index, math.log(max(probability, 1e-12)), probability / mass if mass > 0 else 0.0
