@@ -85,10 +85,12 @@ def train_ocr(
     workers: int,
     out_dir: Path,
     self_train_steps: int,
+    self_train_rounds: int = 1,
     base: Path | None = None,
 ) -> None:
     """Base OCR on synthetic + labelled real crops, then (optionally) self-training on pseudo-labelled
-    unlabelled EU crops, starting from the base weights. `base`: a saved base state dict (the
+    unlabelled EU crops, starting from the base weights; each round labels the crops again with the
+    model so far. `base`: a saved base state dict (the
     `plate_ocr-base.pt` a run leaves in the cache) to resume at self-training."""
     started = time.time()
     synthetic = _parallel(_synth_ocr_chunk, seed, pool_size, workers)
@@ -111,14 +113,18 @@ def train_ocr(
         net = PlateCtcNet(len(ALPHABET), data.OCR_SIZE[1])
         net.load_state_dict(torch.load(base))
         export_ocr(net.eval(), out_dir, "plate_ocr-base.pt")
-    if self_train_steps > 0:
+    for round_no in range(self_train_rounds if self_train_steps > 0 else 0):
         pseudo = pseudo_label_eu_crops(out_dir / "plate_ocr.onnx")
-        print(f"self-training on {len(pseudo)} pseudo-labelled EU crops", flush=True)
+        print(f"self-training round {round_no + 1} on {len(pseudo)} pseudo-labelled EU crops", flush=True)
+        mix = sources
         if pseudo:
-            sources = [(name, samples, share * 0.7) for name, samples, share in sources]
-            sources.append(("eu-pseudo", pseudo, 0.3))
-        net = fit_ocr(seed + 1, self_train_steps, synthetic, sources, net.state_dict(), 1e-3, real_share=0.5)
+            mix = [(name, samples, share * 0.7) for name, samples, share in sources] + [
+                ("eu-pseudo", pseudo, 0.3)
+            ]
+        net = fit_ocr(seed + 1 + round_no, self_train_steps, synthetic, mix, net.state_dict(), 1e-3, 0.5)
         export_ocr(net, out_dir)
+        if self_train_rounds > 1:
+            export_ocr(net, _cache_dir() / f"round-{round_no + 1}", f"plate_ocr-round-{round_no + 1}.pt")
 
 
 def _fits_slots(samples: list) -> list:
@@ -376,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ocr-steps", type=int, default=3000)
     parser.add_argument("--ocr-pool", type=int, default=16000)
     parser.add_argument("--self-train-steps", type=int, default=1000, help="OCR self-training on EU crops")
+    parser.add_argument("--self-train-rounds", type=int, default=2, help="pseudo-label, then train; repeated")
     parser.add_argument(
         "--ocr-base", type=Path, help="resume OCR training at self-training from this base state dict"
     )
@@ -390,7 +397,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.all or args.ocr:
         train_ocr(
-            args.seed, args.ocr_steps, args.ocr_pool, args.workers, args.out, args.self_train_steps, args.ocr_base
+            args.seed,
+            args.ocr_steps,
+            args.ocr_pool,
+            args.workers,
+            args.out,
+            args.self_train_steps,
+            args.self_train_rounds,
+            args.ocr_base,
         )
     if args.all or args.detector:
         train_detector(args.seed, args.detector_steps, args.detector_scenes, args.workers, args.out)

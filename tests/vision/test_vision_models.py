@@ -95,3 +95,11 @@ def test_cli_read_reports_unreadable_image(tmp_path, capsys):
     bad.write_bytes(b"not an image")
     assert cli_main(["lpr", "read", str(bad)]) == 1
     assert "cannot read image" in capsys.readouterr().err
+
+
+def test_region_layouts_keep_a_fitting_plate_and_unknown_regions_are_refused(tmp_path):
+    reader = PlateReader(threads=2, region="sk")
+    frame, _ = synth.render_frame("PK 587-AT", "eu", np.random.default_rng(11))
+    assert reader.read(frame)[0].text == "PK587AT"
+    with pytest.raises(SystemExit, match="unknown plate region 'xx'"):
+        cli_main(["lpr", "read", str(tmp_path / "frame.png"), "--region", "xx"])
