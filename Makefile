@@ -61,7 +61,7 @@ lint: $(PY_STAMP)
 
 train: $(PY_STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,train]'
-	$(PY) -m models.train --all
+	$(PY) -m models.train --all --threads 2
 
 clean:
 	rm -rf $(VENV) contracts/node_modules .pytest_cache

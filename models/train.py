@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ocr-steps", type=int, default=3000)
     parser.add_argument("--ocr-pool", type=int, default=16000)
     parser.add_argument("--self-train-steps", type=int, default=1000, help="OCR self-training on EU crops")
-    parser.add_argument("--self-train-rounds", type=int, default=2, help="pseudo-label, then train; repeated")
+    parser.add_argument("--self-train-rounds", type=int, default=1, help="pseudo-label, then train; repeated")
     parser.add_argument(
         "--ocr-base", type=Path, help="resume OCR training at self-training from this base state dict"
     )
