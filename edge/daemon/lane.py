@@ -2,8 +2,13 @@
 
 Everything that touches the lane machine runs on the event loop thread. Slow or blocking work
 (camera burst + ONNX inference) runs in a worker thread and comes back as an event; gate commands
-are asyncio tasks whose result comes back as ``GateAck``/``GateFault``. The decision, the pass
-journal and the recording are synchronous calls on the local store: no network on the path to the gate.
+are asyncio tasks whose result comes back as ``GateAck``/``GateFault`` naming the pass they answer.
+The decision, the pass journal and the recording are synchronous calls on the local store: no network
+on the path to the gate.
+
+An open the machine gave up on (its ack timed out: the pass is recorded as a gate fault) is cancelled,
+so the client sends no further retry of it; the machine's Close follows the fault. A retry the
+controller already received may still open the gate: its late ack, if it comes, raises an alert.
 
 Log the grant before actuating: ``open_pulse`` first journals the pass (a committed local SQLite
 write) and only then sends the pulse, and marks the journal row opened when the controller
@@ -31,6 +36,7 @@ from edge.lanes.machine import (
     GateFault,
     LaneConfig,
     Outcome,
+    Phase,
     PresenceOff,
     PresenceOn,
     SafetyOff,
@@ -77,6 +83,7 @@ class LaneShell:
         self.stats = LaneStats()
         self.runner = LaneRunner(config, self, wall_clock_ms)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._opens: dict[int, asyncio.Task[None]] = {}  # pass number -> its open, until it answers
         self._armed_at: float | None = None
         self.link_up = True
 
@@ -97,6 +104,23 @@ class LaneShell:
         if isinstance(event, PresenceOn) and not self.runner.state.presence:
             self._armed_at = time.perf_counter()
         self.runner.feed(event)
+        self._cancel_given_up_opens()
+
+    def tick(self) -> None:
+        """Fire the machine's due timeout (the ack timeout among them)."""
+        self.runner.tick()
+        self._cancel_given_up_opens()
+
+    def _cancel_given_up_opens(self) -> None:
+        """Cancel every open whose pass the machine no longer waits for: it left OPENING through the
+        ack timeout and recorded a gate fault, so a retry reaching the controller now would open the
+        gate for a pass already given up (or, credited later, for the next car)."""
+        state = self.runner.state
+        waiting_for = state.pass_no if state.phase is Phase.OPENING else None
+        for pass_no in [n for n in self._opens if n != waiting_for]:
+            log.warning("lane %s: open of pass %d cancelled: no ack within %d ms",
+                        self.config.lane_id, pass_no, self.config.ack_timeout_ms)
+            self._opens.pop(pass_no).cancel()
 
     async def _events(self) -> None:
         async for event in self.driver.events():
@@ -110,7 +134,7 @@ class LaneShell:
     async def _ticks(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
-            self.runner.tick()
+            self.tick()
 
     async def _reconcile(self) -> None:
         """Catch loop changes lost while the cable was out: two agreeing status polls that differ from
@@ -135,10 +159,11 @@ class LaneShell:
                     self.feed(SafetyOn() if status.safety else SafetyOff())
             previous = now
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
@@ -171,7 +196,7 @@ class LaneShell:
         """Journal the pass (durably; raises, and so keeps the gate shut, if that fails), then open."""
         opening = self.opening_pass()
         self._journal(opening)
-        self._spawn(self._open(ms, opening.pass_no))
+        self._opens[opening.pass_no] = self._spawn(self._open(ms, opening.pass_no))
 
     def opening_pass(self) -> GateEvent:
         """The pass whose gate is being opened, as it would be recorded had it passed now."""
@@ -183,13 +208,15 @@ class LaneShell:
         try:
             await self.driver.open_pulse(ms)
         except Exception as exc:  # noqa: BLE001 - becomes a recorded gate fault
+            self._opens.pop(pass_no, None)
             self.stats.gate_errors += 1
-            self.feed(GateFault(f"open failed: {exc}"))
+            self.feed(GateFault(pass_no, f"open failed: {exc}"))
             return
+        self._opens.pop(pass_no, None)  # answered: no longer ours to cancel
         self.stats.opens += 1
         if self._armed_at is not None:
             self.stats.open_latencies_ms.append(round((time.perf_counter() - self._armed_at) * 1000, 1))
-        self.feed(GateAck())  # first: the machine must see the ack before the vehicle's loop events
+        self.feed(GateAck(pass_no))  # first: the machine must see the ack before the vehicle's loop events
         try:
             self._journal_opened(self.config.lane_id, pass_no)
         except Exception:  # noqa: BLE001 - the gate is open: a lost mark only weakens recovery

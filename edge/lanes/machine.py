@@ -10,7 +10,10 @@ with exactly one :class:`Record`. Guarantees (property-tested):
 - at most one :class:`OpenPulse` per pass (a repeated read of the plate that just passed within
   ``debounce_ms`` does not even reach a decision);
 - no :class:`Close` while the safety loop under the gate is occupied (closing waits for it);
-- every pass ends in a Record, whatever the events: a timeout bounds every waiting phase.
+- every pass ends in a Record, whatever the events: a timeout bounds every waiting phase;
+- a gate answer (:class:`GateAck`, :class:`GateFault`) counts only for the pass whose open it answers
+  and only while that pass is OPENING: one arriving after its ack timeout changes nothing (it is never
+  credited to the next pass) and raises an :class:`Alert`.
 
 Phases: IDLE -> CAPTURING (burst) -> DECIDING -> OPENING (pulse sent, waiting for the gate's ack)
 -> PASSING (waiting for the vehicle to cross the safety loop) -> [CLOSING while the safety loop is
@@ -68,7 +71,13 @@ class LaneConfig:
     burst_retries: int = 1
     decide_timeout_ms: int = 2_000
     open_pulse_ms: int = 500
-    ack_timeout_ms: int = 2_000
+    # Longer than the longest the serial gate client (firmware_bridge/client.py, daemon defaults
+    # timeout_s=0.25, retries=3) can take to answer an open: 4 attempts, each up to 0.25 s waiting for a
+    # reconnect plus 0.25 s for the reply = 2.0 s; queued behind the lane's other requests on the
+    # client's one-at-a-time lock, at most a status poll (2.0 s) and a heartbeat (one attempt, 0.5 s):
+    # 4.5 s. (Modbus relay boards: 4 x 0.3 s.) An ack later still (an open queued behind a close) is
+    # never credited to another pass: the shell cancels the open when this timeout gives up on it.
+    ack_timeout_ms: int = 5_000
     passage_timeout_ms: int = 60_000
     stuck_alert_ms: int = 30_000
     debounce_ms: int = 10_000
@@ -125,11 +134,17 @@ class Decided:
 
 
 @dataclass(frozen=True, slots=True)
-class GateAck: ...
+class GateAck:
+    """The gate controller acknowledged the open pulse of pass ``pass_no``."""
+
+    pass_no: int
 
 
 @dataclass(frozen=True, slots=True)
 class GateFault:
+    """The open pulse of pass ``pass_no`` failed."""
+
+    pass_no: int
     detail: str
 
 
@@ -224,10 +239,24 @@ def step(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Ste
     state = _track_loops(state, event)
     if isinstance(event, Timeout) and (state.deadline_ms is None or now_ms < state.deadline_ms):
         return state, []
-    state, commands = _HANDLERS[state.phase](config, state, event, now_ms)
-    if isinstance(event, GateFault) and not any(isinstance(c, Alert) for c in commands):
-        commands = [Alert("gate_fault", f"lane {config.lane_id}: {event.detail}"), *commands]
-    return state, commands
+    if isinstance(event, GateAck | GateFault) and not _answers_current_open(state, event):
+        return state, [_late_gate_answer(config, state, event)]
+    return _HANDLERS[state.phase](config, state, event, now_ms)
+
+
+def _answers_current_open(state: LaneState, answer: GateAck | GateFault) -> bool:
+    return state.phase is Phase.OPENING and answer.pass_no == state.pass_no
+
+
+def _late_gate_answer(config: LaneConfig, state: LaneState, answer: GateAck | GateFault) -> Alert:
+    """A gate answer for a pass no longer waiting for it (its ack timed out) changes nothing, but is
+    reported: after a late ack the gate opened for a pass already recorded as a gate fault."""
+    now = f"lane is at pass {state.pass_no}, {state.phase}"
+    if isinstance(answer, GateAck):
+        return Alert("late_gate_ack", f"lane {config.lane_id}: gate acknowledged the open of pass "
+                                      f"{answer.pass_no} after that pass was given up ({now})")
+    return Alert("late_gate_fault", f"lane {config.lane_id}: open of pass {answer.pass_no} failed after "
+                                    f"that pass was given up ({now}): {answer.detail}")
 
 
 def _track_loops(state: LaneState, event: Event) -> LaneState:

@@ -5,10 +5,10 @@ loop (loop-detector changes, a finished camera burst, gate acknowledgements, ope
 :meth:`LaneRunner.tick` periodically so timeouts fire. Decisions are made synchronously through the
 injected ``decide`` port (pure code over the local cache: no network on the path to the gate).
 
-A port that raises never escapes: a failing gate write becomes a :class:`GateFault`, a failing
-decision or camera start is logged and alerted, and the machine's own timeouts end the pass with a
-record. A failing ``record`` is logged at ERROR and alerted; the store is responsible for making
-``record`` durable.
+A port that raises never escapes: a failing open becomes a :class:`GateFault` of the pass it opens,
+a failing close, decision or camera start is logged and alerted, and the machine's own timeouts end
+the pass with a record. A failing ``record`` is logged at ERROR and alerted; the store is responsible
+for making ``record`` durable.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ class LanePorts(Protocol):
 
     def decide(self, pass_no: int, read: PlateRead) -> Decision: ...
 
-    def open_pulse(self, ms: int) -> None: ...
+    def open_pulse(self, ms: int) -> None:
+        """Open for the pass in ``state.pass_no``; answer later with ``feed(GateAck(pass_no))`` or
+        ``feed(GateFault(pass_no, detail))`` naming that pass."""
 
     def close(self) -> None: ...
 
@@ -107,11 +109,16 @@ class LaneRunner:
         what = type(command).__name__
         gate_command = isinstance(command, OpenPulse | Close)
         log.error("lane %s: %s failed: %s", lane, what, exc, exc_info=not gate_command)
-        if gate_command:
-            return GateFault(f"{what} failed: {exc}")
-        if not isinstance(command, Alert):
-            try:
-                self.ports.alert(f"port_{what.lower()}", f"lane {lane}: {what} failed: {exc}")
-            except Exception:  # noqa: BLE001
-                log.exception("lane %s: alert port failed too", lane)
+        if isinstance(command, OpenPulse):
+            return GateFault(self.state.pass_no, f"{what} failed: {exc}")
+        if isinstance(command, Close):
+            self._alert("gate_fault", f"lane {lane}: {what} failed: {exc}")
+        elif not isinstance(command, Alert):
+            self._alert(f"port_{what.lower()}", f"lane {lane}: {what} failed: {exc}")
         return None
+
+    def _alert(self, code: str, detail: str) -> None:
+        try:
+            self.ports.alert(code, detail)
+        except Exception:  # noqa: BLE001
+            log.exception("lane %s: alert port failed too", self.config.lane_id)

@@ -73,7 +73,7 @@ def test_fuzzy_read_opens_from_the_cache_and_is_recorded_without_the_plate(store
     frames = tuple(VisionRead("A8123CD", 0.9, (0.9,) * 7) for _ in range(3))  # B misread as 8
     lane.feed(PresenceOn())
     lane.feed(BurstDone(1, frames, "/var/lib/parkgate/snapshots/x.jpg", "ef" * 32))
-    for event in (GateAck(), PresenceOff(), SafetyOn(), SafetyOff()):
+    for event in (GateAck(1), PresenceOff(), SafetyOn(), SafetyOff()):
         lane.feed(event)
     assert ports.gate == ["burst", "open", "close"]
     [(_, row)] = store.gate_events()

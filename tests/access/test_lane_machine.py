@@ -1,5 +1,6 @@
 """The lane state machine: scripted passes and a property test over random event sequences."""
 
+import inspect
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -34,6 +35,7 @@ from edge.lanes.machine import (
     step,
 )
 from edge.vision.reader import PlateRead
+from firmware_bridge.client import GateClient
 
 CFG = LaneConfig("entry-1", Direction.ENTRY)
 ALLOW = Decision(True, Reason.BOOKING_VALID, None, "b1")
@@ -72,7 +74,7 @@ def test_happy_path() -> None:
     assert isinstance(decide, Decide) and decide.read.text == "AB123CD" and decide.pass_no == 1
     assert decide.read.snapshot_path == "/var/lib/parkgate/snapshots/1.jpg" and decide.read.snapshot_sha256
     assert lane(Decided(1, ALLOW)) == [OpenPulse(500)]
-    assert lane(GateAck()) == []
+    assert lane(GateAck(1)) == []
     assert lane(PresenceOff()) == [] and lane(SafetyOn()) == []
     record, close = lane(SafetyOff())
     assert close == Close() and lane.state.phase is Phase.IDLE
@@ -88,7 +90,7 @@ def test_passage_counts_when_the_safety_on_frame_was_lost() -> None:
     lane(PresenceOn())
     lane(burst(1, reads("AB123CD")))
     lane(Decided(1, ALLOW))
-    lane(GateAck())
+    lane(GateAck(1))
     lane(PresenceOff())
     record, close = lane(SafetyOff())
     assert record.event.outcome is Outcome.PASSED and close == Close()
@@ -152,7 +154,7 @@ def _pass(lane: Lane, plate: str, pass_no: int) -> None:
     lane(PresenceOn())
     lane(burst(lane.state.burst_no, reads(plate)))
     lane(Decided(pass_no, ALLOW))
-    lane(GateAck())
+    lane(GateAck(pass_no))
     lane(PresenceOff())
     lane(SafetyOn())
     lane(SafetyOff())
@@ -174,7 +176,7 @@ def test_never_closes_on_a_vehicle_under_the_gate() -> None:
     lane(PresenceOn())
     lane(burst(1, reads("AB1")))
     lane(Decided(1, ALLOW))
-    lane(GateAck())
+    lane(GateAck(1))
     lane(SafetyOn())
     lane(PresenceOff())
     [alert] = lane(Timeout(), dt=CFG.passage_timeout_ms)
@@ -188,7 +190,7 @@ def test_no_passage_closes_after_timeout() -> None:
     lane(PresenceOn())
     lane(burst(1, reads("AB1")))
     lane(Decided(1, ALLOW))
-    lane(GateAck())
+    lane(GateAck(1))
     lane(PresenceOff())
     record, close = lane(Timeout(), dt=CFG.passage_timeout_ms)
     assert record.event.outcome is Outcome.NO_PASSAGE and close == Close()
@@ -200,7 +202,7 @@ def test_gate_fault_with_vehicle_under_gate_closes_only_when_clear() -> None:
     lane(burst(1, reads("AB1")))
     lane(SafetyOn())
     lane(Decided(1, ALLOW))
-    alert, record = lane(GateFault("motor overcurrent"))
+    alert, record = lane(GateFault(1, "motor overcurrent"))
     assert alert.code == "gate_fault" and record.event.outcome is Outcome.GATE_FAULT
     assert record.event.detail == "motor overcurrent" and lane.state.phase is Phase.CLOSING
     lane(PresenceOff())
@@ -223,7 +225,7 @@ def test_next_vehicle_waiting_is_read_right_after_close() -> None:
     lane(PresenceOn())
     lane(burst(1, reads("AB1")))
     lane(Decided(1, ALLOW))
-    lane(GateAck())
+    lane(GateAck(1))
     lane(SafetyOn())
     record, close, start = lane(SafetyOff())  # presence loop still occupied: a second vehicle
     assert (record.event.pass_no, close, start) == (1, Close(), StartBurst(2, 5))
@@ -234,7 +236,7 @@ def test_manual_open_is_its_own_pass_and_recorded() -> None:
     lane = Lane()
     assert lane(ManualOpen("desk")) == [OpenPulse(500)]
     assert lane(ManualOpen("desk")) == []  # already opening: never a second pulse
-    lane(GateAck())
+    lane(GateAck(1))
     lane(SafetyOn())
     record, _ = lane(SafetyOff())
     assert record.event.decision.reason is Reason.MANUAL_OPEN and record.event.detail == "manual open by desk"
@@ -247,13 +249,76 @@ def test_motion_arming() -> None:
     assert isinstance(lane(burst(1, reads("AB1")))[0], Decide)  # no presence loop needed
 
 
+def _opening_after_a_given_up_pass() -> Lane:
+    """Pass 1's ack timed out (gate fault); the vehicle was read again and pass 2 is now OPENING."""
+    lane = Lane()
+    lane(PresenceOn())
+    lane(burst(1, reads("AB1")))
+    lane(Decided(1, ALLOW))
+    lane(Timeout(), dt=CFG.ack_timeout_ms)
+    lane(Timeout(), dt=CFG.retry_after_ms)
+    lane(burst(2, reads("AB1")))
+    assert lane(Decided(2, ALLOW)) == [OpenPulse(500)]
+    assert (lane.state.phase, lane.state.pass_no) == (Phase.OPENING, 2)
+    return lane
+
+
+def test_late_ack_of_a_given_up_pass_is_not_credited_to_the_next_pass() -> None:
+    lane = _opening_after_a_given_up_pass()
+    before = lane.state
+    [alert] = lane(GateAck(1))
+    assert lane.state == before, "a stale ack must not change the state"
+    assert alert.code == "late_gate_ack" and "entry-1" in alert.detail and "pass 1" in alert.detail
+    assert [r.outcome for r in lane.records()] == [Outcome.GATE_FAULT]
+    assert lane(GateAck(2)) == [] and lane.state.phase is Phase.PASSING  # its own ack still opens it
+
+
+def test_late_fault_of_a_given_up_pass_does_not_fault_the_next_pass() -> None:
+    lane = _opening_after_a_given_up_pass()
+    before = lane.state
+    [alert] = lane(GateFault(1, "no reply after 4 attempts"))
+    assert lane.state == before, "a stale fault must not change the state"
+    assert alert.code == "late_gate_fault" and "pass 1" in alert.detail and "4 attempts" in alert.detail
+    assert [r.outcome for r in lane.records()] == [Outcome.GATE_FAULT]
+
+
+def test_ack_after_the_ack_timeout_alerts_while_the_same_vehicle_waits() -> None:
+    """Same pass number, but no longer OPENING: the gate opened for a pass recorded as a fault."""
+    lane = Lane()
+    lane(PresenceOn())
+    lane(burst(1, reads("AB1")))
+    lane(Decided(1, ALLOW))
+    lane(Timeout(), dt=CFG.ack_timeout_ms)
+    before = lane.state
+    [alert] = lane(GateAck(1))
+    assert alert.code == "late_gate_ack" and lane.state == before and before.phase is Phase.WAIT_LEAVE
+
+
+def test_matching_fault_ends_its_own_pass() -> None:
+    lane = _opening_after_a_given_up_pass()
+    alert, record, _close = lane(GateFault(2, "motor overcurrent"))
+    assert alert.code == "gate_fault"
+    assert (record.event.pass_no, record.event.outcome) == (2, Outcome.GATE_FAULT)
+
+
+def test_default_ack_timeout_outlasts_the_serial_clients_worst_case() -> None:
+    """The open's own retries plus a status poll and a heartbeat ahead of it on the client's lock
+    (each attempt: up to ``timeout_s`` waiting for a reconnect, then ``timeout_s`` for the reply)."""
+    defaults = inspect.signature(GateClient.__init__).parameters
+    timeout_s, retries = defaults["timeout_s"].default, defaults["retries"].default
+    attempt_ms = 2 * timeout_s * 1000
+    open_and_status_poll, heartbeat = 2 * (1 + retries) * attempt_ms, attempt_ms
+    assert LaneConfig("x", Direction.ENTRY).ack_timeout_ms > open_and_status_poll + heartbeat
+
+
 # ---- property test ------------------------------------------------------------------------------
 PLATES = ("AB1", "AB1", "XY9", "")
-simple = st.sampled_from([PresenceOn(), PresenceOff(), SafetyOn(), SafetyOff(), Motion(), GateAck(),
-                          GateFault("f"), ManualOpen("op"), Timeout()])
+simple = st.sampled_from([PresenceOn(), PresenceOff(), SafetyOn(), SafetyOff(), Motion(), ManualOpen("op"),
+                          Timeout()])
 symbolic = st.one_of(
     st.tuples(st.just("burst"), st.booleans(), st.lists(st.sampled_from(PLATES), max_size=4)),
     st.tuples(st.just("decided"), st.booleans(), st.booleans()),
+    st.tuples(st.sampled_from(["ack", "fault"]), st.booleans(), st.none()),
 )
 events = st.lists(st.tuples(st.one_of(simple, symbolic), st.integers(0, 70_000)), max_size=60)
 
@@ -266,10 +331,19 @@ def resolve(item, state: LaneState):
     if kind == "burst":
         return BurstDone(state.burst_no if current else state.burst_no - 1,
                          tuple(PlateRead(p, 0.9, (0.9,) * len(p)) for p in payload))
-    return Decided(state.pass_no if current else state.pass_no - 1, ALLOW if payload else DENY)
+    pass_no = state.pass_no if current else state.pass_no - 1
+    if kind == "ack":
+        return GateAck(pass_no)
+    if kind == "fault":
+        return GateFault(pass_no, "f")
+    return Decided(pass_no, ALLOW if payload else DENY)
 
 
-DRAIN = [SafetyOff(), PresenceOff(), GateAck()] + [Timeout()] * 12
+def answers_current_open(event, state: LaneState) -> bool:
+    return state.phase is Phase.OPENING and event.pass_no == state.pass_no
+
+
+DRAIN = [SafetyOff(), PresenceOff(), ("ack", True, None)] + [Timeout()] * 12
 
 
 @settings(max_examples=400, deadline=None)
@@ -282,9 +356,13 @@ def test_invariants_over_random_event_sequences(script, arm: ArmOn) -> None:
         event = resolve(item, state)
         now += dt
         safety = {SafetyOn: True, SafetyOff: False}.get(type(event), safety)
+        before = state
         state, commands = step(config, state, event, now)
         if isinstance(event, GateFault):
             assert any(isinstance(c, Alert) for c in commands), "gate fault without an alert"
+        if isinstance(event, GateAck | GateFault) and not answers_current_open(event, before):
+            assert state == before and len(commands) == 1 and isinstance(commands[0], Alert), \
+                "a gate answer for a pass not waiting for it changed the lane"
         for command in commands:
             if isinstance(command, OpenPulse):
                 opens_in_pass += 1

@@ -1,13 +1,17 @@
-"""The lane runner: commands reach the ports, decisions loop back, port failures never escape."""
+"""The lane runner: commands reach the ports, decisions loop back, port failures never escape. And
+the daemon's lane shell: an open whose ack timed out is cancelled, an answered one credits its pass."""
 
+import asyncio
 from dataclasses import dataclass, field
 
 from edge.access.types import Decision, Direction, PlateRead, Reason
+from edge.daemon.lane import LaneShell
 from edge.lanes.machine import (
     BurstDone,
     GateAck,
     GateEvent,
     LaneConfig,
+    ManualOpen,
     Outcome,
     Phase,
     PresenceOff,
@@ -72,7 +76,7 @@ def test_a_full_pass_through_the_ports() -> None:
     lane = LaneRunner(CFG, ports, clock)
     lane.feed(PresenceOn())
     lane.feed(BurstDone(1, FRAMES, "/snap/1.jpg", "00" * 32))
-    for event in (GateAck(), PresenceOff(), SafetyOn(), SafetyOff()):
+    for event in (GateAck(1), PresenceOff(), SafetyOn(), SafetyOff()):
         lane.feed(event)
     assert [c[0] for c in ports.calls] == ["start_burst", "decide", "open_pulse", "record", "close"]
     assert ports.records[0].outcome is Outcome.PASSED
@@ -119,3 +123,91 @@ def test_failing_record_and_alert_ports_do_not_stop_the_lane() -> None:
     assert lane.state.phase is Phase.WAIT_LEAVE
     lane.feed(PresenceOff())
     assert lane.state.phase is Phase.IDLE
+
+
+def test_failed_close_is_alerted_and_the_lane_goes_on() -> None:
+    ports, clock = Ports(fail={"close"}), Clock()
+    lane = LaneRunner(CFG, ports, clock)
+    lane.feed(PresenceOn())
+    lane.feed(BurstDone(1, FRAMES))
+    for event in (GateAck(1), PresenceOff(), SafetyOn(), SafetyOff()):
+        lane.feed(event)
+    assert ("alert", "gate_fault") in ports.calls and [r.outcome for r in ports.records] == [Outcome.PASSED]
+    assert lane.state.phase is Phase.IDLE
+
+
+# ---- the daemon's lane shell --------------------------------------------------------------------
+class SilentGate:
+    """A controller that never answers an open (the client still retrying); notes the open's fate."""
+
+    def __init__(self) -> None:
+        self.opens, self.closes, self.open_cancelled = 0, 0, False
+
+    async def open_pulse(self, pulse_ms: int) -> None:
+        self.opens += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.open_cancelled = True
+            raise
+
+    async def close(self) -> None:
+        self.closes += 1
+
+
+class AnsweringGate(SilentGate):
+    async def open_pulse(self, pulse_ms: int) -> None:
+        self.opens += 1
+
+
+@dataclass
+class ShellPorts:
+    records: list[GateEvent] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    opened: list[tuple[str, int]] = field(default_factory=list)
+
+    def shell(self, gate: SilentGate, clock: Clock) -> LaneShell:
+        shell = LaneShell(CFG, gate, burst=self.unused, decide=self.unused, record=self.records.append,
+                          on_alert=lambda lane, code, detail: self.alerts.append(code),
+                          journal=lambda event: None,
+                          journal_opened=lambda *opened: self.opened.append(opened))
+        shell.runner.clock_ms = clock
+        return shell
+
+    def unused(self, *args: object) -> None:
+        raise AssertionError("a manual open needs no camera and no decision")
+
+
+async def _settle() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def test_shell_cancels_the_open_of_a_pass_whose_ack_timed_out() -> None:
+    async def scenario() -> None:
+        gate, ports, clock = SilentGate(), ShellPorts(), Clock()
+        shell = ports.shell(gate, clock)
+        shell.feed(ManualOpen("desk"))
+        await _settle()
+        assert gate.opens == 1 and shell.runner.state.phase is Phase.OPENING
+        clock.now += CFG.ack_timeout_ms
+        shell.tick()
+        await _settle()
+        assert gate.open_cancelled, "the open kept retrying for a pass already recorded as a fault"
+        assert [r.outcome for r in ports.records] == [Outcome.GATE_FAULT] and gate.closes == 1
+        await shell.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_shell_credits_an_answered_open_to_its_own_pass() -> None:
+    async def scenario() -> None:
+        gate, ports, clock = AnsweringGate(), ShellPorts(), Clock()
+        shell = ports.shell(gate, clock)
+        shell.feed(ManualOpen("desk"))
+        await _settle()
+        assert shell.runner.state.phase is Phase.PASSING and ports.opened == [("entry-1", 1)]
+        assert "late_gate_ack" not in ports.alerts
+        await shell.aclose()
+
+    asyncio.run(scenario())
