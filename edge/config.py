@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from edge.vision.plates import REGION_PATTERNS
+from firmware_bridge.relaymap import RelayMap  # a pure dataclass module: the board's ranges
 
 DEFAULT_CONFIG_PATH = Path("/etc/parkgate/parkgate.toml")
 # The bundled models (the `models` package installs next to `edge`); same names as models/__init__.py.
@@ -81,6 +82,9 @@ IDENTIFIER = matches(_ID_RE, "1-64 characters: letters, digits, '_', '.', '-' "
                              "(starting with a letter or digit)")
 ADDRESS = (lambda v: v == "" or bool(_ADDRESS_RE.fullmatch(v)), "an address: 0x followed by 40 hex digits")
 PORT = between(1, 65535)
+# The relay board's outputs and inputs (firmware_bridge.relaymap.RelayMap checks the same ranges).
+RELAY = between(0, RelayMap.relay_count - 1)
+BOARD_INPUT = between(0, RelayMap.input_count - 1)
 # The lot code is the on-chain lot id (edge.chain.commitment.lot_id): upper case so it has one spelling.
 LOT_CODE = matches(re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}"),
                    "1-32 characters: A-Z, 0-9, '_', '-' (upper case, starting with A-Z or 0-9)")
@@ -123,8 +127,24 @@ class GateConfig:
     baudrate: int = setting(9600, one_of(*STANDARD_BAUDRATES))
     pulse_ms: int = setting(500, between(50, 10_000))
     modbus_unit: int = setting(1, between(1, 247))
-    modbus_open_coil: int = setting(0, between(0, 65535))
-    modbus_loop_input: int = setting(0, between(0, 65535))
+    modbus_open_coil: int = setting(0, RELAY)
+    modbus_loop_input: int = setting(0, BOARD_INPUT)
+    modbus_safety_input: int = setting(1, BOARD_INPUT)
+    modbus_open_limit_input: int = setting(2, BOARD_INPUT)
+    modbus_closed_limit_input: int = setting(3, BOARD_INPUT)
+
+
+# The modbus-rtu gate keys that name board inputs, each with the RelayMap option it feeds.
+MODBUS_INPUT_KEYS = {"modbus_loop_input": "presence_input", "modbus_safety_input": "safety_input",
+                     "modbus_open_limit_input": "open_limit_input",
+                     "modbus_closed_limit_input": "closed_limit_input"}
+
+
+def relay_map_options(gate: GateConfig) -> dict[str, int]:
+    """The ``RelayMap.from_dict`` options of a modbus-rtu gate (the daemon and the tests use this)."""
+    options = {"device_id": gate.modbus_unit, "open_relay": gate.modbus_open_coil}
+    options.update({option: getattr(gate, key) for key, option in MODBUS_INPUT_KEYS.items()})
+    return options
 
 
 @dataclass(frozen=True)
@@ -328,6 +348,22 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _modbus_input_clashes(gate: GateConfig, path: str) -> list[ConfigIssue]:
+    """A modbus-rtu gate's four inputs (loop, safety, open limit, closed limit) must be distinct."""
+    if gate.driver != "modbus-rtu":
+        return []
+    issues = []
+    first_key: dict[int, str] = {}
+    for key in MODBUS_INPUT_KEYS:
+        value = getattr(gate, key)
+        if value in first_key:
+            issues.append(ConfigIssue(f"{path}.{key}", f"{value} is also {path}.{first_key[value]}; allowed: "
+                                      f"an input 0..{RelayMap.input_count - 1} not used by "
+                                      f"{', '.join(k for k in MODBUS_INPUT_KEYS if k != key)}"))
+        first_key.setdefault(value, key)
+    return issues
+
+
 def _cross_checks(cfg: Config) -> list[ConfigIssue]:
     """Rules that involve more than one value."""
     issues = []
@@ -337,6 +373,7 @@ def _cross_checks(cfg: Config) -> list[ConfigIssue]:
             issues.append(ConfigIssue(f"lanes[{i}].name", f"{lane.name!r} is also the name of "
                                       f"lanes[{seen[lane.name]}]; lane names must be unique"))
         seen.setdefault(lane.name, i)
+        issues += _modbus_input_clashes(lane.gate, f"lanes[{i}].gate")
     if not cfg.lanes:
         issues.append(ConfigIssue("lanes", "no lanes configured; add at least one [[lanes]] table"))
     chain = cfg.chain

@@ -47,7 +47,7 @@ from edge.access.adapters import booking_views
 from edge.access.types import Decision, Direction, PlateRead
 from edge.chain.commitment import normalise_plate
 from edge.chain.syncplan import backoff_delay, chain_lot_code
-from edge.config import Config, ConfigError, read_secret
+from edge.config import Config, ConfigError, read_secret, relay_map_options
 from edge.daemon.camera import BurstResult, capture_burst, open_frame_source
 from edge.daemon.lane import LaneShell
 from edge.daemon.records import (
@@ -195,8 +195,7 @@ class Daemon:
         gate = lane_cfg.gate
         options: dict[str, object] = {}
         if gate.driver == "modbus-rtu":
-            options = {"device_id": gate.modbus_unit, "open_relay": gate.modbus_open_coil,
-                       "presence_input": gate.modbus_loop_input}
+            options = dict(relay_map_options(gate))
         while True:
             try:
                 return await connect_driver(gate.driver, gate.port, gate.baudrate, **options)

@@ -21,7 +21,9 @@ from edge.config import (
     load_config,
     parse_config,
     read_secret,
+    relay_map_options,
 )
+from firmware_bridge.relaymap import RelayMap
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "parkgate.example.toml"
 
@@ -193,6 +195,69 @@ def test_cross_field_rules() -> None:
         "mqtt.tls: cert_file and key_file go together: give both or neither"]
     assert errors_of('[mqtt]\npassword_file = "p"\n') == [
         "mqtt.password_file: is set but mqtt.username is not; give both"]
+
+
+def modbus_gate(**keys: int) -> str:
+    """A config with one modbus-rtu lane whose gate has ``keys``."""
+    wiring = "".join(f"{key} = {value}\n" for key, value in keys.items())
+    return f'[[lanes]]\n[lanes.gate]\ndriver = "modbus-rtu"\n{wiring}'
+
+
+def test_modbus_coil_and_inputs_out_of_the_boards_range_name_the_key_path() -> None:
+    assert errors_of(modbus_gate(modbus_open_coil=12, modbus_safety_input=8, modbus_loop_input=-1)) == [
+        "lanes[0].gate.modbus_open_coil: 12 is not allowed; allowed: 0..7",
+        "lanes[0].gate.modbus_loop_input: -1 is not allowed; allowed: 0..7",
+        "lanes[0].gate.modbus_safety_input: 8 is not allowed; allowed: 0..7"]
+    assert errors_of(modbus_gate(modbus_open_limit_input=9, modbus_closed_limit_input=65535)) == [
+        "lanes[0].gate.modbus_open_limit_input: 9 is not allowed; allowed: 0..7",
+        "lanes[0].gate.modbus_closed_limit_input: 65535 is not allowed; allowed: 0..7"]
+
+
+def test_colliding_modbus_inputs_are_an_error_naming_both_keys() -> None:
+    assert errors_of('[[lanes]]\nname = "a"\n' + modbus_gate(modbus_loop_input=1)) == [
+        "lanes[1].gate.modbus_safety_input: 1 is also lanes[1].gate.modbus_loop_input; allowed: an input "
+        "0..7 not used by modbus_loop_input, modbus_open_limit_input, modbus_closed_limit_input"]
+    errs = errors_of(modbus_gate(modbus_open_limit_input=5, modbus_closed_limit_input=5))
+    assert [e.split(":")[0] for e in errs] == ["lanes[0].gate.modbus_closed_limit_input"]
+    assert "5 is also lanes[0].gate.modbus_open_limit_input" in errs[0]
+
+
+def test_colliding_inputs_are_ignored_by_the_serial_driver() -> None:
+    text = '[[lanes]]\n[lanes.gate]\ndriver = "parkgate-serial"\nmodbus_loop_input = 1\n'
+    assert parse_config(text).lanes[0].gate.modbus_loop_input == 1
+
+
+def test_custom_modbus_wiring_reaches_the_relay_map() -> None:
+    wiring = {"modbus_unit": 4, "modbus_open_coil": 7, "modbus_loop_input": 3, "modbus_safety_input": 0,
+              "modbus_open_limit_input": 6, "modbus_closed_limit_input": 7}
+    gate = parse_config(modbus_gate(**wiring)).lanes[0].gate
+    relay_map = RelayMap.from_dict(relay_map_options(gate))
+    assert (relay_map.device_id, relay_map.open_relay) == (4, 7)
+    assert (relay_map.presence_input, relay_map.safety_input, relay_map.open_limit_input,
+            relay_map.closed_limit_input) == (3, 0, 6, 7)
+
+
+def test_default_modbus_wiring_is_the_relay_maps_default() -> None:
+    gate = parse_config('[[lanes]]\ngate = { driver = "modbus-rtu" }\n').lanes[0].gate
+    assert RelayMap.from_dict(relay_map_options(gate)) == RelayMap()
+
+
+board_numbers = st.integers(-1, 9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(coil=board_numbers, loop=board_numbers, safety=board_numbers, open_limit=board_numbers,
+       closed_limit=board_numbers)
+def test_an_accepted_modbus_config_always_builds_its_relay_map(coil: int, loop: int, safety: int,
+                                                               open_limit: int, closed_limit: int) -> None:
+    text = modbus_gate(modbus_open_coil=coil, modbus_loop_input=loop, modbus_safety_input=safety,
+                       modbus_open_limit_input=open_limit, modbus_closed_limit_input=closed_limit)
+    try:
+        gate = parse_config(text).lanes[0].gate
+    except ConfigError as exc:
+        assert all(issue.path.startswith("lanes[0].gate.modbus_") for issue in exc.issues)
+        return
+    RelayMap.from_dict(relay_map_options(gate))
 
 
 def test_toml_syntax_error_names_the_file_and_line() -> None:
