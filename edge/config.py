@@ -194,7 +194,10 @@ class PolicyConfig:
     allow_list: tuple[str, ...] = setting((), (lambda v: 0 < len(v) <= 80, "a plate or a 0x commitment"))
     deny_list: tuple[str, ...] = setting((), (lambda v: 0 < len(v) <= 80, "a plate or a 0x commitment"))
     capacity: int | None = setting(None, between(0, 1_000_000))
-    fail_mode: str = setting("closed", one_of("closed", "open"))
+    # Only "closed" (refuse when no decision can be made). "open" is reserved: admitting on a store or
+    # camera failure needs care (a car whose plate is merely unread must not be let in), and a setting
+    # that silently did nothing would be worse than none.
+    fail_mode: str = setting("closed", one_of("closed"))
 
 
 @dataclass(frozen=True)

@@ -327,3 +327,8 @@ def test_region_takes_country_codes_joined_by_commas() -> None:
     assert parse_config('[vision]\nregion = "sk, CZ"\n', "test.toml").vision.region == "sk, CZ"
     errors = errors_of('[vision]\nregion = "sk,xx"\n')
     assert any("vision.region: 'sk,xx' is not allowed" in e for e in errors)
+
+
+def test_fail_open_is_refused_until_it_exists() -> None:
+    errors = errors_of('[policy]\nfail_mode = "open"\n')
+    assert "policy.fail_mode: 'open' is not allowed; allowed: closed" in errors
