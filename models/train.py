@@ -95,9 +95,13 @@ def train_ocr(
     started = time.time()
     synthetic = _parallel(_synth_ocr_chunk, seed, pool_size, workers)
     sources: RealSources = [
-        ("br", _fits_slots(data.load_br_crops()), 0.4),
-        ("us-train", _fits_slots(data.load_us_crops("train")), 0.4),
-        ("eu-frames-train", _fits_slots(data.load_eu_frame_crops("train", np.random.default_rng(seed))), 0.2),
+        ("br", _fits_slots(data.load_br_crops()), 0.325),
+        ("us-train", _fits_slots(data.load_us_crops("train")), 0.325),
+        (
+            "eu-frames-train",
+            _fits_slots(data.load_eu_frame_crops("train", np.random.default_rng(seed), 16)),
+            0.35,
+        ),
     ]
     sources = [source for source in sources if source[1]]
     counts = ", ".join(f"{len(samples)} {name}" for name, samples, _ in sources)
