@@ -24,7 +24,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from edge.vision.plates import REGION_PATTERNS
+from edge.vision.plates import REGION_PATTERNS, region_patterns
 from firmware_bridge.relaymap import RelayMap  # a pure dataclass module: the board's ranges
 
 DEFAULT_CONFIG_PATH = Path("/etc/parkgate/parkgate.toml")
@@ -74,8 +74,16 @@ def matches(pattern: re.Pattern[str], allowed: str) -> Rule:
     return (lambda v: bool(pattern.fullmatch(v)), allowed)
 
 
+def _valid_region(value: str) -> bool:
+    try:
+        region_patterns(value)
+    except ValueError:
+        return False
+    return True
+
+
 REGION_LIST: Rule = (
-    lambda v: all(part.strip().lower() in REGION_PATTERNS for part in v.split(",")),
+    _valid_region,
     "a plate region or several joined by commas, of: " + " | ".join(REGION_PATTERNS),
 )
 IDENTIFIER = matches(_ID_RE, "1-64 characters: letters, digits, '_', '.', '-' "

@@ -90,8 +90,8 @@ def train_ocr(
 ) -> None:
     """Base OCR on synthetic + labelled real crops, then (optionally) self-training on pseudo-labelled
     unlabelled EU crops, starting from the base weights; each round labels the crops again with the
-    model so far. `base`: a saved base state dict (the
-    `plate_ocr-base.pt` a run leaves in the cache) to resume at self-training."""
+    model so far. `base`: a saved base state dict (the `plate_ocr-base.pt` a run leaves in the cache)
+    to resume at self-training."""
     started = time.time()
     synthetic = _parallel(_synth_ocr_chunk, seed, pool_size, workers)
     sources: RealSources = [
@@ -112,11 +112,8 @@ def train_ocr(
     else:
         import torch
 
-        from models.nets import PlateCtcNet
-
-        net = PlateCtcNet(len(ALPHABET), data.OCR_SIZE[1])
-        net.load_state_dict(torch.load(base))
-        export_ocr(net.eval(), out_dir, "plate_ocr-base.pt")
+        net = ocr_net(torch.load(base)).eval()
+        export_ocr(net, out_dir, "plate_ocr-base.pt")
     for round_no in range(self_train_rounds if self_train_steps > 0 else 0):
         pseudo = pseudo_label_eu_crops(out_dir / "plate_ocr.onnx")
         print(f"self-training round {round_no + 1} on {len(pseudo)} pseudo-labelled EU crops", flush=True)
@@ -150,9 +147,19 @@ def pseudo_label_eu_crops(ocr_path: Path, min_confidence: float = 0.85) -> list[
         if image is None:
             continue
         text, confidences = reader.read_crops([image])[0]
-        if text and min(confidences) >= min_confidence and any(plates.matches(text, p) for p in layouts):
+        if text and min(confidences) >= min_confidence and plates.matches_any(text, layouts):
             kept.append((image, text))
     return kept
+
+
+def ocr_net(state: dict | None = None):
+    """The OCR network for ALPHABET and the OCR input height, with `state` loaded when given."""
+    from models.nets import PlateCtcNet
+
+    net = PlateCtcNet(len(ALPHABET), data.OCR_SIZE[1])
+    if state is not None:
+        net.load_state_dict(state)
+    return net
 
 
 def fit_ocr(
@@ -163,14 +170,10 @@ def fit_ocr(
     import torch
     from torch.nn import functional as F
 
-    from models.nets import PlateCtcNet
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     started = time.time()
-    net = PlateCtcNet(len(ALPHABET), data.OCR_SIZE[1])
-    if init_state is not None:
-        net.load_state_dict(init_state)
+    net = ocr_net(init_state)
     optimiser = torch.optim.AdamW(net.parameters(), lr=max_lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=max_lr, total_steps=steps, pct_start=0.1)
     batch_size = 64

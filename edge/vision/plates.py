@@ -88,6 +88,11 @@ def matches(text: str, pattern: str) -> bool:
     return all(_fits(char, kind) for char, kind in zip(text, pattern, strict=True))
 
 
+def matches_any(text: str, patterns: Iterable[str]) -> bool:
+    """True when `text` matches one of `patterns` as it is (no look-alike swaps)."""
+    return any(matches(text, pattern) for pattern in patterns)
+
+
 def _fits(char: str, kind: str) -> bool:
     if kind == "A":
         return char.isalpha()

@@ -131,7 +131,7 @@ class PlateReader:
     def _layout_weight(self, text: str) -> float:
         """With region layouts, text in none of them (a sign, a sticker, half a plate) ranks lower."""
         layouts = self.ocr.layouts
-        return 1.0 if not layouts or any(plates.matches(text, p) for p in layouts) else OFF_LAYOUT_WEIGHT
+        return 1.0 if not layouts or plates.matches_any(text, layouts) else OFF_LAYOUT_WEIGHT
 
     def _read_cuts(self, image: np.ndarray, jobs: list) -> list[tuple[PlateRead, float]]:
         """Per (box, margins) job: the read its cuts (one per margin; all jobs in one OCR batch) agree on,
