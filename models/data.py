@@ -131,16 +131,30 @@ def load_us_crops(split: str) -> list[tuple[np.ndarray, str]]:
     )
 
 
-# The Slovak layout: plates-eu labels sometimes write the letter O where it has a digit.
-_EU_LABEL_LAYOUTS = ("AA999AA",)
+# plates-eu labels sometimes write the letter O where the plate has the digit 0: in the digit positions
+# of the Slovak layout, and on Czech plates, which never use the letter O (third position included).
+_EU_LABEL_LAYOUTS = ("AA999AA", "9A99999")
+
+
+def corrected_eu_label(label: str) -> str:
+    """`label` with O -> 0 in the digit positions of a layout in _EU_LABEL_LAYOUTS, when that is the only
+    change needed to match it; any other label is returned as it is (a Polish WA56660 is no Slovak plate
+    with misread letters)."""
+    for layout in _EU_LABEL_LAYOUTS:
+        if len(label) != len(layout):
+            continue
+        pairs = zip(label, layout, strict=True)
+        fixed = "".join("0" if kind == "9" and char == "O" else char for char, kind in pairs)
+        if plates.matches(fixed, layout):
+            return fixed
+    return label
 
 
 def load_eu_frame_crops(
     split: str, rng: np.random.Generator, per_frame: int = 8
 ) -> list[tuple[np.ndarray, str]]:
     """Plate crops cut from the labelled plates-eu frames of one `eu_split` half, `per_frame` crops each
-    with random margins like a detector box grown by the reader. A label with the letter O in a digit
-    position of the Slovak layout is corrected to the digit for training."""
+    with random margins like a detector box grown by the reader; labels go through `corrected_eu_label`."""
     from edge.vision import evaluate
 
     root = data_dir() / "plates-eu"
@@ -155,7 +169,7 @@ def load_eu_frame_crops(
             continue
         x, y, w, h = sample.box
         quad = np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
-        label = plates.fit_pattern(sample.plate, _EU_LABEL_LAYOUTS)
+        label = corrected_eu_label(plates.normalise(sample.plate))
         crops.extend((jitter_crop(image, quad, rng), label) for _ in range(per_frame))
     return crops
 
@@ -219,6 +233,11 @@ def detector_scene(rng: np.random.Generator, size: int, br: list) -> tuple[np.nd
         boxes = [box]
     else:
         frame, boxes = _composite(rng, width, height, br)
+    return _letterboxed(frame, boxes, size)
+
+
+def _letterboxed(frame: np.ndarray, boxes: list, size: int) -> tuple[np.ndarray, list]:
+    """`frame` letterboxed to the detector input and its boxes mapped into it."""
     boxed, geometry = detector.letterbox(frame, size)
     mapped = [
         (
@@ -230,6 +249,41 @@ def detector_scene(rng: np.random.Generator, size: int, br: list) -> tuple[np.nd
         for x1, y1, x2, y2 in boxes
     ]
     return boxed, mapped
+
+
+def eu_frame_scenes(split: str, rng: np.random.Generator, size: int, per_frame: int) -> list:
+    """Detector scenes from the labelled plates-eu frames of one `eu_split` half: `per_frame` views of
+    each frame, zoomed so the plate spans 8-75 % of the view width (the synthetic scenes stop at 45 %),
+    with camera effects; letterboxed like `detector_scene`."""
+    from edge.vision import evaluate
+
+    root = data_dir() / "plates-eu"
+    if not root.is_dir():
+        return []
+    scenes = []
+    for sample in evaluate.load_samples(root):
+        if eu_split(sample.image.name) != split or sample.box is None:
+            continue
+        image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        for _ in range(per_frame):
+            view, box = _zoomed_view(image, sample.box, rng)
+            scenes.append(_letterboxed(synth.degrade(view, rng, 0.5), [box], size))
+    return scenes
+
+
+def _zoomed_view(image: np.ndarray, box: tuple, rng: np.random.Generator) -> tuple[np.ndarray, tuple]:
+    """A crop of `image` that holds the plate `box` (x, y, w, h), and the box in it."""
+    height, width = image.shape[:2]
+    x, y, w, h = box
+    view_w = int(np.clip(w / rng.uniform(0.08, 0.75), w + 2, width))
+    view_h = int(np.clip(view_w * rng.uniform(0.5, 0.85), h + 2, height))
+    left = int(rng.uniform(max(0, x + w - view_w), max(0, min(x, width - view_w)) + 1))
+    top = int(rng.uniform(max(0, y + h - view_h), max(0, min(y, height - view_h)) + 1))
+    left, top = min(left, width - view_w), min(top, height - view_h)
+    view = image[top : top + view_h, left : left + view_w]
+    return view, (x - left, y - top, x + w - left, y + h - top)
 
 
 def _composite(rng: np.random.Generator, width: int, height: int, br: list):

@@ -13,6 +13,7 @@ import time
 from multiprocessing import Pool
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 
@@ -25,6 +26,9 @@ PAD = "_"
 SLOTS = 10
 DETECTOR_SIZE = 384
 TRAIN_CROP = 256
+EU_VIEWS_PER_FRAME = 24  # detector views of each labelled plates-eu train frame
+REAL_SCENE_SHARE = 0.25  # of detector training draws
+WHOLE_SCENE_SHARE = 0.3  # detector draws shown whole (shrunk), not cropped
 
 
 def ocr_config() -> dict:
@@ -134,8 +138,6 @@ def _fits_slots(samples: list) -> list:
 
 def pseudo_label_eu_crops(ocr_path: Path, min_confidence: float = 0.85) -> list[tuple[np.ndarray, str]]:
     """Unlabelled EU crops whose current read is confident and has a European national layout exactly."""
-    import cv2
-
     from edge.vision import plates
     from edge.vision.reader import PlateOcr
 
@@ -264,13 +266,15 @@ def train_detector(seed: int, steps: int, scenes: int, workers: int, out_dir: Pa
     rng = np.random.default_rng(seed + 1)
     started = time.time()
     pool = _parallel(_scene_chunk, seed + 1, scenes, workers)
-    print(f"detector data: {len(pool)} scenes, {time.time() - started:.0f}s", flush=True)
+    real = data.eu_frame_scenes("train", rng, DETECTOR_SIZE, EU_VIEWS_PER_FRAME)
+    elapsed = time.time() - started
+    print(f"detector data: {len(pool)} scenes + {len(real)} real views, {elapsed:.0f}s", flush=True)
     net = PlateDetectorNet()
     optimiser = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
     batch_size = 16
     for step in range(steps):
-        batch = [_random_crop(*pool[i], rng) for i in rng.integers(len(pool), size=batch_size)]
+        batch = [_random_crop(*_draw_scene(pool, real, rng), rng) for _ in range(batch_size)]
         x = (
             torch.from_numpy(np.stack([b[0] for b in batch])[:, :, :, ::-1].copy())
             .float()
@@ -303,9 +307,21 @@ def train_detector(seed: int, steps: int, scenes: int, workers: int, out_dir: Pa
     quantise(path, out_dir / "plate_detector.int8.onnx")
 
 
+def _draw_scene(pool: list, real: list, rng: np.random.Generator) -> tuple:
+    """A generated scene, or with probability REAL_SCENE_SHARE a view of a real labelled frame."""
+    source = real if real and rng.random() < REAL_SCENE_SHARE else pool
+    return source[rng.integers(len(source))]
+
+
 def _random_crop(image: np.ndarray, boxes: list, rng: np.random.Generator):
-    """A TRAIN_CROP square of a scene, usually around a plate; boxes shifted (and dropped if cut off)."""
+    """A TRAIN_CROP square of a scene, usually around a plate; boxes shifted (and dropped if cut off).
+    Sometimes the whole scene shrunk to TRAIN_CROP instead, so plates too wide for a crop are seen whole,
+    as the reader sees them in a letterboxed frame."""
     size = image.shape[0]
+    if rng.random() < WHOLE_SCENE_SHARE:
+        scale = TRAIN_CROP / size
+        shrunk = cv2.resize(image, (TRAIN_CROP, TRAIN_CROP), interpolation=cv2.INTER_AREA)
+        return shrunk, [tuple(v * scale for v in box) for box in boxes]
     limit = size - TRAIN_CROP
     if boxes and rng.random() < 0.85:
         x1, y1, x2, y2 = boxes[rng.integers(len(boxes))]
@@ -393,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ocr-base", type=Path, help="resume OCR training at self-training from this base state dict"
     )
-    parser.add_argument("--detector-steps", type=int, default=1000)
+    parser.add_argument("--detector-steps", type=int, default=2500)
     parser.add_argument("--detector-scenes", type=int, default=2400)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
     parser.add_argument("--workers", type=int, default=2, help="processes generating data")

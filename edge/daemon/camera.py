@@ -21,11 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.vision import detector
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateRead, PlateReader
 
 log = logging.getLogger(__name__)
 MANIFEST_SUFFIX = ".json"
+EVIDENCE_MARGIN = (0.3, 0.6)  # evidence crop margin, fractions of the plate box width and height
 
 
 @dataclass(frozen=True)
@@ -152,11 +154,7 @@ def capture_burst(frames: FrameSource, reader: PlateReader, count: int, timeout_
 def save_crop(image: np.ndarray, box: tuple[float, float, float, float], directory: Path,
               name: str) -> tuple[str | None, str | None]:
     """The plate region (with a margin) as JPEG; evidence must never stop a pass, so failures log."""
-    height, width = image.shape[:2]
-    x1, y1, x2, y2 = box
-    mx, my = (x2 - x1) * 0.3, (y2 - y1) * 0.6
-    rows = slice(int(max(0, y1 - my)), int(min(height, y2 + my)))
-    crop = image[rows, int(max(0, x1 - mx)):int(min(width, x2 + mx))]
+    crop = detector.cut(image, box, EVIDENCE_MARGIN[0], EVIDENCE_MARGIN[1], clip=True)
     ok, data = cv2.imencode(".jpg", crop if crop.size else image, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         return None, None

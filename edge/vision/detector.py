@@ -92,10 +92,15 @@ def parse_output(
 
 
 def cut(
-    image: np.ndarray, box: tuple[float, float, float, float], margin_x: float, margin_y: float
+    image: np.ndarray,
+    box: tuple[float, float, float, float],
+    margin_x: float,
+    margin_y: float,
+    clip: bool = False,
 ) -> np.ndarray:
     """The part of `image` in `box` grown by the given fractions of its size (shrunk when negative).
-    Where the grown box leaves the image, its edge pixels are repeated, so every cut has the asked shape."""
+    Where the grown box leaves the image, its edge pixels are repeated, so every cut has the asked shape
+    (what the OCR wants); with `clip` the cut stops at the image edge instead (evidence: real pixels only)."""
     x1, y1, x2, y2 = box
     dx, dy = (x2 - x1) * margin_x, (y2 - y1) * margin_y
     left, top = int(np.floor(x1 - dx)), int(np.floor(y1 - dy))
@@ -107,6 +112,6 @@ def cut(
     pad_top = min(max(0, row0 - top), bottom - top - (row1 - row0))
     pad_left = min(max(0, col0 - left), right - left - (col1 - col0))
     pad = (pad_top, bottom - top - (row1 - row0) - pad_top, pad_left, right - left - (col1 - col0) - pad_left)
-    if not any(pad):
+    if clip or not any(pad):
         return inside
     return cv2.copyMakeBorder(inside, *pad, cv2.BORDER_REPLICATE)

@@ -77,6 +77,9 @@ def test_cut_grows_shrinks_and_repeats_edges_outside_the_image():
     assert padded.shape == (60, 220)
     assert (padded[:10, 10:210] == image[0]).all() and (padded[10:50, :10] == image[:, :1]).all()
 
+    clipped = detector.cut(image, (0, 0, 200, 40), 0.05, 0.25, clip=True)
+    assert clipped.shape == image.shape and (clipped == image).all()
+
 
 @given(
     st.tuples(st.floats(-50, 250), st.floats(-50, 90), st.floats(1, 300), st.floats(1, 100)),
