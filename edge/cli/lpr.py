@@ -18,14 +18,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     lpr = sub.add_parser("lpr", help="licence-plate recognition: read images, evaluate, render test frames")
     commands = lpr.add_subparsers(dest="lpr_command", metavar="LPR_COMMAND", required=True)
 
-    read = commands.add_parser("read", help="print the plates read in images, with confidence and boxes")
-    read.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    read = commands.add_parser(
+        "read",
+        help="print the plates read in images, with confidence and boxes",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  parkgate lpr read frame.jpg --region sk        # full camera frames, Slovak layouts\n"
+        "  parkgate lpr read --crop plate1.png plate2.png  # images that are already plate crops",
+    )
+    read.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="JPEG/PNG images to read")
     _model_options(read)
     read.add_argument("--crop", action="store_true", help="images are plate crops: run the OCR only")
     read.set_defaults(func=cmd_read)
 
-    evaluate = commands.add_parser("eval", help="evaluate on a labelled folder, print one JSON line")
-    evaluate.add_argument("folder", type=Path, metavar="DIR")
+    evaluate = commands.add_parser(
+        "eval",
+        help="evaluate on a labelled folder, print one JSON line",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Read every labelled image of DIR and print one JSON line: n, exact, exact_rate "
+        "(best read == label after\nremoving separators and upper-casing), folded, folded_rate (O->0 and "
+        "I->1 mapped first), median_ms, p90_ms\n(per image, reading only) and peak_rss_mb.",
+        epilog="examples:\n"
+        "  parkgate lpr eval ../shared/data/plates-eu --split holdout --region sk,cz --show-misses\n"
+        "  parkgate lpr eval ../shared/data/plates-us-crops --ocr-only --split holdout",
+    )
+    evaluate.add_argument(
+        "folder",
+        type=Path,
+        metavar="DIR",
+        help="images with OpenALPR labels (IMAGE.txt: filename x y w h PLATE, tab-separated) or a CSV",
+    )
     evaluate.add_argument("--ocr-only", action="store_true", help="images are plate crops")
     evaluate.add_argument(
         "--labels",
@@ -44,15 +66,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(func=cmd_eval)
 
     bench = commands.add_parser("bench", help="time detection + OCR on rendered 1280x720 frames, print JSON")
-    bench.add_argument("--frames", type=int, default=50)
+    bench.add_argument("--frames", type=int, default=50, help="how many random plates to render and read")
     _model_options(bench)
     bench.set_defaults(func=cmd_bench)
 
     render = commands.add_parser("synth", help="render synthetic vehicle frames showing a plate")
     render.add_argument("text", help="plate text, e.g. 'AB 123-CD'")
     render.add_argument("--style", choices=("eu", "us", "br"), default="eu")
-    render.add_argument("--frames", type=int, default=1)
-    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--frames", type=int, default=1, help="frames of one approaching vehicle")
+    render.add_argument("--seed", type=int, default=0, help="random seed (same seed, same frames)")
     render.add_argument("--out", type=Path, required=True, help="image path (one frame) or .mp4/.avi video")
     render.set_defaults(func=cmd_synth)
 

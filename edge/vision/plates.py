@@ -34,7 +34,7 @@ COUNTRY_PATTERNS: dict[str, tuple[str, ...]] = {
     "be": ("9AAA999",),
     "bg": ("AA9999AA", "A9999AA"),
     "ch": ("AA999999", "AA99999", "AA9999", "AA999"),
-    "cz": ("9A*9999",),  # 1B2 5790, 4BO 4979
+    "cz": ("9A*9999",),  # 1B2 5790, 1AB 2345 (Czech plates never use the letters G, O, Q and W)
     "de": _GERMAN,
     "es": ("9999AAA",),
     "fr": ("AA999AA",),

@@ -1,4 +1,4 @@
-"""Fixtures of the sync suite: one real anvil (automine) per session, a fresh deployment per test."""
+"""Fixtures of the sync suite: a fresh deployment per test on the session's anvil (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,7 @@ import pytest
 from sync_world import World, build_world
 from web3 import Web3
 
-from edge.chain.anvil import Anvil, AnvilConfig
 from edge.store import Store
-
-
-@pytest.fixture(scope="session")
-def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Anvil]:
-    log = Path(tmp_path_factory.mktemp("sync-anvil")) / "anvil.log"
-    with Anvil(AnvilConfig(), log_path=log) as node:
-        yield node
-
-
-@pytest.fixture(scope="session")
-def w3(anvil: Anvil) -> Web3:
-    return anvil.web3()
 
 
 @pytest.fixture
