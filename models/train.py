@@ -29,6 +29,9 @@ TRAIN_CROP = 256
 EU_VIEWS_PER_FRAME = 24  # detector views of each labelled plates-eu train frame
 REAL_SCENE_SHARE = 0.25  # of detector training draws
 WHOLE_SCENE_SHARE = 0.3  # detector draws shown whole (shrunk), not cropped
+# Synthetic OCR crops shown inverted (light characters on a dark plate): the generator draws dark on
+# light only, while real sets have dark plates with light characters (older UK and Irish, some US states).
+INVERTED_SHARE = 0.1
 
 
 def ocr_config() -> dict:
@@ -193,6 +196,9 @@ def fit_ocr(
             images.append(data.augment_real_crop(image, rng))
             labels.append(label)
         x = _photometric(torch.from_numpy(np.stack(images)).float().unsqueeze(1) / 255.0, rng)
+        inverted = torch.from_numpy(rng.random(batch_size) < INVERTED_SHARE)
+        inverted[batch_size - n_real :] = False  # real crops keep their own colours
+        x[inverted] = 1.0 - x[inverted]
         targets = [_indices(t) for t in labels]
         net.train()
         logits = net(x)  # N x T x C
