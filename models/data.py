@@ -11,6 +11,7 @@ import csv
 import glob
 import os
 import zlib
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
@@ -155,23 +156,28 @@ def load_eu_frame_crops(
 ) -> list[tuple[np.ndarray, str]]:
     """Plate crops cut from the labelled plates-eu frames of one `eu_split` half, `per_frame` crops each
     with random margins like a detector box grown by the reader; labels go through `corrected_eu_label`."""
+    crops = []
+    for image, (x, y, w, h), plate in labelled_eu_frames(split):
+        quad = np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+        label = corrected_eu_label(plates.normalise(plate))
+        crops.extend((jitter_crop(image, quad, rng), label) for _ in range(per_frame))
+    return crops
+
+
+def labelled_eu_frames(split: str) -> Iterator[tuple[np.ndarray, tuple, str]]:
+    """(image, plate box x y w h, plate label) of each readable plates-eu frame of one `eu_split` part;
+    nothing when the shared folder is missing."""
     from edge.vision import evaluate
 
     root = data_dir() / "plates-eu"
     if not root.is_dir():
-        return []
-    crops = []
+        return
     for sample in evaluate.load_samples(root):
         if eu_split(sample.image.name) != split or sample.box is None:
             continue
         image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
-        if image is None:
-            continue
-        x, y, w, h = sample.box
-        quad = np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
-        label = corrected_eu_label(plates.normalise(sample.plate))
-        crops.extend((jitter_crop(image, quad, rng), label) for _ in range(per_frame))
-    return crops
+        if image is not None:
+            yield image, sample.box, sample.plate
 
 
 def _load_labelled(root: Path, csv_path: Path, file_key: str, text_key: str, keep, fieldnames=None) -> list:
@@ -255,20 +261,10 @@ def eu_frame_scenes(split: str, rng: np.random.Generator, size: int, per_frame: 
     """Detector scenes from the labelled plates-eu frames of one `eu_split` half: `per_frame` views of
     each frame, zoomed so the plate spans 8-75 % of the view width (the synthetic scenes stop at 45 %),
     with camera effects; letterboxed like `detector_scene`."""
-    from edge.vision import evaluate
-
-    root = data_dir() / "plates-eu"
-    if not root.is_dir():
-        return []
     scenes = []
-    for sample in evaluate.load_samples(root):
-        if eu_split(sample.image.name) != split or sample.box is None:
-            continue
-        image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
-        if image is None:
-            continue
+    for image, plate_box, _ in labelled_eu_frames(split):
         for _ in range(per_frame):
-            view, box = _zoomed_view(image, sample.box, rng)
+            view, box = _zoomed_view(image, plate_box, rng)
             scenes.append(_letterboxed(synth.degrade(view, rng, 0.5), [box], size))
     return scenes
 
