@@ -115,12 +115,11 @@ def train_ocr(
     print(f"ocr data: {len(synthetic)} synthetic, {counts}, {time.time() - started:.0f}s", flush=True)
     if base is None:
         net = fit_ocr(seed, steps, synthetic, sources, None, 3e-3, real_share=0.4)
-        export_ocr(net, out_dir, "plate_ocr-base.pt")
     else:
         import torch
 
         net = ocr_net(torch.load(base)).eval()
-        export_ocr(net, out_dir, "plate_ocr-base.pt")
+    export_ocr(net, out_dir, "plate_ocr-base.pt")
     for round_no in range(self_train_rounds if self_train_steps > 0 else 0):
         pseudo = pseudo_label_eu_crops(out_dir / "plate_ocr.onnx")
         print(f"self-training round {round_no + 1} on {len(pseudo)} pseudo-labelled EU crops", flush=True)

@@ -115,7 +115,7 @@ class PlateReader:
         (on the held-out plates-eu frames: one more plate ranked first, for about 1.5 ms a frame)."""
         detections = self.detector.detect(frame_bgr)[: self.max_plates]
         boxes = [(det.x1, det.y1, det.x2, det.y2) for det in detections]
-        agreed = self._read_cuts(frame_bgr, [(box, CROP_MARGINS) for box in boxes])
+        agreed = self._read_cuts(frame_bgr, boxes, CROP_MARGINS)
         ranked = [
             (
                 support * det.score * self._layout_weight(best.text),
@@ -131,17 +131,16 @@ class PlateReader:
         layouts = self.ocr.layouts
         return 1.0 if not layouts or plates.matches_any(text, layouts) else OFF_LAYOUT_WEIGHT
 
-    def _read_cuts(self, image: np.ndarray, jobs: list) -> list[tuple[PlateRead, float]]:
-        """Per (box, margins) job: the read its cuts (one per margin; all jobs in one OCR batch) agree on,
-        and its support."""
-        cuts = [detector.cut(image, box, mx, my) for box, margins in jobs for mx, my in margins]
-        texts = iter(self.ocr.read_crops(cuts))
+    def _read_cuts(
+        self, image: np.ndarray, boxes: list, margins: tuple[tuple[float, float], ...]
+    ) -> list[tuple[PlateRead, float]]:
+        """Per box: the read its cuts (one per margin, all in one OCR batch) agree on, and its support."""
+        cuts = [detector.cut(image, box, mx, my) for box in boxes for mx, my in margins]
+        texts = self.ocr.read_crops(cuts)
         results = []
-        for _, margins in jobs:
-            reads = [
-                PlateRead(text, ocr.plate_confidence(chars), tuple(chars))
-                for text, chars in (next(texts) for _ in margins)
-            ]
+        for index in range(len(boxes)):
+            variants = texts[index * len(margins) : (index + 1) * len(margins)]
+            reads = [PlateRead(text, ocr.plate_confidence(chars), tuple(chars)) for text, chars in variants]
             results.append(consensus.agree(reads) or (PlateRead("", 0.0), 0.0))
         return results
 
@@ -149,5 +148,5 @@ class PlateReader:
         """OCR only, for an image that is already a plate crop (read in WHOLE_CROP_MARGINS cuts that vote)."""
         height, width = crop_bgr.shape[:2]
         box = (0.0, 0.0, float(width), float(height))
-        best, _ = self._read_cuts(crop_bgr, [(box, WHOLE_CROP_MARGINS)])[0]
+        best, _ = self._read_cuts(crop_bgr, [box], WHOLE_CROP_MARGINS)[0]
         return PlateRead(best.text, best.confidence, best.char_confidences, box)

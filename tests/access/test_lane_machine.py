@@ -249,13 +249,19 @@ def test_motion_arming() -> None:
     assert isinstance(lane(burst(1, reads("AB1")))[0], Decide)  # no presence loop needed
 
 
-def _opening_after_a_given_up_pass() -> Lane:
-    """Pass 1's ack timed out (gate fault); the vehicle was read again and pass 2 is now OPENING."""
+def _ack_timed_out() -> Lane:
+    """Pass 1 was allowed and opened, and its ack timed out (recorded as a gate fault)."""
     lane = Lane()
     lane(PresenceOn())
     lane(burst(1, reads("AB1")))
     lane(Decided(1, ALLOW))
     lane(Timeout(), dt=CFG.ack_timeout_ms)
+    return lane
+
+
+def _opening_after_a_given_up_pass() -> Lane:
+    """Pass 1's ack timed out (gate fault); the vehicle was read again and pass 2 is now OPENING."""
+    lane = _ack_timed_out()
     lane(Timeout(), dt=CFG.retry_after_ms)
     lane(burst(2, reads("AB1")))
     assert lane(Decided(2, ALLOW)) == [OpenPulse(500)]
@@ -284,11 +290,7 @@ def test_late_fault_of_a_given_up_pass_does_not_fault_the_next_pass() -> None:
 
 def test_ack_after_the_ack_timeout_alerts_while_the_same_vehicle_waits() -> None:
     """Same pass number, but no longer OPENING: the gate opened for a pass recorded as a fault."""
-    lane = Lane()
-    lane(PresenceOn())
-    lane(burst(1, reads("AB1")))
-    lane(Decided(1, ALLOW))
-    lane(Timeout(), dt=CFG.ack_timeout_ms)
+    lane = _ack_timed_out()
     before = lane.state
     [alert] = lane(GateAck(1))
     assert alert.code == "late_gate_ack" and lane.state == before and before.phase is Phase.WAIT_LEAVE
