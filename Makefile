@@ -16,7 +16,7 @@ help:
 	@echo "make bench  - measure latency, LPR, sync throughput, RSS, start-up"
 	@echo "make chaos  - bounded fault-injection run of a simulated day"
 	@echo "make gas    - gas report of the rental contract"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff, import contracts (lint-imports), mypy"
 	@echo "make train  - retrain the plate models (installs the optional torch extra)"
 
 $(PY_STAMP): pyproject.toml
@@ -56,8 +56,12 @@ chaos: $(PY_STAMP) $(NPM_STAMP) system-deps
 gas: $(PY_STAMP) $(NPM_STAMP)
 	$(PY) -m edge.chain.gas
 
+# ruff, the import contracts of docs/ARCHITECTURE.md (pyproject.toml [tool.importlinter]), mypy (strict on
+# the pure core).
 lint: $(PY_STAMP)
-	$(VENV)/bin/ruff check edge firmware_bridge models tests
+	$(VENV)/bin/ruff check edge firmware_bridge models tests tools
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 train: $(PY_STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,train]'

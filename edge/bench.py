@@ -24,7 +24,7 @@ from edge.access.decide import commitment_function
 from edge.demo import harness as h
 from edge.demo.scenario import vision_section
 from edge.store import Booking, GateEvent, RentalEvent, Store, new_event_id
-from firmware_bridge.emulator.launch import running_emulator
+from edge.support.emulator import running_emulator
 
 LOT = "LOT-BENCH-1"
 KEY_HEX = "22" * 32

@@ -328,7 +328,7 @@ class _Parser:
                 self.fail(path, f"{value!r} is {_describe(value)}; expected an array")
                 return ()
             return tuple(self.value(get_args(tp)[0], v, f"{path}[{i}]", rule) for i, v in enumerate(value))
-        if is_dataclass(tp):
+        if isinstance(tp, type) and is_dataclass(tp):
             return self.section(tp, value, path)
         parsed = self.scalar(tp, value, path)
         if parsed is not None and rule is not None and not rule[0](parsed):
@@ -410,7 +410,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>",
                         base_dir: Path | None = None) -> Config:
     """Validate already-parsed TOML data; raises :class:`ConfigError` listing every problem."""
     parser = _Parser(base_dir)
-    cfg = parser.section(Config, data, "")
+    cfg: Config = parser.section(Config, data, "")
     issues = parser.issues or _cross_checks(cfg)
     if issues:
         raise ConfigError(source, issues)

@@ -7,9 +7,10 @@ A check is ``callable(config) -> CheckResult``. Register one from any module::
     @register_check("serial ports")
     def check_serial(config: Config) -> CheckResult: ...
 
-Modules named ``doctor_checks`` directly inside a package of ``edge`` or ``firmware_bridge`` (e.g.
-``edge/chain/doctor_checks.py``) are imported automatically before the checks run, so adding a check
-needs no edit here. A check that raises is reported as FAIL with the exception, never a crash.
+Modules named ``doctor_checks`` directly inside a package of ``edge`` (e.g.
+``edge/daemon/doctor_checks.py``, which checks the gates' serial ports: ``firmware_bridge`` never
+imports ``edge``) are imported automatically before the checks run, so adding a check needs no edit
+here. A check that raises is reported as FAIL with the exception, never a crash.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from edge.config import Config
 from edge.store import Store, StoreError
 
-DISCOVERY_PACKAGES = ("edge", "firmware_bridge")
+DISCOVERY_PACKAGES = ("edge",)
 DISCOVERY_MODULE = "doctor_checks"
 
 

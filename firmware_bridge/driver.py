@@ -1,27 +1,18 @@
-"""The one gate interface the daemon uses, whatever hardware is on the other end of the cable.
-
-Safety contract shared by every implementation:
-- ``open_pulse`` is timed by the hardware, never by a sleep in this process;
-- ``hold_open`` is kept alive by this process (heartbeats or pulse refreshes) and drops by itself
-  within the watchdog time if the process dies;
-- ``close`` raises :class:`GateRefused` while the safety loop is known to be occupied, without sending.
-"""
+"""The parkgate-serial gate driver (our controller firmware, docs/gate-protocol.md) and
+:func:`connect_driver`, which picks a driver by its configuration name (see :mod:`firmware_bridge.gate`
+for the interface and its safety contract)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Protocol
 
 from firmware_bridge.client import GateClient
+from firmware_bridge.gate import DRIVER_NAMES, GateDriver, GateEvent, GateRefused, GateStatus
 from firmware_bridge.messages import (
     Ack,
     Close,
-    EventKind,
-    Fault,
     HoldOpen,
     OpenPulse,
-    Position,
     Release,
     Reply,
     Result,
@@ -29,38 +20,6 @@ from firmware_bridge.messages import (
     StatusRequest,
 )
 from firmware_bridge.transport import SerialSettings
-
-DRIVER_NAMES = ("parkgate-serial", "modbus-rtu")
-
-
-class GateRefused(RuntimeError):
-    """The gate will not do this now (vehicle on the safety loop, controller fault, bad argument)."""
-
-
-@dataclass(frozen=True)
-class GateStatus:
-    position: Position
-    presence: bool
-    safety: bool
-    held: bool
-    faults: Fault
-    opens: int | None  # controller's activation counter, None where the hardware has none
-
-
-@dataclass(frozen=True)
-class GateEvent:
-    kind: EventKind
-    value: int
-
-
-class GateDriver(Protocol):
-    async def open_pulse(self, pulse_ms: int) -> None: ...
-    async def hold_open(self, watchdog_ms: int = 1000) -> None: ...
-    async def release(self) -> None: ...
-    async def close(self) -> None: ...
-    async def status(self) -> GateStatus: ...
-    def events(self) -> AsyncIterator[GateEvent]: ...
-    async def aclose(self) -> None: ...
 
 
 class ParkgateSerialDriver:

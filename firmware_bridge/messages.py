@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import astuple, dataclass
 from enum import IntEnum, IntFlag
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from firmware_bridge.framer import PROTOCOL_VERSION, Frame
 
@@ -179,7 +179,7 @@ class Event:
 Command = OpenPulse | HoldOpen | Release | Close | StatusRequest | Heartbeat
 Reply = Ack | Status
 Message = Command | Reply | Event
-MESSAGE_CLASSES: dict[int, type] = {
+MESSAGE_CLASSES: dict[int, Any] = {
     cls.TYPE: cls
     for cls in (OpenPulse, HoldOpen, Release, Close, StatusRequest, Heartbeat, Ack, Status, Event)
 }

@@ -16,7 +16,7 @@ from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
 
-from firmware_bridge.driver import GateEvent, GateRefused, GateStatus
+from firmware_bridge.gate import GateEvent, GateRefused, GateStatus
 from firmware_bridge.messages import EventKind, Fault, Position
 from firmware_bridge.relaymap import RelayMap
 from firmware_bridge.transport import PortUnavailable

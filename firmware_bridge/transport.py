@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,21 @@ class SerialSettings:
     baudrate: int = 115200
     reconnect_min_s: float = 0.05
     reconnect_max_s: float = 0.5
+
+
+def port_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a gate's serial port, or None if it looks usable."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"{path} does not exist (cable unplugged, or wrong name?)"
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+    if not stat.S_ISCHR(mode):
+        return f"{path} is not a character device (serial ports look like /dev/ttyUSB0)"
+    if not os.access(path, os.R_OK | os.W_OK):
+        return f"{path} is not readable and writable by this user (add it to the dialout group)"
+    return None
 
 
 def open_serial(settings: SerialSettings) -> serial.Serial:

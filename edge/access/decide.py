@@ -31,14 +31,9 @@ from edge.access.types import (
     PlateRead,
     Reason,
 )
-from edge.chain.commitment import normalise_plate, plate_commitment
+from edge.identity import Commit, commitment_function, normalise_plate
 
-Commit = Callable[[str], str]
-
-
-def commitment_function(lot_secret: bytes, lot_code: str) -> Commit:
-    """``commit(plate) -> "0x" + 64 hex``: the lot's vehicle commitment (edge.chain.commitment)."""
-    return lambda plate: "0x" + plate_commitment(lot_secret, lot_code, plate).hex()
+__all__ = ["Commit", "Match", "best_booking", "commitment_function", "committed_candidates", "decide"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""OCR-confusion candidates of a plate read (normalisation is edge.chain.commitment.normalise_plate).
+"""OCR-confusion candidates of a plate read (normalisation is edge.identity.normalise_plate).
 
 Bookings only hold commitments (a keyed hash of the normalised plate), so a fuzzy match cannot
 compare strings with the booking. Instead we enumerate the plates the camera might have meant —

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from edge.access.plates import DEFAULT_TABLE, ConfusionTable
-from edge.chain.commitment import normalise_plate
 from edge.config import Config
+from edge.identity import normalise_plate
 
 COMMITMENT_RE = re.compile(r"^0x[0-9a-f]{64}$")
 

@@ -234,7 +234,7 @@ def bumped_fees(old: Fees, base_fee: int, priority_fee: int, cap: int) -> Fees |
 def backoff_delay(failures: int, base_s: float, cap_s: float, rng: random.Random) -> float:
     """Capped exponential backoff with "equal jitter": half the step fixed, half random, so retries
     of many gateways spread out but never hammer at zero delay."""
-    step = min(cap_s, base_s * 2 ** max(failures - 1, 0))
+    step: float = min(cap_s, base_s * 2 ** max(failures - 1, 0))
     return step / 2 + rng.uniform(0, step / 2)
 
 

@@ -8,15 +8,9 @@ import contextlib
 import sys
 
 from firmware_bridge.client import GateTimeout
-from firmware_bridge.driver import (
-    DRIVER_NAMES,
-    GateDriver,
-    GateEvent,
-    GateRefused,
-    GateStatus,
-    connect_driver,
-)
+from firmware_bridge.driver import connect_driver
 from firmware_bridge.emulator import server as emulator_server
+from firmware_bridge.gate import DRIVER_NAMES, GateDriver, GateEvent, GateRefused, GateStatus
 from firmware_bridge.messages import EventKind, Fault, Position
 from firmware_bridge.transport import PortUnavailable
 

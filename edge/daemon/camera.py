@@ -114,7 +114,9 @@ def open_frame_source(source: str, fps: int) -> FrameSource:
     if source.endswith(MANIFEST_SUFFIX) and "://" not in source:
         manifest = Path(source)
         load_recording(manifest)  # a bad manifest is a start-up error, not a silent black camera
-        source_ = FrameSource(source, queue_size=2, loop=True, opener=lambda _src: _open_recording(manifest))
+        # AnchoredCapture is a cv2.VideoCapture look-alike (isOpened, read, release): duck-typed.
+        source_ = FrameSource(source, queue_size=2, loop=True,
+                              opener=lambda _src: _open_recording(manifest))  # type: ignore[arg-type,return-value]
         return source_.start()
     return FrameSource(source, queue_size=2, loop=True, fps_limit=fps).start()
 

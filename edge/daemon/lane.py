@@ -28,6 +28,7 @@ from typing import Any
 
 from edge.access.types import Decision, PlateRead
 from edge.daemon.camera import BurstResult
+from edge.identity import mask_plate_or_none
 from edge.lanes.machine import (
     BurstDone,
     Event,
@@ -43,9 +44,8 @@ from edge.lanes.machine import (
     SafetyOn,
 )
 from edge.lanes.runner import LaneRunner
-from edge.mqtt.privacy import mask_plate_or_none
 from edge.store import wall_clock_ms
-from firmware_bridge.driver import GateDriver
+from firmware_bridge.gate import GateDriver
 from firmware_bridge.messages import EventKind
 
 log = logging.getLogger(__name__)

@@ -1,24 +1,32 @@
-"""Pure daemon rules around the store rows (no I/O).
+"""Pure daemon rules around the store rows (no I/O): the one place a pass becomes stored rows.
 
-- the rows one pass becomes (``edge.lanes.records.stored_gate_event``), preceded by the plate
-  verification (second association) when an admitted booking was not verified yet;
+- the row of one pass (:func:`stored_gate_event`): kinds, a passage is ``check_in``/``check_out``
+  (``manual`` when an operator opened), a gate that failed or opened for nobody is ``fault``,
+  everything that did not open is ``denied``; ``reason`` is ``outcome,decision-reason[,flags...]``
+  (stable strings, no plate); the plate itself is kept only masked, with its commitment; the
+  snapshot path and hash stay as evidence. No plain plate leaves this module;
+- the rows one pass becomes, the row above preceded by the plate verification (second
+  association) when an admitted booking was not verified yet;
 - the pass journal row of a granted pass (the row it becomes if the daemon dies before recording
   it) and the rows such a leftover becomes at the next start (see ``edge.daemon.service``);
 - the destinations each row is queued for;
-- who is inside, derived from the append-only gate log (a restart after a crash rebuilds it exactly).
+- who is inside, derived from the append-only gate log (a restart after a crash rebuilds it exactly);
+- the part of a cached booking the access decision needs (:func:`booking_views`).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from edge.access.sessions import Presence, apply_pass
-from edge.access.types import Decision, Direction, Reason
+from edge.access.types import BookingStatus, BookingView, Decision, Direction, Reason
+from edge.identity import mask_plate_or_none
 from edge.lanes.machine import GateEvent as PassRecord
 from edge.lanes.machine import Outcome
-from edge.lanes.records import stored_gate_event
-from edge.store import GateEvent
+from edge.store.rows import Booking, GateEvent
 
 # Gate record kinds the rental contract accepts (RecordKind); each needs a booking.
 CHAIN_KINDS = frozenset({"verified", "check_in", "check_out", "denied"})
@@ -26,6 +34,48 @@ CHAIN_KINDS = frozenset({"verified", "check_in", "check_out", "denied"})
 # acknowledged (passage assumed), or not (the gate may not have opened: a fault, no passage).
 RESTART_OUTCOME = "passage_unconfirmed_restart"
 UNACKED_RESTART_OUTCOME = "open_unconfirmed_restart"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_FAULTS = {Outcome.GATE_FAULT, Outcome.NO_PASSAGE}
+
+
+def _kind(event: PassRecord) -> str:
+    if event.outcome in _FAULTS:
+        return "fault"
+    if event.outcome is not Outcome.PASSED:
+        return "denied"
+    if event.decision is not None and event.decision.reason is Reason.MANUAL_OPEN:
+        return "manual"
+    return "check_in" if event.direction is Direction.ENTRY else "check_out"
+
+
+def _reason(event: PassRecord) -> str:
+    decision = event.decision
+    parts = [event.outcome.value]
+    if decision is not None:
+        parts += [decision.reason.value, *(f.value for f in decision.flags)]
+    return ",".join(parts)
+
+
+def stored_gate_event(event: PassRecord, event_id: str) -> GateEvent:
+    """The store row for ``event``; malformed evidence fields become None instead of losing the event."""
+    read, decision = event.read, event.decision
+    confidence = read.confidence if read is not None and math.isfinite(read.confidence) else None
+    sha = read.snapshot_sha256 if read is not None else None
+    masked = mask_plate_or_none(read.text) if read is not None else None
+    return GateEvent(
+        event_id=event_id,
+        lane=event.lane_id,
+        direction=event.direction.value,
+        kind=_kind(event),
+        reason=_reason(event),
+        occurred_at_ms=event.ended_ms,
+        booking_id=decision.booking_id if decision is not None else None,
+        plate_commitment=decision.commitment if decision is not None else None,
+        plate_masked=masked,
+        confidence=None if confidence is None else min(1.0, max(0.0, confidence)),
+        evidence_path=read.snapshot_path if read is not None else None,
+        evidence_sha256=sha if sha is not None and _SHA256.fullmatch(sha) else None,
+    )
 
 
 def rows_for_pass(record: PassRecord, new_id: Callable[[int], str],
@@ -89,3 +139,13 @@ def apply_rows(presence: Presence, rows: Iterable[GateEvent]) -> Presence:
         decision = Decision(True, Reason.BOOKING_VALID, None, row.booking_id, commitment=row.plate_commitment)
         presence, _ = apply_pass(presence, decision, Direction(row.direction), row.occurred_at_ms, row.lane)
     return presence
+
+
+def booking_view(row: Booking) -> BookingView:
+    """The part of a cached booking the decision needs (status strings are shared with the store)."""
+    return BookingView(row.booking_id, row.lot_id, row.vehicle_commitment, row.window_start_ms,
+                       row.window_end_ms, BookingStatus(row.status), row.space_id)
+
+
+def booking_views(rows: Iterable[Booking]) -> list[BookingView]:
+    return [booking_view(r) for r in rows]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -43,15 +44,14 @@ from typing import Any
 
 from edge import notify
 from edge.access import commitment_function, committed_candidates, decide, policy_from_config
-from edge.access.adapters import booking_views
 from edge.access.types import Decision, Direction, PlateRead
-from edge.chain.commitment import normalise_plate
 from edge.chain.syncplan import backoff_delay, chain_lot_code
 from edge.config import Config, ConfigError, read_secret, relay_map_options
 from edge.daemon.camera import BurstResult, capture_burst, open_frame_source
 from edge.daemon.lane import LaneShell
 from edge.daemon.records import (
     apply_rows,
+    booking_views,
     destinations_for,
     journal_row,
     presence_from_events,
@@ -59,13 +59,15 @@ from edge.daemon.records import (
     rows_for_pass,
 )
 from edge.daemon.status import status_path, write_status
+from edge.identity import normalise_plate
 from edge.lanes.machine import GateEvent as PassRecord
 from edge.lanes.machine import ManualOpen, Outcome, lane_config_from
 from edge.metrics import MetricsServer, Sample
 from edge.store import Store, new_event_id, wall_clock_ms
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
-from firmware_bridge.driver import GateDriver, connect_driver
+from firmware_bridge.driver import connect_driver
+from firmware_bridge.gate import GateDriver
 
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 1.0
@@ -221,8 +223,8 @@ class Daemon:
             name = lane_cfg.name
             self.lanes.append(LaneShell(
                 machine_cfg, driver,
-                burst=lambda n, frames, src=source, name=name: self._burst(src, name, n, frames),
-                decide=lambda read, d=direction: self.decide(read, d),
+                burst=functools.partial(self._burst, source, name),
+                decide=functools.partial(self.decide, direction=direction),
                 record=self.record,
                 on_alert=self.alert,
                 journal=self.journal,

@@ -24,9 +24,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.support.emulator import EmulatorHandle
 from edge.support.proc import ManagedProcess
 from edge.vision import synth
-from firmware_bridge.emulator.launch import EmulatorHandle
 
 FRAME_SIZE = (960, 540)
 DISTINCT_FRAMES = 4

@@ -57,7 +57,7 @@ class ChainWorld:
 
 def build_world(w3: Web3, gateway_lot_id: str, plate_key: bytes) -> ChainWorld:
     """Deploy, verify an owner, register the lot and authorise the gateway account on it."""
-    accounts = w3.eth.accounts
+    accounts = list(w3.eth.accounts)
     admin = deploy(w3, accounts[0])
     code = chain_lot_code(gateway_lot_id)
     lot = lot_id(code)

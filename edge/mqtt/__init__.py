@@ -1,7 +1,14 @@
 """MQTT for the gateway: availability/status/lane state, the durable event outbox, plate reads,
-Home Assistant discovery and HMAC-signed remote commands. See docs/mqtt.md."""
+Home Assistant discovery and HMAC-signed remote commands. See docs/mqtt.md.
 
-from edge.mqtt.bridge import CommandOutcome, MqttBridge
+Importing this package loads no I/O module: the broker bridge (paho) and the nonce store (sqlite3)
+load on first use of their names.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from edge.mqtt.commands import (
     Command,
     CommandPolicy,
@@ -11,14 +18,28 @@ from edge.mqtt.commands import (
     sign_command,
     verify_command,
 )
-from edge.mqtt.nonces import NonceStore
 from edge.mqtt.outbox import OutboxPort, OutboxPublisher
 from edge.mqtt.privacy import present_plate, redact_payload
 from edge.mqtt.settings import MqttSettings, settings_from_url
 from edge.mqtt.topics import Topics, discovery_messages
+
+if TYPE_CHECKING:
+    from edge.mqtt.bridge import CommandOutcome, MqttBridge
+    from edge.mqtt.nonces import NonceStore
+
+_LAZY = {"CommandOutcome": "edge.mqtt.bridge", "MqttBridge": "edge.mqtt.bridge",
+         "NonceStore": "edge.mqtt.nonces"}
 
 __all__ = [
     "Command", "CommandOutcome", "CommandPolicy", "MqttBridge", "MqttSettings", "NonceStore", "OutboxPort",
     "OutboxPublisher", "Rejection", "Topics", "discovery_messages", "generate_key", "load_key",
     "present_plate", "redact_payload", "settings_from_url", "sign_command", "verify_command",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edge.mqtt' has no attribute {name!r}")

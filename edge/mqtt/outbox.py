@@ -24,9 +24,12 @@ ACK_REF = "mqtt:puback"  # the store wants a confirmation; a QoS 1 PUBACK has no
 
 
 class OutboxRowLike(Protocol):
-    id: int
-    event_id: str
-    payload: dict[str, Any]
+    @property
+    def id(self) -> int: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
 
 
 class OutboxPort(Protocol):
@@ -83,7 +86,8 @@ class OutboxPublisher:
 
     def acknowledge(self, acks: Sequence[tuple[int, str | None]]) -> None:
         """Apply PUBACKs as (mid, failure reason or None); one store transaction per outcome."""
-        done, failed = [], []
+        done: list[tuple[OutboxRowLike, str | None]] = []
+        failed: list[tuple[OutboxRowLike, str | None]] = []
         for mid, failure in acks:
             row = self.in_flight.pop(mid, None)
             if row is None:

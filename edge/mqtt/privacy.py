@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from typing import Literal
 
-from edge.chain.commitment import normalise_plate
+from edge.identity import mask_plate, normalise_plate
 
 PlatePrivacy = Literal["hash", "mask", "plain"]
 PLATE_PRIVACY_MODES: tuple[str, ...] = ("hash", "mask", "plain")
@@ -24,22 +24,6 @@ def derive_key(master: bytes, purpose: str) -> bytes:
     return hmac.new(master, b"parkgate/" + purpose.encode(), hashlib.sha256).digest()
 
 
-def mask_plate(plate: str) -> str:
-    """First two and last character kept, a fixed ``***`` between (length not leaked): ``AB***3``."""
-    p = normalise_plate(plate)
-    if len(p) <= 4:
-        return "***"
-    return f"{p[:2]}***{p[-1]}"
-
-
-def mask_plate_or_none(text: str) -> str | None:
-    """:func:`mask_plate` for a raw OCR text, None when it is no valid plate (records keep the event)."""
-    try:
-        return mask_plate(text)
-    except ValueError:
-        return None
-
-
 def hash_plate(plate: str, key: bytes) -> str:
     digest = hmac.new(derive_key(key, "plate"), normalise_plate(plate).encode(), hashlib.sha256)
     return digest.hexdigest()[:HASH_HEX_CHARS]
@@ -49,7 +33,7 @@ def present_plate(plate: str, mode: str, key: bytes) -> str:
     """The plate as it may leave the gateway under ``mode``.
 
     Raises ValueError for an unknown mode or a string that cannot be a plate (see
-    ``edge.chain.commitment.normalise_plate``, the one normalisation the gateway uses)."""
+    ``edge.identity.normalise_plate``, the one normalisation the gateway uses)."""
     if mode == "hash":
         return hash_plate(plate, key)
     if mode == "mask":

@@ -98,5 +98,6 @@ def settings_from_url(url: str, gateway_id: str, **overrides: Any) -> MqttSettin
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
     )
-    return replace(base, **{k: Path(v) if k in {"ca_file", "client_cert", "client_key"} and v else v
-                            for k, v in overrides.items()})
+    fields: dict[str, Any] = {k: Path(v) if k in {"ca_file", "client_cert", "client_key"} and v else v
+                              for k, v in overrides.items()}
+    return replace(base, **fields)

@@ -8,7 +8,23 @@ Use::
 
 Schema and how to append a migration: ``edge.store.schema``. Threading and durability rules:
 ``edge.store.store``. Rows: ``edge.store.rows``.
+
+Importing this package loads no I/O module: the names of ``edge.store.store`` (sqlite3, sqlite-utils)
+load on first use, so pure code may import ``edge.store.rows`` alone.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge.store.store import (
+        ACTIVE_BOOKING_STATUSES,
+        Store,
+        StoreError,
+        StoreVersionError,
+        wall_clock_ms,
+    )
 
 from edge.store.rows import (
     Booking,
@@ -22,10 +38,19 @@ from edge.store.rows import (
     new_event_id,
 )
 from edge.store.schema import LATEST_VERSION, MIGRATIONS
-from edge.store.store import ACTIVE_BOOKING_STATUSES, Store, StoreError, StoreVersionError, wall_clock_ms
+
+_FROM_STORE = ("ACTIVE_BOOKING_STATUSES", "Store", "StoreError", "StoreVersionError", "wall_clock_ms")
 
 __all__ = [
     "ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "MIGRATIONS", "Booking", "ChainBlock", "Checkpoint",
     "GateEvent", "Lot", "OutboxRow", "RentalEvent", "Space", "Store", "StoreError", "StoreVersionError",
     "new_event_id", "wall_clock_ms",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_STORE:
+        from edge.store import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'edge.store' has no attribute {name!r}")

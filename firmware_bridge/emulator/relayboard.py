@@ -29,7 +29,9 @@ class RelayBoard:
     def read(self, table: int, address: int, count: int, now: float) -> list[int] | list[bool] | None:
         """Values at address..address+count, or None if any address is not on the board."""
         self.tick(now)
-        values = {COILS: self.coils, INPUTS: self.inputs(), HOLDING: self.flash_registers(now)}[table]
+        tables: dict[int, list[int] | list[bool]] = {COILS: self.coils, INPUTS: self.inputs(),
+                                                     HOLDING: self.flash_registers(now)}
+        values = tables[table]
         base = self.relay_map.flash_register if table == HOLDING else 0
         start = address - base
         if start < 0 or start + count > len(values):

@@ -235,7 +235,7 @@ class BoardContext:
 def make_board_context(board: RelayBoard) -> object:
     from pymodbus.datastore import ModbusServerContext
 
-    class _Context(BoardContext, ModbusServerContext):  # isinstance check in pymodbus' server
+    class _Context(BoardContext, ModbusServerContext):  # type: ignore[misc]  # isinstance check in pymodbus' server
         pass
 
     return _Context(board)
@@ -375,7 +375,7 @@ async def run_emulator(config: EmulatorConfig, announce: Callable[[str], None] |
     pty = Pty(config.link)
     path = pty.open()
     kind = RelayBoardEmulator if config.modbus else ControllerEmulator
-    emulator: Emulator = kind(config, pty)  # type: ignore[operator]
+    emulator: Emulator = kind(config, pty)
     emulator.attach()
     control = await serve_control(emulator, config.control_port)
     say(f"PORT {path}")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from edge.access import Direction, Policy, Presence, commitment_function, committed_candidates, decide
-from edge.access.adapters import booking_views
 from edge.access.types import Decision, PlateRead
+from edge.daemon.records import booking_views, stored_gate_event
 from edge.lanes.machine import (
     BurstDone,
     GateAck,
@@ -19,7 +19,6 @@ from edge.lanes.machine import (
     SafetyOff,
     SafetyOn,
 )
-from edge.lanes.records import stored_gate_event
 from edge.lanes.runner import LaneRunner
 from edge.store import Booking, RentalEvent, Store, new_event_id
 from edge.vision.reader import PlateRead as VisionRead

@@ -3,8 +3,8 @@
 import pytest
 
 from edge.access.types import Decision, Direction, Flag, PlateRead, Reason
+from edge.daemon.records import stored_gate_event
 from edge.lanes.machine import GateEvent, Outcome
-from edge.lanes.records import stored_gate_event
 
 C = "0x" + "ab" * 32
 ALLOW = Decision(True, Reason.SESSION_EXIT, None, "b1", "AB123CD", C, 0.0, (Flag.OVERSTAY,))

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from firmware_bridge.emulator import launch
-from firmware_bridge.emulator.launch import EmulatorHandle as Emulator
+from edge.support import emulator as launch
+from edge.support.emulator import EmulatorHandle as Emulator
 
 __all__ = ["Emulator", "running_emulator"]
 

@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 from edge.config import parse_config
+from edge.daemon.doctor_checks import check_serial_ports
 from edge.doctor import Status, registered_checks
-from firmware_bridge.ports.doctor_checks import check_serial_ports, port_problem
+from firmware_bridge.transport import port_problem
 
 
 def config_with_port(port: str):  # noqa: ANN201

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from bridge_harness import Emulator, running_emulator
 
-from firmware_bridge.driver import GateRefused, connect_driver
+from firmware_bridge.driver import connect_driver
+from firmware_bridge.gate import GateRefused
 from firmware_bridge.messages import EventKind, Position
 from firmware_bridge.modbus import ModbusRelayDriver
 from firmware_bridge.relaymap import RelayMap

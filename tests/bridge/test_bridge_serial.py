@@ -12,7 +12,8 @@ import pytest
 from bridge_harness import Emulator, running_emulator
 
 from firmware_bridge.client import GateTimeout
-from firmware_bridge.driver import GateRefused, ParkgateSerialDriver
+from firmware_bridge.driver import ParkgateSerialDriver
+from firmware_bridge.gate import GateRefused
 from firmware_bridge.messages import Ack, Close, EventKind, Fault, Position, Result
 
 

@@ -29,8 +29,8 @@ from edge.lanes.machine import GateEvent as PassRecord
 from edge.lanes.machine import Outcome
 from edge.mqtt.commands import generate_key
 from edge.store import Booking, RentalEvent, Store
+from edge.support.emulator import running_emulator
 from edge.support.net import free_tcp_port
-from firmware_bridge.emulator.launch import running_emulator
 
 COMMITMENT = "0x" + "ab" * 32
 LOT = "LOT-T-J"

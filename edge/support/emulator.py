@@ -1,4 +1,5 @@
-"""Start an emulator process and talk to its control channel (tests, benchmark, demo/chaos harness)."""
+"""Start a gate emulator process (`firmware_bridge.emulator`) and talk to its control channel
+(tests, benchmark, demo/chaos harness)."""
 
 from __future__ import annotations
 

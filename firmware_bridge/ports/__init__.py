@@ -1,1 +1,0 @@
-"""Serial-port checks for installers (`parkgate doctor`)."""
