@@ -23,7 +23,7 @@ from pathlib import Path
 from edge.access.decide import commitment_function
 from edge.demo import harness as h
 from edge.demo.scenario import vision_section
-from edge.store import Booking, GateEvent, RentalEvent, Store, new_event_id
+from edge.store import Booking, GateEventRow, RentalEvent, Store, new_event_id
 from edge.support.emulator import running_emulator
 
 LOT = "LOT-BENCH-1"
@@ -162,7 +162,7 @@ def bench_sync(work: Path, records: int, naive: int) -> list[tuple[str, str, str
         now = int(time.time() * 1000)
         with Store(store_path) as store, store.transaction():
             for i in range(records):
-                store.record_gate_event(GateEvent(new_event_id(now + i), "entry-1", "entry", "denied",
+                store.record_gate_event(GateEventRow(new_event_id(now + i), "entry-1", "entry", "denied",
                                                   "denied,no_booking", now + i,
                                                   plate_commitment=commitment), ("chain",))
         store = Store(store_path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from firmware_bridge.client import GateClient
-from firmware_bridge.gate import DRIVER_NAMES, GateDriver, GateEvent, GateRefused, GateStatus
+from firmware_bridge.gate import DRIVER_NAMES, GateDriver, GateRefused, GateStatus, InputChange
 from firmware_bridge.messages import (
     Ack,
     Close,
@@ -57,9 +57,9 @@ class ParkgateSerialDriver:
             raise GateRefused(f"status request answered with {reply}")
         return GateStatus(reply.position, reply.presence, reply.safety, reply.held, reply.faults, reply.opens)
 
-    async def events(self) -> AsyncIterator[GateEvent]:
+    async def events(self) -> AsyncIterator[InputChange]:
         async for event in self.client.events():
-            yield GateEvent(event.kind, event.value)
+            yield InputChange(event.kind, event.value)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -16,7 +16,7 @@ from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
 
-from firmware_bridge.gate import GateEvent, GateRefused, GateStatus
+from firmware_bridge.gate import GateRefused, GateStatus, InputChange
 from firmware_bridge.messages import EventKind, Fault, Position
 from firmware_bridge.relaymap import RelayMap
 from firmware_bridge.transport import PortUnavailable
@@ -81,7 +81,7 @@ class ModbusRelayDriver:
         return GateStatus(position, inputs.bits[m.presence_input], inputs.bits[m.safety_input],
                           self._hold is not None, Fault.NONE, None)
 
-    async def events(self) -> AsyncIterator[GateEvent]:
+    async def events(self) -> AsyncIterator[InputChange]:
         """Input changes found by polling the board every ``poll_s`` (relay boards cannot push).
 
         A poll the board does not answer (noise, a cable pulled) is skipped, not raised: the stream
@@ -100,7 +100,7 @@ class ModbusRelayDriver:
                 (EventKind.POSITION, last and last.position, now.position),
             ):
                 if last is not None and before != after:
-                    yield GateEvent(kind, int(after))
+                    yield InputChange(kind, int(after))
             last = now
             await asyncio.sleep(self.poll_s)
 

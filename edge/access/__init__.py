@@ -15,9 +15,9 @@ from edge.access.types import (
     Direction,
     Evidence,
     Flag,
-    PlateRead,
     Reason,
 )
+from edge.vision.types import PlateRead
 
 __all__ = [
     "AntiPassback", "BookingStatus", "BookingView", "CompletedSession", "Decision", "Direction", "Evidence",

@@ -14,7 +14,8 @@ import timeit
 from edge.access.decide import commitment_function, committed_candidates, decide
 from edge.access.policy import Policy
 from edge.access.sessions import Presence
-from edge.access.types import BookingStatus, BookingView, Direction, PlateRead
+from edge.access.types import BookingStatus, BookingView, Direction
+from edge.vision.types import PlateRead
 
 LOT = "LOT-BENCH"
 NOW_MS = 1_790_000_000_000

@@ -28,10 +28,10 @@ from edge.access.types import (
     Direction,
     Evidence,
     Flag,
-    PlateRead,
     Reason,
 )
 from edge.identity import Commit, commitment_function, normalise_plate
+from edge.vision.types import PlateRead
 
 __all__ = ["Commit", "Match", "best_booking", "commitment_function", "committed_candidates", "decide"]
 
@@ -56,8 +56,7 @@ def committed_candidates(plate: str, policy: Policy, commit: Commit) -> tuple[Ma
 
 
 def _evidence(read: PlateRead, plate: str, tried: int) -> Evidence:
-    return Evidence(plate, read.confidence, read.char_confidences, read.snapshot_path, read.snapshot_sha256,
-                    tried)
+    return Evidence(plate, read.confidence, read.char_confidences, tried)
 
 
 def _nearest(matches: Sequence[Match], hit: Callable[[Match], bool]) -> list[Match]:

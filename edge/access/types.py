@@ -71,21 +71,6 @@ class Flag(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class PlateRead:
-    """One plate reading (or the consensus of a burst) with what is needed as evidence.
-
-    ``char_confidences`` is per character of ``text``; ``snapshot_path``/``snapshot_sha256`` name the
-    frame saved by the lane so a decision can be audited later.
-    """
-
-    text: str
-    confidence: float
-    char_confidences: tuple[float, ...] = ()
-    snapshot_path: str | None = None
-    snapshot_sha256: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class BookingView:
     """The part of a cached booking the gate needs. Times are Unix epoch milliseconds."""
 
@@ -100,13 +85,11 @@ class BookingView:
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """What the decision was based on, kept with the gate event (local only: contains the plate)."""
+    """What the decision was based on (local only: contains the plate); the pass keeps the snapshot."""
 
     plate: str
     confidence: float
     char_confidences: tuple[float, ...]
-    snapshot_path: str | None
-    snapshot_sha256: str | None
     candidates_tried: int
 
 

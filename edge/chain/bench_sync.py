@@ -23,7 +23,7 @@ from edge.chain.contract import RentalClient, deploy
 from edge.chain.sync import SyncService, SyncSettings
 from edge.chain.syncplan import lot_bytes
 from edge.store import Store
-from edge.store.rows import GateEvent, new_event_id
+from edge.store.rows import GateEventRow, new_event_id
 
 LOT = "LOT-BENCH"
 
@@ -48,7 +48,7 @@ class DrainResult:
 def _backlog(store: Store, count: int, now_s: int) -> None:
     with store.transaction():
         for _ in range(count):
-            store.record_gate_event(GateEvent(event_id=new_event_id(), lane="bench", direction="entry",
+            store.record_gate_event(GateEventRow(event_id=new_event_id(), lane="bench", direction="entry",
                                               kind="denied", reason="bench", occurred_at_ms=now_s * 1000),
                                     destinations=("chain",))
 

@@ -10,7 +10,7 @@ import sys
 from firmware_bridge.client import GateTimeout
 from firmware_bridge.driver import connect_driver
 from firmware_bridge.emulator import server as emulator_server
-from firmware_bridge.gate import DRIVER_NAMES, GateDriver, GateEvent, GateRefused, GateStatus
+from firmware_bridge.gate import DRIVER_NAMES, GateDriver, GateRefused, GateStatus, InputChange
 from firmware_bridge.messages import EventKind, Fault, Position
 from firmware_bridge.transport import PortUnavailable
 
@@ -50,7 +50,7 @@ def format_status(status: GateStatus) -> str:
             f"held={int(status.held)} faults={faults} opens={opens}")
 
 
-def format_event(event: GateEvent) -> str:
+def format_event(event: InputChange) -> str:
     value: object = event.value
     if event.kind is EventKind.POSITION:
         value = Position(event.value).name

@@ -21,9 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.lanes.machine import BurstDone, Snapshot
 from edge.vision import detector
 from edge.vision.camera import FrameSource
-from edge.vision.reader import PlateRead, PlateReader
+from edge.vision.reader import PlateReader
+from edge.vision.types import PlateRead
 
 log = logging.getLogger(__name__)
 MANIFEST_SUFFIX = ".json"
@@ -121,17 +123,10 @@ def open_frame_source(source: str, fps: int) -> FrameSource:
     return FrameSource(source, queue_size=2, loop=True, fps_limit=fps).start()
 
 
-@dataclass(frozen=True)
-class BurstResult:
-    reads: tuple[PlateRead, ...]
-    snapshot_path: str | None
-    snapshot_sha256: str | None
-
-
-def capture_burst(frames: FrameSource, reader: PlateReader, count: int, timeout_s: float,
-                  evidence_dir: Path, name: str) -> BurstResult:
-    """Read ``count`` fresh frames (stale queued ones are dropped first), keep the best plate read
-    of each, and save the best read's plate crop as evidence (JPEG, sha256 of the file)."""
+def capture_burst(frames: FrameSource, reader: PlateReader, burst_no: int, count: int, timeout_s: float,
+                  evidence_dir: Path, name: str) -> BurstDone:
+    """Burst ``burst_no``: read ``count`` fresh frames (stale queued ones are dropped first), keep the
+    best plate read of each, and save the best read's plate crop as evidence (JPEG, sha256 of the file)."""
     while frames.get(timeout=0) is not None:
         pass
     deadline = time.monotonic() + timeout_s
@@ -148,23 +143,22 @@ def capture_burst(frames: FrameSource, reader: PlateReader, count: int, timeout_
         if best is None or found[0].confidence > best[0]:
             best = (found[0].confidence, frame.image, found[0])
     if best is None:
-        return BurstResult(tuple(reads), None, None)
-    path, digest = save_crop(best[1], best[2].box, evidence_dir, name)
-    return BurstResult(tuple(reads), path, digest)
+        return BurstDone(burst_no, tuple(reads))
+    return BurstDone(burst_no, tuple(reads), save_crop(best[1], best[2].box, evidence_dir, name))
 
 
 def save_crop(image: np.ndarray, box: tuple[float, float, float, float], directory: Path,
-              name: str) -> tuple[str | None, str | None]:
+              name: str) -> Snapshot | None:
     """The plate region (with a margin) as JPEG; evidence must never stop a pass, so failures log."""
     crop = detector.cut(image, box, EVIDENCE_MARGIN[0], EVIDENCE_MARGIN[1], clip=True)
     ok, data = cv2.imencode(".jpg", crop if crop.size else image, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
-        return None, None
+        return None
     try:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{name}.jpg"
         path.write_bytes(data.tobytes())
     except OSError as exc:
         log.warning("evidence crop not saved: %s", exc)
-        return None, None
-    return str(path), hashlib.sha256(data.tobytes()).hexdigest()
+        return None
+    return Snapshot(str(path), hashlib.sha256(data.tobytes()).hexdigest())

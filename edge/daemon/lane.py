@@ -26,17 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.access.types import Decision, PlateRead
-from edge.daemon.camera import BurstResult
+from edge.access.types import Decision
 from edge.identity import mask_plate_or_none
 from edge.lanes.machine import (
     BurstDone,
     Event,
     GateAck,
-    GateEvent,
     GateFault,
-    LaneConfig,
+    LaneSettings,
     Outcome,
+    PassRecord,
     Phase,
     PresenceOff,
     PresenceOn,
@@ -45,6 +44,7 @@ from edge.lanes.machine import (
 )
 from edge.lanes.runner import LaneRunner
 from edge.store import wall_clock_ms
+from edge.vision.types import PlateRead
 from firmware_bridge.gate import GateDriver
 from firmware_bridge.messages import EventKind
 
@@ -68,9 +68,9 @@ class LaneStats:
 class LaneShell:
     """Implements :class:`edge.lanes.runner.LanePorts` for one lane and drives its runner."""
 
-    def __init__(self, config: LaneConfig, driver: GateDriver, burst: Callable[[int, int], BurstResult],
-                 decide: Callable[[PlateRead], Decision], record: Callable[[GateEvent], None],
-                 on_alert: Callable[[str, str, str], None], journal: Callable[[GateEvent], None],
+    def __init__(self, config: LaneSettings, driver: GateDriver, burst: Callable[[int, int], BurstDone],
+                 decide: Callable[[PlateRead], Decision], record: Callable[[PassRecord], None],
+                 on_alert: Callable[[str, str, str], None], journal: Callable[[PassRecord], None],
                  journal_opened: Callable[[str, int], None]) -> None:
         self.config = config
         self.driver = driver
@@ -183,7 +183,7 @@ class LaneShell:
         except Exception as exc:  # noqa: BLE001 - the machine's burst timeout ends the pass
             self.alert("camera_error", f"lane {self.config.lane_id}: burst failed: {exc}")
             return
-        self.feed(BurstDone(burst_no, result.reads, result.snapshot_path, result.snapshot_sha256))
+        self.feed(result)
 
     def decide(self, pass_no: int, read: PlateRead) -> Decision:
         decision = self._decide(read)
@@ -198,10 +198,10 @@ class LaneShell:
         self._journal(opening)
         self._opens[opening.pass_no] = self._spawn(self._open(ms, opening.pass_no))
 
-    def opening_pass(self) -> GateEvent:
+    def opening_pass(self) -> PassRecord:
         """The pass whose gate is being opened, as it would be recorded had it passed now."""
         state = self.runner.state
-        return GateEvent(self.config.lane_id, self.config.direction, state.pass_no, Outcome.PASSED,
+        return PassRecord(self.config.lane_id, self.config.direction, state.pass_no, Outcome.PASSED,
                          state.started_ms, wall_clock_ms(), state.read, state.decision)
 
     async def _open(self, ms: int, pass_no: int) -> None:
@@ -234,7 +234,7 @@ class LaneShell:
             log.info("lane %s: close not done (%s); the pulse closes the gate by itself",
                      self.config.lane_id, exc)
 
-    def record(self, event: GateEvent) -> None:
+    def record(self, event: PassRecord) -> None:
         self.stats.passes += 1
         self.stats.outcomes[str(event.outcome)] = self.stats.outcomes.get(str(event.outcome), 0) + 1
         if event.outcome != "passed":

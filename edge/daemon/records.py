@@ -1,6 +1,6 @@
 """Pure daemon rules around the store rows (no I/O): the one place a pass becomes stored rows.
 
-- the row of one pass (:func:`stored_gate_event`): kinds, a passage is ``check_in``/``check_out``
+- the row of one pass (:func:`gate_event_row`): kinds, a passage is ``check_in``/``check_out``
   (``manual`` when an operator opened), a gate that failed or opened for nobody is ``fault``,
   everything that did not open is ``denied``; ``reason`` is ``outcome,decision-reason[,flags...]``
   (stable strings, no plate); the plate itself is kept only masked, with its commitment; the
@@ -24,9 +24,8 @@ from dataclasses import replace
 from edge.access.sessions import Presence, apply_pass
 from edge.access.types import BookingStatus, BookingView, Decision, Direction, Reason
 from edge.identity import mask_plate_or_none
-from edge.lanes.machine import GateEvent as PassRecord
-from edge.lanes.machine import Outcome
-from edge.store.rows import Booking, GateEvent
+from edge.lanes.machine import Outcome, PassRecord
+from edge.store.rows import Booking, GateEventRow
 
 # Gate record kinds the rental contract accepts (RecordKind); each needs a booking.
 CHAIN_KINDS = frozenset({"verified", "check_in", "check_out", "denied"})
@@ -56,13 +55,14 @@ def _reason(event: PassRecord) -> str:
     return ",".join(parts)
 
 
-def stored_gate_event(event: PassRecord, event_id: str) -> GateEvent:
+def gate_event_row(event: PassRecord, event_id: str) -> GateEventRow:
     """The store row for ``event``; malformed evidence fields become None instead of losing the event."""
     read, decision = event.read, event.decision
     confidence = read.confidence if read is not None and math.isfinite(read.confidence) else None
-    sha = read.snapshot_sha256 if read is not None else None
+    snapshot = event.snapshot
+    sha = snapshot.sha256 if snapshot is not None else None
     masked = mask_plate_or_none(read.text) if read is not None else None
-    return GateEvent(
+    return GateEventRow(
         event_id=event_id,
         lane=event.lane_id,
         direction=event.direction.value,
@@ -73,19 +73,19 @@ def stored_gate_event(event: PassRecord, event_id: str) -> GateEvent:
         plate_commitment=decision.commitment if decision is not None else None,
         plate_masked=masked,
         confidence=None if confidence is None else min(1.0, max(0.0, confidence)),
-        evidence_path=read.snapshot_path if read is not None else None,
+        evidence_path=snapshot.path if snapshot is not None else None,
         evidence_sha256=sha if sha is not None and _SHA256.fullmatch(sha) else None,
     )
 
 
 def rows_for_pass(record: PassRecord, new_id: Callable[[int], str],
-                  booking_status: str | None) -> list[GateEvent]:
+                  booking_status: str | None) -> list[GateEventRow]:
     """The store rows of one pass, oldest first."""
-    return with_verification(stored_gate_event(record, new_id(record.ended_ms)), new_id, booking_status)
+    return with_verification(gate_event_row(record, new_id(record.ended_ms)), new_id, booking_status)
 
 
-def with_verification(row: GateEvent, new_id: Callable[[int], str],
-                      booking_status: str | None) -> list[GateEvent]:
+def with_verification(row: GateEventRow, new_id: Callable[[int], str],
+                      booking_status: str | None) -> list[GateEventRow]:
     """``row`` preceded by the plate verification (second association) when it admits a booking
     that was not verified yet."""
     if row.kind == "check_in" and row.booking_id and booking_status == "requested":
@@ -94,15 +94,15 @@ def with_verification(row: GateEvent, new_id: Callable[[int], str],
     return [row]
 
 
-def journal_row(opening: PassRecord, event_id: str) -> GateEvent:
+def journal_row(opening: PassRecord, event_id: str) -> GateEventRow:
     """The journal row of a pass whose gate is about to open: the row it becomes if it is never
     recorded (passage assumed, reason ``passage_unconfirmed_restart,<decision reason>[,flags]``)."""
-    row = stored_gate_event(replace(opening, outcome=Outcome.PASSED), event_id)
+    row = gate_event_row(replace(opening, outcome=Outcome.PASSED), event_id)
     return replace(row, reason=_with_outcome(RESTART_OUTCOME, row.reason))
 
 
-def rows_for_journaled_pass(row: GateEvent, opened: bool, new_id: Callable[[int], str],
-                            booking_status: str | None) -> list[GateEvent]:
+def rows_for_journaled_pass(row: GateEventRow, opened: bool, new_id: Callable[[int], str],
+                            booking_status: str | None) -> list[GateEventRow]:
     """The store rows of a journal row left by a dead daemon, oldest first. Acknowledged open:
     passage assumed (the row as journaled, verified first when due). No acknowledgement: the gate
     may never have opened, so a ``fault`` (no check-in, no billing, no anti-passback) that keeps
@@ -116,7 +116,7 @@ def _with_outcome(outcome: str, reason: str) -> str:
     return ",".join([outcome, *reason.split(",")[1:]])
 
 
-def destinations_for(row: GateEvent, chain: bool, mqtt: bool) -> tuple[str, ...]:
+def destinations_for(row: GateEventRow, chain: bool, mqtt: bool) -> tuple[str, ...]:
     """Every row goes to MQTT (when on); the contract takes booking-bound record kinds only."""
     out = []
     if chain and row.kind in CHAIN_KINDS and row.booking_id and row.plate_commitment:
@@ -126,12 +126,12 @@ def destinations_for(row: GateEvent, chain: bool, mqtt: bool) -> tuple[str, ...]
     return tuple(out)
 
 
-def presence_from_events(rows: Iterable[GateEvent]) -> Presence:
+def presence_from_events(rows: Iterable[GateEventRow]) -> Presence:
     """Who is inside after these recorded rows (oldest first)."""
     return apply_rows(Presence(), rows)
 
 
-def apply_rows(presence: Presence, rows: Iterable[GateEvent]) -> Presence:
+def apply_rows(presence: Presence, rows: Iterable[GateEventRow]) -> Presence:
     """``presence`` after the passages among ``rows`` (oldest first)."""
     for row in rows:
         if row.kind not in ("check_in", "check_out") or row.plate_commitment is None:

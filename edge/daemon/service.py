@@ -44,10 +44,10 @@ from typing import Any
 
 from edge import notify
 from edge.access import commitment_function, committed_candidates, decide, policy_from_config
-from edge.access.types import Decision, Direction, PlateRead
+from edge.access.types import Decision, Direction
 from edge.chain.syncplan import backoff_delay, chain_lot_code
 from edge.config import Config, ConfigError, read_secret, relay_map_options
-from edge.daemon.camera import BurstResult, capture_burst, open_frame_source
+from edge.daemon.camera import capture_burst, open_frame_source
 from edge.daemon.lane import LaneShell
 from edge.daemon.records import (
     apply_rows,
@@ -60,12 +60,12 @@ from edge.daemon.records import (
 )
 from edge.daemon.status import status_path, write_status
 from edge.identity import normalise_plate
-from edge.lanes.machine import GateEvent as PassRecord
-from edge.lanes.machine import ManualOpen, Outcome, lane_config_from
+from edge.lanes.machine import BurstDone, ManualOpen, Outcome, PassRecord, lane_settings
 from edge.metrics import MetricsServer, Sample
 from edge.store import Store, new_event_id, wall_clock_ms
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
+from edge.vision.types import PlateRead
 from firmware_bridge.driver import connect_driver
 from firmware_bridge.gate import GateDriver
 
@@ -218,7 +218,7 @@ class Daemon:
         # All gates at once: one slow or unplugged controller does not hold the others back.
         self.drivers = list(await asyncio.gather(*(self._connect(lane) for lane in self.cfg.lanes)))
         for lane_cfg, source, driver in zip(self.cfg.lanes, self.sources, self.drivers, strict=True):
-            machine_cfg = lane_config_from(lane_cfg)
+            machine_cfg = lane_settings(lane_cfg)
             direction = machine_cfg.direction
             name = lane_cfg.name
             self.lanes.append(LaneShell(
@@ -231,9 +231,9 @@ class Daemon:
                 journal_opened=self.journal_opened,
             ))
 
-    def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int) -> BurstResult:
-        return capture_burst(source, self.reader, frames, timeout_s=2.5, evidence_dir=self.evidence_dir,
-                             name=f"{lane}-{wall_clock_ms()}-{burst_no}")
+    def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int) -> BurstDone:
+        return capture_burst(source, self.reader, burst_no, frames, timeout_s=2.5,
+                             evidence_dir=self.evidence_dir, name=f"{lane}-{wall_clock_ms()}-{burst_no}")
 
     def _start_chain(self) -> None:
         if self.cfg.chain.enabled:

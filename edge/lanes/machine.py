@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from edge import config as configuration
-from edge.access.types import Decision, Direction, PlateRead, Reason
-from edge.vision import types as vision
+from edge.access.types import Decision, Direction, Reason
 from edge.vision.consensus import consensus
+from edge.vision.types import PlateRead
 
 
 class Phase(StrEnum):
@@ -61,7 +61,7 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class LaneConfig:
+class LaneSettings:
     lane_id: str
     direction: Direction
     arm_on: ArmOn = ArmOn.LOOP
@@ -84,9 +84,9 @@ class LaneConfig:
     retry_after_ms: int = 20_000
 
 
-def lane_config_from(lane: configuration.LaneConfig) -> LaneConfig:
+def lane_settings(lane: configuration.LaneConfig) -> LaneSettings:
     """The machine's settings for one validated ``[[lanes]]`` entry (timeouts keep their defaults)."""
-    return LaneConfig(
+    return LaneSettings(
         lane_id=lane.name,
         direction=Direction(lane.direction),
         arm_on=ArmOn.LOOP if lane.trigger == "presence_loop" else ArmOn.MOTION,
@@ -118,13 +118,20 @@ class Motion: ...
 
 
 @dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The plate crop a burst saved as the pass's evidence: its file and the file's sha256."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
 class BurstDone:
-    """The camera finished burst ``burst_no``: one best read per frame, and the frame kept as evidence."""
+    """The camera finished burst ``burst_no``: one best read per frame, and the crop kept as evidence."""
 
     burst_no: int
-    reads: tuple[vision.PlateRead, ...]
-    snapshot_path: str | None = None
-    snapshot_sha256: str | None = None
+    reads: tuple[PlateRead, ...]
+    snapshot: Snapshot | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +191,9 @@ class Close: ...
 
 
 @dataclass(frozen=True, slots=True)
-class GateEvent:
-    """The durable record of one pass (local: ``read`` holds the plate)."""
+class PassRecord:
+    """A finished pass, as the lane machine reports it (local: ``read`` holds the plate); the daemon
+    stores it as :class:`edge.store.rows.GateEventRow` (``edge.daemon.records``)."""
 
     lane_id: str
     direction: Direction
@@ -196,11 +204,12 @@ class GateEvent:
     read: PlateRead | None
     decision: Decision | None
     detail: str = ""
+    snapshot: Snapshot | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    event: GateEvent
+    event: PassRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +233,7 @@ class LaneState:
     retries_left: int = 0
     started_ms: int = 0
     read: PlateRead | None = None
+    snapshot: Snapshot | None = None
     decision: Decision | None = None
     last_opened_plate: str | None = None
     last_opened_ms: int = 0
@@ -234,7 +244,7 @@ class LaneState:
 Step = tuple[LaneState, list[Command]]
 
 
-def step(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+def step(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     """Advance one lane by one event."""
     state = _track_loops(state, event)
     if isinstance(event, Timeout) and (state.deadline_ms is None or now_ms < state.deadline_ms):
@@ -248,7 +258,7 @@ def _answers_current_open(state: LaneState, answer: GateAck | GateFault) -> bool
     return state.phase is Phase.OPENING and answer.pass_no == state.pass_no
 
 
-def _late_gate_answer(config: LaneConfig, state: LaneState, answer: GateAck | GateFault) -> Alert:
+def _late_gate_answer(config: LaneSettings, state: LaneState, answer: GateAck | GateFault) -> Alert:
     """A gate answer for a pass no longer waiting for it (its ack timed out) changes nothing, but is
     reported: after a late ack the gate opened for a pass already recorded as a gate fault."""
     now = f"lane is at pass {state.pass_no}, {state.phase}"
@@ -272,31 +282,31 @@ def _track_loops(state: LaneState, event: Event) -> LaneState:
     return state
 
 
-def _armed(config: LaneConfig, event: Event) -> bool:
+def _armed(config: LaneSettings, event: Event) -> bool:
     return isinstance(event, PresenceOn if config.arm_on is ArmOn.LOOP else Motion)
 
 
 # ---- transitions --------------------------------------------------------------------------------
-def _begin_pass(config: LaneConfig, state: LaneState, now_ms: int) -> Step:
-    state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, decision=None,
-                    manual_by="", retries_left=config.burst_retries)
+def _begin_pass(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
+    state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, snapshot=None,
+                    decision=None, manual_by="", retries_left=config.burst_retries)
     return _start_burst(config, state, now_ms)
 
 
-def _start_burst(config: LaneConfig, state: LaneState, now_ms: int) -> Step:
+def _start_burst(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
     burst_no = state.burst_no + 1
     state = replace(state, phase=Phase.CAPTURING, burst_no=burst_no,
                     deadline_ms=now_ms + config.burst_timeout_ms)
     return state, [StartBurst(burst_no, config.burst_frames)]
 
 
-def _open(config: LaneConfig, state: LaneState, decision: Decision, now_ms: int) -> Step:
+def _open(config: LaneSettings, state: LaneState, decision: Decision, now_ms: int) -> Step:
     state = replace(state, phase=Phase.OPENING, decision=decision,
                     deadline_ms=now_ms + config.ack_timeout_ms)
     return state, [OpenPulse(config.open_pulse_ms)]
 
 
-def _manual_open(config: LaneConfig, state: LaneState, event: ManualOpen, now_ms: int) -> Step:
+def _manual_open(config: LaneSettings, state: LaneState, event: ManualOpen, now_ms: int) -> Step:
     """An operator opens the gate: a pass of its own when none is running, else this pass's open."""
     if state.phase in (Phase.IDLE, Phase.WAIT_LEAVE):
         state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, decision=None)
@@ -304,21 +314,22 @@ def _manual_open(config: LaneConfig, state: LaneState, event: ManualOpen, now_ms
     return _open(config, state, Decision(True, Reason.MANUAL_OPEN, None), now_ms)
 
 
-def _record(config: LaneConfig, state: LaneState, outcome: Outcome, now_ms: int, detail: str = "") -> Record:
+def _record(config: LaneSettings, state: LaneState, outcome: Outcome, now_ms: int,
+            detail: str = "") -> Record:
     if state.manual_by:
         detail = "; ".join(filter(None, (f"manual open by {state.manual_by}", detail)))
-    return Record(GateEvent(config.lane_id, config.direction, state.pass_no, outcome, state.started_ms,
-                            now_ms, state.read, state.decision, detail))
+    return Record(PassRecord(config.lane_id, config.direction, state.pass_no, outcome, state.started_ms,
+                            now_ms, state.read, state.decision, detail, state.snapshot))
 
 
-def _end_refused(config: LaneConfig, state: LaneState, outcome: Outcome, now_ms: int,
+def _end_refused(config: LaneSettings, state: LaneState, outcome: Outcome, now_ms: int,
                  detail: str = "") -> Step:
     """The pass ends without opening; wait for the vehicle to leave (or retry later)."""
     record = _record(config, state, outcome, now_ms, detail)
     return replace(state, phase=Phase.WAIT_LEAVE, deadline_ms=now_ms + config.retry_after_ms), [record]
 
 
-def _finish_opened(config: LaneConfig, state: LaneState, outcome: Outcome, now_ms: int,
+def _finish_opened(config: LaneSettings, state: LaneState, outcome: Outcome, now_ms: int,
                    detail: str = "") -> Step:
     """The pass of an opened gate ends: record it, then close as soon as the safety loop is free."""
     commands: list[Command] = [_record(config, state, outcome, now_ms, detail)]
@@ -331,7 +342,7 @@ def _finish_opened(config: LaneConfig, state: LaneState, outcome: Outcome, now_m
     return state, commands + more
 
 
-def _closed(config: LaneConfig, state: LaneState, now_ms: int) -> Step:
+def _closed(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
     """Close. A vehicle on the presence loop after a passage is the next one: read it at once. After
     a fault or no passage it is likely the same vehicle: read it again only after ``retry_after_ms``
     (no rapid open/fault loop)."""
@@ -345,7 +356,7 @@ def _closed(config: LaneConfig, state: LaneState, now_ms: int) -> Step:
     return idle, [Close()]
 
 
-def _idle(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+def _idle(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     if _armed(config, event):
         return _begin_pass(config, state, now_ms)
     if isinstance(event, ManualOpen):
@@ -353,7 +364,7 @@ def _idle(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> St
     return state, []
 
 
-def _capturing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+def _capturing(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     match event:
         case BurstDone(burst_no=n) if n == state.burst_no:
             return _burst_done(config, state, event, now_ms)
@@ -366,16 +377,14 @@ def _capturing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) 
     return state, []
 
 
-def _burst_done(config: LaneConfig, state: LaneState, burst: BurstDone, now_ms: int) -> Step:
+def _burst_done(config: LaneSettings, state: LaneState, burst: BurstDone, now_ms: int) -> Step:
     if config.arm_on is ArmOn.LOOP and not state.presence:
         return replace(state, phase=Phase.IDLE, deadline_ms=None), [_record(config, state, Outcome.ABANDONED,
                                                                             now_ms)]
-    agreed = consensus(burst.reads, config.min_votes)
-    if agreed is None or not agreed.text:
+    read = consensus(burst.reads, config.min_votes)
+    if read is None or not read.text:
         return _no_consensus(config, state, now_ms)
-    read = PlateRead(agreed.text, agreed.confidence, agreed.char_confidences, burst.snapshot_path,
-                     burst.snapshot_sha256)
-    state = replace(state, read=read)
+    state = replace(state, read=read, snapshot=burst.snapshot)
     recent = now_ms - state.last_opened_ms < config.debounce_ms
     if recent and read.text == state.last_opened_plate:
         return _end_refused(config, state, Outcome.DEBOUNCED, now_ms, "same plate just passed")
@@ -383,13 +392,13 @@ def _burst_done(config: LaneConfig, state: LaneState, burst: BurstDone, now_ms: 
     return state, [Decide(state.pass_no, read)]
 
 
-def _no_consensus(config: LaneConfig, state: LaneState, now_ms: int) -> Step:
+def _no_consensus(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
     if state.retries_left > 0:
         return _start_burst(config, replace(state, retries_left=state.retries_left - 1), now_ms)
     return _end_refused(config, state, Outcome.NO_READ, now_ms)
 
 
-def _deciding(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+def _deciding(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     match event:
         case Decided(pass_no=n, decision=decision) if n == state.pass_no:
             if decision.allow:
@@ -403,7 +412,7 @@ def _deciding(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -
     return state, []
 
 
-def _opening(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+def _opening(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     match event:
         case GateAck():
             return replace(state, phase=Phase.PASSING, deadline_ms=now_ms + config.passage_timeout_ms), []
@@ -414,12 +423,12 @@ def _opening(config: LaneConfig, state: LaneState, event: Event, now_ms: int) ->
     return state, []
 
 
-def _gate_fault(config: LaneConfig, state: LaneState, detail: str, now_ms: int) -> Step:
+def _gate_fault(config: LaneSettings, state: LaneState, detail: str, now_ms: int) -> Step:
     next_state, commands = _finish_opened(config, state, Outcome.GATE_FAULT, now_ms, detail)
     return next_state, [Alert("gate_fault", f"lane {config.lane_id}: {detail}"), *commands]
 
 
-def _passing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+def _passing(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     match event:
         case SafetyOff():
             # Also without a SafetyOn seen: the controller reports changes only, so a SafetyOff proves
@@ -433,7 +442,7 @@ def _passing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) ->
     return state, []
 
 
-def _closing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+def _closing(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     match event:
         case SafetyOff():
             return _closed(config, state, now_ms)
@@ -443,7 +452,7 @@ def _closing(config: LaneConfig, state: LaneState, event: Event, now_ms: int) ->
     return state, []
 
 
-def _wait_leave(config: LaneConfig, state: LaneState, event: Event, now_ms: int) -> Step:
+def _wait_leave(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     match event:
         case PresenceOff() if config.arm_on is ArmOn.LOOP:
             return replace(state, phase=Phase.IDLE, deadline_ms=None), []

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from edge.access.types import Decision, PlateRead
+from edge.access.types import Decision
 from edge.lanes.machine import (
     Alert,
     Close,
@@ -26,16 +26,17 @@ from edge.lanes.machine import (
     Decide,
     Decided,
     Event,
-    GateEvent,
     GateFault,
-    LaneConfig,
+    LaneSettings,
     LaneState,
     OpenPulse,
+    PassRecord,
     Record,
     StartBurst,
     Timeout,
     step,
 )
+from edge.vision.types import PlateRead
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,13 @@ class LanePorts(Protocol):
 
     def close(self) -> None: ...
 
-    def record(self, event: GateEvent) -> None: ...
+    def record(self, event: PassRecord) -> None: ...
 
     def alert(self, code: str, detail: str) -> None: ...
 
 
 class LaneRunner:
-    def __init__(self, config: LaneConfig, ports: LanePorts, clock_ms: Callable[[], int],
+    def __init__(self, config: LaneSettings, ports: LanePorts, clock_ms: Callable[[], int],
                  state: LaneState | None = None) -> None:
         self.config = config
         self.ports = ports

@@ -18,7 +18,7 @@ from pathlib import Path
 from edge.mqtt.bridge import MqttBridge
 from edge.mqtt.commands import CommandPolicy, sign_command, verify_command
 from edge.mqtt.settings import settings_from_url
-from edge.store import GateEvent, Store, new_event_id, wall_clock_ms
+from edge.store import GateEventRow, Store, new_event_id, wall_clock_ms
 from edge.support.mosquitto import MosquittoBroker
 
 KEY = bytes(range(32))
@@ -36,7 +36,7 @@ def bench_outbox(events: int, window: int, workdir: Path) -> dict[str, float]:
     db = workdir / "bench.sqlite"
     with Store(db) as store:
         for _ in range(events):
-            store.record_gate_event(GateEvent(event_id=new_event_id(), lane="in-1", direction="entry",
+            store.record_gate_event(GateEventRow(event_id=new_event_id(), lane="in-1", direction="entry",
                                               kind="check_in", reason="booking_valid",
                                               occurred_at_ms=wall_clock_ms(), plate_masked="AB***3"),
                                     destinations=("mqtt",))

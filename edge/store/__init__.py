@@ -2,9 +2,9 @@
 
 Use::
 
-    from edge.store import Store, GateEvent, new_event_id
+    from edge.store import Store, GateEventRow, new_event_id
     with Store(path) as store:
-        store.record_gate_event(GateEvent(...), destinations=("chain", "mqtt"))
+        store.record_gate_event(GateEventRow(...), destinations=("chain", "mqtt"))
 
 Schema and how to append a migration: ``edge.store.schema``. Threading and durability rules:
 ``edge.store.store``. Rows: ``edge.store.rows``.
@@ -30,7 +30,7 @@ from edge.store.rows import (
     Booking,
     ChainBlock,
     Checkpoint,
-    GateEvent,
+    GateEventRow,
     Lot,
     OutboxRow,
     RentalEvent,
@@ -43,7 +43,7 @@ _FROM_STORE = ("ACTIVE_BOOKING_STATUSES", "Store", "StoreError", "StoreVersionEr
 
 __all__ = [
     "ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "MIGRATIONS", "Booking", "ChainBlock", "Checkpoint",
-    "GateEvent", "Lot", "OutboxRow", "RentalEvent", "Space", "Store", "StoreError", "StoreVersionError",
+    "GateEventRow", "Lot", "OutboxRow", "RentalEvent", "Space", "Store", "StoreError", "StoreVersionError",
     "new_event_id", "wall_clock_ms",
 ]
 

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge.store import Booking, GateEvent, RentalEvent, Store, new_event_id
+from edge.store import Booking, GateEventRow, RentalEvent, Store, new_event_id
 
 LOT = "lot-bench"
 
@@ -37,7 +37,7 @@ def run(events: int, directory: Path | None) -> list[tuple[str, str]]:
     with tempfile.TemporaryDirectory(dir=directory) as tmp, Store(Path(tmp) / "bench.sqlite") as store:
         record_ms = []
         for _ in range(events):
-            ev = GateEvent(new_event_id(), "in-1", "entry", "check_in", "booking valid",
+            ev = GateEventRow(new_event_id(), "in-1", "entry", "check_in", "booking valid",
                            int(time.time() * 1000), plate_commitment="0x" + "ab" * 32, plate_masked="AB***1",
                            confidence=0.9)
             t0 = time.perf_counter()

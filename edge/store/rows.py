@@ -162,7 +162,7 @@ class Booking:
 
 
 @dataclass(frozen=True)
-class GateEvent:
+class GateEventRow:
     """Something that happened at a gate. ``recorded_at_ms`` is set by the store when read back."""
 
     event_id: str

@@ -27,7 +27,7 @@ from edge.store.rows import (
     Booking,
     ChainBlock,
     Checkpoint,
-    GateEvent,
+    GateEventRow,
     Lot,
     OutboxRow,
     RentalEvent,
@@ -340,7 +340,7 @@ class Store:
 
     # -- gate events and the outbox ----------------------------------------------------------------
 
-    def record_gate_event(self, event: GateEvent, destinations: Iterable[str] = ()) -> bool:
+    def record_gate_event(self, event: GateEventRow, destinations: Iterable[str] = ()) -> bool:
         """Durably record a gate event and enqueue it for each destination, in ONE transaction.
 
         Returns False (and changes nothing) if an event with this id was already recorded, so a
@@ -357,7 +357,7 @@ class Store:
                 self._enqueue(destination, event.event_id, row)
         return True
 
-    def journal_pass(self, pass_no: int, event: GateEvent) -> None:
+    def journal_pass(self, pass_no: int, event: GateEventRow) -> None:
         """Durably note a granted pass of ``event.lane`` before its gate opens (replacing an earlier
         note of the same pass): ``event`` is the row the pass becomes if it is never recorded."""
         row = as_dict(event)
@@ -372,9 +372,9 @@ class Store:
         with self.transaction() as c:
             c.execute("UPDATE pass_journal SET opened = 1 WHERE lane = ? AND pass_no = ?", (lane, pass_no))
 
-    def journaled_passes(self) -> list[tuple[int, bool, GateEvent]]:
+    def journaled_passes(self) -> list[tuple[int, bool, GateEventRow]]:
         """Journal rows not cleared yet as (pass_no, open acknowledged, event), oldest first."""
-        return [(r.pop("pass_no"), bool(r.pop("opened")), GateEvent(**r))
+        return [(r.pop("pass_no"), bool(r.pop("opened")), GateEventRow(**r))
                 for r in self.db["pass_journal"].rows_where(order_by="occurred_at_ms, lane, pass_no")]
 
     def clear_journaled_pass(self, lane: str, pass_no: int) -> None:
@@ -398,16 +398,16 @@ class Store:
             (destination, event_id, json.dumps(payload, sort_keys=True, separators=(",", ":")), now, now))
         return cur.rowcount == 1
 
-    def gate_event(self, event_id: str) -> GateEvent | None:
+    def gate_event(self, event_id: str) -> GateEventRow | None:
         rows = list(self.db["gate_events"].rows_where("event_id = ?", [event_id]))
         return _gate_event(rows[0]) if rows else None
 
-    def gate_events(self, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, GateEvent]]:
+    def gate_events(self, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, GateEventRow]]:
         """Gate events in recording order as (seq, event), for readers that page with ``after_seq``."""
         return [(r["seq"], _gate_event(r)) for r in self.db["gate_events"].rows_where(
             "seq > ?", [after_seq], order_by="seq", limit=limit)]
 
-    def last_gate_event_for_booking(self, booking_id: str) -> GateEvent | None:
+    def last_gate_event_for_booking(self, booking_id: str) -> GateEventRow | None:
         rows = list(self.db["gate_events"].rows_where("booking_id = ?", [booking_id], order_by="seq desc",
                                                       limit=1))
         return _gate_event(rows[0]) if rows else None
@@ -490,8 +490,8 @@ def _booking(r: dict[str, Any]) -> Booking:
     return Booking(**{k: v for k, v in r.items() if k != "updated_at_ms"})
 
 
-def _gate_event(r: dict[str, Any]) -> GateEvent:
-    return GateEvent(**{k: v for k, v in r.items() if k != "seq"})
+def _gate_event(r: dict[str, Any]) -> GateEventRow:
+    return GateEventRow(**{k: v for k, v in r.items() if k != "seq"})
 
 
 def _outbox(r: dict[str, Any]) -> OutboxRow:

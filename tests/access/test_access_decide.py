@@ -24,7 +24,7 @@ from edge.access import (
     decide,
 )
 from edge.access.bench import main as bench_main
-from edge.chain.commitment import plate_commitment
+from edge.identity import plate_commitment
 
 LOT = "LOT-7"
 SECRET = b"test-lot-secret-32-bytes-long..."
@@ -41,7 +41,7 @@ def booking(plate: str, bid: str = "b1", start: int = NOW - H, end: int = NOW + 
 
 
 def read(text: str, conf: float = 0.95) -> PlateRead:
-    return PlateRead(text, conf, (conf,) * len(text), "/var/lib/parkgate/snap/1.jpg", "ab" * 32)
+    return PlateRead(text, conf, (conf,) * len(text))
 
 
 POLICY = Policy(lot_id=LOT, grace_before_s=600, grace_after_s=600)
@@ -64,8 +64,8 @@ def test_valid_booking_opens_with_evidence() -> None:
     assert (d.matched_plate, d.distance) == ("AB123CD", 0.0)
     assert d.commitment == commit("AB123CD") and d.flags == ()
     assert d.evidence is not None
-    assert (d.evidence.plate, d.evidence.snapshot_path, d.evidence.snapshot_sha256) == (
-        "AB123CD", "/var/lib/parkgate/snap/1.jpg", "ab" * 32)
+    assert (d.evidence.plate, d.evidence.confidence, d.evidence.char_confidences) == (
+        "AB123CD", 0.95, (0.95,) * len("ab-123-cd"))
     assert d.evidence.candidates_tried >= 1
 
 

@@ -7,21 +7,22 @@ from pathlib import Path
 import pytest
 
 from edge.access import Direction, Policy, Presence, commitment_function, committed_candidates, decide
-from edge.access.types import Decision, PlateRead
-from edge.daemon.records import booking_views, stored_gate_event
+from edge.access.types import Decision
+from edge.daemon.records import booking_views, gate_event_row
 from edge.lanes.machine import (
     BurstDone,
     GateAck,
-    GateEvent,
-    LaneConfig,
+    LaneSettings,
+    PassRecord,
     PresenceOff,
     PresenceOn,
     SafetyOff,
     SafetyOn,
+    Snapshot,
 )
 from edge.lanes.runner import LaneRunner
 from edge.store import Booking, RentalEvent, Store, new_event_id
-from edge.vision.reader import PlateRead as VisionRead
+from edge.vision.types import PlateRead
 
 LOT = "LOT-1"
 T0 = 1_790_000_000_000
@@ -59,8 +60,8 @@ class StorePorts:
     def close(self) -> None:
         self.gate.append("close")
 
-    def record(self, event: GateEvent) -> None:
-        self.store.record_gate_event(stored_gate_event(event, new_event_id(event.ended_ms)), ["mqtt"])
+    def record(self, event: PassRecord) -> None:
+        self.store.record_gate_event(gate_event_row(event, new_event_id(event.ended_ms)), ["mqtt"])
 
     def alert(self, code: str, detail: str) -> None:
         raise AssertionError(f"unexpected alert {code}: {detail}")
@@ -68,10 +69,10 @@ class StorePorts:
 
 def test_fuzzy_read_opens_from_the_cache_and_is_recorded_without_the_plate(store: Store) -> None:
     ports = StorePorts(store)
-    lane = LaneRunner(LaneConfig("entry-1", Direction.ENTRY), ports, lambda: T0 + 60_000)
-    frames = tuple(VisionRead("A8123CD", 0.9, (0.9,) * 7) for _ in range(3))  # B misread as 8
+    lane = LaneRunner(LaneSettings("entry-1", Direction.ENTRY), ports, lambda: T0 + 60_000)
+    frames = tuple(PlateRead("A8123CD", 0.9, (0.9,) * 7) for _ in range(3))  # B misread as 8
     lane.feed(PresenceOn())
-    lane.feed(BurstDone(1, frames, "/var/lib/parkgate/snapshots/x.jpg", "ef" * 32))
+    lane.feed(BurstDone(1, frames, Snapshot("/var/lib/parkgate/snapshots/x.jpg", "ef" * 32)))
     for event in (GateAck(1), PresenceOff(), SafetyOn(), SafetyOff()):
         lane.feed(event)
     assert ports.gate == ["burst", "open", "close"]
@@ -87,9 +88,9 @@ def test_fuzzy_read_opens_from_the_cache_and_is_recorded_without_the_plate(store
 
 def test_unknown_vehicle_is_denied_and_recorded(store: Store) -> None:
     ports = StorePorts(store)
-    lane = LaneRunner(LaneConfig("entry-1", Direction.ENTRY), ports, lambda: T0 + 60_000)
+    lane = LaneRunner(LaneSettings("entry-1", Direction.ENTRY), ports, lambda: T0 + 60_000)
     lane.feed(PresenceOn())
-    lane.feed(BurstDone(1, tuple(VisionRead("ZZ999", 0.9, (0.9,) * 5) for _ in range(2))))
+    lane.feed(BurstDone(1, tuple(PlateRead("ZZ999", 0.9, (0.9,) * 5) for _ in range(2))))
     assert "open" not in ports.gate
     [(_, row)] = store.gate_events()
     assert (row.kind, row.reason, row.booking_id) == ("denied", "denied,no_booking", None)

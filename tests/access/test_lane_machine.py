@@ -17,7 +17,7 @@ from edge.lanes.machine import (
     Decided,
     GateAck,
     GateFault,
-    LaneConfig,
+    LaneSettings,
     LaneState,
     ManualOpen,
     Motion,
@@ -29,15 +29,16 @@ from edge.lanes.machine import (
     Record,
     SafetyOff,
     SafetyOn,
+    Snapshot,
     StartBurst,
     Timeout,
-    lane_config_from,
+    lane_settings,
     step,
 )
-from edge.vision.reader import PlateRead
+from edge.vision.types import PlateRead
 from firmware_bridge.client import GateClient
 
-CFG = LaneConfig("entry-1", Direction.ENTRY)
+CFG = LaneSettings("entry-1", Direction.ENTRY)
 ALLOW = Decision(True, Reason.BOOKING_VALID, None, "b1")
 DENY = Decision(False, Reason.NO_BOOKING, None)
 
@@ -48,13 +49,13 @@ def reads(text: str, n: int = 3, conf: float = 0.9) -> tuple[PlateRead, ...]:
 
 
 def burst(no: int, frames: tuple[PlateRead, ...]) -> BurstDone:
-    return BurstDone(no, frames, "/var/lib/parkgate/snapshots/1.jpg", "ab" * 32)
+    return BurstDone(no, frames, Snapshot("/var/lib/parkgate/snapshots/1.jpg", "ab" * 32))
 
 
 class Lane:
     """Drives the machine like the daemon would, collecting commands."""
 
-    def __init__(self, config: LaneConfig = CFG) -> None:
+    def __init__(self, config: LaneSettings = CFG) -> None:
         self.config, self.state, self.now, self.log = config, LaneState(), 1_000, []
 
     def __call__(self, event, dt: int = 10) -> list:
@@ -72,7 +73,7 @@ def test_happy_path() -> None:
     assert lane(PresenceOn()) == [StartBurst(1, 5)]
     [decide] = lane(burst(1, reads("AB123CD") + reads("AB123C0", 1)))
     assert isinstance(decide, Decide) and decide.read.text == "AB123CD" and decide.pass_no == 1
-    assert decide.read.snapshot_path == "/var/lib/parkgate/snapshots/1.jpg" and decide.read.snapshot_sha256
+    assert lane.state.snapshot == Snapshot("/var/lib/parkgate/snapshots/1.jpg", "ab" * 32)
     assert lane(Decided(1, ALLOW)) == [OpenPulse(500)]
     assert lane(GateAck(1)) == []
     assert lane(PresenceOff()) == [] and lane(SafetyOn()) == []
@@ -81,6 +82,7 @@ def test_happy_path() -> None:
     event = record.event
     assert (event.outcome, event.pass_no, event.decision) == (Outcome.PASSED, 1, ALLOW)
     assert event.read.text == "AB123CD"
+    assert event.snapshot == Snapshot("/var/lib/parkgate/snapshots/1.jpg", "ab" * 32)
     assert event.started_ms < event.ended_ms
 
 
@@ -310,7 +312,7 @@ def test_default_ack_timeout_outlasts_the_serial_clients_worst_case() -> None:
     timeout_s, retries = defaults["timeout_s"].default, defaults["retries"].default
     attempt_ms = 2 * timeout_s * 1000
     open_and_status_poll, heartbeat = 2 * (1 + retries) * attempt_ms, attempt_ms
-    assert LaneConfig("x", Direction.ENTRY).ack_timeout_ms > open_and_status_poll + heartbeat
+    assert LaneSettings("x", Direction.ENTRY).ack_timeout_ms > open_and_status_poll + heartbeat
 
 
 # ---- property test ------------------------------------------------------------------------------
@@ -384,6 +386,6 @@ def test_invariants_over_random_event_sequences(script, arm: ArmOn) -> None:
 def test_lane_config_from_validated_config() -> None:
     cfg = parse_config('[[lanes]]\nname = "exit-2"\ndirection = "exit"\ntrigger = "motion"\n'
                        '[lanes.camera]\nburst_frames = 1\n[lanes.gate]\npulse_ms = 800\n')
-    lane = lane_config_from(cfg.lanes[0])
+    lane = lane_settings(cfg.lanes[0])
     assert (lane.lane_id, lane.direction, lane.arm_on) == ("exit-2", Direction.EXIT, ArmOn.MOTION)
     assert (lane.burst_frames, lane.min_votes, lane.open_pulse_ms) == (1, 1, 800)

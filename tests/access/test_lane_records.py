@@ -2,18 +2,20 @@
 
 import pytest
 
-from edge.access.types import Decision, Direction, Flag, PlateRead, Reason
-from edge.daemon.records import stored_gate_event
-from edge.lanes.machine import GateEvent, Outcome
+from edge.access.types import Decision, Direction, Flag, Reason
+from edge.daemon.records import gate_event_row
+from edge.lanes.machine import Outcome, PassRecord, Snapshot
+from edge.vision.types import PlateRead
 
 C = "0x" + "ab" * 32
+SNAPSHOT = Snapshot("/snap/a.jpg", "12" * 32)
 ALLOW = Decision(True, Reason.SESSION_EXIT, None, "b1", "AB123CD", C, 0.0, (Flag.OVERSTAY,))
 
 
 def event(outcome: Outcome, decision: Decision | None = ALLOW, direction: Direction = Direction.EXIT,
-          read: PlateRead | None = None) -> GateEvent:
-    read = read or PlateRead("AB123CD", 0.9, (), "/snap/a.jpg", "12" * 32)
-    return GateEvent("exit-1", direction, 3, outcome, 100, 200, read, decision)
+          read: PlateRead | None = None, snapshot: Snapshot | None = SNAPSHOT) -> PassRecord:
+    read = read or PlateRead("AB123CD", 0.9, ())
+    return PassRecord("exit-1", direction, 3, outcome, 100, 200, read, decision, snapshot=snapshot)
 
 
 @pytest.mark.parametrize("outcome, decision, direction, kind", [
@@ -27,11 +29,11 @@ def event(outcome: Outcome, decision: Decision | None = ALLOW, direction: Direct
     (Outcome.DEBOUNCED, None, Direction.ENTRY, "denied"),
 ])
 def test_kinds(outcome: Outcome, decision: Decision | None, direction: Direction, kind: str) -> None:
-    assert stored_gate_event(event(outcome, decision, direction), "01J0000000000000000000000A").kind == kind
+    assert gate_event_row(event(outcome, decision, direction), "01J0000000000000000000000A").kind == kind
 
 
 def test_fields_and_reason() -> None:
-    row = stored_gate_event(event(Outcome.PASSED), "01J0000000000000000000000A")
+    row = gate_event_row(event(Outcome.PASSED), "01J0000000000000000000000A")
     assert (row.lane, row.direction, row.occurred_at_ms, row.booking_id) == ("exit-1", "exit", 200, "b1")
     assert row.reason == "passed,session_exit,overstay"
     assert (row.plate_commitment, row.plate_masked) == (C, "AB***D")
@@ -39,9 +41,11 @@ def test_fields_and_reason() -> None:
 
 
 def test_malformed_evidence_is_dropped_not_the_event() -> None:
-    bad = PlateRead("#?", float("nan"), (), None, "not-a-hash")
-    row = stored_gate_event(event(Outcome.NO_READ, None, read=bad), "01J0000000000000000000000A")
+    bad = PlateRead("#?", float("nan"), ())
+    malformed = Snapshot("/snap/b.jpg", "not-a-hash")
+    row = gate_event_row(event(Outcome.NO_READ, None, read=bad, snapshot=malformed),
+                         "01J0000000000000000000000A")
     assert (row.plate_masked, row.confidence, row.evidence_sha256) == (None, None, None)
     assert row.reason == "no_read"
     overconfident = event(Outcome.PASSED, read=PlateRead("AB1", 1.7))
-    assert stored_gate_event(overconfident, "01J000000000000000000000AA").confidence == 1.0
+    assert gate_event_row(overconfident, "01J000000000000000000000AA").confidence == 1.0

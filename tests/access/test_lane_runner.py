@@ -4,25 +4,26 @@ the daemon's lane shell: an open whose ack timed out is cancelled, an answered o
 import asyncio
 from dataclasses import dataclass, field
 
-from edge.access.types import Decision, Direction, PlateRead, Reason
+from edge.access.types import Decision, Direction, Reason
 from edge.daemon.lane import LaneShell
 from edge.lanes.machine import (
     BurstDone,
     GateAck,
-    GateEvent,
-    LaneConfig,
+    LaneSettings,
     ManualOpen,
     Outcome,
+    PassRecord,
     Phase,
     PresenceOff,
     PresenceOn,
     SafetyOff,
     SafetyOn,
+    Snapshot,
 )
 from edge.lanes.runner import LaneRunner
-from edge.vision.reader import PlateRead as VisionRead
+from edge.vision.types import PlateRead
 
-CFG = LaneConfig("entry-1", Direction.ENTRY)
+CFG = LaneSettings("entry-1", Direction.ENTRY)
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Ports:
     allow: bool = True
     fail: set[str] = field(default_factory=set)
     calls: list[tuple] = field(default_factory=list)
-    records: list[GateEvent] = field(default_factory=list)
+    records: list[PassRecord] = field(default_factory=list)
 
     def _call(self, name: str, *args: object) -> None:
         self.calls.append((name, *args))
@@ -52,7 +53,7 @@ class Ports:
     def close(self) -> None:
         self._call("close")
 
-    def record(self, event: GateEvent) -> None:
+    def record(self, event: PassRecord) -> None:
         self._call("record", event.outcome)
         self.records.append(event)
 
@@ -68,19 +69,19 @@ class Clock:
         return self.now
 
 
-FRAMES = tuple(VisionRead("AB123CD", 0.9, (0.9,) * 7) for _ in range(3))
+FRAMES = tuple(PlateRead("AB123CD", 0.9, (0.9,) * 7) for _ in range(3))
 
 
 def test_a_full_pass_through_the_ports() -> None:
     ports, clock = Ports(), Clock()
     lane = LaneRunner(CFG, ports, clock)
     lane.feed(PresenceOn())
-    lane.feed(BurstDone(1, FRAMES, "/snap/1.jpg", "00" * 32))
+    lane.feed(BurstDone(1, FRAMES, Snapshot("/snap/1.jpg", "00" * 32)))
     for event in (GateAck(1), PresenceOff(), SafetyOn(), SafetyOff()):
         lane.feed(event)
     assert [c[0] for c in ports.calls] == ["start_burst", "decide", "open_pulse", "record", "close"]
     assert ports.records[0].outcome is Outcome.PASSED
-    assert ports.records[0].read.snapshot_path == "/snap/1.jpg"
+    assert ports.records[0].snapshot == Snapshot("/snap/1.jpg", "00" * 32)
 
 
 def test_tick_fires_due_timeouts_only() -> None:
@@ -162,7 +163,7 @@ class AnsweringGate(SilentGate):
 
 @dataclass
 class ShellPorts:
-    records: list[GateEvent] = field(default_factory=list)
+    records: list[PassRecord] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     opened: list[tuple[str, int]] = field(default_factory=list)
 

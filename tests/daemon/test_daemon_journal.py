@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge.access.decide import commitment_function
-from edge.access.types import Decision, Direction, PlateRead, Reason
+from edge.access.types import Decision, Direction, Reason
 from edge.daemon.records import (
     RESTART_OUTCOME,
     UNACKED_RESTART_OUTCOME,
@@ -25,12 +25,12 @@ from edge.daemon.records import (
     rows_for_pass,
 )
 from edge.demo import harness as h
-from edge.lanes.machine import GateEvent as PassRecord
-from edge.lanes.machine import Outcome
+from edge.lanes.machine import Outcome, PassRecord, Snapshot
 from edge.mqtt.commands import generate_key
 from edge.store import Booking, RentalEvent, Store
 from edge.support.emulator import running_emulator
 from edge.support.net import free_tcp_port
+from edge.vision.types import PlateRead
 
 COMMITMENT = "0x" + "ab" * 32
 LOT = "LOT-T-J"
@@ -46,8 +46,9 @@ def opening(direction: Direction = Direction.ENTRY, reason: Reason = Reason.BOOK
             booking: str | None = "7", pass_no: int = 3) -> PassRecord:
     """A pass as the lane shell journals it when the gate is about to open."""
     decision = Decision(True, reason, None, booking, "AB123CD", COMMITMENT)
-    read = PlateRead("AB123CD", 0.93, snapshot_path="/tmp/ev.jpg", snapshot_sha256="c" * 64)
-    return PassRecord(LANE, direction, pass_no, Outcome.PASSED, 1_000, 2_000, read, decision)
+    read = PlateRead("AB123CD", 0.93)
+    return PassRecord(LANE, direction, pass_no, Outcome.PASSED, 1_000, 2_000, read, decision,
+                      snapshot=Snapshot("/tmp/ev.jpg", "c" * 64))
 
 
 def ids():

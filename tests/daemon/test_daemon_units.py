@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from edge.access.types import Decision, Direction, PlateRead, Reason
+from edge.access.types import Decision, Direction, Reason
 from edge.config import parse_config
 from edge.daemon.camera import load_recording
 from edge.daemon.records import destinations_for, presence_from_events, rows_for_pass
 from edge.daemon.status import read_status, render_status, write_status
 from edge.demo.harness import toml_text
-from edge.lanes.machine import GateEvent as PassRecord
-from edge.lanes.machine import Outcome
+from edge.lanes.machine import Outcome, PassRecord
 from edge.metrics import Sample, render
+from edge.vision.types import PlateRead
 
 COMMITMENT = "0x" + "ab" * 32
 

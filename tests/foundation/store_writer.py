@@ -10,14 +10,14 @@ import hashlib
 import itertools
 import sys
 
-from edge.store import GateEvent, Store, new_event_id
+from edge.store import GateEventRow, Store, new_event_id
 
 KINDS = ("verified", "check_in", "check_out", "denied", "manual", "fault")
 
 
-def event(n: int) -> GateEvent:
+def event(n: int) -> GateEventRow:
     digest = hashlib.sha256(str(n).encode()).hexdigest()
-    return GateEvent(
+    return GateEventRow(
         event_id=new_event_id(), lane=f"lane-{n % 3}", direction="entry" if n % 2 else "exit",
         kind=KINDS[n % len(KINDS)], reason=f"crash-writer #{n}", occurred_at_ms=1_790_000_000_000 + n,
         booking_id=f"b{n % 7}", plate_commitment="0x" + digest, plate_masked="AB***2",

@@ -15,7 +15,7 @@ from edge.store import (
     MIGRATIONS,
     Booking,
     ChainBlock,
-    GateEvent,
+    GateEventRow,
     Lot,
     RentalEvent,
     Space,
@@ -69,11 +69,11 @@ def booking(bid: str = "b1", block: int = 11, status: str = "requested", commitm
                    status=status, block_number=block, block_hash=bhash(block, fork), log_index=0)
 
 
-def gate_event(**over: object) -> GateEvent:
+def gate_event(**over: object) -> GateEventRow:
     base = dict(event_id=new_event_id(T0), lane="north", direction="entry", kind="check_in",
                 reason="booking b1 valid", occurred_at_ms=T0, booking_id="b1", plate_commitment=COMMIT_A,
                 plate_masked="AB***3", confidence=0.93)
-    return GateEvent(**(base | over))  # type: ignore[arg-type]
+    return GateEventRow(**(base | over))  # type: ignore[arg-type]
 
 
 # -- schema and migrations -------------------------------------------------------------------------
@@ -279,7 +279,8 @@ def test_schema_rejects_plaintext_where_a_commitment_belongs(store: Store) -> No
     ("event_id", "x", "8..64"),
 ])
 def test_bad_gate_event_names_field_value_and_allowed(field: str, value: object, allowed: str) -> None:
-    with pytest.raises(ValueError, match=rf"GateEvent\.{field}: bad value {value!r}.*allowed: .*{allowed}"):
+    expected = rf"GateEventRow\.{field}: bad value {value!r}.*allowed: .*{allowed}"
+    with pytest.raises(ValueError, match=expected):
         gate_event(**{field: value})
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.store import GateEvent, Store
+from edge.store import GateEventRow, Store
 
 WRITER = Path(__file__).with_name("store_writer.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -53,8 +53,8 @@ def assert_consistent(db: Path, acknowledged: set[str]) -> int:
         ids = {ev.event_id for ev in events}
         missing = acknowledged - ids
         assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:3]}"
-        for ev in events:  # re-validates every field: a torn row would fail GateEvent's checks
-            assert GateEvent(**{**ev.__dict__}) == ev
+        for ev in events:  # re-validates every field: a torn row would fail GateEventRow's checks
+            assert GateEventRow(**{**ev.__dict__}) == ev
             assert ev.recorded_at_ms is not None
         orphans = store.conn.execute(
             "SELECT count(*) FROM gate_events g WHERE (SELECT count(*) FROM outbox o "

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.store import Booking, GateEvent, RentalEvent, Store
+from edge.store import Booking, GateEventRow, RentalEvent, Store
 
 DESTS = ("chain", "mqtt")
 OWNER = "0x" + "11" * 20
@@ -20,8 +20,8 @@ T0 = 1_790_000_000_000
 SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else None
 
 
-def gate_event(n: int) -> GateEvent:
-    return GateEvent(event_id=f"evt-{n:08d}", lane="north", direction="entry", kind="denied",
+def gate_event(n: int) -> GateEventRow:
+    return GateEventRow(event_id=f"evt-{n:08d}", lane="north", direction="entry", kind="denied",
                      reason="no booking", occurred_at_ms=T0 + n)
 
 

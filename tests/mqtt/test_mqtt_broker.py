@@ -18,7 +18,7 @@ from edge.mqtt import CommandOutcome, MqttBridge, NonceStore, settings_from_url,
 from edge.mqtt.commands import Command
 from edge.mqtt.privacy import hash_plate
 from edge.mqtt.wiring import bridge_from_config
-from edge.store import GateEvent, Store, new_event_id, wall_clock_ms
+from edge.store import GateEventRow, Store, new_event_id, wall_clock_ms
 from edge.support.mosquitto import MosquittoBroker
 from edge.support.proc import ManagedProcess
 
@@ -189,7 +189,7 @@ def test_signed_commands_accepted_and_bad_ones_refused(broker: MosquittoBroker, 
 def record_events(store: Store, n: int) -> list[str]:
     ids = []
     for _ in range(n):
-        event = GateEvent(event_id=new_event_id(), lane="in-1", direction="entry", kind="check_in",
+        event = GateEventRow(event_id=new_event_id(), lane="in-1", direction="entry", kind="check_in",
                           reason="booking_valid", occurred_at_ms=wall_clock_ms(), plate_masked="AB***3")
         assert store.record_gate_event(event, destinations=("mqtt",))
         ids.append(event.event_id)

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from edge.mqtt.outbox import DESTINATION, OutboxPublisher
-from edge.store import GateEvent, Store, new_event_id
+from edge.store import GateEventRow, Store, new_event_id
 
 
-def gate_event(i: int) -> GateEvent:
-    return GateEvent(event_id=new_event_id(1_795_630_000_000 + i), lane="in-1", direction="entry",
+def gate_event(i: int) -> GateEventRow:
+    return GateEventRow(event_id=new_event_id(1_795_630_000_000 + i), lane="in-1", direction="entry",
                      kind="check_in", reason="booking_valid", occurred_at_ms=1_795_630_000_000 + i,
                      plate_masked="AB***3")
 

@@ -15,7 +15,7 @@ from edge.chain.keystore import create_keystore
 from edge.chain.sync import SyncService, SyncSettings
 from edge.chain.syncplan import lot_bytes
 from edge.store import Store
-from edge.store.rows import GateEvent, new_event_id
+from edge.store.rows import GateEventRow, new_event_id
 
 LOT = "LOT-1"
 LOT_SECRET = bytes.fromhex("00112233445566778899aabbccddeeff0123")
@@ -77,8 +77,8 @@ def build_world(w3: Web3) -> World:
 
 
 def gate_event(kind: str, occurred_s: int, booking_id: int | None = None, commitment: str | None = None,
-               lane: str = "entry-1") -> GateEvent:
-    return GateEvent(event_id=new_event_id(occurred_s * 1000), lane=lane, direction="entry", kind=kind,
+               lane: str = "entry-1") -> GateEventRow:
+    return GateEventRow(event_id=new_event_id(occurred_s * 1000), lane=lane, direction="entry", kind=kind,
                      reason="test", occurred_at_ms=occurred_s * 1000,
                      booking_id=None if booking_id is None else str(booking_id), plate_commitment=commitment)
 
