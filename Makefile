@@ -8,11 +8,13 @@ PY_STAMP := $(VENV)/.installed
 NPM_STAMP := contracts/node_modules/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench chaos gas lint contracts train system-deps clean help
+.PHONY: demo test test-core test-random bench chaos gas lint contracts train system-deps clean help
 
 help:
 	@echo "make demo   - install everything and run the main job on embedded defaults"
 	@echo "make test   - install everything and run the test suite"
+	@echo "make test-core   - the pure core's tests alone (seconds)"
+	@echo "make test-random - the test suite in a random order (ARGS=... to pass more pytest options)"
 	@echo "make bench  - measure latency, LPR, sync throughput, RSS, start-up"
 	@echo "make chaos  - bounded fault-injection run of a simulated day"
 	@echo "make gas    - gas report of the rental contract"
@@ -43,6 +45,14 @@ contracts: $(PY_STAMP) $(NPM_STAMP)
 
 test: $(PY_STAMP) $(NPM_STAMP) system-deps
 	$(PY) -m pytest -q
+
+# The pure core's tests alone (pytest -m core: seconds), and the suite in a random order (pytest-randomly;
+# the seed is printed: rerun one order with ARGS=-p randomly --randomly-seed=N).
+test-core: $(PY_STAMP)
+	$(PY) -m pytest -q -m core
+
+test-random: $(PY_STAMP) $(NPM_STAMP) system-deps
+	$(PY) -m pytest -q -p randomly $(ARGS)
 
 demo: $(PY_STAMP) $(NPM_STAMP)
 	$(PARKGATE) demo $(DEMO_ARGS)

@@ -34,7 +34,6 @@ IO_LIBRARIES = ["onnxruntime", "cv2", "numpy", "serial", "pymodbus", "paho", "we
                 "edge.chain", "edge.daemon.service"]
 
 
-@pytest.mark.core
 def test_pure_core_imports_no_io_library() -> None:
     code = (
         "import importlib, sys\n"

@@ -122,6 +122,8 @@ def test_bump_beats_the_old_fees_by_an_eighth_or_refuses_at_the_cap(old_max: int
                                                                      cap: int) -> None:
     old = Fees(old_max, min(old_tip, old_max))
     bumped = bumped_fees(old, base, old.priority_fee, cap)
+    # Refused exactly when the smallest valid bump (+12.5% on either fee) would go over the cap.
+    assert (bumped is None) == (old.max_fee * 9 > cap * 8 or old.priority_fee * 9 > cap * 8), (old, bumped)
     if bumped is None:
         return
     assert bumped.max_fee * 8 >= old.max_fee * 9 and bumped.priority_fee * 8 >= old.priority_fee * 9
@@ -135,10 +137,13 @@ def test_bump_refused_when_the_cap_is_reached() -> None:
 def test_backoff_grows_to_the_cap_with_jitter_from_the_injected_rng() -> None:
     rng = random.Random(1)
     delays = [backoff_delay(n, 1.0, 60.0, rng) for n in range(1, 12)]
-    assert all(0.5 <= d <= 1.0 for d in delays[:1])
+    steps = [min(60.0, 2.0 ** (n - 1)) for n in range(1, 12)]  # 1, 2, 4, ... 32, then the 60 s cap
+    assert all(step / 2 <= d <= step for d, step in zip(delays, steps, strict=True)), delays
     assert all(30.0 <= d <= 60.0 for d in delays[7:])
-    assert delays == [backoff_delay(n, 1.0, 60.0, random.Random(1)) for n in range(1, 2)] + delays[1:]
-    assert backoff_delay(3, 1.0, 60.0, random.Random(7)) == backoff_delay(3, 1.0, 60.0, random.Random(7))
+    again = random.Random(1)  # the jitter comes from the injected rng only: same seed, same delays
+    assert delays == [backoff_delay(n, 1.0, 60.0, again) for n in range(1, 12)]
+    other = random.Random(2)  # and it is jitter: another seed moves them
+    assert delays != [backoff_delay(n, 1.0, 60.0, other) for n in range(1, 12)]
 
 
 @given(st.integers(0, 100), st.floats(0.01, 10), st.floats(0.01, 600))
