@@ -24,6 +24,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from edge.errors import ParkgateError
 from edge.vision.plates import REGION_PATTERNS, region_patterns
 from firmware_bridge.relaymap import RelayMap  # a pure dataclass module: the board's ranges
 
@@ -47,7 +48,7 @@ class ConfigIssue:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class ConfigError(ValueError):
+class ConfigError(ParkgateError, ValueError):
     """The configuration is invalid; ``issues`` lists every problem with its key path."""
 
     def __init__(self, source: str, issues: list[ConfigIssue]) -> None:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from firmware_bridge.errors import GateError
 from firmware_bridge.framer import FrameDecoder, encode_frame
 from firmware_bridge.messages import (
     Ack,
@@ -34,7 +35,7 @@ from firmware_bridge.transport import PortUnavailable, SerialSettings, SerialTra
 log = logging.getLogger(__name__)
 
 
-class GateTimeout(TimeoutError):
+class GateTimeout(GateError, TimeoutError):
     """No valid reply after all retries."""
 
 

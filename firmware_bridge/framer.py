@@ -14,6 +14,8 @@ from __future__ import annotations
 import binascii
 from dataclasses import dataclass, field
 
+from firmware_bridge.errors import GateError
+
 PROTOCOL_VERSION = 1
 DELIMITER = 0x00
 HEADER_LEN = 4
@@ -24,7 +26,7 @@ MAX_RAW_LEN = HEADER_LEN + MAX_PAYLOAD + CRC_LEN
 MAX_ENCODED_LEN = MAX_RAW_LEN + 2
 
 
-class FrameError(ValueError):
+class FrameError(GateError, ValueError):
     """A byte sequence between two delimiters is not a valid frame (the reason says why)."""
 
 

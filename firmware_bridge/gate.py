@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from firmware_bridge.errors import GateError
 from firmware_bridge.messages import EventKind, Fault, Position
 
 DRIVER_NAMES = ("parkgate-serial", "modbus-rtu")
 
 
-class GateRefused(RuntimeError):
+class GateRefused(GateError, RuntimeError):
     """The gate will not do this now (vehicle on the safety loop, controller fault, bad argument)."""
 
 

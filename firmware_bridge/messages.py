@@ -12,13 +12,14 @@ from dataclasses import astuple, dataclass
 from enum import IntEnum, IntFlag
 from typing import Any, ClassVar
 
+from firmware_bridge.errors import GateError
 from firmware_bridge.framer import PROTOCOL_VERSION, Frame
 
 PULSE_MS_RANGE = (50, 30_000)
 WATCHDOG_MS_RANGE = (200, 10_000)
 
 
-class CodecError(ValueError):
+class CodecError(GateError, ValueError):
     """A valid frame whose type, version or payload is not an allowed message."""
 
 

@@ -16,6 +16,7 @@ from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
 
+from firmware_bridge.errors import GateError
 from firmware_bridge.gate import GateRefused, GateStatus, InputChange
 from firmware_bridge.messages import EventKind, Fault, Position
 from firmware_bridge.relaymap import RelayMap
@@ -24,7 +25,7 @@ from firmware_bridge.transport import PortUnavailable
 UNANSWERED_POLL_BACKOFF_S = 0.2
 
 
-class ModbusGateError(ConnectionError):
+class ModbusGateError(GateError, ConnectionError):
     """The relay board did not answer, or answered with a Modbus exception."""
 
 

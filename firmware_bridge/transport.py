@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 import serial
 
+from firmware_bridge.errors import GateError
+
 log = logging.getLogger(__name__)
 
 
-class PortUnavailable(ConnectionError):
+class PortUnavailable(GateError, ConnectionError):
     """The serial port cannot be used (missing path, permission, device gone)."""
 
 

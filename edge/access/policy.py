@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from edge.access.plates import DEFAULT_TABLE, ConfusionTable
 from edge.config import Config
+from edge.errors import ParkgateError
 from edge.identity import normalise_plate
 
 COMMITMENT_RE = re.compile(r"^0x[0-9a-f]{64}$")
@@ -39,7 +40,7 @@ class Override(StrEnum):
     CLOSED = "closed"
 
 
-class PolicyError(ValueError):
+class PolicyError(ParkgateError, ValueError):
     """A policy value that cannot be used; the message names the key, the value and what is allowed."""
 
 

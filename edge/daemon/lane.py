@@ -24,9 +24,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from edge.access.types import Decision
+from edge.access.types import Decision, Direction
 from edge.identity import mask_plate_or_none
 from edge.lanes.machine import (
     BurstDone,
@@ -65,20 +65,30 @@ class LaneStats:
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
+class Passes(Protocol):
+    """What a lane asks the local store about its passes (:class:`edge.daemon.gatekeeper.Gatekeeper`)."""
+
+    def decide(self, read: PlateRead, direction: Direction) -> Decision: ...
+
+    def journal(self, opening: PassRecord) -> None:
+        """Commit the granted pass before its gate opens; raises (the gate stays shut) if that fails."""
+
+    def journal_opened(self, lane: str, pass_no: int) -> None: ...
+
+    def record(self, record: PassRecord) -> None: ...
+
+
 class LaneShell:
-    """Implements :class:`edge.lanes.runner.LanePorts` for one lane and drives its runner."""
+    """Implements :class:`edge.lanes.runner.LanePorts` for one lane and drives its runner: the gate
+    driver, the camera's ``burst(burst_no, frames)``, the lane's ``passes`` and ``on_alert(lane, code,
+    detail)``."""
 
     def __init__(self, config: LaneSettings, driver: GateDriver, burst: Callable[[int, int], BurstDone],
-                 decide: Callable[[PlateRead], Decision], record: Callable[[PassRecord], None],
-                 on_alert: Callable[[str, str, str], None], journal: Callable[[PassRecord], None],
-                 journal_opened: Callable[[str, int], None]) -> None:
+                 passes: Passes, on_alert: Callable[[str, str, str], None]) -> None:
         self.config = config
         self.driver = driver
         self._burst = burst
-        self._decide = decide
-        self._record = record
-        self._journal = journal
-        self._journal_opened = journal_opened
+        self.passes = passes
         self._on_alert = on_alert
         self.stats = LaneStats()
         self.runner = LaneRunner(config, self, wall_clock_ms)
@@ -186,7 +196,7 @@ class LaneShell:
         self.feed(result)
 
     def decide(self, pass_no: int, read: PlateRead) -> Decision:
-        decision = self._decide(read)
+        decision = self.passes.decide(read, self.config.direction)
         self.stats.last_read = {"plate_masked": mask_plate_or_none(read.text),
                                 "confidence": round(read.confidence, 3), "decision": str(decision.reason),
                                 "allow": decision.allow, "at_ms": wall_clock_ms()}
@@ -195,7 +205,7 @@ class LaneShell:
     def open_pulse(self, ms: int) -> None:
         """Journal the pass (durably; raises, and so keeps the gate shut, if that fails), then open."""
         opening = self.opening_pass()
-        self._journal(opening)
+        self.passes.journal(opening)
         self._opens[opening.pass_no] = self._spawn(self._open(ms, opening.pass_no))
 
     def opening_pass(self) -> PassRecord:
@@ -218,7 +228,7 @@ class LaneShell:
             self.stats.open_latencies_ms.append(round((time.perf_counter() - self._armed_at) * 1000, 1))
         self.feed(GateAck(pass_no))  # first: the machine must see the ack before the vehicle's loop events
         try:
-            self._journal_opened(self.config.lane_id, pass_no)
+            self.passes.journal_opened(self.config.lane_id, pass_no)
         except Exception:  # noqa: BLE001 - the gate is open: a lost mark only weakens recovery
             log.exception("lane %s: could not mark pass %d opened in the journal",
                           self.config.lane_id, pass_no)
@@ -239,7 +249,7 @@ class LaneShell:
         self.stats.outcomes[str(event.outcome)] = self.stats.outcomes.get(str(event.outcome), 0) + 1
         if event.outcome != "passed":
             self.stats.refused += 1
-        self._record(event)
+        self.passes.record(event)
 
     def alert(self, code: str, detail: str) -> None:
         self.stats.alerts += 1

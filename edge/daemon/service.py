@@ -4,7 +4,8 @@ One asyncio loop on the main thread runs the lanes (driver events, lane machines
 the decisions and the recording (local SQLite only: the network is never between a vehicle and the
 gate), the status file, sd_notify and the signal handling. Background threads: one frame source per
 lane, camera bursts (inference), the chain sync, the MQTT bridge (paho + its outbox pump) and the
-metrics server; each opens its own ``Store`` on the same file.
+metrics server; each opens its own ``Store`` on the same file. The lanes reach the store through
+one object, the :class:`edge.daemon.gatekeeper.Gatekeeper` (decide, journal, record, recover).
 
 Pass journal (log the grant before actuating): before a gate opens, the pass is written to the
 store's ``pass_journal`` and committed; recording the pass deletes that row in the same transaction
@@ -38,35 +39,25 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from edge import notify
-from edge.access import commitment_function, committed_candidates, decide, policy_from_config
-from edge.access.types import Decision, Direction
+from edge.access import commitment_function, policy_from_config
 from edge.chain.syncplan import backoff_delay, chain_lot_code
-from edge.config import Config, ConfigError, read_secret, relay_map_options
+from edge.config import Config, LaneConfig, read_secret, relay_map_options
 from edge.daemon.camera import capture_burst, open_frame_source
+from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.lane import LaneShell
-from edge.daemon.records import (
-    apply_rows,
-    booking_views,
-    destinations_for,
-    journal_row,
-    presence_from_events,
-    rows_for_journaled_pass,
-    rows_for_pass,
-)
-from edge.daemon.status import status_path, write_status
-from edge.identity import normalise_plate
-from edge.lanes.machine import BurstDone, ManualOpen, Outcome, PassRecord, lane_settings
+from edge.daemon.status import LaneStatus, StatusSnapshot, status_path, write_status
+from edge.errors import ParkgateError
+from edge.lanes.machine import BurstDone, ManualOpen, lane_settings
 from edge.metrics import MetricsServer, Sample
-from edge.store import Store, new_event_id, wall_clock_ms
+from edge.store import Store, wall_clock_ms
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
-from edge.vision.types import PlateRead
 from firmware_bridge.driver import connect_driver
+from firmware_bridge.errors import GateError
 from firmware_bridge.gate import GateDriver
 
 log = logging.getLogger(__name__)
@@ -98,6 +89,9 @@ def plate_key(cfg: Config) -> bytes:
 
 
 class Daemon:
+    """Wiring: the store, the gatekeeper, one lane shell per lane (driver, camera), the chain sync,
+    the MQTT bridge, metrics, the status file and sd_notify."""
+
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.started = time.time()
@@ -107,10 +101,12 @@ class Daemon:
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
         self.evidence_dir = cfg.gateway.state_dir / "evidence"
         self.store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms)
-        self.policy = policy_from_config(cfg)
-        self.commit = commitment_function(plate_key(cfg), lot_code_of(cfg))
-        self.recovered = self.recover_journal()
-        self.presence = presence_from_events(self._all_events())
+        self.chain_wake = threading.Event()
+        self.gatekeeper = Gatekeeper(self.store, policy_from_config(cfg),
+                                     commitment_function(plate_key(cfg), lot_code_of(cfg)),
+                                     chain_on=cfg.chain.enabled, mqtt_on=cfg.mqtt.enabled,
+                                     on_recorded=self._wake_senders)
+        self.recovered = self.gatekeeper.recover()
         self.reader = PlateReader(cfg.vision.detector_model, cfg.vision.ocr_model, cfg.vision.ocr_config,
                                   threads=cfg.vision.threads, region=cfg.vision.region)
         self.lanes: list[LaneShell] = []
@@ -120,72 +116,17 @@ class Daemon:
         self.drivers: list[GateDriver] = []
         self.alerts: dict[str, int] = {}
         self.sync: Any = None
-        self.chain_wake = threading.Event()
         self.chain_health: dict[str, Any] = {"state": "starting" if cfg.chain.enabled else "off"}
         self.sync_thread: threading.Thread | None = None
         self.bridge: Any = None
         self.metrics: MetricsServer | None = None
-        self.recorded = 0
+        self._last_snapshot: StatusSnapshot | None = None
 
-    def _all_events(self) -> Iterable[Any]:
-        after = 0
-        while page := self.store.gate_events(after_seq=after, limit=1000):
-            for seq, row in page:
-                after = seq
-                yield row
-
-    # -- the hot path ----------------------------------------------------------------------------------
-
-    def decide(self, read: PlateRead, direction: Direction) -> Decision:
-        """From the local cache only: the read's confusable candidates' bookings, then the pure rule."""
-        try:
-            matches = committed_candidates(normalise_plate(read.text), self.policy, self.commit)
-        except ValueError:
-            matches = ()
-        rows = self.store.bookings_for_commitments(self.policy.lot_id, [m.commitment for m in matches])
-        return decide(read, wall_clock_ms(), booking_views(rows), self.presence, self.policy,
-                      direction=direction, commit=self.commit)
-
-    def record(self, record: PassRecord) -> None:
-        """The pass and its outbox rows in one transaction; then who is inside, then wake the senders."""
-        decision = record.decision
-        booking = self.store.booking(decision.booking_id) if decision and decision.booking_id else None
-        rows = rows_for_pass(record, new_event_id, booking.status if booking else None)
-        chain_on, mqtt_on = self.cfg.chain.enabled, self.bridge is not None
-        with self.store.transaction():
-            for row in rows:
-                self.store.record_gate_event(row, destinations_for(row, chain_on, mqtt_on))
-            self.store.clear_journaled_pass(record.lane_id, record.pass_no)
-        self.recorded += len(rows)
-        if record.outcome is Outcome.PASSED:
-            self.presence = apply_rows(self.presence, rows)
+    def _wake_senders(self) -> None:
+        """A pass was recorded: its outbox rows wait for the broker and the chain."""
         if self.bridge is not None:
             self.bridge.notify_outbox()
         self.chain_wake.set()
-
-    def journal(self, opening: PassRecord) -> None:
-        """Commit the granted pass before its gate opens (see the module docstring)."""
-        self.store.journal_pass(opening.pass_no, journal_row(opening, new_event_id(opening.ended_ms)))
-
-    def journal_opened(self, lane: str, pass_no: int) -> None:
-        """The controller acknowledged the open of a journaled pass."""
-        self.store.mark_journaled_pass_opened(lane, pass_no)
-
-    def recover_journal(self) -> int:
-        """At start, before the lanes run: every journaled pass left by a dead daemon becomes a
-        recorded pass, atomically with its journal row's deletion. Returns how many passes."""
-        leftovers = self.store.journaled_passes()
-        chain_on, mqtt_on = self.cfg.chain.enabled, self.cfg.mqtt.enabled
-        with self.store.transaction():
-            for pass_no, opened, row in leftovers:
-                booking = self.store.booking(row.booking_id) if row.booking_id else None
-                rows = rows_for_journaled_pass(row, opened, new_event_id, booking.status if booking else None)
-                for stored in rows:
-                    self.store.record_gate_event(stored, destinations_for(stored, chain_on, mqtt_on))
-                self.store.clear_journaled_pass(row.lane, pass_no)
-                log.warning("lane %s: pass %s granted before a restart and never recorded: recorded now as "
-                            "%s (%s)", row.lane, row.event_id, rows[-1].kind, rows[-1].reason)
-        return len(leftovers)
 
     def alert(self, lane: str, code: str, detail: str) -> None:
         self.alerts[code] = self.alerts.get(code, 0) + 1
@@ -193,7 +134,7 @@ class Daemon:
 
     # -- start-up --------------------------------------------------------------------------------------
 
-    async def _connect(self, lane_cfg: Any) -> GateDriver:
+    async def _connect(self, lane_cfg: LaneConfig) -> GateDriver:
         gate = lane_cfg.gate
         options: dict[str, object] = {}
         if gate.driver == "modbus-rtu":
@@ -218,18 +159,8 @@ class Daemon:
         # All gates at once: one slow or unplugged controller does not hold the others back.
         self.drivers = list(await asyncio.gather(*(self._connect(lane) for lane in self.cfg.lanes)))
         for lane_cfg, source, driver in zip(self.cfg.lanes, self.sources, self.drivers, strict=True):
-            machine_cfg = lane_settings(lane_cfg)
-            direction = machine_cfg.direction
-            name = lane_cfg.name
-            self.lanes.append(LaneShell(
-                machine_cfg, driver,
-                burst=functools.partial(self._burst, source, name),
-                decide=functools.partial(self.decide, direction=direction),
-                record=self.record,
-                on_alert=self.alert,
-                journal=self.journal,
-                journal_opened=self.journal_opened,
-            ))
+            burst = functools.partial(self._burst, source, lane_cfg.name)
+            self.lanes.append(LaneShell(lane_settings(lane_cfg), driver, burst, self.gatekeeper, self.alert))
 
     def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int) -> BurstDone:
         return capture_burst(source, self.reader, burst_no, frames, timeout_s=2.5,
@@ -280,6 +211,7 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001 - bad key/TLS files must not keep gates shut
                 log.error("MQTT not started: %s", exc)
                 self.alert("-", "mqtt_not_started", str(exc))
+        self.gatekeeper.mqtt_on = self.bridge is not None
 
     def _remote_command(self, command: Any) -> Any:
         """A verified remote command (paho thread): hand it to the loop; only ``open`` exists."""
@@ -302,24 +234,21 @@ class Daemon:
 
     # -- status ----------------------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> StatusSnapshot:
         counts = self.store.counts()
         backlog = {k.split(".")[1]: v for k, v in counts.items()
                    if k.startswith("outbox.") and k.endswith((".pending", ".in_flight"))}
-        lanes = [{"name": s.config.lane_id, "phase": str(s.runner.state.phase), "link_up": s.link_up,
-                  "passes": s.stats.passes, "opens": s.stats.opens, "refused": s.stats.refused,
-                  "alerts": s.stats.alerts, "outcomes": s.stats.outcomes, "last_read": s.stats.last_read,
-                  "open_latencies_ms": list(s.stats.open_latencies_ms)} for s in self.lanes]
-        return {
-            "gateway": self.cfg.gateway.id, "pid": os.getpid(), "state": self.state,
-            "updated_at": time.time(), "uptime_s": round(time.time() - self.started, 1),
-            "lanes": lanes, "backlog": backlog, "gate_events": counts.get("gate_events", 0),
-            "bookings": counts.get("bookings", 0), "inside": self.presence.occupancy,
-            "alerts": self.alerts, "chain": self._chain_health(), "mqtt": self._mqtt_health(),
-        }
-
-    def _chain_health(self) -> dict[str, Any]:
-        return dict(self.chain_health)
+        lanes = tuple(LaneStatus(s.config.lane_id, str(s.runner.state.phase), s.link_up, s.stats.passes,
+                                 s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
+                                 s.stats.last_read, list(s.stats.open_latencies_ms)) for s in self.lanes)
+        now = time.time()
+        return StatusSnapshot(
+            gateway=self.cfg.gateway.id, pid=os.getpid(), state=self.state, updated_at=now,
+            uptime_s=round(now - self.started, 1), lanes=lanes, backlog=backlog,
+            gate_events=counts.get("gate_events", 0), bookings=counts.get("bookings", 0),
+            inside=self.gatekeeper.presence.occupancy, alerts=dict(self.alerts),
+            chain=dict(self.chain_health), mqtt=self._mqtt_health(),
+        )
 
     def _mqtt_health(self) -> dict[str, Any]:
         if self.bridge is None:
@@ -330,22 +259,23 @@ class Daemon:
 
     def samples(self) -> list[Sample]:
         snap = self._last_snapshot
-        out = [Sample("parkgate_up", 1.0 if snap.get("state") == "running" else 0.0, help="1 while serving"),
-               Sample("parkgate_gate_events_total", snap.get("gate_events", 0), "counter",
-                      "gate events recorded"),
-               Sample("parkgate_inside", snap.get("inside", 0), help="vehicles inside")]
-        for dest, n in snap.get("backlog", {}).items():
+        if snap is None:
+            return [Sample("parkgate_up", 0.0, help="1 while serving"),
+                    Sample("parkgate_gate_events_total", 0, "counter", "gate events recorded"),
+                    Sample("parkgate_inside", 0, help="vehicles inside")]
+        out = [Sample("parkgate_up", 1.0 if snap.state == "running" else 0.0, help="1 while serving"),
+               Sample("parkgate_gate_events_total", snap.gate_events, "counter", "gate events recorded"),
+               Sample("parkgate_inside", snap.inside, help="vehicles inside")]
+        for dest, n in snap.backlog.items():
             out.append(Sample("parkgate_outbox_backlog", n, help="rows not yet delivered",
                               labels={"destination": dest}))
-        for lane in snap.get("lanes", []):
-            labels = {"lane": lane["name"]}
-            out += [Sample("parkgate_lane_passes_total", lane["passes"], "counter", "passes", labels),
-                    Sample("parkgate_lane_opens_total", lane["opens"], "counter", "gate opens", labels),
-                    Sample("parkgate_lane_link_up", 1.0 if lane["link_up"] else 0.0, help="serial link",
+        for lane in snap.lanes:
+            labels = {"lane": lane.name}
+            out += [Sample("parkgate_lane_passes_total", lane.passes, "counter", "passes", labels),
+                    Sample("parkgate_lane_opens_total", lane.opens, "counter", "gate opens", labels),
+                    Sample("parkgate_lane_link_up", 1.0 if lane.link_up else 0.0, help="serial link",
                            labels=labels)]
         return out
-
-    _last_snapshot: dict[str, Any] = {}
 
     async def _status_loop(self) -> None:
         path = status_path(self.cfg.gateway.state_dir)
@@ -366,25 +296,26 @@ class Daemon:
         except Exception:  # noqa: BLE001 - status must never stop the gate
             log.exception("status snapshot failed")
             return
-        lanes = ", ".join(f"{lane['name']} {lane['phase']}" for lane in snap["lanes"])
-        notify.status(f"{snap['state']}: {lanes}; backlog {snap['backlog'] or 0}")
+        lanes = ", ".join(f"{lane.name} {lane.phase}" for lane in snap.lanes)
+        notify.status(f"{snap.state}: {lanes}; backlog {snap.backlog or 0}")
         if self.bridge is not None:
             try:
-                self.bridge.publish_status({k: snap[k] for k in ("state", "uptime_s", "inside", "backlog")})
-                self._publish_lane_changes(snap["lanes"])
+                self.bridge.publish_status({"state": snap.state, "uptime_s": snap.uptime_s,
+                                            "inside": snap.inside, "backlog": snap.backlog})
+                self._publish_lane_changes(snap.lanes)
             except Exception:  # noqa: BLE001 - the broker link must never stop the status loop
                 log.exception("MQTT status publish failed")
 
-    def _publish_lane_changes(self, lanes: list[dict[str, Any]]) -> None:
+    def _publish_lane_changes(self, lanes: tuple[LaneStatus, ...]) -> None:
         """Retained lane state and the latest plate read, each only when it changed since the last tick."""
         assert self.bridge is not None
         for lane in lanes:
-            name = lane["name"]
-            state = {"state": lane["phase"], "link_up": lane["link_up"]}
+            name = lane.name
+            state = {"state": lane.phase, "link_up": lane.link_up}
             if self._published_lanes.get(name) != state:
                 self.bridge.publish_lane_state(name, state)
                 self._published_lanes[name] = state
-            read = lane["last_read"]
+            read = lane.last_read
             # Reads are best effort (not in the outbox): dropped offline; the latest goes on reconnect.
             if read is not None and self._published_reads.get(name) != read \
                     and self.bridge.publish_read({"lane": name, **read}):
@@ -458,7 +389,7 @@ def run_daemon(cfg: Config) -> int:
     """Run until SIGTERM/SIGINT; the exit code for the CLI."""
     try:
         daemon = Daemon(cfg)
-    except (ConfigError, OSError, ValueError) as exc:
+    except (ParkgateError, GateError, OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         print(f"parkgate run: cannot start: {exc}", flush=True)
         return 2

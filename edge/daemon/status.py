@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,55 @@ STATUS_FILE = "status.json"
 STALE_AFTER_S = 10.0
 
 
+@dataclass(frozen=True)
+class LaneStatus:
+    """One lane in the snapshot: its machine's phase, the serial link, counters, the latest read
+    (masked plate, confidence, decision) and the latest open latencies."""
+
+    name: str
+    phase: str
+    link_up: bool
+    passes: int = 0
+    opens: int = 0
+    refused: int = 0
+    alerts: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    last_read: dict[str, Any] | None = None
+    open_latencies_ms: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """What ``status.json`` holds (its JSON is :meth:`as_dict`); ``chain`` and ``mqtt`` are the health
+    of the two links as their services report it, ``backlog`` the undelivered outbox rows per
+    destination, ``inside`` the vehicles in the lot."""
+
+    gateway: str
+    pid: int
+    state: str
+    updated_at: float
+    uptime_s: float
+    lanes: tuple[LaneStatus, ...] = ()
+    backlog: dict[str, int] = field(default_factory=dict)
+    gate_events: int = 0
+    bookings: int = 0
+    inside: int = 0
+    alerts: dict[str, int] = field(default_factory=dict)
+    chain: dict[str, Any] = field(default_factory=dict)
+    mqtt: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def status_path(state_dir: Path) -> Path:
     return state_dir / STATUS_FILE
 
 
-def write_status(path: Path, snapshot: dict[str, Any]) -> None:
+def write_status(path: Path, snapshot: StatusSnapshot) -> None:
     """Write then rename, so a reader never sees half a file."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(snapshot, sort_keys=True, default=str), encoding="utf-8")
+    tmp.write_text(json.dumps(snapshot.as_dict(), sort_keys=True, default=str), encoding="utf-8")
     os.replace(tmp, path)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlite_utils
 
+from edge.errors import ParkgateError
 from edge.store.rows import (
     Booking,
     ChainBlock,
@@ -42,7 +43,7 @@ _CHAIN_TABLES = {"rental_event": ("rental_events", "rental_event_id", RentalEven
                  "booking": ("bookings", "booking_id", Booking)}
 
 
-class StoreError(Exception):
+class StoreError(ParkgateError):
     """The store cannot be used as asked; the message says why and what to do."""
 
 

@@ -168,15 +168,25 @@ class ShellPorts:
     opened: list[tuple[str, int]] = field(default_factory=list)
 
     def shell(self, gate: SilentGate, clock: Clock) -> LaneShell:
-        shell = LaneShell(CFG, gate, burst=self.unused, decide=self.unused, record=self.records.append,
-                          on_alert=lambda lane, code, detail: self.alerts.append(code),
-                          journal=lambda event: None,
-                          journal_opened=lambda *opened: self.opened.append(opened))
+        shell = LaneShell(CFG, gate, self.unused, self, lambda lane, code, detail: self.alerts.append(code))
         shell.runner.clock_ms = clock
         return shell
 
-    def unused(self, *args: object) -> None:
+    def unused(self, *args: object) -> BurstDone:
         raise AssertionError("a manual open needs no camera and no decision")
+
+    # edge.daemon.lane.Passes
+    def decide(self, read: PlateRead, direction: Direction) -> Decision:
+        raise AssertionError("a manual open needs no camera and no decision")
+
+    def journal(self, opening: PassRecord) -> None:
+        pass
+
+    def journal_opened(self, lane: str, pass_no: int) -> None:
+        self.opened.append((lane, pass_no))
+
+    def record(self, record: PassRecord) -> None:
+        self.records.append(record)
 
 
 async def _settle() -> None:

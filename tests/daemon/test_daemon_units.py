@@ -13,7 +13,7 @@ from edge.access.types import Decision, Direction, Reason
 from edge.config import parse_config
 from edge.daemon.camera import load_recording
 from edge.daemon.records import destinations_for, presence_from_events, rows_for_pass
-from edge.daemon.status import read_status, render_status, write_status
+from edge.daemon.status import LaneStatus, StatusSnapshot, read_status, render_status, write_status
 from edge.demo.harness import toml_text
 from edge.lanes.machine import Outcome, PassRecord
 from edge.metrics import Sample, render
@@ -69,10 +69,10 @@ def test_presence_is_rebuilt_from_the_log():
 
 def test_status_round_trip_and_staleness(tmp_path: Path):
     path = tmp_path / "status.json"
-    snap = {"state": "running", "updated_at": 1000.0, "gateway": "gw", "pid": 1, "uptime_s": 5,
-            "lanes": [{"name": "entry-1", "phase": "idle", "link_up": True, "passes": 2, "opens": 1,
-                       "refused": 1, "last_read": {"confidence": 0.9, "decision": "booking_valid"}}],
-            "backlog": {"chain": 3}, "chain": {"state": "on"}, "mqtt": {"state": "off"}}
+    lane = LaneStatus("entry-1", "idle", True, passes=2, opens=1, refused=1,
+                      last_read={"confidence": 0.9, "decision": "booking_valid"})
+    snap = StatusSnapshot("gw", 1, "running", updated_at=1000.0, uptime_s=5, lanes=(lane,),
+                          backlog={"chain": 3}, chain={"state": "on"}, mqtt={"state": "off"})
     write_status(path, snap)
     fresh = read_status(path, now=1002.0)
     assert not fresh["stale"]
