@@ -1,30 +1,47 @@
-"""The gateway's typed configuration: one TOML file parsed into frozen dataclasses and validated.
+"""The gateway's typed configuration: one TOML file validated into frozen pydantic v2 models.
 
 Every value has an embedded default, so the daemon and the demo run without a file. A bad value is
 reported with its key path (``lanes[1].gate.baudrate``), the value and what is allowed; unknown keys
-are errors (a typo must not silently fall back to a default). All problems are reported at once.
+are errors with a did-you-mean (a typo must not silently fall back to a default). All problems are
+reported at once. The models are strict: no silent coercion ("8883" is not a port), arrays become
+tuples, relative paths are relative to the file's directory.
 
-Paths: relative paths in a file are relative to that file's directory. Secrets (passwords, keys)
-never appear in the file: it names files holding them (e.g. systemd credentials under
-``/run/credentials/parkgate.service/``), read with :func:`read_secret` when needed, never logged.
+Why pydantic (v2, already installed as a web3 dependency) rather than msgspec: strict validation with
+per-field rules, nested error locations that map one to one onto key paths, and frozen models that
+the subsystems read directly; msgspec would be a new dependency for a once-per-start parse.
 
-Adding a key: add a field with :func:`setting` to the section's dataclass (default + rule) and
-document it in ``docs/parkgate.example.toml``; the parser, errors and unknown-key check follow.
+Secrets (passwords, keys) never appear in the file: it names files holding them (e.g. systemd
+credentials under ``/run/credentials/parkgate.service/``), read with :func:`read_secret` when
+needed, never logged.
+
+Adding a key: add a field to the section's model (default, and ``Annotated[..., rule(...)]`` when
+its values are restricted) and document it in ``docs/parkgate.example.toml``; errors and the
+unknown-key check follow.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import re
 import tomllib
-import types
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+from pydantic import ValidationInfo as _ValidationInfo
+from pydantic_core import PydanticCustomError
 
 from edge.errors import ParkgateError
+from edge.identity import normalise_plate
 from edge.vision.plates import REGION_PATTERNS, region_patterns
 from firmware_bridge.relaymap import RelayMap  # a pure dataclass module: the board's ranges
 
@@ -37,15 +54,21 @@ RPC_SCHEMES = ("http://", "https://", "ws://", "wss://")
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 _TOPIC_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
+_COMMITMENT_RE = re.compile(r"0x[0-9a-f]{64}")
 
 
-@dataclass(frozen=True)
 class ConfigIssue:
-    path: str
-    message: str
+    """One problem: the key path and what is wrong with it."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
+
+    def __repr__(self) -> str:
+        return f"ConfigIssue({self.path!r}, {self.message!r})"
 
 
 class ConfigError(ParkgateError, ValueError):
@@ -60,19 +83,25 @@ class ConfigError(ParkgateError, ValueError):
 
 # -- rules ------------------------------------------------------------------------------------------
 
-Rule = tuple[Callable[[Any], bool], str]  # (is the value ok?, what is allowed)
+def rule(ok: Callable[[Any], bool], allowed: str) -> AfterValidator:
+    """A field's rule: ``ok(value)`` must hold; ``allowed`` says what is allowed, in the error."""
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise PydanticCustomError("not_allowed", "{allowed}", {"allowed": allowed})
+        return value
+    return AfterValidator(check)
 
 
-def one_of(*choices: Any) -> Rule:
-    return (lambda v: v in choices, " | ".join(str(c) for c in choices))
+def one_of(*choices: Any) -> AfterValidator:
+    return rule(lambda v: v in choices, " | ".join(str(c) for c in choices))
 
 
-def between(lo: float, hi: float) -> Rule:
-    return (lambda v: lo <= v <= hi, f"{lo}..{hi}")
+def between(lo: float, hi: float) -> AfterValidator:
+    return rule(lambda v: lo <= v <= hi, f"{lo}..{hi}")
 
 
-def matches(pattern: re.Pattern[str], allowed: str) -> Rule:
-    return (lambda v: bool(pattern.fullmatch(v)), allowed)
+def matches(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
+    return rule(lambda v: bool(pattern.fullmatch(v)), allowed)
 
 
 def _valid_region(value: str) -> bool:
@@ -83,29 +112,6 @@ def _valid_region(value: str) -> bool:
     return True
 
 
-REGION_LIST: Rule = (
-    _valid_region,
-    "a plate region or several joined by commas, of: " + " | ".join(REGION_PATTERNS),
-)
-IDENTIFIER = matches(_ID_RE, "1-64 characters: letters, digits, '_', '.', '-' "
-                             "(starting with a letter or digit)")
-ADDRESS = (lambda v: v == "" or bool(_ADDRESS_RE.fullmatch(v)), "an address: 0x followed by 40 hex digits")
-PORT = between(1, 65535)
-# The relay board's outputs and inputs (firmware_bridge.relaymap.RelayMap checks the same ranges).
-RELAY = between(0, RelayMap.relay_count - 1)
-BOARD_INPUT = between(0, RelayMap.input_count - 1)
-# The lot code is the on-chain lot id (edge.chain.commitment.lot_id): upper case so it has one spelling.
-LOT_CODE = matches(re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}"),
-                   "1-32 characters: A-Z, 0-9, '_', '-' (upper case, starting with A-Z or 0-9)")
-
-
-def setting(default: Any, rule: Rule | None = None) -> Any:
-    """A config field: its embedded default and the rule its value must meet."""
-    if isinstance(default, list | dict):
-        raise TypeError("use tuples / dataclasses for defaults")
-    return field(default=default, metadata={"rule": rule})
-
-
 def _valid_camera_source(value: str) -> bool:
     """A V4L2 index ("0"), a stream URL with a known scheme, or a file path."""
     if "://" in value:
@@ -113,34 +119,83 @@ def _valid_camera_source(value: str) -> bool:
     return bool(value.strip())
 
 
+def _plate_or_commitment(value: str) -> str:
+    """An allow/deny entry: a plate (normalisable) or a vehicle commitment (0x + 64 hex digits). The
+    error never repeats a plate."""
+    if value.lower().startswith("0x"):
+        if not _COMMITMENT_RE.fullmatch(value.lower()):
+            raise PydanticCustomError("bad_entry", "entry {entry} looks like a commitment but is not 0x + "
+                                      "64 hex digits; allowed: a plate or a 0x commitment",
+                                      {"entry": repr(value)})
+        return value
+    try:
+        normalise_plate(value)
+    except ValueError as exc:
+        raise PydanticCustomError("bad_entry", "{reason}", {"reason": str(exc)}) from None
+    return value
+
+
+def _config_path(value: Any, info: _ValidationInfo) -> Any:
+    """A path string, relative to the config file's directory; anything else is left to fail."""
+    if not isinstance(value, str) or value == "":
+        return value
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base_dir")
+    return base / path if base is not None and not path.is_absolute() else path
+
+
+def _array(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+ConfigPath = Annotated[Path, BeforeValidator(_config_path)]
+Identifier = Annotated[str, matches(_ID_RE, "1-64 characters: letters, digits, '_', '.', '-' "
+                                            "(starting with a letter or digit)")]
+Port = Annotated[int, between(1, 65535)]
+# The relay board's outputs and inputs (firmware_bridge.relaymap.RelayMap checks the same ranges).
+Relay = Annotated[int, between(0, RelayMap.relay_count - 1)]
+BoardInput = Annotated[int, between(0, RelayMap.input_count - 1)]
+# The lot code is the on-chain lot id (edge.identity.lot_id): upper case so it has one spelling.
+LotCode = Annotated[str, matches(re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}"), "1-32 characters: A-Z, 0-9, "
+                                 "'_', '-' (upper case, starting with A-Z or 0-9)")]
+Topic = Annotated[str, matches(_TOPIC_RE, "topic levels of letters, digits, '_', '-' separated by '/' "
+                                          "(no wildcards)")]
+ListEntry = Annotated[str, rule(lambda v: 0 < len(v) <= 80, "a plate or a 0x commitment"),
+                      AfterValidator(_plate_or_commitment)]
+SingleChar = Annotated[str, rule(lambda v: len(v) == 1, "a single character")]
+
+
+class Section(BaseModel):
+    """A config table: strict types, no unknown keys, read-only."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
 # -- sections ---------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class GatewayConfig:
-    id: str = setting("parkgate-1", IDENTIFIER)
-    lot_id: str = setting("LOT-1", LOT_CODE)
-    state_dir: Path = setting(Path("/var/lib/parkgate"))
-    log_level: str = setting("info", one_of(*LOG_LEVELS))
+class GatewayConfig(Section):
+    id: Identifier = "parkgate-1"
+    lot_id: LotCode = "LOT-1"
+    state_dir: ConfigPath = Path("/var/lib/parkgate")
+    log_level: Annotated[str, one_of(*LOG_LEVELS)] = "info"
 
 
-@dataclass(frozen=True)
-class StoreConfig:
-    path: Path | None = setting(None)  # None: <gateway.state_dir>/parkgate.sqlite
-    busy_timeout_ms: int = setting(5000, between(100, 600_000))
+class StoreConfig(Section):
+    path: ConfigPath | None = None  # None: <gateway.state_dir>/parkgate.sqlite
+    busy_timeout_ms: Annotated[int, between(100, 600_000)] = 5000
 
 
-@dataclass(frozen=True)
-class GateConfig:
-    driver: str = setting("parkgate-serial", one_of("parkgate-serial", "modbus-rtu"))
-    port: str = setting("/dev/ttyUSB0", (bool, "a serial device path such as /dev/ttyUSB0"))
-    baudrate: int = setting(9600, one_of(*STANDARD_BAUDRATES))
-    pulse_ms: int = setting(500, between(50, 10_000))
-    modbus_unit: int = setting(1, between(1, 247))
-    modbus_open_coil: int = setting(0, RELAY)
-    modbus_loop_input: int = setting(0, BOARD_INPUT)
-    modbus_safety_input: int = setting(1, BOARD_INPUT)
-    modbus_open_limit_input: int = setting(2, BOARD_INPUT)
-    modbus_closed_limit_input: int = setting(3, BOARD_INPUT)
+class GateConfig(Section):
+    driver: Annotated[str, one_of("parkgate-serial", "modbus-rtu")] = "parkgate-serial"
+    port: Annotated[str, rule(bool, "a serial device path such as /dev/ttyUSB0")] = "/dev/ttyUSB0"
+    baudrate: Annotated[int, one_of(*STANDARD_BAUDRATES)] = 9600
+    pulse_ms: Annotated[int, between(50, 10_000)] = 500
+    modbus_unit: Annotated[int, between(1, 247)] = 1
+    modbus_open_coil: Relay = 0
+    modbus_loop_input: BoardInput = 0
+    modbus_safety_input: BoardInput = 1
+    modbus_open_limit_input: BoardInput = 2
+    modbus_closed_limit_input: BoardInput = 3
 
 
 # The modbus-rtu gate keys that name board inputs, each with the RelayMap option it feeds.
@@ -156,121 +211,131 @@ def relay_map_options(gate: GateConfig) -> dict[str, int]:
     return options
 
 
-@dataclass(frozen=True)
-class CameraConfig:
-    source: str = setting("0", (_valid_camera_source,
-                                "a video file path, a V4L2 device index such as \"0\", or an rtsp:// URL"))
-    fps: int = setting(10, between(1, 120))
-    burst_frames: int = setting(5, between(1, 60))
+class CameraConfig(Section):
+    source: Annotated[str, rule(_valid_camera_source, "a video file path, a V4L2 device index such as "
+                                                      "\"0\", or an rtsp:// URL")] = "0"
+    fps: Annotated[int, between(1, 120)] = 10
+    burst_frames: Annotated[int, between(1, 60)] = 5
 
 
-@dataclass(frozen=True)
-class LaneConfig:
-    name: str = setting("entry-1", IDENTIFIER)
-    direction: str = setting("entry", one_of("entry", "exit"))
-    trigger: str = setting("presence_loop", one_of("presence_loop", "motion"))
-    gate: GateConfig = setting(GateConfig())
-    camera: CameraConfig = setting(CameraConfig())
+class LaneConfig(Section):
+    name: Identifier = "entry-1"
+    direction: Annotated[str, one_of("entry", "exit")] = "entry"
+    trigger: Annotated[str, one_of("presence_loop", "motion")] = "presence_loop"
+    gate: GateConfig = GateConfig()
+    camera: CameraConfig = CameraConfig()
 
 
-@dataclass(frozen=True)
-class VisionConfig:
-    detector_model: Path = setting(BUNDLED_WEIGHTS / "plate_detector.onnx")
-    ocr_model: Path = setting(BUNDLED_WEIGHTS / "plate_ocr.onnx")
-    ocr_config: Path = setting(BUNDLED_WEIGHTS / "plate_ocr.yaml")
-    threads: int = setting(2, between(1, 16))
-    min_confidence: float = setting(0.5, between(0.0, 1.0))
-    region: str = setting("any", REGION_LIST)
+class VisionConfig(Section):
+    detector_model: ConfigPath = BUNDLED_WEIGHTS / "plate_detector.onnx"
+    ocr_model: ConfigPath = BUNDLED_WEIGHTS / "plate_ocr.onnx"
+    ocr_config: ConfigPath = BUNDLED_WEIGHTS / "plate_ocr.yaml"
+    threads: Annotated[int, between(1, 16)] = 2
+    min_confidence: Annotated[float, between(0.0, 1.0)] = 0.5
+    region: Annotated[str, rule(_valid_region, "a plate region or several joined by commas, of: "
+                                               + " | ".join(REGION_PATTERNS))] = "any"
 
 
-@dataclass(frozen=True)
-class ConfusionPair:
+class ConfusionPair(Section):
     """Two characters OCR mixes up and the cost of substituting one for the other."""
 
-    a: str = setting("0", (lambda v: len(v) == 1, "a single character"))
-    b: str = setting("O", (lambda v: len(v) == 1, "a single character"))
-    cost: float = setting(0.5, (lambda v: 0 < v <= 1, "0 < cost <= 1"))
+    a: SingleChar = "0"
+    b: SingleChar = "O"
+    cost: Annotated[float, rule(lambda v: 0 < v <= 1, "0 < cost <= 1")] = 0.5
+
+    @model_validator(mode="after")
+    def _two_different_letters_or_digits(self) -> ConfusionPair:
+        if self.a.upper() == self.b.upper() or not (self.a + self.b).isalnum():
+            raise PydanticCustomError("bad_entry", "confusion pair ({pair}): expected two different single "
+                                      "letters/digits", {"pair": f"{self.a!r}, {self.b!r}"})
+        return self
 
 
-@dataclass(frozen=True)
-class PolicyConfig:
-    grace_before_s: int = setting(900, between(0, 86_400))
-    grace_after_s: int = setting(900, between(0, 86_400))
-    max_plate_distance: float = setting(1.0, between(0.0, 4.0))
-    max_candidates: int = setting(64, between(1, 512))
-    confusions: tuple[ConfusionPair, ...] = setting(())  # empty: the built-in OCR confusion table
-    anti_passback: str = setting("hard", one_of("off", "soft", "hard"))
-    allow_list: tuple[str, ...] = setting((), (lambda v: 0 < len(v) <= 80, "a plate or a 0x commitment"))
-    deny_list: tuple[str, ...] = setting((), (lambda v: 0 < len(v) <= 80, "a plate or a 0x commitment"))
-    capacity: int | None = setting(None, between(0, 1_000_000))
+class PolicyConfig(Section):
+    grace_before_s: Annotated[int, between(0, 86_400)] = 900
+    grace_after_s: Annotated[int, between(0, 86_400)] = 900
+    max_plate_distance: Annotated[float, between(0.0, 4.0)] = 1.0
+    max_candidates: Annotated[int, between(1, 512)] = 64
+    # empty: the built-in OCR confusion table
+    confusions: Annotated[tuple[ConfusionPair, ...], BeforeValidator(_array)] = ()
+    anti_passback: Annotated[str, one_of("off", "soft", "hard")] = "hard"
+    allow_list: Annotated[tuple[ListEntry, ...], BeforeValidator(_array)] = ()
+    deny_list: Annotated[tuple[ListEntry, ...], BeforeValidator(_array)] = ()
+    capacity: Annotated[int, between(0, 1_000_000)] | None = None
     # Only "closed" (refuse when no decision can be made). "open" is reserved: admitting on a store or
     # camera failure needs care (a car whose plate is merely unread must not be let in), and a setting
     # that silently did nothing would be worse than none.
-    fail_mode: str = setting("closed", one_of("closed"))
+    fail_mode: Annotated[str, one_of("closed")] = "closed"
 
 
-@dataclass(frozen=True)
-class ChainConfig:
-    enabled: bool = setting(False)
-    rpc_url: str = setting("http://127.0.0.1:8545", (lambda v: v.startswith(RPC_SCHEMES),
-                                                     "an http(s):// or ws(s):// URL"))
-    chain_id: int = setting(31337, between(1, 2**53))
-    contract_address: str = setting("", ADDRESS)
-    keystore: Path | None = setting(None)
-    password_file: Path | None = setting(None)
-    confirmations: int = setting(2, between(0, 256))
-    log_window_blocks: int = setting(2000, between(1, 100_000))
-    batch_size: int = setting(20, between(1, 200))
-    max_fee_gwei: float = setting(50.0, between(0.001, 100_000))
-    priority_fee_gwei: float = setting(1.5, between(0.0, 100_000))
-    poll_interval_s: float = setting(2.0, between(0.1, 3600))
-    plate_key_file: Path | None = setting(None)
+class ChainConfig(Section):
+    enabled: bool = False
+    rpc_url: Annotated[str, rule(lambda v: v.startswith(RPC_SCHEMES), "an http(s):// or ws(s):// URL")] = (
+        "http://127.0.0.1:8545")
+    chain_id: Annotated[int, between(1, 2**53)] = 31337
+    contract_address: Annotated[str, rule(lambda v: v == "" or bool(_ADDRESS_RE.fullmatch(v)),
+                                          "an address: 0x followed by 40 hex digits")] = ""
+    keystore: ConfigPath | None = None
+    password_file: ConfigPath | None = None
+    confirmations: Annotated[int, between(0, 256)] = 2
+    log_window_blocks: Annotated[int, between(1, 100_000)] = 2000
+    batch_size: Annotated[int, between(1, 200)] = 20
+    max_fee_gwei: Annotated[float, between(0.001, 100_000)] = 50.0
+    priority_fee_gwei: Annotated[float, between(0.0, 100_000)] = 1.5
+    poll_interval_s: Annotated[float, between(0.1, 3600)] = 2.0
+    plate_key_file: ConfigPath | None = None
 
 
-@dataclass(frozen=True)
-class MqttTlsConfig:
-    enabled: bool = setting(True)
-    ca_file: Path | None = setting(None)  # None: the system CA store
-    cert_file: Path | None = setting(None)
-    key_file: Path | None = setting(None)
+class MqttTlsConfig(Section):
+    enabled: bool = True
+    ca_file: ConfigPath | None = None  # None: the system CA store
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
 
 
-@dataclass(frozen=True)
-class MqttConfig:
-    enabled: bool = setting(False)
-    host: str = setting("127.0.0.1", (bool, "a host name or IP address"))
-    port: int = setting(8883, PORT)
-    tls: MqttTlsConfig = setting(MqttTlsConfig())
-    username: str | None = setting(None)
-    password_file: Path | None = setting(None)
-    topic_prefix: str = setting("parkgate", matches(_TOPIC_RE, "topic levels of letters, digits, '_', '-' "
-                                                              "separated by '/' (no wildcards)"))
-    client_id: str | None = setting(None, IDENTIFIER)  # None: parkgate-<gateway.id>
-    plate_privacy: str = setting("hash", one_of("hash", "mask", "plain"))
-    command_key_file: Path | None = setting(None)
-    command_max_age_s: int = setting(30, between(1, 3600))
-    discovery: bool = setting(False)
-    discovery_prefix: str = setting("homeassistant", matches(_TOPIC_RE, "a topic prefix without wildcards"))
+class MqttConfig(Section):
+    enabled: bool = False
+    host: Annotated[str, rule(bool, "a host name or IP address")] = "127.0.0.1"
+    port: Port = 8883
+    tls: MqttTlsConfig = MqttTlsConfig()
+    username: str | None = None
+    password_file: ConfigPath | None = None
+    topic_prefix: Topic = "parkgate"
+    client_id: Identifier | None = None  # None: parkgate-<gateway.id>
+    plate_privacy: Annotated[str, one_of("hash", "mask", "plain")] = "hash"
+    command_key_file: ConfigPath | None = None
+    command_max_age_s: Annotated[int, between(1, 3600)] = 30
+    discovery: bool = False
+    discovery_prefix: Annotated[str, matches(_TOPIC_RE, "a topic prefix without wildcards")] = "homeassistant"
 
 
-@dataclass(frozen=True)
-class MetricsConfig:
-    enabled: bool = setting(False)
-    host: str = setting("127.0.0.1", (bool, "an IP address to listen on (loopback recommended)"))
-    port: int = setting(9108, PORT)
+class MetricsConfig(Section):
+    enabled: bool = False
+    host: Annotated[str, rule(bool, "an IP address to listen on (loopback recommended)")] = "127.0.0.1"
+    port: Port = 9108
 
 
-@dataclass(frozen=True)
-class Config:
-    gateway: GatewayConfig = setting(GatewayConfig())
-    store: StoreConfig = setting(StoreConfig())
-    lanes: tuple[LaneConfig, ...] = setting((LaneConfig(),))
-    vision: VisionConfig = setting(VisionConfig())
-    policy: PolicyConfig = setting(PolicyConfig())
-    chain: ChainConfig = setting(ChainConfig())
-    mqtt: MqttConfig = setting(MqttConfig())
-    metrics: MetricsConfig = setting(MetricsConfig())
-    source: str = field(default="<embedded defaults>", compare=False, metadata={"internal": True})
+class Config(Section):
+    gateway: GatewayConfig = GatewayConfig()
+    store: StoreConfig = StoreConfig()
+    lanes: Annotated[tuple[LaneConfig, ...], BeforeValidator(_array)] = (LaneConfig(),)
+    vision: VisionConfig = VisionConfig()
+    policy: PolicyConfig = PolicyConfig()
+    chain: ChainConfig = ChainConfig()
+    mqtt: MqttConfig = MqttConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    _source: str = PrivateAttr(default="<embedded defaults>")
+
+    def __eq__(self, other: object) -> bool:
+        """Same settings (where they were read from does not count)."""
+        return isinstance(other, Config) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def source(self) -> str:
+        """Where the config was read from (a file path, or ``<embedded defaults>``)."""
+        return self._source
 
     @property
     def store_path(self) -> Path:
@@ -281,10 +346,15 @@ class Config:
         return self.mqtt.client_id or f"parkgate-{self.gateway.id}"
 
 
-# -- parsing ----------------------------------------------------------------------------------------
+# -- errors -----------------------------------------------------------------------------------------
 
 _TOML_TYPE = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
               dict: "a table"}
+# pydantic error type -> what the key expects
+_EXPECTED = {"bool_type": "true or false", "int_type": "an integer", "int_from_float": "an integer",
+             "float_type": "a number", "finite_number": "a number", "string_type": "a string",
+             "model_type": "a table", "dict_type": "a table", "tuple_type": "an array",
+             "is_instance_of": "a path string", "path_type": "a path string"}
 
 
 def _describe(value: Any) -> str:
@@ -294,70 +364,60 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-class _Parser:
-    def __init__(self, base_dir: Path | None) -> None:
-        self.base_dir = base_dir
-        self.issues: list[ConfigIssue] = []
-
-    def fail(self, path: str, message: str) -> None:
-        self.issues.append(ConfigIssue(path, message))
-
-    def section(self, cls: type, data: Any, path: str) -> Any:
-        if not isinstance(data, Mapping):
-            self.fail(path, f"{data!r} is {_describe(data)}; expected a table")
-            return cls()
-        hints = get_type_hints(cls)
-        known = {f.name: f for f in fields(cls) if not f.metadata.get("internal")}
-        for key in data:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.fail(_join(path, key), f"unknown key{hint}; allowed keys: {', '.join(known)}")
-        values = {}
-        for name, f in known.items():
-            if name in data:
-                values[name] = self.value(hints[name], data[name], _join(path, name), f.metadata.get("rule"))
-        return cls(**values)
-
-    def value(self, tp: Any, value: Any, path: str, rule: Rule | None) -> Any:
-        origin = get_origin(tp)
-        if origin in (Union, types.UnionType):
-            (inner,) = [a for a in get_args(tp) if a is not type(None)]
-            return self.value(inner, value, path, rule)
-        if origin is tuple:
-            if not isinstance(value, list):
-                self.fail(path, f"{value!r} is {_describe(value)}; expected an array")
-                return ()
-            return tuple(self.value(get_args(tp)[0], v, f"{path}[{i}]", rule) for i, v in enumerate(value))
-        if isinstance(tp, type) and is_dataclass(tp):
-            return self.section(tp, value, path)
-        parsed = self.scalar(tp, value, path)
-        if parsed is not None and rule is not None and not rule[0](parsed):
-            self.fail(path, f"{value!r} is not allowed; allowed: {rule[1]}")
-        return parsed
-
-    def scalar(self, tp: Any, value: Any, path: str) -> Any:
-        expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-                    Path: "a path string"}[tp]
-        ok = {bool: isinstance(value, bool),
-              int: isinstance(value, int) and not isinstance(value, bool),
-              float: isinstance(value, int | float) and not isinstance(value, bool)
-              and math.isfinite(value),
-              str: isinstance(value, str),
-              Path: isinstance(value, str) and value != ""}[tp]
-        if not ok:
-            self.fail(path, f"{value!r} is {_describe(value)}; expected {expected}")
-            return None
-        if tp is float:
-            return float(value)
-        if tp is Path:
-            p = Path(value).expanduser()
-            return self.base_dir / p if self.base_dir and not p.is_absolute() else p
-        return value
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+def _section_at(loc: tuple[int | str, ...]) -> type[BaseModel]:
+    """The model of the table at ``loc`` (a key path into Config)."""
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an element of an array of tables: same model as the array's
+        model = _model_of(model.model_fields[part].annotation)
+    return model  # type: ignore[no-any-return]
+
+
+def _model_of(annotation: Any) -> Any:
+    """The model class inside an annotation (``LaneConfig``, ``tuple[LaneConfig, ...]``, ...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_of, get_args(annotation)) if m is not None), None)
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    known = list(_section_at(loc[:-1]).model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key{hint}; allowed keys: {', '.join(known)}"
+
+
+def _issue(error: Any) -> ConfigIssue:
+    loc, kind, value = tuple(error["loc"]), error["type"], error["input"]
+    if kind == "extra_forbidden":
+        return ConfigIssue(_key_path(loc), _unknown_key(loc))
+    if kind in _EXPECTED:
+        return ConfigIssue(_key_path(loc), f"{value!r} is {_describe(value)}; expected {_EXPECTED[kind]}")
+    if kind == "bad_entry":
+        return ConfigIssue(_key_path(loc), error["msg"])
+    if kind == "not_allowed":
+        message = error["msg"]
+        if "; allowed: " not in message:
+            message = f"allowed: {message}"
+        return ConfigIssue(_key_path(loc), f"{value!r} is not allowed; {message}")
+    return ConfigIssue(_key_path(loc), f"{value!r}: {error['msg']}")
+
+
+def _issues(exc: ValidationError) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    for error in exc.errors():
+        issue = _issue(error)
+        if all(str(issue) != str(seen) for seen in issues):
+            issues.append(issue)
+    return issues
 
 
 def _modbus_input_clashes(gate: GateConfig, path: str) -> list[ConfigIssue]:
@@ -410,12 +470,15 @@ def _cross_checks(cfg: Config) -> list[ConfigIssue]:
 def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>",
                         base_dir: Path | None = None) -> Config:
     """Validate already-parsed TOML data; raises :class:`ConfigError` listing every problem."""
-    parser = _Parser(base_dir)
-    cfg: Config = parser.section(Config, data, "")
-    issues = parser.issues or _cross_checks(cfg)
+    try:
+        cfg = Config.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(source, _issues(exc)) from None
+    issues = _cross_checks(cfg)
     if issues:
         raise ConfigError(source, issues)
-    return replace(cfg, source=source)
+    cfg._source = source
+    return cfg
 
 
 def parse_config(text: str, source: str = "<string>", base_dir: Path | None = None) -> Config:
@@ -470,9 +533,3 @@ def summary(cfg: Config) -> list[str]:
     lines.append(f"mqtt: {broker}, plate privacy {mqtt.plate_privacy}")
     lines.append(f"metrics: on, {metrics.host}:{metrics.port}" if metrics.enabled else "metrics: off")
     return lines
-
-
-def default_of(cls: type, name: str) -> Any:
-    """The embedded default of one field (for docs and tests)."""
-    f = {f.name: f for f in fields(cls)}[name]
-    return f.default if f.default is not MISSING else None

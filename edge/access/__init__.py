@@ -6,7 +6,7 @@ in :mod:`edge.access.sessions`.
 """
 
 from edge.access.decide import commitment_function, committed_candidates, decide
-from edge.access.policy import AntiPassback, Override, Policy, PolicyError, policy_from_config
+from edge.access.policy import AntiPassback, Override, Policy, policy_from_config
 from edge.access.sessions import CompletedSession, Presence, Session, apply_pass
 from edge.access.types import (
     BookingStatus,
@@ -21,6 +21,6 @@ from edge.vision.types import PlateRead
 
 __all__ = [
     "AntiPassback", "BookingStatus", "BookingView", "CompletedSession", "Decision", "Direction", "Evidence",
-    "Flag", "Override", "PlateRead", "Policy", "PolicyError", "Presence", "Reason", "Session", "apply_pass",
+    "Flag", "Override", "PlateRead", "Policy", "Presence", "Reason", "Session", "apply_pass",
     "commitment_function", "committed_candidates", "decide", "policy_from_config",
 ]

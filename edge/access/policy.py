@@ -11,17 +11,12 @@ confusion tolerance as bookings.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from edge.access.plates import DEFAULT_TABLE, ConfusionTable
 from edge.config import Config
-from edge.errors import ParkgateError
 from edge.identity import normalise_plate
-
-COMMITMENT_RE = re.compile(r"^0x[0-9a-f]{64}$")
 
 
 class AntiPassback(StrEnum):
@@ -40,10 +35,6 @@ class Override(StrEnum):
     CLOSED = "closed"
 
 
-class PolicyError(ParkgateError, ValueError):
-    """A policy value that cannot be used; the message names the key, the value and what is allowed."""
-
-
 @dataclass(frozen=True, slots=True)
 class Policy:
     lot_id: str
@@ -60,46 +51,17 @@ class Policy:
     override: Override = Override.NONE
 
 
-def is_commitment(value: str) -> bool:
-    return bool(COMMITMENT_RE.match(value))
-
-
-def list_entry(key: str, value: object) -> str:
-    """Normalise one allow/deny entry: a lower-case commitment or a normalised plate."""
-    if not isinstance(value, str):
-        raise PolicyError(f"{key}: entry {value!r} must be a string (a plate or a 0x-commitment)")
-    if value.lower().startswith("0x"):
-        if not is_commitment(value.lower()):
-            raise PolicyError(f"{key}: entry {value!r} looks like a commitment but is not 0x + 64 hex digits")
-        return value.lower()
-    try:
-        return normalise_plate(value)
-    except ValueError as exc:
-        raise PolicyError(f"{key}: {exc}") from None
-
-
-def _entries(key: str, values: Iterable[str]) -> frozenset[str]:
-    return frozenset(list_entry(key, v) for v in values)
-
-
-def _confusions(pairs: Iterable[tuple[str, str, float]]) -> ConfusionTable:
-    pairs = tuple(pairs)
-    if not pairs:
-        return DEFAULT_TABLE
-    try:
-        return ConfusionTable.from_pairs(pairs)
-    except ValueError as exc:
-        raise PolicyError(f"policy.confusions: {exc}") from None
+def list_entry(value: str) -> str:
+    """One allow/deny entry as the decision compares it: a lower-case commitment or a normalised plate
+    (``edge.config`` has checked that it is one or the other)."""
+    return value.lower() if value.lower().startswith("0x") else normalise_plate(value)
 
 
 def policy_from_config(cfg: Config, override: Override = Override.NONE) -> Policy:
     """The access policy of the validated config (``[policy]``, ``gateway.lot_id``,
-    ``vision.min_confidence``) plus the operator's current override (runtime state, not config).
-
-    Raises :class:`PolicyError` naming the key for list entries that are neither a plate nor a
-    commitment, and for confusion pairs that are not two different letters/digits.
-    """
+    ``vision.min_confidence``) plus the operator's current override (runtime state, not config)."""
     p = cfg.policy
+    pairs = [(c.a, c.b, c.cost) for c in p.confusions]
     return Policy(
         lot_id=cfg.gateway.lot_id,
         grace_before_s=p.grace_before_s,
@@ -107,10 +69,10 @@ def policy_from_config(cfg: Config, override: Override = Override.NONE) -> Polic
         max_plate_distance=p.max_plate_distance,
         max_candidates=p.max_candidates,
         min_confidence=cfg.vision.min_confidence,
-        confusions=_confusions((c.a, c.b, c.cost) for c in p.confusions),
+        confusions=ConfusionTable.from_pairs(pairs) if pairs else DEFAULT_TABLE,
         anti_passback=AntiPassback(p.anti_passback),
-        allow=_entries("policy.allow_list", p.allow_list),
-        deny=_entries("policy.deny_list", p.deny_list),
+        allow=frozenset(map(list_entry, p.allow_list)),
+        deny=frozenset(map(list_entry, p.deny_list)),
         capacity=p.capacity,
         override=override,
     )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edge.access.policy import PolicyError, policy_from_config
-from edge.config import Config, ConfigError, ConfigIssue, load_config, summary
+from edge.config import ConfigError, load_config, summary
 from edge.doctor import CheckResult, Status, format_table, registered_checks, run_checks
 
 
@@ -23,20 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     doctor.set_defaults(func=cmd_doctor)
 
 
-def load_checked(path: str | None) -> Config:
-    """The config, also checked by the consumers whose rules need more than the file's syntax
-    (the access policy normalises allow/deny plates and confusion pairs)."""
-    cfg = load_config(path)
-    try:
-        policy_from_config(cfg)
-    except PolicyError as exc:
-        raise ConfigError(cfg.source, [ConfigIssue("", str(exc))]) from None
-    return cfg
-
-
 def cmd_config_check(args: argparse.Namespace) -> int:
     try:
-        cfg = load_checked(args.file)
+        cfg = load_config(args.file)
     except ConfigError as exc:
         print(exc)
         return 1
@@ -48,7 +36,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     try:
-        cfg = load_checked(args.config)
+        cfg = load_config(args.config)
     except ConfigError as exc:
         fix = "fix the listed keys (see docs/parkgate.example.toml)"
         rows = [("config", CheckResult.fail(str(exc), fix))]

@@ -90,7 +90,7 @@ def test_config_check_applies_the_access_policy_rules(tmp_path: Path, capsys: Ca
     bad.write_text('[policy]\ndeny_list = ["0x1234"]\n')
     out = parkgate_here(capsys, "config", "check", str(bad))
     assert out.returncode == 1
-    assert "policy.deny_list: entry '0x1234' looks like a commitment but is not 0x + 64 hex digits" \
+    assert "policy.deny_list[0]: entry '0x1234' looks like a commitment but is not 0x + 64 hex digits" \
         in out.stdout
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
-from typing import get_args, get_type_hints
+from typing import get_args
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
 
 from edge import config as config_module
 from edge.config import (
@@ -46,7 +46,7 @@ def test_embedded_defaults_are_safe() -> None:
 
 
 def test_config_is_frozen() -> None:
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         Config().gateway.id = "x"  # type: ignore[misc]
 
 
@@ -69,17 +69,21 @@ def test_commented_examples_in_the_example_file_are_valid_too() -> None:
     assert cfg.mqtt.tls.cert_file is not None and cfg.mqtt.client_id == "parkgate-lot-1-north"
 
 
-def documented_keys(cls: type, prefix: str = "") -> list[str]:
+def section_of(annotation: object) -> type[BaseModel] | None:
+    """The config table inside a field's annotation (``LaneConfig``, ``tuple[LaneConfig, ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(section_of, get_args(annotation)) if m is not None), None)
+
+
+def documented_keys(cls: type[BaseModel], prefix: str = "") -> list[str]:
     """Every key path of a config section, e.g. 'lanes.gate.baudrate' (confusion pairs excluded)."""
     keys = []
-    for name, tp in get_type_hints(cls).items():
-        if name == "source":
-            continue
+    for name, field in cls.model_fields.items():
         keys.append(prefix + name)
-        args = get_args(tp)
-        inner = tp if dataclasses.is_dataclass(tp) else (args[0] if args else None)
-        if dataclasses.is_dataclass(inner) and name != "confusions":
-            keys += documented_keys(inner, f"{prefix}{name}.")  # type: ignore[arg-type]
+        inner = section_of(field.annotation)
+        if inner is not None and name != "confusions":
+            keys += documented_keys(inner, f"{prefix}{name}.")
     return keys
 
 
