@@ -459,6 +459,8 @@ def _cross_checks(cfg: Config) -> list[ConfigIssue]:
     mqtt = cfg.mqtt
     if (mqtt.tls.cert_file is None) != (mqtt.tls.key_file is None):
         issues.append(ConfigIssue("mqtt.tls", "cert_file and key_file go together: give both or neither"))
+    if not mqtt.tls.enabled and (mqtt.tls.ca_file or mqtt.tls.cert_file):
+        issues.append(ConfigIssue("mqtt.tls", "ca_file/cert_file need mqtt.tls.enabled = true"))
     if mqtt.password_file is not None and mqtt.username is None:
         issues.append(ConfigIssue("mqtt.password_file", "is set but mqtt.username is not; give both"))
     if mqtt.enabled and mqtt.command_key_file is None:

@@ -279,20 +279,20 @@ def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: P
 def mqtt_section(url: str, workdir: Path, ca_file: Path | None = None) -> dict[str, object]:
     """``--mqtt mqtt(s)://user:pass@host:port``: publish too (a command key is generated)."""
     from edge.mqtt import generate_key
-    from edge.mqtt.settings import settings_from_url
+    from edge.mqtt.wiring import mqtt_config_from_url
 
-    settings = settings_from_url(url, "demo-gw")
+    broker, password = mqtt_config_from_url(url)
     key = workdir / "secrets" / "command-key"
     key.write_text(generate_key() + "\n")
-    section: dict[str, object] = {"enabled": True, "host": settings.host, "port": settings.port,
+    section: dict[str, object] = {"enabled": True, "host": broker.host, "port": broker.port,
                                   "command_key_file": str(key)}
-    if settings.username:
-        section["username"] = settings.username
-    if settings.password:
+    if broker.username:
+        section["username"] = broker.username
+    if password:
         pw = workdir / "secrets" / "mqtt-password"
-        pw.write_text(settings.password + "\n")
+        pw.write_text(password + "\n")
         section["password_file"] = str(pw)
-    if not settings.tls:
+    if not broker.tls.enabled:
         return section | {"tls": {"enabled": False}}
     return section | ({"tls": {"ca_file": str(ca_file)}} if ca_file else {})
 

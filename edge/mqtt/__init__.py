@@ -20,20 +20,21 @@ from edge.mqtt.commands import (
 )
 from edge.mqtt.outbox import OutboxPort, OutboxPublisher
 from edge.mqtt.privacy import present_plate, redact_payload
-from edge.mqtt.settings import MqttSettings, settings_from_url
 from edge.mqtt.topics import Topics, discovery_messages
 
 if TYPE_CHECKING:
-    from edge.mqtt.bridge import CommandOutcome, MqttBridge
+    from edge.mqtt.bridge import BridgeTimings, CommandOutcome, MqttBridge
     from edge.mqtt.nonces import NonceStore
+    from edge.mqtt.wiring import bridge_from_config, mqtt_config_from_url
 
-_LAZY = {"CommandOutcome": "edge.mqtt.bridge", "MqttBridge": "edge.mqtt.bridge",
-         "NonceStore": "edge.mqtt.nonces"}
+_LAZY = {"BridgeTimings": "edge.mqtt.bridge", "CommandOutcome": "edge.mqtt.bridge",
+         "MqttBridge": "edge.mqtt.bridge", "NonceStore": "edge.mqtt.nonces",
+         "bridge_from_config": "edge.mqtt.wiring", "mqtt_config_from_url": "edge.mqtt.wiring"}
 
 __all__ = [
-    "Command", "CommandOutcome", "CommandPolicy", "MqttBridge", "MqttSettings", "NonceStore", "OutboxPort",
-    "OutboxPublisher", "Rejection", "Topics", "discovery_messages", "generate_key", "load_key",
-    "present_plate", "redact_payload", "settings_from_url", "sign_command", "verify_command",
+    "BridgeTimings", "Command", "CommandOutcome", "CommandPolicy", "MqttBridge", "NonceStore", "OutboxPort",
+    "OutboxPublisher", "Rejection", "Topics", "bridge_from_config", "discovery_messages", "generate_key",
+    "load_key", "mqtt_config_from_url", "present_plate", "redact_payload", "sign_command", "verify_command",
 ]
 
 

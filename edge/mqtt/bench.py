@@ -15,9 +15,9 @@ import time
 import timeit
 from pathlib import Path
 
-from edge.mqtt.bridge import MqttBridge
+from edge.mqtt.bridge import BridgeTimings, MqttBridge
 from edge.mqtt.commands import CommandPolicy, sign_command, verify_command
-from edge.mqtt.settings import settings_from_url
+from edge.mqtt.wiring import mqtt_config_from_url
 from edge.store import GateEventRow, Store, new_event_id, wall_clock_ms
 from edge.support.mosquitto import MosquittoBroker
 
@@ -41,9 +41,11 @@ def bench_outbox(events: int, window: int, workdir: Path) -> dict[str, float]:
                                               occurred_at_ms=wall_clock_ms(), plate_masked="AB***3"),
                                     destinations=("mqtt",))
         with MosquittoBroker(workdir / "broker") as broker:
-            settings = settings_from_url(broker.url, "gw-bench", ca_file=broker.ca_file, outbox_window=window)
+            config, password = mqtt_config_from_url(broker.url, ca_file=broker.ca_file)
             start = time.perf_counter()
-            with MqttBridge(settings, KEY, ["in-1"], open_outbox=lambda: Store(db), poll_s=0.05) as bridge:
+            with MqttBridge(config, "gw-bench", KEY, ["in-1"], password=password,
+                            timings=BridgeTimings(outbox_window=window), open_outbox=lambda: Store(db),
+                            poll_s=0.05) as bridge:
                 while store.counts().get("outbox.mqtt.done", 0) < events:
                     time.sleep(0.01)
                 elapsed = time.perf_counter() - start

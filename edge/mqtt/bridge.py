@@ -7,8 +7,12 @@ so that callable must be quick and thread-safe, e.g. put the command on a queue)
 owns the outbox (``open_outbox`` is called in that thread, because a ``Store`` is confined to the
 thread that opened it). Wiring::
 
-    bridge = MqttBridge(settings, key, lanes=["in-1", "out-1"], on_command=queue_command,
-                        open_outbox=lambda: Store(db_path), nonces=NonceStore(db_path, window_ms))
+    bridge = MqttBridge(cfg.mqtt, cfg.gateway.id, key, lanes=["in-1", "out-1"], password=password,
+                        on_command=queue_command, open_outbox=lambda: Store(db_path),
+                        nonces=NonceStore(db_path, window_ms))
+
+(``edge.mqtt.wiring.bridge_from_config`` does this for the daemon.) The bridge reads the config's
+``[mqtt]`` section itself; :class:`BridgeTimings` holds its own timings and limits.
     bridge.start(); ...; bridge.notify_outbox()  # after recording an event; bridge.stop()
 """
 
@@ -28,11 +32,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edge.config import MqttConfig
 from edge.mqtt.commands import MIN_KEY_BYTES, Command, CommandPolicy, Rejection, verify_command
 from edge.mqtt.nonces import NonceStore
 from edge.mqtt.outbox import OutboxPort, OutboxPublisher
 from edge.mqtt.privacy import redact_payload
-from edge.mqtt.settings import MqttSettings
 from edge.mqtt.topics import OFFLINE, ONLINE, Topics, check_topic_part, discovery_messages
 from edge.store import wall_clock_ms
 
@@ -56,17 +60,42 @@ def _reject_everything(cmd: Command) -> CommandOutcome:
     return CommandOutcome(False, "remote commands are not enabled on this gateway")
 
 
+@dataclass(frozen=True)
+class BridgeTimings:
+    """The bridge's own timings and limits (not operator settings: those are the config's ``[mqtt]``)."""
+
+    keepalive_s: int = 30
+    command_max_skew_ms: int = 5_000
+    command_max_bytes: int = 1024
+    outbox_window: int = 16
+    reconnect_min_s: int = 1
+    reconnect_max_s: int = 30
+    refused_retry_s: int = 5
+
+    def __post_init__(self) -> None:
+        positive = ("keepalive_s", "command_max_bytes", "outbox_window", "reconnect_min_s", "refused_retry_s")
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                raise ValueError(f"{name} {getattr(self, name)!r} must be a positive integer")
+        if self.command_max_skew_ms < 0 or self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("command_max_skew_ms must be >= 0 and reconnect_max_s >= reconnect_min_s")
+
+
 class MqttBridge:
-    def __init__(self, settings: MqttSettings, key: bytes, lanes: Iterable[str], *,
+    def __init__(self, config: MqttConfig, gateway_id: str, key: bytes, lanes: Iterable[str], *,
+                 password: str | None = None, timings: BridgeTimings = BridgeTimings(),
                  on_command: CommandHandler = _reject_everything,
                  open_outbox: Callable[[], OutboxPort] | None = None,
                  nonces: NonceStore | None = None,
                  clock_ms: Callable[[], int] = wall_clock_ms, poll_s: float = 1.0) -> None:
-        self.settings = settings
-        self.topics = Topics(settings.prefix, settings.gateway_id)
+        self.config = config
+        self.timings = timings
+        self.client_id = config.client_id or f"parkgate-{gateway_id}"
+        self._password = password
+        self.topics = Topics(config.topic_prefix, gateway_id)
         self.lanes = tuple(self._checked_lane(lane) for lane in lanes)
-        self.policy = CommandPolicy(settings.gateway_id, frozenset(self.lanes), settings.command_max_age_ms,
-                                    settings.command_max_skew_ms, settings.command_max_bytes)
+        self.policy = CommandPolicy(gateway_id, frozenset(self.lanes), config.command_max_age_s * 1000,
+                                    timings.command_max_skew_ms, timings.command_max_bytes)
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"gateway key is {len(key)} bytes, at least {MIN_KEY_BYTES} required")
         self._key = key
@@ -98,23 +127,23 @@ class MqttBridge:
         return lane
 
     def _make_client(self) -> mqtt.Client:
-        s = self.settings
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                             client_id=s.effective_client_id, protocol=mqtt.MQTTv5)
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
+        m, tls, t = self.config, self.config.tls, self.timings
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=mqtt.MQTTv5)
+        if m.username is not None:
+            client.username_pw_set(m.username, self._password)
+        if tls.enabled:
             try:
-                client.tls_set(ca_certs=str(s.ca_file) if s.ca_file else None,
-                               certfile=str(s.client_cert) if s.client_cert else None,
-                               keyfile=str(s.client_key) if s.client_key else None,
+                client.tls_set(ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                               certfile=str(tls.cert_file) if tls.cert_file else None,
+                               keyfile=str(tls.key_file) if tls.key_file else None,
                                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
             except (OSError, ssl.SSLError, ValueError) as exc:
-                raise ValueError(f"mqtt TLS files (ca_file={s.ca_file}, client_cert={s.client_cert}, "
-                                 f"client_key={s.client_key}) are unusable: {exc}") from exc
+                raise ValueError(f"mqtt TLS files (ca_file={tls.ca_file}, cert_file={tls.cert_file}, "
+                                 f"key_file={tls.key_file}) are unusable: {exc}") from exc
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
-        client.max_inflight_messages_set(s.outbox_window + 8)
-        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
+        client.max_inflight_messages_set(t.outbox_window + 8)
+        client.reconnect_delay_set(t.reconnect_min_s, t.reconnect_max_s)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
@@ -131,7 +160,7 @@ class MqttBridge:
     def start(self) -> MqttBridge:
         """Connect in the background (paho retries with back-off) and start the outbox pump."""
         self._stopping.clear()
-        self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s)
+        self._client.connect_async(self.config.host, self.config.port, self.timings.keepalive_s)
         self._client.loop_start()
         if self._open_outbox is not None:
             self._pump = threading.Thread(target=self._pump_loop, name="mqtt-outbox", daemon=True)
@@ -150,7 +179,7 @@ class MqttBridge:
         with self._stats_lock:
             counters = dict(self.stats)
         return {"connected": self.connected, "last_connect_error": self.last_connect_error,
-                "broker": f"{self.settings.host}:{self.settings.port}", "counters": counters}
+                "broker": f"{self.config.host}:{self.config.port}", "counters": counters}
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say ``offline`` (retained), disconnect and stop; unacknowledged rows stay in the outbox."""
@@ -190,7 +219,7 @@ class MqttBridge:
         if not self.connected:
             self._count("reads_dropped_offline")
             return False
-        body = redact_payload(read, self.settings.plate_privacy, self._key)
+        body = redact_payload(read, self.config.plate_privacy, self._key)
         self._client.publish(self.topics.reads, _json(body), qos=1)
         self._count("reads_published")
         return True
@@ -212,23 +241,21 @@ class MqttBridge:
         if reason_code.is_failure:
             self.last_connect_error = str(reason_code)
             self._count("connect_failed")
-            log.error("mqtt broker %s:%s refused the connection: %s", self.settings.host, self.settings.port,
+            log.error("mqtt broker %s:%s refused the connection: %s", self.config.host, self.config.port,
                       reason_code)
             return
         self.last_connect_error = None
         self._count("connects")
         client.subscribe(self.topics.command_filter, options=SubscribeOptions(qos=1, noLocal=True))
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
-        if self.settings.discovery:
-            for topic, payload in discovery_messages(self.topics, self.lanes, self.settings.discovery_prefix,
-                                                     self.settings.ha_open_button_topic):
+        if self.config.discovery:
+            for topic, payload in discovery_messages(self.topics, self.lanes, self.config.discovery_prefix):
                 client.publish(topic, payload, qos=1, retain=True)
         with self._retained_lock:
             for topic, payload in self._retained.items():
                 client.publish(topic, payload, qos=1, retain=True)
             self._connected.set()
-        log.info("mqtt connected to %s:%s as %s", self.settings.host, self.settings.port,
-                 self.settings.effective_client_id)
+        log.info("mqtt connected to %s:%s as %s", self.config.host, self.config.port, self.client_id)
         self._wake.set()
 
     def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
@@ -317,8 +344,8 @@ class MqttBridge:
         if outbox is None:
             return
         publisher = OutboxPublisher(outbox, self._publish_event, self.topics.events,
-                                    lambda p: redact_payload(p, self.settings.plate_privacy, self._key),
-                                    self.settings.outbox_window)
+                                    lambda p: redact_payload(p, self.config.plate_privacy, self._key),
+                                    self.timings.outbox_window)
         self.publisher = publisher
         try:
             while not self._stopping.is_set():
@@ -337,8 +364,8 @@ class MqttBridge:
                 return self._open_outbox()
             except Exception:
                 self._count("outbox_errors")
-                log.exception("cannot open the outbox; retrying in %d s", self.settings.refused_retry_s)
-                self._stopping.wait(self.settings.refused_retry_s)
+                log.exception("cannot open the outbox; retrying in %d s", self.timings.refused_retry_s)
+                self._stopping.wait(self.timings.refused_retry_s)
         return None
 
     def _pump_step(self, publisher: OutboxPublisher) -> None:
@@ -349,7 +376,7 @@ class MqttBridge:
                 self._count("events_published", publisher.fill())
             if publisher.refused > refused_before:
                 self._count("events_refused", publisher.refused - refused_before)
-                self._stopping.wait(self.settings.refused_retry_s)
+                self._stopping.wait(self.timings.refused_retry_s)
         except Exception:
             self._count("outbox_errors")
             log.exception("outbox pump step failed; retrying")

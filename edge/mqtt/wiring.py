@@ -1,42 +1,54 @@
-"""Build the MQTT bridge from the gateway's config (``edge.config.Config``, section ``[mqtt]``).
-
-Kept apart from ``settings`` so the pure settings carry no dependency on the config file format.
-"""
+"""Build the MQTT bridge from the gateway's config (``edge.config.Config``, section ``[mqtt]``), and an
+``[mqtt]`` section from a broker URL (the demo's ``--mqtt``, tests and the benchmark)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from edge.config import Config, read_secret
-from edge.mqtt.bridge import CommandHandler, MqttBridge
+from edge.config import Config, MqttConfig, config_from_mapping, read_secret
+from edge.mqtt.bridge import BridgeTimings, CommandHandler, MqttBridge
 from edge.mqtt.commands import load_key
 from edge.mqtt.nonces import NonceStore
-from edge.mqtt.settings import MqttSettings
 from edge.store import Store
 
-
-def settings_from_config(cfg: Config) -> MqttSettings:
-    """The bridge settings of ``cfg``; reads the password file. ConfigError/ValueError name the key."""
-    m = cfg.mqtt
-    password = read_secret(m.password_file, "mqtt.password_file") if m.password_file is not None else None
-    return MqttSettings(
-        host=m.host, port=m.port, gateway_id=cfg.gateway.id, prefix=m.topic_prefix, username=m.username,
-        password=password, tls=m.tls.enabled, ca_file=m.tls.ca_file, client_cert=m.tls.cert_file,
-        client_key=m.tls.key_file, client_id=cfg.mqtt_client_id, plate_privacy=m.plate_privacy,
-        discovery=m.discovery, discovery_prefix=m.discovery_prefix,
-        command_max_age_ms=m.command_max_age_s * 1000,
-    )
+URL_SCHEMES = {"mqtt": False, "mqtts": True}
 
 
 def bridge_from_config(cfg: Config, on_command: CommandHandler,
                        open_outbox: Callable[[], Store] | None = None) -> MqttBridge:
-    """The bridge for ``cfg``: lanes from ``[[lanes]]``, key from ``mqtt.command_key_file``, the
-    replay cache and (by default) the outbox in the gateway's store file."""
-    if cfg.mqtt.command_key_file is None:
+    """The bridge for ``cfg``: lanes from ``[[lanes]]``, key from ``mqtt.command_key_file``, password
+    from ``mqtt.password_file``, the replay cache and (by default) the outbox in the gateway's store."""
+    m = cfg.mqtt
+    if m.command_key_file is None:
         raise ValueError("mqtt.command_key_file is required when mqtt is enabled "
                          "(create one with `parkgate mqtt keygen --out FILE`)")
-    settings = settings_from_config(cfg)
-    nonces = NonceStore(cfg.store_path, settings.command_max_age_ms + settings.command_max_skew_ms)
-    return MqttBridge(settings, load_key(cfg.mqtt.command_key_file), [lane.name for lane in cfg.lanes],
-                      on_command=on_command, open_outbox=open_outbox or (lambda: Store(cfg.store_path)),
-                      nonces=nonces)
+    password = read_secret(m.password_file, "mqtt.password_file") if m.password_file is not None else None
+    timings = BridgeTimings()
+    nonces = NonceStore(cfg.store_path, m.command_max_age_s * 1000 + timings.command_max_skew_ms)
+    return MqttBridge(m, cfg.gateway.id, load_key(m.command_key_file), [lane.name for lane in cfg.lanes],
+                      password=password, timings=timings, on_command=on_command,
+                      open_outbox=open_outbox or (lambda: Store(cfg.store_path)), nonces=nonces)
+
+
+def mqtt_config_from_url(url: str, **keys: Any) -> tuple[MqttConfig, str | None]:
+    """``mqtts://user:pass@host:8883`` (TLS) or ``mqtt://host:1883`` -> the ``[mqtt]`` section the
+    bridge reads, and the password. ``keys`` are further ``[mqtt]`` keys (``tls`` keys ``ca_file``,
+    ``cert_file``, ``key_file`` may be given flat). ValueError naming the URL, or ConfigError naming
+    the key, when something is bad."""
+    parts = urlsplit(url)
+    if parts.scheme not in URL_SCHEMES:
+        raise ValueError(f"mqtt url {url!r}: scheme must be mqtt:// or mqtts://")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"mqtt url {url!r}: port is not a number 1-65535") from None
+    tls_on = URL_SCHEMES[parts.scheme]
+    tls = {"enabled": tls_on, **{k: str(keys.pop(k)) for k in ("ca_file", "cert_file", "key_file")
+                                 if keys.get(k) is not None}}
+    section = {"host": parts.hostname or "", "port": port or (8883 if tls_on else 1883), "tls": tls, **keys}
+    if parts.username:
+        section["username"] = unquote(parts.username)
+    mqtt = config_from_mapping({"mqtt": section}, f"mqtt url {url!r}").mqtt
+    return mqtt, unquote(parts.password) if parts.password else None

@@ -9,12 +9,14 @@ import json
 import sys
 import time
 
-from edge.mqtt import MqttBridge, settings_from_url
+from edge.mqtt import BridgeTimings, MqttBridge
+from edge.mqtt.wiring import mqtt_config_from_url
 
 if __name__ == "__main__":
     spec = json.loads(sys.argv[1])
-    settings = settings_from_url(spec["url"], spec["gateway"], ca_file=spec["ca_file"], keepalive_s=60)
-    bridge = MqttBridge(settings, bytes(32), spec["lanes"]).start()
+    config, password = mqtt_config_from_url(spec["url"], ca_file=spec["ca_file"], discovery=True)
+    bridge = MqttBridge(config, spec["gateway"], bytes(32), spec["lanes"], password=password,
+                        timings=BridgeTimings(keepalive_s=60)).start()
     if not bridge.wait_connected(20):
         print("not connected:", bridge.last_connect_error, flush=True)
         sys.exit(1)

@@ -14,10 +14,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import config_from_mapping
-from edge.mqtt import CommandOutcome, MqttBridge, NonceStore, settings_from_url, sign_command
+from edge.mqtt import BridgeTimings, CommandOutcome, MqttBridge, NonceStore, sign_command
 from edge.mqtt.commands import Command
 from edge.mqtt.privacy import hash_plate
-from edge.mqtt.wiring import bridge_from_config
+from edge.mqtt.wiring import bridge_from_config, mqtt_config_from_url
 from edge.store import GateEventRow, Store, new_event_id, wall_clock_ms
 from edge.support.mosquitto import MosquittoBroker
 from edge.support.proc import ManagedProcess
@@ -82,15 +82,15 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker
 
 
 def bridge_for(broker: MosquittoBroker, gateway: str, **kwargs: object) -> MqttBridge:
-    settings = settings_from_url(broker.url, gateway, ca_file=broker.ca_file, reconnect_min_s=1,
-                                 reconnect_max_s=2, **kwargs.pop("settings", {}))
-    return MqttBridge(settings, KEY, LANES, poll_s=0.2, **kwargs)
+    config, password = mqtt_config_from_url(broker.url, ca_file=broker.ca_file, discovery=True)
+    timings = BridgeTimings(reconnect_min_s=1, reconnect_max_s=2, **kwargs.pop("timings", {}))
+    return MqttBridge(config, gateway, KEY, LANES, password=password, timings=timings, poll_s=0.2, **kwargs)
 
 
 def test_wrong_password_is_refused(broker: MosquittoBroker) -> None:
-    settings = settings_from_url(f"mqtts://{broker.username}:wrong@{broker.host}:{broker.port}", "gw-bad",
-                                 ca_file=broker.ca_file)
-    bridge = MqttBridge(settings, KEY, LANES).start()
+    config, password = mqtt_config_from_url(f"mqtts://{broker.username}:wrong@{broker.host}:{broker.port}",
+                                            ca_file=broker.ca_file)
+    bridge = MqttBridge(config, "gw-bad", KEY, LANES, password=password).start()
     try:
         wait_until(lambda: bridge.last_connect_error, what="the broker's refusal")
         assert not bridge.connected
@@ -100,10 +100,9 @@ def test_wrong_password_is_refused(broker: MosquittoBroker) -> None:
 
 
 def test_client_certificate_authenticates_without_password(broker: MosquittoBroker) -> None:
-    settings = settings_from_url(f"mqtts://{broker.host}:{broker.cert_port}", "gw-cert",
-                                 ca_file=broker.ca_file, client_cert=broker.client_cert,
-                                 client_key=broker.client_key)
-    with MqttBridge(settings, KEY, LANES) as bridge:
+    config, _ = mqtt_config_from_url(f"mqtts://{broker.host}:{broker.cert_port}", ca_file=broker.ca_file,
+                                     cert_file=broker.client_cert, key_file=broker.client_key)
+    with MqttBridge(config, "gw-cert", KEY, LANES) as bridge:
         assert bridge.wait_connected(10), bridge.last_connect_error
 
 
@@ -205,7 +204,7 @@ def test_outbox_loses_nothing_across_a_broker_outage(tmp_path: Path) -> None:
     store = Store(db)
     topic = "parkgate/gw-out/events"
     broker = MosquittoBroker(tmp_path / "broker", extra_users=dict([WATCHER])).start()
-    bridge = bridge_for(broker, "gw-out", open_outbox=lambda: Store(db), settings={"outbox_window": 8})
+    bridge = bridge_for(broker, "gw-out", open_outbox=lambda: Store(db), timings={"outbox_window": 8})
     before = Watcher(broker, topic)
     after: Watcher | None = None
     try:
@@ -280,7 +279,7 @@ def test_events_the_broker_refuses_are_kept_and_sent_once_allowed(tmp_path: Path
     broker = MosquittoBroker(tmp_path / "broker", extra_users=dict([WATCHER]), acl=deny_events).start()
     db = tmp_path / "gw.sqlite"
     store = Store(db)
-    bridge = bridge_for(broker, "gw-acl", open_outbox=lambda: Store(db), settings={"refused_retry_s": 1})
+    bridge = bridge_for(broker, "gw-acl", open_outbox=lambda: Store(db), timings={"refused_retry_s": 1})
     watcher = Watcher(broker, "parkgate/gw-acl/events")
     try:
         ids = record_events(store, 3)

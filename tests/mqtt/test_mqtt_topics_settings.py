@@ -1,4 +1,5 @@
-"""Topic layout, Home Assistant discovery, settings validation and the nonce store."""
+"""Topic layout, Home Assistant discovery, the [mqtt] section from a broker URL, the bridge's own
+timings, and the nonce store."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from edge.mqtt.bridge import MqttBridge
+from edge.config import ConfigError, config_from_mapping
+from edge.mqtt.bridge import BridgeTimings, MqttBridge
 from edge.mqtt.nonces import NonceStore
-from edge.mqtt.settings import MqttSettings, settings_from_url
 from edge.mqtt.topics import Topics, discovery_messages
+from edge.mqtt.wiring import mqtt_config_from_url
 
 TOPICS = Topics("parkgate", "gw-1")
 
@@ -50,32 +52,37 @@ def test_discovery_button_only_points_at_a_signing_bridge_topic() -> None:
     assert button["command_topic"] == "signer/gw-1/open" and button["payload_press"] == "in-1"
 
 
-def test_settings_from_url() -> None:
-    s = settings_from_url("mqtts://user:p%40ss@127.0.0.1:18883", "gw-1", ca_file="/etc/ca.crt")
-    assert (s.host, s.port, s.tls, s.username, s.password) == ("127.0.0.1", 18883, True, "user", "p@ss")
-    assert s.ca_file == Path("/etc/ca.crt") and s.plate_privacy == "hash"
-    plain = settings_from_url("mqtt://broker", "gw-1")
-    assert (plain.port, plain.tls, plain.username) == (1883, False, None)
+def test_mqtt_section_from_url() -> None:
+    m, password = mqtt_config_from_url("mqtts://user:p%40ss@127.0.0.1:18883", ca_file="/etc/ca.crt")
+    assert (m.host, m.port, m.tls.enabled, m.username, password) == ("127.0.0.1", 18883, True, "user", "p@ss")
+    assert m.tls.ca_file == Path("/etc/ca.crt") and m.plate_privacy == "hash"
+    plain, no_password = mqtt_config_from_url("mqtt://broker")
+    assert (plain.port, plain.tls.enabled, plain.username, no_password) == (1883, False, None, None)
 
 
-@pytest.mark.parametrize(("url", "overrides", "message"), [
+@pytest.mark.parametrize(("url", "keys", "message"), [
     ("http://broker", {}, "scheme must be mqtt:// or mqtts://"),
     ("mqtts://broker:99999", {}, "port is not a number"),
-    ("mqtts://broker", {"plate_privacy": "clear"}, "plate_privacy 'clear' is not one of"),
-    ("mqtts://broker", {"client_cert": "/c.crt"}, "client_cert and client_key go together"),
-    ("mqtt://broker", {"ca_file": "/ca.crt"}, "need tls = true"),
-    ("mqtts://broker", {"outbox_window": 0}, "outbox_window 0 must be a positive integer"),
-    ("mqtts://broker", {"prefix": "a/+"}, "cannot be used in MQTT topics"),
+    ("mqtts://broker", {"plate_privacy": "clear"}, "mqtt.plate_privacy: 'clear' is not allowed; allowed: h"),
+    ("mqtts://broker", {"cert_file": "/c.crt"}, "cert_file and key_file go together"),
+    ("mqtt://broker", {"ca_file": "/ca.crt"}, "need mqtt.tls.enabled = true"),
+    ("mqtts://broker", {"topic_prefix": "a/+"}, r"mqtt.topic_prefix: 'a/\+' is not allowed"),
 ])
-def test_bad_settings_name_the_value(url: str, overrides: dict, message: str) -> None:
+def test_bad_broker_settings_name_the_value(url: str, keys: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        settings_from_url(url, "gw-1", **overrides)
+        mqtt_config_from_url(url, **keys)
 
 
-def test_settings_report_every_problem_at_once() -> None:
-    with pytest.raises(ValueError) as info:
-        MqttSettings(host="", gateway_id="gw/1", port=0)
-    assert "host is empty" in str(info.value) and "port 0" in str(info.value) and "gw/1" in str(info.value)
+def test_bad_bridge_timings_name_the_value() -> None:
+    with pytest.raises(ValueError, match="outbox_window 0 must be a positive integer"):
+        BridgeTimings(outbox_window=0)
+
+
+def test_broker_settings_report_every_problem_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping({"gateway": {"id": "gw/1"}, "mqtt": {"host": "", "port": 0}})
+    assert [issue.path for issue in info.value.issues] == ["gateway.id", "mqtt.host", "mqtt.port"]
+    assert "'gw/1' is not allowed" in str(info.value)
 
 
 def test_nonces_survive_a_restart_and_leave_with_the_window(tmp_path: Path) -> None:
@@ -91,13 +98,15 @@ def test_nonces_survive_a_restart_and_leave_with_the_window(tmp_path: Path) -> N
 
 
 def test_bridge_refuses_unusable_tls_files_short_keys_and_bad_lanes(tmp_path: Path) -> None:
-    missing_ca = settings_from_url("mqtts://broker", "gw-1", ca_file=tmp_path / "nope.crt")
+    missing_ca, _ = mqtt_config_from_url("mqtts://broker", ca_file=tmp_path / "nope.crt")
     with pytest.raises(ValueError, match="mqtt TLS files .* are unusable"):
-        MqttBridge(missing_ca, bytes(32), ["in-1"])
-    ok = settings_from_url("mqtts://broker", "gw-1")
+        MqttBridge(missing_ca, "gw-1", bytes(32), ["in-1"])
+    ok, _ = mqtt_config_from_url("mqtts://broker")
     with pytest.raises(ValueError, match="at least 16 required"):
-        MqttBridge(ok, b"short", ["in-1"])
+        MqttBridge(ok, "gw-1", b"short", ["in-1"])
     with pytest.raises(ValueError, match="clash with the cmd/result topic"):
-        MqttBridge(ok, bytes(32), ["result"])
+        MqttBridge(ok, "gw-1", bytes(32), ["result"])
     with pytest.raises(ValueError, match="cannot be used in MQTT topics"):
-        MqttBridge(ok, bytes(32), ["in/1"])
+        MqttBridge(ok, "gw-1", bytes(32), ["in/1"])
+    with pytest.raises(ValueError, match="cannot be used in MQTT topics"):
+        MqttBridge(ok, "gw/1", bytes(32), ["in-1"])  # the gateway id is a topic level too
