@@ -58,7 +58,7 @@ demo: $(PY_STAMP) $(NPM_STAMP)
 	$(PARKGATE) demo $(DEMO_ARGS)
 
 bench: $(PY_STAMP) $(NPM_STAMP)
-	$(PY) -m edge.bench
+	$(PY) -m edge.tools.bench
 
 chaos: $(PY_STAMP) $(NPM_STAMP) system-deps
 	$(PY) -m edge.chaos

@@ -46,8 +46,8 @@ from edge.demo.scenario import vision_section
 from edge.demo.world import build_world, chain_section, write_secrets
 from edge.mqtt import generate_key
 from edge.mqtt.topics import Topics
-from edge.support.emulator import running_emulator
-from edge.support.mosquitto import MosquittoBroker
+from edge.tools.emulator.launch import running_emulator
+from edge.tools.mosquitto import MosquittoBroker
 from edge.vision import synth
 
 LOT, GATEWAY = "LOT-CHAOS-1", "chaos-gw"

@@ -8,9 +8,11 @@ tested with plain data) in a fresh interpreter, including imports made at run ti
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from setuptools import find_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 PURE_MODULES = [
@@ -52,3 +54,12 @@ def test_import_contracts_hold() -> None:
     out = subprocess.run([lint_imports, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 broken" in out.stdout
+
+
+def test_the_wheel_carries_the_product_not_the_tools() -> None:
+    """The packages setuptools puts in the wheel (pyproject.toml [tool.setuptools.packages.find]):
+    the daemon, its libraries and the CLI, never edge.tools (benchmarks, emulators, harness support)."""
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = set(find_packages(str(ROOT), include=find["include"], exclude=find.get("exclude", ())))
+    assert {"edge", "edge.daemon", "edge.cli", "edge.store", "firmware_bridge"} <= packages
+    assert [p for p in packages if p == "edge.tools" or p.startswith("edge.tools.")] == []

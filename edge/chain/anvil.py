@@ -23,8 +23,8 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from edge.chain.build import NODE_MODULES
-from edge.support.net import free_tcp_port, wait_for_tcp
-from edge.support.proc import ManagedProcess
+from edge.tools.net import free_tcp_port, wait_for_tcp
+from edge.tools.proc import ManagedProcess
 
 # anvil's well-known development mnemonic: its accounts are public, for local chains only.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"

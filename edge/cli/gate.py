@@ -1,4 +1,5 @@
-"""`parkgate gate ...`: installer tools for gate controllers, and the hardware emulators."""
+"""`parkgate gate ...`: installer tools for gate controllers, and (from the repository) the hardware
+emulators: ``edge.tools`` is not in the gateway's wheel, so an installed gateway has no ``emulate``."""
 
 from __future__ import annotations
 
@@ -9,21 +10,26 @@ import sys
 
 from firmware_bridge.client import GateTimeout
 from firmware_bridge.driver import connect_driver
-from firmware_bridge.emulator import server as emulator_server
 from firmware_bridge.gate import DRIVER_NAMES, GateDriver, GateRefused, GateStatus, InputChange
 from firmware_bridge.messages import EventKind, Fault, Position
 from firmware_bridge.transport import PortUnavailable
+
+try:
+    from edge.tools.emulator import server as emulator_server
+except ImportError:  # an installed gateway: the emulators come with the repository only
+    emulator_server = None  # type: ignore[assignment]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     gate = sub.add_parser("gate", help="talk to a gate controller on a serial port, or emulate one")
     actions = gate.add_subparsers(dest="gate_command", metavar="ACTION", required=True)
 
-    emulate = actions.add_parser("emulate", help="run a gate-controller emulator on a pseudo-terminal",
-                                 description=emulator_server.__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    emulator_server.add_arguments(emulate)
-    emulate.set_defaults(func=cmd_emulate)
+    if emulator_server is not None:
+        emulate = actions.add_parser("emulate", help="run a gate-controller emulator on a pseudo-terminal",
+                                     description=emulator_server.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+        emulator_server.add_arguments(emulate)
+        emulate.set_defaults(func=cmd_emulate)
 
     for name, func, text in (("status", cmd_status, "print the gate's position, loops and faults"),
                              ("open", cmd_open, "open the gate with a hardware-timed pulse"),
@@ -40,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
+    assert emulator_server is not None
     return emulator_server.main(emulator_server.config_from_args(args))
 
 

@@ -3,7 +3,7 @@
 - a camera per lane: a recording manifest (``edge.daemon.camera``) the harness rewrites as vehicles
   come into view and leave (frames rendered with ``edge.vision.synth``); the daemon reads whatever
   is in view (it is never told who comes);
-- the gate emulator on a pty per lane (``firmware_bridge.emulator``), whose loops the harness drives
+- the gate emulator on a pty per lane (``edge.tools.emulator``), whose loops the harness drives
   as a vehicle would: presence loop on, and when the gate opens, over the safety loop and away;
 - the daemon as a child process (``python -m edge.cli run --config FILE``) and its config file;
 - reading back what the daemon recorded (its SQLite store, opened read-only in WAL mode).
@@ -24,8 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.support.emulator import EmulatorHandle
-from edge.support.proc import ManagedProcess
+from edge.tools.emulator.launch import EmulatorHandle
+from edge.tools.proc import ManagedProcess
 from edge.vision import synth
 
 FRAME_SIZE = (960, 540)

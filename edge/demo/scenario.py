@@ -25,7 +25,7 @@ from edge.chain.anvil import Anvil, dev_account
 from edge.chain.syncplan import chain_event_id
 from edge.demo import harness as h
 from edge.demo.world import ChainWorld, build_world, chain_section, write_secrets
-from edge.support.emulator import running_emulator
+from edge.tools.emulator.launch import running_emulator
 
 LOT_ID = "LOT-DEMO-1"
 ENTRY, EXIT = "entry-1", "exit-1"

@@ -23,8 +23,8 @@ from edge.access import (
     committed_candidates,
     decide,
 )
-from edge.access.bench import main as bench_main
 from edge.identity import plate_commitment
+from edge.tools.access_bench import main as bench_main
 
 LOT = "LOT-7"
 SECRET = b"test-lot-secret-32-bytes-long..."

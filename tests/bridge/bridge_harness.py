@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edge.support import emulator as launch
-from edge.support.emulator import EmulatorHandle as Emulator
+from edge.tools.emulator import launch
+from edge.tools.emulator.launch import EmulatorHandle as Emulator
 
 __all__ = ["Emulator", "running_emulator"]
 

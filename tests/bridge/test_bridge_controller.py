@@ -7,9 +7,9 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge.emulator.controller import Barrier, GateController, handle_frame
-from firmware_bridge.emulator.relayboard import COILS, HOLDING, INPUTS, RelayBoard
-from firmware_bridge.emulator.server import ControllerEmulator, EmulatorConfig, Pty, control_command
+from edge.tools.emulator.controller import Barrier, GateController, handle_frame
+from edge.tools.emulator.relayboard import COILS, HOLDING, INPUTS, RelayBoard
+from edge.tools.emulator.server import ControllerEmulator, EmulatorConfig, Pty, control_command
 from firmware_bridge.framer import Frame
 from firmware_bridge.messages import (
     Ack,

@@ -15,8 +15,8 @@ from bridge_harness import running_emulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge.tools.emulator.controller import GateController, handle_frame
 from firmware_bridge.client import GateClient
-from firmware_bridge.emulator.controller import GateController, handle_frame
 from firmware_bridge.framer import FrameDecoder, encode_frame
 from firmware_bridge.messages import (
     Close,

@@ -12,7 +12,7 @@ from rental_world import HOUR, PRICE_PER_HOUR, book, build_world
 from edge.chain import anvil as anvil_module
 from edge.chain.anvil import Anvil, AnvilConfig, AnvilError
 from edge.chain.contract import BookingStatus, RentalClient
-from edge.support.net import free_tcp_port
+from edge.tools.net import free_tcp_port
 
 
 def test_state_survives_stop_and_restart(tmp_path: Path) -> None:

@@ -28,8 +28,8 @@ from edge.demo import harness as h
 from edge.lanes.machine import Outcome, PassRecord, Snapshot
 from edge.mqtt.commands import generate_key
 from edge.store import Booking, RentalEvent, Store
-from edge.support.emulator import running_emulator
-from edge.support.net import free_tcp_port
+from edge.tools.emulator.launch import running_emulator
+from edge.tools.net import free_tcp_port
 from edge.vision.types import PlateRead
 
 COMMITMENT = "0x" + "ab" * 32

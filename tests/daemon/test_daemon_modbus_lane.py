@@ -4,7 +4,7 @@ a stranger is refused, and the relay pulsed once."""
 from __future__ import annotations
 
 from edge.demo import harness as h
-from edge.support.emulator import running_emulator
+from edge.tools.emulator.launch import running_emulator
 
 FLEET = h.Vehicle("fleet", "AB 123-CD", seed=721)
 STRANGER = h.Vehicle("stranger", "KX 904-LM", seed=622)

@@ -20,8 +20,8 @@ import pytest
 from edge.access.decide import commitment_function
 from edge.demo import harness as h
 from edge.store import Booking, RentalEvent, Store
-from edge.support.emulator import running_emulator
-from edge.support.net import free_tcp_port
+from edge.tools.emulator.launch import running_emulator
+from edge.tools.net import free_tcp_port
 
 LOT = "LOT-T-1"
 KEY_HEX = "11" * 32

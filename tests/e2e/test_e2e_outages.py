@@ -24,8 +24,8 @@ from edge.demo.world import build_world, chain_section, write_secrets
 from edge.mqtt import generate_key, sign_command
 from edge.mqtt.commands import parse_key
 from edge.mqtt.topics import ONLINE, Topics
-from edge.support.emulator import running_emulator
-from edge.support.mosquitto import MosquittoBroker
+from edge.tools.emulator.launch import running_emulator
+from edge.tools.mosquitto import MosquittoBroker
 
 LOT, GATEWAY, LANE = "LOT-E2E-1", "e2e-gw", "entry-1"
 WATCHER = ("watcher", "watcher-secret-1")

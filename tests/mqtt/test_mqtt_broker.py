@@ -19,8 +19,8 @@ from edge.mqtt.commands import Command
 from edge.mqtt.privacy import hash_plate
 from edge.mqtt.wiring import bridge_from_config, mqtt_config_from_url
 from edge.store import GateEventRow, Store, new_event_id, wall_clock_ms
-from edge.support.mosquitto import MosquittoBroker
-from edge.support.proc import ManagedProcess
+from edge.tools.mosquitto import MosquittoBroker
+from edge.tools.proc import ManagedProcess
 
 KEY = bytes.fromhex("42" * 32)
 WATCHER = ("watcher", "watcher-secret")

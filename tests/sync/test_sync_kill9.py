@@ -22,7 +22,7 @@ from edge.chain.sync import service_from_config
 from edge.chain.syncplan import chain_event_id
 from edge.config import load_config
 from edge.store import Store
-from edge.support.proc import ManagedProcess
+from edge.tools.proc import ManagedProcess
 
 RECORDS = 1500
 BATCH = 5

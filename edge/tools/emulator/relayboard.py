@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from firmware_bridge.emulator.controller import Barrier
+from edge.tools.emulator.controller import Barrier
 from firmware_bridge.messages import Position
 from firmware_bridge.relaymap import RelayMap
 

@@ -1,4 +1,4 @@
-"""Start a gate emulator process (`firmware_bridge.emulator`) and talk to its control channel
+"""Start a gate emulator process (`edge.tools.emulator`) and talk to its control channel
 (tests, benchmark, demo/chaos harness)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edge.support.proc import ManagedProcess
+from edge.tools.proc import ManagedProcess
 
 
 class EmulatorHandle:
@@ -53,7 +53,7 @@ def running_emulator(workdir: Path, *extra: str, name: str = "gate") -> Iterator
     """Run an emulator with its pty linked at ``workdir/name``; extra args go to `gate emulate`."""
     link = workdir / name
     log = workdir / f"{name}-emulator.log"
-    argv = [sys.executable, "-m", "firmware_bridge.emulator", "--link", str(link), *extra]
+    argv = [sys.executable, "-m", "edge.tools.emulator", "--link", str(link), *extra]
     with ManagedProcess(argv, log) as proc:
         handle = EmulatorHandle(proc, link, _wait_ready(proc, log))
         try:

@@ -1,6 +1,6 @@
 """Store micro-benchmark: durable gate-event recording and the booking lookup of a plate read.
 
-Run ``python -m edge.store.bench [--events N] [--dir DIR]`` (DIR on the disk you deploy to: the
+Run ``python -m edge.tools.store_bench [--events N] [--dir DIR]`` (DIR on the disk you deploy to: the
 figure is dominated by fsync with synchronous=FULL). Prints one table; nothing is asserted.
 """
 

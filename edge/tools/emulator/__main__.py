@@ -1,14 +1,14 @@
-"""`python -m firmware_bridge.emulator`: the same emulator as `parkgate gate emulate`, without the CLI."""
+"""`python -m edge.tools.emulator`: the same emulator as `parkgate gate emulate`, without the CLI."""
 
 from __future__ import annotations
 
 import argparse
 
-from firmware_bridge.emulator import server
+from edge.tools.emulator import server
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m firmware_bridge.emulator", description=server.__doc__,
+    parser = argparse.ArgumentParser(prog="python -m edge.tools.emulator", description=server.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     server.add_arguments(parser)
     return server.main(server.config_from_args(parser.parse_args()))

@@ -1,6 +1,6 @@
 """Benchmark: open-command round trip (command sent -> acknowledged) over a pty.
 
-`python -m tools.gate_bench [--n N]`. A pty moves bytes at memory speed whatever the baud rate,
+`python -m edge.tools.gate_bench [--n N]`. A pty moves bytes at memory speed whatever the baud rate,
 so the emulator paces every byte it sends and receives at 10 bit times of the configured baud
 (start + 8 data + stop): the paced rows model the wire; the unpaced row is the software floor.
 """
@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge.support.emulator import running_emulator
+from edge.tools.emulator.launch import running_emulator
 from firmware_bridge.client import GateClient
 from firmware_bridge.framer import encode_frame
 from firmware_bridge.messages import Ack, OpenPulse, Result, encode_message

@@ -1,4 +1,4 @@
-"""Micro-benchmark of the access decision: ``python -m edge.access.bench``.
+"""Micro-benchmark of the access decision: ``python -m edge.tools.access_bench``.
 
 Times :func:`decide` for one fuzzy read against a synthetic cache of 10,000 active bookings, both
 when every booking is passed in and when the daemon first fetches only the bookings whose

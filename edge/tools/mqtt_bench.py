@@ -1,7 +1,7 @@
 """Measure the MQTT piece: outbox drain rate through a real TLS mosquitto, and command verification.
 
-``python -m edge.mqtt.bench [--events N]``: records N gate events in a fresh store, starts a local
-broker (edge.support.mosquitto) and a bridge, and times until every row is marked done on PUBACK.
+``python -m edge.tools.mqtt_bench [--events N]``: records N gate events in a fresh store, starts a local
+broker (edge.tools.mosquitto) and a bridge, and times until every row is marked done on PUBACK.
 Prints one JSON object. Needs mosquitto and openssl on PATH.
 """
 
@@ -19,7 +19,7 @@ from edge.mqtt.bridge import BridgeTimings, MqttBridge
 from edge.mqtt.commands import CommandPolicy, sign_command, verify_command
 from edge.mqtt.wiring import mqtt_config_from_url
 from edge.store import GateEventRow, Store, new_event_id, wall_clock_ms
-from edge.support.mosquitto import MosquittoBroker
+from edge.tools.mosquitto import MosquittoBroker
 
 KEY = bytes(range(32))
 

@@ -24,7 +24,7 @@ from edge.access.decide import commitment_function
 from edge.demo import harness as h
 from edge.demo.scenario import vision_section
 from edge.store import Booking, GateEventRow, RentalEvent, Store, new_event_id
-from edge.support.emulator import running_emulator
+from edge.tools.emulator.launch import running_emulator
 
 LOT = "LOT-BENCH-1"
 KEY_HEX = "22" * 32
@@ -109,7 +109,7 @@ def bench_daemon(work: Path, cars: int, idle_s: float, models: Path | None) -> l
             inside = settled_open_latencies(state / "status.json", len(outside))
         finally:
             daemon.stop()
-    cmd = f"python -m edge.bench ({cars} booked cars, 1 lane, burst 3 frames @10 fps)"
+    cmd = f"python -m edge.tools.bench ({cars} booked cars, 1 lane, burst 3 frames @10 fps)"
     if inside:
         spread = f"{percentile(inside, 50):.0f} / {percentile(inside, 99):.0f} ms (n={len(inside)})"
         rows.append(("arrival -> open acked (in daemon), p50 / p99", spread, cmd))
@@ -143,7 +143,7 @@ def bench_lpr(frames: int, models: Path | None) -> list[tuple[str, str, str]]:
     size = f"{h.FRAME_SIZE[0]}x{h.FRAME_SIZE[1]}"
     return [("LPR per frame (detector + OCR), mean / p50",
              f"{statistics.mean(times):.1f} / {percentile(times, 50):.1f} ms",
-             f"python -m edge.bench ({frames} synthetic {size} frames, 2 onnxruntime threads)")]
+             f"python -m edge.tools.bench ({frames} synthetic {size} frames, 2 onnxruntime threads)")]
 
 
 def bench_sync(work: Path, records: int, naive: int) -> list[tuple[str, str, str]]:
@@ -184,7 +184,7 @@ def bench_sync(work: Path, records: int, naive: int) -> list[tuple[str, str, str
             gateway.record_gate_events([record])
         naive_s = time.perf_counter() - t
         naive_gas = sum(w3.eth.get_block(n)["gasUsed"] for n in range(first + 1, w3.eth.block_number + 1))
-    cmd = "python -m edge.bench (anvil automine, denied records)"
+    cmd = "python -m edge.tools.bench (anvil automine, denied records)"
     return [(f"sync drain, batches of 200 ({records} records)",
              f"{records / batch_s:.0f} records/s, {batch_gas / records:.0f} gas/record", cmd),
             (f"naive one tx per record ({naive} records)",
@@ -192,7 +192,7 @@ def bench_sync(work: Path, records: int, naive: int) -> list[tuple[str, str, str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m edge.tools.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cars", type=int, default=20, help="booked cars driven through the lane")
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle window for RSS/CPU")

@@ -24,8 +24,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.support.net import free_tcp_port, wait_for_tcp
-from edge.support.proc import ManagedProcess
+from edge.tools.net import free_tcp_port, wait_for_tcp
+from edge.tools.proc import ManagedProcess
 
 HOST = "127.0.0.1"
 CERT_DAYS = "2"

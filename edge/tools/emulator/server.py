@@ -25,8 +25,8 @@ import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from firmware_bridge.emulator.controller import Barrier, GateController, handle_frame
-from firmware_bridge.emulator.relayboard import FUNCTION_TABLE, RelayBoard
+from edge.tools.emulator.controller import Barrier, GateController, handle_frame
+from edge.tools.emulator.relayboard import FUNCTION_TABLE, RelayBoard
 from firmware_bridge.framer import Frame, FrameDecoder, encode_frame
 from firmware_bridge.messages import Event, EventKind, Fault, encode_message
 
@@ -411,7 +411,7 @@ def main(config: EmulatorConfig) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `parkgate gate emulate` (also `python -m firmware_bridge.emulator`)."""
+    """Options of `parkgate gate emulate` (also `python -m edge.tools.emulator`)."""
     parser.add_argument("--modbus", action="store_true", help="emulate a Modbus RTU relay board instead")
     parser.add_argument("--baud", type=int, default=115200, help="baud rate the output is paced at")
     parser.add_argument("--no-pace", action="store_true", help="send at pty speed, ignoring --baud")
