@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from edge.vision.plates import REGION_PATTERNS, region_patterns
+from edge.vision.roi import Roi  # a pure module: the polygon rules
 from firmware_bridge.relaymap import RelayMap  # a pure dataclass module: the board's ranges
 
 DEFAULT_CONFIG_PATH = Path("/etc/parkgate/parkgate.toml")
@@ -161,6 +162,9 @@ class CameraConfig:
                                 "a video file path, a V4L2 device index such as \"0\", or an rtsp:// URL"))
     fps: int = setting(10, between(1, 120))
     burst_frames: int = setting(5, between(1, 60))
+    # The lane's region of interest: [[x, y], ...], all in 0..1 (fractions of the frame) or pixels; the
+    # detector looks only there and reads outside it are dropped. Empty: the whole frame.
+    roi: tuple[tuple[float, float], ...] = setting(())
 
 
 @dataclass(frozen=True)
@@ -375,6 +379,17 @@ def _modbus_input_clashes(gate: GateConfig, path: str) -> list[ConfigIssue]:
     return issues
 
 
+def _roi_issues(points: tuple[tuple[float, ...], ...], path: str) -> list[ConfigIssue]:
+    """A lane ROI must be a valid polygon (`edge.vision.roi.Roi.parse`); empty means the whole frame."""
+    if not points:
+        return []
+    try:
+        Roi.parse([list(point) for point in points], path)
+    except ValueError as error:
+        return [ConfigIssue(path, str(error).removeprefix(f"{path}: "))]
+    return []
+
+
 def _cross_checks(cfg: Config) -> list[ConfigIssue]:
     """Rules that involve more than one value."""
     issues = []
@@ -385,6 +400,7 @@ def _cross_checks(cfg: Config) -> list[ConfigIssue]:
                                       f"lanes[{seen[lane.name]}]; lane names must be unique"))
         seen.setdefault(lane.name, i)
         issues += _modbus_input_clashes(lane.gate, f"lanes[{i}].gate")
+        issues += _roi_issues(lane.camera.roi, f"lanes[{i}].camera.roi")
     if not cfg.lanes:
         issues.append(ConfigIssue("lanes", "no lanes configured; add at least one [[lanes]] table"))
     chain = cfg.chain

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 import models
+from edge.vision.sweep import WIDTHS as SWEEP_WIDTHS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,10 +66,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     _model_options(evaluate)
     evaluate.set_defaults(func=cmd_eval)
 
-    bench = commands.add_parser("bench", help="time detection + OCR on rendered 1280x720 frames, print JSON")
+    bench = commands.add_parser(
+        "bench", help="time detection + OCR on rendered lane frames (plates 60-150 px wide), print JSON"
+    )
     bench.add_argument("--frames", type=int, default=50, help="how many random plates to render and read")
+    bench.add_argument("--size", default="1920x1080", help="frame size WIDTHxHEIGHT (default: %(default)s)")
     _model_options(bench)
     bench.set_defaults(func=cmd_bench)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="lane-geometry benchmark: labelled plates placed into full frames at given plate widths",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Place every labelled image of DIR into 1280x720 and 1920x1080 scenes so that its plate "
+        "is 40, 60, 80,\n100, 140, 200 and 300 px wide (turned up to 15 degrees, blur, sensor noise, JPEG "
+        "60-90, "
+        "over held-out\nbackground scenes), read each frame and print one JSON line per width (n, "
+        "detection_recall: a detected\nbox with IoU >= 0.4 on the plate, exact, exact_rate, median_ms) and a "
+        "last line overall (width \"all\").\nFull frames need a plate box (OpenALPR .txt labels); a CSV of "
+        "crops places each crop as the plate.",
+        epilog="examples:\n"
+        "  parkgate lpr sweep ../shared/data/plates-eu --split holdout --region sk,cz\n"
+        "  parkgate lpr sweep ../shared/data/plates-us-crops --split holdout --limit 100\n"
+        "  parkgate lpr sweep DIR --widths 60,80 --sizes 1920x1080 --show-misses",
+    )
+    sweep.add_argument("folder", type=Path, metavar="DIR", help="labelled images (as for lpr eval)")
+    sweep.add_argument("--labels", type=Path, help="CSV of file,...,plate (default as for lpr eval)")
+    sweep.add_argument("--split", choices=("all", "train", "holdout"), default="all",
+                       help="only images of this fine-tuning split (see models/cards)")
+    sweep.add_argument("--limit", type=int, help="use at most N images")
+    sweep.add_argument("--widths", default=",".join(map(str, SWEEP_WIDTHS)),
+                       help="plate widths in px, comma-separated (default: %(default)s)")
+    sweep.add_argument("--sizes", default="1280x720,1920x1080",
+                       help="frame sizes WIDTHxHEIGHT, comma-separated (default: %(default)s)")
+    sweep.add_argument("--backgrounds", type=Path,
+                       help="folder of background scenes (default: the held-out third of "
+                       "../shared/data/backgrounds, else generated scenes)")
+    sweep.add_argument("--show-misses", action="store_true", help="print each wrong read to stderr")
+    _model_options(sweep)
+    sweep.set_defaults(func=cmd_sweep)
 
     render = commands.add_parser("synth", help="render synthetic vehicle frames showing a plate")
     render.add_argument("text", help="plate text, e.g. 'AB 123-CD'")
@@ -154,13 +190,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge.vision import evaluate, plates, synth
 
+    (size,) = _frame_sizes(args.size)
     reader = _reader(args)
     rng = np.random.default_rng(0)
     results = []
     for _ in range(max(1, args.frames)):
         style = synth.STYLES[rng.integers(len(synth.STYLES))]
         text = synth.random_text(rng, style)
-        frame, _ = synth.render_frame(text, style, rng)
+        frame, _ = synth.render_frame(text, style, rng, size, plate_width=float(rng.uniform(60, 150)))
         started = time.perf_counter()
         reads = reader.read(frame)
         elapsed = (time.perf_counter() - started) * 1000
@@ -168,6 +205,72 @@ def cmd_bench(args: argparse.Namespace) -> int:
     figures = evaluate.summarise(results)
     figures["peak_rss_mb"] = evaluate.peak_rss_mb()
     print(json.dumps(figures))
+    return 0
+
+
+def _positive_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"parkgate lpr sweep: {what} must be integers joined by commas, got {text!r}") \
+            from None
+    if not values or min(values) <= 0:
+        raise SystemExit(f"parkgate lpr sweep: {what} must be positive integers, got {text!r}")
+    return values
+
+
+def _frame_sizes(text: str) -> list[tuple[int, int]]:
+    """WIDTHxHEIGHT[,WIDTHxHEIGHT...] -> [(width, height), ...]; each side at least 64 px."""
+    sizes = []
+    for part in text.split(","):
+        width, _, height = part.strip().lower().partition("x")
+        if not (width.isdigit() and height.isdigit() and int(width) >= 64 and int(height) >= 64):
+            raise SystemExit(f"parkgate lpr: a frame size is WIDTHxHEIGHT, each >= 64, sizes joined by "
+                             f"commas; got {part!r}")
+        sizes.append((int(width), int(height)))
+    return sizes
+
+
+def _sweep_backgrounds(folder: Path | None) -> list[np.ndarray]:
+    from edge.vision import synth
+    from models.data import background_paths
+
+    if folder:
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    else:
+        paths = [Path(p) for p in background_paths("holdout")]
+    images = [image for image in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths) if image is not None]
+    if folder and not images:
+        raise SystemExit(f"parkgate lpr sweep: no JPEG/PNG backgrounds in {folder}")
+    return images or [synth._scene(np.random.default_rng(i), 1280, 720) for i in range(16)]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from edge.vision import evaluate, sweep
+    from models.data import split_of
+
+    widths, sizes = _positive_ints(args.widths, "--widths"), _frame_sizes(args.sizes)
+    samples = evaluate.load_samples(args.folder, args.labels)
+    if args.split != "all":
+        samples = [s for s in samples if split_of(args.folder, s.image.name) == args.split]
+    samples = samples[: args.limit] if args.limit else samples
+    reader = _reader(args)
+    backgrounds = _sweep_backgrounds(args.backgrounds)
+    total, done = len(samples) * len(widths) * len(sizes), [0]
+
+    def progress(sample: evaluate.Sample, outcome: sweep.Outcome) -> None:
+        done[0] += 1
+        if args.show_misses and outcome.text != outcome.label:
+            found = "" if outcome.detected else " (not detected)"
+            print(f"miss {sample.image.name} @{outcome.width}px: label {outcome.label} "
+                  f"read {outcome.text or '-'}{found}", file=sys.stderr)
+        if done[0] % 100 == 0 or done[0] == total:
+            print(f"sweep: {done[0]}/{total} frames", file=sys.stderr, flush=True)
+
+    outcomes = sweep.run(samples, reader, backgrounds, sizes, widths, progress)
+    for line in sweep.per_width(outcomes, widths):
+        print(json.dumps(line))
+    print(json.dumps({"width": "all", **sweep.summarise(outcomes), "peak_rss_mb": evaluate.peak_rss_mb()}))
     return 0
 
 

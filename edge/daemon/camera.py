@@ -24,6 +24,7 @@ import numpy as np
 from edge.vision import detector
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateRead, PlateReader
+from edge.vision.roi import Roi
 
 log = logging.getLogger(__name__)
 MANIFEST_SUFFIX = ".json"
@@ -127,7 +128,7 @@ class BurstResult:
 
 
 def capture_burst(frames: FrameSource, reader: PlateReader, count: int, timeout_s: float,
-                  evidence_dir: Path, name: str) -> BurstResult:
+                  evidence_dir: Path, name: str, roi: Roi | None = None) -> BurstResult:
     """Read ``count`` fresh frames (stale queued ones are dropped first), keep the best plate read
     of each, and save the best read's plate crop as evidence (JPEG, sha256 of the file)."""
     while frames.get(timeout=0) is not None:
@@ -139,7 +140,7 @@ def capture_burst(frames: FrameSource, reader: PlateReader, count: int, timeout_
         frame = frames.get(timeout=max(0.0, deadline - time.monotonic()))
         if frame is None:
             break
-        found = reader.read(frame.image)
+        found = reader.read(frame.image, roi)
         if not found:
             continue
         reads.append(found[0])

@@ -47,7 +47,7 @@ from edge.access.adapters import booking_views
 from edge.access.types import Decision, Direction, PlateRead
 from edge.chain.commitment import normalise_plate
 from edge.chain.syncplan import backoff_delay, chain_lot_code
-from edge.config import Config, ConfigError, read_secret, relay_map_options
+from edge.config import CameraConfig, Config, ConfigError, read_secret, relay_map_options
 from edge.daemon.camera import BurstResult, capture_burst, open_frame_source
 from edge.daemon.lane import LaneShell
 from edge.daemon.records import (
@@ -65,6 +65,7 @@ from edge.metrics import MetricsServer, Sample
 from edge.store import Store, new_event_id, wall_clock_ms
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
+from edge.vision.roi import Roi
 from firmware_bridge.driver import GateDriver, connect_driver
 
 log = logging.getLogger(__name__)
@@ -219,9 +220,11 @@ class Daemon:
             machine_cfg = lane_config_from(lane_cfg)
             direction = machine_cfg.direction
             name = lane_cfg.name
+            roi = _lane_roi(lane_cfg.camera, name)
             self.lanes.append(LaneShell(
                 machine_cfg, driver,
-                burst=lambda n, frames, src=source, name=name: self._burst(src, name, n, frames),
+                burst=lambda n, frames, src=source, name=name, roi=roi: self._burst(
+                    src, name, n, frames, roi),
                 decide=lambda read, d=direction: self.decide(read, d),
                 record=self.record,
                 on_alert=self.alert,
@@ -229,9 +232,10 @@ class Daemon:
                 journal_opened=self.journal_opened,
             ))
 
-    def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int) -> BurstResult:
+    def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int,
+               roi: Roi | None = None) -> BurstResult:
         return capture_burst(source, self.reader, frames, timeout_s=2.5, evidence_dir=self.evidence_dir,
-                             name=f"{lane}-{wall_clock_ms()}-{burst_no}")
+                             name=f"{lane}-{wall_clock_ms()}-{burst_no}", roi=roi)
 
     def _start_chain(self) -> None:
         if self.cfg.chain.enabled:
@@ -461,3 +465,8 @@ def run_daemon(cfg: Config) -> int:
         print(f"parkgate run: cannot start: {exc}", flush=True)
         return 2
     return asyncio.run(daemon.run())
+
+
+def _lane_roi(camera: CameraConfig, lane: str) -> Roi | None:
+    """The lane camera's region of interest (validated by config), None for the whole frame."""
+    return Roi.parse([list(p) for p in camera.roi], f"{lane}.camera.roi") if camera.roi else None
