@@ -89,7 +89,7 @@ def test_zero_and_one_alone_are_fractions_and_may_sit_among_pixels():
 def test_check_frame_refuses_pixels_of_a_larger_camera():
     roi = Roi.parse("100,500;1900,500;1900,1070;100,1070")
     roi.check_frame(1920, 1080)
-    with pytest.raises(ValueError, match=r"point\(s\) 1900,500;1900,1070;100,1070 outside the 1280x720 frame"):
+    with pytest.raises(ValueError, match=r"point\(s\) 1900,500;1900,1070;100,1070 outside the 1280x720"):
         roi.check_frame(1280, 720)
     Roi.parse("0,0;1,0;1,1").check_frame(32, 24)  # fractions fit any frame
 
