@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import onnxruntime as ort
 
 import models
 from edge.vision import consensus, detector, ocr, plates
+from edge.vision.roi import Roi
 from edge.vision.types import PlateRead
 
 __all__ = ["PlateOcr", "PlateDetector", "PlateRead", "PlateReader", "make_session"]
@@ -87,6 +89,16 @@ def _square_side(shape: list) -> int:
     return side
 
 
+def _shifted(read: PlateRead, dx: int, dy: int) -> PlateRead:
+    x1, y1, x2, y2 = read.box
+    return replace(read, box=(x1 + dx, y1 + dy, x2 + dx, y2 + dy))
+
+
+def _centred_in(read: PlateRead, roi: Roi, width: int, height: int) -> bool:
+    x1, y1, x2, y2 = read.box
+    return roi.contains((x1 + x2) / 2, (y1 + y2) / 2, width, height)
+
+
 class PlateReader:
     """Detector + OCR: frame in, plate reads (best first) out."""
 
@@ -108,11 +120,17 @@ class PlateReader:
         self.ocr = PlateOcr(ocr_path, config, threads, region)
         self.max_plates = max_plates
 
-    def read(self, frame_bgr: np.ndarray) -> list[PlateRead]:
-        """Plates in a frame, best first. Each detection is read from several cuts (CROP_MARGINS, all in
+    def read(self, frame_bgr: np.ndarray, roi: Roi | None = None) -> list[PlateRead]:
+        """Plates in a frame, best first (with a `roi`: read in its bounds, kept when centred in it). Each
+        detection is read from several cuts (CROP_MARGINS, all in
         one OCR batch) and its cuts vote (`consensus.agree`); plates rank by support x detector score.
         Every detection is voted on, so a box read once cannot outrank a plate whose cuts disagree a little
         (on the held-out plates-eu frames: one more plate ranked first, for about 1.5 ms a frame)."""
+        if roi is not None:
+            height, width = frame_bgr.shape[:2]
+            x0, y0, x1, y1 = roi.bounds(width, height)
+            reads = [_shifted(read, x0, y0) for read in self.read(frame_bgr[y0:y1, x0:x1])]
+            return [read for read in reads if _centred_in(read, roi, width, height)]
         detections = self.detector.detect(frame_bgr)[: self.max_plates]
         boxes = [(det.x1, det.y1, det.x2, det.y2) for det in detections]
         agreed = self._read_cuts(frame_bgr, boxes, CROP_MARGINS)

@@ -14,3 +14,4 @@ class PlateRead:
     char_confidences: tuple[float, ...] = field(default=())
     box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     detector_score: float = 1.0
+    raw_text: str = ""  # the read before region fitting
