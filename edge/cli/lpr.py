@@ -195,19 +195,17 @@ def _annotation_paths(args: argparse.Namespace):
 
 
 def _read_one(reader, frame, roi, args: argparse.Namespace, annotation: Path | None) -> None:
-    """Read one frame and print (and draw) what was read; SourceError when the ROI does not fit it."""
+    """Read one frame, draw it to `annotation` and print the reads; SourceError naming the source when
+    the ROI does not fit the frame or the drawing cannot be written."""
     from edge.vision.sources import SourceError
 
     height, width = frame.image.shape[:2]
-    if args.crop:
-        reads = [reader.read_crop(frame.image)]
-    else:
-        if roi is not None:
-            try:
-                roi.check_frame(width, height)
-            except ValueError as error:
-                raise SourceError(f"{frame.source}: {error}") from None
-        reads = reader.read(frame.image, roi=roi)
+    if roi is not None:
+        try:
+            roi.check_frame(width, height)
+        except ValueError as error:
+            raise SourceError(f"{frame.source}: {error}") from None
+    reads = [reader.read_crop(frame.image)] if args.crop else reader.read(frame.image, roi=roi)
     if annotation is not None and not cv2.imwrite(str(annotation), annotated(frame.image, reads, roi)):
         raise SourceError(f"{frame.source}: cannot write the annotated frame to {annotation}")
     if args.json:
@@ -216,20 +214,20 @@ def _read_one(reader, frame, roi, args: argparse.Namespace, annotation: Path | N
         if annotation is not None:
             record["annotation"] = str(annotation)
         print(json.dumps(record), flush=True)
-        return
-    label = frame.label
-    if not reads:
-        print(f"{label}: no plate", flush=True)
-    for read in reads:
-        box = ",".join(f"{v:.0f}" for v in read.box)
-        raw = f" raw={read.raw_text}" if read.raw_text and read.raw_text != read.text else ""
-        print(
-            f"{label}: {read.text or '-'}{raw} confidence={read.confidence:.3f} box={box} "
-            f"width={_plate_width(read)}px detector={read.detector_score:.3f}",
-            flush=True,
-        )
-    if annotation is not None:
-        print(f"{label}: annotated {annotation}", flush=True)
+    else:
+        lines = [f"{frame.label}: {_read_line(read)}" for read in reads] or [f"{frame.label}: no plate"]
+        if annotation is not None:
+            lines.append(f"{frame.label}: annotated {annotation}")
+        print("\n".join(lines), flush=True)
+
+
+def _read_line(read) -> str:
+    box = ",".join(f"{v:.0f}" for v in read.box)
+    raw = f" raw={read.raw_text}" if read.raw_text and read.raw_text != read.text else ""
+    return (
+        f"{read.text or '-'}{raw} confidence={read.confidence:.3f} box={box} width={_plate_width(read)}px "
+        f"detector={read.detector_score:.3f}"
+    )
 
 
 def _plate_width(read) -> int:
