@@ -75,7 +75,8 @@ def read_frames(
 
 
 def is_image(source: str) -> bool:
-    return Path(source).suffix.lower() in IMAGE_SUFFIXES
+    """An image file by its name (a URL ending in .jpg is a stream: FFmpeg opens it)."""
+    return "://" not in source and Path(source).suffix.lower() in IMAGE_SUFFIXES
 
 
 def is_live(target: str | int) -> bool:

@@ -12,7 +12,7 @@ from edge.support.net import free_tcp_port
 from edge.vision import synth
 from edge.vision.camera import open_capture
 from edge.vision.roi import Roi
-from edge.vision.sources import Backoff, SourceError, read_frames
+from edge.vision.sources import Backoff, SourceError, is_image, read_frames
 
 CAR, SIGN = "KT 482-MB", "ZX 735-PR"  # SIGN: a plate-like sign high up at the left, outside the lane
 FRAMES = 5
@@ -228,6 +228,11 @@ def test_a_live_source_without_any_decodable_frame_is_an_error_naming_it(video):
     with pytest.raises(SourceError, match=r"^rtsp://127.0.0.1:9/lane: no decodable frame after 5 tries"):
         list(read_frames("rtsp://127.0.0.1:9/lane", backoff=backoff, opener=lambda target: drained))
     assert waits == [0.05, 0.1, 0.2, 0.2]
+
+
+def test_image_files_are_told_from_streams_by_name():
+    assert is_image("frame.JPG") and is_image("/srv/lane/f.png") and not is_image("pass.mp4")
+    assert not is_image("http://127.0.0.1:8080/snapshot.jpg") and not is_image("0")
 
 
 def test_an_undecodable_image_is_named(tmp_path):
