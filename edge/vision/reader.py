@@ -122,10 +122,10 @@ class PlateReader:
 
     def read(self, frame_bgr: np.ndarray, roi: Roi | None = None) -> list[PlateRead]:
         """Plates in a frame, best first (with a `roi`: read in its bounds, kept when centred in it). Each
-        detection is read from several cuts (CROP_MARGINS, all in
-        one OCR batch) and its cuts vote (`consensus.agree`); plates rank by support x detector score.
-        Every detection is voted on, so a box read once cannot outrank a plate whose cuts disagree a little
-        (on the held-out plates-eu frames: one more plate ranked first, for about 1.5 ms a frame)."""
+        detection is read from several cuts (CROP_MARGINS, all in one OCR batch) and its cuts vote
+        (`consensus.agree`); plates rank by support x detector score. Every detection is voted on, so a box
+        read once cannot outrank a plate whose cuts disagree a little (on the held-out plates-eu frames: one
+        more plate ranked first, for about 1.5 ms a frame)."""
         if roi is not None:
             height, width = frame_bgr.shape[:2]
             x0, y0, x1, y1 = roi.bounds(width, height)
