@@ -121,12 +121,11 @@ class PlateReader:
         self.max_plates = max_plates
 
     def read(self, frame_bgr: np.ndarray, roi: Roi | None = None) -> list[PlateRead]:
-        """Plates in a frame, best first (with a `roi`: read in its bounds, kept when centred in it). Each
-        detection is read from several cuts (CROP_MARGINS, all in one OCR batch) and its cuts vote
-        (`consensus.agree`); plates rank by support x detector score. Every detection is voted on, so a box
-        read once cannot outrank a plate whose cuts disagree a little (on the held-out plates-eu frames: one
-        more plate ranked first, for about 1.5 ms a frame)."""
-        if roi is not None:
+        """Plates in a frame, best first. Each detection is read from several cuts (CROP_MARGINS, all in
+        one OCR batch) and its cuts vote (`consensus.agree`); plates rank by support x detector score.
+        Every detection is voted on, so a box read once cannot outrank a plate whose cuts disagree a little
+        (on the held-out plates-eu frames: one more plate ranked first, for about 1.5 ms a frame)."""
+        if roi is not None:  # read inside its bounds; keep the reads centred in the polygon
             height, width = frame_bgr.shape[:2]
             x0, y0, x1, y1 = roi.bounds(width, height)
             reads = [_shifted(read, x0, y0) for read in self.read(frame_bgr[y0:y1, x0:x1])]
