@@ -230,6 +230,26 @@ def test_a_live_source_without_any_decodable_frame_is_an_error_naming_it(video):
     assert waits == [0.05, 0.1, 0.2, 0.2]
 
 
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.9])
+@pytest.mark.parametrize(("suffix", "codec"), [(".avi", "MJPG"), (".mp4", "mp4v")])
+def test_a_damaged_video_gives_whole_frames_or_an_error_naming_it(tmp_path, suffix, codec, cut):
+    path = tmp_path / f"pass{suffix}"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 10.0, (320, 240))
+    for index in range(10):
+        writer.write(np.full((240, 320, 3), index * 20, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 4 : len(data) // 4 + 200] = bytes(200)  # a damaged stretch
+    damaged = tmp_path / f"damaged{suffix}"
+    damaged.write_bytes(bytes(data[: int(len(data) * cut)]))
+    try:
+        frames = list(read_frames(str(damaged), count=20))
+    except SourceError as error:
+        assert str(error).startswith(f"{damaged}: ")
+        return
+    assert 0 < len(frames) < 10 and all(f.image.shape == (240, 320, 3) for f in frames)
+
+
 def test_image_files_are_told_from_streams_by_name():
     assert is_image("frame.JPG") and is_image("/srv/lane/f.png") and not is_image("pass.mp4")
     assert not is_image("http://127.0.0.1:8080/snapshot.jpg") and not is_image("0")
