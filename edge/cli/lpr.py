@@ -149,7 +149,7 @@ def _at_least_one(text: str) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from edge.vision.sources import SourceError, read_frames
+    from edge.vision.sources import SourceError, is_image, read_frames
 
     roi = _read_roi(args)
     annotation = _annotation_paths(args)
@@ -157,9 +157,12 @@ def cmd_read(args: argparse.Namespace) -> int:
     status, count = 0, 0
     for source in args.sources:
         try:
+            read = 0
             for frame in read_frames(source, args.frames, args.every):
-                count += 1
+                count, read = count + 1, read + 1
                 _read_one(reader, frame, roi, args, annotation(count))
+            if read < args.frames and not is_image(source):
+                print(f"{source}: ended after {read} of {args.frames} frames", file=sys.stderr)
         except SourceError as error:
             print(error, file=sys.stderr)
             status = 1

@@ -3,8 +3,8 @@
 One source at a time, in order: the first frame, or the first `count` frames keeping every `every`-th.
 A file ends at its end; a live source (URL, device) whose frames stop coming or do not decode is read
 again after a back-off (doubling, capped) and given up after `max_failures` failures in a row, so a dead
-stream ends in an error naming it instead of a busy loop. The daemon's capture thread is
-`edge.vision.camera.FrameSource`; both open sources through `camera.open_capture`.
+stream ends (in an error naming it if it gave no frame at all) instead of spinning. The daemon's capture
+thread is `edge.vision.camera.FrameSource`; both open sources through `camera.open_capture`.
 """
 
 from __future__ import annotations

@@ -200,6 +200,14 @@ def test_a_file_ends_with_fewer_frames_than_asked(video):
     assert frames[1].label == f"{path}#2"
 
 
+def test_a_video_shorter_than_asked_is_read_to_its_end_and_said_so(video, capsys):
+    path, _ = video
+    assert cli_main(["lpr", "read", path, "--frames", "4", "--every", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(line)["frame"] for line in captured.out.splitlines()] == [0, 2, 4]
+    assert captured.err.strip() == f"{path}: ended after 3 of 4 frames"
+
+
 def test_a_live_source_that_stops_giving_frames_backs_off_then_ends(video):
     """A stream (by its URL) whose frames stop after the recording's last one: each failed read waits
     longer (doubling, capped), and the reads give up after max_failures in a row instead of spinning."""
