@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -394,18 +395,22 @@ def _frame_sizes(text: str) -> list[tuple[int, int]]:
     return sizes
 
 
-def _sweep_backgrounds(folder: Path | None) -> list[np.ndarray]:
+def _sweep_backgrounds(folder: Path | None, scratch: Path) -> list[Path]:
+    """Background scene files: those of `folder`, else the held-out third of the shared backgrounds, else
+    16 generated scenes written to `scratch`."""
     from edge.vision import synth
     from models.data import background_paths
 
     if folder:
         paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    else:
-        paths = [Path(p) for p in background_paths("holdout")]
-    images = [image for image in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths) if image is not None]
-    if folder and not images:
-        raise SystemExit(f"parkgate lpr sweep: no JPEG/PNG backgrounds in {folder}")
-    return images or [synth._scene(np.random.default_rng(i), 1280, 720) for i in range(16)]
+        if not paths:
+            raise SystemExit(f"parkgate lpr sweep: no JPEG/PNG backgrounds in {folder}")
+        return paths
+    paths = [Path(p) for p in background_paths("holdout")]
+    for index in range(0 if paths else 16):
+        paths.append(scratch / f"scene-{index}.png")
+        cv2.imwrite(str(paths[-1]), synth._scene(np.random.default_rng(index), 1280, 720))
+    return paths
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -418,7 +423,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         samples = [s for s in samples if split_of(args.folder, s.image.name) == args.split]
     samples = samples[: args.limit] if args.limit else samples
     reader = _reader(args)
-    backgrounds = _sweep_backgrounds(args.backgrounds)
+    scratch = tempfile.TemporaryDirectory(prefix="parkgate-sweep-")
+    backgrounds = _sweep_backgrounds(args.backgrounds, Path(scratch.name))
     total, done = len(samples) * len(widths) * len(sizes), [0]
 
     def progress(sample: evaluate.Sample, outcome: sweep.Outcome) -> None:
@@ -430,7 +436,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if done[0] % 100 == 0 or done[0] == total:
             print(f"sweep: {done[0]}/{total} frames", file=sys.stderr, flush=True)
 
-    outcomes = sweep.run(samples, reader, backgrounds, sizes, widths, progress)
+    with scratch:
+        outcomes = sweep.run(samples, reader, backgrounds, sizes, widths, progress)
     for line in sweep.per_width(outcomes, widths):
         print(json.dumps(line))
     print(json.dumps({"width": "all", **sweep.summarise(outcomes), "peak_rss_mb": evaluate.peak_rss_mb()}))

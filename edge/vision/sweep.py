@@ -13,6 +13,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -183,24 +184,23 @@ def detected(boxes: Iterable[Box], truth: Box) -> bool:
 def run(
     samples: list,
     reader,
-    backgrounds: list[np.ndarray],
+    backgrounds: list[Path],
     frame_sizes: Iterable[tuple[int, int]] = FRAME_SIZES,
     widths: Iterable[int] = WIDTHS,
     on_outcome: Callable[[object, Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Place every sample (an `evaluate.Sample`: image, plate, optional box x y w h; no box = the image is
-    the plate) at every width into every frame size and read it with `reader` (`find` + `read_boxes`,
-    both timed). `on_outcome(sample, outcome)` sees each result (progress, misses)."""
+    the plate) at every width into every frame size over one of `backgrounds` (image files, read when used)
+    and read it with `reader` (`find` + `read_boxes`, both timed). `on_outcome(sample, outcome)` sees each
+    result (progress, misses)."""
     outcomes = []
     for sample in samples:
-        image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot read image {sample.image}")
+        image = _image(sample.image)
         box = sample.box or (0, 0, image.shape[1], image.shape[0])
         for frame_size in frame_sizes:
             for width in widths:
                 rng = np.random.default_rng(seed_of(sample.image.name, width, frame_size))
-                background = backgrounds[rng.integers(len(backgrounds))]
+                background = _image(backgrounds[rng.integers(len(backgrounds))])
                 frame, truth = place(image, box, width, frame_size, background, rng)
                 started = time.perf_counter()
                 detections = reader.find(frame)
@@ -213,3 +213,10 @@ def run(
                 if on_outcome:
                     on_outcome(sample, outcome)
     return outcomes
+
+
+def _image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}")
+    return image
