@@ -39,6 +39,9 @@ system-deps:
 	@command -v mosquitto >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto; }
 	@command -v openssl >/dev/null || $(SUDO) apt-get install -y -qq openssl
 	@command -v systemd-analyze >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends systemd; }
+	@/usr/bin/python3 tests/vision/rtsp_server.py --check 2>/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends python3-gi gir1.2-gst-rtsp-server-1.0 \
+		gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly; }
 
 contracts: $(PY_STAMP) $(NPM_STAMP)
 	$(PY) -m edge.chain.build

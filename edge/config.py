@@ -43,6 +43,7 @@ from pydantic_core import PydanticCustomError
 from edge.errors import ParkgateError
 from edge.identity import normalise_plate
 from edge.vision.plates import REGION_PATTERNS, region_patterns
+from edge.vision.roi import Roi  # a pure module: the polygon rules
 from firmware_bridge.relaymap import RelayMap  # a pure dataclass module: the board's ranges
 
 DEFAULT_CONFIG_PATH = Path("/etc/parkgate/parkgate.toml")
@@ -216,6 +217,10 @@ class CameraConfig(Section):
                                                       "\"0\", or an rtsp:// URL")] = "0"
     fps: Annotated[int, between(1, 120)] = 10
     burst_frames: Annotated[int, between(1, 60)] = 5
+    # The lane's region of interest: [[x, y], ...], all in 0..1 (fractions of the frame) or pixels; the
+    # detector looks only there and reads outside it are dropped. Empty: the whole frame.
+    roi: Annotated[tuple[Annotated[tuple[float, ...], BeforeValidator(_array)], ...],
+                   BeforeValidator(_array)] = ()
 
 
 class LaneConfig(Section):
@@ -436,6 +441,17 @@ def _modbus_input_clashes(gate: GateConfig, path: str) -> list[ConfigIssue]:
     return issues
 
 
+def _roi_issues(points: tuple[tuple[float, ...], ...], path: str) -> list[ConfigIssue]:
+    """A lane ROI must be a valid polygon (`edge.vision.roi.Roi.parse`); empty means the whole frame."""
+    if not points:
+        return []
+    try:
+        Roi.parse([list(point) for point in points], path)
+    except ValueError as error:
+        return [ConfigIssue(path, str(error).removeprefix(f"{path}: "))]
+    return []
+
+
 def _cross_checks(cfg: Config) -> list[ConfigIssue]:
     """Rules that involve more than one value."""
     issues = []
@@ -446,6 +462,7 @@ def _cross_checks(cfg: Config) -> list[ConfigIssue]:
                                       f"lanes[{seen[lane.name]}]; lane names must be unique"))
         seen.setdefault(lane.name, i)
         issues += _modbus_input_clashes(lane.gate, f"lanes[{i}].gate")
+        issues += _roi_issues(lane.camera.roi, f"lanes[{i}].camera.roi")
     if not cfg.lanes:
         issues.append(ConfigIssue("lanes", "no lanes configured; add at least one [[lanes]] table"))
     chain = cfg.chain

@@ -23,7 +23,7 @@ from edge.vision import detector, plates, synth
 REPO = Path(__file__).resolve().parent.parent
 FONT_GLOBS = ("*Bold.ttf", "*Condensed-Bold.ttf", "*Mono*.ttf", "*Sans.ttf", "*Narrow*.ttf")
 OCR_SIZE = (128, 64)  # width, height
-DATA_VERSION = 3  # bump when generated samples change (keys the training-data cache)
+DATA_VERSION = 5  # bump when generated samples change (keys the training-data cache)
 
 
 def data_dir() -> Path:
@@ -39,6 +39,19 @@ def us_split(file_name: str) -> str:
 def eu_split(file_name: str) -> str:
     """'train' or 'holdout' for a plates-eu frame, fixed by a hash of its name."""
     return "train" if zlib.crc32(file_name.encode()) % 3 == 0 else "holdout"
+
+
+def br_split(file_name: str) -> str:
+    """'train' or 'holdout' for a plates-br-crops file, fixed by a hash of its name (one in five held out)."""
+    return "holdout" if zlib.crc32(file_name.encode()) % 5 == 0 else "train"
+
+
+def split_of(folder: Path, file_name: str) -> str:
+    """The fine-tuning split of a file of one of the shared sets, by the set's folder name; 'holdout' for
+    files of any other folder (never trained on)."""
+    split = {"plates-eu": eu_split, "plates-us-crops": us_split, "plates-br-crops": br_split}.get(
+        Path(folder).resolve().name)
+    return split(file_name) if split else "holdout"
 
 
 @cache
@@ -94,7 +107,7 @@ def synth_ocr_sample(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     synth.warp_into(canvas, plate, quad)
     crop = jitter_crop(canvas, quad, rng)
     small = cv2.resize(
-        crop, (int(rng.uniform(60, 200)), int(rng.uniform(20, 70))), interpolation=cv2.INTER_AREA
+        crop, (int(rng.uniform(36, 200)), int(rng.uniform(14, 70))), interpolation=cv2.INTER_AREA
     )
     crop = synth.degrade(small, rng, 1.0)
     return to_ocr_input(crop), plates.normalise(text)
@@ -105,9 +118,20 @@ def to_ocr_input(crop_bgr: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, OCR_SIZE, interpolation=cv2.INTER_LINEAR)
 
 
+# Real crops are close-ups (US crops about 320 px wide); a lane camera shows plates 40-150 px wide. This
+# share of real training crops is first shrunk to a plate width in LANE_WIDTHS, so the OCR learns to read
+# the few pixels a plate has at lane geometry (then scaled up to its input, as the reader does).
+LANE_SHARE = 0.5
+LANE_WIDTHS = (36, 140)
+
+
 def augment_real_crop(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Small geometric jitter + camera effects on a real crop."""
+    """Small geometric jitter + camera effects on a real crop, often at lane-camera resolution first."""
     h, w = crop.shape[:2]
+    if rng.random() < LANE_SHARE and w > LANE_WIDTHS[0]:
+        new_w = int(rng.uniform(LANE_WIDTHS[0], min(w, LANE_WIDTHS[1])))
+        crop = cv2.resize(crop, (new_w, max(8, round(h * new_w / w))), interpolation=cv2.INTER_AREA)
+        h, w = crop.shape[:2]
     shift = rng.uniform(-0.06, 0.06, (4, 2)) * np.float32([w, h])
     source = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     matrix = cv2.getPerspectiveTransform(source, (source + shift).astype(np.float32))
@@ -115,9 +139,9 @@ def augment_real_crop(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return to_ocr_input(synth.degrade(warped, rng, 0.6))
 
 
-def load_br_crops() -> list[tuple[np.ndarray, str]]:
+def load_br_crops(split: str = "train") -> list[tuple[np.ndarray, str]]:
     root = data_dir() / "plates-br-crops"
-    return _load_labelled(root, root / "labels.csv", "file", "plate", lambda name: True)
+    return _load_labelled(root, root / "labels.csv", "file", "plate", lambda name: br_split(name) == split)
 
 
 def load_us_crops(split: str) -> list[tuple[np.ndarray, str]]:
@@ -197,9 +221,16 @@ def _load_labelled(root: Path, csv_path: Path, file_key: str, text_key: str, kee
 # ---- detector scenes -------------------------------------------------------------------------------------
 
 
+def background_split(file_name: str) -> str:
+    """'train' or 'holdout' for a background scene, fixed by a hash of its name: the geometry sweep
+    (`edge.vision.sweep`) places held-out plates on held-out backgrounds only."""
+    return "holdout" if zlib.crc32(file_name.encode()) % 3 == 0 else "train"
+
+
 @cache
-def background_paths() -> tuple[str, ...]:
-    return tuple(sorted(glob.glob(str(data_dir() / "backgrounds" / "*.*g"))))
+def background_paths(split: str = "train") -> tuple[str, ...]:
+    paths = sorted(glob.glob(str(data_dir() / "backgrounds" / "*.*g")))
+    return tuple(p for p in paths if background_split(Path(p).name) == split)
 
 
 @cache
@@ -207,19 +238,20 @@ def eu_crop_paths() -> tuple[str, ...]:
     return tuple(sorted(glob.glob(str(data_dir() / "plates-eu-crops" / "*.*g"))))
 
 
-def _random_plate_image(rng: np.random.Generator, br: list) -> np.ndarray:
+def _random_plate_image(rng: np.random.Generator, crops: list) -> np.ndarray:
+    """A real plate (EU crops 25 %, `crops` 35 %: the BR crops and the US train half) or a synthetic one."""
     pick = rng.random()
-    if pick < 0.35 and eu_crop_paths():
+    if pick < 0.25 and eu_crop_paths():
         image = cv2.imread(eu_crop_paths()[rng.integers(len(eu_crop_paths()))])
         if image is not None:
             return image
-    if pick < 0.5 and br:
-        return br[rng.integers(len(br))][0]
+    if pick < 0.6 and crops:
+        return crops[rng.integers(len(crops))][0]
     style = synth.STYLES[rng.integers(3)]
     return synth.render_plate(synth.random_text(rng, style), style, rng, any_text_mask)
 
 
-def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     paths = background_paths()
     image = cv2.imread(paths[rng.integers(len(paths))]) if paths else None
     if image is None:
@@ -227,7 +259,7 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def detector_scene(rng: np.random.Generator, size: int, br: list) -> tuple[np.ndarray, list]:
+def detector_scene(rng: np.random.Generator, size: int, crops: list) -> tuple[np.ndarray, list]:
     """A letterboxed training scene and its plate boxes in model-input pixels."""
     width = int(rng.uniform(400, 1300))
     height = int(width * rng.uniform(0.5, 0.85))
@@ -238,7 +270,7 @@ def detector_scene(rng: np.random.Generator, size: int, br: list) -> tuple[np.nd
         )
         boxes = [box]
     else:
-        frame, boxes = _composite(rng, width, height, br)
+        frame, boxes = _composite(rng, width, height, crops)
     return _letterboxed(frame, boxes, size)
 
 
@@ -282,8 +314,8 @@ def _zoomed_view(image: np.ndarray, box: tuple, rng: np.random.Generator) -> tup
     return view, (x - left, y - top, x + w - left, y + h - top)
 
 
-def _composite(rng: np.random.Generator, width: int, height: int, br: list):
-    frame = _background(rng, width, height)
+def _composite(rng: np.random.Generator, width: int, height: int, crops: list):
+    frame = background(rng, width, height)
     boxes = []
     if rng.random() < 0.1:
         return synth.degrade(frame, rng, 0.7), boxes
@@ -299,7 +331,7 @@ def _composite(rng: np.random.Generator, width: int, height: int, br: list):
             for _ in range(int(rng.integers(1, 3)))
         ]
     for cx, cy, plate_w in centres:
-        plate = _random_plate_image(rng, br)
+        plate = _random_plate_image(rng, crops)
         quad = synth.plate_quad((cx, cy), plate_w, plate.shape[1] / plate.shape[0], rng, tilt=1.2)
         synth.warp_into(frame, plate, quad)
         boxes.append(synth.quad_box(quad, width, height))

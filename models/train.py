@@ -28,7 +28,10 @@ DETECTOR_SIZE = 384
 TRAIN_CROP = 256
 EU_VIEWS_PER_FRAME = 24  # detector views of each labelled plates-eu train frame
 REAL_SCENE_SHARE = 0.25  # of detector training draws
-WHOLE_SCENE_SHARE = 0.3  # detector draws shown whole (shrunk), not cropped
+AS_DRAWN_SHARE = 0.1  # detector draws cropped from the scene as it is (negatives, context), not rescaled
+# Plate widths (detector-input px) the detector learns, drawn log-uniformly: lane cameras show 40-300 px
+# plates in 1280-2560 px frames, which the reader scales to 960 px (15-225 px); close-ups give the top.
+PLATE_WIDTHS = (12.0, 220.0)
 # Synthetic OCR crops shown inverted (light characters on a dark plate): the generator draws dark on
 # light only, while real sets have dark plates with light characters (older UK and Irish, some US states).
 INVERTED_SHARE = 0.1
@@ -56,8 +59,8 @@ def _synth_ocr_chunk(args: tuple[int, int]) -> list:
 def _scene_chunk(args: tuple[int, int]) -> list:
     seed, count = args
     rng = np.random.default_rng(seed)
-    br = data.load_br_crops()
-    return [data.detector_scene(rng, DETECTOR_SIZE, br) for _ in range(count)]
+    crops = data.load_br_crops() + data.load_us_crops("train")
+    return [data.detector_scene(rng, DETECTOR_SIZE, crops) for _ in range(count)]
 
 
 def _cache_dir() -> Path:
@@ -150,7 +153,7 @@ def pseudo_label_eu_crops(ocr_path: Path, min_confidence: float = 0.85) -> list[
         image = cv2.imread(path)
         if image is None:
             continue
-        text, confidences = reader.read_crops([image])[0]
+        text, confidences, _ = reader.read_crops([image])[0]
         if text and min(confidences) >= min_confidence and plates.matches_any(text, layouts):
             kept.append((image, text))
     return kept
@@ -279,7 +282,7 @@ def train_detector(seed: int, steps: int, scenes: int, workers: int, out_dir: Pa
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
     batch_size = 16
     for step in range(steps):
-        batch = [_random_crop(*_draw_scene(pool, real, rng), rng) for _ in range(batch_size)]
+        batch = [_training_view(pool, real, rng) for _ in range(batch_size)]
         x = (
             torch.from_numpy(np.stack([b[0] for b in batch])[:, :, :, ::-1].copy())
             .float()
@@ -308,7 +311,7 @@ def train_detector(seed: int, steps: int, scenes: int, workers: int, out_dir: Pa
             )
     net.eval()
     path = out_dir / "plate_detector.onnx"
-    _export(DetectorExport(net), torch.zeros(1, 3, DETECTOR_SIZE, DETECTOR_SIZE), path, "images", "output")
+    _export(DetectorExport(net), torch.zeros(1, 3, 544, 960), path, "images", "output")
     quantise(path, out_dir / "plate_detector.int8.onnx")
 
 
@@ -318,15 +321,61 @@ def _draw_scene(pool: list, real: list, rng: np.random.Generator) -> tuple:
     return source[rng.integers(len(source))]
 
 
+def _training_view(pool: list, real: list, rng: np.random.Generator) -> tuple[np.ndarray, list]:
+    """A TRAIN_CROP square for one training draw: mostly a scene rescaled so that one of its plates is
+    a width drawn from PLATE_WIDTHS (scenes tiled around it when it shrinks below the crop, as a far car
+    in a wide frame), sometimes a crop of the scene as drawn."""
+    image, boxes = _draw_scene(pool, real, rng)
+    if not boxes or rng.random() < AS_DRAWN_SHARE:
+        return _random_crop(image, boxes, rng)
+    x1, y1, x2, y2 = boxes[rng.integers(len(boxes))]
+    target = math.exp(rng.uniform(math.log(PLATE_WIDTHS[0]), math.log(PLATE_WIDTHS[1])))
+    scale = target / max(2.0, x2 - x1)
+    # Where the anchor plate's centre lands in the crop.
+    at_x, at_y = rng.uniform(0.15, 0.85, 2) * TRAIN_CROP
+    if image.shape[0] * scale >= TRAIN_CROP:
+        dx, dy = at_x - scale * (x1 + x2) / 2, at_y - scale * (y1 + y2) / 2
+        matrix = np.float32([[scale, 0, dx], [0, scale, dy]])
+        view = cv2.warpAffine(
+            image, matrix, (TRAIN_CROP, TRAIN_CROP), flags=cv2.INTER_AREA, borderValue=(114, 114, 114)
+        )
+        return view, _kept(boxes, scale, matrix[0, 2], matrix[1, 2])
+    origin = (at_x - scale * (x1 + x2) / 2, at_y - scale * (y1 + y2) / 2)
+    return _tiled(image, boxes, scale, origin, pool, rng)
+
+
+def _tiled(image, boxes, scale: float, origin: tuple[float, float], pool: list, rng: np.random.Generator):
+    """A crop tiled with scenes shrunk by `scale`: `image` at `origin`, random pool scenes around it."""
+    side = image.shape[0] * scale
+    canvas = data.background(rng, TRAIN_CROP, TRAIN_CROP)
+    kept: list = []
+    first_col, first_row = -math.ceil(origin[0] / side), -math.ceil(origin[1] / side)
+    last_col = math.ceil((TRAIN_CROP - origin[0]) / side)
+    last_row = math.ceil((TRAIN_CROP - origin[1]) / side)
+    for row in range(first_row, last_row):
+        for col in range(first_col, last_col):
+            scene, scene_boxes = (image, boxes) if (row, col) == (0, 0) else pool[rng.integers(len(pool))]
+            dx, dy = origin[0] + col * side, origin[1] + row * side
+            matrix = np.float32([[scale, 0, dx], [0, scale, dy]])
+            mask = np.full(scene.shape[:2], 255, np.uint8)
+            tile = cv2.warpAffine(scene, matrix, (TRAIN_CROP, TRAIN_CROP), flags=cv2.INTER_AREA)
+            inside = cv2.warpAffine(mask, matrix, (TRAIN_CROP, TRAIN_CROP), flags=cv2.INTER_NEAREST) > 0
+            canvas[inside] = tile[inside]
+            kept += _kept(scene_boxes, scale, dx, dy)
+    return canvas, kept
+
+
+def _kept(boxes: list, scale: float, dx: float, dy: float) -> list:
+    """Boxes scaled and shifted into the crop, those whose centre falls inside it."""
+    mapped = [(x1 * scale + dx, y1 * scale + dy, x2 * scale + dx, y2 * scale + dy)
+              for x1, y1, x2, y2 in boxes]
+    inside = lambda v: 0 <= v < TRAIN_CROP  # noqa: E731
+    return [b for b in mapped if inside((b[0] + b[2]) / 2) and inside((b[1] + b[3]) / 2)]
+
+
 def _random_crop(image: np.ndarray, boxes: list, rng: np.random.Generator):
-    """A TRAIN_CROP square of a scene, usually around a plate; boxes shifted (and dropped if cut off).
-    Sometimes the whole scene shrunk to TRAIN_CROP instead, so plates too wide for a crop are seen whole,
-    as the reader sees them in a letterboxed frame."""
+    """A TRAIN_CROP square of a scene as drawn, usually around a plate; boxes shifted (dropped if cut off)."""
     size = image.shape[0]
-    if rng.random() < WHOLE_SCENE_SHARE:
-        scale = TRAIN_CROP / size
-        shrunk = cv2.resize(image, (TRAIN_CROP, TRAIN_CROP), interpolation=cv2.INTER_AREA)
-        return shrunk, [tuple(v * scale for v in box) for box in boxes]
     limit = size - TRAIN_CROP
     if boxes and rng.random() < 0.85:
         x1, y1, x2, y2 = boxes[rng.integers(len(boxes))]
@@ -336,12 +385,7 @@ def _random_crop(image: np.ndarray, boxes: list, rng: np.random.Generator):
     else:
         left, top = int(rng.integers(limit + 1)), int(rng.integers(limit + 1))
     crop = image[top : top + TRAIN_CROP, left : left + TRAIN_CROP]
-    kept = []
-    for x1, y1, x2, y2 in boxes:
-        cx, cy = (x1 + x2) / 2 - left, (y1 + y2) / 2 - top
-        if 0 <= cx < TRAIN_CROP and 0 <= cy < TRAIN_CROP:
-            kept.append((x1 - left, y1 - top, x2 - left, y2 - top))
-    return crop, kept
+    return crop, _kept(boxes, 1.0, -left, -top)
 
 
 def _centre_targets(boxes: list, grid: int):
@@ -388,9 +432,17 @@ def _export(module, sample, path: Path, input_name: str, output_name: str) -> No
         output_names=[output_name],
         opset_version=17,
         dynamo=False,
-        dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}} if input_name == "input" else None,
+        dynamic_axes=_dynamic_axes(input_name, output_name),
     )
     print(f"exported {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
+
+
+def _dynamic_axes(input_name: str, output_name: str) -> dict:
+    """OCR: any batch. Detector (`images`): any height and width (a fully convolutional net; the reader
+    picks the size per frame), rows of the output follow."""
+    if input_name == "images":
+        return {input_name: {2: "height", 3: "width"}}
+    return {input_name: {0: "batch"}, output_name: {0: "batch"}}
 
 
 def quantise(source: Path, target: Path) -> None:
@@ -414,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ocr-base", type=Path, help="resume OCR training at self-training from this base state dict"
     )
-    parser.add_argument("--detector-steps", type=int, default=2500)
+    parser.add_argument("--detector-steps", type=int, default=3000)
     parser.add_argument("--detector-scenes", type=int, default=2400)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
     parser.add_argument("--workers", type=int, default=2, help="processes generating data")

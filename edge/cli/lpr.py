@@ -1,10 +1,11 @@
-"""`parkgate lpr read IMAGE...`, `parkgate lpr eval DIR` and `parkgate lpr synth`: plate recognition tools."""
+"""`parkgate lpr read SOURCE...`, `lpr eval DIR`, `lpr bench` and `lpr synth`: plate recognition tools."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 
 import models
+from edge.vision.sweep import WIDTHS as SWEEP_WIDTHS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,13 +22,51 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     read = commands.add_parser(
         "read",
-        help="print the plates read in images, with confidence and boxes",
+        help="print the plates read in images, a video, an RTSP stream or a camera",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Read the plates in each SOURCE: an image file (one frame), a video file, an rtsp://\n"
+        "URL, a V4L2 device (/dev/videoN) or a device index (0). Videos, streams and cameras give their\n"
+        "first frame, or --frames N of them. Each read: region-fitted text, confidence, box, plate width\n"
+        "in pixels and detector score; the raw read before region fitting too when it differs.",
         epilog="examples:\n"
-        "  parkgate lpr read frame.jpg --region sk        # full camera frames, Slovak layouts\n"
-        "  parkgate lpr read --crop plate1.png plate2.png  # images that are already plate crops",
+        "  parkgate lpr read frame.jpg --region sk          # a full camera frame, Slovak layouts\n"
+        "  parkgate lpr read rtsp://127.0.0.1:8554/lane1 --roi '0.2,0.5;0.8,0.5;0.8,1;0.2,1' \\\n"
+        "      --annotate lane1.jpg                         # ROI in fractions; boxes, ROI, texts drawn\n"
+        "  parkgate lpr read /dev/video0 --roi '400,600;1500,600;1500,1080;400,1080'  # ROI in pixels\n"
+        "  parkgate lpr read pass.mp4 --frames 20 --every 5 --json  # frames 0, 5, ..., 95, JSON lines\n"
+        "  parkgate lpr read --crop plate1.png plate2.png    # images that are already plate crops",
     )
-    read.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="JPEG/PNG images to read")
+    read.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="image file, video file, rtsp:// URL, /dev/videoN or a device index",
+    )
+    read.add_argument(
+        "--frames", type=_at_least_one, default=1, metavar="N", help="read N frames of a video/stream/camera"
+    )
+    read.add_argument(
+        "--every", type=_at_least_one, default=1, metavar="K", help="with --frames: keep every K-th frame"
+    )
+    read.add_argument(
+        "--roi",
+        metavar="X,Y;X,Y;...",
+        help="the lane's region of interest, a polygon of 3 or more points, all fractions of the frame "
+        "(0..1) or all pixels: plates are looked for inside its bounds and reads centred outside it dropped",
+    )
+    read.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per frame: source, frame, width, height, reads (text, raw_text, confidence, "
+        "box, plate_width_px, detector_score)",
+    )
+    read.add_argument(
+        "--annotate",
+        type=Path,
+        metavar="OUT.jpg",
+        help="write each frame with the boxes, the ROI, plate widths and texts drawn (several frames: "
+        "OUT-0001.jpg, OUT-0002.jpg, ...)",
+    )
     _model_options(read)
     read.add_argument("--crop", action="store_true", help="images are plate crops: run the OCR only")
     read.set_defaults(func=cmd_read)
@@ -65,10 +105,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     _model_options(evaluate)
     evaluate.set_defaults(func=cmd_eval)
 
-    bench = commands.add_parser("bench", help="time detection + OCR on rendered 1280x720 frames, print JSON")
+    bench = commands.add_parser(
+        "bench", help="time detection + OCR on rendered lane frames (plates 60-150 px wide), print JSON"
+    )
     bench.add_argument("--frames", type=int, default=50, help="how many random plates to render and read")
+    bench.add_argument("--size", default="1920x1080", help="frame size WIDTHxHEIGHT (default: %(default)s)")
     _model_options(bench)
     bench.set_defaults(func=cmd_bench)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="lane-geometry benchmark: labelled plates placed into full frames at given plate widths",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Place every labelled image of DIR into 1280x720 and 1920x1080 scenes so that its plate "
+        "is 40, 60, 80,\n100, 140, 200 and 300 px wide (turned up to 15 degrees, blur, sensor noise, JPEG "
+        "60-90, "
+        "over held-out\nbackground scenes), read each frame and print one JSON line per width (n, "
+        "detection_recall: a detected\nbox with IoU >= 0.4 on the plate, exact, exact_rate, median_ms) and a "
+        "last line overall (width \"all\").\nFull frames need a plate box (OpenALPR .txt labels); a CSV of "
+        "crops places each crop as the plate.",
+        epilog="examples:\n"
+        "  parkgate lpr sweep ../shared/data/plates-eu --split holdout --region sk,cz\n"
+        "  parkgate lpr sweep ../shared/data/plates-us-crops --split holdout --limit 100\n"
+        "  parkgate lpr sweep DIR --widths 60,80 --sizes 1920x1080 --show-misses",
+    )
+    sweep.add_argument("folder", type=Path, metavar="DIR", help="labelled images (as for lpr eval)")
+    sweep.add_argument("--labels", type=Path, help="CSV of file,...,plate (default as for lpr eval)")
+    sweep.add_argument("--split", choices=("all", "train", "holdout"), default="all",
+                       help="only images of this fine-tuning split (see models/cards)")
+    sweep.add_argument("--limit", type=int, help="use at most N images")
+    sweep.add_argument("--widths", default=",".join(map(str, SWEEP_WIDTHS)),
+                       help="plate widths in px, comma-separated (default: %(default)s)")
+    sweep.add_argument("--sizes", default="1280x720,1920x1080",
+                       help="frame sizes WIDTHxHEIGHT, comma-separated (default: %(default)s)")
+    sweep.add_argument("--backgrounds", type=Path,
+                       help="folder of background scenes (default: the held-out third of "
+                       "../shared/data/backgrounds, else generated scenes)")
+    sweep.add_argument("--show-misses", action="store_true", help="print each wrong read to stderr")
+    _model_options(sweep)
+    sweep.set_defaults(func=cmd_sweep)
 
     render = commands.add_parser("synth", help="render synthetic vehicle frames showing a plate")
     render.add_argument("text", help="plate text, e.g. 'AB 123-CD'")
@@ -104,25 +179,150 @@ def _reader(args: argparse.Namespace):
         raise SystemExit(f"parkgate lpr: {error}") from None
 
 
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def cmd_read(args: argparse.Namespace) -> int:
+    from edge.vision.sources import SourceError, is_image, read_frames
+
+    roi = _read_roi(args)
+    annotation = _annotation_paths(args)
     reader = _reader(args)
-    status = 0
-    for path in args.images:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            print(f"{path}: cannot read image (expected a JPEG/PNG/BMP file)", file=sys.stderr)
+    status, count = 0, 0
+    for source in args.sources:
+        try:
+            read = 0
+            for frame in read_frames(source, args.frames, args.every):
+                count, read = count + 1, read + 1
+                _read_one(reader, frame, roi, args, annotation(count))
+            if read < args.frames and not is_image(source):
+                print(f"{source}: ended after {read} of {args.frames} frames", file=sys.stderr)
+        except SourceError as error:
+            print(error, file=sys.stderr)
             status = 1
-            continue
-        reads = [reader.read_crop(image)] if args.crop else reader.read(image)
-        if not reads:
-            print(f"{path}: no plate")
-        for read in reads:
-            box = ",".join(f"{v:.0f}" for v in read.box)
-            print(
-                f"{path}: {read.text or '-'} confidence={read.confidence:.3f} box={box} "
-                f"detector={read.detector_score:.3f}"
-            )
     return status
+
+
+def _read_roi(args: argparse.Namespace):
+    from edge.vision.roi import Roi
+
+    if args.roi is None:
+        return None
+    if args.crop:
+        raise SystemExit("parkgate lpr read: --roi applies to camera frames, not to --crop plate images")
+    try:
+        return Roi.parse(args.roi, "--roi")
+    except ValueError as error:
+        raise SystemExit(f"parkgate lpr read: {error}") from None
+
+
+def _annotation_paths(args: argparse.Namespace):
+    """Frame number (1, 2, ...) -> the --annotate path to write it to (None without --annotate)."""
+    out: Path | None = args.annotate
+    if out is None:
+        return lambda number: None
+    if not out.parent.is_dir() or not cv2.haveImageWriter(str(out)):
+        raise SystemExit(
+            f"parkgate lpr read: --annotate {out}: cannot write it; give a .jpg or .png path in an existing "
+            "folder"
+        )
+    if len(args.sources) == 1 and args.frames == 1:
+        return lambda number: out
+    return lambda number: out.with_name(f"{out.stem}-{number:04d}{out.suffix}")
+
+
+def _read_one(reader, frame, roi, args: argparse.Namespace, annotation: Path | None) -> None:
+    """Read one frame, draw it to `annotation` and print the reads; SourceError naming the source when
+    the ROI does not fit the frame or the drawing cannot be written."""
+    from edge.vision.sources import SourceError
+
+    height, width = frame.image.shape[:2]
+    if roi is not None:
+        try:
+            roi.check_frame(width, height)
+        except ValueError as error:
+            raise SourceError(f"{frame.source}: {error}") from None
+    reads = [reader.read_crop(frame.image)] if args.crop else reader.read(frame.image, roi=roi)
+    if annotation is not None and not cv2.imwrite(str(annotation), annotated(frame.image, reads, roi)):
+        raise SourceError(f"{frame.source}: cannot write the annotated frame to {annotation}")
+    if args.json:
+        record = {"source": frame.source, "frame": frame.index, "width": width, "height": height}
+        record["reads"] = [_read_record(read) for read in reads]
+        if annotation is not None:
+            record["annotation"] = str(annotation)
+        print(json.dumps(record), flush=True)
+    else:
+        lines = [f"{frame.label}: {_read_line(read)}" for read in reads] or [f"{frame.label}: no plate"]
+        if annotation is not None:
+            lines.append(f"{frame.label}: annotated {annotation}")
+        print("\n".join(lines), flush=True)
+
+
+def _read_line(read) -> str:
+    box = ",".join(f"{v:.0f}" for v in read.box)
+    raw = f" raw={read.raw_text}" if read.raw_text and read.raw_text != read.text else ""
+    return (
+        f"{read.text or '-'}{raw} confidence={read.confidence:.3f} box={box} width={_plate_width(read)}px "
+        f"detector={read.detector_score:.3f}"
+    )
+
+
+def _plate_width(read) -> int:
+    return round(read.box[2] - read.box[0])
+
+
+def _read_record(read) -> dict:
+    return {
+        "text": read.text,
+        "raw_text": read.raw_text,
+        "confidence": round(read.confidence, 4),
+        "box": [round(v, 1) for v in read.box],
+        "plate_width_px": _plate_width(read),
+        "detector_score": round(read.detector_score, 4),
+    }
+
+
+# BGR colours of the annotation
+ROI_COLOUR, BEST_COLOUR, OTHER_COLOUR = (0, 255, 255), (0, 255, 0), (0, 165, 255)
+TEXT_COLOUR, BAND_COLOUR = (255, 255, 255), (0, 0, 0)
+
+
+def annotated(image: np.ndarray, reads: list, roi) -> np.ndarray:
+    """A copy of the frame with the ROI polygon (yellow), each read's box (the best green, others orange)
+    and above it the region-fitted text, confidence, raw text and plate width in pixels."""
+    canvas = image.copy()
+    height, width = canvas.shape[:2]
+    thickness = max(1, round(min(width, height) / 360))
+    scale = max(0.4, min(width, height) / 1400)
+    if roi is not None:
+        points = np.round(roi.polygon(width, height)).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(canvas, [points], True, ROI_COLOUR, thickness, cv2.LINE_AA)
+    for rank, read in reversed(list(enumerate(reads))):
+        x1, y1, x2, y2 = (round(v) for v in read.box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), BEST_COLOUR if rank == 0 else OTHER_COLOUR, thickness)
+        lines = (
+            f"{read.text or '-'} {read.confidence:.2f}",
+            f"raw {read.raw_text or '-'}  {_plate_width(read)} px",
+        )
+        _label(canvas, lines, (x1, y1), scale, thickness)
+    return canvas
+
+
+def _label(canvas: np.ndarray, lines: tuple[str, ...], corner: tuple[int, int], scale: float, thickness: int):
+    """Text lines on a dark band above `corner` (below it when there is no room above)."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    sizes = [cv2.getTextSize(line, font, scale, thickness)[0] for line in lines]
+    line_height = max(h for _, h in sizes) + 6 * thickness
+    band = line_height * len(lines)
+    x, y = corner
+    top = y - band if y - band >= 0 else y
+    cv2.rectangle(canvas, (x, top), (x + max(w for w, _ in sizes) + 6, top + band), BAND_COLOUR, cv2.FILLED)
+    for number, line in enumerate(lines):
+        baseline = top + line_height * (number + 1) - 3 * thickness
+        cv2.putText(canvas, line, (x + 3, baseline), font, scale, TEXT_COLOUR, thickness, cv2.LINE_AA)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -154,13 +354,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge.vision import evaluate, plates, synth
 
+    (size,) = _frame_sizes(args.size)
     reader = _reader(args)
     rng = np.random.default_rng(0)
     results = []
     for _ in range(max(1, args.frames)):
         style = synth.STYLES[rng.integers(len(synth.STYLES))]
         text = synth.random_text(rng, style)
-        frame, _ = synth.render_frame(text, style, rng)
+        frame, _ = synth.render_frame(text, style, rng, size, plate_width=float(rng.uniform(60, 150)))
         started = time.perf_counter()
         reads = reader.read(frame)
         elapsed = (time.perf_counter() - started) * 1000
@@ -168,6 +369,78 @@ def cmd_bench(args: argparse.Namespace) -> int:
     figures = evaluate.summarise(results)
     figures["peak_rss_mb"] = evaluate.peak_rss_mb()
     print(json.dumps(figures))
+    return 0
+
+
+def _positive_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"parkgate lpr sweep: {what} must be integers joined by commas, got {text!r}") \
+            from None
+    if not values or min(values) <= 0:
+        raise SystemExit(f"parkgate lpr sweep: {what} must be positive integers, got {text!r}")
+    return values
+
+
+def _frame_sizes(text: str) -> list[tuple[int, int]]:
+    """WIDTHxHEIGHT[,WIDTHxHEIGHT...] -> [(width, height), ...]; each side at least 64 px."""
+    sizes = []
+    for part in text.split(","):
+        width, _, height = part.strip().lower().partition("x")
+        if not (width.isdigit() and height.isdigit() and int(width) >= 64 and int(height) >= 64):
+            raise SystemExit(f"parkgate lpr: a frame size is WIDTHxHEIGHT, each >= 64, sizes joined by "
+                             f"commas; got {part!r}")
+        sizes.append((int(width), int(height)))
+    return sizes
+
+
+def _sweep_backgrounds(folder: Path | None, scratch: Path) -> list[Path]:
+    """Background scene files: those of `folder`, else the held-out third of the shared backgrounds, else
+    16 generated scenes written to `scratch`."""
+    from edge.vision import synth
+    from models.data import background_paths
+
+    if folder:
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not paths:
+            raise SystemExit(f"parkgate lpr sweep: no JPEG/PNG backgrounds in {folder}")
+        return paths
+    paths = [Path(p) for p in background_paths("holdout")]
+    for index in range(0 if paths else 16):
+        paths.append(scratch / f"scene-{index}.png")
+        cv2.imwrite(str(paths[-1]), synth._scene(np.random.default_rng(index), 1280, 720))
+    return paths
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from edge.vision import evaluate, sweep
+    from models.data import split_of
+
+    widths, sizes = _positive_ints(args.widths, "--widths"), _frame_sizes(args.sizes)
+    samples = evaluate.load_samples(args.folder, args.labels)
+    if args.split != "all":
+        samples = [s for s in samples if split_of(args.folder, s.image.name) == args.split]
+    samples = samples[: args.limit] if args.limit else samples
+    reader = _reader(args)
+    scratch = tempfile.TemporaryDirectory(prefix="parkgate-sweep-")
+    backgrounds = _sweep_backgrounds(args.backgrounds, Path(scratch.name))
+    total, done = len(samples) * len(widths) * len(sizes), [0]
+
+    def progress(sample: evaluate.Sample, outcome: sweep.Outcome) -> None:
+        done[0] += 1
+        if args.show_misses and outcome.text != outcome.label:
+            found = "" if outcome.detected else " (not detected)"
+            print(f"miss {sample.image.name} @{outcome.width}px: label {outcome.label} "
+                  f"read {outcome.text or '-'}{found}", file=sys.stderr)
+        if done[0] % 100 == 0 or done[0] == total:
+            print(f"sweep: {done[0]}/{total} frames", file=sys.stderr, flush=True)
+
+    with scratch:
+        outcomes = sweep.run(samples, reader, backgrounds, sizes, widths, progress)
+    for line in sweep.per_width(outcomes, widths):
+        print(json.dumps(line))
+    print(json.dumps({"width": "all", **sweep.summarise(outcomes), "peak_rss_mb": evaluate.peak_rss_mb()}))
     return 0
 
 

@@ -25,6 +25,7 @@ from edge.lanes.machine import BurstDone, Snapshot
 from edge.vision import detector
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
+from edge.vision.roi import Roi
 from edge.vision.types import PlateRead
 
 log = logging.getLogger(__name__)
@@ -124,9 +125,10 @@ def open_frame_source(source: str, fps: int) -> FrameSource:
 
 
 def capture_burst(frames: FrameSource, reader: PlateReader, burst_no: int, count: int, timeout_s: float,
-                  evidence_dir: Path, name: str) -> BurstDone:
+                  evidence_dir: Path, name: str, roi: Roi | None = None) -> BurstDone:
     """Burst ``burst_no``: read ``count`` fresh frames (stale queued ones are dropped first), keep the
-    best plate read of each, and save the best read's plate crop as evidence (JPEG, sha256 of the file)."""
+    best plate read of each (inside the lane's ``roi``), and save the best read's plate crop as evidence
+    (JPEG, sha256 of the file)."""
     while frames.get(timeout=0) is not None:
         pass
     deadline = time.monotonic() + timeout_s
@@ -136,7 +138,7 @@ def capture_burst(frames: FrameSource, reader: PlateReader, burst_no: int, count
         frame = frames.get(timeout=max(0.0, deadline - time.monotonic()))
         if frame is None:
             break
-        found = reader.read(frame.image)
+        found = reader.read(frame.image, roi)
         if not found:
             continue
         reads.append(found[0])

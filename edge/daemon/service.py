@@ -45,7 +45,7 @@ from typing import Any
 from edge import notify
 from edge.access import commitment_function, policy_from_config
 from edge.chain.syncplan import backoff_delay, chain_lot_code
-from edge.config import Config, LaneConfig, read_secret, relay_map_options
+from edge.config import CameraConfig, Config, LaneConfig, read_secret, relay_map_options
 from edge.daemon.camera import capture_burst, open_frame_source
 from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.lane import LaneShell
@@ -56,6 +56,7 @@ from edge.metrics import MetricsServer, Sample
 from edge.store import Store, wall_clock_ms
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
+from edge.vision.roi import Roi
 from firmware_bridge.driver import connect_driver
 from firmware_bridge.errors import GateError
 from firmware_bridge.gate import GateDriver
@@ -159,12 +160,15 @@ class Daemon:
         # All gates at once: one slow or unplugged controller does not hold the others back.
         self.drivers = list(await asyncio.gather(*(self._connect(lane) for lane in self.cfg.lanes)))
         for lane_cfg, source, driver in zip(self.cfg.lanes, self.sources, self.drivers, strict=True):
-            burst = functools.partial(self._burst, source, lane_cfg.name)
+            roi = _lane_roi(lane_cfg.camera, lane_cfg.name)
+            burst = functools.partial(self._burst, source, lane_cfg.name, roi=roi)
             self.lanes.append(LaneShell(lane_settings(lane_cfg), driver, burst, self.gatekeeper, self.alert))
 
-    def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int) -> BurstDone:
+    def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int,
+               roi: Roi | None = None) -> BurstDone:
         return capture_burst(source, self.reader, burst_no, frames, timeout_s=2.5,
-                             evidence_dir=self.evidence_dir, name=f"{lane}-{wall_clock_ms()}-{burst_no}")
+                             evidence_dir=self.evidence_dir, name=f"{lane}-{wall_clock_ms()}-{burst_no}",
+                             roi=roi)
 
     def _start_chain(self) -> None:
         if self.cfg.chain.enabled:
@@ -394,3 +398,8 @@ def run_daemon(cfg: Config) -> int:
         print(f"parkgate run: cannot start: {exc}", flush=True)
         return 2
     return asyncio.run(daemon.run())
+
+
+def _lane_roi(camera: CameraConfig, lane: str) -> Roi | None:
+    """The lane camera's region of interest (validated by config), None for the whole frame."""
+    return Roi.parse([list(p) for p in camera.roi], f"{lane}.camera.roi") if camera.roi else None

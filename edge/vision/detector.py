@@ -36,15 +36,26 @@ class Detection:
     class_id: int = 0
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping aspect ratio to fit `size`x`size`, centre it on grey 114 padding."""
+def free_size(width: int, height: int, max_width: int, multiple: int = 32) -> tuple[int, int]:
+    """Input size (width, height) for a detector that takes any size: the frame scaled down (never up)
+    so that its width is at most `max_width`, each side rounded up to `multiple` (the network's stride)."""
+    scale = min(1.0, max_width / width)
+    round_up = lambda v: max(multiple, -(-round(v * scale) // multiple) * multiple)  # noqa: E731
+    return round_up(width), round_up(height)
+
+
+def letterbox(image: np.ndarray, size: int | tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio to fit `size` (a square side, or width and height), centre it on grey
+    114 padding."""
     height, width = image.shape[:2]
-    scale = min(size / width, size / height)
+    size_w, size_h = (size, size) if isinstance(size, int) else size
+    scale = min(size_w / width, size_h / height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    pad_x, pad_y = (size - new_w) / 2, (size - new_h) / 2
+    interpolation = cv2.INTER_AREA if scale < 0.75 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    pad_x, pad_y = (size_w - new_w) / 2, (size_h - new_h) / 2
     left, top = int(round(pad_x - 0.1)), int(round(pad_y - 0.1))
-    canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    canvas = np.full((size_h, size_w, 3), PAD_VALUE, dtype=np.uint8)
     canvas[top : top + new_h, left : left + new_w] = resized
     return canvas, Letterbox(scale, float(left), float(top))
 
@@ -55,7 +66,7 @@ def to_input_tensor(letterboxed_bgr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
 
 
-def preprocess(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+def preprocess(frame_bgr: np.ndarray, size: int | tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
     """Frame -> (model input tensor, letterbox used)."""
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
         raise ValueError(f"frame must be uint8 HxWx3 BGR, got {frame_bgr.dtype} {frame_bgr.shape}")
@@ -89,6 +100,29 @@ def parse_output(
         if x2 - x1 >= 2 and y2 - y1 >= 2:
             detections.append(Detection(x1, y1, x2, y2, score, int(row[5])))
     return sorted(detections, key=lambda d: d.score, reverse=True)
+
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def suppress(detections: list[Detection], max_overlap: float = 0.4) -> list[Detection]:
+    """Best first, dropping any box that overlaps a better one by more than `max_overlap` IoU (the same
+    plate found at two scales of an image pyramid)."""
+    kept: list[Detection] = []
+    for candidate in sorted(detections, key=lambda d: d.score, reverse=True):
+        box = (candidate.x1, candidate.y1, candidate.x2, candidate.y2)
+        if all(iou(box, (other.x1, other.y1, other.x2, other.y2)) <= max_overlap for other in kept):
+            kept.append(candidate)
+    return kept
 
 
 def cut(

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class PlateRead:
-    """One plate read: text (normalised), confidence, per-character confidences, frame box."""
+    """One plate read: text (normalised, fitted to the region's layouts when one is set), confidence,
+    per-character confidences, frame box, detector score and `raw_text`, the OCR's read before fitting."""
 
     text: str
     confidence: float
     char_confidences: tuple[float, ...] = field(default=())
     box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     detector_score: float = 1.0
+    raw_text: str = ""

@@ -336,3 +336,17 @@ def test_region_takes_country_codes_joined_by_commas() -> None:
 def test_fail_open_is_refused_until_it_exists() -> None:
     errors = errors_of('[policy]\nfail_mode = "open"\n')
     assert "policy.fail_mode: 'open' is not allowed; allowed: closed" in errors
+
+
+def test_lane_roi_is_a_polygon_in_fractions_or_pixels() -> None:
+    cfg = parse_config("[[lanes]]\ncamera = { roi = [[0.1, 0.2], [0.9, 0.2], [0.5, 1.0]] }\n")
+    assert cfg.lanes[0].camera.roi == ((0.1, 0.2), (0.9, 0.2), (0.5, 1.0))
+    assert parse_config("[[lanes]]\ncamera = { roi = [[0, 400], [1920, 400], [960, 1080]] }\n")
+    assert Config().lanes[0].camera.roi == ()  # default: the whole frame
+
+
+@pytest.mark.parametrize("roi", ["[[0.1, 0.2], [0.9, 0.2]]", "[[0, 0], [1, 0], [2, 0]]", '"0,0;1,0;1,1"',
+                                 "[[0.1, 0.2, 0.3], [0.9, 0.2], [0.5, 1.0]]"])
+def test_bad_lane_roi_names_the_key(roi: str) -> None:
+    errors = errors_of(f"[[lanes]]\ncamera = {{ roi = {roi} }}\n")
+    assert errors and all(error.startswith("lanes[0].camera.roi") for error in errors), errors

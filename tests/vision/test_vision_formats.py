@@ -19,13 +19,13 @@ def test_fast_plate_ocr_shaped_model_with_other_alphabet_and_slots():
     model = PlateOcr(FIXTURES / "fpo_rgb7.onnx", config, threads=1)
     crops = [np.zeros((50, 200, 3), np.uint8), np.full((30, 60, 3), 90, np.uint8)]
     reads = model.read_crops(crops)
-    assert [text for text, _ in reads] == ["KA77", "KA77"]  # separators dropped by normalisation
-    assert all(len(confs) == 4 and min(confs) > 0.9 for _, confs in reads)
+    assert [text for text, _, _ in reads] == ["KA77", "KA77"]  # separators dropped by normalisation
+    assert all(len(confs) == 4 and min(confs) > 0.9 for _, confs, _ in reads)
 
 
 def test_end_to_end_yolo_shaped_detector_at_640_maps_boxes_to_frame():
     model = PlateDetector(FIXTURES / "yolo_e2e_640.onnx", threads=1, min_score=0.3)
-    assert model.size == 640
+    assert model.fixed_size == (640, 640)
     frame = np.zeros((720, 1280, 3), np.uint8)
     [det] = model.detect(frame)  # the low-score row is dropped
     # 1280x720 -> scale 0.5, pad_y 140: (100, 300, 260, 340) -> (200, 320, 520, 400)

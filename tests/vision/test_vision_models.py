@@ -24,7 +24,9 @@ def reader() -> PlateReader:
 
 def test_committed_models_follow_the_public_contracts(reader):
     det_input = reader.detector.session.get_inputs()[0]
-    assert det_input.type == "tensor(float)" and det_input.shape[:2] == [1, 3] and reader.detector.size == 384
+    assert det_input.type == "tensor(float)" and det_input.shape[:2] == [1, 3]
+    assert reader.detector.fixed_size is None  # free height and width: the reader sizes each frame
+    assert reader.detector.input_sizes(1920, 1080) == [(960, 544), (384, 224)]
     config = ocr.load_config(models.OCR_CONFIG_PATH)
     ocr_input = reader.ocr.session.get_inputs()[0]
     assert ocr_input.type == "tensor(uint8)" and ocr_input.shape[1:] == [
