@@ -106,8 +106,11 @@ def _passback(policy: Policy, violated: bool) -> tuple[bool, tuple[Flag, ...]]:
 
 
 def decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presence: Presence, policy: Policy,
-           *, direction: Direction, commit: Commit) -> Decision:
-    """Allow or deny one vehicle at one lane; the Decision carries the reason and the evidence."""
+           *, direction: Direction, commit: Commit, matches: tuple[Match, ...] | None = None) -> Decision:
+    """Allow or deny one vehicle at one lane; the Decision carries the reason and the evidence.
+
+    ``matches``: the read's :func:`committed_candidates` when the caller already computed them (to fetch
+    ``bookings`` from the cache), so they are not computed twice."""
     if policy.override is Override.OPEN:
         return Decision(True, Reason.MANUAL_OPEN, None)
     if policy.override is Override.CLOSED:
@@ -118,7 +121,8 @@ def decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presen
         return Decision(False, Reason.NO_READ, _evidence(read, read.text, 0))
     if not read.confidence >= policy.min_confidence:
         return Decision(False, Reason.LOW_CONFIDENCE, _evidence(read, plate, 0))
-    matches = committed_candidates(plate, policy, commit)
+    if matches is None:
+        matches = committed_candidates(plate, policy, commit)
     evidence = _evidence(read, plate, len(matches))
     exact = matches[0]
     if plate in policy.deny or exact.commitment in policy.deny:

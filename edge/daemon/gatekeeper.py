@@ -61,10 +61,10 @@ class Gatekeeper:
         try:
             matches = committed_candidates(normalise_plate(read.text), self.policy, self.commit)
         except ValueError:
-            matches = ()
+            matches = ()  # no plate: decide() says so without candidates
         rows = self.store.bookings_for_commitments(self.policy.lot_id, [m.commitment for m in matches])
         return decide(read, wall_clock_ms(), booking_views(rows), self.presence, self.policy,
-                      direction=direction, commit=self.commit)
+                      direction=direction, commit=self.commit, matches=matches or None)
 
     def journal(self, opening: PassRecord) -> None:
         """Commit the granted pass before its gate opens; raises (the gate stays shut) if that fails."""

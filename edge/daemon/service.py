@@ -5,7 +5,8 @@ the decisions and the recording (local SQLite only: the network is never between
 gate), the status file, sd_notify and the signal handling. Background threads: one frame source per
 lane, camera bursts (inference), the chain sync, the MQTT bridge (paho + its outbox pump) and the
 metrics server; each opens its own ``Store`` on the same file. The lanes reach the store through
-one object, the :class:`edge.daemon.gatekeeper.Gatekeeper` (decide, journal, record, recover).
+one object, the :class:`edge.daemon.gatekeeper.Gatekeeper` (decide, journal, record, recover); the
+chain sync runs as its own object, :class:`edge.daemon.chainlink.ChainLink`.
 
 Pass journal (log the grant before actuating): before a gate opens, the pass is written to the
 store's ``pass_journal`` and committed; recording the pass deletes that row in the same transaction
@@ -34,19 +35,18 @@ import contextlib
 import functools
 import logging
 import os
-import random
 import secrets
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from edge import notify
 from edge.access import commitment_function, policy_from_config
-from edge.chain.syncplan import backoff_delay, chain_lot_code
+from edge.chain.syncplan import chain_lot_code
 from edge.config import CameraConfig, Config, LaneConfig, read_secret, relay_map_options
 from edge.daemon.camera import capture_burst, open_frame_source
+from edge.daemon.chainlink import ChainLink
 from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.lane import LaneShell
 from edge.daemon.status import LaneStatus, StatusSnapshot, status_path, write_status
@@ -98,11 +98,10 @@ class Daemon:
         self.started = time.time()
         self.state = "starting"
         self.stop_event = asyncio.Event()
-        self.threads_stop = threading.Event()
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
         self.evidence_dir = cfg.gateway.state_dir / "evidence"
         self.store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms)
-        self.chain_wake = threading.Event()
+        self.chain = ChainLink(cfg)
         self.gatekeeper = Gatekeeper(self.store, policy_from_config(cfg),
                                      commitment_function(plate_key(cfg), lot_code_of(cfg)),
                                      chain_on=cfg.chain.enabled, mqtt_on=cfg.mqtt.enabled,
@@ -116,9 +115,6 @@ class Daemon:
         self._published_reads: dict[str, dict[str, Any]] = {}
         self.drivers: list[GateDriver] = []
         self.alerts: dict[str, int] = {}
-        self.sync: Any = None
-        self.chain_health: dict[str, Any] = {"state": "starting" if cfg.chain.enabled else "off"}
-        self.sync_thread: threading.Thread | None = None
         self.bridge: Any = None
         self.metrics: MetricsServer | None = None
         self._last_snapshot: StatusSnapshot | None = None
@@ -127,7 +123,7 @@ class Daemon:
         """A pass was recorded: its outbox rows wait for the broker and the chain."""
         if self.bridge is not None:
             self.bridge.notify_outbox()
-        self.chain_wake.set()
+        self.chain.wake()
 
     def alert(self, lane: str, code: str, detail: str) -> None:
         self.alerts[code] = self.alerts.get(code, 0) + 1
@@ -169,41 +165,6 @@ class Daemon:
         return capture_burst(source, self.reader, burst_no, frames, timeout_s=2.5,
                              evidence_dir=self.evidence_dir, name=f"{lane}-{wall_clock_ms()}-{burst_no}",
                              roi=roi)
-
-    def _start_chain(self) -> None:
-        if self.cfg.chain.enabled:
-            self.sync_thread = threading.Thread(target=self._chain_loop, name="chain-sync", daemon=True)
-            self.sync_thread.start()
-
-    def _chain_loop(self) -> None:
-        """The chain sync in its own thread (it owns its store connection): both directions each
-        round, at once again while records wait, with capped backoff while the node fails."""
-        from edge.chain.sync import service_from_config
-
-        rng, failures = random.Random(), 0
-        while not self.threads_stop.is_set():
-            try:
-                service = service_from_config(self.cfg)
-                break
-            except Exception as exc:  # noqa: BLE001 - bad key/password: report, keep the gate running
-                self.chain_health = {"state": "error", "detail": f"cannot start: {exc}"}
-                log.error("chain sync cannot start: %s", exc)
-                self.threads_stop.wait(10)
-        else:
-            return
-        self.sync = service
-        while not self.threads_stop.is_set():
-            ok = service.step()
-            health = service.health().as_dict()
-            failures = 0 if ok else failures + 1
-            self.chain_health = {"state": "on" if ok else "retrying", **health}
-            if ok:
-                delay = 0.25 if health.get("backlog") else self.cfg.chain.poll_interval_s
-            else:
-                delay = backoff_delay(failures, 1.0, 30.0, rng)
-            self.chain_wake.wait(delay)
-            self.chain_wake.clear()
-        service.store.close()
 
     def _start_mqtt(self) -> None:
         """The broker link is optional for the gate: a failure to start it is alerted, lanes go on."""
@@ -251,7 +212,7 @@ class Daemon:
             uptime_s=round(now - self.started, 1), lanes=lanes, backlog=backlog,
             gate_events=counts.get("gate_events", 0), bookings=counts.get("bookings", 0),
             inside=self.gatekeeper.presence.occupancy, alerts=dict(self.alerts),
-            chain=dict(self.chain_health), mqtt=self._mqtt_health(),
+            chain=dict(self.chain.health), mqtt=self._mqtt_health(),
         )
 
     def _mqtt_health(self) -> dict[str, Any]:
@@ -336,7 +297,7 @@ class Daemon:
         except asyncio.CancelledError:
             await self._shutdown([])
             return 0
-        self._start_chain()
+        self.chain.start()
         self._start_mqtt()
         self._start_metrics()
         tasks = [asyncio.create_task(lane.run(), name=f"lane-{lane.config.lane_id}") for lane in self.lanes]
@@ -373,10 +334,7 @@ class Daemon:
                 await asyncio.wait_for(driver.close(), 2.0)  # refused while a vehicle is under it: fine
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(driver.aclose(), 2.0)
-        self.threads_stop.set()
-        self.chain_wake.set()
-        if self.sync_thread is not None:
-            self.sync_thread.join(10)
+        self.chain.stop()
         if self.bridge is not None:
             self.bridge.stop()
         if self.metrics is not None:

@@ -257,3 +257,13 @@ def test_exit_does_not_close_a_neighbours_session() -> None:
     presence = _inside("A8123CD")  # a confusable vehicle is inside; the exact read is not
     d = exit_("AB123CD", [booking("AB123CD"), booking("A8123CD", "b2")], presence=presence)
     assert (d.allow, d.reason, d.matched_plate) == (False, Reason.ANTI_PASSBACK, "AB123CD")
+
+
+def test_matches_computed_by_the_caller_give_the_same_decision() -> None:
+    """The daemon computes the candidates once to fetch the bookings and hands them to decide()."""
+    bookings = [booking("AB123CD"), booking("XY999ZZ", bid="b2")]
+    for text in ("AB123CD", "A8123CD", "XY 999 ZZ", "QQ111QQ"):
+        matches = committed_candidates(text.replace(" ", ""), POLICY, commit)
+        given = decide(read(text), NOW, bookings, EMPTY, POLICY, direction=Direction.ENTRY, commit=commit,
+                       matches=matches)
+        assert given == entry(text, bookings), text

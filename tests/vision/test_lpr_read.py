@@ -7,9 +7,9 @@ import re
 import cv2
 import numpy as np
 import pytest
-from edge.support.net import free_tcp_port
 
 from edge.cli import main as cli_main
+from edge.tools.net import free_tcp_port
 from edge.vision import synth
 from edge.vision.camera import open_capture
 from edge.vision.roi import Roi

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import cv2
 import pytest
-from edge.support.net import free_tcp_port, wait_for_tcp
-from edge.support.proc import ManagedProcess
 from test_lpr_read import LANE_ROI, SIGN, lane_frame, overlap
 
 from edge.cli import main as cli_main
+from edge.tools.net import free_tcp_port, wait_for_tcp
+from edge.tools.proc import ManagedProcess
 from edge.vision import plates
 from edge.vision.sources import Backoff, read_frames
 
