@@ -72,7 +72,7 @@ gas: $(PY_STAMP) $(NPM_STAMP)
 # ruff, the import contracts of docs/ARCHITECTURE.md (pyproject.toml [tool.importlinter]), mypy (strict on
 # the pure core).
 lint: $(PY_STAMP)
-	$(VENV)/bin/ruff check edge firmware_bridge models tests tools
+	$(VENV)/bin/ruff check edge firmware_bridge models tests
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
