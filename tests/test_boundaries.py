@@ -47,6 +47,27 @@ def test_pure_core_imports_no_io_library() -> None:
     assert out.stdout.strip() == "", f"pure modules pull in I/O libraries: {out.stdout.strip()}"
 
 
+INIT_IO = [m for m in IO_LIBRARIES if not m.startswith("edge.")] + ["edge.store.store", "edge.mqtt.bridge",
+                                                                   "edge.mqtt.nonces"]
+
+
+def test_package_inits_import_no_io_library() -> None:
+    """Importing a package (``edge.store``, ``edge.mqtt``...) loads no I/O library: its I/O modules
+    load when their names are first used."""
+    packages = sorted(str(p.parent.relative_to(ROOT)).replace("/", ".")
+                      for root in ("edge", "firmware_bridge") for p in (ROOT / root).rglob("__init__.py")
+                      if "tools" not in p.parts)
+    code = (
+        "import importlib, sys\n"
+        f"for name in {packages!r}: importlib.import_module(name)\n"
+        f"print(','.join(m for m in {INIT_IO!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "edge.store" in packages and "edge.mqtt" in packages
+    assert out.stdout.strip() == "", f"package __init__s pull in I/O libraries: {out.stdout.strip()}"
+
+
 def test_import_contracts_hold() -> None:
     lint_imports = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
     if not Path(lint_imports).exists():
