@@ -50,8 +50,8 @@ def committed_candidates(plate: str, policy: Policy, commit: Commit) -> tuple[Ma
 
     The daemon can use the commitments to fetch only the relevant bookings from the cache.
     """
-    found: Iterable[Candidate] = candidates(plate, policy.confusions, policy.max_plate_distance,
-                                            policy.max_candidates)
+    found: Iterable[Candidate] = candidates(plate, policy.confusions, policy.config.max_plate_distance,
+                                            policy.config.max_candidates)
     return tuple(Match(c.plate, commit(c.plate), c.distance) for c in found)
 
 
@@ -74,9 +74,9 @@ def _window_reason(booking: BookingView, now_ms: int, policy: Policy) -> Reason:
         return Reason.WRONG_LOT
     if booking.status not in ENTRY_STATUSES:
         return Reason.BOOKING_INACTIVE
-    if now_ms < booking.window_start_ms - policy.grace_before_s * 1000:
+    if now_ms < booking.window_start_ms - policy.config.grace_before_s * 1000:
         return Reason.TOO_EARLY
-    if now_ms > booking.window_end_ms + policy.grace_after_s * 1000:
+    if now_ms > booking.window_end_ms + policy.config.grace_after_s * 1000:
         return Reason.EXPIRED
     return Reason.BOOKING_VALID
 
@@ -95,7 +95,7 @@ def best_booking(bookings: Sequence[BookingView], now_ms: int, policy: Policy) -
 
 def _overstayed(bookings: Sequence[BookingView], booking_id: str | None, now_ms: int, policy: Policy) -> bool:
     ends = [b.window_end_ms for b in bookings if booking_id is None or b.booking_id == booking_id]
-    return bool(ends) and now_ms > max(ends) + policy.grace_after_s * 1000
+    return bool(ends) and now_ms > max(ends) + policy.config.grace_after_s * 1000
 
 
 def _passback(policy: Policy, violated: bool) -> tuple[bool, tuple[Flag, ...]]:
@@ -194,7 +194,8 @@ class _Context:
             flags = (*flags, Flag.STALE_SESSION)
         if refuse:
             return self._result(False, Reason.ANTI_PASSBACK, match, booking_id, flags)
-        full = self.policy.capacity is not None and self.presence.occupancy >= self.policy.capacity
+        limit = self.policy.config.capacity
+        full = limit is not None and self.presence.occupancy >= limit
         if capacity and full:
             return self._result(False, Reason.CAPACITY_FULL, match, booking_id, flags)
         return self._result(True, reason, match, booking_id, flags)

@@ -11,11 +11,12 @@ confusion tolerance as bookings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 from edge.access.plates import DEFAULT_TABLE, ConfusionTable
-from edge.config import Config
+from edge.config import Config, PolicyConfig
 from edge.identity import normalise_plate
 
 
@@ -35,20 +36,34 @@ class Override(StrEnum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Policy:
+    """What one decision needs: the lot, the config's ``[policy]`` section as it is (read directly, no
+    copy of its values), the reads' confidence floor (``vision.min_confidence``) and the operator's
+    current override (runtime state, not config); the confusion table and the allow/deny sets are
+    derived from the section once."""
+
     lot_id: str
-    grace_before_s: int = 900
-    grace_after_s: int = 900
-    max_plate_distance: float = 1.0
-    max_candidates: int = 64
+    config: PolicyConfig = PolicyConfig()
     min_confidence: float = 0.5
-    confusions: ConfusionTable = DEFAULT_TABLE
-    anti_passback: AntiPassback = AntiPassback.HARD
-    allow: frozenset[str] = field(default=frozenset())
-    deny: frozenset[str] = field(default=frozenset())
-    capacity: int | None = None
     override: Override = Override.NONE
+
+    @cached_property
+    def confusions(self) -> ConfusionTable:
+        pairs = [(c.a, c.b, c.cost) for c in self.config.confusions]
+        return ConfusionTable.from_pairs(pairs) if pairs else DEFAULT_TABLE
+
+    @cached_property
+    def anti_passback(self) -> AntiPassback:
+        return AntiPassback(self.config.anti_passback)
+
+    @cached_property
+    def allow(self) -> frozenset[str]:
+        return frozenset(map(list_entry, self.config.allow_list))
+
+    @cached_property
+    def deny(self) -> frozenset[str]:
+        return frozenset(map(list_entry, self.config.deny_list))
 
 
 def list_entry(value: str) -> str:
@@ -58,21 +73,5 @@ def list_entry(value: str) -> str:
 
 
 def policy_from_config(cfg: Config, override: Override = Override.NONE) -> Policy:
-    """The access policy of the validated config (``[policy]``, ``gateway.lot_id``,
-    ``vision.min_confidence``) plus the operator's current override (runtime state, not config)."""
-    p = cfg.policy
-    pairs = [(c.a, c.b, c.cost) for c in p.confusions]
-    return Policy(
-        lot_id=cfg.gateway.lot_id,
-        grace_before_s=p.grace_before_s,
-        grace_after_s=p.grace_after_s,
-        max_plate_distance=p.max_plate_distance,
-        max_candidates=p.max_candidates,
-        min_confidence=cfg.vision.min_confidence,
-        confusions=ConfusionTable.from_pairs(pairs) if pairs else DEFAULT_TABLE,
-        anti_passback=AntiPassback(p.anti_passback),
-        allow=frozenset(map(list_entry, p.allow_list)),
-        deny=frozenset(map(list_entry, p.deny_list)),
-        capacity=p.capacity,
-        override=override,
-    )
+    """The access policy of the validated config plus the operator's current override."""
+    return Policy(cfg.gateway.lot_id, cfg.policy, cfg.vision.min_confidence, override)

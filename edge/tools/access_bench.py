@@ -46,7 +46,7 @@ def main(bookings_count: int = 10_000, repeats: int = 200) -> None:
     print(f"decide, {len(prefiltered)} prefiltered bookings: "
           f"{timeit.timeit(lambda: run(prefiltered), number=repeats) / repeats * 1e3:.3f} ms")
     per = timeit.timeit(lambda: committed_candidates(read.text, policy, commit), number=repeats) / repeats
-    print(f"candidates + commitments ({len(matches)} within distance {policy.max_plate_distance}): "
+    print(f"candidates + commitments ({len(matches)} within distance {policy.config.max_plate_distance}): "
           f"{per * 1e3:.3f} ms")
 
 

@@ -23,6 +23,7 @@ from edge.access import (
     committed_candidates,
     decide,
 )
+from edge.config import PolicyConfig
 from edge.identity import plate_commitment
 from edge.tools.access_bench import main as bench_main
 
@@ -44,7 +45,12 @@ def read(text: str, conf: float = 0.95) -> PlateRead:
     return PlateRead(text, conf, (conf,) * len(text))
 
 
-POLICY = Policy(lot_id=LOT, grace_before_s=600, grace_after_s=600)
+POLICY = Policy(LOT, PolicyConfig(grace_before_s=600, grace_after_s=600))
+
+
+def configured(**keys: object) -> Policy:
+    """POLICY with some ``[policy]`` keys changed."""
+    return replace(POLICY, config=POLICY.config.model_copy(update=keys))
 EMPTY = Presence()
 
 
@@ -81,8 +87,8 @@ def test_fuzzy_match_through_commitments() -> None:
 
 
 def test_fuzzy_match_respects_max_distance() -> None:
-    assert not entry("A8I23CD", [booking("AB123CD")], policy=replace(POLICY, max_plate_distance=0.5)).allow
-    assert entry("A8I23CD", [booking("AB123CD")], policy=replace(POLICY, max_plate_distance=1.0)).allow
+    assert not entry("A8I23CD", [booking("AB123CD")], policy=configured(max_plate_distance=0.5)).allow
+    assert entry("A8I23CD", [booking("AB123CD")], policy=configured(max_plate_distance=1.0)).allow
 
 
 def test_exact_read_wins_over_fuzzy_neighbour() -> None:
@@ -132,7 +138,7 @@ def test_other_lot_booking_denies() -> None:
 
 
 def test_deny_list_is_exact_and_beats_booking() -> None:
-    policy = replace(POLICY, deny=frozenset({"AB123CD"}))
+    policy = configured(deny_list=("AB123CD",))
     assert entry("AB123CD", [booking("AB123CD")], policy=policy).reason is Reason.DENY_LISTED
     # A confusable read of a denied plate is not denied by the list (exact only), it needs its own booking.
     d = entry("A8123CD", [booking("AB123CD")], policy=policy)
@@ -140,23 +146,23 @@ def test_deny_list_is_exact_and_beats_booking() -> None:
 
 
 def test_deny_list_by_commitment() -> None:
-    policy = replace(POLICY, deny=frozenset({commit("AB123CD")}))
+    policy = configured(deny_list=(commit("AB123CD"),))
     assert entry("AB123CD", [booking("AB123CD")], policy=policy).reason is Reason.DENY_LISTED
 
 
 def test_allow_list_without_booking_fuzzy_and_beats_capacity() -> None:
-    policy = replace(POLICY, allow=frozenset({"STAFF1"}), capacity=0)
+    policy = configured(allow_list=("STAFF1",), capacity=0)
     d = entry("5TAFF1", policy=policy)
     assert (d.allow, d.reason, d.matched_plate, d.commitment) == (True, Reason.ALLOW_LISTED, "STAFF1",
                                                                    commit("STAFF1"))
-    assert entry("STAFF1", policy=replace(POLICY, allow=frozenset({commit("STAFF1")}))).allow
+    assert entry("STAFF1", policy=configured(allow_list=(commit("STAFF1"),))).allow
 
 
 def test_capacity_inhibit() -> None:
     full = Presence(anonymous=3)
-    d = entry("AB123CD", [booking("AB123CD")], presence=full, policy=replace(POLICY, capacity=3))
+    d = entry("AB123CD", [booking("AB123CD")], presence=full, policy=configured(capacity=3))
     assert (d.allow, d.reason) == (False, Reason.CAPACITY_FULL)
-    assert entry("AB123CD", [booking("AB123CD")], presence=full, policy=replace(POLICY, capacity=4)).allow
+    assert entry("AB123CD", [booking("AB123CD")], presence=full, policy=configured(capacity=4)).allow
 
 
 def _inside(plate: str) -> Presence:
@@ -171,7 +177,7 @@ def _inside(plate: str) -> Presence:
 ])
 def test_anti_passback_on_entry(mode: AntiPassback, allow: bool, flags: tuple) -> None:
     d = entry("AB123CD", [booking("AB123CD", status=BookingStatus.CHECKED_IN)], presence=_inside("AB123CD"),
-              policy=replace(POLICY, anti_passback=mode))
+              policy=configured(anti_passback=mode))
     assert (d.allow, d.flags) == (allow, flags)
     assert d.reason is (Reason.BOOKING_VALID if allow else Reason.ANTI_PASSBACK)
 
@@ -179,7 +185,7 @@ def test_anti_passback_on_entry(mode: AntiPassback, allow: bool, flags: tuple) -
 def test_a_session_left_over_from_an_earlier_booking_does_not_lock_the_car_out() -> None:
     """The exit was missed (manual open): the next booking still admits, flagged for the operator."""
     d = entry("AB123CD", [booking("AB123CD", bid="b2")], presence=_inside("AB123CD"),
-              policy=replace(POLICY, anti_passback=AntiPassback.HARD))
+              policy=configured(anti_passback=AntiPassback.HARD))
     assert (d.allow, d.reason, d.booking_id) == (True, Reason.BOOKING_VALID, "b2")
     assert d.flags == (Flag.STALE_SESSION,)
 
@@ -195,13 +201,13 @@ def test_exit_with_session_even_after_expiry_flags_overstay() -> None:
 @pytest.mark.parametrize("mode, allow", [(AntiPassback.HARD, False), (AntiPassback.SOFT, True),
                                          (AntiPassback.OFF, True)])
 def test_exit_without_session(mode: AntiPassback, allow: bool) -> None:
-    d = exit_("AB123CD", [booking("AB123CD")], policy=replace(POLICY, anti_passback=mode))
+    d = exit_("AB123CD", [booking("AB123CD")], policy=configured(anti_passback=mode))
     assert d.allow is allow
     assert d.booking_id == "b1"
 
 
 def test_exit_of_unknown_vehicle_denied() -> None:
-    d = exit_("AB123CD", [], policy=replace(POLICY, anti_passback=AntiPassback.OFF))
+    d = exit_("AB123CD", [], policy=configured(anti_passback=AntiPassback.OFF))
     assert (d.allow, d.reason) == (False, Reason.NO_BOOKING)
 
 
@@ -248,7 +254,7 @@ def test_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_nearest_identity_wins_across_allow_list_and_bookings() -> None:
-    policy = replace(POLICY, allow=frozenset({"A8123CD"}), capacity=0)
+    policy = configured(allow_list=("A8123CD",), capacity=0)
     d = entry("AB123CD", [booking("AB123CD")], policy=policy)  # exact booking beats a fuzzy staff plate
     assert (d.reason, d.matched_plate) == (Reason.CAPACITY_FULL, "AB123CD")
 

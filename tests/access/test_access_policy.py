@@ -26,8 +26,9 @@ confusions = [{a = "A", b = "4", cost = 0.4}]
 def test_defaults() -> None:
     policy = policy_from_config(parse_config(""))
     assert policy.anti_passback is AntiPassback.HARD and policy.override is Override.NONE
-    assert policy.capacity is None and policy.confusions is DEFAULT_TABLE
-    assert policy.grace_before_s == 900 and policy.max_plate_distance == 1.0 and policy.lot_id == "LOT-1"
+    assert policy.config.capacity is None and policy.confusions is DEFAULT_TABLE
+    assert policy.config.grace_before_s == 900 and policy.config.max_plate_distance == 1.0
+    assert policy.lot_id == "LOT-1"
 
 
 def test_values_from_config() -> None:
@@ -35,8 +36,8 @@ def test_values_from_config() -> None:
     assert policy.allow == {"AB12CD", "0x" + "ab" * 32}
     assert policy.deny == {"ZZ99"}
     assert policy.confusions.alternatives["A"] == (("4", 0.4),)
-    assert (policy.lot_id, policy.grace_before_s, policy.min_confidence) == ("LOT-7", 60, 0.7)
-    assert (policy.capacity, policy.anti_passback) == (10, AntiPassback.SOFT)
+    assert (policy.lot_id, policy.config.grace_before_s, policy.min_confidence) == ("LOT-7", 60, 0.7)
+    assert (policy.config.capacity, policy.anti_passback) == (10, AntiPassback.SOFT)
     assert policy.override is Override.CLOSED
 
 
