@@ -51,7 +51,7 @@ from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.lane import LaneShell
 from edge.daemon.status import LaneStatus, StatusSnapshot, status_path, write_status
 from edge.errors import ParkgateError
-from edge.lanes.machine import BurstDone, ManualOpen, lane_settings
+from edge.lanes.machine import BurstDone, LaneSettings, ManualOpen
 from edge.metrics import MetricsServer, Sample
 from edge.store import Store, wall_clock_ms
 from edge.vision.camera import FrameSource
@@ -158,7 +158,7 @@ class Daemon:
         for lane_cfg, source, driver in zip(self.cfg.lanes, self.sources, self.drivers, strict=True):
             roi = _lane_roi(lane_cfg.camera, lane_cfg.name)
             burst = functools.partial(self._burst, source, lane_cfg.name, roi=roi)
-            self.lanes.append(LaneShell(lane_settings(lane_cfg), driver, burst, self.gatekeeper, self.alert))
+            self.lanes.append(LaneShell(LaneSettings(lane_cfg), driver, burst, self.gatekeeper, self.alert))
 
     def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int,
                roi: Roi | None = None) -> BurstDone:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import cached_property
 
 from edge import config as configuration
 from edge.access.types import Decision, Direction, Reason
@@ -60,17 +61,19 @@ class Outcome(StrEnum):
     DECIDE_TIMEOUT = "decide_timeout"
 
 
-@dataclass(frozen=True, slots=True)
+# The config's `trigger` values and what they arm on.
+ARM_ON_TRIGGER = {"presence_loop": ArmOn.LOOP, "motion": ArmOn.MOTION}
+
+
+@dataclass(frozen=True)
 class LaneSettings:
-    lane_id: str
-    direction: Direction
-    arm_on: ArmOn = ArmOn.LOOP
-    burst_frames: int = 5
-    min_votes: int = 2
+    """One lane as the machine runs it: the config's ``[[lanes]]`` table itself (read directly, no copy
+    of its values) and the machine's own timeouts."""
+
+    lane: configuration.LaneConfig = configuration.LaneConfig()
     burst_timeout_ms: int = 3_000
     burst_retries: int = 1
     decide_timeout_ms: int = 2_000
-    open_pulse_ms: int = 500
     # Longer than the longest the serial gate client (firmware_bridge/client.py, daemon defaults
     # timeout_s=0.25, retries=3) can take to answer an open: 4 attempts, each up to 0.25 s waiting for a
     # reconnect plus 0.25 s for the reply = 2.0 s; queued behind the lane's other requests on the
@@ -83,17 +86,30 @@ class LaneSettings:
     debounce_ms: int = 10_000
     retry_after_ms: int = 20_000
 
+    @property
+    def lane_id(self) -> str:
+        return self.lane.name
 
-def lane_settings(lane: configuration.LaneConfig) -> LaneSettings:
-    """The machine's settings for one validated ``[[lanes]]`` entry (timeouts keep their defaults)."""
-    return LaneSettings(
-        lane_id=lane.name,
-        direction=Direction(lane.direction),
-        arm_on=ArmOn.LOOP if lane.trigger == "presence_loop" else ArmOn.MOTION,
-        burst_frames=lane.camera.burst_frames,
-        min_votes=min(2, lane.camera.burst_frames),
-        open_pulse_ms=lane.gate.pulse_ms,
-    )
+    @cached_property
+    def direction(self) -> Direction:
+        return Direction(self.lane.direction)
+
+    @cached_property
+    def arm_on(self) -> ArmOn:
+        return ARM_ON_TRIGGER[self.lane.trigger]
+
+    @property
+    def burst_frames(self) -> int:
+        return self.lane.camera.burst_frames
+
+    @property
+    def min_votes(self) -> int:
+        """Reads that must agree on a plate: two, or one when a burst is a single frame."""
+        return min(2, self.lane.camera.burst_frames)
+
+    @property
+    def open_pulse_ms(self) -> int:
+        return self.lane.gate.pulse_ms
 
 
 # ---- events -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 
 from edge.access import Direction, Policy, Presence, commitment_function, committed_candidates, decide
 from edge.access.types import Decision
+from edge.config import LaneConfig
 from edge.daemon.records import booking_views, gate_event_row
 from edge.lanes.machine import (
     BurstDone,
@@ -69,7 +70,7 @@ class StorePorts:
 
 def test_fuzzy_read_opens_from_the_cache_and_is_recorded_without_the_plate(store: Store) -> None:
     ports = StorePorts(store)
-    lane = LaneRunner(LaneSettings("entry-1", Direction.ENTRY), ports, lambda: T0 + 60_000)
+    lane = LaneRunner(LaneSettings(LaneConfig(name="entry-1", direction="entry")), ports, lambda: T0 + 60_000)
     frames = tuple(PlateRead("A8123CD", 0.9, (0.9,) * 7) for _ in range(3))  # B misread as 8
     lane.feed(PresenceOn())
     lane.feed(BurstDone(1, frames, Snapshot("/var/lib/parkgate/snapshots/x.jpg", "ef" * 32)))
@@ -88,7 +89,7 @@ def test_fuzzy_read_opens_from_the_cache_and_is_recorded_without_the_plate(store
 
 def test_unknown_vehicle_is_denied_and_recorded(store: Store) -> None:
     ports = StorePorts(store)
-    lane = LaneRunner(LaneSettings("entry-1", Direction.ENTRY), ports, lambda: T0 + 60_000)
+    lane = LaneRunner(LaneSettings(LaneConfig(name="entry-1", direction="entry")), ports, lambda: T0 + 60_000)
     lane.feed(PresenceOn())
     lane.feed(BurstDone(1, tuple(PlateRead("ZZ999", 0.9, (0.9,) * 5) for _ in range(2))))
     assert "open" not in ports.gate

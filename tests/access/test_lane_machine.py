@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.access.types import Decision, Direction, Reason
-from edge.config import parse_config
+from edge.config import LaneConfig, parse_config
 from edge.lanes.machine import (
     Alert,
     ArmOn,
@@ -32,13 +32,18 @@ from edge.lanes.machine import (
     Snapshot,
     StartBurst,
     Timeout,
-    lane_settings,
     step,
 )
 from edge.vision.types import PlateRead
 from firmware_bridge.client import GateClient
 
-CFG = LaneSettings("entry-1", Direction.ENTRY)
+CFG = LaneSettings(LaneConfig(name="entry-1", direction="entry"))
+TRIGGER = {ArmOn.LOOP: "presence_loop", ArmOn.MOTION: "motion"}
+
+
+def armed_on(arm: ArmOn) -> LaneSettings:
+    """CFG armed by the presence loop or by camera motion."""
+    return replace(CFG, lane=CFG.lane.model_copy(update={"trigger": TRIGGER[arm]}))
 ALLOW = Decision(True, Reason.BOOKING_VALID, None, "b1")
 DENY = Decision(False, Reason.NO_BOOKING, None)
 
@@ -245,7 +250,7 @@ def test_manual_open_is_its_own_pass_and_recorded() -> None:
 
 
 def test_motion_arming() -> None:
-    lane = Lane(replace(CFG, arm_on=ArmOn.MOTION))
+    lane = Lane(armed_on(ArmOn.MOTION))
     assert lane(PresenceOn()) == []
     assert lane(Motion()) == [StartBurst(1, 5)]
     assert isinstance(lane(burst(1, reads("AB1")))[0], Decide)  # no presence loop needed
@@ -312,7 +317,7 @@ def test_default_ack_timeout_outlasts_the_serial_clients_worst_case() -> None:
     timeout_s, retries = defaults["timeout_s"].default, defaults["retries"].default
     attempt_ms = 2 * timeout_s * 1000
     open_and_status_poll, heartbeat = 2 * (1 + retries) * attempt_ms, attempt_ms
-    assert LaneSettings("x", Direction.ENTRY).ack_timeout_ms > open_and_status_poll + heartbeat
+    assert LaneSettings().ack_timeout_ms > open_and_status_poll + heartbeat
 
 
 # ---- property test ------------------------------------------------------------------------------
@@ -353,7 +358,7 @@ DRAIN = [SafetyOff(), PresenceOff(), ("ack", True, None)] + [Timeout()] * 12
 @settings(max_examples=400, deadline=None)
 @given(script=events, arm=st.sampled_from(ArmOn))
 def test_invariants_over_random_event_sequences(script, arm: ArmOn) -> None:
-    config = replace(CFG, arm_on=arm)
+    config = armed_on(arm)
     state, now, safety = LaneState(), 0, False
     opens_in_pass, gate_opened, recorded = 0, False, []
     for item, dt in [*script, *((e, 1_000_000) for e in DRAIN)]:
@@ -386,6 +391,6 @@ def test_invariants_over_random_event_sequences(script, arm: ArmOn) -> None:
 def test_lane_config_from_validated_config() -> None:
     cfg = parse_config('[[lanes]]\nname = "exit-2"\ndirection = "exit"\ntrigger = "motion"\n'
                        '[lanes.camera]\nburst_frames = 1\n[lanes.gate]\npulse_ms = 800\n')
-    lane = lane_settings(cfg.lanes[0])
+    lane = LaneSettings(cfg.lanes[0])
     assert (lane.lane_id, lane.direction, lane.arm_on) == ("exit-2", Direction.EXIT, ArmOn.MOTION)
     assert (lane.burst_frames, lane.min_votes, lane.open_pulse_ms) == (1, 1, 800)

@@ -5,6 +5,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from edge.access.types import Decision, Direction, Reason
+from edge.config import LaneConfig
 from edge.daemon.lane import LaneShell
 from edge.lanes.machine import (
     BurstDone,
@@ -23,7 +24,7 @@ from edge.lanes.machine import (
 from edge.lanes.runner import LaneRunner
 from edge.vision.types import PlateRead
 
-CFG = LaneSettings("entry-1", Direction.ENTRY)
+CFG = LaneSettings(LaneConfig(name="entry-1", direction="entry"))
 
 
 @dataclass
