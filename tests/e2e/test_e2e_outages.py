@@ -130,17 +130,18 @@ def test_outages_lose_nothing_and_send_nothing_twice(world_run):
     r["broker"].kill()
     r["anvil"].stop()  # dumps its state; the node is gone
     before = h.outbox_counts(store)  # rows of the module's other tests may be done already
-    results = [h.play_visit(visit, r["emulator"], r["camera"], store) for visit in VISITS]
-    for result in results:
-        assert result.held, (result.visit, result.opened, result.rows, result.error)
-    pending = h.outbox_counts(store)
-    for done in ("chain.done", "mqtt.done"):
-        assert pending.get(done, 0) == before.get(done, 0), (before, pending)
-    assert pending.get("chain.pending", 0) >= 2 and pending.get("mqtt.pending", 0) >= 2, pending
-
-    restarted = AnvilConfig(port=port, state_path=r["state_file"])
-    r["anvil"] = Anvil(restarted, log_path=r["work"] / "anvil2.log").start()
-    r["broker"].start_letting_in_first(WATCHER[0], r["watcher"].subscribed)
+    try:
+        results = [h.play_visit(visit, r["emulator"], r["camera"], store) for visit in VISITS]
+        for result in results:
+            assert result.held, (result.visit, result.opened, result.rows, result.error)
+        pending = h.outbox_counts(store)
+        for done in ("chain.done", "mqtt.done"):
+            assert pending.get(done, 0) == before.get(done, 0), (before, pending)
+        assert pending.get("chain.pending", 0) >= 2 and pending.get("mqtt.pending", 0) >= 2, pending
+    finally:  # back up even when the outage part failed: the module's other tests share the world
+        restarted = AnvilConfig(port=port, state_path=r["state_file"])
+        r["anvil"] = Anvil(restarted, log_path=r["work"] / "anvil2.log").start()
+        r["broker"].start_letting_in_first(WATCHER[0], r["watcher"].subscribed)
     assert h.wait_until(lambda: outbox_settled(store), 90, 0.5), h.outbox_counts(store)
     counts = h.outbox_counts(store)
     assert counts.get("chain.dead", 0) == 0 and counts.get("mqtt.dead", 0) == 0, counts
