@@ -83,8 +83,8 @@ class GateRecord:
         if not (0 < self.seq <= MAX_SEQ and 0 <= self.booking_id <= MAX_BOOKING_ID
                 and 0 <= self.timestamp <= MAX_TIMESTAMP and 0 <= int(self.kind) < 256
                 and len(self.plate_commitment) == 32):
-            raise ValueError(f"gate record out of range: {self}; allowed: 0 < seq < 2**64, booking id < 2**64, "
-                             "timestamp < 2**40, a 32-byte commitment")
+            raise ValueError(f"gate record out of range: {self}; allowed: 0 < seq < 2**64, "
+                             "booking id < 2**64, timestamp < 2**40, a 32-byte commitment")
         head = self.seq << 192 | int(self.kind) << 184 | self.booking_id << 120 | self.timestamp << 80
         return head, int.from_bytes(self.plate_commitment, "big")
 

@@ -24,7 +24,8 @@ from edge.chain.contract import GateRecord, RecordKind, deploy, record_words
 
 BATCH_SIZES: tuple[int, ...] = (1, 10, 100)
 VISIT_BATCH = 100
-# Contract v1 (2026-12-01, same command): VehicleVerified 49,137 + CheckIn 42,914 + CheckOut 55,668 per record.
+# Contract v1 (2026-12-01, same command): VehicleVerified 49,137 + CheckIn 42,914 + CheckOut 55,668
+# gas per record in batches of 100.
 V1_GAS_PER_VISIT = 147_719
 LOT_CODE = "LOT-GAS-1"
 SECRET = b"gas-report-lot-secret-32-bytes!!"
@@ -57,10 +58,11 @@ class GasReport:
         lines = ["ParkgateRental gas report (anvil, hardfork cancun, solc 0.8.37 optimizer 200 runs)", "",
                  "Lifecycle calls (gas used per transaction):"]
         lines += [f"  {name:<34} {gas:>10,}" for name, gas in self.lifecycle]
-        lines += ["", "recordGateEvents batches (settle: the owner's settle(bookingIds) of the checked-out batch):",
-                  f"  {'record kind':<20} {'batch':>6} {'tx gas':>12} {'gas/record':>12} {'calldata B/record':>18}"]
-        lines += [f"  {b.kind:<20} {b.size:>6} {b.gas:>12,} {b.per_record:>12,.0f} {b.bytes_per_record:>18,.0f}"
-                  for b in self.batches]
+        lines += ["", "recordGateEvents batches (settle: settle(bookingIds) of the checked-out batch):",
+                  f"  {'record kind':<20} {'batch':>6} {'tx gas':>12} {'gas/record':>12} "
+                  f"{'calldata B/record':>18}"]
+        lines += [f"  {b.kind:<20} {b.size:>6} {b.gas:>12,} {b.per_record:>12,.0f} "
+                  f"{b.bytes_per_record:>18,.0f}" for b in self.batches]
         lines += [""] + self.visit_lines()
         return "\n".join(lines) + "\n"
 
@@ -74,7 +76,7 @@ class GasReport:
                       + self.per_record(RecordKind.CHECK_OUT.name, VISIT_BATCH))
         settle = round(self.per_record("settle", VISIT_BATCH))
         return [f"gas per vehicle visit (entry + exit, batch {VISIT_BATCH}): {visit:,}",
-                f"  contract v1 for comparison (verified + check-in + check-out records): {V1_GAS_PER_VISIT:,}",
+                f"  contract v1 for comparison (verified + check-in + check-out): {V1_GAS_PER_VISIT:,}",
                 f"  settlement, paid by whoever calls settle (the owner), per booking: {settle:,}"]
 
 
