@@ -769,6 +769,13 @@ def stored_status(store: Store) -> dict[str, Any]:
     }
 
 
+def chain_seq(store: Store, event_id: str) -> int | None:
+    """The record number a gate event was (or will be) sent under; None before its first send."""
+    row = store.conn.execute("SELECT s.seq FROM outbox o JOIN chain_seqs s ON s.outbox_id = o.id "
+                             "WHERE o.destination = ? AND o.event_id = ?", (DESTINATION, event_id)).fetchone()
+    return None if row is None else int(row[0])
+
+
 def rejected_records(store: Store, limit: int = REJECTED_SHOWN) -> list[str]:
     """The newest rejected records, one line each: event id, kind, booking and the contract's reason."""
     lines = []

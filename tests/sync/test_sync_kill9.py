@@ -18,8 +18,7 @@ from pathlib import Path
 from sync_world import World, landed_denials, record_denied, store_path, write_config
 
 from edge.chain.anvil import Anvil
-from edge.chain.sync import service_from_config
-from edge.chain.syncplan import chain_event_id
+from edge.chain.sync import chain_seq, service_from_config
 from edge.config import load_config
 from edge.store import Store
 from edge.support.proc import ManagedProcess
@@ -87,7 +86,7 @@ def test_sigkill_during_uploads_fifty_times_lands_every_record_exactly_once(
     with ManagedProcess(argv, tmp_path / "sync-final.log") as final:
         assert final.proc is not None and final.proc.wait(120) == 0, final.log_tail()
 
-    expected = [chain_event_id(world.gateway.address, e) for e in recorded]
+    expected = [chain_seq(store, e) for e in recorded]
     landed = landed_denials(world.w3, world.admin, world.deploy_block)
     assert len(landed) == RECORDS and sorted(landed) == sorted(expected)  # each exactly once
     with Store(store_path(tmp_path)) as store:
