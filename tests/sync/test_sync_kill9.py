@@ -86,10 +86,10 @@ def test_sigkill_during_uploads_fifty_times_lands_every_record_exactly_once(
     with ManagedProcess(argv, tmp_path / "sync-final.log") as final:
         assert final.proc is not None and final.proc.wait(120) == 0, final.log_tail()
 
-    expected = [chain_seq(store, e) for e in recorded]
     landed = landed_denials(world.w3, world.admin, world.deploy_block)
-    assert len(landed) == RECORDS and sorted(landed) == sorted(expected)  # each exactly once
     with Store(store_path(tmp_path)) as store:
+        expected = [chain_seq(store, e) for e in recorded]
+        assert len(landed) == RECORDS and sorted(landed) == sorted(expected)  # each exactly once
         assert store.counts().get("outbox.chain.done") == RECORDS
         open_txs = store.conn.execute("SELECT count(*) FROM chain_txs WHERE status = 'pending'").fetchone()[0]
         assert open_txs == 0
