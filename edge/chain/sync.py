@@ -177,6 +177,7 @@ class SyncService:
         self.health_state = SyncHealth()
         self._chain_checked = False
         self._broadcast_here: set[str] = set()  # tx hashes this instance handed to the node
+        self._chain_high: int | None = None  # the contract's high-water mark of this gateway, when known
 
     # ------------------------------------------------------------------ health
 
@@ -416,7 +417,11 @@ class SyncService:
             f"SELECT outbox_id, seq FROM chain_seqs WHERE outbox_id IN ({marks})", list(ids)).fetchall())
 
     def _high_water(self) -> int:
-        return self.client.last_seq(self.account.address)
+        """The contract's high-water mark for this gateway; read from the node once per process (and
+        whenever a record comes back skipped), then known from our own mined batches."""
+        if self._chain_high is None:
+            self._chain_high = self.client.last_seq(self.account.address)
+        return self._chain_high
 
     def _assign_seqs(self, rows: Sequence[OutboxRow]) -> dict[int, int]:
         """Numbers for ``rows`` (in order): kept when assigned before, else the next above both the
@@ -566,6 +571,10 @@ class SyncService:
             revert = decode_revert(self.client.abi, exc.data if isinstance(exc.data, str | bytes) else None)
             raise SyncError(f"recordGateEvents would revert ({revert}); is {self.account.address} a gateway "
                             "of this lot (setGateway)?") from exc
+        except (ValueError, Web3Exception) as exc:
+            if "insufficient funds" in str(exc).lower():
+                raise SyncError(self._funds_alert()) from None
+            raise
         return {"to": call["to"], "data": call["data"], "value": 0, "gas": gas * 6 // 5 + 21_000,
                 "nonce": nonce, "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.priority_fee,
                 "chainId": self.settings.chain_id, "type": 2}
@@ -644,6 +653,7 @@ class SyncService:
             # against the high-water mark before sending any again.
             self._close_group(group[0].nonce, list(group[-1].outbox_ids),
                               error=f"nonce {group[0].nonce} used without a known receipt; rechecking")
+            self._chain_high = None
             return 0
         if outcome is None:
             self._maybe_replace(group)
@@ -678,6 +688,10 @@ class SyncService:
         outcomes = record_outcomes(self.account.address, [seqs[i] for i in ids if i in seqs],
                                    self.client.decode_logs(receipt["logs"]))
         rows = self.store.outbox_rows(ids)
+        if outcomes:
+            self._chain_high = max([*outcomes, self._chain_high or 0])
+        if any(o.state == SKIPPED for o in outcomes.values()):
+            self._chain_high = None  # someone else may be numbering with this key: ask the node again
         resolved = []
         for row in rows:
             outcome = outcomes.get(seqs.get(row.id, -1), RecordOutcome(SKIPPED))
