@@ -461,9 +461,8 @@ class SyncService:
         known = [(r, found) for r, found in outcomes if found is not None]
         with self.store.transaction():
             self._renumber_foreign([r.id for r, found in outcomes if found is None])
-            for row, (outcome, tx_hash) in known:  # type: ignore[misc]
-                self._finish(row, outcome, tx_hash)
-        return len(known)
+            finished = sum(self._finish(row, *found) for row, found in known)  # type: ignore[misc]
+        return finished or len(known)
 
     def _renumber_foreign(self, ids: Sequence[int]) -> None:
         """Rows whose numbers the contract skipped although no transaction of ours carried them: the
@@ -496,13 +495,14 @@ class SyncService:
         (words,) = abi_decode(["uint256[]"], data[4:])
         return {word >> 192 for word in words[0::2]}
 
-    def _finish(self, row: OutboxRow, outcome: RecordOutcome, tx_hash: str) -> None:
-        """Record what the contract did with a row's record (inside the caller's transaction)."""
+    def _finish(self, row: OutboxRow, outcome: RecordOutcome, tx_hash: str) -> int:
+        """Record what the contract did with a row's record (inside the caller's transaction). Returns 1
+        when the row is finished (done, or rejected for good), 0 when it goes back for a retry."""
         state = self.health_state
         if outcome.state == APPLIED:
             self.store.mark_outbox_done([row.id], tx_hash)
             state.uploaded_total += 1
-            return
+            return 1
         if outcome.state == SKIPPED:
             raise SyncError(f"outbox row {row.id}: skipped record reached _finish")  # resolved by the caller
         if retry_rejected(outcome.reason, row.attempts):
@@ -510,12 +510,13 @@ class SyncService:
             self.store.conn.execute("DELETE FROM chain_seqs WHERE outbox_id = ?", (row.id,))
             self.store.mark_outbox_failed([row.id], f"rejected on chain: {outcome.reason} (tx {tx_hash}); "
                                           "retrying under a new number")
-            return
+            return 0
         self.store.mark_outbox_rejected([row.id], f"{outcome.reason} (tx {tx_hash})")
         state.extra["rejected_total"] = state.extra.get("rejected_total", 0) + 1
         kind, booking = row.payload.get("kind"), row.payload.get("booking_id")
         self._alert("record_rejected", f"the contract rejected {kind} record {row.event_id} "
                     f"(booking {booking}): {outcome.reason}; see `parkgate chain status`")
+        return 1
 
     # -- clock, alerts
 
@@ -703,11 +704,9 @@ class SyncService:
         with self.store.transaction():
             self._close_group(nonce, [], mined=tx_hash)
             self._renumber_foreign([row.id for row, found in resolved if found is None])
-            for row, found in resolved:
-                if found is not None:
-                    self._finish(row, *found)
+            finished = sum(self._finish(row, *found) for row, found in resolved if found is not None)
         self.health_state.last_upload_tx = tx_hash
-        return sum(1 for _, found in resolved if found is not None)
+        return finished
 
     def _close_group(self, nonce: int, ids: list[int], mined: str | None = None, error: str = "") -> None:
         """Finish the nonce in flight: its transactions mined / replaced / dropped; rows not mined go back
