@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import random
+import sqlite3
 import sys
 import threading
 import time
@@ -787,6 +788,27 @@ def chain_seq(store: Store, event_id: str) -> int | None:
     row = store.conn.execute("SELECT s.seq FROM outbox o JOIN chain_seqs s ON s.outbox_id = o.id "
                              "WHERE o.destination = ? AND o.event_id = ?", (DESTINATION, event_id)).fetchone()
     return None if row is None else int(row[0])
+
+
+@dataclass(frozen=True)
+class RecordAudit:
+    """How the gate records of one store stand on chain (for the chaos run and the demo)."""
+
+    records: int  # 'chain' outbox rows that are gate records (kinds the contract takes)
+    lost: tuple[str, ...]  # event ids not processed on chain (no number, or above the high-water mark)
+    rejected: tuple[str, ...]  # event ids the contract rejected (outbox state 'rejected')
+
+
+def audit_records(conn: sqlite3.Connection, client: RentalClient, gateway: str) -> RecordAudit:
+    """Read the store through ``conn`` (read-only is enough) and the gateway's high-water mark."""
+    high = client.last_seq(gateway)
+    rows = conn.execute("SELECT o.event_id, json_extract(o.payload, '$.kind'), s.seq, o.status FROM outbox o "
+                        "LEFT JOIN chain_seqs s ON s.outbox_id = o.id WHERE o.destination = ?",
+                        (DESTINATION,)).fetchall()
+    records = [(event_id, seq, status) for event_id, kind, seq, status in rows if kind in RECORD_KINDS]
+    lost = tuple(e for e, seq, _ in records if seq is None or seq > high)
+    rejected = tuple(e for e, _, status in records if status == "rejected")
+    return RecordAudit(len(records), lost, rejected)
 
 
 def rejected_records(store: Store, limit: int = REJECTED_SHOWN) -> list[str]:
