@@ -142,7 +142,8 @@ def wait_for_cache(store: Path, count: int, timeout: float = 30.0) -> bool:
 
 
 def chain_checks(run: DemoRun, world: ChainWorld, store: Path, timeout: float = 60.0) -> None:
-    """Every chain-bound record landed once; the admitted bookings went requested -> checked in (second association) -> out."""
+    """Every chain-bound record landed once; the admitted bookings went requested -> checked in (the
+    second association) -> checked out."""
     drained = h.wait_until(lambda: not any(k.startswith("chain.") and not k.endswith((".done", ".dead"))
                                            for k in h.outbox_counts(store)), timeout, 0.3)
     counts = h.outbox_counts(store)
