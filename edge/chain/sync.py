@@ -191,7 +191,9 @@ class SyncService:
         checkpoint = self.store.get_checkpoint(DOWN_CHECKPOINT)
         self.health_state.backlog = self.backlog()
         self.health_state.last_synced_block = checkpoint.block_number if checkpoint else None
-        self.health_state.rejected = self.store.counts().get(f"outbox.{DESTINATION}.rejected", 0)
+        self.health_state.rejected = int(self.store.conn.execute(
+            "SELECT count(*) FROM outbox WHERE destination = ? AND status = 'rejected'",
+            (DESTINATION,)).fetchone()[0])
         self.health_state.rejected_records = rejected_records(self.store, 5)
         return self.health_state
 
