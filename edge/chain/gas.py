@@ -113,10 +113,10 @@ class Scenario:
         self.w3.provider.make_request("evm_mine", [])
 
     def new_bookings(self, count: int, lead_s: int = 60) -> list[int]:
-        """``count`` bookings on fresh spaces, each starting ``lead_s`` from now for two hours."""
-        start = self.now() + lead_s
+        """``count`` bookings on fresh spaces, each starting ``lead_s`` after it is made, for two hours."""
         bookings = []
         for _ in range(count):
+            start = self.now() + lead_s  # per booking: a slow machine must not start one in the past
             space = self._track("registerSpace", self.owner.register_space(self.lot, "L-1/B01")).return_value
             listed = self.owner.create_rental_event(space, start, start + 8 * HOUR, PRICE_PER_HOUR)
             rental = self._track("createRentalEvent", listed)

@@ -85,6 +85,7 @@ LOT_AT_TOPIC2 = ("RentalEventCancelled", "SecondAssociation", "CheckedOut", "Set
 
 
 NONCE_USED_NO_RECEIPT = -1
+OUTCOME_EVENTS = ("GateRecordRejected", "GateRecordSkipped")
 NONCE_TOO_LOW = "nonce too low"
 # Upper bound of one record's gas in a batch (`make gas`, 2026-12-01: 12,135 check-in / 11,564 check-out per
 # record in batches of 100; 63,016 for a batch of one), for the cost of a backlog in the funds alert.
@@ -392,7 +393,7 @@ class SyncService:
             return finished
         rows = self._pending_rows(self.settings.batch_size)  # renumbered rows moved to the end
         kinds = self.settings.upload_kinds
-        seqs = self._assign_seqs([r for r in rows if uploads(r, kinds)])
+        seqs, new_seqs = self._assign_seqs([r for r in rows if uploads(r, kinds)])
         batch = assemble_batch(rows, kinds, seqs, latest_stamp(self._check_clock()))
         with self.store.transaction():
             for row in batch.skipped:
@@ -401,7 +402,9 @@ class SyncService:
                 self.store.mark_outbox_dead([row.id], reason)
         if not batch.records:
             return len(batch.skipped)
-        self._send_new([r.id for r in batch.rows], record_batch_calldata(batch.records))
+        sent = [r.id for r in batch.rows]  # in number order (a replacement rebuilds from this order)
+        numbered = [pair for pair in new_seqs if pair[0] in set(sent)]
+        self._send_new(sent, record_batch_calldata(batch.records), numbered)
         return len(batch.skipped) + self._settle(self._open_txs())
 
     # -- record numbers (the contract's per-gateway high-water mark)
@@ -426,9 +429,11 @@ class SyncService:
             self._chain_high = self.client.last_seq(self.account.address)
         return self._chain_high
 
-    def _assign_seqs(self, rows: Sequence[OutboxRow]) -> dict[int, int]:
+    def _assign_seqs(self, rows: Sequence[OutboxRow]) -> tuple[dict[int, int], list[tuple[int, int]]]:
         """Numbers for ``rows`` (in order): kept when assigned before, else the next above both the
-        highest local number and the chain's high-water mark. Durable before anything is signed."""
+        highest local number and the chain's high-water mark. Returns all numbers and the new
+        (outbox id, number) pairs, which :meth:`_sign_record_broadcast` stores in the transaction that
+        records the signed transaction: durable before anything is broadcast."""
         known = self._seqs([r.id for r in rows])
         missing = [r.id for r in rows if r.id not in known]
         if missing:
@@ -439,11 +444,9 @@ class SyncService:
                             f"is {chain}, above the highest number this gateway assigned ({local}): another "
                             "device signs with this key, or the store was restored from an old backup")
             first = max(int(local), chain) + 1
-            with self.store.transaction() as conn:
-                conn.executemany("INSERT INTO chain_seqs (outbox_id, seq) VALUES (?, ?)",
-                                 [(row_id, first + n) for n, row_id in enumerate(missing)])
-            known |= {row_id: first + n for n, row_id in enumerate(missing)}
-        return known
+            new = [(row_id, first + n) for n, row_id in enumerate(missing)]
+            return known | dict(new), new
+        return known, []
 
     def _renumber(self, ids: Sequence[int], error: str) -> None:
         """Send these rows again under new numbers (their old numbers are spent)."""
@@ -487,11 +490,18 @@ class SyncService:
             receipt = self._receipt(tx_hash)
             if receipt is None or receipt["status"] != 1 or seq not in self._tx_seqs(tx_hash):
                 continue
-            events = self.client.decode_logs(receipt["logs"])
+            events = self._outcome_logs(receipt["logs"])
             outcome = record_outcomes(self.account.address, [seq], events)[seq]
             if outcome.state != SKIPPED:
                 return outcome, tx_hash
         return None
+
+    def _outcome_logs(self, logs: Sequence[Any]) -> list[DecodedEvent]:
+        """The receipt's GateRecordRejected / GateRecordSkipped logs, decoded (the others, one per applied
+        record, are not decoded: web3's decoder is the slow part of settling a big batch)."""
+        wanted = {_hex(t) for t, name in self.client._events_by_topic.items() if name in OUTCOME_EVENTS}
+        return self.client.decode_logs([lg for lg in logs
+                                        if lg["topics"] and _hex(lg["topics"][0]) in wanted])
 
     def _tx_seqs(self, tx_hash: str) -> set[int]:
         data = bytes(HexBytes(self.w3.eth.get_transaction(tx_hash)["input"]))
@@ -583,19 +593,20 @@ class SyncService:
                 "nonce": nonce, "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.priority_fee,
                 "chainId": self.settings.chain_id, "type": 2}
 
-    def _send_new(self, outbox_ids: list[int], data: bytes) -> None:
+    def _send_new(self, outbox_ids: list[int], data: bytes, new_seqs: Sequence[tuple[int, int]]) -> None:
         """Sign and send a new batch with the node's pending nonce (re-read every time: a nonce used by
         another sender is never reused)."""
         base, tip = self._fees()
         fees = initial_fees(base, tip, self.settings.max_fee_wei)
         nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
-        self._sign_record_broadcast(self._call_tx(data, nonce, fees), nonce, outbox_ids, fees)
+        self._sign_record_broadcast(self._call_tx(data, nonce, fees), nonce, outbox_ids, fees, new_seqs)
 
     def _sign_record_broadcast(self, tx: dict[str, Any], nonce: int, outbox_ids: Sequence[int],
-                               fees: Fees) -> str:
+                               fees: Fees, new_seqs: Sequence[tuple[int, int]] = ()) -> str:
         signed = self.account.sign_transaction(tx)
         tx_hash, raw = _hex(signed.hash), _hex(signed.raw_transaction)
         with self.store.transaction() as conn:  # durable BEFORE the node sees it
+            conn.executemany("INSERT INTO chain_seqs (outbox_id, seq) VALUES (?, ?)", list(new_seqs))
             conn.execute("INSERT INTO chain_txs (tx_hash, nonce, raw_tx, outbox_ids, max_fee_wei, "
                          "priority_fee_wei, sent_at_ms) VALUES (?,?,?,?,?,?,?)",
                          (tx_hash, nonce, raw, json.dumps(list(outbox_ids)), str(fees.max_fee),
@@ -690,7 +701,7 @@ class SyncService:
         """Read every record's outcome from the receipt's logs and finish the rows accordingly."""
         seqs = self._seqs(ids)
         outcomes = record_outcomes(self.account.address, [seqs[i] for i in ids if i in seqs],
-                                   self.client.decode_logs(receipt["logs"]))
+                                   self._outcome_logs(receipt["logs"]))
         rows = self.store.outbox_rows(ids)
         if outcomes:
             self._chain_high = max([*outcomes, self._chain_high or 0])
