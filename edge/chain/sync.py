@@ -394,7 +394,8 @@ class SyncService:
         rows = self._pending_rows(self.settings.batch_size)  # renumbered rows moved to the end
         kinds = self.settings.upload_kinds
         seqs, new_seqs = self._assign_seqs([r for r in rows if uploads(r, kinds)])
-        batch = assemble_batch(rows, kinds, seqs, latest_stamp(self._check_clock()))
+        block = self._next_block()  # one read for the stamps and the fees
+        batch = assemble_batch(rows, kinds, seqs, latest_stamp(self._check_clock(block)))
         with self.store.transaction():
             for row in batch.skipped:
                 self.store.mark_outbox_done([row.id], f"not-uploaded:{row.payload.get('kind')}")
@@ -404,7 +405,7 @@ class SyncService:
             return len(batch.skipped)
         sent = [r.id for r in batch.rows]  # in number order (a replacement rebuilds from this order)
         numbered = [pair for pair in new_seqs if pair[0] in set(sent)]
-        self._send_new(sent, record_batch_calldata(batch.records), numbered)
+        self._send_new(sent, record_batch_calldata(batch.records), numbered, block)
         return len(batch.skipped) + self._settle(self._open_txs())
 
     # -- record numbers (the contract's per-gateway high-water mark)
@@ -533,18 +534,19 @@ class SyncService:
 
     # -- clock, alerts
 
-    def _chain_time(self) -> int:
-        """The time the next block will carry: the pending block's timestamp (the latest block's on nodes
-        without a pending block)."""
+    def _next_block(self) -> Any:
+        """The block the next transaction lands in, as far as the node can tell: the pending block (its
+        timestamp is the time the next block will carry, its base fee the next base fee); the latest
+        block on nodes without a pending block."""
         try:
-            return int(self.w3.eth.get_block("pending")["timestamp"])
+            return self.w3.eth.get_block("pending")
         except Exception:  # noqa: BLE001 - not every node serves the pending block
-            return int(self.w3.eth.get_block("latest")["timestamp"])
+            return self.w3.eth.get_block("latest")
 
-    def _check_clock(self) -> int:
-        """Compare the gateway clock with the chain's; alert when it runs ahead by more than the contract's
-        skew. Returns the chain time."""
-        chain_time = self._chain_time()
+    def _check_clock(self, block: Any) -> int:
+        """Compare the gateway clock with the chain's (``block``: :meth:`_next_block`); alert when it runs
+        ahead by more than the contract's skew. Returns the chain time."""
+        chain_time = int(block["timestamp"])
         ahead = self.store.clock() // 1000 - chain_time
         self.health_state.extra["clock_ahead_s"] = ahead
         if ahead > MAX_CLOCK_SKEW_S:
@@ -572,8 +574,8 @@ class SyncService:
         return [OpenTx(h, n, raw, tuple(json.loads(ids)), Fees(int(mf), int(pf)), at)
                 for h, n, raw, ids, mf, pf, at in rows]
 
-    def _fees(self) -> tuple[int, int]:
-        base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
+    def _fees(self, block: Any = None) -> tuple[int, int]:
+        base = int((block or self._next_block()).get("baseFeePerGas", 0))
         return base, self.settings.priority_fee_wei
 
     def _call_tx(self, data: bytes, nonce: int, fees: Fees) -> dict[str, Any]:
@@ -593,10 +595,11 @@ class SyncService:
                 "nonce": nonce, "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.priority_fee,
                 "chainId": self.settings.chain_id, "type": 2}
 
-    def _send_new(self, outbox_ids: list[int], data: bytes, new_seqs: Sequence[tuple[int, int]]) -> None:
+    def _send_new(self, outbox_ids: list[int], data: bytes, new_seqs: Sequence[tuple[int, int]],
+                  block: Any) -> None:
         """Sign and send a new batch with the node's pending nonce (re-read every time: a nonce used by
         another sender is never reused)."""
-        base, tip = self._fees()
+        base, tip = self._fees(block)
         fees = initial_fees(base, tip, self.settings.max_fee_wei)
         nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
         self._sign_record_broadcast(self._call_tx(data, nonce, fees), nonce, outbox_ids, fees, new_seqs)
@@ -753,7 +756,7 @@ class SyncService:
         """The same call (same rows, same numbers, same nonce) with new fees, rebuilt from the outbox rows."""
         rows = self.store.outbox_rows(list(old.outbox_ids))
         batch = assemble_batch(rows, self.settings.upload_kinds, self._seqs(list(old.outbox_ids)),
-                               latest_stamp(self._check_clock()))
+                               latest_stamp(self._check_clock(self._next_block())))
         return self._call_tx(record_batch_calldata(batch.records), old.nonce, fees)
 
     def _node_knows(self, tx_hash: str) -> bool:

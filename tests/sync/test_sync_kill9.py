@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import signal
 import sys
 import time
@@ -50,14 +51,25 @@ def _kill_real_process(argv: list[str], log: Path, delay: float) -> None:
 
 
 def _kill_forked_uploader(config: Path, delay: float) -> None:
+    """Fork an uploader and SIGKILL it ``delay`` seconds after it is ready to upload (counting from
+    readiness, not from the fork, keeps the kills inside uploads on a loaded machine)."""
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never return into pytest
         code = 1
         try:
-            service_from_config(load_config(config)).run_until_idle()
+            os.close(ready_r)
+            service = service_from_config(load_config(config))
+            os.write(ready_w, b"1")
+            service.run_until_idle()
             code = 0
         finally:
             os._exit(code)
+    os.close(ready_w)
+    readable, _, _ = select.select([ready_r], [], [], 60.0)
+    if readable:
+        os.read(ready_r, 1)
+    os.close(ready_r)
     time.sleep(delay)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
@@ -84,7 +96,8 @@ def test_sigkill_during_uploads_fifty_times_lands_every_record_exactly_once(
         killed_mid_batch += _in_flight(store_path(tmp_path))
 
     with ManagedProcess(argv, tmp_path / "sync-final.log") as final:
-        assert final.proc is not None and final.proc.wait(120) == 0, final.log_tail()
+        # 1,500 records in batches of 5: ~300 transactions; generous for a 2-core box shared by other jobs
+        assert final.proc is not None and final.proc.wait(300) == 0, final.log_tail()
 
     landed = landed_denials(world.w3, world.admin, world.deploy_block)
     with Store(store_path(tmp_path)) as store:
