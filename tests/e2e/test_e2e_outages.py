@@ -107,12 +107,14 @@ def world_run(tmp_path_factory):
                   "camera": {"source": str(camera.manifest), "burst_frames": 3}}]))
             daemon = h.start_daemon(config, work / "daemon.log")
             store = work / "state" / "parkgate.sqlite"
+            run = {"work": work, "anvil": anvil, "broker": broker, "watcher": watcher, "world": world,
+                   "booking": booking, "emulator": emulator, "daemon": daemon, "store": store,
+                   "camera": camera, "key": parse_key(key_text), "state_file": state_file}
             try:
-                yield {"work": work, "anvil": anvil, "broker": broker, "watcher": watcher, "world": world,
-                       "booking": booking, "emulator": emulator, "daemon": daemon, "store": store,
-                       "camera": camera, "key": parse_key(key_text), "state_file": state_file}
+                yield run
             finally:
                 daemon.stop()
+                anvil = run["anvil"]  # the test may have restarted the node: stop the one running now
     finally:
         watcher.close()
         broker.stop()
