@@ -339,6 +339,12 @@ class Daemon:
         for dest, n in snap.get("backlog", {}).items():
             out.append(Sample("parkgate_outbox_backlog", n, help="rows not yet delivered",
                               labels={"destination": dest}))
+        chain = snap.get("chain", {})
+        out.append(Sample("parkgate_chain_rejected_records", chain.get("rejected", 0),
+                          help="gate records the contract rejected (outbox state 'rejected')"))
+        for code in chain.get("alerts", {}):
+            out.append(Sample("parkgate_chain_alert", 1.0, help="a chain sync alert is raised",
+                              labels={"code": code}))
         for lane in snap.get("lanes", []):
             labels = {"lane": lane["name"]}
             out += [Sample("parkgate_lane_passes_total", lane["passes"], "counter", "passes", labels),
