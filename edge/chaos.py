@@ -8,8 +8,9 @@ up and drained, it prints:
 
 - vehicles admitted/refused vs expected (and passes a kill cut short before they were recorded: an
   opened one is recorded from the pass journal at the restart, else it counts as lost);
-- gate records on chain: lost (recorded locally, never processed by the contract), duplicated
-  (a booking verified / checked in / out more than once), rejected by the contract;
+- gate records on chain: lost (recorded locally, never processed by the contract: no number at or
+  below the gateway's high-water mark), duplicated (a booking checked in / out more than once),
+  rejected by the contract (its logs, and rows in the outbox state 'rejected'; 0 expected);
 - MQTT events delivered: lost (in the outbox, never received), received twice (consumers dedupe by
   event_id);
 - spurious opens (a gate opened for a vehicle that must be refused, or for nobody).
@@ -39,7 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.chain.anvil import Anvil, AnvilConfig, dev_account
 from edge.chain.commitment import normalise_plate
-from edge.chain.syncplan import chain_event_id
+from edge.chain.sync import audit_records
 from edge.daemon.records import RESTART_OUTCOME, UNACKED_RESTART_OUTCOME
 from edge.demo import harness as h
 from edge.demo.scenario import vision_section
@@ -336,7 +337,7 @@ class Chaos:
         expected_admit = sum(1 for r in results if r.visit.expect_open)
         refused_ok = sum(1 for r in recorded if not r.opened and not r.visit.expect_open)
         conn = sqlite3.connect(f"file:{self.store}?mode=ro", uri=True)
-        chain_ids = [e for (e,) in conn.execute("SELECT event_id FROM outbox WHERE destination = 'chain'")]
+        audit = audit_records(conn, self.world.admin, self.world.gateway.address)
         mqtt_ids = [e for (e,) in conn.execute("SELECT event_id FROM outbox WHERE destination = 'mqtt'")]
         dead = conn.execute("SELECT count(*) FROM outbox WHERE status = 'dead'").fetchone()[0]
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
@@ -347,14 +348,12 @@ class Chaos:
         recovered_late = recovered_ids - {row["event_id"] for r in recorded for row in r.rows}
         lost_opened = max(0, sum(1 for r in cut if r.opened) - len(recovered_late))
         client = self.world.admin
-        gateway = self.world.gateway.address
-        lost_chain = sum(1 for e in chain_ids if not client.is_processed(chain_event_id(gateway, e)))
         per_booking: Counter[tuple[str, int]] = Counter()
-        for name in ("SecondAssociation", "CheckedIn", "CheckedOut"):
+        for name in ("SecondAssociation", "CheckedOut"):
             for event in client.events(name):
                 per_booking[(name, int(event.args["bookingId"]))] += 1
         duplicated = sum(n - 1 for n in per_booking.values() if n > 1)
-        rejected = len(client.events("GateRecordRejected"))
+        rejected_on_chain = len(client.events("GateRecordRejected"))
         with self.watcher.lock:
             received = list(self.watcher.ids)
         lost_mqtt = len(set(mqtt_ids) - set(received))
@@ -376,10 +375,11 @@ class Chaos:
             ("opened passes lost by a kill (gate opened, pass never recorded)", lost_opened, True),
             ("spurious opens (gate opened for a vehicle to refuse)", len(spurious_visits), True),
             ("gate opens not attributable to a pass", max(0, unattributed), True),
-            ("gate records for the chain (recorded locally)", len(chain_ids), False),
-            ("gate records lost on chain", lost_chain, True),
+            ("gate records for the chain (recorded locally)", audit.records, False),
+            ("gate records lost on chain", len(audit.lost), True),
             ("gate records duplicated on chain", duplicated, True),
-            ("gate records rejected by the contract", rejected, False),
+            ("gate records rejected by the contract (GateRecordRejected logs)", rejected_on_chain, True),
+            ("gate records in the outbox state 'rejected'", len(audit.rejected), True),
             ("MQTT events in the outbox", len(mqtt_ids), False),
             ("MQTT events lost", lost_mqtt, True),
             ("MQTT events received twice (deduplicated by event_id)", twice, False),

@@ -5,41 +5,52 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 
-/// @title ParkgateRental: parking-space sharing with verified owners, escrowed bookings and gate records.
+/// @title ParkgateRental (v2): parking-space sharing with verified owners, escrowed bookings and gate records.
 /// @notice Lifecycle (see docs/contract.md):
 ///  1. a VERIFIER attests an owner (`verifyOwner`); unverified owners cannot register spaces or list;
 ///  2. a verified owner lists a rental event for one of its spaces (`createRentalEvent`);
 ///  3. the listing emits `FirstAssociation` (space <-> lot address info <-> rental event);
 ///  4. a renter books a window inside the listing, paying the exact escrow and a vehicle commitment
 ///     (keyed hash of the plate, never the plate) (`requestRental`);
-///  5. the lot's gateway verifies the plate it read against the commitment (`recordGateEvents`,
-///     kind VehicleVerified) which emits `SecondAssociation` (renter <-> space <-> address <-> event);
-///  6. gateway check-in / check-out records, settlement to the owner and refund of unused escrow
-///     through pull payments (`withdraw`), cancellation and expiry rules, no overlapping bookings.
-/// Gateway writes are idempotent: every gate record carries a unique event id; a processed id is skipped.
+///  5. the lot's gateway sends ONE entry record per admitted car: the plate it read is checked against the
+///     commitment and the booking is checked in at once, emitting `SecondAssociation` (renter's booking <->
+///     space <-> address <-> rental event) (`recordGateEvents`, kind CheckIn);
+///  6. the exit record (kind CheckOut) closes the visit; `settle` (anyone, batched) pays the owner and
+///     refunds the unused escrow through pull payments (`withdraw`); cancellation and expiry rules.
+/// Gate records are numbered per gateway (`seq`, strictly increasing); the contract keeps each gateway's
+/// high-water mark, so a replayed record is skipped exactly once and no account can pre-empt another's.
 contract ParkgateRental is AccessControl, ReentrancyGuard {
     bytes32 public constant VERIFIER_ROLE = keccak256("VERIFIER_ROLE");
     bytes32 public constant LOT_ADMIN_ROLE = keccak256("LOT_ADMIN_ROLE");
 
-    /// @notice After a booking's end plus this grace anyone may expire (refund) or settle (overdue) it.
+    /// @notice The gateway admits a booked car from `start - GRACE_PERIOD`; from then on the booking cannot
+    /// be cancelled (a car may already be inside).
     uint64 public constant GRACE_PERIOD = 15 minutes;
     /// @notice Gate record timestamps may be at most this far ahead of the block time (gateway clock skew).
     uint64 public constant MAX_CLOCK_SKEW = 5 minutes;
+    /// @notice Gate records about a booking are accepted until `end + RECORD_DEADLINE`; only after it may anyone
+    /// expire (refund) or settle (overdue) the booking, so a gateway that was offline cannot lose the race.
+    uint64 public constant RECORD_DEADLINE = 1 days;
+    /// @notice Shortest booking: filling a listing costs real escrow time, not 32 one-second bookings.
+    uint64 public constant MIN_BOOKING = 1 hours;
+    /// @notice Live bookings one renter may hold in one listing: one account cannot fill a listing.
+    uint256 public constant MAX_BOOKINGS_PER_RENTER = 4;
     /// @notice Bound on live bookings per rental event, so overlap checks and cancellation stay bounded in gas.
     uint256 public constant MAX_ACTIVE_BOOKINGS = 32;
     /// @notice Bound on live rental events per space, for the same reason.
     uint256 public constant MAX_ACTIVE_RENTALS = 32;
-    /// @notice Longest rental event window; also keeps `end + GRACE_PERIOD` far from uint64 overflow.
+    /// @notice Longest rental event window; also keeps `end + RECORD_DEADLINE` far from uint40 overflow.
     uint64 public constant MAX_RENTAL_WINDOW = 366 days;
 
-    enum RecordKind { VehicleVerified, CheckIn, CheckOut, Denied }
-    enum BookingStatus { None, Requested, Verified, CheckedIn, Settled, Cancelled, Expired }
+    enum RecordKind { CheckIn, CheckOut, Denied }
+    enum BookingStatus { None, Requested, CheckedIn, CheckedOut, Settled, Cancelled, Expired }
     enum RejectReason {
         None, UnknownBooking, WrongLot, BadState, CommitmentMismatch, OutsideWindow, BadTimestamp, UnknownKind
     }
 
     struct Lot {
         bool exists;
+        uint32 number; // small id stored in every booking (cheaper than the bytes32 lot id)
         string geohash; // address information of the lot: geohash, no personal data
     }
 
@@ -59,7 +70,22 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         uint256 pricePerHour; // wei per hour, charged per second (rounded up)
     }
 
+    /// @dev Three slots. Slot 0 is all a gate record reads and writes besides the commitment (slot 1).
     struct Booking {
+        uint40 start;
+        uint40 end;
+        uint40 checkInAt;
+        uint40 checkOutAt;
+        BookingStatus status;
+        uint32 lotNumber;
+        uint48 rentalId;
+        bytes32 vehicleCommitment;
+        address renter;
+        uint96 escrow;
+    }
+
+    /// @notice The unpacked view of a booking (`getBooking`).
+    struct BookingView {
         uint256 rentalId;
         address renter;
         uint64 start;
@@ -71,26 +97,22 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         uint256 escrow;
     }
 
-    struct GateRecord {
-        bytes32 eventId;
-        uint8 kind;
-        uint256 bookingId;
-        bytes32 plateCommitment;
-        uint64 timestamp;
-    }
-
     mapping(address owner => bytes32 attestation) public ownerAttestation;
     mapping(bytes32 lotId => Lot) private _lots;
+    mapping(uint32 lotNumber => bytes32 lotId) private _lotIdOf;
     mapping(bytes32 lotId => mapping(address gateway => bool)) public gatewayOf;
     mapping(address gateway => uint256 lots) public gatewayLotCount;
+    /// @notice Highest gate record sequence number applied (or rejected) per gateway: a record at or below it
+    /// is skipped.
+    mapping(address gateway => uint64 seq) public lastSeq;
     mapping(uint256 spaceId => Space) private _spaces;
     mapping(uint256 rentalId => RentalEvent) private _rentals;
     mapping(uint256 bookingId => Booking) private _bookings;
-    mapping(bytes32 eventId => bool) private _processed;
     mapping(address payee => uint256 amount) public pendingWithdrawal;
     mapping(uint256 spaceId => uint256[] rentalIds) private _liveRentals;
     mapping(uint256 rentalId => uint256[] bookingIds) private _liveBookings;
 
+    uint32 public lotCount;
     uint256 public spaceCount;
     uint256 public rentalCount;
     uint256 public bookingCount;
@@ -112,18 +134,19 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         uint256 indexed bookingId, uint256 indexed rentalId, bytes32 indexed lotId,
         address renter, uint64 start, uint64 end, uint256 escrow, bytes32 vehicleCommitment
     );
-    event SecondAssociation(
-        uint256 indexed bookingId, address indexed renter, bytes32 indexed lotId,
-        uint256 spaceId, uint256 rentalId, string geohash, string location, bytes32 eventId
+    /// @notice The entry record: plate verified against the commitment and checked in at `timestamp`. Together
+    /// with `RentalRequested` (renter) and `FirstAssociation` (space, address) of `rentalId` it is the second
+    /// association renter <-> space <-> address <-> rental event.
+    event SecondAssociation(uint256 indexed bookingId, bytes32 indexed lotId, uint256 rentalId, uint64 timestamp);
+    event CheckedOut(uint256 indexed bookingId, bytes32 indexed lotId, uint64 timestamp);
+    event GateDenied(
+        uint256 indexed bookingId, address indexed gateway, uint64 seq, bytes32 plateCommitment, uint64 timestamp
     );
-    event CheckedIn(uint256 indexed bookingId, bytes32 indexed lotId, bytes32 eventId, uint64 timestamp);
-    event CheckedOut(uint256 indexed bookingId, bytes32 indexed lotId, bytes32 eventId, uint64 timestamp);
-    event GateDenied(bytes32 indexed eventId, uint256 indexed bookingId, bytes32 plateCommitment, uint64 timestamp);
     event Settled(uint256 indexed bookingId, bytes32 indexed lotId, uint256 toOwner, uint256 refund);
     event BookingCancelled(uint256 indexed bookingId, bytes32 indexed lotId, uint256 refund);
     event BookingExpired(uint256 indexed bookingId, bytes32 indexed lotId, uint256 refund);
-    event GateRecordSkipped(bytes32 indexed eventId);
-    event GateRecordRejected(bytes32 indexed eventId, uint256 indexed bookingId, RejectReason reason);
+    event GateRecordSkipped(address indexed gateway, uint64 seq);
+    event GateRecordRejected(address indexed gateway, uint64 seq, uint256 indexed bookingId, RejectReason reason);
     event Withdrawal(address indexed payee, uint256 amount);
 
     error NotVerifiedOwner(address account);
@@ -135,12 +158,15 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     error NotRentalOwner(uint256 rentalId, address account);
     error RentalEventCancelledAlready(uint256 rentalId);
     error InvalidWindow(uint64 start, uint64 end);
+    error BookingTooShort(uint64 length, uint64 minimum);
     error OverlappingRentalEvent(uint256 spaceId, uint256 otherRentalId);
     error OverlappingBooking(uint256 rentalId, uint256 otherBookingId);
     error TooManyLive(uint256 id);
+    error TooManyBookingsOfRenter(uint256 rentalId, address renter);
     error ZeroPrice();
     error EmptyCommitment();
     error WrongPayment(uint256 expected, uint256 sent);
+    error ValueTooLarge(uint256 value);
     error UnknownBooking(uint256 bookingId);
     error NotRenter(uint256 bookingId, address account);
     error BookingNotActive(uint256 bookingId, BookingStatus status);
@@ -149,6 +175,7 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     error NotYetExpired(uint256 bookingId, uint64 expiresAt);
     error HasCheckedInBooking(uint256 rentalId, uint256 bookingId);
     error NotAGateway(address account);
+    error MalformedRecords(uint256 words);
     error NothingToWithdraw(address account);
     error EmptyString();
 
@@ -180,7 +207,9 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     function registerLot(bytes32 lotId, string calldata geohash) external onlyRole(LOT_ADMIN_ROLE) {
         if (_lots[lotId].exists) revert LotExists(lotId);
         if (bytes(geohash).length == 0) revert EmptyString();
-        _lots[lotId] = Lot({exists: true, geohash: geohash});
+        uint32 number = ++lotCount;
+        _lots[lotId] = Lot({exists: true, number: number, geohash: geohash});
+        _lotIdOf[number] = lotId;
         emit LotRegistered(lotId, geohash);
     }
 
@@ -213,10 +242,11 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         Space storage space = _spaces[spaceId];
         if (space.owner == address(0)) revert UnknownSpace(spaceId);
         if (space.owner != msg.sender) revert NotSpaceOwner(spaceId, msg.sender);
-        if (start >= end || start < block.timestamp || end - start > MAX_RENTAL_WINDOW) {
+        if (start >= end || start < block.timestamp || end - start > MAX_RENTAL_WINDOW || end >= 2 ** 39) {
             revert InvalidWindow(start, end);
         }
         if (pricePerHour == 0) revert ZeroPrice();
+        if (pricePerHour > type(uint96).max) revert ValueTooLarge(pricePerHour);
         _checkNoOverlappingRental(spaceId, start, end);
         rentalId = ++rentalCount;
         _rentals[rentalId] = RentalEvent({
@@ -228,19 +258,25 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         emit FirstAssociation(rentalId, spaceId, space.lotId, _lots[space.lotId].geohash, space.location);
     }
 
-    /// @notice The owner withdraws a listing; bookings not yet checked in are refunded in full.
+    /// @notice The owner withdraws a listing; bookings not yet in their admission window are refunded in full.
+    /// A checked-in booking, or one whose car may already be inside (from `start - GRACE_PERIOD`), blocks it.
     function cancelRentalEvent(uint256 rentalId) external {
         RentalEvent storage rental = _rentalOf(rentalId);
         if (rental.owner != msg.sender) revert NotRentalOwner(rentalId, msg.sender);
         if (rental.cancelled) revert RentalEventCancelledAlready(rentalId);
         uint256[] storage live = _liveBookings[rentalId];
         for (uint256 i = 0; i < live.length; i++) {
-            if (_bookings[live[i]].status == BookingStatus.CheckedIn) revert HasCheckedInBooking(rentalId, live[i]);
+            Booking storage booking = _bookings[live[i]];
+            if (booking.status == BookingStatus.CheckedIn) revert HasCheckedInBooking(rentalId, live[i]);
+            if (booking.status == BookingStatus.Requested && _admissionOpen(booking)) {
+                revert TooLateToCancel(live[i]);
+            }
         }
         while (live.length > 0) {
             uint256 bookingId = live[live.length - 1];
             live.pop();
             Booking storage booking = _bookings[bookingId];
+            if (booking.status != BookingStatus.Requested) continue; // closed since (pruned lazily)
             booking.status = BookingStatus.Cancelled;
             _credit(booking.renter, booking.escrow);
             emit BookingCancelled(bookingId, rental.lotId, booking.escrow);
@@ -253,6 +289,7 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     // ---------------------------------------------------------------- step 4: rental request with escrow + commitment
 
     /// @notice Book [start, end) inside a listing; `msg.value` must equal `quote(rentalId, start, end)`.
+    /// At least `MIN_BOOKING` long; at most `MAX_BOOKINGS_PER_RENTER` live bookings per renter and listing.
     function requestRental(uint256 rentalId, uint64 start, uint64 end, bytes32 vehicleCommitment)
         external
         payable
@@ -264,14 +301,17 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         if (start >= end || start < rental.start || end > rental.end || end <= block.timestamp) {
             revert InvalidWindow(start, end);
         }
+        if (end - start < MIN_BOOKING) revert BookingTooShort(end - start, MIN_BOOKING);
         if (vehicleCommitment == bytes32(0)) revert EmptyCommitment();
         uint256 escrow = _cost(rental.pricePerHour, end - start);
         if (msg.value != escrow) revert WrongPayment(escrow, msg.value);
-        _checkNoOverlappingBooking(rentalId, start, end);
+        if (escrow > type(uint96).max) revert ValueTooLarge(escrow);
+        _checkRoomForBooking(rentalId, start, end);
         bookingId = ++bookingCount;
         _bookings[bookingId] = Booking({
-            rentalId: rentalId, renter: msg.sender, start: start, end: end, checkInAt: 0, checkOutAt: 0,
-            status: BookingStatus.Requested, vehicleCommitment: vehicleCommitment, escrow: escrow
+            start: uint40(start), end: uint40(end), checkInAt: 0, checkOutAt: 0, status: BookingStatus.Requested,
+            lotNumber: _lots[rental.lotId].number, rentalId: uint48(rentalId), vehicleCommitment: vehicleCommitment,
+            renter: msg.sender, escrow: uint96(escrow)
         });
         _liveBookings[rentalId].push(bookingId);
         emit RentalRequested(bookingId, rentalId, rental.lotId, msg.sender, start, end, escrow, vehicleCommitment);
@@ -283,117 +323,150 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         return _cost(_rentalOf(rentalId).pricePerHour, end - start);
     }
 
-    /// @notice The renter cancels before the booked window starts: full refund.
+    /// @notice The renter cancels before the admission window opens (`start - GRACE_PERIOD`): full refund.
+    /// From then on a car may be inside, so the booking runs its course (no free parking).
     function cancelBooking(uint256 bookingId) external {
         Booking storage booking = _bookingOf(bookingId);
         if (booking.renter != msg.sender) revert NotRenter(bookingId, msg.sender);
-        _requireStatus(bookingId, booking, BookingStatus.Requested, BookingStatus.Verified);
-        if (block.timestamp >= booking.start) revert TooLateToCancel(bookingId);
-        _close(bookingId, booking, BookingStatus.Cancelled);
+        _requireStatus(bookingId, booking, BookingStatus.Requested);
+        if (_admissionOpen(booking)) revert TooLateToCancel(bookingId);
+        booking.status = BookingStatus.Cancelled;
+        _removeId(_liveBookings[booking.rentalId], bookingId);
         _credit(booking.renter, booking.escrow);
-        emit BookingCancelled(bookingId, _rentals[booking.rentalId].lotId, booking.escrow);
+        emit BookingCancelled(bookingId, _lotIdOf[booking.lotNumber], booking.escrow);
     }
 
     // ---------------------------------------------------------------- steps 5 + 6: gateway records
 
-    /// @notice Apply a batch of gate records from a gateway. Never reverts per record: a processed event id
-    /// emits `GateRecordSkipped`; an invalid record emits `GateRecordRejected` and is marked processed.
-    function recordGateEvents(GateRecord[] calldata records) external {
+    /// @notice Apply a batch of gate records from a gateway. Each record is two words:
+    ///   word 0: seq (uint64, bits 192..255) | kind (uint8, bits 184..191) | bookingId (uint64, bits 120..183)
+    ///           | timestamp (uint40, bits 80..119); word 1: the plate commitment.
+    /// `seq` is the gateway's own record number, strictly increasing: a record at or below `lastSeq[msg.sender]`
+    /// emits `GateRecordSkipped`. Never reverts per record: an invalid one emits `GateRecordRejected` and
+    /// counts as processed.
+    function recordGateEvents(uint256[] calldata records) external {
         if (gatewayLotCount[msg.sender] == 0) revert NotAGateway(msg.sender);
-        for (uint256 i = 0; i < records.length; i++) {
-            GateRecord calldata record = records[i];
-            if (_processed[record.eventId]) {
-                emit GateRecordSkipped(record.eventId);
+        if (records.length % 2 != 0) revert MalformedRecords(records.length);
+        uint64 high = lastSeq[msg.sender];
+        uint64 start = high;
+        LotCache memory cache;
+        for (uint256 i = 0; i < records.length; i += 2) {
+            uint256 head = records[i];
+            uint64 seq = uint64(head >> 192);
+            if (seq <= high) {
+                emit GateRecordSkipped(msg.sender, seq);
                 continue;
             }
-            _processed[record.eventId] = true;
-            RejectReason reason = _applyRecord(record);
-            if (reason != RejectReason.None) emit GateRecordRejected(record.eventId, record.bookingId, reason);
+            high = seq;
+            uint256 bookingId = uint64(head >> 120);
+            RejectReason reason = _applyRecord(
+                uint8(head >> 184), bookingId, uint40(head >> 80), bytes32(records[i + 1]), seq, cache
+            );
+            if (reason != RejectReason.None) emit GateRecordRejected(msg.sender, seq, bookingId, reason);
         }
+        if (high != start) lastSeq[msg.sender] = high;
     }
 
-    function isProcessed(bytes32 eventId) external view returns (bool) {
-        return _processed[eventId];
+    /// @notice True when the record `seq` of `gateway` has been processed (applied, rejected or skipped).
+    function isProcessed(address gateway, uint64 seq) external view returns (bool) {
+        return seq <= lastSeq[gateway];
     }
 
-    function _applyRecord(GateRecord calldata record) private returns (RejectReason) {
-        if (record.timestamp > block.timestamp + MAX_CLOCK_SKEW) return RejectReason.BadTimestamp;
-        Booking storage booking = _bookings[record.bookingId];
-        if (booking.status == BookingStatus.None) {
-            if (record.kind == uint8(RecordKind.Denied) && record.bookingId == 0) return _deny(record);
-            return RejectReason.UnknownBooking;
+    /// @dev The lot of the previous record of the batch and whether the sender is its gateway (a batch is
+    /// nearly always one lot: one storage read for the whole batch).
+    struct LotCache {
+        uint32 number;
+        bytes32 lotId;
+        bool allowed;
+    }
+
+    function _applyRecord(
+        uint8 kind, uint256 bookingId, uint40 timestamp, bytes32 commitment, uint64 seq, LotCache memory cache
+    ) private returns (RejectReason) {
+        if (timestamp > block.timestamp + MAX_CLOCK_SKEW) return RejectReason.BadTimestamp;
+        if (kind > uint8(RecordKind.Denied)) return RejectReason.UnknownKind;
+        if (bookingId == 0 && kind == uint8(RecordKind.Denied)) {
+            emit GateDenied(0, msg.sender, seq, commitment, timestamp);
+            return RejectReason.None;
         }
-        if (!gatewayOf[_rentals[booking.rentalId].lotId][msg.sender]) return RejectReason.WrongLot;
-        if (record.kind == uint8(RecordKind.VehicleVerified)) return _verifyVehicle(record, booking);
-        if (record.kind == uint8(RecordKind.CheckIn)) return _checkIn(record, booking);
-        if (record.kind == uint8(RecordKind.CheckOut)) return _checkOut(record, booking);
-        if (record.kind == uint8(RecordKind.Denied)) return _deny(record);
-        return RejectReason.UnknownKind;
+        Booking storage booking = _bookings[bookingId];
+        uint32 lotNumber = booking.lotNumber;
+        if (lotNumber == 0) return RejectReason.UnknownBooking;
+        if (cache.number != lotNumber) {
+            cache.number = lotNumber;
+            cache.lotId = _lotIdOf[lotNumber];
+            cache.allowed = gatewayOf[cache.lotId][msg.sender];
+        }
+        if (!cache.allowed) return RejectReason.WrongLot;
+        if (kind == uint8(RecordKind.Denied)) {
+            emit GateDenied(bookingId, msg.sender, seq, commitment, timestamp);
+            return RejectReason.None;
+        }
+        if (commitment != booking.vehicleCommitment) return RejectReason.CommitmentMismatch;
+        if (kind == uint8(RecordKind.CheckIn)) return _checkIn(bookingId, booking, timestamp, cache.lotId);
+        return _checkOut(bookingId, booking, timestamp, cache.lotId);
     }
 
-    function _verifyVehicle(GateRecord calldata record, Booking storage booking) private returns (RejectReason) {
+    /// @dev Verification and check-in in one record (the second association).
+    function _checkIn(uint256 bookingId, Booking storage booking, uint40 timestamp, bytes32 lotId)
+        private
+        returns (RejectReason)
+    {
         if (booking.status != BookingStatus.Requested) return RejectReason.BadState;
-        if (record.plateCommitment != booking.vehicleCommitment) return RejectReason.CommitmentMismatch;
-        if (record.timestamp >= booking.end) return RejectReason.OutsideWindow;
-        booking.status = BookingStatus.Verified;
-        RentalEvent storage rental = _rentals[booking.rentalId];
-        Space storage space = _spaces[rental.spaceId];
-        emit SecondAssociation(
-            record.bookingId, booking.renter, rental.lotId, rental.spaceId, booking.rentalId,
-            _lots[rental.lotId].geohash, space.location, record.eventId
-        );
-        return RejectReason.None;
-    }
-
-    function _checkIn(GateRecord calldata record, Booking storage booking) private returns (RejectReason) {
-        if (booking.status != BookingStatus.Verified) return RejectReason.BadState;
-        if (record.plateCommitment != booking.vehicleCommitment) return RejectReason.CommitmentMismatch;
-        if (record.timestamp >= booking.end || record.timestamp + GRACE_PERIOD < booking.start) {
+        if (timestamp >= booking.end || uint64(timestamp) + GRACE_PERIOD < booking.start) {
             return RejectReason.OutsideWindow;
         }
         booking.status = BookingStatus.CheckedIn;
-        booking.checkInAt = record.timestamp;
-        emit CheckedIn(record.bookingId, _rentals[booking.rentalId].lotId, record.eventId, record.timestamp);
+        booking.checkInAt = timestamp;
+        emit SecondAssociation(bookingId, lotId, booking.rentalId, timestamp);
         return RejectReason.None;
     }
 
-    function _checkOut(GateRecord calldata record, Booking storage booking) private returns (RejectReason) {
+    function _checkOut(uint256 bookingId, Booking storage booking, uint40 timestamp, bytes32 lotId)
+        private
+        returns (RejectReason)
+    {
         if (booking.status != BookingStatus.CheckedIn) return RejectReason.BadState;
-        if (record.plateCommitment != booking.vehicleCommitment) return RejectReason.CommitmentMismatch;
-        if (record.timestamp < booking.checkInAt) return RejectReason.BadTimestamp;
-        booking.checkOutAt = record.timestamp;
-        emit CheckedOut(record.bookingId, _rentals[booking.rentalId].lotId, record.eventId, record.timestamp);
-        _settle(record.bookingId, booking, record.timestamp);
-        return RejectReason.None;
-    }
-
-    function _deny(GateRecord calldata record) private returns (RejectReason) {
-        emit GateDenied(record.eventId, record.bookingId, record.plateCommitment, record.timestamp);
+        if (timestamp < booking.checkInAt) return RejectReason.BadTimestamp;
+        booking.status = BookingStatus.CheckedOut;
+        booking.checkOutAt = timestamp;
+        emit CheckedOut(bookingId, lotId, timestamp);
         return RejectReason.None;
     }
 
     // ---------------------------------------------------------------- step 6: settlement, expiry, withdrawal
 
-    /// @notice Settle a checked-in booking whose gateway never reported check-out, after end + grace:
+    /// @notice Settle checked-out bookings: the owner is paid from the booked start up to the check-out
+    /// (at most the booked end), the rest is refunded. Anyone may call it; ids not checked out are ignored.
+    function settle(uint256[] calldata bookingIds) external {
+        for (uint256 i = 0; i < bookingIds.length; i++) {
+            Booking storage booking = _bookings[bookingIds[i]];
+            if (booking.status == BookingStatus.CheckedOut) _settle(bookingIds[i], booking, booking.checkOutAt);
+        }
+    }
+
+    /// @notice Settle a checked-in booking whose gateway never reported check-out, after end + RECORD_DEADLINE:
     /// the owner is paid for the whole booked window. Anyone may call it.
     function settleOverdue(uint256 bookingId) external {
         Booking storage booking = _bookingOf(bookingId);
         if (booking.status == BookingStatus.Settled) revert AlreadySettled(bookingId);
-        _requireStatus(bookingId, booking, BookingStatus.CheckedIn, BookingStatus.CheckedIn);
-        uint64 due = booking.end + GRACE_PERIOD;
+        _requireStatus(bookingId, booking, BookingStatus.CheckedIn);
+        uint64 due = uint64(booking.end) + RECORD_DEADLINE;
         if (block.timestamp <= due) revert NotYetExpired(bookingId, due);
         _settle(bookingId, booking, booking.end);
     }
 
-    /// @notice Expire a booking never checked in, after end + grace: full refund to the renter. Anyone may call it.
+    /// @notice Expire a booking never checked in, after end + RECORD_DEADLINE: full refund to the renter.
+    /// Anyone may call it.
     function expireBooking(uint256 bookingId) external {
         Booking storage booking = _bookingOf(bookingId);
-        _requireStatus(bookingId, booking, BookingStatus.Requested, BookingStatus.Verified);
-        uint64 due = booking.end + GRACE_PERIOD;
+        _requireStatus(bookingId, booking, BookingStatus.Requested);
+        uint64 due = uint64(booking.end) + RECORD_DEADLINE;
         if (block.timestamp <= due) revert NotYetExpired(bookingId, due);
-        _close(bookingId, booking, BookingStatus.Expired);
+        booking.status = BookingStatus.Expired;
+        _removeId(_liveBookings[booking.rentalId], bookingId);
         _credit(booking.renter, booking.escrow);
-        emit BookingExpired(bookingId, _rentals[booking.rentalId].lotId, booking.escrow);
+        emit BookingExpired(bookingId, _lotIdOf[booking.lotNumber], booking.escrow);
     }
 
     /// @notice Pull payment: send the caller everything credited to it.
@@ -419,8 +492,12 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         return _rentals[rentalId];
     }
 
-    function getBooking(uint256 bookingId) external view returns (Booking memory) {
-        return _bookings[bookingId];
+    function getBooking(uint256 bookingId) external view returns (BookingView memory) {
+        Booking storage b = _bookings[bookingId];
+        return BookingView({
+            rentalId: b.rentalId, renter: b.renter, start: b.start, end: b.end, checkInAt: b.checkInAt,
+            checkOutAt: b.checkOutAt, status: b.status, vehicleCommitment: b.vehicleCommitment, escrow: b.escrow
+        });
     }
 
     function liveBookings(uint256 rentalId) external view returns (uint256[] memory) {
@@ -437,15 +514,15 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         uint256 toOwner = _cost(rental.pricePerHour, used);
         if (toOwner > booking.escrow) toOwner = booking.escrow;
         uint256 refund = booking.escrow - toOwner;
-        _close(bookingId, booking, BookingStatus.Settled);
+        booking.status = BookingStatus.Settled;
         _credit(rental.owner, toOwner);
         _credit(booking.renter, refund);
         emit Settled(bookingId, rental.lotId, toOwner, refund);
     }
 
-    function _close(uint256 bookingId, Booking storage booking, BookingStatus status) private {
-        booking.status = status;
-        _removeId(_liveBookings[booking.rentalId], bookingId);
+    /// @dev True from `start - GRACE_PERIOD` on: the gateway may have admitted the car.
+    function _admissionOpen(Booking storage booking) private view returns (bool) {
+        return block.timestamp + GRACE_PERIOD >= booking.start;
     }
 
     function _credit(address payee, uint256 amount) private {
@@ -472,13 +549,25 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         if (live.length >= MAX_ACTIVE_RENTALS) revert TooManyLive(spaceId);
     }
 
-    function _checkNoOverlappingBooking(uint256 rentalId, uint64 start, uint64 end) private view {
+    /// @dev Prunes closed bookings from the live list (gate records never touch it), then checks overlap, the
+    /// listing's bound and the renter's cap.
+    function _checkRoomForBooking(uint256 rentalId, uint64 start, uint64 end) private {
         uint256[] storage live = _liveBookings[rentalId];
-        if (live.length >= MAX_ACTIVE_BOOKINGS) revert TooManyLive(rentalId);
-        for (uint256 i = 0; i < live.length; i++) {
+        uint256 mine = 0;
+        uint256 i = 0;
+        while (i < live.length) {
             Booking storage other = _bookings[live[i]];
+            if (other.status != BookingStatus.Requested && other.status != BookingStatus.CheckedIn) {
+                live[i] = live[live.length - 1];
+                live.pop();
+                continue;
+            }
             if (start < other.end && other.start < end) revert OverlappingBooking(rentalId, live[i]);
+            if (other.renter == msg.sender) mine++;
+            i++;
         }
+        if (live.length >= MAX_ACTIVE_BOOKINGS) revert TooManyLive(rentalId);
+        if (mine >= MAX_BOOKINGS_PER_RENTER) revert TooManyBookingsOfRenter(rentalId, msg.sender);
     }
 
     function _removeId(uint256[] storage ids, uint256 id) private {
@@ -491,11 +580,8 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         }
     }
 
-    function _requireStatus(uint256 bookingId, Booking storage booking, BookingStatus a, BookingStatus b)
-        private
-        view
-    {
-        if (booking.status != a && booking.status != b) revert BookingNotActive(bookingId, booking.status);
+    function _requireStatus(uint256 bookingId, Booking storage booking, BookingStatus wanted) private view {
+        if (booking.status != wanted) revert BookingNotActive(bookingId, booking.status);
     }
 
     function _rentalOf(uint256 rentalId) private view returns (RentalEvent storage rental) {

@@ -35,17 +35,16 @@ Sender = str | LocalAccount
 
 
 class RecordKind(IntEnum):
-    VEHICLE_VERIFIED = 0
-    CHECK_IN = 1
-    CHECK_OUT = 2
-    DENIED = 3
+    CHECK_IN = 0  # plate verified against the commitment and checked in: the second association
+    CHECK_OUT = 1
+    DENIED = 2
 
 
 class BookingStatus(IntEnum):
     NONE = 0
     REQUESTED = 1
-    VERIFIED = 2
-    CHECKED_IN = 3
+    CHECKED_IN = 2
+    CHECKED_OUT = 3
     SETTLED = 4
     CANCELLED = 5
     EXPIRED = 6
@@ -62,23 +61,43 @@ class RejectReason(IntEnum):
     UNKNOWN_KIND = 7
 
 
+# Bounds of the packed record fields (see ``GateRecord.words``).
+MAX_SEQ = 2**64 - 1
+MAX_BOOKING_ID = 2**64 - 1
+MAX_TIMESTAMP = 2**40 - 1
+
+
 @dataclass(frozen=True)
 class GateRecord:
-    """One gate event for ``recordGateEvents``; ``event_id`` is unique per gateway event (idempotency key)."""
+    """One gate record for ``recordGateEvents``. ``seq`` is the gateway's own record number (strictly
+    increasing per gateway address): the contract skips a record at or below the gateway's high-water mark."""
 
-    event_id: bytes
+    seq: int
     kind: RecordKind
     booking_id: int
     plate_commitment: bytes
     timestamp: int
 
-    def as_abi(self) -> tuple[bytes, int, int, bytes, int]:
-        return (self.event_id, int(self.kind), self.booking_id, self.plate_commitment, self.timestamp)
+    def words(self) -> tuple[int, int]:
+        """The two calldata words of the record: seq | kind | booking id | timestamp, and the commitment."""
+        if not (0 < self.seq <= MAX_SEQ and 0 <= self.booking_id <= MAX_BOOKING_ID
+                and 0 <= self.timestamp <= MAX_TIMESTAMP and 0 <= int(self.kind) < 256
+                and len(self.plate_commitment) == 32):
+            raise ValueError(f"gate record out of range: {self}; allowed: 0 < seq < 2**64, "
+                             "booking id < 2**64, timestamp < 2**40, a 32-byte commitment")
+        head = self.seq << 192 | int(self.kind) << 184 | self.booking_id << 120 | self.timestamp << 80
+        return head, int.from_bytes(self.plate_commitment, "big")
+
+
+def record_words(records: Sequence[GateRecord]) -> list[int]:
+    """The ``uint256[]`` argument of ``recordGateEvents`` for ``records``."""
+    return [word for record in records for word in record.words()]
 
 
 @dataclass(frozen=True)
 class Lot:
     exists: bool
+    number: int
     geohash: str
 
 
@@ -400,12 +419,19 @@ class RentalClient:
     # ------------------------------------------------------------------ gateway records
 
     def record_gate_events(self, records: Sequence[GateRecord]) -> TxResult:
-        return self._write(self.contract.functions.recordGateEvents([r.as_abi() for r in records]))
+        return self._write(self.contract.functions.recordGateEvents(record_words(records)))
 
-    def is_processed(self, event_id: bytes) -> bool:
-        return bool(self._read("isProcessed", event_id))
+    def is_processed(self, gateway: str, seq: int) -> bool:
+        return bool(self._read("isProcessed", gateway, seq))
+
+    def last_seq(self, gateway: str) -> int:
+        """The gateway's high-water mark: its records up to this number are processed."""
+        return int(self._read("lastSeq", gateway))
 
     # ------------------------------------------------------------------ settlement
+
+    def settle(self, booking_ids: Sequence[int]) -> TxResult:
+        return self._write(self.contract.functions.settle(list(booking_ids)))
 
     def settle_overdue(self, booking_id: int) -> TxResult:
         return self._write(self.contract.functions.settleOverdue(booking_id))
@@ -422,8 +448,3 @@ class RentalClient:
     def counts(self) -> tuple[int, int, int]:
         """(spaces, rental events, bookings) created so far; ids run from 1 to these counts."""
         return tuple(int(self._read(name)) for name in ("spaceCount", "rentalCount", "bookingCount"))
-
-
-def new_event_id(gateway: str, lane: str, sequence: int) -> bytes:
-    """A gateway event id: unique per gateway, lane and local sequence number (the idempotency key)."""
-    return keccak(text=f"parkgate-gate-event-v1|{Web3.to_checksum_address(gateway)}|{lane}|{sequence}")

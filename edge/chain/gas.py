@@ -1,9 +1,10 @@
 """Gas report of the rental contract: ``python -m edge.chain.gas [--out FILE]`` (``make gas``).
 
 Starts a fresh anvil, deploys ParkgateRental, runs the lifecycle once and gate-record batches of
-sizes 1, 10 and 100 (VehicleVerified, CheckIn, CheckOut with settlement, and a replay of the same
-batch, which is skipped), and prints gas per transaction and per record. Gas counts include the 21000
-base cost and calldata of each transaction, as the receipts report them.
+sizes 1, 10 and 100 (CheckIn = verification + check-in, CheckOut, a replay of the same batch, which is
+skipped, and the owner's ``settle`` of the checked-out bookings), and prints gas per transaction and per
+record, the calldata bytes per record and the gas of one vehicle visit (entry + exit records). Gas counts
+include the 21000 base cost and calldata of each transaction, as the receipts report them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from web3 import Web3
 
 from edge.chain.anvil import Anvil, AnvilConfig, dev_account
 from edge.chain.commitment import lot_id, plate_commitment
-from edge.chain.contract import GateRecord, RecordKind, deploy, new_event_id
+from edge.chain.contract import GateRecord, RecordKind, deploy, record_words
 
 BATCH_SIZES: tuple[int, ...] = (1, 10, 100)
+VISIT_BATCH = 100
+# Contract v1 (2026-12-01, same command): VehicleVerified 49,137 + CheckIn 42,914 + CheckOut 55,668
+# gas per record in batches of 100.
+V1_GAS_PER_VISIT = 147_719
 LOT_CODE = "LOT-GAS-1"
 SECRET = b"gas-report-lot-secret-32-bytes!!"
 PRICE_PER_HOUR = 10**15
@@ -33,10 +38,15 @@ class BatchGas:
     kind: str
     size: int
     gas: int
+    calldata_bytes: int = 0
 
     @property
     def per_record(self) -> float:
         return self.gas / self.size
+
+    @property
+    def bytes_per_record(self) -> float:
+        return self.calldata_bytes / self.size
 
 
 @dataclass(frozen=True)
@@ -48,10 +58,26 @@ class GasReport:
         lines = ["ParkgateRental gas report (anvil, hardfork cancun, solc 0.8.37 optimizer 200 runs)", "",
                  "Lifecycle calls (gas used per transaction):"]
         lines += [f"  {name:<34} {gas:>10,}" for name, gas in self.lifecycle]
-        lines += ["", "recordGateEvents batches:",
-                  f"  {'record kind':<20} {'batch':>6} {'tx gas':>12} {'gas/record':>12}"]
-        lines += [f"  {b.kind:<20} {b.size:>6} {b.gas:>12,} {b.per_record:>12,.0f}" for b in self.batches]
+        lines += ["", "recordGateEvents batches (settle: settle(bookingIds) of the checked-out batch):",
+                  f"  {'record kind':<20} {'batch':>6} {'tx gas':>12} {'gas/record':>12} "
+                  f"{'calldata B/record':>18}"]
+        lines += [f"  {b.kind:<20} {b.size:>6} {b.gas:>12,} {b.per_record:>12,.0f} "
+                  f"{b.bytes_per_record:>18,.0f}" for b in self.batches]
+        lines += [""] + self.visit_lines()
         return "\n".join(lines) + "\n"
+
+    def per_record(self, kind: str, size: int) -> float:
+        return next(b.per_record for b in self.batches if b.kind == kind and b.size == size)
+
+    def visit_lines(self) -> list[str]:
+        if not any(b.size == VISIT_BATCH for b in self.batches):
+            return [f"(no batch of {VISIT_BATCH}: no per-visit figure)"]
+        visit = round(self.per_record(RecordKind.CHECK_IN.name, VISIT_BATCH)
+                      + self.per_record(RecordKind.CHECK_OUT.name, VISIT_BATCH))
+        settle = round(self.per_record("settle", VISIT_BATCH))
+        return [f"gas per vehicle visit (entry + exit, batch {VISIT_BATCH}): {visit:,}",
+                f"  contract v1 for comparison (verified + check-in + check-out): {V1_GAS_PER_VISIT:,}",
+                f"  settlement, paid by whoever calls settle (the owner), per booking: {settle:,}"]
 
 
 class Scenario:
@@ -86,11 +112,11 @@ class Scenario:
         self.w3.provider.make_request("evm_increaseTime", [seconds])
         self.w3.provider.make_request("evm_mine", [])
 
-    def new_bookings(self, count: int) -> list[int]:
-        """``count`` bookings on fresh spaces, each starting a minute from now for two hours."""
-        start = self.now() + 60
+    def new_bookings(self, count: int, lead_s: int = 60) -> list[int]:
+        """``count`` bookings on fresh spaces, each starting ``lead_s`` after it is made, for two hours."""
         bookings = []
         for _ in range(count):
+            start = self.now() + lead_s  # per booking: a slow machine must not start one in the past
             space = self._track("registerSpace", self.owner.register_space(self.lot, "L-1/B01")).return_value
             listed = self.owner.create_rental_event(space, start, start + 8 * HOUR, PRICE_PER_HOUR)
             rental = self._track("createRentalEvent", listed)
@@ -102,35 +128,38 @@ class Scenario:
         out = []
         for booking in bookings:
             self._sequence += 1
-            event_id = new_event_id(self.gateway_account.address, "gas", self._sequence)
-            out.append(GateRecord(event_id, kind, booking, self.commitment, timestamp))
+            out.append(GateRecord(self._sequence, kind, booking, self.commitment, timestamp))
         return out
+
+    def _batch(self, name: str, records: Sequence[GateRecord]) -> BatchGas:
+        calldata = 4 + 64 + 32 * len(record_words(records))  # selector, offset + length, the words
+        return BatchGas(name, len(records), self.gateway.record_gate_events(records).gas_used, calldata)
 
     def run_batches(self, size: int) -> list[BatchGas]:
         bookings = self.new_bookings(size)
         self.advance(120)
         results = []
-        for kind in (RecordKind.VEHICLE_VERIFIED, RecordKind.CHECK_IN, RecordKind.CHECK_OUT):
+        for kind in (RecordKind.CHECK_IN, RecordKind.CHECK_OUT):
             batch = self.records(kind, bookings, self.now())
-            results.append(BatchGas(kind.name, size, self.gateway.record_gate_events(batch).gas_used))
+            results.append(self._batch(kind.name, batch))
             self.advance(600)
-        replay = self.gateway.record_gate_events(batch)
-        results.append(BatchGas("replay (skipped)", size, replay.gas_used))
+        results.append(self._batch("replay (skipped)", batch))
+        results.append(BatchGas("settle", size, self.owner.settle(bookings).gas_used))
         return results
 
     def run_lifecycle_tail(self) -> None:
         """The calls not on the batch path: cancellations, expiry, overdue settlement, withdrawal."""
-        cancelled, expired, overdue = self.new_bookings(3)
+        (cancelled,) = self.new_bookings(1, lead_s=HOUR)  # cancelled before its admission window opens
         self._track("cancelBooking", self.renter.cancel_booking(cancelled))
+        expired, overdue = self.new_bookings(2)
         self.advance(60)
-        self.gateway.record_gate_events(self.records(RecordKind.VEHICLE_VERIFIED, [overdue], self.now()))
         self.gateway.record_gate_events(self.records(RecordKind.CHECK_IN, [overdue], self.now()))
-        self.advance(3 * HOUR)
+        self.advance(3 * HOUR + 24 * HOUR)  # past end + RECORD_DEADLINE
         self._track("expireBooking", self.renter.expire_booking(expired))
         self._track("settleOverdue", self.renter.settle_overdue(overdue))
         self._track("withdraw", self.renter.withdraw())
         space = self.owner.register_space(self.lot, "L-2/B02").return_value
-        start = self.now() + 60
+        start = self.now() + HOUR
         rental = self.owner.create_rental_event(space, start, start + HOUR, PRICE_PER_HOUR).return_value
         self.renter.request_rental(rental, start, start + HOUR, self.commitment)
         self._track("cancelRentalEvent (1 booking)", self.owner.cancel_rental_event(rental))

@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import random
+import sqlite3
 import sys
 import threading
 import time
@@ -32,32 +33,42 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from web3 import Web3
-from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound
+from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3Exception
 
 from edge.chain.contract import DecodedEvent, RentalClient, decode_revert
 from edge.chain.keystore import load_account, read_password
 from edge.chain.syncplan import (
+    APPLIED,
     BOOKING_STATUS_OF_EVENT,
+    MAX_CLOCK_SKEW_S,
     RECORD_KINDS,
+    SKIPPED,
     Fees,
     Origin,
+    RecordOutcome,
     assemble_batch,
+    backlog_cost_wei,
     backoff_delay,
     booking_row,
     bumped_fees,
-    chain_event_id,
     common_ancestor,
     confirmed_head,
     gwei,
     initial_fees,
+    latest_stamp,
     log_order,
     lot_bytes,
     moved,
     plan_windows,
     record_batch_calldata,
+    record_outcomes,
     rental_event_row,
+    retry_rejected,
+    uploads,
 )
 from edge.config import Config, load_config
 from edge.store import Store, StoreError
@@ -68,12 +79,17 @@ log = logging.getLogger(__name__)
 DESTINATION = "chain"
 DOWN_CHECKPOINT = "chain.down"
 # Events whose indexed lotId is the third / second topic argument (topic index 3 / 2).
-LOT_AT_TOPIC3 = ("RentalEventCreated", "FirstAssociation", "RentalRequested", "SecondAssociation")
-LOT_AT_TOPIC2 = ("RentalEventCancelled", "CheckedIn", "CheckedOut", "Settled", "BookingCancelled",
+LOT_AT_TOPIC3 = ("RentalEventCreated", "FirstAssociation", "RentalRequested")
+LOT_AT_TOPIC2 = ("RentalEventCancelled", "SecondAssociation", "CheckedOut", "Settled", "BookingCancelled",
                  "BookingExpired")
 
 
 NONCE_USED_NO_RECEIPT = -1
+OUTCOME_EVENTS = ("GateRecordRejected", "GateRecordSkipped")
+NONCE_TOO_LOW = "nonce too low"
+# Upper bound of one record's gas in a batch (`make gas`, 2026-12-01: 12,135 check-in / 11,564 check-out per
+# record in batches of 100; 63,016 for a batch of one), for the cost of a backlog in the funds alert.
+GAS_PER_RECORD = 15_000
 
 
 class SyncError(Exception):
@@ -124,6 +140,9 @@ class SyncHealth:
     applied_logs_total: int = 0
     reorgs_total: int = 0
     last_upload_tx: str | None = None
+    rejected: int = 0  # gate records the contract rejected (outbox state 'rejected'), as the store holds them
+    rejected_records: list[str] = field(default_factory=list)  # the newest, with their reasons
+    alerts: dict[str, str] = field(default_factory=dict)  # code -> what is wrong (clock, funds, nonce, ...)
     extra: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -160,6 +179,7 @@ class SyncService:
         self.health_state = SyncHealth()
         self._chain_checked = False
         self._broadcast_here: set[str] = set()  # tx hashes this instance handed to the node
+        self._chain_high: int | None = None  # the contract's high-water mark of this gateway, when known
 
     # ------------------------------------------------------------------ health
 
@@ -172,6 +192,10 @@ class SyncService:
         checkpoint = self.store.get_checkpoint(DOWN_CHECKPOINT)
         self.health_state.backlog = self.backlog()
         self.health_state.last_synced_block = checkpoint.block_number if checkpoint else None
+        self.health_state.rejected = int(self.store.conn.execute(
+            "SELECT count(*) FROM outbox WHERE destination = ? AND status = 'rejected'",
+            (DESTINATION,)).fetchone()[0])
+        self.health_state.rejected_records = rejected_records(self.store, 5)
         return self.health_state
 
     # ------------------------------------------------------------------ loop
@@ -356,17 +380,22 @@ class SyncService:
     # ------------------------------------------------------------------ up
 
     def step_up(self) -> int:
-        """Settle the transaction in flight, or send the next batch. Returns rows marked done."""
+        """Settle the transaction in flight, or send the next batch. Returns rows finished (done or
+        rejected for good)."""
         open_group = self._open_txs()
         if open_group:
             return self._settle(open_group)
-        rows = self.store.pending_outbox(DESTINATION, self.settings.batch_size)
+        rows = self._pending_rows(self.settings.batch_size)
         if not rows:
             return 0
-        done = self._reconcile_resent(rows)
-        if done:
-            return done
-        batch = assemble_batch(self.account.address, rows, self.settings.upload_kinds)
+        finished = self._reconcile_landed(rows)
+        if finished:
+            return finished
+        rows = self._pending_rows(self.settings.batch_size)  # renumbered rows moved to the end
+        kinds = self.settings.upload_kinds
+        seqs, new_seqs = self._assign_seqs([r for r in rows if uploads(r, kinds)])
+        block = self._next_block()  # one read for the stamps and the fees
+        batch = assemble_batch(rows, kinds, seqs, latest_stamp(self._check_clock(block)))
         with self.store.transaction():
             for row in batch.skipped:
                 self.store.mark_outbox_done([row.id], f"not-uploaded:{row.payload.get('kind')}")
@@ -374,18 +403,169 @@ class SyncService:
                 self.store.mark_outbox_dead([row.id], reason)
         if not batch.records:
             return len(batch.skipped)
-        self._send_new([r.id for r in batch.rows], record_batch_calldata(batch.records))
+        sent = [r.id for r in batch.rows]  # in number order (a replacement rebuilds from this order)
+        numbered = [pair for pair in new_seqs if pair[0] in set(sent)]
+        self._send_new(sent, record_batch_calldata(batch.records), numbered, block)
         return len(batch.skipped) + self._settle(self._open_txs())
 
-    def _reconcile_resent(self, rows: Sequence[OutboxRow]) -> int:
-        """Rows sent before (their transaction vanished or failed) that the contract already holds are
-        marked done without sending them again."""
-        tried = [r for r in rows if r.attempts > 0]
-        gateway = self.account.address
-        landed = [r.id for r in tried if self.client.is_processed(chain_event_id(gateway, r.event_id))]
-        if landed:
-            self.store.mark_outbox_done(landed, "processed-on-chain")
-        return len(landed)
+    # -- record numbers (the contract's per-gateway high-water mark)
+
+    def _pending_rows(self, limit: int) -> list[OutboxRow]:
+        """Pending 'chain' rows: numbered ones first in number order, then new ones oldest first."""
+        ids = [i for (i,) in self.store.conn.execute(
+            "SELECT o.id FROM outbox o LEFT JOIN chain_seqs s ON s.outbox_id = o.id WHERE o.destination = ? "
+            "AND o.status IN ('pending', 'in_flight') ORDER BY s.seq IS NULL, s.seq, o.id LIMIT ?",
+            (DESTINATION, limit))]
+        return self.store.outbox_rows(ids)
+
+    def _seqs(self, ids: Sequence[int]) -> dict[int, int]:
+        marks = ", ".join("?" * len(ids))
+        return dict(self.store.conn.execute(
+            f"SELECT outbox_id, seq FROM chain_seqs WHERE outbox_id IN ({marks})", list(ids)).fetchall())
+
+    def _high_water(self) -> int:
+        """The contract's high-water mark for this gateway; read from the node once per process (and
+        whenever a record comes back skipped), then known from our own mined batches."""
+        if self._chain_high is None:
+            self._chain_high = self.client.last_seq(self.account.address)
+        return self._chain_high
+
+    def _assign_seqs(self, rows: Sequence[OutboxRow]) -> tuple[dict[int, int], list[tuple[int, int]]]:
+        """Numbers for ``rows`` (in order): kept when assigned before, else the next above both the
+        highest local number and the chain's high-water mark. Returns all numbers and the new
+        (outbox id, number) pairs, which :meth:`_sign_record_broadcast` stores in the transaction that
+        records the signed transaction: durable before anything is broadcast."""
+        known = self._seqs([r.id for r in rows])
+        missing = [r.id for r in rows if r.id not in known]
+        if missing:
+            local = self.store.conn.execute("SELECT COALESCE(max(seq), 0) FROM chain_seqs").fetchone()[0]
+            chain = self._high_water()
+            if chain > local:
+                self._alert("foreign_records", f"the contract's high-water mark for {self.account.address} "
+                            f"is {chain}, above the highest number this gateway assigned ({local}): another "
+                            "device signs with this key, or the store was restored from an old backup")
+            first = max(int(local), chain) + 1
+            new = [(row_id, first + n) for n, row_id in enumerate(missing)]
+            return known | dict(new), new
+        return known, []
+
+    def _renumber(self, ids: Sequence[int], error: str) -> None:
+        """Send these rows again under new numbers (their old numbers are spent)."""
+        with self.store.transaction() as conn:
+            conn.executemany("DELETE FROM chain_seqs WHERE outbox_id = ?", [(i,) for i in ids])
+            self.store.mark_outbox_failed(list(ids), error)
+
+    def _reconcile_landed(self, rows: Sequence[OutboxRow]) -> int:
+        """Rows whose number the contract has already processed (a receipt lost to a crash, or a number
+        another signer used): their outcome is read from our own earlier transaction; a number no
+        transaction of ours carried is spent by someone else, so the row is renumbered and sent again."""
+        seqs = self._seqs([r.id for r in rows])
+        if not seqs:
+            return 0
+        high = self._high_water()
+        landed = [r for r in rows if r.id in seqs and seqs[r.id] <= high]
+        outcomes = [(r, self._outcome_from_history(r.id, seqs[r.id])) for r in landed]
+        known = [(r, found) for r, found in outcomes if found is not None]
+        with self.store.transaction():
+            self._renumber_foreign([r.id for r, found in outcomes if found is None])
+            finished = sum(self._finish(row, *found) for row, found in known)  # type: ignore[misc]
+        return finished or len(known)
+
+    def _renumber_foreign(self, ids: Sequence[int]) -> None:
+        """Rows whose numbers the contract skipped although no transaction of ours carried them: the
+        numbers were spent by another signer with this key; send the rows again under new numbers."""
+        if not ids:
+            return
+        extra = self.health_state.extra
+        extra["renumbered_total"] = extra.get("renumbered_total", 0) + len(ids)
+        self._alert("foreign_records", f"{len(ids)} record numbers of {self.account.address} were used by a "
+                    "transaction this gateway did not send (another device with this key?); renumbered")
+        self._renumber(ids, "number used by another signer; renumbered")
+
+    def _outcome_from_history(self, row_id: int, seq: int) -> tuple[RecordOutcome, str] | None:
+        """What became of record ``seq`` in the newest successful transaction of ours that carried it."""
+        hashes = [h for (h,) in self.store.conn.execute(
+            "SELECT c.tx_hash FROM chain_txs c, json_each(c.outbox_ids) j WHERE j.value = ? "
+            "ORDER BY c.rowid DESC LIMIT 20", (row_id,))]
+        for tx_hash in hashes:
+            receipt = self._receipt(tx_hash)
+            if receipt is None or receipt["status"] != 1 or seq not in self._tx_seqs(tx_hash):
+                continue
+            events = self._outcome_logs(receipt["logs"])
+            outcome = record_outcomes(self.account.address, [seq], events)[seq]
+            if outcome.state != SKIPPED:
+                return outcome, tx_hash
+        return None
+
+    def _outcome_logs(self, logs: Sequence[Any]) -> list[DecodedEvent]:
+        """The receipt's GateRecordRejected / GateRecordSkipped logs, decoded (the others, one per applied
+        record, are not decoded: web3's decoder is the slow part of settling a big batch)."""
+        wanted = {_hex(t) for t, name in self.client._events_by_topic.items() if name in OUTCOME_EVENTS}
+        return self.client.decode_logs([lg for lg in logs
+                                        if lg["topics"] and _hex(lg["topics"][0]) in wanted])
+
+    def _tx_seqs(self, tx_hash: str) -> set[int]:
+        data = bytes(HexBytes(self.w3.eth.get_transaction(tx_hash)["input"]))
+        (words,) = abi_decode(["uint256[]"], data[4:])
+        return {word >> 192 for word in words[0::2]}
+
+    def _finish(self, row: OutboxRow, outcome: RecordOutcome, tx_hash: str) -> int:
+        """Record what the contract did with a row's record (inside the caller's transaction). Returns 1
+        when the row is finished (done, or rejected for good), 0 when it goes back for a retry."""
+        state = self.health_state
+        if outcome.state == APPLIED:
+            self.store.mark_outbox_done([row.id], tx_hash)
+            state.uploaded_total += 1
+            return 1
+        if outcome.state == SKIPPED:
+            raise SyncError(f"outbox row {row.id}: skipped record reached _finish")  # resolved by the caller
+        if retry_rejected(outcome.reason, row.attempts):
+            state.extra["rejected_retried_total"] = state.extra.get("rejected_retried_total", 0) + 1
+            self.store.conn.execute("DELETE FROM chain_seqs WHERE outbox_id = ?", (row.id,))
+            self.store.mark_outbox_failed([row.id], f"rejected on chain: {outcome.reason} (tx {tx_hash}); "
+                                          "retrying under a new number")
+            return 0
+        self.store.mark_outbox_rejected([row.id], f"{outcome.reason} (tx {tx_hash})")
+        state.extra["rejected_total"] = state.extra.get("rejected_total", 0) + 1
+        kind, booking = row.payload.get("kind"), row.payload.get("booking_id")
+        self._alert("record_rejected", f"the contract rejected {kind} record {row.event_id} "
+                    f"(booking {booking}): {outcome.reason}; see `parkgate chain status`")
+        return 1
+
+    # -- clock, alerts
+
+    def _next_block(self) -> Any:
+        """The block the next transaction lands in, as far as the node can tell: the pending block (its
+        timestamp is the time the next block will carry, its base fee the next base fee); the latest
+        block on nodes without a pending block."""
+        try:
+            return self.w3.eth.get_block("pending")
+        except Exception:  # noqa: BLE001 - not every node serves the pending block
+            return self.w3.eth.get_block("latest")
+
+    def _check_clock(self, block: Any) -> int:
+        """Compare the gateway clock with the chain's (``block``: :meth:`_next_block`); alert when it runs
+        ahead by more than the contract's skew. Returns the chain time."""
+        chain_time = int(block["timestamp"])
+        ahead = self.store.clock() // 1000 - chain_time
+        self.health_state.extra["clock_ahead_s"] = ahead
+        if ahead > MAX_CLOCK_SKEW_S:
+            self._alert("clock_ahead", f"gateway clock {ahead} s ahead of the chain (contract allows "
+                        f"{MAX_CLOCK_SKEW_S} s); records are stamped no later than chain time + "
+                        f"{MAX_CLOCK_SKEW_S} s: fix NTP")
+        else:
+            self._clear_alert("clock_ahead")
+        return chain_time
+
+    def _alert(self, code: str, detail: str) -> None:
+        if self.health_state.alerts.get(code) != detail:
+            log.warning("chain sync alert %s: %s", code, detail)
+        self.health_state.alerts[code] = detail
+
+    def _clear_alert(self, code: str) -> None:
+        self.health_state.alerts.pop(code, None)
+
+    # -- transactions
 
     def _open_txs(self) -> list[OpenTx]:
         rows = self.store.conn.execute(
@@ -394,8 +574,8 @@ class SyncService:
         return [OpenTx(h, n, raw, tuple(json.loads(ids)), Fees(int(mf), int(pf)), at)
                 for h, n, raw, ids, mf, pf, at in rows]
 
-    def _fees(self) -> tuple[int, int]:
-        base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
+    def _fees(self, block: Any = None) -> tuple[int, int]:
+        base = int((block or self._next_block()).get("baseFeePerGas", 0))
         return base, self.settings.priority_fee_wei
 
     def _call_tx(self, data: bytes, nonce: int, fees: Fees) -> dict[str, Any]:
@@ -407,21 +587,29 @@ class SyncService:
             revert = decode_revert(self.client.abi, exc.data if isinstance(exc.data, str | bytes) else None)
             raise SyncError(f"recordGateEvents would revert ({revert}); is {self.account.address} a gateway "
                             "of this lot (setGateway)?") from exc
+        except (ValueError, Web3Exception) as exc:
+            if "insufficient funds" in str(exc).lower():
+                raise SyncError(self._funds_alert()) from None
+            raise
         return {"to": call["to"], "data": call["data"], "value": 0, "gas": gas * 6 // 5 + 21_000,
                 "nonce": nonce, "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.priority_fee,
                 "chainId": self.settings.chain_id, "type": 2}
 
-    def _send_new(self, outbox_ids: list[int], data: bytes) -> None:
-        base, tip = self._fees()
+    def _send_new(self, outbox_ids: list[int], data: bytes, new_seqs: Sequence[tuple[int, int]],
+                  block: Any) -> None:
+        """Sign and send a new batch with the node's pending nonce (re-read every time: a nonce used by
+        another sender is never reused)."""
+        base, tip = self._fees(block)
         fees = initial_fees(base, tip, self.settings.max_fee_wei)
         nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
-        self._sign_record_broadcast(self._call_tx(data, nonce, fees), nonce, outbox_ids, fees)
+        self._sign_record_broadcast(self._call_tx(data, nonce, fees), nonce, outbox_ids, fees, new_seqs)
 
     def _sign_record_broadcast(self, tx: dict[str, Any], nonce: int, outbox_ids: Sequence[int],
-                               fees: Fees) -> str:
+                               fees: Fees, new_seqs: Sequence[tuple[int, int]] = ()) -> str:
         signed = self.account.sign_transaction(tx)
         tx_hash, raw = _hex(signed.hash), _hex(signed.raw_transaction)
         with self.store.transaction() as conn:  # durable BEFORE the node sees it
+            conn.executemany("INSERT INTO chain_seqs (outbox_id, seq) VALUES (?, ?)", list(new_seqs))
             conn.execute("INSERT INTO chain_txs (tx_hash, nonce, raw_tx, outbox_ids, max_fee_wei, "
                          "priority_fee_wei, sent_at_ms) VALUES (?,?,?,?,?,?,?)",
                          (tx_hash, nonce, raw, json.dumps(list(outbox_ids)), str(fees.max_fee),
@@ -431,32 +619,59 @@ class SyncService:
         self._broadcast(raw)
         return tx_hash
 
-    def _broadcast(self, raw: str) -> None:
+    def _broadcast(self, raw: str) -> str | None:
+        """Hand signed bytes to the node. Returns None when it took them (or knew them) and
+        ``NONCE_TOO_LOW`` when their nonce is already used; "insufficient funds" raises SyncError with an
+        alert naming the balance and the backlog's cost; other refusals are settled on the next step."""
         try:
             self.w3.eth.send_raw_transaction(raw)
-        except ValueError as exc:  # node said no: "already known" is fine, the rest is settled later
+        except (ValueError, Web3Exception) as exc:
             text = str(exc).lower()
-            if "already known" not in text and "already imported" not in text:
-                log.warning("node refused a broadcast (settled on the next step): %s", exc)
+            if "already known" in text or "already imported" in text:
+                return None
+            if "nonce too low" in text or "nonce has already been used" in text:
+                self._alert("nonce_conflict", f"the node says nonce too low for {self.account.address}: "
+                            "another sender used the nonce (a cloned gateway, a transaction sent by hand); "
+                            "re-reading the pending nonce")
+                return NONCE_TOO_LOW
+            if "insufficient funds" in text:
+                raise SyncError(self._funds_alert()) from None
+            log.warning("node refused a broadcast (settled on the next step): %s", exc)
+            return str(exc)
+        self._clear_alert("insufficient_funds")
+        return None
+
+    def _funds_alert(self) -> str:
+        balance = self.w3.eth.get_balance(self.account.address)
+        backlog = self.backlog()
+        cost = backlog_cost_wei(backlog, GAS_PER_RECORD, self.settings.max_fee_wei, self.settings.batch_size)
+        detail = (f"insufficient funds: gateway {self.account.address} holds {balance} wei; the backlog of "
+                  f"{backlog} records needs up to {cost} wei at chain.max_fee_gwei; fund the account")
+        self._alert("insufficient_funds", detail)
+        return detail
 
     def _settle(self, group: list[OpenTx]) -> int:
-        """Resolve the nonce in flight: mined (mark done), consumed by something else (check each
-        event with isProcessed), stuck (replace with bumped fees) or still pending (wait)."""
+        """Resolve the nonce in flight: mined (read each record's outcome), consumed by something else
+        (rows go back; their numbers are checked against the high-water mark), stuck (replace with bumped
+        fees) or still pending (wait)."""
         newest = group[-1]
+        refused = None
         if newest.tx_hash not in self._broadcast_here and not self._node_knows(newest.tx_hash):
-            self._broadcast(newest.raw_tx)  # signed by an earlier run that died before the node saw it
+            refused = self._broadcast(newest.raw_tx)  # signed by a run that died before the node saw it
         self._broadcast_here.add(newest.tx_hash)
-        deadline = time.monotonic() + self.settings.receipt_wait_s
+        deadline = time.monotonic() + (0 if refused == NONCE_TOO_LOW else self.settings.receipt_wait_s)
         while True:
             outcome = self._try_resolve(group)
             if (outcome is not None and outcome != NONCE_USED_NO_RECEIPT) or time.monotonic() >= deadline:
                 break
             self.sleep(0.02)
         if outcome == NONCE_USED_NO_RECEIPT:
-            # Still no receipt for any of our hashes (a node may index receipts a moment after the
-            # nonce moves): give the rows back; the next step asks isProcessed before resending any.
+            # No receipt for any of our hashes (another sender used the nonce, or a node indexes receipts a
+            # moment after the nonce moves): give the rows back; the next step checks their numbers
+            # against the high-water mark before sending any again.
             self._close_group(group[0].nonce, list(group[-1].outbox_ids),
                               error=f"nonce {group[0].nonce} used without a known receipt; rechecking")
+            self._chain_high = None
             return 0
         if outcome is None:
             self._maybe_replace(group)
@@ -482,21 +697,42 @@ class SyncService:
             if receipt["status"] != 1:
                 self._close_group(nonce, ids, error=f"transaction {tx.tx_hash} reverted")
                 raise SyncError(f"recordGateEvents transaction {tx.tx_hash} reverted; rows will be retried")
-            self._close_group(nonce, ids, mined=tx.tx_hash)
-            self.health_state.uploaded_total += len(ids)
-            self.health_state.last_upload_tx = tx.tx_hash
-            return len(ids)
+            return self._close_mined(nonce, ids, tx.tx_hash, receipt)
         return NONCE_USED_NO_RECEIPT if nonce_used else None
 
+    def _close_mined(self, nonce: int, ids: list[int], tx_hash: str, receipt: Any) -> int:
+        """Read every record's outcome from the receipt's logs and finish the rows accordingly."""
+        seqs = self._seqs(ids)
+        outcomes = record_outcomes(self.account.address, [seqs[i] for i in ids if i in seqs],
+                                   self._outcome_logs(receipt["logs"]))
+        rows = self.store.outbox_rows(ids)
+        if outcomes:
+            self._chain_high = max([*outcomes, self._chain_high or 0])
+        if any(o.state == SKIPPED for o in outcomes.values()):
+            self._chain_high = None  # someone else may be numbering with this key: ask the node again
+        resolved = []
+        for row in rows:
+            outcome = outcomes.get(seqs.get(row.id, -1), RecordOutcome(SKIPPED))
+            if outcome.state == SKIPPED:  # landed earlier: its outcome is in that transaction
+                found = self._outcome_from_history(row.id, seqs[row.id]) if row.id in seqs else None
+                resolved.append((row, found))
+            else:
+                resolved.append((row, (outcome, tx_hash)))
+        with self.store.transaction():
+            self._close_group(nonce, [], mined=tx_hash)
+            self._renumber_foreign([row.id for row, found in resolved if found is None])
+            finished = sum(self._finish(row, *found) for row, found in resolved if found is not None)
+        self.health_state.last_upload_tx = tx_hash
+        return finished
+
     def _close_group(self, nonce: int, ids: list[int], mined: str | None = None, error: str = "") -> None:
-        """Finish the nonce in flight: rows done with the mined hash, or back to pending with ``error``."""
+        """Finish the nonce in flight: its transactions mined / replaced / dropped; rows not mined go back
+        to pending with ``error`` (mined rows are finished by :meth:`_close_mined`)."""
         with self.store.transaction() as conn:
             conn.execute("UPDATE chain_txs SET status = CASE WHEN tx_hash = ? THEN 'mined' WHEN ? THEN "
                          "'replaced' ELSE 'dropped' END WHERE nonce = ? AND status = 'pending'",
                          (mined, mined is not None, nonce))
-            if mined:
-                self.store.mark_outbox_done(ids, mined)
-            else:
+            if not mined:
                 self.store.mark_outbox_failed(ids, error)
 
     def _maybe_replace(self, group: list[OpenTx]) -> None:
@@ -517,11 +753,10 @@ class SyncService:
                  newest.nonce, fees.max_fee)
 
     def _rebuild(self, old: OpenTx, fees: Fees) -> dict[str, Any]:
-        """The same call (same rows, same nonce) with new fees, rebuilt from the outbox rows."""
-        wanted = set(old.outbox_ids)
-        rows = [r for r in self.store.pending_outbox(DESTINATION, len(wanted) + self.settings.batch_size)
-                if r.id in wanted]
-        batch = assemble_batch(self.account.address, rows, self.settings.upload_kinds)
+        """The same call (same rows, same numbers, same nonce) with new fees, rebuilt from the outbox rows."""
+        rows = self.store.outbox_rows(list(old.outbox_ids))
+        batch = assemble_batch(rows, self.settings.upload_kinds, self._seqs(list(old.outbox_ids)),
+                               latest_stamp(self._check_clock(self._next_block())))
         return self._call_tx(record_batch_calldata(batch.records), old.nonce, fees)
 
     def _node_knows(self, tx_hash: str) -> bool:
@@ -535,14 +770,17 @@ class SyncService:
         return bool(self._open_txs())
 
 
+REJECTED_SHOWN = 10
+
+
 def stored_status(store: Store) -> dict[str, Any]:
     """The sync's state as the store holds it (for ``parkgate chain status`` in another process):
-    backlog, last synced block, transactions in flight and the newest upload error."""
+    backlog, last synced block, transactions in flight, rejected records and the newest upload error."""
     checkpoint = store.get_checkpoint(DOWN_CHECKPOINT)
     counts = store.counts()
     error = store.conn.execute(
         "SELECT last_error FROM outbox WHERE destination = ? AND last_error IS NOT NULL AND status <> 'done' "
-        "ORDER BY updated_at_ms DESC LIMIT 1", (DESTINATION,)).fetchone()
+        "AND status <> 'rejected' ORDER BY updated_at_ms DESC LIMIT 1", (DESTINATION,)).fetchone()
     in_flight = store.conn.execute(
         "SELECT count(DISTINCT nonce) FROM chain_txs WHERE status = 'pending'").fetchone()
 
@@ -552,11 +790,52 @@ def stored_status(store: Store) -> dict[str, Any]:
     return {
         "backlog": rows("pending") + rows("in_flight"),
         "dead": rows("dead"),
+        "rejected": rows("rejected"),
         "done": rows("done"),
         "last_synced_block": checkpoint.block_number if checkpoint else None,
         "transactions_in_flight": int(in_flight[0]),
         "last_error": error[0] if error else None,
+        "rejected_records": rejected_records(store),
     }
+
+
+def chain_seq(store: Store, event_id: str) -> int | None:
+    """The record number a gate event was (or will be) sent under; None before its first send."""
+    row = store.conn.execute("SELECT s.seq FROM outbox o JOIN chain_seqs s ON s.outbox_id = o.id "
+                             "WHERE o.destination = ? AND o.event_id = ?", (DESTINATION, event_id)).fetchone()
+    return None if row is None else int(row[0])
+
+
+@dataclass(frozen=True)
+class RecordAudit:
+    """How the gate records of one store stand on chain (for the chaos run and the demo)."""
+
+    records: int  # 'chain' outbox rows that are gate records (kinds the contract takes)
+    lost: tuple[str, ...]  # event ids not processed on chain (no number, or above the high-water mark)
+    rejected: tuple[str, ...]  # event ids the contract rejected (outbox state 'rejected')
+
+
+def audit_records(conn: sqlite3.Connection, client: RentalClient, gateway: str) -> RecordAudit:
+    """Read the store through ``conn`` (read-only is enough) and the gateway's high-water mark."""
+    high = client.last_seq(gateway)
+    rows = conn.execute("SELECT o.event_id, json_extract(o.payload, '$.kind'), s.seq, o.status FROM outbox o "
+                        "LEFT JOIN chain_seqs s ON s.outbox_id = o.id WHERE o.destination = ?",
+                        (DESTINATION,)).fetchall()
+    records = [(event_id, seq, status) for event_id, kind, seq, status in rows if kind in RECORD_KINDS]
+    lost = tuple(e for e, seq, _ in records if seq is None or seq > high)
+    rejected = tuple(e for e, _, status in records if status == "rejected")
+    return RecordAudit(len(records), lost, rejected)
+
+
+def rejected_records(store: Store, limit: int = REJECTED_SHOWN) -> list[str]:
+    """The newest rejected records, one line each: event id, kind, booking and the contract's reason."""
+    lines = []
+    for event_id, payload, reason in store.conn.execute(
+            "SELECT event_id, payload, last_error FROM outbox WHERE destination = ? AND status = 'rejected' "
+            "ORDER BY updated_at_ms DESC, id DESC LIMIT ?", (DESTINATION, limit)):
+        fields = json.loads(payload)
+        lines.append(f"{event_id} {fields.get('kind')} booking {fields.get('booking_id')}: {reason}")
+    return lines
 
 
 # ---------------------------------------------------------------------- wiring

@@ -19,18 +19,25 @@ from eth_utils import keccak
 from web3 import Web3
 
 from edge.chain.commitment import lot_id as chain_lot_id
-from edge.chain.contract import DecodedEvent, GateRecord, RecordKind
+from edge.chain.contract import DecodedEvent, GateRecord, RecordKind, RejectReason, record_words
 from edge.store.rows import Booking, ChainBlock, OutboxRow, RentalEvent
 
 GWEI = 10**9
 ZERO32 = b"\0" * 32
-# Store gate-event kind -> contract record kind; kinds absent here never go on chain.
+# Store gate-event kind -> contract record kind; kinds absent here never go on chain. The contract
+# verifies the plate in the check-in record itself (one record per entry), so a 'verified' row is not
+# uploaded: it is marked done as folded into the check-in that follows it.
 RECORD_KINDS: Mapping[str, RecordKind] = {
-    "verified": RecordKind.VEHICLE_VERIFIED,
     "check_in": RecordKind.CHECK_IN,
     "check_out": RecordKind.CHECK_OUT,
     "denied": RecordKind.DENIED,
 }
+# The contract's MAX_CLOCK_SKEW: a record stamped further ahead of the block time is rejected.
+MAX_CLOCK_SKEW_S = 5 * 60
+# Rejections a later attempt can turn into success: a record stamped ahead of the chain (sent again with
+# a stamp inside the skew), a booking the chain did not have yet (reorg, node lagging behind the cache).
+RETRYABLE_REJECTIONS = frozenset({RejectReason.BAD_TIMESTAMP.name, RejectReason.UNKNOWN_BOOKING.name})
+MAX_REJECTED_RETRIES = 3
 # Replacement must beat the old fees by >= 10% (geth) / 12.5% (some clients): use the larger rule.
 BUMP_NUMERATOR, BUMP_DENOMINATOR = 9, 8
 
@@ -81,8 +88,7 @@ class Origin:
 
 
 BOOKING_STATUS_OF_EVENT: Mapping[str, str] = {
-    "SecondAssociation": "verified",
-    "CheckedIn": "checked_in",
+    "SecondAssociation": "checked_in",  # contract v2: verification and check-in are one record
     "CheckedOut": "checked_out",
     "Settled": "checked_out",
     "BookingCancelled": "cancelled",
@@ -127,11 +133,6 @@ def log_order(event: DecodedEvent) -> tuple[int, int]:
 
 # -- up: outbox rows -> gate records ---------------------------------------------------------------
 
-def chain_event_id(gateway: str, event_id: str) -> bytes:
-    """The contract's bytes32 idempotency key of a store event id, unique per gateway address."""
-    return keccak(text=f"parkgate-gate-event-v1|{Web3.to_checksum_address(gateway)}|{event_id}")
-
-
 def _kind(payload: Mapping[str, Any]) -> str:
     kind = payload.get("kind")
     return kind if isinstance(kind, str) else ""
@@ -141,8 +142,10 @@ class RecordError(ValueError):
     """An outbox payload cannot become a gate record (the row is poison: mark it dead)."""
 
 
-def gate_record(gateway: str, row: OutboxRow) -> GateRecord:
-    """The contract record of one 'chain' outbox row (payload = the gate event's fields)."""
+def gate_record(row: OutboxRow, seq: int, latest_stamp_s: int | None = None) -> GateRecord:
+    """The contract record of one 'chain' outbox row (payload = the gate event's fields), numbered
+    ``seq``. Its timestamp is never later than ``latest_stamp_s`` (the chain's time plus the allowed
+    skew): a gateway clock running ahead cannot get a record rejected."""
     payload = row.payload
     kind = RECORD_KINDS.get(_kind(payload))
     if kind is None:
@@ -158,19 +161,21 @@ def gate_record(gateway: str, row: OutboxRow) -> GateRecord:
     except (TypeError, ValueError) as exc:
         raise RecordError(f"outbox row {row.id}: bad booking_id/plate_commitment/occurred_at_ms: {exc}; "
                           "allowed: decimal booking id or null, 0x+64 hex or null, unix ms") from None
-    if not 0 <= booking_id < 2**256 or len(plate) != 32 or not 0 <= timestamp < 2**64:
-        raise RecordError(f"outbox row {row.id}: booking_id, plate_commitment or occurred_at_ms out of range")
-    return GateRecord(chain_event_id(gateway, row.event_id), kind, booking_id, plate, timestamp)
+    if not 0 <= booking_id < 2**64 or len(plate) != 32 or not 0 <= timestamp < 2**40:
+        raise RecordError(f"outbox row {row.id}: booking_id, plate_commitment or occurred_at_ms out of "
+                          "range; allowed: booking id < 2**64, 32-byte commitment, unix ms before year 36812")
+    if latest_stamp_s is not None:
+        timestamp = min(timestamp, latest_stamp_s)
+    return GateRecord(seq, kind, booking_id, plate, timestamp)
 
 
-RECORD_TUPLE = "(bytes32,uint8,uint256,bytes32,uint64)"
-RECORD_GATE_EVENTS_SELECTOR = keccak(text=f"recordGateEvents({RECORD_TUPLE}[])")[:4]
+RECORD_GATE_EVENTS_SELECTOR = keccak(text="recordGateEvents(uint256[])")[:4]
 
 
 def record_batch_calldata(records: Sequence[GateRecord]) -> bytes:
     """``recordGateEvents(records)`` call data, encoded directly with eth-abi (web3's generic
     contract encoder is ~10x slower for a 200-record batch)."""
-    return RECORD_GATE_EVENTS_SELECTOR + abi_encode([f"{RECORD_TUPLE}[]"], [[r.as_abi() for r in records]])
+    return RECORD_GATE_EVENTS_SELECTOR + abi_encode(["uint256[]"], [record_words(records)])
 
 
 @dataclass(frozen=True)
@@ -183,26 +188,95 @@ class Batch:
     poison: tuple[tuple[OutboxRow, str], ...]
 
 
-def assemble_batch(gateway: str, rows: Sequence[OutboxRow], kinds: frozenset[str]) -> Batch:
-    """Split outbox rows (oldest first) into gate records, rows whose kind is not uploaded, and
-    rows that can never be uploaded (bad payload). One event id appears at most once."""
-    sent, records, skipped, poison, seen = [], [], [], [], set()
+def uploads(row: OutboxRow, kinds: frozenset[str]) -> bool:
+    """Whether ``row`` becomes a gate record (its kind is uploaded and the contract has such records)."""
+    return _kind(row.payload) in kinds and _kind(row.payload) in RECORD_KINDS
+
+
+def assemble_batch(rows: Sequence[OutboxRow], kinds: frozenset[str], seqs: Mapping[int, int],
+                   latest_stamp_s: int | None = None) -> Batch:
+    """Split outbox rows (in sequence order) into gate records numbered by ``seqs`` (outbox id ->
+    sequence number), rows whose kind is not uploaded, and rows that can never be uploaded (bad
+    payload). Sequence numbers of the records strictly increase, as the contract requires."""
+    sent: list[OutboxRow] = []
+    records: list[GateRecord] = []
+    skipped: list[OutboxRow] = []
+    poison: list[tuple[OutboxRow, str]] = []
     for row in rows:
-        if _kind(row.payload) not in kinds:
+        if not uploads(row, kinds):
             skipped.append(row)
             continue
         try:
-            record = gate_record(gateway, row)
+            record = gate_record(row, seqs[row.id], latest_stamp_s)
         except RecordError as exc:
             poison.append((row, str(exc)))
             continue
-        if record.event_id in seen:
-            skipped.append(row)
-            continue
-        seen.add(record.event_id)
+        if records and record.seq <= records[-1].seq:
+            raise ValueError(f"outbox row {row.id}: sequence {record.seq} after {records[-1].seq}; rows must "
+                             "come in sequence order")
         sent.append(row)
         records.append(record)
     return Batch(tuple(sent), tuple(records), tuple(skipped), tuple(poison))
+
+
+# -- up: what became of each record ----------------------------------------------------------------
+
+APPLIED, REJECTED, SKIPPED = "applied", "rejected", "skipped"
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What the contract did with one record of a mined batch: ``applied``, ``rejected`` (``reason``:
+    the RejectReason name) or ``skipped`` (its number was at or below the high-water mark: it landed
+    in an earlier transaction, or another device signs with this key)."""
+
+    state: str
+    reason: str = ""
+
+
+def record_outcomes(gateway: str, seqs: Sequence[int],
+                    events: Sequence[DecodedEvent]) -> dict[int, RecordOutcome]:
+    """The outcome of each record ``seq`` of a batch sent by ``gateway``, read from the receipt's logs."""
+    mine = Web3.to_checksum_address(gateway)
+    rejected: dict[int, str] = {}
+    skipped: set[int] = set()
+    for event in events:
+        if event.name not in ("GateRecordRejected", "GateRecordSkipped"):
+            continue
+        if Web3.to_checksum_address(event.args["gateway"]) != mine:
+            continue
+        seq = int(event.args["seq"])
+        if event.name == "GateRecordSkipped":
+            skipped.add(seq)
+        else:
+            rejected[seq] = _reason_name(event.args["reason"])
+    return {seq: RecordOutcome(SKIPPED) if seq in skipped else
+            RecordOutcome(REJECTED, rejected[seq]) if seq in rejected else RecordOutcome(APPLIED)
+            for seq in seqs}
+
+
+def _reason_name(value: Any) -> str:
+    try:
+        return RejectReason(int(value)).name
+    except ValueError:
+        return f"reason {value}"
+
+
+def retry_rejected(reason: str, attempts: int) -> bool:
+    """Whether a rejected record is sent again (with a new number): only when retrying can succeed."""
+    return reason in RETRYABLE_REJECTIONS and attempts <= MAX_REJECTED_RETRIES
+
+
+def latest_stamp(chain_time_s: int) -> int:
+    """The latest timestamp a record may carry when sent now (the contract allows MAX_CLOCK_SKEW_S ahead of
+    the block time; the block that mines it is never earlier than ``chain_time_s``)."""
+    return chain_time_s + MAX_CLOCK_SKEW_S
+
+
+def backlog_cost_wei(records: int, gas_per_record: int, max_fee_wei: int, batch_size: int) -> int:
+    """What uploading ``records`` costs at most: per-record gas plus one transaction base per batch."""
+    batches = -(-records // max(batch_size, 1))
+    return (records * gas_per_record + batches * 21_000) * max_fee_wei
 
 
 # -- up: fees, replacement, backoff ----------------------------------------------------------------

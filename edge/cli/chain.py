@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sync.add_argument("--once", action="store_true", help="sync until the upload backlog is empty, then exit")
     sync.set_defaults(func=cmd_sync)
 
-    status = chain_sub.add_parser("status", help="backlog, last synced block, last error")
+    status = chain_sub.add_parser("status", help="backlog, rejected records, last synced block, last error")
     status.add_argument("--config", type=Path, required=True, help="the gateway's TOML config")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
@@ -113,7 +113,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status))
     else:
         for key, value in status.items():
-            print(f"{key}: {value}")
+            if key == "rejected_records":
+                for line in value:
+                    print(f"rejected record: {line}")
+            else:
+                print(f"{key}: {value}")
     return 0
 
 

@@ -224,17 +224,20 @@ class Daemon:
 
     def samples(self) -> list[Sample]:
         snap = self._last_snapshot
-        if snap is None:
-            return [Sample("parkgate_up", 0.0, help="1 while serving"),
-                    Sample("parkgate_gate_events_total", 0, "counter", "gate events recorded"),
-                    Sample("parkgate_inside", 0, help="vehicles inside")]
-        out = [Sample("parkgate_up", 1.0 if snap.state == "running" else 0.0, help="1 while serving"),
-               Sample("parkgate_gate_events_total", snap.gate_events, "counter", "gate events recorded"),
-               Sample("parkgate_inside", snap.inside, help="vehicles inside")]
-        for dest, n in snap.backlog.items():
+        state, events, inside = (snap.state, snap.gate_events, snap.inside) if snap else ("starting", 0, 0)
+        chain = snap.chain if snap else {}
+        out = [Sample("parkgate_up", 1.0 if state == "running" else 0.0, help="1 while serving"),
+               Sample("parkgate_gate_events_total", events, "counter", "gate events recorded"),
+               Sample("parkgate_inside", inside, help="vehicles inside")]
+        for dest, n in (snap.backlog if snap else {}).items():
             out.append(Sample("parkgate_outbox_backlog", n, help="rows not yet delivered",
                               labels={"destination": dest}))
-        for lane in snap.lanes:
+        out.append(Sample("parkgate_chain_rejected_records", chain.get("rejected", 0),
+                          help="gate records the contract rejected (outbox state 'rejected')"))
+        for code in chain.get("alerts", {}):
+            out.append(Sample("parkgate_chain_alert", 1.0, help="a chain sync alert is raised",
+                              labels={"code": code}))
+        for lane in snap.lanes if snap else ():
             labels = {"lane": lane.name}
             out += [Sample("parkgate_lane_passes_total", lane.passes, "counter", "passes", labels),
                     Sample("parkgate_lane_opens_total", lane.opens, "counter", "gate opens", labels),

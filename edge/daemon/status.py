@@ -95,5 +95,16 @@ def render_status(snapshot: dict[str, Any]) -> list[str]:
     lines.append("backlog: " + (", ".join(f"{k} {v}" for k, v in sorted(backlog.items())) or "empty"))
     chain, mqtt = snapshot.get("chain", {}), snapshot.get("mqtt", {})
     lines.append(f"chain: {chain.get('state', 'off')} {chain.get('detail', '')}".rstrip())
+    lines += _chain_problems(chain)
     lines.append(f"mqtt: {mqtt.get('state', 'off')} {mqtt.get('detail', '')}".rstrip())
+    return lines
+
+
+def _chain_problems(chain: dict[str, Any]) -> list[str]:
+    """Rejected gate records (with the contract's reasons) and the sync's alerts, one line each."""
+    lines = []
+    if chain.get("rejected"):
+        newest = "; ".join(chain.get("rejected_records", [])[:3])
+        lines.append(f"chain rejected: {chain['rejected']} records (newest: {newest})")
+    lines += [f"chain alert {code}: {detail}" for code, detail in sorted(chain.get("alerts", {}).items())]
     return lines

@@ -211,10 +211,43 @@ CREATE TABLE pass_journal (
 );
 """
 
+# Contract v2 (issue #16). The outbox gains the state 'rejected' (the destination took the row and refused
+# it: a gate record the contract rejected, reason in last_error); SQLite cannot alter a CHECK, so the table
+# is rebuilt (ids, and with them the order of rows, are kept). chain_seqs holds the per-gateway record
+# number each 'chain' row was sent with (the contract's high-water mark skips a number it has seen):
+# assigned once before the first broadcast, replaced only when a rejected row is retried.
+OUTBOX_STATUSES_V4: Final = (*OUTBOX_STATUSES, "rejected")
+V4_OUTBOX_REJECTED_CHAIN_SEQS: Final = f"""
+CREATE TABLE outbox_v4 (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination        TEXT NOT NULL CHECK (destination <> ''),
+    event_id           TEXT NOT NULL,
+    payload            TEXT NOT NULL CHECK (json_valid(payload)),
+    created_at_ms      INTEGER NOT NULL,
+    status             TEXT NOT NULL DEFAULT 'pending' CHECK (status IN {_in(OUTBOX_STATUSES_V4)}),
+    attempts           INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    sent_ref           TEXT,
+    ack_ref            TEXT,
+    last_error         TEXT,
+    updated_at_ms      INTEGER NOT NULL,
+    UNIQUE (destination, event_id),
+    CHECK ((status = 'done') = (ack_ref IS NOT NULL AND ack_ref <> ''))
+);
+INSERT INTO outbox_v4 SELECT * FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v4 RENAME TO outbox;
+CREATE INDEX outbox_work ON outbox(destination, status, id);
+CREATE TABLE chain_seqs (
+    outbox_id INTEGER PRIMARY KEY,
+    seq       INTEGER NOT NULL UNIQUE CHECK (seq > 0)
+);
+"""
+
 MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (1, V1),
     (2, V2_CHAIN_TXS),
     (3, V3_PASS_JOURNAL),
+    (4, V4_OUTBOX_REJECTED_CHAIN_SEQS),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

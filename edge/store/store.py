@@ -433,6 +433,17 @@ class Store:
         """The attempt certainly did not deliver (rejected, not sent): back to 'pending' for a retry."""
         self._update_outbox(ids, "status = 'pending', last_error = ?", [error])
 
+    def mark_outbox_rejected(self, ids: Sequence[int], error: str) -> None:
+        """The destination took the row and refused it (a gate record the contract rejected): keep it
+        with the reason, stop retrying, and show it until an operator has looked at it."""
+        self._update_outbox(ids, "status = 'rejected', last_error = ?", [error])
+
+    def outbox_rows(self, ids: Sequence[int]) -> list[OutboxRow]:
+        """The outbox rows with these ids, in the order of ``ids`` (missing ids are left out)."""
+        marks = ", ".join("?" * len(ids))
+        found = {r["id"]: _outbox(r) for r in self.db["outbox"].rows_where(f"id IN ({marks})", list(ids))}
+        return [found[i] for i in ids if i in found]
+
     def mark_outbox_dead(self, ids: Sequence[int], error: str) -> None:
         """The destination refuses this row for good (e.g. invalid payload): keep it, stop retrying."""
         self._update_outbox(ids, "status = 'dead', last_error = ?", [error])

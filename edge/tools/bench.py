@@ -150,7 +150,6 @@ def bench_sync(work: Path, records: int, naive: int) -> list[tuple[str, str, str
     from edge.chain.anvil import Anvil, dev_account
     from edge.chain.commitment import plate_commitment
     from edge.chain.contract import GateRecord, RecordKind
-    from edge.chain.contract import new_event_id as chain_id
     from edge.chain.sync import SyncService, SyncSettings, connect
     from edge.demo.world import build_world
 
@@ -177,10 +176,11 @@ def bench_sync(work: Path, records: int, naive: int) -> list[tuple[str, str, str
         store.close()
         gateway = world.admin.with_sender(dev_account(5))
         first = w3.eth.block_number
+        next_seq = gateway.last_seq(dev_account(5).address) + 1
         t = time.perf_counter()
         for i in range(naive):
-            record = GateRecord(chain_id(dev_account(5).address, "naive", i), RecordKind.DENIED, 0,
-                                bytes.fromhex(commitment[2:]), now // 1000)
+            record = GateRecord(next_seq + i, RecordKind.DENIED, 0, bytes.fromhex(commitment[2:]),
+                                now // 1000)
             gateway.record_gate_events([record])
         naive_s = time.perf_counter() - t
         naive_gas = sum(w3.eth.get_block(n)["gasUsed"] for n in range(first + 1, w3.eth.block_number + 1))

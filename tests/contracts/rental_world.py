@@ -9,7 +9,7 @@ from web3 import Web3
 
 from edge.chain.anvil import dev_account
 from edge.chain.commitment import lot_id, plate_commitment
-from edge.chain.contract import GateRecord, RecordKind, RentalClient, deploy, new_event_id
+from edge.chain.contract import GateRecord, RecordKind, RentalClient, deploy
 
 LOT_CODE = "LOT-NORD-1"
 OTHER_LOT_CODE = "LOT-SUED-2"
@@ -17,6 +17,8 @@ LOT_SECRET = bytes.fromhex("6b1f0e2d9c8a7b6e5d4c3b2a19081726354453627180")
 PLATE = "B-AB 1234"
 PRICE_PER_HOUR = 10**15  # 0.001 ether per hour
 HOUR = 3600
+DAY = 24 * HOUR
+RECORD_DEADLINE = DAY  # the contract's: expire / settleOverdue only after end + RECORD_DEADLINE
 
 
 @dataclass
@@ -67,21 +69,23 @@ def build_world(w3: Web3) -> World:
     )
 
 
-def listing(world: World, hours: int = 4) -> tuple[int, int]:
-    start = world.now() + 600
+def listing(world: World, hours: int = 4, lead_s: int = 600) -> tuple[int, int]:
+    """A listing starting ``lead_s`` from now (the default: inside the admission window of a booking
+    from its start, so its car may enter at once)."""
+    start = world.now() + lead_s
     rental_id = world.owner.create_rental_event(world.space_id, start, start + hours * HOUR,
                                                 PRICE_PER_HOUR).return_value
     return rental_id, start
 
 
-def book(world: World, hours: int = 2) -> tuple[int, int, int]:
-    rental_id, start = listing(world)
+def book(world: World, hours: int = 2, lead_s: int = 600) -> tuple[int, int, int]:
+    rental_id, start = listing(world, lead_s=lead_s)
     booking_id = world.renter.request_rental(rental_id, start, start + hours * HOUR,
                                              world.commitment()).return_value
     return rental_id, booking_id, start
 
 
 def gate_record(world: World, kind: RecordKind, booking_id: int, seq: int, timestamp: int,
-            commitment: bytes | None = None) -> GateRecord:
-    event_id = new_event_id(world.gateway_account.address, "lane-1", seq)
-    return GateRecord(event_id, kind, booking_id, commitment or world.commitment(), timestamp)
+                commitment: bytes | None = None) -> GateRecord:
+    """Record number ``seq`` of a gateway (numbers must increase per gateway)."""
+    return GateRecord(seq, kind, booking_id, commitment or world.commitment(), timestamp)

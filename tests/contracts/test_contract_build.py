@@ -14,7 +14,7 @@ from edge.chain.contract import load_artifact
 
 # Events the chain-sync filters by lot with eth_getLogs: lotId must stay indexed.
 LOT_INDEXED_EVENTS = ("RentalEventCreated", "FirstAssociation", "RentalRequested", "SecondAssociation",
-                      "RentalEventCancelled", "BookingCancelled", "BookingExpired", "CheckedIn", "CheckedOut",
+                      "RentalEventCancelled", "BookingCancelled", "BookingExpired", "CheckedOut",
                       "Settled")
 
 

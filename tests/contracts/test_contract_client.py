@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rental_world import PRICE_PER_HOUR, World, book, listing
 
 from edge.chain import gas
-from edge.chain.contract import RentalClient, decode_revert, load_artifact, new_event_id
+from edge.chain.contract import GateRecord, RecordKind, RentalClient, decode_revert, load_artifact
 
 ABI = load_artifact()["abi"]
 
@@ -58,25 +58,35 @@ def test_local_account_signing_uses_pending_nonce(world: World) -> None:
     assert world.admin.get_booking(booked.return_value).escrow == PRICE_PER_HOUR
 
 
-def test_event_ids_are_unique_per_gateway_lane_and_sequence(world: World) -> None:
-    gateway = world.gateway_account.address
-    ids = {new_event_id(gateway, lane, seq) for lane in ("in", "out") for seq in range(50)}
-    ids.add(new_event_id(world.w3.eth.accounts[0], "in", 0))
-    assert len(ids) == 101
+def test_gate_record_words_pack_every_field_and_refuse_out_of_range() -> None:
+    record = GateRecord(2**64 - 1, RecordKind.CHECK_OUT, 2**64 - 1, b"\xab" * 32, 2**40 - 1)
+    head, commitment = record.words()
+    assert (head >> 192, (head >> 184) & 0xFF, (head >> 120) & (2**64 - 1), (head >> 80) & (2**40 - 1)) == (
+        2**64 - 1, 1, 2**64 - 1, 2**40 - 1)
+    assert head & (2**80 - 1) == 0 and commitment == int.from_bytes(b"\xab" * 32, "big")
+    zero, denied = b"\0" * 32, RecordKind.DENIED
+    for bad in (GateRecord(0, denied, 0, zero, 0), GateRecord(1, denied, 2**64, zero, 0),
+                GateRecord(1, denied, 0, zero[1:], 0), GateRecord(1, denied, 0, zero, 2**40)):
+        with pytest.raises(ValueError, match="out of range"):
+            bad.words()
 
 
-def test_gas_report_measures_batches_and_lifecycle(tmp_path: Path) -> None:
-    report = gas.measure(sizes=(1, 4), log_dir=tmp_path)
+def test_gas_report_measures_batches_lifecycle_and_the_visit(tmp_path: Path) -> None:
+    report = gas.measure(sizes=(1, 4, gas.VISIT_BATCH), log_dir=tmp_path)
     by_key = {(b.kind, b.size): b for b in report.batches}
-    assert len(report.batches) == 8
-    for kind in ("VEHICLE_VERIFIED", "CHECK_IN", "CHECK_OUT"):
+    assert len(report.batches) == 12
+    for kind in ("CHECK_IN", "CHECK_OUT"):
         assert by_key[(kind, 4)].per_record < by_key[(kind, 1)].per_record
         assert by_key[("replay (skipped)", 4)].per_record < by_key[(kind, 4)].per_record
+        assert by_key[(kind, gas.VISIT_BATCH)].bytes_per_record < 70  # 64 bytes a record + the call's head
     names = [name for name, _ in report.lifecycle]
     for call in ("deploy", "requestRental", "cancelBooking", "expireBooking", "settleOverdue", "withdraw"):
         assert call in names
     text = report.render()
-    assert "gas/record" in text and "CHECK_OUT" in text
+    assert "gas/record" in text and "CHECK_OUT" in text and "calldata B/record" in text
+    visit = sum(by_key[(kind, gas.VISIT_BATCH)].per_record for kind in ("CHECK_IN", "CHECK_OUT"))
+    assert f"gas per vehicle visit (entry + exit, batch 100): {round(visit):,}" in text
+    assert visit <= 30_000 and "147,719" in text
 
 
 @settings(max_examples=200, deadline=None)

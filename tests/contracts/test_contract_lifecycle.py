@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rental_world import HOUR, LOT_CODE, PRICE_PER_HOUR, World, book, gate_record, listing
+from rental_world import HOUR, LOT_CODE, PRICE_PER_HOUR, RECORD_DEADLINE, World, book, gate_record, listing
 
 from edge.chain.commitment import lot_code
 from edge.chain.contract import BookingStatus, RecordKind
@@ -64,41 +64,48 @@ def test_step4_renter_pays_escrow_and_commits_vehicle(world: World) -> None:
     assert world.admin.live_bookings(rental_id) == [booking_id]
 
 
-def test_step5_gateway_verifies_plate_and_second_association_is_broadcast(world: World) -> None:
+def test_step5_gateway_entry_record_verifies_plate_checks_in_and_broadcasts_second_association(
+        world: World) -> None:
     rental_id, booking_id, start = book(world)
-    record = gate_record(world, RecordKind.VEHICLE_VERIFIED, booking_id, 1, world.now())
+    now = world.now()
+    record = gate_record(world, RecordKind.CHECK_IN, booking_id, 1, now)
     result = world.gateway.record_gate_events([record])
     assert result.one("SecondAssociation").args == {
-        "bookingId": booking_id, "renter": world.renter.sender, "lotId": world.lot, "spaceId": world.space_id,
-        "rentalId": rental_id, "geohash": "u33dc0", "location": "L-1/B17", "eventId": record.event_id}
-    assert world.admin.get_booking(booking_id).status is BookingStatus.VERIFIED
-    assert world.admin.is_processed(record.event_id)
+        "bookingId": booking_id, "lotId": world.lot, "rentalId": rental_id, "timestamp": now}
+    booking = world.admin.get_booking(booking_id)
+    assert (booking.status, booking.check_in_at) == (BookingStatus.CHECKED_IN, now)
+    assert world.admin.is_processed(world.gateway_account.address, 1)
     filtered = world.admin.events("SecondAssociation", lot_id=world.lot)
     assert [e.args["bookingId"] for e in filtered] == [booking_id]
+    # the rest of the association (renter, space, address) is joined by ids from earlier events
+    requested = world.admin.events("RentalRequested", lot_id=world.lot)[-1].args
+    first = world.admin.events("FirstAssociation", lot_id=world.lot)[-1].args
+    assert (requested["bookingId"], requested["renter"]) == (booking_id, world.renter.sender)
+    assert (first["rentalId"], first["spaceId"], first["geohash"], first["location"]) == (
+        rental_id, world.space_id, "u33dc0", "L-1/B17")
 
 
-def test_step6_check_in_check_out_settles_owner_and_refunds_unused_escrow(world: World) -> None:
+def test_step6_check_in_check_out_then_settle_pays_owner_and_refunds_unused_escrow(world: World) -> None:
     rental_id, booking_id, start = book(world, hours=2)
     world.advance(600)
     check_in_at = world.now()
-    world.gateway.record_gate_events([
-        gate_record(world, RecordKind.VEHICLE_VERIFIED, booking_id, 1, check_in_at),
-        gate_record(world, RecordKind.CHECK_IN, booking_id, 2, check_in_at),
-    ])
+    world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_IN, booking_id, 1, check_in_at)])
     booking = world.admin.get_booking(booking_id)
     assert (booking.status, booking.check_in_at) == (BookingStatus.CHECKED_IN, check_in_at)
     world.advance(HOUR)
     check_out_at = start + HOUR  # one of the two booked hours used
-    check_out = gate_record(world, RecordKind.CHECK_OUT, booking_id, 3, check_out_at)
+    check_out = gate_record(world, RecordKind.CHECK_OUT, booking_id, 2, check_out_at)
     out = world.gateway.record_gate_events([check_out])
-    assert out.one("CheckedOut").args["timestamp"] == check_out_at
-    assert out.one("Settled").args == {"bookingId": booking_id, "lotId": world.lot,
-                                       "toOwner": PRICE_PER_HOUR, "refund": PRICE_PER_HOUR}
+    assert out.one("CheckedOut").args == {"bookingId": booking_id, "lotId": world.lot,
+                                          "timestamp": check_out_at}
     booking = world.admin.get_booking(booking_id)
-    assert (booking.status, booking.check_out_at) == (BookingStatus.SETTLED, check_out_at)
+    assert (booking.status, booking.check_out_at) == (BookingStatus.CHECKED_OUT, check_out_at)
+    settled = world.owner.settle([booking_id])
+    assert settled.one("Settled").args == {"bookingId": booking_id, "lotId": world.lot,
+                                           "toOwner": PRICE_PER_HOUR, "refund": PRICE_PER_HOUR}
+    assert world.admin.get_booking(booking_id).status is BookingStatus.SETTLED
     assert world.admin.pending_withdrawal(world.owner.sender) == PRICE_PER_HOUR
     assert world.admin.pending_withdrawal(world.renter.sender) == PRICE_PER_HOUR
-    assert world.admin.live_bookings(rental_id) == []
 
     before = world.w3.eth.get_balance(world.owner.sender)
     withdrawal = world.owner.withdraw()
@@ -106,22 +113,12 @@ def test_step6_check_in_check_out_settles_owner_and_refunds_unused_escrow(world:
     assert withdrawal.one("Withdrawal").args == {"payee": world.owner.sender, "amount": PRICE_PER_HOUR}
     assert world.w3.eth.get_balance(world.owner.sender) == before + PRICE_PER_HOUR - fee
     assert world.admin.pending_withdrawal(world.owner.sender) == 0
+    world.renter.request_rental(rental_id, start + 2 * HOUR, start + 3 * HOUR, world.commitment())
+    assert booking_id not in world.admin.live_bookings(rental_id)  # closed bookings are pruned lazily
 
 
-def test_step6_check_in_event_is_broadcast_with_lot(world: World) -> None:
-    _, booking_id, _ = book(world)
-    world.advance(600)
-    now = world.now()
-    result = world.gateway.record_gate_events([
-        gate_record(world, RecordKind.VEHICLE_VERIFIED, booking_id, 1, now),
-        gate_record(world, RecordKind.CHECK_IN, booking_id, 2, now),
-    ])
-    assert [e.name for e in result.events] == ["SecondAssociation", "CheckedIn"]
-    assert result.one("CheckedIn").args["lotId"] == world.lot
-
-
-def test_step6_renter_cancels_before_start_for_full_refund(world: World) -> None:
-    rental_id, booking_id, _ = book(world)
+def test_step6_renter_cancels_before_the_admission_window_for_full_refund(world: World) -> None:
+    rental_id, booking_id, _ = book(world, lead_s=HOUR)
     result = world.renter.cancel_booking(booking_id)
     escrow = 2 * PRICE_PER_HOUR
     assert result.one("BookingCancelled").args == {"bookingId": booking_id, "lotId": world.lot,
@@ -131,9 +128,9 @@ def test_step6_renter_cancels_before_start_for_full_refund(world: World) -> None
     assert world.admin.live_bookings(rental_id) == []
 
 
-def test_step6_unused_booking_expires_after_grace_with_refund_by_anyone(world: World) -> None:
+def test_step6_unused_booking_expires_after_the_record_deadline_with_refund_by_anyone(world: World) -> None:
     _, booking_id, start = book(world)
-    world.advance(start + 2 * HOUR + 15 * 60 + 1 - world.now())
+    world.advance(start + 2 * HOUR + RECORD_DEADLINE + 1 - world.now())
     result = world.stranger.expire_booking(booking_id)
     assert result.one("BookingExpired").args["refund"] == 2 * PRICE_PER_HOUR
     assert world.admin.get_booking(booking_id).status is BookingStatus.EXPIRED
@@ -143,10 +140,8 @@ def test_step6_unused_booking_expires_after_grace_with_refund_by_anyone(world: W
 def test_step6_overdue_checked_in_booking_settles_in_full_to_owner(world: World) -> None:
     _, booking_id, start = book(world)
     world.advance(600)
-    now = world.now()
-    world.gateway.record_gate_events([gate_record(world, RecordKind.VEHICLE_VERIFIED, booking_id, 1, now),
-                                      gate_record(world, RecordKind.CHECK_IN, booking_id, 2, now)])
-    world.advance(start + 2 * HOUR + 15 * 60 + 1 - world.now())
+    world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_IN, booking_id, 1, world.now())])
+    world.advance(start + 2 * HOUR + RECORD_DEADLINE + 1 - world.now())
     result = world.stranger.settle_overdue(booking_id)
     assert result.one("Settled").args == {"bookingId": booking_id, "lotId": world.lot,
                                           "toOwner": 2 * PRICE_PER_HOUR, "refund": 0}
@@ -154,7 +149,7 @@ def test_step6_overdue_checked_in_booking_settles_in_full_to_owner(world: World)
 
 
 def test_step6_owner_cancels_listing_and_open_bookings_are_refunded(world: World) -> None:
-    rental_id, booking_id, _ = book(world)
+    rental_id, booking_id, _ = book(world, lead_s=HOUR)
     result = world.owner.cancel_rental_event(rental_id)
     assert [e.name for e in result.events] == ["BookingCancelled", "RentalEventCancelled"]
     assert result.one("RentalEventCancelled").args == {"rentalId": rental_id, "lotId": world.lot}
@@ -164,7 +159,7 @@ def test_step6_owner_cancels_listing_and_open_bookings_are_refunded(world: World
 
 
 def test_step6_space_can_be_rebooked_after_a_cancelled_booking(world: World) -> None:
-    rental_id, booking_id, start = book(world)
+    rental_id, booking_id, start = book(world, lead_s=HOUR)
     world.renter.cancel_booking(booking_id)
     again = world.stranger.request_rental(rental_id, start, start + HOUR, world.commitment("M-XY 9"))
     assert world.admin.live_bookings(rental_id) == [again.return_value]

@@ -53,11 +53,11 @@ def _run_full_lifecycle(world: World) -> None:
     world.advance(600)
     now = world.now()
     world.gateway.record_gate_events([
-        gate_record(world, RecordKind.VEHICLE_VERIFIED, booking_id, 1, now),
-        gate_record(world, RecordKind.CHECK_IN, booking_id, 2, now),
-        gate_record(world, RecordKind.CHECK_OUT, booking_id, 3, now + 60),
-        gate_record(world, RecordKind.DENIED, 0, 4, now, world.commitment("ZZ 999")),
+        gate_record(world, RecordKind.CHECK_IN, booking_id, 1, now),
+        gate_record(world, RecordKind.CHECK_OUT, booking_id, 2, now + 60),
+        gate_record(world, RecordKind.DENIED, 0, 3, now, world.commitment("ZZ 999")),
     ])
+    world.owner.settle([booking_id])
     world.owner.withdraw()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from eth_utils import keccak
-from rental_world import HOUR, PRICE_PER_HOUR, World, book, gate_record, listing
+from rental_world import HOUR, PRICE_PER_HOUR, RECORD_DEADLINE, World, book, gate_record, listing
 
 from edge.chain.contract import BookingStatus, ContractRevert, RecordKind, deploy_artifact, send
 
@@ -75,10 +75,10 @@ def test_admin_functions_need_their_role(world: World, call) -> None:
 
 def test_non_gateway_cannot_record_gate_events(world: World) -> None:
     _, booking_id, _ = book(world)
-    record = gate_record(world, RecordKind.VEHICLE_VERIFIED, booking_id, 1, world.now())
+    record = gate_record(world, RecordKind.CHECK_IN, booking_id, 1, world.now())
     with _reverts("NotAGateway"):
         world.renter.record_gate_events([record])
-    assert not world.admin.is_processed(record.event_id)
+    assert world.admin.last_seq(world.renter.sender) == 0
     assert world.admin.get_booking(booking_id).status is BookingStatus.REQUESTED
 
 
@@ -86,7 +86,7 @@ def test_revoked_gateway_cannot_record(world: World) -> None:
     world.admin.set_gateway(world.lot, world.gateway.sender.address, False)
     _, booking_id, _ = book(world)
     with _reverts("NotAGateway"):
-        world.gateway.record_gate_events([gate_record(world, RecordKind.VEHICLE_VERIFIED, booking_id, 1,
+        world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_IN, booking_id, 1,
                                                       world.now())])
 
 
@@ -147,30 +147,32 @@ def test_cancelled_listing_cannot_be_booked_or_cancelled_twice(world: World) -> 
 
 def test_too_many_live_bookings_on_one_listing(world: World) -> None:
     start = world.now() + 600
-    rental_id = world.owner.create_rental_event(world.space_id, start, start + 40 * 60,
+    rental_id = world.owner.create_rental_event(world.space_id, start, start + 40 * HOUR,
                                                 PRICE_PER_HOUR).return_value
-    for minute in range(32):
-        slot_start = start + minute * 60
-        world.renter.request_rental(rental_id, slot_start, slot_start + 60, world.commitment())
+    renters = world.w3.eth.accounts[2:10]  # 8 accounts x 4 bookings each (the per-renter cap)
+    for hour in range(32):
+        booker = world.admin.with_sender(renters[hour // 4])
+        booker.request_rental(rental_id, start + hour * HOUR, start + (hour + 1) * HOUR, world.commitment())
     with _reverts("TooManyLive"):
-        world.renter.request_rental(rental_id, start + 32 * 60, start + 33 * 60, world.commitment())
+        world.stranger.request_rental(rental_id, start + 32 * HOUR, start + 33 * HOUR, world.commitment())
 
 
 # ---------------------------------------------------------------- cancellation, expiry, double settle
 
-def test_renter_cannot_cancel_once_the_window_started(world: World) -> None:
-    _, booking_id, start = book(world)
-    world.advance(start - world.now())
+def test_renter_cannot_cancel_once_the_admission_window_opened(world: World) -> None:
+    _, booking_id, start = book(world, lead_s=HOUR)
+    world.advance(start - 15 * 60 - world.now())  # start - GRACE_PERIOD: the car may be inside
     with _reverts("TooLateToCancel"):
         world.renter.cancel_booking(booking_id)
+    assert world.admin.get_booking(booking_id).status is BookingStatus.REQUESTED
 
 
-def test_expiry_only_after_window_plus_grace_and_only_once(world: World) -> None:
+def test_expiry_only_after_window_plus_record_deadline_and_only_once(world: World) -> None:
     _, booking_id, start = book(world, hours=1)
     with _reverts("NotYetExpired") as info:
         world.stranger.expire_booking(booking_id)
-    assert info.value.args_ == (booking_id, start + HOUR + 15 * 60)
-    world.advance(start + HOUR + 15 * 60 + 1 - world.now())
+    assert info.value.args_ == (booking_id, start + HOUR + RECORD_DEADLINE)
+    world.advance(start + HOUR + RECORD_DEADLINE + 1 - world.now())
     world.stranger.expire_booking(booking_id)
     with _reverts("BookingNotActive"):
         world.stranger.expire_booking(booking_id)
@@ -181,11 +183,10 @@ def test_double_settle_reverts_and_pays_once(world: World) -> None:
     _, booking_id, start = book(world, hours=1)
     world.advance(600)
     now = world.now()
-    world.gateway.record_gate_events([gate_record(world, RecordKind.VEHICLE_VERIFIED, booking_id, 1, now),
-                                      gate_record(world, RecordKind.CHECK_IN, booking_id, 2, now)])
+    world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_IN, booking_id, 1, now)])
     with _reverts("NotYetExpired"):
         world.stranger.settle_overdue(booking_id)
-    world.advance(start + HOUR + 15 * 60 + 1 - world.now())
+    world.advance(start + HOUR + RECORD_DEADLINE + 1 - world.now())
     world.stranger.settle_overdue(booking_id)
     with _reverts("AlreadySettled"):
         world.stranger.settle_overdue(booking_id)
@@ -196,10 +197,12 @@ def test_settle_after_gateway_checkout_reverts(world: World) -> None:
     _, booking_id, start = book(world, hours=1)
     world.advance(600)
     now = world.now()
-    world.gateway.record_gate_events([gate_record(world, RecordKind.VEHICLE_VERIFIED, booking_id, 1, now),
-                                      gate_record(world, RecordKind.CHECK_IN, booking_id, 2, now),
-                                      gate_record(world, RecordKind.CHECK_OUT, booking_id, 3, now + 60)])
-    world.advance(2 * HOUR)
+    world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_IN, booking_id, 1, now),
+                                      gate_record(world, RecordKind.CHECK_OUT, booking_id, 2, now + 60)])
+    world.advance(2 * HOUR + RECORD_DEADLINE)
+    with _reverts("BookingNotActive"):
+        world.stranger.settle_overdue(booking_id)  # checked out: settle() pays it, not settleOverdue
+    world.stranger.settle([booking_id])
     with _reverts("AlreadySettled"):
         world.stranger.settle_overdue(booking_id)
     with _reverts("BookingNotActive"):
@@ -210,8 +213,7 @@ def test_owner_cannot_cancel_listing_with_a_car_inside(world: World) -> None:
     rental_id, booking_id, _ = book(world)
     world.advance(600)
     now = world.now()
-    world.gateway.record_gate_events([gate_record(world, RecordKind.VEHICLE_VERIFIED, booking_id, 1, now),
-                                      gate_record(world, RecordKind.CHECK_IN, booking_id, 2, now)])
+    world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_IN, booking_id, 1, now)])
     with _reverts("HasCheckedInBooking"):
         world.owner.cancel_rental_event(rental_id)
     assert world.admin.get_booking(booking_id).status is BookingStatus.CHECKED_IN
@@ -220,7 +222,7 @@ def test_owner_cannot_cancel_listing_with_a_car_inside(world: World) -> None:
 def test_withdraw_without_credit_and_twice_reverts(world: World) -> None:
     with _reverts("NothingToWithdraw"):
         world.stranger.withdraw()
-    _, booking_id, _ = book(world)
+    _, booking_id, _ = book(world, lead_s=HOUR)
     world.renter.cancel_booking(booking_id)
     world.renter.withdraw()
     with _reverts("NothingToWithdraw"):
@@ -231,7 +233,7 @@ def test_withdraw_without_credit_and_twice_reverts(world: World) -> None:
 
 def _attacker_with_credit(world: World, mode: int):
     attacker, _ = deploy_artifact(world.w3, "ReentrancyAttacker", world.stranger.sender, world.admin.address)
-    rental_id, start = listing(world)
+    rental_id, start = listing(world, lead_s=HOUR)
     sender, abi = world.stranger.sender, world.admin.abi
     send(world.w3, attacker.functions.book(rental_id, start, start + HOUR, world.commitment()), sender, abi,
          value=PRICE_PER_HOUR)

@@ -50,14 +50,16 @@ class World:
     def service(self, store: Store, w3: Web3 | None = None, **overrides: object) -> SyncService:
         return SyncService(w3 or self.w3, store, self.gateway, self.settings(**overrides))
 
-    def listing(self, hours: int = 6) -> tuple[int, int]:
-        start = self.now() + 600 + self.listings * (hours + 1) * HOUR
+    def listing(self, hours: int = 6, lead_s: int = 600) -> tuple[int, int]:
+        """A listing of the space starting ``lead_s`` from now (the default is inside the booking's
+        admission window: its car may enter at once)."""
+        start = self.now() + lead_s + self.listings * (hours + 1) * HOUR
         self.listings += 1
         rental = self.owner.create_rental_event(self.space_id, start, start + hours * HOUR, PRICE_PER_HOUR)
         return rental.return_value, start
 
-    def book(self, plate: str = "B-AB 1234") -> int:
-        rental_id, start = self.listing()
+    def book(self, plate: str = "B-AB 1234", lead_s: int = 600) -> int:
+        rental_id, start = self.listing(lead_s=lead_s)
         commitment = bytes.fromhex(self.commitment(plate)[2:])
         return self.renter.request_rental(rental_id, start, start + 2 * HOUR, commitment).return_value
 
@@ -94,9 +96,9 @@ def record_denied(store: Store, count: int, occurred_s: int) -> list[str]:
     return ids
 
 
-def landed_denials(w3: Web3, contract: RentalClient, from_block: int) -> list[bytes]:
-    """Event ids of every GateDenied log (one per record applied on chain), in chain order."""
-    return [e.args["eventId"] for e in contract.events("GateDenied", from_block=from_block)]
+def landed_denials(w3: Web3, contract: RentalClient, from_block: int) -> list[int]:
+    """Record numbers of every GateDenied log (one per record applied on chain), in chain order."""
+    return [e.args["seq"] for e in contract.events("GateDenied", from_block=from_block)]
 
 
 def store_path(tmp: Path) -> Path:

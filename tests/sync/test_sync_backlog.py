@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sync_world import World, landed_denials, record_denied
 
-from edge.chain.syncplan import chain_event_id
+from edge.chain.sync import chain_seq
 from edge.store import Store
 
 BACKLOG = 10_000
@@ -16,7 +16,7 @@ def test_ten_thousand_record_backlog_drains_once_in_order(world: World, store: S
     assert service.health().backlog == BACKLOG
     service.run_until_idle()
     landed = landed_denials(world.w3, world.admin, world.deploy_block)
-    assert landed == [chain_event_id(world.gateway.address, e) for e in recorded]
+    assert landed == [chain_seq(store, e) for e in recorded]
     assert store.counts()["outbox.chain.done"] == BACKLOG
     txs = store.conn.execute("SELECT status, count(*) FROM chain_txs GROUP BY status").fetchall()
     assert txs == [("mined", BACKLOG // 200)]
@@ -42,7 +42,7 @@ def test_stuck_transaction_is_replaced_with_same_nonce_and_bumped_fees(world: Wo
     provider.make_request("evm_mine", [])
     service.run_until_idle()
     landed = landed_denials(world.w3, world.admin, world.deploy_block)
-    assert landed == [chain_event_id(world.gateway.address, e) for e in recorded]
+    assert landed == [chain_seq(store, e) for e in recorded]
     statuses = sorted(s for (s,) in store.conn.execute("SELECT status FROM chain_txs"))
     assert statuses.count("mined") == 1 and set(statuses) <= {"mined", "replaced"}
     mined = store.conn.execute("SELECT tx_hash FROM chain_txs WHERE status = 'mined'").fetchone()[0]

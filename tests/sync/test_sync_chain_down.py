@@ -8,8 +8,7 @@ from sync_world import build_world, gate_event, landed_denials, record_denied
 
 from edge.chain.anvil import Anvil, AnvilConfig
 from edge.chain.contract import BookingStatus
-from edge.chain.sync import connect
-from edge.chain.syncplan import chain_event_id
+from edge.chain.sync import chain_seq, connect
 from edge.store import Store
 
 
@@ -44,7 +43,7 @@ def test_node_down_then_restarted_with_its_state_catches_up_in_order(tmp_path: P
             service.run_until_idle()
             service.step_down()
 
-            expected = [chain_event_id(world.gateway.address, e) for e in denied]
+            expected = [chain_seq(store, e) for e in denied]
             assert landed_denials(world.w3, world.admin, world.deploy_block) == expected  # once, in order
             assert world.admin.get_booking(booking_id).status is BookingStatus.CHECKED_IN
             assert store.booking(str(booking_id)).status == "checked_in"

@@ -76,3 +76,23 @@ def test_sync_refuses_a_wrong_password_and_status_reports_a_dead_node(
     assert "wrong password" in err and "not the password" not in err
     assert main(["chain", "status", "--config", str(config), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["head_block"].startswith("unreachable")
+
+
+def test_doctor_checks_the_gateway_keys_registration_and_balance(world: World, anvil: Anvil,
+                                                                 tmp_path: Path) -> None:
+    from edge.chain.doctor_checks import check_chain_gateway
+    from edge.chain.syncplan import lot_bytes
+    from edge.config import load_config
+    from edge.doctor import Status
+
+    cfg = load_config(write_config(tmp_path, world, anvil.url))
+    ok = check_chain_gateway(cfg)
+    assert ok.status is Status.OK and world.gateway.address in ok.detail and "balance" in ok.detail
+    world.admin.set_gateway(lot_bytes("LOT-1"), world.gateway.address, False)
+    unregistered = check_chain_gateway(cfg)
+    assert unregistered.status is Status.FAIL and "setGateway" in unregistered.fix
+    world.admin.set_gateway(lot_bytes("LOT-1"), world.gateway.address, True)
+    world.w3.provider.make_request("anvil_setBalance", [world.gateway.address, "0x10"])
+    poor = check_chain_gateway(cfg)
+    assert poor.status is Status.FAIL and "holds 16 wei" in poor.detail and "send funds" in poor.fix
+    world.w3.provider.make_request("anvil_setBalance", [world.gateway.address, hex(10**22)])

@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 from sync_world import World, landed_denials, record_denied
 
-from edge.chain.sync import SyncService
-from edge.chain.syncplan import chain_event_id
+from edge.chain.sync import SyncService, chain_seq
 from edge.store import Store
 
 
@@ -41,4 +40,4 @@ def test_restart_after_a_crash_reuses_the_recorded_transaction(world: World, sto
     assert store.conn.execute("SELECT tx_hash, status FROM chain_txs").fetchall() == [(signed[0], "mined")]
     assert {store.outbox_row("chain", e).ack_ref for e in recorded} == {signed[0]}
     landed = landed_denials(world.w3, world.admin, world.deploy_block)
-    assert landed == [chain_event_id(world.gateway.address, e) for e in recorded]
+    assert landed == [chain_seq(store, e) for e in recorded]

@@ -10,19 +10,31 @@ from hypothesis import strategies as st
 from web3 import Web3
 
 from edge.chain.anvil import dev_account
-from edge.chain.contract import GateRecord, RecordKind, load_artifact
+from edge.chain.contract import (
+    DecodedEvent,
+    GateRecord,
+    RecordKind,
+    RejectReason,
+    load_artifact,
+    record_words,
+)
 from edge.chain.syncplan import (
+    MAX_REJECTED_RETRIES,
     Fees,
     RecordError,
+    RecordOutcome,
     assemble_batch,
+    backlog_cost_wei,
     backoff_delay,
     bumped_fees,
-    chain_event_id,
     common_ancestor,
     gate_record,
     initial_fees,
+    latest_stamp,
     plan_windows,
     record_batch_calldata,
+    record_outcomes,
+    retry_rejected,
 )
 from edge.store.rows import ChainBlock, OutboxRow
 
@@ -75,38 +87,77 @@ def test_common_ancestor_matches_a_fork_at_any_height(numbers: list[int], fork: 
 
 
 def test_gate_record_maps_kinds_bookings_commitments_and_seconds() -> None:
-    record = gate_record(GATEWAY, _row(1, kind="check_in", booking_id="42", plate_commitment=COMMIT,
-                                       occurred_at_ms=1_700_000_000_999))
-    assert record == GateRecord(chain_event_id(GATEWAY, "EVENT000001"), RecordKind.CHECK_IN, 42,
-                                bytes.fromhex("ab" * 32), 1_700_000_000)
-    denied = gate_record(GATEWAY, _row(2))
+    record = gate_record(_row(1, kind="check_in", booking_id="42", plate_commitment=COMMIT,
+                              occurred_at_ms=1_700_000_000_999), seq=7)
+    assert record == GateRecord(7, RecordKind.CHECK_IN, 42, bytes.fromhex("ab" * 32), 1_700_000_000)
+    denied = gate_record(_row(2), seq=8)
     assert denied.booking_id == 0 and denied.plate_commitment == b"\0" * 32
 
 
+def test_gate_record_is_never_stamped_beyond_the_allowed_skew() -> None:
+    chain_time = 1_700_000_000
+    ahead = _row(1, occurred_at_ms=(chain_time + 600) * 1000)  # gateway clock 10 min fast
+    assert gate_record(ahead, 1, latest_stamp(chain_time)).timestamp == chain_time + 300
+    on_time = _row(2, occurred_at_ms=(chain_time - 5) * 1000)
+    assert gate_record(on_time, 2, latest_stamp(chain_time)).timestamp == chain_time - 5
+
+
 @pytest.mark.parametrize("payload", [{"kind": "manual"}, {"booking_id": "x"}, {"plate_commitment": "0x12"},
-                                     {"occurred_at_ms": None}, {"booking_id": str(2**256)}])
+                                     {"occurred_at_ms": None}, {"booking_id": str(2**64)},
+                                     {"kind": "verified"}])
 def test_bad_payloads_are_named_errors(payload: dict) -> None:
     with pytest.raises(RecordError, match="outbox row 7"):
-        gate_record(GATEWAY, _row(7, **payload))
+        gate_record(_row(7, **payload), seq=1)
 
 
-def test_batch_skips_other_kinds_isolates_poison_and_dedups() -> None:
-    rows = [_row(1), _row(2, kind="fault"), _row(3, booking_id="nope"), _row(4, kind="verified",
-            booking_id="5", plate_commitment=COMMIT)]
-    duplicate = OutboxRow(**{**rows[0].__dict__, "id": 9})
-    batch = assemble_batch(GATEWAY, [*rows, duplicate], frozenset({"denied", "verified"}))
-    assert [r.id for r in batch.rows] == [1, 4]
-    assert [r.id for r in batch.skipped] == [2, 9]
+def test_batch_skips_other_kinds_folds_verified_and_isolates_poison() -> None:
+    rows = [_row(1), _row(2, kind="fault"), _row(3, booking_id="nope"), _row(4, kind="check_in",
+            booking_id="5", plate_commitment=COMMIT), _row(5, kind="verified", booking_id="5",
+                                                           plate_commitment=COMMIT)]
+    seqs = {1: 10, 3: 11, 4: 12}
+    batch = assemble_batch(rows, frozenset({"denied", "check_in", "verified"}), seqs)
+    assert [r.id for r in batch.rows] == [1, 4] and [r.seq for r in batch.records] == [10, 12]
+    assert [r.id for r in batch.skipped] == [2, 5]  # 'verified' is folded into the check-in record
     assert [(r.id, "booking_id" in why) for r, why in batch.poison] == [(3, True)]
-    no_denials = assemble_batch(GATEWAY, rows, frozenset({"verified"}))
+    no_denials = assemble_batch(rows, frozenset({"check_in"}), seqs)
     assert [r.id for r in no_denials.rows] == [4] and 1 in [r.id for r in no_denials.skipped]
+    with pytest.raises(ValueError, match="sequence order"):
+        assemble_batch(rows[:1] + rows[3:4], frozenset({"denied", "check_in"}), {1: 12, 4: 10})
 
 
 def test_calldata_matches_web3s_encoder() -> None:
     contract = Web3().eth.contract(abi=load_artifact()["abi"])
-    records = [gate_record(GATEWAY, _row(i, booking_id=str(i))) for i in range(1, 4)]
-    expected = contract.encode_abi("recordGateEvents", [[r.as_abi() for r in records]])
+    records = [gate_record(_row(i, booking_id=str(i)), seq=i) for i in range(1, 4)]
+    expected = contract.encode_abi("recordGateEvents", [record_words(records)])
     assert "0x" + record_batch_calldata(records).hex() == expected
+    assert len(record_batch_calldata(records)) == 4 + 64 + 64 * len(records)  # 64 bytes per record
+
+
+def _log(name: str, **args: object) -> DecodedEvent:
+    return DecodedEvent(name, dict(args), 1, b"\0" * 32, 0)
+
+
+def test_record_outcomes_read_rejections_and_skips_of_this_gateway_only() -> None:
+    other = dev_account(6).address
+    bad_state, wrong_lot = int(RejectReason.BAD_STATE), int(RejectReason.WRONG_LOT)
+    events = [_log("GateRecordSkipped", gateway=GATEWAY, seq=1),
+              _log("GateRecordRejected", gateway=GATEWAY, seq=3, bookingId=5, reason=bad_state),
+              _log("GateRecordRejected", gateway=other, seq=2, bookingId=5, reason=wrong_lot),
+              _log("SecondAssociation", bookingId=5, lotId=b"", rentalId=1, timestamp=0)]
+    assert record_outcomes(GATEWAY, [1, 2, 3], events) == {
+        1: RecordOutcome("skipped"), 2: RecordOutcome("applied"), 3: RecordOutcome("rejected", "BAD_STATE")}
+
+
+def test_only_rejections_a_retry_can_fix_are_retried_and_only_a_few_times() -> None:
+    assert retry_rejected("BAD_TIMESTAMP", 1) and retry_rejected("UNKNOWN_BOOKING", MAX_REJECTED_RETRIES)
+    assert not retry_rejected("UNKNOWN_BOOKING", MAX_REJECTED_RETRIES + 1)
+    for reason in ("BAD_STATE", "WRONG_LOT", "COMMITMENT_MISMATCH", "OUTSIDE_WINDOW"):
+        assert not retry_rejected(reason, 1)
+
+
+def test_backlog_cost_counts_records_and_one_base_fee_per_batch() -> None:
+    assert backlog_cost_wei(0, 15_000, 10, 20) == 0
+    assert backlog_cost_wei(21, 15_000, 10, 20) == (21 * 15_000 + 2 * 21_000) * 10
 
 
 @given(st.integers(0, 10**12), st.integers(0, 10**11), st.integers(1, 10**12))
@@ -164,9 +215,9 @@ def test_any_outbox_payload_becomes_a_record_or_a_named_error(payload: dict) -> 
     row = OutboxRow(id=3, destination="chain", event_id="EVENT000003", payload=payload, created_at_ms=0,
                     status="pending", attempts=0, sent_ref=None, ack_ref=None, last_error=None)
     try:
-        record = gate_record(GATEWAY, row)
+        record = gate_record(row, seq=3)
     except RecordError as exc:
         assert "outbox row 3" in str(exc)
         return
-    assert len(record.event_id) == 32 and len(record.plate_commitment) == 32
-    assert 0 <= record.booking_id < 2**256 and 0 <= record.timestamp < 2**64
+    head, commitment = record.words()  # encodable: every field inside its packed width
+    assert head >> 192 == 3 and commitment.bit_length() <= 256
