@@ -41,17 +41,14 @@ def eu_split(file_name: str) -> str:
     return "train" if zlib.crc32(file_name.encode()) % 3 == 0 else "holdout"
 
 
-def br_split(file_name: str) -> str:
-    """'train' or 'holdout' for a plates-br-crops file, fixed by a hash of its name (one in five held out)."""
-    return "holdout" if zlib.crc32(file_name.encode()) % 5 == 0 else "train"
-
-
 def split_of(folder: Path, file_name: str) -> str:
-    """The fine-tuning split of a file of one of the shared sets, by the set's folder name; 'holdout' for
-    files of any other folder (never trained on)."""
-    split = {"plates-eu": eu_split, "plates-us-crops": us_split, "plates-br-crops": br_split}.get(
-        Path(folder).resolve().name)
-    return split(file_name) if split else "holdout"
+    """The fine-tuning split of a file of one of the shared sets, by the set's folder name: plates-eu and
+    plates-us-crops are split by a hash, every plates-br-crops file was trained on ('train'), and files of
+    any other folder were never trained on ('holdout')."""
+    split = {"plates-eu": eu_split, "plates-us-crops": us_split}.get(Path(folder).resolve().name)
+    if split:
+        return split(file_name)
+    return "train" if Path(folder).resolve().name == "plates-br-crops" else "holdout"
 
 
 @cache
@@ -128,12 +125,9 @@ def augment_real_crop(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return to_ocr_input(synth.degrade(warped, rng, 0.6))
 
 
-def load_br_crops(split: str = "all") -> list[tuple[np.ndarray, str]]:
-    """The BR crops of one `br_split` part, or all of them (the OCR trains on all; the detector on the
-    train part, so the geometry sweep's BR hold-out is unseen by the detector only)."""
+def load_br_crops() -> list[tuple[np.ndarray, str]]:
     root = data_dir() / "plates-br-crops"
-    keep = (lambda name: True) if split == "all" else (lambda name: br_split(name) == split)
-    return _load_labelled(root, root / "labels.csv", "file", "plate", keep)
+    return _load_labelled(root, root / "labels.csv", "file", "plate", lambda name: True)
 
 
 def load_us_crops(split: str) -> list[tuple[np.ndarray, str]]:

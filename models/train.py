@@ -59,7 +59,7 @@ def _synth_ocr_chunk(args: tuple[int, int]) -> list:
 def _scene_chunk(args: tuple[int, int]) -> list:
     seed, count = args
     rng = np.random.default_rng(seed)
-    crops = data.load_br_crops("train") + data.load_us_crops("train")
+    crops = data.load_br_crops() + data.load_us_crops("train")
     return [data.detector_scene(rng, DETECTOR_SIZE, crops) for _ in range(count)]
 
 
