@@ -214,17 +214,24 @@ class SyncService:
         self.health_state.consecutive_failures = 0 if ok else self.health_state.consecutive_failures + 1
         return ok
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, wake: threading.Event | None = None,
+            on_round: Callable[[bool], None] = lambda ok: None) -> None:
         """Sync until ``stop`` is set: poll every ``poll_interval_s`` (at once while a backlog is left),
-        back off exponentially with jitter while the node fails."""
+        back off exponentially with jitter while the node fails. ``wake`` (set it when records are
+        queued, and on stop) ends a wait early; ``on_round(ok)`` is called after every round."""
+        waiting = wake or stop
         while not stop.is_set():
-            if self.step():
+            ok = self.step()
+            on_round(ok)
+            if ok:
                 busy = self.backlog() and not self._waiting_for_receipt()
                 delay = 0.0 if busy else self.settings.poll_interval_s
             else:
                 delay = backoff_delay(self.health_state.consecutive_failures, self.settings.backoff_base_s,
                                       self.settings.backoff_cap_s, self.rng)
-            stop.wait(delay)
+            waiting.wait(delay)
+            if wake is not None:
+                wake.clear()
 
     def run_until_idle(self, max_failures: int = 20) -> None:
         """Sync until the backlog is empty and the cache caught up (tests, ``--once``)."""

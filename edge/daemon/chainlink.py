@@ -1,26 +1,23 @@
 """The chain sync as the daemon runs it: its own thread (it owns its store connection), woken when a
 pass is recorded, with its health for the status snapshot.
 
-The service itself (both directions each round, fees, reorgs) is :class:`edge.chain.sync.SyncService`;
-this object only starts it (retrying every 10 s while the key or the password cannot be loaded: the
-gates keep running), runs its rounds (at once again while records wait, capped backoff while the node
-fails) and stops it.
+The service itself (both directions each round, fees, reorgs, its own loop of rounds with backoff:
+:meth:`edge.chain.sync.SyncService.run`) is :class:`edge.chain.sync.SyncService`; this object only
+starts it in a thread (retrying every 10 s while the key or the password cannot be loaded: the gates
+keep running), wakes it when passes are recorded, keeps its health for the status, and stops it.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from typing import Any
 
-from edge.chain.syncplan import backoff_delay
 from edge.config import Config
 
 log = logging.getLogger(__name__)
 START_RETRY_S = 10.0
-BUSY_DELAY_S = 0.25  # while records wait: the next round almost at once
-BACKOFF_BASE_S, BACKOFF_CAP_S = 1.0, 30.0
+BACKOFF_CAP_S = 30.0  # a gateway retries a failing node at least every 30 s
 
 
 class ChainLink:
@@ -53,18 +50,11 @@ class ChainLink:
         if service is None:
             return
         self.service = service
-        rng, failures = random.Random(), 0
-        while not self._stop.is_set():
-            ok = service.step()
-            health = service.health().as_dict()
-            failures = 0 if ok else failures + 1
-            self.health = {"state": "on" if ok else "retrying", **health}
-            if ok:
-                delay = BUSY_DELAY_S if health.get("backlog") else self.cfg.chain.poll_interval_s
-            else:
-                delay = backoff_delay(failures, BACKOFF_BASE_S, BACKOFF_CAP_S, rng)
-            self._wake.wait(delay)
-            self._wake.clear()
+
+        def report(ok: bool) -> None:
+            self.health = {"state": "on" if ok else "retrying", **service.health().as_dict()}
+
+        service.run(self._stop, wake=self._wake, on_round=report)
         service.store.close()
 
     def _started_service(self) -> Any:
@@ -73,7 +63,7 @@ class ChainLink:
 
         while not self._stop.is_set():
             try:
-                return service_from_config(self.cfg)
+                return service_from_config(self.cfg, backoff_cap_s=BACKOFF_CAP_S)
             except Exception as exc:  # noqa: BLE001 - bad key/password: report, keep the gate running
                 self.health = {"state": "error", "detail": f"cannot start: {exc}"}
                 log.error("chain sync cannot start: %s", exc)
