@@ -106,14 +106,14 @@ class PlateDetector:
         return [fine] if coarse[0] >= fine[0] else [fine, coarse]
 
     def detect(self, frame_bgr: np.ndarray) -> list[detector.Detection]:
-        """Boxes in frame pixels, best first; a box found at two scales is kept once (its best score)."""
+        """Boxes in frame pixels, best first; a plate found at two scales is one box (`detector.merge`)."""
         height, width = frame_bgr.shape[:2]
         found: list[detector.Detection] = []
         for size in self.input_sizes(width, height):
             tensor, geometry = detector.preprocess(frame_bgr, size)
             output = self.session.run(None, {self.input_name: tensor})[0]
             found += detector.parse_output(output, geometry, width, height, self.min_score)
-        return detector.suppress(found)
+        return detector.merge(found)
 
     def refine(self, frame_bgr: np.ndarray, found: detector.Detection) -> detector.Detection:
         """The box looked at again at the scale the detector knows best: a window of 3 plate widths around

@@ -141,7 +141,8 @@ for model in models:
     s = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     feed = {}
     for i in s.get_inputs():
-        shape = [d if isinstance(d, int) else 1 for d in i.shape]
+        # a free batch dimension gets 1, free image sides 64 (the detector takes any size)
+        shape = [d if isinstance(d, int) else (1 if n == 0 else 64) for n, d in enumerate(i.shape)]
         dtype = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8}.get(i.type, np.float32)
         feed[i.name] = np.ones(shape, dtype=dtype)
     s.run(None, feed)

