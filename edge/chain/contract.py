@@ -40,7 +40,10 @@ class RecordKind(IntEnum):
     DENIED = 2
 
 
-class BookingStatus(IntEnum):
+class ChainBookingStatus(IntEnum):
+    """A booking's state as the contract stores it (uint8); the gateway's cache keeps its own lifecycle,
+    ``edge.access.types.BookingStatus``, set from the contract's events."""
+
     NONE = 0
     REQUESTED = 1
     CHECKED_IN = 2
@@ -127,7 +130,7 @@ class Booking:
     end: int
     check_in_at: int
     check_out_at: int
-    status: BookingStatus
+    status: ChainBookingStatus
     vehicle_commitment: bytes
     escrow: int
 
@@ -410,7 +413,7 @@ class RentalClient:
     def get_booking(self, booking_id: int) -> Booking:
         rental, renter, start, end, check_in, check_out, status, commitment, escrow = self._read(
             "getBooking", booking_id)
-        return Booking(rental, renter, start, end, check_in, check_out, BookingStatus(status),
+        return Booking(rental, renter, start, end, check_in, check_out, ChainBookingStatus(status),
                        bytes(commitment), escrow)
 
     def live_bookings(self, rental_id: int) -> list[int]:

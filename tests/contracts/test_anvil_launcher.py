@@ -11,7 +11,7 @@ from rental_world import HOUR, PRICE_PER_HOUR, book, build_world
 
 from edge.chain import anvil as anvil_module
 from edge.chain.anvil import Anvil, AnvilConfig, AnvilError
-from edge.chain.contract import BookingStatus, RentalClient
+from edge.chain.contract import ChainBookingStatus, RentalClient
 from edge.tools.net import free_tcp_port
 
 
@@ -30,7 +30,7 @@ def test_state_survives_stop_and_restart(tmp_path: Path) -> None:
         assert w3.eth.block_number == height
         client = RentalClient(w3, address)
         booking = client.get_booking(booking_id)
-        assert (booking.status, booking.escrow) == (BookingStatus.REQUESTED, 2 * PRICE_PER_HOUR)
+        assert (booking.status, booking.escrow) == (ChainBookingStatus.REQUESTED, 2 * PRICE_PER_HOUR)
 
 
 def test_interval_mining_mines_transactions_and_empty_blocks(tmp_path: Path) -> None:

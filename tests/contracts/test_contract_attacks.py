@@ -17,7 +17,7 @@ import pytest
 from rental_world import HOUR, PRICE_PER_HOUR, RECORD_DEADLINE, World, book, gate_record, listing
 
 from edge.chain.contract import (
-    BookingStatus,
+    ChainBookingStatus,
     ContractRevert,
     GateRecord,
     RecordKind,
@@ -57,7 +57,7 @@ def test_owner_cannot_cancel_the_listing_once_a_booked_car_may_be_inside(world: 
     with _reverts("TooLateToCancel") as info:
         world.owner.cancel_rental_event(rental_id)
     assert info.value.args_ == (booking_id,)
-    assert world.admin.get_booking(booking_id).status is BookingStatus.REQUESTED
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.REQUESTED
 
 
 @contextmanager
@@ -104,7 +104,7 @@ def test_cross_lot_preemption_from_the_mempool_cannot_touch_the_victims_records(
     victim_events = world.admin.decode_logs(victim["logs"])
     assert [e.name for e in victim_events] == ["SecondAssociation"]  # not skipped: applied
     assert world.admin.last_seq(world.gateway_account.address) == 1
-    assert world.admin.get_booking(booking_id).status is BookingStatus.CHECKED_IN
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.CHECKED_IN
     world.advance(start + 2 * HOUR + RECORD_DEADLINE + 1 - world.now())
     with _reverts("BookingNotActive"):  # the third party's free refund of a car that parked
         world.stranger.expire_booking(booking_id)
@@ -129,7 +129,7 @@ def test_thirty_two_tiny_bookings_cannot_fill_a_listing(world: World) -> None:
     with _reverts("TooManyBookingsOfRenter"):
         world.stranger.request_rental(rental_id, start + 4 * HOUR, start + 5 * HOUR, world.commitment())
     real = world.renter.request_rental(rental_id, start + 10 * HOUR, start + 12 * HOUR, world.commitment())
-    assert world.admin.get_booking(real.return_value).status is BookingStatus.REQUESTED
+    assert world.admin.get_booking(real.return_value).status is ChainBookingStatus.REQUESTED
 
 
 def test_expire_cannot_race_a_late_check_in(world: World) -> None:

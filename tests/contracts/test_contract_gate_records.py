@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rental_world import HOUR, PRICE_PER_HOUR, World, book, gate_record
 
-from edge.chain.contract import BookingStatus, GateRecord, RecordKind, RejectReason
+from edge.chain.contract import ChainBookingStatus, GateRecord, RecordKind, RejectReason
 
 
 def _enter_and_leave(world: World, booking_id: int, first_seq: int) -> list[GateRecord]:
@@ -30,7 +30,7 @@ def test_one_entry_record_verifies_and_checks_in(world: World) -> None:
     result = world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_IN, booking_id, 1, at)])
     assert [e.name for e in result.events] == ["SecondAssociation"]
     booking = world.admin.get_booking(booking_id)
-    assert booking.status is BookingStatus.CHECKED_IN and booking.check_in_at == at
+    assert booking.status is ChainBookingStatus.CHECKED_IN and booking.check_in_at == at
 
 
 def test_replayed_batch_is_a_no_op(world: World) -> None:
@@ -64,9 +64,9 @@ def test_crash_mid_sync_then_resubmit_everything_applies_each_record_once(world:
     assert [e.name for e in resubmitted.events] == ["GateRecordSkipped", "CheckedOut", "GateRecordRejected"]
     # booking 2 starts in two hours: its check-in is outside the window, rejected, not lost
     assert resubmitted.one("GateRecordRejected").args["reason"] == RejectReason.OUTSIDE_WINDOW
-    assert world.admin.get_booking(booking_ids[0]).status is BookingStatus.CHECKED_OUT
+    assert world.admin.get_booking(booking_ids[0]).status is ChainBookingStatus.CHECKED_OUT
     world.stranger.settle(booking_ids)
-    assert world.admin.get_booking(booking_ids[0]).status is BookingStatus.SETTLED
+    assert world.admin.get_booking(booking_ids[0]).status is ChainBookingStatus.SETTLED
     assert sum(_credits(world)) == world.admin.get_booking(booking_ids[0]).escrow  # settled exactly once
     world.stranger.settle(booking_ids)  # settling again changes nothing
     assert sum(_credits(world)) == world.admin.get_booking(booking_ids[0]).escrow
@@ -94,7 +94,7 @@ def test_invalid_records_are_rejected_without_reverting_the_batch(world: World) 
         (5, booking_id, RejectReason.UNKNOWN_KIND),
     ]
     assert result.one("SecondAssociation").args["bookingId"] == booking_id
-    assert world.admin.get_booking(booking_id).status is BookingStatus.CHECKED_IN
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.CHECKED_IN
     # rejected records are processed too (the high-water mark passed them), so the gateway never loops
     assert world.admin.last_seq(world.gateway_account.address) == 6
     again = world.gateway.record_gate_events([wrong_plate])
@@ -106,7 +106,7 @@ def test_gateway_of_another_lot_is_rejected_per_record(world: World) -> None:
     record = gate_record(world, RecordKind.CHECK_IN, booking_id, 1, world.now())
     result = world.other_gateway.record_gate_events([record])
     assert result.one("GateRecordRejected").args["reason"] == RejectReason.WRONG_LOT
-    assert world.admin.get_booking(booking_id).status is BookingStatus.REQUESTED
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.REQUESTED
     assert result.named("SecondAssociation") == []
 
 
@@ -117,7 +117,7 @@ def test_check_in_outside_the_booked_window_is_rejected(world: World) -> None:
     late = gate_record(world, RecordKind.CHECK_IN, booking_id, 2, start + HOUR)
     result = world.gateway.record_gate_events([early, late])
     assert [e.args["reason"] for e in result.named("GateRecordRejected")] == [RejectReason.OUTSIDE_WINDOW] * 2
-    assert world.admin.get_booking(booking_id).status is BookingStatus.REQUESTED
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.REQUESTED
 
 
 def test_second_check_out_with_a_new_number_does_not_settle_twice(world: World) -> None:
@@ -165,4 +165,4 @@ def test_large_batch_in_one_transaction(world: World) -> None:
     batch = [gate_record(world, RecordKind.CHECK_IN, b, i + 1, now) for i, b in enumerate(bookings)]
     result = world.gateway.record_gate_events(batch)
     assert [e.args["bookingId"] for e in result.named("SecondAssociation")] == bookings
-    assert {world.admin.get_booking(b).status for b in bookings} == {BookingStatus.CHECKED_IN}
+    assert {world.admin.get_booking(b).status for b in bookings} == {ChainBookingStatus.CHECKED_IN}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rental_world import HOUR, LOT_CODE, PRICE_PER_HOUR, RECORD_DEADLINE, World, book, gate_record, listing
 
 from edge.chain.commitment import lot_code
-from edge.chain.contract import BookingStatus, RecordKind
+from edge.chain.contract import ChainBookingStatus, RecordKind
 
 
 def test_step1_verifier_attests_owner(world: World) -> None:
@@ -58,7 +58,7 @@ def test_step4_renter_pays_escrow_and_commits_vehicle(world: World) -> None:
         "start": start, "end": start + 2 * HOUR, "escrow": escrow, "vehicleCommitment": world.commitment()}
     assert world.w3.eth.get_balance(world.admin.address) == balance_before + escrow
     booking = world.admin.get_booking(booking_id)
-    assert booking.status is BookingStatus.REQUESTED
+    assert booking.status is ChainBookingStatus.REQUESTED
     assert (booking.renter, booking.escrow, booking.vehicle_commitment) == (
         world.renter.sender, escrow, world.commitment())
     assert world.admin.live_bookings(rental_id) == [booking_id]
@@ -73,7 +73,7 @@ def test_step5_gateway_entry_record_verifies_plate_checks_in_and_broadcasts_seco
     assert result.one("SecondAssociation").args == {
         "bookingId": booking_id, "lotId": world.lot, "rentalId": rental_id, "timestamp": now}
     booking = world.admin.get_booking(booking_id)
-    assert (booking.status, booking.check_in_at) == (BookingStatus.CHECKED_IN, now)
+    assert (booking.status, booking.check_in_at) == (ChainBookingStatus.CHECKED_IN, now)
     assert world.admin.is_processed(world.gateway_account.address, 1)
     filtered = world.admin.events("SecondAssociation", lot_id=world.lot)
     assert [e.args["bookingId"] for e in filtered] == [booking_id]
@@ -91,7 +91,7 @@ def test_step6_check_in_check_out_then_settle_pays_owner_and_refunds_unused_escr
     check_in_at = world.now()
     world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_IN, booking_id, 1, check_in_at)])
     booking = world.admin.get_booking(booking_id)
-    assert (booking.status, booking.check_in_at) == (BookingStatus.CHECKED_IN, check_in_at)
+    assert (booking.status, booking.check_in_at) == (ChainBookingStatus.CHECKED_IN, check_in_at)
     world.advance(HOUR)
     check_out_at = start + HOUR  # one of the two booked hours used
     check_out = gate_record(world, RecordKind.CHECK_OUT, booking_id, 2, check_out_at)
@@ -99,11 +99,11 @@ def test_step6_check_in_check_out_then_settle_pays_owner_and_refunds_unused_escr
     assert out.one("CheckedOut").args == {"bookingId": booking_id, "lotId": world.lot,
                                           "timestamp": check_out_at}
     booking = world.admin.get_booking(booking_id)
-    assert (booking.status, booking.check_out_at) == (BookingStatus.CHECKED_OUT, check_out_at)
+    assert (booking.status, booking.check_out_at) == (ChainBookingStatus.CHECKED_OUT, check_out_at)
     settled = world.owner.settle([booking_id])
     assert settled.one("Settled").args == {"bookingId": booking_id, "lotId": world.lot,
                                            "toOwner": PRICE_PER_HOUR, "refund": PRICE_PER_HOUR}
-    assert world.admin.get_booking(booking_id).status is BookingStatus.SETTLED
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.SETTLED
     assert world.admin.pending_withdrawal(world.owner.sender) == PRICE_PER_HOUR
     assert world.admin.pending_withdrawal(world.renter.sender) == PRICE_PER_HOUR
 
@@ -123,7 +123,7 @@ def test_step6_renter_cancels_before_the_admission_window_for_full_refund(world:
     escrow = 2 * PRICE_PER_HOUR
     assert result.one("BookingCancelled").args == {"bookingId": booking_id, "lotId": world.lot,
                                                    "refund": escrow}
-    assert world.admin.get_booking(booking_id).status is BookingStatus.CANCELLED
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.CANCELLED
     assert world.admin.pending_withdrawal(world.renter.sender) == escrow
     assert world.admin.live_bookings(rental_id) == []
 
@@ -133,7 +133,7 @@ def test_step6_unused_booking_expires_after_the_record_deadline_with_refund_by_a
     world.advance(start + 2 * HOUR + RECORD_DEADLINE + 1 - world.now())
     result = world.stranger.expire_booking(booking_id)
     assert result.one("BookingExpired").args["refund"] == 2 * PRICE_PER_HOUR
-    assert world.admin.get_booking(booking_id).status is BookingStatus.EXPIRED
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.EXPIRED
     assert world.admin.pending_withdrawal(world.renter.sender) == 2 * PRICE_PER_HOUR
 
 
@@ -154,7 +154,7 @@ def test_step6_owner_cancels_listing_and_open_bookings_are_refunded(world: World
     assert [e.name for e in result.events] == ["BookingCancelled", "RentalEventCancelled"]
     assert result.one("RentalEventCancelled").args == {"rentalId": rental_id, "lotId": world.lot}
     assert world.admin.get_rental_event(rental_id).cancelled
-    assert world.admin.get_booking(booking_id).status is BookingStatus.CANCELLED
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.CANCELLED
     assert world.admin.pending_withdrawal(world.renter.sender) == 2 * PRICE_PER_HOUR
 
 

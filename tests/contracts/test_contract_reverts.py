@@ -6,7 +6,7 @@ import pytest
 from eth_utils import keccak
 from rental_world import HOUR, PRICE_PER_HOUR, RECORD_DEADLINE, World, book, gate_record, listing
 
-from edge.chain.contract import BookingStatus, ContractRevert, RecordKind, deploy_artifact, send
+from edge.chain.contract import ChainBookingStatus, ContractRevert, RecordKind, deploy_artifact, send
 
 
 def _reverts(error: str):
@@ -79,7 +79,7 @@ def test_non_gateway_cannot_record_gate_events(world: World) -> None:
     with _reverts("NotAGateway"):
         world.renter.record_gate_events([record])
     assert world.admin.last_seq(world.renter.sender) == 0
-    assert world.admin.get_booking(booking_id).status is BookingStatus.REQUESTED
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.REQUESTED
 
 
 def test_revoked_gateway_cannot_record(world: World) -> None:
@@ -96,7 +96,7 @@ def test_only_renter_cancels_and_only_owner_cancels_listing(world: World) -> Non
         world.stranger.cancel_booking(booking_id)
     with _reverts("NotRentalOwner"):
         world.stranger.cancel_rental_event(rental_id)
-    assert world.admin.get_booking(booking_id).status is BookingStatus.REQUESTED
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.REQUESTED
 
 
 # ---------------------------------------------------------------- overlapping booking / listing
@@ -164,7 +164,7 @@ def test_renter_cannot_cancel_once_the_admission_window_opened(world: World) -> 
     world.advance(start - 15 * 60 - world.now())  # start - GRACE_PERIOD: the car may be inside
     with _reverts("TooLateToCancel"):
         world.renter.cancel_booking(booking_id)
-    assert world.admin.get_booking(booking_id).status is BookingStatus.REQUESTED
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.REQUESTED
 
 
 def test_expiry_only_after_window_plus_record_deadline_and_only_once(world: World) -> None:
@@ -216,7 +216,7 @@ def test_owner_cannot_cancel_listing_with_a_car_inside(world: World) -> None:
     world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_IN, booking_id, 1, now)])
     with _reverts("HasCheckedInBooking"):
         world.owner.cancel_rental_event(rental_id)
-    assert world.admin.get_booking(booking_id).status is BookingStatus.CHECKED_IN
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.CHECKED_IN
 
 
 def test_withdraw_without_credit_and_twice_reverts(world: World) -> None:

@@ -15,7 +15,7 @@ import pytest
 from eth_account import Account
 from sync_world import HOUR, World, gate_event, record_denied, store_path, write_config
 
-from edge.chain.contract import BookingStatus, RentalClient
+from edge.chain.contract import ChainBookingStatus, RentalClient
 from edge.chain.sync import SyncService, chain_seq, stored_status
 from edge.chain.syncplan import lot_bytes
 from edge.cli import main
@@ -42,7 +42,7 @@ def test_gateway_clock_ten_minutes_ahead_still_lands_every_record_and_alerts(wor
         assert "clock_ahead" in health.alerts and "ahead of the chain" in health.alerts["clock_ahead"]
         assert health.extra["clock_ahead_s"] >= ahead_s - 5
     booking = world.admin.get_booking(booking_id)
-    assert booking.status is BookingStatus.CHECKED_OUT
+    assert booking.status is ChainBookingStatus.CHECKED_OUT
     assert booking.check_in_at <= world.now() + 300  # never stamped beyond the allowed skew
 
 
@@ -95,7 +95,7 @@ def test_unknown_booking_rejection_is_retried_under_a_new_number_until_it_lands(
     service.run_until_idle()
     assert store.outbox_row("chain", event.event_id).status == "done"
     assert chain_seq(store, event.event_id) == 2  # number 1 was spent on the rejected attempt
-    assert world.admin.get_booking(booked).status is BookingStatus.CHECKED_IN
+    assert world.admin.get_booking(booked).status is ChainBookingStatus.CHECKED_IN
 
 
 class DiesBeforeBroadcast(SyncService):

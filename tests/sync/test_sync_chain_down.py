@@ -7,7 +7,7 @@ from pathlib import Path
 from sync_world import build_world, gate_event, landed_denials, record_denied
 
 from edge.chain.anvil import Anvil, AnvilConfig
-from edge.chain.contract import BookingStatus
+from edge.chain.contract import ChainBookingStatus
 from edge.chain.sync import chain_seq, connect
 from edge.store import Store
 
@@ -45,7 +45,7 @@ def test_node_down_then_restarted_with_its_state_catches_up_in_order(tmp_path: P
 
             expected = [chain_seq(store, e) for e in denied]
             assert landed_denials(world.w3, world.admin, world.deploy_block) == expected  # once, in order
-            assert world.admin.get_booking(booking_id).status is BookingStatus.CHECKED_IN
+            assert world.admin.get_booking(booking_id).status is ChainBookingStatus.CHECKED_IN
             assert store.booking(str(booking_id)).status == "checked_in"
             assert service.health().backlog == 0 and service.health().consecutive_failures == 0
     finally:

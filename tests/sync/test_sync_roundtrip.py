@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sync_world import HOUR, LOT, World, gate_event, record_denied
 
-from edge.chain.contract import BookingStatus
+from edge.chain.contract import ChainBookingStatus
 from edge.chain.sync import SyncService, chain_seq
 from edge.chain.syncplan import lot_bytes
 from edge.store import Store
@@ -37,7 +37,7 @@ def test_booking_down_gate_records_up_and_their_effect_down_again(world: World, 
     # One record per entry: the contract verifies the plate in the check-in record itself.
     assert store.outbox_row("chain", verified.event_id).ack_ref == "not-uploaded:verified"
     assert store.outbox_row("chain", manual.event_id).ack_ref == "not-uploaded:manual"
-    assert world.admin.get_booking(booking_id).status is BookingStatus.CHECKED_IN
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.CHECKED_IN
 
     service.step_down()
     assert store.booking(str(booking_id)).status == "checked_in"
