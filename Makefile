@@ -64,10 +64,10 @@ bench: $(PY_STAMP) $(NPM_STAMP)
 	$(PY) -m edge.tools.bench
 
 chaos: $(PY_STAMP) $(NPM_STAMP) system-deps
-	$(PY) -m edge.chaos
+	$(PY) -m edge.tools.chaos
 
 gas: $(PY_STAMP) $(NPM_STAMP)
-	$(PY) -m edge.chain.gas
+	$(PY) -m edge.tools.gas
 
 # ruff, the import contracts of docs/ARCHITECTURE.md (pyproject.toml [tool.importlinter]), mypy (strict on
 # the pure core).

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from edge.chain.anvil import Anvil, AnvilConfig
+from edge.tools.anvil import Anvil, AnvilConfig
 
 CORE_MODULES = frozenset({
     "tests/access/test_access_decide.py", "tests/access/test_access_plates.py",

@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edge.demo.scenario import main
-
+    try:
+        from edge.tools.demo.scenario import main
+    except ImportError:  # an installed gateway: the demo comes with the repository only
+        print("parkgate demo: the demo is a development tool; run it from the repository (make demo)")
+        return 2
     return main(args.workdir, args.mqtt, args.models, args.mqtt_ca)

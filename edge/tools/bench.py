@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from edge.access.decide import commitment_function
-from edge.demo import harness as h
-from edge.demo.scenario import vision_section
 from edge.store import Booking, GateEventRow, RentalEvent, Store, new_event_id
+from edge.tools.demo import harness as h
+from edge.tools.demo.scenario import vision_section
 from edge.tools.emulator.launch import running_emulator
 
 LOT = "LOT-BENCH-1"
@@ -147,11 +147,11 @@ def bench_lpr(frames: int, models: Path | None) -> list[tuple[str, str, str]]:
 
 
 def bench_sync(work: Path, records: int, naive: int) -> list[tuple[str, str, str]]:
-    from edge.chain.anvil import Anvil, dev_account
     from edge.chain.commitment import plate_commitment
     from edge.chain.contract import GateRecord, RecordKind
     from edge.chain.sync import SyncService, SyncSettings, connect
-    from edge.demo.world import build_world
+    from edge.tools.anvil import Anvil, dev_account
+    from edge.tools.demo.world import build_world
 
     with Anvil(log_path=work / "anvil.log") as anvil:
         w3 = anvil.web3()

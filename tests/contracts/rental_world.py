@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from edge.chain.anvil import dev_account
 from edge.chain.commitment import lot_id, plate_commitment
 from edge.chain.contract import GateRecord, RecordKind, RentalClient, deploy
+from edge.tools.anvil import dev_account
 
 LOT_CODE = "LOT-NORD-1"
 OTHER_LOT_CODE = "LOT-SUED-2"

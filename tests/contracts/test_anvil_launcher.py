@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from rental_world import HOUR, PRICE_PER_HOUR, book, build_world
 
-from edge.chain import anvil as anvil_module
-from edge.chain.anvil import Anvil, AnvilConfig, AnvilError
 from edge.chain.contract import ChainBookingStatus, RentalClient
+from edge.tools import anvil as anvil_module
+from edge.tools.anvil import Anvil, AnvilConfig, AnvilError
 from edge.tools.net import free_tcp_port
 
 

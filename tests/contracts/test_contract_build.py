@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from edge.chain import build
-from edge.chain.anvil import AnvilError, anvil_binary
 from edge.chain.contract import load_artifact
+from edge.tools.anvil import AnvilError, anvil_binary
 
 # Events the chain-sync filters by lot with eth_getLogs: lotId must stay indexed.
 LOT_INDEXED_EVENTS = ("RentalEventCreated", "FirstAssociation", "RentalRequested", "SecondAssociation",

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rental_world import PRICE_PER_HOUR, World, book, listing
 
-from edge.chain import gas
 from edge.chain.contract import GateRecord, RecordKind, RentalClient, decode_revert, load_artifact
+from edge.tools import gas
 
 ABI = load_artifact()["abi"]
 

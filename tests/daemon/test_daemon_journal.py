@@ -24,10 +24,10 @@ from edge.daemon.records import (
     rows_for_journaled_pass,
     rows_for_pass,
 )
-from edge.demo import harness as h
 from edge.lanes.machine import Outcome, PassRecord, Snapshot
 from edge.mqtt.commands import generate_key
 from edge.store import Booking, RentalEvent, Store
+from edge.tools.demo import harness as h
 from edge.tools.emulator.launch import running_emulator
 from edge.tools.net import free_tcp_port
 from edge.vision.types import PlateRead

@@ -3,7 +3,7 @@ a stranger is refused, and the relay pulsed once."""
 
 from __future__ import annotations
 
-from edge.demo import harness as h
+from edge.tools.demo import harness as h
 from edge.tools.emulator.launch import running_emulator
 
 FLEET = h.Vehicle("fleet", "AB 123-CD", seed=721)

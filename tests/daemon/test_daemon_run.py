@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from edge.access.decide import commitment_function
-from edge.demo import harness as h
 from edge.store import Booking, RentalEvent, Store
+from edge.tools.demo import harness as h
 from edge.tools.emulator.launch import running_emulator
 from edge.tools.net import free_tcp_port
 

@@ -14,9 +14,9 @@ from edge.config import parse_config
 from edge.daemon.camera import load_recording
 from edge.daemon.records import destinations_for, presence_from_events, rows_for_pass
 from edge.daemon.status import LaneStatus, StatusSnapshot, read_status, render_status, write_status
-from edge.demo.harness import toml_text
 from edge.lanes.machine import Outcome, PassRecord
 from edge.metrics import Sample, render
+from edge.tools.demo.harness import toml_text
 from edge.vision.types import PlateRead
 
 COMMITMENT = "0x" + "ab" * 32

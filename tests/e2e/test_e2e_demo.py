@@ -3,7 +3,7 @@ cameras, the bundled models and the daemon as a subprocess; every expectation of
 
 from __future__ import annotations
 
-from edge.demo.scenario import run_demo
+from edge.tools.demo.scenario import run_demo
 
 
 def test_demo_day_meets_every_expectation(tmp_path):

@@ -18,13 +18,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.chain.anvil import Anvil, AnvilConfig, dev_account
 from edge.chain.sync import audit_records
-from edge.demo import harness as h
-from edge.demo.world import build_world, chain_section, write_secrets
 from edge.mqtt import generate_key, sign_command
 from edge.mqtt.commands import parse_key
 from edge.mqtt.topics import ONLINE, Topics
+from edge.tools.anvil import Anvil, AnvilConfig, dev_account
+from edge.tools.demo import harness as h
+from edge.tools.demo.world import build_world, chain_section, write_secrets
 from edge.tools.emulator.launch import running_emulator
 from edge.tools.mosquitto import MosquittoBroker
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from edge.chain.anvil import dev_account
 from edge.chain.commitment import plate_commitment
 from edge.chain.contract import RentalClient, deploy
 from edge.chain.keystore import create_keystore
@@ -16,6 +15,7 @@ from edge.chain.sync import SyncService, SyncSettings
 from edge.chain.syncplan import lot_bytes
 from edge.store import Store
 from edge.store.rows import GateEventRow, new_event_id
+from edge.tools.anvil import dev_account
 
 LOT = "LOT-1"
 LOT_SECRET = bytes.fromhex("00112233445566778899aabbccddeeff0123")

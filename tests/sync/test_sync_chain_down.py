@@ -6,10 +6,10 @@ from pathlib import Path
 
 from sync_world import build_world, gate_event, landed_denials, record_denied
 
-from edge.chain.anvil import Anvil, AnvilConfig
 from edge.chain.contract import ChainBookingStatus
 from edge.chain.sync import chain_seq, connect
 from edge.store import Store
+from edge.tools.anvil import Anvil, AnvilConfig
 
 
 def test_node_down_then_restarted_with_its_state_catches_up_in_order(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sync_world import PASSWORD, World, record_denied, store_path, write_config
 
-from edge.chain.anvil import Anvil
 from edge.chain.keystore import KeystoreError, create_keystore, keystore_address, load_account
 from edge.cli import main
 from edge.store import Store
+from edge.tools.anvil import Anvil
 
 KEY = "0x" + "11" * 32
 

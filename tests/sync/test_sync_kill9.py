@@ -18,10 +18,10 @@ from pathlib import Path
 
 from sync_world import World, landed_denials, record_denied, store_path, write_config
 
-from edge.chain.anvil import Anvil
 from edge.chain.sync import chain_seq, service_from_config
 from edge.config import load_config
 from edge.store import Store
+from edge.tools.anvil import Anvil
 from edge.tools.proc import ManagedProcess
 
 RECORDS = 1500

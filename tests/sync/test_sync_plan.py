@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from web3 import Web3
 
-from edge.chain.anvil import dev_account
 from edge.chain.contract import (
     DecodedEvent,
     GateRecord,
@@ -37,6 +36,7 @@ from edge.chain.syncplan import (
     retry_rejected,
 )
 from edge.store.rows import ChainBlock, OutboxRow
+from edge.tools.anvil import dev_account
 
 GATEWAY = dev_account(5).address
 COMMIT = "0x" + "ab" * 32

@@ -1,6 +1,6 @@
 """Benchmark: drain a gate-record backlog to a real anvil, batched vs one transaction per record.
 
-    python -m edge.chain.bench_sync [--records 10000] [--batch 200] [--naive 500]
+    python -m edge.tools.bench_sync [--records 10000] [--batch 200] [--naive 500]
 
 Both runs use the real sync service (store file, signing, nonce handling, receipts) against one
 anvil in automine mode. The naive run uses batch size 1 on a smaller sample (``--naive``); its
@@ -18,12 +18,12 @@ from pathlib import Path
 
 from web3 import Web3
 
-from edge.chain.anvil import Anvil, AnvilConfig, dev_account
 from edge.chain.contract import RentalClient, deploy
 from edge.chain.sync import SyncService, SyncSettings
 from edge.chain.syncplan import lot_bytes
 from edge.store import Store
 from edge.store.rows import GateEventRow, new_event_id
+from edge.tools.anvil import Anvil, AnvilConfig, dev_account
 
 LOT = "LOT-BENCH"
 
@@ -76,7 +76,7 @@ def _deploy(w3: Web3) -> RentalClient:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge.chain.bench_sync", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m edge.tools.bench_sync", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=10_000, help="backlog size for the batched run")
     parser.add_argument("--batch", type=int, default=200, help="records per transaction (batched run)")

@@ -1,4 +1,4 @@
-"""Gas report of the rental contract: ``python -m edge.chain.gas [--out FILE]`` (``make gas``).
+"""Gas report of the rental contract: ``python -m edge.tools.gas [--out FILE]`` (``make gas``).
 
 Starts a fresh anvil, deploys ParkgateRental, runs the lifecycle once and gate-record batches of
 sizes 1, 10 and 100 (CheckIn = verification + check-in, CheckOut, a replay of the same batch, which is
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from web3 import Web3
 
-from edge.chain.anvil import Anvil, AnvilConfig, dev_account
 from edge.chain.commitment import lot_id, plate_commitment
 from edge.chain.contract import GateRecord, RecordKind, deploy, record_words
+from edge.tools.anvil import Anvil, AnvilConfig, dev_account
 
 BATCH_SIZES: tuple[int, ...] = (1, 10, 100)
 VISIT_BATCH = 100
@@ -175,7 +175,7 @@ def measure(sizes: Sequence[int] = BATCH_SIZES, log_dir: Path | None = None) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge.chain.gas", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m edge.tools.gas", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(BATCH_SIZES), help="batch sizes")
     args = parser.parse_args(argv)

@@ -12,11 +12,11 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from edge.chain.anvil import dev_account
 from edge.chain.commitment import lot_id, plate_commitment
 from edge.chain.contract import RentalClient, deploy
 from edge.chain.keystore import create_keystore
 from edge.chain.syncplan import chain_lot_code
+from edge.tools.anvil import dev_account
 
 PRICE_PER_HOUR = 10**15
 GATEWAY_ACCOUNT = 5

@@ -38,15 +38,15 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.chain.anvil import Anvil, AnvilConfig, dev_account
 from edge.chain.commitment import normalise_plate
 from edge.chain.sync import audit_records
 from edge.daemon.records import RESTART_OUTCOME, UNACKED_RESTART_OUTCOME
-from edge.demo import harness as h
-from edge.demo.scenario import vision_section
-from edge.demo.world import build_world, chain_section, write_secrets
 from edge.mqtt import generate_key
 from edge.mqtt.topics import Topics
+from edge.tools.anvil import Anvil, AnvilConfig, dev_account
+from edge.tools.demo import harness as h
+from edge.tools.demo.scenario import vision_section
+from edge.tools.demo.world import build_world, chain_section, write_secrets
 from edge.tools.emulator.launch import running_emulator
 from edge.tools.mosquitto import MosquittoBroker
 from edge.vision import synth
@@ -405,7 +405,7 @@ def say(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge.chaos", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m edge.tools.chaos", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--booked", type=int, default=100, help="renters with a booking (enter and leave)")
     parser.add_argument("--fleet", type=int, default=600, help="allow-listed fleet vehicles (enter)")

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.chain.anvil import Anvil, dev_account
 from edge.chain.sync import audit_records
-from edge.demo import harness as h
-from edge.demo.world import ChainWorld, build_world, chain_section, write_secrets
+from edge.tools.anvil import Anvil, dev_account
+from edge.tools.demo import harness as h
+from edge.tools.demo.world import ChainWorld, build_world, chain_section, write_secrets
 from edge.tools.emulator.launch import running_emulator
 
 LOT_ID = "LOT-DEMO-1"
