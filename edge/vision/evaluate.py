@@ -21,8 +21,6 @@ import numpy as np
 
 from edge.vision import plates
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
 
 @dataclass(frozen=True)
 class Sample:

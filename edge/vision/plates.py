@@ -2,8 +2,8 @@
 
 Policy for look-alike characters: readers report what they read; `fold_lookalikes` maps O->0 and I->1
 (the two confusions that real plates and their labels get wrong most often) for comparisons only;
-`fit_pattern` fixes a read in place when a region pattern says which positions are letters or digits;
-`fit_layout` does the same with the OCR's per-character probabilities and may also drop one stray
+`fit_layout` fixes a read when a region pattern says which positions are letters or digits, with the
+OCR's per-character probabilities, and may also drop one stray
 character at either end (a coat of arms, a state emblem or a plate frame read as a letter).
 """
 
@@ -15,8 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 ALNUM = re.compile(r"[^0-9A-Z]")
-LETTER_TO_DIGIT = {"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "Z": "2", "S": "5", "B": "8", "G": "6"}
-DIGIT_TO_LETTER = {"0": "O", "1": "I", "2": "Z", "5": "S", "8": "B", "6": "G", "4": "A", "7": "T"}
 FOLDS = str.maketrans({"O": "0", "I": "1"})
 
 # Pattern alphabet: A = letter, 9 = digit, * = either. A region lists the national layouts of its plates
@@ -99,31 +97,6 @@ def _fits(char: str, kind: str) -> bool:
     if kind == "9":
         return char.isdigit()
     return char.isalnum()
-
-
-def fit_pattern(text: str, patterns: Iterable[str]) -> str:
-    """Return `text` with look-alikes swapped to satisfy the first pattern of the same length it can.
-
-    Text that already matches a pattern, or that no pattern of its length can fix, is returned as is.
-    """
-    text = normalise(text)
-    for pattern in patterns:
-        if len(pattern) != len(text):
-            continue
-        if matches(text, pattern):
-            return text
-        fixed = "".join(_coerce(char, kind) for char, kind in zip(text, pattern, strict=True))
-        if matches(fixed, pattern):
-            return fixed
-    return text
-
-
-def _coerce(char: str, kind: str) -> str:
-    if kind == "9" and char.isalpha():
-        return LETTER_TO_DIGIT.get(char, char)
-    if kind == "A" and char.isdigit():
-        return DIGIT_TO_LETTER.get(char, char)
-    return char
 
 
 def region_patterns(region: str) -> tuple[str, ...]:
