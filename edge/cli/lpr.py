@@ -399,12 +399,13 @@ def _sweep_backgrounds(folder: Path | None, scratch: Path) -> list[Path]:
     """Background scene files: those of `folder`, else the held-out third of the shared backgrounds, else
     16 generated scenes written to `scratch`."""
     from edge.vision import synth
+    from edge.vision.sources import is_image
     from models.data import background_paths
 
     if folder:
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        paths = sorted(p for p in folder.iterdir() if is_image(str(p)))
         if not paths:
-            raise SystemExit(f"parkgate lpr sweep: no JPEG/PNG backgrounds in {folder}")
+            raise SystemExit(f"parkgate lpr sweep: no background images (JPEG, PNG, ...) in {folder}")
         return paths
     paths = [Path(p) for p in background_paths("holdout")]
     for index in range(0 if paths else 16):

@@ -14,11 +14,15 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from edge.vision.detector import Box, iou
+
+if TYPE_CHECKING:
+    from edge.vision.reader import PlateReader
 
 WIDTHS = (40, 60, 80, 100, 140, 200, 300)
 FRAME_SIZES = ((1280, 720), (1920, 1080))
@@ -167,10 +171,6 @@ def summarise(outcomes: Iterable[Outcome]) -> dict:
     }
 
 
-ReadFrame = Callable[[np.ndarray], tuple[list[tuple[float, float, float, float]], str, float]]
-"""frame -> (detected boxes, best read text, milliseconds spent reading)."""
-
-
 def per_width(outcomes: list[Outcome], widths: Iterable[int]) -> list[dict]:
     """One summary per plate width, in order, each with its `width`."""
     return [{"width": width, **summarise(o for o in outcomes if o.width == width)} for width in widths]
@@ -183,7 +183,7 @@ def detected(boxes: Iterable[Box], truth: Box) -> bool:
 
 def run(
     samples: list,
-    reader,
+    reader: PlateReader,
     backgrounds: list[Path],
     frame_sizes: Iterable[tuple[int, int]] = FRAME_SIZES,
     widths: Iterable[int] = WIDTHS,
