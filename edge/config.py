@@ -273,6 +273,18 @@ class PolicyConfig(Section):
     fail_mode: Annotated[str, one_of("closed")] = "closed"
 
 
+class ClockConfig(Section):
+    # What decides when the wall clock is behind the sanity floor (edge.clock, docs/ARCHITECTURE.md "Time"):
+    # "floor": booking windows and command freshness judged against the floor (a booking not started by
+    #   the floor is refused too_early); a signed command dated ahead of the floor is accepted (once: its
+    #   nonce is kept);
+    # "lenient": as "floor", and a booking that has not ended by the floor admits its car;
+    # "strict": as "floor", but a command dated beyond the allowed skew is refused as with a good clock.
+    # Exits never depend on it: a car inside always gets out.
+    untrusted_time: Annotated[str, one_of("floor", "lenient", "strict")] = "floor"
+    behind_tolerance_s: Annotated[int, between(1, 3600)] = 2
+
+
 class ChainConfig(Section):
     enabled: bool = False
     rpc_url: Annotated[str, rule(lambda v: v.startswith(RPC_SCHEMES), "an http(s):// or ws(s):// URL")] = (
@@ -326,6 +338,7 @@ class Config(Section):
     lanes: Annotated[tuple[LaneConfig, ...], BeforeValidator(_array)] = (LaneConfig(),)
     vision: VisionConfig = VisionConfig()
     policy: PolicyConfig = PolicyConfig()
+    clock: ClockConfig = ClockConfig()
     chain: ChainConfig = ChainConfig()
     mqtt: MqttConfig = MqttConfig()
     metrics: MetricsConfig = MetricsConfig()
