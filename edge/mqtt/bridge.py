@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config import MqttConfig
-from edge.mqtt.commands import MIN_KEY_BYTES, Command, CommandPolicy, Rejection, verify_command
+from edge.mqtt.commands import MIN_KEY_BYTES, Command, CommandPolicy, Freshness, Rejection, verify_command
 from edge.mqtt.nonces import NonceStore
 from edge.mqtt.outbox import OutboxPort, OutboxPublisher
 from edge.mqtt.privacy import redact_payload
@@ -87,7 +87,8 @@ class MqttBridge:
                  on_command: CommandHandler = _reject_everything,
                  open_outbox: Callable[[], OutboxPort] | None = None,
                  nonces: NonceStore | None = None,
-                 clock_ms: Callable[[], int] = wall_clock_ms, poll_s: float = 1.0) -> None:
+                 clock_ms: Callable[[], int] = wall_clock_ms, poll_s: float = 1.0,
+                 time_trusted: Callable[[], bool] = lambda: True, future_when_untrusted: bool = True) -> None:
         self.config = config
         self.timings = timings
         self.client_id = config.client_id or f"parkgate-{gateway_id}"
@@ -95,14 +96,16 @@ class MqttBridge:
         self.topics = Topics(config.topic_prefix, gateway_id)
         self.lanes = tuple(self._checked_lane(lane) for lane in lanes)
         self.policy = CommandPolicy(gateway_id, frozenset(self.lanes), config.command_max_age_s * 1000,
-                                    timings.command_max_skew_ms, timings.command_max_bytes)
+                                    timings.command_max_skew_ms, timings.command_max_bytes,
+                                    future_when_untrusted)
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"gateway key is {len(key)} bytes, at least {MIN_KEY_BYTES} required")
         self._key = key
         self._on_command = on_command
         self._open_outbox = open_outbox
         self.nonces = nonces if nonces is not None else NonceStore(":memory:", self.policy.replay_window_ms)
-        self._clock_ms = clock_ms
+        self._clock_ms = clock_ms  # the gateway's best time (edge.clock) in the daemon
+        self._time_trusted = time_trusted
         self._poll_s = poll_s
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
@@ -292,12 +295,14 @@ class MqttBridge:
             return
         now = self._clock_ms()
         try:
-            verdict = verify_command(bytes(message.payload), self._key, now, self.nonces, self.policy,
+            fresh = Freshness(now, self._time_trusted(), self.nonces.min_ts_ms)
+            verdict = verify_command(bytes(message.payload), self._key, fresh, self.nonces, self.policy,
                                      topic_lane)
         except Exception:  # verify_command is fuzzed not to raise; the nonce store (SQLite) might
             log.exception("could not verify command on %s", message.topic)
             verdict = Rejection("internal_error", "verification failed, see log")
         if isinstance(verdict, Rejection):
+            self._keep_nonce(verdict, now)
             self._count(f"cmd_rejected.{verdict.reason}")
             log.warning("rejected command on %s: %s (%s)", message.topic, verdict.reason, verdict.detail)
             self._publish_result({"ok": False, "lane": topic_lane, "reason": verdict.reason})
@@ -319,6 +324,17 @@ class MqttBridge:
                  verdict.nonce, outcome.ok, outcome.detail)
         self._publish_result({"ok": outcome.ok, "lane": verdict.lane, "action": verdict.action,
                               "nonce": verdict.nonce, "detail": outcome.detail})
+
+    def _keep_nonce(self, rejection: Rejection, now_ms: int) -> None:
+        """A correctly signed command refused (stale, future, ...): keep its nonce all the same, so that a
+        clock step can never make it acceptable later (edge.mqtt.nonces)."""
+        cmd = rejection.command
+        if cmd is None or rejection.reason == "replayed":
+            return
+        try:
+            self.nonces.remember(cmd.nonce, cmd.ts_ms, now_ms)
+        except Exception:  # noqa: BLE001 - the command is refused anyway
+            log.exception("could not keep the nonce of refused command %s", cmd.nonce)
 
     def _publish_result(self, body: dict[str, Any]) -> None:
         self._client.publish(self.topics.command_result, _json(body), qos=1)
