@@ -23,6 +23,14 @@ any lane runs, each leftover becomes recorded rows in one transaction with the r
   recorded as a ``fault`` with reason ``open_unconfirmed_restart,<decision reason>`` (the grant is
   on record; no check-in). A vehicle that did drive through in the ack's ~ms window is not billed.
 
+Time and store health (issue #17): the daemon's clock is an :class:`edge.clock.TrustedClock` seeded with
+the store's ``clock_floor``; decisions and command freshness use its best time. The store is opened only
+if it is not a silently replaced file (``edge.store.integrity``) and passes ``PRAGMA quick_check``;
+otherwise the daemon stops with an error naming the file and the recovery steps. Once a second the
+status loop checks the clock against the floor (alert ``clock_behind``), writes the passes kept in memory
+while the store refused writes (alert ``store_unwritable``) and, every :data:`FLOOR_SAVE_S`, saves the
+best time as the floor. Active alerts go into the status file, the retained MQTT status and the metrics.
+
 Shutdown on SIGTERM/SIGINT: stop taking passes, close each gate unless a vehicle is under it (an
 open is a hardware-timed pulse anyway, so a killed daemon cannot leave a gate open), stop the
 background parts (pending outbox rows stay for the next start), write a final status.
@@ -37,6 +45,7 @@ import logging
 import os
 import secrets
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -44,16 +53,18 @@ from typing import Any
 from edge import notify
 from edge.access import commitment_function, policy_from_config
 from edge.chain.syncplan import chain_lot_code
+from edge.clock import TrustedClock, describe_behind
 from edge.config import CameraConfig, Config, LaneConfig, read_secret, relay_map_options
 from edge.daemon.camera import capture_burst, open_frame_source
 from edge.daemon.chainlink import ChainLink
 from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.lane import LaneShell
-from edge.daemon.status import LaneStatus, StatusSnapshot, status_path, write_status
+from edge.daemon.status import LaneStatus, StatusSnapshot, boot_id, status_path, write_status
 from edge.errors import ParkgateError
 from edge.lanes.machine import BurstDone, LaneSettings, ManualOpen
 from edge.metrics import MetricsServer, Sample
-from edge.store import Store, wall_clock_ms
+from edge.store import Store, StoreDamagedError, wall_clock_ms
+from edge.store.integrity import recovery_steps
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
 from edge.vision.roi import Roi
@@ -65,6 +76,7 @@ log = logging.getLogger(__name__)
 STATUS_EVERY_S = 1.0
 CONNECT_RETRY_S = 1.0
 PLATE_KEY_FILE = "plate-key"
+FLOOR_SAVE_S = 60.0  # how often the best time is saved as the clock floor (one small write)
 
 
 def lot_code_of(cfg: Config) -> str:
@@ -89,6 +101,19 @@ def plate_key(cfg: Config) -> bytes:
         return text.encode()
 
 
+def open_store(cfg: Config, clock: TrustedClock) -> Store:
+    """The daemon's store, refused (StoreDamagedError naming the file and the recovery steps) when it was
+    silently replaced or fails ``PRAGMA quick_check``; its clock floor raises ``clock``'s."""
+    store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms, clock=clock.now_ms)
+    problems = store.quick_check()
+    if problems:
+        store.close()
+        raise StoreDamagedError(f"store {cfg.store_path} is damaged (PRAGMA quick_check: "
+                                f"{'; '.join(problems[:3])}). {recovery_steps(cfg.store_path)}")
+    clock.observe(store.clock_floor())
+    return store
+
+
 class Daemon:
     """Wiring: the store, the gatekeeper, one lane shell per lane (driver, camera), the chain sync,
     the MQTT bridge, metrics, the status file and sd_notify."""
@@ -96,16 +121,18 @@ class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.started = time.time()
+        self.started_mono = time.monotonic()
         self.state = "starting"
         self.stop_event = asyncio.Event()
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
         self.evidence_dir = cfg.gateway.state_dir / "evidence"
-        self.store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms)
+        self.clock = TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
+        self.store = open_store(cfg, self.clock)
         self.chain = ChainLink(cfg)
         self.gatekeeper = Gatekeeper(self.store, policy_from_config(cfg),
                                      commitment_function(plate_key(cfg), lot_code_of(cfg)),
                                      chain_on=cfg.chain.enabled, mqtt_on=cfg.mqtt.enabled,
-                                     on_recorded=self._wake_senders)
+                                     on_recorded=self._wake_senders, clock=self.clock)
         self.recovered = self.gatekeeper.recover()
         self.reader = PlateReader(cfg.vision.detector_model, cfg.vision.ocr_model, cfg.vision.ocr_config,
                                   threads=cfg.vision.threads, region=cfg.vision.region)
@@ -118,6 +145,9 @@ class Daemon:
         self.bridge: Any = None
         self.metrics: MetricsServer | None = None
         self._last_snapshot: StatusSnapshot | None = None
+        self.conditions: dict[str, str] = {}  # alerts raised now (code -> detail), cleared when resolved
+        self._floor_saved_at = time.monotonic()
+        self._status_write_failed = False
 
     def _wake_senders(self) -> None:
         """A pass was recorded: its outbox rows wait for the broker and the chain."""
@@ -128,6 +158,34 @@ class Daemon:
     def alert(self, lane: str, code: str, detail: str) -> None:
         self.alerts[code] = self.alerts.get(code, 0) + 1
         log.warning("alert %s on lane %s: %s", code, lane, detail)
+
+    def _condition(self, code: str, detail: str | None) -> None:
+        """An alert that holds while a condition lasts: raised (counted, logged) when it starts or its
+        detail's first word changes, cleared when ``detail`` is None."""
+        if detail is None:
+            if self.conditions.pop(code, None) is not None:
+                log.warning("alert %s cleared", code)
+            return
+        if code not in self.conditions:
+            self.alert("-", code, detail)
+        self.conditions[code] = detail
+
+    def _health_tick(self) -> None:
+        """Once a second: the clock against its floor, passes kept in memory, the floor saved."""
+        with contextlib.suppress(sqlite3.Error):
+            self.clock.observe(self.store.clock_floor())  # the chain sync raises it with block times
+        now = self.clock.reading()
+        self._condition("clock_behind", None if now.trusted else (
+            f"wall clock behind by {describe_behind(now.behind_ms)} (behind the newest time this gateway "
+            f"has seen); deciding with that time ({self.cfg.clock.untrusted_time!r} policy): fix NTP"))
+        if self.gatekeeper.pending:
+            with contextlib.suppress(Exception):
+                self.gatekeeper.flush()
+        self._condition("store_unwritable", self.gatekeeper.store_error)
+        if time.monotonic() - self._floor_saved_at >= FLOOR_SAVE_S:
+            self._floor_saved_at = time.monotonic()
+            with contextlib.suppress(sqlite3.Error):
+                self.store.raise_clock_floor(now.best_ms)
 
     # -- start-up --------------------------------------------------------------------------------------
 
@@ -172,7 +230,7 @@ class Daemon:
             from edge.mqtt.wiring import bridge_from_config
 
             try:
-                self.bridge = bridge_from_config(self.cfg, self._remote_command).start()
+                self.bridge = bridge_from_config(self.cfg, self._remote_command, clock=self.clock).start()
             except Exception as exc:  # noqa: BLE001 - bad key/TLS files must not keep gates shut
                 log.error("MQTT not started: %s", exc)
                 self.alert("-", "mqtt_not_started", str(exc))
@@ -207,12 +265,19 @@ class Daemon:
                                  s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
                                  s.stats.last_read, list(s.stats.open_latencies_ms)) for s in self.lanes)
         now = time.time()
+        reading = self.clock.reading()
+        clock = {"wall_ms": reading.wall_ms, "best_ms": reading.best_ms, "behind_ms": reading.behind_ms,
+                 "trusted": reading.trusted}
+        store = {"writable": self.gatekeeper.store_error is None, "pending": len(self.gatekeeper.pending),
+                 "dropped": self.gatekeeper.dropped}
         return StatusSnapshot(
             gateway=self.cfg.gateway.id, pid=os.getpid(), state=self.state, updated_at=now,
-            uptime_s=round(now - self.started, 1), lanes=lanes, backlog=backlog,
+            uptime_s=round(time.monotonic() - self.started_mono, 1), lanes=lanes, backlog=backlog,
             gate_events=counts.get("gate_events", 0), bookings=counts.get("bookings", 0),
             inside=self.gatekeeper.presence.occupancy, alerts=dict(self.alerts),
             chain=dict(self.chain.health), mqtt=self._mqtt_health(),
+            heartbeat_mono=time.monotonic(), boot_id=boot_id(), active_alerts=dict(self.conditions),
+            clock=clock, store=store,
         )
 
     def _mqtt_health(self) -> dict[str, Any]:
@@ -237,6 +302,7 @@ class Daemon:
         for code in chain.get("alerts", {}):
             out.append(Sample("parkgate_chain_alert", 1.0, help="a chain sync alert is raised",
                               labels={"code": code}))
+        out += self._health_samples(snap)
         for lane in snap.lanes if snap else ():
             labels = {"lane": lane.name}
             out += [Sample("parkgate_lane_passes_total", lane.passes, "counter", "passes", labels),
@@ -245,10 +311,28 @@ class Daemon:
                            labels=labels)]
         return out
 
+    @staticmethod
+    def _health_samples(snap: StatusSnapshot | None) -> list[Sample]:
+        clock, store = (snap.clock, snap.store) if snap else ({}, {})
+        return [
+            Sample("parkgate_clock_behind_seconds", clock.get("behind_ms", 0) / 1000,
+                   help="how far the wall clock is behind the newest time the gateway has seen"),
+            Sample("parkgate_clock_trusted", 1.0 if clock.get("trusted", True) else 0.0,
+                   help="0 while the wall clock is behind the sanity floor"),
+            Sample("parkgate_store_writable", 1.0 if store.get("writable", True) else 0.0,
+                   help="0 while the store refuses writes (disk full or read-only): gates stay shut"),
+            Sample("parkgate_store_pending_passes", store.get("pending", 0),
+                   help="passes kept in memory until the store takes writes again"),
+        ]
+
     async def _status_loop(self) -> None:
         path = status_path(self.cfg.gateway.state_dir)
         interval = notify.watchdog_interval_s()
         while not self.stop_event.is_set():
+            try:
+                self._health_tick()
+            except Exception:  # noqa: BLE001 - health checks must never stop the status loop
+                log.exception("health tick failed")
             self._publish_status(path)
             if interval is not None:
                 notify.watchdog()
@@ -260,16 +344,23 @@ class Daemon:
         try:
             snap = self.snapshot()
             self._last_snapshot = snap
-            write_status(path, snap)
         except Exception:  # noqa: BLE001 - status must never stop the gate
             log.exception("status snapshot failed")
             return
+        try:
+            write_status(path, snap)
+            self._status_write_failed = False
+        except OSError as exc:  # a full or read-only state dir: said once, MQTT and metrics still tell
+            if not self._status_write_failed:
+                log.error("status file %s not written: %s", path, exc)
+            self._status_write_failed = True
         lanes = ", ".join(f"{lane.name} {lane.phase}" for lane in snap.lanes)
         notify.status(f"{snap.state}: {lanes}; backlog {snap.backlog or 0}")
         if self.bridge is not None:
             try:
                 self.bridge.publish_status({"state": snap.state, "uptime_s": snap.uptime_s,
-                                            "inside": snap.inside, "backlog": snap.backlog})
+                                            "inside": snap.inside, "backlog": snap.backlog,
+                                            "alerts": snap.active_alerts})
                 self._publish_lane_changes(snap.lanes)
             except Exception:  # noqa: BLE001 - the broker link must never stop the status loop
                 log.exception("MQTT status publish failed")
