@@ -197,8 +197,8 @@ def verify_command(raw: bytes, key: bytes, now: int | Freshness, seen: Container
     if not hmac.compare_digest(expected, doc["sig"]):
         return Rejection("bad_signature", "sig does not match the gateway key")
     fresh = now if isinstance(now, Freshness) else Freshness(now)
-    problem = _policy_problem(cmd, policy, fresh, seen, topic_lane)
-    return cmd if problem is None else Rejection(problem.reason, problem.detail, cmd)
+    refused = _policy_problem(cmd, policy, fresh, seen, topic_lane)
+    return cmd if refused is None else Rejection(refused.reason, refused.detail, cmd)
 
 
 def generate_key() -> str:
