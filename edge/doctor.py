@@ -140,9 +140,9 @@ def check_store(config: Config) -> CheckResult:
     if not path.parent.is_dir():
         return CheckResult.fail(f"directory {path.parent} of {path} does not exist",
                                 _fix_state_dir(path.parent))
-    refusal = integrity.preflight(path)  # a lost store is not replaced by a new empty one
-    if refusal is not None:
-        return CheckResult.fail(refusal, integrity.recovery_steps(path))
+    report = integrity.check(path)  # read-only: a lost store is not replaced by a new empty one
+    if not report.ok:
+        return CheckResult.fail(f"{path}: {report.problems[0]}", integrity.recovery_steps(path))
     try:
         with Store(path, busy_timeout_ms=config.store.busy_timeout_ms) as store:
             problems = store.integrity_check()
