@@ -231,6 +231,7 @@ class PassRecord:
     decision: Decision | None
     detail: str = ""
     snapshot: Snapshot | None = None
+    late_ack_ms: int | None = None  # the gate acknowledged the open this late (over ``late_ack_ms``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,8 +267,9 @@ class LaneState:
     manual_by: str = ""
     passed: bool = False
     safety_seen: bool = False  # the safety loop was occupied at some time during this pass
+    crossed: bool = False  # ... and then cleared while the open was still unacknowledged
     opened_ms: int = 0  # when this pass's open pulse was sent
-    note: str = ""  # what the record of this pass must say besides its outcome (e.g. a late ack)
+    late_ack_ms: int | None = None  # this pass's gate acknowledged its open late, after this long
 
 
 Step = tuple[LaneState, list[Command]]
@@ -319,7 +321,7 @@ def _armed(config: LaneSettings, event: Event) -> bool:
 def _begin_pass(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
     state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, snapshot=None,
                     decision=None, manual_by="", retries_left=config.burst_retries,
-                    safety_seen=state.safety, note="")
+                    safety_seen=state.safety, crossed=False, late_ack_ms=None)
     return _start_burst(config, state, now_ms)
 
 
@@ -340,7 +342,7 @@ def _manual_open(config: LaneSettings, state: LaneState, event: ManualOpen, now_
     """An operator opens the gate: a pass of its own when none is running, else this pass's open."""
     if state.phase in (Phase.IDLE, Phase.WAIT_LEAVE):
         state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, decision=None,
-                        safety_seen=state.safety, note="")
+                        safety_seen=state.safety, crossed=False, late_ack_ms=None)
     state = replace(state, manual_by=event.operator)
     return _open(config, state, Decision(True, Reason.MANUAL_OPEN, None), now_ms)
 
@@ -348,9 +350,10 @@ def _manual_open(config: LaneSettings, state: LaneState, event: ManualOpen, now_
 def _record(config: LaneSettings, state: LaneState, outcome: Outcome, now_ms: int,
             detail: str = "") -> Record:
     manual = f"manual open by {state.manual_by}" if state.manual_by else ""
-    detail = "; ".join(filter(None, (manual, state.note, detail)))
+    late = f"gate opened late: ack after {state.late_ack_ms} ms" if state.late_ack_ms is not None else ""
+    detail = "; ".join(filter(None, (manual, late, detail)))
     return Record(PassRecord(config.lane_id, config.direction, state.pass_no, outcome, state.started_ms,
-                            now_ms, state.read, state.decision, detail, state.snapshot))
+                            now_ms, state.read, state.decision, detail, state.snapshot, state.late_ack_ms))
 
 
 def _end_refused(config: LaneSettings, state: LaneState, outcome: Outcome, now_ms: int,
@@ -447,9 +450,14 @@ def _opening(config: LaneSettings, state: LaneState, event: Event, now_ms: int) 
     match event:
         case GateAck():
             waited = now_ms - state.opened_ms
-            note = f"gate opened late: ack after {waited} ms" if waited > config.late_ack_ms else state.note
-            return replace(state, phase=Phase.PASSING, deadline_ms=now_ms + config.passage_timeout_ms,
-                           note=note), []
+            late = waited if waited > config.late_ack_ms else None
+            state = replace(state, phase=Phase.PASSING, deadline_ms=now_ms + config.passage_timeout_ms,
+                            late_ack_ms=late)
+            if state.crossed:  # the gate opened and the vehicle drove through before the ack came
+                return _finish_opened(config, state, Outcome.PASSED, now_ms)
+            return state, []
+        case SafetyOff() if state.safety_seen:
+            return replace(state, crossed=True), []
         case GateFault(detail=detail):
             return _gate_fault(config, state, detail, now_ms)
         case Timeout():

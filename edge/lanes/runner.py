@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from edge.access.types import Decision

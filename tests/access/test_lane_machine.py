@@ -157,7 +157,21 @@ def test_a_late_ack_in_time_is_recorded_as_an_open_that_came_late() -> None:
     lane(PresenceOff())
     record, _ = lane(SafetyOff())
     assert record.event.outcome is Outcome.PASSED
-    assert record.event.detail == "gate opened late: ack after 1500 ms"
+    assert record.event.detail == "gate opened late: ack after 1500 ms" and record.event.late_ack_ms == 1500
+
+
+def test_a_vehicle_through_before_the_late_ack_is_a_passage() -> None:
+    """The controller opened at once but answered late: the car crossed while the lane still waited
+    for the ack; the ack then completes the pass (no 60 s wait for a crossing already seen)."""
+    lane = Lane()
+    lane(PresenceOn())
+    lane(burst(1, reads("AB123CD")))
+    lane(Decided(1, ALLOW))
+    for event in (SafetyOn(), PresenceOff(), SafetyOff()):
+        assert lane(event) == [] and lane.state.phase is Phase.OPENING
+    record, close = lane(GateAck(1), dt=1_500)
+    assert record.event.outcome is Outcome.PASSED and record.event.late_ack_ms == 1_530
+    assert close == Close() and lane.state.phase is Phase.IDLE
 
 
 def test_a_prompt_ack_leaves_no_note() -> None:
