@@ -322,7 +322,8 @@ def test_ten_thousand_rejected_commands_are_counted_with_few_log_lines(
         wait_until(lambda: rejected() == 10_000, 60, what="10,000 rejections counted")
         counters = bridge.health()["counters"]
         assert counters["cmd_rejected.malformed"] + counters["cmd_rejected.rate_limited"] == 10_000
-        assert counters["cmd_rejected.rate_limited"] >= 10_000 - timings.command_burst - 60 * timings.commands_per_s
+        verified_at_most = timings.command_burst + 60 * timings.commands_per_s  # the run takes < 60 s
+        assert counters["cmd_rejected.rate_limited"] >= 10_000 - verified_at_most
         lines = [r.getMessage() for r in caplog.records if "rejected command" in r.getMessage()]
         assert len(lines) <= 2 * timings.rejection_logs_burst + 4, lines
         assert len(watcher.on("parkgate/gw-flood/cmd/result")) == counters["cmd_rejected.malformed"]
