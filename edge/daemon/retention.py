@@ -42,6 +42,17 @@ def evidence_dir(state_dir: Path) -> Path:
     return state_dir / EVIDENCE_DIR
 
 
+def make_private(directory: Path) -> None:
+    """Create the evidence directory 0700, or tighten one an older version left 0755."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if directory.stat().st_mode & 0o077:
+        try:
+            directory.chmod(0o700)
+        except OSError as exc:
+            log.warning("evidence directory %s is readable by others and could not be made private: %s",
+                        directory, exc)
+
+
 def files_to_delete(files: Iterable[EvidenceFile], now: float, config: EvidenceConfig) -> list[EvidenceFile]:
     """Files older than the retention, then the oldest of the rest until they fit in ``max_mb``.
 

@@ -49,7 +49,7 @@ from edge.daemon.camera import camera_health, capture_burst, open_frame_source
 from edge.daemon.chainlink import ChainLink
 from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.lane import LaneShell
-from edge.daemon.retention import PRUNE_EVERY_S, evidence_dir, prune_evidence
+from edge.daemon.retention import PRUNE_EVERY_S, evidence_dir, make_private, prune_evidence
 from edge.daemon.status import LaneStatus, StatusSnapshot, status_path, write_status
 from edge.errors import ParkgateError
 from edge.lanes.machine import BurstDone, LaneSettings, ManualOpen
@@ -102,7 +102,7 @@ class Daemon:
         self.stop_event = asyncio.Event()
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
         self.evidence_dir = evidence_dir(cfg.gateway.state_dir)
-        self.evidence_dir.mkdir(mode=0o700, exist_ok=True)
+        make_private(self.evidence_dir)
         self.store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms)
         self.chain = ChainLink(cfg)
         self.gatekeeper = Gatekeeper(self.store, policy_from_config(cfg),
