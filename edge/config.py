@@ -221,6 +221,8 @@ class CameraConfig(Section):
     # detector looks only there and reads outside it are dropped. Empty: the whole frame.
     roi: Annotated[tuple[Annotated[tuple[float, ...], BeforeValidator(_array)], ...],
                    BeforeValidator(_array)] = ()
+    # No decodable frame for this long: the camera is stalled (alert, metric, status; docs/ARCHITECTURE.md).
+    stall_after_s: Annotated[int, between(1, 3600)] = 10
 
 
 class LaneConfig(Section):
@@ -326,6 +328,14 @@ class MqttConfig(Section):
     discovery_prefix: Annotated[str, matches(_TOPIC_RE, "a topic prefix without wildcards")] = "homeassistant"
 
 
+class EvidenceConfig(Section):
+    """Plate crops kept as evidence in ``<gateway.state_dir>/evidence`` (personal data, files 0600): the
+    daemon deletes those older than ``retention_days`` and, oldest first, those beyond ``max_mb``."""
+
+    retention_days: Annotated[int, between(1, 3650)] = 30
+    max_mb: Annotated[int, between(1, 1_000_000)] = 1024
+
+
 class MetricsConfig(Section):
     enabled: bool = False
     host: Annotated[str, rule(bool, "an IP address to listen on (loopback recommended)")] = "127.0.0.1"
@@ -342,6 +352,7 @@ class Config(Section):
     chain: ChainConfig = ChainConfig()
     mqtt: MqttConfig = MqttConfig()
     metrics: MetricsConfig = MetricsConfig()
+    evidence: EvidenceConfig = EvidenceConfig()
     _source: str = PrivateAttr(default="<embedded defaults>")
 
     def __eq__(self, other: object) -> bool:

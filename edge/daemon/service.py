@@ -55,16 +55,18 @@ from edge.access import commitment_function, policy_from_config
 from edge.chain.syncplan import chain_lot_code
 from edge.clock import TrustedClock, describe_behind
 from edge.config import CameraConfig, Config, LaneConfig, read_secret, relay_map_options
-from edge.daemon.camera import capture_burst, open_frame_source
+from edge.daemon.camera import camera_health, capture_burst, open_frame_source
 from edge.daemon.chainlink import ChainLink
 from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.lane import LaneShell
+from edge.daemon.retention import PRUNE_EVERY_S, evidence_dir, make_private, prune_evidence
 from edge.daemon.status import LaneStatus, StatusSnapshot, boot_id, status_path, write_status
 from edge.errors import ParkgateError
 from edge.lanes.machine import BurstDone, LaneSettings, ManualOpen
 from edge.metrics import MetricsServer, Sample
 from edge.store import Store, StoreDamagedError, wall_clock_ms
 from edge.store.integrity import recovery_steps
+from edge.throttle import Throttle
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
 from edge.vision.roi import Roi
@@ -125,7 +127,8 @@ class Daemon:
         self.state = "starting"
         self.stop_event = asyncio.Event()
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
-        self.evidence_dir = cfg.gateway.state_dir / "evidence"
+        self.evidence_dir = evidence_dir(cfg.gateway.state_dir)
+        make_private(self.evidence_dir)
         self.clock = TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
         self.store = open_store(cfg, self.clock)
         self.chain = ChainLink(cfg)
@@ -148,6 +151,8 @@ class Daemon:
         self.conditions: dict[str, str] = {}  # alerts raised now (code -> detail), cleared when resolved
         self._floor_saved_at = time.monotonic()
         self._status_write_failed = False
+        self._camera_state: dict[str, str] = {}  # lane -> "ok" | "stalled", as last alerted
+        self._alerts_out = Throttle(rate_per_s=0.1, burst=3)  # MQTT alert messages per code and lane
 
     def _wake_senders(self) -> None:
         """A pass was recorded: its outbox rows wait for the broker and the chain."""
@@ -156,8 +161,18 @@ class Daemon:
         self.chain.wake()
 
     def alert(self, lane: str, code: str, detail: str) -> None:
+        """Count, log and publish on MQTT (``<prefix>/<gateway>/alerts``, at most 3 at once and one per
+        10 s per code and lane; the counts in the status are complete)."""
         self.alerts[code] = self.alerts.get(code, 0) + 1
         log.warning("alert %s on lane %s: %s", code, lane, detail)
+        key = f"{code}/{lane}"
+        if self.bridge is not None and self._alerts_out.allow(key):
+            try:
+                self.bridge.publish_alert({"code": code, "lane": lane, "detail": detail,
+                                           "at_ms": wall_clock_ms(),
+                                           "suppressed": self._alerts_out.take_refused(key)})
+            except Exception:  # noqa: BLE001 - the broker link must never stop a lane
+                log.exception("MQTT alert publish failed")
 
     def _condition(self, code: str, detail: str | None) -> None:
         """An alert that holds while a condition lasts: raised (counted, logged) when it starts or its
@@ -263,7 +278,8 @@ class Daemon:
                    if k.startswith("outbox.") and k.endswith((".pending", ".in_flight"))}
         lanes = tuple(LaneStatus(s.config.lane_id, str(s.runner.state.phase), s.link_up, s.stats.passes,
                                  s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
-                                 s.stats.last_read, list(s.stats.open_latencies_ms)) for s in self.lanes)
+                                 s.stats.last_read, list(s.stats.open_latencies_ms), self._camera(s))
+                      for s in self.lanes)
         now = time.time()
         reading = self.clock.reading()
         clock = {"wall_ms": reading.wall_ms, "best_ms": reading.best_ms, "behind_ms": reading.behind_ms,
@@ -279,6 +295,24 @@ class Daemon:
             heartbeat_mono=time.monotonic(), boot_id=boot_id(), active_alerts=dict(self.conditions),
             clock=clock, store=store,
         )
+
+    def _camera(self, lane: LaneShell) -> dict[str, Any]:
+        source = self.sources[self.lanes.index(lane)]
+        return camera_health(source, lane.config.lane.camera.stall_after_s, time.monotonic())
+
+    def _check_cameras(self, lanes: tuple[LaneStatus, ...]) -> None:
+        """Alert once when a lane's camera stalls (no decodable frame for ``stall_after_s``) and once
+        when it recovers."""
+        for lane in lanes:
+            state = lane.camera.get("state", "ok")
+            if state == self._camera_state.get(lane.name, "ok"):
+                continue
+            self._camera_state[lane.name] = state
+            if state == "stalled":
+                self.alert(lane.name, "camera_stalled", f"lane {lane.name}: no decodable frame for "
+                           f"{lane.camera['silent_s']} s; passes are refused no_read until it recovers")
+            else:
+                self.alert(lane.name, "camera_recovered", f"lane {lane.name}: frames again")
 
     def _mqtt_health(self) -> dict[str, Any]:
         if self.bridge is None:
@@ -308,7 +342,14 @@ class Daemon:
             out += [Sample("parkgate_lane_passes_total", lane.passes, "counter", "passes", labels),
                     Sample("parkgate_lane_opens_total", lane.opens, "counter", "gate opens", labels),
                     Sample("parkgate_lane_link_up", 1.0 if lane.link_up else 0.0, help="serial link",
-                           labels=labels)]
+                           labels=labels),
+                    Sample("parkgate_lane_camera_up", 0.0 if lane.camera.get("state") == "stalled" else 1.0,
+                           help="camera gives decodable frames", labels=labels)]
+        counters = ((snap.mqtt if snap else {}).get("counters") or {})
+        for name, n in sorted(counters.items()):
+            if name.startswith("cmd_rejected."):
+                out.append(Sample("parkgate_mqtt_commands_rejected_total", n, "counter",
+                                  "remote commands rejected", labels={"reason": name.split(".", 1)[1]}))
         return out
 
     @staticmethod
@@ -344,6 +385,7 @@ class Daemon:
         try:
             snap = self.snapshot()
             self._last_snapshot = snap
+            self._check_cameras(snap.lanes)
         except Exception:  # noqa: BLE001 - status must never stop the gate
             log.exception("status snapshot failed")
             return
@@ -370,7 +412,7 @@ class Daemon:
         assert self.bridge is not None
         for lane in lanes:
             name = lane.name
-            state = {"state": lane.phase, "link_up": lane.link_up}
+            state = {"state": lane.phase, "link_up": lane.link_up, "camera": lane.camera.get("state", "ok")}
             if self._published_lanes.get(name) != state:
                 self.bridge.publish_lane_state(name, state)
                 self._published_lanes[name] = state
@@ -379,6 +421,16 @@ class Daemon:
             if read is not None and self._published_reads.get(name) != read \
                     and self.bridge.publish_read({"lane": name, **read}):
                 self._published_reads[name] = read
+
+    async def _retention_loop(self) -> None:
+        """Evidence retention (edge.daemon.retention), now and every ``PRUNE_EVERY_S``, off the loop."""
+        while not self.stop_event.is_set():
+            try:
+                await asyncio.to_thread(prune_evidence, self.evidence_dir, self.cfg.evidence, time.time())
+            except Exception:  # noqa: BLE001 - retention must never stop the gate
+                log.exception("evidence retention failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), PRUNE_EVERY_S)
 
     # -- run ---------------------------------------------------------------------------------------------
 
@@ -397,6 +449,7 @@ class Daemon:
         tasks = [asyncio.create_task(lane.run(), name=f"lane-{lane.config.lane_id}") for lane in self.lanes]
         self.state = "running"
         status_task = asyncio.create_task(self._status_loop())
+        retention_task = asyncio.create_task(self._retention_loop())
         notify.ready(f"serving {len(self.lanes)} lane(s)")
         log.info("READY: %d lane(s), store %s", len(self.lanes), self.cfg.store_path)
         print(f"READY pid={os.getpid()} lanes={len(self.lanes)}", flush=True)
@@ -409,6 +462,9 @@ class Daemon:
                 lane_failed = True
         self.stop_event.set()
         await status_task
+        retention_task.cancel()
+        with contextlib.suppress(BaseException):
+            await retention_task
         await self._shutdown(tasks)
         # A lane that died is a failure: exit non-zero so systemd's Restart=on-failure brings it back.
         return 1 if lane_failed else 0

@@ -38,6 +38,7 @@ class LaneStatus:
     outcomes: dict[str, int] = field(default_factory=dict)
     last_read: dict[str, Any] | None = None
     open_latencies_ms: list[float] = field(default_factory=list)
+    camera: dict[str, Any] = field(default_factory=dict)  # {"state": "ok"|"stalled", "silent_s": ...}
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ def render_status(snapshot: dict[str, Any]) -> list[str]:
         link = "up" if lane["link_up"] else "DOWN"
         lines.append(f"lane {lane['name']}: phase {lane['phase']}, link {link}, "
                      f"passes {lane['passes']}, opens {lane['opens']}, refused {lane['refused']}, "
-                     f"last read conf {last.get('confidence', '-')} -> {last.get('decision', '-')}")
+                     f"last read conf {last.get('confidence', '-')} -> {last.get('decision', '-')}"
+                     + _camera_problem(lane.get("camera") or {}))
     backlog = snapshot.get("backlog", {})
     lines.append("backlog: " + (", ".join(f"{k} {v}" for k, v in sorted(backlog.items())) or "empty"))
     chain, mqtt = snapshot.get("chain", {}), snapshot.get("mqtt", {})
@@ -183,6 +185,13 @@ def _health_lines(snapshot: dict[str, Any]) -> list[str]:
     active = snapshot.get("active_alerts") or {}
     lines += [f"alert {code}: {detail}" for code, detail in sorted(active.items()) if code not in shown]
     return lines
+
+
+def _camera_problem(camera: dict[str, Any]) -> str:
+    if camera.get("state") != "stalled":
+        return ""
+    return (f", camera STALLED: no decodable frame for {camera.get('silent_s')} s "
+            "(passes refused no_read)")
 
 
 def _chain_problems(chain: dict[str, Any]) -> list[str]:
