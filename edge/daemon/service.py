@@ -231,7 +231,8 @@ class Daemon:
         for lane_cfg, source, driver in zip(self.cfg.lanes, self.sources, self.drivers, strict=True):
             roi = _lane_roi(lane_cfg.camera, lane_cfg.name)
             burst = functools.partial(self._burst, source, lane_cfg.name, roi=roi)
-            self.lanes.append(LaneShell(LaneSettings(lane_cfg), driver, burst, self.gatekeeper, self.alert))
+            self.lanes.append(LaneShell(LaneSettings(lane_cfg), driver, burst, self.gatekeeper, self.alert,
+                                        wall_ms=self.clock.now_ms))  # records dated with the best time
 
     def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int,
                roi: Roi | None = None) -> BurstDone:

@@ -179,6 +179,7 @@ def clock_run(tmp_path_factory: pytest.TempPathFactory):
                 out["metrics_3d"] = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
                                                            timeout=5).read().decode()
                 out["retained_status"] = watcher.on(TOPICS.status)[-1:]
+                out["true_ms_at_visit"] = int(time.time() * 1000)
                 out["visit_3d"] = h.play_visit(h.Visit(BOOKED, LANE, True, "booking_valid"), emulator, camera,
                                                store)
                 opens = emulator.state()["open_commands"]
@@ -204,6 +205,7 @@ def clock_run(tmp_path_factory: pytest.TempPathFactory):
                 out["captured_after_boot"] = watcher.command(captured)
                 time.sleep(1.0)
                 out["opens_after_boot_replay"] = emulator.state()["open_commands"] - opens
+                out["alerts"] = watcher.on(TOPICS.alerts)
                 yield out
             finally:
                 daemon.stop()
@@ -230,7 +232,13 @@ def test_status_says_clock_behind_and_not_stale(clock_run):
         assert "STALE" not in result.stdout and re.search(behind, result.stdout), (key, result.stdout)
 
 
-def test_clock_alert_in_metrics_and_retained_mqtt_status(clock_run):
+def test_records_are_dated_with_the_best_time_not_the_stepped_clock(clock_run):
+    row = clock_run["visit_3d"].main_row
+    assert row is not None and abs(row["occurred_at_ms"] - clock_run["true_ms_at_visit"]) < 600_000, row
+
+
+def test_clock_alert_in_metrics_and_mqtt(clock_run):
+    assert any(a.get("code") == "clock_behind" for a in clock_run["alerts"]), clock_run["alerts"]
     assert "parkgate_clock_trusted 0" in clock_run["metrics_3d"]
     behind = [line for line in clock_run["metrics_3d"].splitlines()
               if line.startswith("parkgate_clock_behind_seconds ")]
