@@ -149,8 +149,7 @@ class Gatekeeper:
         return written
 
     def _unwritable(self, exc: sqlite3.OperationalError) -> None:
-        detail = f"store {self.store.path} refuses writes ({exc}): gates stay shut, " \
-                 f"{len(self.pending)} pass(es) kept in memory"
+        detail = f"store {self.store.path} refuses writes ({exc}): gates stay shut"
         if self.store_error is None:
             log.error("%s; free space or fix the file system", detail)
         self.store_error = detail
