@@ -169,14 +169,14 @@ class Daemon:
         if self.bridge is not None and self._alerts_out.allow(key):
             try:
                 self.bridge.publish_alert({"code": code, "lane": lane, "detail": detail,
-                                           "at_ms": wall_clock_ms(),
+                                           "at_ms": self.clock.now_ms(),
                                            "suppressed": self._alerts_out.take_refused(key)})
             except Exception:  # noqa: BLE001 - the broker link must never stop a lane
                 log.exception("MQTT alert publish failed")
 
     def _condition(self, code: str, detail: str | None) -> None:
-        """An alert that holds while a condition lasts: raised (counted, logged) when it starts or its
-        detail's first word changes, cleared when ``detail`` is None."""
+        """An alert that holds while a condition lasts: raised (counted, logged, published) when it starts,
+        its detail kept current for the status, cleared when ``detail`` is None."""
         if detail is None:
             if self.conditions.pop(code, None) is not None:
                 log.warning("alert %s cleared", code)
