@@ -229,6 +229,10 @@ class LaneConfig(Section):
     trigger: Annotated[str, one_of("presence_loop", "motion")] = "presence_loop"
     gate: GateConfig = GateConfig()
     camera: CameraConfig = CameraConfig()
+    # Exit lanes only (edge.access.exits): who may leave; None = "known" (nobody known is trapped).
+    exit_policy: Annotated[str, one_of("open", "known", "booked_only")] | None = None
+    # This lane's anti-passback; None = the lot's [policy] anti_passback.
+    anti_passback: Annotated[str, one_of("off", "soft", "hard")] | None = None
 
 
 class VisionConfig(Section):
@@ -463,6 +467,9 @@ def _cross_checks(cfg: Config) -> list[ConfigIssue]:
         seen.setdefault(lane.name, i)
         issues += _modbus_input_clashes(lane.gate, f"lanes[{i}].gate")
         issues += _roi_issues(lane.camera.roi, f"lanes[{i}].camera.roi")
+        if lane.exit_policy is not None and lane.direction != "exit":
+            issues.append(ConfigIssue(f"lanes[{i}].exit_policy", f"{lane.exit_policy!r} is set on an entry "
+                                      "lane; allowed: only on lanes with direction = \"exit\""))
     if not cfg.lanes:
         issues.append(ConfigIssue("lanes", "no lanes configured; add at least one [[lanes]] table"))
     chain = cfg.chain

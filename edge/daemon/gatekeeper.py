@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 from edge.access import Policy, Presence, committed_candidates, decide
+from edge.access.exits import LOT_RULES, LaneRules
 from edge.access.types import Decision, Direction
 from edge.daemon.records import (
     apply_rows,
@@ -56,15 +57,16 @@ class Gatekeeper:
                 after = seq
                 yield row
 
-    def decide(self, read: PlateRead, direction: Direction) -> Decision:
-        """From the local cache only: the read's confusable candidates' bookings, then the pure rule."""
+    def decide(self, read: PlateRead, direction: Direction, rules: LaneRules = LOT_RULES) -> Decision:
+        """From the local cache only: the read's confusable candidates' bookings, then the pure rule
+        (with the lane's own ``rules``: exit policy, anti-passback)."""
         try:
             matches = committed_candidates(normalise_plate(read.text), self.policy, self.commit)
         except ValueError:
             matches = ()  # no plate: decide() says so without candidates
         rows = self.store.bookings_for_commitments(self.policy.lot_id, [m.commitment for m in matches])
         return decide(read, wall_clock_ms(), booking_views(rows), self.presence, self.policy,
-                      direction=direction, commit=self.commit, matches=matches or None)
+                      direction=direction, commit=self.commit, matches=matches or None, rules=rules)
 
     def journal(self, opening: PassRecord) -> None:
         """Commit the granted pass before its gate opens; raises (the gate stays shut) if that fails."""

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edge.access.exits import LaneRules, lane_rules
 from edge.access.types import Decision, Direction
 from edge.identity import mask_plate_or_none
 from edge.lanes.machine import (
@@ -68,7 +69,7 @@ class LaneStats:
 class Passes(Protocol):
     """What a lane asks the local store about its passes (:class:`edge.daemon.gatekeeper.Gatekeeper`)."""
 
-    def decide(self, read: PlateRead, direction: Direction) -> Decision: ...
+    def decide(self, read: PlateRead, direction: Direction, rules: LaneRules) -> Decision: ...
 
     def journal(self, opening: PassRecord) -> None:
         """Commit the granted pass before its gate opens; raises (the gate stays shut) if that fails."""
@@ -86,6 +87,8 @@ class LaneShell:
     def __init__(self, config: LaneSettings, driver: GateDriver, burst: Callable[[int, int], BurstDone],
                  passes: Passes, on_alert: Callable[[str, str, str], None]) -> None:
         self.config = config
+        lane = config.lane
+        self.rules = lane_rules(lane.direction, lane.exit_policy, lane.anti_passback)
         self.driver = driver
         self._burst = burst
         self.passes = passes
@@ -196,7 +199,7 @@ class LaneShell:
         self.feed(result)
 
     def decide(self, pass_no: int, read: PlateRead) -> Decision:
-        decision = self.passes.decide(read, self.config.direction)
+        decision = self.passes.decide(read, self.config.direction, self.rules)
         self.stats.last_read = {"plate_masked": mask_plate_or_none(read.text),
                                 "confidence": round(read.confidence, 3), "decision": str(decision.reason),
                                 "allow": decision.allow, "at_ms": wall_clock_ms()}
