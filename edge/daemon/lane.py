@@ -111,7 +111,9 @@ class LaneShell:
                 self.feed(SafetyOn())
             if status.presence:
                 self.feed(PresenceOn())
-        await asyncio.gather(self._events(), self._ticks(), self._reconcile())
+        async with asyncio.TaskGroup() as group:  # one part failing stops the others: the lane restarts
+            for part in (self._events(), self._ticks(), self._reconcile()):
+                group.create_task(part)
 
     def feed(self, event: Event) -> None:
         if isinstance(event, PresenceOn) and not self.runner.state.presence:

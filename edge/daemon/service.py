@@ -23,6 +23,11 @@ any lane runs, each leftover becomes recorded rows in one transaction with the r
   recorded as a ``fault`` with reason ``open_unconfirmed_restart,<decision reason>`` (the grant is
   on record; no check-in). A vehicle that did drive through in the ack's ~ms window is not billed.
 
+Lanes are independent: each connects, serves, fails and reconnects on its own (an unplugged
+controller only keeps its own lane waiting); the daemon reports READY once the store is up and at
+least one lane serves, and its status names the lanes that do not (``degraded``). Lanes wired to one
+Modbus port share one client (:class:`firmware_bridge.modbus.ModbusBus`).
+
 Shutdown on SIGTERM/SIGINT: stop taking passes, close each gate unless a vehicle is under it (an
 open is a hardware-timed pulse anyway, so a killed daemon cannot leave a gate open), stop the
 background parts (pending outbox rows stay for the next start), write a final status.
@@ -60,10 +65,12 @@ from edge.vision.roi import Roi
 from firmware_bridge.driver import connect_driver
 from firmware_bridge.errors import GateError
 from firmware_bridge.gate import GateDriver
+from firmware_bridge.modbus import ModbusBus
 
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 1.0
 CONNECT_RETRY_S = 1.0
+LANE_RESTART_S = 2.0  # a lane whose loop failed starts again after this, on its own
 PLATE_KEY_FILE = "plate-key"
 
 
@@ -113,7 +120,10 @@ class Daemon:
         self.sources: list[FrameSource] = []
         self._published_lanes: dict[str, dict[str, Any]] = {}  # what MQTT last got, to publish changes only
         self._published_reads: dict[str, dict[str, Any]] = {}
-        self.drivers: list[GateDriver] = []
+        self.drivers: dict[str, GateDriver] = {}  # lane name -> its connected driver
+        self.lane_errors: dict[str, str] = {lane.name: "starting" for lane in cfg.lanes}  # not serving: why
+        self.serving = asyncio.Event()  # set when the first lane serves
+        self.modbus_bus = ModbusBus()
         self.alerts: dict[str, int] = {}
         self.bridge: Any = None
         self.metrics: MetricsServer | None = None
@@ -131,34 +141,62 @@ class Daemon:
 
     # -- start-up --------------------------------------------------------------------------------------
 
-    async def _connect(self, lane_cfg: LaneConfig) -> GateDriver:
+    async def _connect(self, lane_cfg: LaneConfig) -> GateDriver | None:
+        """The lane's gate driver, retrying until it connects; None when the daemon stops first."""
         gate = lane_cfg.gate
         options: dict[str, object] = {}
         if gate.driver == "modbus-rtu":
             options = dict(relay_map_options(gate))
-        while True:
+        while not self.stop_event.is_set():
             try:
-                return await connect_driver(gate.driver, gate.port, gate.baudrate, **options)
-            except Exception as exc:  # noqa: BLE001 - unplugged at start: keep trying, say so
-                log.warning("lane %s: gate %s not reachable (%s); retrying", lane_cfg.name, gate.port, exc)
-                self.alert(lane_cfg.name, "gate_unreachable", str(exc))
-                # Not a failed start: systemd must not kill and restart us while an installer plugs it in.
-                notify.extend_start_timeout(CONNECT_RETRY_S * 3,
-                                            f"waiting for gate {gate.port} of lane {lane_cfg.name}")
-                try:
+                return await connect_driver(gate.driver, gate.port, gate.baudrate, bus=self.modbus_bus,
+                                            **options)
+            except Exception as exc:  # noqa: BLE001 - unplugged: keep trying, say so; other lanes go on
+                why = f"gate not reachable: {exc}"
+                if self.lane_errors.get(lane_cfg.name) != why:  # once per new reason, not per retry
+                    log.warning("lane %s: %s; retrying", lane_cfg.name, why)
+                    self.alert(lane_cfg.name, "gate_unreachable", str(exc))
+                self.lane_errors[lane_cfg.name] = why
+                if not self.serving.is_set():
+                    # Not a failed start: systemd must not kill and restart us while an installer plugs it in.
+                    notify.extend_start_timeout(CONNECT_RETRY_S * 3,
+                                                f"waiting for gate {gate.port} of lane {lane_cfg.name}")
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop_event.wait(), CONNECT_RETRY_S)
-                    raise asyncio.CancelledError
-                except TimeoutError:
-                    pass
+        return None
 
-    async def _start_lanes(self) -> None:
+    def _start_lanes(self) -> list[asyncio.Task[None]]:
+        """One task per lane: each connects, serves, fails and reconnects on its own."""
         self.sources = [open_frame_source(lane.camera.source, lane.camera.fps) for lane in self.cfg.lanes]
-        # All gates at once: one slow or unplugged controller does not hold the others back.
-        self.drivers = list(await asyncio.gather(*(self._connect(lane) for lane in self.cfg.lanes)))
-        for lane_cfg, source, driver in zip(self.cfg.lanes, self.sources, self.drivers, strict=True):
-            roi = _lane_roi(lane_cfg.camera, lane_cfg.name)
-            burst = functools.partial(self._burst, source, lane_cfg.name, roi=roi)
-            self.lanes.append(LaneShell(LaneSettings(lane_cfg), driver, burst, self.gatekeeper, self.alert))
+        return [asyncio.create_task(self._serve_lane(lane, source), name=f"lane-{lane.name}")
+                for lane, source in zip(self.cfg.lanes, self.sources, strict=True)]
+
+    async def _serve_lane(self, lane_cfg: LaneConfig, source: FrameSource) -> None:
+        """Until the daemon stops: connect the lane's gate, run the lane; if its loop fails, close the
+        driver and start again (the other lanes never wait for this one)."""
+        name = lane_cfg.name
+        shell: LaneShell | None = None
+        while (driver := await self._connect(lane_cfg)) is not None:
+            self.drivers[name] = driver
+            if shell is None:
+                roi = _lane_roi(lane_cfg.camera, name)
+                burst = functools.partial(self._burst, source, name, roi=roi)
+                shell = LaneShell(LaneSettings(lane_cfg), driver, burst, self.gatekeeper, self.alert)
+                self.lanes.append(shell)
+            shell.driver = driver
+            self.lane_errors.pop(name, None)
+            self.serving.set()
+            log.info("lane %s: serving (gate %s on %s)", name, lane_cfg.gate.driver, lane_cfg.gate.port)
+            try:
+                await shell.run()
+            except Exception as exc:  # noqa: BLE001 - this lane only: report, restart it, the others go on
+                log.exception("lane %s: stopped by an error; restarting in %.0f s", name, LANE_RESTART_S)
+                self.lane_errors[name] = f"lane failed: {exc!r}"
+                self.alert(name, "lane_failed", repr(exc))
+            await shell.aclose()
+            await _close_driver(self.drivers.pop(name))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), LANE_RESTART_S)
 
     def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int,
                roi: Roi | None = None) -> BurstDone:
@@ -203,16 +241,19 @@ class Daemon:
         counts = self.store.counts()
         backlog = {k.split(".")[1]: v for k, v in counts.items()
                    if k.startswith("outbox.") and k.endswith((".pending", ".in_flight"))}
+        serving = [s for s in self.lanes if s.config.lane_id not in self.lane_errors]
         lanes = tuple(LaneStatus(s.config.lane_id, str(s.runner.state.phase), s.link_up, s.stats.passes,
                                  s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
-                                 s.stats.last_read, list(s.stats.open_latencies_ms)) for s in self.lanes)
+                                 s.stats.last_read, list(s.stats.open_latencies_ms)) for s in serving)
+        lanes += tuple(LaneStatus(name, "down", False, serving=False, error=why)
+                       for name, why in self.lane_errors.items())
         now = time.time()
         return StatusSnapshot(
             gateway=self.cfg.gateway.id, pid=os.getpid(), state=self.state, updated_at=now,
             uptime_s=round(now - self.started, 1), lanes=lanes, backlog=backlog,
             gate_events=counts.get("gate_events", 0), bookings=counts.get("bookings", 0),
             inside=self.gatekeeper.presence.occupancy, alerts=dict(self.alerts),
-            chain=dict(self.chain.health), mqtt=self._mqtt_health(),
+            chain=dict(self.chain.health), mqtt=self._mqtt_health(), degraded=dict(self.lane_errors),
         )
 
     def _mqtt_health(self) -> dict[str, Any]:
@@ -265,7 +306,8 @@ class Daemon:
             log.exception("status snapshot failed")
             return
         lanes = ", ".join(f"{lane.name} {lane.phase}" for lane in snap.lanes)
-        notify.status(f"{snap.state}: {lanes}; backlog {snap.backlog or 0}")
+        down = f"; DEGRADED: {', '.join(snap.degraded)} not serving" if snap.degraded else ""
+        notify.status(f"{snap.state}: {lanes}; backlog {snap.backlog or 0}{down}")
         if self.bridge is not None:
             try:
                 self.bridge.publish_status({"state": snap.state, "uptime_s": snap.uptime_s,
@@ -295,32 +337,32 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop_event.set)
-        try:
-            await self._start_lanes()
-        except asyncio.CancelledError:
-            await self._shutdown([])
-            return 0
-        self.chain.start()
-        self._start_mqtt()
-        self._start_metrics()
-        tasks = [asyncio.create_task(lane.run(), name=f"lane-{lane.config.lane_id}") for lane in self.lanes]
-        self.state = "running"
+        tasks = self._start_lanes()
         status_task = asyncio.create_task(self._status_loop())
-        notify.ready(f"serving {len(self.lanes)} lane(s)")
-        log.info("READY: %d lane(s), store %s", len(self.lanes), self.cfg.store_path)
-        print(f"READY pid={os.getpid()} lanes={len(self.lanes)}", flush=True)
+        # READY once the store is up (it is: __init__ opened and recovered it) and one lane serves.
+        serving = asyncio.create_task(self.serving.wait())
         stop_wait = asyncio.create_task(self.stop_event.wait())
-        done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        lane_failed = False
-        for task in done:
-            if task is not stop_wait and task.exception() is not None:
-                log.error("lane task ended: %r", task.exception())
-                lane_failed = True
-        self.stop_event.set()
+        await asyncio.wait([serving, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        serving.cancel()
+        if not self.stop_event.is_set():
+            self.chain.start()
+            self._start_mqtt()
+            self._start_metrics()
+            self.state = "running"
+            self._ready()
+        await stop_wait
         await status_task
         await self._shutdown(tasks)
-        # A lane that died is a failure: exit non-zero so systemd's Restart=on-failure brings it back.
-        return 1 if lane_failed else 0
+        return 0
+
+    def _ready(self) -> None:
+        down = sorted(self.lane_errors)
+        serving = len(self.cfg.lanes) - len(down)
+        degraded = f"; DEGRADED: {', '.join(down)} not serving" if down else ""
+        notify.ready(f"serving {serving} lane(s){degraded}")
+        log.info("READY: %d lane(s), store %s%s", serving, self.cfg.store_path, degraded)
+        print(f"READY pid={os.getpid()} lanes={serving}" + (f" degraded={','.join(down)}" if down else ""),
+              flush=True)
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
         self.state = "stopping"
@@ -332,11 +374,8 @@ class Daemon:
                 await task
         for lane in self.lanes:
             await lane.aclose()
-        for driver in self.drivers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(driver.close(), 2.0)  # refused while a vehicle is under it: fine
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(driver.aclose(), 2.0)
+        for driver in list(self.drivers.values()):
+            await _close_driver(driver)
         self.chain.stop()
         if self.bridge is not None:
             self.bridge.stop()
@@ -348,6 +387,14 @@ class Daemon:
         with contextlib.suppress(Exception):
             write_status(status_path(self.cfg.gateway.state_dir), self.snapshot())
         self.store.close()
+
+
+async def _close_driver(driver: GateDriver) -> None:
+    """Close the gate (refused while a vehicle is under it: fine, the pulse ends by itself), let go."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(driver.close(), 2.0)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(driver.aclose(), 2.0)
 
 
 def run_daemon(cfg: Config) -> int:
