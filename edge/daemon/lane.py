@@ -52,6 +52,8 @@ from firmware_bridge.messages import EventKind
 log = logging.getLogger(__name__)
 TICK_S = 0.05
 RECONCILE_S = 1.0
+HOLD_WATCHDOG_MS = 1000  # a held gate drops by itself this long after the daemon stops refreshing it
+WATCH_QUEUE = 1000  # input changes buffered per watcher (`parkgate gate watch`); beyond: dropped, counted
 
 
 @dataclass
@@ -99,6 +101,9 @@ class LaneShell:
         self._opens: dict[int, asyncio.Task[None]] = {}  # pass number -> its open, until it answers
         self._armed_at: float | None = None
         self.link_up = True
+        self.held = False  # an operator holds the gate open: the machine's close is not sent
+        self.watchers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.watch_dropped = 0
 
     # -- driving -------------------------------------------------------------------------------------
 
@@ -139,6 +144,7 @@ class LaneShell:
 
     async def _events(self) -> None:
         async for event in self.driver.events():
+            self._tell_watchers(event.kind.name.lower(), event.value)
             if event.kind is EventKind.PRESENCE:
                 self.feed(PresenceOn() if event.value else PresenceOff())
             elif event.kind is EventKind.SAFETY:
@@ -173,6 +179,25 @@ class LaneShell:
                 if status.safety != state.safety:
                     self.feed(SafetyOn() if status.safety else SafetyOff())
             previous = now
+
+    def _tell_watchers(self, kind: str, value: int) -> None:
+        change = {"at_ms": wall_clock_ms(), "lane": self.config.lane_id, "kind": kind, "value": value}
+        for queue in self.watchers:
+            try:
+                queue.put_nowait(change)
+            except asyncio.QueueFull:
+                self.watch_dropped += 1
+
+    async def hold(self) -> None:
+        """Hold the gate open until :meth:`release` (the driver keeps it alive; it drops by itself
+        within ``HOLD_WATCHDOG_MS`` if this process dies)."""
+        await self.driver.hold_open(HOLD_WATCHDOG_MS)
+        self.held = True
+
+    async def release(self) -> None:
+        """End a hold; the barrier closes by itself once its loops are clear."""
+        await self.driver.release()
+        self.held = False
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -239,6 +264,9 @@ class LaneShell:
                           self.config.lane_id, pass_no)
 
     def close(self) -> None:
+        if self.held:
+            log.info("lane %s: gate held open by an operator: not closed after the pass", self.config.lane_id)
+            return
         self._spawn(self._close())
 
     async def _close(self) -> None:

@@ -43,6 +43,7 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +51,17 @@ from edge import notify
 from edge.access import commitment_function, policy_from_config
 from edge.chain.syncplan import chain_lot_code
 from edge.config import CameraConfig, Config, LaneConfig, read_secret, relay_map_options
+from edge.daemon import control
 from edge.daemon.camera import capture_burst, open_frame_source
 from edge.daemon.chainlink import ChainLink
 from edge.daemon.gatekeeper import Gatekeeper
-from edge.daemon.lane import LaneShell
+from edge.daemon.lane import WATCH_QUEUE, LaneShell
 from edge.daemon.status import LaneStatus, StatusSnapshot, status_path, write_status
 from edge.errors import ParkgateError
+from edge.identity import mask_plate_or_none
 from edge.lanes.machine import BurstDone, LaneSettings, ManualOpen
 from edge.metrics import MetricsServer, Sample
-from edge.store import Store, wall_clock_ms
+from edge.store import ManualActionRow, Store, wall_clock_ms
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
 from edge.vision.roi import Roi
@@ -124,6 +127,7 @@ class Daemon:
         self.lane_errors: dict[str, str] = {lane.name: "starting" for lane in cfg.lanes}  # not serving: why
         self.serving = asyncio.Event()  # set when the first lane serves
         self.modbus_bus = ModbusBus()
+        self.control: control.ControlServer | None = None
         self.alerts: dict[str, int] = {}
         self.bridge: Any = None
         self.metrics: MetricsServer | None = None
@@ -183,7 +187,7 @@ class Daemon:
                 burst = functools.partial(self._burst, source, name, roi=roi)
                 shell = LaneShell(LaneSettings(lane_cfg), driver, burst, self.gatekeeper, self.alert)
                 self.lanes.append(shell)
-            shell.driver = driver
+            shell.driver, shell.held = driver, False  # a new connection holds nothing
             self.lane_errors.pop(name, None)
             self.serving.set()
             log.info("lane %s: serving (gate %s on %s)", name, lane_cfg.gate.driver, lane_cfg.gate.port)
@@ -217,14 +221,119 @@ class Daemon:
         self.gatekeeper.mqtt_on = self.bridge is not None
 
     def _remote_command(self, command: Any) -> Any:
-        """A verified remote command (paho thread): hand it to the loop; only ``open`` exists."""
+        """A verified remote command (paho thread): hand it to the loop, audited like a local one."""
         from edge.mqtt import CommandOutcome
 
         lane = next((shell for shell in self.lanes if shell.config.lane_id == command.lane), None)
-        if lane is None or command.action != "open":
+        if lane is None or command.action not in control.GATE_ACTIONS:
             return CommandOutcome(False, f"no lane {command.lane!r} or action {command.action!r} unsupported")
-        self.loop.call_soon_threadsafe(lane.feed, ManualOpen(f"mqtt:{command.nonce}"))
-        return CommandOutcome(True, "open queued")
+        asyncio.run_coroutine_threadsafe(
+            self._manual(lane, command.action, "mqtt", f"mqtt:{command.nonce}", "signed remote command"),
+            self.loop)
+        return CommandOutcome(True, f"{command.action} queued")
+
+    # -- manual operation (control socket, signed MQTT commands) ----------------------------------------
+
+    async def _start_control(self) -> None:
+        """The local control socket; without it the gates still run (it is an operator's tool)."""
+        path = control.socket_path(self.cfg.gateway.state_dir)
+        names = [lane.name for lane in self.cfg.lanes]
+        try:
+            self.control = await control.ControlServer(path, names, self._operate, self._watch).start()
+        except OSError as exc:
+            log.error("control socket not started at %s: %s", path, exc)
+            self.alert("-", "control_not_started", str(exc))
+
+    async def _operate(self, request: control.Request, peer: control.Peer) -> dict[str, Any]:
+        shell = next((s for s in self.lanes if s.config.lane_id == request.lane), None)
+        if shell is None or request.lane in self.lane_errors:
+            why = self.lane_errors.get(str(request.lane), "not connected yet")
+            return {"ok": False, "error": f"lane {request.lane} is not serving: {why}"}
+        if request.action == "status":
+            status = await shell.driver.status()
+            return {"ok": True, "lane": request.lane, "held": shell.held, "status": {
+                "position": status.position.name, "presence": status.presence, "safety": status.safety,
+                "held": status.held, "faults": int(status.faults), "opens": status.opens}}
+        return await self._manual(shell, request.action, "socket", peer.who, request.reason)
+
+    async def _manual(self, shell: LaneShell, action: str, source: str, who: str, reason: str
+                      ) -> dict[str, Any]:
+        """Open, hold or release one lane's gate for an operator, then audit it: who, why, the result,
+        the camera's read and evidence (``manual_actions``; an open is also a ``manual`` pass)."""
+        lane = shell.config.lane_id
+        log.warning("manual %s on lane %s by %s: %s", action, lane, who, reason)
+        try:
+            ok, result = await self._act(shell, action, who)
+        except Exception as exc:  # noqa: BLE001 - refused or unreachable: audited, reported
+            ok, result = False, f"failed: {exc}"
+        audit_id, read = await self._audit(shell, action, source, who, reason, result)
+        return {"ok": ok, "lane": lane, "action": action, "result": result, "audit_id": audit_id,
+                "read": read}
+
+    async def _act(self, shell: LaneShell, action: str, who: str) -> tuple[bool, str]:
+        if action == "hold":
+            await shell.hold()
+            return True, "held open"
+        if action == "release":
+            await shell.release()
+            return True, "released"
+        opens = shell.stats.opens
+        shell.feed(ManualOpen(who))
+        deadline = time.monotonic() + shell.config.ack_timeout_ms / 1000
+        while shell.stats.opens == opens and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if shell.stats.opens > opens:
+            return True, "opened"
+        return False, f"not opened (lane {shell.runner.state.phase})"
+
+    async def _audit(self, shell: LaneShell, action: str, source: str, who: str, reason: str,
+                     result: str) -> tuple[int | None, dict[str, Any] | None]:
+        """Record the operation with what the lane's camera reads now; never raises."""
+        lane_cfg = shell.config.lane
+        plate = confidence = snapshot = None
+        try:
+            source_ = self.sources[self.cfg.lanes.index(lane_cfg)]
+            burst = await asyncio.to_thread(self._burst, source_, lane_cfg.name, 0,
+                                            min(3, lane_cfg.camera.burst_frames),
+                                            _lane_roi(lane_cfg.camera, lane_cfg.name))
+            best = max((r for r in burst.reads if r.text), key=lambda r: r.confidence, default=None)
+            if best is not None:
+                plate = mask_plate_or_none(best.text)
+                confidence = round(min(1.0, max(0.0, best.confidence)), 3)
+            snapshot = burst.snapshot
+        except Exception as exc:  # noqa: BLE001 - no camera read: the operation is audited all the same
+            log.warning("lane %s: no camera read for the manual %s: %s", lane_cfg.name, action, exc)
+        row = ManualActionRow(wall_clock_ms(), lane_cfg.name, action, source, who, reason, result, plate,
+                              confidence, snapshot.path if snapshot else None,
+                              snapshot.sha256 if snapshot else None)
+        try:
+            audit_id = self.store.record_manual_action(row)
+        except Exception:  # noqa: BLE001 - the gate already acted; say loudly that the audit is missing
+            log.exception("lane %s: manual %s by %s NOT audited", lane_cfg.name, action, who)
+            return None, None
+        return audit_id, {"plate_masked": plate, "confidence": confidence,
+                          "evidence": snapshot.path if snapshot else None}
+
+    async def _watch(self, lane: str | None) -> AsyncIterator[dict[str, Any]]:
+        """Input changes of one lane (or all) as they come, after a status line per lane."""
+        shells = [s for s in self.lanes if lane is None or s.config.lane_id == lane]
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(WATCH_QUEUE)
+        for shell in shells:
+            shell.watchers.add(queue)
+        try:
+            for shell in shells:
+                with contextlib.suppress(Exception):
+                    status = await shell.driver.status()
+                    yield {"at_ms": wall_clock_ms(), "lane": shell.config.lane_id, "kind": "status",
+                           "position": status.position.name, "presence": int(status.presence),
+                           "safety": int(status.safety), "held": int(status.held or shell.held),
+                           "faults": int(status.faults)}
+            while not self.stop_event.is_set():
+                with contextlib.suppress(TimeoutError):
+                    yield await asyncio.wait_for(queue.get(), 1.0)
+        finally:
+            for shell in shells:
+                shell.watchers.discard(queue)
 
     def _start_metrics(self) -> None:
         m = self.cfg.metrics
@@ -338,6 +447,7 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop_event.set)
         tasks = self._start_lanes()
+        await self._start_control()
         status_task = asyncio.create_task(self._status_loop())
         # READY once the store is up (it is: __init__ opened and recovered it) and one lane serves.
         serving = asyncio.create_task(self.serving.wait())
@@ -367,6 +477,8 @@ class Daemon:
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
         self.state = "stopping"
         notify.stopping()
+        if self.control is not None:
+            await self.control.stop()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -32,6 +32,7 @@ from edge.store.rows import (
     Checkpoint,
     GateEventRow,
     Lot,
+    ManualActionRow,
     OutboxRow,
     RentalEvent,
     Space,
@@ -43,8 +44,8 @@ _FROM_STORE = ("ACTIVE_BOOKING_STATUSES", "Store", "StoreError", "StoreVersionEr
 
 __all__ = [
     "ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "MIGRATIONS", "Booking", "ChainBlock", "Checkpoint",
-    "GateEventRow", "Lot", "OutboxRow", "RentalEvent", "Space", "Store", "StoreError", "StoreVersionError",
-    "new_event_id", "wall_clock_ms",
+    "GateEventRow", "Lot", "ManualActionRow", "OutboxRow", "RentalEvent", "Space", "Store", "StoreError",
+    "StoreVersionError", "new_event_id", "wall_clock_ms",
 ]
 
 

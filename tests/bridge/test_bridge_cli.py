@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,9 +29,9 @@ def test_status_open_watch_against_the_emulator(tmp_path: Path) -> None:
         watch = subprocess.Popen([sys.executable, "-m", "edge.cli", "gate", "watch", "--port", port,
                                   "--seconds", "3"], stdout=subprocess.PIPE, text=True)
         assert watch.stdout is not None
-        assert watch.stdout.readline().startswith("position=")
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z status position=", watch.stdout.readline())
         emulator.command("safety 1")
-        assert watch.stdout.readline().strip() == "safety 1"
+        assert re.fullmatch(r"\S+Z safety 1", watch.stdout.readline().strip())
         watch.kill()
         watch.wait()
 
