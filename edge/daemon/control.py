@@ -149,8 +149,12 @@ class ControlServer:
                 await _send(writer, {"ok": False, "error": str(exc) or "no request within 5 s"})
                 return
             if request.action == "watch":
-                async for item in self._watch(request.lane):
-                    await _send(writer, item)
+                changes = self._watch(request.lane)
+                try:
+                    async for item in changes:
+                        await _send(writer, item)
+                finally:
+                    await changes.aclose()  # unsubscribe now, not when the generator is collected
                 return
             await _send(writer, await self._operate(request, peer))
         except (ConnectionError, asyncio.IncompleteReadError):

@@ -54,6 +54,10 @@ def parkgate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
+def gate(*args: str) -> subprocess.CompletedProcess[str]:
+    return parkgate("gate", *args)
+
+
 def status_of(config: Path) -> dict:
     return json.loads(parkgate("status", "--config", str(config), "--json").stdout)
 
@@ -121,6 +125,13 @@ def test_two_exit_lanes_on_one_modbus_board_with_their_exit_policies(tmp_path: P
             stranger_out = h.play_visit(h.Visit(STRANGER, "exit-open", True, "exit_open"),
                                         opened, cams["exit-open"], store)
             gates = board.state()["gates"]
+            lane = ("--lane", "exit-open", "--config", str(config))
+            board.wait_for(lambda s: not s["coils"][1], what="gate 1's pulse over")
+            held = gate("hold", *lane, "--reason", "event traffic")
+            time.sleep(1.5)  # past the 1 s flash: the daemon refreshes it
+            coils_held = board.state()["coils"][:2]
+            released = gate("release", *lane, "--reason", "event over")
+            coils_released = board.state()["coils"][:2]
         finally:
             assert daemon.stop() == 0
     for result in (booked_out, stranger_kept, stranger_out):
@@ -128,3 +139,5 @@ def test_two_exit_lanes_on_one_modbus_board_with_their_exit_policies(tmp_path: P
     assert booked_out.main_row["kind"] == "check_out" and booked_out.main_row["booking_id"] == "1"
     assert stranger_out.main_row["kind"] == "check_out" and stranger_out.main_row["booking_id"] is None
     assert [g["open_commands"] for g in gates] == [1, 1]  # each lane pulsed its own relay, once
+    assert held.returncode == 0 and released.returncode == 0, (held.stderr, released.stderr)
+    assert coils_held == [False, True] and coils_released == [False, False]
