@@ -26,7 +26,7 @@ import pwd
 import socket
 import stat
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ def parse_request(line: bytes, lanes: Sequence[str]) -> Request:
 
 
 Operate = Callable[[Request, Peer], Awaitable[dict[str, Any]]]
-Watch = Callable[[str | None], AsyncIterator[dict[str, Any]]]
+Watch = Callable[[str | None], AsyncGenerator[dict[str, Any], None]]
 
 
 class ControlServer:

@@ -43,7 +43,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -314,7 +314,7 @@ class Daemon:
         return audit_id, {"plate_masked": plate, "confidence": confidence,
                           "evidence": snapshot.path if snapshot else None}
 
-    async def _watch(self, lane: str | None) -> AsyncIterator[dict[str, Any]]:
+    async def _watch(self, lane: str | None) -> AsyncGenerator[dict[str, Any], None]:
         """Input changes of one lane (or all) as they come, after a status line per lane."""
         shells = [s for s in self.lanes if lane is None or s.config.lane_id == lane]
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(WATCH_QUEUE)
