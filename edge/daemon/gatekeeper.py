@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from edge.access import Policy, Presence, committed_candidates, decide
+from edge.access.exits import LOT_RULES, LaneRules
 from edge.access.types import Decision, Direction
 from edge.clock import TrustedClock
 from edge.daemon.records import (
@@ -82,8 +83,9 @@ class Gatekeeper:
                 after = seq
                 yield row
 
-    def decide(self, read: PlateRead, direction: Direction) -> Decision:
-        """From the local cache only: the read's confusable candidates' bookings, then the pure rule."""
+    def decide(self, read: PlateRead, direction: Direction, rules: LaneRules = LOT_RULES) -> Decision:
+        """From the local cache only: the read's confusable candidates' bookings, then the pure rule
+        (with the lane's own ``rules``: exit policy, anti-passback)."""
         try:
             matches = committed_candidates(normalise_plate(read.text), self.policy, self.commit)
         except ValueError:
@@ -92,7 +94,7 @@ class Gatekeeper:
         now = self.clock.reading()
         return decide(read, now.best_ms, booking_views(rows), self.presence, self.policy,
                       direction=direction, commit=self.commit, matches=matches or None,
-                      time_trusted=now.trusted)
+                      time_trusted=now.trusted, rules=rules)
 
     def journal(self, opening: PassRecord) -> None:
         """Commit the granted pass before its gate opens; raises (the gate stays shut) if that fails."""

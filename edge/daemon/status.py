@@ -39,6 +39,8 @@ class LaneStatus:
     last_read: dict[str, Any] | None = None
     open_latencies_ms: list[float] = field(default_factory=list)
     camera: dict[str, Any] = field(default_factory=dict)  # {"state": "ok"|"stalled", "silent_s": ...}
+    serving: bool = True  # False: not connected yet or failed; ``error`` says why
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class StatusSnapshot:
     alerts: dict[str, int] = field(default_factory=dict)
     chain: dict[str, Any] = field(default_factory=dict)
     mqtt: dict[str, Any] = field(default_factory=dict)
+    degraded: dict[str, str] = field(default_factory=dict)  # lanes not serving: why
     heartbeat_mono: float | None = None  # the daemon's time.monotonic() when it wrote the snapshot
     boot_id: str = ""
     active_alerts: dict[str, str] = field(default_factory=dict)  # conditions holding now: code -> detail
@@ -152,7 +155,14 @@ def render_status(snapshot: dict[str, Any]) -> list[str]:
     state = snapshot.get("state", "?") + (" (STALE: daemon not refreshing)" if snapshot.get("stale") else "")
     lines = [f"gateway {snapshot.get('gateway')} pid {snapshot.get('pid')}: {state}, "
              f"updated {snapshot.get('age_s')} s ago, up {snapshot.get('uptime_s')} s"]
+    degraded = snapshot.get("degraded") or {}
+    if degraded:
+        lines.append(f"DEGRADED: {len(degraded)} lane(s) not serving: "
+                     + "; ".join(f"{name} ({why})" for name, why in sorted(degraded.items())))
     for lane in snapshot.get("lanes", []):
+        if not lane.get("serving", True):
+            lines.append(f"lane {lane['name']}: NOT SERVING: {lane.get('error', '')}")
+            continue
         last = lane.get("last_read") or {}
         link = "up" if lane["link_up"] else "DOWN"
         lines.append(f"lane {lane['name']}: phase {lane['phase']}, link {link}, "

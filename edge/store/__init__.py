@@ -33,6 +33,7 @@ from edge.store.rows import (
     Checkpoint,
     GateEventRow,
     Lot,
+    ManualActionRow,
     OutboxRow,
     RentalEvent,
     Space,
@@ -45,9 +46,8 @@ _FROM_INTEGRITY = ("StoreDamagedError",)
 
 __all__ = [
     "ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "MIGRATIONS", "Booking", "ChainBlock", "Checkpoint",
-    "GateEventRow", "Lot", "OutboxRow", "RentalEvent", "Space", "Store", "StoreDamagedError", "StoreError",
-    "StoreVersionError",
-    "new_event_id", "wall_clock_ms",
+    "GateEventRow", "Lot", "ManualActionRow", "OutboxRow", "RentalEvent", "Space", "Store",
+    "StoreDamagedError", "StoreError", "StoreVersionError", "new_event_id", "wall_clock_ms",
 ]
 
 

@@ -34,6 +34,7 @@ from edge.store.rows import (
     Checkpoint,
     GateEventRow,
     Lot,
+    ManualActionRow,
     OutboxRow,
     RentalEvent,
     Space,
@@ -429,6 +430,19 @@ class Store:
             "VALUES (?,?,?,?,?) ON CONFLICT(destination, event_id) DO NOTHING",
             (destination, event_id, json.dumps(payload, sort_keys=True, separators=(",", ":")), now, now))
         return cur.rowcount == 1
+
+    def record_manual_action(self, action: ManualActionRow) -> int:
+        """Append one audited manual gate operation; returns its id."""
+        row = as_dict(action)
+        with self.transaction() as c:
+            cur = c.execute(f"INSERT INTO manual_actions ({', '.join(row)}) "
+                            f"VALUES ({', '.join('?' * len(row))})", list(row.values()))
+        return int(cur.lastrowid or 0)
+
+    def manual_actions(self, limit: int = 100) -> list[tuple[int, ManualActionRow]]:
+        """The latest audited manual operations as (id, row), newest first."""
+        return [(r.pop("id"), ManualActionRow(**r)) for r in self.db["manual_actions"].rows_where(
+            order_by="id DESC", limit=limit)]
 
     def gate_event(self, event_id: str) -> GateEventRow | None:
         rows = list(self.db["gate_events"].rows_where("event_id = ?", [event_id]))
