@@ -334,7 +334,7 @@ def test_wall_clock_steps_during_passes_neither_trap_nor_deafen_a_lane(tmp_path:
     wall = [time.time_ns() // 1_000_000]
     hang = threading.Event()
     alerts: list[tuple[str, float]] = []
-    settings = LaneSettings(LaneConfig(name=LANE))
+    settings = LaneSettings(LaneConfig(name=LANE), burst_timeout_ms=3_000)
     reads = tuple(PlateRead("AB123CD", 0.9, (0.9,) * 7) for _ in range(3))
 
     def burst(burst_no: int, frames: int) -> BurstDone:
