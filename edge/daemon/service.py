@@ -258,7 +258,8 @@ class Daemon:
             if shell is None:
                 roi = _lane_roi(lane_cfg.camera, name)
                 burst = functools.partial(self._burst, source, name, roi=roi)
-                shell = LaneShell(LaneSettings(lane_cfg), driver, burst, self.gatekeeper, self.alert)
+                shell = LaneShell(LaneSettings(lane_cfg), driver, burst, self.gatekeeper, self.alert,
+                                  wall_ms=self.clock.now_ms)  # records dated with the best time
                 self.lanes.append(shell)
             shell.driver, shell.held = driver, False  # a new connection holds nothing
             self.lane_errors.pop(name, None)
