@@ -137,10 +137,10 @@ class Daemon:
         self.state = "starting"
         self.stop_event = asyncio.Event()
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+        self.clock = TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
+        self.store = open_store(cfg, self.clock)  # first: its errors name the file and the recovery
         self.evidence_dir = evidence_dir(cfg.gateway.state_dir)
         make_private(self.evidence_dir)
-        self.clock = TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
-        self.store = open_store(cfg, self.clock)
         self.chain = ChainLink(cfg)
         self.gatekeeper = Gatekeeper(self.store, policy_from_config(cfg),
                                      commitment_function(plate_key(cfg), lot_code_of(cfg)),
@@ -604,6 +604,7 @@ class Daemon:
             self._start_mqtt()
             self._start_metrics()
             self.state = "running"
+            self._publish_status(status_path(self.cfg.gateway.state_dir))  # READY never meets "starting"
             self._ready()
         await stop_wait
         await status_task

@@ -130,7 +130,7 @@ def read_status(path: Path, now: float | None = None) -> dict[str, Any]:
     snapshot["age_s"] = round(age, 1)
     same_boot = bool(snapshot.get("boot_id")) and snapshot.get("boot_id") == boot_id()
     gone = same_boot and not pid_alive(snapshot.get("pid"))
-    snapshot["stale"] = snapshot.get("state") != "running" or age > STALE_AFTER_S or gone
+    snapshot["stale"] = age > STALE_AFTER_S or gone or snapshot.get("state") == "stopped"
     snapshot["state_dir_problem"] = state_dir_problem(path.parent)
     return snapshot
 
@@ -153,6 +153,8 @@ def state_dir_problem(state_dir: Path) -> str | None:
 def render_status(snapshot: dict[str, Any]) -> list[str]:
     """Human lines for ``parkgate status``."""
     state = snapshot.get("state", "?") + (" (STALE: daemon not refreshing)" if snapshot.get("stale") else "")
+    if not snapshot.get("stale") and snapshot.get("state") == "starting":
+        state += " (no lane serves yet)"
     lines = [f"gateway {snapshot.get('gateway')} pid {snapshot.get('pid')}: {state}, "
              f"updated {snapshot.get('age_s')} s ago, up {snapshot.get('uptime_s')} s"]
     degraded = snapshot.get("degraded") or {}
