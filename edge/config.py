@@ -42,13 +42,14 @@ from pydantic_core import PydanticCustomError
 
 from edge.errors import ParkgateError
 from edge.identity import normalise_plate
+from edge.vision.bundle import WEIGHTS_DIR
 from edge.vision.plates import REGION_PATTERNS, region_patterns
 from edge.vision.roi import Roi  # a pure module: the polygon rules
 from firmware_bridge.relaymap import RelayMap  # a pure dataclass module: the board's ranges
 
 DEFAULT_CONFIG_PATH = Path("/etc/parkgate/parkgate.toml")
-# The bundled models (the `models` package installs next to `edge`); same names as models/__init__.py.
-BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
+# The bundled models: package data of edge.vision (edge/vision/bundle.py).
+BUNDLED_WEIGHTS = WEIGHTS_DIR
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RPC_SCHEMES = ("http://", "https://", "ws://", "wss://")
