@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from edge.cli.secretfile import create_secret_file
 from edge.mqtt.commands import ACTIONS, generate_key, load_key, sign_command
 from edge.store import wall_clock_ms
 
@@ -33,12 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     try:
-        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_secret_file(args.out, generate_key())
     except OSError as exc:
         print(f"cannot create key file {args.out}: {exc}", file=sys.stderr)
         return 1
-    with os.fdopen(fd, "w") as f:
-        f.write(generate_key() + "\n")
     print(f"wrote {args.out}")
     return 0
 
