@@ -24,8 +24,11 @@ def check_command_key(config: Config) -> CheckResult:
     from edge.mqtt.commands import load_key
 
     path = config.mqtt.command_key_file
+    if path is None:  # the config refuses this when mqtt is enabled; kept for a config built otherwise
+        return CheckResult.fail("mqtt.command_key_file is not set",
+                                "make one with parkgate mqtt keygen --out FILE")
     try:
-        load_key(path)  # type: ignore[arg-type] - the config requires it when mqtt is enabled
+        load_key(path)
     except (ValueError, OSError) as exc:
         return CheckResult.fail(f"mqtt.command_key_file: {exc}",
                                 "make one with parkgate mqtt keygen --out FILE (the operator signs remote "
