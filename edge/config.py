@@ -290,6 +290,9 @@ class ChainConfig(Section):
     priority_fee_gwei: Annotated[float, between(0.0, 100_000)] = 1.5
     poll_interval_s: Annotated[float, between(0.1, 3600)] = 2.0
     plate_key_file: ConfigPath | None = None
+    # The first block whose contract logs the sync reads (the contract's deployment block): 0 scans from
+    # genesis, which on a public chain takes hours of eth_getLogs windows.
+    start_block: Annotated[int, between(0, 2**53)] = 0
 
 
 class MqttTlsConfig(Section):
