@@ -41,7 +41,7 @@ from pydantic import ValidationInfo as _ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from edge.errors import ParkgateError
-from edge.identity import normalise_plate
+from edge.identity import list_entry_key
 from edge.vision.bundle import WEIGHTS_DIR
 from edge.vision.plates import REGION_PATTERNS, region_patterns
 from edge.vision.roi import Roi  # a pure module: the polygon rules
@@ -56,7 +56,6 @@ RPC_SCHEMES = ("http://", "https://", "ws://", "wss://")
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 _TOPIC_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
-_COMMITMENT_RE = re.compile(r"0x[0-9a-f]{64}")
 
 
 class ConfigIssue:
@@ -124,14 +123,8 @@ def _valid_camera_source(value: str) -> bool:
 def _plate_or_commitment(value: str) -> str:
     """An allow/deny entry: a plate (normalisable) or a vehicle commitment (0x + 64 hex digits). The
     error never repeats a plate."""
-    if value.lower().startswith("0x"):
-        if not _COMMITMENT_RE.fullmatch(value.lower()):
-            raise PydanticCustomError("bad_entry", "entry {entry} looks like a commitment but is not 0x + "
-                                      "64 hex digits; allowed: a plate or a 0x commitment",
-                                      {"entry": repr(value)})
-        return value
     try:
-        normalise_plate(value)
+        list_entry_key(value)
     except ValueError as exc:
         raise PydanticCustomError("bad_entry", "{reason}", {"reason": str(exc)}) from None
     return value

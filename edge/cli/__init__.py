@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.mqtt",
     "edge.cli.lpr",
     "edge.cli.chain",
+    "edge.cli.lists",
     "edge.cli.run",
     "edge.cli.demo",
 )

@@ -56,14 +56,23 @@ class Gatekeeper:
                 after = seq
                 yield row
 
+    def live_policy(self, now_ms: int) -> Policy:
+        """The policy with the store's allow/deny entries in force at ``now_ms``: a list change (`parkgate
+        list`, a signed MQTT command) applies from the next decision, without a restart."""
+        entries = self.store.list_entries_valid_at(now_ms)
+        return self.policy.with_listed((e.entry for e in entries if e.list_name == "allow"),
+                                       (e.entry for e in entries if e.list_name == "deny"))
+
     def decide(self, read: PlateRead, direction: Direction) -> Decision:
         """From the local cache only: the read's confusable candidates' bookings, then the pure rule."""
+        now = wall_clock_ms()
+        policy = self.live_policy(now)
         try:
-            matches = committed_candidates(normalise_plate(read.text), self.policy, self.commit)
+            matches = committed_candidates(normalise_plate(read.text), policy, self.commit)
         except ValueError:
             matches = ()  # no plate: decide() says so without candidates
-        rows = self.store.bookings_for_commitments(self.policy.lot_id, [m.commitment for m in matches])
-        return decide(read, wall_clock_ms(), booking_views(rows), self.presence, self.policy,
+        rows = self.store.bookings_for_commitments(policy.lot_id, [m.commitment for m in matches])
+        return decide(read, now, booking_views(rows), self.presence, policy,
                       direction=direction, commit=self.commit, matches=matches or None)
 
     def journal(self, opening: PassRecord) -> None:

@@ -31,6 +31,7 @@ from edge.store.rows import (
     ChainBlock,
     Checkpoint,
     GateEventRow,
+    ListEntry,
     Lot,
     OutboxRow,
     RentalEvent,
@@ -43,8 +44,8 @@ _FROM_STORE = ("ACTIVE_BOOKING_STATUSES", "Store", "StoreError", "StoreVersionEr
 
 __all__ = [
     "ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "MIGRATIONS", "Booking", "ChainBlock", "Checkpoint",
-    "GateEventRow", "Lot", "OutboxRow", "RentalEvent", "Space", "Store", "StoreError", "StoreVersionError",
-    "new_event_id", "wall_clock_ms",
+    "GateEventRow", "ListEntry", "Lot", "OutboxRow", "RentalEvent", "Space", "Store", "StoreError",
+    "StoreVersionError", "new_event_id", "wall_clock_ms",
 ]
 
 

@@ -12,7 +12,13 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any
 
-from edge.store.schema import BOOKING_STATUSES, DIRECTIONS, GATE_EVENT_KINDS, RENTAL_EVENT_STATUSES
+from edge.store.schema import (
+    ACCESS_LISTS,
+    BOOKING_STATUSES,
+    DIRECTIONS,
+    GATE_EVENT_KINDS,
+    RENTAL_EVENT_STATUSES,
+)
 
 _HEX32 = re.compile(r"0x[0-9a-f]{64}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -225,3 +231,32 @@ class ChainBlock:
     number: int
     hash: str
     parent_hash: str
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """An allow or deny list entry held in the store, optionally valid only from/until a time (unix ms;
+    None: no bound). ``entry`` is already in the form decisions compare (edge.identity.list_entry_key)."""
+
+    list_name: str
+    entry: str
+    valid_from_ms: int | None = None
+    valid_until_ms: int | None = None
+    note: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "list_name", ACCESS_LISTS)
+        _check_text(self, "entry")
+        for name in ("valid_from_ms", "valid_until_ms"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                _fail(self, name, value, "None or integer unix ms >= 0")
+        if (self.valid_from_ms is not None and self.valid_until_ms is not None
+                and self.valid_until_ms <= self.valid_from_ms):
+            _fail(self, "valid_until_ms", (self.valid_from_ms, self.valid_until_ms),
+                  "a time after valid_from_ms")
+
+    def valid_at(self, at_ms: int) -> bool:
+        return ((self.valid_from_ms is None or self.valid_from_ms <= at_ms)
+                and (self.valid_until_ms is None or at_ms < self.valid_until_ms))
