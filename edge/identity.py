@@ -63,6 +63,15 @@ def list_entry_key(value: str) -> str:
     return normalise_plate(value)
 
 
+def plate_key_bytes(text: str) -> bytes:
+    """The lot secret from its file's text: hex (what `parkgate chain plate-key new` writes, ``0x``
+    optional) is decoded, anything else is taken as raw UTF-8."""
+    try:
+        return bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        return text.encode()
+
+
 def check_lot_code(code: str) -> str:
     """A lot code is 1-32 chars of A-Z 0-9 _ -, starting with a letter or digit (e.g. ``"LOT-NORD-1"``)."""
     if not isinstance(code, str) or not _LOT_CODE.fullmatch(code):

@@ -51,6 +51,7 @@ from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.lane import LaneShell
 from edge.daemon.status import LaneStatus, StatusSnapshot, status_path, write_status
 from edge.errors import ParkgateError
+from edge.identity import plate_key_bytes
 from edge.lanes.machine import BurstDone, LaneSettings, ManualOpen
 from edge.metrics import MetricsServer, Sample
 from edge.store import Store, wall_clock_ms
@@ -82,11 +83,7 @@ def plate_key(cfg: Config) -> bytes:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32) + "\n")
-    text = read_secret(path, "chain.plate_key_file")
-    try:
-        return bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        return text.encode()
+    return plate_key_bytes(read_secret(path, "chain.plate_key_file"))
 
 
 class Daemon:
@@ -181,7 +178,13 @@ class Daemon:
     def _remote_command(self, command: Any) -> Any:
         """A verified remote command (paho thread): hand it to the loop; only ``open`` exists."""
         from edge.mqtt import CommandOutcome
+        from edge.mqtt.commands import LIST_ACTIONS
 
+        if command.action in LIST_ACTIONS:  # the whole gateway: the store's lists, read before each decision
+            from edge.daemon.lists import apply_list_command
+
+            return CommandOutcome(*apply_list_command(self.cfg.store_path, command.action, command.args or {},
+                                                      f"mqtt:{command.nonce}"))
         lane = next((shell for shell in self.lanes if shell.config.lane_id == command.lane), None)
         if lane is None or command.action != "open":
             return CommandOutcome(False, f"no lane {command.lane!r} or action {command.action!r} unsupported")
