@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edge.access.types import Decision, Direction
+from edge.daemon.records import logfmt, pass_log_fields
 from edge.identity import mask_plate_or_none
 from edge.lanes.machine import (
     BurstDone,
@@ -245,6 +246,10 @@ class LaneShell:
                      self.config.lane_id, exc)
 
     def record(self, event: PassRecord) -> None:
+        # opened: from the car on the loop to the controller's ack; else how long the pass took
+        opened = event.outcome in (Outcome.PASSED, Outcome.NO_PASSAGE) and bool(self.stats.open_latencies_ms)
+        latency = self.stats.open_latencies_ms[-1] if opened else float(event.ended_ms - event.started_ms)
+        log.info("pass %s", logfmt(pass_log_fields(event, latency)))
         self.stats.passes += 1
         self.stats.outcomes[str(event.outcome)] = self.stats.outcomes.get(str(event.outcome), 0) + 1
         if event.outcome != "passed":

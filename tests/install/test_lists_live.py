@@ -59,6 +59,14 @@ def test_an_allow_list_entry_applies_to_the_next_car_without_a_restart(lane):
                                                        "--note", "plumber")
     visit(lane, VISITOR, True, "allow_listed")
     assert lane["daemon"].alive()
+    # one structured journal line per vehicle, plate masked
+    lines = [line for line in lane["daemon"].log_path.read_text().splitlines() if " pass lane=" in line
+             and "plate=KX***M" in line]
+    assert len(lines) == 2, lines
+    assert "decision=deny reason=no_booking" in lines[0] and "gate=shut" in lines[0]
+    assert "decision=allow reason=allow_listed" in lines[1] and "gate=opened latency_ms=" in lines[1]
+    assert "confidence=0." in lines[1] or "confidence=1.00" in lines[1]
+    assert "KX904LM" not in lane["daemon"].log_path.read_text()
     shown = parkgate(lane, "list", "allow", "show")
     assert "KX904LM" in shown and "plumber" in shown and "active" in shown
 
