@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.lpr",
     "edge.cli.chain",
     "edge.cli.lists",
+    "edge.cli.events",
     "edge.cli.run",
     "edge.cli.demo",
 )

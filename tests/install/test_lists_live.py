@@ -6,6 +6,7 @@ bundled models, the SQLite store; no chain, no broker (an offline lot)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,11 @@ def test_an_allow_list_entry_applies_to_the_next_car_without_a_restart(lane):
     assert "decision=allow reason=allow_listed" in lines[1] and "gate=opened latency_ms=" in lines[1]
     assert "confidence=0." in lines[1] or "confidence=1.00" in lines[1]
     assert "KX904LM" not in lane["daemon"].log_path.read_text()
+    allowed = [json.loads(line) for line in parkgate(lane, "events", "--reason", "allow_listed", "--json")
+               .splitlines()]
+    assert [(e["kind"], e["plate_masked"], e["lane"]) for e in allowed] == [("check_in", "KX***M", LANE)]
+    denied = parkgate(lane, "events", "--kind", "denied", "--lane", LANE, "--since", "2020-01-01")
+    assert "KX***M" in denied and "no_booking" in denied and "allow_listed" not in denied
     shown = parkgate(lane, "list", "allow", "show")
     assert "KX904LM" in shown and "plumber" in shown and "active" in shown
 
