@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from edge.cli.secretfile import create_secret_file
-from edge.config import ConfigError, load_config, read_secret
+from edge.config import Config, ConfigError, load_config, read_secret
 
 # web3 and eth-account take about a second to import: they load inside the commands that need them,
 # so `parkgate --help` and the other commands stay fast.
@@ -131,6 +131,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"cannot read the sync status: {exc}", file=sys.stderr)
         return 1
     status["head_block"] = _head_block(cfg.chain.rpc_url) if cfg.chain.enabled else None
+    if status["last_error"] is None:  # what the running daemon's sync last failed on (not in the store)
+        status["last_error"] = _daemon_chain_error(cfg)
     if args.json:
         print(json.dumps(status))
     else:
@@ -150,3 +152,15 @@ def _head_block(rpc_url: str) -> int | str:
         return int(connect(rpc_url, timeout_s=3.0).eth.block_number)
     except Exception as exc:  # noqa: BLE001 - status must answer even when the node is down
         return f"unreachable ({type(exc).__name__})"
+
+
+def _daemon_chain_error(cfg: Config) -> str | None:
+    """The last error of the running daemon's sync (its status file), or None when it is not running."""
+    from edge.daemon.status import read_status, status_path
+
+    try:
+        snapshot = read_status(status_path(cfg.gateway.state_dir))
+    except ValueError:
+        return None
+    error = None if snapshot["stale"] else snapshot.get("chain", {}).get("last_error")
+    return str(error) if error else None

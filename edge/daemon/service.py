@@ -110,6 +110,7 @@ class Daemon:
         self.sources: list[FrameSource] = []
         self._published_lanes: dict[str, dict[str, Any]] = {}  # what MQTT last got, to publish changes only
         self._published_reads: dict[str, dict[str, Any]] = {}
+        self._published_status: dict[str, Any] | None = None  # the retained status MQTT last got
         self.drivers: list[GateDriver] = []
         self.alerts: dict[str, int] = {}
         self.bridge: Any = None
@@ -271,8 +272,11 @@ class Daemon:
         notify.status(f"{snap.state}: {lanes}; backlog {snap.backlog or 0}")
         if self.bridge is not None:
             try:
-                self.bridge.publish_status({"state": snap.state, "uptime_s": snap.uptime_s,
-                                            "inside": snap.inside, "backlog": snap.backlog})
+                # retained: only when it changed (uptime alone is no change), not every tick
+                status = {"state": snap.state, "inside": snap.inside, "backlog": snap.backlog}
+                if status != self._published_status:
+                    self.bridge.publish_status({**status, "uptime_s": snap.uptime_s})
+                    self._published_status = status
                 self._publish_lane_changes(snap.lanes)
             except Exception:  # noqa: BLE001 - the broker link must never stop the status loop
                 log.exception("MQTT status publish failed")

@@ -95,9 +95,22 @@ def render_status(snapshot: dict[str, Any]) -> list[str]:
     lines.append("backlog: " + (", ".join(f"{k} {v}" for k, v in sorted(backlog.items())) or "empty"))
     chain, mqtt = snapshot.get("chain", {}), snapshot.get("mqtt", {})
     lines.append(f"chain: {chain.get('state', 'off')} {chain.get('detail', '')}".rstrip())
+    if chain.get("last_error"):
+        ago = _ago(chain.get("last_error_at_ms"), snapshot)
+        lines.append(f"chain last error: {chain['last_error']}{ago}")
     lines += _chain_problems(chain)
     lines.append(f"mqtt: {mqtt.get('state', 'off')} {mqtt.get('detail', '')}".rstrip())
+    alerts = snapshot.get("alerts") or {}
+    if alerts:
+        lines.append("alerts: " + ", ".join(f"{code} x{count}" for code, count in sorted(alerts.items())))
     return lines
+
+
+def _ago(at_ms: Any, snapshot: dict[str, Any]) -> str:
+    """`` (N s ago)`` relative to the snapshot's time, or nothing without a time."""
+    if not isinstance(at_ms, int | float):
+        return ""
+    return f" ({max(0.0, float(snapshot.get('updated_at', 0)) - at_ms / 1000):.0f} s ago)"
 
 
 def _chain_problems(chain: dict[str, Any]) -> list[str]:
