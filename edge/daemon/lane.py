@@ -44,6 +44,7 @@ from edge.lanes.machine import (
     SafetyOn,
 )
 from edge.lanes.runner import LaneRunner
+from edge.metrics import LatencyHistogram
 from edge.store import wall_clock_ms
 from edge.vision.types import PlateRead
 from firmware_bridge.gate import GateDriver
@@ -64,6 +65,8 @@ class LaneStats:
     open_latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=500))
     last_read: dict[str, Any] | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
+    refusals: dict[str, int] = field(default_factory=dict)  # refused passes by reason (metrics)
+    open_latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # car on the loop -> gate ack
 
 
 class Passes(Protocol):
@@ -249,7 +252,12 @@ class LaneShell:
         # opened: from the car on the loop to the controller's ack; else how long the pass took
         opened = event.outcome in (Outcome.PASSED, Outcome.NO_PASSAGE) and bool(self.stats.open_latencies_ms)
         latency = self.stats.open_latencies_ms[-1] if opened else float(event.ended_ms - event.started_ms)
-        log.info("pass %s", logfmt(pass_log_fields(event, latency)))
+        fields = pass_log_fields(event, latency)
+        log.info("pass %s", logfmt(fields))
+        if opened:
+            self.stats.open_latency.observe(latency / 1000)
+        if fields["gate"] != "opened":
+            self.stats.refusals[fields["reason"]] = self.stats.refusals.get(fields["reason"], 0) + 1
         self.stats.passes += 1
         self.stats.outcomes[str(event.outcome)] = self.stats.outcomes.get(str(event.outcome), 0) + 1
         if event.outcome != "passed":

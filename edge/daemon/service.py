@@ -53,7 +53,7 @@ from edge.daemon.status import LaneStatus, StatusSnapshot, status_path, write_st
 from edge.errors import ParkgateError
 from edge.identity import plate_key_bytes
 from edge.lanes.machine import BurstDone, LaneSettings, ManualOpen
-from edge.metrics import MetricsServer, Sample
+from edge.metrics import AnySample, HistogramSample, MetricsServer, Sample
 from edge.store import Store, wall_clock_ms
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
@@ -111,6 +111,7 @@ class Daemon:
         self._published_lanes: dict[str, dict[str, Any]] = {}  # what MQTT last got, to publish changes only
         self._published_reads: dict[str, dict[str, Any]] = {}
         self._published_status: dict[str, Any] | None = None  # the retained status MQTT last got
+        self._camera_counts: dict[str, tuple[float, int]] = {}  # lane -> (when, frames) at the last scrape
         self.drivers: list[GateDriver] = []
         self.alerts: dict[str, int] = {}
         self.bridge: Any = None
@@ -226,27 +227,80 @@ class Daemon:
         return {"state": "connected" if health["connected"] else "disconnected",
                 "detail": health.get("last_connect_error") or "", "counters": health["counters"]}
 
-    def samples(self) -> list[Sample]:
+    def samples(self) -> list[AnySample]:
+        """The Prometheus samples (edge.metrics groups them into families): passes and refusals by reason,
+        open latency, camera frames/fps/reconnects, gate link and errors, broker and chain links, backlog,
+        alerts."""
         snap = self._last_snapshot
         state, events, inside = (snap.state, snap.gate_events, snap.inside) if snap else ("starting", 0, 0)
         chain = snap.chain if snap else {}
-        out = [Sample("parkgate_up", 1.0 if state == "running" else 0.0, help="1 while serving"),
-               Sample("parkgate_gate_events_total", events, "counter", "gate events recorded"),
-               Sample("parkgate_inside", inside, help="vehicles inside")]
-        for dest, n in (snap.backlog if snap else {}).items():
-            out.append(Sample("parkgate_outbox_backlog", n, help="rows not yet delivered",
-                              labels={"destination": dest}))
-        out.append(Sample("parkgate_chain_rejected_records", chain.get("rejected", 0),
-                          help="gate records the contract rejected (outbox state 'rejected')"))
-        for code in chain.get("alerts", {}):
-            out.append(Sample("parkgate_chain_alert", 1.0, help="a chain sync alert is raised",
-                              labels={"code": code}))
-        for lane in snap.lanes if snap else ():
-            labels = {"lane": lane.name}
-            out += [Sample("parkgate_lane_passes_total", lane.passes, "counter", "passes", labels),
-                    Sample("parkgate_lane_opens_total", lane.opens, "counter", "gate opens", labels),
-                    Sample("parkgate_lane_link_up", 1.0 if lane.link_up else 0.0, help="serial link",
-                           labels=labels)]
+        out: list[AnySample] = [
+            Sample("parkgate_up", 1.0 if state == "running" else 0.0, help="1 while serving"),
+            Sample("parkgate_gate_events_total", events, "counter", "gate events recorded"),
+            Sample("parkgate_inside", inside, help="vehicles inside")]
+        out += [Sample("parkgate_outbox_backlog", n, help="rows not yet delivered",
+                       labels={"destination": dest}) for dest, n in (snap.backlog if snap else {}).items()]
+        out += [Sample("parkgate_alerts_total", n, "counter", "alerts raised, by code", {"code": code})
+                for code, n in self.alerts.items()]
+        out += self._lane_samples() + self._camera_samples() + self._link_samples(chain)
+        return out
+
+    def _lane_samples(self) -> list[AnySample]:
+        out: list[AnySample] = []
+        for shell in self.lanes:
+            labels, stats = {"lane": shell.config.lane_id}, shell.stats
+            out += [Sample("parkgate_lane_passes_total", stats.passes, "counter", "passes", labels),
+                    Sample("parkgate_lane_opens_total", stats.opens, "counter", "gate opens", labels),
+                    Sample("parkgate_lane_gate_errors_total", stats.gate_errors, "counter",
+                           "gate commands that failed", labels),
+                    Sample("parkgate_lane_link_up", 1.0 if shell.link_up else 0.0, help="serial link",
+                           labels=labels),
+                    HistogramSample("parkgate_lane_open_latency_seconds", stats.open_latency,
+                                    "from the car on the presence loop to the controller's open ack", labels)]
+            out += [Sample("parkgate_lane_refusals_total", n, "counter",
+                           "passes that did not open, by reason", {**labels, "reason": reason})
+                    for reason, n in stats.refusals.items()]
+        return out
+
+    def _camera_samples(self) -> list[AnySample]:
+        out: list[AnySample] = []
+        now = time.monotonic()
+        for lane, source in zip(self.cfg.lanes, self.sources, strict=False):
+            labels, frames = {"lane": lane.name}, source.frames_read
+            before = self._camera_counts.get(lane.name)
+            fps = (frames - before[1]) / (now - before[0]) if before and now > before[0] else 0.0
+            self._camera_counts[lane.name] = (now, frames)
+            out += [Sample("parkgate_camera_frames_total", frames, "counter", "frames captured", labels),
+                    Sample("parkgate_camera_fps", round(fps, 2), help="frames per second since the last "
+                           "scrape", labels=labels),
+                    Sample("parkgate_camera_reconnects_total", source.reconnects, "counter",
+                           "camera (re)opens after a failure", labels),
+                    Sample("parkgate_camera_frames_dropped_total", source.dropped, "counter",
+                           "frames dropped unread (queue full)", labels)]
+        return out
+
+    def _link_samples(self, chain: dict[str, Any]) -> list[AnySample]:
+        out: list[AnySample] = [
+            Sample("parkgate_chain_rejected_records", chain.get("rejected", 0),
+                   help="gate records the contract rejected (outbox state 'rejected')"),
+            Sample("parkgate_chain_consecutive_failures", chain.get("consecutive_failures", 0),
+                   help="chain sync rounds failed in a row (0: healthy)"),
+            Sample("parkgate_chain_uploaded_total", chain.get("uploaded_total", 0), "counter",
+                   "gate records uploaded"),
+            Sample("parkgate_chain_reorgs_total", chain.get("reorgs_total", 0), "counter", "reorgs handled")]
+        out += [Sample("parkgate_chain_alert", 1.0, help="a chain sync alert is raised",
+                       labels={"code": code}) for code in chain.get("alerts", {})]
+        if self.bridge is not None:
+            health = self.bridge.health()
+            counters = health["counters"]
+            connected = 1.0 if health["connected"] else 0.0
+            out += [Sample("parkgate_mqtt_connected", connected, help="broker link"),
+                    Sample("parkgate_mqtt_connects_total", counters.get("connects", 0), "counter",
+                           "broker (re)connects"),
+                    Sample("parkgate_mqtt_connect_failures_total", counters.get("connect_failed", 0),
+                           "counter", "broker connects refused"),
+                    Sample("parkgate_mqtt_disconnects_total", counters.get("disconnects", 0), "counter",
+                           "broker links lost")]
         return out
 
     async def _status_loop(self) -> None:

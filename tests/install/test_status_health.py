@@ -10,10 +10,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client.parser import text_string_to_metric_families
 
 from edge.chain.syncplan import lot_bytes
 from edge.mqtt import generate_key
@@ -23,10 +25,12 @@ from edge.tools.demo import harness as h
 from edge.tools.demo.world import build_world, chain_section, write_secrets
 from edge.tools.emulator.launch import running_emulator
 from edge.tools.mosquitto import MosquittoBroker
+from edge.tools.net import free_tcp_port
 
 LOT, GATEWAY, LANE = "LOT-HEALTH-1", "health-gw", "entry-1"
 WATCHER = ("watcher", "watcher-secret-2")
 BOOKED = h.Vehicle("booked", "AB 123-CD", seed=231)
+UNBOOKED = h.Vehicle("unbooked", "KX 904-LM", seed=732)
 TOPICS = Topics("parkgate", GATEWAY)
 
 
@@ -73,10 +77,12 @@ def run(tmp_path_factory: pytest.TempPathFactory, anvil):
         (work / "command-key").write_text(generate_key() + "\n")
         (work / "mqtt-password").write_text(broker.password + "\n")
         camera = h.LaneCamera(work / "camera", LANE)
+        metrics_port = free_tcp_port()
         with running_emulator(work, name=LANE) as emulator:
             config = work / "parkgate.toml"
             config.write_text(h.toml_text(
                 {"gateway": {"id": GATEWAY, "lot_id": LOT, "state_dir": str(work / "state")},
+                 "metrics": {"enabled": True, "port": metrics_port},
                  "chain": chain_section(anvil.url, world.admin.address, paths),
                  "mqtt": {"enabled": True, "host": broker.host, "port": broker.port,
                           "username": broker.username, "password_file": str(work / "mqtt-password"),
@@ -86,7 +92,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, anvil):
                   "camera": {"source": str(camera.manifest), "burst_frames": 3}}]))
             daemon = h.start_daemon(config, work / "daemon.log")
             try:
-                yield {"config": config, "emulator": emulator, "camera": camera, "daemon": daemon,
+                yield {"metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+                       "config": config, "emulator": emulator, "camera": camera, "daemon": daemon,
                        "store": work / "state" / "parkgate.sqlite", "watcher": watcher, "world": world}
             finally:
                 daemon.stop()
@@ -145,3 +152,23 @@ def _bookings(store) -> int:
             conn.close()
     except sqlite3.Error:
         return 0
+
+
+def test_metrics_have_refusals_latency_camera_links_backlog_and_errors(run):
+    result = h.play_visit(h.Visit(UNBOOKED, LANE, False, "no_booking"), run["emulator"], run["camera"],
+                          run["store"])
+    assert result.held, (result.rows, result.error)
+    time.sleep(1.2)  # a second scrape apart: the camera's fps is the frames between scrapes
+    urllib.request.urlopen(run["metrics"], timeout=5).read()
+    time.sleep(1.0)
+    text = urllib.request.urlopen(run["metrics"], timeout=5).read().decode()
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    for name in ("parkgate_lane_refusals", "parkgate_lane_open_latency_seconds", "parkgate_camera_fps",
+                 "parkgate_camera_reconnects", "parkgate_mqtt_connects", "parkgate_outbox_backlog",
+                 "parkgate_chain_consecutive_failures", "parkgate_lane_gate_errors", "parkgate_lane_link_up"):
+        assert name in families, (name, sorted(families))
+    refusals = {s.labels["reason"]: s.value for s in families["parkgate_lane_refusals"].samples
+                if s.name.endswith("_total")}
+    assert refusals.get("no_booking", 0) >= 1, refusals
+    assert 5 <= next(s.value for s in families["parkgate_camera_fps"].samples) <= 15  # the lane runs at 10
+    assert text.count("# TYPE parkgate_lane_refusals_total counter") == 1
