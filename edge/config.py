@@ -309,6 +309,9 @@ class MqttConfig(Section):
     command_max_age_s: Annotated[int, between(1, 3600)] = 30
     discovery: bool = False
     discovery_prefix: Annotated[str, matches(_TOPIC_RE, "a topic prefix without wildcards")] = "homeassistant"
+    # Where a Home Assistant open button publishes the lane id, for a signing bridge that holds the command
+    # key (Home Assistant cannot sign); None: no button is announced.
+    ha_open_button_topic: Topic | None = None
 
 
 class MetricsConfig(Section):

@@ -64,6 +64,7 @@ from firmware_bridge.gate import GateDriver
 
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 1.0
+CAMERA_SILENT_S = 5.0  # a camera with no new frame for this long shows as no_frames (MQTT lane state)
 CONNECT_RETRY_S = 1.0
 PLATE_KEY_FILE = "plate-key"
 
@@ -112,6 +113,7 @@ class Daemon:
         self._published_reads: dict[str, dict[str, Any]] = {}
         self._published_status: dict[str, Any] | None = None  # the retained status MQTT last got
         self._camera_counts: dict[str, tuple[float, int]] = {}  # lane -> (when, frames) at the last scrape
+        self._camera_seen: dict[int, tuple[float, int]] = {}  # lane index -> (when, frames) last changed
         self.drivers: list[GateDriver] = []
         self.alerts: dict[str, int] = {}
         self.bridge: Any = None
@@ -327,7 +329,8 @@ class Daemon:
         if self.bridge is not None:
             try:
                 # retained: only when it changed (uptime alone is no change), not every tick
-                status = {"state": snap.state, "inside": snap.inside, "backlog": snap.backlog}
+                status = {"state": snap.state, "inside": snap.inside, "capacity": self.cfg.policy.capacity,
+                          "backlog": snap.backlog, "chain": snap.chain.get("state", "off")}
                 if status != self._published_status:
                     self.bridge.publish_status({**status, "uptime_s": snap.uptime_s})
                     self._published_status = status
@@ -338,9 +341,11 @@ class Daemon:
     def _publish_lane_changes(self, lanes: tuple[LaneStatus, ...]) -> None:
         """Retained lane state and the latest plate read, each only when it changed since the last tick."""
         assert self.bridge is not None
-        for lane in lanes:
+        for index, lane in enumerate(lanes):
             name = lane.name
-            state = {"state": lane.phase, "link_up": lane.link_up}
+            last = lane.last_read or {}
+            state = {"state": lane.phase, "link_up": lane.link_up, "camera": self._camera_state(index),
+                     "last_decision": last.get("decision"), "last_allow": last.get("allow")}
             if self._published_lanes.get(name) != state:
                 self.bridge.publish_lane_state(name, state)
                 self._published_lanes[name] = state
@@ -349,6 +354,17 @@ class Daemon:
             if read is not None and self._published_reads.get(name) != read \
                     and self.bridge.publish_read({"lane": name, **read}):
                 self._published_reads[name] = read
+
+    def _camera_state(self, index: int) -> str:
+        """``ok`` while the lane's camera delivered a frame within CAMERA_SILENT_S, else ``no_frames``."""
+        if index >= len(self.sources):
+            return "no_frames"
+        frames, now = self.sources[index].frames_read, time.monotonic()
+        seen = self._camera_seen.get(index)
+        if seen is None or frames != seen[1]:
+            self._camera_seen[index] = (now, frames)
+            return "ok" if frames else "no_frames"
+        return "ok" if now - seen[0] < CAMERA_SILENT_S else "no_frames"
 
     # -- run ---------------------------------------------------------------------------------------------
 

@@ -249,7 +249,8 @@ class MqttBridge:
         client.subscribe(self.topics.command_filter, options=SubscribeOptions(qos=1, noLocal=True))
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         if self.config.discovery:
-            for topic, payload in discovery_messages(self.topics, self.lanes, self.config.discovery_prefix):
+            for topic, payload in discovery_messages(self.topics, self.lanes, self.config.discovery_prefix,
+                                                     self.config.ha_open_button_topic):
                 client.publish(topic, payload, qos=1, retain=True)
         with self._retained_lock:
             for topic, payload in self._retained.items():

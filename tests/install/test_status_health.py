@@ -86,13 +86,14 @@ def run(tmp_path_factory: pytest.TempPathFactory, anvil):
                  "chain": chain_section(anvil.url, world.admin.address, paths),
                  "mqtt": {"enabled": True, "host": broker.host, "port": broker.port,
                           "username": broker.username, "password_file": str(work / "mqtt-password"),
-                          "command_key_file": str(work / "command-key"),
+                          "command_key_file": str(work / "command-key"), "discovery": True,
+                          "ha_open_button_topic": "signer/health-gw/open",
                           "tls": {"ca_file": str(broker.ca_file)}}},
                 [{"name": LANE, "gate": {"port": str(emulator.link), "baudrate": 115200, "pulse_ms": 3000},
                   "camera": {"source": str(camera.manifest), "burst_frames": 3}}]))
             daemon = h.start_daemon(config, work / "daemon.log")
             try:
-                yield {"metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+                yield {"metrics": f"http://127.0.0.1:{metrics_port}/metrics", "broker": broker,
                        "config": config, "emulator": emulator, "camera": camera, "daemon": daemon,
                        "store": work / "state" / "parkgate.sqlite", "watcher": watcher, "world": world}
             finally:
@@ -172,3 +173,39 @@ def test_metrics_have_refusals_latency_camera_links_backlog_and_errors(run):
     assert refusals.get("no_booking", 0) >= 1, refusals
     assert 5 <= next(s.value for s in families["parkgate_camera_fps"].samples) <= 15  # the lane runs at 10
     assert text.count("# TYPE parkgate_lane_refusals_total counter") == 1
+
+
+def test_home_assistant_sees_per_lane_entities_and_their_state(run):
+    """A fresh subscriber (as Home Assistant after a restart) gets the retained discovery configs and the
+    lane state they read."""
+    retained: dict[str, bytes] = {}
+    lock = threading.Lock()
+
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with lock:
+            retained[msg.topic] = bytes(msg.payload)
+
+    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.username_pw_set(*WATCHER)
+    c.tls_set(ca_certs=str(run["broker"].ca_file))
+    c.on_connect = lambda client, *a: client.subscribe([("homeassistant/#", 1), (f"{TOPICS.base}/#", 1)])
+    c.on_message = on_message
+    c.connect(run["broker"].host, run["broker"].port)
+    c.loop_start()
+    try:
+        lane_topic = TOPICS.lane_state(LANE)
+        arrived = h.wait_until(lambda: lane_topic in retained and TOPICS.status in retained, 15, 0.1)
+        assert arrived, sorted(retained)
+        time.sleep(0.5)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    configs = {topic.split("/")[-2] for topic in retained if topic.startswith("homeassistant/")}
+    assert {f"{LANE}_state", f"{LANE}_decision", f"{LANE}_gate", f"{LANE}_camera", f"{LANE}_open", "inside",
+            "backlog", "chain", "connectivity"} <= configs, configs
+    button = json.loads(retained[f"homeassistant/button/parkgate_{GATEWAY}/{LANE}_open/config"])
+    assert button["command_topic"] == "signer/health-gw/open" and button["payload_press"] == LANE
+    state = json.loads(retained[lane_topic])
+    assert state["link_up"] is True and state["camera"] == "ok" and "last_decision" in state, state
+    status_body = json.loads(retained[TOPICS.status])
+    assert {"inside", "capacity", "backlog", "chain", "state"} <= set(status_body), status_body
