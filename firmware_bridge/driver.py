@@ -21,6 +21,10 @@ from firmware_bridge.messages import (
 )
 from firmware_bridge.transport import SerialSettings
 
+# How long an open waits, after its last retry, for a late reply: a busy controller that answers 1.5 s
+# late has opened the gate, and the lane must know (edge.lanes.machine: ack_timeout_ms covers this).
+LATE_REPLY_S = 2.0
+
 
 class ParkgateSerialDriver:
     """Gate-controller board running parkgate firmware (docs/gate-protocol.md)."""
@@ -35,7 +39,7 @@ class ParkgateSerialDriver:
         return cls(await client.start())
 
     async def open_pulse(self, pulse_ms: int) -> None:
-        self._expect_ok(await self.client.request(OpenPulse(pulse_ms)), "open")
+        self._expect_ok(await self.client.request(OpenPulse(pulse_ms), late_s=LATE_REPLY_S), "open")
 
     async def hold_open(self, watchdog_ms: int = 1000) -> None:
         if self.client.heartbeat_s * 1000 * 2 >= watchdog_ms:

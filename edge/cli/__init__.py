@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.lists",
     "edge.cli.events",
     "edge.cli.run",
+    "edge.cli.store",
     "edge.cli.demo",
 )
 

@@ -166,7 +166,8 @@ def test_a_signed_deny_command_applies_live_and_a_forged_one_does_not(lane):
     until = time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() + 3600))
     added = lane["operator"].command(signed(lane, "list-add", "--until", until))
     assert added["ok"] and added["action"] == "list-add", added
-    assert [(name, source.startswith("mqtt:")) for name, source in stored_entries(lane)] == [("deny", True)]
+    stored = [(name, source.startswith("mqtt:")) for name, source in stored_entries(lane)]
+    assert stored == [("deny", True)], (added, lane["daemon"].log_tail())
     visit(lane, False, "deny_listed")
     removed = lane["operator"].command(signed(lane, "list-remove"))
     assert removed["ok"], removed
