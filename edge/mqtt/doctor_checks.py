@@ -13,6 +13,7 @@ from typing import Any
 
 from edge.config import Config, ConfigError, read_secret
 from edge.doctor import CheckResult, register_check
+from edge.mqtt.probe import transport_problem
 
 CONNACK_TIMEOUT_S = 5.0
 
@@ -48,21 +49,14 @@ def check_broker(config: Config) -> CheckResult:
     except ConfigError as exc:
         return CheckResult.fail(str(exc).splitlines()[-1].strip(), "write the broker password into "
                                 "mqtt.password_file")
+    problem = transport_problem(m, timeout_s=CONNACK_TIMEOUT_S)
+    if problem is not None:
+        return CheckResult.fail(f"{where}: {problem}", problem.fix)
     try:
         answer = _connack(config, password)
-    except ssl.SSLCertVerificationError as exc:
-        return CheckResult.fail(f"{where}: the broker's certificate is not trusted: {exc.verify_message}",
-                                "set mqtt.tls.ca_file to the CA that signed the broker's certificate, and "
-                                "use the host name the certificate names in mqtt.host")
-    except (ssl.SSLError, ConnectionResetError) as exc:
-        return CheckResult.fail(f"{where}: TLS handshake failed: {exc}",
-                                "is the port a TLS listener? (mqtt.port, mqtt.tls.enabled; 8883 is TLS, 1883 "
-                                "plain); client certificate files: mqtt.tls.cert_file/key_file")
-    except OSError as exc:
-        return CheckResult.fail(f"{where}: cannot connect: {exc.strerror or exc}",
-                                "start the broker, or fix mqtt.host / mqtt.port (and the firewall between)")
-    except ValueError as exc:
-        return CheckResult.fail(f"{where}: {exc}", "fix the files named under [mqtt.tls]")
+    except (OSError, ValueError) as exc:  # the transport worked a moment ago
+        return CheckResult.fail(f"{where}: {type(exc).__name__}: {exc}", "run the doctor again; if it stays, "
+                                "check the broker's log")
     if answer is None:
         return CheckResult.fail(f"{where}: no CONNACK within {CONNACK_TIMEOUT_S:.0f} s",
                                 "a TLS listener while mqtt.tls.enabled = false, or not an MQTT broker: check "

@@ -209,3 +209,24 @@ def test_home_assistant_sees_per_lane_entities_and_their_state(run):
     assert state["link_up"] is True and state["camera"] == "ok" and "last_decision" in state, state
     status_body = json.loads(retained[TOPICS.status])
     assert {"inside", "capacity", "backlog", "chain", "state"} <= set(status_body), status_body
+
+
+@pytest.mark.parametrize("url_scheme, tls_keys, expected", [
+    ("mqtts", {}, "the broker's certificate is not trusted"),  # no ca_file: the system CAs
+    ("mqtt", {}, "closed the connection before CONNACK"),  # plain MQTT against the TLS listener
+])
+def test_a_tls_mismatch_with_the_broker_is_named_in_the_link_health(run, url_scheme, tls_keys, expected):
+    from edge.mqtt.bridge import MqttBridge
+    from edge.mqtt.wiring import mqtt_config_from_url
+
+    broker = run["broker"]
+    config, password = mqtt_config_from_url(f"{url_scheme}://{broker.username}:{broker.password}@"
+                                            f"{broker.host}:{broker.port}", client_id=f"probe-{url_scheme}",
+                                            **tls_keys)
+    bridge = MqttBridge(config, "probe-gw", bytes(32), [LANE], password=password).start()
+    try:
+        error = h.wait_until(lambda: bridge.health()["last_connect_error"], 15, 0.1)
+    finally:
+        bridge.stop(timeout=2)
+    assert error and expected in error, error
+    assert not bridge.connected
