@@ -66,6 +66,7 @@ class LaneStats:
     last_read: dict[str, Any] | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
     refusals: dict[str, int] = field(default_factory=dict)  # refused passes by reason (metrics)
+    gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"} (status)
     open_latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # car on the loop -> gate ack
 
 
@@ -161,6 +162,8 @@ class LaneShell:
             try:
                 status = await self.driver.status()
             except Exception as exc:  # noqa: BLE001 - link down: report, keep trying
+                if self.link_up:
+                    self._gate_failed(f"status poll failed: {exc}")
                 self.link_up = False
                 log.debug("lane %s: status poll failed: %s", self.config.lane_id, exc)
                 previous = None
@@ -227,6 +230,7 @@ class LaneShell:
         except Exception as exc:  # noqa: BLE001 - becomes a recorded gate fault
             self._opens.pop(pass_no, None)
             self.stats.gate_errors += 1
+            self._gate_failed(f"open failed: {exc}")
             self.feed(GateFault(pass_no, f"open failed: {exc}"))
             return
         self._opens.pop(pass_no, None)  # answered: no longer ours to cancel
@@ -248,6 +252,7 @@ class LaneShell:
             await self.driver.close()
         except Exception as exc:  # noqa: BLE001 - the pulse ends by itself; the barrier closes anyway
             self.stats.gate_errors += 1
+            self._gate_failed(f"close failed: {exc}")
             log.info("lane %s: close not done (%s); the pulse closes the gate by itself",
                      self.config.lane_id, exc)
 
@@ -266,6 +271,10 @@ class LaneShell:
         if event.outcome != "passed":
             self.stats.refused += 1
         self.passes.record(event)
+
+    def _gate_failed(self, error: str) -> None:
+        """The controller's last failure, for `parkgate status` (kept with its time)."""
+        self.stats.gate_error = {"error": error[:300], "at_ms": wall_clock_ms()}
 
     def alert(self, code: str, detail: str) -> None:
         self.stats.alerts += 1

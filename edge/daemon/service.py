@@ -283,7 +283,8 @@ class Daemon:
                    if k.startswith("outbox.") and k.endswith((".pending", ".in_flight"))}
         lanes = tuple(LaneStatus(s.config.lane_id, str(s.runner.state.phase), s.link_up, s.stats.passes,
                                  s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
-                                 s.stats.last_read, list(s.stats.open_latencies_ms), self._camera(s))
+                                 s.stats.last_read, list(s.stats.open_latencies_ms), self._camera(s),
+                                 s.stats.gate_error)
                       for s in self.lanes)
         now = time.time()
         reading = self.clock.reading()

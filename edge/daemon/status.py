@@ -39,6 +39,7 @@ class LaneStatus:
     last_read: dict[str, Any] | None = None
     open_latencies_ms: list[float] = field(default_factory=list)
     camera: dict[str, Any] = field(default_factory=dict)  # {"state": "ok"|"stalled", "silent_s": ...}
+    gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"}
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,10 @@ def render_status(snapshot: dict[str, Any]) -> list[str]:
                      f"passes {lane['passes']}, opens {lane['opens']}, refused {lane['refused']}, "
                      f"last read conf {last.get('confidence', '-')} -> {last.get('decision', '-')}"
                      + _camera_problem(lane.get("camera") or {}))
+        gate_error = lane.get("gate_error") or {}
+        if gate_error:
+            lines.append(f"lane {lane['name']} gate last error: {gate_error.get('error')}"
+                         f"{_ago(gate_error.get('at_ms'), snapshot)}")
     backlog = snapshot.get("backlog", {})
     lines.append("backlog: " + (", ".join(f"{k} {v}" for k, v in sorted(backlog.items())) or "empty"))
     chain, mqtt = snapshot.get("chain", {}), snapshot.get("mqtt", {})
