@@ -41,21 +41,21 @@ from pydantic import ValidationInfo as _ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from edge.errors import ParkgateError
-from edge.identity import normalise_plate
+from edge.identity import list_entry_key
+from edge.vision.bundle import WEIGHTS_DIR
 from edge.vision.plates import REGION_PATTERNS, region_patterns
 from edge.vision.roi import Roi  # a pure module: the polygon rules
 from firmware_bridge.relaymap import RelayMap  # a pure dataclass module: the board's ranges
 
 DEFAULT_CONFIG_PATH = Path("/etc/parkgate/parkgate.toml")
-# The bundled models (the `models` package installs next to `edge`); same names as models/__init__.py.
-BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
+# The bundled models: package data of edge.vision (edge/vision/bundle.py).
+BUNDLED_WEIGHTS = WEIGHTS_DIR
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RPC_SCHEMES = ("http://", "https://", "ws://", "wss://")
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 _TOPIC_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
-_COMMITMENT_RE = re.compile(r"0x[0-9a-f]{64}")
 
 
 class ConfigIssue:
@@ -123,14 +123,8 @@ def _valid_camera_source(value: str) -> bool:
 def _plate_or_commitment(value: str) -> str:
     """An allow/deny entry: a plate (normalisable) or a vehicle commitment (0x + 64 hex digits). The
     error never repeats a plate."""
-    if value.lower().startswith("0x"):
-        if not _COMMITMENT_RE.fullmatch(value.lower()):
-            raise PydanticCustomError("bad_entry", "entry {entry} looks like a commitment but is not 0x + "
-                                      "64 hex digits; allowed: a plate or a 0x commitment",
-                                      {"entry": repr(value)})
-        return value
     try:
-        normalise_plate(value)
+        list_entry_key(value)
     except ValueError as exc:
         raise PydanticCustomError("bad_entry", "{reason}", {"reason": str(exc)}) from None
     return value
@@ -231,6 +225,10 @@ class LaneConfig(Section):
     trigger: Annotated[str, one_of("presence_loop", "motion")] = "presence_loop"
     gate: GateConfig = GateConfig()
     camera: CameraConfig = CameraConfig()
+    # Exit lanes only (edge.access.exits): who may leave; None = "known" (nobody known is trapped).
+    exit_policy: Annotated[str, one_of("open", "known", "booked_only")] | None = None
+    # This lane's anti-passback; None = the lot's [policy] anti_passback.
+    anti_passback: Annotated[str, one_of("off", "soft", "hard")] | None = None
 
 
 class VisionConfig(Section):
@@ -303,6 +301,9 @@ class ChainConfig(Section):
     priority_fee_gwei: Annotated[float, between(0.0, 100_000)] = 1.5
     poll_interval_s: Annotated[float, between(0.1, 3600)] = 2.0
     plate_key_file: ConfigPath | None = None
+    # The first block whose contract logs the sync reads (the contract's deployment block): 0 scans from
+    # genesis, which on a public chain takes hours of eth_getLogs windows.
+    start_block: Annotated[int, between(0, 2**53)] = 0
 
 
 class MqttTlsConfig(Section):
@@ -326,6 +327,9 @@ class MqttConfig(Section):
     command_max_age_s: Annotated[int, between(1, 3600)] = 30
     discovery: bool = False
     discovery_prefix: Annotated[str, matches(_TOPIC_RE, "a topic prefix without wildcards")] = "homeassistant"
+    # Where a Home Assistant open button publishes the lane id, for a signing bridge that holds the command
+    # key (Home Assistant cannot sign); None: no button is announced.
+    ha_open_button_topic: Topic | None = None
 
 
 class EvidenceConfig(Section):
@@ -465,6 +469,58 @@ def _modbus_input_clashes(gate: GateConfig, path: str) -> list[ConfigIssue]:
     return issues
 
 
+def _modbus_points(gate: GateConfig) -> tuple[set[str], set[str]]:
+    """(relays, inputs) a modbus-rtu gate drives and reads on its unit, named for clash messages."""
+    return {f"coil {gate.modbus_open_coil}"}, {f"input {getattr(gate, key)}" for key in MODBUS_INPUT_KEYS}
+
+
+def _shared_port_issues(lanes: tuple[LaneConfig, ...]) -> list[ConfigIssue]:
+    """Lanes on one serial port share one bus: one driver, one baud rate; Modbus lanes need their own
+    unit id or, on one board, their own relay and inputs. The parkgate protocol (version 1) has no
+    unit address, so its controller cannot share a port."""
+    issues = []
+    first: dict[str, int] = {}
+    for i, lane in enumerate(lanes):
+        gate, path = lane.gate, f"lanes[{i}].gate"
+        j = first.setdefault(gate.port, i)
+        if j == i:
+            continue
+        other = lanes[j].gate
+        where = f"{gate.port} is also the port of lanes[{j}] ({lanes[j].name})"
+        if gate.driver != other.driver:
+            issues.append(ConfigIssue(f"{path}.driver", f"{gate.driver!r}: {where} with driver "
+                                      f"{other.driver!r}; allowed: one driver per port"))
+        elif gate.driver == "parkgate-serial":
+            issues.append(ConfigIssue(f"{path}.port", f"{where}; the parkgate protocol (version 1) has no "
+                                      "unit address: one controller per port (give each its own port, or "
+                                      "wire the lanes to one Modbus relay board or bus)"))
+        if gate.baudrate != other.baudrate:
+            issues.append(ConfigIssue(f"{path}.baudrate", f"{gate.baudrate}: {where} at {other.baudrate} "
+                                      "baud; allowed: one baud rate per port"))
+        if gate.driver == other.driver == "modbus-rtu":
+            issues += _board_clashes(lanes, i, [k for k in range(i) if lanes[k].gate.port == gate.port])
+    return issues
+
+
+def _board_clashes(lanes: tuple[LaneConfig, ...], i: int, earlier: list[int]) -> list[ConfigIssue]:
+    """Lane ``i`` against the earlier Modbus lanes on its port: same unit id, overlapping coil/inputs."""
+    issues = []
+    gate = lanes[i].gate
+    relays, inputs = _modbus_points(gate)
+    for k in earlier:
+        other = lanes[k].gate
+        if other.modbus_unit != gate.modbus_unit:
+            continue
+        their_relays, their_inputs = _modbus_points(other)
+        shared = sorted(relays & their_relays) + sorted(inputs & their_inputs)
+        if shared:
+            issues.append(ConfigIssue(f"lanes[{i}].gate", f"unit {gate.modbus_unit} on {gate.port}: "
+                                      f"{', '.join(shared)} also used by lanes[{k}] ({lanes[k].name}); "
+                                      "allowed: another modbus_unit, or on one board another "
+                                      "modbus_open_coil and other inputs"))
+    return issues
+
+
 def _roi_issues(points: tuple[tuple[float, ...], ...], path: str) -> list[ConfigIssue]:
     """A lane ROI must be a valid polygon (`edge.vision.roi.Roi.parse`); empty means the whole frame."""
     if not points:
@@ -487,6 +543,10 @@ def _cross_checks(cfg: Config) -> list[ConfigIssue]:
         seen.setdefault(lane.name, i)
         issues += _modbus_input_clashes(lane.gate, f"lanes[{i}].gate")
         issues += _roi_issues(lane.camera.roi, f"lanes[{i}].camera.roi")
+        if lane.exit_policy is not None and lane.direction != "exit":
+            issues.append(ConfigIssue(f"lanes[{i}].exit_policy", f"{lane.exit_policy!r} is set on an entry "
+                                      "lane; allowed: only on lanes with direction = \"exit\""))
+    issues += _shared_port_issues(cfg.lanes)
     if not cfg.lanes:
         issues.append(ConfigIssue("lanes", "no lanes configured; add at least one [[lanes]] table"))
     chain = cfg.chain

@@ -26,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edge.access.exits import LaneRules, lane_rules
 from edge.access.types import Decision, Direction
+from edge.daemon.records import logfmt, pass_log_fields
 from edge.identity import mask_plate_or_none
 from edge.lanes.machine import (
     BurstDone,
@@ -43,6 +45,7 @@ from edge.lanes.machine import (
     SafetyOn,
 )
 from edge.lanes.runner import LaneRunner, monotonic_ms
+from edge.metrics import LatencyHistogram
 from edge.store import wall_clock_ms
 from edge.vision.types import PlateRead
 from firmware_bridge.gate import GateDriver
@@ -51,6 +54,8 @@ from firmware_bridge.messages import EventKind
 log = logging.getLogger(__name__)
 TICK_S = 0.05
 RECONCILE_S = 1.0
+HOLD_WATCHDOG_MS = 1000  # a held gate drops by itself this long after the daemon stops refreshing it
+WATCH_QUEUE = 1000  # input changes buffered per watcher (`parkgate gate watch`); beyond: dropped, counted
 
 
 @dataclass
@@ -63,12 +68,15 @@ class LaneStats:
     open_latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=500))
     last_read: dict[str, Any] | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
+    refusals: dict[str, int] = field(default_factory=dict)  # refused passes by reason (metrics)
+    gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"} (status)
+    open_latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # car on the loop -> gate ack
 
 
 class Passes(Protocol):
     """What a lane asks the local store about its passes (:class:`edge.daemon.gatekeeper.Gatekeeper`)."""
 
-    def decide(self, read: PlateRead, direction: Direction) -> Decision: ...
+    def decide(self, read: PlateRead, direction: Direction, rules: LaneRules) -> Decision: ...
 
     def journal(self, opening: PassRecord) -> None:
         """Commit the granted pass before its gate opens; raises (the gate stays shut) if that fails."""
@@ -88,6 +96,8 @@ class LaneShell:
                  wall_ms: Callable[[], int] = wall_clock_ms) -> None:
         """``wall_ms`` dates the records only; the lane's timeouts run on the monotonic clock."""
         self.config = config
+        lane = config.lane
+        self.rules = lane_rules(lane.direction, lane.exit_policy, lane.anti_passback)
         self.driver = driver
         self._burst = burst
         self.passes = passes
@@ -98,6 +108,9 @@ class LaneShell:
         self._opens: dict[int, asyncio.Task[None]] = {}  # pass number -> its open, until it answers
         self._armed_at: float | None = None
         self.link_up = True
+        self.held = False  # an operator holds the gate open: the machine's close is not sent
+        self.watchers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.watch_dropped = 0
 
     # -- driving -------------------------------------------------------------------------------------
 
@@ -110,7 +123,9 @@ class LaneShell:
                 self.feed(SafetyOn())
             if status.presence:
                 self.feed(PresenceOn())
-        await asyncio.gather(self._events(), self._ticks(), self._reconcile())
+        async with asyncio.TaskGroup() as group:  # one part failing stops the others: the lane restarts
+            for part in (self._events(), self._ticks(), self._reconcile()):
+                group.create_task(part)
 
     def feed(self, event: Event) -> None:
         if isinstance(event, PresenceOn) and not self.runner.state.presence:
@@ -136,6 +151,7 @@ class LaneShell:
 
     async def _events(self) -> None:
         async for event in self.driver.events():
+            self._tell_watchers(event.kind.name.lower(), event.value)
             if event.kind is EventKind.PRESENCE:
                 self.feed(PresenceOn() if event.value else PresenceOff())
             elif event.kind is EventKind.SAFETY:
@@ -157,6 +173,8 @@ class LaneShell:
             try:
                 status = await self.driver.status()
             except Exception as exc:  # noqa: BLE001 - link down: report, keep trying
+                if self.link_up:
+                    self._gate_failed(f"status poll failed: {exc}")
                 self.link_up = False
                 log.debug("lane %s: status poll failed: %s", self.config.lane_id, exc)
                 previous = None
@@ -170,6 +188,25 @@ class LaneShell:
                 if status.safety != state.safety:
                     self.feed(SafetyOn() if status.safety else SafetyOff())
             previous = now
+
+    def _tell_watchers(self, kind: str, value: int) -> None:
+        change = {"at_ms": wall_clock_ms(), "lane": self.config.lane_id, "kind": kind, "value": value}
+        for queue in self.watchers:
+            try:
+                queue.put_nowait(change)
+            except asyncio.QueueFull:
+                self.watch_dropped += 1
+
+    async def hold(self) -> None:
+        """Hold the gate open until :meth:`release` (the driver keeps it alive; it drops by itself
+        within ``HOLD_WATCHDOG_MS`` if this process dies)."""
+        await self.driver.hold_open(HOLD_WATCHDOG_MS)
+        self.held = True
+
+    async def release(self) -> None:
+        """End a hold; the barrier closes by itself once its loops are clear."""
+        await self.driver.release()
+        self.held = False
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -198,7 +235,7 @@ class LaneShell:
         self.feed(result)
 
     def decide(self, pass_no: int, read: PlateRead) -> Decision:
-        decision = self.passes.decide(read, self.config.direction)
+        decision = self.passes.decide(read, self.config.direction, self.rules)
         self.stats.last_read = {"plate_masked": mask_plate_or_none(read.text),
                                 "confidence": round(read.confidence, 3), "decision": str(decision.reason),
                                 "allow": decision.allow, "at_ms": wall_clock_ms()}
@@ -223,6 +260,7 @@ class LaneShell:
         except Exception as exc:  # noqa: BLE001 - becomes a recorded gate fault
             self._opens.pop(pass_no, None)
             self.stats.gate_errors += 1
+            self._gate_failed(f"open failed: {exc}")
             self.feed(GateFault(pass_no, f"open failed: {exc}"))
             return
         self._opens.pop(pass_no, None)  # answered: no longer ours to cancel
@@ -237,6 +275,9 @@ class LaneShell:
                           self.config.lane_id, pass_no)
 
     def close(self) -> None:
+        if self.held:
+            log.info("lane %s: gate held open by an operator: not closed after the pass", self.config.lane_id)
+            return
         self._spawn(self._close())
 
     async def _close(self) -> None:
@@ -244,15 +285,29 @@ class LaneShell:
             await self.driver.close()
         except Exception as exc:  # noqa: BLE001 - the pulse ends by itself; the barrier closes anyway
             self.stats.gate_errors += 1
+            self._gate_failed(f"close failed: {exc}")
             log.info("lane %s: close not done (%s); the pulse closes the gate by itself",
                      self.config.lane_id, exc)
 
     def record(self, event: PassRecord) -> None:
+        # opened: from the car on the loop to the controller's ack; else how long the pass took
+        opened = event.outcome in (Outcome.PASSED, Outcome.NO_PASSAGE) and bool(self.stats.open_latencies_ms)
+        latency = self.stats.open_latencies_ms[-1] if opened else float(event.ended_ms - event.started_ms)
+        fields = pass_log_fields(event, latency)
+        log.info("pass %s", logfmt(fields))
+        if opened:
+            self.stats.open_latency.observe(latency / 1000)
+        if fields["gate"] != "opened":
+            self.stats.refusals[fields["reason"]] = self.stats.refusals.get(fields["reason"], 0) + 1
         self.stats.passes += 1
         self.stats.outcomes[str(event.outcome)] = self.stats.outcomes.get(str(event.outcome), 0) + 1
         if event.outcome != "passed":
             self.stats.refused += 1
         self.passes.record(event)
+
+    def _gate_failed(self, error: str) -> None:
+        """The controller's last failure, for `parkgate status` (kept with its time)."""
+        self.stats.gate_error = {"error": error[:300], "at_ms": wall_clock_ms()}
 
     def alert(self, code: str, detail: str) -> None:
         self.stats.alerts += 1

@@ -12,7 +12,15 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any
 
-from edge.store.schema import BOOKING_STATUSES, DIRECTIONS, GATE_EVENT_KINDS, RENTAL_EVENT_STATUSES
+from edge.store.schema import (
+    ACCESS_LISTS,
+    BOOKING_STATUSES,
+    DIRECTIONS,
+    GATE_EVENT_KINDS,
+    MANUAL_ACTIONS,
+    MANUAL_SOURCES,
+    RENTAL_EVENT_STATUSES,
+)
 
 _HEX32 = re.compile(r"0x[0-9a-f]{64}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -225,3 +233,61 @@ class ChainBlock:
     number: int
     hash: str
     parent_hash: str
+
+
+@dataclass(frozen=True)
+class ManualActionRow:
+    """An operator's gate operation, audited: who (``operator``: user, uid and pid from the control
+    socket's peer credentials, or the signed MQTT command's nonce), why, the result, and what the lane's
+    camera read at that moment with its evidence (local only: the plate is kept masked)."""
+
+    at_ms: int
+    lane: str
+    action: str
+    source: str
+    operator: str
+    reason: str
+    result: str
+    plate_masked: str | None = None
+    confidence: float | None = None
+    evidence_path: str | None = None
+    evidence_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("lane", "operator", "reason", "result"):
+            _check_text(self, name)
+        _check_choice(self, "action", MANUAL_ACTIONS)
+        _check_choice(self, "source", MANUAL_SOURCES)
+        if self.confidence is not None and not 0.0 <= self.confidence <= 1.0:
+            _fail(self, "confidence", self.confidence, "a number in [0, 1] or None")
+        if self.evidence_sha256 is not None and not _SHA256.fullmatch(str(self.evidence_sha256)):
+            _fail(self, "evidence_sha256", self.evidence_sha256, "64 lowercase hex digits or None")
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """An allow or deny list entry held in the store, optionally valid only from/until a time (unix ms;
+    None: no bound). ``entry`` is already in the form decisions compare (edge.identity.list_entry_key)."""
+
+    list_name: str
+    entry: str
+    valid_from_ms: int | None = None
+    valid_until_ms: int | None = None
+    note: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "list_name", ACCESS_LISTS)
+        _check_text(self, "entry")
+        for name in ("valid_from_ms", "valid_until_ms"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                _fail(self, name, value, "None or integer unix ms >= 0")
+        if (self.valid_from_ms is not None and self.valid_until_ms is not None
+                and self.valid_until_ms <= self.valid_from_ms):
+            _fail(self, "valid_until_ms", (self.valid_from_ms, self.valid_until_ms),
+                  "a time after valid_from_ms")
+
+    def valid_at(self, at_ms: int) -> bool:
+        return ((self.valid_from_ms is None or self.valid_from_ms <= at_ms)
+                and (self.valid_until_ms is None or at_ms < self.valid_until_ms))

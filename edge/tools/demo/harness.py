@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.tools.emulator.launch import EmulatorHandle
+from edge.tools.emulator.launch import EmulatorHandle, GateView
 from edge.tools.proc import ManagedProcess
 from edge.vision import synth
 
@@ -155,10 +155,12 @@ def toml_text(sections: dict[str, dict[str, Any]], lanes: Sequence[dict[str, Any
     return "\n".join(out)
 
 
-def start_daemon(config: Path, log: Path, timeout: float = 90.0, env: dict[str, str] | None = None
+def start_daemon(config: Path, log: Path, timeout: float = 90.0, env: dict[str, str] | None = None,
+                 parkgate: Sequence[str] = (sys.executable, "-m", "edge.cli"), cwd: Path | None = None
                  ) -> ManagedProcess:
-    """Start `parkgate run` and wait for its READY line; RuntimeError with the log tail otherwise."""
-    proc = ManagedProcess([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], log, env=env)
+    """Start `parkgate run` and wait for its READY line; RuntimeError with the log tail otherwise.
+    ``parkgate``: the command (default: this checkout's, through this interpreter)."""
+    proc = ManagedProcess([*parkgate, "run", "--config", str(config)], log, env=env, cwd=cwd)
     proc.start()
     offset = log.stat().st_size if log.exists() else 0
     deadline = time.monotonic() + timeout
@@ -217,7 +219,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         time.sleep(interval)
 
 
-def play_visit(visit: Visit, emulator: EmulatorHandle, camera: LaneCamera, store_path: Path,
+def play_visit(visit: Visit, emulator: EmulatorHandle | GateView, camera: LaneCamera, store_path: Path,
                decide_timeout: float = 10.0, record_timeout: float = 10.0,
                pace_s: float = 0.3, take: int = 0) -> VisitResult:
     """The vehicle comes into view, rolls onto the presence loop, drives through if the gate opens
