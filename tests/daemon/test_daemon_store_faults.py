@@ -120,6 +120,17 @@ def test_a_read_only_state_dir_stops_the_daemon_with_a_clear_error(tmp_path: Pat
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_a_full_state_dir_at_start_stops_the_daemon_with_a_clear_error(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "state", "4m") as state:
+        seed(state / "parkgate.sqlite")
+        (state / "evidence").mkdir()
+        _fill(state)
+        result = run_daemon(write_config(tmp_path, state))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "full" in result.stdout and str(state / "parkgate.sqlite") in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def _metric(port: int, name: str) -> float | None:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     found = [line for line in text.splitlines() if line.startswith(name + " ")]
