@@ -137,10 +137,10 @@ class Daemon:
         self.state = "starting"
         self.stop_event = asyncio.Event()
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+        self.clock = TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
+        self.store = open_store(cfg, self.clock)  # first: a state dir it cannot use is its clear error
         self.evidence_dir = evidence_dir(cfg.gateway.state_dir)
         make_private(self.evidence_dir)
-        self.clock = TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
-        self.store = open_store(cfg, self.clock)
         self.chain = ChainLink(cfg)
         self.gatekeeper = Gatekeeper(self.store, policy_from_config(cfg),
                                      commitment_function(plate_key(cfg), lot_code_of(cfg)),
