@@ -233,6 +233,7 @@ def test_a_250_mb_command_does_not_reach_the_daemon(world: World) -> None:
     finally:
         listener.close()
     grown_mib = (_vm_kib(pid, "VmHWM") - peak_before) / 1024
+    print(f"daemon peak RSS {peak_before / 1024:.0f} MiB before, grew by {grown_mib:.1f} MiB")
     assert grown_mib < 32, f"daemon peak RSS grew by {grown_mib:.0f} MiB"
     assert world.daemon.alive()
 
@@ -280,6 +281,7 @@ def test_a_stalled_camera_is_alerted_and_does_not_spin(world: World) -> None:
         cpu_before = _cpu_s(pid)
         time.sleep(3.0)
         cpu = _cpu_s(pid) - cpu_before
+        print(f"daemon CPU with an undecodable camera: {cpu:.2f} s in 3 s")
         assert cpu < 1.0, f"daemon used {cpu:.2f} s of CPU in 3 s with an undecodable camera"
         alerts = [json.loads(p) for p in listener.on(f"{TOPICS}/alerts")]
         assert any(a["code"] == "camera_stalled" and a["lane"] == LANE for a in alerts), alerts
