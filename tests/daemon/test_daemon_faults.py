@@ -393,3 +393,17 @@ def test_wall_clock_steps_during_passes_neither_trap_nor_deafen_a_lane(tmp_path:
 
     with running_emulator(tmp_path, name=LANE) as emulator:
         asyncio.run(scenario(emulator))
+
+
+def test_the_chaos_harness_explains_a_refusal_it_cannot_attribute(capsys: pytest.CaptureFixture[str]) -> None:
+    """`make chaos` prints each refusal that is neither a misread nor a fault effect, with the rows the
+    daemon recorded for it (here, as it happened under load: the previous car's no_passage)."""
+    from edge.tools.chaos import explain_refusals
+
+    visit = h.Visit(LATE, "entry-2", True, "booking_valid")
+    row = {"kind": "fault", "reason": "no_passage,booking_valid", "seq": 812}
+    explain_refusals([h.VisitResult(visit, False, [row])])
+    out = capsys.readouterr().out
+    assert "refused for another reason than a misread or a fault (1)" in out
+    assert ("late (TR 552-GH) at entry-2, expected booking_valid: recorded fault no_passage,booking_valid"
+            in out)
