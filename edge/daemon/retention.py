@@ -43,14 +43,14 @@ def evidence_dir(state_dir: Path) -> Path:
 
 
 def make_private(directory: Path) -> None:
-    """Create the evidence directory 0700, or tighten one an older version left 0755."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if directory.stat().st_mode & 0o077:
-        try:
+    """Create the evidence directory 0700, or tighten one an older version left 0755. A failure is
+    logged, never raised: evidence must not stop the gates (each crop that cannot be saved logs too)."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if directory.stat().st_mode & 0o077:
             directory.chmod(0o700)
-        except OSError as exc:
-            log.warning("evidence directory %s is readable by others and could not be made private: %s",
-                        directory, exc)
+    except OSError as exc:
+        log.warning("evidence directory %s could not be created or made private (0700): %s", directory, exc)
 
 
 def files_to_delete(files: Iterable[EvidenceFile], now: float, config: EvidenceConfig) -> list[EvidenceFile]:

@@ -133,6 +133,8 @@ class Daemon:
         self.state = "starting"
         self.stop_event = asyncio.Event()
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+        self._alerts_out = Throttle(rate_per_s=0.1, burst=3)  # MQTT alert messages per code and lane
+        self._alert_logs = Throttle(rate_per_s=0.1, burst=10)  # alert log lines per code and lane
         self.clock = TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
         self.store = open_store(cfg, self.clock)  # first: its errors name the file and the recovery
         self.evidence_dir = evidence_dir(cfg.gateway.state_dir)
@@ -164,7 +166,6 @@ class Daemon:
         self._floor_saved_at = time.monotonic()
         self._status_write_failed = False
         self._camera_state: dict[str, str] = {}  # lane -> "ok" | "stalled", as last alerted
-        self._alerts_out = Throttle(rate_per_s=0.1, burst=3)  # MQTT alert messages per code and lane
 
     def _wake_senders(self) -> None:
         """A pass was recorded: its outbox rows wait for the broker and the chain."""
@@ -176,8 +177,11 @@ class Daemon:
         """Count, log and publish on MQTT (``<prefix>/<gateway>/alerts``, at most 3 at once and one per
         10 s per code and lane; the counts in the status are complete)."""
         self.alerts[code] = self.alerts.get(code, 0) + 1
-        log.warning("alert %s on lane %s: %s", code, lane, detail)
         key = f"{code}/{lane}"
+        if self._alert_logs.allow(key):  # a flood (forged serial frames) must not flood the log
+            more = self._alert_logs.take_refused(key)
+            log.warning("alert %s on lane %s: %s%s", code, lane, detail,
+                        f" ({more} more since the last line)" if more else "")
         if self.bridge is not None and self._alerts_out.allow(key):
             try:
                 self.bridge.publish_alert({"code": code, "lane": lane, "detail": detail,
@@ -604,7 +608,9 @@ class Daemon:
             if not self._status_write_failed:
                 log.error("status file %s not written: %s", path, exc)
             self._status_write_failed = True
-        lanes = ", ".join(f"{lane.name} {lane.phase}" for lane in snap.lanes)
+        lanes = ", ".join(f"{lane.name} {lane.phase}"
+                          + (" camera STALLED" if lane.camera.get("state") == "stalled" else "")
+                          for lane in snap.lanes)
         down = f"; DEGRADED: {', '.join(snap.degraded)} not serving" if snap.degraded else ""
         notify.status(f"{snap.state}: {lanes}; backlog {snap.backlog or 0}{down}")
         if self.bridge is not None:

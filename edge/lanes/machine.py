@@ -463,6 +463,12 @@ def _opening(config: LaneSettings, state: LaneState, event: Event, now_ms: int) 
             return replace(state, crossed=True), []
         case GateFault(detail=detail):
             return _gate_fault(config, state, detail, now_ms)
+        case Timeout() if state.crossed:
+            # No ack, but the vehicle crossed under the barrier: it is inside (or out), whatever the
+            # controller said. Recorded as the passage it was, and alerted as a gate fault.
+            detail = "no acknowledgement of the open pulse, but the vehicle crossed"
+            next_state, commands = _finish_opened(config, state, Outcome.PASSED, now_ms, detail)
+            return next_state, [Alert("gate_fault", f"lane {config.lane_id}: {detail}"), *commands]
         case Timeout():
             return _gate_fault(config, state, "no acknowledgement of the open pulse", now_ms)
     return state, []

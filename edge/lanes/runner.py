@@ -120,7 +120,7 @@ class LaneRunner:
                 case Record(event=gate_event):
                     self.ports.record(self.to_wall(gate_event))
                 case Alert(code=code, detail=detail):
-                    log.warning("lane %s alert %s: %s", lane, code, detail)
+                    log.debug("lane %s alert %s: %s", lane, code, detail)  # the port logs it (throttled)
                     self.ports.alert(code, detail)
         except Exception as exc:  # noqa: BLE001 - a port failure must not stop the lane
             return self._port_failed(command, exc)

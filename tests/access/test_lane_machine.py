@@ -174,6 +174,20 @@ def test_a_vehicle_through_before_the_late_ack_is_a_passage() -> None:
     assert close == Close() and lane.state.phase is Phase.IDLE
 
 
+def test_a_vehicle_through_without_any_ack_is_a_passage_and_a_gate_fault_alert() -> None:
+    """The ack never comes but the car crossed under the barrier: it is inside, so the pass is the
+    passage it was (no trapped car at the exit), and the missing ack is alerted."""
+    lane = Lane()
+    lane(PresenceOn())
+    lane(burst(1, reads("AB123CD")))
+    lane(Decided(1, ALLOW))
+    for event in (SafetyOn(), PresenceOff(), SafetyOff()):
+        lane(event)
+    alert, record, close = lane(Timeout(), dt=CFG.ack_timeout_ms)
+    assert alert.code == "gate_fault" and record.event.outcome is Outcome.PASSED
+    assert "vehicle crossed" in record.event.detail and close == Close()
+
+
 def test_a_prompt_ack_leaves_no_note() -> None:
     lane = opened_lane()
     lane(SafetyOn())

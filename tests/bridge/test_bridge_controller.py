@@ -173,6 +173,24 @@ def test_control_channel_answers_any_line_without_opening(line: str) -> None:
 
     reply, opens = asyncio.run(scenario())
     assert isinstance(reply, dict) and opens == 0
-    known = {"state", "presence", "safety", "fault", "corrupt", "drop", "unplug"}
+    known = {"state", "presence", "safety", "fault", "corrupt", "drop", "unplug", "forge", "delay-open"}
     if not line.split() or line.split()[0].lower() not in known:
         assert "commands: state" in reply["error"]
+
+
+def test_forge_and_delay_open_take_only_what_they_allow() -> None:
+    async def scenario() -> list[dict]:
+        emulator = ControllerEmulator(EmulatorConfig(pace=False), Pty(None))
+        emulator.pty.open()
+        try:
+            return [await control_command(emulator, line) for line in
+                    ("forge safety 2", "forge gate 1", "delay-open 61", "delay-open nan", "delay-open 1.5",
+                     "forge safety 0")]
+        finally:
+            emulator.pty.close()
+
+    replies = asyncio.run(scenario())
+    assert all("error" in r for r in replies[:4]), replies
+    assert "delay-open seconds must be 0..60" in replies[2]["error"]
+    assert replies[4]["pending_faults"]["delay_open_s"] == 1.5
+    assert replies[5]["safety"] is False  # a forged frame changes no input

@@ -92,6 +92,7 @@ def test_a_recording_with_a_zero_byte_frame_backs_off_instead_of_spinning(tmp_pa
         cpu = _cpu_seconds_of_this_process() - cpu_before
     finally:
         source.stop(2.0)
+    print(f"frames {frames}: process CPU {cpu:.3f} s in 3 s")
     assert cpu < 0.5, f"capture thread used {cpu:.2f} s of CPU in 3 s"
     assert source.read_failures >= 1
     if frames == ["empty.jpg"]:
