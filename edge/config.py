@@ -221,6 +221,8 @@ class CameraConfig(Section):
     # detector looks only there and reads outside it are dropped. Empty: the whole frame.
     roi: Annotated[tuple[Annotated[tuple[float, ...], BeforeValidator(_array)], ...],
                    BeforeValidator(_array)] = ()
+    # No decodable frame for this long: the camera is stalled (alert, metric, status; docs/ARCHITECTURE.md).
+    stall_after_s: Annotated[int, between(1, 3600)] = 10
 
 
 class LaneConfig(Section):
@@ -277,6 +279,18 @@ class PolicyConfig(Section):
     fail_mode: Annotated[str, one_of("closed")] = "closed"
 
 
+class ClockConfig(Section):
+    # What decides when the wall clock is behind the sanity floor (edge.clock, docs/ARCHITECTURE.md "Time"):
+    # "floor": booking windows and command freshness judged against the floor (a booking not started by
+    #   the floor is refused too_early); a signed command dated ahead of the floor is accepted (once: its
+    #   nonce is kept);
+    # "lenient": as "floor", and a booking that has not ended by the floor admits its car;
+    # "strict": as "floor", but a command dated beyond the allowed skew is refused as with a good clock.
+    # Exits never depend on it: a car inside always gets out.
+    untrusted_time: Annotated[str, one_of("floor", "lenient", "strict")] = "floor"
+    behind_tolerance_s: Annotated[int, between(1, 3600)] = 2
+
+
 class ChainConfig(Section):
     enabled: bool = False
     rpc_url: Annotated[str, rule(lambda v: v.startswith(RPC_SCHEMES), "an http(s):// or ws(s):// URL")] = (
@@ -318,6 +332,14 @@ class MqttConfig(Section):
     discovery_prefix: Annotated[str, matches(_TOPIC_RE, "a topic prefix without wildcards")] = "homeassistant"
 
 
+class EvidenceConfig(Section):
+    """Plate crops kept as evidence in ``<gateway.state_dir>/evidence`` (personal data, files 0600): the
+    daemon deletes those older than ``retention_days`` and, oldest first, those beyond ``max_mb``."""
+
+    retention_days: Annotated[int, between(1, 3650)] = 30
+    max_mb: Annotated[int, between(1, 1_000_000)] = 1024
+
+
 class MetricsConfig(Section):
     enabled: bool = False
     host: Annotated[str, rule(bool, "an IP address to listen on (loopback recommended)")] = "127.0.0.1"
@@ -330,9 +352,11 @@ class Config(Section):
     lanes: Annotated[tuple[LaneConfig, ...], BeforeValidator(_array)] = (LaneConfig(),)
     vision: VisionConfig = VisionConfig()
     policy: PolicyConfig = PolicyConfig()
+    clock: ClockConfig = ClockConfig()
     chain: ChainConfig = ChainConfig()
     mqtt: MqttConfig = MqttConfig()
     metrics: MetricsConfig = MetricsConfig()
+    evidence: EvidenceConfig = EvidenceConfig()
     _source: str = PrivateAttr(default="<embedded defaults>")
 
     def __eq__(self, other: object) -> bool:

@@ -25,7 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from edge.config import Config
-from edge.store import Store, StoreError
+from edge.store import Store, StoreError, integrity
 
 DISCOVERY_PACKAGES = ("edge",)
 DISCOVERY_MODULE = "doctor_checks"
@@ -140,13 +140,15 @@ def check_store(config: Config) -> CheckResult:
     if not path.parent.is_dir():
         return CheckResult.fail(f"directory {path.parent} of {path} does not exist",
                                 _fix_state_dir(path.parent))
+    report = integrity.check(path)  # read-only: a lost store is not replaced by a new empty one
+    if not report.ok:
+        return CheckResult.fail(f"{path}: {report.problems[0]}", integrity.recovery_steps(path))
     try:
         with Store(path, busy_timeout_ms=config.store.busy_timeout_ms) as store:
             problems = store.integrity_check()
             if problems:
                 return CheckResult.fail(f"{path}: integrity check failed: {problems[0]}",
-                                        f"stop parkgate, keep a copy of {path}, restore a backup or run "
-                                        "sqlite3 .recover into a new file")
+                                        integrity.recovery_steps(path))
             with store.transaction() as conn:  # takes the write lock: proves the file is writable
                 conn.execute("CREATE TEMP TABLE IF NOT EXISTS doctor_probe (x)")
             counts = store.counts()

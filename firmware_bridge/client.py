@@ -3,8 +3,10 @@
 One request is outstanding at a time (RS-485 is half-duplex). A request is retransmitted with the
 same sequence number when no valid reply arrives within ``timeout_s`` (a corrupted reply fails its
 CRC and is dropped by the framer, so CRC errors also end in a retry); the controller recognises the
-retransmission and re-sends its reply without executing twice. Unsolicited ``Event`` frames are fanned
-out to every ``events()`` iterator.
+retransmission and re-sends its reply without executing twice. A request may also wait
+``late_s`` longer, after its last attempt, for a late reply to it (same sequence number, nothing
+re-sent): a busy controller that executed an open and answers 1.5 s late is known to have opened.
+Unsolicited ``Event`` frames are fanned out to every ``events()`` iterator.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class ClientStats:
     requests: int = 0
     retries: int = 0
     timeouts: int = 0
+    late_replies: int = 0  # replies that came after the last attempt's timeout, within late_s
     codec_errors: int = 0
     unexpected_replies: int = 0
     events: int = 0
@@ -106,8 +109,9 @@ class GateClient:
         for queue in self._subscribers:
             queue.put_nowait(None)
 
-    async def request(self, command: Command, retries: int | None = None) -> Reply:
-        """Send ``command`` and return the controller's reply, retrying on timeout or CRC errors."""
+    async def request(self, command: Command, retries: int | None = None, late_s: float = 0.0) -> Reply:
+        """Send ``command`` and return the controller's reply, retrying on timeout or CRC errors; after
+        the last attempt, wait up to ``late_s`` more for a late reply (the line stays ours meanwhile)."""
         async with self._lock:
             self.stats.requests += 1
             self._seq = (self._seq + 1) % 256
@@ -119,8 +123,24 @@ class GateClient:
                 reply = await self._attempt(self._seq, wire)
                 if reply is not None:
                     return reply
+            if late_s > 0 and (reply := await self._late_reply(self._seq, late_s)) is not None:
+                self.stats.late_replies += 1
+                log.warning("%s: %s answered late (after its %d attempts of %.2fs)", self.settings.port,
+                            type(command).__name__, attempts, self.timeout_s)
+                return reply
             raise GateTimeout(f"{type(command).__name__}: no reply from {self.settings.port} after "
-                              f"{attempts} attempts of {self.timeout_s:.2f}s")
+                              f"{attempts} attempts of {self.timeout_s:.2f}s"
+                              + (f" and {late_s:.1f}s more" if late_s > 0 else ""))
+
+    async def _late_reply(self, seq: int, late_s: float) -> Reply | None:
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending = (seq, future)
+        try:
+            return await asyncio.wait_for(future, late_s)
+        except TimeoutError:
+            return None
+        finally:
+            self._pending = None
 
     async def _attempt(self, seq: int, wire: bytes) -> Reply | None:
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()

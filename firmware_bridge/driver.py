@@ -27,6 +27,9 @@ from firmware_bridge.transport import SerialSettings
 if TYPE_CHECKING:
     from firmware_bridge.modbus import ModbusBus
 
+# How long an open waits, after its last retry, for a late reply: a busy controller that answers 1.5 s
+# late has opened the gate, and the lane must know (edge.lanes.machine: ack_timeout_ms covers this).
+LATE_REPLY_S = 2.0
 
 RESULT_MEANINGS = {
     Result.SAFETY_OCCUPIED: "a vehicle is on the safety loop",
@@ -55,7 +58,7 @@ class ParkgateSerialDriver:
         return cls(await client.start())
 
     async def open_pulse(self, pulse_ms: int) -> None:
-        await self._expect_ok(await self.client.request(OpenPulse(pulse_ms)), "open")
+        await self._expect_ok(await self.client.request(OpenPulse(pulse_ms), late_s=LATE_REPLY_S), "open")
 
     async def hold_open(self, watchdog_ms: int = 1000) -> None:
         if self.client.heartbeat_s * 1000 * 2 >= watchdog_ms:

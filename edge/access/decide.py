@@ -9,6 +9,12 @@ vehicle's identity (allow list, open session on exits, bookings; fuzzy over OCR 
 lowest distance wins, a tie between different vehicles is refused as ambiguous), then booking
 validity (lot, status, window with grace), anti-passback, capacity. Exits never need a valid
 window (nobody is trapped inside); an overstay is flagged for settlement instead.
+
+Time: ``now_ms`` is the gateway's best time (``edge.clock``). While the wall clock is behind the sanity
+floor (``time_trusted`` False) the best time is only a lower bound of the true time: a window that has
+ended by it has surely ended, but one that has not started by it may well have. Policy
+``untrusted_time = "lenient"`` then judges only the end of the window; ``"floor"`` and ``"strict"`` judge
+both ends against the floor (a car may be refused ``too_early`` until the clock is fixed).
 """
 
 from __future__ import annotations
@@ -70,12 +76,12 @@ def _distinct_vehicles(found: list[Match]) -> int:
     return len({m.commitment for m in found})
 
 
-def _window_reason(booking: BookingView, now_ms: int, policy: Policy) -> Reason:
+def _window_reason(booking: BookingView, now_ms: int, policy: Policy, start_known: bool = True) -> Reason:
     if booking.lot_id != policy.lot_id:
         return Reason.WRONG_LOT
     if booking.status not in ENTRY_STATUSES:
         return Reason.BOOKING_INACTIVE
-    if now_ms < booking.window_start_ms - policy.config.grace_before_s * 1000:
+    if start_known and now_ms < booking.window_start_ms - policy.config.grace_before_s * 1000:
         return Reason.TOO_EARLY
     if now_ms > booking.window_end_ms + policy.config.grace_after_s * 1000:
         return Reason.EXPIRED
@@ -87,11 +93,15 @@ _REASON_RANK = (Reason.BOOKING_VALID, Reason.TOO_EARLY, Reason.EXPIRED, Reason.B
                 Reason.WRONG_LOT)
 
 
-def best_booking(bookings: Sequence[BookingView], now_ms: int, policy: Policy) -> tuple[BookingView, Reason]:
-    """The vehicle's most relevant booking and its verdict (valid ones first, then earliest start)."""
-    ranked = sorted(bookings, key=lambda b: (_REASON_RANK.index(_window_reason(b, now_ms, policy)),
-                                             b.window_start_ms, b.booking_id))
-    return ranked[0], _window_reason(ranked[0], now_ms, policy)
+def best_booking(bookings: Sequence[BookingView], now_ms: int, policy: Policy,
+                 start_known: bool = True) -> tuple[BookingView, Reason]:
+    """The vehicle's most relevant booking and its verdict (valid ones first, then earliest start).
+    ``start_known`` False: ``now_ms`` is only a lower bound, a window's start is not judged."""
+    def verdict(b: BookingView) -> Reason:
+        return _window_reason(b, now_ms, policy, start_known)
+
+    ranked = sorted(bookings, key=lambda b: (_REASON_RANK.index(verdict(b)), b.window_start_ms, b.booking_id))
+    return ranked[0], verdict(ranked[0])
 
 
 def _overstayed(bookings: Sequence[BookingView], booking_id: str | None, now_ms: int, policy: Policy) -> bool:
@@ -108,18 +118,20 @@ def _passback(mode: AntiPassback, violated: bool) -> tuple[bool, tuple[Flag, ...
 
 def decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presence: Presence, policy: Policy,
            *, direction: Direction, commit: Commit, matches: tuple[Match, ...] | None = None,
-           rules: LaneRules = LOT_RULES) -> Decision:
+           time_trusted: bool = True, rules: LaneRules = LOT_RULES) -> Decision:
     """Allow or deny one vehicle at one lane; the Decision carries the reason and the evidence.
 
     ``matches``: the read's :func:`committed_candidates` when the caller already computed them (to fetch
-    ``bookings`` from the cache), so they are not computed twice. ``rules``: the lane's own exit policy
-    and anti-passback (:mod:`edge.access.exits`)."""
-    decision = _decide(read, now_ms, bookings, presence, policy, direction, commit, matches, rules)
+    ``bookings`` from the cache), so they are not computed twice. ``now_ms``/``time_trusted``: the best
+    time and whether the wall clock agrees with the sanity floor (module docstring, "Time"). ``rules``:
+    the lane's own exit policy and anti-passback (:mod:`edge.access.exits`)."""
+    decision = _decide(read, now_ms, bookings, presence, policy, direction, commit, matches, time_trusted,
+                       rules)
     return open_exit(decision, rules) if direction is Direction.EXIT else decision
 
 
 def _decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presence: Presence, policy: Policy,
-            direction: Direction, commit: Commit, matches: tuple[Match, ...] | None,
+            direction: Direction, commit: Commit, matches: tuple[Match, ...] | None, time_trusted: bool,
             rules: LaneRules) -> Decision:
     if policy.override is Override.OPEN:
         return Decision(True, Reason.MANUAL_OPEN, None)
@@ -140,7 +152,8 @@ def _decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], prese
     by_commitment: dict[str, list[BookingView]] = {}
     for booking in bookings:
         by_commitment.setdefault(booking.commitment, []).append(booking)
-    ctx = _Context(matches, evidence, by_commitment, presence, policy, now_ms, rules)
+    start_known = time_trusted or policy.untrusted_time != "lenient"
+    ctx = _Context(matches, evidence, by_commitment, presence, policy, now_ms, rules, start_known)
     return ctx.entry() if direction is Direction.ENTRY else ctx.exit()
 
 
@@ -160,6 +173,7 @@ class _Context:
     policy: Policy
     now_ms: int
     rules: LaneRules
+    start_known: bool = True
 
     @property
     def _passback_mode(self) -> AntiPassback:
@@ -194,7 +208,8 @@ class _Context:
             return match
         if self._allow_listed(match):
             return self._admit(match, Reason.ALLOW_LISTED, None, capacity=False)
-        booking, verdict = best_booking(self.bookings[match.commitment], self.now_ms, self.policy)
+        booking, verdict = best_booking(self.bookings[match.commitment], self.now_ms, self.policy,
+                                        self.start_known)
         if verdict is not Reason.BOOKING_VALID:
             return self._result(False, verdict, match, booking.booking_id)
         return self._admit(match, Reason.BOOKING_VALID, booking.booking_id, capacity=True)
@@ -231,7 +246,8 @@ class _Context:
         reason, booking_id = Reason.ALLOW_LISTED, None
         if not self._allow_listed(match):
             reason = Reason.BOOKING_VALID
-            booking_id = best_booking(self.bookings[match.commitment], self.now_ms, self.policy)[0].booking_id
+            booking_id = best_booking(self.bookings[match.commitment], self.now_ms, self.policy,
+                                      self.start_known)[0].booking_id
             flags += self._overstay(match, booking_id)
         if refuse:
             return self._result(False, Reason.ANTI_PASSBACK, match, booking_id, flags)

@@ -41,12 +41,14 @@ class Policy:
     """What one decision needs: the lot, the config's ``[policy]`` section as it is (read directly, no
     copy of its values), the reads' confidence floor (``vision.min_confidence``) and the operator's
     current override (runtime state, not config); the confusion table and the allow/deny sets are
-    derived from the section once."""
+    derived from the section once. ``untrusted_time`` is ``clock.untrusted_time`` (what the booking
+    windows do while the wall clock is behind the sanity floor: ``edge.clock``)."""
 
     lot_id: str
     config: PolicyConfig = PolicyConfig()
     min_confidence: float = 0.5
     override: Override = Override.NONE
+    untrusted_time: str = "floor"
 
     @cached_property
     def confusions(self) -> ConfusionTable:
@@ -74,4 +76,5 @@ def list_entry(value: str) -> str:
 
 def policy_from_config(cfg: Config, override: Override = Override.NONE) -> Policy:
     """The access policy of the validated config plus the operator's current override."""
-    return Policy(cfg.gateway.lot_id, cfg.policy, cfg.vision.min_confidence, override)
+    return Policy(cfg.gateway.lot_id, cfg.policy, cfg.vision.min_confidence, override,
+                  cfg.clock.untrusted_time)

@@ -22,6 +22,7 @@ the thread, then call :meth:`SyncService.run` with a ``threading.Event`` to stop
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import random
@@ -90,6 +91,7 @@ NONCE_TOO_LOW = "nonce too low"
 # Upper bound of one record's gas in a batch (`make gas`, 2026-12-01: 12,135 check-in / 11,564 check-out per
 # record in batches of 100; 63,016 for a batch of one), for the cost of a backlog in the funds alert.
 GAS_PER_RECORD = 15_000
+PENDING_BLOCK_LEAD_S = 15  # a pending block's timestamp may run this far ahead of the time it is built
 
 
 class SyncError(Exception):
@@ -554,6 +556,9 @@ class SyncService:
         """Compare the gateway clock with the chain's (``block``: :meth:`_next_block`); alert when it runs
         ahead by more than the contract's skew. Returns the chain time."""
         chain_time = int(block["timestamp"])
+        # The chain's time has passed (less a block interval for a pending block): a clock floor (edge.clock).
+        with contextlib.suppress(sqlite3.Error):
+            self.store.raise_clock_floor((chain_time - PENDING_BLOCK_LEAD_S) * 1000)
         ahead = self.store.clock() // 1000 - chain_time
         self.health_state.extra["clock_ahead_s"] = ahead
         if ahead > MAX_CLOCK_SKEW_S:

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.lpr",
     "edge.cli.chain",
     "edge.cli.run",
+    "edge.cli.store",
     "edge.cli.demo",
 )
 

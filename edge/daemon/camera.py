@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,6 +125,15 @@ def open_frame_source(source: str, fps: int) -> FrameSource:
     return FrameSource(source, queue_size=2, loop=True, fps_limit=fps).start()
 
 
+def camera_health(source: FrameSource, stall_after_s: float, now: float) -> dict[str, object]:
+    """``{"state": "ok"|"stalled", "silent_s": seconds without a decodable frame, "read_failures": n}``;
+    a source that never gave a frame is silent since it started (``now``: monotonic seconds)."""
+    since = source.last_frame_at if source.last_frame_at is not None else source.started_at
+    silent = max(0.0, now - since)
+    return {"state": "stalled" if silent > stall_after_s else "ok", "silent_s": round(silent, 1),
+            "read_failures": source.read_failures}
+
+
 def capture_burst(frames: FrameSource, reader: PlateReader, burst_no: int, count: int, timeout_s: float,
                   evidence_dir: Path, name: str, roi: Roi | None = None) -> BurstDone:
     """Burst ``burst_no``: read ``count`` fresh frames (stale queued ones are dropped first), keep the
@@ -151,15 +161,18 @@ def capture_burst(frames: FrameSource, reader: PlateReader, burst_no: int, count
 
 def save_crop(image: np.ndarray, box: tuple[float, float, float, float], directory: Path,
               name: str) -> Snapshot | None:
-    """The plate region (with a margin) as JPEG; evidence must never stop a pass, so failures log."""
+    """The plate region (with a margin) as JPEG, readable by the daemon's user only (0600, in a 0700
+    directory: a plate crop is personal data); evidence must never stop a pass, so failures log."""
     crop = detector.cut(image, box, EVIDENCE_MARGIN[0], EVIDENCE_MARGIN[1], clip=True)
     ok, data = cv2.imencode(".jpg", crop if crop.size else image, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         return None
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = directory / f"{name}.jpg"
-        path.write_bytes(data.tobytes())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.tobytes())
     except OSError as exc:
         log.warning("evidence crop not saved: %s", exc)
         return None

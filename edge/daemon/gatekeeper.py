@@ -11,16 +11,28 @@ the commitment function and who is inside. Lane shells call it synchronously for
 - :meth:`Gatekeeper.record`: the pass's rows and their outbox rows in one transaction, then who is
   inside, then wake the senders;
 - :meth:`Gatekeeper.recover`: at start, before any lane runs, every journaled pass a dead daemon left.
+
+Time: decisions use the daemon's best time (:class:`edge.clock.TrustedClock`), never the bare wall clock.
+
+A store that cannot be written (full or read-only disk, I/O error): the journal write fails, so no gate
+opens (fail-closed: no open without a durable record); a pass that cannot be recorded is kept in memory
+(at most :data:`PENDING_MAX` passes; beyond that the oldest is dropped and counted) and written by
+:meth:`Gatekeeper.flush` as soon as the store takes writes again. Its journal row, when it has one, is
+already durable: a restart before the flush recovers it from the journal instead.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from edge.access import Policy, Presence, committed_candidates, decide
 from edge.access.exits import LOT_RULES, LaneRules
 from edge.access.types import Decision, Direction
+from edge.clock import TrustedClock
 from edge.daemon.records import (
     apply_rows,
     booking_views,
@@ -32,16 +44,30 @@ from edge.daemon.records import (
 )
 from edge.identity import Commit, normalise_plate
 from edge.lanes.machine import Outcome, PassRecord
-from edge.store import GateEventRow, Store, new_event_id, wall_clock_ms
+from edge.store import GateEventRow, Store, new_event_id
 from edge.vision.types import PlateRead
 
 log = logging.getLogger(__name__)
+PENDING_MAX = 1000
+
+
+@dataclass(frozen=True)
+class PendingPass:
+    """A pass the store could not take: its rows, and its journal row's key (cleared with them)."""
+
+    lane: str
+    pass_no: int
+    rows: list[GateEventRow]
 
 
 class Gatekeeper:
     def __init__(self, store: Store, policy: Policy, commit: Commit, *, chain_on: bool, mqtt_on: bool,
-                 on_recorded: Callable[[], None] = lambda: None) -> None:
+                 on_recorded: Callable[[], None] = lambda: None, clock: TrustedClock | None = None) -> None:
         self.store = store
+        self.clock = clock or TrustedClock()
+        self.pending: deque[PendingPass] = deque()
+        self.dropped = 0  # passes never recorded: the in-memory queue was full
+        self.store_error: str | None = None  # why the store refused the last write (None: writable)
         self.policy = policy
         self.commit = commit
         self.chain_on = chain_on
@@ -65,12 +91,18 @@ class Gatekeeper:
         except ValueError:
             matches = ()  # no plate: decide() says so without candidates
         rows = self.store.bookings_for_commitments(self.policy.lot_id, [m.commitment for m in matches])
-        return decide(read, wall_clock_ms(), booking_views(rows), self.presence, self.policy,
-                      direction=direction, commit=self.commit, matches=matches or None, rules=rules)
+        now = self.clock.reading()
+        return decide(read, now.best_ms, booking_views(rows), self.presence, self.policy,
+                      direction=direction, commit=self.commit, matches=matches or None,
+                      time_trusted=now.trusted, rules=rules)
 
     def journal(self, opening: PassRecord) -> None:
         """Commit the granted pass before its gate opens; raises (the gate stays shut) if that fails."""
-        self.store.journal_pass(opening.pass_no, journal_row(opening, new_event_id(opening.ended_ms)))
+        try:
+            self.store.journal_pass(opening.pass_no, journal_row(opening, new_event_id(opening.ended_ms)))
+        except sqlite3.OperationalError as exc:
+            self._unwritable(exc)
+            raise
 
     def journal_opened(self, lane: str, pass_no: int) -> None:
         """The controller acknowledged the open of a journaled pass."""
@@ -81,13 +113,49 @@ class Gatekeeper:
         decision = record.decision
         booking = self.store.booking(decision.booking_id) if decision and decision.booking_id else None
         rows = rows_for_pass(record, new_event_id, booking.status if booking else None)
-        with self.store.transaction():
-            self._store_rows(rows)
-            self.store.clear_journaled_pass(record.lane_id, record.pass_no)
-        self.recorded += len(rows)
         if record.outcome is Outcome.PASSED:
             self.presence = apply_rows(self.presence, rows)
-        self.on_recorded()
+        self.pending.append(PendingPass(record.lane_id, record.pass_no, rows))
+        if len(self.pending) > PENDING_MAX:
+            lost = self.pending.popleft()
+            self.dropped += 1
+            log.error("store unwritable: pass %s of lane %s dropped (%d passes already wait in memory)",
+                      lost.pass_no, lost.lane, PENDING_MAX)
+        self.flush()
+
+    def flush(self) -> int:
+        """Write the passes waiting in memory, oldest first, each in one transaction with its journal
+        row's deletion; stops at the first failure (the disk is still full or read-only). Returns how
+        many were written. Called after each pass and by the daemon's status loop."""
+        written = 0
+        while self.pending:
+            item = self.pending[0]
+            try:
+                with self.store.transaction():
+                    self._store_rows(item.rows)
+                    self.store.clear_journaled_pass(item.lane, item.pass_no)
+            except sqlite3.OperationalError as exc:
+                self._unwritable(exc)
+                break
+            except Exception:
+                self.pending.popleft()  # not the disk: a row the store refuses would block all behind it
+                raise
+            self.pending.popleft()
+            self.recorded += len(item.rows)
+            written += 1
+        if written:
+            if self.store_error is not None:
+                log.warning("store writable again: %d pass(es) recorded from memory", written)
+            self.store_error = None
+            self.on_recorded()
+        return written
+
+    def _unwritable(self, exc: sqlite3.OperationalError) -> None:
+        detail = f"store {self.store.path} refuses writes ({exc}): gates stay shut, " \
+                 f"{len(self.pending)} pass(es) kept in memory"
+        if self.store_error is None:
+            log.error("%s; free space or fix the file system", detail)
+        self.store_error = detail
 
     def recover(self) -> int:
         """Call once at start, before the lanes run: every journaled pass left by a dead daemon becomes

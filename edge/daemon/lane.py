@@ -43,7 +43,7 @@ from edge.lanes.machine import (
     SafetyOff,
     SafetyOn,
 )
-from edge.lanes.runner import LaneRunner
+from edge.lanes.runner import LaneRunner, monotonic_ms
 from edge.store import wall_clock_ms
 from edge.vision.types import PlateRead
 from firmware_bridge.gate import GateDriver
@@ -87,7 +87,9 @@ class LaneShell:
     detail)``."""
 
     def __init__(self, config: LaneSettings, driver: GateDriver, burst: Callable[[int, int], BurstDone],
-                 passes: Passes, on_alert: Callable[[str, str, str], None]) -> None:
+                 passes: Passes, on_alert: Callable[[str, str, str], None],
+                 wall_ms: Callable[[], int] = wall_clock_ms) -> None:
+        """``wall_ms`` dates the records only; the lane's timeouts run on the monotonic clock."""
         self.config = config
         lane = config.lane
         self.rules = lane_rules(lane.direction, lane.exit_policy, lane.anti_passback)
@@ -96,7 +98,7 @@ class LaneShell:
         self.passes = passes
         self._on_alert = on_alert
         self.stats = LaneStats()
-        self.runner = LaneRunner(config, self, wall_clock_ms)
+        self.runner = LaneRunner(config, self, monotonic_ms, wall_ms=wall_ms)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._opens: dict[int, asyncio.Task[None]] = {}  # pass number -> its open, until it answers
         self._armed_at: float | None = None
@@ -241,8 +243,9 @@ class LaneShell:
     def opening_pass(self) -> PassRecord:
         """The pass whose gate is being opened, as it would be recorded had it passed now."""
         state = self.runner.state
-        return PassRecord(self.config.lane_id, self.config.direction, state.pass_no, Outcome.PASSED,
-                         state.started_ms, wall_clock_ms(), state.read, state.decision)
+        return self.runner.to_wall(PassRecord(self.config.lane_id, self.config.direction, state.pass_no,
+                                              Outcome.PASSED, state.started_ms, self.runner.clock_ms(),
+                                              state.read, state.decision))
 
     async def _open(self, ms: int, pass_no: int) -> None:
         try:

@@ -3,8 +3,9 @@
 - the row of one pass (:func:`gate_event_row`): kinds, a passage is ``check_in``/``check_out``
   (``manual`` when an operator opened), a gate that failed or opened for nobody is ``fault``,
   everything that did not open is ``denied``; ``reason`` is ``outcome,decision-reason[,flags...]``
-  (stable strings, no plate); the plate itself is kept only masked, with its commitment; the
-  snapshot path and hash stay as evidence. No plain plate leaves this module;
+  (stable strings, no plate), with ``opened_late`` last when the gate acknowledged the open late;
+  the plate itself is kept only masked, with its commitment; the snapshot path and hash stay as
+  evidence. No plain plate leaves this module;
 - the rows one pass becomes, the row above preceded by the plate verification (second
   association) when an admitted booking was not verified yet;
 - the pass journal row of a granted pass (the row it becomes if the daemon dies before recording
@@ -33,6 +34,7 @@ CHAIN_KINDS = frozenset({"verified", "check_in", "check_out", "denied"})
 # acknowledged (passage assumed), or not (the gate may not have opened: a fault, no passage).
 RESTART_OUTCOME = "passage_unconfirmed_restart"
 UNACKED_RESTART_OUTCOME = "open_unconfirmed_restart"
+OPENED_LATE = "opened_late"  # the reason's last part when the gate acknowledged the open late
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FAULTS = {Outcome.GATE_FAULT, Outcome.NO_PASSAGE}
 
@@ -52,6 +54,8 @@ def _reason(event: PassRecord) -> str:
     parts = [event.outcome.value]
     if decision is not None:
         parts += [decision.reason.value, *(f.value for f in decision.flags)]
+    if event.late_ack_ms is not None:
+        parts.append(OPENED_LATE)
     return ",".join(parts)
 
 

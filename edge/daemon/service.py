@@ -28,6 +28,14 @@ controller only keeps its own lane waiting); the daemon reports READY once the s
 least one lane serves, and its status names the lanes that do not (``degraded``). Lanes wired to one
 Modbus port share one client (:class:`firmware_bridge.modbus.ModbusBus`).
 
+Time and store health (issue #17): the daemon's clock is an :class:`edge.clock.TrustedClock` seeded with
+the store's ``clock_floor``; decisions and command freshness use its best time. The store is opened only
+if it is not a silently replaced file (``edge.store.integrity``) and passes ``PRAGMA quick_check``;
+otherwise the daemon stops with an error naming the file and the recovery steps. Once a second the
+status loop checks the clock against the floor (alert ``clock_behind``), writes the passes kept in memory
+while the store refused writes (alert ``store_unwritable``) and, every :data:`FLOOR_SAVE_S`, saves the
+best time as the floor. Active alerts go into the status file, the retained MQTT status and the metrics.
+
 Shutdown on SIGTERM/SIGINT: stop taking passes, close each gate unless a vehicle is under it (an
 open is a hardware-timed pulse anyway, so a killed daemon cannot leave a gate open), stop the
 background parts (pending outbox rows stay for the next start), write a final status.
@@ -42,6 +50,7 @@ import logging
 import os
 import secrets
 import signal
+import sqlite3
 import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -50,18 +59,22 @@ from typing import Any
 from edge import notify
 from edge.access import commitment_function, policy_from_config
 from edge.chain.syncplan import chain_lot_code
+from edge.clock import TrustedClock, describe_behind
 from edge.config import CameraConfig, Config, LaneConfig, read_secret, relay_map_options
 from edge.daemon import control
-from edge.daemon.camera import capture_burst, open_frame_source
+from edge.daemon.camera import camera_health, capture_burst, open_frame_source
 from edge.daemon.chainlink import ChainLink
 from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.lane import WATCH_QUEUE, LaneShell
-from edge.daemon.status import LaneStatus, StatusSnapshot, status_path, write_status
+from edge.daemon.retention import PRUNE_EVERY_S, evidence_dir, make_private, prune_evidence
+from edge.daemon.status import LaneStatus, StatusSnapshot, boot_id, status_path, write_status
 from edge.errors import ParkgateError
 from edge.identity import mask_plate_or_none
 from edge.lanes.machine import BurstDone, LaneSettings, ManualOpen
 from edge.metrics import MetricsServer, Sample
-from edge.store import ManualActionRow, Store, wall_clock_ms
+from edge.store import ManualActionRow, Store, StoreDamagedError, wall_clock_ms
+from edge.store.integrity import recovery_steps
+from edge.throttle import Throttle
 from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
 from edge.vision.roi import Roi
@@ -75,6 +88,7 @@ STATUS_EVERY_S = 1.0
 CONNECT_RETRY_S = 1.0
 LANE_RESTART_S = 2.0  # a lane whose loop failed starts again after this, on its own
 PLATE_KEY_FILE = "plate-key"
+FLOOR_SAVE_S = 60.0  # how often the best time is saved as the clock floor (one small write)
 
 
 def lot_code_of(cfg: Config) -> str:
@@ -99,6 +113,19 @@ def plate_key(cfg: Config) -> bytes:
         return text.encode()
 
 
+def open_store(cfg: Config, clock: TrustedClock) -> Store:
+    """The daemon's store, refused (StoreDamagedError naming the file and the recovery steps) when it was
+    silently replaced or fails ``PRAGMA quick_check``; its clock floor raises ``clock``'s."""
+    store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms, clock=clock.now_ms)
+    problems = store.quick_check()
+    if problems:
+        store.close()
+        raise StoreDamagedError(f"store {cfg.store_path} is damaged (PRAGMA quick_check: "
+                                f"{'; '.join(problems[:3])}). {recovery_steps(cfg.store_path)}")
+    clock.observe(store.clock_floor())
+    return store
+
+
 class Daemon:
     """Wiring: the store, the gatekeeper, one lane shell per lane (driver, camera), the chain sync,
     the MQTT bridge, metrics, the status file and sd_notify."""
@@ -106,16 +133,19 @@ class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.started = time.time()
+        self.started_mono = time.monotonic()
         self.state = "starting"
         self.stop_event = asyncio.Event()
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
-        self.evidence_dir = cfg.gateway.state_dir / "evidence"
-        self.store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms)
+        self.evidence_dir = evidence_dir(cfg.gateway.state_dir)
+        make_private(self.evidence_dir)
+        self.clock = TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
+        self.store = open_store(cfg, self.clock)
         self.chain = ChainLink(cfg)
         self.gatekeeper = Gatekeeper(self.store, policy_from_config(cfg),
                                      commitment_function(plate_key(cfg), lot_code_of(cfg)),
                                      chain_on=cfg.chain.enabled, mqtt_on=cfg.mqtt.enabled,
-                                     on_recorded=self._wake_senders)
+                                     on_recorded=self._wake_senders, clock=self.clock)
         self.recovered = self.gatekeeper.recover()
         self.reader = PlateReader(cfg.vision.detector_model, cfg.vision.ocr_model, cfg.vision.ocr_config,
                                   threads=cfg.vision.threads, region=cfg.vision.region)
@@ -132,6 +162,11 @@ class Daemon:
         self.bridge: Any = None
         self.metrics: MetricsServer | None = None
         self._last_snapshot: StatusSnapshot | None = None
+        self.conditions: dict[str, str] = {}  # alerts raised now (code -> detail), cleared when resolved
+        self._floor_saved_at = time.monotonic()
+        self._status_write_failed = False
+        self._camera_state: dict[str, str] = {}  # lane -> "ok" | "stalled", as last alerted
+        self._alerts_out = Throttle(rate_per_s=0.1, burst=3)  # MQTT alert messages per code and lane
 
     def _wake_senders(self) -> None:
         """A pass was recorded: its outbox rows wait for the broker and the chain."""
@@ -140,8 +175,46 @@ class Daemon:
         self.chain.wake()
 
     def alert(self, lane: str, code: str, detail: str) -> None:
+        """Count, log and publish on MQTT (``<prefix>/<gateway>/alerts``, at most 3 at once and one per
+        10 s per code and lane; the counts in the status are complete)."""
         self.alerts[code] = self.alerts.get(code, 0) + 1
         log.warning("alert %s on lane %s: %s", code, lane, detail)
+        key = f"{code}/{lane}"
+        if self.bridge is not None and self._alerts_out.allow(key):
+            try:
+                self.bridge.publish_alert({"code": code, "lane": lane, "detail": detail,
+                                           "at_ms": wall_clock_ms(),
+                                           "suppressed": self._alerts_out.take_refused(key)})
+            except Exception:  # noqa: BLE001 - the broker link must never stop a lane
+                log.exception("MQTT alert publish failed")
+
+    def _condition(self, code: str, detail: str | None) -> None:
+        """An alert that holds while a condition lasts: raised (counted, logged) when it starts or its
+        detail's first word changes, cleared when ``detail`` is None."""
+        if detail is None:
+            if self.conditions.pop(code, None) is not None:
+                log.warning("alert %s cleared", code)
+            return
+        if code not in self.conditions:
+            self.alert("-", code, detail)
+        self.conditions[code] = detail
+
+    def _health_tick(self) -> None:
+        """Once a second: the clock against its floor, passes kept in memory, the floor saved."""
+        with contextlib.suppress(sqlite3.Error):
+            self.clock.observe(self.store.clock_floor())  # the chain sync raises it with block times
+        now = self.clock.reading()
+        self._condition("clock_behind", None if now.trusted else (
+            f"wall clock behind by {describe_behind(now.behind_ms)} (behind the newest time this gateway "
+            f"has seen); deciding with that time ({self.cfg.clock.untrusted_time!r} policy): fix NTP"))
+        if self.gatekeeper.pending:
+            with contextlib.suppress(Exception):
+                self.gatekeeper.flush()
+        self._condition("store_unwritable", self.gatekeeper.store_error)
+        if time.monotonic() - self._floor_saved_at >= FLOOR_SAVE_S:
+            self._floor_saved_at = time.monotonic()
+            with contextlib.suppress(sqlite3.Error):
+                self.store.raise_clock_floor(now.best_ms)
 
     # -- start-up --------------------------------------------------------------------------------------
 
@@ -214,7 +287,7 @@ class Daemon:
             from edge.mqtt.wiring import bridge_from_config
 
             try:
-                self.bridge = bridge_from_config(self.cfg, self._remote_command).start()
+                self.bridge = bridge_from_config(self.cfg, self._remote_command, clock=self.clock).start()
             except Exception as exc:  # noqa: BLE001 - bad key/TLS files must not keep gates shut
                 log.error("MQTT not started: %s", exc)
                 self.alert("-", "mqtt_not_started", str(exc))
@@ -353,17 +426,43 @@ class Daemon:
         serving = [s for s in self.lanes if s.config.lane_id not in self.lane_errors]
         lanes = tuple(LaneStatus(s.config.lane_id, str(s.runner.state.phase), s.link_up, s.stats.passes,
                                  s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
-                                 s.stats.last_read, list(s.stats.open_latencies_ms)) for s in serving)
+                                 s.stats.last_read, list(s.stats.open_latencies_ms), self._camera(s))
+                      for s in serving)
         lanes += tuple(LaneStatus(name, "down", False, serving=False, error=why)
                        for name, why in self.lane_errors.items())
         now = time.time()
+        reading = self.clock.reading()
+        clock = {"wall_ms": reading.wall_ms, "best_ms": reading.best_ms, "behind_ms": reading.behind_ms,
+                 "trusted": reading.trusted}
+        store = {"writable": self.gatekeeper.store_error is None, "pending": len(self.gatekeeper.pending),
+                 "dropped": self.gatekeeper.dropped}
         return StatusSnapshot(
             gateway=self.cfg.gateway.id, pid=os.getpid(), state=self.state, updated_at=now,
-            uptime_s=round(now - self.started, 1), lanes=lanes, backlog=backlog,
+            uptime_s=round(time.monotonic() - self.started_mono, 1), lanes=lanes, backlog=backlog,
             gate_events=counts.get("gate_events", 0), bookings=counts.get("bookings", 0),
             inside=self.gatekeeper.presence.occupancy, alerts=dict(self.alerts),
-            chain=dict(self.chain.health), mqtt=self._mqtt_health(), degraded=dict(self.lane_errors),
+            chain=dict(self.chain.health), mqtt=self._mqtt_health(),
+            heartbeat_mono=time.monotonic(), boot_id=boot_id(), active_alerts=dict(self.conditions),
+            clock=clock, store=store, degraded=dict(self.lane_errors),
         )
+
+    def _camera(self, lane: LaneShell) -> dict[str, Any]:
+        source = self.sources[self.lanes.index(lane)]
+        return camera_health(source, lane.config.lane.camera.stall_after_s, time.monotonic())
+
+    def _check_cameras(self, lanes: tuple[LaneStatus, ...]) -> None:
+        """Alert once when a lane's camera stalls (no decodable frame for ``stall_after_s``) and once
+        when it recovers."""
+        for lane in lanes:
+            state = lane.camera.get("state", "ok")
+            if state == self._camera_state.get(lane.name, "ok"):
+                continue
+            self._camera_state[lane.name] = state
+            if state == "stalled":
+                self.alert(lane.name, "camera_stalled", f"lane {lane.name}: no decodable frame for "
+                           f"{lane.camera['silent_s']} s; passes are refused no_read until it recovers")
+            else:
+                self.alert(lane.name, "camera_recovered", f"lane {lane.name}: frames again")
 
     def _mqtt_health(self) -> dict[str, Any]:
         if self.bridge is None:
@@ -387,18 +486,44 @@ class Daemon:
         for code in chain.get("alerts", {}):
             out.append(Sample("parkgate_chain_alert", 1.0, help="a chain sync alert is raised",
                               labels={"code": code}))
+        out += self._health_samples(snap)
         for lane in snap.lanes if snap else ():
             labels = {"lane": lane.name}
             out += [Sample("parkgate_lane_passes_total", lane.passes, "counter", "passes", labels),
                     Sample("parkgate_lane_opens_total", lane.opens, "counter", "gate opens", labels),
                     Sample("parkgate_lane_link_up", 1.0 if lane.link_up else 0.0, help="serial link",
-                           labels=labels)]
+                           labels=labels),
+                    Sample("parkgate_lane_camera_up", 0.0 if lane.camera.get("state") == "stalled" else 1.0,
+                           help="camera gives decodable frames", labels=labels)]
+        counters = ((snap.mqtt if snap else {}).get("counters") or {})
+        for name, n in sorted(counters.items()):
+            if name.startswith("cmd_rejected."):
+                out.append(Sample("parkgate_mqtt_commands_rejected_total", n, "counter",
+                                  "remote commands rejected", labels={"reason": name.split(".", 1)[1]}))
         return out
+
+    @staticmethod
+    def _health_samples(snap: StatusSnapshot | None) -> list[Sample]:
+        clock, store = (snap.clock, snap.store) if snap else ({}, {})
+        return [
+            Sample("parkgate_clock_behind_seconds", clock.get("behind_ms", 0) / 1000,
+                   help="how far the wall clock is behind the newest time the gateway has seen"),
+            Sample("parkgate_clock_trusted", 1.0 if clock.get("trusted", True) else 0.0,
+                   help="0 while the wall clock is behind the sanity floor"),
+            Sample("parkgate_store_writable", 1.0 if store.get("writable", True) else 0.0,
+                   help="0 while the store refuses writes (disk full or read-only): gates stay shut"),
+            Sample("parkgate_store_pending_passes", store.get("pending", 0),
+                   help="passes kept in memory until the store takes writes again"),
+        ]
 
     async def _status_loop(self) -> None:
         path = status_path(self.cfg.gateway.state_dir)
         interval = notify.watchdog_interval_s()
         while not self.stop_event.is_set():
+            try:
+                self._health_tick()
+            except Exception:  # noqa: BLE001 - health checks must never stop the status loop
+                log.exception("health tick failed")
             self._publish_status(path)
             if interval is not None:
                 notify.watchdog()
@@ -410,17 +535,25 @@ class Daemon:
         try:
             snap = self.snapshot()
             self._last_snapshot = snap
-            write_status(path, snap)
+            self._check_cameras(snap.lanes)
         except Exception:  # noqa: BLE001 - status must never stop the gate
             log.exception("status snapshot failed")
             return
+        try:
+            write_status(path, snap)
+            self._status_write_failed = False
+        except OSError as exc:  # a full or read-only state dir: said once, MQTT and metrics still tell
+            if not self._status_write_failed:
+                log.error("status file %s not written: %s", path, exc)
+            self._status_write_failed = True
         lanes = ", ".join(f"{lane.name} {lane.phase}" for lane in snap.lanes)
         down = f"; DEGRADED: {', '.join(snap.degraded)} not serving" if snap.degraded else ""
         notify.status(f"{snap.state}: {lanes}; backlog {snap.backlog or 0}{down}")
         if self.bridge is not None:
             try:
                 self.bridge.publish_status({"state": snap.state, "uptime_s": snap.uptime_s,
-                                            "inside": snap.inside, "backlog": snap.backlog})
+                                            "inside": snap.inside, "backlog": snap.backlog,
+                                            "alerts": snap.active_alerts})
                 self._publish_lane_changes(snap.lanes)
             except Exception:  # noqa: BLE001 - the broker link must never stop the status loop
                 log.exception("MQTT status publish failed")
@@ -430,7 +563,7 @@ class Daemon:
         assert self.bridge is not None
         for lane in lanes:
             name = lane.name
-            state = {"state": lane.phase, "link_up": lane.link_up}
+            state = {"state": lane.phase, "link_up": lane.link_up, "camera": lane.camera.get("state", "ok")}
             if self._published_lanes.get(name) != state:
                 self.bridge.publish_lane_state(name, state)
                 self._published_lanes[name] = state
@@ -439,6 +572,16 @@ class Daemon:
             if read is not None and self._published_reads.get(name) != read \
                     and self.bridge.publish_read({"lane": name, **read}):
                 self._published_reads[name] = read
+
+    async def _retention_loop(self) -> None:
+        """Evidence retention (edge.daemon.retention), now and every ``PRUNE_EVERY_S``, off the loop."""
+        while not self.stop_event.is_set():
+            try:
+                await asyncio.to_thread(prune_evidence, self.evidence_dir, self.cfg.evidence, time.time())
+            except Exception:  # noqa: BLE001 - retention must never stop the gate
+                log.exception("evidence retention failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), PRUNE_EVERY_S)
 
     # -- run ---------------------------------------------------------------------------------------------
 
@@ -449,6 +592,7 @@ class Daemon:
         tasks = self._start_lanes()
         await self._start_control()
         status_task = asyncio.create_task(self._status_loop())
+        retention_task = asyncio.create_task(self._retention_loop())
         # READY once the store is up (it is: __init__ opened and recovered it) and one lane serves.
         serving = asyncio.create_task(self.serving.wait())
         stop_wait = asyncio.create_task(self.stop_event.wait())
@@ -462,6 +606,9 @@ class Daemon:
             self._ready()
         await stop_wait
         await status_task
+        retention_task.cancel()
+        with contextlib.suppress(BaseException):
+            await retention_task
         await self._shutdown(tasks)
         return 0
 

@@ -1,5 +1,11 @@
 """The daemon's status snapshot: written atomically to ``<state_dir>/status.json`` every second,
-read by ``parkgate status``, served as metrics and published (retained) over MQTT."""
+read by ``parkgate status``, served as metrics and published (retained) over MQTT.
+
+Staleness is judged on the monotonic clock, not the wall clock (issue #17): the snapshot carries the
+daemon's ``time.monotonic()`` and the kernel's boot id; on the same boot ``parkgate status`` compares it
+with its own monotonic clock (CLOCK_MONOTONIC is system-wide on Linux), so an NTP step of the wall clock
+neither makes a running daemon STALE nor a dead one fresh; a dead pid is STALE at once. Only a snapshot
+from another boot (or an older daemon) falls back to the wall-clock age."""
 
 from __future__ import annotations
 
@@ -10,8 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.clock import describe_behind
+
 STATUS_FILE = "status.json"
 STALE_AFTER_S = 10.0
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class LaneStatus:
     outcomes: dict[str, int] = field(default_factory=dict)
     last_read: dict[str, Any] | None = None
     open_latencies_ms: list[float] = field(default_factory=list)
+    camera: dict[str, Any] = field(default_factory=dict)  # {"state": "ok"|"stalled", "silent_s": ...}
     serving: bool = True  # False: not connected yet or failed; ``error`` says why
     error: str = ""
 
@@ -52,6 +62,11 @@ class StatusSnapshot:
     alerts: dict[str, int] = field(default_factory=dict)
     chain: dict[str, Any] = field(default_factory=dict)
     mqtt: dict[str, Any] = field(default_factory=dict)
+    heartbeat_mono: float | None = None  # the daemon's time.monotonic() when it wrote the snapshot
+    boot_id: str = ""
+    active_alerts: dict[str, str] = field(default_factory=dict)  # conditions holding now: code -> detail
+    clock: dict[str, Any] = field(default_factory=dict)  # wall_ms, best_ms, behind_ms, trusted
+    store: dict[str, Any] = field(default_factory=dict)  # writable, pending, dropped
     degraded: dict[str, str] = field(default_factory=dict)  # lanes not serving: why
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,18 +84,70 @@ def write_status(path: Path, snapshot: StatusSnapshot) -> None:
     os.replace(tmp, path)
 
 
+def boot_id() -> str:
+    """The kernel's boot id ("" where there is none): monotonic times compare only within one boot."""
+    try:
+        return BOOT_ID_FILE.read_text().strip()
+    except OSError:
+        return ""
+
+
+def pid_alive(pid: object) -> bool:
+    """Whether a process ``pid`` exists (a zombie counts as gone)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def snapshot_age_s(snapshot: dict[str, Any], now: float | None = None) -> float:
+    """Seconds since the daemon wrote ``snapshot``: on the monotonic clock when it was written in this
+    boot, on the wall clock otherwise (``now``: a wall-clock time, for tests)."""
+    beat = snapshot.get("heartbeat_mono")
+    if now is None and isinstance(beat, int | float) and snapshot.get("boot_id") and \
+            snapshot.get("boot_id") == boot_id():
+        return time.monotonic() - float(beat)
+    return (time.time() if now is None else now) - float(snapshot.get("updated_at", 0))
+
+
 def read_status(path: Path, now: float | None = None) -> dict[str, Any]:
-    """The last snapshot, with ``stale`` set when the daemon has not refreshed it lately (dead or
-    stopped); ValueError naming the file when there is none or it is unreadable."""
+    """The last snapshot, with ``stale`` set when the daemon has not refreshed it lately, or its process
+    is gone (dead or stopped); ValueError naming the file when there is none or it is unreadable."""
     try:
         snapshot = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ValueError(f"no daemon status at {path} ({exc.__class__.__name__}); is `parkgate run` "
                          "running with this config?") from None
-    age = (time.time() if now is None else now) - float(snapshot.get("updated_at", 0))
+    age = snapshot_age_s(snapshot, now)
     snapshot["age_s"] = round(age, 1)
-    snapshot["stale"] = snapshot.get("state") != "running" or age > STALE_AFTER_S
+    same_boot = bool(snapshot.get("boot_id")) and snapshot.get("boot_id") == boot_id()
+    gone = same_boot and not pid_alive(snapshot.get("pid"))
+    snapshot["stale"] = snapshot.get("state") != "running" or age > STALE_AFTER_S or gone
+    snapshot["state_dir_problem"] = state_dir_problem(path.parent)
     return snapshot
+
+
+def state_dir_problem(state_dir: Path) -> str | None:
+    """Why the daemon cannot write its state dir (read-only, full), or None."""
+    if not os.access(state_dir, os.W_OK):
+        return f"state dir {state_dir} is not writable"
+    try:
+        st = os.statvfs(state_dir)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return f"state dir {state_dir} is on a read-only file system"
+    if st.f_bavail * st.f_frsize < 64 * 1024:
+        return f"state dir {state_dir} is full ({st.f_bavail * st.f_frsize} bytes free)"
+    return None
 
 
 def render_status(snapshot: dict[str, Any]) -> list[str]:
@@ -100,14 +167,41 @@ def render_status(snapshot: dict[str, Any]) -> list[str]:
         link = "up" if lane["link_up"] else "DOWN"
         lines.append(f"lane {lane['name']}: phase {lane['phase']}, link {link}, "
                      f"passes {lane['passes']}, opens {lane['opens']}, refused {lane['refused']}, "
-                     f"last read conf {last.get('confidence', '-')} -> {last.get('decision', '-')}")
+                     f"last read conf {last.get('confidence', '-')} -> {last.get('decision', '-')}"
+                     + _camera_problem(lane.get("camera") or {}))
     backlog = snapshot.get("backlog", {})
     lines.append("backlog: " + (", ".join(f"{k} {v}" for k, v in sorted(backlog.items())) or "empty"))
     chain, mqtt = snapshot.get("chain", {}), snapshot.get("mqtt", {})
     lines.append(f"chain: {chain.get('state', 'off')} {chain.get('detail', '')}".rstrip())
     lines += _chain_problems(chain)
     lines.append(f"mqtt: {mqtt.get('state', 'off')} {mqtt.get('detail', '')}".rstrip())
+    lines += _health_lines(snapshot)
     return lines
+
+
+def _health_lines(snapshot: dict[str, Any]) -> list[str]:
+    """The clock against its floor, the store's writability, the state dir, and other active alerts."""
+    lines = []
+    clock, store = snapshot.get("clock") or {}, snapshot.get("store") or {}
+    if clock and not clock.get("trusted", True):
+        lines.append(f"clock behind by {describe_behind(int(clock.get('behind_ms', 0)))}: deciding with the "
+                     "newest time this gateway has seen; fix NTP")
+    if store and not store.get("writable", True):
+        lines.append(f"store NOT WRITABLE: gates stay shut; {store.get('pending', 0)} pass(es) kept in memory"
+                     + (f", {store['dropped']} dropped" if store.get("dropped") else ""))
+    if snapshot.get("state_dir_problem"):
+        lines.append(f"state dir problem: {snapshot['state_dir_problem']}")
+    shown = {"clock_behind", "store_unwritable"}
+    active = snapshot.get("active_alerts") or {}
+    lines += [f"alert {code}: {detail}" for code, detail in sorted(active.items()) if code not in shown]
+    return lines
+
+
+def _camera_problem(camera: dict[str, Any]) -> str:
+    if camera.get("state") != "stalled":
+        return ""
+    return (f", camera STALLED: no decodable frame for {camera.get('silent_s')} s "
+            "(passes refused no_read)")
 
 
 def _chain_problems(chain: dict[str, Any]) -> list[str]:

@@ -3,7 +3,10 @@
 Pure and event-driven: ``step(config, state, event, now_ms) -> (state, commands)``. The daemon feeds
 it events from the loop detectors, the camera burst, the decision and the gate driver, carries out
 the commands, and sends :class:`Timeout` when ``state.deadline_ms`` has passed (a Timeout that
-arrives early is ignored, so stale timers are harmless).
+arrives early is ignored, so stale timers are harmless). ``now_ms`` is a monotonic clock (the
+daemon's ``time.monotonic``): every deadline is a duration, so a wall-clock step (NTP, a Pi booting
+with a stale time) neither ends a pass early nor leaves the lane waiting; the shell
+(:class:`edge.lanes.runner.LaneRunner`) turns the record's times into wall-clock times.
 
 A *pass* starts when the lane arms (presence loop, or camera motion) or on a manual open, and ends
 with exactly one :class:`Record`. Guarantees (property-tested):
@@ -13,7 +16,11 @@ with exactly one :class:`Record`. Guarantees (property-tested):
 - every pass ends in a Record, whatever the events: a timeout bounds every waiting phase;
 - a gate answer (:class:`GateAck`, :class:`GateFault`) counts only for the pass whose open it answers
   and only while that pass is OPENING: one arriving after its ack timeout changes nothing (it is never
-  credited to the next pass) and raises an :class:`Alert`.
+  credited to the next pass) and raises an :class:`Alert`; one arriving later than ``late_ack_ms``
+  but in time is recorded with the pass (``detail``: the gate opened late);
+- a passage needs a consistent sequence: the safety loop seen occupied during the pass (a SafetyOn,
+  or occupied when the pass began) and then clear. A lone "safety clear" (one forged or stray frame)
+  is alerted and ignored: the pass keeps waiting for a real passage or its timeout.
 
 Phases: IDLE -> CAPTURING (burst) -> DECIDING -> OPENING (pulse sent, waiting for the gate's ack)
 -> PASSING (waiting for the vehicle to cross the safety loop) -> [CLOSING while the safety loop is
@@ -80,7 +87,10 @@ class LaneSettings:
     # client's one-at-a-time lock, at most a status poll (2.0 s) and a heartbeat (one attempt, 0.5 s):
     # 4.5 s. (Modbus relay boards: 4 x 0.3 s.) An ack later still (an open queued behind a close) is
     # never credited to another pass: the shell cancels the open when this timeout gives up on it.
-    ack_timeout_ms: int = 5_000
+    # The parkgate-serial driver also waits up to 2.0 s more for a late reply to the open's last
+    # attempt (firmware_bridge.driver.LATE_REPLY_S): 4.5 + 2.0 = 6.5 s.
+    ack_timeout_ms: int = 6_500
+    late_ack_ms: int = 1_000  # an ack later than this is recorded with the pass ("opened late")
     passage_timeout_ms: int = 60_000
     stuck_alert_ms: int = 30_000
     debounce_ms: int = 10_000
@@ -221,6 +231,7 @@ class PassRecord:
     decision: Decision | None
     detail: str = ""
     snapshot: Snapshot | None = None
+    late_ack_ms: int | None = None  # the gate acknowledged the open this late (over ``late_ack_ms``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +266,10 @@ class LaneState:
     last_opened_ms: int = 0
     manual_by: str = ""
     passed: bool = False
+    safety_seen: bool = False  # the safety loop was occupied at some time during this pass
+    crossed: bool = False  # ... and then cleared while the open was still unacknowledged
+    opened_ms: int = 0  # when this pass's open pulse was sent
+    late_ack_ms: int | None = None  # this pass's gate acknowledged its open late, after this long
 
 
 Step = tuple[LaneState, list[Command]]
@@ -292,7 +307,7 @@ def _track_loops(state: LaneState, event: Event) -> LaneState:
         case PresenceOff():
             return replace(state, presence=False)
         case SafetyOn():
-            return replace(state, safety=True)
+            return replace(state, safety=True, safety_seen=True)
         case SafetyOff():
             return replace(state, safety=False)
     return state
@@ -305,7 +320,8 @@ def _armed(config: LaneSettings, event: Event) -> bool:
 # ---- transitions --------------------------------------------------------------------------------
 def _begin_pass(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
     state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, snapshot=None,
-                    decision=None, manual_by="", retries_left=config.burst_retries)
+                    decision=None, manual_by="", retries_left=config.burst_retries,
+                    safety_seen=state.safety, crossed=False, late_ack_ms=None)
     return _start_burst(config, state, now_ms)
 
 
@@ -317,7 +333,7 @@ def _start_burst(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
 
 
 def _open(config: LaneSettings, state: LaneState, decision: Decision, now_ms: int) -> Step:
-    state = replace(state, phase=Phase.OPENING, decision=decision,
+    state = replace(state, phase=Phase.OPENING, decision=decision, opened_ms=now_ms,
                     deadline_ms=now_ms + config.ack_timeout_ms)
     return state, [OpenPulse(config.open_pulse_ms)]
 
@@ -325,17 +341,19 @@ def _open(config: LaneSettings, state: LaneState, decision: Decision, now_ms: in
 def _manual_open(config: LaneSettings, state: LaneState, event: ManualOpen, now_ms: int) -> Step:
     """An operator opens the gate: a pass of its own when none is running, else this pass's open."""
     if state.phase in (Phase.IDLE, Phase.WAIT_LEAVE):
-        state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, decision=None)
+        state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, decision=None,
+                        safety_seen=state.safety, crossed=False, late_ack_ms=None)
     state = replace(state, manual_by=event.operator)
     return _open(config, state, Decision(True, Reason.MANUAL_OPEN, None), now_ms)
 
 
 def _record(config: LaneSettings, state: LaneState, outcome: Outcome, now_ms: int,
             detail: str = "") -> Record:
-    if state.manual_by:
-        detail = "; ".join(filter(None, (f"manual open by {state.manual_by}", detail)))
+    manual = f"manual open by {state.manual_by}" if state.manual_by else ""
+    late = f"gate opened late: ack after {state.late_ack_ms} ms" if state.late_ack_ms is not None else ""
+    detail = "; ".join(filter(None, (manual, late, detail)))
     return Record(PassRecord(config.lane_id, config.direction, state.pass_no, outcome, state.started_ms,
-                            now_ms, state.read, state.decision, detail, state.snapshot))
+                            now_ms, state.read, state.decision, detail, state.snapshot, state.late_ack_ms))
 
 
 def _end_refused(config: LaneSettings, state: LaneState, outcome: Outcome, now_ms: int,
@@ -431,7 +449,15 @@ def _deciding(config: LaneSettings, state: LaneState, event: Event, now_ms: int)
 def _opening(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     match event:
         case GateAck():
-            return replace(state, phase=Phase.PASSING, deadline_ms=now_ms + config.passage_timeout_ms), []
+            waited = now_ms - state.opened_ms
+            late = waited if waited > config.late_ack_ms else None
+            state = replace(state, phase=Phase.PASSING, deadline_ms=now_ms + config.passage_timeout_ms,
+                            late_ack_ms=late)
+            if state.crossed:  # the gate opened and the vehicle drove through before the ack came
+                return _finish_opened(config, state, Outcome.PASSED, now_ms)
+            return state, []
+        case SafetyOff() if state.safety_seen:
+            return replace(state, crossed=True), []
         case GateFault(detail=detail):
             return _gate_fault(config, state, detail, now_ms)
         case Timeout():
@@ -446,10 +472,14 @@ def _gate_fault(config: LaneSettings, state: LaneState, detail: str, now_ms: int
 
 def _passing(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     match event:
-        case SafetyOff():
-            # Also without a SafetyOn seen: the controller reports changes only, so a SafetyOff proves
-            # the loop was occupied even when the SafetyOn frame was lost on the wire.
+        case SafetyOff() if state.safety_seen:
             return _finish_opened(config, state, Outcome.PASSED, now_ms)
+        case SafetyOff():
+            # Never seen occupied in this pass: one frame (forged, or noise with a valid CRC) does not
+            # prove a passage. A lost SafetyOn of a real car: the status poll sees an occupied loop
+            # (edge.daemon.lane reconciles), else the pass ends as no_passage at its timeout.
+            return state, [Alert("implausible_safety_clear", f"lane {config.lane_id}: safety loop reported "
+                                 f"clear in pass {state.pass_no} without having been occupied; ignored")]
         case Timeout():
             if state.safety:
                 alert = Alert("vehicle_stuck", f"lane {config.lane_id}: safety loop occupied too long")

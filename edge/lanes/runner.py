@@ -9,13 +9,20 @@ A port that raises never escapes: a failing open becomes a :class:`GateFault` of
 a failing close, decision or camera start is logged and alerted, and the machine's own timeouts end
 the pass with a record. A failing ``record`` is logged at ERROR and alerted; the store is responsible
 for making ``record`` durable.
+
+Two clocks: ``clock_ms`` drives the machine (deadlines, debounce) and must be monotonic in the daemon
+(:func:`monotonic_ms`); ``wall_ms`` only dates what is recorded: a record's times are re-based on
+the wall clock when it is written (its end = the wall clock then, its start that minus its
+monotonic duration), so a wall-clock step never stretches or cuts a timeout.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from edge.access.types import Decision
@@ -60,13 +67,27 @@ class LanePorts(Protocol):
     def alert(self, code: str, detail: str) -> None: ...
 
 
+def monotonic_ms() -> int:
+    """The lane machine's clock: milliseconds that never step (CLOCK_MONOTONIC)."""
+    return time.monotonic_ns() // 1_000_000
+
+
 class LaneRunner:
     def __init__(self, config: LaneSettings, ports: LanePorts, clock_ms: Callable[[], int],
-                 state: LaneState | None = None) -> None:
+                 state: LaneState | None = None, wall_ms: Callable[[], int] | None = None) -> None:
+        """``wall_ms`` None: the records keep ``clock_ms`` times (one clock, as in pure tests)."""
         self.config = config
         self.ports = ports
         self.clock_ms = clock_ms
+        self.wall_ms = wall_ms
         self.state = state or LaneState()
+
+    def to_wall(self, record: PassRecord) -> PassRecord:
+        """``record`` with its times on the wall clock (a record's times are on ``clock_ms``)."""
+        if self.wall_ms is None:
+            return record
+        offset = self.wall_ms() - self.clock_ms()
+        return replace(record, started_ms=record.started_ms + offset, ended_ms=record.ended_ms + offset)
 
     def feed(self, event: Event) -> None:
         """Apply one event and everything it causes (decisions, gate faults) before returning."""
@@ -97,7 +118,7 @@ class LaneRunner:
                 case Close():
                     self.ports.close()
                 case Record(event=gate_event):
-                    self.ports.record(gate_event)
+                    self.ports.record(self.to_wall(gate_event))
                 case Alert(code=code, detail=detail):
                     log.warning("lane %s alert %s: %s", lane, code, detail)
                     self.ports.alert(code, detail)

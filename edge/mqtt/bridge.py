@@ -30,15 +30,18 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config import MqttConfig
-from edge.mqtt.commands import MIN_KEY_BYTES, Command, CommandPolicy, Rejection, verify_command
+from edge.mqtt.commands import MIN_KEY_BYTES, Command, CommandPolicy, Freshness, Rejection, verify_command
 from edge.mqtt.nonces import NonceStore
 from edge.mqtt.outbox import OutboxPort, OutboxPublisher
 from edge.mqtt.privacy import redact_payload
 from edge.mqtt.topics import OFFLINE, ONLINE, Topics, check_topic_part, discovery_messages
 from edge.store import wall_clock_ms
+from edge.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +74,22 @@ class BridgeTimings:
     reconnect_min_s: int = 1
     reconnect_max_s: int = 30
     refused_retry_s: int = 5
+    # MQTT 5 CONNECT "Maximum Packet Size": the broker must not send us a bigger packet (it drops it for
+    # this client instead), so a 250 MB command never reaches paho, which buffers a whole packet.
+    max_packet_bytes: int = 65_536
+    # Commands per command topic (lane): ``commands_per_s`` on average, ``command_burst`` at once; the
+    # rest are counted (``cmd_rejected.rate_limited``) and dropped unverified and unanswered.
+    commands_per_s: int = 2
+    command_burst: int = 20
+    # Log lines about rejected commands: ``rejection_logs_burst`` per reason, then one per
+    # ``rejection_log_every_s`` saying how many it stands for; the counters count every one.
+    rejection_logs_burst: int = 5
+    rejection_log_every_s: int = 60
 
     def __post_init__(self) -> None:
-        positive = ("keepalive_s", "command_max_bytes", "outbox_window", "reconnect_min_s", "refused_retry_s")
+        positive = ("keepalive_s", "command_max_bytes", "outbox_window", "reconnect_min_s", "refused_retry_s",
+                    "max_packet_bytes", "commands_per_s", "command_burst", "rejection_logs_burst",
+                    "rejection_log_every_s")
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 raise ValueError(f"{name} {getattr(self, name)!r} must be a positive integer")
@@ -87,7 +103,8 @@ class MqttBridge:
                  on_command: CommandHandler = _reject_everything,
                  open_outbox: Callable[[], OutboxPort] | None = None,
                  nonces: NonceStore | None = None,
-                 clock_ms: Callable[[], int] = wall_clock_ms, poll_s: float = 1.0) -> None:
+                 clock_ms: Callable[[], int] = wall_clock_ms, poll_s: float = 1.0,
+                 time_trusted: Callable[[], bool] = lambda: True, future_when_untrusted: bool = True) -> None:
         self.config = config
         self.timings = timings
         self.client_id = config.client_id or f"parkgate-{gateway_id}"
@@ -95,16 +112,20 @@ class MqttBridge:
         self.topics = Topics(config.topic_prefix, gateway_id)
         self.lanes = tuple(self._checked_lane(lane) for lane in lanes)
         self.policy = CommandPolicy(gateway_id, frozenset(self.lanes), config.command_max_age_s * 1000,
-                                    timings.command_max_skew_ms, timings.command_max_bytes)
+                                    timings.command_max_skew_ms, timings.command_max_bytes,
+                                    future_when_untrusted)
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"gateway key is {len(key)} bytes, at least {MIN_KEY_BYTES} required")
         self._key = key
         self._on_command = on_command
         self._open_outbox = open_outbox
         self.nonces = nonces if nonces is not None else NonceStore(":memory:", self.policy.replay_window_ms)
-        self._clock_ms = clock_ms
+        self._clock_ms = clock_ms  # the gateway's best time (edge.clock) in the daemon
+        self._time_trusted = time_trusted
         self._poll_s = poll_s
         self.stats: Counter[str] = Counter()
+        self._command_limit = Throttle(timings.commands_per_s, timings.command_burst)
+        self._rejection_logs = Throttle(1 / timings.rejection_log_every_s, timings.rejection_logs_burst)
         self._stats_lock = threading.Lock()
         self.last_connect_error: str | None = None
         self._retained: dict[str, bytes] = {}
@@ -160,7 +181,10 @@ class MqttBridge:
     def start(self) -> MqttBridge:
         """Connect in the background (paho retries with back-off) and start the outbox pump."""
         self._stopping.clear()
-        self._client.connect_async(self.config.host, self.config.port, self.timings.keepalive_s)
+        properties = Properties(PacketTypes.CONNECT)
+        properties.MaximumPacketSize = self.timings.max_packet_bytes
+        self._client.connect_async(self.config.host, self.config.port, self.timings.keepalive_s,
+                                   properties=properties)
         self._client.loop_start()
         if self._open_outbox is not None:
             self._pump = threading.Thread(target=self._pump_loop, name="mqtt-outbox", daemon=True)
@@ -222,6 +246,16 @@ class MqttBridge:
         body = redact_payload(read, self.config.plate_privacy, self._key)
         self._client.publish(self.topics.reads, _json(body), qos=1)
         self._count("reads_published")
+        return True
+
+    def publish_alert(self, alert: dict[str, Any]) -> bool:
+        """An alert (``code``, ``lane``, ``detail``, ``at_ms``), QoS 1 best effort: dropped when offline
+        (the status keeps the alert counts, retained). No plate may be in it."""
+        if not self.connected:
+            self._count("alerts_dropped_offline")
+            return False
+        self._client.publish(self.topics.alerts, _json(alert), qos=1)
+        self._count("alerts_published")
         return True
 
     def notify_outbox(self) -> None:
@@ -290,16 +324,22 @@ class MqttBridge:
         topic_lane = self.topics.lane_of_command_topic(message.topic)
         if topic_lane is None:
             return
+        if not self._command_limit.allow(message.topic):
+            self._count("cmd_rejected.rate_limited")
+            self._log_rejection(message.topic, "rate_limited", "too many commands on this topic")
+            return
         now = self._clock_ms()
         try:
-            verdict = verify_command(bytes(message.payload), self._key, now, self.nonces, self.policy,
+            fresh = Freshness(now, self._time_trusted(), self.nonces.min_ts_ms)
+            verdict = verify_command(bytes(message.payload), self._key, fresh, self.nonces, self.policy,
                                      topic_lane)
         except Exception:  # verify_command is fuzzed not to raise; the nonce store (SQLite) might
             log.exception("could not verify command on %s", message.topic)
             verdict = Rejection("internal_error", "verification failed, see log")
         if isinstance(verdict, Rejection):
+            self._keep_nonce(verdict, now)
             self._count(f"cmd_rejected.{verdict.reason}")
-            log.warning("rejected command on %s: %s (%s)", message.topic, verdict.reason, verdict.detail)
+            self._log_rejection(message.topic, verdict.reason, verdict.detail)
             self._publish_result({"ok": False, "lane": topic_lane, "reason": verdict.reason})
             return
         try:
@@ -319,6 +359,25 @@ class MqttBridge:
                  verdict.nonce, outcome.ok, outcome.detail)
         self._publish_result({"ok": outcome.ok, "lane": verdict.lane, "action": verdict.action,
                               "nonce": verdict.nonce, "detail": outcome.detail})
+
+    def _keep_nonce(self, rejection: Rejection, now_ms: int) -> None:
+        """A correctly signed command refused (stale, future, ...): keep its nonce all the same, so that a
+        clock step can never make it acceptable later (edge.mqtt.nonces)."""
+        cmd = rejection.command
+        if cmd is None or rejection.reason == "replayed":
+            return
+        try:
+            self.nonces.remember(cmd.nonce, cmd.ts_ms, now_ms)
+        except Exception:  # noqa: BLE001 - the command is refused anyway
+            log.exception("could not keep the nonce of refused command %s", cmd.nonce)
+
+    def _log_rejection(self, topic: str, reason: str, detail: str) -> None:
+        """One WARNING line per rejection until the reason's burst is spent, then one per interval
+        that says how many rejections it stands for (all are in ``stats``)."""
+        if self._rejection_logs.allow(reason):
+            more = self._rejection_logs.take_refused(reason)
+            log.warning("rejected command on %s: %s (%s)%s", topic, reason, detail,
+                        f"; {more} more rejected for this reason since the last line" if more else "")
 
     def _publish_result(self, body: dict[str, Any]) -> None:
         self._client.publish(self.topics.command_result, _json(body), qos=1)

@@ -14,6 +14,14 @@ Verification never raises: it returns a ``Command`` or a ``Rejection`` naming wh
 refused when it is oversize, not JSON, unsigned, wrongly signed, for another gateway, older than
 ``max_age_ms`` or further than ``max_skew_ms`` in the future, replayed (nonce already seen), for an
 unknown action or lane, carries fields beyond the six above, or names another lane than its topic.
+
+Freshness across clock steps (issue #17): ``now_ms`` is the gateway's best time (``edge.clock``), which
+never goes backwards; a rejection of a correctly signed command carries the command, so the caller
+keeps its nonce too (a captured command refused as stale stays refused after the clock steps back); and
+``min_ts_ms`` (the newest timestamp the nonce store has forgotten) refuses anything at or before it as
+stale whatever the clock says. While the clock is untrusted (``time_trusted`` False) the best time is only
+a lower bound, so a command dated ahead of it is accepted unless ``CommandPolicy.future_when_untrusted``
+is False (config ``clock.untrusted_time = "strict"``); each command still acts at most once.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ class Rejection:
 
     reason: str
     detail: str
+    command: Command | None = None  # the command, when its signature was valid (its nonce is kept)
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,7 @@ class CommandPolicy:
     max_age_ms: int = 30_000
     max_skew_ms: int = 5_000
     max_bytes: int = 1024
+    future_when_untrusted: bool = True
 
     @property
     def replay_window_ms(self) -> int:
@@ -125,17 +135,38 @@ def _field_problem(doc: dict) -> str | None:
     return None
 
 
-def _policy_problem(cmd: Command, policy: CommandPolicy, now_ms: int, seen: Container[str],
+@dataclass(frozen=True)
+class Freshness:
+    """What the command's time is judged against: the best time, whether the wall clock agrees with the
+    sanity floor, and the newest command timestamp the nonce store has forgotten."""
+
+    now_ms: int
+    time_trusted: bool = True
+    min_ts_ms: int = 0
+
+
+def _time_problem(cmd: Command, policy: CommandPolicy, fresh: Freshness) -> str | None:
+    if cmd.ts_ms <= fresh.min_ts_ms:
+        return (f"stale: command time {cmd.ts_ms} is not after {fresh.min_ts_ms}, the newest command time "
+                f"already forgotten")
+    if fresh.now_ms - cmd.ts_ms > policy.max_age_ms:
+        return f"stale: command is {fresh.now_ms - cmd.ts_ms} ms old, at most {policy.max_age_ms} allowed"
+    future_ok = not fresh.time_trusted and policy.future_when_untrusted
+    if cmd.ts_ms - fresh.now_ms > policy.max_skew_ms and not future_ok:
+        return (f"future: command is {cmd.ts_ms - fresh.now_ms} ms in the future, "
+                f"at most {policy.max_skew_ms} allowed")
+    return None
+
+
+def _policy_problem(cmd: Command, policy: CommandPolicy, fresh: Freshness, seen: Container[str],
                     topic_lane: str | None) -> Rejection | None:
     if cmd.gateway != policy.gateway_id:
         return Rejection("wrong_gateway",
                          f"command is for gateway {cmd.gateway!r}, this is {policy.gateway_id!r}")
-    if now_ms - cmd.ts_ms > policy.max_age_ms:
-        return Rejection("stale",
-                         f"command is {now_ms - cmd.ts_ms} ms old, at most {policy.max_age_ms} allowed")
-    if cmd.ts_ms - now_ms > policy.max_skew_ms:
-        return Rejection("future", f"command is {cmd.ts_ms - now_ms} ms in the future, "
-                                   f"at most {policy.max_skew_ms} allowed")
+    problem = _time_problem(cmd, policy, fresh)
+    if problem is not None:
+        reason, detail = problem.split(": ", 1)
+        return Rejection(reason, detail)
     if cmd.nonce in seen:
         return Rejection("replayed", f"nonce {cmd.nonce} was already used")
     if cmd.action not in ACTIONS:
@@ -149,9 +180,10 @@ def _policy_problem(cmd: Command, policy: CommandPolicy, now_ms: int, seen: Cont
     return None
 
 
-def verify_command(raw: bytes, key: bytes, now_ms: int, seen: Container[str], policy: CommandPolicy,
+def verify_command(raw: bytes, key: bytes, now: int | Freshness, seen: Container[str], policy: CommandPolicy,
                    topic_lane: str | None = None) -> Command | Rejection:
-    """Check a received command; never raises. The caller records ``nonce`` once it acts on it."""
+    """Check a received command; never raises. ``now``: the best time in unix ms, or a :class:`Freshness`.
+    The caller records ``nonce`` once it acts on it, and the nonce of a rejection carrying ``command``."""
     doc = _parse(raw, policy.max_bytes)
     if isinstance(doc, Rejection):
         return doc
@@ -164,7 +196,9 @@ def verify_command(raw: bytes, key: bytes, now_ms: int, seen: Container[str], po
     expected = signature(key, cmd.gateway, cmd.lane, cmd.action, cmd.ts_ms, cmd.nonce)
     if not hmac.compare_digest(expected, doc["sig"]):
         return Rejection("bad_signature", "sig does not match the gateway key")
-    return _policy_problem(cmd, policy, now_ms, seen, topic_lane) or cmd
+    fresh = now if isinstance(now, Freshness) else Freshness(now)
+    refused = _policy_problem(cmd, policy, fresh, seen, topic_lane)
+    return cmd if refused is None else Rejection(refused.reason, refused.detail, cmd)
 
 
 def generate_key() -> str:

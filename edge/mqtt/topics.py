@@ -54,6 +54,10 @@ class Topics:
     def reads(self) -> str:
         return f"{self.base}/reads"
 
+    @property
+    def alerts(self) -> str:
+        return f"{self.base}/alerts"
+
     def command(self, lane: str) -> str:
         return f"{self.base}/cmd/{lane}"
 

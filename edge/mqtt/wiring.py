@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from edge.clock import TrustedClock
 from edge.config import Config, MqttConfig, config_from_mapping, read_secret
 from edge.mqtt.bridge import BridgeTimings, CommandHandler, MqttBridge
 from edge.mqtt.commands import load_key
@@ -17,9 +18,11 @@ URL_SCHEMES = {"mqtt": False, "mqtts": True}
 
 
 def bridge_from_config(cfg: Config, on_command: CommandHandler,
-                       open_outbox: Callable[[], Store] | None = None) -> MqttBridge:
+                       open_outbox: Callable[[], Store] | None = None, clock: TrustedClock | None = None
+                       ) -> MqttBridge:
     """The bridge for ``cfg``: lanes from ``[[lanes]]``, key from ``mqtt.command_key_file``, password
-    from ``mqtt.password_file``, the replay cache and (by default) the outbox in the gateway's store."""
+    from ``mqtt.password_file``, the replay cache and (by default) the outbox in the gateway's store;
+    command freshness judged against ``clock`` (the daemon's best time; the wall clock when None)."""
     m = cfg.mqtt
     if m.command_key_file is None:
         raise ValueError("mqtt.command_key_file is required when mqtt is enabled "
@@ -27,9 +30,12 @@ def bridge_from_config(cfg: Config, on_command: CommandHandler,
     password = read_secret(m.password_file, "mqtt.password_file") if m.password_file is not None else None
     timings = BridgeTimings()
     nonces = NonceStore(cfg.store_path, m.command_max_age_s * 1000 + timings.command_max_skew_ms)
+    best = clock or TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
     return MqttBridge(m, cfg.gateway.id, load_key(m.command_key_file), [lane.name for lane in cfg.lanes],
                       password=password, timings=timings, on_command=on_command,
-                      open_outbox=open_outbox or (lambda: Store(cfg.store_path)), nonces=nonces)
+                      open_outbox=open_outbox or (lambda: Store(cfg.store_path)), nonces=nonces,
+                      clock_ms=best.now_ms, time_trusted=lambda: best.reading().trusted,
+                      future_when_untrusted=cfg.clock.untrusted_time != "strict")
 
 
 def mqtt_config_from_url(url: str, **keys: Any) -> tuple[MqttConfig, str | None]:

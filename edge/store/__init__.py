@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from edge.store.integrity import StoreDamagedError
     from edge.store.store import (
         ACTIVE_BOOKING_STATUSES,
         Store,
@@ -41,11 +42,12 @@ from edge.store.rows import (
 from edge.store.schema import LATEST_VERSION, MIGRATIONS
 
 _FROM_STORE = ("ACTIVE_BOOKING_STATUSES", "Store", "StoreError", "StoreVersionError", "wall_clock_ms")
+_FROM_INTEGRITY = ("StoreDamagedError",)
 
 __all__ = [
     "ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "MIGRATIONS", "Booking", "ChainBlock", "Checkpoint",
-    "GateEventRow", "Lot", "ManualActionRow", "OutboxRow", "RentalEvent", "Space", "Store", "StoreError",
-    "StoreVersionError", "new_event_id", "wall_clock_ms",
+    "GateEventRow", "Lot", "ManualActionRow", "OutboxRow", "RentalEvent", "Space", "Store",
+    "StoreDamagedError", "StoreError", "StoreVersionError", "new_event_id", "wall_clock_ms",
 ]
 
 
@@ -54,4 +56,8 @@ def __getattr__(name: str) -> Any:
         from edge.store import store
 
         return getattr(store, name)
+    if name in _FROM_INTEGRITY:
+        from edge.store import integrity
+
+        return getattr(integrity, name)
     raise AttributeError(f"module 'edge.store' has no attribute {name!r}")

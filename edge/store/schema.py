@@ -243,11 +243,40 @@ CREATE TABLE chain_seqs (
 );
 """
 
+# The wall-clock sanity floor (edge.clock, issue #17): the newest time the store has seen, raised by a
+# trigger on every write that stamps a time (so "the last store write" needs no code in the writers), by
+# the chain sync (block timestamps) and by the daemon's own heartbeat. Seeded from the rows already there.
+_FLOOR_SOURCES: Final = (
+    ("gate_events", "INSERT", "recorded_at_ms"), ("pass_journal", "INSERT", "occurred_at_ms"),
+    *((table, event, "updated_at_ms") for table in ("outbox", "bookings", "rental_events", "sync_checkpoints")
+      for event in ("INSERT", "UPDATE")),
+)
+
+
+def _floor_trigger(table: str, event: str, column: str) -> str:
+    return (f"CREATE TRIGGER clock_floor_{table}_{event.lower()} AFTER {event} ON {table} BEGIN "
+            f"UPDATE clock_floor SET floor_ms = NEW.{column} WHERE id = 1 AND floor_ms < NEW.{column}; END;")
+
+
+V5_CLOCK_FLOOR: Final = """
+CREATE TABLE clock_floor (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    floor_ms  INTEGER NOT NULL CHECK (floor_ms >= 0)
+);
+INSERT INTO clock_floor (id, floor_ms) SELECT 1, max(
+    coalesce((SELECT max(recorded_at_ms) FROM gate_events), 0),
+    coalesce((SELECT max(updated_at_ms) FROM outbox), 0),
+    coalesce((SELECT max(updated_at_ms) FROM bookings), 0),
+    coalesce((SELECT max(updated_at_ms) FROM rental_events), 0),
+    coalesce((SELECT max(updated_at_ms) FROM sync_checkpoints), 0));
+""" + "\n".join(_floor_trigger(*source) for source in _FLOOR_SOURCES) + "\n"
+
+
 # Manual gate operations (`parkgate gate open|hold|release --lane`, signed MQTT commands): who, why,
 # what the camera read then and its evidence; append-only like the gate log. Self-contained.
 MANUAL_ACTIONS = ("open", "hold", "release")
 MANUAL_SOURCES = ("socket", "mqtt")
-V5_MANUAL_ACTIONS = f"""
+V6_MANUAL_ACTIONS = f"""
 CREATE TABLE manual_actions (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     at_ms           INTEGER NOT NULL CHECK (at_ms >= 0),
@@ -275,7 +304,8 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (2, V2_CHAIN_TXS),
     (3, V3_PASS_JOURNAL),
     (4, V4_OUTBOX_REJECTED_CHAIN_SEQS),
-    (5, V5_MANUAL_ACTIONS),
+    (5, V5_CLOCK_FLOOR),
+    (6, V6_MANUAL_ACTIONS),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

@@ -13,6 +13,7 @@ failing), or wrap a shared one in your own lock. Opening is cheap after the firs
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,7 +24,10 @@ from typing import Any
 
 import sqlite_utils
 
+from edge import clock as clocks
 from edge.errors import ParkgateError
+from edge.store import integrity
+from edge.store.integrity import StoreDamagedError
 from edge.store.rows import (
     Booking,
     ChainBlock,
@@ -53,7 +57,8 @@ class StoreVersionError(StoreError):
 
 
 def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """The wall clock in unix ms (``edge.clock.wall_clock_ms``: it honours the tests' offset hook)."""
+    return clocks.wall_clock_ms()
 
 
 class Store:
@@ -63,6 +68,9 @@ class Store:
                  migrations: Sequence[tuple[int, str]] = MIGRATIONS) -> None:
         self.path = Path(path)
         self.clock = clock
+        refusal = integrity.preflight(self.path)  # never a new empty store in place of a lost one
+        if refusal is not None:
+            raise StoreDamagedError(f"{refusal}. {integrity.recovery_steps(self.path)}")
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000)
         except sqlite3.Error as exc:
@@ -73,9 +81,32 @@ class Store:
         try:
             self._configure(busy_timeout_ms)
             self._migrate(migrations)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._open_error(exc) from exc
         except Exception:
             conn.close()
             raise
+        integrity.mark_initialised(self.path)
+
+    def _open_error(self, exc: sqlite3.DatabaseError) -> ParkgateError:
+        """What an SQLite error while opening means, in words, with what to do."""
+        name = getattr(exc, "sqlite_errorname", "")
+        if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or not isinstance(exc, sqlite3.OperationalError):
+            return StoreDamagedError(f"store {self.path} is damaged ({exc}). "
+                                     f"{integrity.recovery_steps(self.path)}")
+        folder = self.path.parent
+        if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")) or not os.access(folder, os.W_OK):
+            return StoreError(f"store {self.path} cannot be written ({exc}): the directory {folder} must be "
+                              "writable by parkgate (read-only file system or wrong owner?)")
+        if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
+            return StoreError(f"store {self.path} cannot be written ({exc}): is the disk of {folder} full "
+                              "or failing? Free space (old evidence, logs) and restart")
+        return StoreError(f"cannot open store {self.path}: {exc}")
+
+    def quick_check(self) -> list[str]:
+        """``PRAGMA quick_check`` problems (empty: the pages and indexes are sound); run at daemon start."""
+        return integrity.quick_check(self.conn)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -473,6 +504,18 @@ class Store:
     def outbox_row(self, destination: str, event_id: str) -> OutboxRow | None:
         rows = list(self.db["outbox"].rows_where("destination = ? AND event_id = ?", [destination, event_id]))
         return _outbox(rows[0]) if rows else None
+
+    # -- clock floor (edge.clock) -------------------------------------------------------------------
+
+    def clock_floor(self) -> int:
+        """The newest time this store has seen (unix ms): the wall-clock sanity floor's stored part."""
+        row = self.conn.execute("SELECT floor_ms FROM clock_floor WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def raise_clock_floor(self, at_ms: int) -> None:
+        """A time known to have passed (a chain block's timestamp, the daemon's best time)."""
+        with self.transaction() as c:
+            c.execute("UPDATE clock_floor SET floor_ms = ? WHERE id = 1 AND floor_ms < ?", (at_ms, at_ms))
 
     # -- health ------------------------------------------------------------------------------------
 

@@ -43,7 +43,10 @@ class FrameSource:
     """Reads frames on a daemon thread into a bounded queue; reopens the source when reads fail.
 
     `loop=True` restarts a video file at its end (recorded sources in demos); a live source that ends
-    or fails is reopened after `retry_s`, doubling up to `max_retry_s`.
+    or fails is reopened after `retry_s`, doubling up to `max_retry_s`. A source that opens but gives
+    no decodable frame (a zero-byte frame in a recording, a stream of garbage) is reopened with the
+    same back-off, looped or not: it must not spin a core. ``last_frame_at`` (monotonic seconds, None
+    before the first frame) and ``read_failures`` tell the camera's health (edge.daemon.camera).
     """
 
     def __init__(
@@ -63,6 +66,9 @@ class FrameSource:
         self.opener = opener
         self.dropped = 0
         self.reconnects = 0
+        self.read_failures = 0  # opens or reads that gave no decodable frame
+        self.started_at = time.monotonic()
+        self.last_frame_at: float | None = None
         self._stop = threading.Event()
         self.finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name="frame-source", daemon=True)
@@ -99,30 +105,40 @@ class FrameSource:
         while not self._stop.is_set():
             capture = self.opener(self.source)
             if capture is not None and capture.isOpened():
-                delay = self.retry_s
-                self._read_until_failure(capture)
+                delivered = self._read_until_failure(capture)
                 capture.release()
-                if self._stop.is_set() or (self.loop and not self.is_live):
+                if delivered:
+                    delay = self.retry_s
+                if self._stop.is_set() or (self.loop and not self.is_live and delivered):
                     continue
-                if not self.is_live:
+                if not self.is_live and not self.loop:
                     self.finished.set()
                     return
+                if not delivered:
+                    self.read_failures += 1
+                    log.debug("camera %s gave no decodable frame; retrying in %.1fs", self.source, delay)
             else:
+                self.read_failures += 1
                 log.warning("camera %s could not be opened; retrying in %.1fs", self.source, delay)
             self.reconnects += 1
             self._stop.wait(delay)
             delay = min(delay * 2, self.max_retry_s)
 
-    def _read_until_failure(self, capture: cv2.VideoCapture) -> None:
+    def _read_until_failure(self, capture: cv2.VideoCapture) -> int:
+        """Frames delivered before the capture failed or ended."""
         interval = 1.0 / self.fps_limit if self.fps_limit else 0.0
+        delivered = 0
         while not self._stop.is_set():
             ok, image = capture.read()
-            if not ok or image is None:
-                return
-            self._put(Frame(image, time.monotonic(), self._sequence))
+            if not ok or image is None or not image.size:
+                return delivered
+            self.last_frame_at = time.monotonic()
+            self._put(Frame(image, self.last_frame_at, self._sequence))
             self._sequence += 1
+            delivered += 1
             if interval:
                 self._stop.wait(interval)
+        return delivered
 
     def _put(self, frame: Frame) -> None:
         while True:

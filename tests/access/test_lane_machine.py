@@ -91,9 +91,40 @@ def test_happy_path() -> None:
     assert event.started_ms < event.ended_ms
 
 
-def test_passage_counts_when_the_safety_on_frame_was_lost() -> None:
-    """Line noise ate SafetyOn: the SafetyOff alone proves the car crossed, so the pass is recorded."""
+def opened_lane() -> Lane:
+    """A lane whose gate opened for pass 1 (waiting for the vehicle to cross)."""
     lane = Lane()
+    lane(PresenceOn())
+    lane(burst(1, reads("AB123CD")))
+    lane(Decided(1, ALLOW))
+    lane(GateAck(1))
+    return lane
+
+
+def test_a_lone_safety_clear_is_not_a_passage() -> None:
+    """One forged (or stray) "safety loop clear" frame, the loop never seen occupied: no check-in; the
+    pass goes on waiting and the real crossing that follows is the one recorded."""
+    lane = opened_lane()
+    [alert] = lane(SafetyOff())
+    assert isinstance(alert, Alert) and alert.code == "implausible_safety_clear"
+    assert lane.state.phase is Phase.PASSING and not lane.records()
+    lane(SafetyOn())
+    lane(PresenceOff())
+    record, close = lane(SafetyOff())
+    assert record.event.outcome is Outcome.PASSED and close == Close()
+
+
+def test_a_forged_safety_clear_alone_ends_as_no_passage() -> None:
+    """The car never moved: the forged frame is ignored and the pass times out as no_passage."""
+    lane = opened_lane()
+    lane(SafetyOff())
+    [record, close] = lane(Timeout(), dt=CFG.passage_timeout_ms)
+    assert record.event.outcome is Outcome.NO_PASSAGE and close == Close()
+
+
+def test_a_vehicle_already_on_the_safety_loop_when_the_pass_began_counts() -> None:
+    lane = Lane()
+    lane(SafetyOn())
     lane(PresenceOn())
     lane(burst(1, reads("AB123CD")))
     lane(Decided(1, ALLOW))
@@ -101,6 +132,69 @@ def test_passage_counts_when_the_safety_on_frame_was_lost() -> None:
     lane(PresenceOff())
     record, close = lane(SafetyOff())
     assert record.event.outcome is Outcome.PASSED and close == Close()
+
+
+def test_the_safety_loop_of_the_previous_pass_does_not_count_for_the_next() -> None:
+    lane = opened_lane()
+    lane(SafetyOn())
+    lane(SafetyOff())  # pass 1 crossed
+    lane(PresenceOn())  # the next car
+    lane(burst(2, reads("XY98765")))
+    lane(Decided(2, ALLOW))
+    lane(GateAck(2))
+    [alert] = lane(SafetyOff())
+    assert alert.code == "implausible_safety_clear" and lane.state.phase is Phase.PASSING
+
+
+def test_a_late_ack_in_time_is_recorded_as_an_open_that_came_late() -> None:
+    """A controller answering 1.5 s late: the pass is credited and its record says so (not a fault)."""
+    lane = Lane()
+    lane(PresenceOn())
+    lane(burst(1, reads("AB123CD")))
+    lane(Decided(1, ALLOW))
+    assert lane(GateAck(1), dt=1_500) == [] and lane.state.phase is Phase.PASSING
+    lane(SafetyOn())
+    lane(PresenceOff())
+    record, _ = lane(SafetyOff())
+    assert record.event.outcome is Outcome.PASSED
+    assert record.event.detail == "gate opened late: ack after 1500 ms" and record.event.late_ack_ms == 1500
+
+
+def test_a_vehicle_through_before_the_late_ack_is_a_passage() -> None:
+    """The controller opened at once but answered late: the car crossed while the lane still waited
+    for the ack; the ack then completes the pass (no 60 s wait for a crossing already seen)."""
+    lane = Lane()
+    lane(PresenceOn())
+    lane(burst(1, reads("AB123CD")))
+    lane(Decided(1, ALLOW))
+    for event in (SafetyOn(), PresenceOff(), SafetyOff()):
+        assert lane(event) == [] and lane.state.phase is Phase.OPENING
+    record, close = lane(GateAck(1), dt=1_500)
+    assert record.event.outcome is Outcome.PASSED and record.event.late_ack_ms == 1_530
+    assert close == Close() and lane.state.phase is Phase.IDLE
+
+
+def test_a_prompt_ack_leaves_no_note() -> None:
+    lane = opened_lane()
+    lane(SafetyOn())
+    lane(PresenceOff())
+    record, _ = lane(SafetyOff())
+    assert record.event.detail == ""
+
+
+def test_deadlines_are_durations_of_the_machine_clock() -> None:
+    """Every deadline is now + a duration of the clock the machine is given (monotonic in the daemon):
+    the phase timeouts do not depend on what time of day it is."""
+    for start in (1_000, 10**15):
+        lane = Lane()
+        lane.now = start
+        lane(PresenceOn())
+        assert lane.state.deadline_ms == lane.now + CFG.burst_timeout_ms
+        lane(burst(1, reads("AB123CD")))
+        lane(Decided(1, ALLOW))
+        assert lane.state.deadline_ms == lane.now + CFG.ack_timeout_ms
+        lane(GateAck(1))
+        assert lane.state.deadline_ms == lane.now + CFG.passage_timeout_ms
 
 
 def test_denied_vehicle_waits_then_leaves() -> None:
@@ -245,6 +339,7 @@ def test_manual_open_is_its_own_pass_and_recorded() -> None:
     assert lane(ManualOpen("desk")) == []  # already opening: never a second pulse
     lane(GateAck(1))
     lane(SafetyOn())
+    lane(PresenceOff())
     record, _ = lane(SafetyOff())
     assert record.event.decision.reason is Reason.MANUAL_OPEN and record.event.detail == "manual open by desk"
 

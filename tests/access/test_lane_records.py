@@ -1,5 +1,7 @@
 """Lane gate events as store rows: kinds, reasons, and malformed evidence never losing the event."""
 
+from dataclasses import replace
+
 import pytest
 
 from edge.access.types import Decision, Direction, Flag, Reason
@@ -38,6 +40,13 @@ def test_fields_and_reason() -> None:
     assert row.reason == "passed,session_exit,overstay"
     assert (row.plate_commitment, row.plate_masked) == (C, "AB***D")
     assert (row.evidence_path, row.evidence_sha256, row.confidence) == ("/snap/a.jpg", "12" * 32, 0.9)
+
+
+def test_a_late_open_is_a_passage_whose_reason_says_so() -> None:
+    """A controller that acknowledged 1.5 s late opened the gate: the pass is what happened, a
+    check-out, marked ``opened_late`` (not a fault)."""
+    row = gate_event_row(replace(event(Outcome.PASSED), late_ack_ms=1_500), "01J0000000000000000000000A")
+    assert (row.kind, row.reason) == ("check_out", "passed,session_exit,overstay,opened_late")
 
 
 def test_malformed_evidence_is_dropped_not_the_event() -> None:

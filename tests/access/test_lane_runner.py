@@ -96,6 +96,43 @@ def test_tick_fires_due_timeouts_only() -> None:
     assert ports.calls[-2:] == [("alert", "camera_timeout"), ("start_burst", 2, 5)]
 
 
+MINUTE, HOUR = 60_000, 3_600_000
+
+
+def test_a_wall_clock_step_forward_during_a_pass_neither_ends_it_nor_misdates_it() -> None:
+    """NTP steps the wall clock +10 min while the car is under the open barrier: the lane runs on the
+    monotonic clock, so no passage timeout fires; the record is dated on the (stepped) wall clock."""
+    ports, mono, wall = Ports(), Clock(), Clock()
+    wall.now = 1_700_000_000_000
+    lane = LaneRunner(CFG, ports, mono, wall_ms=wall)
+    lane.feed(PresenceOn())
+    lane.feed(BurstDone(1, FRAMES))
+    lane.feed(GateAck(1))
+    mono.now += 2_000
+    wall.now += 2_000 + 10 * MINUTE
+    lane.tick()
+    assert lane.state.phase is Phase.PASSING and not ports.records
+    for event in (SafetyOn(), PresenceOff(), SafetyOff()):
+        lane.feed(event)
+    [record] = ports.records
+    assert record.outcome is Outcome.PASSED
+    assert (record.started_ms, record.ended_ms) == (wall.now - 2_000, wall.now)
+
+
+def test_a_wall_clock_step_back_does_not_deafen_the_lane() -> None:
+    """The wall clock steps back 1 h: the burst timeout still fires on time and the next car is read."""
+    ports, mono, wall = Ports(), Clock(), Clock()
+    wall.now = 1_700_000_000_000
+    lane = LaneRunner(CFG, ports, mono, wall_ms=wall)
+    lane.feed(PresenceOn())
+    wall.now -= HOUR
+    mono.now += CFG.burst_timeout_ms
+    lane.tick()
+    assert ports.calls[-2:] == [("alert", "camera_timeout"), ("start_burst", 2, 5)]
+    lane.feed(BurstDone(2, FRAMES))
+    assert ports.calls[-1] == ("open_pulse", CFG.open_pulse_ms)
+
+
 def test_failed_open_becomes_a_gate_fault_and_is_recorded() -> None:
     ports, clock = Ports(fail={"open_pulse"}), Clock()
     lane = LaneRunner(CFG, ports, clock)

@@ -111,3 +111,53 @@ def test_harness_config_is_valid_toml_and_config(tmp_path: Path):
     assert data["mqtt"]["tls"]["enabled"] is False
     cfg = parse_config(text)
     assert cfg.lanes[0].gate.pulse_ms == 900
+
+
+# ---- evidence retention, throttles, camera status --------------------------------------------------
+DAY = 86_400.0
+
+
+def test_retention_deletes_expired_files_then_the_oldest_beyond_the_size_bound() -> None:
+    from edge.config import EvidenceConfig
+    from edge.daemon.retention import EvidenceFile, files_to_delete
+
+    now, mib = 100 * DAY, 1024 * 1024
+    files = [EvidenceFile(Path(f"/e/{n}.jpg"), now - age * DAY, size * mib)
+             for n, (age, size) in enumerate([(40, 1), (31, 1), (10, 2), (5, 2), (1, 2), (-3, 1)])]
+    config = EvidenceConfig(retention_days=30, max_mb=5)
+    doomed = [f.path.name for f in files_to_delete(files, now, config)]
+    # expired: 0, 1; the rest is 7 MiB > 5: the oldest (2) goes, then it fits; a file from the
+    # future is kept (its age proves nothing), the newest too.
+    assert doomed == ["0.jpg", "1.jpg", "2.jpg"]
+    assert files_to_delete(files[2:], now, EvidenceConfig(retention_days=30, max_mb=100)) == []
+
+
+def test_evidence_config_has_safe_defaults_and_clear_errors() -> None:
+    cfg = parse_config("")
+    assert (cfg.evidence.retention_days, cfg.evidence.max_mb) == (30, 1024)
+    assert cfg.lanes[0].camera.stall_after_s == 10
+    with pytest.raises(ValueError, match=r"evidence\.retention_days"):
+        parse_config("[evidence]\nretention_days = 0\n")
+
+
+def test_throttle_allows_a_burst_then_the_rate_and_counts_the_rest() -> None:
+    from edge.throttle import Throttle
+
+    now = [0.0]
+    throttle = Throttle(rate_per_s=1, burst=3, max_keys=2, clock=lambda: now[0])
+    assert [throttle.allow("a") for _ in range(5)] == [True, True, True, False, False]
+    assert throttle.take_refused("a") == 2 and throttle.take_refused("a") == 0
+    now[0] = 1.0
+    assert throttle.allow("a") and not throttle.allow("a")
+    for key in ("b", "c", "d"):  # bounded keys: the least recently used is forgotten
+        throttle.allow(key)
+    assert len(throttle._buckets) == 2
+
+
+def test_status_says_when_a_lane_camera_is_stalled() -> None:
+    stalled = LaneStatus("entry-1", "idle", True, camera={"state": "stalled", "silent_s": 12.5})
+    snap = StatusSnapshot("gw", 1, "running", 0.0, 1.0, lanes=(stalled,)).as_dict()
+    line = next(line for line in render_status(snap) if line.startswith("lane entry-1"))
+    assert "camera STALLED: no decodable frame for 12.5 s" in line
+    ok = StatusSnapshot("gw", 1, "running", 0.0, 1.0, lanes=(LaneStatus("entry-1", "idle", True),)).as_dict()
+    assert "camera" not in next(line for line in render_status(ok) if line.startswith("lane entry-1"))

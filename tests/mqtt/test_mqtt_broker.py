@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
@@ -299,3 +300,54 @@ def test_events_the_broker_refuses_are_kept_and_sent_once_allowed(tmp_path: Path
         bridge.stop()
         broker.stop()
         store.close()
+
+
+def test_ten_thousand_rejected_commands_are_counted_with_few_log_lines(
+        broker: MosquittoBroker, caplog: pytest.LogCaptureFixture) -> None:
+    """A flood of bad commands on one lane's topic: every one is counted, the log gets a bounded number
+    of lines (each saying how many rejections it stands for), and beyond the topic's burst the bridge
+    neither verifies nor answers them."""
+    bridge = bridge_for(broker, "gw-flood").start()
+    watcher = Watcher(broker, "parkgate/gw-flood/cmd/result")
+    timings = bridge.timings
+    try:
+        assert bridge.wait_connected(10), bridge.last_connect_error
+        caplog.set_level(logging.WARNING, logger="edge.mqtt.bridge")
+        for n in range(10_000):
+            watcher.publish("parkgate/gw-flood/cmd/in-1", b"{not json %d" % n)
+
+        def rejected() -> int:
+            return sum(v for k, v in bridge.health()["counters"].items() if k.startswith("cmd_rejected."))
+
+        wait_until(lambda: rejected() == 10_000, 60, what="10,000 rejections counted")
+        counters = bridge.health()["counters"]
+        assert counters["cmd_rejected.malformed"] + counters["cmd_rejected.rate_limited"] == 10_000
+        verified_at_most = timings.command_burst + 60 * timings.commands_per_s  # the run takes < 60 s
+        assert counters["cmd_rejected.rate_limited"] >= 10_000 - verified_at_most
+        lines = [r.getMessage() for r in caplog.records if "rejected command" in r.getMessage()]
+        assert len(lines) <= 2 * timings.rejection_logs_burst + 4, lines
+        assert len(watcher.on("parkgate/gw-flood/cmd/result")) == counters["cmd_rejected.malformed"]
+    finally:
+        watcher.close()
+        bridge.stop()
+
+
+def test_the_bridge_asks_the_broker_for_a_maximum_packet_size(broker: MosquittoBroker) -> None:
+    """A command bigger than the bridge's maximum packet size never reaches it: the broker drops it
+    for this client (MQTT 5), and the next command still comes through."""
+    received: list[Command] = []
+    bridge = bridge_for(broker, "gw-big", on_command=lambda c: received.append(c) or CommandOutcome(True),
+                        timings={"max_packet_bytes": 4096}).start()
+    watcher = Watcher(broker, "parkgate/gw-big/cmd/result")
+    try:
+        assert bridge.wait_connected(10), bridge.last_connect_error
+        watcher.publish("parkgate/gw-big/cmd/in-1", b"x" * 1_000_000)
+        good = sign_command(KEY, "gw-big", "in-1", "open", wall_clock_ms())
+        watcher.publish("parkgate/gw-big/cmd/in-1", good)
+        wait_until(lambda: watcher.on("parkgate/gw-big/cmd/result"), what="the good command's result")
+        time.sleep(0.3)
+        assert len(watcher.on("parkgate/gw-big/cmd/result")) == 1 and len(received) == 1  # big one unseen
+        assert bridge.connected and not any(k.startswith("cmd_rejected") for k in bridge.health()["counters"])
+    finally:
+        watcher.close()
+        bridge.stop()

@@ -90,10 +90,15 @@ def test_nonces_survive_a_restart_and_leave_with_the_window(tmp_path: Path) -> N
     store = NonceStore(path, window_ms=35_000)
     store.remember("aa" * 8, ts_ms=1_000, now_ms=1_000)
     store.close()
-    reopened = NonceStore(path, window_ms=35_000)
+    mono = [100.0]
+    reopened = NonceStore(path, window_ms=35_000, mono_s=lambda: mono[0])
     assert "aa" * 8 in reopened and "bb" * 8 not in reopened
     reopened.remember("bb" * 8, ts_ms=40_000, now_ms=40_000)
-    assert "aa" * 8 not in reopened and len(reopened) == 1
+    assert "aa" * 8 in reopened, "kept for a whole window on the monotonic clock after a restart"
+    mono[0] += 35.5
+    reopened.remember("cc" * 8, ts_ms=70_000, now_ms=70_000)
+    assert "aa" * 8 not in reopened and len(reopened) == 2
+    assert reopened.min_ts_ms == 1_000, "the newest forgotten command time is kept"
     reopened.close()
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.daemon.retention import evidence_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "parkgate.service"
 SYSUSERS = ROOT / "systemd" / "parkgate.sysusers"
@@ -119,9 +121,10 @@ def test_tmpfiles_create_private_directories(tmp_path: Path) -> None:
                    if line.startswith("parkgate:")).split(":")[2])
     modes = {p: ((tmp_path / p).stat().st_mode & 0o7777, (tmp_path / p).stat().st_uid)
              for p in ("etc/parkgate", "etc/parkgate/credentials", "var/lib/parkgate",
-                       "var/lib/parkgate/snapshots")}
+                       "var/lib/parkgate/evidence")}
     assert modes == {"etc/parkgate": (0o750, 0), "etc/parkgate/credentials": (0o700, 0),
-                     "var/lib/parkgate": (0o750, uid), "var/lib/parkgate/snapshots": (0o750, uid)}
+                     "var/lib/parkgate": (0o750, uid), "var/lib/parkgate/evidence": (0o700, uid)}
+    assert evidence_dir(Path("/var/lib/parkgate")).name == "evidence"  # the directory the daemon uses
 
 
 MDWE_PROBE = r"""

@@ -65,3 +65,35 @@ def test_looping_file_keeps_producing(tmp_path):
         while seen < 8 and time.monotonic() < deadline:
             seen += source.get(1) is not None
     assert seen >= 8 and not source.finished.is_set()
+
+
+def _cpu_seconds_of_this_process() -> float:
+    return time.process_time()
+
+
+@pytest.mark.parametrize("frames", [["empty.jpg"], ["good.jpg", "empty.jpg"]])
+def test_a_recording_with_a_zero_byte_frame_backs_off_instead_of_spinning(tmp_path, frames):
+    """A zero-byte frame in a recording (the daemon's recorded camera) gives no decodable frame: the
+    capture thread must wait between tries, not spin a core (it used 97 % of one). CPU time of this
+    whole process over 3 s of wall time stays low, and the source reports the failures."""
+    import json
+
+    from edge.daemon.camera import camera_health, open_frame_source
+
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    cv2.imwrite(str(tmp_path / "good.jpg"), np.full((48, 64, 3), 128, np.uint8))
+    manifest = tmp_path / "camera.json"
+    manifest.write_text(json.dumps({"fps": 1, "start_epoch": time.time() - 1, "frames": frames}))
+    source = open_frame_source(str(manifest), 10)
+    try:
+        time.sleep(0.5)
+        cpu_before = _cpu_seconds_of_this_process()
+        time.sleep(3.0)
+        cpu = _cpu_seconds_of_this_process() - cpu_before
+    finally:
+        source.stop(2.0)
+    assert cpu < 0.5, f"capture thread used {cpu:.2f} s of CPU in 3 s"
+    assert source.read_failures >= 1
+    if frames == ["empty.jpg"]:
+        assert source.last_frame_at is None
+        assert camera_health(source, 2, time.monotonic())["state"] == "stalled"

@@ -9,7 +9,9 @@ Started by ``parkgate gate emulate``. On start it prints, one per line::
 
 Control channel (docs/gate-protocol.md section 9): one text command per line over TCP on loopback,
 one JSON object per reply line. Commands: state | presence 0|1 | safety 0|1 | fault NAME 0|1 |
-corrupt N | drop N | unplug SECONDS. Bytes are paced at the configured baud rate in both directions
+corrupt N | drop N | unplug SECONDS | forge presence|safety 0|1 (an input event frame that no
+input change caused) | delay-open SECONDS (the next open is executed at once but answered that
+late). Bytes are paced at the configured baud rate in both directions
 (10 bit times per byte) unless --no-pace, because a pty itself ignores the baud rate.
 """
 
@@ -28,7 +30,16 @@ from dataclasses import dataclass, field
 from edge.tools.emulator.controller import Barrier, GateController, handle_frame
 from edge.tools.emulator.relayboard import FUNCTION_TABLE, RelayBoard
 from firmware_bridge.framer import Frame, FrameDecoder, encode_frame
-from firmware_bridge.messages import Event, EventKind, Fault, encode_message
+from firmware_bridge.messages import (
+    CodecError,
+    Event,
+    EventKind,
+    Fault,
+    HoldOpen,
+    OpenPulse,
+    decode_message,
+    encode_message,
+)
 
 TICK_S = 0.01
 
@@ -106,6 +117,14 @@ class PacedWriter:
 class FaultInjection:
     corrupt_replies: int = 0
     drop_replies: int = 0
+    delay_open_s: float = 0.0  # the next open is executed at once but answered this late (busy firmware)
+
+    def open_delay(self, command: object) -> float:
+        """The delay to answer ``command`` with (once, for the next open command)."""
+        if not isinstance(command, OpenPulse | HoldOpen) or not self.delay_open_s:
+            return 0.0
+        delay, self.delay_open_s = self.delay_open_s, 0.0
+        return delay
 
     def apply(self, wire: bytes) -> bytes | None:
         if self.drop_replies:
@@ -158,6 +177,9 @@ class ControllerEmulator:
             wire_len, frame = await self._frames.get()
             await asyncio.sleep(self.writer.wire_time(wire_len))  # the request's own time on the wire
             reply, events = handle_frame(self.core, frame, loop.time())
+            with contextlib.suppress(CodecError):
+                if delay := self.faults.open_delay(decode_message(frame)):
+                    await asyncio.sleep(delay)  # executed, answered late; later frames wait behind it
             if reply is not None:
                 out = self.faults.apply(encode_frame(encode_message(reply, frame.seq)))
                 if out is not None:
@@ -194,6 +216,10 @@ class ControllerEmulator:
 
     async def set_fault(self, fault: Fault, active: bool) -> None:
         await self._send_events(self.core.set_fault(fault, active, asyncio.get_running_loop().time()))
+
+    async def forge(self, kind: EventKind, value: bool) -> None:
+        """A valid input-change frame that no input change caused (line noise, a spoofer on the bus)."""
+        await self._send_events([Event(kind, int(value))])
 
 
 def _fault_names(faults: Fault) -> list[str]:
@@ -314,11 +340,14 @@ class RelayBoardEmulator:
     async def set_fault(self, fault: Fault, active: bool) -> None:
         raise ValueError("the relay board emulator has no fault inputs")
 
+    async def forge(self, kind: EventKind, value: bool) -> None:
+        raise ValueError("the relay board emulator sends no events (it is polled)")
+
 
 Emulator = ControllerEmulator | RelayBoardEmulator
 FAULT_NAMES = {f.name.lower(): f for f in Fault if f.name and f is not Fault.NONE}
 HELP = ("commands: state | presence 0|1 [GATE] | safety 0|1 [GATE] | fault " + "|".join(FAULT_NAMES) +
-        " 0|1 | corrupt N | drop N | unplug SECONDS")
+        " 0|1 | corrupt N | drop N | unplug SECONDS | forge presence|safety 0|1 | delay-open SECONDS")
 
 
 async def control_command(emulator: Emulator, line: str) -> dict[str, object]:
@@ -336,6 +365,17 @@ async def control_command(emulator: Emulator, line: str) -> dict[str, object]:
             return emulator.state()
         if name == "fault" and len(args) == 2 and args[0] in FAULT_NAMES and args[1] in ("0", "1"):
             await emulator.set_fault(FAULT_NAMES[args[0]], args[1] == "1")
+            return emulator.state()
+        if name == "forge" and len(args) == 2 and args[0] in ("presence", "safety") and args[1] in ("0", "1"):
+            await emulator.forge(EventKind[args[0].upper()], args[1] == "1")
+            return emulator.state()
+        if name == "delay-open" and len(args) == 1:
+            if not isinstance(emulator, ControllerEmulator):
+                raise ValueError("delay-open needs the parkgate controller (not --modbus)")
+            seconds = float(args[0])
+            if not 0 <= seconds <= 60:
+                raise ValueError("delay-open seconds must be 0..60")
+            emulator.faults.delay_open_s = seconds
             return emulator.state()
         if name in ("corrupt", "drop") and len(args) == 1 and args[0].isdigit():
             setattr(emulator.faults, f"{name}_replies", int(args[0]))
