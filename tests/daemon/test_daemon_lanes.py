@@ -5,7 +5,9 @@ emulators on real ptys, recorded cameras and the bundled ONNX models.
   daemon reports READY, degraded, naming the exit; plugged in later, the exit serves on its own;
 - two exit lanes on one Modbus relay board (one port, one bus, a relay and four inputs per lane):
   both work; a car with no entry record is let out under ``exit_policy = "known"`` when booked and
-  under ``"open"`` when nobody knows it, and a stranger is refused under ``"known"``."""
+  under ``"open"`` when nobody knows it, and a stranger is refused under ``"known"``; a third exit
+  (its own controller) under ``"booked_only"`` refuses the booked car with no entry record (hard
+  anti-passback) and the stranger."""
 
 from __future__ import annotations
 
@@ -105,8 +107,10 @@ def test_two_exit_lanes_on_one_modbus_board_with_their_exit_policies(tmp_path: P
     state.mkdir()
     store = state / "parkgate.sqlite"
     seed_bookings(store, LEAVER)
-    cams = {name: h.LaneCamera(tmp_path / name, name) for name in ("exit-known", "exit-open")}
-    with running_emulator(tmp_path, "--modbus", "--gates", "2", "--baud", "19200", name="board") as board:
+    names = ("exit-known", "exit-open", "exit-strict")
+    cams = {name: h.LaneCamera(tmp_path / f"cam-{name}", name) for name in names}
+    with running_emulator(tmp_path, "--modbus", "--gates", "2", "--baud", "19200", name="board") as board, \
+            running_emulator(tmp_path, name="exit-strict") as strict:
         gate_1 = {"modbus_open_coil": 1, "modbus_loop_input": 4, "modbus_safety_input": 5,
                   "modbus_open_limit_input": 6, "modbus_closed_limit_input": 7}
         config = write_config(tmp_path, [
@@ -114,10 +118,16 @@ def test_two_exit_lanes_on_one_modbus_board_with_their_exit_policies(tmp_path: P
              "gate": {"driver": "modbus-rtu", "port": str(board.link), "baudrate": 19200, "pulse_ms": 2000,
                       **wiring},
              "camera": {"source": str(cams[name].manifest), "burst_frames": 3}}
-            for name, policy, wiring in (("exit-known", "known", {}), ("exit-open", "open", gate_1))])
+            for name, policy, wiring in (("exit-known", "known", {}), ("exit-open", "open", gate_1))] + [
+            {"name": "exit-strict", "direction": "exit", "exit_policy": "booked_only",
+             "gate": {"port": str(strict.link), "baudrate": 115200, "pulse_ms": 2000},
+             "camera": {"source": str(cams["exit-strict"].manifest), "burst_frames": 3}}])
         daemon = h.start_daemon(config, tmp_path / "daemon.log")
         try:
             known, opened = board.gate(0), board.gate(1)
+            strict_kept = [h.play_visit(h.Visit(car, "exit-strict", False, reason), strict,
+                                        cams["exit-strict"], store)
+                           for car, reason in ((LEAVER, "anti_passback"), (STRANGER, "no_booking"))]
             booked_out = h.play_visit(h.Visit(LEAVER, "exit-known", True, "booking_valid,passback_violation"),
                                       known, cams["exit-known"], store)
             stranger_kept = h.play_visit(h.Visit(STRANGER, "exit-known", False, "no_booking"),
@@ -134,7 +144,7 @@ def test_two_exit_lanes_on_one_modbus_board_with_their_exit_policies(tmp_path: P
             coils_released = board.state()["coils"][:2]
         finally:
             assert daemon.stop() == 0
-    for result in (booked_out, stranger_kept, stranger_out):
+    for result in (booked_out, stranger_kept, stranger_out, *strict_kept):
         assert result.held, (result.visit, result.rows, result.error)
     assert booked_out.main_row["kind"] == "check_out" and booked_out.main_row["booking_id"] == "1"
     assert stranger_out.main_row["kind"] == "check_out" and stranger_out.main_row["booking_id"] is None
