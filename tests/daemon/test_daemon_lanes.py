@@ -134,6 +134,13 @@ def test_two_exit_lanes_on_one_modbus_board_with_their_exit_policies(tmp_path: P
                                          known, cams["exit-known"], store)
             stranger_out = h.play_visit(h.Visit(STRANGER, "exit-open", True, "exit_open"),
                                         opened, cams["exit-open"], store)
+            seq, before = h.last_seq(store), opened.state()["open_commands"]
+            opened.command("presence 1")  # no plate in view at all: "open" lets it out all the same
+            unread_out = h.wait_until(lambda: opened.state()["open_commands"] > before, 15)
+            for command in ("safety 1", "presence 0", "safety 0"):  # slower than the board is polled
+                opened.command(command)
+                time.sleep(0.3)
+            unread_rows = h.wait_until(lambda: h.read_rows(store, seq, "exit-open"), 10)
             gates = board.state()["gates"]
             lane = ("--lane", "exit-open", "--config", str(config))
             board.wait_for(lambda s: not s["coils"][1], what="gate 1's pulse over")
@@ -148,6 +155,8 @@ def test_two_exit_lanes_on_one_modbus_board_with_their_exit_policies(tmp_path: P
         assert result.held, (result.visit, result.rows, result.error)
     assert booked_out.main_row["kind"] == "check_out" and booked_out.main_row["booking_id"] == "1"
     assert stranger_out.main_row["kind"] == "check_out" and stranger_out.main_row["booking_id"] is None
-    assert [g["open_commands"] for g in gates] == [1, 1]  # each lane pulsed its own relay, once
+    assert unread_out and [(r["kind"], r["reason"], r["plate_masked"]) for r in unread_rows] == [
+        ("check_out", "passed,exit_open", None)]
+    assert [g["open_commands"] for g in gates] == [1, 2]  # each lane pulsed its own relay
     assert held.returncode == 0 and released.returncode == 0, (held.stderr, released.stderr)
     assert coils_held == [False, True] and coils_released == [False, False]
