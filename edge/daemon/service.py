@@ -323,7 +323,10 @@ class Daemon:
             why = self.lane_errors.get(str(request.lane), "not connected yet")
             return {"ok": False, "error": f"lane {request.lane} is not serving: {why}"}
         if request.action == "status":
-            status = await shell.driver.status()
+            try:
+                status = await shell.driver.status()
+            except Exception as exc:  # noqa: BLE001 - the controller did not answer: say so
+                return {"ok": False, "error": f"lane {request.lane}: status failed: {exc}"}
             return {"ok": True, "lane": request.lane, "held": shell.held, "status": {
                 "position": status.position.name, "presence": status.presence, "safety": status.safety,
                 "held": status.held, "faults": int(status.faults), "opens": status.opens}}
@@ -426,8 +429,8 @@ class Daemon:
         serving = [s for s in self.lanes if s.config.lane_id not in self.lane_errors]
         lanes = tuple(LaneStatus(s.config.lane_id, str(s.runner.state.phase), s.link_up, s.stats.passes,
                                  s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
-                                 s.stats.last_read, list(s.stats.open_latencies_ms), self._camera(s))
-                      for s in serving)
+                                 s.stats.last_read, list(s.stats.open_latencies_ms), self._camera(s),
+                                 held=s.held) for s in serving)
         lanes += tuple(LaneStatus(name, "down", False, serving=False, error=why)
                        for name, why in self.lane_errors.items())
         now = time.time()

@@ -41,6 +41,7 @@ class LaneStatus:
     camera: dict[str, Any] = field(default_factory=dict)  # {"state": "ok"|"stalled", "silent_s": ...}
     serving: bool = True  # False: not connected yet or failed; ``error`` says why
     error: str = ""
+    held: bool = False  # held open by an operator (`parkgate gate hold`) until released
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,8 @@ def render_status(snapshot: dict[str, Any]) -> list[str]:
         lines.append(f"lane {lane['name']}: phase {lane['phase']}, link {link}, "
                      f"passes {lane['passes']}, opens {lane['opens']}, refused {lane['refused']}, "
                      f"last read conf {last.get('confidence', '-')} -> {last.get('decision', '-')}"
-                     + _camera_problem(lane.get("camera") or {}))
+                     + _camera_problem(lane.get("camera") or {})
+                     + (", HELD OPEN by an operator (parkgate gate release)" if lane.get("held") else ""))
     backlog = snapshot.get("backlog", {})
     lines.append("backlog: " + (", ".join(f"{k} {v}" for k, v in sorted(backlog.items())) or "empty"))
     chain, mqtt = snapshot.get("chain", {}), snapshot.get("mqtt", {})

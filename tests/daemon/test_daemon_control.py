@@ -29,6 +29,11 @@ def gate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
+def parkgate_status(config: Path) -> str:
+    argv = [sys.executable, "-m", "edge.cli", "status", "--config", str(config)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False).stdout
+
+
 def query(store: Path, sql: str) -> list[tuple]:
     conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
     try:
@@ -69,6 +74,7 @@ def test_gate_open_hold_release_and_watch_through_the_running_daemon(tmp_path: P
             held = gate("hold", *lane, "--reason", "event traffic")
             time.sleep(1.5)  # past the controller's 1 s watchdog: the daemon's heartbeats keep it held
             still_held = emulator.state()["held"]
+            shown_held = h.wait_until(lambda: "HELD OPEN" in parkgate_status(config), 5)
             released = gate("release", *lane, "--reason", "event over")
             after_release = emulator.state()["held"]
             no_reason = gate("open", *lane)
@@ -89,7 +95,7 @@ def test_gate_open_hold_release_and_watch_through_the_running_daemon(tmp_path: P
     assert [w for w in watched if "safety" in w] == ["entry-1 safety 1", "entry-1 safety 0"]
     assert manual == [("manual", "passed,manual_open")]
     assert held.returncode == 0 and "held open" in held.stdout, held.stderr
-    assert still_held is True and after_release is False
+    assert still_held is True and after_release is False and shown_held
     assert released.returncode == 0 and "released" in released.stdout
     assert no_reason.returncode == 1 and "open needs a reason (it is audited)" in no_reason.stderr
     assert unknown.returncode == 1 and "lane 'nowhere' is not in" in unknown.stderr and LANE in unknown.stderr
