@@ -39,6 +39,7 @@ MAX_REASON = 200
 GATE_ACTIONS = ("open", "hold", "release")
 ACTIONS = (*GATE_ACTIONS, "status", "watch")
 MAX_UNIX_PATH = 107  # sun_path is 108 bytes with its NUL
+MAX_SESSIONS = 16  # connections served at once (watchers included); more are answered "busy"
 
 
 def socket_path(state_dir: Path) -> Path:
@@ -116,6 +117,7 @@ class ControlServer:
         self._operate = operate
         self._watch = watch
         self._server: asyncio.Server | None = None
+        self.sessions = 0
 
     async def start(self) -> ControlServer:
         if len(os.fsencode(self.path)) > MAX_UNIX_PATH:
@@ -140,7 +142,11 @@ class ControlServer:
             os.unlink(self.path)
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.sessions += 1
         try:
+            if self.sessions > MAX_SESSIONS:
+                await _send(writer, {"ok": False, "error": f"busy: {MAX_SESSIONS} sessions already open"})
+                return
             peer = peer_of(writer.get_extra_info("socket"))
             try:
                 line = await asyncio.wait_for(reader.readline(), 5.0)
@@ -162,6 +168,7 @@ class ControlServer:
         except Exception:  # noqa: BLE001 - one bad session must never reach the gates
             log.exception("control socket session failed")
         finally:
+            self.sessions -= 1
             writer.close()
 
 

@@ -134,3 +134,50 @@ def test_bad_requests_are_refused_naming_what_is_allowed() -> None:
     ]:
         with pytest.raises(ValueError, match=re.escape(fragment)):
             parse_request(line, lanes)
+
+
+def test_the_socket_bounds_its_sessions_and_refuses_bad_lines(tmp_path: Path) -> None:
+    """A real unix socket served by ControlServer: 0660, the caller's uid and pid from the kernel, a request
+    over 4 KiB gets an error, connections beyond MAX_SESSIONS are answered "busy" instead of piling up."""
+    import asyncio
+    import socket
+
+    from edge.daemon import control
+
+    async def scenario() -> tuple[int, list[dict], dict]:
+        async def operate(request: control.Request, peer: control.Peer) -> dict:
+            return {"ok": True, "who": peer.who, "action": request.action}
+
+        async def watch(lane: str | None):  # noqa: ANN202 - never yields: holds the session open
+            await asyncio.Event().wait()
+            yield {}
+
+        path = tmp_path / "c.sock"
+        server = await control.ControlServer(path, ["exit-1"], operate, watch).start()
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        loop = asyncio.get_running_loop()
+        try:
+            ok = await loop.run_in_executor(None, control.request, path,
+                                            {"action": "open", "lane": "exit-1", "reason": "r"})
+            long = await loop.run_in_executor(None, control.request, path, {"action": "x" * 5000})
+            holders = []
+            for _ in range(control.MAX_SESSIONS):
+                sock = socket.socket(socket.AF_UNIX)
+                sock.connect(str(path))
+                sock.sendall(b'{"action": "watch"}\n')
+                holders.append(sock)
+            await asyncio.sleep(0.2)
+            status = {"action": "status", "lane": "exit-1"}
+            busy = await loop.run_in_executor(None, control.request, path, status)
+            for sock in holders:
+                sock.close()
+            return mode, [ok, long], busy
+        finally:
+            await server.stop()
+
+    mode, (ok, long), busy = asyncio.run(scenario())
+    assert mode == 0o660
+    assert ok["ok"] and f"uid {os.getuid()}, pid {os.getpid()}" in ok["who"]
+    assert not long["ok"] and long["error"]
+    assert busy == {"ok": False, "error": "busy: 16 sessions already open"}
+    assert not (tmp_path / "c.sock").exists()
