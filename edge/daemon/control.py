@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 CONTROL_SOCKET = "control.sock"
 SOCKET_MODE = 0o660
 MAX_REQUEST = 4096  # bytes of one request line
+REQUEST_WAIT_S = 5.0
 MAX_REASON = 200
 GATE_ACTIONS = ("open", "hold", "release")
 ACTIONS = (*GATE_ACTIONS, "status", "watch")
@@ -149,10 +150,17 @@ class ControlServer:
                 return
             peer = peer_of(writer.get_extra_info("socket"))
             try:
-                line = await asyncio.wait_for(reader.readline(), 5.0)
+                line = await asyncio.wait_for(reader.readline(), REQUEST_WAIT_S)
+            except ValueError:  # asyncio's line limit
+                await _send(writer, {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes"})
+                return
+            except TimeoutError:
+                await _send(writer, {"ok": False, "error": f"no request within {REQUEST_WAIT_S:.0f} s"})
+                return
+            try:
                 request = parse_request(line, self.lanes)
-            except (ValueError, TimeoutError) as exc:  # ValueError: a bad request, or a line over the limit
-                await _send(writer, {"ok": False, "error": str(exc) or "no request within 5 s"})
+            except ValueError as exc:
+                await _send(writer, {"ok": False, "error": str(exc)})
                 return
             if request.action == "watch":
                 changes = self._watch(request.lane)
@@ -199,10 +207,15 @@ def _connect(path: Path, timeout: float) -> socket.socket:
 
 def request(path: Path, payload: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
     """One request, its one reply."""
-    with _connect(path, timeout) as sock, sock.makefile("rwb") as stream:
-        stream.write(json.dumps(payload).encode() + b"\n")
-        stream.flush()
-        line = stream.readline()
+    with _connect(path, timeout) as sock:
+        # The daemon may answer (and hang up) before reading all of an oversized request: keep its answer.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(json.dumps(payload).encode() + b"\n")
+        with sock.makefile("rb") as stream:
+            try:
+                line = stream.readline()
+            except ConnectionResetError:
+                line = b""
     if not line:
         raise ConnectionError(f"the daemon closed {path} without an answer")
     return json.loads(line)
