@@ -125,14 +125,14 @@ def decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presen
     ``bookings`` from the cache), so they are not computed twice. ``now_ms``/``time_trusted``: the best
     time and whether the wall clock agrees with the sanity floor (module docstring, "Time"). ``rules``:
     the lane's own exit policy and anti-passback (:mod:`edge.access.exits`)."""
-    decision = _decide(read, now_ms, bookings, presence, policy, direction, commit, matches, time_trusted,
-                       rules)
+    decision = _decide(read, now_ms, bookings, presence, policy, direction, commit, matches, rules,
+                       time_trusted)
     return open_exit(decision, rules) if direction is Direction.EXIT else decision
 
 
 def _decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presence: Presence, policy: Policy,
-            direction: Direction, commit: Commit, matches: tuple[Match, ...] | None, time_trusted: bool,
-            rules: LaneRules) -> Decision:
+            direction: Direction, commit: Commit, matches: tuple[Match, ...] | None,
+            rules: LaneRules, time_trusted: bool) -> Decision:
     if policy.override is Override.OPEN:
         return Decision(True, Reason.MANUAL_OPEN, None)
     if policy.override is Override.CLOSED:

@@ -23,11 +23,6 @@ any lane runs, each leftover becomes recorded rows in one transaction with the r
   recorded as a ``fault`` with reason ``open_unconfirmed_restart,<decision reason>`` (the grant is
   on record; no check-in). A vehicle that did drive through in the ack's ~ms window is not billed.
 
-Lanes are independent: each connects, serves, fails and reconnects on its own (an unplugged
-controller only keeps its own lane waiting); the daemon reports READY once the store is up and at
-least one lane serves, and its status names the lanes that do not (``degraded``). Lanes wired to one
-Modbus port share one client (:class:`firmware_bridge.modbus.ModbusBus`).
-
 Time and store health (issue #17): the daemon's clock is an :class:`edge.clock.TrustedClock` seeded with
 the store's ``clock_floor``; decisions and command freshness use its best time. The store is opened only
 if it is not a silently replaced file (``edge.store.integrity``) and passes ``PRAGMA quick_check``;
@@ -35,6 +30,11 @@ otherwise the daemon stops with an error naming the file and the recovery steps.
 status loop checks the clock against the floor (alert ``clock_behind``), writes the passes kept in memory
 while the store refused writes (alert ``store_unwritable``) and, every :data:`FLOOR_SAVE_S`, saves the
 best time as the floor. Active alerts go into the status file, the retained MQTT status and the metrics.
+
+Lanes are independent: each connects, serves, fails and reconnects on its own (an unplugged
+controller only keeps its own lane waiting); the daemon reports READY once the store is up and at
+least one lane serves, and its status names the lanes that do not (``degraded``). Lanes wired to one
+Modbus port share one client (:class:`firmware_bridge.modbus.ModbusBus`).
 
 Shutdown on SIGTERM/SIGINT: stop taking passes, close each gate unless a vehicle is under it (an
 open is a hardware-timed pulse anyway, so a killed daemon cannot leave a gate open), stop the
@@ -258,7 +258,8 @@ class Daemon:
             if shell is None:
                 roi = _lane_roi(lane_cfg.camera, name)
                 burst = functools.partial(self._burst, source, name, roi=roi)
-                shell = LaneShell(LaneSettings(lane_cfg), driver, burst, self.gatekeeper, self.alert)
+                shell = LaneShell(LaneSettings(lane_cfg), driver, burst, self.gatekeeper, self.alert,
+                                  wall_ms=self.clock.now_ms)  # records dated with the best time
                 self.lanes.append(shell)
             shell.driver, shell.held = driver, False  # a new connection holds nothing
             self.lane_errors.pop(name, None)
@@ -379,7 +380,7 @@ class Daemon:
             snapshot = burst.snapshot
         except Exception as exc:  # noqa: BLE001 - no camera read: the operation is audited all the same
             log.warning("lane %s: no camera read for the manual %s: %s", lane_cfg.name, action, exc)
-        row = ManualActionRow(wall_clock_ms(), lane_cfg.name, action, source, who, reason, result, plate,
+        row = ManualActionRow(self.clock.now_ms(), lane_cfg.name, action, source, who, reason, result, plate,
                               confidence, snapshot.path if snapshot else None,
                               snapshot.sha256 if snapshot else None)
         try:
@@ -444,13 +445,13 @@ class Daemon:
             uptime_s=round(time.monotonic() - self.started_mono, 1), lanes=lanes, backlog=backlog,
             gate_events=counts.get("gate_events", 0), bookings=counts.get("bookings", 0),
             inside=self.gatekeeper.presence.occupancy, alerts=dict(self.alerts),
-            chain=dict(self.chain.health), mqtt=self._mqtt_health(),
+            chain=dict(self.chain.health), mqtt=self._mqtt_health(), degraded=dict(self.lane_errors),
             heartbeat_mono=time.monotonic(), boot_id=boot_id(), active_alerts=dict(self.conditions),
-            clock=clock, store=store, degraded=dict(self.lane_errors),
+            clock=clock, store=store,
         )
 
     def _camera(self, lane: LaneShell) -> dict[str, Any]:
-        source = self.sources[self.lanes.index(lane)]
+        source = self.sources[self.cfg.lanes.index(lane.config.lane)]
         return camera_health(source, lane.config.lane.camera.stall_after_s, time.monotonic())
 
     def _check_cameras(self, lanes: tuple[LaneStatus, ...]) -> None:

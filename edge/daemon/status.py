@@ -63,12 +63,12 @@ class StatusSnapshot:
     alerts: dict[str, int] = field(default_factory=dict)
     chain: dict[str, Any] = field(default_factory=dict)
     mqtt: dict[str, Any] = field(default_factory=dict)
+    degraded: dict[str, str] = field(default_factory=dict)  # lanes not serving: why
     heartbeat_mono: float | None = None  # the daemon's time.monotonic() when it wrote the snapshot
     boot_id: str = ""
     active_alerts: dict[str, str] = field(default_factory=dict)  # conditions holding now: code -> detail
     clock: dict[str, Any] = field(default_factory=dict)  # wall_ms, best_ms, behind_ms, trusted
     store: dict[str, Any] = field(default_factory=dict)  # writable, pending, dropped
-    degraded: dict[str, str] = field(default_factory=dict)  # lanes not serving: why
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -271,7 +271,6 @@ INSERT INTO clock_floor (id, floor_ms) SELECT 1, max(
     coalesce((SELECT max(updated_at_ms) FROM sync_checkpoints), 0));
 """ + "\n".join(_floor_trigger(*source) for source in _FLOOR_SOURCES) + "\n"
 
-
 # Manual gate operations (`parkgate gate open|hold|release --lane`, signed MQTT commands): who, why,
 # what the camera read then and its evidence; append-only like the gate log. Self-contained.
 MANUAL_ACTIONS = ("open", "hold", "release")

@@ -97,8 +97,9 @@ class Store:
                                      f"{integrity.recovery_steps(self.path)}")
         folder = self.path.parent
         if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")) or not os.access(folder, os.W_OK):
-            return StoreError(f"store {self.path} cannot be written ({exc}): the directory {folder} must be "
-                              "writable by parkgate (read-only file system or wrong owner?)")
+            why = ("is on a read-only file system" if _read_only_fs(folder)
+                   else "must be writable by parkgate (wrong owner or mode?)")
+            return StoreError(f"store {self.path} cannot be written ({exc}): the directory {folder} {why}")
         if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
             return StoreError(f"store {self.path} cannot be written ({exc}): is the disk of {folder} full "
                               "or failing? Free space (old evidence, logs) and restart")
@@ -527,6 +528,13 @@ class Store:
                 "SELECT destination, status, count(*) FROM outbox GROUP BY destination, status"):
             result[f"outbox.{dest}.{status}"] = n
         return result
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def split_sql(script: str) -> list[str]:
