@@ -617,6 +617,7 @@ class Daemon:
         return 0
 
     def _ready(self) -> None:
+        self._publish_status(status_path(self.cfg.gateway.state_dir))  # "running" before READY is said
         down = sorted(self.lane_errors)
         serving = len(self.cfg.lanes) - len(down)
         degraded = f"; DEGRADED: {', '.join(down)} not serving" if down else ""
