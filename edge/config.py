@@ -41,21 +41,21 @@ from pydantic import ValidationInfo as _ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from edge.errors import ParkgateError
-from edge.identity import normalise_plate
+from edge.identity import list_entry_key
+from edge.vision.bundle import WEIGHTS_DIR
 from edge.vision.plates import REGION_PATTERNS, region_patterns
 from edge.vision.roi import Roi  # a pure module: the polygon rules
 from firmware_bridge.relaymap import RelayMap  # a pure dataclass module: the board's ranges
 
 DEFAULT_CONFIG_PATH = Path("/etc/parkgate/parkgate.toml")
-# The bundled models (the `models` package installs next to `edge`); same names as models/__init__.py.
-BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
+# The bundled models: package data of edge.vision (edge/vision/bundle.py).
+BUNDLED_WEIGHTS = WEIGHTS_DIR
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RPC_SCHEMES = ("http://", "https://", "ws://", "wss://")
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 _TOPIC_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
-_COMMITMENT_RE = re.compile(r"0x[0-9a-f]{64}")
 
 
 class ConfigIssue:
@@ -123,14 +123,8 @@ def _valid_camera_source(value: str) -> bool:
 def _plate_or_commitment(value: str) -> str:
     """An allow/deny entry: a plate (normalisable) or a vehicle commitment (0x + 64 hex digits). The
     error never repeats a plate."""
-    if value.lower().startswith("0x"):
-        if not _COMMITMENT_RE.fullmatch(value.lower()):
-            raise PydanticCustomError("bad_entry", "entry {entry} looks like a commitment but is not 0x + "
-                                      "64 hex digits; allowed: a plate or a 0x commitment",
-                                      {"entry": repr(value)})
-        return value
     try:
-        normalise_plate(value)
+        list_entry_key(value)
     except ValueError as exc:
         raise PydanticCustomError("bad_entry", "{reason}", {"reason": str(exc)}) from None
     return value
@@ -307,6 +301,9 @@ class ChainConfig(Section):
     priority_fee_gwei: Annotated[float, between(0.0, 100_000)] = 1.5
     poll_interval_s: Annotated[float, between(0.1, 3600)] = 2.0
     plate_key_file: ConfigPath | None = None
+    # The first block whose contract logs the sync reads (the contract's deployment block): 0 scans from
+    # genesis, which on a public chain takes hours of eth_getLogs windows.
+    start_block: Annotated[int, between(0, 2**53)] = 0
 
 
 class MqttTlsConfig(Section):
@@ -330,6 +327,9 @@ class MqttConfig(Section):
     command_max_age_s: Annotated[int, between(1, 3600)] = 30
     discovery: bool = False
     discovery_prefix: Annotated[str, matches(_TOPIC_RE, "a topic prefix without wildcards")] = "homeassistant"
+    # Where a Home Assistant open button publishes the lane id, for a signing bridge that holds the command
+    # key (Home Assistant cannot sign); None: no button is announced.
+    ha_open_button_topic: Topic | None = None
 
 
 class EvidenceConfig(Section):

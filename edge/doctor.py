@@ -28,6 +28,10 @@ from edge.config import Config
 from edge.store import Store, StoreError, integrity
 
 DISCOVERY_PACKAGES = ("edge",)
+# Where systemd puts the unit's credentials while it runs, and where the unit loads them from
+# (systemd/parkgate.service, LoadCredential=).
+SYSTEMD_CREDENTIALS = Path("/run/credentials/parkgate.service")
+CREDENTIALS_SOURCE = Path("/etc/parkgate/credentials")
 DISCOVERY_MODULE = "doctor_checks"
 
 
@@ -170,21 +174,54 @@ def _secret_paths(config: Config) -> list[tuple[str, Path]]:
     return [(key, path) for key, path in candidates if path is not None]
 
 
+def _fix_missing_secret(key: str, path: Path) -> str:
+    """A file under the unit's credentials directory exists only while the unit runs: the fix is its
+    LoadCredential= source, checked before the start with --credentials-dir."""
+    if path.parent == SYSTEMD_CREDENTIALS:
+        source = CREDENTIALS_SOURCE / path.name
+        return (f"{path} exists only while parkgate.service runs: create {source} (mode 0600, the unit's "
+                f"LoadCredential= source) and check it with parkgate doctor --credentials-dir "
+                f"{CREDENTIALS_SOURCE}")
+    return f"create {path} (readable by the parkgate user only) or fix {key}"
+
+
+def with_credentials_dir(config: Config, directory: Path) -> Config:
+    """``config`` with each secret file under the unit's credentials directory
+    (/run/credentials/parkgate.service/NAME) read from ``directory``/NAME instead: how `parkgate doctor
+    --credentials-dir /etc/parkgate/credentials` checks a systemd install before the unit starts."""
+    def moved(path: Path | None) -> Path | None:
+        return directory / path.name if path is not None and path.parent == SYSTEMD_CREDENTIALS else path
+
+    chain, mqtt = config.chain, config.mqtt
+    return config.model_copy(update={
+        "chain": chain.model_copy(update={"password_file": moved(chain.password_file),
+                                          "plate_key_file": moved(chain.plate_key_file),
+                                          "keystore": moved(chain.keystore)}),
+        "mqtt": mqtt.model_copy(update={
+            "password_file": moved(mqtt.password_file), "command_key_file": moved(mqtt.command_key_file),
+            "tls": mqtt.tls.model_copy(update={"key_file": moved(mqtt.tls.key_file)})}),
+    })
+
+
 @register_check("secret files")
 def check_secret_files(config: Config) -> CheckResult:
-    """Configured secret files exist, are readable and not readable by everyone (content never read)."""
+    """Configured secret files exist, are readable, not readable by everyone and not empty (their content
+    is never shown)."""
     secrets = _secret_paths(config)
     if not secrets:
         return CheckResult.skip("no secret files configured")
     for key, path in secrets:
         if not path.is_file() or not os.access(path, os.R_OK):
-            return CheckResult.fail(f"{key}: {path} is missing or unreadable",
-                                    f"create {path} (readable by the parkgate user only) or fix {key}")
+            return CheckResult.fail(f"{key}: {path} is missing or unreadable", _fix_missing_secret(key, path))
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o004:
             return CheckResult.fail(f"{key}: {path} is readable by all users (mode {mode:04o})",
                                     f"chmod 0600 {path} (or 0640 with group parkgate)")
-    return CheckResult.ok(f"{len(secrets)} readable and private: {', '.join(k for k, _ in secrets)}")
+        if not path.read_bytes().strip():
+            return CheckResult.fail(f"{key}: {path} is empty",
+                                    f"write the secret into {path} (docs/install.md says how to make each)")
+    names = ", ".join(key for key, _ in secrets)
+    return CheckResult.ok(f"{len(secrets)} readable, private and not empty: {names}")
 
 
 @register_check("model files")

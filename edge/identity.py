@@ -26,6 +26,7 @@ MAX_PLATE_CHARS = 12
 PLATE_SEPARATORS = frozenset(" \t-._/·:")
 _PLATE_CHARS = re.compile(r"[A-Z0-9]+")
 _LOT_CODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")
+_COMMITMENT = re.compile(r"0x[0-9a-f]{64}")
 
 
 def normalise_plate(raw: str) -> str:
@@ -47,6 +48,28 @@ def normalise_plate(raw: str) -> str:
         raise ValueError(f"plate has character U+{ord(bad):04X}; allowed: A-Z 0-9 and separators "
                          f"{''.join(sorted(PLATE_SEPARATORS))!r}")
     return plate
+
+
+def list_entry_key(value: str) -> str:
+    """An allow/deny list entry as decisions compare it: a vehicle commitment (``0x`` + 64 hex digits,
+    lower-cased) or a normalised plate. ValueError (never echoing a plate) for anything else."""
+    if not isinstance(value, str):
+        raise ValueError(f"list entry must be text, got {type(value).__name__}")
+    if value.lower().startswith("0x"):
+        if not _COMMITMENT.fullmatch(value.lower()):
+            raise ValueError(f"entry {value!r} looks like a commitment but is not 0x + 64 hex digits; "
+                             "allowed: a plate or a 0x commitment")
+        return value.lower()
+    return normalise_plate(value)
+
+
+def plate_key_bytes(text: str) -> bytes:
+    """The lot secret from its file's text: hex (what `parkgate chain plate-key new` writes, ``0x``
+    optional) is decoded, anything else is taken as raw UTF-8."""
+    try:
+        return bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        return text.encode()
 
 
 def check_lot_code(code: str) -> str:

@@ -11,13 +11,14 @@ confusion tolerance as bookings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cached_property
 
 from edge.access.plates import DEFAULT_TABLE, ConfusionTable
 from edge.config import Config, PolicyConfig
-from edge.identity import normalise_plate
+from edge.identity import list_entry_key
 
 
 class AntiPassback(StrEnum):
@@ -49,6 +50,10 @@ class Policy:
     min_confidence: float = 0.5
     override: Override = Override.NONE
     untrusted_time: str = "floor"
+    # Entries of the store's lists in force now (``parkgate list``, signed MQTT commands), already in the
+    # form decisions compare (edge.identity.list_entry_key); added to the config's lists.
+    listed_allow: frozenset[str] = frozenset()
+    listed_deny: frozenset[str] = frozenset()
 
     @cached_property
     def confusions(self) -> ConfusionTable:
@@ -61,17 +66,15 @@ class Policy:
 
     @cached_property
     def allow(self) -> frozenset[str]:
-        return frozenset(map(list_entry, self.config.allow_list))
+        return frozenset(map(list_entry_key, self.config.allow_list)) | self.listed_allow
 
     @cached_property
     def deny(self) -> frozenset[str]:
-        return frozenset(map(list_entry, self.config.deny_list))
+        return frozenset(map(list_entry_key, self.config.deny_list)) | self.listed_deny
 
-
-def list_entry(value: str) -> str:
-    """One allow/deny entry as the decision compares it: a lower-case commitment or a normalised plate
-    (``edge.config`` has checked that it is one or the other)."""
-    return value.lower() if value.lower().startswith("0x") else normalise_plate(value)
+    def with_listed(self, allow: Iterable[str], deny: Iterable[str]) -> Policy:
+        """This policy with the store's list entries in force now in place of the previous ones."""
+        return replace(self, listed_allow=frozenset(allow), listed_deny=frozenset(deny))
 
 
 def policy_from_config(cfg: Config, override: Override = Override.NONE) -> Policy:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ from edge.chain.build import BUILD_DIR
 
 LOG = logging.getLogger(__name__)
 RENTAL_CONTRACT = "ParkgateRental"
+# The rental contract's artifact ships inside this package (in the repository, edge/chain/ParkgateRental.json
+# is a link to contracts/build/ParkgateRental.json, which `make contracts` writes).
+PACKAGED_DIR = Path(str(resources.files(__package__ or "edge.chain")))
 Sender = str | LocalAccount
 
 
@@ -173,10 +177,16 @@ class ContractRevert(Exception):
         self.raw = raw
 
 
-def load_artifact(name: str = RENTAL_CONTRACT, build_dir: Path = BUILD_DIR) -> dict:
-    path = build_dir / f"{name}.json"
+def load_artifact(name: str = RENTAL_CONTRACT, build_dir: Path | None = None) -> dict:
+    """The compiled contract ``name`` from ``build_dir``; by default the rental contract from the package
+    (PACKAGED_DIR, found by importlib.resources: an installed parkgate has no contracts/ folder) and any
+    other contract (test helpers) from the repository's contracts/build."""
+    directory = build_dir or (PACKAGED_DIR if name == RENTAL_CONTRACT else BUILD_DIR)
+    path = directory / f"{name}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no artifact {path}: run `make contracts` (python -m edge.chain.build)")
+        fix = ("reinstall parkgate (pip install .): the package lacks its contract artifact"
+               if directory == PACKAGED_DIR else "run `make contracts` (python -m edge.chain.build)")
+        raise FileNotFoundError(f"no artifact {path}: {fix}")
     return json.loads(path.read_text())
 
 
@@ -275,7 +285,7 @@ class RentalClient:
     """Typed access to one deployed ParkgateRental, sending as ``sender``."""
 
     def __init__(self, w3: Web3, address: str, sender: Sender | None = None,
-                 build_dir: Path = BUILD_DIR) -> None:
+                 build_dir: Path | None = None) -> None:
         self.w3 = w3
         self.abi: list[dict] = load_artifact(RENTAL_CONTRACT, build_dir)["abi"]
         self.contract: Contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=self.abi)

@@ -124,7 +124,8 @@ class SyncSettings:
                    chain_id=chain.chain_id, confirmations=chain.confirmations,
                    log_window_blocks=chain.log_window_blocks,
                    batch_size=chain.batch_size, max_fee_wei=gwei(chain.max_fee_gwei),
-                   priority_fee_wei=gwei(chain.priority_fee_gwei), poll_interval_s=chain.poll_interval_s)
+                   priority_fee_wei=gwei(chain.priority_fee_gwei), poll_interval_s=chain.poll_interval_s,
+                   start_block=chain.start_block)
         return replace(base, **overrides)
 
 

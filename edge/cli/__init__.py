@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.mqtt",
     "edge.cli.lpr",
     "edge.cli.chain",
+    "edge.cli.lists",
+    "edge.cli.events",
     "edge.cli.run",
     "edge.cli.store",
     "edge.cli.demo",

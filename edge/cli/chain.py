@@ -2,6 +2,7 @@
 
     parkgate chain keystore new --keystore FILE --password-file FILE [--private-key-file FILE]
     parkgate chain keystore show-address --keystore FILE
+    parkgate chain plate-key new --out FILE
     parkgate chain sync --config FILE [--once]
     parkgate chain status --config FILE [--json]
 
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import threading
 from pathlib import Path
 
-from edge.config import ConfigError, load_config, read_secret
+from edge.cli.secretfile import create_secret_file
+from edge.config import Config, ConfigError, load_config, read_secret
 
 # web3 and eth-account take about a second to import: they load inside the commands that need them,
 # so `parkgate --help` and the other commands stay fast.
@@ -38,6 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     show = key_sub.add_parser("show-address", help="print the keystore's address (no password needed)")
     show.add_argument("--keystore", type=Path, required=True)
     show.set_defaults(func=cmd_keystore_address)
+
+    plate_key = chain_sub.add_parser("plate-key", help="the lot secret keying plate commitments")
+    plate_sub = plate_key.add_subparsers(dest="plate_key_command", metavar="ACTION", required=True)
+    new_key = plate_sub.add_parser(
+        "new", help="write a new random lot secret (64 hex digits, mode 0600, never overwrites)",
+        description="One secret per lot, shared with the booking service that computes renters' vehicle "
+        "commitments (every gateway of the lot uses the same one); never on chain, never in MQTT.")
+    new_key.add_argument("--out", type=Path, required=True, help="file to create (chain.plate_key_file)")
+    new_key.set_defaults(func=cmd_plate_key_new)
 
     sync = chain_sub.add_parser("sync", help="run the chain sync in the foreground")
     sync.add_argument("--config", type=Path, required=True, help="the gateway's TOML config")
@@ -61,6 +73,16 @@ def cmd_keystore_new(args: argparse.Namespace) -> int:
         print(f"cannot create keystore: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.keystore} for address {address}")
+    return 0
+
+
+def cmd_plate_key_new(args: argparse.Namespace) -> int:
+    try:
+        create_secret_file(args.out, secrets.token_hex(32))
+    except OSError as exc:
+        print(f"cannot create plate key file {args.out}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -109,6 +131,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"cannot read the sync status: {exc}", file=sys.stderr)
         return 1
     status["head_block"] = _head_block(cfg.chain.rpc_url) if cfg.chain.enabled else None
+    if status["last_error"] is None:  # what the running daemon's sync last failed on (not in the store)
+        status["last_error"] = _daemon_chain_error(cfg)
     if args.json:
         print(json.dumps(status))
     else:
@@ -128,3 +152,15 @@ def _head_block(rpc_url: str) -> int | str:
         return int(connect(rpc_url, timeout_s=3.0).eth.block_number)
     except Exception as exc:  # noqa: BLE001 - status must answer even when the node is down
         return f"unreachable ({type(exc).__name__})"
+
+
+def _daemon_chain_error(cfg: Config) -> str | None:
+    """The last error of the running daemon's sync (its status file), or None when it is not running."""
+    from edge.daemon.status import read_status, status_path
+
+    try:
+        snapshot = read_status(status_path(cfg.gateway.state_dir))
+    except ValueError:
+        return None
+    error = None if snapshot["stale"] else snapshot.get("chain", {}).get("last_error")
+    return str(error) if error else None

@@ -8,11 +8,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
 
-import models
+from edge.vision import bundle
 from edge.vision.sweep import WIDTHS as SWEEP_WIDTHS
 
 
@@ -155,9 +156,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", type=Path, default=models.DETECTOR_PATH, help="detector ONNX")
-    parser.add_argument("--ocr", type=Path, default=models.OCR_PATH, help="OCR ONNX")
-    parser.add_argument("--ocr-config", type=Path, default=models.OCR_CONFIG_PATH, help="OCR YAML")
+    parser.add_argument("--detector", type=Path, default=bundle.DETECTOR_PATH, help="detector ONNX")
+    parser.add_argument("--ocr", type=Path, default=bundle.OCR_PATH, help="OCR ONNX")
+    parser.add_argument("--ocr-config", type=Path, default=bundle.OCR_CONFIG_PATH, help="OCR YAML")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
     parser.add_argument("--min-score", type=float, default=0.3, help="detector score threshold")
     parser.add_argument(
@@ -325,13 +326,23 @@ def _label(canvas: np.ndarray, lines: tuple[str, ...], corner: tuple[int, int], 
         cv2.putText(canvas, line, (x + 3, baseline), font, scale, TEXT_COLOUR, thickness, cv2.LINE_AA)
 
 
+def _models_data(what: str) -> ModuleType:
+    """The repository's ``models.data`` (training splits, shared backgrounds): a development tool that
+    the wheel does not install; an installed parkgate says so instead of failing on the import."""
+    try:
+        from models import data
+    except ImportError:
+        raise SystemExit(f"parkgate lpr: {what} needs the training splits of a parkgate repository "
+                         "checkout (models/data.py); run it from the repository") from None
+    return data
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from edge.vision import evaluate
-    from models.data import eu_split, us_split
-
+    data = _models_data("--split") if args.split != "all" else None
     samples = evaluate.load_samples(args.folder, args.labels)
     if args.split != "all":
-        split = us_split if args.ocr_only else eu_split
+        split = data.us_split if args.ocr_only else data.eu_split
         samples = [s for s in samples if split(s.image.name) == args.split]
     samples = samples[: args.limit] if args.limit else samples
     reader = _reader(args)
@@ -400,14 +411,17 @@ def _sweep_backgrounds(folder: Path | None, scratch: Path) -> list[Path]:
     16 generated scenes written to `scratch`."""
     from edge.vision import synth
     from edge.vision.sources import is_image
-    from models.data import background_paths
-
     if folder:
         paths = sorted(p for p in folder.iterdir() if is_image(str(p)))
         if not paths:
             raise SystemExit(f"parkgate lpr sweep: no background images (JPEG, PNG, ...) in {folder}")
         return paths
-    paths = [Path(p) for p in background_paths("holdout")]
+    try:
+        from models.data import background_paths
+    except ImportError:  # an installed parkgate: no repository, so no shared backgrounds
+        paths: list[Path] = []
+    else:
+        paths = [Path(p) for p in background_paths("holdout")]
     for index in range(0 if paths else 16):
         paths.append(scratch / f"scene-{index}.png")
         cv2.imwrite(str(paths[-1]), synth._scene(np.random.default_rng(index), 1280, 720))
@@ -416,12 +430,12 @@ def _sweep_backgrounds(folder: Path | None, scratch: Path) -> list[Path]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from edge.vision import evaluate, sweep
-    from models.data import split_of
 
     widths, sizes = _positive_ints(args.widths, "--widths"), _frame_sizes(args.sizes)
     samples = evaluate.load_samples(args.folder, args.labels)
     if args.split != "all":
-        samples = [s for s in samples if split_of(args.folder, s.image.name) == args.split]
+        data = _models_data("--split")
+        samples = [s for s in samples if data.split_of(args.folder, s.image.name) == args.split]
     samples = samples[: args.limit] if args.limit else samples
     reader = _reader(args)
     scratch = tempfile.TemporaryDirectory(prefix="parkgate-sweep-")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from edge.mqtt.commands import ACTIONS, generate_key, load_key, sign_command
+from edge.cli.secretfile import create_secret_file
+from edge.identity import normalise_plate, plate_key_bytes
+from edge.mqtt.commands import ACTIONS, LIST_ACTIONS, LIST_NAMES, generate_key, load_key, sign_command
 from edge.store import wall_clock_ms
 
 
@@ -25,20 +26,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                "-m \"$(parkgate mqtt sign --key-file gw-1.key --gateway gw-1 --lane in-1 --action open)\"")
     sign.add_argument("--key-file", type=Path, required=True, help="the gateway's key file (hex)")
     sign.add_argument("--gateway", required=True, help="gateway id the command is for")
-    sign.add_argument("--lane", required=True, help="lane id, or '*' with --action refresh")
+    sign.add_argument("--lane", required=True,
+                      help="lane id, or '*' with --action refresh, list-add, list-remove")
     sign.add_argument("--action", required=True, choices=ACTIONS)
     sign.add_argument("--ts", type=int, default=None, help="timestamp in unix ms (default: now)")
+    listed = sign.add_argument_group("list-add / list-remove (lane '*')")
+    listed.add_argument("--list", choices=LIST_NAMES, help="the list to change")
+    listed.add_argument("--entry", help="the vehicle commitment (0x + 64 hex); or give --plate")
+    listed.add_argument("--plate", help="a plate, committed here with --plate-key-file and --lot (the plate "
+                        "itself is never sent)")
+    listed.add_argument("--plate-key-file", type=Path, help="the lot secret (chain.plate_key_file)")
+    listed.add_argument("--lot", help="the lot code (gateway.lot_id)")
+    listed.add_argument("--from", dest="valid_from", metavar="TIME",
+                        help="list-add: valid from (ISO 8601)")
+    listed.add_argument("--until", dest="valid_until", metavar="TIME",
+                        help="list-add: valid until (ISO 8601)")
     sign.set_defaults(func=cmd_sign)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     try:
-        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_secret_file(args.out, generate_key())
     except OSError as exc:
         print(f"cannot create key file {args.out}: {exc}", file=sys.stderr)
         return 1
-    with os.fdopen(fd, "w") as f:
-        f.write(generate_key() + "\n")
     print(f"wrote {args.out}")
     return 0
 
@@ -49,6 +60,39 @@ def cmd_sign(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 1
+    try:
+        list_args = _list_args(args) if args.action in LIST_ACTIONS else None
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     ts = args.ts if args.ts is not None else wall_clock_ms()
-    print(sign_command(key, args.gateway, args.lane, args.action, ts).decode())
+    print(sign_command(key, args.gateway, args.lane, args.action, ts, args=list_args).decode())
     return 0
+
+
+def _list_args(args: argparse.Namespace) -> dict[str, object]:
+    """The signed ``args`` of a list command; ValueError naming the missing or bad option."""
+    from edge.cli.lists import CliError, parse_time
+
+    if args.list is None:
+        raise ValueError(f"--action {args.action} needs --list allow|deny")
+    entry = args.entry
+    if args.plate is not None:
+        if args.plate_key_file is None or args.lot is None:
+            raise ValueError("--plate needs --plate-key-file and --lot (to commit it here)")
+        from edge.access.decide import commitment_function
+        from edge.chain.syncplan import chain_lot_code
+        from edge.config import read_secret
+
+        key = plate_key_bytes(read_secret(args.plate_key_file, "--plate-key-file"))
+        entry = commitment_function(key, chain_lot_code(args.lot))(normalise_plate(args.plate))
+    if entry is None:
+        raise ValueError(f"--action {args.action} needs --entry 0x... or --plate")
+    body: dict[str, object] = {"list": args.list, "entry": entry.lower()}
+    try:
+        times = {"from": parse_time(args.valid_from, "--from"),
+                 "until": parse_time(args.valid_until, "--until")}
+    except CliError as exc:
+        raise ValueError(str(exc)) from None
+    body.update({k: v for k, v in times.items() if v is not None and args.action == "list-add"})
+    return body

@@ -1,17 +1,31 @@
-"""`parkgate doctor` checks of the daemon's gates: every lane's port exists, is a terminal device and
-is read/writable; and of its clock: the wall clock is not behind the newest time the store has seen.
+"""`parkgate doctor` checks of the daemon's lanes: every lane's port exists, is a terminal device and
+is read/writable; its controller answers in the configured driver's protocol; its camera gives frames;
+and of its clock: the wall clock is not behind the newest time the store has seen.
 
-The port is not opened: the running daemon holds it exclusively, and a doctor run must not disturb it.
+While the daemon runs it holds the ports exclusively: the doctor does not disturb it and reports the
+daemon's own link state instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from edge.clock import BUILD_FLOOR_MS, ClockReading, describe_behind, wall_clock_ms
-from edge.config import Config
+from edge.config import Config, GateConfig, relay_map_options
+from edge.daemon.camera import MANIFEST_SUFFIX, load_recording, open_frame_source
+from edge.daemon.status import read_status, status_path
 from edge.doctor import CheckResult, register_check
 from edge.store.integrity import stored_clock_floor
+from edge.vision.camera import parse_source
+from edge.vision.reader import PlateReader
+from edge.vision.types import PlateRead
+from firmware_bridge.driver import connect_driver
+from firmware_bridge.gate import GateStatus
 from firmware_bridge.transport import port_problem
 
 
@@ -35,3 +49,141 @@ def check_clock(config: Config) -> CheckResult:
     return CheckResult.fail(f"wall clock {wall} is {describe_behind(reading.behind_ms)} behind the newest "
                             f"time this gateway has seen (untrusted_time = {config.clock.untrusted_time!r})",
                             "fix NTP (timedatectl status; systemctl status systemd-timesyncd)")
+
+
+# -- the controllers answer --------------------------------------------------------------------------
+
+PROBE_TIMEOUT_S = 5.0
+DRIVER_FIX = {
+    "parkgate-serial": "check lanes[].gate.driver (a Modbus relay board is modbus-rtu), gate.baudrate (the "
+                       "controller's setting) and the wiring (TX/RX crossed; RS-485 A/B)",
+    "modbus-rtu": "check gate.modbus_unit (the board's address), gate.baudrate, lanes[].gate.driver (our "
+                  "controller is parkgate-serial) and the RS-485 wiring (A/B, termination)",
+}
+
+
+def running_daemon(config: Config) -> dict[str, Any] | None:
+    """The status snapshot of a daemon running with this config's state dir, or None."""
+    try:
+        snapshot = read_status(status_path(config.gateway.state_dir))
+    except ValueError:
+        return None
+    return None if snapshot["stale"] else snapshot
+
+
+async def _probe(gate: GateConfig) -> GateStatus:
+    options: dict[str, int] = dict(relay_map_options(gate)) if gate.driver == "modbus-rtu" else {}
+    driver = await connect_driver(gate.driver, gate.port, gate.baudrate, bus=None, **options)
+    try:
+        return await driver.status()
+    finally:
+        await driver.aclose()
+
+
+def probe_gate(gate: GateConfig) -> str:
+    """The controller's status in words; raises (GateError, OSError, TimeoutError) when it does not answer."""
+    status = asyncio.run(asyncio.wait_for(_probe(gate), PROBE_TIMEOUT_S))
+    position = getattr(status.position, "name", str(status.position)).lower()
+    return (f"position {position}, presence {'on' if status.presence else 'off'}, safety "
+            f"{'on' if status.safety else 'off'}")
+
+
+@register_check("gate controllers")
+def check_gate_controllers(config: Config) -> CheckResult:
+    """Each lane's controller answers a status request in its configured driver's protocol. While the
+    daemon runs it holds the ports, so its own link state (status.json) is reported instead."""
+    daemon = running_daemon(config)
+    if daemon is not None:
+        links = {lane["name"]: lane.get("link_up") for lane in daemon.get("lanes", [])}
+        down = [lane.name for lane in config.lanes if not links.get(lane.name)]
+        held = f"ports held by the running daemon (pid {daemon.get('pid')})"
+        if down:
+            fix = "parkgate status names the lane's last error; " + DRIVER_FIX["parkgate-serial"]
+            return CheckResult.fail(f"{held}; its link is DOWN on lane(s) {', '.join(down)}", fix)
+        return CheckResult.ok(f"{held}; link up on {', '.join(links)}")
+    answers, failures = [], []
+    for lane in config.lanes:
+        gate = lane.gate
+        if port_problem(gate.port):
+            failures.append((lane.name, gate.driver, f"{gate.port}: see the serial ports check"))
+            continue
+        try:
+            answers.append(f"{lane.name}: {gate.driver} at {gate.baudrate} baud answered: {probe_gate(gate)}")
+        except Exception as exc:  # noqa: BLE001 - timeout, busy port, protocol error: the lane's FAIL
+            why = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            failures.append((lane.name, gate.driver, f"{gate.port} at {gate.baudrate} baud: {why}"))
+    if failures:
+        detail = "\n".join([f"{name}: {gate_driver} {why}" for name, gate_driver, why in failures] + answers)
+        return CheckResult.fail(detail, DRIVER_FIX[failures[0][1]])
+    return CheckResult.ok("\n".join(answers))
+
+
+# -- the cameras give frames -------------------------------------------------------------------------
+
+CAMERA_TIMEOUT_S = 8.0
+MIN_PLATE_WIDTH_PX = 80  # docs/install.md: the reader is measured for plates of 60-300 px
+
+
+def camera_problem(source: str) -> str | None:
+    """Why ``source`` cannot give frames, found without opening it (a missing device or file)."""
+    parsed = parse_source(source)
+    if isinstance(parsed, int):
+        device = Path(f"/dev/video{parsed}")
+        return None if device.exists() else f"{device} does not exist (camera unplugged, or another index?)"
+    if "://" in parsed:
+        return None
+    path = Path(parsed)
+    if not path.exists():
+        return f"{path} does not exist"
+    if path.suffix == MANIFEST_SUFFIX:
+        try:
+            load_recording(path)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def grab_frame(source: str, fps: int, timeout_s: float = CAMERA_TIMEOUT_S) -> np.ndarray | None:
+    frames = open_frame_source(source, fps)
+    try:
+        frame = frames.get(timeout=timeout_s)
+    finally:
+        frames.stop(timeout=1.0)
+    return None if frame is None else frame.image
+
+
+@register_check("cameras")
+def check_cameras(config: Config) -> CheckResult:
+    """Each lane's camera gives a frame (its size), and the plates the reader finds in it are wide
+    enough to read."""
+    lines, failed = [], False
+    reader = None
+    for lane in config.lanes:
+        source = lane.camera.source
+        problem = camera_problem(source)
+        image = None if problem else grab_frame(source, lane.camera.fps)
+        if image is None:
+            failed = True
+            why = problem or f"no frame from {source} within {CAMERA_TIMEOUT_S:.0f} s"
+            lines.append(f"{lane.name}: {why}")
+            continue
+        height, width = image.shape[:2]
+        if reader is None:
+            vision = config.vision
+            reader = PlateReader(vision.detector_model, vision.ocr_model, vision.ocr_config,
+                                 threads=vision.threads, region=vision.region)
+        lines.append(f"{lane.name}: {width}x{height} frame from {source}; {_plate_hint(reader.read(image))}")
+    if failed:
+        return CheckResult.fail("\n".join(lines), "fix lanes[].camera.source (device index, file, or rtsp:// "
+                                "URL with its user and password), the cable or network; try it with parkgate "
+                                "lpr read SOURCE --frames 5 (a V4L2 camera is busy while the daemon runs)")
+    return CheckResult.ok("\n".join(lines))
+
+
+def _plate_hint(reads: list[PlateRead]) -> str:
+    if not reads:
+        return "no plate in view (check the aim when a car stands at the barrier)"
+    widths = [int(read.box[2] - read.box[0]) for read in reads]
+    narrow = [w for w in widths if w < MIN_PLATE_WIDTH_PX]
+    hint = f"; aim or zoom for at least {MIN_PLATE_WIDTH_PX} px" if narrow else ""
+    return f"plate(s) {', '.join(f'{w} px' for w in widths)} wide{hint}"

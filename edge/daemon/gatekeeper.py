@@ -83,16 +83,24 @@ class Gatekeeper:
                 after = seq
                 yield row
 
+    def live_policy(self, now_ms: int) -> Policy:
+        """The policy with the store's allow/deny entries in force at ``now_ms``: a list change (`parkgate
+        list`, a signed MQTT command) applies from the next decision, without a restart."""
+        entries = self.store.list_entries_valid_at(now_ms)
+        return self.policy.with_listed((e.entry for e in entries if e.list_name == "allow"),
+                                       (e.entry for e in entries if e.list_name == "deny"))
+
     def decide(self, read: PlateRead, direction: Direction, rules: LaneRules = LOT_RULES) -> Decision:
         """From the local cache only: the read's confusable candidates' bookings, then the pure rule
         (with the lane's own ``rules``: exit policy, anti-passback)."""
+        now = self.clock.reading()
+        policy = self.live_policy(now.best_ms)
         try:
-            matches = committed_candidates(normalise_plate(read.text), self.policy, self.commit)
+            matches = committed_candidates(normalise_plate(read.text), policy, self.commit)
         except ValueError:
             matches = ()  # no plate: decide() says so without candidates
-        rows = self.store.bookings_for_commitments(self.policy.lot_id, [m.commitment for m in matches])
-        now = self.clock.reading()
-        return decide(read, now.best_ms, booking_views(rows), self.presence, self.policy,
+        rows = self.store.bookings_for_commitments(policy.lot_id, [m.commitment for m in matches])
+        return decide(read, now.best_ms, booking_views(rows), self.presence, policy,
                       direction=direction, commit=self.commit, matches=matches or None,
                       time_trusted=now.trusted, rules=rules)
 

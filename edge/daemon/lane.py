@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from edge.access.exits import LaneRules, lane_rules
 from edge.access.types import Decision, Direction
+from edge.daemon.records import logfmt, pass_log_fields
 from edge.identity import mask_plate_or_none
 from edge.lanes.machine import (
     BurstDone,
@@ -44,6 +45,7 @@ from edge.lanes.machine import (
     SafetyOn,
 )
 from edge.lanes.runner import LaneRunner, monotonic_ms
+from edge.metrics import LatencyHistogram
 from edge.store import wall_clock_ms
 from edge.vision.types import PlateRead
 from firmware_bridge.gate import GateDriver
@@ -66,6 +68,9 @@ class LaneStats:
     open_latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=500))
     last_read: dict[str, Any] | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
+    refusals: dict[str, int] = field(default_factory=dict)  # refused passes by reason (metrics)
+    gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"} (status)
+    open_latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # car on the loop -> gate ack
 
 
 class Passes(Protocol):
@@ -168,6 +173,8 @@ class LaneShell:
             try:
                 status = await self.driver.status()
             except Exception as exc:  # noqa: BLE001 - link down: report, keep trying
+                if self.link_up:
+                    self._gate_failed(f"status poll failed: {exc}")
                 self.link_up = False
                 log.debug("lane %s: status poll failed: %s", self.config.lane_id, exc)
                 previous = None
@@ -253,6 +260,7 @@ class LaneShell:
         except Exception as exc:  # noqa: BLE001 - becomes a recorded gate fault
             self._opens.pop(pass_no, None)
             self.stats.gate_errors += 1
+            self._gate_failed(f"open failed: {exc}")
             self.feed(GateFault(pass_no, f"open failed: {exc}"))
             return
         self._opens.pop(pass_no, None)  # answered: no longer ours to cancel
@@ -277,15 +285,29 @@ class LaneShell:
             await self.driver.close()
         except Exception as exc:  # noqa: BLE001 - the pulse ends by itself; the barrier closes anyway
             self.stats.gate_errors += 1
+            self._gate_failed(f"close failed: {exc}")
             log.info("lane %s: close not done (%s); the pulse closes the gate by itself",
                      self.config.lane_id, exc)
 
     def record(self, event: PassRecord) -> None:
+        # opened: from the car on the loop to the controller's ack; else how long the pass took
+        opened = event.outcome in (Outcome.PASSED, Outcome.NO_PASSAGE) and bool(self.stats.open_latencies_ms)
+        latency = self.stats.open_latencies_ms[-1] if opened else float(event.ended_ms - event.started_ms)
+        fields = pass_log_fields(event, latency)
+        log.info("pass %s", logfmt(fields))
+        if opened:
+            self.stats.open_latency.observe(latency / 1000)
+        if fields["gate"] != "opened":
+            self.stats.refusals[fields["reason"]] = self.stats.refusals.get(fields["reason"], 0) + 1
         self.stats.passes += 1
         self.stats.outcomes[str(event.outcome)] = self.stats.outcomes.get(str(event.outcome), 0) + 1
         if event.outcome != "passed":
             self.stats.refused += 1
         self.passes.record(event)
+
+    def _gate_failed(self, error: str) -> None:
+        """The controller's last failure, for `parkgate status` (kept with its time)."""
+        self.stats.gate_error = {"error": error[:300], "at_ms": wall_clock_ms()}
 
     def alert(self, code: str, detail: str) -> None:
         self.stats.alerts += 1

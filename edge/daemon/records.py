@@ -153,3 +153,32 @@ def booking_view(row: Booking) -> BookingView:
 
 def booking_views(rows: Iterable[Booking]) -> list[BookingView]:
     return [booking_view(r) for r in rows]
+
+
+# -- the journal line of a pass -------------------------------------------------------------------------
+
+_OPENED = {Outcome.PASSED, Outcome.NO_PASSAGE}
+
+
+def pass_log_fields(event: PassRecord, latency_ms: float | None) -> dict[str, str]:
+    """The fields of the one journal line each vehicle gets (logfmt ``key=value``): lane, direction,
+    masked plate, confidence, decision, reason, gate result, latency. No plain plate."""
+    decision, read = event.decision, event.read
+    gate = ("opened" if event.outcome in _OPENED else
+            "fault" if event.outcome is Outcome.GATE_FAULT else "shut")
+    return {
+        "lane": event.lane_id, "direction": str(event.direction), "pass": str(event.pass_no),
+        "plate": (mask_plate_or_none(read.text) if read else None) or "-",
+        "confidence": f"{read.confidence:.2f}" if read else "-",
+        "decision": "-" if decision is None else "allow" if decision.allow else "deny",
+        "reason": str(decision.reason) if decision else str(event.outcome),
+        "outcome": str(event.outcome), "gate": gate,
+        "latency_ms": "-" if latency_ms is None else f"{latency_ms:.0f}",
+    }
+
+
+def logfmt(fields: dict[str, str]) -> str:
+    """``key=value`` pairs, values with spaces or quotes quoted (journalctl and log tools parse these)."""
+    def value(text: str) -> str:
+        return text if text and not any(c in text for c in ' ="') else '"' + text.replace('"', '\\"') + '"'
+    return " ".join(f"{key}={value(text)}" for key, text in fields.items())

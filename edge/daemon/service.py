@@ -69,9 +69,9 @@ from edge.daemon.lane import WATCH_QUEUE, LaneShell
 from edge.daemon.retention import PRUNE_EVERY_S, evidence_dir, make_private, prune_evidence
 from edge.daemon.status import LaneStatus, StatusSnapshot, boot_id, status_path, write_status
 from edge.errors import ParkgateError
-from edge.identity import mask_plate_or_none
+from edge.identity import mask_plate_or_none, plate_key_bytes
 from edge.lanes.machine import BurstDone, LaneSettings, ManualOpen
-from edge.metrics import MetricsServer, Sample
+from edge.metrics import AnySample, HistogramSample, MetricsServer, Sample
 from edge.store import ManualActionRow, Store, StoreDamagedError, wall_clock_ms
 from edge.store.integrity import recovery_steps
 from edge.throttle import Throttle
@@ -106,11 +106,7 @@ def plate_key(cfg: Config) -> bytes:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32) + "\n")
-    text = read_secret(path, "chain.plate_key_file")
-    try:
-        return bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        return text.encode()
+    return plate_key_bytes(read_secret(path, "chain.plate_key_file"))
 
 
 def open_store(cfg: Config, clock: TrustedClock) -> Store:
@@ -137,10 +133,10 @@ class Daemon:
         self.state = "starting"
         self.stop_event = asyncio.Event()
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+        self.clock = TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
+        self.store = open_store(cfg, self.clock)  # first: its errors name the file and the recovery
         self.evidence_dir = evidence_dir(cfg.gateway.state_dir)
         make_private(self.evidence_dir)
-        self.clock = TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
-        self.store = open_store(cfg, self.clock)
         self.chain = ChainLink(cfg)
         self.gatekeeper = Gatekeeper(self.store, policy_from_config(cfg),
                                      commitment_function(plate_key(cfg), lot_code_of(cfg)),
@@ -158,6 +154,8 @@ class Daemon:
         self.serving = asyncio.Event()  # set when the first lane serves
         self.modbus_bus = ModbusBus()
         self.control: control.ControlServer | None = None
+        self._published_status: dict[str, Any] | None = None  # the retained status MQTT last got
+        self._camera_counts: dict[str, tuple[float, int]] = {}  # lane -> (when, frames) at the last scrape
         self.alerts: dict[str, int] = {}
         self.bridge: Any = None
         self.metrics: MetricsServer | None = None
@@ -297,7 +295,13 @@ class Daemon:
     def _remote_command(self, command: Any) -> Any:
         """A verified remote command (paho thread): hand it to the loop, audited like a local one."""
         from edge.mqtt import CommandOutcome
+        from edge.mqtt.commands import LIST_ACTIONS
 
+        if command.action in LIST_ACTIONS:  # the whole gateway: the store's lists, read before each decision
+            from edge.daemon.lists import apply_list_command
+
+            return CommandOutcome(*apply_list_command(self.cfg.store_path, command.action, command.args or {},
+                                                      f"mqtt:{command.nonce}"))
         lane = next((shell for shell in self.lanes if shell.config.lane_id == command.lane), None)
         if lane is None or command.action not in control.GATE_ACTIONS:
             return CommandOutcome(False, f"no lane {command.lane!r} or action {command.action!r} unsupported")
@@ -431,7 +435,8 @@ class Daemon:
         lanes = tuple(LaneStatus(s.config.lane_id, str(s.runner.state.phase), s.link_up, s.stats.passes,
                                  s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
                                  s.stats.last_read, list(s.stats.open_latencies_ms), self._camera(s),
-                                 held=s.held) for s in serving)
+                                 gate_error=s.stats.gate_error, held=s.held)
+                      for s in serving)
         lanes += tuple(LaneStatus(name, "down", False, serving=False, error=why)
                        for name, why in self.lane_errors.items())
         now = time.time()
@@ -475,35 +480,87 @@ class Daemon:
         return {"state": "connected" if health["connected"] else "disconnected",
                 "detail": health.get("last_connect_error") or "", "counters": health["counters"]}
 
-    def samples(self) -> list[Sample]:
+    def samples(self) -> list[AnySample]:
+        """The Prometheus samples (edge.metrics groups them into families): passes and refusals by reason,
+        open latency, camera frames/fps/reconnects, gate link and errors, broker and chain links, backlog,
+        alerts."""
         snap = self._last_snapshot
         state, events, inside = (snap.state, snap.gate_events, snap.inside) if snap else ("starting", 0, 0)
         chain = snap.chain if snap else {}
-        out = [Sample("parkgate_up", 1.0 if state == "running" else 0.0, help="1 while serving"),
-               Sample("parkgate_gate_events_total", events, "counter", "gate events recorded"),
-               Sample("parkgate_inside", inside, help="vehicles inside")]
-        for dest, n in (snap.backlog if snap else {}).items():
-            out.append(Sample("parkgate_outbox_backlog", n, help="rows not yet delivered",
-                              labels={"destination": dest}))
-        out.append(Sample("parkgate_chain_rejected_records", chain.get("rejected", 0),
-                          help="gate records the contract rejected (outbox state 'rejected')"))
-        for code in chain.get("alerts", {}):
-            out.append(Sample("parkgate_chain_alert", 1.0, help="a chain sync alert is raised",
-                              labels={"code": code}))
+        out: list[AnySample] = [
+            Sample("parkgate_up", 1.0 if state == "running" else 0.0, help="1 while serving"),
+            Sample("parkgate_gate_events_total", events, "counter", "gate events recorded"),
+            Sample("parkgate_inside", inside, help="vehicles inside")]
+        out += [Sample("parkgate_outbox_backlog", n, help="rows not yet delivered",
+                       labels={"destination": dest}) for dest, n in (snap.backlog if snap else {}).items()]
+        out += [Sample("parkgate_alerts_total", n, "counter", "alerts raised, by code", {"code": code})
+                for code, n in self.alerts.items()]
         out += self._health_samples(snap)
-        for lane in snap.lanes if snap else ():
-            labels = {"lane": lane.name}
-            out += [Sample("parkgate_lane_passes_total", lane.passes, "counter", "passes", labels),
-                    Sample("parkgate_lane_opens_total", lane.opens, "counter", "gate opens", labels),
-                    Sample("parkgate_lane_link_up", 1.0 if lane.link_up else 0.0, help="serial link",
+        out += [Sample("parkgate_lane_camera_up", 0.0 if lane.camera.get("state") == "stalled" else 1.0,
+                       help="camera gives decodable frames", labels={"lane": lane.name})
+                for lane in (snap.lanes if snap else ())]
+        out += self._lane_samples() + self._camera_samples() + self._link_samples(chain)
+        return out
+
+    def _lane_samples(self) -> list[AnySample]:
+        out: list[AnySample] = []
+        for shell in self.lanes:
+            labels, stats = {"lane": shell.config.lane_id}, shell.stats
+            out += [Sample("parkgate_lane_passes_total", stats.passes, "counter", "passes", labels),
+                    Sample("parkgate_lane_opens_total", stats.opens, "counter", "gate opens", labels),
+                    Sample("parkgate_lane_gate_errors_total", stats.gate_errors, "counter",
+                           "gate commands that failed", labels),
+                    Sample("parkgate_lane_link_up", 1.0 if shell.link_up else 0.0, help="serial link",
                            labels=labels),
-                    Sample("parkgate_lane_camera_up", 0.0 if lane.camera.get("state") == "stalled" else 1.0,
-                           help="camera gives decodable frames", labels=labels)]
-        counters = ((snap.mqtt if snap else {}).get("counters") or {})
-        for name, n in sorted(counters.items()):
-            if name.startswith("cmd_rejected."):
-                out.append(Sample("parkgate_mqtt_commands_rejected_total", n, "counter",
-                                  "remote commands rejected", labels={"reason": name.split(".", 1)[1]}))
+                    HistogramSample("parkgate_lane_open_latency_seconds", stats.open_latency,
+                                    "from the car on the presence loop to the controller's open ack", labels)]
+            out += [Sample("parkgate_lane_refusals_total", n, "counter",
+                           "passes that did not open, by reason", {**labels, "reason": reason})
+                    for reason, n in stats.refusals.items()]
+        return out
+
+    def _camera_samples(self) -> list[AnySample]:
+        out: list[AnySample] = []
+        now = time.monotonic()
+        for lane, source in zip(self.cfg.lanes, self.sources, strict=False):
+            labels, frames = {"lane": lane.name}, source.frames_read
+            before = self._camera_counts.get(lane.name)
+            fps = (frames - before[1]) / (now - before[0]) if before and now > before[0] else 0.0
+            self._camera_counts[lane.name] = (now, frames)
+            out += [Sample("parkgate_camera_frames_total", frames, "counter", "frames captured", labels),
+                    Sample("parkgate_camera_fps", round(fps, 2), help="frames per second since the last "
+                           "scrape", labels=labels),
+                    Sample("parkgate_camera_reconnects_total", source.reconnects, "counter",
+                           "camera (re)opens after a failure", labels),
+                    Sample("parkgate_camera_frames_dropped_total", source.dropped, "counter",
+                           "frames dropped unread (queue full)", labels)]
+        return out
+
+    def _link_samples(self, chain: dict[str, Any]) -> list[AnySample]:
+        out: list[AnySample] = [
+            Sample("parkgate_chain_rejected_records", chain.get("rejected", 0),
+                   help="gate records the contract rejected (outbox state 'rejected')"),
+            Sample("parkgate_chain_consecutive_failures", chain.get("consecutive_failures", 0),
+                   help="chain sync rounds failed in a row (0: healthy)"),
+            Sample("parkgate_chain_uploaded_total", chain.get("uploaded_total", 0), "counter",
+                   "gate records uploaded"),
+            Sample("parkgate_chain_reorgs_total", chain.get("reorgs_total", 0), "counter", "reorgs handled")]
+        out += [Sample("parkgate_chain_alert", 1.0, help="a chain sync alert is raised",
+                       labels={"code": code}) for code in chain.get("alerts", {})]
+        if self.bridge is not None:
+            health = self.bridge.health()
+            counters = health["counters"]
+            connected = 1.0 if health["connected"] else 0.0
+            out += [Sample("parkgate_mqtt_connected", connected, help="broker link"),
+                    Sample("parkgate_mqtt_connects_total", counters.get("connects", 0), "counter",
+                           "broker (re)connects"),
+                    Sample("parkgate_mqtt_connect_failures_total", counters.get("connect_failed", 0),
+                           "counter", "broker connects refused"),
+                    Sample("parkgate_mqtt_disconnects_total", counters.get("disconnects", 0), "counter",
+                           "broker links lost")]
+            out += [Sample("parkgate_mqtt_commands_rejected_total", n, "counter", "remote commands rejected",
+                           labels={"reason": name.split(".", 1)[1]})
+                    for name, n in sorted(counters.items()) if name.startswith("cmd_rejected.")]
         return out
 
     @staticmethod
@@ -555,9 +612,13 @@ class Daemon:
         notify.status(f"{snap.state}: {lanes}; backlog {snap.backlog or 0}{down}")
         if self.bridge is not None:
             try:
-                self.bridge.publish_status({"state": snap.state, "uptime_s": snap.uptime_s,
-                                            "inside": snap.inside, "backlog": snap.backlog,
-                                            "alerts": snap.active_alerts})
+                # retained: only when it changed (uptime alone is no change), not every tick
+                status = {"state": snap.state, "inside": snap.inside, "capacity": self.cfg.policy.capacity,
+                          "backlog": snap.backlog, "chain": snap.chain.get("state", "off"),
+                          "alerts": snap.active_alerts}
+                if status != self._published_status:
+                    self.bridge.publish_status({**status, "uptime_s": snap.uptime_s})
+                    self._published_status = status
                 self._publish_lane_changes(snap.lanes)
             except Exception:  # noqa: BLE001 - the broker link must never stop the status loop
                 log.exception("MQTT status publish failed")
@@ -567,7 +628,9 @@ class Daemon:
         assert self.bridge is not None
         for lane in lanes:
             name = lane.name
-            state = {"state": lane.phase, "link_up": lane.link_up, "camera": lane.camera.get("state", "ok")}
+            last = lane.last_read or {}
+            state = {"state": lane.phase, "link_up": lane.link_up, "camera": lane.camera.get("state", "ok"),
+                     "last_decision": last.get("decision"), "last_allow": last.get("allow")}
             if self._published_lanes.get(name) != state:
                 self.bridge.publish_lane_state(name, state)
                 self._published_lanes[name] = state
@@ -607,6 +670,7 @@ class Daemon:
             self._start_mqtt()
             self._start_metrics()
             self.state = "running"
+            self._publish_status(status_path(self.cfg.gateway.state_dir))  # READY never meets "starting"
             self._ready()
         await stop_wait
         await status_task
@@ -617,7 +681,6 @@ class Daemon:
         return 0
 
     def _ready(self) -> None:
-        self._publish_status(status_path(self.cfg.gateway.state_dir))  # "running" before READY is said
         down = sorted(self.lane_errors)
         serving = len(self.cfg.lanes) - len(down)
         degraded = f"; DEGRADED: {', '.join(down)} not serving" if down else ""

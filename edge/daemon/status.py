@@ -42,6 +42,7 @@ class LaneStatus:
     serving: bool = True  # False: not connected yet or failed; ``error`` says why
     error: str = ""
     held: bool = False  # held open by an operator (`parkgate gate hold`) until released
+    gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"}
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def read_status(path: Path, now: float | None = None) -> dict[str, Any]:
     snapshot["age_s"] = round(age, 1)
     same_boot = bool(snapshot.get("boot_id")) and snapshot.get("boot_id") == boot_id()
     gone = same_boot and not pid_alive(snapshot.get("pid"))
-    snapshot["stale"] = snapshot.get("state") != "running" or age > STALE_AFTER_S or gone
+    snapshot["stale"] = age > STALE_AFTER_S or gone or snapshot.get("state") == "stopped"
     snapshot["state_dir_problem"] = state_dir_problem(path.parent)
     return snapshot
 
@@ -154,6 +155,8 @@ def state_dir_problem(state_dir: Path) -> str | None:
 def render_status(snapshot: dict[str, Any]) -> list[str]:
     """Human lines for ``parkgate status``."""
     state = snapshot.get("state", "?") + (" (STALE: daemon not refreshing)" if snapshot.get("stale") else "")
+    if not snapshot.get("stale") and snapshot.get("state") == "starting":
+        state += " (no lane serves yet)"
     lines = [f"gateway {snapshot.get('gateway')} pid {snapshot.get('pid')}: {state}, "
              f"updated {snapshot.get('age_s')} s ago, up {snapshot.get('uptime_s')} s"]
     degraded = snapshot.get("degraded") or {}
@@ -171,10 +174,17 @@ def render_status(snapshot: dict[str, Any]) -> list[str]:
                      f"last read conf {last.get('confidence', '-')} -> {last.get('decision', '-')}"
                      + _camera_problem(lane.get("camera") or {})
                      + (", HELD OPEN by an operator (parkgate gate release)" if lane.get("held") else ""))
+        gate_error = lane.get("gate_error") or {}
+        if gate_error:
+            lines.append(f"lane {lane['name']} gate last error: {gate_error.get('error')}"
+                         f"{_ago(gate_error.get('at_ms'), snapshot)}")
     backlog = snapshot.get("backlog", {})
     lines.append("backlog: " + (", ".join(f"{k} {v}" for k, v in sorted(backlog.items())) or "empty"))
     chain, mqtt = snapshot.get("chain", {}), snapshot.get("mqtt", {})
     lines.append(f"chain: {chain.get('state', 'off')} {chain.get('detail', '')}".rstrip())
+    if chain.get("last_error"):
+        ago = _ago(chain.get("last_error_at_ms"), snapshot)
+        lines.append(f"chain last error: {chain['last_error']}{ago}")
     lines += _chain_problems(chain)
     lines.append(f"mqtt: {mqtt.get('state', 'off')} {mqtt.get('detail', '')}".rstrip())
     lines += _health_lines(snapshot)
@@ -204,6 +214,13 @@ def _camera_problem(camera: dict[str, Any]) -> str:
         return ""
     return (f", camera STALLED: no decodable frame for {camera.get('silent_s')} s "
             "(passes refused no_read)")
+
+
+def _ago(at_ms: Any, snapshot: dict[str, Any]) -> str:
+    """`` (N s ago)`` relative to the snapshot's time, or nothing without a time."""
+    if not isinstance(at_ms, int | float):
+        return ""
+    return f" ({max(0.0, float(snapshot.get('updated_at', 0)) - at_ms / 1000):.0f} s ago)"
 
 
 def _chain_problems(chain: dict[str, Any]) -> list[str]:

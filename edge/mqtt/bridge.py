@@ -39,6 +39,7 @@ from edge.mqtt.commands import MIN_KEY_BYTES, Command, CommandPolicy, Freshness,
 from edge.mqtt.nonces import NonceStore
 from edge.mqtt.outbox import OutboxPort, OutboxPublisher
 from edge.mqtt.privacy import redact_payload
+from edge.mqtt.probe import transport_problem
 from edge.mqtt.topics import OFFLINE, ONLINE, Topics, check_topic_part, discovery_messages
 from edge.store import wall_clock_ms
 from edge.throttle import Throttle
@@ -166,6 +167,7 @@ class MqttBridge:
         client.max_inflight_messages_set(t.outbox_window + 8)
         client.reconnect_delay_set(t.reconnect_min_s, t.reconnect_max_s)
         client.on_connect = self._handle_connect
+        client.on_connect_fail = self._handle_connect_fail
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
@@ -283,7 +285,8 @@ class MqttBridge:
         client.subscribe(self.topics.command_filter, options=SubscribeOptions(qos=1, noLocal=True))
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         if self.config.discovery:
-            for topic, payload in discovery_messages(self.topics, self.lanes, self.config.discovery_prefix):
+            for topic, payload in discovery_messages(self.topics, self.lanes, self.config.discovery_prefix,
+                                                     self.config.ha_open_button_topic):
                 client.publish(topic, payload, qos=1, retain=True)
         with self._retained_lock:
             for topic, payload in self._retained.items():
@@ -292,6 +295,18 @@ class MqttBridge:
         log.info("mqtt connected to %s:%s as %s", self.config.host, self.config.port, self.client_id)
         self._wake.set()
 
+    def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        """TCP or TLS failed (paho says no more): find out which, for the status and the log."""
+        self._count("connect_failed")
+        problem = transport_problem(self.config)
+        self._set_connect_error(str(problem) if problem else f"connection to {self.config.host}:"
+                                f"{self.config.port} failed")
+
+    def _set_connect_error(self, error: str) -> None:
+        if error != self.last_connect_error:  # logged when it changes, not at every retry
+            log.error("mqtt: %s", error)
+        self.last_connect_error = error
+
     def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                            properties: Any) -> None:
         was_connected = self._connected.is_set()
@@ -299,6 +314,12 @@ class MqttBridge:
         if was_connected and not self._stopping.is_set():
             self._count("disconnects")
             log.warning("mqtt disconnected (%s); outbox rows wait for the reconnect", reason_code)
+        elif not was_connected and not self._stopping.is_set() and self.last_connect_error is None:
+            # the socket opened but no CONNACK came: a TLS listener while tls is off, or no broker there
+            self._count("connect_failed")
+            self._set_connect_error(f"{self.config.host}:{self.config.port} closed the connection before "
+                                    f"CONNACK ({reason_code}); a TLS port with mqtt.tls.enabled = "
+                                    f"{str(self.config.tls.enabled).lower()}?")
 
     def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any],
                           properties: Any) -> None:

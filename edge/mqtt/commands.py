@@ -10,6 +10,14 @@ Wire format (UTF-8 JSON, at most ``max_bytes``)::
     b"parkgate-cmd-v1\\n" + json.dumps({the five other fields}, sort_keys=True,
                                        separators=(",", ":"), ensure_ascii=True)
 
+The list actions (``list-add``, ``list-remove``, lane ``*``: the whole gateway) carry a seventh field,
+``args``, signed with the others (it joins the canonical body; commands without it encode as before)::
+
+    "args": {"list": "allow" | "deny", "entry": "0x<64 hex>", "from": <ms>, "until": <ms>}
+
+``from``/``until`` are optional (``list-add`` only). The entry is a vehicle commitment, never a plate:
+plates do not travel over MQTT.
+
 Verification never raises: it returns a ``Command`` or a ``Rejection`` naming why. A command is
 refused when it is oversize, not JSON, unsigned, wrongly signed, for another gateway, older than
 ``max_age_ms`` or further than ``max_skew_ms`` in the future, replayed (nonce already seen), for an
@@ -34,9 +42,14 @@ import secrets
 from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-ACTIONS: tuple[str, ...] = ("open", "hold", "release", "refresh")
-ALL_LANES = "*"  # only for ``refresh``: refresh bookings for the whole gateway
+ACTIONS: tuple[str, ...] = ("open", "hold", "release", "refresh", "list-add", "list-remove")
+LIST_ACTIONS: tuple[str, ...] = ("list-add", "list-remove")
+ALL_LANES = "*"  # only for ``refresh`` and the list actions: the whole gateway
+GATEWAY_ACTIONS: tuple[str, ...] = ("refresh", *LIST_ACTIONS)
+LIST_NAMES: tuple[str, ...] = ("allow", "deny")
+COMMITMENT_RE = re.compile(r"^0x[0-9a-f]{64}$")
 SIGNED_FIELDS: tuple[str, ...] = ("action", "gateway", "lane", "nonce", "ts")
 DOMAIN = b"parkgate-cmd-v1\n"
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -52,6 +65,7 @@ class Command:
     action: str
     ts_ms: int
     nonce: str
+    args: dict[str, Any] | None = field(default=None, hash=False, compare=True)
 
 
 @dataclass(frozen=True)
@@ -84,21 +98,28 @@ REJECTION_REASONS: tuple[str, ...] = (
 )
 
 
-def canonical_bytes(gateway: str, lane: str, action: str, ts_ms: int, nonce: str) -> bytes:
-    body = {"action": action, "gateway": gateway, "lane": lane, "nonce": nonce, "ts": ts_ms}
+def canonical_bytes(gateway: str, lane: str, action: str, ts_ms: int, nonce: str,
+                    args: dict[str, Any] | None = None) -> bytes:
+    body: dict[str, Any] = {"action": action, "gateway": gateway, "lane": lane, "nonce": nonce, "ts": ts_ms}
+    if args is not None:
+        body["args"] = args
     return DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def signature(key: bytes, gateway: str, lane: str, action: str, ts_ms: int, nonce: str) -> str:
-    return hmac.new(key, canonical_bytes(gateway, lane, action, ts_ms, nonce), hashlib.sha256).hexdigest()
+def signature(key: bytes, gateway: str, lane: str, action: str, ts_ms: int, nonce: str,
+              args: dict[str, Any] | None = None) -> str:
+    message = canonical_bytes(gateway, lane, action, ts_ms, nonce, args)
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def sign_command(key: bytes, gateway: str, lane: str, action: str, now_ms: int,
-                 nonce: str | None = None) -> bytes:
+                 nonce: str | None = None, args: dict[str, Any] | None = None) -> bytes:
     """The JSON bytes of a signed command, ready to publish on ``<prefix>/<gateway>/cmd/<lane>``."""
     nonce = nonce or secrets.token_hex(16)
-    body = {"gateway": gateway, "lane": lane, "action": action, "ts": now_ms, "nonce": nonce,
-            "sig": signature(key, gateway, lane, action, now_ms, nonce)}
+    body: dict[str, Any] = {"gateway": gateway, "lane": lane, "action": action, "ts": now_ms, "nonce": nonce}
+    if args is not None:
+        body["args"] = args
+    body["sig"] = signature(key, gateway, lane, action, now_ms, nonce, args)
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -116,9 +137,9 @@ def _parse(raw: bytes, max_bytes: int) -> dict | Rejection:
 
 def _field_problem(doc: dict) -> str | None:
     """None when the six fields are present with the allowed types and shapes, else what is wrong."""
-    extra = sorted(set(doc) - set(SIGNED_FIELDS) - {"sig"})
+    extra = sorted(set(doc) - set(SIGNED_FIELDS) - {"sig", "args"})
     if extra:
-        allowed = ", ".join(("sig", *SIGNED_FIELDS))
+        allowed = ", ".join(("sig", *SIGNED_FIELDS, "args"))
         return f"unexpected field(s) {', '.join(map(str, extra))[:100]}; allowed: {allowed}"
     for name in ("gateway", "lane", "action"):
         value = doc.get(name)
@@ -132,6 +153,30 @@ def _field_problem(doc: dict) -> str | None:
         return "nonce must be 16-64 lower-case hex characters"
     if not isinstance(doc.get("sig"), str) or not SIG_RE.match(doc["sig"]):
         return "sig must be 64 lower-case hex characters (HMAC-SHA256)"
+    return _args_problem(doc.get("action"), doc.get("args"))
+
+
+def _args_problem(action: object, args: object) -> str | None:
+    """None when ``args`` fits the action: absent for lane actions and refresh, a list entry for the
+    list actions."""
+    if action not in LIST_ACTIONS:
+        return None if args is None else f"action {action!r} takes no args"
+    if not isinstance(args, dict):
+        return f"{action} needs args {{\"list\": \"allow\"|\"deny\", \"entry\": \"0x<64 hex>\"}}"
+    allowed = {"list", "entry", "from", "until"} if action == "list-add" else {"list", "entry"}
+    if set(args) - allowed:
+        return f"args of {action} allow only: {', '.join(sorted(allowed))}"
+    if args.get("list") not in LIST_NAMES:
+        return f"args.list must be one of {', '.join(LIST_NAMES)}"
+    entry = args.get("entry")
+    if not isinstance(entry, str) or not COMMITMENT_RE.match(entry):
+        return ("args.entry must be a vehicle commitment: 0x + 64 lower-case hex (plates never travel over "
+                "MQTT)")
+    start, end = args.get("from"), args.get("until")
+    if not all(t is None or (type(t) is int and 0 <= t < 2**53) for t in (start, end)):
+        return "args.from and args.until must be integer unix ms"
+    if isinstance(start, int) and isinstance(end, int) and end <= start:
+        return "args.until must be after args.from"
     return None
 
 
@@ -171,10 +216,13 @@ def _policy_problem(cmd: Command, policy: CommandPolicy, fresh: Freshness, seen:
         return Rejection("replayed", f"nonce {cmd.nonce} was already used")
     if cmd.action not in ACTIONS:
         return Rejection("unknown_action", f"action {cmd.action!r} is not one of {', '.join(ACTIONS)}")
-    lane_ok = cmd.lane in policy.lanes or (cmd.lane == ALL_LANES and cmd.action == "refresh")
+    gateway_wide = cmd.action in GATEWAY_ACTIONS
+    lane_ok = (cmd.lane == ALL_LANES) if cmd.action in LIST_ACTIONS else (
+        cmd.lane in policy.lanes or (cmd.lane == ALL_LANES and gateway_wide))
     if not lane_ok:
         return Rejection("unknown_lane", f"lane {cmd.lane!r} is not one of {', '.join(sorted(policy.lanes))} "
-                                         f"(or '*' for refresh)")
+                                         f"(or '*' for {', '.join(GATEWAY_ACTIONS)}; the list actions take "
+                                         "only '*')")
     if topic_lane is not None and topic_lane != cmd.lane:
         return Rejection("topic_mismatch", f"payload lane {cmd.lane!r} arrived on topic lane {topic_lane!r}")
     return None
@@ -192,8 +240,8 @@ def verify_command(raw: bytes, key: bytes, now: int | Freshness, seen: Container
     problem = _field_problem(doc)
     if problem is not None:
         return Rejection("bad_field", problem)
-    cmd = Command(doc["gateway"], doc["lane"], doc["action"], doc["ts"], doc["nonce"])
-    expected = signature(key, cmd.gateway, cmd.lane, cmd.action, cmd.ts_ms, cmd.nonce)
+    cmd = Command(doc["gateway"], doc["lane"], doc["action"], doc["ts"], doc["nonce"], doc.get("args"))
+    expected = signature(key, cmd.gateway, cmd.lane, cmd.action, cmd.ts_ms, cmd.nonce, cmd.args)
     if not hmac.compare_digest(expected, doc["sig"]):
         return Rejection("bad_signature", "sig does not match the gateway key")
     fresh = now if isinstance(now, Freshness) else Freshness(now)

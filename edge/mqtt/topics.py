@@ -85,35 +85,49 @@ def _device(topics: Topics) -> dict:
 
 def discovery_messages(topics: Topics, lanes: Iterable[str], discovery_prefix: str = "homeassistant",
                        open_button_topic: str | None = None) -> list[tuple[str, bytes]]:
-    """Retained Home Assistant discovery configs as (topic, payload).
+    """Retained Home Assistant discovery configs as (topic, payload), all in one device.
 
-    The gateway is a connectivity ``binary_sensor`` on the availability topic; each lane is a
-    ``sensor`` reading ``state`` from its retained lane-state JSON. Home Assistant cannot sign
-    commands, so no ``button`` is announced unless ``open_button_topic`` names a topic where a
-    signing bridge listens (it receives ``<lane>`` and must publish a signed ``cmd/<lane>``).
+    Gateway: connectivity (``binary_sensor`` on the availability topic), vehicles inside (with the
+    capacity as an attribute), upload backlog and chain link, read from the retained status JSON. Per
+    lane, from its retained lane-state JSON: the lane's phase (``sensor``, the whole JSON as attributes),
+    the last decision, the gate controller link and the camera (``binary_sensor``s). Home Assistant
+    cannot sign commands, so an open ``button`` per lane is announced only when ``open_button_topic``
+    (``mqtt.ha_open_button_topic``) names a topic where a signing bridge listens: a press publishes the
+    lane id there and the bridge must publish a signed ``cmd/<lane>``.
     """
-    gw = topics.gateway_id
+    gw, device = topics.gateway_id, _device(topics)
     avail = {"availability_topic": topics.availability, "payload_available": ONLINE,
              "payload_not_available": OFFLINE}
-    messages = [(
-        f"{discovery_prefix}/binary_sensor/parkgate_{gw}/connectivity/config",
-        {"name": "Connectivity", "unique_id": f"parkgate_{gw}_connectivity", "device_class": "connectivity",
-         "state_topic": topics.availability, "payload_on": ONLINE, "payload_off": OFFLINE,
-         "device": _device(topics)},
-    )]
+
+    def entity(component: str, object_id: str, name: str, **config: object) -> tuple[str, dict]:
+        body = {"name": name, "unique_id": f"parkgate_{gw}_{object_id}", "device": device, **config}
+        return f"{discovery_prefix}/{component}/parkgate_{gw}/{object_id}/config", body
+
+    status = {"state_topic": topics.status, **avail}
+    messages = [
+        entity("binary_sensor", "connectivity", "Connectivity", device_class="connectivity",
+               state_topic=topics.availability, payload_on=ONLINE, payload_off=OFFLINE),
+        entity("sensor", "inside", "Vehicles inside", value_template="{{ value_json.inside }}",
+               unit_of_measurement="vehicles", state_class="measurement", json_attributes_topic=topics.status,
+               json_attributes_template="{{ {'capacity': value_json.capacity} | tojson }}", **status),
+        entity("sensor", "backlog", "Upload backlog", unit_of_measurement="records",
+               state_class="measurement", value_template="{{ value_json.backlog.values() | sum }}", **status),
+        entity("sensor", "chain", "Chain link", value_template="{{ value_json.chain }}", **status),
+    ]
     for lane in lanes:
-        messages.append((
-            f"{discovery_prefix}/sensor/parkgate_{gw}/{lane}_state/config",
-            {"name": f"Lane {lane}", "unique_id": f"parkgate_{gw}_{lane}_state",
-             "state_topic": topics.lane_state(lane),
-             "value_template": "{{ value_json.state }}", "json_attributes_topic": topics.lane_state(lane),
-             "device": _device(topics), **avail},
-        ))
+        state = {"state_topic": topics.lane_state(lane), **avail}
+        messages += [
+            entity("sensor", f"{lane}_state", f"Lane {lane}", value_template="{{ value_json.state }}",
+                   json_attributes_topic=topics.lane_state(lane), **state),
+            entity("sensor", f"{lane}_decision", f"Lane {lane} last decision",
+                   value_template="{{ value_json.last_decision or 'none' }}", **state),
+            entity("binary_sensor", f"{lane}_gate", f"Lane {lane} gate controller",
+                   device_class="connectivity", value_template="{{ 'ON' if value_json.link_up else 'OFF' }}",
+                   **state),
+            entity("binary_sensor", f"{lane}_camera", f"Lane {lane} camera", device_class="connectivity",
+                   value_template="{{ 'ON' if value_json.camera == 'ok' else 'OFF' }}", **state),
+        ]
         if open_button_topic is not None:
-            messages.append((
-                f"{discovery_prefix}/button/parkgate_{gw}/{lane}_open/config",
-                {"name": f"Open lane {lane}", "unique_id": f"parkgate_{gw}_{lane}_open",
-                 "command_topic": open_button_topic, "payload_press": lane, "device": _device(topics),
-                 **avail},
-            ))
+            messages.append(entity("button", f"{lane}_open", f"Open lane {lane}",
+                                   command_topic=open_button_topic, payload_press=lane, **avail))
     return [(topic, json.dumps(body, sort_keys=True).encode()) for topic, body in messages]

@@ -32,6 +32,7 @@ from edge.store.rows import (
     ChainBlock,
     Checkpoint,
     GateEventRow,
+    ListEntry,
     Lot,
     ManualActionRow,
     OutboxRow,
@@ -46,7 +47,7 @@ _FROM_INTEGRITY = ("StoreDamagedError",)
 
 __all__ = [
     "ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "MIGRATIONS", "Booking", "ChainBlock", "Checkpoint",
-    "GateEventRow", "Lot", "ManualActionRow", "OutboxRow", "RentalEvent", "Space", "Store",
+    "GateEventRow", "ListEntry", "Lot", "ManualActionRow", "OutboxRow", "RentalEvent", "Space", "Store",
     "StoreDamagedError", "StoreError", "StoreVersionError", "new_event_id", "wall_clock_ms",
 ]
 

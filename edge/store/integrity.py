@@ -68,8 +68,22 @@ def preflight(store: Path) -> str | None:
             return (f"store {store} is empty (0 bytes), but {marker.name} says a store was created there "
                     f"before ({_marker_note(marker)}); parkgate does not start on a new empty store")
         return None
-    with store.open("rb") as handle:
-        head = handle.read(len(SQLITE_HEADER))
+    # The header is NOT read here (header_problem, after SQLite refuses the file): closing any descriptor
+    # of the database file drops every POSIX lock this process holds on it, SQLite's own included, and
+    # a daemon opens further Stores beside its own (the chain sync thread, MQTT list commands). With its
+    # locks gone, another process closing its connection checkpoints and deletes the WAL under the daemon:
+    # lost writes and a malformed file.
+    return None
+
+
+def header_problem(store: Path) -> str | None:
+    """Why ``store`` is not an SQLite file, from its first bytes; call only once SQLite has refused it
+    (see preflight: reading the file drops this process's locks on it)."""
+    try:
+        with store.open("rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except OSError:
+        return None
     if head != SQLITE_HEADER:
         return f"store {store} is not an SQLite database (its first bytes are {head[:16]!r})"
     return None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from edge.store.schema import (
+    ACCESS_LISTS,
     BOOKING_STATUSES,
     DIRECTIONS,
     GATE_EVENT_KINDS,
@@ -261,3 +262,32 @@ class ManualActionRow:
             _fail(self, "confidence", self.confidence, "a number in [0, 1] or None")
         if self.evidence_sha256 is not None and not _SHA256.fullmatch(str(self.evidence_sha256)):
             _fail(self, "evidence_sha256", self.evidence_sha256, "64 lowercase hex digits or None")
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """An allow or deny list entry held in the store, optionally valid only from/until a time (unix ms;
+    None: no bound). ``entry`` is already in the form decisions compare (edge.identity.list_entry_key)."""
+
+    list_name: str
+    entry: str
+    valid_from_ms: int | None = None
+    valid_until_ms: int | None = None
+    note: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "list_name", ACCESS_LISTS)
+        _check_text(self, "entry")
+        for name in ("valid_from_ms", "valid_until_ms"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                _fail(self, name, value, "None or integer unix ms >= 0")
+        if (self.valid_from_ms is not None and self.valid_until_ms is not None
+                and self.valid_until_ms <= self.valid_from_ms):
+            _fail(self, "valid_until_ms", (self.valid_from_ms, self.valid_until_ms),
+                  "a time after valid_from_ms")
+
+    def valid_at(self, at_ms: int) -> bool:
+        return ((self.valid_from_ms is None or self.valid_from_ms <= at_ms)
+                and (self.valid_until_ms is None or at_ms < self.valid_until_ms))

@@ -298,6 +298,24 @@ CREATE TRIGGER manual_actions_no_delete BEFORE DELETE ON manual_actions
 BEGIN SELECT RAISE(ABORT, 'manual_actions is append-only: DELETE is not allowed'); END;
 """
 
+# Issue #15: allow and deny lists changed without a restart (`parkgate list`, signed MQTT commands); the
+# running daemon reads the entries valid now before each decision. ``entry`` is a normalised plate or a
+# lower-case 0x commitment (edge.identity.list_entry_key); a plate stays on this device (never published).
+ACCESS_LISTS: Final = ("allow", "deny")
+V7_ACCESS_LISTS: Final = f"""
+CREATE TABLE access_list_entries (
+    list_name       TEXT NOT NULL CHECK (list_name IN {_in(ACCESS_LISTS)}),
+    entry           TEXT NOT NULL CHECK (entry <> ''),
+    valid_from_ms   INTEGER,
+    valid_until_ms  INTEGER,
+    note            TEXT NOT NULL DEFAULT '',
+    source          TEXT NOT NULL DEFAULT '',
+    updated_at_ms   INTEGER NOT NULL,
+    PRIMARY KEY (list_name, entry),
+    CHECK (valid_from_ms IS NULL OR valid_until_ms IS NULL OR valid_until_ms > valid_from_ms)
+);
+"""
+
 MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (1, V1),
     (2, V2_CHAIN_TXS),
@@ -305,6 +323,7 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (4, V4_OUTBOX_REJECTED_CHAIN_SEQS),
     (5, V5_CLOCK_FLOOR),
     (6, V6_MANUAL_ACTIONS),
+    (7, V7_ACCESS_LISTS),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

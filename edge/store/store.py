@@ -33,6 +33,7 @@ from edge.store.rows import (
     ChainBlock,
     Checkpoint,
     GateEventRow,
+    ListEntry,
     Lot,
     ManualActionRow,
     OutboxRow,
@@ -93,8 +94,8 @@ class Store:
         """What an SQLite error while opening means, in words, with what to do."""
         name = getattr(exc, "sqlite_errorname", "")
         if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or not isinstance(exc, sqlite3.OperationalError):
-            return StoreDamagedError(f"store {self.path} is damaged ({exc}). "
-                                     f"{integrity.recovery_steps(self.path)}")
+            problem = integrity.header_problem(self.path) or f"store {self.path} is damaged ({exc})"
+            return StoreDamagedError(f"{problem}. {integrity.recovery_steps(self.path)}")
         folder = self.path.parent
         if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")) or not os.access(folder, os.W_OK):
             why = ("is on a read-only file system" if _read_only_fs(folder)
@@ -520,6 +521,38 @@ class Store:
 
     # -- health ------------------------------------------------------------------------------------
 
+    # -- allow and deny lists ---------------------------------------------------------------------
+
+    def put_list_entry(self, entry: ListEntry) -> None:
+        """Add an entry, or replace the validity, note and source of the same list's same entry."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO access_list_entries (list_name, entry, valid_from_ms, valid_until_ms, note, "
+                "source, updated_at_ms) VALUES (?,?,?,?,?,?,?) ON CONFLICT(list_name, entry) DO UPDATE SET "
+                "valid_from_ms=excluded.valid_from_ms, valid_until_ms=excluded.valid_until_ms, "
+                "note=excluded.note, source=excluded.source, updated_at_ms=excluded.updated_at_ms",
+                (entry.list_name, entry.entry, entry.valid_from_ms, entry.valid_until_ms, entry.note,
+                 entry.source, self.clock()))
+
+    def remove_list_entry(self, list_name: str, entry: str) -> bool:
+        """Remove an entry; False when the list did not hold it."""
+        with self.transaction() as conn:
+            cursor = conn.execute("DELETE FROM access_list_entries WHERE list_name = ? AND entry = ?",
+                                  (list_name, entry))
+        return cursor.rowcount > 0
+
+    def list_entries(self, list_name: str | None = None) -> list[ListEntry]:
+        """Every stored entry (of one list, or both), in list then entry order."""
+        where, params = ("list_name = ?", [list_name]) if list_name else (None, [])
+        return [_list_entry(r) for r in self.db["access_list_entries"].rows_where(
+            where, params, order_by="list_name, entry")]
+
+    def list_entries_valid_at(self, at_ms: int) -> list[ListEntry]:
+        """The entries in force at ``at_ms`` (what the daemon reads before each decision)."""
+        return [_list_entry(r) for r in self.db["access_list_entries"].rows_where(
+            "(valid_from_ms IS NULL OR valid_from_ms <= ?) AND "
+            "(valid_until_ms IS NULL OR ? < valid_until_ms)", [at_ms, at_ms])]
+
     def counts(self) -> dict[str, int]:
         """Row counts for health/metrics: each table, plus ``outbox.<destination>.<status>``."""
         tables = ("lots", "spaces", "rental_events", "bookings", "gate_events", "outbox", "chain_blocks")
@@ -575,3 +608,7 @@ def _outbox(r: dict[str, Any]) -> OutboxRow:
 
 __all__ = ["ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "Store", "StoreError", "StoreVersionError",
            "wall_clock_ms"]
+
+
+def _list_entry(r: dict[str, Any]) -> ListEntry:
+    return ListEntry(**{k: v for k, v in r.items() if k != "updated_at_ms"})

@@ -96,6 +96,11 @@ class FrameSource:
             return None
 
     @property
+    def frames_read(self) -> int:
+        """Frames captured since the start (the camera's frame rate is its rate of change)."""
+        return self._sequence
+
+    @property
     def is_live(self) -> bool:
         """Device indexes and URLs are live (reconnect); a file path is a recording (ends or loops)."""
         return isinstance(self.source, int) or "://" in self.source

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-import models
-from edge.vision import consensus, detector, ocr, plates
+from edge.vision import bundle, consensus, detector, ocr, plates
 from edge.vision.roi import Roi
 from edge.vision.types import PlateRead
 
@@ -159,9 +158,9 @@ class PlateReader:
 
     def __init__(
         self,
-        detector_path: str | Path = models.DETECTOR_PATH,
-        ocr_path: str | Path = models.OCR_PATH,
-        ocr_config: str | Path | ocr.OcrConfig = models.OCR_CONFIG_PATH,
+        detector_path: str | Path = bundle.DETECTOR_PATH,
+        ocr_path: str | Path = bundle.OCR_PATH,
+        ocr_config: str | Path | ocr.OcrConfig = bundle.OCR_CONFIG_PATH,
         threads: int = 2,
         min_score: float = 0.3,
         max_plates: int = 3,

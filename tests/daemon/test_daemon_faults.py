@@ -300,7 +300,7 @@ class MemoryPasses:
     def __init__(self) -> None:
         self.records: list = []
 
-    def decide(self, read, direction):  # noqa: ANN001, ANN201 - edge.daemon.lane.Passes
+    def decide(self, read, direction, rules):  # noqa: ANN001, ANN201 - edge.daemon.lane.Passes
         from edge.access.types import Decision, Reason
 
         return Decision(True, Reason.BOOKING_VALID, None, "1")

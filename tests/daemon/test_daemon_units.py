@@ -86,10 +86,37 @@ def test_status_round_trip_and_staleness(tmp_path: Path):
 def test_metrics_text_format():
     text = render([Sample("parkgate_up", 1), Sample("parkgate_lane_opens_total", 3, "counter", "opens",
                                                      {"lane": 'a"b'})])
-    assert "# TYPE parkgate_up gauge\nparkgate_up 1\n" in text
-    assert 'parkgate_lane_opens_total{lane="a\\"b"} 3' in text
+    assert "# TYPE parkgate_up gauge\nparkgate_up 1.0\n" in text
+    assert 'parkgate_lane_opens_total{lane="a\\"b"} 3.0' in text
     with pytest.raises(ValueError, match="metric name"):
         render([Sample("bad name", 1)])
+
+
+def test_metrics_are_grouped_into_one_family_per_name():
+    """Samples of two lanes come interleaved; a Prometheus parser must still see each family once."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from edge.metrics import HistogramSample, LatencyHistogram
+
+    latency = LatencyHistogram()
+    for seconds in (0.25, 0.6, 7.0):
+        latency.observe(seconds)
+    samples = []
+    for lane in ("in-1", "out-1"):
+        samples += [Sample("parkgate_lane_passes_total", 2, "counter", "passes", {"lane": lane}),
+                    Sample("parkgate_lane_link_up", 1, labels={"lane": lane}),
+                    Sample("parkgate_lane_refusals_total", 1, "counter", "refusals",
+                           {"lane": lane, "reason": "no_booking"}),
+                    HistogramSample("parkgate_lane_open_latency_seconds", latency, "latency", {"lane": lane})]
+    parsed = list(text_string_to_metric_families(render(samples)))
+    names = [family.name for family in parsed]
+    assert names == ["parkgate_lane_passes", "parkgate_lane_link_up", "parkgate_lane_refusals",
+                     "parkgate_lane_open_latency_seconds"]
+    histogram = {(s.name, s.labels.get("le")): s.value for s in parsed[3].samples
+                 if s.labels["lane"] == "in-1"}
+    assert histogram[("parkgate_lane_open_latency_seconds_bucket", "0.3")] == 1
+    assert histogram[("parkgate_lane_open_latency_seconds_bucket", "+Inf")] == 3
+    assert histogram[("parkgate_lane_open_latency_seconds_count", None)] == 3
 
 
 def test_recording_manifest_errors_name_the_file(tmp_path: Path):

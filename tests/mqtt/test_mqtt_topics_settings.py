@@ -34,11 +34,20 @@ def test_gateway_ids_that_break_topics_are_refused(gateway: str) -> None:
 
 def test_discovery_announces_gateway_and_lanes_without_buttons_by_default() -> None:
     messages = dict(discovery_messages(TOPICS, ["in-1", "out-1"]))
+    per_lane = {f"homeassistant/{component}/parkgate_gw-1/{lane}_{what}/config"
+                for lane in ("in-1", "out-1")
+                for component, what in (("sensor", "state"), ("sensor", "decision"),
+                                        ("binary_sensor", "gate"), ("binary_sensor", "camera"))}
     assert set(messages) == {
         "homeassistant/binary_sensor/parkgate_gw-1/connectivity/config",
-        "homeassistant/sensor/parkgate_gw-1/in-1_state/config",
-        "homeassistant/sensor/parkgate_gw-1/out-1_state/config",
+        "homeassistant/sensor/parkgate_gw-1/inside/config",
+        "homeassistant/sensor/parkgate_gw-1/backlog/config",
+        "homeassistant/sensor/parkgate_gw-1/chain/config",
+        *per_lane,
     }
+    assert not [topic for topic in messages if "/button/" in topic]
+    inside = json.loads(messages["homeassistant/sensor/parkgate_gw-1/inside/config"])
+    assert inside["state_topic"] == TOPICS.status and "capacity" in inside["json_attributes_template"]
     gateway = json.loads(messages["homeassistant/binary_sensor/parkgate_gw-1/connectivity/config"])
     assert gateway["state_topic"] == TOPICS.availability and gateway["device_class"] == "connectivity"
     lane = json.loads(messages["homeassistant/sensor/parkgate_gw-1/in-1_state/config"])

@@ -92,9 +92,20 @@ def test_service_contract() -> None:
     }
     assert values("SupplementaryGroups") == ["dialout video"]
     assert "@system-service" in values("SystemCallFilter")
-    assert sorted(values("DeviceAllow")) == ["char-ttyACM rw", "char-ttyAMA rw", "char-ttyUSB rw",
-                                             "char-video4linux rw"]
-    assert sorted(v.split(":")[0] for v in values("LoadCredential")) == ["keystore-password", "mqtt-password"]
+    assert sorted(values("DeviceAllow")) == ["char-ttyACM rw", "char-ttyAMA rw", "char-ttyS rw",
+                                             "char-ttySC rw", "char-ttyUSB rw", "char-video4linux rw"]
+    assert sorted(v.split(":")[0] for v in values("LoadCredential")) == [
+        "command-key", "keystore-password", "mqtt-password", "plate-key"]
+
+
+def test_the_unit_loads_every_credential_the_example_config_names() -> None:
+    """Each /run/credentials/parkgate.service/NAME of the example config is a LoadCredential= of the unit
+    (the optional mutual-TLS key as the documented drop-in line), and the reverse."""
+    example = (ROOT / "docs" / "parkgate.example.toml").read_text()
+    named = set(re.findall(r"/run/credentials/parkgate\.service/([\w.-]+)", example))
+    loaded = {v.split(":")[0] for v in values("LoadCredential")}
+    drop_in = set(re.findall(r"^#LoadCredential=([\w.-]+):", UNIT.read_text(), re.M))
+    assert named == loaded | drop_in and drop_in == {"mqtt-client.key"}, (named, loaded, drop_in)
 
 
 def test_sysusers_creates_the_account_in_dialout_and_video(tmp_path: Path) -> None:

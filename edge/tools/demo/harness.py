@@ -155,10 +155,12 @@ def toml_text(sections: dict[str, dict[str, Any]], lanes: Sequence[dict[str, Any
     return "\n".join(out)
 
 
-def start_daemon(config: Path, log: Path, timeout: float = 90.0, env: dict[str, str] | None = None
+def start_daemon(config: Path, log: Path, timeout: float = 90.0, env: dict[str, str] | None = None,
+                 parkgate: Sequence[str] = (sys.executable, "-m", "edge.cli"), cwd: Path | None = None
                  ) -> ManagedProcess:
-    """Start `parkgate run` and wait for its READY line; RuntimeError with the log tail otherwise."""
-    proc = ManagedProcess([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], log, env=env)
+    """Start `parkgate run` and wait for its READY line; RuntimeError with the log tail otherwise.
+    ``parkgate``: the command (default: this checkout's, through this interpreter)."""
+    proc = ManagedProcess([*parkgate, "run", "--config", str(config)], log, env=env, cwd=cwd)
     proc.start()
     offset = log.stat().st_size if log.exists() else 0
     deadline = time.monotonic() + timeout

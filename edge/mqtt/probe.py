@@ -1,0 +1,64 @@
+"""Why the broker cannot be reached, in words: a TCP connection and (with ``mqtt.tls.enabled``) a TLS
+handshake made the way paho makes them, without MQTT. paho only says "connection failed"; the daemon's
+status (``mqtt.detail``) and ``parkgate doctor`` say which part failed and what to fix.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass
+
+from edge.config import MqttConfig
+
+# kind -> what to do
+FIXES = {
+    "unreachable": "start the broker, or fix mqtt.host / mqtt.port (and the firewall between)",
+    "untrusted": "set mqtt.tls.ca_file to the CA that signed the broker's certificate, and use the host name "
+                 "the certificate names in mqtt.host",
+    "handshake": "is the port a TLS listener? (mqtt.port, mqtt.tls.enabled; 8883 is TLS, 1883 plain); client "
+                 "certificate files: mqtt.tls.cert_file/key_file",
+    "files": "fix the files named under [mqtt.tls]",
+}
+
+
+@dataclass(frozen=True)
+class TransportProblem:
+    kind: str  # a key of FIXES
+    detail: str
+
+    @property
+    def fix(self) -> str:
+        return FIXES[self.kind]
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+def transport_problem(config: MqttConfig, timeout_s: float = 3.0) -> TransportProblem | None:
+    """What stops a TCP (and TLS) connection to the broker, or None when both work (then the broker
+    itself refused the login, or did not answer CONNECT)."""
+    where = f"{config.host}:{config.port}"
+    try:
+        sock = socket.create_connection((config.host, config.port), timeout=timeout_s)
+    except OSError as exc:
+        return TransportProblem("unreachable", f"cannot connect to {where}: {exc.strerror or exc}")
+    with sock:
+        if not config.tls.enabled:
+            return None
+        tls = config.tls
+        try:
+            context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+            if tls.cert_file is not None:
+                context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            return TransportProblem("files", f"TLS files unusable (ca_file={tls.ca_file}, cert_file="
+                                             f"{tls.cert_file}, key_file={tls.key_file}): {exc}")
+        try:
+            context.wrap_socket(sock, server_hostname=config.host).close()
+        except ssl.SSLCertVerificationError as exc:
+            return TransportProblem("untrusted", f"{where}: the broker's certificate is not trusted: "
+                                                 f"{exc.verify_message}")
+        except (ssl.SSLError, OSError) as exc:
+            return TransportProblem("handshake", f"{where}: TLS handshake failed: {exc}")
+    return None

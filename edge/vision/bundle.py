@@ -1,0 +1,19 @@
+"""The plate models parkgate ships with, found through ``importlib.resources`` as package data of
+``edge.vision`` (folder ``weights/``).
+
+In the repository ``edge/vision/weights`` is a link to ``models/weights`` (where ``make train`` writes and
+the model cards live); the wheel copies the files into the package, so an installed parkgate needs
+neither the repository nor a top-level ``models`` package.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+WEIGHTS_DIR = Path(str(resources.files(__package__ or "edge.vision") / "weights"))
+DETECTOR_PATH = WEIGHTS_DIR / "plate_detector.onnx"
+DETECTOR_INT8_PATH = WEIGHTS_DIR / "plate_detector.int8.onnx"
+OCR_PATH = WEIGHTS_DIR / "plate_ocr.onnx"
+OCR_INT8_PATH = WEIGHTS_DIR / "plate_ocr.int8.onnx"
+OCR_CONFIG_PATH = WEIGHTS_DIR / "plate_ocr.yaml"

@@ -1,0 +1,180 @@
+"""`parkgate doctor` against the real parts: anvil with the rental contract, mosquitto with password and
+TLS, the gate emulator on a pty, a recorded camera and the bundled models. With everything right every
+check passes; each broken part (an RPC node on a closed loopback port, an address without code, the
+broker down or refusing the password or its certificate, a missing camera, a wrong keystore password,
+an empty plate key, the wrong gate driver, systemd credentials not yet loaded) FAILs its own check with a
+fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.cli import main
+from edge.config import Config, config_from_mapping
+from edge.doctor import Status, run_checks, with_credentials_dir
+from edge.mqtt import generate_key
+from edge.tools.anvil import dev_account
+from edge.tools.demo import harness as h
+from edge.tools.demo.world import build_world, chain_section, write_secrets
+from edge.tools.emulator.launch import running_emulator
+from edge.tools.mosquitto import MosquittoBroker
+from edge.tools.net import free_tcp_port
+
+LOT, LANE = "LOT-DOC-1", "entry-1"
+CREDENTIALS = "/run/credentials/parkgate.service"
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory: pytest.TempPathFactory, anvil) -> Any:
+    work = tmp_path_factory.mktemp("doctor")
+    broker = MosquittoBroker(work / "broker").start()
+    try:
+        paths = write_secrets(work / "secrets", dev_account(5))
+        world = build_world(anvil.web3(), LOT, bytes.fromhex(paths["plate_key"].read_text().strip()))
+        secrets = work / "secrets"
+        (secrets / "command-key").write_text(generate_key() + "\n")
+        (secrets / "mqtt-password").write_text(broker.password + "\n")
+        for secret in (work / "secrets").iterdir():
+            secret.chmod(0o600)
+        camera = h.LaneCamera(work / "camera", LANE)
+        camera.show(h.Vehicle("parked", "AB 123-CD", seed=231))
+        state = work / "state"
+        state.mkdir(mode=0o750)
+        with running_emulator(work, name=LANE) as emulator:
+            data = {
+                "gateway": {"id": "doc-gw", "lot_id": LOT, "state_dir": str(state)},
+                "chain": chain_section(anvil.url, world.admin.address, paths),
+                "mqtt": {"enabled": True, "host": broker.host, "port": broker.port,
+                         "username": broker.username, "password_file": str(secrets / "mqtt-password"),
+                         "command_key_file": str(secrets / "command-key"),
+                         "tls": {"ca_file": str(broker.ca_file)}},
+                "lanes": [{"name": LANE, "gate": {"port": str(emulator.link), "baudrate": 115200},
+                           "camera": {"source": str(camera.manifest)}}],
+            }
+            yield {"data": data, "work": work, "broker": broker, "paths": paths}
+    finally:
+        broker.stop()
+
+
+def config(data: dict[str, Any], **changes: dict[str, Any]) -> Config:
+    """``data`` with some sections' keys replaced."""
+    merged = {name: dict(section) if isinstance(section, dict) else section for name, section in data.items()}
+    for name, keys in changes.items():
+        merged[name] = {**merged[name], **keys}
+    return config_from_mapping(merged)
+
+
+def results(cfg: Config) -> dict[str, Any]:
+    return dict(run_checks(cfg))
+
+
+def failed(cfg: Config, check: str) -> Any:
+    result = results(cfg)[check]
+    assert result.status is Status.FAIL and result.fix, result
+    return result
+
+
+def test_every_check_passes_on_a_sound_installation(parts, capsys):
+    path = parts["work"] / "parkgate.toml"
+    data = parts["data"]
+    path.write_text(h.toml_text({k: v for k, v in data.items() if k != "lanes"}, data["lanes"]))
+    code = main(["doctor", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "FAIL" not in out, out
+    for check in ("keystore", "chain node", "chain gateway", "mqtt broker", "mqtt command key",
+                  "gate controllers", "cameras", "secret files"):
+        assert f"\n{check} " in out, (check, out)
+    assert "960x540 frame" in out and "px wide" in out, out  # frame size and the plate-size hint
+    assert "answered: position closed" in out and "contract code at" in out, out
+
+
+def test_an_unreachable_rpc_node_fails(parts):
+    closed = f"http://127.0.0.1:{free_tcp_port()}"
+    result = failed(config(parts["data"], chain={"rpc_url": closed}), "chain node")
+    assert f"no answer from the RPC node at {closed}" in result.detail and "chain.rpc_url" in result.fix
+
+
+def test_a_contract_address_without_code_fails(parts):
+    empty = "0x" + "5a" * 20
+    result = failed(config(parts["data"], chain={"contract_address": empty}), "chain node")
+    assert "no contract code at" in result.detail and "chain.contract_address" in result.fix
+
+
+def test_a_wrong_chain_id_fails(parts):
+    result = failed(config(parts["data"], chain={"chain_id": 1}), "chain node")
+    assert "the config says chain.chain_id = 1" in result.detail
+
+
+def test_a_wrong_keystore_password_fails(parts):
+    wrong = parts["work"] / "wrong-password"
+    wrong.write_text("not the password\n")
+    wrong.chmod(0o600)
+    result = failed(config(parts["data"], chain={"password_file": str(wrong)}), "keystore")
+    assert "wrong password" in result.detail and "not the password" not in result.detail + result.fix
+
+
+def test_an_empty_plate_key_fails(parts):
+    empty = parts["work"] / "empty-plate-key"
+    empty.write_text("\n")
+    empty.chmod(0o600)
+    result = failed(config(parts["data"], chain={"plate_key_file": str(empty)}), "secret files")
+    assert f"chain.plate_key_file: {empty} is empty" in result.detail
+
+
+def test_a_broker_that_is_down_fails(parts):
+    result = failed(config(parts["data"], mqtt={"port": free_tcp_port()}), "mqtt broker")
+    assert "cannot connect" in result.detail and "start the broker" in result.fix
+
+
+def test_a_wrong_broker_password_fails(parts):
+    wrong = parts["work"] / "wrong-mqtt-password"
+    wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
+    result = failed(config(parts["data"], mqtt={"password_file": str(wrong)}), "mqtt broker")
+    assert "refused user parkgate" in result.detail and "mqtt.password_file" in result.fix
+
+
+def test_an_untrusted_broker_certificate_fails(parts):
+    tls = {"ca_file": str(parts["paths"]["keystore"].parent / "no-such-ca.pem")}
+    missing_ca = failed(config(parts["data"], mqtt={"tls": tls}), "mqtt broker")
+    assert "TLS files unusable" in missing_ca.detail
+    system_store = failed(config(parts["data"], mqtt={"tls": {}}), "mqtt broker")
+    assert "certificate is not trusted" in system_store.detail and "mqtt.tls.ca_file" in system_store.fix
+
+
+def test_a_missing_camera_fails(parts):
+    lanes = [{**parts["data"]["lanes"][0], "camera": {"source": str(parts["work"] / "no-camera.json")}}]
+    cfg = config_from_mapping({**parts["data"], "lanes": lanes})
+    result = failed(cfg, "cameras")
+    assert f"{LANE}: {parts['work'] / 'no-camera.json'} does not exist" in result.detail
+
+
+def test_a_controller_on_the_wrong_driver_fails(parts):
+    lane = parts["data"]["lanes"][0]
+    lanes = [{**lane, "gate": {**lane["gate"], "driver": "modbus-rtu"}}]
+    result = failed(config_from_mapping({**parts["data"], "lanes": lanes}), "gate controllers")
+    assert f"{LANE}: modbus-rtu" in result.detail and "modbus_unit" in result.fix
+
+
+def test_credentials_dir_checks_a_systemd_install_before_it_starts(parts, tmp_path: Path):
+    data = parts["data"]
+    unit_paths = {"chain": {"password_file": f"{CREDENTIALS}/keystore-password",
+                            "plate_key_file": f"{CREDENTIALS}/plate-key"},
+                  "mqtt": {"password_file": f"{CREDENTIALS}/mqtt-password",
+                           "command_key_file": f"{CREDENTIALS}/command-key"}}
+    cfg = config(data, **unit_paths)
+    not_started = failed(cfg, "secret files")
+    assert "exists only while parkgate.service runs" in not_started.fix
+    assert "--credentials-dir /etc/parkgate/credentials" in not_started.fix
+    chain, mqtt = data["chain"], data["mqtt"]
+    sources = {"keystore-password": chain["password_file"], "plate-key": chain["plate_key_file"],
+               "mqtt-password": mqtt["password_file"], "command-key": mqtt["command_key_file"]}
+    for name, source in sources.items():
+        (tmp_path / name).write_bytes(Path(source).read_bytes())
+        (tmp_path / name).chmod(0o600)
+    checked = results(with_credentials_dir(cfg, tmp_path))
+    for check in ("secret files", "keystore", "mqtt broker", "mqtt command key"):
+        assert checked[check].status is Status.OK, (check, checked[check])
