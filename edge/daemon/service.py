@@ -152,6 +152,8 @@ class Daemon:
         self.drivers: dict[str, GateDriver] = {}  # lane name -> its connected driver
         self.lane_errors: dict[str, str] = {lane.name: "starting" for lane in cfg.lanes}  # not serving: why
         self.serving = asyncio.Event()  # set when the first lane serves
+        self._tried: set[str] = set()  # lanes whose first connection attempt has ended
+        self.all_tried = asyncio.Event()
         self.modbus_bus = ModbusBus()
         self.control: control.ControlServer | None = None
         self._published_status: dict[str, Any] | None = None  # the retained status MQTT last got
@@ -227,6 +229,7 @@ class Daemon:
                 return await connect_driver(gate.driver, gate.port, gate.baudrate, bus=self.modbus_bus,
                                             **options)
             except Exception as exc:  # noqa: BLE001 - unplugged: keep trying, say so; other lanes go on
+                self._tried_once(lane_cfg.name)
                 why = f"gate not reachable: {exc}"
                 if self.lane_errors.get(lane_cfg.name) != why:  # once per new reason, not per retry
                     log.warning("lane %s: %s; retrying", lane_cfg.name, why)
@@ -240,6 +243,11 @@ class Daemon:
                     await asyncio.wait_for(self.stop_event.wait(), CONNECT_RETRY_S)
         return None
 
+    def _tried_once(self, lane: str) -> None:
+        self._tried.add(lane)
+        if len(self._tried) == len(self.cfg.lanes):
+            self.all_tried.set()
+
     def _start_lanes(self) -> list[asyncio.Task[None]]:
         """One task per lane: each connects, serves, fails and reconnects on its own."""
         self.sources = [open_frame_source(lane.camera.source, lane.camera.fps) for lane in self.cfg.lanes]
@@ -252,6 +260,7 @@ class Daemon:
         name = lane_cfg.name
         shell: LaneShell | None = None
         while (driver := await self._connect(lane_cfg)) is not None:
+            self._tried_once(name)
             self.drivers[name] = driver
             if shell is None:
                 roi = _lane_roi(lane_cfg.camera, name)
@@ -665,6 +674,8 @@ class Daemon:
         stop_wait = asyncio.create_task(self.stop_event.wait())
         await asyncio.wait([serving, stop_wait], return_when=asyncio.FIRST_COMPLETED)
         serving.cancel()
+        with contextlib.suppress(TimeoutError):  # a lane still on its first try is not called degraded yet
+            await asyncio.wait_for(self.all_tried.wait(), CONNECT_RETRY_S)
         if not self.stop_event.is_set():
             self.chain.start()
             self._start_mqtt()
