@@ -26,6 +26,7 @@ import pwd
 import socket
 import stat
 import struct
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,11 +222,23 @@ def request(path: Path, payload: dict[str, Any], timeout: float = 15.0) -> dict[
     return json.loads(line)
 
 
-def stream(path: Path, payload: dict[str, Any]) -> Generator[dict[str, Any], None, None]:
-    """A ``watch`` request's lines, until the daemon stops or the caller stops iterating."""
+def stream(path: Path, payload: dict[str, Any], seconds: float | None = None
+           ) -> Generator[dict[str, Any], None, None]:
+    """A ``watch`` request's lines, until the daemon stops, ``seconds`` pass or the caller stops."""
+    deadline = None if seconds is None else time.monotonic() + seconds
     with _connect(path, 5.0) as sock:
         sock.sendall(json.dumps(payload).encode() + b"\n")
-        sock.settimeout(None)
-        with sock.makefile("rb") as lines:
+        pending = b""
+        while deadline is None or time.monotonic() < deadline:
+            sock.settimeout(None if deadline is None else max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                return
+            if not chunk:
+                return
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > MAX_REQUEST * 16:
+                raise ValueError(f"the daemon sent a line over {MAX_REQUEST * 16} bytes")
             for line in lines:
                 yield json.loads(line)

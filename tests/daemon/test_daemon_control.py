@@ -61,6 +61,7 @@ def test_gate_open_hold_release_and_watch_through_the_running_daemon(tmp_path: P
             first = watch.stdout.readline()
             sock_mode = stat.S_IMODE(os.stat(socket_path(state)).st_mode)
             status = gate("status", *lane)
+            timed_watch = gate("watch", *lane, "--seconds", "1")  # beside the running watcher; ends on time
             camera.show(VISITOR)  # a visitor without a booking, at the barrier
             time.sleep(0.3)
             opened = gate("open", *lane, "--reason", "visitor, booked by phone")
@@ -88,6 +89,7 @@ def test_gate_open_hold_release_and_watch_through_the_running_daemon(tmp_path: P
     assert re.match(r"\S+Z entry-1 status position=CLOSED presence=0 safety=0 held=0 faults=none", first)
     assert sock_mode == 0o660
     assert status.returncode == 0 and status.stdout.startswith("position="), status.stderr
+    assert timed_watch.returncode == 0 and " entry-1 status position=CLOSED" in timed_watch.stdout
     assert opened.returncode == 0, opened.stderr
     assert re.match(r"entry-1: opened \(audited as #1; camera read K\S+M, evidence \S+\.jpg\)", opened.stdout)
     assert open_commands == 1
