@@ -126,7 +126,7 @@ class ControlServer:
             raise OSError(f"control socket path {self.path} is longer than {MAX_UNIX_PATH} bytes")
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.lstat(self.path).st_mode):
-                os.unlink(self.path)  # left by a daemon that died; this one holds the gates now
+                _remove_stale(self.path)
         old_umask = os.umask(0o117)  # no window in which the socket is open to others
         try:
             self._server = await asyncio.start_unix_server(self._session, self.path, limit=MAX_REQUEST)
@@ -179,6 +179,18 @@ class ControlServer:
         finally:
             self.sessions -= 1
             writer.close()
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove a socket left by a daemon that died; OSError if a daemon still answers there."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(os.fspath(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)
+            return
+    raise OSError(f"another daemon answers at {path}; not taking its control socket")
 
 
 async def _send(writer: asyncio.StreamWriter, item: dict[str, Any]) -> None:

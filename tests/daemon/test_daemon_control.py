@@ -140,9 +140,12 @@ def test_bad_requests_are_refused_naming_what_is_allowed() -> None:
 
 def test_the_socket_bounds_its_sessions_and_refuses_bad_lines(tmp_path: Path) -> None:
     """A real unix socket served by ControlServer: 0660, the caller's uid and pid from the kernel, a request
-    over 4 KiB gets an error, connections beyond MAX_SESSIONS are answered "busy" instead of piling up."""
+    over 4 KiB gets an error, connections beyond MAX_SESSIONS are answered "busy" instead of piling up, a
+    second server keeps off a live socket and takes over a stale one."""
     import asyncio
     import socket
+
+    import pytest
 
     from edge.daemon import control
 
@@ -173,10 +176,15 @@ def test_the_socket_bounds_its_sessions_and_refuses_bad_lines(tmp_path: Path) ->
             busy = await loop.run_in_executor(None, control.request, path, status)
             for sock in holders:
                 sock.close()
+            with pytest.raises(OSError, match="another daemon answers at"):  # a second daemon keeps off
+                await control.ControlServer(path, ["exit-1"], operate, watch).start()
             return mode, [ok, long], busy
         finally:
             await server.stop()
 
+    stale = socket.socket(socket.AF_UNIX)  # a socket file nobody listens on: a daemon that died
+    stale.bind(str(tmp_path / "c.sock"))
+    stale.close()
     mode, (ok, long), busy = asyncio.run(scenario())
     assert mode == 0o660
     assert ok["ok"] and f"uid {os.getuid()}, pid {os.getpid()}" in ok["who"]
