@@ -512,10 +512,15 @@ class Daemon:
         return out
 
     def _lane_samples(self) -> list[AnySample]:
-        out: list[AnySample] = []
+        out: list[AnySample] = [Sample("parkgate_lane_serving", 0.0 if lane.name in self.lane_errors else 1.0,
+                                       help="1 while the lane's gate driver is connected and its loop runs "
+                                       "(0: `parkgate status` says why)", labels={"lane": lane.name})
+                                for lane in self.cfg.lanes]
         for shell in self.lanes:
             labels, stats = {"lane": shell.config.lane_id}, shell.stats
-            out += [Sample("parkgate_lane_passes_total", stats.passes, "counter", "passes", labels),
+            out += [Sample("parkgate_lane_held", 1.0 if shell.held else 0.0,
+                           help="1 while an operator holds the gate open", labels=labels),
+                    Sample("parkgate_lane_passes_total", stats.passes, "counter", "passes", labels),
                     Sample("parkgate_lane_opens_total", stats.opens, "counter", "gate opens", labels),
                     Sample("parkgate_lane_gate_errors_total", stats.gate_errors, "counter",
                            "gate commands that failed", labels),

@@ -12,15 +12,18 @@ emulators on real ptys, recorded cameras and the bundled ONNX models.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from edge.access.decide import commitment_function
 from edge.store import Booking, RentalEvent, Store
 from edge.tools.demo import harness as h
 from edge.tools.emulator.launch import running_emulator
+from edge.tools.net import free_tcp_port
 
 LOT = "LOT-T-L"
 KEY_HEX = "33" * 32
@@ -42,13 +45,21 @@ def seed_bookings(store_path: Path, *vehicles: h.Vehicle) -> None:
                                          now_ms + hour, "verified", 1, HASH, n))
 
 
-def write_config(work: Path, lanes: list[dict]) -> Path:
+def write_config(work: Path, lanes: list[dict], metrics_port: int | None = None) -> Path:
     (work / "plate-key").write_text(KEY_HEX + "\n")
     config = work / "parkgate.toml"
-    config.write_text(h.toml_text(
-        {"gateway": {"id": "gw-lanes", "lot_id": LOT, "state_dir": str(work / "state")},
-         "chain": {"plate_key_file": str(work / "plate-key")}}, lanes))
+    sections = {"gateway": {"id": "gw-lanes", "lot_id": LOT, "state_dir": str(work / "state")},
+                "chain": {"plate_key_file": str(work / "plate-key")}}
+    if metrics_port is not None:
+        sections["metrics"] = {"enabled": True, "host": "127.0.0.1", "port": metrics_port}
+    config.write_text(h.toml_text(sections, lanes))
     return config
+
+
+def serving_metric(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    found = re.findall(r'^parkgate_lane_serving\{lane="([^"]+)"\} (\S+)$', text, re.M)
+    return {lane: float(value) for lane, value in found}
 
 
 def parkgate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -72,13 +83,14 @@ def test_unplugged_exit_never_stops_the_entry(tmp_path: Path) -> None:
     entry_cam = h.LaneCamera(tmp_path / "entry-cam", "entry-1")
     exit_cam = h.LaneCamera(tmp_path / "exit-cam", "exit-1")
     exit_port = tmp_path / "exit-1"  # where the exit's emulator links its pty once plugged in
+    metrics = free_tcp_port()
     with running_emulator(tmp_path, name="entry-1") as entry:
         config = write_config(tmp_path, [
             {"name": "entry-1", "gate": {"port": str(entry.link), "baudrate": 115200, "pulse_ms": 3000},
              "camera": {"source": str(entry_cam.manifest), "burst_frames": 3}},
             {"name": "exit-1", "direction": "exit",
              "gate": {"port": str(exit_port), "baudrate": 115200, "pulse_ms": 3000},
-             "camera": {"source": str(exit_cam.manifest), "burst_frames": 3}}])
+             "camera": {"source": str(exit_cam.manifest), "burst_frames": 3}}], metrics)
         daemon = h.start_daemon(config, tmp_path / "daemon.log")
         try:
             ready_line = [line for line in (tmp_path / "daemon.log").read_text().splitlines()
@@ -87,8 +99,10 @@ def test_unplugged_exit_never_stops_the_entry(tmp_path: Path) -> None:
                                     entry, entry_cam, store)
             degraded = h.wait_until(lambda: status_of(config).get("degraded"), 5)
             human = parkgate("status", "--config", str(config))
+            serving_degraded = serving_metric(metrics)
             with running_emulator(tmp_path, name="exit-1") as exit_gate:  # plugged in: serves on its own
                 recovered = h.wait_until(lambda: not status_of(config).get("degraded"), 15)
+                serving_recovered = h.wait_until(lambda: serving_metric(metrics).get("exit-1") == 1.0, 5)
                 left = h.play_visit(h.Visit(BOOKED, "exit-1", True, "session_exit"),
                                     exit_gate, exit_cam, store)
         finally:
@@ -99,6 +113,7 @@ def test_unplugged_exit_never_stops_the_entry(tmp_path: Path) -> None:
     assert human.returncode == 0 and "DEGRADED: 1 lane(s) not serving: exit-1" in human.stdout
     assert "lane exit-1: NOT SERVING" in human.stdout and "lane entry-1: phase" in human.stdout
     assert recovered, "the exit lane did not start serving once its controller was plugged in"
+    assert serving_degraded == {"entry-1": 1.0, "exit-1": 0.0} and serving_recovered
     assert left.held, (left.rows, left.error)
 
 
