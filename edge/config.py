@@ -629,8 +629,11 @@ def summary(cfg: Config) -> list[str]:
     lines = [f"gateway {cfg.gateway.id} at lot {cfg.gateway.lot_id}; store {cfg.store_path}"]
     for lane in cfg.lanes:
         gate = lane.gate
+        modbus = gate.driver == "modbus-rtu"
+        wiring = f" unit {gate.modbus_unit} coil {gate.modbus_open_coil}" if modbus else ""
+        exits = f", exit policy {lane.exit_policy or 'known'}" if lane.direction == "exit" else ""
         lines.append(f"lane {lane.name}: {lane.direction}, trigger {lane.trigger}, gate {gate.driver} on "
-                     f"{gate.port} @ {gate.baudrate} baud, camera {lane.camera.source}")
+                     f"{gate.port} @ {gate.baudrate} baud{wiring}, camera {lane.camera.source}{exits}")
     lines.append(f"chain: on, {chain.rpc_url} chain id {chain.chain_id}" if chain.enabled else "chain: off")
     broker = f"on, {mqtt.host}:{mqtt.port} tls={mqtt.tls.enabled}" if mqtt.enabled else "off"
     lines.append(f"mqtt: {broker}, plate privacy {mqtt.plate_privacy}")

@@ -24,13 +24,12 @@ from firmware_bridge.messages import (
 )
 from firmware_bridge.transport import SerialSettings
 
-# How long an open waits, after its last retry, for a late reply: a busy controller that answers 1.5 s
-# late has opened the gate, and the lane must know (edge.lanes.machine: ack_timeout_ms covers this).
-LATE_REPLY_S = 2.0
-
 if TYPE_CHECKING:
     from firmware_bridge.modbus import ModbusBus
 
+# How long an open waits, after its last retry, for a late reply: a busy controller that answers 1.5 s
+# late has opened the gate, and the lane must know (edge.lanes.machine: ack_timeout_ms covers this).
+LATE_REPLY_S = 2.0
 
 RESULT_MEANINGS = {
     Result.SAFETY_OCCUPIED: "a vehicle is on the safety loop",

@@ -223,13 +223,10 @@ def _through_daemon(args: argparse.Namespace, path: Path) -> int:
 
 
 def _watch_daemon(path: Path, payload: dict[str, Any], seconds: float | None) -> int:
-    deadline = None if seconds is None else time.monotonic() + seconds
-    lines = control.stream(path, payload)
+    lines = control.stream(path, payload, seconds)
     with contextlib.closing(lines):
         for item in lines:
             print(format_watched(item), flush=True)
-            if deadline is not None and time.monotonic() > deadline:
-                break
     return 0
 
 

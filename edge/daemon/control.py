@@ -26,6 +26,7 @@ import pwd
 import socket
 import stat
 import struct
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +36,12 @@ log = logging.getLogger(__name__)
 CONTROL_SOCKET = "control.sock"
 SOCKET_MODE = 0o660
 MAX_REQUEST = 4096  # bytes of one request line
+REQUEST_WAIT_S = 5.0
 MAX_REASON = 200
 GATE_ACTIONS = ("open", "hold", "release")
 ACTIONS = (*GATE_ACTIONS, "status", "watch")
 MAX_UNIX_PATH = 107  # sun_path is 108 bytes with its NUL
+MAX_SESSIONS = 16  # connections served at once (watchers included); more are answered "busy"
 
 
 def socket_path(state_dir: Path) -> Path:
@@ -116,13 +119,14 @@ class ControlServer:
         self._operate = operate
         self._watch = watch
         self._server: asyncio.Server | None = None
+        self.sessions = 0
 
     async def start(self) -> ControlServer:
         if len(os.fsencode(self.path)) > MAX_UNIX_PATH:
             raise OSError(f"control socket path {self.path} is longer than {MAX_UNIX_PATH} bytes")
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.lstat(self.path).st_mode):
-                os.unlink(self.path)  # left by a daemon that died; this one holds the gates now
+                _remove_stale(self.path)
         old_umask = os.umask(0o117)  # no window in which the socket is open to others
         try:
             self._server = await asyncio.start_unix_server(self._session, self.path, limit=MAX_REQUEST)
@@ -140,13 +144,24 @@ class ControlServer:
             os.unlink(self.path)
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.sessions += 1
         try:
+            if self.sessions > MAX_SESSIONS:
+                await _send(writer, {"ok": False, "error": f"busy: {MAX_SESSIONS} sessions already open"})
+                return
             peer = peer_of(writer.get_extra_info("socket"))
             try:
-                line = await asyncio.wait_for(reader.readline(), 5.0)
+                line = await asyncio.wait_for(reader.readline(), REQUEST_WAIT_S)
+            except ValueError:  # asyncio's line limit
+                await _send(writer, {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes"})
+                return
+            except TimeoutError:
+                await _send(writer, {"ok": False, "error": f"no request within {REQUEST_WAIT_S:.0f} s"})
+                return
+            try:
                 request = parse_request(line, self.lanes)
-            except (ValueError, TimeoutError) as exc:  # ValueError: a bad request, or a line over the limit
-                await _send(writer, {"ok": False, "error": str(exc) or "no request within 5 s"})
+            except ValueError as exc:
+                await _send(writer, {"ok": False, "error": str(exc)})
                 return
             if request.action == "watch":
                 changes = self._watch(request.lane)
@@ -162,7 +177,20 @@ class ControlServer:
         except Exception:  # noqa: BLE001 - one bad session must never reach the gates
             log.exception("control socket session failed")
         finally:
+            self.sessions -= 1
             writer.close()
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove a socket left by a daemon that died; OSError if a daemon still answers there."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(os.fspath(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)
+            return
+    raise OSError(f"another daemon answers at {path}; not taking its control socket")
 
 
 async def _send(writer: asyncio.StreamWriter, item: dict[str, Any]) -> None:
@@ -192,20 +220,37 @@ def _connect(path: Path, timeout: float) -> socket.socket:
 
 def request(path: Path, payload: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
     """One request, its one reply."""
-    with _connect(path, timeout) as sock, sock.makefile("rwb") as stream:
-        stream.write(json.dumps(payload).encode() + b"\n")
-        stream.flush()
-        line = stream.readline()
+    with _connect(path, timeout) as sock:
+        # The daemon may answer (and hang up) before reading all of an oversized request: keep its answer.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(json.dumps(payload).encode() + b"\n")
+        with sock.makefile("rb") as stream:
+            try:
+                line = stream.readline()
+            except ConnectionResetError:
+                line = b""
     if not line:
         raise ConnectionError(f"the daemon closed {path} without an answer")
     return json.loads(line)
 
 
-def stream(path: Path, payload: dict[str, Any]) -> Generator[dict[str, Any], None, None]:
-    """A ``watch`` request's lines, until the daemon stops or the caller stops iterating."""
+def stream(path: Path, payload: dict[str, Any], seconds: float | None = None
+           ) -> Generator[dict[str, Any], None, None]:
+    """A ``watch`` request's lines, until the daemon stops, ``seconds`` pass or the caller stops."""
+    deadline = None if seconds is None else time.monotonic() + seconds
     with _connect(path, 5.0) as sock:
         sock.sendall(json.dumps(payload).encode() + b"\n")
-        sock.settimeout(None)
-        with sock.makefile("rb") as lines:
+        pending = b""
+        while deadline is None or time.monotonic() < deadline:
+            sock.settimeout(None if deadline is None else max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                return
+            if not chunk:
+                return
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > MAX_REQUEST * 16:
+                raise ValueError(f"the daemon sent a line over {MAX_REQUEST * 16} bytes")
             for line in lines:
                 yield json.loads(line)

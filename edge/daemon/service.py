@@ -154,6 +154,8 @@ class Daemon:
         self.drivers: dict[str, GateDriver] = {}  # lane name -> its connected driver
         self.lane_errors: dict[str, str] = {lane.name: "starting" for lane in cfg.lanes}  # not serving: why
         self.serving = asyncio.Event()  # set when the first lane serves
+        self._tried: set[str] = set()  # lanes whose first connection attempt has ended
+        self.all_tried = asyncio.Event()
         self.modbus_bus = ModbusBus()
         self.control: control.ControlServer | None = None
         self._published_status: dict[str, Any] | None = None  # the retained status MQTT last got
@@ -231,6 +233,7 @@ class Daemon:
                 return await connect_driver(gate.driver, gate.port, gate.baudrate, bus=self.modbus_bus,
                                             **options)
             except Exception as exc:  # noqa: BLE001 - unplugged: keep trying, say so; other lanes go on
+                self._tried_once(lane_cfg.name)
                 why = f"gate not reachable: {exc}"
                 if self.lane_errors.get(lane_cfg.name) != why:  # once per new reason, not per retry
                     log.warning("lane %s: %s; retrying", lane_cfg.name, why)
@@ -244,6 +247,11 @@ class Daemon:
                     await asyncio.wait_for(self.stop_event.wait(), CONNECT_RETRY_S)
         return None
 
+    def _tried_once(self, lane: str) -> None:
+        self._tried.add(lane)
+        if len(self._tried) == len(self.cfg.lanes):
+            self.all_tried.set()
+
     def _start_lanes(self) -> list[asyncio.Task[None]]:
         """One task per lane: each connects, serves, fails and reconnects on its own."""
         self.sources = [open_frame_source(lane.camera.source, lane.camera.fps) for lane in self.cfg.lanes]
@@ -256,6 +264,7 @@ class Daemon:
         name = lane_cfg.name
         shell: LaneShell | None = None
         while (driver := await self._connect(lane_cfg)) is not None:
+            self._tried_once(name)
             self.drivers[name] = driver
             if shell is None:
                 roi = _lane_roi(lane_cfg.camera, name)
@@ -332,7 +341,10 @@ class Daemon:
             why = self.lane_errors.get(str(request.lane), "not connected yet")
             return {"ok": False, "error": f"lane {request.lane} is not serving: {why}"}
         if request.action == "status":
-            status = await shell.driver.status()
+            try:
+                status = await shell.driver.status()
+            except Exception as exc:  # noqa: BLE001 - the controller did not answer: say so
+                return {"ok": False, "error": f"lane {request.lane}: status failed: {exc}"}
             return {"ok": True, "lane": request.lane, "held": shell.held, "status": {
                 "position": status.position.name, "presence": status.presence, "safety": status.safety,
                 "held": status.held, "faults": int(status.faults), "opens": status.opens}}
@@ -385,7 +397,7 @@ class Daemon:
             snapshot = burst.snapshot
         except Exception as exc:  # noqa: BLE001 - no camera read: the operation is audited all the same
             log.warning("lane %s: no camera read for the manual %s: %s", lane_cfg.name, action, exc)
-        row = ManualActionRow(wall_clock_ms(), lane_cfg.name, action, source, who, reason, result, plate,
+        row = ManualActionRow(self.clock.now_ms(), lane_cfg.name, action, source, who, reason, result, plate,
                               confidence, snapshot.path if snapshot else None,
                               snapshot.sha256 if snapshot else None)
         try:
@@ -436,7 +448,7 @@ class Daemon:
         lanes = tuple(LaneStatus(s.config.lane_id, str(s.runner.state.phase), s.link_up, s.stats.passes,
                                  s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
                                  s.stats.last_read, list(s.stats.open_latencies_ms), self._camera(s),
-                                 gate_error=s.stats.gate_error)
+                                 gate_error=s.stats.gate_error, held=s.held)
                       for s in serving)
         lanes += tuple(LaneStatus(name, "down", False, serving=False, error=why)
                        for name, why in self.lane_errors.items())
@@ -504,10 +516,15 @@ class Daemon:
         return out
 
     def _lane_samples(self) -> list[AnySample]:
-        out: list[AnySample] = []
+        out: list[AnySample] = [Sample("parkgate_lane_serving", 0.0 if lane.name in self.lane_errors else 1.0,
+                                       help="1 while the lane's gate driver is connected and its loop runs "
+                                       "(0: `parkgate status` says why)", labels={"lane": lane.name})
+                                for lane in self.cfg.lanes]
         for shell in self.lanes:
             labels, stats = {"lane": shell.config.lane_id}, shell.stats
-            out += [Sample("parkgate_lane_passes_total", stats.passes, "counter", "passes", labels),
+            out += [Sample("parkgate_lane_held", 1.0 if shell.held else 0.0,
+                           help="1 while an operator holds the gate open", labels=labels),
+                    Sample("parkgate_lane_passes_total", stats.passes, "counter", "passes", labels),
                     Sample("parkgate_lane_opens_total", stats.opens, "counter", "gate opens", labels),
                     Sample("parkgate_lane_gate_errors_total", stats.gate_errors, "counter",
                            "gate commands that failed", labels),
@@ -668,6 +685,8 @@ class Daemon:
         stop_wait = asyncio.create_task(self.stop_event.wait())
         await asyncio.wait([serving, stop_wait], return_when=asyncio.FIRST_COMPLETED)
         serving.cancel()
+        with contextlib.suppress(TimeoutError):  # a lane still on its first try is not called degraded yet
+            await asyncio.wait_for(self.all_tried.wait(), CONNECT_RETRY_S)
         if not self.stop_event.is_set():
             self.chain.start()
             self._start_mqtt()

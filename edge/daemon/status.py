@@ -41,6 +41,7 @@ class LaneStatus:
     camera: dict[str, Any] = field(default_factory=dict)  # {"state": "ok"|"stalled", "silent_s": ...}
     serving: bool = True  # False: not connected yet or failed; ``error`` says why
     error: str = ""
+    held: bool = False  # held open by an operator (`parkgate gate hold`) until released
     gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"}
 
 
@@ -171,7 +172,8 @@ def render_status(snapshot: dict[str, Any]) -> list[str]:
         lines.append(f"lane {lane['name']}: phase {lane['phase']}, link {link}, "
                      f"passes {lane['passes']}, opens {lane['opens']}, refused {lane['refused']}, "
                      f"last read conf {last.get('confidence', '-')} -> {last.get('decision', '-')}"
-                     + _camera_problem(lane.get("camera") or {}))
+                     + _camera_problem(lane.get("camera") or {})
+                     + (", HELD OPEN by an operator (parkgate gate release)" if lane.get("held") else ""))
         gate_error = lane.get("gate_error") or {}
         if gate_error:
             lines.append(f"lane {lane['name']} gate last error: {gate_error.get('error')}"

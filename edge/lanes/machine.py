@@ -121,6 +121,12 @@ class LaneSettings:
         return min(2, self.lane.camera.burst_frames)
 
     @property
+    def decides_unread(self) -> bool:
+        """An exit lane with ``exit_policy = "open"`` (edge.access.exits) lets out vehicles whose plate
+        cannot be read, so a pass without a read is decided too instead of ending as ``no_read``."""
+        return self.direction is Direction.EXIT and self.lane.exit_policy == "open"
+
+    @property
     def open_pulse_ms(self) -> int:
         return self.lane.gate.pulse_ms
 
@@ -432,6 +438,11 @@ def _burst_done(config: LaneSettings, state: LaneState, burst: BurstDone, now_ms
 def _no_consensus(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
     if state.retries_left > 0:
         return _start_burst(config, replace(state, retries_left=state.retries_left - 1), now_ms)
+    if config.decides_unread:  # an exit that lets everyone out: "no read" is decided (and allowed) too
+        unread = PlateRead("", 0.0)
+        deadline = now_ms + config.decide_timeout_ms
+        state = replace(state, read=unread, phase=Phase.DECIDING, deadline_ms=deadline)
+        return state, [Decide(state.pass_no, unread)]
     return _end_refused(config, state, Outcome.NO_READ, now_ms)
 
 

@@ -239,6 +239,16 @@ def test_no_consensus_retries_then_records_no_read() -> None:
     assert record.event.outcome is Outcome.NO_READ
 
 
+def test_open_exit_decides_a_pass_without_a_read() -> None:
+    """exit_policy = "open": a car whose plate cannot be read is decided (and so let out), not refused."""
+    lane = Lane(LaneSettings(LaneConfig(name="exit-1", direction="exit", exit_policy="open")))
+    lane(PresenceOn())
+    lane(burst(1, ()))
+    [decide] = lane(burst(2, ()))
+    assert isinstance(decide, Decide) and decide.read.text == "" and lane.state.phase is Phase.DECIDING
+    assert not Lane(LaneSettings(LaneConfig(name="exit-1", direction="exit"))).config.decides_unread
+
+
 def test_camera_timeout_alerts_and_retries_and_stale_burst_is_ignored() -> None:
     lane = Lane()
     lane(PresenceOn())

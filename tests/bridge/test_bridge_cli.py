@@ -45,7 +45,7 @@ def test_missing_port_fails_clearly(tmp_path: Path) -> None:
 def test_bad_pulse_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
     with running_emulator(tmp_path) as emulator:
         out = gate("open", "--port", str(emulator.link), "--pulse-ms", "5")
-        assert out.returncode == 1
+        assert out.returncode == 1, out.stderr
         assert "pulse_ms=5 out of range 50..30000" in out.stderr
         assert emulator.state()["opens"] == 0
 
@@ -54,7 +54,7 @@ def test_refusal_names_the_fault_not_the_ack(tmp_path: Path) -> None:
     with running_emulator(tmp_path) as emulator:
         emulator.command("fault motor 1")
         out = gate("open", "--port", str(emulator.link))
-    assert out.returncode == 1
+    assert out.returncode == 1, out.stderr
     assert "open refused by the controller: FAULT: an active fault forbids the command (MOTOR)" in out.stderr
     assert "Ack(" not in out.stderr
 

@@ -29,6 +29,11 @@ def gate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
+def parkgate_status(config: Path) -> str:
+    argv = [sys.executable, "-m", "edge.cli", "status", "--config", str(config)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False).stdout
+
+
 def query(store: Path, sql: str) -> list[tuple]:
     conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
     try:
@@ -56,6 +61,7 @@ def test_gate_open_hold_release_and_watch_through_the_running_daemon(tmp_path: P
             first = watch.stdout.readline()
             sock_mode = stat.S_IMODE(os.stat(socket_path(state)).st_mode)
             status = gate("status", *lane)
+            timed_watch = gate("watch", *lane, "--seconds", "1")  # beside the running watcher; ends on time
             camera.show(VISITOR)  # a visitor without a booking, at the barrier
             time.sleep(0.3)
             opened = gate("open", *lane, "--reason", "visitor, booked by phone")
@@ -69,6 +75,7 @@ def test_gate_open_hold_release_and_watch_through_the_running_daemon(tmp_path: P
             held = gate("hold", *lane, "--reason", "event traffic")
             time.sleep(1.5)  # past the controller's 1 s watchdog: the daemon's heartbeats keep it held
             still_held = emulator.state()["held"]
+            shown_held = h.wait_until(lambda: "HELD OPEN" in parkgate_status(config), 5)
             released = gate("release", *lane, "--reason", "event over")
             after_release = emulator.state()["held"]
             no_reason = gate("open", *lane)
@@ -82,6 +89,7 @@ def test_gate_open_hold_release_and_watch_through_the_running_daemon(tmp_path: P
     assert re.match(r"\S+Z entry-1 status position=CLOSED presence=0 safety=0 held=0 faults=none", first)
     assert sock_mode == 0o660
     assert status.returncode == 0 and status.stdout.startswith("position="), status.stderr
+    assert timed_watch.returncode == 0 and " entry-1 status position=CLOSED" in timed_watch.stdout
     assert opened.returncode == 0, opened.stderr
     assert re.match(r"entry-1: opened \(audited as #1; camera read K\S+M, evidence \S+\.jpg\)", opened.stdout)
     assert open_commands == 1
@@ -89,7 +97,7 @@ def test_gate_open_hold_release_and_watch_through_the_running_daemon(tmp_path: P
     assert [w for w in watched if "safety" in w] == ["entry-1 safety 1", "entry-1 safety 0"]
     assert manual == [("manual", "passed,manual_open")]
     assert held.returncode == 0 and "held open" in held.stdout, held.stderr
-    assert still_held is True and after_release is False
+    assert still_held is True and after_release is False and shown_held
     assert released.returncode == 0 and "released" in released.stdout
     assert no_reason.returncode == 1 and "open needs a reason (it is audited)" in no_reason.stderr
     assert unknown.returncode == 1 and "lane 'nowhere' is not in" in unknown.stderr and LANE in unknown.stderr
@@ -128,3 +136,58 @@ def test_bad_requests_are_refused_naming_what_is_allowed() -> None:
     ]:
         with pytest.raises(ValueError, match=re.escape(fragment)):
             parse_request(line, lanes)
+
+
+def test_the_socket_bounds_its_sessions_and_refuses_bad_lines(tmp_path: Path) -> None:
+    """A real unix socket served by ControlServer: 0660, the caller's uid and pid from the kernel, a request
+    over 4 KiB gets an error, connections beyond MAX_SESSIONS are answered "busy" instead of piling up, a
+    second server keeps off a live socket and takes over a stale one."""
+    import asyncio
+    import socket
+
+    import pytest
+
+    from edge.daemon import control
+
+    async def scenario() -> tuple[int, list[dict], dict]:
+        async def operate(request: control.Request, peer: control.Peer) -> dict:
+            return {"ok": True, "who": peer.who, "action": request.action}
+
+        async def watch(lane: str | None):  # noqa: ANN202 - never yields: holds the session open
+            await asyncio.Event().wait()
+            yield {}
+
+        path = tmp_path / "c.sock"
+        server = await control.ControlServer(path, ["exit-1"], operate, watch).start()
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        loop = asyncio.get_running_loop()
+        try:
+            ok = await loop.run_in_executor(None, control.request, path,
+                                            {"action": "open", "lane": "exit-1", "reason": "r"})
+            long = await loop.run_in_executor(None, control.request, path, {"action": "x" * 5000})
+            holders = []
+            for _ in range(control.MAX_SESSIONS):
+                sock = socket.socket(socket.AF_UNIX)
+                sock.connect(str(path))
+                sock.sendall(b'{"action": "watch"}\n')
+                holders.append(sock)
+            await asyncio.sleep(0.2)
+            status = {"action": "status", "lane": "exit-1"}
+            busy = await loop.run_in_executor(None, control.request, path, status)
+            for sock in holders:
+                sock.close()
+            with pytest.raises(OSError, match="another daemon answers at"):  # a second daemon keeps off
+                await control.ControlServer(path, ["exit-1"], operate, watch).start()
+            return mode, [ok, long], busy
+        finally:
+            await server.stop()
+
+    stale = socket.socket(socket.AF_UNIX)  # a socket file nobody listens on: a daemon that died
+    stale.bind(str(tmp_path / "c.sock"))
+    stale.close()
+    mode, (ok, long), busy = asyncio.run(scenario())
+    assert mode == 0o660
+    assert ok["ok"] and f"uid {os.getuid()}, pid {os.getpid()}" in ok["who"]
+    assert long == {"ok": False, "error": "request longer than 4096 bytes"}
+    assert busy == {"ok": False, "error": "busy: 16 sessions already open"}
+    assert not (tmp_path / "c.sock").exists()

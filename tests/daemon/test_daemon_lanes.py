@@ -5,20 +5,25 @@ emulators on real ptys, recorded cameras and the bundled ONNX models.
   daemon reports READY, degraded, naming the exit; plugged in later, the exit serves on its own;
 - two exit lanes on one Modbus relay board (one port, one bus, a relay and four inputs per lane):
   both work; a car with no entry record is let out under ``exit_policy = "known"`` when booked and
-  under ``"open"`` when nobody knows it, and a stranger is refused under ``"known"``."""
+  under ``"open"`` when nobody knows it, and a stranger is refused under ``"known"``; a third exit
+  (its own controller) under ``"booked_only"`` refuses the booked car with no entry record (hard
+  anti-passback) and the stranger."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from edge.access.decide import commitment_function
 from edge.store import Booking, RentalEvent, Store
 from edge.tools.demo import harness as h
 from edge.tools.emulator.launch import running_emulator
+from edge.tools.net import free_tcp_port
 
 LOT = "LOT-T-L"
 KEY_HEX = "33" * 32
@@ -40,13 +45,21 @@ def seed_bookings(store_path: Path, *vehicles: h.Vehicle) -> None:
                                          now_ms + hour, "verified", 1, HASH, n))
 
 
-def write_config(work: Path, lanes: list[dict]) -> Path:
+def write_config(work: Path, lanes: list[dict], metrics_port: int | None = None) -> Path:
     (work / "plate-key").write_text(KEY_HEX + "\n")
     config = work / "parkgate.toml"
-    config.write_text(h.toml_text(
-        {"gateway": {"id": "gw-lanes", "lot_id": LOT, "state_dir": str(work / "state")},
-         "chain": {"plate_key_file": str(work / "plate-key")}}, lanes))
+    sections = {"gateway": {"id": "gw-lanes", "lot_id": LOT, "state_dir": str(work / "state")},
+                "chain": {"plate_key_file": str(work / "plate-key")}}
+    if metrics_port is not None:
+        sections["metrics"] = {"enabled": True, "host": "127.0.0.1", "port": metrics_port}
+    config.write_text(h.toml_text(sections, lanes))
     return config
+
+
+def serving_metric(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    found = re.findall(r'^parkgate_lane_serving\{lane="([^"]+)"\} (\S+)$', text, re.M)
+    return {lane: float(value) for lane, value in found}
 
 
 def parkgate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -70,13 +83,14 @@ def test_unplugged_exit_never_stops_the_entry(tmp_path: Path) -> None:
     entry_cam = h.LaneCamera(tmp_path / "entry-cam", "entry-1")
     exit_cam = h.LaneCamera(tmp_path / "exit-cam", "exit-1")
     exit_port = tmp_path / "exit-1"  # where the exit's emulator links its pty once plugged in
+    metrics = free_tcp_port()
     with running_emulator(tmp_path, name="entry-1") as entry:
         config = write_config(tmp_path, [
             {"name": "entry-1", "gate": {"port": str(entry.link), "baudrate": 115200, "pulse_ms": 3000},
              "camera": {"source": str(entry_cam.manifest), "burst_frames": 3}},
             {"name": "exit-1", "direction": "exit",
              "gate": {"port": str(exit_port), "baudrate": 115200, "pulse_ms": 3000},
-             "camera": {"source": str(exit_cam.manifest), "burst_frames": 3}}])
+             "camera": {"source": str(exit_cam.manifest), "burst_frames": 3}}], metrics)
         daemon = h.start_daemon(config, tmp_path / "daemon.log")
         try:
             ready_line = [line for line in (tmp_path / "daemon.log").read_text().splitlines()
@@ -85,8 +99,10 @@ def test_unplugged_exit_never_stops_the_entry(tmp_path: Path) -> None:
                                     entry, entry_cam, store)
             degraded = h.wait_until(lambda: status_of(config).get("degraded"), 5)
             human = parkgate("status", "--config", str(config))
+            serving_degraded = serving_metric(metrics)
             with running_emulator(tmp_path, name="exit-1") as exit_gate:  # plugged in: serves on its own
                 recovered = h.wait_until(lambda: not status_of(config).get("degraded"), 15)
+                serving_recovered = h.wait_until(lambda: serving_metric(metrics).get("exit-1") == 1.0, 5)
                 left = h.play_visit(h.Visit(BOOKED, "exit-1", True, "session_exit"),
                                     exit_gate, exit_cam, store)
         finally:
@@ -97,6 +113,7 @@ def test_unplugged_exit_never_stops_the_entry(tmp_path: Path) -> None:
     assert human.returncode == 0 and "DEGRADED: 1 lane(s) not serving: exit-1" in human.stdout
     assert "lane exit-1: NOT SERVING" in human.stdout and "lane entry-1: phase" in human.stdout
     assert recovered, "the exit lane did not start serving once its controller was plugged in"
+    assert serving_degraded == {"entry-1": 1.0, "exit-1": 0.0} and serving_recovered
     assert left.held, (left.rows, left.error)
 
 
@@ -105,8 +122,10 @@ def test_two_exit_lanes_on_one_modbus_board_with_their_exit_policies(tmp_path: P
     state.mkdir()
     store = state / "parkgate.sqlite"
     seed_bookings(store, LEAVER)
-    cams = {name: h.LaneCamera(tmp_path / name, name) for name in ("exit-known", "exit-open")}
-    with running_emulator(tmp_path, "--modbus", "--gates", "2", "--baud", "19200", name="board") as board:
+    names = ("exit-known", "exit-open", "exit-strict")
+    cams = {name: h.LaneCamera(tmp_path / f"cam-{name}", name) for name in names}
+    with running_emulator(tmp_path, "--modbus", "--gates", "2", "--baud", "19200", name="board") as board, \
+            running_emulator(tmp_path, name="exit-strict") as strict:
         gate_1 = {"modbus_open_coil": 1, "modbus_loop_input": 4, "modbus_safety_input": 5,
                   "modbus_open_limit_input": 6, "modbus_closed_limit_input": 7}
         config = write_config(tmp_path, [
@@ -114,16 +133,29 @@ def test_two_exit_lanes_on_one_modbus_board_with_their_exit_policies(tmp_path: P
              "gate": {"driver": "modbus-rtu", "port": str(board.link), "baudrate": 19200, "pulse_ms": 2000,
                       **wiring},
              "camera": {"source": str(cams[name].manifest), "burst_frames": 3}}
-            for name, policy, wiring in (("exit-known", "known", {}), ("exit-open", "open", gate_1))])
+            for name, policy, wiring in (("exit-known", "known", {}), ("exit-open", "open", gate_1))] + [
+            {"name": "exit-strict", "direction": "exit", "exit_policy": "booked_only",
+             "gate": {"port": str(strict.link), "baudrate": 115200, "pulse_ms": 2000},
+             "camera": {"source": str(cams["exit-strict"].manifest), "burst_frames": 3}}])
         daemon = h.start_daemon(config, tmp_path / "daemon.log")
         try:
             known, opened = board.gate(0), board.gate(1)
+            strict_kept = [h.play_visit(h.Visit(car, "exit-strict", False, reason), strict,
+                                        cams["exit-strict"], store)
+                           for car, reason in ((LEAVER, "anti_passback"), (STRANGER, "no_booking"))]
             booked_out = h.play_visit(h.Visit(LEAVER, "exit-known", True, "booking_valid,passback_violation"),
                                       known, cams["exit-known"], store)
             stranger_kept = h.play_visit(h.Visit(STRANGER, "exit-known", False, "no_booking"),
                                          known, cams["exit-known"], store)
             stranger_out = h.play_visit(h.Visit(STRANGER, "exit-open", True, "exit_open"),
                                         opened, cams["exit-open"], store)
+            seq, before = h.last_seq(store), opened.state()["open_commands"]
+            opened.command("presence 1")  # no plate in view at all: "open" lets it out all the same
+            unread_out = h.wait_until(lambda: opened.state()["open_commands"] > before, 15)
+            for command in ("safety 1", "presence 0", "safety 0"):  # slower than the board is polled
+                opened.command(command)
+                time.sleep(0.3)
+            unread_rows = h.wait_until(lambda: h.read_rows(store, seq, "exit-open"), 10)
             gates = board.state()["gates"]
             lane = ("--lane", "exit-open", "--config", str(config))
             board.wait_for(lambda s: not s["coils"][1], what="gate 1's pulse over")
@@ -134,10 +166,12 @@ def test_two_exit_lanes_on_one_modbus_board_with_their_exit_policies(tmp_path: P
             coils_released = board.state()["coils"][:2]
         finally:
             assert daemon.stop() == 0
-    for result in (booked_out, stranger_kept, stranger_out):
+    for result in (booked_out, stranger_kept, stranger_out, *strict_kept):
         assert result.held, (result.visit, result.rows, result.error)
     assert booked_out.main_row["kind"] == "check_out" and booked_out.main_row["booking_id"] == "1"
     assert stranger_out.main_row["kind"] == "check_out" and stranger_out.main_row["booking_id"] is None
-    assert [g["open_commands"] for g in gates] == [1, 1]  # each lane pulsed its own relay, once
+    assert unread_out and [(r["kind"], r["reason"], r["plate_masked"]) for r in unread_rows] == [
+        ("check_out", "passed,exit_open", None)]
+    assert [g["open_commands"] for g in gates] == [1, 2]  # each lane pulsed its own relay
     assert held.returncode == 0 and released.returncode == 0, (held.stderr, released.stderr)
     assert coils_held == [False, True] and coils_released == [False, False]

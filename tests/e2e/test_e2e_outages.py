@@ -211,6 +211,22 @@ def test_remote_open_only_with_a_fresh_valid_signature(world_run):
     emulator.command("safety 0")
     manual = h.wait_until(lambda: h.read_rows(r["store"], seq), 10)
     assert manual and manual[-1]["kind"] == "manual", manual
+    for action, held in (("hold", True), ("release", False)):  # signed hold/release act on the gate too
+        payload = sign_command(r["key"], GATEWAY, LANE, action, int(time.time() * 1000))
+        watcher.client.publish(topic, payload, qos=1).wait_for_publish(5)
+        assert h.wait_until(lambda held=held: emulator.state()["held"] is held, 10), action
+    conn = sqlite3.connect(f"file:{r['store']}?mode=ro", uri=True)
+
+    def audited() -> list[tuple]:
+        cursor = conn.execute("SELECT action, source, operator, result FROM manual_actions ORDER BY id")
+        rows = cursor.fetchall()
+        return rows[-3:] if rows and rows[-1][0] == "release" else []
+
+    audit = h.wait_until(audited, 10)
+    conn.close()
+    assert [(a, s, res) for a, s, _, res in audit] == [
+        ("open", "mqtt", "opened"), ("hold", "mqtt", "held open"), ("release", "mqtt", "released")]
+    assert all(operator.startswith("mqtt:") for _, _, operator, _ in audit)
 
 
 def test_lane_state_and_latest_read_reach_the_broker(world_run):

@@ -392,10 +392,16 @@ async def control_command(emulator: Emulator, line: str) -> dict[str, object]:
 
 
 async def unplug(emulator: Emulator, seconds: float) -> None:
-    """Cable pull: the device disappears for ``seconds`` and comes back as a new pty (link updated)."""
+    """Cable pull: the device disappears for ``seconds`` and comes back as a new pty (link updated).
+
+    The link goes too while unplugged, as udev removes /dev/serial/by-id links: left pointing at the
+    freed /dev/pts/N, it would lead the host to whatever pty reuses that number (another emulator)."""
     emulator.detach()
     emulator.plugged = False
     emulator.pty.close()
+    if emulator.pty.link:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(emulator.pty.link)
     await asyncio.sleep(seconds)
     path = emulator.pty.open()
     emulator.attach()
