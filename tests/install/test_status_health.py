@@ -230,3 +230,41 @@ def test_a_tls_mismatch_with_the_broker_is_named_in_the_link_health(run, url_sch
         bridge.stop(timeout=2)
     assert error and expected in error, error
     assert not bridge.connected
+
+
+def test_a_home_assistant_press_becomes_a_signed_open_through_the_signer(run, tmp_path):
+    """`parkgate mqtt ha-signer` (its own process, the gateway's config) signs each press on
+    mqtt.ha_open_button_topic; unknown lanes and a repeated press within 2 s open nothing."""
+    from edge.tools.proc import ManagedProcess
+
+    emulator = run["emulator"]
+    signer = ManagedProcess([sys.executable, "-m", "edge.cli", "mqtt", "ha-signer", "--config",
+                             str(run["config"])], tmp_path / "signer.log").start()
+    try:
+        assert h.wait_until(lambda: "signing open presses" in signer.log_tail(), 30, 0.1), signer.log_tail()
+        press = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        press.username_pw_set(*WATCHER)
+        press.tls_set(ca_certs=str(run["broker"].ca_file))
+        press.connect(run["broker"].host, run["broker"].port)
+        press.loop_start()
+        try:
+            opens = emulator.state()["open_commands"]
+            for payload in (b"no-such-lane", LANE.encode(), LANE.encode()):
+                press.publish("signer/health-gw/open", payload, qos=1).wait_for_publish(5)
+            assert h.wait_until(lambda: emulator.state()["open_commands"] > opens, 15, 0.1), signer.log_tail()
+            time.sleep(1.0)
+            assert emulator.state()["open_commands"] == opens + 1  # the repeat within 2 s signed nothing
+            assert "unknown lane 'no-such-lane' refused" in signer.log_tail()
+        finally:
+            press.disconnect()
+            press.loop_stop()
+    finally:
+        signer.stop()
+
+    for step in ("presence 1", "safety 1", "presence 0", "safety 0"):  # a car drives through the open gate
+        emulator.command(step)
+        time.sleep(0.3)
+
+    def idle() -> bool:
+        return json.loads(status(run, "--json").stdout)["lanes"][0]["phase"] == "idle"
+    assert h.wait_until(idle, 30, 0.5)  # the manual pass is over before another test drives a car
