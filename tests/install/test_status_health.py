@@ -138,8 +138,8 @@ def test_gate_and_broker_health_are_shown_per_part(run):
 def test_the_retained_status_is_published_on_change_not_every_second(run):
     h.wait_until(lambda: run["watcher"].count_since(0) >= 1, 20, 0.2)
     start = time.monotonic()
-    time.sleep(4.5)  # the daemon refreshes its status every second; nothing changes meanwhile
-    assert run["watcher"].count_since(start) <= 1, run["watcher"].count_since(start)
+    time.sleep(6.5)  # the daemon refreshes its status every second (6 or 7 publishes if it sent each)
+    assert run["watcher"].count_since(start) <= 2, run["watcher"].count_since(start)  # a chain state change
 
 
 def _bookings(store) -> int:
