@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
@@ -77,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action.set_defaults(func=_guarded(func))
 
 
-def _guarded(func):  # noqa: ANN001, ANN202 - a command function wrapped
+def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """The command, with user errors (bad entry, time, config, store) printed instead of raised."""
     def run(args: argparse.Namespace) -> int:
         try:
             return int(func(args))
