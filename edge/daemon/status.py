@@ -40,6 +40,7 @@ class LaneStatus:
     open_latencies_ms: list[float] = field(default_factory=list)
     camera: dict[str, Any] = field(default_factory=dict)  # {"state": "ok"|"stalled", "silent_s": ...}
     gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"}
+    gate_position: str | None = None  # closed | opening | open | closing | unknown, last polled
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ def render_status(snapshot: dict[str, Any]) -> list[str]:
     for lane in snapshot.get("lanes", []):
         last = lane.get("last_read") or {}
         link = "up" if lane["link_up"] else "DOWN"
-        lines.append(f"lane {lane['name']}: phase {lane['phase']}, link {link}, "
+        gate = f", gate {lane['gate_position']}" if lane.get("gate_position") else ""
+        lines.append(f"lane {lane['name']}: phase {lane['phase']}, link {link}{gate}, "
                      f"passes {lane['passes']}, opens {lane['opens']}, refused {lane['refused']}, "
                      f"last read conf {last.get('confidence', '-')} -> {last.get('decision', '-')}"
                      + _camera_problem(lane.get("camera") or {}))

@@ -201,12 +201,13 @@ def test_home_assistant_sees_per_lane_entities_and_their_state(run):
         c.disconnect()
         c.loop_stop()
     configs = {topic.split("/")[-2] for topic in retained if topic.startswith("homeassistant/")}
-    assert {f"{LANE}_state", f"{LANE}_decision", f"{LANE}_gate", f"{LANE}_camera", f"{LANE}_open", "inside",
-            "backlog", "chain", "connectivity"} <= configs, configs
+    per_lane = {f"{LANE}_{what}" for what in ("state", "gate_position", "decision", "gate", "camera", "open")}
+    assert per_lane | {"inside", "backlog", "chain", "connectivity"} <= configs, configs
     button = json.loads(retained[f"homeassistant/button/parkgate_{GATEWAY}/{LANE}_open/config"])
     assert button["command_topic"] == "signer/health-gw/open" and button["payload_press"] == LANE
     state = json.loads(retained[lane_topic])
     assert state["link_up"] is True and state["camera"] == "ok" and "last_decision" in state, state
+    assert state["gate"] in ("closed", "opening", "open", "closing"), state
     status_body = json.loads(retained[TOPICS.status])
     assert {"inside", "capacity", "backlog", "chain", "state"} <= set(status_body), status_body
 
