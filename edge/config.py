@@ -225,6 +225,10 @@ class LaneConfig(Section):
     trigger: Annotated[str, one_of("presence_loop", "motion")] = "presence_loop"
     gate: GateConfig = GateConfig()
     camera: CameraConfig = CameraConfig()
+    # Exit lanes only (edge.access.exits): who may leave; None = "known" (nobody known is trapped).
+    exit_policy: Annotated[str, one_of("open", "known", "booked_only")] | None = None
+    # This lane's anti-passback; None = the lot's [policy] anti_passback.
+    anti_passback: Annotated[str, one_of("off", "soft", "hard")] | None = None
 
 
 class VisionConfig(Section):
@@ -465,6 +469,58 @@ def _modbus_input_clashes(gate: GateConfig, path: str) -> list[ConfigIssue]:
     return issues
 
 
+def _modbus_points(gate: GateConfig) -> tuple[set[str], set[str]]:
+    """(relays, inputs) a modbus-rtu gate drives and reads on its unit, named for clash messages."""
+    return {f"coil {gate.modbus_open_coil}"}, {f"input {getattr(gate, key)}" for key in MODBUS_INPUT_KEYS}
+
+
+def _shared_port_issues(lanes: tuple[LaneConfig, ...]) -> list[ConfigIssue]:
+    """Lanes on one serial port share one bus: one driver, one baud rate; Modbus lanes need their own
+    unit id or, on one board, their own relay and inputs. The parkgate protocol (version 1) has no
+    unit address, so its controller cannot share a port."""
+    issues = []
+    first: dict[str, int] = {}
+    for i, lane in enumerate(lanes):
+        gate, path = lane.gate, f"lanes[{i}].gate"
+        j = first.setdefault(gate.port, i)
+        if j == i:
+            continue
+        other = lanes[j].gate
+        where = f"{gate.port} is also the port of lanes[{j}] ({lanes[j].name})"
+        if gate.driver != other.driver:
+            issues.append(ConfigIssue(f"{path}.driver", f"{gate.driver!r}: {where} with driver "
+                                      f"{other.driver!r}; allowed: one driver per port"))
+        elif gate.driver == "parkgate-serial":
+            issues.append(ConfigIssue(f"{path}.port", f"{where}; the parkgate protocol (version 1) has no "
+                                      "unit address: one controller per port (give each its own port, or "
+                                      "wire the lanes to one Modbus relay board or bus)"))
+        if gate.baudrate != other.baudrate:
+            issues.append(ConfigIssue(f"{path}.baudrate", f"{gate.baudrate}: {where} at {other.baudrate} "
+                                      "baud; allowed: one baud rate per port"))
+        if gate.driver == other.driver == "modbus-rtu":
+            issues += _board_clashes(lanes, i, [k for k in range(i) if lanes[k].gate.port == gate.port])
+    return issues
+
+
+def _board_clashes(lanes: tuple[LaneConfig, ...], i: int, earlier: list[int]) -> list[ConfigIssue]:
+    """Lane ``i`` against the earlier Modbus lanes on its port: same unit id, overlapping coil/inputs."""
+    issues = []
+    gate = lanes[i].gate
+    relays, inputs = _modbus_points(gate)
+    for k in earlier:
+        other = lanes[k].gate
+        if other.modbus_unit != gate.modbus_unit:
+            continue
+        their_relays, their_inputs = _modbus_points(other)
+        shared = sorted(relays & their_relays) + sorted(inputs & their_inputs)
+        if shared:
+            issues.append(ConfigIssue(f"lanes[{i}].gate", f"unit {gate.modbus_unit} on {gate.port}: "
+                                      f"{', '.join(shared)} also used by lanes[{k}] ({lanes[k].name}); "
+                                      "allowed: another modbus_unit, or on one board another "
+                                      "modbus_open_coil and other inputs"))
+    return issues
+
+
 def _roi_issues(points: tuple[tuple[float, ...], ...], path: str) -> list[ConfigIssue]:
     """A lane ROI must be a valid polygon (`edge.vision.roi.Roi.parse`); empty means the whole frame."""
     if not points:
@@ -487,6 +543,10 @@ def _cross_checks(cfg: Config) -> list[ConfigIssue]:
         seen.setdefault(lane.name, i)
         issues += _modbus_input_clashes(lane.gate, f"lanes[{i}].gate")
         issues += _roi_issues(lane.camera.roi, f"lanes[{i}].camera.roi")
+        if lane.exit_policy is not None and lane.direction != "exit":
+            issues.append(ConfigIssue(f"lanes[{i}].exit_policy", f"{lane.exit_policy!r} is set on an entry "
+                                      "lane; allowed: only on lanes with direction = \"exit\""))
+    issues += _shared_port_issues(cfg.lanes)
     if not cfg.lanes:
         issues.append(ConfigIssue("lanes", "no lanes configured; add at least one [[lanes]] table"))
     chain = cfg.chain

@@ -3,6 +3,10 @@
 Opening is always a "flash on" write: the board's timer closes the relay again, so a dead daemon
 cannot leave the gate open. ``hold_open`` re-issues flash-on pulses of ``watchdog_ms`` every third
 of that time; when this process stops refreshing, the last pulse runs out on the board.
+
+Several lanes on one RS-485 bus or one board: :class:`ModbusBus` is the one owner of the serial port,
+one pymodbus client that every lane's driver shares (pymodbus sends one request at a time); each lane
+has its own unit id and relay/inputs (:class:`RelayMap`), and the port closes with its last lane.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ModbusException
@@ -39,22 +43,67 @@ def position_from_limits(open_limit: bool, closed_limit: bool, relay_on: bool) -
     return Position.OPENING if relay_on else Position.CLOSING
 
 
+async def open_client(port: str, baudrate: int, timeout_s: float = 0.3,
+                      retries: int = 3) -> AsyncModbusSerialClient:
+    """A connected Modbus RTU client on ``port``, or PortUnavailable naming the port."""
+    client = AsyncModbusSerialClient(port, framer=FramerType.RTU, baudrate=baudrate, timeout=timeout_s,
+                                     retries=retries, reconnect_delay=0.05, reconnect_delay_max=0.5)
+    if not await client.connect():
+        client.close()
+        raise PortUnavailable(f"serial port {port!r} at {baudrate} baud: cannot open for Modbus RTU")
+    return client
+
+
+class ModbusBus:
+    """The one owner of each Modbus serial port of a process: lanes wired to the same port share its
+    client (one bus, unit ids / relays per lane); the port is closed when its last lane lets go."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, tuple[AsyncModbusSerialClient, int, int]] = {}  # port: client, baud, users
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, port: str, baudrate: int) -> AsyncModbusSerialClient:
+        async with self._lock:  # two lanes connecting at once must not both open the port
+            if port in self._clients:
+                client, baud, users = self._clients[port]
+                if baud != baudrate:
+                    raise GateRefused(f"serial port {port!r} is open at {baud} baud for another lane; "
+                                      f"one bus has one baud rate (asked: {baudrate})")
+                self._clients[port] = (client, baud, users + 1)
+                return client
+            client = await open_client(port, baudrate)
+            self._clients[port] = (client, baudrate, 1)
+            return client
+
+    def release(self, port: str) -> None:
+        client, baud, users = self._clients.pop(port)
+        if users > 1:
+            self._clients[port] = (client, baud, users - 1)
+        else:
+            client.close()
+
+    def users(self, port: str) -> int:
+        return self._clients[port][2] if port in self._clients else 0
+
+
 class ModbusRelayDriver:
-    def __init__(self, client: AsyncModbusSerialClient, relay_map: RelayMap, poll_s: float = 0.05) -> None:
+    def __init__(self, client: AsyncModbusSerialClient, relay_map: RelayMap, poll_s: float = 0.05,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.client = client
         self.map = relay_map
         self.poll_s = poll_s
         self._hold: asyncio.Task[None] | None = None
+        self._on_close = on_close or client.close
 
     @classmethod
     async def connect(cls, port: str, baudrate: int = 115200, relay_map: RelayMap | None = None,
-                      timeout_s: float = 0.3, retries: int = 3) -> ModbusRelayDriver:
-        client = AsyncModbusSerialClient(port, framer=FramerType.RTU, baudrate=baudrate, timeout=timeout_s,
-                                         retries=retries, reconnect_delay=0.05, reconnect_delay_max=0.5)
-        if not await client.connect():
-            client.close()
-            raise PortUnavailable(f"serial port {port!r} at {baudrate} baud: cannot open for Modbus RTU")
-        return cls(client, relay_map or RelayMap())
+                      timeout_s: float = 0.3, retries: int = 3, bus: ModbusBus | None = None
+                      ) -> ModbusRelayDriver:
+        """A driver owning ``port``, or (``bus`` given) sharing it with the bus's other lanes."""
+        if bus is None:
+            return cls(await open_client(port, baudrate, timeout_s, retries), relay_map or RelayMap())
+        client = await bus.acquire(port, baudrate)
+        return cls(client, relay_map or RelayMap(), on_close=lambda: bus.release(port))
 
     async def open_pulse(self, pulse_ms: int) -> None:
         await self._flash(pulse_ms)
@@ -107,7 +156,8 @@ class ModbusRelayDriver:
 
     async def aclose(self) -> None:
         self._stop_hold()
-        self.client.close()
+        close, self._on_close = self._on_close, lambda: None  # once: a shared port counts its users
+        close()
 
     async def _flash(self, duration_ms: int) -> None:
         units = math.ceil(duration_ms / self.map.flash_unit_ms)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from edge.access.exits import LOT_RULES, LaneRules, open_exit
 from edge.access.plates import Candidate, candidates
 from edge.access.policy import AntiPassback, Override, Policy
 from edge.access.sessions import Presence
@@ -108,21 +109,30 @@ def _overstayed(bookings: Sequence[BookingView], booking_id: str | None, now_ms:
     return bool(ends) and now_ms > max(ends) + policy.config.grace_after_s * 1000
 
 
-def _passback(policy: Policy, violated: bool) -> tuple[bool, tuple[Flag, ...]]:
+def _passback(mode: AntiPassback, violated: bool) -> tuple[bool, tuple[Flag, ...]]:
     """(refuse, flags) for an anti-passback check."""
-    if not violated or policy.anti_passback is AntiPassback.OFF:
+    if not violated or mode is AntiPassback.OFF:
         return False, ()
-    return policy.anti_passback is AntiPassback.HARD, (Flag.PASSBACK_VIOLATION,)
+    return mode is AntiPassback.HARD, (Flag.PASSBACK_VIOLATION,)
 
 
 def decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presence: Presence, policy: Policy,
            *, direction: Direction, commit: Commit, matches: tuple[Match, ...] | None = None,
-           time_trusted: bool = True) -> Decision:
+           time_trusted: bool = True, rules: LaneRules = LOT_RULES) -> Decision:
     """Allow or deny one vehicle at one lane; the Decision carries the reason and the evidence.
 
     ``matches``: the read's :func:`committed_candidates` when the caller already computed them (to fetch
     ``bookings`` from the cache), so they are not computed twice. ``now_ms``/``time_trusted``: the best
-    time and whether the wall clock agrees with the sanity floor (module docstring, "Time")."""
+    time and whether the wall clock agrees with the sanity floor (module docstring, "Time"). ``rules``:
+    the lane's own exit policy and anti-passback (:mod:`edge.access.exits`)."""
+    decision = _decide(read, now_ms, bookings, presence, policy, direction, commit, matches, rules,
+                       time_trusted)
+    return open_exit(decision, rules) if direction is Direction.EXIT else decision
+
+
+def _decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presence: Presence, policy: Policy,
+            direction: Direction, commit: Commit, matches: tuple[Match, ...] | None,
+            rules: LaneRules, time_trusted: bool) -> Decision:
     if policy.override is Override.OPEN:
         return Decision(True, Reason.MANUAL_OPEN, None)
     if policy.override is Override.CLOSED:
@@ -143,7 +153,7 @@ def decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presen
     for booking in bookings:
         by_commitment.setdefault(booking.commitment, []).append(booking)
     start_known = time_trusted or policy.untrusted_time != "lenient"
-    ctx = _Context(matches, evidence, by_commitment, presence, policy, now_ms, start_known)
+    ctx = _Context(matches, evidence, by_commitment, presence, policy, now_ms, rules, start_known)
     return ctx.entry() if direction is Direction.ENTRY else ctx.exit()
 
 
@@ -162,7 +172,12 @@ class _Context:
     presence: Presence
     policy: Policy
     now_ms: int
+    rules: LaneRules
     start_known: bool = True
+
+    @property
+    def _passback_mode(self) -> AntiPassback:
+        return self.rules.passback(self.policy.anti_passback)
 
     def _result(self, allow: bool, reason: Reason, match: Match, booking_id: str | None = None,
                 flags: tuple[Flag, ...] = ()) -> Decision:
@@ -204,7 +219,7 @@ class _Context:
         # Inside under another booking means its exit was missed (manual open, misread at the exit): a
         # new booking is a new visit, so it is flagged, never locked out for good by hard anti-passback.
         stale = session is not None and booking_id is not None and session.booking_id != booking_id
-        refuse, flags = _passback(self.policy, session is not None and not stale)
+        refuse, flags = _passback(self._passback_mode, session is not None and not stale)
         if stale:
             flags = (*flags, Flag.STALE_SESSION)
         if refuse:
@@ -225,7 +240,9 @@ class _Context:
             booking_id = inside[match.commitment].booking_id
             flags = self._overstay(match, booking_id)
             return self._result(True, Reason.SESSION_EXIT, match, booking_id, flags)
-        refuse, flags = _passback(self.policy, violated=True)
+        # Known, but no recorded entry (tailgated, misread at the entry, parked before installation).
+        refuse, flags = _passback(self._passback_mode, violated=True)
+        refuse = refuse and self.rules.refuses_unrecorded_exit()
         reason, booking_id = Reason.ALLOW_LISTED, None
         if not self._allow_listed(match):
             reason = Reason.BOOKING_VALID

@@ -59,6 +59,7 @@ class Reason(StrEnum):
     ANTI_PASSBACK = "anti_passback"
     CAPACITY_FULL = "capacity_full"
     SESSION_EXIT = "session_exit"
+    EXIT_OPEN = "exit_open"  # an exit lane with exit_policy = "open" lets everyone out
 
 
 class Flag(StrEnum):

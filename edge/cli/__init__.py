@@ -13,6 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from edge import __version__
+
 COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.basics",
     "edge.cli.config_cmd",
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--version", action="version", version=f"parkgate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

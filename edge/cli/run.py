@@ -37,7 +37,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Exit 0 while the daemon is running and fresh, 1 when it is stale/stopped, 2 without status."""
+    """Exit 0 while the daemon is running and fresh, 1 when it is stale, stopped or not serving yet
+    (starting: no lane connected), 2 without status."""
     try:
         cfg = load_config(args.config)
         snapshot = read_status(status_path(cfg.gateway.state_dir))
@@ -48,4 +49,4 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(snapshot, indent=2, sort_keys=True))
     else:
         print("\n".join(render_status(snapshot)))
-    return 1 if snapshot["stale"] else 0
+    return 1 if snapshot["stale"] or snapshot.get("state") != "running" else 0

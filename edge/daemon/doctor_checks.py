@@ -1,5 +1,6 @@
 """`parkgate doctor` checks of the daemon's lanes: every lane's port exists, is a terminal device and
-is read/writable; its controller answers in the configured driver's protocol; its camera gives frames.
+is read/writable; its controller answers in the configured driver's protocol; its camera gives frames;
+and of its clock: the wall clock is not behind the newest time the store has seen.
 
 While the daemon runs it holds the ports exclusively: the doctor does not disturb it and reports the
 daemon's own link state instead.
@@ -8,15 +9,18 @@ daemon's own link state instead.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edge.clock import BUILD_FLOOR_MS, ClockReading, describe_behind, wall_clock_ms
 from edge.config import Config, GateConfig, relay_map_options
 from edge.daemon.camera import MANIFEST_SUFFIX, load_recording, open_frame_source
 from edge.daemon.status import read_status, status_path
 from edge.doctor import CheckResult, register_check
+from edge.store.integrity import stored_clock_floor
 from edge.vision.camera import parse_source
 from edge.vision.reader import PlateReader
 from edge.vision.types import PlateRead
@@ -32,6 +36,19 @@ def check_serial_ports(config: Config) -> CheckResult:
     if problems:
         return CheckResult.fail("; ".join(problems), "plug in the gate controller or fix lanes[].gate.port")
     return CheckResult.ok(", ".join(f"{lane}={port}" for port, lane in ports.items()))
+
+
+@register_check("clock")
+def check_clock(config: Config) -> CheckResult:
+    """The wall clock against the sanity floor (edge.clock): the build date and the store's floor."""
+    floor = max(BUILD_FLOOR_MS, stored_clock_floor(config.store_path))
+    reading = ClockReading(wall_clock_ms(), floor, config.clock.behind_tolerance_s * 1000)
+    wall = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(reading.wall_ms / 1000))
+    if reading.trusted:
+        return CheckResult.ok(f"wall clock {wall}, not behind the newest time this gateway has seen")
+    return CheckResult.fail(f"wall clock {wall} is {describe_behind(reading.behind_ms)} behind the newest "
+                            f"time this gateway has seen (untrusted_time = {config.clock.untrusted_time!r})",
+                            "fix NTP (timedatectl status; systemctl status systemd-timesyncd)")
 
 
 # -- the controllers answer --------------------------------------------------------------------------
@@ -55,8 +72,8 @@ def running_daemon(config: Config) -> dict[str, Any] | None:
 
 
 async def _probe(gate: GateConfig) -> GateStatus:
-    options: dict[str, object] = dict(relay_map_options(gate)) if gate.driver == "modbus-rtu" else {}
-    driver = await connect_driver(gate.driver, gate.port, gate.baudrate, **options)
+    options: dict[str, int] = dict(relay_map_options(gate)) if gate.driver == "modbus-rtu" else {}
+    driver = await connect_driver(gate.driver, gate.port, gate.baudrate, bus=None, **options)
     try:
         return await driver.status()
     finally:

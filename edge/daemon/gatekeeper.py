@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from edge.access import Policy, Presence, committed_candidates, decide
+from edge.access.exits import LOT_RULES, LaneRules
 from edge.access.types import Decision, Direction
 from edge.clock import TrustedClock
 from edge.daemon.records import (
@@ -89,8 +90,9 @@ class Gatekeeper:
         return self.policy.with_listed((e.entry for e in entries if e.list_name == "allow"),
                                        (e.entry for e in entries if e.list_name == "deny"))
 
-    def decide(self, read: PlateRead, direction: Direction) -> Decision:
-        """From the local cache only: the read's confusable candidates' bookings, then the pure rule."""
+    def decide(self, read: PlateRead, direction: Direction, rules: LaneRules = LOT_RULES) -> Decision:
+        """From the local cache only: the read's confusable candidates' bookings, then the pure rule
+        (with the lane's own ``rules``: exit policy, anti-passback)."""
         now = self.clock.reading()
         policy = self.live_policy(now.best_ms)
         try:
@@ -100,7 +102,7 @@ class Gatekeeper:
         rows = self.store.bookings_for_commitments(policy.lot_id, [m.commitment for m in matches])
         return decide(read, now.best_ms, booking_views(rows), self.presence, policy,
                       direction=direction, commit=self.commit, matches=matches or None,
-                      time_trusted=now.trusted)
+                      time_trusted=now.trusted, rules=rules)
 
     def journal(self, opening: PassRecord) -> None:
         """Commit the granted pass before its gate opens; raises (the gate stays shut) if that fails."""

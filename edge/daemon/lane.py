@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edge.access.exits import LaneRules, lane_rules
 from edge.access.types import Decision, Direction
 from edge.daemon.records import logfmt, pass_log_fields
 from edge.identity import mask_plate_or_none
@@ -53,6 +54,8 @@ from firmware_bridge.messages import EventKind
 log = logging.getLogger(__name__)
 TICK_S = 0.05
 RECONCILE_S = 1.0
+HOLD_WATCHDOG_MS = 1000  # a held gate drops by itself this long after the daemon stops refreshing it
+WATCH_QUEUE = 1000  # input changes buffered per watcher (`parkgate gate watch`); beyond: dropped, counted
 
 
 @dataclass
@@ -74,7 +77,7 @@ class LaneStats:
 class Passes(Protocol):
     """What a lane asks the local store about its passes (:class:`edge.daemon.gatekeeper.Gatekeeper`)."""
 
-    def decide(self, read: PlateRead, direction: Direction) -> Decision: ...
+    def decide(self, read: PlateRead, direction: Direction, rules: LaneRules) -> Decision: ...
 
     def journal(self, opening: PassRecord) -> None:
         """Commit the granted pass before its gate opens; raises (the gate stays shut) if that fails."""
@@ -94,6 +97,8 @@ class LaneShell:
                  wall_ms: Callable[[], int] = wall_clock_ms) -> None:
         """``wall_ms`` dates the records only; the lane's timeouts run on the monotonic clock."""
         self.config = config
+        lane = config.lane
+        self.rules = lane_rules(lane.direction, lane.exit_policy, lane.anti_passback)
         self.driver = driver
         self._burst = burst
         self.passes = passes
@@ -104,6 +109,9 @@ class LaneShell:
         self._opens: dict[int, asyncio.Task[None]] = {}  # pass number -> its open, until it answers
         self._armed_at: float | None = None
         self.link_up = True
+        self.held = False  # an operator holds the gate open: the machine's close is not sent
+        self.watchers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.watch_dropped = 0
 
     # -- driving -------------------------------------------------------------------------------------
 
@@ -116,7 +124,9 @@ class LaneShell:
                 self.feed(SafetyOn())
             if status.presence:
                 self.feed(PresenceOn())
-        await asyncio.gather(self._events(), self._ticks(), self._reconcile())
+        async with asyncio.TaskGroup() as group:  # one part failing stops the others: the lane restarts
+            for part in (self._events(), self._ticks(), self._reconcile()):
+                group.create_task(part)
 
     def feed(self, event: Event) -> None:
         if isinstance(event, PresenceOn) and not self.runner.state.presence:
@@ -142,6 +152,7 @@ class LaneShell:
 
     async def _events(self) -> None:
         async for event in self.driver.events():
+            self._tell_watchers(event.kind.name.lower(), event.value)
             if event.kind is EventKind.PRESENCE:
                 self.feed(PresenceOn() if event.value else PresenceOff())
             elif event.kind is EventKind.SAFETY:
@@ -180,6 +191,25 @@ class LaneShell:
                     self.feed(SafetyOn() if status.safety else SafetyOff())
             previous = now
 
+    def _tell_watchers(self, kind: str, value: int) -> None:
+        change = {"at_ms": wall_clock_ms(), "lane": self.config.lane_id, "kind": kind, "value": value}
+        for queue in self.watchers:
+            try:
+                queue.put_nowait(change)
+            except asyncio.QueueFull:
+                self.watch_dropped += 1
+
+    async def hold(self) -> None:
+        """Hold the gate open until :meth:`release` (the driver keeps it alive; it drops by itself
+        within ``HOLD_WATCHDOG_MS`` if this process dies)."""
+        await self.driver.hold_open(HOLD_WATCHDOG_MS)
+        self.held = True
+
+    async def release(self) -> None:
+        """End a hold; the barrier closes by itself once its loops are clear."""
+        await self.driver.release()
+        self.held = False
+
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -207,7 +237,7 @@ class LaneShell:
         self.feed(result)
 
     def decide(self, pass_no: int, read: PlateRead) -> Decision:
-        decision = self.passes.decide(read, self.config.direction)
+        decision = self.passes.decide(read, self.config.direction, self.rules)
         self.stats.last_read = {"plate_masked": mask_plate_or_none(read.text),
                                 "confidence": round(read.confidence, 3), "decision": str(decision.reason),
                                 "allow": decision.allow, "at_ms": wall_clock_ms()}
@@ -247,6 +277,9 @@ class LaneShell:
                           self.config.lane_id, pass_no)
 
     def close(self) -> None:
+        if self.held:
+            log.info("lane %s: gate held open by an operator: not closed after the pass", self.config.lane_id)
+            return
         self._spawn(self._close())
 
     async def _close(self) -> None:

@@ -31,6 +31,11 @@ status loop checks the clock against the floor (alert ``clock_behind``), writes 
 while the store refused writes (alert ``store_unwritable``) and, every :data:`FLOOR_SAVE_S`, saves the
 best time as the floor. Active alerts go into the status file, the retained MQTT status and the metrics.
 
+Lanes are independent: each connects, serves, fails and reconnects on its own (an unplugged
+controller only keeps its own lane waiting); the daemon reports READY once the store is up and at
+least one lane serves, and its status names the lanes that do not (``degraded``). Lanes wired to one
+Modbus port share one client (:class:`firmware_bridge.modbus.ModbusBus`).
+
 Shutdown on SIGTERM/SIGINT: stop taking passes, close each gate unless a vehicle is under it (an
 open is a hardware-timed pulse anyway, so a killed daemon cannot leave a gate open), stop the
 background parts (pending outbox rows stay for the next start), write a final status.
@@ -47,6 +52,7 @@ import secrets
 import signal
 import sqlite3
 import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +61,18 @@ from edge.access import commitment_function, policy_from_config
 from edge.chain.syncplan import chain_lot_code
 from edge.clock import TrustedClock, describe_behind
 from edge.config import CameraConfig, Config, LaneConfig, read_secret, relay_map_options
+from edge.daemon import control
 from edge.daemon.camera import camera_health, capture_burst, open_frame_source
 from edge.daemon.chainlink import ChainLink
 from edge.daemon.gatekeeper import Gatekeeper
-from edge.daemon.lane import LaneShell
+from edge.daemon.lane import WATCH_QUEUE, LaneShell
 from edge.daemon.retention import PRUNE_EVERY_S, evidence_dir, make_private, prune_evidence
 from edge.daemon.status import LaneStatus, StatusSnapshot, boot_id, status_path, write_status
 from edge.errors import ParkgateError
-from edge.identity import plate_key_bytes
+from edge.identity import mask_plate_or_none, plate_key_bytes
 from edge.lanes.machine import BurstDone, LaneSettings, ManualOpen
 from edge.metrics import AnySample, HistogramSample, MetricsServer, Sample
-from edge.store import Store, StoreDamagedError, wall_clock_ms
+from edge.store import ManualActionRow, Store, StoreDamagedError, wall_clock_ms
 from edge.store.integrity import recovery_steps
 from edge.throttle import Throttle
 from edge.vision.camera import FrameSource
@@ -74,10 +81,12 @@ from edge.vision.roi import Roi
 from firmware_bridge.driver import connect_driver
 from firmware_bridge.errors import GateError
 from firmware_bridge.gate import GateDriver
+from firmware_bridge.modbus import ModbusBus
 
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 1.0
 CONNECT_RETRY_S = 1.0
+LANE_RESTART_S = 2.0  # a lane whose loop failed starts again after this, on its own
 PLATE_KEY_FILE = "plate-key"
 FLOOR_SAVE_S = 60.0  # how often the best time is saved as the clock floor (one small write)
 
@@ -124,10 +133,10 @@ class Daemon:
         self.state = "starting"
         self.stop_event = asyncio.Event()
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+        self.clock = TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
+        self.store = open_store(cfg, self.clock)  # first: its errors name the file and the recovery
         self.evidence_dir = evidence_dir(cfg.gateway.state_dir)
         make_private(self.evidence_dir)
-        self.clock = TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
-        self.store = open_store(cfg, self.clock)
         self.chain = ChainLink(cfg)
         self.gatekeeper = Gatekeeper(self.store, policy_from_config(cfg),
                                      commitment_function(plate_key(cfg), lot_code_of(cfg)),
@@ -140,9 +149,13 @@ class Daemon:
         self.sources: list[FrameSource] = []
         self._published_lanes: dict[str, dict[str, Any]] = {}  # what MQTT last got, to publish changes only
         self._published_reads: dict[str, dict[str, Any]] = {}
+        self.drivers: dict[str, GateDriver] = {}  # lane name -> its connected driver
+        self.lane_errors: dict[str, str] = {lane.name: "starting" for lane in cfg.lanes}  # not serving: why
+        self.serving = asyncio.Event()  # set when the first lane serves
+        self.modbus_bus = ModbusBus()
+        self.control: control.ControlServer | None = None
         self._published_status: dict[str, Any] | None = None  # the retained status MQTT last got
         self._camera_counts: dict[str, tuple[float, int]] = {}  # lane -> (when, frames) at the last scrape
-        self.drivers: list[GateDriver] = []
         self.alerts: dict[str, int] = {}
         self.bridge: Any = None
         self.metrics: MetricsServer | None = None
@@ -203,34 +216,63 @@ class Daemon:
 
     # -- start-up --------------------------------------------------------------------------------------
 
-    async def _connect(self, lane_cfg: LaneConfig) -> GateDriver:
+    async def _connect(self, lane_cfg: LaneConfig) -> GateDriver | None:
+        """The lane's gate driver, retrying until it connects; None when the daemon stops first."""
         gate = lane_cfg.gate
         options: dict[str, object] = {}
         if gate.driver == "modbus-rtu":
             options = dict(relay_map_options(gate))
-        while True:
+        while not self.stop_event.is_set():
             try:
-                return await connect_driver(gate.driver, gate.port, gate.baudrate, **options)
-            except Exception as exc:  # noqa: BLE001 - unplugged at start: keep trying, say so
-                log.warning("lane %s: gate %s not reachable (%s); retrying", lane_cfg.name, gate.port, exc)
-                self.alert(lane_cfg.name, "gate_unreachable", str(exc))
-                # Not a failed start: systemd must not kill and restart us while an installer plugs it in.
-                notify.extend_start_timeout(CONNECT_RETRY_S * 3,
-                                            f"waiting for gate {gate.port} of lane {lane_cfg.name}")
-                try:
+                return await connect_driver(gate.driver, gate.port, gate.baudrate, bus=self.modbus_bus,
+                                            **options)
+            except Exception as exc:  # noqa: BLE001 - unplugged: keep trying, say so; other lanes go on
+                why = f"gate not reachable: {exc}"
+                if self.lane_errors.get(lane_cfg.name) != why:  # once per new reason, not per retry
+                    log.warning("lane %s: %s; retrying", lane_cfg.name, why)
+                    self.alert(lane_cfg.name, "gate_unreachable", str(exc))
+                self.lane_errors[lane_cfg.name] = why
+                if not self.serving.is_set():
+                    # Not a failed start: systemd must not kill and restart us while an installer plugs it in.
+                    notify.extend_start_timeout(CONNECT_RETRY_S * 3,
+                                                f"waiting for gate {gate.port} of lane {lane_cfg.name}")
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop_event.wait(), CONNECT_RETRY_S)
-                    raise asyncio.CancelledError
-                except TimeoutError:
-                    pass
+        return None
 
-    async def _start_lanes(self) -> None:
+    def _start_lanes(self) -> list[asyncio.Task[None]]:
+        """One task per lane: each connects, serves, fails and reconnects on its own."""
         self.sources = [open_frame_source(lane.camera.source, lane.camera.fps) for lane in self.cfg.lanes]
-        # All gates at once: one slow or unplugged controller does not hold the others back.
-        self.drivers = list(await asyncio.gather(*(self._connect(lane) for lane in self.cfg.lanes)))
-        for lane_cfg, source, driver in zip(self.cfg.lanes, self.sources, self.drivers, strict=True):
-            roi = _lane_roi(lane_cfg.camera, lane_cfg.name)
-            burst = functools.partial(self._burst, source, lane_cfg.name, roi=roi)
-            self.lanes.append(LaneShell(LaneSettings(lane_cfg), driver, burst, self.gatekeeper, self.alert))
+        return [asyncio.create_task(self._serve_lane(lane, source), name=f"lane-{lane.name}")
+                for lane, source in zip(self.cfg.lanes, self.sources, strict=True)]
+
+    async def _serve_lane(self, lane_cfg: LaneConfig, source: FrameSource) -> None:
+        """Until the daemon stops: connect the lane's gate, run the lane; if its loop fails, close the
+        driver and start again (the other lanes never wait for this one)."""
+        name = lane_cfg.name
+        shell: LaneShell | None = None
+        while (driver := await self._connect(lane_cfg)) is not None:
+            self.drivers[name] = driver
+            if shell is None:
+                roi = _lane_roi(lane_cfg.camera, name)
+                burst = functools.partial(self._burst, source, name, roi=roi)
+                shell = LaneShell(LaneSettings(lane_cfg), driver, burst, self.gatekeeper, self.alert,
+                                  wall_ms=self.clock.now_ms)  # records dated with the best time
+                self.lanes.append(shell)
+            shell.driver, shell.held = driver, False  # a new connection holds nothing
+            self.lane_errors.pop(name, None)
+            self.serving.set()
+            log.info("lane %s: serving (gate %s on %s)", name, lane_cfg.gate.driver, lane_cfg.gate.port)
+            try:
+                await shell.run()
+            except Exception as exc:  # noqa: BLE001 - this lane only: report, restart it, the others go on
+                log.exception("lane %s: stopped by an error; restarting in %.0f s", name, LANE_RESTART_S)
+                self.lane_errors[name] = f"lane failed: {exc!r}"
+                self.alert(name, "lane_failed", repr(exc))
+            await shell.aclose()
+            await _close_driver(self.drivers.pop(name))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), LANE_RESTART_S)
 
     def _burst(self, source: FrameSource, lane: str, burst_no: int, frames: int,
                roi: Roi | None = None) -> BurstDone:
@@ -251,7 +293,7 @@ class Daemon:
         self.gatekeeper.mqtt_on = self.bridge is not None
 
     def _remote_command(self, command: Any) -> Any:
-        """A verified remote command (paho thread): hand it to the loop; only ``open`` exists."""
+        """A verified remote command (paho thread): hand it to the loop, audited like a local one."""
         from edge.mqtt import CommandOutcome
         from edge.mqtt.commands import LIST_ACTIONS
 
@@ -261,10 +303,115 @@ class Daemon:
             return CommandOutcome(*apply_list_command(self.cfg.store_path, command.action, command.args or {},
                                                       f"mqtt:{command.nonce}"))
         lane = next((shell for shell in self.lanes if shell.config.lane_id == command.lane), None)
-        if lane is None or command.action != "open":
+        if lane is None or command.action not in control.GATE_ACTIONS:
             return CommandOutcome(False, f"no lane {command.lane!r} or action {command.action!r} unsupported")
-        self.loop.call_soon_threadsafe(lane.feed, ManualOpen(f"mqtt:{command.nonce}"))
-        return CommandOutcome(True, "open queued")
+        asyncio.run_coroutine_threadsafe(
+            self._manual(lane, command.action, "mqtt", f"mqtt:{command.nonce}", "signed remote command"),
+            self.loop)
+        return CommandOutcome(True, f"{command.action} queued")
+
+    # -- manual operation (control socket, signed MQTT commands) ----------------------------------------
+
+    async def _start_control(self) -> None:
+        """The local control socket; without it the gates still run (it is an operator's tool)."""
+        path = control.socket_path(self.cfg.gateway.state_dir)
+        names = [lane.name for lane in self.cfg.lanes]
+        try:
+            self.control = await control.ControlServer(path, names, self._operate, self._watch).start()
+        except OSError as exc:
+            log.error("control socket not started at %s: %s", path, exc)
+            self.alert("-", "control_not_started", str(exc))
+
+    async def _operate(self, request: control.Request, peer: control.Peer) -> dict[str, Any]:
+        shell = next((s for s in self.lanes if s.config.lane_id == request.lane), None)
+        if shell is None or request.lane in self.lane_errors:
+            why = self.lane_errors.get(str(request.lane), "not connected yet")
+            return {"ok": False, "error": f"lane {request.lane} is not serving: {why}"}
+        if request.action == "status":
+            status = await shell.driver.status()
+            return {"ok": True, "lane": request.lane, "held": shell.held, "status": {
+                "position": status.position.name, "presence": status.presence, "safety": status.safety,
+                "held": status.held, "faults": int(status.faults), "opens": status.opens}}
+        return await self._manual(shell, request.action, "socket", peer.who, request.reason)
+
+    async def _manual(self, shell: LaneShell, action: str, source: str, who: str, reason: str
+                      ) -> dict[str, Any]:
+        """Open, hold or release one lane's gate for an operator, then audit it: who, why, the result,
+        the camera's read and evidence (``manual_actions``; an open is also a ``manual`` pass)."""
+        lane = shell.config.lane_id
+        log.warning("manual %s on lane %s by %s: %s", action, lane, who, reason)
+        try:
+            ok, result = await self._act(shell, action, who)
+        except Exception as exc:  # noqa: BLE001 - refused or unreachable: audited, reported
+            ok, result = False, f"failed: {exc}"
+        audit_id, read = await self._audit(shell, action, source, who, reason, result)
+        return {"ok": ok, "lane": lane, "action": action, "result": result, "audit_id": audit_id,
+                "read": read}
+
+    async def _act(self, shell: LaneShell, action: str, who: str) -> tuple[bool, str]:
+        if action == "hold":
+            await shell.hold()
+            return True, "held open"
+        if action == "release":
+            await shell.release()
+            return True, "released"
+        opens = shell.stats.opens
+        shell.feed(ManualOpen(who))
+        deadline = time.monotonic() + shell.config.ack_timeout_ms / 1000
+        while shell.stats.opens == opens and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if shell.stats.opens > opens:
+            return True, "opened"
+        return False, f"not opened (lane {shell.runner.state.phase})"
+
+    async def _audit(self, shell: LaneShell, action: str, source: str, who: str, reason: str,
+                     result: str) -> tuple[int | None, dict[str, Any] | None]:
+        """Record the operation with what the lane's camera reads now; never raises."""
+        lane_cfg = shell.config.lane
+        plate = confidence = snapshot = None
+        try:
+            source_ = self.sources[self.cfg.lanes.index(lane_cfg)]
+            burst = await asyncio.to_thread(self._burst, source_, lane_cfg.name, 0,
+                                            min(3, lane_cfg.camera.burst_frames),
+                                            _lane_roi(lane_cfg.camera, lane_cfg.name))
+            best = max((r for r in burst.reads if r.text), key=lambda r: r.confidence, default=None)
+            if best is not None:
+                plate = mask_plate_or_none(best.text)
+                confidence = round(min(1.0, max(0.0, best.confidence)), 3)
+            snapshot = burst.snapshot
+        except Exception as exc:  # noqa: BLE001 - no camera read: the operation is audited all the same
+            log.warning("lane %s: no camera read for the manual %s: %s", lane_cfg.name, action, exc)
+        row = ManualActionRow(wall_clock_ms(), lane_cfg.name, action, source, who, reason, result, plate,
+                              confidence, snapshot.path if snapshot else None,
+                              snapshot.sha256 if snapshot else None)
+        try:
+            audit_id = self.store.record_manual_action(row)
+        except Exception:  # noqa: BLE001 - the gate already acted; say loudly that the audit is missing
+            log.exception("lane %s: manual %s by %s NOT audited", lane_cfg.name, action, who)
+            return None, None
+        return audit_id, {"plate_masked": plate, "confidence": confidence,
+                          "evidence": snapshot.path if snapshot else None}
+
+    async def _watch(self, lane: str | None) -> AsyncGenerator[dict[str, Any], None]:
+        """Input changes of one lane (or all) as they come, after a status line per lane."""
+        shells = [s for s in self.lanes if lane is None or s.config.lane_id == lane]
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(WATCH_QUEUE)
+        for shell in shells:
+            shell.watchers.add(queue)
+        try:
+            for shell in shells:
+                with contextlib.suppress(Exception):
+                    status = await shell.driver.status()
+                    yield {"at_ms": wall_clock_ms(), "lane": shell.config.lane_id, "kind": "status",
+                           "position": status.position.name, "presence": int(status.presence),
+                           "safety": int(status.safety), "held": int(status.held or shell.held),
+                           "faults": int(status.faults)}
+            while not self.stop_event.is_set():
+                with contextlib.suppress(TimeoutError):
+                    yield await asyncio.wait_for(queue.get(), 1.0)
+        finally:
+            for shell in shells:
+                shell.watchers.discard(queue)
 
     def _start_metrics(self) -> None:
         m = self.cfg.metrics
@@ -281,11 +428,14 @@ class Daemon:
         counts = self.store.counts()
         backlog = {k.split(".")[1]: v for k, v in counts.items()
                    if k.startswith("outbox.") and k.endswith((".pending", ".in_flight"))}
+        serving = [s for s in self.lanes if s.config.lane_id not in self.lane_errors]
         lanes = tuple(LaneStatus(s.config.lane_id, str(s.runner.state.phase), s.link_up, s.stats.passes,
                                  s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
                                  s.stats.last_read, list(s.stats.open_latencies_ms), self._camera(s),
-                                 s.stats.gate_error, s.stats.gate_position)
-                      for s in self.lanes)
+                                 gate_error=s.stats.gate_error, gate_position=s.stats.gate_position)
+                      for s in serving)
+        lanes += tuple(LaneStatus(name, "down", False, serving=False, error=why)
+                       for name, why in self.lane_errors.items())
         now = time.time()
         reading = self.clock.reading()
         clock = {"wall_ms": reading.wall_ms, "best_ms": reading.best_ms, "behind_ms": reading.behind_ms,
@@ -297,13 +447,13 @@ class Daemon:
             uptime_s=round(time.monotonic() - self.started_mono, 1), lanes=lanes, backlog=backlog,
             gate_events=counts.get("gate_events", 0), bookings=counts.get("bookings", 0),
             inside=self.gatekeeper.presence.occupancy, alerts=dict(self.alerts),
-            chain=dict(self.chain.health), mqtt=self._mqtt_health(),
+            chain=dict(self.chain.health), mqtt=self._mqtt_health(), degraded=dict(self.lane_errors),
             heartbeat_mono=time.monotonic(), boot_id=boot_id(), active_alerts=dict(self.conditions),
             clock=clock, store=store,
         )
 
     def _camera(self, lane: LaneShell) -> dict[str, Any]:
-        source = self.sources[self.lanes.index(lane)]
+        source = self.sources[self.cfg.lanes.index(lane.config.lane)]
         return camera_health(source, lane.config.lane.camera.stall_after_s, time.monotonic())
 
     def _check_cameras(self, lanes: tuple[LaneStatus, ...]) -> None:
@@ -455,7 +605,8 @@ class Daemon:
                 log.error("status file %s not written: %s", path, exc)
             self._status_write_failed = True
         lanes = ", ".join(f"{lane.name} {lane.phase}" for lane in snap.lanes)
-        notify.status(f"{snap.state}: {lanes}; backlog {snap.backlog or 0}")
+        down = f"; DEGRADED: {', '.join(snap.degraded)} not serving" if snap.degraded else ""
+        notify.status(f"{snap.state}: {lanes}; backlog {snap.backlog or 0}{down}")
         if self.bridge is not None:
             try:
                 # retained: only when it changed (uptime alone is no change), not every tick
@@ -503,40 +654,44 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop_event.set)
-        try:
-            await self._start_lanes()
-        except asyncio.CancelledError:
-            await self._shutdown([])
-            return 0
-        self.chain.start()
-        self._start_mqtt()
-        self._start_metrics()
-        tasks = [asyncio.create_task(lane.run(), name=f"lane-{lane.config.lane_id}") for lane in self.lanes]
-        self.state = "running"
+        tasks = self._start_lanes()
+        await self._start_control()
         status_task = asyncio.create_task(self._status_loop())
         retention_task = asyncio.create_task(self._retention_loop())
-        notify.ready(f"serving {len(self.lanes)} lane(s)")
-        log.info("READY: %d lane(s), store %s", len(self.lanes), self.cfg.store_path)
-        print(f"READY pid={os.getpid()} lanes={len(self.lanes)}", flush=True)
+        # READY once the store is up (it is: __init__ opened and recovered it) and one lane serves.
+        serving = asyncio.create_task(self.serving.wait())
         stop_wait = asyncio.create_task(self.stop_event.wait())
-        done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        lane_failed = False
-        for task in done:
-            if task is not stop_wait and task.exception() is not None:
-                log.error("lane task ended: %r", task.exception())
-                lane_failed = True
-        self.stop_event.set()
+        await asyncio.wait([serving, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        serving.cancel()
+        if not self.stop_event.is_set():
+            self.chain.start()
+            self._start_mqtt()
+            self._start_metrics()
+            self.state = "running"
+            self._publish_status(status_path(self.cfg.gateway.state_dir))  # READY never meets "starting"
+            self._ready()
+        await stop_wait
         await status_task
         retention_task.cancel()
         with contextlib.suppress(BaseException):
             await retention_task
         await self._shutdown(tasks)
-        # A lane that died is a failure: exit non-zero so systemd's Restart=on-failure brings it back.
-        return 1 if lane_failed else 0
+        return 0
+
+    def _ready(self) -> None:
+        down = sorted(self.lane_errors)
+        serving = len(self.cfg.lanes) - len(down)
+        degraded = f"; DEGRADED: {', '.join(down)} not serving" if down else ""
+        notify.ready(f"serving {serving} lane(s){degraded}")
+        log.info("READY: %d lane(s), store %s%s", serving, self.cfg.store_path, degraded)
+        print(f"READY pid={os.getpid()} lanes={serving}" + (f" degraded={','.join(down)}" if down else ""),
+              flush=True)
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
         self.state = "stopping"
         notify.stopping()
+        if self.control is not None:
+            await self.control.stop()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -544,11 +699,8 @@ class Daemon:
                 await task
         for lane in self.lanes:
             await lane.aclose()
-        for driver in self.drivers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(driver.close(), 2.0)  # refused while a vehicle is under it: fine
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(driver.aclose(), 2.0)
+        for driver in list(self.drivers.values()):
+            await _close_driver(driver)
         self.chain.stop()
         if self.bridge is not None:
             self.bridge.stop()
@@ -560,6 +712,14 @@ class Daemon:
         with contextlib.suppress(Exception):
             write_status(status_path(self.cfg.gateway.state_dir), self.snapshot())
         self.store.close()
+
+
+async def _close_driver(driver: GateDriver) -> None:
+    """Close the gate (refused while a vehicle is under it: fine, the pulse ends by itself), let go."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(driver.close(), 2.0)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(driver.aclose(), 2.0)
 
 
 def run_daemon(cfg: Config) -> int:

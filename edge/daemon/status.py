@@ -39,6 +39,8 @@ class LaneStatus:
     last_read: dict[str, Any] | None = None
     open_latencies_ms: list[float] = field(default_factory=list)
     camera: dict[str, Any] = field(default_factory=dict)  # {"state": "ok"|"stalled", "silent_s": ...}
+    serving: bool = True  # False: not connected yet or failed; ``error`` says why
+    error: str = ""
     gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"}
     gate_position: str | None = None  # closed | opening | open | closing | unknown, last polled
 
@@ -62,6 +64,7 @@ class StatusSnapshot:
     alerts: dict[str, int] = field(default_factory=dict)
     chain: dict[str, Any] = field(default_factory=dict)
     mqtt: dict[str, Any] = field(default_factory=dict)
+    degraded: dict[str, str] = field(default_factory=dict)  # lanes not serving: why
     heartbeat_mono: float | None = None  # the daemon's time.monotonic() when it wrote the snapshot
     boot_id: str = ""
     active_alerts: dict[str, str] = field(default_factory=dict)  # conditions holding now: code -> detail
@@ -129,7 +132,7 @@ def read_status(path: Path, now: float | None = None) -> dict[str, Any]:
     snapshot["age_s"] = round(age, 1)
     same_boot = bool(snapshot.get("boot_id")) and snapshot.get("boot_id") == boot_id()
     gone = same_boot and not pid_alive(snapshot.get("pid"))
-    snapshot["stale"] = snapshot.get("state") != "running" or age > STALE_AFTER_S or gone
+    snapshot["stale"] = age > STALE_AFTER_S or gone or snapshot.get("state") == "stopped"
     snapshot["state_dir_problem"] = state_dir_problem(path.parent)
     return snapshot
 
@@ -152,9 +155,18 @@ def state_dir_problem(state_dir: Path) -> str | None:
 def render_status(snapshot: dict[str, Any]) -> list[str]:
     """Human lines for ``parkgate status``."""
     state = snapshot.get("state", "?") + (" (STALE: daemon not refreshing)" if snapshot.get("stale") else "")
+    if not snapshot.get("stale") and snapshot.get("state") == "starting":
+        state += " (no lane serves yet)"
     lines = [f"gateway {snapshot.get('gateway')} pid {snapshot.get('pid')}: {state}, "
              f"updated {snapshot.get('age_s')} s ago, up {snapshot.get('uptime_s')} s"]
+    degraded = snapshot.get("degraded") or {}
+    if degraded:
+        lines.append(f"DEGRADED: {len(degraded)} lane(s) not serving: "
+                     + "; ".join(f"{name} ({why})" for name, why in sorted(degraded.items())))
     for lane in snapshot.get("lanes", []):
+        if not lane.get("serving", True):
+            lines.append(f"lane {lane['name']}: NOT SERVING: {lane.get('error', '')}")
+            continue
         last = lane.get("last_read") or {}
         link = "up" if lane["link_up"] else "DOWN"
         gate = f", gate {lane['gate_position']}" if lane.get("gate_position") else ""

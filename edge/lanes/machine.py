@@ -78,7 +78,10 @@ class LaneSettings:
     of its values) and the machine's own timeouts."""
 
     lane: configuration.LaneConfig = configuration.LaneConfig()
-    burst_timeout_ms: int = 3_000
+    # A burst always ends by itself (edge.daemon.camera.capture_burst waits at most 2.5 s for frames),
+    # but its inference is CPU work: on a busy 2-core box 3 frames took longer than 3 s and the pass
+    # ended no_read. This only bounds a camera thread that hangs.
+    burst_timeout_ms: int = 8_000
     burst_retries: int = 1
     decide_timeout_ms: int = 2_000
     # Longer than the longest the serial gate client (firmware_bridge/client.py, daemon defaults

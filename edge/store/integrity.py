@@ -124,6 +124,24 @@ def quick_check(conn: sqlite3.Connection, full: bool = False) -> list[str]:
     return [] if rows == ["ok"] else rows
 
 
+def stored_clock_floor(store: Path) -> int:
+    """The store's clock floor (``clock_floor``, edge.clock) read without changing the file; 0 when there
+    is none (no store yet, an older schema, an unreadable file)."""
+    if not store.is_file() or preflight(store) is not None:
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return 0
+    try:
+        row = conn.execute("SELECT floor_ms FROM clock_floor WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
+
+
 # -- check -----------------------------------------------------------------------------------------------
 
 @dataclass

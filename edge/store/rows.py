@@ -17,6 +17,8 @@ from edge.store.schema import (
     BOOKING_STATUSES,
     DIRECTIONS,
     GATE_EVENT_KINDS,
+    MANUAL_ACTIONS,
+    MANUAL_SOURCES,
     RENTAL_EVENT_STATUSES,
 )
 
@@ -231,6 +233,35 @@ class ChainBlock:
     number: int
     hash: str
     parent_hash: str
+
+
+@dataclass(frozen=True)
+class ManualActionRow:
+    """An operator's gate operation, audited: who (``operator``: user, uid and pid from the control
+    socket's peer credentials, or the signed MQTT command's nonce), why, the result, and what the lane's
+    camera read at that moment with its evidence (local only: the plate is kept masked)."""
+
+    at_ms: int
+    lane: str
+    action: str
+    source: str
+    operator: str
+    reason: str
+    result: str
+    plate_masked: str | None = None
+    confidence: float | None = None
+    evidence_path: str | None = None
+    evidence_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("lane", "operator", "reason", "result"):
+            _check_text(self, name)
+        _check_choice(self, "action", MANUAL_ACTIONS)
+        _check_choice(self, "source", MANUAL_SOURCES)
+        if self.confidence is not None and not 0.0 <= self.confidence <= 1.0:
+            _fail(self, "confidence", self.confidence, "a number in [0, 1] or None")
+        if self.evidence_sha256 is not None and not _SHA256.fullmatch(str(self.evidence_sha256)):
+            _fail(self, "evidence_sha256", self.evidence_sha256, "64 lowercase hex digits or None")
 
 
 @dataclass(frozen=True)

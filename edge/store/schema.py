@@ -271,11 +271,38 @@ INSERT INTO clock_floor (id, floor_ms) SELECT 1, max(
     coalesce((SELECT max(updated_at_ms) FROM sync_checkpoints), 0));
 """ + "\n".join(_floor_trigger(*source) for source in _FLOOR_SOURCES) + "\n"
 
+# Manual gate operations (`parkgate gate open|hold|release --lane`, signed MQTT commands): who, why,
+# what the camera read then and its evidence; append-only like the gate log. Self-contained.
+MANUAL_ACTIONS = ("open", "hold", "release")
+MANUAL_SOURCES = ("socket", "mqtt")
+V6_MANUAL_ACTIONS = f"""
+CREATE TABLE manual_actions (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms           INTEGER NOT NULL CHECK (at_ms >= 0),
+    lane            TEXT NOT NULL CHECK (lane <> ''),
+    action          TEXT NOT NULL CHECK (action IN {_in(MANUAL_ACTIONS)}),
+    source          TEXT NOT NULL CHECK (source IN {_in(MANUAL_SOURCES)}),
+    operator        TEXT NOT NULL CHECK (operator <> ''),
+    reason          TEXT NOT NULL CHECK (reason <> ''),
+    result          TEXT NOT NULL CHECK (result <> ''),
+    plate_masked    TEXT,
+    confidence      REAL CHECK (confidence IS NULL OR (confidence >= 0 AND confidence <= 1)),
+    evidence_path   TEXT,
+    evidence_sha256 TEXT CHECK (evidence_sha256 IS NULL OR (length(evidence_sha256) = 64
+                                AND evidence_sha256 NOT GLOB '*[^0-9a-f]*'))
+);
+CREATE INDEX manual_actions_at ON manual_actions(at_ms);
+CREATE TRIGGER manual_actions_no_update BEFORE UPDATE ON manual_actions
+BEGIN SELECT RAISE(ABORT, 'manual_actions is append-only: UPDATE is not allowed'); END;
+CREATE TRIGGER manual_actions_no_delete BEFORE DELETE ON manual_actions
+BEGIN SELECT RAISE(ABORT, 'manual_actions is append-only: DELETE is not allowed'); END;
+"""
+
 # Issue #15: allow and deny lists changed without a restart (`parkgate list`, signed MQTT commands); the
 # running daemon reads the entries valid now before each decision. ``entry`` is a normalised plate or a
 # lower-case 0x commitment (edge.identity.list_entry_key); a plate stays on this device (never published).
 ACCESS_LISTS: Final = ("allow", "deny")
-V6_ACCESS_LISTS: Final = f"""
+V7_ACCESS_LISTS: Final = f"""
 CREATE TABLE access_list_entries (
     list_name       TEXT NOT NULL CHECK (list_name IN {_in(ACCESS_LISTS)}),
     entry           TEXT NOT NULL CHECK (entry <> ''),
@@ -295,8 +322,8 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (3, V3_PASS_JOURNAL),
     (4, V4_OUTBOX_REJECTED_CHAIN_SEQS),
     (5, V5_CLOCK_FLOOR),
-
-    (6, V6_ACCESS_LISTS),
+    (6, V6_MANUAL_ACTIONS),
+    (7, V7_ACCESS_LISTS),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

@@ -35,6 +35,7 @@ from edge.store.rows import (
     GateEventRow,
     ListEntry,
     Lot,
+    ManualActionRow,
     OutboxRow,
     RentalEvent,
     Space,
@@ -97,8 +98,9 @@ class Store:
             return StoreDamagedError(f"{problem}. {integrity.recovery_steps(self.path)}")
         folder = self.path.parent
         if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")) or not os.access(folder, os.W_OK):
-            return StoreError(f"store {self.path} cannot be written ({exc}): the directory {folder} must be "
-                              "writable by parkgate (read-only file system or wrong owner?)")
+            why = ("is on a read-only file system" if _read_only_fs(folder)
+                   else "must be writable by parkgate (wrong owner or mode?)")
+            return StoreError(f"store {self.path} cannot be written ({exc}): the directory {folder} {why}")
         if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
             return StoreError(f"store {self.path} cannot be written ({exc}): is the disk of {folder} full "
                               "or failing? Free space (old evidence, logs) and restart")
@@ -431,6 +433,19 @@ class Store:
             (destination, event_id, json.dumps(payload, sort_keys=True, separators=(",", ":")), now, now))
         return cur.rowcount == 1
 
+    def record_manual_action(self, action: ManualActionRow) -> int:
+        """Append one audited manual gate operation; returns its id."""
+        row = as_dict(action)
+        with self.transaction() as c:
+            cur = c.execute(f"INSERT INTO manual_actions ({', '.join(row)}) "
+                            f"VALUES ({', '.join('?' * len(row))})", list(row.values()))
+        return int(cur.lastrowid or 0)
+
+    def manual_actions(self, limit: int = 100) -> list[tuple[int, ManualActionRow]]:
+        """The latest audited manual operations as (id, row), newest first."""
+        return [(r.pop("id"), ManualActionRow(**r)) for r in self.db["manual_actions"].rows_where(
+            order_by="id DESC", limit=limit)]
+
     def gate_event(self, event_id: str) -> GateEventRow | None:
         rows = list(self.db["gate_events"].rows_where("event_id = ?", [event_id]))
         return _gate_event(rows[0]) if rows else None
@@ -546,6 +561,13 @@ class Store:
                 "SELECT destination, status, count(*) FROM outbox GROUP BY destination, status"):
             result[f"outbox.{dest}.{status}"] = n
         return result
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def split_sql(script: str) -> list[str]:

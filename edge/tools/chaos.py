@@ -358,6 +358,8 @@ class Chaos:
             received = list(self.watcher.ids)
         lost_mqtt = len(set(mqtt_ids) - set(received))
         twice = len(received) - len(set(received))
+        others = [r for r in wrong_admits if r not in misread and r not in unreachable]
+        explain_refusals(others)
         say(f"\nchaos run: {elapsed:.0f} s, {self.plan.vehicles} vehicles, {len(results)} passes, "
             f"{self.tally.kills} daemon SIGKILLs, {self.tally.chain_cuts} chain node cuts, "
             f"{self.tally.broker_cuts} broker cuts, {self.tally.serial_pulls} serial pulls")
@@ -368,8 +370,7 @@ class Chaos:
             ("drivers who had to approach twice (misread or gate fault)", self.tally.second_tries, False),
             ("to admit, refused twice: plate misread (OCR quality)", len(misread), False),
             ("to admit, refused twice: gate unreachable (serial pull)", len(unreachable), False),
-            ("to admit, refused twice for any other reason",
-             len(wrong_admits) - len(misread) - len(unreachable), True),
+            ("to admit, refused twice for any other reason", len(others), True),
             ("passes cut short by a kill before they were recorded", len(cut), False),
             ("granted passes recorded from the pass journal after a restart", len(recovered_ids), False),
             ("opened passes lost by a kill (gate opened, pass never recorded)", lost_opened, True),
@@ -387,6 +388,17 @@ class Chaos:
             ("outbox not drained at the end", 0 if drained else 1, True),
             ("store integrity problems", 0 if integrity == "ok" else 1, True),
         ]
+
+
+def explain_refusals(refusals: list[h.VisitResult]) -> None:
+    """Every refusal of a vehicle to admit that is neither a misread nor a fault effect, with what the
+    daemon recorded for it (kind and reason of each row), so that a failure explains itself."""
+    if refusals:
+        say(f"\nrefused for another reason than a misread or a fault ({len(refusals)}):")
+    for r in refusals:
+        rows = "; ".join(f"{row['kind']} {row['reason']} (seq {row['seq']})" for row in r.rows) or "no row"
+        say(f"  {r.visit.vehicle.name} ({r.visit.vehicle.plate}) at {r.visit.lane}, expected "
+            f"{r.visit.expect_reason}: recorded {rows}{f'; {r.error}' if r.error else ''}")
 
 
 def _count(store: Path, table: str) -> int:

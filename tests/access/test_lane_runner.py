@@ -214,7 +214,7 @@ class ShellPorts:
         raise AssertionError("a manual open needs no camera and no decision")
 
     # edge.daemon.lane.Passes
-    def decide(self, read: PlateRead, direction: Direction) -> Decision:
+    def decide(self, read: PlateRead, direction: Direction, rules: object = None) -> Decision:
         raise AssertionError("a manual open needs no camera and no decision")
 
     def journal(self, opening: PassRecord) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,7 +99,7 @@ def test_an_open_during_a_running_pulse_counts_as_a_command_not_a_new_opening() 
     board = RelayBoard()
     board.write(HOLDING, 0x0200, [30], now=0.0)
     board.write(HOLDING, 0x0200, [30], now=1.0)
-    assert (board.opens, board.open_commands) == (1, 2)
+    assert (board.gates[0].opens, board.gates[0].open_commands) == (1, 2)
 
 
 def test_retransmitted_command_is_answered_but_not_executed_twice() -> None:
@@ -138,7 +139,17 @@ def test_relay_board_flash_on_is_timed_by_the_board() -> None:
     assert board.write(HOLDING, 0x0200, [5], now=0.0)  # 5 x 100 ms
     assert board.read(COILS, 0, 1, now=0.4) == [True]
     assert board.read(COILS, 0, 1, now=0.5) == [False]
-    assert board.opens == 1
+    assert board.gates[0].opens == 1
+
+
+def test_relay_board_with_two_gates_keeps_their_relays_inputs_and_counters_apart() -> None:
+    board = RelayBoard(gate_count=2)
+    board.gates[1].presence = True
+    assert board.read(INPUTS, 0, 8, now=0.0) == [False, False, False, True, True, False, False, True]
+    assert board.write(HOLDING, 0x0201, [5], now=0.0)  # relay 1: gate 1's
+    assert [g.opens for g in board.gates] == [0, 1] and board.read(COILS, 0, 2, now=0.1) == [False, True]
+    with pytest.raises(ValueError, match="gates=3: allowed 1..2"):
+        RelayBoard(gate_count=3)
 
 
 def test_relay_board_rejects_addresses_it_does_not_have() -> None:

@@ -14,7 +14,7 @@ from bridge_harness import Emulator, running_emulator
 from firmware_bridge.client import GateTimeout
 from firmware_bridge.driver import ParkgateSerialDriver
 from firmware_bridge.gate import GateRefused
-from firmware_bridge.messages import Ack, Close, EventKind, Fault, Position, Result
+from firmware_bridge.messages import Ack, Close, EventKind, Fault, OpenPulse, Position, Result
 
 
 @pytest.fixture
@@ -188,3 +188,38 @@ def test_motor_fault_is_reported_and_refuses_open(emulator: Emulator) -> None:
 
     asyncio.run(scenario())
     assert emulator.state()["opens"] == 0
+
+
+def test_an_open_answered_late_is_matched_by_its_sequence_number(emulator: Emulator) -> None:
+    """The controller executes the open at once and answers 1.5 s late, after the client's 4 attempts
+    of 0.2 s: the client keeps listening for that sequence number (sending nothing more) and the open
+    returns as done; a heartbeat after it is answered normally. Without a late window it is a
+    GateTimeout although the gate opened."""
+    emulator.command("delay-open 1.5")
+
+    async def scenario() -> tuple[float, int]:
+        driver = await connect(emulator)
+        started = time.monotonic()
+        await driver.open_pulse(300)
+        took = time.monotonic() - started
+        await driver.status()
+        late = driver.client.stats.late_replies
+        await driver.aclose()
+        return took, late
+
+    took, late = asyncio.run(scenario())
+    assert 1.4 < took < 2.5 and late == 1
+    assert emulator.state()["open_commands"] == 1
+
+    emulator.command("delay-open 1.5")
+
+    async def without_late_window() -> None:
+        driver = await connect(emulator)
+        try:
+            with pytest.raises(GateTimeout, match="after 4 attempts"):
+                await driver.client.request(OpenPulse(300))
+        finally:
+            await driver.aclose()
+
+    asyncio.run(without_late_window())
+    assert emulator.state()["open_commands"] == 2  # it opened all the same: hence the late window

@@ -291,3 +291,96 @@ def test_a_stalled_camera_is_alerted_and_does_not_spin(world: World) -> None:
         listener.close()
     assert recovered, "the camera never recovered"
     assert h.wait_until(lambda: world.status()["alerts"].get("camera_recovered"), 5)
+
+
+# ---- wall-clock steps during passes, on a real gate ------------------------------------------------
+class MemoryPasses:
+    """The lane's store port kept in memory (this test is about the lane's timing, not the store)."""
+
+    def __init__(self) -> None:
+        self.records: list = []
+
+    def decide(self, read, direction, rules):  # noqa: ANN001, ANN201 - edge.daemon.lane.Passes
+        from edge.access.types import Decision, Reason
+
+        return Decision(True, Reason.BOOKING_VALID, None, "1")
+
+    def journal(self, opening) -> None:  # noqa: ANN001
+        pass
+
+    def journal_opened(self, lane: str, pass_no: int) -> None:
+        pass
+
+    def record(self, record) -> None:  # noqa: ANN001
+        self.records.append(record)
+
+
+def test_wall_clock_steps_during_passes_neither_trap_nor_deafen_a_lane(tmp_path: Path) -> None:
+    """What is stepped: the lane's wall clock, injected into the daemon's lane shell (the daemon gives
+    it the system clock; stepping that needs root). The gate is the emulator on a real pty through
+    the real driver; the camera and the store are in-memory ports.
+
+    +10 min while the car is under the open barrier: the pass is recorded as passed (it was recorded
+    no_passage, and the exit then refused the car), dated on the stepped clock. -1 h while a burst
+    hangs: the burst timeout fires after its 3 s as usual (the lane was deaf for more than 90 s)."""
+    import asyncio
+
+    from edge.config import LaneConfig
+    from edge.daemon.lane import LaneShell
+    from edge.lanes.machine import BurstDone, LaneSettings, Outcome
+    from edge.vision.types import PlateRead
+    from firmware_bridge.driver import connect_driver
+
+    wall = [time.time_ns() // 1_000_000]
+    hang = threading.Event()
+    alerts: list[tuple[str, float]] = []
+    settings = LaneSettings(LaneConfig(name=LANE), burst_timeout_ms=3_000)
+    reads = tuple(PlateRead("AB123CD", 0.9, (0.9,) * 7) for _ in range(3))
+
+    def burst(burst_no: int, frames: int) -> BurstDone:
+        if hang.is_set():
+            time.sleep(6)  # a camera that hangs: the machine's burst timeout must end the wait
+        return BurstDone(burst_no, reads)
+
+    async def until(predicate, timeout: float) -> bool:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def scenario(emulator: EmulatorHandle) -> None:
+        control = lambda line: asyncio.to_thread(emulator.command, line)  # noqa: E731
+        driver = await connect_driver("parkgate-serial", str(emulator.link), 115200)
+        passes = MemoryPasses()
+        shell = LaneShell(settings, driver, burst, passes, lambda lane, code, detail:
+                          alerts.append((code, time.monotonic())), wall_ms=lambda: wall[0])
+        task = asyncio.create_task(shell.run())
+        try:
+            await control("presence 1")
+            assert await until(lambda: emulator.state()["open_commands"] == 1, 10), "gate never opened"
+            await asyncio.sleep(0.3)
+            wall[0] += 10 * 60_000  # NTP steps the clock forward while the car is under the barrier
+            await asyncio.sleep(0.5)  # ticks run
+            for line in ("safety 1", "presence 0", "safety 0"):
+                await control(line)
+            assert await until(lambda: passes.records, 5), "the pass was not recorded"
+            [record] = passes.records
+            assert record.outcome is Outcome.PASSED
+            assert wall[0] - 10_000 < record.ended_ms <= wall[0] + 5_000
+            hang.set()
+            await control("presence 1")
+            assert await until(lambda: shell.runner.state.phase == "capturing", 5)
+            stepped_at = time.monotonic()
+            wall[0] -= 3_600_000  # and back an hour while the burst hangs
+            assert await until(lambda: any(code == "camera_timeout" for code, _ in alerts), 10)
+            waited = next(t for code, t in alerts if code == "camera_timeout") - stepped_at
+            assert waited < settings.burst_timeout_ms / 1000 + 1.0, f"lane deaf for {waited:.1f} s"
+        finally:
+            task.cancel()
+            await shell.aclose()
+            await driver.aclose()
+
+    with running_emulator(tmp_path, name=LANE) as emulator:
+        asyncio.run(scenario(emulator))

@@ -187,7 +187,8 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_cross_field_rules() -> None:
-    assert errors_of('[[lanes]]\nname = "a"\n[[lanes]]\nname = "a"\n') == [
+    two = '[[lanes]]\nname = "a"\n[[lanes]]\nname = "a"\n[lanes.gate]\nport = "/dev/ttyUSB1"\n'
+    assert errors_of(two) == [
         "lanes[1].name: 'a' is also the name of lanes[0]; lane names must be unique"]
     assert errors_of("lanes = []\n") == ["lanes: no lanes configured; add at least one [[lanes]] table"]
     assert errors_of("[chain]\nenabled = true\n") == [
@@ -218,7 +219,8 @@ def test_modbus_coil_and_inputs_out_of_the_boards_range_name_the_key_path() -> N
 
 
 def test_colliding_modbus_inputs_are_an_error_naming_both_keys() -> None:
-    assert errors_of('[[lanes]]\nname = "a"\n' + modbus_gate(modbus_loop_input=1)) == [
+    assert errors_of('[[lanes]]\nname = "a"\n[lanes.gate]\nport = "/dev/ttyUSB1"\n'
+                     + modbus_gate(modbus_loop_input=1)) == [
         "lanes[1].gate.modbus_safety_input: 1 is also lanes[1].gate.modbus_loop_input; allowed: an input "
         "0..7 not used by modbus_loop_input, modbus_open_limit_input, modbus_closed_limit_input"]
     errs = errors_of(modbus_gate(modbus_open_limit_input=5, modbus_closed_limit_input=5))
@@ -350,3 +352,43 @@ def test_lane_roi_is_a_polygon_in_fractions_or_pixels() -> None:
 def test_bad_lane_roi_names_the_key(roi: str) -> None:
     errors = errors_of(f"[[lanes]]\ncamera = {{ roi = {roi} }}\n")
     assert errors and all(error.startswith("lanes[0].camera.roi") for error in errors), errors
+
+
+# -- lanes sharing a serial port ---------------------------------------------------------------------
+
+def shared_port(*gates: str) -> str:
+    """A config with one lane per gate table (given as TOML lines), all on /dev/ttyUSB0."""
+    out = []
+    for n, gate in enumerate(gates):
+        out += [f'[[lanes]]\nname = "lane-{n}"\n[lanes.gate]\nport = "/dev/ttyUSB0"\n{gate}']
+    return "\n".join(out)
+
+
+MODBUS = 'driver = "modbus-rtu"\n'
+GATE_1 = ("modbus_open_coil = 1\nmodbus_loop_input = 4\nmodbus_safety_input = 5\n"
+          "modbus_open_limit_input = 6\nmodbus_closed_limit_input = 7")  # gate 1 of a board (--gates 2)
+
+
+def test_lanes_on_one_modbus_board_or_bus_are_accepted() -> None:
+    board = shared_port(MODBUS, MODBUS + GATE_1)
+    assert len(parse_config(board).lanes) == 2
+    bus = shared_port(MODBUS + "modbus_unit = 1", MODBUS + "modbus_unit = 2", MODBUS + "modbus_unit = 3")
+    assert len(parse_config(bus).lanes) == 3
+
+
+@pytest.mark.parametrize("gates, fragments", [
+    ((MODBUS, MODBUS + "modbus_open_coil = 1"),
+     ["lanes[1].gate: unit 1 on /dev/ttyUSB0: input 0, input 1, input 2, input 3 also used by lanes[0]"]),
+    ((MODBUS, MODBUS + "modbus_loop_input = 4\nmodbus_safety_input = 5\nmodbus_open_limit_input = 6\n"
+      "modbus_closed_limit_input = 7"), ["coil 0 also used by lanes[0] (lane-0)"]),
+    ((MODBUS + "baudrate = 9600", MODBUS + "modbus_unit = 2\nbaudrate = 19200"),
+     ["lanes[1].gate.baudrate: 19200: /dev/ttyUSB0 is also the port of lanes[0] (lane-0) at 9600 baud"]),
+    (("", MODBUS + "modbus_unit = 2"),
+     ["lanes[1].gate.driver: 'modbus-rtu'", "allowed: one driver per port"]),
+    (("", ""), ["lanes[1].gate.port", "has no unit address: one controller per port"]),
+])
+def test_lanes_sharing_a_port_in_ways_that_cannot_work_are_refused(gates: tuple[str, ...],
+                                                                    fragments: list[str]) -> None:
+    text = " | ".join(errors_of(shared_port(*gates)))
+    for fragment in fragments:
+        assert fragment in text

@@ -9,11 +9,12 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from edge.clock import TrustedClock
+from edge.clock import OFFSET_FILE_ENV, TrustedClock
 from edge.config import config_from_mapping
 from edge.daemon.service import open_store
 from edge.store import GateEventRow, Store, StoreDamagedError, integrity
@@ -177,3 +178,22 @@ def test_a_read_only_directory_is_a_clear_error(tmp_path: Path) -> None:
             Store(path)
     finally:
         os.chmod(path.parent, 0o755)
+
+
+def test_doctor_says_when_the_clock_is_behind_the_store(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    filled_store(state / "parkgate.sqlite", 5)
+    with Store(state / "parkgate.sqlite") as store:
+        store.raise_clock_floor(int(time.time() * 1000))  # the store has seen the true time
+    config = config_file(tmp_path, state)
+    offset = tmp_path / "offset"
+    offset.write_text(f"{-3 * 86_400}\n")  # booted three days behind (edge.clock's test hook)
+    behind = subprocess.run([sys.executable, "-m", "edge.cli", "doctor", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60,
+                            env=os.environ | {OFFSET_FILE_ENV: str(offset)})
+    clock = [line for line in behind.stdout.splitlines() if line.startswith("clock ")]
+    assert clock and "FAIL" in clock[0] and "behind" in clock[0], behind.stdout
+    right = cli("doctor", "--config", str(config))
+    clock = [line for line in right.stdout.splitlines() if line.startswith("clock ")]
+    assert clock and "OK" in clock[0], right.stdout

@@ -186,6 +186,37 @@ def test_signed_commands_accepted_and_bad_ones_refused(broker: MosquittoBroker, 
     assert doc["nonce"] in restarted  # a restart does not reopen the replay window
 
 
+def test_a_stale_command_stays_refused_when_the_clock_steps_back(broker: MosquittoBroker,
+                                                                  tmp_path: Path) -> None:
+    """Issue #17: the bridge keeps the nonce of a correctly signed command it refused as stale, so a
+    wall clock stepped back 40 s (here a bridge clock with no floor at all) cannot make it acceptable."""
+    received: list[Command] = []
+    offset_ms = [0]
+
+    def handle(cmd: Command) -> CommandOutcome:
+        received.append(cmd)
+        return CommandOutcome(True, "queued")
+
+    nonces = NonceStore(tmp_path / "nonces.sqlite", window_ms=35_000)
+    bridge = bridge_for(broker, "gw-step", on_command=handle, nonces=nonces,
+                        clock_ms=lambda: wall_clock_ms() + offset_ms[0]).start()
+    watcher = Watcher(broker, "parkgate/gw-step/cmd/#")
+    results = "parkgate/gw-step/cmd/result"
+    try:
+        assert bridge.wait_connected(10), bridge.last_connect_error
+        captured = sign_command(KEY, "gw-step", "in-1", "open", wall_clock_ms() - 35_000)
+        watcher.publish("parkgate/gw-step/cmd/in-1", captured)
+        wait_until(lambda: len(watcher.on(results)) == 1, what="the first result")
+        offset_ms[0] = -40_000  # NTP steps the clock back 40 s
+        watcher.publish("parkgate/gw-step/cmd/in-1", captured)
+        wait_until(lambda: len(watcher.on(results)) == 2, what="the second result")
+        reasons = [json.loads(p).get("reason") for p in watcher.on(results)]
+        assert reasons == ["stale", "replayed"] and received == []
+    finally:
+        watcher.close()
+        bridge.stop()
+
+
 def record_events(store: Store, n: int) -> list[str]:
     ids = []
     for _ in range(n):

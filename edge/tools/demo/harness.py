@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.tools.emulator.launch import EmulatorHandle
+from edge.tools.emulator.launch import EmulatorHandle, GateView
 from edge.tools.proc import ManagedProcess
 from edge.vision import synth
 
@@ -219,7 +219,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         time.sleep(interval)
 
 
-def play_visit(visit: Visit, emulator: EmulatorHandle, camera: LaneCamera, store_path: Path,
+def play_visit(visit: Visit, emulator: EmulatorHandle | GateView, camera: LaneCamera, store_path: Path,
                decide_timeout: float = 10.0, record_timeout: float = 10.0,
                pace_s: float = 0.3, take: int = 0) -> VisitResult:
     """The vehicle comes into view, rolls onto the presence loop, drives through if the gate opens

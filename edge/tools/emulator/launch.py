@@ -47,6 +47,31 @@ class EmulatorHandle:
         self._reader.close()
         self.control.close()
 
+    def gate(self, index: int) -> GateView:
+        """Gate ``index`` of a relay board shared by lanes (``--modbus --gates N``)."""
+        return GateView(self, index)
+
+
+class GateView:
+    """One gate of a shared relay board, with the handle's ``command``/``state`` (as ``play_visit`` uses
+    them): input commands go to this gate, states show this gate's fields at the top level."""
+
+    def __init__(self, handle: EmulatorHandle, index: int) -> None:
+        self.handle = handle
+        self.index = index
+
+    def command(self, line: str) -> dict:
+        words = line.split()
+        if words[:1] in (["presence"], ["safety"]):
+            line = f"{line} {self.index}"
+        return self._mine(self.handle.command(line))
+
+    def state(self) -> dict:
+        return self._mine(self.handle.state())
+
+    def _mine(self, reply: dict) -> dict:
+        return {**reply, **reply["gates"][self.index]} if "gates" in reply else reply
+
 
 @contextmanager
 def running_emulator(workdir: Path, *extra: str, name: str = "gate") -> Iterator[EmulatorHandle]:

@@ -53,6 +53,7 @@ class EmulatorConfig:
     modbus: bool = False
     open_time_s: float = 1.0
     close_time_s: float = 1.0
+    gates: int = 1  # barriers on one relay board (lanes sharing the board); the controller has one
 
 
 class Pty:
@@ -208,7 +209,9 @@ class ControllerEmulator:
             "pending_faults": vars(self.faults),
         }
 
-    async def set_input(self, kind: EventKind, value: bool) -> None:
+    async def set_input(self, kind: EventKind, value: bool, gate: int = 0) -> None:
+        if gate != 0:
+            raise ValueError(f"gate {gate}: a controller has one gate (0)")
         await self._send_events(self.core.set_input(kind, value, asyncio.get_running_loop().time()))
 
     async def set_fault(self, fault: Fault, active: bool) -> None:
@@ -273,11 +276,12 @@ class RelayBoardEmulator:
 
     config: EmulatorConfig
     pty: Pty
-    board: RelayBoard = field(default_factory=RelayBoard)
     plugged: bool = True
 
     def __post_init__(self) -> None:
-        self.board.barrier = Barrier(self.config.open_time_s, self.config.close_time_s)
+        self.board = RelayBoard(gate_count=self.config.gates)
+        for gate in self.board.gates:
+            gate.barrier = Barrier(self.config.open_time_s, self.config.close_time_s)
         self.inner = Pty(None)
         self.to_client = PacedWriter(lambda: self.pty.master, self.config.baudrate, self.config.pace)
         self.to_board = PacedWriter(lambda: self.inner.master, self.config.baudrate, self.config.pace)
@@ -316,20 +320,21 @@ class RelayBoardEmulator:
             self.board.tick(loop.time())
 
     def state(self) -> dict[str, object]:
+        """The board, gate 0's fields at the top level, every gate's under ``gates``."""
         b = self.board
-        return {
-            "kind": "modbus-relay-board", "port": self.pty.path, "plugged": self.plugged,
-            "position": b.barrier.position.name, "presence": b.presence, "safety": b.safety,
-            "held": False, "output": b.coils[b.relay_map.open_relay], "faults": [], "opens": b.opens,
-            "open_commands": b.open_commands,
-            "coils": b.coils, "pending_faults": vars(self.faults),
-        }
+        gates = [{"position": g.barrier.position.name, "presence": g.presence, "safety": g.safety,
+                  "held": False, "output": b.coils[g.relay_map.open_relay], "opens": g.opens,
+                  "open_commands": g.open_commands} for g in b.gates]
+        return {"kind": "modbus-relay-board", "port": self.pty.path, "plugged": self.plugged, **gates[0],
+                "faults": [], "coils": b.coils, "pending_faults": vars(self.faults), "gates": gates}
 
-    async def set_input(self, kind: EventKind, value: bool) -> None:
+    async def set_input(self, kind: EventKind, value: bool, gate: int = 0) -> None:
+        if not 0 <= gate < len(self.board.gates):
+            raise ValueError(f"gate {gate}: allowed 0..{len(self.board.gates) - 1}")
         if kind is EventKind.PRESENCE:
-            self.board.presence = value
+            self.board.gates[gate].presence = value
         else:
-            self.board.safety = value
+            self.board.gates[gate].safety = value
         self.board.tick(asyncio.get_running_loop().time())
 
     async def set_fault(self, fault: Fault, active: bool) -> None:
@@ -341,7 +346,7 @@ class RelayBoardEmulator:
 
 Emulator = ControllerEmulator | RelayBoardEmulator
 FAULT_NAMES = {f.name.lower(): f for f in Fault if f.name and f is not Fault.NONE}
-HELP = ("commands: state | presence 0|1 | safety 0|1 | fault " + "|".join(FAULT_NAMES) +
+HELP = ("commands: state | presence 0|1 [GATE] | safety 0|1 [GATE] | fault " + "|".join(FAULT_NAMES) +
         " 0|1 | corrupt N | drop N | unplug SECONDS | forge presence|safety 0|1 | delay-open SECONDS")
 
 
@@ -354,8 +359,9 @@ async def control_command(emulator: Emulator, line: str) -> dict[str, object]:
     try:
         if name == "state" and not args:
             return emulator.state()
-        if name in ("presence", "safety") and args in (["0"], ["1"]):
-            await emulator.set_input(EventKind[name.upper()], args[0] == "1")
+        if name in ("presence", "safety") and args[:1] in (["0"], ["1"]) and len(args) <= 2:
+            gate = int(args[1]) if len(args) == 2 else 0  # ValueError: answered below
+            await emulator.set_input(EventKind[name.upper()], args[0] == "1", gate)
             return emulator.state()
         if name == "fault" and len(args) == 2 and args[0] in FAULT_NAMES and args[1] in ("0", "1"):
             await emulator.set_fault(FAULT_NAMES[args[0]], args[1] == "1")
@@ -459,6 +465,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-port", type=int, default=0, help="loopback TCP port for control")
     parser.add_argument("--open-time", type=float, default=1.0, help="barrier opening time, seconds")
     parser.add_argument("--close-time", type=float, default=1.0, help="barrier closing time, seconds")
+    parser.add_argument("--gates", type=int, default=1,
+                        help="with --modbus: barriers on the board (gate k: relay k, inputs 4k..4k+3)")
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -466,4 +474,4 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         raise SystemExit(f"--baud {args.baud}: allowed 300..4000000")
     return EmulatorConfig(baudrate=args.baud, pace=not args.no_pace, link=args.link,
                           control_port=args.control_port, modbus=args.modbus,
-                          open_time_s=args.open_time, close_time_s=args.close_time)
+                          open_time_s=args.open_time, close_time_s=args.close_time, gates=args.gates)
