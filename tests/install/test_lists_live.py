@@ -135,3 +135,12 @@ def test_an_unplugged_controller_shows_in_status_with_its_last_error(lane):
     text = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--config", str(lane["config"])],
                           capture_output=True, text=True, timeout=60).stdout
     assert f"lane {LANE} gate last error: status poll failed" in text and " s ago)" in text, text
+
+
+def test_doctor_reports_the_running_daemons_gates_and_cameras(lane):
+    """While the daemon holds the ports and cameras, the doctor reports the daemon's own view of them."""
+    out = subprocess.run([sys.executable, "-m", "edge.cli", "doctor", "--config", str(lane["config"])],
+                         capture_output=True, text=True, timeout=120)
+    rows = {line.split("  ")[0].strip(): line for line in out.stdout.splitlines()}
+    assert " OK " in rows["gate controllers"] and "held by the running daemon" in rows["gate controllers"]
+    assert " OK " in rows["cameras"] and "frames reaching the running daemon" in out.stdout, out.stdout
