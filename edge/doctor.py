@@ -144,6 +144,9 @@ def check_store(config: Config) -> CheckResult:
     if not path.parent.is_dir():
         return CheckResult.fail(f"directory {path.parent} of {path} does not exist",
                                 _fix_state_dir(path.parent))
+    if not path.exists() and not integrity.marker_path(path).exists():
+        # not created here: a store made by root before the first start would lock the daemon out of it
+        return CheckResult.skip(f"no store yet at {path}: the first parkgate run creates it")
     report = integrity.check(path)  # read-only: a lost store is not replaced by a new empty one
     if not report.ok:
         return CheckResult.fail(f"{path}: {report.problems[0]}", integrity.recovery_steps(path))

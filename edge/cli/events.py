@@ -13,6 +13,7 @@ import json
 import sqlite3
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from edge.cli.lists import CliError, parse_time
@@ -57,6 +58,15 @@ def query(args: argparse.Namespace) -> tuple[str, list[Any]]:
             [*params, max(args.limit, 0)])
 
 
+def read_only_uri(path: Path) -> str:
+    """A read-only SQLite URI that leaves no file behind: with the daemon's -wal and -shm there, a plain
+    read-only open uses them; without them (a cleanly stopped daemon: everything is in the main file) it
+    opens immutable, since a reader would otherwise create them as its own user (as root, a daemon
+    running as parkgate could then not open its store)."""
+    wal = [path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-shm")]
+    return f"file:{path}?mode=ro" + ("" if all(wal) else "&immutable=1")
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
@@ -69,7 +79,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         print(f"no store at {path} (gateway.state_dir); has parkgate run yet?", file=sys.stderr)
         return 1
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        conn = sqlite3.connect(read_only_uri(path), uri=True, timeout=5)
         try:
             rows = [dict(zip(COLUMNS, row, strict=True)) for row in conn.execute(sql, params)]
         finally:

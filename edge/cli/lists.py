@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
@@ -33,6 +34,7 @@ CONFIG_HELP = "config file (default: /etc/parkgate/parkgate.toml if present, els
 LOCAL_PREFIX = "local-"  # ids of bookings made here, never a chain id (decimal)
 NO_ADDRESS = "0x" + "0" * 40
 NO_HASH = "0x" + "0" * 64
+MAX_NOTE_CHARS = 200
 
 
 class CliError(Exception):
@@ -48,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         add = actions.add_parser("add", help=f"add an entry (or change its validity) to the {name} list")
         add.add_argument("entry", help="a plate (stays on this device) or a 0x vehicle commitment")
         add.add_argument("--from", dest="valid_from", metavar="TIME",
-                         help="valid from (ISO 8601; default now)")
+                         help="valid from (ISO 8601; default: at once)")
         add.add_argument("--until", dest="valid_until", metavar="TIME",
                          help="valid until (ISO 8601; default: no end)")
         add.add_argument("--note", default="", help="why, for whom (shown by show)")
@@ -77,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action.set_defaults(func=_guarded(func))
 
 
-def _guarded(func):  # noqa: ANN001, ANN202 - a command function wrapped
+def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """The command, with user errors (bad entry, time, config, store) printed instead of raised."""
     def run(args: argparse.Namespace) -> int:
         try:
             return int(func(args))
@@ -131,6 +134,8 @@ def cmd_list_add(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     valid_from = parse_time(args.valid_from, "--from")
     valid_until = parse_time(args.valid_until, "--until")
+    if len(args.note) > MAX_NOTE_CHARS:
+        raise CliError(f"--note has {len(args.note)} characters; allowed: at most {MAX_NOTE_CHARS}")
     try:
         entry = ListEntry(args.list_name, _entry(args.entry), valid_from, valid_until, args.note, "cli")
     except ValueError as exc:

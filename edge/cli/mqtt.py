@@ -43,6 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="list-add: valid until (ISO 8601)")
     sign.set_defaults(func=cmd_sign)
 
+    signer = mqtt_sub.add_parser(
+        "ha-signer", help="turn Home Assistant open-button presses into signed open commands (runs until "
+        "stopped)", description="Subscribes to mqtt.ha_open_button_topic and publishes a signed open on "
+        "cmd/<lane> for each press (lane id as payload). Whoever may publish to that topic may open gates: "
+        "restrict it in the broker's ACL to Home Assistant's user.")
+    signer.add_argument("--config", metavar="FILE", default=None,
+                        help="the gateway's config (broker, command key, lanes)")
+    signer.set_defaults(func=cmd_ha_signer)
+
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     try:
@@ -96,3 +105,26 @@ def _list_args(args: argparse.Namespace) -> dict[str, object]:
         raise ValueError(str(exc)) from None
     body.update({k: v for k, v in times.items() if v is not None and args.action == "list-add"})
     return body
+
+
+def cmd_ha_signer(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from edge.config import ConfigError, load_config
+    from edge.mqtt.hasigner import HaSigner
+
+    try:
+        signer = HaSigner(load_config(args.config), wall_clock_ms).start()
+    except (ConfigError, ValueError) as exc:
+        print(f"cannot start the signer: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if not signer.subscribed.wait(30):
+        print(f"not subscribed to {signer.topic} yet (broker down?); retrying in the background", flush=True)
+    print(f"signing open presses from {signer.topic} for lanes {', '.join(sorted(signer.lanes))}", flush=True)
+    stop.wait()
+    signer.stop()
+    return 0

@@ -156,6 +156,9 @@ def grab_frame(source: str, fps: int, timeout_s: float = CAMERA_TIMEOUT_S) -> np
 def check_cameras(config: Config) -> CheckResult:
     """Each lane's camera gives a frame (its size), and the plates the reader finds in it are wide
     enough to read."""
+    daemon = running_daemon(config)
+    if daemon is not None:  # it holds V4L2 devices; its own camera health is the truth
+        return _daemon_cameras(config, daemon)
     lines, failed = [], False
     reader = None
     for lane in config.lanes:
@@ -178,6 +181,19 @@ def check_cameras(config: Config) -> CheckResult:
                                 "URL with its user and password), the cable or network; try it with parkgate "
                                 "lpr read SOURCE --frames 5 (a V4L2 camera is busy while the daemon runs)")
     return CheckResult.ok("\n".join(lines))
+
+
+def _daemon_cameras(config: Config, daemon: dict[str, Any]) -> CheckResult:
+    cameras = {lane["name"]: lane.get("camera") or {} for lane in daemon.get("lanes", [])}
+    lines = [f"{lane.name}: " + (f"STALLED, no decodable frame for {cameras[lane.name].get('silent_s')} s"
+                                 if cameras.get(lane.name, {}).get("state") == "stalled" else
+                                 "frames reaching the running daemon" if lane.name in cameras else
+                                 "not reported by the running daemon")
+             for lane in config.lanes]
+    if any("STALLED" in line or "not reported" in line for line in lines):
+        return CheckResult.fail("\n".join(lines), "check the camera's cable, network and "
+                                "lanes[].camera.source; journalctl -u parkgate names the camera's errors")
+    return CheckResult.ok("\n".join(lines) + f" (pid {daemon.get('pid')})")
 
 
 def _plate_hint(reads: list[PlateRead]) -> str:

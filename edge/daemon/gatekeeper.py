@@ -86,9 +86,9 @@ class Gatekeeper:
     def live_policy(self, now_ms: int) -> Policy:
         """The policy with the store's allow/deny entries in force at ``now_ms``: a list change (`parkgate
         list`, a signed MQTT command) applies from the next decision, without a restart."""
-        entries = self.store.list_entries_valid_at(now_ms)
-        return self.policy.with_listed((e.entry for e in entries if e.list_name == "allow"),
-                                       (e.entry for e in entries if e.list_name == "deny"))
+        listed = self.store.listed_at(now_ms)
+        return self.policy.with_listed((entry for name, entry in listed if name == "allow"),
+                                       (entry for name, entry in listed if name == "deny"))
 
     def decide(self, read: PlateRead, direction: Direction, rules: LaneRules = LOT_RULES) -> Decision:
         """From the local cache only: the read's confusable candidates' bookings, then the pure rule

@@ -70,6 +70,7 @@ class LaneStats:
     outcomes: dict[str, int] = field(default_factory=dict)
     refusals: dict[str, int] = field(default_factory=dict)  # refused passes by reason (metrics)
     gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"} (status)
+    gate_position: str | None = None  # as the controller last reported it: closed, opening, open, ...
     open_latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # car on the loop -> gate ack
 
 
@@ -180,6 +181,7 @@ class LaneShell:
                 previous = None
                 continue
             self.link_up = True
+            self.stats.gate_position = getattr(status.position, "name", str(status.position)).lower()
             now = (status.presence, status.safety)
             state = self.runner.state
             if now == previous and now != (state.presence, state.safety):

@@ -448,7 +448,8 @@ class Daemon:
         lanes = tuple(LaneStatus(s.config.lane_id, str(s.runner.state.phase), s.link_up, s.stats.passes,
                                  s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
                                  s.stats.last_read, list(s.stats.open_latencies_ms), self._camera(s),
-                                 gate_error=s.stats.gate_error, held=s.held)
+                                 gate_error=s.stats.gate_error, gate_position=s.stats.gate_position,
+                                 held=s.held)
                       for s in serving)
         lanes += tuple(LaneStatus(name, "down", False, serving=False, error=why)
                        for name, why in self.lane_errors.items())
@@ -649,7 +650,8 @@ class Daemon:
         for lane in lanes:
             name = lane.name
             last = lane.last_read or {}
-            state = {"state": lane.phase, "link_up": lane.link_up, "camera": lane.camera.get("state", "ok"),
+            state = {"state": lane.phase, "link_up": lane.link_up, "gate": lane.gate_position,
+                     "camera": lane.camera.get("state", "ok"),
                      "last_decision": last.get("decision"), "last_allow": last.get("allow")}
             if self._published_lanes.get(name) != state:
                 self.bridge.publish_lane_state(name, state)

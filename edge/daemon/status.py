@@ -43,6 +43,7 @@ class LaneStatus:
     error: str = ""
     held: bool = False  # held open by an operator (`parkgate gate hold`) until released
     gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"}
+    gate_position: str | None = None  # closed | opening | open | closing | unknown, last polled
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ def render_status(snapshot: dict[str, Any]) -> list[str]:
             continue
         last = lane.get("last_read") or {}
         link = "up" if lane["link_up"] else "DOWN"
-        lines.append(f"lane {lane['name']}: phase {lane['phase']}, link {link}, "
+        gate = f", gate {lane['gate_position']}" if lane.get("gate_position") else ""
+        lines.append(f"lane {lane['name']}: phase {lane['phase']}, link {link}{gate}, "
                      f"passes {lane['passes']}, opens {lane['opens']}, refused {lane['refused']}, "
                      f"last read conf {last.get('confidence', '-')} -> {last.get('decision', '-')}"
                      + _camera_problem(lane.get("camera") or {})

@@ -7,13 +7,12 @@ taken over, sends CONNECT, waits for CONNACK and disconnects; it publishes nothi
 
 from __future__ import annotations
 
-import ssl
 import threading
 from typing import Any
 
 from edge.config import Config, ConfigError, read_secret
 from edge.doctor import CheckResult, register_check
-from edge.mqtt.probe import transport_problem
+from edge.mqtt.probe import client_for, transport_problem
 
 CONNACK_TIMEOUT_S = 5.0
 
@@ -72,22 +71,7 @@ def check_broker(config: Config) -> CheckResult:
 def _connack(config: Config, password: str | None) -> str | None:
     """'' when the broker accepted the CONNECT, its reason when it refused, None when it never answered.
     Socket and TLS errors raise (OSError, ssl.SSLError); unusable TLS files raise ValueError."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    m = config.mqtt
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"{config.mqtt_client_id}-doctor", protocol=mqtt.MQTTv5)
-    if m.username is not None:
-        client.username_pw_set(m.username, password)
-    if m.tls.enabled:
-        try:
-            client.tls_set(ca_certs=str(m.tls.ca_file) if m.tls.ca_file else None,
-                           certfile=str(m.tls.cert_file) if m.tls.cert_file else None,
-                           keyfile=str(m.tls.key_file) if m.tls.key_file else None,
-                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        except (OSError, ssl.SSLError) as exc:
-            raise ValueError(f"TLS files unusable: {exc}") from exc
+    client = client_for(config.mqtt, f"{config.mqtt_client_id}-doctor", password)
     answered = threading.Event()
     result: dict[str, str] = {}
 
@@ -96,7 +80,7 @@ def _connack(config: Config, password: str | None) -> str | None:
         answered.set()
 
     client.on_connect = on_connect
-    client.connect(m.host, m.port, keepalive=10)  # TCP and the TLS handshake happen here
+    client.connect(config.mqtt.host, config.mqtt.port, keepalive=10)  # TCP and the TLS handshake happen here
     client.loop_start()
     try:
         answered.wait(CONNACK_TIMEOUT_S)

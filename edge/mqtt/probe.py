@@ -1,6 +1,7 @@
-"""Why the broker cannot be reached, in words: a TCP connection and (with ``mqtt.tls.enabled``) a TLS
-handshake made the way paho makes them, without MQTT. paho only says "connection failed"; the daemon's
-status (``mqtt.detail``) and ``parkgate doctor`` say which part failed and what to fix.
+"""Connecting to the broker outside the bridge: why it cannot be reached, in words (a TCP connection and,
+with ``mqtt.tls.enabled``, a TLS handshake made the way paho makes them, without MQTT: paho only says
+"connection failed"; the daemon's status ``mqtt.detail`` and ``parkgate doctor`` say which part failed and
+what to fix), and a plain paho client with the configured TLS and login (doctor, Home Assistant signer).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 from edge.config import MqttConfig
 
@@ -62,3 +64,25 @@ def transport_problem(config: MqttConfig, timeout_s: float = 3.0) -> TransportPr
         except (ssl.SSLError, OSError) as exc:
             return TransportProblem("handshake", f"{where}: TLS handshake failed: {exc}")
     return None
+
+
+def client_for(config: MqttConfig, client_id: str, password: str | None) -> Any:
+    """A paho MQTT 5 client with the configured login and TLS (not connected). ValueError when the TLS
+    files are unusable."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5)
+    if config.username is not None:
+        client.username_pw_set(config.username, password)
+    tls = config.tls
+    if tls.enabled:
+        try:
+            client.tls_set(ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                           certfile=str(tls.cert_file) if tls.cert_file else None,
+                           keyfile=str(tls.key_file) if tls.key_file else None,
+                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"TLS files unusable: {exc}") from exc
+    return client

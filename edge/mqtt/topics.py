@@ -90,7 +90,8 @@ def discovery_messages(topics: Topics, lanes: Iterable[str], discovery_prefix: s
     Gateway: connectivity (``binary_sensor`` on the availability topic), vehicles inside (with the
     capacity as an attribute), upload backlog and chain link, read from the retained status JSON. Per
     lane, from its retained lane-state JSON: the lane's phase (``sensor``, the whole JSON as attributes),
-    the last decision, the gate controller link and the camera (``binary_sensor``s). Home Assistant
+    the gate's position and the last decision (``sensor``s), the gate controller link and the camera
+    (``binary_sensor``s). Home Assistant
     cannot sign commands, so an open ``button`` per lane is announced only when ``open_button_topic``
     (``mqtt.ha_open_button_topic``) names a topic where a signing bridge listens: a press publishes the
     lane id there and the bridge must publish a signed ``cmd/<lane>``.
@@ -119,6 +120,8 @@ def discovery_messages(topics: Topics, lanes: Iterable[str], discovery_prefix: s
         messages += [
             entity("sensor", f"{lane}_state", f"Lane {lane}", value_template="{{ value_json.state }}",
                    json_attributes_topic=topics.lane_state(lane), **state),
+            entity("sensor", f"{lane}_gate_position", f"Lane {lane} gate",
+                   value_template="{{ value_json.gate or 'unknown' }}", **state),
             entity("sensor", f"{lane}_decision", f"Lane {lane} last decision",
                    value_template="{{ value_json.last_decision or 'none' }}", **state),
             entity("binary_sensor", f"{lane}_gate", f"Lane {lane} gate controller",

@@ -547,11 +547,13 @@ class Store:
         return [_list_entry(r) for r in self.db["access_list_entries"].rows_where(
             where, params, order_by="list_name, entry")]
 
-    def list_entries_valid_at(self, at_ms: int) -> list[ListEntry]:
-        """The entries in force at ``at_ms`` (what the daemon reads before each decision)."""
-        return [_list_entry(r) for r in self.db["access_list_entries"].rows_where(
-            "(valid_from_ms IS NULL OR valid_from_ms <= ?) AND "
-            "(valid_until_ms IS NULL OR ? < valid_until_ms)", [at_ms, at_ms])]
+    def listed_at(self, at_ms: int) -> list[tuple[str, str]]:
+        """``(list_name, entry)`` of the entries in force at ``at_ms``: what the daemon reads before each
+        decision (plain tuples: no row objects on that path)."""
+        rows = self.conn.execute(
+            "SELECT list_name, entry FROM access_list_entries WHERE (valid_from_ms IS NULL OR "
+            "valid_from_ms <= ?) AND (valid_until_ms IS NULL OR ? < valid_until_ms)", (at_ms, at_ms))
+        return [(str(name), str(entry)) for name, entry in rows]
 
     def counts(self) -> dict[str, int]:
         """Row counts for health/metrics: each table, plus ``outbox.<destination>.<status>``."""

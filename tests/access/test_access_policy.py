@@ -1,5 +1,7 @@
 """Policy built from the validated config: defaults, list entries; bad entries are config errors."""
 
+import re
+
 import pytest
 
 from edge.access.plates import DEFAULT_TABLE
@@ -52,3 +54,26 @@ def test_bad_entries_are_named_by_the_config(line: str, fragment: str) -> None:
         parse_config("[policy]\n" + line, "test.toml")
     assert fragment in str(err.value)
     assert "A#" not in str(err.value)  # a list entry may be a plate: never repeated in the error
+
+
+def test_store_list_entries_join_the_config_lists() -> None:
+    from edge.identity import list_entry_key
+
+    base = policy_from_config(parse_config('[policy]\nallow_list = ["AB-123"]\n'))
+    live = base.with_listed([list_entry_key("cd 456")], [list_entry_key("0x" + "AB" * 32)])
+    assert live.allow == frozenset({"AB123", "CD456"}) and live.deny == frozenset({"0x" + "ab" * 32})
+    assert base.allow == frozenset({"AB123"}) and base.deny == frozenset()  # the config's policy is unchanged
+    assert live.config is base.config and live.lot_id == base.lot_id
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("0x12", "looks like a commitment but is not 0x + 64 hex digits"),
+    ("AB!1", "allowed: A-Z 0-9"),
+    ("", "plate is empty"),
+])
+def test_a_bad_list_entry_is_refused_without_echoing_a_plate(entry: str, message: str) -> None:
+    from edge.identity import list_entry_key
+
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        list_entry_key(entry)
+    assert "AB!1" not in str(caught.value)

@@ -188,3 +188,16 @@ def test_status_says_when_a_lane_camera_is_stalled() -> None:
     assert "camera STALLED: no decodable frame for 12.5 s" in line
     ok = StatusSnapshot("gw", 1, "running", 0.0, 1.0, lanes=(LaneStatus("entry-1", "idle", True),)).as_dict()
     assert "camera" not in next(line for line in render_status(ok) if line.startswith("lane entry-1"))
+
+
+def test_the_journal_line_of_a_pass_is_logfmt_with_the_plate_masked():
+    from edge.daemon.records import logfmt, pass_log_fields
+
+    opened = logfmt(pass_log_fields(a_pass(Outcome.PASSED), 512.4))
+    assert opened == ("lane=entry-1 direction=entry pass=1 plate=AB***D confidence=0.90 decision=allow "
+                      "reason=booking_valid outcome=passed gate=opened latency_ms=512")
+    unread = PassRecord("entry-1", Direction.ENTRY, 2, Outcome.NO_READ, 0, 900, None, None)
+    refused = pass_log_fields(unread, 900)
+    assert [refused[k] for k in ("plate", "decision", "reason", "gate")] == ["-", "-", "no_read", "shut"]
+    assert logfmt({"detail": 'gate "A" b', "empty": ""}) == 'detail="gate \\"A\\" b" empty=""'
+    assert "AB123CD" not in opened

@@ -99,16 +99,23 @@ def test_config_check_missing_file(tmp_path: Path, capsys: Capture) -> None:
     assert out.returncode == 1 and "cannot read the config file" in out.stdout
 
 
-def test_doctor_all_ok_creates_and_migrates_the_store(tmp_path: Path) -> None:
+def test_doctor_all_ok_and_never_creates_the_store(tmp_path: Path) -> None:
+    """Before the first start the doctor (run as root) must not create the store: a root-owned store would
+    lock the parkgate user's daemon out. Once the daemon made it, the doctor checks it."""
     state = tmp_path / "state"
     state.mkdir(mode=0o750)
     state.chmod(0o750)
     out = parkgate("doctor", "--config", str(write_config(tmp_path, state)))
     table = rows(out.stdout)
-    assert table["config"] == table["state dir"] == table["store"] == table["model files"] == "OK", out.stdout
+    assert table["config"] == table["state dir"] == table["model files"] == "OK", out.stdout
+    assert table["store"] == "SKIP" and "the first parkgate run creates it" in out.stdout
+    assert not (state / "parkgate.sqlite").exists()
     # Checks other modules register (serial, chain...) may fail here; the exit code follows the table.
     assert out.returncode == (1 if "FAIL" in table.values() else 0), out.stdout + out.stderr
     assert table["secret files"] == "SKIP"
+    Store(state / "parkgate.sqlite").close()  # as the first parkgate run does
+    again = rows(parkgate("doctor", "--config", str(write_config(tmp_path, state))).stdout)
+    assert again["store"] == "OK"
     with Store(state / "parkgate.sqlite") as store:
         assert store.integrity_check() == []
 

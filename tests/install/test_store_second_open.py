@@ -40,3 +40,16 @@ def test_a_second_store_in_the_process_keeps_the_daemons_writes_visible(tmp_path
         assert conn.execute("SELECT count(*) FROM access_list_entries").fetchone()[0] == 51
     finally:
         conn.close()
+
+
+def test_parkgate_events_on_a_stopped_daemons_store_leaves_no_journal_files(tmp_path: Path) -> None:
+    """A reader run as another user (root) must not leave -wal/-shm files the daemon's user cannot write."""
+    state = tmp_path / "state"
+    state.mkdir()
+    Store(state / "parkgate.sqlite").close()  # what a cleanly stopped daemon leaves
+    config = tmp_path / "parkgate.toml"
+    config.write_text(f'[gateway]\nstate_dir = "{state}"\n')
+    out = subprocess.run([sys.executable, "-m", "edge.cli", "events", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "0 event(s)" in out.stdout, out.stderr
+    assert sorted(p.name for p in state.iterdir()) == ["parkgate.sqlite", "parkgate.sqlite.initialised"]

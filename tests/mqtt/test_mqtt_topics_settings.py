@@ -36,8 +36,9 @@ def test_discovery_announces_gateway_and_lanes_without_buttons_by_default() -> N
     messages = dict(discovery_messages(TOPICS, ["in-1", "out-1"]))
     per_lane = {f"homeassistant/{component}/parkgate_gw-1/{lane}_{what}/config"
                 for lane in ("in-1", "out-1")
-                for component, what in (("sensor", "state"), ("sensor", "decision"),
-                                        ("binary_sensor", "gate"), ("binary_sensor", "camera"))}
+                for component, what in (("sensor", "state"), ("sensor", "gate_position"),
+                                        ("sensor", "decision"), ("binary_sensor", "gate"),
+                                        ("binary_sensor", "camera"))}
     assert set(messages) == {
         "homeassistant/binary_sensor/parkgate_gw-1/connectivity/config",
         "homeassistant/sensor/parkgate_gw-1/inside/config",
