@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.run",
     "edge.cli.store",
     "edge.cli.demo",
+    "edge.cli.lot",
 )
 
 EPILOG = """\
