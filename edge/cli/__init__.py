@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.store",
     "edge.cli.demo",
     "edge.cli.lot",
+    "edge.cli.booking",
 )
 
 EPILOG = """\
