@@ -9,7 +9,7 @@ behind N instances a client gets up to N times the limit unless the balancer kee
     GET  /api/lot              the lot, contract, chain, plate layouts and the message to sign
     GET  /api/rentals          the lot's open rental events (price, window)
     GET  /api/bookings/{id}    a booking's state (requested, checked_in, checked_out, settled, ...)
-    POST /api/commitment       {"message": <signed text>, "signature": "0x..."} -> the commitment
+    POST /api/commitment       {"account", "message": <signed text>, "signature"} -> the commitment
     GET  /healthz
 """
 
@@ -96,10 +96,14 @@ class BookingService:
         if not self.by_address.allow(address_key(client_address)):
             raise RequestError(429, f"too many commitment requests from this address: at most "
                                f"{self.limits.per_address_per_hour} per hour; try again later")
-        if not isinstance(body, dict) or not isinstance(body.get("message"), str) \
-                or not isinstance(body.get("signature"), str):
-            raise RequestError(400, 'body must be JSON {"message": <the signed text>, "signature": "0x..."}')
+        if not isinstance(body, dict) or not all(isinstance(body.get(k), str)
+                                                 for k in ("account", "message", "signature")):
+            raise RequestError(400, 'body must be JSON {"account": "0x...", "message": <the signed text>, '
+                               '"signature": "0x..."}')
         account = recover(body["message"], body["signature"])
+        if account.lower() != body["account"].lower():
+            raise RequestError(401, f"the signature is not {body['account'][:42]}'s signature of this "
+                               "message: sign the exact message text with that account")
         if not self.by_account.allow(account):
             raise RequestError(429, f"too many commitment requests for account {account}: at most "
                                f"{self.limits.per_account_per_hour} per hour; try again later")
