@@ -24,7 +24,13 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from eth_typing import ChecksumAddress
+
+    from edge.chain.contract import RentalClient
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 
@@ -47,7 +53,7 @@ def _common(p: argparse.ArgumentParser, write: bool = True, contract: bool = Tru
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _add(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], Any], help_: str,
+def _add(sub: argparse._SubParsersAction, name: str, func: Callable[[Session], Any], help_: str,
          write: bool = True, contract: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_, description=help_)
     _common(p, write, contract)
@@ -116,10 +122,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--end", required=True)
     b.add_argument("--commitment", required=True, help="0x + 64 hex digits (POST /api/commitment)")
 
-    for name, func, help_ in (("spaces", cmd_spaces, "the lot's spaces"),
-                              ("rentals", cmd_rentals, "the lot's rental events, with price and window"),
-                              ("bookings", cmd_bookings, "the lot's bookings and their states")):
-        q = _add(lot_sub, name, func, help_, write=False)
+    for name, query, help_ in (("spaces", cmd_spaces, "the lot's spaces"),
+                               ("rentals", cmd_rentals, "the lot's rental events, with price and window"),
+                               ("bookings", cmd_bookings, "the lot's bookings and their states")):
+        q = _add(lot_sub, name, query, help_, write=False)
         q.add_argument("--lot", required=True)
         q.add_argument("--from-block", type=int, default=0, help="first block to scan (the deploy block)")
 
@@ -143,11 +149,17 @@ class Session:
 
         self.args = args
         self.w3 = connect(args.rpc)
-        self.sender = _sender(args) if getattr(args, "keystore", None) else None
-        self._client = None
+        self.sender: LocalAccount | None = _sender(args) if getattr(args, "keystore", None) else None
+        self._client: RentalClient | None = None
 
     @property
-    def client(self):  # noqa: ANN201 - RentalClient, imported lazily (web3 is slow to import)
+    def signer(self) -> LocalAccount:
+        if self.sender is None:
+            raise LotError("this command sends a transaction: give --keystore and --password-file")
+        return self.sender
+
+    @property
+    def client(self) -> RentalClient:
         from edge.chain.contract import RentalClient
 
         if self._client is None:
@@ -162,7 +174,7 @@ class Session:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
 
-def _sender(args: argparse.Namespace):  # noqa: ANN202 - LocalAccount
+def _sender(args: argparse.Namespace) -> LocalAccount:
     from edge.chain.keystore import KeystoreError, load_account, read_password
     from edge.config import ConfigError
 
@@ -172,7 +184,7 @@ def _sender(args: argparse.Namespace):  # noqa: ANN202 - LocalAccount
         raise LotError(str(exc)) from None
 
 
-def _address(text: str, flag: str) -> str:
+def _address(text: str, flag: str) -> ChecksumAddress:
     from web3 import Web3
 
     if not Web3.is_address(text):
@@ -212,7 +224,7 @@ def _tx(result: Any, **fields: Any) -> dict[str, Any]:
     return {"tx": "0x" + bytes(result.tx_hash).hex(), "gas_used": result.gas_used, **fields}
 
 
-def _run(func: Callable[[Session], dict[str, Any] | list[dict[str, Any]]], args: argparse.Namespace) -> int:
+def _run(func: Callable[[Session], Any], args: argparse.Namespace) -> int:
     """Run one command: print its result, or one sentence for what went wrong (exit 1)."""
     from requests.exceptions import RequestException
 
@@ -268,8 +280,8 @@ def _with_context(call: Callable[[], Any], context: Any) -> Any:
 def cmd_deploy(s: Session) -> dict[str, Any]:
     from edge.chain.contract import deploy
 
-    admin = _address(s.args.admin, "--admin") if s.args.admin else s.sender.address
-    client = deploy(s.w3, s.sender, admin)
+    admin = _address(s.args.admin, "--admin") if s.args.admin else s.signer.address
+    client = deploy(s.w3, s.signer, admin)
     return {"contract": client.address, "admin": admin, "block": client.deploy_receipt["blockNumber"],
             "chain_id": s.w3.eth.chain_id}
 
@@ -279,11 +291,11 @@ def cmd_register(s: Session) -> dict[str, Any]:
     return _tx(result, lot=s.args.lot, geohash=s.args.geohash)
 
 
-def _fund(s: Session, address: str, ether: str) -> dict[str, Any]:
+def _fund(s: Session, address: ChecksumAddress, ether: str) -> dict[str, Any]:
     from edge.chain.contract import send_value
 
     wei = _wei(ether)
-    tx = send_value(s.w3, s.sender, address, wei)
+    tx = send_value(s.w3, s.signer, address, wei)
     return {"funded_wei": wei, "fund_tx": "0x" + tx.hex(), "balance_wei": s.w3.eth.get_balance(address)}
 
 
@@ -389,4 +401,4 @@ def cmd_settle(s: Session) -> dict[str, Any]:
 
 def cmd_withdraw(s: Session) -> dict[str, Any]:
     result = s.client.withdraw()
-    return _tx(result, account=s.sender.address, amount_wei=result.one("Withdrawal").args["amount"])
+    return _tx(result, account=s.signer.address, amount_wei=result.one("Withdrawal").args["amount"])
