@@ -41,9 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_booking_service(args: argparse.Namespace) -> int:
-    import uvicorn
+    try:
+        import uvicorn
 
-    from edge.booking.service import BookingService, Limits, create_app
+        from edge.booking.service import BookingService, Limits, create_app
+    except ImportError as exc:
+        print(f"the booking service needs the booking extra ({exc.name} is missing): "
+              "pip install 'parkgate[booking]'", file=sys.stderr)
+        return 1
     from edge.chain.contract import RentalClient
     from edge.chain.sync import connect
     from edge.config import ConfigError, read_secret
