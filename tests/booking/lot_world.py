@@ -1,6 +1,6 @@
 """Helpers for the operator CLI and booking service tests: a lot set up with `parkgate lot` on the
 session's real anvil (a fresh contract per module), keystores for the operator, an owner and a renter,
-and the booking service as a real uvicorn subprocess on a free loopback port."""
+and the booking service (edge/tools/booking.py: a real uvicorn subprocess on a free loopback port)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,17 @@ import contextlib
 import io
 import json
 import secrets
-import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eth_account import Account
-from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from edge.booking.requests import request_message
+from edge.booking.client import new_request
 from edge.chain.keystore import create_keystore
 from edge.cli import main as parkgate
 from edge.tools.anvil import Anvil, dev_account
-from edge.tools.net import free_tcp_port, wait_for_tcp
-from edge.tools.proc import ManagedProcess
+from edge.tools.booking import BookingServiceProcess
 
 LOT = "LOT-NORD-1"
 PLATE = "B-AB 1234"
@@ -118,56 +111,12 @@ def set_up_lot(anvil: Anvil, directory: Path) -> LotWorld:
                     rental["rental_id"], start, start + 8 * HOUR)
 
 
-class BookingServiceProcess:
-    """`parkgate booking-service` as a subprocess (real uvicorn) on a free loopback port."""
-
-    def __init__(self, world: LotWorld, log: Path, *extra: str) -> None:
-        self.port = free_tcp_port("127.0.0.1")
-        self.url = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "edge.cli", "booking-service", *world.common(), "--lot", LOT,
-                "--plate-key-file", str(world.plate_key_file), "--plate-regions", "de",
-                "--port", str(self.port), *extra]
-        self.process = ManagedProcess(argv, log)
-
-    def __enter__(self) -> BookingServiceProcess:
-        self.process.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.alive(), self.process.log_tail()
-            try:
-                wait_for_tcp("127.0.0.1", self.port, timeout=0.5)
-                if self.get("/healthz")[0] == 200:
-                    return self
-            except (TimeoutError, OSError):
-                continue
-        self.process.stop()
-        raise AssertionError("booking service did not start:\n" + self.process.log_tail())
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.stop()
-
-    def get(self, path: str) -> tuple[int, dict | list]:
-        return self._send(urllib.request.Request(self.url + path))
-
-    def post(self, path: str, body: object) -> tuple[int, dict]:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return self._send(urllib.request.Request(self.url + path, data=data, method="POST",
-                                                 headers={"Content-Type": "application/json"}))
-
-    @staticmethod
-    def _send(request: urllib.request.Request) -> tuple[int, dict]:
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+def service_process(world: LotWorld, log: Path, *extra: str) -> BookingServiceProcess:
+    """The booking service of ``world``'s lot (German plate layouts)."""
+    return BookingServiceProcess(world.rpc, world.contract, LOT, world.plate_key_file, log, "de", extra)
 
 
 def signed_request(world: LotWorld, account: LocalAccount, plate: str = PLATE, *,
                    window: tuple[int, int, int] | None = None, expires_in: int = 300) -> dict[str, str]:
     """The body a renter's app posts: the request text signed with the renter's account."""
-    rental, start, end = window if window else (None, None, None)
-    message = request_message(LOT, world.contract, 31337, plate, secrets.token_hex(16),
-                              int(time.time()) + expires_in, rental, start, end)
-    signature = Account.sign_message(encode_defunct(text=message), account.key).signature
-    return {"account": account.address, "message": message, "signature": "0x" + bytes(signature).hex()}
+    return new_request(account, LOT, world.contract, 31337, plate, window, expires_in)

@@ -14,18 +14,20 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from lot_world import HOUR, LOT, PLATE, BookingServiceProcess, LotWorld, lot_cli, signed_request
+from lot_world import HOUR, LOT, PLATE, LotWorld, lot_cli, service_process, signed_request
 
+from edge.booking.client import signed_body
 from edge.booking.requests import request_message
 from edge.booking.service import address_key
 from edge.identity import plate_commitment
 from edge.tools.anvil import dev_account
+from edge.tools.booking import BookingServiceProcess
 
 
 @pytest.fixture(scope="module")
 def service(lot_world: LotWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BookingServiceProcess]:
     log = tmp_path_factory.mktemp("booking") / "service.log"
-    with BookingServiceProcess(lot_world, log, "--per-account-per-hour", "50") as running:
+    with service_process(lot_world, log, "--per-account-per-hour", "50") as running:
         yield running
 
 
@@ -85,16 +87,12 @@ def test_replay_other_lot_expiry_and_plate_layout_refused(lot_world: LotWorld,
     status, answer = service.post("/api/commitment", body)
     assert status == 409 and "already answered" in answer["error"]
 
-    def signed(message: str) -> dict[str, str]:
-        signature = Account.sign_message(encode_defunct(text=message), renter.key).signature
-        return {"account": renter.address, "message": message, "signature": "0x" + bytes(signature).hex()}
-
     now = int(time.time())
     other_lot = request_message("LOT-SUED-2", w.contract, 31337, PLATE, secrets.token_hex(16), now + 60)
-    status, answer = service.post("/api/commitment", signed(other_lot))
+    status, answer = service.post("/api/commitment", signed_body(renter, other_lot))
     assert status == 400 and "this service serves lot LOT-NORD-1" in answer["error"]
     expired = request_message(LOT, w.contract, 31337, PLATE, secrets.token_hex(16), now - 1)
-    assert "expired" in service.post("/api/commitment", signed(expired))[1]["error"]
+    assert "expired" in service.post("/api/commitment", signed_body(renter, expired))[1]["error"]
     status, answer = service.post("/api/commitment", signed_request(w, renter, plate="ABC 12345 XYZ"))
     assert status == 422 and "plate" in answer["error"] and "ABC" not in answer["error"]
     status, answer = service.post("/api/commitment", signed_request(w, renter, plate="1234567"))
@@ -125,8 +123,8 @@ def test_booking_in_the_past_is_refused_with_a_sentence(lot_world: LotWorld,
 def test_rate_limits_per_account_and_per_address(lot_world: LotWorld, tmp_path: Path) -> None:
     w = lot_world
     first, second, third = dev_account(2), dev_account(3), dev_account(4)
-    with BookingServiceProcess(w, tmp_path / "service.log", "--per-account-per-hour", "2",
-                               "--per-address-per-hour", "5") as limited:
+    with service_process(w, tmp_path / "service.log", "--per-account-per-hour", "2",
+                         "--per-address-per-hour", "5") as limited:
         assert [limited.post("/api/commitment", signed_request(w, first))[0] for _ in range(2)] == [200, 200]
         status, answer = limited.post("/api/commitment", signed_request(w, first))
         assert status == 429 and f"for account {first.address}" in answer["error"]
