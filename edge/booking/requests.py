@@ -92,7 +92,7 @@ def _fields(message: str) -> dict[str, str]:
 
 def _int(fields: dict[str, str], key: str) -> int:
     value = fields[key]
-    if not value.isdigit() or len(value) > 20:
+    if not (value.isascii() and value.isdigit()) or len(value) > 20:
         raise RequestError(400, f"message field {key!r} must be a whole number")
     return int(value)
 

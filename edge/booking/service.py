@@ -244,7 +244,7 @@ def create_app(service: BookingService) -> Starlette:
 
     async def booking(request: Request) -> JSONResponse:
         text = request.path_params["booking_id"]
-        if not text.isdigit() or len(text) > 19:
+        if not (text.isascii() and text.isdigit()) or len(text) > 19:
             return refused(RequestError(400, f"booking id {text[:40]!r} must be a whole number"))
         return await handle(lambda: service.booking(int(text)))
 

@@ -26,7 +26,7 @@ def parse_time(text: str) -> int:
     """Unix seconds from ``"1764615600"`` or an ISO 8601 time (``"2026-12-01T19:00:00Z"``; a time
     without a zone is taken as UTC). ValueError names the text and the allowed forms."""
     value = text.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return int(value)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

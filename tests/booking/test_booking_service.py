@@ -58,6 +58,7 @@ def test_renter_gets_a_commitment_and_books_with_it(lot_world: LotWorld,
     code, rows, err = lot_cli("bookings", "--lot", LOT, *w.common())
     assert code == 0 and booking in rows, err
     assert service.get("/api/bookings/99999")[0] == 404
+    assert service.get("/api/bookings/%C2%B9")[0] == 400  # a superscript one is a digit to str.isdigit
 
 
 def test_request_without_a_valid_signature_is_refused(lot_world: LotWorld,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from eth_account import Account
 from lot_world import HOUR, LOT, PRICE_PER_HOUR, LotWorld, lot_cli
 
@@ -35,6 +36,8 @@ def test_window_errors_say_what_is_wrong_in_words() -> None:
     revert = ContractRevert("InvalidWindow", (NOW - 60, NOW + HOUR), "0x")
     assert "starts in the past" in explain(revert, RevertContext(now=NOW))
     assert "InvalidWindow" not in explain(revert)
+    with pytest.raises(ValueError, match="neither unix seconds nor ISO 8601"):
+        parse_time("¹")
     assert parse_time("2027-01-15T08:00:00Z") == parse_time("2027-01-15 08:00") == 1_800_000_000
 
 
@@ -124,3 +127,19 @@ def test_console_script_deploys(lot_world: LotWorld, tmp_path: Path) -> None:
     assert lot_world.w3.eth.get_code(out["contract"]) and out["chain_id"] == 31337
     key_hex = dev_account(0).key.hex()
     assert key_hex not in result.stdout + result.stderr
+
+
+def test_unreachable_node_is_named(lot_world: LotWorld, tmp_path: Path) -> None:
+    """A closed loopback port: `parkgate lot` and `parkgate booking-service` say which node failed."""
+    from edge.tools.net import free_tcp_port
+
+    closed = f"http://127.0.0.1:{free_tcp_port('127.0.0.1')}"
+    code, _, err = lot_cli("spaces", "--lot", LOT, "--rpc", closed, "--contract", lot_world.contract)
+    assert code == 1 and f"cannot reach the chain node at {closed}" in err, err
+    for rpc, regions, says in ((closed, "de", f"the chain node at {closed} failed"),
+                               (lot_world.rpc, "any", "plate-guessing oracle")):
+        result = subprocess.run([sys.executable, "-m", "edge.cli", "booking-service", "--rpc", rpc,
+                                 "--contract", lot_world.contract, "--lot", LOT, "--plate-key-file",
+                                 str(lot_world.plate_key_file), "--plate-regions", regions],
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 1 and says in result.stderr, result.stderr
