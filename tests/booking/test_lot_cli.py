@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
-from lot_world import HOUR, LOT, PRICE_PER_HOUR, LotWorld, lot_cli
+from lot_world import HOUR, LOT, PLATE, PRICE_PER_HOUR, LotWorld, lot_cli
 
-from edge.chain.contract import ContractRevert, load_artifact
+from edge.chain.contract import ContractRevert, GateRecord, RecordKind, RentalClient, load_artifact
 from edge.chain.reverts import SENTENCES, RevertContext, explain
 from edge.chain.windows import booking_window_problem, parse_time, rental_window_problem
+from edge.identity import plate_commitment
 from edge.tools.anvil import dev_account
 
 NOW = 1_800_000_000
@@ -143,3 +144,55 @@ def test_unreachable_node_is_named(lot_world: LotWorld, tmp_path: Path) -> None:
                                  str(lot_world.plate_key_file), "--plate-regions", regions],
                                 capture_output=True, text=True, timeout=120, check=False)
         assert result.returncode == 1 and says in result.stderr, result.stderr
+
+
+def test_bookings_move_through_their_states_and_settle(lot_world: LotWorld) -> None:
+    """A funded gateway checks a booking in and out; `parkgate lot` shows the states, settles it,
+    refuses to expire the no-show early (a sentence with the time), expires it after the deadline, and
+    the owner withdraws."""
+    w, common = lot_world, lot_world.common()
+    snapshot = w.w3.provider.make_request("evm_snapshot", [])["result"]
+    try:
+        gateway = Account.create()
+        code, _, err = lot_cli("gateway", "add", "--lot", LOT, "--address", gateway.address, "--fund", "0.01",
+                               *common, *w.keys.flags("operator"))
+        assert code == 0, err
+        commitment = plate_commitment(w.plate_key, LOT, PLATE)
+        booked = []
+        for start in (w.rental_start, w.rental_start + 3 * HOUR):
+            code, out, err = lot_cli("book", "--rental", str(w.rental_id), "--start", str(start), "--end",
+                                     str(start + 2 * HOUR), "--commitment", "0x" + commitment.hex(), *common,
+                                     *w.keys.flags("renter"))
+            assert code == 0, err
+            booked.append(out["booking_id"])
+        visit, no_show = booked
+        gate = RentalClient(w.w3, w.contract, gateway)  # pays its gas from the --fund above
+        gate.record_gate_events([GateRecord(1, RecordKind.CHECK_IN, visit, commitment, w.now())])
+        w.w3.provider.make_request("evm_increaseTime", [w.rental_start + HOUR - w.now()])
+        w.w3.provider.make_request("evm_mine", [])
+        now = w.now()
+        gate.record_gate_events([GateRecord(2, RecordKind.CHECK_OUT, visit, commitment, now)])
+
+        def states() -> dict[int, str]:
+            code, rows, err = lot_cli("bookings", "--lot", LOT, *common)
+            assert code == 0, err
+            return {row["booking_id"]: row["status"] for row in rows}
+
+        assert states() == {visit: "checked_out", no_show: "requested"}
+        code, _, err = lot_cli("expire", "--booking", str(no_show), *common, *w.keys.flags("operator"))
+        assert code == 1 and f"booking {no_show} can only be expired or settled as overdue after" in err, err
+        code, out, err = lot_cli("settle", "--booking", str(visit), str(no_show), *common,
+                                 *w.keys.flags("operator"))
+        assert code == 0 and out["settled"] == [visit], err
+        w.w3.provider.make_request("evm_increaseTime", [w.rental_start + 5 * HOUR + 24 * HOUR - now + 60])
+        w.w3.provider.make_request("evm_mine", [])
+        code, _, err = lot_cli("expire", "--booking", str(no_show), *common, *w.keys.flags("operator"))
+        assert code == 0, err
+        assert states() == {visit: "settled", no_show: "expired"}
+        code, out, err = lot_cli("withdraw", *common, *w.keys.flags("owner"))
+        # about one hour parked of two booked (the chain clock may add a few seconds)
+        assert code == 0 and PRICE_PER_HOUR <= out["amount_wei"] <= PRICE_PER_HOUR * 61 // 60, err
+        code, _, err = lot_cli("withdraw", *common, *w.keys.flags("owner"))
+        assert code == 1 and "has nothing to withdraw" in err, err
+    finally:
+        assert w.w3.provider.make_request("evm_revert", [snapshot])["result"] is True
