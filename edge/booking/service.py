@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -87,13 +88,14 @@ class BookingService:
         self.by_address = Throttle(self.limits.per_address_per_hour / hours, self.limits.per_address_per_hour,
                                    self.limits.max_keys, time.monotonic)
         self._nonces: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._lock = threading.Lock()  # requests run in the server's thread pool
         self._rentals: tuple[float, list[dict[str, Any]]] | None = None
 
     # ------------------------------------------------------------------ commitment
 
     def commitment(self, body: Any, client_address: str) -> dict[str, Any]:
         """The answer to POST /api/commitment; RequestError for every refusal."""
-        if not self.by_address.allow(address_key(client_address)):
+        if not self._allow(self.by_address, address_key(client_address)):
             raise RequestError(429, f"too many commitment requests from this address: at most "
                                f"{self.limits.per_address_per_hour} per hour; try again later")
         if not isinstance(body, dict) or not all(isinstance(body.get(k), str)
@@ -104,7 +106,7 @@ class BookingService:
         if account.lower() != body["account"].lower():
             raise RequestError(401, f"the signature is not {body['account'][:42]}'s signature of this "
                                "message: sign the exact message text with that account")
-        if not self.by_account.allow(account):
+        if not self._allow(self.by_account, account):
             raise RequestError(429, f"too many commitment requests for account {account}: at most "
                                f"{self.limits.per_account_per_hour} per hour; try again later")
         req = parse_request(body["message"], self.layouts)
@@ -118,7 +120,15 @@ class BookingService:
             answer["quote_wei"] = self._check_window(req)
         return answer
 
+    def _allow(self, throttle: Throttle, key: str) -> bool:
+        with self._lock:
+            return throttle.allow(key)
+
     def _use_nonce(self, account: str, req: CommitmentRequest, now: float) -> None:
+        with self._lock:
+            self._take_nonce(account, req, now)
+
+    def _take_nonce(self, account: str, req: CommitmentRequest, now: float) -> None:
         """A signed request is answered once per instance (replaying it elsewhere gives the same
         commitment again, nothing new)."""
         while self._nonces and (next(iter(self._nonces.values())) < now or len(self._nonces) >= MAX_NONCES):
