@@ -61,6 +61,9 @@ class Limits:
     per_account_per_hour: int = 10
     per_address_per_hour: int = 30
     max_keys: int = 10_000
+    # Chain reads (rentals, a booking's state: a renter's page polls it) per client address, a burst
+    # of 60: the service must not turn one client into a flood of RPC calls.
+    reads_per_address_per_hour: int = 3600
 
 
 @dataclass
@@ -87,6 +90,8 @@ class BookingService:
                                    self.limits.max_keys, time.monotonic)
         self.by_address = Throttle(self.limits.per_address_per_hour / hours, self.limits.per_address_per_hour,
                                    self.limits.max_keys, time.monotonic)
+        self.reads = Throttle(self.limits.reads_per_address_per_hour / hours, 60, self.limits.max_keys,
+                              time.monotonic)
         self._nonces: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._lock = threading.Lock()  # requests run in the server's thread pool
         self._rentals: tuple[float, list[dict[str, Any]]] | None = None
@@ -119,6 +124,11 @@ class BookingService:
         if req.rental is not None:
             answer["quote_wei"] = self._check_window(req)
         return answer
+
+    def allow_read(self, client_address: str) -> None:
+        if not self._allow(self.reads, address_key(client_address)):
+            raise RequestError(429, "too many requests from this address: at most "
+                               f"{self.limits.reads_per_address_per_hour} per hour; try again later")
 
     def _allow(self, throttle: Throttle, key: str) -> bool:
         with self._lock:
@@ -249,10 +259,21 @@ def create_app(service: BookingService) -> Starlette:
     async def lot(request: Request) -> JSONResponse:
         return JSONResponse(service.describe())
 
+    def read(request: Request) -> None:
+        service.allow_read(request.client.host if request.client else "unknown")
+
     async def open_rentals(request: Request) -> JSONResponse:
+        try:
+            read(request)
+        except RequestError as exc:
+            return refused(exc)
         return await handle(service.open_rentals)
 
     async def booking(request: Request) -> JSONResponse:
+        try:
+            read(request)
+        except RequestError as exc:
+            return refused(exc)
         text = request.path_params["booking_id"]
         if not (text.isascii() and text.isdigit()) or len(text) > 19:
             return refused(RequestError(400, f"booking id {text[:40]!r} must be a whole number"))

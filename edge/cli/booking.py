@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="commitment requests per renter account")
     p.add_argument("--per-address-per-hour", type=int, default=30,
                    help="commitment requests per client address")
+    p.add_argument("--reads-per-address-per-hour", type=int, default=3600,
+                   help="chain reads (rentals, booking states) per client address, bursts of 60")
     p.add_argument("--from-block", type=int, default=0, help="first block to scan for the lot's events")
     p.add_argument("--forwarded-allow-ips", default=None,
                    help="proxy addresses whose X-Forwarded-For is trusted (uvicorn's option)")
@@ -59,13 +61,15 @@ def cmd_booking_service(args: argparse.Namespace) -> int:
         check_lot_code(args.lot)
         secret = check_secret(plate_key_bytes(read_secret(args.plate_key_file, "--plate-key-file")))
         layouts = region_patterns(args.plate_regions)
-        if args.per_account_per_hour < 1 or args.per_address_per_hour < 1:
-            raise ValueError("--per-account-per-hour and --per-address-per-hour must be at least 1")
+        if min(args.per_account_per_hour, args.per_address_per_hour, args.reads_per_address_per_hour) < 1:
+            raise ValueError("--per-account-per-hour, --per-address-per-hour and "
+                             "--reads-per-address-per-hour must be at least 1")
         w3 = connect(args.rpc)
         if not w3.eth.get_code(args.contract):
             raise ValueError(f"--contract {args.contract} has no code on {args.rpc}")
         service = BookingService(RentalClient(w3, args.contract), args.lot, secret, layouts,
-                                 Limits(args.per_account_per_hour, args.per_address_per_hour),
+                                 Limits(args.per_account_per_hour, args.per_address_per_hour,
+                                        reads_per_address_per_hour=args.reads_per_address_per_hour),
                                  from_block=args.from_block)
     except (ConfigError, ValueError) as exc:
         print(f"cannot start the booking service: {exc}", file=sys.stderr)

@@ -133,6 +133,10 @@ def test_rate_limits_per_account_and_per_address(lot_world: LotWorld, tmp_path: 
         assert limited.post("/api/commitment", signed_request(w, second))[0] == 200
         status, answer = limited.post("/api/commitment", signed_request(w, third))
         assert status == 429 and "from this address" in answer["error"]
+        # chain reads: a burst of 60 per address, then refused (a polling page cannot flood the node)
+        statuses = [limited.get(f"/api/bookings/{n}")[0] for n in range(1, 62)]
+        assert set(statuses[:60]) <= {200, 404} and statuses[60] == 429
+        assert limited.get("/healthz")[0] == 200
 
 
 def test_address_key_groups_ipv6_by_prefix() -> None:
