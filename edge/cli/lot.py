@@ -215,7 +215,7 @@ def _wei(ether: str) -> int:
         amount = Decimal(ether)
     except InvalidOperation:
         raise LotError(f"--fund {ether!r} is not a number of ether (e.g. 0.05)") from None
-    if amount <= 0 or amount > 10**9:
+    if not amount.is_finite() or amount <= 0 or amount > 10**9:
         raise LotError(f"--fund {ether} ether is out of range: give an amount above 0")
     return int(amount * 10**18)
 
@@ -227,14 +227,13 @@ def _tx(result: Any, **fields: Any) -> dict[str, Any]:
 def _run(func: Callable[[Session], Any], args: argparse.Namespace) -> int:
     """Run one command: print its result, or one sentence for what went wrong (exit 1)."""
     from requests.exceptions import RequestException
+    from web3.exceptions import Web3Exception
 
     from edge.chain.contract import ContractRevert
     from edge.chain.reverts import RevertContext, explain
 
-    session: Session | None = None
     try:
-        session = Session(args)
-        result = func(session)
+        result = func(Session(args))
     except LotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -246,8 +245,22 @@ def _run(func: Callable[[Session], Any], args: argparse.Namespace) -> int:
         print(f"error: cannot reach the chain node at {args.rpc} ({type(exc).__name__}): is it running, "
               "is --rpc right?", file=sys.stderr)
         return 1
+    except Web3Exception as exc:  # the node refused the transaction (funds, nonce, fee) or answered nonsense
+        print(f"error: the chain node at {args.rpc} refused: {_node_message(exc)}", file=sys.stderr)
+        return 1
     _print(result, args.json)
     return 0
+
+
+def _node_message(exc: Exception) -> str:
+    """The node's own message (``{'code': ..., 'message': ...}``) when it gave one, shortened."""
+    response = getattr(exc, "rpc_response", None)  # web3's Web3RPCError keeps the node's answer
+    error = response.get("error") if isinstance(response, dict) else None
+    detail = error.get("message") if isinstance(error, dict) else (exc.args[0] if exc.args else exc)
+    text = str(detail)[:300]
+    if "insufficient funds" in text.lower():
+        text += ": fund the sender's account (parkgate chain keystore show-address) for gas"
+    return text
 
 
 def _print(result: dict[str, Any] | list[dict[str, Any]], as_json: bool) -> None:

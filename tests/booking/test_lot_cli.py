@@ -196,3 +196,19 @@ def test_bookings_move_through_their_states_and_settle(lot_world: LotWorld) -> N
         assert code == 1 and "has nothing to withdraw" in err, err
     finally:
         assert w.w3.provider.make_request("evm_revert", [snapshot])["result"] is True
+
+
+def test_unfunded_sender_and_bad_amounts_are_named(lot_world: LotWorld) -> None:
+    w = lot_world
+    w.keys.add("pauper", Account.create())  # a key with no ether
+    code, _, err = lot_cli("deploy", "--rpc", w.rpc, *w.keys.flags("pauper"))
+    assert code == 1 and "Insufficient funds for gas" in err and "fund the sender" in err, err
+    for amount in ("NaN", "-1", "lots", "Infinity"):
+        code, _, err = lot_cli("gateway", "fund", "--address", dev_account(7).address, "--fund", amount,
+                               *w.common(), *w.keys.flags("operator"))
+        assert code == 1 and "--fund" in err, (amount, err)
+    code, _, err = lot_cli("gateway", "add", "--lot", "lot nord", "--address", dev_account(7).address,
+                           *w.common(), *w.keys.flags("operator"))
+    assert code == 1 and "invalid lot code" in err, err
+    code, _, err = lot_cli("owner", "verify", "--address", "0x123", *w.common(), *w.keys.flags("operator"))
+    assert code == 1 and "is not an address" in err, err
