@@ -461,3 +461,24 @@ class RentalClient:
     def counts(self) -> tuple[int, int, int]:
         """(spaces, rental events, bookings) created so far; ids run from 1 to these counts."""
         return tuple(int(self._read(name)) for name in ("spaceCount", "rentalCount", "bookingCount"))
+
+
+def send_value(w3: Web3, sender: Sender, to: str, wei: int, receipt_timeout: float = 120.0) -> bytes:
+    """Send ``wei`` of ether from ``sender`` to ``to`` (funding a gateway's gas); returns the tx hash.
+    A local account signs an EIP-1559 transfer with the node's current base fee (twice it, so that the
+    transfer survives a base-fee rise of a few blocks)."""
+    if wei <= 0:
+        raise ValueError(f"amount must be above 0 wei, got {wei}")
+    params: dict[str, Any] = {"from": _address_of(sender), "to": Web3.to_checksum_address(to), "value": wei}
+    if isinstance(sender, LocalAccount):
+        tip = w3.eth.max_priority_fee
+        base = int(w3.eth.get_block("latest").get("baseFeePerGas", 0))
+        params |= {"nonce": w3.eth.get_transaction_count(sender.address, "pending"), "gas": 21_000,
+                   "chainId": w3.eth.chain_id, "maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip}
+        tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(params).raw_transaction)
+    else:
+        tx_hash = w3.eth.send_transaction(params)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=receipt_timeout)
+    if receipt["status"] != 1:
+        raise ContractRevert("reverted", (), "0x" + bytes(tx_hash).hex())
+    return bytes(tx_hash)

@@ -27,6 +27,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.run",
     "edge.cli.store",
     "edge.cli.demo",
+    "edge.cli.lot",
+    "edge.cli.booking",
 )
 
 EPILOG = """\

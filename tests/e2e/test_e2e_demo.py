@@ -12,3 +12,7 @@ def test_demo_day_meets_every_expectation(tmp_path):
     assert run.ok, failed
     report = (tmp_path / "demo" / "report" / "report.md").read_text()
     assert "PASS" in report and ".jpg" in report
+    # The bookings' commitments came from the booking service (signed requests), not from test helpers;
+    # the cars booked that way were admitted above (car-a, car-f).
+    service_log = (tmp_path / "demo" / "booking-service.log").read_text()
+    assert service_log.count('"POST /api/commitment HTTP/1.1" 200') == len(run.bookings) == 4

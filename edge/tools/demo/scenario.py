@@ -23,6 +23,7 @@ from typing import Any
 
 from edge.chain.sync import audit_records
 from edge.tools.anvil import Anvil, dev_account
+from edge.tools.booking import BookingServiceProcess
 from edge.tools.demo import harness as h
 from edge.tools.demo.world import ChainWorld, build_world, chain_section, write_secrets
 from edge.tools.emulator.launch import running_emulator
@@ -228,14 +229,19 @@ def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: P
     run = DemoRun(workdir)
     say(f"parkgate demo in {workdir}")
     with ExitStack() as stack:
-        say("1/5 local chain: anvil, contract, verified owner, lot + gateway, spaces and bookings")
+        say("1/5 local chain: anvil, contract, owner, lot + gateway, booking service, spaces and bookings")
         anvil = stack.enter_context(Anvil(log_path=workdir / "anvil.log"))
         paths = write_secrets(workdir / "secrets", dev_account(5))
         plate_key = bytes.fromhex(paths["plate_key"].read_text().strip())
         world = build_world(anvil.web3(), LOT_ID, plate_key)
+        service = stack.enter_context(BookingServiceProcess(
+            anvil.url, world.admin.address, world.lot_code, paths["plate_key"],
+            workdir / "booking-service.log", regions="eu"))
+        world.booking_url = service.url
+        say(f"    booking service (parkgate booking-service) at {service.url}")
         run.bookings = book_everyone(world)
         for name, booking in run.bookings.items():
-            say(f"    booking {booking} for {name} (commitment only on chain)")
+            say(f"    booking {booking} for {name}: commitment from the booking service, only it on chain")
         say("2/5 cameras: rendering the vehicles")
         cameras = {lane: h.LaneCamera(workdir / "camera", lane) for lane in (ENTRY, EXIT)}
         for visit in VISITS:

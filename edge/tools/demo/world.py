@@ -12,6 +12,7 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from edge.booking.client import request_commitment
 from edge.chain.commitment import lot_id, plate_commitment
 from edge.chain.contract import RentalClient, deploy
 from edge.chain.keystore import create_keystore
@@ -34,6 +35,7 @@ class ChainWorld:
     space_ids: list[int] = field(default_factory=list)
     first_association_txs: list[str] = field(default_factory=list)
     renter_index: int = 2
+    booking_url: str | None = None  # the lot's booking service; None: commitments computed here
 
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
@@ -50,9 +52,16 @@ class ChainWorld:
         return int(result.return_value)
 
     def book(self, rental_id: int, plate: str, start: int, end: int) -> int:
-        """A renter books with the vehicle commitment of ``plate`` (the booking service's side)."""
-        renter = self.admin.with_sender(self.w3.eth.accounts[self.renter_index])
-        return int(renter.request_rental(rental_id, start, end, self.commitment(plate)).return_value)
+        """A renter books with the vehicle commitment of ``plate``: asked from the booking service with a
+        request the renter's account signs (when ``booking_url`` is set), else computed here."""
+        account = dev_account(self.renter_index)
+        commitment = self.commitment(plate)
+        if self.booking_url is not None:
+            answer = request_commitment(self.booking_url, account, self.lot_code, self.admin.address,
+                                        int(self.w3.eth.chain_id), plate, (rental_id, start, end))
+            commitment = bytes.fromhex(answer["commitment"].removeprefix("0x"))
+        renter = self.admin.with_sender(account)
+        return int(renter.request_rental(rental_id, start, end, commitment).return_value)
 
 
 def build_world(w3: Web3, gateway_lot_id: str, plate_key: bytes) -> ChainWorld:

@@ -1,0 +1,1 @@
+"""The lot operator's booking service (``parkgate booking-service``): renters' vehicle commitments."""

@@ -1,0 +1,46 @@
+"""A lot's spaces, rental events and bookings as the chain holds them (read from the contract's events
+and views; no database): what `parkgate lot spaces|rentals|bookings` prints and what the booking
+service offers to renters.
+
+Each row is a plain dict with JSON-ready values (addresses checksummed, commitments as 0x hex, times as
+unix seconds), so the CLI's ``--json`` and the service's API print them as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge.chain.contract import RentalClient
+
+Row = dict[str, Any]
+
+
+def spaces(client: RentalClient, lot: bytes, from_block: int = 0) -> list[Row]:
+    return [{"space_id": e.args["spaceId"], "owner": e.args["owner"], "location": e.args["location"]}
+            for e in client.events("SpaceRegistered", from_block=from_block, lot_id=lot)]
+
+
+def rentals(client: RentalClient, lot: bytes, from_block: int = 0) -> list[Row]:
+    """Every rental event of ``lot`` with its current cancelled flag (one view call per event)."""
+    rows = []
+    for e in client.events("RentalEventCreated", from_block=from_block, lot_id=lot):
+        rental_id = e.args["rentalId"]
+        rows.append({"rental_id": rental_id, "space_id": e.args["spaceId"], "owner": e.args["owner"],
+                     "start": e.args["start"], "end": e.args["end"],
+                     "price_per_hour_wei": e.args["pricePerHour"],
+                     "cancelled": client.get_rental_event(rental_id).cancelled})
+    return rows
+
+
+def booking_row(client: RentalClient, booking_id: int) -> Row:
+    b = client.get_booking(booking_id)
+    return {"booking_id": booking_id, "rental_id": b.rental_id, "renter": b.renter, "start": b.start,
+            "end": b.end, "status": b.status.name.lower(), "check_in_at": b.check_in_at or None,
+            "check_out_at": b.check_out_at or None, "escrow_wei": b.escrow,
+            "vehicle_commitment": "0x" + b.vehicle_commitment.hex()}
+
+
+def bookings(client: RentalClient, lot: bytes, from_block: int = 0) -> list[Row]:
+    """Every booking of ``lot`` with its current state (one view call per booking)."""
+    return [booking_row(client, e.args["bookingId"])
+            for e in client.events("RentalRequested", from_block=from_block, lot_id=lot)]

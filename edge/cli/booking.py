@@ -1,0 +1,83 @@
+"""`parkgate booking-service`: run the lot's booking service (HTTP API) in the foreground.
+
+    parkgate booking-service --contract ADDRESS --lot CODE --plate-key-file FILE --plate-regions de
+                             [--rpc URL] [--host 127.0.0.1] [--port 8080]
+
+Run by the lot operator, never on a gateway: it holds the lot secret (the file `parkgate chain
+plate-key new` wrote, the same one the lot's gateways use). Put it behind a TLS-terminating proxy;
+with --forwarded-allow-ips the proxy's X-Forwarded-For names the client for the rate limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edge.cli.lot import DEFAULT_RPC
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("booking-service", help="run the lot's booking service: renters' vehicle commitments "
+                       "over HTTP", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rpc", default=DEFAULT_RPC,
+                   help=f"JSON-RPC URL of the chain node (default {DEFAULT_RPC})")
+    p.add_argument("--contract", required=True, help="address of the deployed ParkgateRental")
+    p.add_argument("--lot", required=True, help="the lot code, e.g. LOT-NORD-1")
+    p.add_argument("--plate-key-file", type=Path, required=True,
+                   help="the lot secret (never on the command line)")
+    p.add_argument("--plate-regions", required=True,
+                   help="plate layouts the lot accepts: region codes (edge.vision.plates), e.g. de or at,de")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--per-account-per-hour", type=int, default=10,
+                   help="commitment requests per renter account")
+    p.add_argument("--per-address-per-hour", type=int, default=30,
+                   help="commitment requests per client address")
+    p.add_argument("--reads-per-address-per-hour", type=int, default=3600,
+                   help="chain reads (rentals, booking states) per client address, bursts of 60")
+    p.add_argument("--from-block", type=int, default=0, help="first block to scan for the lot's events")
+    p.add_argument("--forwarded-allow-ips", default=None,
+                   help="proxy addresses whose X-Forwarded-For is trusted (uvicorn's option)")
+    p.set_defaults(func=cmd_booking_service)
+
+
+def cmd_booking_service(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from edge.booking.service import BookingService, Limits, create_app
+    except ImportError as exc:
+        print(f"the booking service needs the booking extra ({exc.name} is missing): "
+              "pip install 'parkgate[booking]'", file=sys.stderr)
+        return 1
+    from edge.chain.contract import RentalClient
+    from edge.chain.sync import connect
+    from edge.config import ConfigError, read_secret
+    from edge.identity import check_lot_code, check_secret, plate_key_bytes
+    from edge.vision.plates import region_patterns
+
+    try:
+        check_lot_code(args.lot)
+        secret = check_secret(plate_key_bytes(read_secret(args.plate_key_file, "--plate-key-file")))
+        layouts = region_patterns(args.plate_regions)
+        if min(args.per_account_per_hour, args.per_address_per_hour, args.reads_per_address_per_hour) < 1:
+            raise ValueError("--per-account-per-hour, --per-address-per-hour and "
+                             "--reads-per-address-per-hour must be at least 1")
+        w3 = connect(args.rpc)
+        if not w3.eth.get_code(args.contract):
+            raise ValueError(f"--contract {args.contract} has no code on {args.rpc}")
+        service = BookingService(RentalClient(w3, args.contract), args.lot, secret, layouts,
+                                 Limits(args.per_account_per_hour, args.per_address_per_hour,
+                                        reads_per_address_per_hour=args.reads_per_address_per_hour),
+                                 from_block=args.from_block)
+    except (ConfigError, ValueError) as exc:
+        print(f"cannot start the booking service: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the node is down or answers nonsense: say which
+        print(f"cannot start the booking service: the chain node at {args.rpc} failed "
+              f"({type(exc).__name__}: {str(exc)[:200]})", file=sys.stderr)
+        return 1
+    extra = {"forwarded_allow_ips": args.forwarded_allow_ips} if args.forwarded_allow_ips else {}
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="info", **extra)
+    return 0

@@ -1,0 +1,145 @@
+"""The booking service as a real uvicorn subprocess against a real anvil: a renter gets the vehicle
+commitment of their plate with a signed request and books on chain with it; unsigned, tampered and
+replayed requests, plates outside the lot's layouts, rate-limited clients and bookings in the past are
+refused with a sentence."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from lot_world import HOUR, LOT, PLATE, LotWorld, lot_cli, service_process, signed_request
+
+from edge.booking.client import signed_body
+from edge.booking.requests import request_message
+from edge.booking.service import address_key
+from edge.identity import plate_commitment
+from edge.tools.anvil import dev_account
+from edge.tools.booking import BookingServiceProcess
+
+
+@pytest.fixture(scope="module")
+def service(lot_world: LotWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BookingServiceProcess]:
+    log = tmp_path_factory.mktemp("booking") / "service.log"
+    with service_process(lot_world, log, "--per-account-per-hour", "50") as running:
+        yield running
+
+
+def test_renter_gets_a_commitment_and_books_with_it(lot_world: LotWorld,
+                                                    service: BookingServiceProcess) -> None:
+    w, renter = lot_world, dev_account(2)
+    status, lot = service.get("/api/lot")
+    assert status == 200 and lot["contract"] == w.contract and lot["lot"] == LOT and lot["plate_layouts"]
+    status, rentals = service.get("/api/rentals")
+    assert status == 200 and w.rental_id in [r["rental_id"] for r in rentals]
+
+    start, end = w.rental_start, w.rental_start + 2 * HOUR
+    status, answer = service.post("/api/commitment",
+                                  signed_request(w, renter, window=(w.rental_id, start, end)))
+    assert status == 200, answer
+    assert answer["account"] == renter.address
+    assert answer["commitment"] == "0x" + plate_commitment(w.plate_key, LOT, PLATE).hex()
+    assert answer["quote_wei"] == 2 * 10**15
+
+    code, booked, err = lot_cli("book", "--rental", str(w.rental_id), "--start", str(start), "--end",
+                                str(end), "--commitment", answer["commitment"], *w.common(),
+                                *w.keys.flags("renter"))
+    assert code == 0, err
+    status, booking = service.get(f"/api/bookings/{booked['booking_id']}")
+    assert status == 200, booking
+    assert (booking["status"], booking["renter"], booking["vehicle_commitment"], booking["escrow_wei"]) == (
+        "requested", renter.address, answer["commitment"], answer["quote_wei"])
+    code, rows, err = lot_cli("bookings", "--lot", LOT, *w.common())
+    assert code == 0 and booking in rows, err
+    assert service.get("/api/bookings/99999")[0] == 404
+    assert service.get("/api/bookings/%C2%B9")[0] == 400  # a superscript one is a digit to str.isdigit
+
+
+def test_request_without_a_valid_signature_is_refused(lot_world: LotWorld,
+                                                      service: BookingServiceProcess) -> None:
+    body = signed_request(lot_world, dev_account(2))
+    unsigned = {**body, "signature": "0x" + "00" * 65}
+    status, answer = service.post("/api/commitment", unsigned)
+    assert status == 401 and "signature" in answer["error"] and "commitment" not in answer
+    tampered = {**body, "message": body["message"].replace(PLATE, "M-XY 99")}
+    status, answer = service.post("/api/commitment", tampered)
+    assert status == 401 and "not " + dev_account(2).address in answer["error"] and "commitment" not in answer
+    stranger = Account.create()  # signs, but claims to be the renter
+    forged = {**body, "signature": "0x" + bytes(Account.sign_message(
+        encode_defunct(text=body["message"]), stranger.key).signature).hex()}
+    assert service.post("/api/commitment", forged)[0] == 401
+    for bad in (b"not json", b"[]", json.dumps({"message": 1}).encode(), b"{" + b" " * 5000 + b"}"):
+        status, answer = service.post("/api/commitment", bad)
+        assert status in (400, 413) and answer["error"], answer
+    assert service.post("/api/commitment", body)[0] == 200  # the service still answers a good request
+
+
+def test_replay_other_lot_expiry_and_plate_layout_refused(lot_world: LotWorld,
+                                                          service: BookingServiceProcess) -> None:
+    w, renter = lot_world, dev_account(2)
+    body = signed_request(w, renter)
+    assert service.post("/api/commitment", body)[0] == 200
+    status, answer = service.post("/api/commitment", body)
+    assert status == 409 and "already answered" in answer["error"]
+
+    now = int(time.time())
+    other_lot = request_message("LOT-SUED-2", w.contract, 31337, PLATE, secrets.token_hex(16), now + 60)
+    status, answer = service.post("/api/commitment", signed_body(renter, other_lot))
+    assert status == 400 and "this service serves lot LOT-NORD-1" in answer["error"]
+    expired = request_message(LOT, w.contract, 31337, PLATE, secrets.token_hex(16), now - 1)
+    assert "expired" in service.post("/api/commitment", signed_body(renter, expired))[1]["error"]
+    status, answer = service.post("/api/commitment", signed_request(w, renter, plate="ABC 12345 XYZ"))
+    assert status == 422 and "plate" in answer["error"] and "ABC" not in answer["error"]
+    status, answer = service.post("/api/commitment", signed_request(w, renter, plate="1234567"))
+    assert status == 422 and "fits none of this lot's plate layouts" in answer["error"]
+
+
+def test_booking_in_the_past_is_refused_with_a_sentence(lot_world: LotWorld,
+                                                        service: BookingServiceProcess) -> None:
+    w, renter = lot_world, dev_account(2)
+    now = w.now()
+    past = (w.rental_id, now - 3 * HOUR, now - HOUR)
+    status, answer = service.post("/api/commitment", signed_request(w, renter, window=past))
+    assert status == 422 and "the booking is in the past" in answer["error"], answer
+    assert "commitment" not in answer
+
+    commitment = "0x" + plate_commitment(w.plate_key, LOT, PLATE).hex()
+    code, out, err = lot_cli("book", "--rental", str(w.rental_id), "--start", str(now - 3 * HOUR), "--end",
+                             str(now - HOUR), "--commitment", commitment, *w.common(),
+                             *w.keys.flags("renter"))
+    assert (code, out) == (1, None)
+    assert "the booking is in the past" in err and "InvalidWindow" not in err, err
+    code, _, err = lot_cli("book", "--rental", str(w.rental_id), "--start", str(w.rental_start), "--end",
+                           str(w.rental_start + 600), "--commitment", commitment, *w.common(),
+                           *w.keys.flags("renter"))
+    assert code == 1 and "shortest booking is 60 minutes" in err, err
+
+
+def test_rate_limits_per_account_and_per_address(lot_world: LotWorld, tmp_path: Path) -> None:
+    w = lot_world
+    first, second, third = dev_account(2), dev_account(3), dev_account(4)
+    with service_process(w, tmp_path / "service.log", "--per-account-per-hour", "2",
+                         "--per-address-per-hour", "5") as limited:
+        assert [limited.post("/api/commitment", signed_request(w, first))[0] for _ in range(2)] == [200, 200]
+        status, answer = limited.post("/api/commitment", signed_request(w, first))
+        assert status == 429 and f"for account {first.address}" in answer["error"]
+        assert limited.post("/api/commitment", signed_request(w, second))[0] == 200
+        assert limited.post("/api/commitment", signed_request(w, second))[0] == 200
+        status, answer = limited.post("/api/commitment", signed_request(w, third))
+        assert status == 429 and "from this address" in answer["error"]
+        # chain reads: a burst of 60 per address, then refused (a polling page cannot flood the node)
+        statuses = [limited.get(f"/api/bookings/{n}")[0] for n in range(1, 62)]
+        assert set(statuses[:60]) <= {200, 404} and statuses[60] == 429
+        assert limited.get("/healthz")[0] == 200
+
+
+def test_address_key_groups_ipv6_by_prefix() -> None:
+    assert address_key("127.0.0.1") == "127.0.0.1"
+    assert address_key("2001:db8::1") == address_key("2001:db8::ffff") == "2001:db8::/64"
+    assert address_key("::ffff:10.0.0.1") == "10.0.0.1"
