@@ -346,6 +346,20 @@ class MetricsConfig(Section):
     port: Port = 9108
 
 
+class ConsoleConfig(Section):
+    """The operators' web console (`parkgate console serve`, its own process beside the daemon): off by
+    default, loopback by default; HTTPS when cert_file and key_file are given."""
+
+    enabled: bool = False
+    host: Annotated[str, rule(bool, "an IP address to listen on (loopback recommended)")] = "127.0.0.1"
+    port: Port = 8443
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
+    session_minutes: Annotated[int, between(1, 7 * 24 * 60)] = 480
+    login_attempts: Annotated[int, between(1, 100)] = 5  # failed logins per address and per user ...
+    login_window_s: Annotated[int, between(1, 86_400)] = 300  # ... within this window, then refused
+
+
 class Config(Section):
     gateway: GatewayConfig = GatewayConfig()
     store: StoreConfig = StoreConfig()
@@ -357,6 +371,7 @@ class Config(Section):
     mqtt: MqttConfig = MqttConfig()
     metrics: MetricsConfig = MetricsConfig()
     evidence: EvidenceConfig = EvidenceConfig()
+    console: ConsoleConfig = ConsoleConfig()
     _source: str = PrivateAttr(default="<embedded defaults>")
 
     def __eq__(self, other: object) -> bool:
@@ -567,6 +582,8 @@ def _cross_checks(cfg: Config) -> list[ConfigIssue]:
     if mqtt.enabled and mqtt.command_key_file is None:
         issues.append(ConfigIssue("mqtt.command_key_file", "is required when mqtt.enabled = true "
                                   "(remote gate commands must be signed)"))
+    if (cfg.console.cert_file is None) != (cfg.console.key_file is None):
+        issues.append(ConfigIssue("console", "cert_file and key_file go together: give both or neither"))
     return issues
 
 

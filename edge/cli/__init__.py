@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.demo",
     "edge.cli.lot",
     "edge.cli.booking",
+    "edge.cli.console",
 )
 
 EPILOG = """\

@@ -1,0 +1,452 @@
+"""The console's Starlette app: server-rendered pages (Jinja2, package data), no script, no CDN.
+
+Every page needs a session (cookie ``pg_session``: HttpOnly, SameSite=Strict, Secure under TLS); every
+POST carries the session's CSRF token (the login form: a per-form token in a cookie of its own). Gate
+actions go through the daemon's control socket, so they are audited (``manual_actions``) exactly like
+`parkgate gate open --lane L --reason TEXT`, with the console user's name in the reason; list changes
+go to the store, which the daemon reads before each decision."""
+
+from __future__ import annotations
+
+import html
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from edge.config import Config
+from edge.console import passes as P
+from edge.console.auth import LoginLimit, Session, Sessions, new_token, same_token
+from edge.console.users import MAX_PASSWORD, UsersError, authenticate, load_users, users_path
+from edge.daemon import control
+from edge.daemon.retention import evidence_dir
+from edge.daemon.status import read_status, render_status, status_path
+from edge.identity import list_entry_key
+from edge.store import ListEntry, Store, StoreError
+from edge.store.schema import ACCESS_LISTS, GATE_EVENT_KINDS
+
+SESSION_COOKIE = "pg_session"
+LOGIN_COOKIE = "pg_login"
+MAX_BODY = 16 * 1024  # bytes of one form
+MAX_FIELDS = 16
+MAX_NOTE = 200
+CONSOLE_TAG = " [console: {user}]"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class BadForm(ValueError):
+    """A form the console refuses: its message names the field and what is allowed."""
+
+
+@dataclass
+class Console:
+    """What every page needs: the config, the sessions, the login limit."""
+
+    cfg: Config
+    sessions: Sessions
+    limit: LoginLimit
+    env: Environment
+
+    @property
+    def secure(self) -> bool:
+        return self.cfg.console.cert_file is not None
+
+    @property
+    def lanes(self) -> tuple[str, ...]:
+        return tuple(lane.name for lane in self.cfg.lanes)
+
+    def render(self, name: str, session: Session | None, status_code: int = 200,
+               **values: Any) -> HTMLResponse:
+        body = self.env.get_template(name).render(session=session, gateway=self.cfg.gateway.id, **values)
+        return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
+
+    def refuse(self, session: Session | None, status_code: int, message: str) -> HTMLResponse:
+        return self.render("error.html", session, status_code, message=message)
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body of at most MAX_BODY bytes and MAX_FIELDS fields."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        raise BadForm("the form must be sent as application/x-www-form-urlencoded")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise BadForm(f"the form is larger than {MAX_BODY} bytes")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
+                          max_num_fields=MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise BadForm(f"the form is not UTF-8 url-encoded fields (at most {MAX_FIELDS})") from None
+    return dict(pairs)
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def _show_time(ms: int | None) -> str:
+    return "-" if ms is None else datetime.fromtimestamp(ms / 1000).isoformat(sep=" ", timespec="seconds")
+
+
+def _still_valid(console: Console, session: Session) -> bool:
+    """The session's user is still in the users file with the same role (`console user remove` or a new
+    role ends the user's sessions at their next request)."""
+    try:
+        user = load_users(users_path(console.cfg.gateway.state_dir)).get(session.user)
+    except UsersError:
+        return False
+    return user is not None and user.role == session.role
+
+
+Page = Callable[[Request, Console, Session], Awaitable[Response]]
+
+
+def page(handler: Page, *, act: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """A handler behind the session check; POSTs also behind the CSRF check, and (``act``) the role."""
+    async def endpoint(request: Request) -> Response:
+        console: Console = request.app.state.console
+        token = request.cookies.get(SESSION_COOKIE)
+        session = console.sessions.get(token)
+        if session is not None and not await run_in_threadpool(_still_valid, console, session):
+            console.sessions.logout(token)
+            session = None
+        if session is None:
+            if request.method == "GET":
+                return RedirectResponse("/login", 303, headers=SECURITY_HEADERS)
+            return console.refuse(None, 401, "not logged in (or the session expired): log in again")
+        if request.method == "POST":
+            try:
+                form = await read_form(request)
+            except BadForm as exc:
+                return console.refuse(session, 400, str(exc))
+            if not same_token(form.get("csrf"), session.csrf):
+                return console.refuse(session, 403, "missing or wrong CSRF token: reload the page and retry")
+            if act and not session.can_act:
+                return console.refuse(session, 403, f"{session.user} is a viewer (read-only): actions need "
+                                      "the operator role")
+            request.state.form = form
+        return await handler(request, console, session)
+    return endpoint
+
+
+# -- login ----------------------------------------------------------------------------------------------
+
+async def login_form(request: Request) -> Response:
+    console: Console = request.app.state.console
+    return _login_page(console, "", 200)
+
+
+def _login_page(console: Console, message: str, status_code: int, headers: dict[str, str] | None = None
+                ) -> Response:
+    token = new_token()
+    response = console.render("login.html", None, status_code, message=message, login_token=token)
+    response.set_cookie(LOGIN_COOKIE, token, max_age=600, httponly=True, samesite="strict",
+                        secure=console.secure, path="/login")
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+async def login(request: Request) -> Response:
+    console: Console = request.app.state.console
+    try:
+        form = await read_form(request)
+    except BadForm as exc:
+        return console.refuse(None, 400, str(exc))
+    if not same_token(form.get("csrf"), request.cookies.get(LOGIN_COOKIE) or ""):
+        return console.refuse(None, 403, "missing or wrong CSRF token: reload the login page and retry")
+    user, password = form.get("user", "")[:64], form.get("password", "")[:MAX_PASSWORD + 1]
+    address = _address(request)
+    wait = console.limit.retry_after(address, user)
+    if wait > 0:
+        return _login_page(console, f"too many failed logins: try again in {wait:.0f} s", 429,
+                           {"Retry-After": str(int(wait) + 1)})
+    try:
+        path = users_path(console.cfg.gateway.state_dir)
+        found = await run_in_threadpool(authenticate, path, user, password)
+    except UsersError as exc:
+        return console.refuse(None, 500, str(exc))
+    if found is None:
+        console.limit.failed(address, user)
+        return _login_page(console, "wrong user name or password", 401)
+    token, _ = console.sessions.login(found.name, found.role)
+    response = RedirectResponse("/", 303, headers=SECURITY_HEADERS)
+    response.set_cookie(SESSION_COOKIE, token, max_age=console.cfg.console.session_minutes * 60,
+                        httponly=True, samesite="strict", secure=console.secure, path="/")
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+async def logout(request: Request, console: Console, session: Session) -> Response:
+    console.sessions.logout(request.cookies.get(SESSION_COOKIE))
+    response = RedirectResponse("/login", 303, headers=SECURITY_HEADERS)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# -- health ---------------------------------------------------------------------------------------------
+
+async def health(request: Request, console: Console, session: Session) -> Response:
+    try:
+        snapshot = read_status(status_path(console.cfg.gateway.state_dir))
+    except ValueError as exc:
+        return console.render("health.html", session, snapshot=None, lines=[str(exc)])
+    return console.render("health.html", session, snapshot=snapshot, lines=render_status(snapshot))
+
+
+# -- passes ---------------------------------------------------------------------------------------------
+
+def _open_store(cfg: Config) -> Store:
+    return Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms)
+
+
+def _read_passes(cfg: Config, flt: P.PassFilter) -> list[dict[str, Any]]:
+    sql, params = P.passes_query(flt)
+    with _open_store(cfg) as store:
+        rows = [dict(zip(P.COLUMNS, row, strict=True)) for row in store.conn.execute(sql, params)]
+        ids = [row["event_id"] for row in rows]
+        states: dict[str, list[str]] = {}
+        if ids:
+            marks = ",".join("?" * len(ids))
+            for event_id, destination, status, error in store.conn.execute(
+                    "SELECT event_id, destination, status, last_error FROM outbox "
+                    f"WHERE event_id IN ({marks}) ORDER BY destination", ids):
+                states.setdefault(event_id, []).append(f"{destination}: {P.delivery_state(status, error)}")
+    for row in rows:
+        row["when"] = _show_time(row["occurred_at_ms"])
+        row["delivery"] = states.get(row["event_id"], [])
+    return rows
+
+
+async def passes_page(request: Request, console: Console, session: Session) -> Response:
+    query = dict(request.query_params)
+    try:
+        flt = P.parse_filter(query, console.lanes, GATE_EVENT_KINDS)
+    except ValueError as exc:
+        return console.render("passes.html", session, 400, rows=[], query=query, error=str(exc),
+                              lanes=console.lanes, kinds=GATE_EVENT_KINDS)
+    try:
+        rows = await run_in_threadpool(_read_passes, console.cfg, flt)
+    except (StoreError, sqlite3.Error) as exc:
+        return console.refuse(session, 503, f"cannot read the store: {exc}")
+    return console.render("passes.html", session, rows=rows, query=query, error="", lanes=console.lanes,
+                          kinds=GATE_EVENT_KINDS)
+
+
+def _evidence_file(cfg: Config, seq: int) -> Path | None:
+    with _open_store(cfg) as store:
+        row = store.conn.execute("SELECT evidence_path FROM gate_events WHERE seq = ?", (seq,)).fetchone()
+    if row is None or not row[0]:
+        return None
+    root = evidence_dir(cfg.gateway.state_dir).resolve()
+    path = Path(row[0]).resolve()
+    return path if path.is_relative_to(root) and path.is_file() else None
+
+
+async def evidence(request: Request, console: Console, session: Session) -> Response:
+    seq = request.path_params["seq"]
+    path = await run_in_threadpool(_evidence_file, console.cfg, seq)
+    if path is None:
+        return console.refuse(session, 404, f"no evidence image for pass #{seq} (none taken, or retention "
+                              "removed it)")
+    return FileResponse(path, media_type="image/jpeg", headers=SECURITY_HEADERS)
+
+
+# -- actions --------------------------------------------------------------------------------------------
+
+def _recent_actions(cfg: Config) -> list[dict[str, Any]]:
+    with _open_store(cfg) as store:
+        cursor = store.conn.execute("SELECT id, at_ms, lane, action, operator, reason, result, plate_masked "
+                                    "FROM manual_actions ORDER BY id DESC LIMIT 20")
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor]
+    for row in rows:
+        row["when"] = _show_time(row["at_ms"])
+    return rows
+
+
+async def actions_page(request: Request, console: Console, session: Session) -> Response:
+    return await _actions(console, session, "", "", 200)
+
+
+async def _actions(console: Console, session: Session, message: str, error: str, code: int) -> Response:
+    try:
+        recent = await run_in_threadpool(_recent_actions, console.cfg)
+    except (StoreError, sqlite3.Error) as exc:
+        recent, error = [], error or f"cannot read the audit log: {exc}"
+    return console.render("actions.html", session, code, lanes=console.lanes, actions=control.GATE_ACTIONS,
+                          recent=recent, message=message, error=error)
+
+
+def gate_request(form: dict[str, str], lanes: tuple[str, ...], user: str) -> dict[str, str]:
+    """The control-socket request for an action form (pure); BadForm naming the bad field."""
+    action, lane, reason = form.get("action", ""), form.get("lane", ""), form.get("reason", "").strip()
+    if action not in control.GATE_ACTIONS:
+        raise BadForm(f"action {action!r} unknown; allowed: {', '.join(control.GATE_ACTIONS)}")
+    if lane not in lanes:
+        raise BadForm(f"lane {lane!r} unknown; lanes: {', '.join(lanes)}")
+    tag = CONSOLE_TAG.format(user=user)
+    room = control.MAX_REASON - len(tag)
+    if not reason:
+        raise BadForm(f"{action} needs a reason (it is audited)")
+    if len(reason) > room or not reason.isprintable():
+        raise BadForm(f"reason must be printable text of at most {room} characters")
+    return {"action": action, "lane": lane, "reason": reason + tag}
+
+
+async def act(request: Request, console: Console, session: Session) -> Response:
+    try:
+        payload = gate_request(request.state.form, console.lanes, session.user)
+    except BadForm as exc:
+        return await _actions(console, session, "", str(exc), 400)
+    path = control.socket_path(console.cfg.gateway.state_dir)
+    try:
+        answer = await run_in_threadpool(control.request, path, payload)
+    except (OSError, ValueError) as exc:
+        return await _actions(console, session, "", f"the daemon did not take it: {exc}", 503)
+    if not answer.get("ok"):
+        return await _actions(console, session, "", f"refused: {answer.get('error')}", 409)
+    done = answer.get("result") or answer.get("message") or "done"
+    return await _actions(console, session, f"{payload['lane']}: {payload['action']}: {done}", "", 200)
+
+
+# -- lists ----------------------------------------------------------------------------------------------
+
+def _list_rows(cfg: Config) -> list[dict[str, Any]]:
+    now = int(time.time() * 1000)
+    with _open_store(cfg) as store:
+        stored = store.list_entries()
+    rows = [{"list": name, "entry": entry, "source": "config (edit the file)", "from": "-", "until": "-",
+             "note": "", "state": "active", "removable": False}
+            for name, entries in (("allow", cfg.policy.allow_list), ("deny", cfg.policy.deny_list))
+            for entry in entries]
+    for e in stored:
+        state = "active" if e.valid_at(now) else (
+            "future" if e.valid_from_ms is not None and now < e.valid_from_ms else "expired")
+        rows.append({"list": e.list_name, "entry": e.entry, "source": e.source,
+                     "from": _show_time(e.valid_from_ms), "until": _show_time(e.valid_until_ms),
+                     "note": e.note, "state": state, "removable": True})
+    return rows
+
+
+def list_entry(form: dict[str, str], user: str) -> ListEntry:
+    """The store entry for an add form (pure); BadForm naming the bad field and what is allowed."""
+    name = form.get("list", "")
+    if name not in ACCESS_LISTS:
+        raise BadForm(f"list {name!r} unknown; allowed: {', '.join(ACCESS_LISTS)}")
+    try:
+        entry = list_entry_key(form.get("entry", ""))
+    except ValueError as exc:
+        raise BadForm(f"entry: {exc}") from None
+    note = form.get("note", "").strip()
+    if len(note) > MAX_NOTE or not note.isprintable():
+        raise BadForm(f"note must be printable text of at most {MAX_NOTE} characters")
+    try:
+        start = P.parse_time(form.get("from", ""), "valid from")
+        end = P.parse_time(form.get("until", ""), "valid until")
+        return ListEntry(name, entry, start, end, note, f"console:{user}")
+    except ValueError as exc:
+        raise BadForm(str(exc).replace("ListEntry.valid_until_ms", "valid until")) from None
+
+
+def _change_list(cfg: Config, add: ListEntry | None, remove: tuple[str, str] | None) -> bool:
+    with _open_store(cfg) as store:
+        if add is not None:
+            store.put_list_entry(add)
+            return True
+        assert remove is not None
+        return store.remove_list_entry(*remove)
+
+
+async def lists_page(request: Request, console: Console, session: Session) -> Response:
+    return await _lists(console, session, "", "", 200)
+
+
+async def _lists(console: Console, session: Session, message: str, error: str, code: int) -> Response:
+    try:
+        rows = await run_in_threadpool(_list_rows, console.cfg)
+    except (StoreError, sqlite3.Error) as exc:
+        rows, error = [], error or f"cannot read the lists: {exc}"
+    return console.render("lists.html", session, code, rows=rows, lists=ACCESS_LISTS, message=message,
+                          error=error)
+
+
+async def list_add(request: Request, console: Console, session: Session) -> Response:
+    try:
+        entry = list_entry(request.state.form, session.user)
+    except BadForm as exc:
+        return await _lists(console, session, "", str(exc), 400)
+    try:
+        await run_in_threadpool(_change_list, console.cfg, entry, None)
+    except (StoreError, sqlite3.Error) as exc:
+        return await _lists(console, session, "", f"cannot write the store: {exc}", 503)
+    return await _lists(console, session, f"{entry.list_name} list: {entry.entry} added; applies from the "
+                        "next vehicle", "", 200)
+
+
+async def list_remove(request: Request, console: Console, session: Session) -> Response:
+    form = request.state.form
+    name = form.get("list", "")
+    try:
+        entry = list_entry_key(form.get("entry", ""))
+        if name not in ACCESS_LISTS:
+            raise ValueError(f"list {name!r} unknown; allowed: {', '.join(ACCESS_LISTS)}")
+        removed = await run_in_threadpool(_change_list, console.cfg, None, (name, entry))
+    except ValueError as exc:
+        return await _lists(console, session, "", str(exc), 400)
+    except (StoreError, sqlite3.Error) as exc:
+        return await _lists(console, session, "", f"cannot write the store: {exc}", 503)
+    if not removed:
+        return await _lists(console, session, "", f"{name} list: no stored entry {entry}", 404)
+    return await _lists(console, session, f"{name} list: {entry} removed; applies from the next vehicle",
+                        "", 200)
+
+
+# -- the app --------------------------------------------------------------------------------------------
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return HTMLResponse(f"<p>not found: {html.escape(request.url.path)}</p>", 404, headers=SECURITY_HEADERS)
+
+
+def build_app(cfg: Config, clock: Callable[[], float] = time.monotonic) -> Starlette:
+    env = Environment(loader=PackageLoader("edge.console", "templates"), autoescape=select_autoescape(),
+                      auto_reload=False)
+    console = Console(cfg, Sessions(cfg.console.session_minutes * 60.0, clock),
+                      LoginLimit(cfg.console.login_attempts, cfg.console.login_window_s, clock), env)
+    static = Path(__file__).with_name("static")
+    routes = [
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", page(logout), methods=["POST"]),
+        Route("/", page(health), methods=["GET"]),
+        Route("/passes", page(passes_page), methods=["GET"]),
+        Route("/evidence/{seq:int}", page(evidence), methods=["GET"]),
+        Route("/actions", page(actions_page), methods=["GET"]),
+        Route("/actions", page(act, act=True), methods=["POST"]),
+        Route("/lists", page(lists_page), methods=["GET"]),
+        Route("/lists/add", page(list_add, act=True), methods=["POST"]),
+        Route("/lists/remove", page(list_remove, act=True), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=static), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    app.state.console = console
+    return app

@@ -1,0 +1,116 @@
+"""Sessions, CSRF tokens and the login rate limit: plain data and an injected clock, no I/O.
+
+Sessions live in the console's memory only (a restart logs everyone out): the cookie holds a random
+token, never the user's name or role, so nothing in it can be forged or replayed after logout."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+ROLES = ("operator", "viewer")  # viewer: read-only
+MAX_SESSIONS = 256  # the oldest is dropped beyond this: bounded memory whatever a client does
+MAX_TRACKED = 4096  # addresses and user names the rate limit remembers at once
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def same_token(given: str | None, expected: str) -> bool:
+    """Constant-time comparison; a missing token never matches."""
+    return bool(given) and hmac.compare_digest(str(given).encode(), expected.encode())
+
+
+@dataclass(frozen=True)
+class Session:
+    user: str
+    role: str
+    csrf: str
+    expires_at: float
+
+    @property
+    def can_act(self) -> bool:
+        return self.role == "operator"
+
+
+@dataclass
+class Sessions:
+    """Logged-in sessions by cookie token, expiring ``lifetime_s`` after login."""
+
+    lifetime_s: float
+    clock: Callable[[], float]
+    _by_token: dict[str, Session] = field(default_factory=dict)
+
+    def login(self, user: str, role: str) -> tuple[str, Session]:
+        self._prune()
+        while len(self._by_token) >= MAX_SESSIONS:
+            self._by_token.pop(next(iter(self._by_token)))
+        token = new_token()
+        session = Session(user, role, new_token(), self.clock() + self.lifetime_s)
+        self._by_token[token] = session
+        return token, session
+
+    def get(self, token: str | None) -> Session | None:
+        session = self._by_token.get(token or "")
+        if session is None:
+            return None
+        if session.expires_at <= self.clock():
+            self._by_token.pop(token or "", None)
+            return None
+        return session
+
+    def logout(self, token: str | None) -> None:
+        self._by_token.pop(token or "", None)
+
+    def drop_user(self, user: str) -> None:
+        """End every session of a user (removed, or role changed)."""
+        for token in [t for t, s in self._by_token.items() if s.user == user]:
+            del self._by_token[token]
+
+    def _prune(self) -> None:
+        now = self.clock()
+        for token in [t for t, s in self._by_token.items() if s.expires_at <= now]:
+            del self._by_token[token]
+
+
+@dataclass
+class LoginLimit:
+    """At most ``attempts`` failed logins per address and per user name within ``window_s``; beyond that
+    every login from that address or for that user is refused without looking at the password, until
+    the oldest failure leaves the window. Success does not reset the count (an attacker who knows one
+    password must not refill his budget)."""
+
+    attempts: int
+    window_s: float
+    clock: Callable[[], float]
+    _failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def retry_after(self, address: str, user: str) -> float:
+        """Seconds until a login for ``user`` from ``address`` may be tried; 0: now."""
+        now = self.clock()
+        waits = [self._wait(key, now) for key in (f"addr:{address}", f"user:{user.lower()}")]
+        return max(waits)
+
+    def failed(self, address: str, user: str) -> None:
+        now = self.clock()
+        if len(self._failures) >= MAX_TRACKED:
+            self._prune(now)
+        for key in (f"addr:{address}", f"user:{user.lower()}"):
+            if key not in self._failures and len(self._failures) >= MAX_TRACKED:
+                self._failures.pop(next(iter(self._failures)))
+            times = self._failures.setdefault(key, deque(maxlen=self.attempts))
+            times.append(now)
+
+    def _wait(self, key: str, now: float) -> float:
+        times = self._failures.get(key)
+        if not times or len(times) < self.attempts:
+            return 0.0
+        return max(0.0, times[0] + self.window_s - now)
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, t in self._failures.items() if not t or t[-1] + self.window_s <= now]:
+            del self._failures[key]

@@ -1,0 +1,100 @@
+"""The Passes page's search, as pure functions: a form's fields -> a :class:`PassFilter` (ValueError naming
+the bad field and what is allowed) -> one SELECT over the gate log, newest first."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from edge.identity import mask_plate
+
+COLUMNS = ("seq", "event_id", "occurred_at_ms", "lane", "direction", "kind", "plate_masked", "confidence",
+           "reason", "booking_id", "evidence_path")
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+MAX_FIELD = 64
+
+
+@dataclass(frozen=True)
+class PassFilter:
+    plate_masked: str | None = None
+    lane: str | None = None
+    kind: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    limit: int = DEFAULT_LIMIT
+
+
+def masked_query(text: str) -> str:
+    """What a searched plate is compared with: a masked plate (``AB***3``) as typed, a full plate masked
+    the way the gate log stores it (the plate itself is never stored nor searched)."""
+    text = text.strip().upper()
+    if "*" in text:
+        return text
+    try:
+        return mask_plate(text)
+    except ValueError:
+        raise ValueError(f"plate {text!r} is neither a plate nor a masked plate such as AB***3") from None
+
+
+def parse_time(text: str, name: str) -> int | None:
+    if not text.strip():
+        return None
+    try:
+        return int(datetime.fromisoformat(text.strip()).timestamp() * 1000)
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not a time; allowed: ISO 8601 such as "
+                         "2026-12-24T18:00") from None
+
+
+def parse_filter(form: Mapping[str, str], lanes: tuple[str, ...], kinds: tuple[str, ...]) -> PassFilter:
+    """The search form's fields; unknown fields are ignored (links may carry more), bad values refused."""
+    def field(name: str) -> str:
+        value = form.get(name, "") or ""
+        if len(value) > MAX_FIELD:
+            raise ValueError(f"{name} is longer than {MAX_FIELD} characters")
+        return value.strip()
+
+    lane, kind, plate = field("lane"), field("kind"), field("plate")
+    if lane and lane not in lanes:
+        raise ValueError(f"lane {lane!r} unknown; lanes: {', '.join(lanes)}")
+    if kind and kind not in kinds:
+        raise ValueError(f"decision {kind!r} unknown; allowed: {', '.join(kinds)}")
+    limit_text = field("limit") or str(DEFAULT_LIMIT)
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        raise ValueError(f"limit {limit_text!r} not allowed; allowed: 1..{MAX_LIMIT}")
+    return PassFilter(masked_query(plate) if plate else None, lane or None, kind or None,
+                      parse_time(field("since"), "since"), parse_time(field("until"), "until"),
+                      int(limit_text))
+
+
+def passes_query(f: PassFilter) -> tuple[str, list[Any]]:
+    """The SELECT for a filter, newest first."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("plate_masked", f.plate_masked), ("lane", f.lane), ("kind", f.kind)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if f.since_ms is not None:
+        where.append("occurred_at_ms >= ?")
+        params.append(f.since_ms)
+    if f.until_ms is not None:
+        where.append("occurred_at_ms < ?")
+        params.append(f.until_ms)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return (f"SELECT {', '.join(COLUMNS)} FROM gate_events{clause} ORDER BY seq DESC LIMIT ?",
+            [*params, f.limit])
+
+
+def delivery_state(status: str, last_error: str | None) -> str:
+    """An outbox row's state as the page shows it: pending, sending, confirmed, rejected (reason)."""
+    if status == "done":
+        return "confirmed"
+    if status in ("rejected", "dead"):
+        return f"{status} ({last_error or 'no reason given'})"
+    if status == "in_flight":
+        return "sent"
+    return status
