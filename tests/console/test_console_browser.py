@@ -1,0 +1,210 @@
+"""The console in a real browser (Playwright driving Debian's chromium) against a real daemon with the gate
+emulator on a pty, a recorded camera and the bundled ONNX models, and `parkgate console serve` beside it.
+
+One daemon and one console for the whole story (each takes seconds to start on a Pi-class runner): an
+operator logs in, sees the lane's health, finds the refused visitor's pass with its evidence image, lets
+the visitor in by hand with a reason (audited through the control socket like the CLI), puts the visitor
+on the allow list and sees the next arrival open the gate without a restart. A viewer cannot act, a POST
+without the CSRF token is refused, wrong passwords hit the rate limit, and evidence needs a session."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from edge.tools.demo import harness as h
+from edge.tools.emulator.launch import running_emulator
+from edge.tools.net import free_tcp_port, wait_for_tcp
+from edge.tools.proc import ManagedProcess
+
+LANE = "entry-1"
+VISITOR = h.Vehicle("visitor", "KX 904-LM", seed=622)
+OPERATOR = ("olga", "operator-pass-1")
+VIEWER = ("victor", "viewer-pass-12")
+ATTEMPTS = 3
+
+
+def parkgate(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], input=stdin, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def query(store: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def answer(response: Any) -> tuple[int, str]:
+    """An API response's status and text, read before its browser context closes."""
+    return response.status, response.text()
+
+
+def log_in(context: Any, base: str, user: str, password: str) -> Any:
+    page = context.new_page()
+    page.goto(base + "/login")
+    page.fill("input[name=user]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    return page
+
+
+def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser: Any) -> None:
+    state = tmp_path / "state"
+    store = state / "parkgate.sqlite"
+    camera = h.LaneCamera(tmp_path / "camera", LANE)
+    port = free_tcp_port()
+    base = f"http://127.0.0.1:{port}"
+    with running_emulator(tmp_path, name=LANE) as emulator:
+        config = tmp_path / "parkgate.toml"
+        config.write_text(h.toml_text(
+            {"gateway": {"id": "gw-console", "lot_id": "LOT-C", "state_dir": str(state)},
+             "console": {"enabled": True, "port": port, "login_attempts": ATTEMPTS}},
+            [{"name": LANE, "gate": {"port": str(emulator.link), "baudrate": 115200, "pulse_ms": 3000},
+              "camera": {"source": str(camera.manifest), "burst_frames": 3}}]))
+        daemon = h.start_daemon(config, tmp_path / "daemon.log")
+        serve = [sys.executable, "-m", "edge.cli", "console", "serve", "--config", str(config)]
+        console = ManagedProcess(serve, tmp_path / "console.log").start()
+        try:
+            added = [parkgate("console", "user", "add", name, "--role", role, "--config", str(config),
+                              stdin=password + "\n")
+                     for (name, password), role in ((OPERATOR, "operator"), (VIEWER, "viewer"))]
+            short = parkgate("console", "user", "add", "eve", "--role", "operator", "--config",
+                             str(config), stdin="short\n")
+            users = parkgate("console", "user", "list", "--config", str(config))
+            wait_for_tcp("127.0.0.1", port, 30)
+            refused = h.play_visit(h.Visit(VISITOR, LANE, False, "no_booking"), emulator, camera, store)
+
+            # unauthenticated: every page and the evidence lead to the login page, never the image
+            anonymous = browser.new_context()
+            evidence_anon = anonymous.request.get(base + "/evidence/1", max_redirects=0)
+            health_anon = anonymous.request.get(base + "/", max_redirects=0)
+            anonymous.close()
+
+            operator = browser.new_context()
+            page = log_in(operator, base, *OPERATOR)
+            page.wait_for_selector("table#lanes")
+            health_row = page.inner_text(f"tr[data-lane='{LANE}']")
+            who = page.inner_text("#who")
+            cookie = next(c for c in operator.cookies() if c["name"] == "pg_session")
+
+            page.goto(base + "/passes")
+            page.fill("input[name=plate]", "KX 904-LM")  # searched by its mask, the only form stored
+            page.click("form.search button[type=submit]")
+            pass_rows = page.locator("table#passes tr[data-seq]")
+            found = [pass_rows.nth(i).inner_text() for i in range(pass_rows.count())]
+            image_width = page.eval_on_selector("img.evidence", "img => img.complete && img.naturalWidth")
+            page.goto(base + "/passes?plate=ZZ***9")
+            no_match = page.inner_text("table#passes")
+            page.goto(base + "/passes?lane=nowhere")
+            bad_lane = page.inner_text("#message")
+
+            # the visitor phoned: let them in by hand, with a reason
+            camera.show(VISITOR)
+            time.sleep(0.3)
+            opens_before = emulator.state()["open_commands"]
+            page.goto(base + "/actions")
+            page.select_option("select[name=lane]", LANE)
+            page.select_option("select[name=action]", "open")
+            page.fill("input[name=reason]", "visitor booked by phone")
+            page.click("#gate-form button[type=submit]")
+            opened_message = page.inner_text("#message")
+            audit_shown = page.inner_text("table#audit")
+            opens_after = emulator.state()["open_commands"]
+            for command in ("safety 1", "safety 0"):
+                emulator.command(command)
+            camera.show(None)
+            audit = query(store, "SELECT lane, action, source, reason, result FROM manual_actions")
+
+            # a POST without the CSRF token (the session cookie alone) is refused and does nothing
+            no_csrf = answer(operator.request.post(base + "/actions", form={
+                "lane": LANE, "action": "open", "reason": "forged"}))
+            audit_after_forgery = query(store, "SELECT count(*) FROM manual_actions")[0][0]
+
+            # the allow list, changed live: the visitor's next arrival opens the gate
+            page.goto(base + "/lists")
+            page.select_option("select[name=list]", "allow")
+            page.fill("input[name=entry]", "KX 904-LM")
+            page.fill("input[name=note]", "regular visitor")
+            page.click("#list-form button[type=submit]")
+            list_message = page.inner_text("#message")
+            entries = page.inner_text("table#entries")
+            time.sleep(3.5)  # the manual open's pulse is over
+            admitted = h.play_visit(h.Visit(VISITOR, LANE, True, "allow"), emulator, camera, store)
+
+            # a viewer sees but cannot act, not even with a valid CSRF token
+            viewer = browser.new_context()
+            view_page = log_in(viewer, base, *VIEWER)
+            view_page.wait_for_selector("table#lanes")
+            view_page.goto(base + "/actions")
+            viewer_forms = view_page.locator("#gate-form").count()
+            csrf = view_page.get_attribute("form.logout input[name=csrf]", "value")
+            viewer_post = answer(viewer.request.post(base + "/actions", form={
+                "csrf": csrf or "", "lane": LANE, "action": "open", "reason": "viewer tries"}))
+            viewer_list = answer(viewer.request.post(base + "/lists/add", form={
+                "csrf": csrf or "", "list": "deny", "entry": "AB-123-CD"}))
+            viewer.close()
+
+            # wrong passwords: refused, then rate-limited (even the right password) for this user
+            intruder = browser.new_context()
+            wrong = []
+            for _ in range(ATTEMPTS + 1):
+                attempt = log_in(intruder, base, OPERATOR[0], "not-the-password")
+                wrong.append(attempt.inner_text("#message"))
+                attempt.close()
+            right_but_limited = log_in(intruder, base, *OPERATOR)
+            limited = right_but_limited.inner_text("#message")
+            intruder.close()
+            operator.close()
+            final_audit = query(store, "SELECT count(*) FROM manual_actions")[0][0]
+            stored_list = query(store, "SELECT list_name, entry, source FROM access_list_entries")
+        finally:
+            console_rc = console.stop()
+            assert daemon.stop() == 0
+    assert [a.returncode for a in added] == [0, 0], [a.stderr for a in added]
+    assert short.returncode == 1 and "password has 5 characters; allowed: 10..256" in short.stderr
+    assert "olga" in users.stdout and "viewer" in users.stdout and "2 console user(s)" in users.stdout
+    users_file = state / "console_users.json"
+    assert users_file.stat().st_mode & 0o777 == 0o600
+    assert OPERATOR[1] not in users_file.read_text() and "$argon2id$" in users_file.read_text()
+    assert console_rc is not None
+
+    assert refused.opened is False and refused.rows and refused.rows[0]["kind"] == "denied"
+    assert evidence_anon.status == 303 and evidence_anon.headers["location"] == "/login"
+    assert health_anon.status == 303
+
+    assert LANE in health_row and who == "olga (operator)"
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert found and all("KX***M" in row and "denied" in row for row in found), found
+    assert image_width and image_width > 0
+    assert "no passes match" in no_match
+    assert "lane 'nowhere' unknown; lanes: entry-1" in bad_lane
+
+    assert re.search(r"entry-1: open: opened", opened_message), opened_message
+    assert "visitor booked by phone [console: olga]" in audit_shown
+    assert opens_after == opens_before + 1
+    assert audit == [(LANE, "open", "socket", "visitor booked by phone [console: olga]", "opened")]
+
+    assert no_csrf[0] == 403 and "CSRF" in no_csrf[1]
+    assert audit_after_forgery == 1
+
+    assert "allow list: KX904LM added" in list_message and "KX904LM" in entries
+    assert stored_list == [("allow", "KX904LM", "console:olga")]
+    assert admitted.opened is True and admitted.main_row and admitted.main_row["kind"] == "check_in"
+
+    assert viewer_forms == 0
+    assert viewer_post[0] == 403 and "victor is a viewer (read-only)" in viewer_post[1]
+    assert viewer_list[0] == 403
+    assert final_audit == 1
+
+    assert wrong[:ATTEMPTS] == ["wrong user name or password"] * ATTEMPTS
+    assert wrong[ATTEMPTS].startswith("too many failed logins: try again in")
+    assert limited.startswith("too many failed logins")
