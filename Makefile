@@ -42,6 +42,8 @@ system-deps:
 	@/usr/bin/python3 tests/vision/rtsp_server.py --check 2>/dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) apt-get install -y -qq --no-install-recommends python3-gi gir1.2-gst-rtsp-server-1.0 \
 		gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly; }
+	@# the console's browser tests drive Debian's chromium (Playwright never downloads a browser)
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 contracts: $(PY_STAMP) $(NPM_STAMP)
 	$(PY) -m edge.chain.build
