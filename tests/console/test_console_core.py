@@ -1,0 +1,174 @@
+"""The console's pure parts: sessions, the login rate limit, the passes search, the action and list forms,
+the [console] config section; and the users file (real files, 0600, argon2 hashes)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from edge.config import ConfigError, parse_config
+from edge.console import passes as P
+from edge.console.app import BadForm, gate_request, list_entry
+from edge.console.auth import MAX_SESSIONS, LoginLimit, Sessions, same_token
+from edge.console.users import UsersError, add_user, authenticate, load_users, remove_user
+from edge.store.schema import GATE_EVENT_KINDS
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_sessions_expire_log_out_and_stay_bounded() -> None:
+    clock = Clock()
+    sessions = Sessions(60.0, clock)
+    token, session = sessions.login("olga", "operator")
+    assert sessions.get(token) == session and session.can_act and len(session.csrf) >= 40
+    assert sessions.get("forged") is None and sessions.get(None) is None
+    clock.now += 59
+    assert sessions.get(token) == session
+    clock.now += 1
+    assert sessions.get(token) is None  # expired
+    token, _ = sessions.login("victor", "viewer")
+    assert not sessions.get(token).can_act  # type: ignore[union-attr]
+    sessions.logout(token)
+    assert sessions.get(token) is None
+    tokens = [sessions.login(f"u{i}", "viewer")[0] for i in range(MAX_SESSIONS + 10)]
+    assert len(sessions._by_token) == MAX_SESSIONS and sessions.get(tokens[0]) is None
+    assert sessions.get(tokens[-1]) is not None
+    sessions.drop_user(f"u{MAX_SESSIONS + 9}")
+    assert sessions.get(tokens[-1]) is None
+
+
+def test_same_token_never_matches_a_missing_token() -> None:
+    assert same_token("abc", "abc") and not same_token("abd", "abc")
+    assert not same_token(None, "abc") and not same_token("", "")
+
+
+def test_login_limit_per_address_and_per_user_within_the_window() -> None:
+    clock = Clock()
+    limit = LoginLimit(3, 300, clock)
+    for _ in range(3):
+        assert limit.retry_after("10.0.0.1", "olga") == 0
+        limit.failed("10.0.0.1", "olga")
+    assert limit.retry_after("10.0.0.1", "olga") == 300
+    assert limit.retry_after("10.0.0.1", "victor") == 300  # the address is blocked for every user
+    assert limit.retry_after("10.0.0.2", "OLGA") == 300  # the user is blocked from every address
+    assert limit.retry_after("10.0.0.2", "victor") == 0
+    clock.now += 299
+    assert limit.retry_after("10.0.0.1", "olga") == pytest.approx(1)
+    clock.now += 1
+    assert limit.retry_after("10.0.0.1", "olga") == 0
+
+
+def test_login_limit_memory_is_bounded() -> None:
+    from edge.console.auth import MAX_TRACKED
+
+    limit = LoginLimit(3, 300, Clock())
+    for i in range(MAX_TRACKED * 2):
+        limit.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", f"user{i}")
+    assert len(limit._failures) <= MAX_TRACKED
+
+
+def test_the_passes_search_masks_a_plate_and_refuses_bad_fields() -> None:
+    lanes = ("entry-1", "exit-1")
+    form = {"plate": "kx 904-lm", "lane": "entry-1", "kind": "denied", "since": "2026-12-01T08:00",
+            "limit": "10"}
+    f = P.parse_filter(form, lanes, GATE_EVENT_KINDS)
+    assert f.plate_masked == "KX***M" and f.lane == "entry-1" and f.kind == "denied" and f.limit == 10
+    sql, params = P.passes_query(f)
+    assert sql.endswith("WHERE plate_masked = ? AND lane = ? AND kind = ? AND occurred_at_ms >= ? "
+                        "ORDER BY seq DESC LIMIT ?")
+    assert params[:3] == ["KX***M", "entry-1", "denied"] and params[-1] == 10
+    assert P.parse_filter({"plate": "ab***3"}, lanes, GATE_EVENT_KINDS).plate_masked == "AB***3"
+    assert P.passes_query(P.PassFilter())[1] == [P.DEFAULT_LIMIT]
+    for form, fragment in [({"lane": "nowhere"}, "lane 'nowhere' unknown; lanes: entry-1, exit-1"),
+                           ({"kind": "open"}, "decision 'open' unknown; allowed: verified"),
+                           ({"since": "yesterday"}, "since 'yesterday' is not a time"),
+                           ({"limit": "0"}, "allowed: 1..200"), ({"limit": "-1"}, "allowed: 1..200"),
+                           ({"plate": "!!"}, "neither a plate nor a masked plate"),
+                           ({"plate": "A" * 65}, "longer than 64")]:
+        with pytest.raises(ValueError, match=fragment):
+            P.parse_filter(form, lanes, GATE_EVENT_KINDS)
+
+
+def test_delivery_states_as_shown() -> None:
+    assert P.delivery_state("done", None) == "confirmed"
+    assert P.delivery_state("in_flight", None) == "sent"
+    assert P.delivery_state("pending", None) == "pending"
+    assert P.delivery_state("rejected", "unknown booking") == "rejected (unknown booking)"
+    assert P.delivery_state("dead", None) == "dead (no reason given)"
+
+
+def test_the_gate_form_becomes_an_audited_control_request() -> None:
+    lanes = ("entry-1",)
+    assert gate_request({"action": "open", "lane": "entry-1", "reason": " visitor "}, lanes, "olga") == {
+        "action": "open", "lane": "entry-1", "reason": "visitor [console: olga]"}
+    for form, fragment in [({"action": "close", "lane": "entry-1", "reason": "r"}, "allowed: open, hold"),
+                           ({"action": "open", "lane": "x", "reason": "r"}, "lane 'x' unknown"),
+                           ({"action": "hold", "lane": "entry-1", "reason": " "}, "hold needs a reason"),
+                           ({"action": "open", "lane": "entry-1", "reason": "x" * 190}, "at most 184"),
+                           ({"action": "open", "lane": "entry-1", "reason": "a\nb"}, "printable")]:
+        with pytest.raises(BadForm, match=fragment):
+            gate_request(form, lanes, "olga")
+
+
+def test_the_list_form_becomes_a_store_entry() -> None:
+    entry = list_entry({"list": "deny", "entry": "ab-123 cd", "from": "2026-12-01T08:00",
+                        "until": "2026-12-02", "note": "stolen"}, "olga")
+    assert (entry.list_name, entry.entry, entry.note) == ("deny", "AB123CD", "stolen")
+    assert entry.source == "console:olga"
+    assert entry.valid_from_ms is not None and entry.valid_until_ms is not None
+    for form, fragment in [({"list": "grey", "entry": "AB123CD"}, "list 'grey' unknown; allowed: allow"),
+                           ({"list": "deny", "entry": ""}, "entry:"),
+                           ({"list": "deny", "entry": "AB123CD", "until": "soon"}, "valid until 'soon'"),
+                           ({"list": "deny", "entry": "AB123CD", "from": "2026-12-02", "until": "2026-12-01"},
+                            "valid until"),
+                           ({"list": "deny", "entry": "AB123CD", "note": "n" * 201}, "at most 200")]:
+        with pytest.raises(BadForm, match=fragment):
+            list_entry(form, "olga")
+
+
+def test_the_console_section_is_off_and_on_loopback_by_default_and_validated() -> None:
+    cfg = parse_config("")
+    assert cfg.console.enabled is False and cfg.console.host == "127.0.0.1" and cfg.console.cert_file is None
+    on = parse_config('[console]\nenabled = true\nport = 8444\nsession_minutes = 30\n')
+    assert on.console.enabled and on.console.port == 8444 and on.console.session_minutes == 30
+    for text, fragment in [("[console]\nport = 0\n", "console.port"),
+                           ("[console]\nsession_minutes = 0\n", "console.session_minutes"),
+                           ("[console]\npassword = 'admin'\n", "console.password"),
+                           ("[console]\ncert_file = '/etc/ssl/c.pem'\n", "cert_file and key_file go")]:
+        with pytest.raises(ConfigError, match=fragment):
+            parse_config(text)
+
+
+def test_users_file_is_private_hashed_and_refuses_bad_input(tmp_path: Path) -> None:
+    path = tmp_path / "console_users.json"
+    assert load_users(path) == {} and authenticate(path, "olga", "anything-at-all") is None  # no default user
+    add_user(path, "olga", "operator", "correct horse")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "correct horse" not in path.read_text() and "$argon2id$" in path.read_text()
+    user = authenticate(path, "olga", "correct horse")
+    assert user is not None and user.role == "operator"
+    assert authenticate(path, "olga", "wrong horse!") is None and authenticate(path, "nobody", "x") is None
+    add_user(path, "olga", "viewer", "another secret")  # replaces role and password
+    assert authenticate(path, "olga", "correct horse") is None
+    assert authenticate(path, "olga", "another secret").role == "viewer"  # type: ignore[union-attr]
+    for args, fragment in [(("Olga", "viewer", "long enough pw"), "user name 'Olga' not allowed"),
+                           (("eve", "admin", "long enough pw"), "role 'admin' unknown; allowed: operator"),
+                           (("eve", "viewer", "short"), "allowed: 10..256"),
+                           (("eve", "viewer", "tab\tinside pw"), "printable")]:
+        with pytest.raises(UsersError, match=fragment):
+            add_user(path, *args)
+    assert remove_user(path, "olga") and not remove_user(path, "olga")
+    path.write_text("{not json")
+    with pytest.raises(UsersError, match="cannot read console users from"):
+        authenticate(path, "olga", "another secret")
+    path.write_text('{"users": {"olga": {"role": "root", "hash": "x"}}}')
+    with pytest.raises(UsersError, match="is not a console users file"):
+        load_users(path)
