@@ -121,9 +121,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"the console is off: set [console] enabled = true in {cfg.source}", file=sys.stderr)
         return 1
     scheme = "https" if c.cert_file else "http"
-    tls = {"ssl_certfile": str(c.cert_file), "ssl_keyfile": str(c.key_file)} if c.cert_file else {}
-    server = uvicorn.Server(uvicorn.Config(build_app(cfg), host=c.host, port=c.port, log_level="warning",
-                                           access_log=False, **tls))
+    server = uvicorn.Server(uvicorn.Config(
+        build_app(cfg), host=c.host, port=c.port, log_level="warning", access_log=False,
+        ssl_certfile=str(c.cert_file) if c.cert_file else None,
+        ssl_keyfile=str(c.key_file) if c.key_file else None))
     print(f"CONSOLE {scheme}://{c.host}:{c.port}/ (gateway {cfg.gateway.id})", flush=True)
     server.run()
     return 0 if server.started else 1
