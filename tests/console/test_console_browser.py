@@ -24,6 +24,7 @@ from edge.tools.proc import ManagedProcess
 
 LANE = "entry-1"
 VISITOR = h.Vehicle("visitor", "KX 904-LM", seed=622)
+MEMBER = h.Vehicle("member", "AB 123-CD", seed=721)  # booked on this offline lot
 OPERATOR = ("olga", "operator-pass-1")
 VIEWER = ("victor", "viewer-pass-12")
 ATTEMPTS = 3
@@ -79,6 +80,8 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
             short = parkgate("console", "user", "add", "eve", "--role", "operator", "--config",
                              str(config), stdin="short\n")
             users = parkgate("console", "user", "list", "--config", str(config))
+            booked = parkgate("booking", "add", "--plate", MEMBER.plate, "--from", "2020-01-01", "--until",
+                              "2099-01-01", "--config", str(config))
             wait_for_tcp("127.0.0.1", port, 30)
             refused = h.play_visit(h.Visit(VISITOR, LANE, False, "no_booking"), emulator, camera, store)
 
@@ -139,6 +142,16 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
             time.sleep(3.5)  # the manual open's pulse is over
             admitted = h.play_visit(h.Visit(VISITOR, LANE, True, "allow"), emulator, camera, store)
 
+            # a booked member put on the deny list is refused at once; removed, admitted again
+            page.select_option("select[name=list]", "deny")
+            page.fill("input[name=entry]", MEMBER.plate)
+            page.click("#list-form button[type=submit]")
+            banned = h.play_visit(h.Visit(MEMBER, LANE, False, "deny_listed"), emulator, camera, store)
+            page.click("table#entries tr:has(td.entry:text-is('AB123CD')) button")
+            removed_message = page.inner_text("#message")
+            time.sleep(0.5)
+            readmitted = h.play_visit(h.Visit(MEMBER, LANE, True, "booking_valid"), emulator, camera, store)
+
             # a viewer sees but cannot act, not even with a valid CSRF token
             viewer = browser.new_context()
             view_page = log_in(viewer, base, *VIEWER)
@@ -196,8 +209,13 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
     assert audit_after_forgery == 1
 
     assert "allow list: KX904LM added" in list_message and "KX904LM" in entries
-    assert stored_list == [("allow", "KX904LM", "console:olga")]
+    assert stored_list == [("allow", "KX904LM", "console:olga")]  # the deny entry is gone
     assert admitted.opened is True and admitted.main_row and admitted.main_row["kind"] == "check_in"
+    assert booked.returncode == 0, booked.stderr
+    assert banned.opened is False and banned.rows and "deny_listed" in banned.rows[0]["reason"]
+    assert removed_message == "deny list: AB123CD removed; applies from the next vehicle"
+    assert readmitted.opened is True and readmitted.main_row
+    assert "booking_valid" in readmitted.main_row["reason"]
 
     assert viewer_forms == 0
     assert viewer_post[0] == 403 and "victor is a viewer (read-only)" in viewer_post[1]
