@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--models", type=Path, default=None,
                       help="a directory with plate_detector.onnx, plate_ocr.onnx, plate_ocr.yaml to use "
                       "instead of the bundled models")
+    demo.add_argument("--exit", action="store_true",
+                      help="stop at the end of the day (default on a terminal: the daemon and the console "
+                      "stay up until Enter)")
     demo.set_defaults(func=cmd_demo)
 
 
@@ -27,4 +30,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ImportError:  # an installed gateway: the demo comes with the repository only
         print("parkgate demo: the demo is a development tool; run it from the repository (make demo)")
         return 2
-    return main(args.workdir, args.mqtt, args.models, args.mqtt_ca)
+    return main(args.workdir, args.mqtt, args.models, args.mqtt_ca, exit_at_end=args.exit)

@@ -3,13 +3,18 @@ cameras, the bundled models and the daemon as a subprocess; every expectation of
 
 from __future__ import annotations
 
+import re
+
 from edge.tools.demo.scenario import run_demo
 
 
-def test_demo_day_meets_every_expectation(tmp_path):
+def test_demo_day_meets_every_expectation(tmp_path, capsys):
     run = run_demo(tmp_path / "demo")
     failed = [f"{c.what}: {c.detail}" for c in run.checks if not c.ok]
     assert run.ok, failed
+    assert [c.ok for c in run.checks if c.what.startswith("console answers")] == [True]
+    shown = capsys.readouterr().out
+    assert re.search(r"console: http://127\.0\.0\.1:\d+/  user demo  password \S{16}", shown), shown[-2000:]
     report = (tmp_path / "demo" / "report" / "report.md").read_text()
     assert "PASS" in report and ".jpg" in report
     # The bookings' commitments came from the booking service (signed requests), not from test helpers;

@@ -24,11 +24,14 @@ from typing import Any
 from edge.chain.sync import audit_records
 from edge.tools.anvil import Anvil, dev_account
 from edge.tools.booking import BookingServiceProcess
+from edge.tools.console import ConsoleProcess, add_user, console_section
 from edge.tools.demo import harness as h
 from edge.tools.demo.world import ChainWorld, build_world, chain_section, write_secrets
 from edge.tools.emulator.launch import running_emulator
+from edge.tools.net import free_tcp_port
 
 LOT_ID = "LOT-DEMO-1"
+DEMO_CONSOLE_USER = "demo"
 ENTRY, EXIT = "entry-1", "exit-1"
 HOUR = 3600
 
@@ -106,7 +109,7 @@ def vision_section(models: Path | None) -> dict[str, object]:
 
 def daemon_config(workdir: Path, emulators: dict[str, Any], cameras: dict[str, h.LaneCamera],
                   chain: dict[str, object], mqtt: dict[str, object] | None,
-                  models: Path | None = None) -> Path:
+                  models: Path | None = None, console: dict[str, object] | None = None) -> Path:
     sections: dict[str, dict[str, Any]] = {
         "gateway": {"id": "demo-gw", "lot_id": LOT_ID, "state_dir": str(workdir / "state")},
         "policy": {"deny_list": [D.plate]},
@@ -115,6 +118,8 @@ def daemon_config(workdir: Path, emulators: dict[str, Any], cameras: dict[str, h
     }
     if mqtt:
         sections["mqtt"] = mqtt
+    if console:
+        sections["console"] = console
     lanes = [{"name": lane, "direction": lane.split("-")[0],
               "gate": {"port": str(emulators[lane].link), "baudrate": 115200, "pulse_ms": 4000},
               "camera": {"source": str(cameras[lane].manifest), "fps": 10, "burst_frames": 3}}
@@ -223,7 +228,10 @@ def write_report(run: DemoRun) -> Path:
 # -- the run -----------------------------------------------------------------------------------------
 
 def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: Path | None = None,
-             mqtt_ca: Path | None = None, on_daemon: Callable[[Any], None] | None = None) -> DemoRun:
+             mqtt_ca: Path | None = None, on_daemon: Callable[[Any], None] | None = None,
+             wait: Callable[[str], object] | None = None) -> DemoRun:
+    """The demo day; ``wait`` (e.g. ``input``): called with a prompt once the day is over, while the
+    daemon and the console still run, so a user can look at the passes in a browser."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="parkgate-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     run = DemoRun(workdir)
@@ -250,8 +258,10 @@ def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: P
         emulators = {lane: stack.enter_context(running_emulator(workdir, name=lane))
                      for lane in (ENTRY, EXIT)}
         mqtt = mqtt_section(mqtt_url, workdir, mqtt_ca) if mqtt_url else None
+        console_port = free_tcp_port()
         config = daemon_config(workdir, emulators, cameras,
-                               chain_section(anvil.url, world.admin.address, paths), mqtt, models)
+                               chain_section(anvil.url, world.admin.address, paths), mqtt, models,
+                               console_section(console_port))
         daemon = h.start_daemon(config, workdir / "daemon.log")
         stack.callback(daemon.stop)
         if on_daemon:
@@ -272,6 +282,7 @@ def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: P
             say("  " + line)
         spurious = [r for r in run.results if r.opened and not r.visit.expect_open]
         run.checks.append(Check("no spurious opens", not spurious, str(len(spurious))))
+        show_console(run, config, console_port, wait)
         code = daemon.stop()
         run.checks.append(Check("daemon stopped cleanly on SIGTERM", code == 0, f"exit {code}"))
     report = write_report(run)
@@ -280,6 +291,24 @@ def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: P
     say(f"{len(run.checks) - len(failed)} of {len(run.checks)} expectations held"
         + ("" if not failed else "; FAILED: " + "; ".join(f"{c.what} ({c.detail})" for c in failed)))
     return run
+
+
+def show_console(run: DemoRun, config: Path, port: int, wait: Callable[[str], object] | None) -> None:
+    """The console beside the daemon, with a demo operator (a new password each run): its URL and
+    credentials printed; kept up until ``wait`` returns."""
+    import secrets
+    import urllib.request
+
+    password = secrets.token_urlsafe(12)
+    added = add_user(config, DEMO_CONSOLE_USER, "operator", password)
+    with ConsoleProcess(config, port, run.workdir / "console.log") as console:
+        with urllib.request.urlopen(console.url + "/login", timeout=30) as response:
+            answered = response.status == 200
+        run.checks.append(Check("console answers (parkgate console serve)",
+                                added.returncode == 0 and answered, added.stderr.strip() or console.url))
+        say(f"console: {console.url}/  user {DEMO_CONSOLE_USER}  password {password}")
+        if wait is not None:
+            wait("    look at the passes in a browser; press Enter to stop the demo ")
 
 
 def mqtt_section(url: str, workdir: Path, ca_file: Path | None = None) -> dict[str, object]:
@@ -304,9 +333,12 @@ def mqtt_section(url: str, workdir: Path, ca_file: Path | None = None) -> dict[s
 
 
 def main(workdir: Path | None = None, mqtt_url: str | None = None, models: Path | None = None,
-         mqtt_ca: Path | None = None) -> int:
+         mqtt_ca: Path | None = None, exit_at_end: bool = False) -> int:
+    """The demo; on a terminal (and without ``exit_at_end``) it waits for Enter before stopping, so the
+    console can be looked at; without a terminal it ends by itself."""
+    wait = input if sys.stdin.isatty() and not exit_at_end else None
     try:
-        run = run_demo(workdir, mqtt_url, models, mqtt_ca)
+        run = run_demo(workdir, mqtt_url, models, mqtt_ca, wait=wait)
     except Exception as exc:  # noqa: BLE001 - the demo reports what broke and exits non-zero
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
