@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.tools.console import ConsoleProcess, add_user, console_section
 from edge.tools.demo import harness as h
 from edge.tools.emulator.launch import running_emulator
-from edge.tools.net import free_tcp_port, wait_for_tcp
-from edge.tools.proc import ManagedProcess
+from edge.tools.net import free_tcp_port
 
 LANE = "entry-1"
 VISITOR = h.Vehicle("visitor", "KX 904-LM", seed=622)
@@ -30,9 +30,9 @@ VIEWER = ("victor", "viewer-pass-12")
 ATTEMPTS = 3
 
 
-def parkgate(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], input=stdin, capture_output=True,
-                          text=True, timeout=60, check=False)
+def parkgate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True,
+                          timeout=60, check=False)
 
 
 def query(store: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -67,22 +67,18 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
         config = tmp_path / "parkgate.toml"
         config.write_text(h.toml_text(
             {"gateway": {"id": "gw-console", "lot_id": "LOT-C", "state_dir": str(state)},
-             "console": {"enabled": True, "port": port, "login_attempts": ATTEMPTS}},
+             "console": console_section(port, login_attempts=ATTEMPTS)},
             [{"name": LANE, "gate": {"port": str(emulator.link), "baudrate": 115200, "pulse_ms": 3000},
               "camera": {"source": str(camera.manifest), "burst_frames": 3}}]))
         daemon = h.start_daemon(config, tmp_path / "daemon.log")
-        serve = [sys.executable, "-m", "edge.cli", "console", "serve", "--config", str(config)]
-        console = ManagedProcess(serve, tmp_path / "console.log").start()
+        console = ConsoleProcess(config, port, tmp_path / "console.log").start()
         try:
-            added = [parkgate("console", "user", "add", name, "--role", role, "--config", str(config),
-                              stdin=password + "\n")
+            added = [add_user(config, name, role, password)
                      for (name, password), role in ((OPERATOR, "operator"), (VIEWER, "viewer"))]
-            short = parkgate("console", "user", "add", "eve", "--role", "operator", "--config",
-                             str(config), stdin="short\n")
+            short = add_user(config, "eve", "operator", "short")
             users = parkgate("console", "user", "list", "--config", str(config))
             booked = parkgate("booking", "add", "--plate", MEMBER.plate, "--from", "2020-01-01", "--until",
                               "2099-01-01", "--config", str(config))
-            wait_for_tcp("127.0.0.1", port, 30)
             refused = h.play_visit(h.Visit(VISITOR, LANE, False, "no_booking"), emulator, camera, store)
 
             # unauthenticated: every page and the evidence lead to the login page, never the image

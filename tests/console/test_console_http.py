@@ -11,17 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge.tools.console import ConsoleProcess, add_user, console_section
 from edge.tools.demo import harness as h
 from edge.tools.mosquitto import issue_cert, make_ca
-from edge.tools.net import free_tcp_port, wait_for_tcp
-from edge.tools.proc import ManagedProcess
+from edge.tools.net import free_tcp_port
 
 USER, PASSWORD = "olga", "operator-pass-1"
 
 
-def parkgate(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], input=stdin, capture_output=True,
-                          text=True, timeout=60, check=False)
+def parkgate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True,
+                          timeout=60, check=False)
 
 
 class Client:
@@ -55,17 +55,14 @@ def test_console_over_tls_with_secure_cookies_and_clear_refusals(tmp_path: Path)
     config = tmp_path / "parkgate.toml"
     config.write_text(h.toml_text(
         {"gateway": {"id": "gw-tls", "lot_id": "LOT-T", "state_dir": str(state)},
-         "console": {"enabled": True, "port": port, "cert_file": str(crt), "key_file": str(key)}},
+         "console": console_section(port, cert_file=str(crt), key_file=str(key))},
         [{"name": "entry-1", "gate": {"port": "/dev/null"}}]))
     off = tmp_path / "off.toml"
     off.write_text(config.read_text().replace("enabled = true", "enabled = false"))
     refused_off = parkgate("console", "serve", "--config", str(off))
-    assert parkgate("console", "user", "add", USER, "--role", "operator", "--config", str(config),
-                    stdin=PASSWORD + "\n").returncode == 0
-    console = ManagedProcess([sys.executable, "-m", "edge.cli", "console", "serve", "--config", str(config)],
-                             tmp_path / "console.log").start()
+    assert add_user(config, USER, "operator", PASSWORD).returncode == 0
+    console = ConsoleProcess(config, port, tmp_path / "console.log").start()
     try:
-        wait_for_tcp("127.0.0.1", port, 30)
         client = Client(port, ca[0])
         status, headers, body = client.send("GET", "/login")
         login_cookie = cookie(headers, "pg_login")
