@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from console_browsing import answer, log_in
+
 from edge.tools.console import ConsoleProcess, add_user, console_section
 from edge.tools.demo import harness as h
 from edge.tools.emulator.launch import running_emulator
@@ -41,20 +43,6 @@ def query(store: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
     finally:
         conn.close()
-
-
-def answer(response: Any) -> tuple[int, str]:
-    """An API response's status and text, read before its browser context closes."""
-    return response.status, response.text()
-
-
-def log_in(context: Any, base: str, user: str, password: str) -> Any:
-    page = context.new_page()
-    page.goto(base + "/login")
-    page.fill("input[name=user]", user)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    return page
 
 
 def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser: Any) -> None:
