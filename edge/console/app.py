@@ -9,6 +9,7 @@ go to the store, which the daemon reads before each decision."""
 from __future__ import annotations
 
 import html
+import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ from edge.identity import list_entry_key
 from edge.store import ListEntry, Store, StoreError
 from edge.store.schema import ACCESS_LISTS, GATE_EVENT_KINDS
 
+log = logging.getLogger(__name__)
 SESSION_COOKIE = "pg_session"
 LOGIN_COOKIE = "pg_login"
 MAX_BODY = 16 * 1024  # bytes of one form
@@ -187,8 +189,10 @@ async def login(request: Request) -> Response:
         return console.refuse(None, 500, str(exc))
     if found is None:
         console.limit.failed(address, user)
+        log.warning("console login refused for user %r from %s", user, address)
         return _login_page(console, "wrong user name or password", 401)
     token, _ = console.sessions.login(found.name, found.role)
+    log.info("console login: %s (%s) from %s", found.name, found.role, address)
     response = RedirectResponse("/", 303, headers=SECURITY_HEADERS)
     response.set_cookie(SESSION_COOKIE, token, max_age=console.cfg.console.session_minutes * 60,
                         httponly=True, samesite="strict", secure=console.secure, path="/")
@@ -216,6 +220,9 @@ async def health(request: Request, console: Console, session: Session) -> Respon
 # -- passes ---------------------------------------------------------------------------------------------
 
 def _open_store(cfg: Config) -> Store:
+    """The daemon's store; never a new one where the daemon has not made it yet."""
+    if not cfg.store_path.is_file():
+        raise StoreError(f"no store at {cfg.store_path} (gateway.state_dir); has parkgate run yet?")
     return Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms)
 
 
@@ -264,7 +271,10 @@ def _evidence_file(cfg: Config, seq: int) -> Path | None:
 
 async def evidence(request: Request, console: Console, session: Session) -> Response:
     seq = request.path_params["seq"]
-    path = await run_in_threadpool(_evidence_file, console.cfg, seq)
+    try:
+        path = await run_in_threadpool(_evidence_file, console.cfg, seq)
+    except (StoreError, sqlite3.Error) as exc:
+        return console.refuse(session, 503, f"cannot read the store: {exc}")
     if path is None:
         return console.refuse(session, 404, f"no evidence image for pass #{seq} (none taken, or retention "
                               "removed it)")

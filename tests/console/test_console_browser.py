@@ -88,6 +88,7 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
             pass_rows = page.locator("table#passes tr[data-seq]")
             found = [pass_rows.nth(i).inner_text() for i in range(pass_rows.count())]
             image_width = page.eval_on_selector("img.evidence", "img => img.complete && img.naturalWidth")
+            missing_image = answer(operator.request.get(base + "/evidence/99999"))
             page.goto(base + "/passes?plate=ZZ***9")
             no_match = page.inner_text("table#passes")
             page.goto(base + "/passes?lane=nowhere")
@@ -182,6 +183,7 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
     assert found and all("KX***M" in row and "denied" in row for row in found), found
     assert image_width and image_width > 0
     assert "no passes match" in no_match
+    assert missing_image[0] == 404 and "no evidence image for pass #99999" in missing_image[1]
     assert "lane 'nowhere' unknown; lanes: entry-1" in bad_lane
 
     assert re.search(r"entry-1: open: opened", opened_message), opened_message

@@ -83,6 +83,7 @@ def test_console_over_tls_with_secure_cookies_and_clear_refusals(tmp_path: Path)
         no_daemon = client.send("POST", "/actions", f"csrf={csrf}&action=open&lane=entry-1&reason=r".encode(),
                                 {**auth, **form_type})
         no_evidence = client.send("GET", "/evidence/99999", headers=auth)
+        no_store = client.send("GET", "/passes", headers=auth)
         unknown = client.send("GET", "/nowhere/<script>", headers=auth)
     finally:
         console.stop()
@@ -100,5 +101,8 @@ def test_console_over_tls_with_secure_cookies_and_clear_refusals(tmp_path: Path)
     assert huge[0] == 400 and "larger than 16384 bytes" in huge[2]
     assert bad_lane[0] == 400 and "lane &#39;x&#39; unknown; lanes: entry-1" in bad_lane[2]
     assert no_daemon[0] == 503 and "no daemon answers at" in no_daemon[2]
-    assert no_evidence[0] == 404 and "no evidence image for pass #99999" in no_evidence[2]
+    assert no_evidence[0] == 503 and "no store at" in no_evidence[2]
+    assert "has parkgate run yet?" in no_evidence[2]
+    assert no_store[0] == 503 and "no store at" in no_store[2]
+    assert not (state / "parkgate.sqlite").exists()  # the console never makes the daemon's store
     assert unknown[0] == 404 and "<script>" not in unknown[2]
