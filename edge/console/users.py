@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,9 @@ USERS_FILE = "console_users.json"
 NAME_RE = re.compile(r"[a-z][a-z0-9._-]{0,31}")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 256
-_HASHER = PasswordHasher()
+_HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory profile: 64 MiB per hash
+# One hash at a time: a burst of logins costs 64 MiB, not 64 MiB per server thread.
+_ONE_AT_A_TIME = threading.Lock()
 # Verified when the user is unknown, so that a wrong name costs as long as a wrong password.
 _DUMMY_HASH = _HASHER.hash("parkgate-console-no-such-user")
 
@@ -117,7 +120,8 @@ def authenticate(path: Path, name: str, password: str) -> User | None:
     """The user when the password matches, else None (a damaged users file: UsersError)."""
     user = load_users(path).get(name)
     try:
-        _HASHER.verify(user.password_hash if user else _DUMMY_HASH, password[:MAX_PASSWORD])
+        with _ONE_AT_A_TIME:
+            _HASHER.verify(user.password_hash if user else _DUMMY_HASH, password[:MAX_PASSWORD])
     except (VerificationError, InvalidHashError):
         return None
     return user
