@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
+from pathlib import Path
 
 from edge.config import ConfigError, load_config
 
@@ -44,6 +46,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--config", metavar="FILE", default=None, help=CONFIG_HELP)
 
 
+def writable_users_file(state_dir: Path) -> Path:
+    """The users file, written only by the state dir's owner (the daemon's user): a root-owned 0600 file
+    would lock the console out. ValueError naming the fix otherwise."""
+    from edge.console.users import users_path
+
+    if not state_dir.is_dir():
+        raise ValueError(f"no state directory {state_dir} (gateway.state_dir); has parkgate run once?")
+    owner = state_dir.stat().st_uid
+    if os.geteuid() != owner:
+        raise ValueError(f"{state_dir} belongs to uid {owner}; run this as that user (sudo -u parkgate "
+                         "parkgate console user ...) so the console can read its users file")
+    return users_path(state_dir)
+
+
 def _read_password() -> str:
     if sys.stdin.isatty():
         first = getpass.getpass("password: ")
@@ -54,14 +70,12 @@ def _read_password() -> str:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    from edge.console.users import UsersError, add_user, check_name, users_path
+    from edge.console.users import UsersError, add_user, check_name
 
     try:
         cfg = load_config(args.config)
         check_name(args.name)
-        path = users_path(cfg.gateway.state_dir)
-        if not path.parent.is_dir():
-            raise ValueError(f"no state directory {path.parent} (gateway.state_dir); has parkgate run once?")
+        path = writable_users_file(cfg.gateway.state_dir)
         user = add_user(path, args.name, args.role, _read_password())
     except (ConfigError, UsersError, ValueError, OSError) as exc:
         print(exc, file=sys.stderr)
@@ -72,12 +86,12 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_user_remove(args: argparse.Namespace) -> int:
-    from edge.console.users import UsersError, remove_user, users_path
+    from edge.console.users import UsersError, remove_user
 
     try:
         cfg = load_config(args.config)
-        removed = remove_user(users_path(cfg.gateway.state_dir), args.name)
-    except (ConfigError, UsersError, OSError) as exc:
+        removed = remove_user(writable_users_file(cfg.gateway.state_dir), args.name)
+    except (ConfigError, UsersError, ValueError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 1
     if not removed:

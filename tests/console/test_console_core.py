@@ -172,3 +172,22 @@ def test_users_file_is_private_hashed_and_refuses_bad_input(tmp_path: Path) -> N
     path.write_text('{"users": {"olga": {"role": "root", "hash": "x"}}}')
     with pytest.raises(UsersError, match="is not a console users file"):
         load_users(path)
+
+
+def test_user_add_refuses_a_state_dir_of_another_user(tmp_path: Path) -> None:
+    """As root on the daemon's state dir, a root-owned 0600 users file would lock the console out."""
+    import os
+
+    from edge.tools.console import add_user as cli_add_user
+
+    state = tmp_path / "state"
+    state.mkdir()
+    if os.geteuid() == 0:
+        os.chown(state, 65534, 65534)
+    else:
+        state = Path("/")  # root's
+    config = tmp_path / "parkgate.toml"
+    config.write_text(f'[gateway]\nstate_dir = "{state}"\n')
+    out = cli_add_user(config, "olga", "operator", "long enough pw")
+    assert out.returncode == 1 and "run this as that user (sudo -u parkgate" in out.stderr
+    assert not (state / "console_users.json").exists()
