@@ -8,8 +8,10 @@ go to the store, which the daemon reads before each decision."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +25,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -31,12 +33,13 @@ from edge.config import Config
 from edge.console import passes as P
 from edge.console.auth import LoginLimit, Session, Sessions, new_token, same_token
 from edge.console.users import MAX_PASSWORD, UsersError, authenticate, load_users, users_path
-from edge.daemon import control
+from edge.daemon import control, liveview
 from edge.daemon.retention import evidence_dir
 from edge.daemon.status import read_status, render_status, status_path
 from edge.identity import list_entry_key
 from edge.store import ListEntry, Store, StoreError
 from edge.store.schema import ACCESS_LISTS, GATE_EVENT_KINDS
+from edge.vision.roi import Roi
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "pg_session"
@@ -66,6 +69,7 @@ class Console:
     sessions: Sessions
     limit: LoginLimit
     env: Environment
+    streams: int = 0  # live views being served
 
     @property
     def secure(self) -> bool:
@@ -431,6 +435,78 @@ async def list_remove(request: Request, console: Console, session: Session) -> R
                         "", 200)
 
 
+# -- live view ----------------------------------------------------------------------------------------
+
+MAX_STREAMS = 4  # live streams served at once (a Pi's console, a few operators)
+STREAM_S = 600.0  # a stream ends after this; the page's reload starts a new one
+BOUNDARY = "parkgate-frame"
+
+
+def mjpeg_part(jpeg: bytes) -> bytes:
+    """One frame of a multipart/x-mixed-replace stream (browsers show it in a plain <img>)."""
+    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+    return head.encode() + jpeg + b"\r\n"
+
+
+def _watch(cfg: Config, lane: str) -> Path:
+    """Ask the daemon for the lane's frames (edge.daemon.liveview) and say where they land."""
+    watch = liveview.watch_path(cfg.gateway.state_dir, lane)
+    if watch.parent.is_dir():
+        fd = os.open(watch, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+        os.utime(watch)
+    return liveview.frame_path(cfg.gateway.state_dir, lane)
+
+
+def _fresh_frame(path: Path, after: float) -> tuple[float, bytes] | None:
+    """The frame file when it changed after ``after`` (mtime), else None."""
+    try:
+        mtime = path.stat().st_mtime
+        return (mtime, path.read_bytes()) if mtime > after else None
+    except OSError:
+        return None
+
+
+def _roi_points(cfg: Config, lane: str) -> tuple[str, bool]:
+    """The lane's region of interest as SVG polygon points, and whether they are fractions of the frame
+    (drawn over a 0..1 view box) rather than pixels (listed); empty: the whole frame."""
+    roi = next(x.camera.roi for x in cfg.lanes if x.name == lane)
+    if not roi:
+        return "", True
+    return " ".join(f"{x:g},{y:g}" for x, y, *_ in roi), Roi.parse(roi).fractional
+
+
+async def live_page(request: Request, console: Console, session: Session) -> Response:
+    lanes = [{"name": lane, "roi": points, "fractional": fractional}
+             for lane in console.lanes for points, fractional in [_roi_points(console.cfg, lane)]]
+    return console.render("live.html", session, lanes=lanes, fps=liveview.LIVE_FPS)
+
+
+async def live_stream(request: Request, console: Console, session: Session) -> Response:
+    lane = request.path_params["lane"]
+    if lane not in console.lanes:
+        return console.refuse(session, 404, f"lane {lane!r} unknown; lanes: {', '.join(console.lanes)}")
+    if console.streams >= MAX_STREAMS:
+        return console.refuse(session, 503, f"{MAX_STREAMS} live views already open; close one")
+
+    async def frames() -> Any:
+        console.streams += 1
+        try:
+            seen, deadline = 0.0, time.monotonic() + STREAM_S
+            while time.monotonic() < deadline and not await request.is_disconnected():
+                path = await run_in_threadpool(_watch, console.cfg, lane)
+                fresh = await run_in_threadpool(_fresh_frame, path, seen)
+                if fresh is not None:
+                    seen = fresh[0]
+                    yield mjpeg_part(fresh[1])
+                await asyncio.sleep(1.0 / liveview.LIVE_FPS)
+        finally:
+            console.streams -= 1
+
+    return StreamingResponse(frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                             headers=SECURITY_HEADERS)
+
+
 # -- the app --------------------------------------------------------------------------------------------
 
 async def not_found(request: Request, exc: Exception) -> Response:
@@ -453,6 +529,8 @@ def build_app(cfg: Config, clock: Callable[[], float] = time.monotonic) -> Starl
         Route("/actions", page(actions_page), methods=["GET"]),
         Route("/actions", page(act, act=True), methods=["POST"]),
         Route("/lists", page(lists_page), methods=["GET"]),
+        Route("/live", page(live_page), methods=["GET"]),
+        Route("/live/{lane}.mjpg", page(live_stream), methods=["GET"]),
         Route("/lists/add", page(list_add, act=True), methods=["POST"]),
         Route("/lists/remove", page(list_remove, act=True), methods=["POST"]),
         Mount("/static", StaticFiles(directory=static), name="static"),

@@ -66,6 +66,7 @@ from edge.daemon.camera import camera_health, capture_burst, open_frame_source
 from edge.daemon.chainlink import ChainLink
 from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.lane import WATCH_QUEUE, LaneShell
+from edge.daemon.liveview import live_loop
 from edge.daemon.retention import PRUNE_EVERY_S, evidence_dir, make_private, prune_evidence
 from edge.daemon.status import LaneStatus, StatusSnapshot, boot_id, status_path, write_status
 from edge.errors import ParkgateError
@@ -682,6 +683,9 @@ class Daemon:
         await self._start_control()
         status_task = asyncio.create_task(self._status_loop())
         retention_task = asyncio.create_task(self._retention_loop())
+        live_task = asyncio.create_task(live_loop(self.cfg.gateway.state_dir, [
+            (lane.name, source) for lane, source in zip(self.cfg.lanes, self.sources, strict=True)],
+            self.stop_event))
         # READY once the store is up (it is: __init__ opened and recovered it) and one lane serves.
         serving = asyncio.create_task(self.serving.wait())
         stop_wait = asyncio.create_task(self.stop_event.wait())
@@ -701,6 +705,8 @@ class Daemon:
         retention_task.cancel()
         with contextlib.suppress(BaseException):
             await retention_task
+        with contextlib.suppress(BaseException):
+            await live_task
         await self._shutdown(tasks)
         return 0
 

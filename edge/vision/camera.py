@@ -69,6 +69,7 @@ class FrameSource:
         self.read_failures = 0  # opens or reads that gave no decodable frame
         self.started_at = time.monotonic()
         self.last_frame_at: float | None = None
+        self.latest: Frame | None = None  # the newest frame, for the live view (edge.daemon.liveview)
         self._stop = threading.Event()
         self.finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name="frame-source", daemon=True)
@@ -138,7 +139,8 @@ class FrameSource:
             if not ok or image is None or not image.size:
                 return delivered
             self.last_frame_at = time.monotonic()
-            self._put(Frame(image, self.last_frame_at, self._sequence))
+            self.latest = Frame(image, self.last_frame_at, self._sequence)
+            self._put(self.latest)
             self._sequence += 1
             delivered += 1
             if interval:

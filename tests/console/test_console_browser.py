@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ MEMBER = h.Vehicle("member", "AB 123-CD", seed=721)  # booked on this offline lo
 OPERATOR = ("olga", "operator-pass-1")
 VIEWER = ("victor", "viewer-pass-12")
 ATTEMPTS = 3
+ROI = [[0.05, 0.2], [0.95, 0.2], [0.95, 1.0], [0.05, 1.0]]
 
 
 def parkgate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,6 +50,7 @@ def query(store: Path, sql: str) -> list[tuple[Any, ...]]:
 def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser: Any) -> None:
     state = tmp_path / "state"
     store = state / "parkgate.sqlite"
+    live_frame = state / "live" / f"{LANE}.jpg"
     camera = h.LaneCamera(tmp_path / "camera", LANE)
     port = free_tcp_port()
     base = f"http://127.0.0.1:{port}"
@@ -57,7 +60,7 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
             {"gateway": {"id": "gw-console", "lot_id": "LOT-C", "state_dir": str(state)},
              "console": console_section(port, login_attempts=ATTEMPTS)},
             [{"name": LANE, "gate": {"port": str(emulator.link), "baudrate": 115200, "pulse_ms": 3000},
-              "camera": {"source": str(camera.manifest), "burst_frames": 3}}]))
+              "camera": {"source": str(camera.manifest), "burst_frames": 3, "roi": ROI}}]))
         daemon = h.start_daemon(config, tmp_path / "daemon.log")
         console = ConsoleProcess(config, port, tmp_path / "console.log").start()
         try:
@@ -81,6 +84,16 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
             health_row = page.inner_text(f"tr[data-lane='{LANE}']")
             who = page.inner_text("#who")
             cookie = next(c for c in operator.cookies() if c["name"] == "pg_session")
+
+            # the live view: the daemon encodes frames only while someone watches
+            unwatched = live_frame.exists()
+            page.goto(base + "/live", wait_until="domcontentloaded")
+            live_width = page.wait_for_function(
+                "() => { const i = document.querySelector('img.live-frame'); return i && i.naturalWidth; }",
+                timeout=20_000).json_value()
+            roi_drawn = page.get_attribute(f"section[data-lane='{LANE}'] svg.roi polygon", "points")
+            live_mode = stat.S_IMODE(live_frame.stat().st_mode)
+            page.goto(base + "/")  # leaves the live view
 
             page.goto(base + "/passes")
             page.fill("input[name=plate]", "KX 904-LM")  # searched by its mask, the only form stored
@@ -179,6 +192,8 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
     assert health_anon.status == 303
 
     assert LANE in health_row and who == "olga (operator)"
+    assert unwatched is False and live_width > 0 and live_mode == 0o600
+    assert roi_drawn == "0.05,0.2 0.95,0.2 0.95,1 0.05,1"
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert found and all("KX***M" in row and "denied" in row for row in found), found
     assert image_width and image_width > 0
