@@ -6,7 +6,9 @@
 - LPR ms per frame (detector + OCR, onnxruntime, the daemon's thread setting);
 - chain sync: records/s and gas per record draining a backlog in batches vs one transaction per
   record, against anvil;
-- daemon steady RSS and idle CPU (camera streaming, no vehicle), cold start to READY.
+- daemon steady RSS and idle CPU (camera streaming, no vehicle), cold start to READY;
+- the same cars again while the console streams the lane's live view to one client: open latency p50
+  against the first pass, and the console's RSS.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from edge.access.decide import commitment_function
 from edge.store import Booking, GateEventRow, RentalEvent, Store, new_event_id
+from edge.tools.console import ConsoleProcess, LiveWatcher, add_user, console_section, log_in
 from edge.tools.demo import harness as h
 from edge.tools.demo.scenario import vision_section
 from edge.tools.emulator.launch import running_emulator
+from edge.tools.net import free_tcp_port
 
 LOT = "LOT-BENCH-1"
 KEY_HEX = "22" * 32
@@ -91,6 +96,9 @@ def bench_daemon(work: Path, cars: int, idle_s: float, models: Path | None) -> l
              "vision": vision_section(models)},
             [{"name": "entry-1", "gate": {"port": str(emulator.link), "baudrate": 115200, "pulse_ms": 2000},
               "camera": {"source": str(camera.manifest), "burst_frames": 3}}]))
+        console_port = free_tcp_port()
+        with config.open("a") as out:
+            out.write(h.toml_text({"console": console_section(console_port)}, []))
         started = time.perf_counter()
         daemon = h.start_daemon(config, work / "daemon.log")
         cold = time.perf_counter() - started
@@ -107,6 +115,8 @@ def bench_daemon(work: Path, cars: int, idle_s: float, models: Path | None) -> l
                 if result.open_latency_s is not None:
                     outside.append(result.open_latency_s * 1000)
             inside = settled_open_latencies(state / "status.json", len(outside))
+            watched, console_rss, live_frames = bench_watched(config, console_port, work, vehicles, emulator,
+                                                              camera, state, len(inside))
         finally:
             daemon.stop()
     cmd = f"python -m edge.tools.bench ({cars} booked cars, 1 lane, burst 3 frames @10 fps)"
@@ -117,11 +127,35 @@ def bench_daemon(work: Path, cars: int, idle_s: float, models: Path | None) -> l
         spread = f"{percentile(outside, 50):.0f} / {percentile(outside, 99):.0f} ms (n={len(outside)})"
         rows.append(("arrival -> open seen at emulator (harness), p50 / p99", spread, cmd))
     rows.append(("admitted of booked cars (gate opened at the emulator)", f"{len(outside)} / {cars}", cmd))
+    if inside and watched:
+        rows.append(("arrival -> open acked, p50: no console / live view watched",
+                     f"{percentile(inside, 50):.0f} / {percentile(watched, 50):.0f} ms (n={len(watched)}, "
+                     f"{live_frames} frames streamed)", cmd + ", the same cars again with one MJPEG client"))
+    rows.append(("console RSS (parkgate console serve)", f"{console_rss:.0f} MiB",
+                 cmd + ", after logging in and streaming the live view"))
     rows.append(("cold start to READY (spawn -> READY line)", f"{cold:.2f} s", cmd))
     rows.append(("daemon steady RSS", f"{rss:.0f} MiB", cmd + ", after start, before vehicles"))
     rows.append(("daemon idle CPU (camera streaming, no vehicle)", f"{idle_cpu:.1f} % of one core over "
                  f"{idle_s:.0f} s", cmd))
     return rows
+
+
+def bench_watched(config: Path, port: int, work: Path, vehicles: list[h.Vehicle], emulator: Any,
+                  camera: h.LaneCamera, state: Path, before: int) -> tuple[list[float], float, int]:
+    """The same cars again while the console streams the lane's live view to one client: the daemon's
+    open latencies of these cars, the console's RSS, the frames streamed."""
+    password = "bench-" + os.urandom(8).hex()
+    if add_user(config, "bench", "operator", password).returncode != 0:
+        return [], 0.0, 0
+    with ConsoleProcess(config, port, work / "console.log") as console:
+        with LiveWatcher(log_in(console.url, "bench", password), console.url, "entry-1") as watcher:
+            time.sleep(2.0)  # frames flowing
+            for vehicle in vehicles:
+                h.play_visit(h.Visit(vehicle, "entry-1", True, "booking_valid"), emulator, camera,
+                             state / "parkgate.sqlite")
+            latencies = settled_open_latencies(state / "status.json", before + len(vehicles))[before:]
+            rss = proc_rss_kb(console.process.pid) / 1024
+        return latencies, rss, watcher.frames
 
 
 def bench_lpr(frames: int, models: Path | None) -> list[tuple[str, str, str]]:

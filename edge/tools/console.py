@@ -4,9 +4,14 @@ whole process group."""
 
 from __future__ import annotations
 
+import http.cookiejar
+import re
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from edge.tools.net import wait_for_tcp
@@ -58,3 +63,44 @@ class ConsoleProcess:
         return self.process.stop()
 
 
+
+
+def log_in(url: str, user: str, password: str) -> urllib.request.OpenerDirector:
+    """An HTTP client logged in to the console (its session cookie kept), as a browser would be."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(url + "/login", timeout=30) as response:
+        token = re.search(r'name="csrf" value="([^"]+)"', response.read().decode())
+    if token is None:
+        raise RuntimeError(f"no login form at {url}/login")
+    form = urllib.parse.urlencode({"csrf": token.group(1), "user": user, "password": password}).encode()
+    with opener.open(url + "/login", form, timeout=30) as response:
+        if "/login" in response.url:
+            raise RuntimeError(f"console login as {user} refused")
+    return opener
+
+
+class LiveWatcher:
+    """Watches a lane's live view (the MJPEG stream) on a thread, as an open browser tab does; counts the
+    frames received."""
+
+    def __init__(self, opener: urllib.request.OpenerDirector, url: str, lane: str) -> None:
+        self.opener, self.url, self.lane = opener, url, lane
+        self.frames = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"live-{lane}", daemon=True)
+
+    def __enter__(self) -> LiveWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        with self.opener.open(f"{self.url}/live/{self.lane}.mjpg", timeout=30) as stream:
+            while not self._stop.is_set():
+                chunk = stream.read1(65536)
+                if not chunk:
+                    return
+                self.frames += chunk.count(b"Content-Type: image/jpeg")
