@@ -85,6 +85,8 @@ def test_console_over_tls_with_secure_cookies_and_clear_refusals(tmp_path: Path)
         no_evidence = client.send("GET", "/evidence/99999", headers=auth)
         no_store = client.send("GET", "/passes", headers=auth)
         unknown = client.send("GET", "/nowhere/<script>", headers=auth)
+        removed = parkgate("console", "user", "remove", USER, "--config", str(config))
+        after_removal = client.send("GET", "/", headers=auth)
     finally:
         console.stop()
     assert refused_off.returncode == 1
@@ -106,3 +108,4 @@ def test_console_over_tls_with_secure_cookies_and_clear_refusals(tmp_path: Path)
     assert no_store[0] == 503 and "no store at" in no_store[2]
     assert not (state / "parkgate.sqlite").exists()  # the console never makes the daemon's store
     assert unknown[0] == 404 and "<script>" not in unknown[2]
+    assert removed.returncode == 0 and after_removal[0] == 303 and after_removal[1]["location"] == ["/login"]
