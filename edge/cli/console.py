@@ -134,6 +134,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not c.enabled:
         print(f"the console is off: set [console] enabled = true in {cfg.source}", file=sys.stderr)
         return 1
+    from edge.console.users import UsersError, load_users, users_path
+
+    try:
+        if not load_users(users_path(cfg.gateway.state_dir)):
+            print("no console users yet: every login is refused until one is added (sudo -u parkgate "
+                  "parkgate console user add NAME --role operator)", file=sys.stderr)
+    except UsersError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     scheme = "https" if c.cert_file else "http"
     server = uvicorn.Server(uvicorn.Config(
         build_app(cfg), host=c.host, port=c.port, log_level="warning", access_log=False,

@@ -186,6 +186,7 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
     assert users_file.stat().st_mode & 0o777 == 0o600
     assert OPERATOR[1] not in users_file.read_text() and "$argon2id$" in users_file.read_text()
     assert console_rc is not None
+    assert "no console users yet: every login is refused" in (tmp_path / "console.log").read_text()
 
     assert refused.opened is False and refused.rows and refused.rows[0]["kind"] == "denied"
     assert evidence_anon.status == 303 and evidence_anon.headers["location"] == "/login"
