@@ -440,6 +440,7 @@ async def list_remove(request: Request, console: Console, session: Session) -> R
 MAX_STREAMS = 4  # live streams served at once (a Pi's console, a few operators)
 STREAM_S = 600.0  # a stream ends after this; the page's reload starts a new one
 BOUNDARY = "parkgate-frame"
+RECHECK_TICKS = 20  # the users file is read again every this many frames (10 s) of a stream
 
 
 def mjpeg_part(jpeg: bytes) -> bytes:
@@ -493,7 +494,13 @@ async def live_stream(request: Request, console: Console, session: Session) -> R
         console.streams += 1
         try:
             seen, deadline = 0.0, time.monotonic() + STREAM_S
+            token, ticks = request.cookies.get(SESSION_COOKIE), 0
             while time.monotonic() < deadline and not await request.is_disconnected():
+                ticks += 1
+                recheck = ticks % RECHECK_TICKS == 0
+                if console.sessions.get(token) is not session or (
+                        recheck and not await run_in_threadpool(_still_valid, console, session)):
+                    return  # logged out, expired, removed or role changed: no more frames
                 path = await run_in_threadpool(_watch, console.cfg, lane)
                 fresh = await run_in_threadpool(_fresh_frame, path, seen)
                 if fresh is not None:
