@@ -477,10 +477,35 @@ def _roi_points(cfg: Config, lane: str) -> tuple[str, bool]:
     return " ".join(f"{x:g},{y:g}" for x, y, *_ in roi), Roi.parse(roi).fractional
 
 
+def roi_proposal(lane: str, text: str, lanes: tuple[str, ...]) -> dict[str, Any]:
+    """A region of interest typed on the live page, checked as `config check` checks one (Roi.parse):
+    its SVG points and the config line to paste into the lane's [lanes.camera]; BadForm naming what is
+    wrong and what is allowed."""
+    if lane not in lanes:
+        raise BadForm(f"lane {lane!r} unknown; lanes: {', '.join(lanes)}")
+    if len(text) > MAX_NOTE:
+        raise BadForm(f"roi is longer than {MAX_NOTE} characters")
+    try:
+        roi = Roi.parse(text.strip(), f"lanes[{lanes.index(lane)}].camera.roi")
+    except ValueError as exc:
+        raise BadForm(str(exc)) from None
+    points = [(float(x), float(y)) for x, y in roi.points]
+    return {"lane": lane, "svg": " ".join(f"{x:g},{y:g}" for x, y in points), "fractional": roi.fractional,
+            "toml": "roi = [" + ", ".join(f"[{x:g}, {y:g}]" for x, y in points) + "]"}
+
+
 async def live_page(request: Request, console: Console, session: Session) -> Response:
     lanes = [{"name": lane, "roi": points, "fractional": fractional}
              for lane in console.lanes for points, fractional in [_roi_points(console.cfg, lane)]]
-    return console.render("live.html", session, lanes=lanes, fps=liveview.LIVE_FPS)
+    query = request.query_params
+    proposal, error = None, ""
+    if query.get("roi"):
+        try:
+            proposal = roi_proposal(query.get("lane", ""), query["roi"], console.lanes)
+        except BadForm as exc:
+            error = str(exc)
+    return console.render("live.html", session, 400 if error else 200, lanes=lanes, fps=liveview.LIVE_FPS,
+                          proposal=proposal, error=error, query=query)
 
 
 async def live_stream(request: Request, console: Console, session: Session) -> Response:

@@ -91,8 +91,22 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
             live_width = page.wait_for_function(
                 "() => { const i = document.querySelector('img.live-frame'); return i && i.naturalWidth; }",
                 timeout=20_000).json_value()
-            roi_drawn = page.get_attribute(f"section[data-lane='{LANE}'] svg.roi polygon", "points")
+            roi_drawn = page.get_attribute(f"section[data-lane='{LANE}'] svg.roi polygon.current", "points")
             live_mode = stat.S_IMODE(live_frame.stat().st_mode)
+            # an installer tries a region of interest: refused with what is allowed, then a valid one
+            page.fill("#roi-form input[name=roi]", "0.1,0.4;0.9,0.4")
+            page.click("#roi-form button[type=submit]")
+            page.wait_for_selector("#message")
+            roi_refused = page.inner_text("#message")
+            page.fill("#roi-form input[name=roi]", "0.1,0.4;0.9,0.4;0.9,1;0.1,1")
+            page.click("#roi-form button[type=submit]")
+            page.wait_for_selector("#roi-toml")
+            roi_line = page.inner_text("#roi-toml")
+            roi_proposed = page.get_attribute(f"section[data-lane='{LANE}'] polygon.proposed", "points")
+            proposed_config = tmp_path / "proposed.toml"
+            pasted = re.sub(r"^roi = .*$", roi_line, config.read_text(), flags=re.MULTILINE)
+            proposed_config.write_text(pasted)
+            roi_checked = parkgate("config", "check", str(proposed_config))
             page.goto(base + "/")  # leaves the live view
 
             page.goto(base + "/passes")
@@ -195,6 +209,11 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
     assert LANE in health_row and who == "olga (operator)"
     assert unwatched is False and live_width > 0 and live_mode == 0o600
     assert roi_drawn == "0.05,0.2 0.95,0.2 0.95,1 0.05,1"
+    assert "lanes[0].camera.roi" in roi_refused and "3 to" in roi_refused
+    assert roi_line == "roi = [[0.1, 0.4], [0.9, 0.4], [0.9, 1], [0.1, 1]]"
+    assert roi_proposed == "0.1,0.4 0.9,0.4 0.9,1 0.1,1"
+    assert proposed_config.read_text() != config.read_text()
+    assert roi_checked.returncode == 0, roi_checked.stdout + roi_checked.stderr
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert found and all("KX***M" in row and "denied" in row for row in found), found
     assert image_width and image_width > 0
