@@ -504,6 +504,13 @@ async def live_page(request: Request, console: Console, session: Session) -> Res
             proposal = roi_proposal(query.get("lane", ""), query["roi"], console.lanes)
         except BadForm as exc:
             error = str(exc)
+    try:
+        snapshot = read_status(status_path(console.cfg.gateway.state_dir))
+        states = {lane["name"]: lane for lane in snapshot.get("lanes", [])}
+    except ValueError:
+        states = {}
+    for lane in lanes:
+        lane["state"] = states.get(lane["name"])
     return console.render("live.html", session, 400 if error else 200, lanes=lanes, fps=liveview.LIVE_FPS,
                           proposal=proposal, error=error, query=query)
 

@@ -91,6 +91,7 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
             live_width = page.wait_for_function(
                 "() => { const i = document.querySelector('img.live-frame'); return i && i.naturalWidth; }",
                 timeout=20_000).json_value()
+            lane_state = page.inner_text(f"section[data-lane='{LANE}'] .lane-state")
             roi_drawn = page.get_attribute(f"section[data-lane='{LANE}'] svg.roi polygon.current", "points")
             live_mode = stat.S_IMODE(live_frame.stat().st_mode)
             # an installer tries a region of interest: refused with what is allowed, then a valid one
@@ -209,6 +210,7 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
     assert LANE in health_row and who == "olga (operator)"
     assert unwatched is False and live_width > 0 and live_mode == 0o600
     assert roi_drawn == "0.05,0.2 0.95,0.2 0.95,1 0.05,1"
+    assert lane_state.startswith("phase ") and "link up" in lane_state and "camera ok" in lane_state
     assert "lanes[0].camera.roi" in roi_refused and "3 to" in roi_refused
     assert roi_line == "roi = [[0.1, 0.4], [0.9, 0.4], [0.9, 1], [0.1, 1]]"
     assert roi_proposed == "0.1,0.4 0.9,0.4 0.9,1 0.1,1"
