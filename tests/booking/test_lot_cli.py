@@ -191,9 +191,12 @@ def test_bookings_move_through_their_states_and_settle(lot_world: LotWorld) -> N
         code, _, err = lot_cli("expire", "--booking", str(no_show), *common, *w.keys.flags("operator"))
         assert code == 0, err
         assert states() == {visit: "settled", no_show: "expired"}
+        code, credit, err = lot_cli("credit", "--address", dev_account(1).address, *common)
+        assert code == 0, err
         code, out, err = lot_cli("withdraw", *common, *w.keys.flags("owner"))
         # about one hour parked of two booked (the chain clock may add a few seconds)
         assert code == 0 and PRICE_PER_HOUR <= out["amount_wei"] <= PRICE_PER_HOUR * 61 // 60, err
+        assert out["amount_wei"] == credit["credit_wei"]
         code, _, err = lot_cli("withdraw", *common, *w.keys.flags("owner"))
         assert code == 1 and "has nothing to withdraw" in err, err
     finally:
