@@ -98,7 +98,8 @@ def check_chain_gateway(config: Config) -> CheckResult:
     lot = chain_lot_code(config.gateway.lot_id)
     if not registered:
         return CheckResult.fail(f"{address} is not a gateway of lot {lot} on {chain.contract_address}",
-                                f"the lot admin calls setGateway({lot}, {address}, true) (docs/install.md)")
+                                f"the lot admin authorises it: parkgate lot gateway add --lot {lot} "
+                                f"--address {address} (setGateway; docs/install.md step 4)")
     backlog = _backlog(config)
     records = backlog + RESERVE_RECORDS
     reserve = backlog_cost_wei(records, GAS_PER_RECORD, gwei(chain.max_fee_gwei), chain.batch_size)
