@@ -8,6 +8,7 @@ exactly which bound is wrong (edge.chain.windows). Every error of the contract's
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from edge.chain.windows import (
     rental_window_problem,
     utc,
 )
+
+MAX_SENTENCE_CHARS = 400
 
 
 @dataclass(frozen=True)
@@ -115,12 +118,14 @@ def explain(revert: ContractRevert, context: RevertContext | None = None) -> str
     """One sentence for ``revert``; an error without an entry (or with undecodable arguments) is named
     as it is, with its raw data."""
     sentence = SENTENCES.get(revert.error)
+    text = None
     if sentence is not None:
-        try:
-            return sentence(revert.args_, context or RevertContext())
-        except (IndexError, TypeError, ValueError):
-            pass
-    return f"the contract refused with {revert.error}{revert.args_!r} (raw {revert.raw[:74]})"
+        with contextlib.suppress(IndexError, TypeError, ValueError, OverflowError):
+            text = sentence(revert.args_, context or RevertContext())
+    if text is None:
+        text = f"the contract refused with {revert.error}{revert.args_!r} (raw {revert.raw[:74]})"
+    # One line, bounded: a revert reason string comes from the node and may hold anything.
+    return " ".join(text.split())[:MAX_SENTENCE_CHARS]
 
 
 __all__ = ["MIN_BOOKING_S", "SENTENCES", "RevertContext", "explain"]

@@ -18,8 +18,11 @@ RECORD_DEADLINE_S = 24 * 3600  # ParkgateRental.RECORD_DEADLINE: expire / settle
 
 
 def utc(ts: int) -> str:
-    """``1764615600`` -> ``"2025-12-01 19:00:00 UTC"``."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """``1764615600`` -> ``"2025-12-01 19:00:00 UTC"`` (a time no calendar holds stays a number)."""
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"unix time {ts}"
 
 
 def parse_time(text: str) -> int:

@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="commitment requests per client address")
     p.add_argument("--reads-per-address-per-hour", type=int, default=3600,
                    help="chain reads (rentals, booking states) per client address, bursts of 60")
+    p.add_argument("--rentals-cache-s", type=float, default=5.0,
+                   help="seconds the lot's rental list is cached between chain reads")
     p.add_argument("--from-block", type=int, default=0, help="first block to scan for the lot's events")
     p.add_argument("--forwarded-allow-ips", default=None,
                    help="proxy addresses whose X-Forwarded-For is trusted (uvicorn's option)")
@@ -70,7 +72,7 @@ def cmd_booking_service(args: argparse.Namespace) -> int:
         service = BookingService(RentalClient(w3, args.contract), args.lot, secret, layouts,
                                  Limits(args.per_account_per_hour, args.per_address_per_hour,
                                         reads_per_address_per_hour=args.reads_per_address_per_hour),
-                                 from_block=args.from_block)
+                                 rentals_ttl_s=max(0.0, args.rentals_cache_s), from_block=args.from_block)
     except (ConfigError, ValueError) as exc:
         print(f"cannot start the booking service: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@
     parkgate lot rental cancel --rental N
     parkgate lot book --rental N --start T --end T --commitment 0x..            (a renter's)
     parkgate lot spaces|rentals|bookings --lot CODE              what the chain holds, with states
-    parkgate lot expire --booking N | settle --booking N.. [--overdue] | withdraw
+    parkgate lot expire --booking N | settle --booking N.. [--overdue] | withdraw | credit --address A
 
 Common options: --rpc URL, --contract ADDRESS, --json; writes sign with --keystore FILE and
 --password-file FILE (a key is never taken on the command line). A refused call prints one sentence
@@ -136,6 +136,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--booking", type=int, nargs="+", required=True)
     s.add_argument("--overdue", action="store_true")
     _add(lot_sub, "withdraw", cmd_withdraw, "pay out what the contract credits to the sender")
+    c = _add(lot_sub, "credit", cmd_credit, "what the contract credits an account (an owner's earnings, a "
+             "renter's refunds) until it withdraws", write=False)
+    c.add_argument("--address", required=True)
 
 
 # ---------------------------------------------------------------------------------------------- shell
@@ -415,3 +418,8 @@ def cmd_settle(s: Session) -> dict[str, Any]:
 def cmd_withdraw(s: Session) -> dict[str, Any]:
     result = s.client.withdraw()
     return _tx(result, account=s.signer.address, amount_wei=result.one("Withdrawal").args["amount"])
+
+
+def cmd_credit(s: Session) -> dict[str, Any]:
+    address = _address(s.args.address, "--address")
+    return {"account": address, "credit_wei": s.client.pending_withdrawal(address)}

@@ -79,3 +79,4 @@ def test_any_text_is_parsed_or_refused_with_a_request_error(text: str, pieces: l
             parse_request(candidate, LAYOUTS)
         except RequestError as exc:
             assert exc.status in (400, 422)
+

@@ -27,7 +27,8 @@ from edge.tools.booking import BookingServiceProcess
 @pytest.fixture(scope="module")
 def service(lot_world: LotWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BookingServiceProcess]:
     log = tmp_path_factory.mktemp("booking") / "service.log"
-    with service_process(lot_world, log, "--per-account-per-hour", "50") as running:
+    with service_process(lot_world, log, "--per-account-per-hour", "50",
+                         "--rentals-cache-s", "0.5") as running:
         yield running
 
 
@@ -143,3 +144,27 @@ def test_address_key_groups_ipv6_by_prefix() -> None:
     assert address_key("127.0.0.1") == "127.0.0.1"
     assert address_key("2001:db8::1") == address_key("2001:db8::ffff") == "2001:db8::/64"
     assert address_key("::ffff:10.0.0.1") == "10.0.0.1"
+
+
+def test_cancelled_listing_leaves_the_offer_and_is_refused(lot_world: LotWorld,
+                                                           service: BookingServiceProcess) -> None:
+    w, common = lot_world, lot_world.common()
+    start = w.rental_end + HOUR  # after the module's listing: no overlap on the space
+    code, listed, err = lot_cli("rental", "add", "--space", str(w.space_id), "--start", str(start), "--end",
+                                str(start + 4 * HOUR), "--price-per-hour-wei", "7", *common,
+                                *w.keys.flags("owner"))
+    assert code == 0, err
+    rental = listed["rental_id"]
+    time.sleep(0.6)  # the service caches the rental list (here for 0.5 s)
+    assert rental in [r["rental_id"] for r in service.get("/api/rentals")[1]]
+    code, _, err = lot_cli("rental", "cancel", "--rental", str(rental), *common, *w.keys.flags("owner"))
+    assert code == 0, err
+    code, rows, err = lot_cli("rentals", "--lot", LOT, *common)
+    assert code == 0 and next(r for r in rows if r["rental_id"] == rental)["cancelled"] is True, err
+    time.sleep(0.6)
+    assert rental not in [r["rental_id"] for r in service.get("/api/rentals")[1]]
+    status, answer = service.post("/api/commitment", signed_request(
+        w, dev_account(2), window=(rental, start, start + 2 * HOUR)))
+    assert status == 422 and f"rental event {rental} is cancelled" in answer["error"]
+    code, _, err = lot_cli("rental", "cancel", "--rental", str(rental), *common, *w.keys.flags("owner"))
+    assert code == 1 and "is cancelled" in err, err

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lot_world import HOUR, LOT, PLATE, PRICE_PER_HOUR, LotWorld, lot_cli
 
 from edge.chain.contract import ContractRevert, GateRecord, RecordKind, RentalClient, load_artifact
@@ -189,9 +191,12 @@ def test_bookings_move_through_their_states_and_settle(lot_world: LotWorld) -> N
         code, _, err = lot_cli("expire", "--booking", str(no_show), *common, *w.keys.flags("operator"))
         assert code == 0, err
         assert states() == {visit: "settled", no_show: "expired"}
+        code, credit, err = lot_cli("credit", "--address", dev_account(1).address, *common)
+        assert code == 0, err
         code, out, err = lot_cli("withdraw", *common, *w.keys.flags("owner"))
         # about one hour parked of two booked (the chain clock may add a few seconds)
         assert code == 0 and PRICE_PER_HOUR <= out["amount_wei"] <= PRICE_PER_HOUR * 61 // 60, err
+        assert out["amount_wei"] == credit["credit_wei"]
         code, _, err = lot_cli("withdraw", *common, *w.keys.flags("owner"))
         assert code == 1 and "has nothing to withdraw" in err, err
     finally:
@@ -212,3 +217,15 @@ def test_unfunded_sender_and_bad_amounts_are_named(lot_world: LotWorld) -> None:
     assert code == 1 and "invalid lot code" in err, err
     code, _, err = lot_cli("owner", "verify", "--address", "0x123", *w.common(), *w.keys.flags("operator"))
     assert code == 1 and "is not an address" in err, err
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["unknown", "Panic", "Error", "InvalidWindow", "BookingNotActive", "UnknownLot",
+                        "NotYetExpired", "AccessControlUnauthorizedAccount", "WrongPayment", "TooManyLive"]),
+       st.lists(st.one_of(st.integers(-2**70, 2**70), st.binary(max_size=40), st.text(max_size=600),
+                          st.none()), max_size=3),
+       st.one_of(st.none(), st.integers(0, 2**40)))
+def test_any_revert_is_explained_in_one_sentence(name: str, args: list, now: int | None) -> None:
+    """Whatever a node returns as error arguments, the explanation is a sentence, never an exception."""
+    text = explain(ContractRevert(name, tuple(args), "0x" + "ab" * 40), RevertContext(now=now))
+    assert isinstance(text, str) and text and "\n" not in text and len(text) <= 400
