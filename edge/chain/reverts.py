@@ -45,6 +45,12 @@ def _lot(value: object) -> str:
     return raw.rstrip(b"\0").decode("ascii", "replace") or repr(value)
 
 
+def _role(value: object) -> str:
+    """A role id's first 4 bytes in hex. Only real bytes are converted: ``bytes(n)`` of an integer from
+    a node would allocate n zero bytes (a 2**34 argument took a test process to 24 GB)."""
+    return bytes(value[:4]).hex() if isinstance(value, bytes | bytearray) else "?"
+
+
 def _invalid_window(args: tuple, ctx: RevertContext) -> str:
     start, end = int(args[0]), int(args[1])
     if ctx.now is not None:
@@ -104,7 +110,7 @@ SENTENCES: dict[str, Sentence] = {
     "NothingToWithdraw": lambda a, c: f"account {a[0]} has nothing to withdraw",
     "EmptyString": lambda a, c: "a text field (geohash or location) is empty: give a value",
     "AccessControlUnauthorizedAccount": lambda a, c: f"account {a[0]} lacks the contract role this needs "
-    f"(0x{bytes(a[1]).hex()[:8]}...): use the admin's keystore or grant the role",
+    f"(0x{_role(a[1])}...): use the admin's keystore or grant the role",
     "ReentrancyGuardReentrantCall": lambda a, c: "the contract refused a re-entrant call",
     "AccessControlBadConfirmation": lambda a, c: "an account can only renounce its own role",
     "InsufficientBalance": lambda a, c: f"the contract holds {a[0]} wei, too little to pay {a[1]} wei",

@@ -219,6 +219,14 @@ def test_unfunded_sender_and_bad_amounts_are_named(lot_world: LotWorld) -> None:
     assert code == 1 and "is not an address" in err, err
 
 
+def test_an_integer_where_bytes_belong_allocates_nothing() -> None:
+    """A node answering an integer where the ABI says bytes32 (``bytes(2**40)`` would be 1 TiB of zeros)."""
+    revert = ContractRevert("AccessControlUnauthorizedAccount", ("0xabc", 2**40), "0x")
+    assert "0x?..." in explain(revert)
+    role = ContractRevert("AccessControlUnauthorizedAccount", ("0xabc", bytes.fromhex("deadbeef" * 8)), "0x")
+    assert "0xdeadbeef..." in explain(role)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from(["unknown", "Panic", "Error", "InvalidWindow", "BookingNotActive", "UnknownLot",
                         "NotYetExpired", "AccessControlUnauthorizedAccount", "WrongPayment", "TooManyLive"]),
