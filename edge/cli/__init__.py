@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from edge import __version__
+from edge.config import ConfigError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "edge.cli.basics",
@@ -69,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(func(args) or 0)
+    except ConfigError as exc:  # a command that does not handle its own: the issues, exit 2
+        print(exc)
+        return 2
     except KeyboardInterrupt:
         return 130
 

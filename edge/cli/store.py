@@ -20,7 +20,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from edge.config import ConfigError, load_config
+from edge.config import load_config
 from edge.daemon.status import read_status, status_path
 from edge.store import integrity
 
@@ -48,11 +48,7 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        store, _ = _paths(args)
-    except ConfigError as exc:
-        print(exc)
-        return 2
+    store, _ = _paths(args)  # a ConfigError: printed by edge.cli.main, exit 2
     report = integrity.check(store)
     for fact in report.facts:
         print(fact)
@@ -67,11 +63,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    try:
-        store, state_dir = _paths(args)
-    except ConfigError as exc:
-        print(exc)
-        return 2
+    store, state_dir = _paths(args)  # a ConfigError: printed by edge.cli.main, exit 2
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     dest = Path(args.out) if args.out else state_dir / "backups" / f"{store.name}-{stamp}"
     refusal = integrity.preflight(store)
@@ -99,11 +91,7 @@ def _daemon_running(state_dir: Path) -> bool:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    try:
-        store, state_dir = _paths(args)
-    except ConfigError as exc:
-        print(exc)
-        return 2
+    store, state_dir = _paths(args)  # a ConfigError: printed by edge.cli.main, exit 2
     if _daemon_running(state_dir):
         print("the daemon is running: stop it first (systemctl stop parkgate)")
         return 1
