@@ -14,6 +14,7 @@ Usage::
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import secrets
@@ -23,6 +24,7 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edge.tools.net import free_tcp_port, wait_for_tcp
 from edge.tools.proc import ManagedProcess
@@ -225,3 +227,44 @@ class MosquittoBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class TopicWatcher:
+    """A subscriber with its own broker user (``user``: name, password) that records every message on
+    ``topic_filter`` (JSON bodies parsed, others kept as ``{"raw": text}``) and reconnects fast after a
+    broker restart (``subscribed`` is set while its subscription stands)."""
+
+    def __init__(self, broker: MosquittoBroker, user: tuple[str, str], topic_filter: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.lock = threading.Lock()
+        self.subscribed = threading.Event()
+        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        c.username_pw_set(*user)
+        c.tls_set(ca_certs=str(broker.ca_file))
+        c.reconnect_delay_set(1, 1)
+        c.on_connect = lambda client, *a: client.subscribe(topic_filter, qos=1)
+        c.on_subscribe = lambda *a: self.subscribed.set()
+        c.on_disconnect = lambda *a: self.subscribed.clear()
+        c.on_message = self._on_message
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        self.client = c
+
+    def _on_message(self, client: Any, userdata: object, msg: Any) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            body = {"raw": bytes(msg.payload).decode(errors="replace")}
+        with self.lock:
+            self.messages.append((msg.topic, body))
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [b for t, b in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -22,15 +22,12 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.access.decide import commitment_function
 from edge.clock import OFFSET_FILE_ENV
@@ -40,7 +37,7 @@ from edge.mqtt.topics import ONLINE, Topics
 from edge.store import Booking, RentalEvent, Store
 from edge.tools.demo import harness as h
 from edge.tools.emulator.launch import running_emulator
-from edge.tools.mosquitto import MosquittoBroker
+from edge.tools.mosquitto import MosquittoBroker, TopicWatcher
 from edge.tools.net import free_tcp_port
 
 LOT, GATEWAY, LANE = "LOT-CLK-1", "clk-gw", "entry-1"
@@ -54,32 +51,11 @@ TOPICS = Topics("parkgate", GATEWAY)
 THREE_DAYS_S = 3 * 86_400
 
 
-class Watcher:
+class Watcher(TopicWatcher):
     """Subscribes to the gateway's topics (its own broker user); publishes commands."""
 
     def __init__(self, broker: MosquittoBroker) -> None:
-        self.messages: list[tuple[str, dict[str, Any]]] = []
-        self.lock = threading.Lock()
-        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        c.username_pw_set(*WATCHER)
-        c.tls_set(ca_certs=str(broker.ca_file))
-        c.on_connect = lambda client, *a: client.subscribe(f"{TOPICS.base}/#", qos=1)
-        c.on_message = self._on_message
-        c.connect(broker.host, broker.port)
-        c.loop_start()
-        self.client = c
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        try:
-            body = json.loads(msg.payload)
-        except ValueError:
-            body = {"raw": bytes(msg.payload).decode(errors="replace")}
-        with self.lock:
-            self.messages.append((msg.topic, body))
-
-    def on(self, topic: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [b for t, b in self.messages if t == topic]
+        super().__init__(broker, WATCHER, f"{TOPICS.base}/#")
 
     def online(self) -> bool:
         announced = self.on(TOPICS.availability)
@@ -92,10 +68,6 @@ class Watcher:
         results = h.wait_until(lambda: self.on(TOPICS.command_result)[before:], 15, 0.1)
         assert results, "no command result"
         return results[0]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def seed_bookings(store_path: Path, now_ms: int) -> None:

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.chain.sync import audit_records
 from edge.mqtt import generate_key, sign_command
@@ -26,7 +23,7 @@ from edge.tools.anvil import Anvil, AnvilConfig, dev_account
 from edge.tools.demo import harness as h
 from edge.tools.demo.world import build_world, chain_section, write_secrets
 from edge.tools.emulator.launch import running_emulator
-from edge.tools.mosquitto import MosquittoBroker
+from edge.tools.mosquitto import MosquittoBroker, TopicWatcher
 
 LOT, GATEWAY, LANE = "LOT-E2E-1", "e2e-gw", "entry-1"
 WATCHER = ("watcher", "watcher-secret-1")
@@ -34,42 +31,6 @@ BOOKED = h.Vehicle("booked", "AB 123-CD", seed=231)
 UNBOOKED = h.Vehicle("unbooked", "KX 904-LM", seed=732)
 VISITS = (h.Visit(BOOKED, LANE, True, "booking_valid"), h.Visit(UNBOOKED, LANE, False, "no_booking"))
 TOPICS = Topics("parkgate", GATEWAY)
-
-
-class Watcher:
-    """A subscriber with its own broker user that reconnects fast after a broker restart."""
-
-    def __init__(self, broker: MosquittoBroker) -> None:
-        self.messages: list[tuple[str, dict]] = []
-        self.lock = threading.Lock()
-        self.subscribed = threading.Event()
-        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        c.username_pw_set(*WATCHER)
-        c.tls_set(ca_certs=str(broker.ca_file))
-        c.reconnect_delay_set(1, 1)
-        c.on_connect = lambda client, *a: client.subscribe(f"{TOPICS.base}/#", qos=1)
-        c.on_subscribe = lambda *a: self.subscribed.set()
-        c.on_disconnect = lambda *a: self.subscribed.clear()
-        c.on_message = self._on_message
-        c.connect(broker.host, broker.port)
-        c.loop_start()
-        self.client = c
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        try:
-            body = json.loads(msg.payload)
-        except ValueError:
-            body = {"raw": bytes(msg.payload).decode(errors="replace")}
-        with self.lock:
-            self.messages.append((msg.topic, body))
-
-    def on(self, topic: str) -> list[dict]:
-        with self.lock:
-            return [b for t, b in self.messages if t == topic]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def outbox_settled(store: Path) -> bool:
@@ -84,7 +45,7 @@ def world_run(tmp_path_factory):
     anvil = Anvil(AnvilConfig(state_path=state_file), log_path=work / "anvil.log").start()
     run = {"anvil": anvil}
     broker = MosquittoBroker(work / "broker", extra_users=dict([WATCHER])).start()
-    watcher = Watcher(broker)
+    watcher = TopicWatcher(broker, WATCHER, f"{TOPICS.base}/#")
     try:
         paths = write_secrets(work / "secrets", dev_account(5))
         world = build_world(anvil.web3(), LOT, bytes.fromhex(paths["plate_key"].read_text().strip()))
@@ -178,7 +139,7 @@ def _bookings(store: Path) -> int:
         return 0
 
 
-def daemon_online(watcher: Watcher) -> bool:
+def daemon_online(watcher: TopicWatcher) -> bool:
     """The daemon announced itself (retained, after subscribing to its command topics)."""
     announced = watcher.on(TOPICS.availability)
     return bool(announced) and announced[-1].get("raw") == ONLINE
