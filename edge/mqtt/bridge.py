@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -39,7 +38,7 @@ from edge.mqtt.commands import MIN_KEY_BYTES, Command, CommandPolicy, Freshness,
 from edge.mqtt.nonces import NonceStore
 from edge.mqtt.outbox import OutboxPort, OutboxPublisher
 from edge.mqtt.privacy import redact_payload
-from edge.mqtt.probe import transport_problem
+from edge.mqtt.probe import client_for, transport_problem
 from edge.mqtt.topics import OFFLINE, ONLINE, Topics, check_topic_part, discovery_messages
 from edge.store import wall_clock_ms
 from edge.throttle import Throttle
@@ -150,19 +149,11 @@ class MqttBridge:
 
     def _make_client(self) -> mqtt.Client:
         m, tls, t = self.config, self.config.tls, self.timings
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv5)
-        if m.username is not None:
-            client.username_pw_set(m.username, self._password)
-        if tls.enabled:
-            try:
-                client.tls_set(ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                               certfile=str(tls.cert_file) if tls.cert_file else None,
-                               keyfile=str(tls.key_file) if tls.key_file else None,
-                               cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise ValueError(f"mqtt TLS files (ca_file={tls.ca_file}, cert_file={tls.cert_file}, "
-                                 f"key_file={tls.key_file}) are unusable: {exc}") from exc
+        try:
+            client: mqtt.Client = client_for(m, self.client_id, self._password)
+        except ValueError as exc:
+            raise ValueError(f"mqtt TLS files (ca_file={tls.ca_file}, cert_file={tls.cert_file}, "
+                             f"key_file={tls.key_file}) are unusable: {exc.__cause__ or exc}") from exc
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         client.max_inflight_messages_set(t.outbox_window + 8)
         client.reconnect_delay_set(t.reconnect_min_s, t.reconnect_max_s)

@@ -83,6 +83,6 @@ def client_for(config: MqttConfig, client_id: str, password: str | None) -> Any:
                            certfile=str(tls.cert_file) if tls.cert_file else None,
                            keyfile=str(tls.key_file) if tls.key_file else None,
                            cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ssl.SSLError, ValueError) as exc:
             raise ValueError(f"TLS files unusable: {exc}") from exc
     return client
