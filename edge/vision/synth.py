@@ -336,6 +336,41 @@ def render_pass(
     ]
 
 
+def render_approach(
+    text: str,
+    frames: int,
+    style: str = "eu",
+    seed: int = 0,
+    size: tuple[int, int] = (1280, 720),
+    plate_frac: tuple[float, float] = (0.07, 0.2),
+    centre: tuple[float, float] = (0.5, 0.5),
+    background: np.ndarray | None = None,
+    strength: float = 0.5,
+) -> list[np.ndarray]:
+    """One car driving up to the camera in one static scene (`background`, else a rendered one): the same
+    car and plate in every frame, the plate `plate_frac` of the frame wide from the first frame to the last
+    and its centre moving from `centre[0]` to `centre[1]` of the frame width (a centre beyond 0..1: the car
+    drives out of the picture). The car slows down as it comes (the last frames barely differ, as a car
+    stopping at the barrier). Camera effects (`degrade` at `strength`) are the same in every frame."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    scene = _scene(rng, width, height) if background is None else cv2.resize(background, size)
+    plate = render_plate(text, style, rng)
+    car_seed, quad_seed, camera_seed = (int(v) for v in rng.integers(2**31, size=3))
+    out = []
+    for progress in 1 - (1 - np.linspace(0.0, 1.0, frames)) ** 2:  # eased: fast at first, then stopping
+        frame = scene.copy()
+        plate_w = width * (plate_frac[0] + (plate_frac[1] - plate_frac[0]) * progress)
+        car_x = width * (centre[0] + (centre[1] - centre[0]) * progress)
+        car_bottom = height * (0.6 + 0.38 * (plate_w / width - 0.05) / 0.15)
+        spot = draw_car(frame, np.random.default_rng(car_seed), car_x, min(car_bottom, height * 0.99),
+                        plate_w * 3.5)
+        quad = plate_quad(spot, plate_w, plate.shape[1] / plate.shape[0], np.random.default_rng(quad_seed))
+        warp_into(frame, plate, quad)
+        out.append(degrade(frame, np.random.default_rng(camera_seed), strength))
+    return out
+
+
 def _scene(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     top, bottom = rng.integers(60, 220, 3), rng.integers(40, 160, 3)
     ramp = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]

@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -30,3 +32,18 @@ def test_unknown_style_is_named():
 def test_render_pass_gives_growing_plate_frames():
     frames = synth.render_pass("XY 99", 3, seed=5, size=(320, 240))
     assert len(frames) == 3 and all(f.shape == (240, 320, 3) for f in frames)
+
+
+def test_render_approach_is_one_car_in_one_scene_coming_closer():
+    frames = synth.render_approach("XY 99", 8, seed=5, size=(320, 240))
+    again = synth.render_approach("XY 99", 8, seed=5, size=(320, 240))
+    assert len(frames) == 8 and all(np.array_equal(a, b) for a, b in zip(frames, again, strict=True))
+    assert np.array_equal(frames[0][:20], frames[-1][:20])  # the sky above the car is the same scene
+    changed = [int((np.abs(a.astype(int) - b.astype(int)) > 20).sum()) for a, b in pairwise(frames)]
+    assert changed[0] > changed[-1]  # it slows down as it comes
+
+
+def test_render_approach_on_a_given_background():
+    background = np.full((120, 160, 3), 90, np.uint8)
+    frames = synth.render_approach("XY 99", 3, seed=5, size=(320, 240), background=background, strength=0)
+    assert frames[0].shape == (240, 320, 3) and (frames[0][:10] == 90).all()

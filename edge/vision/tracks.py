@@ -1,0 +1,194 @@
+"""Plate tracks over a car's approach (pure): the same plate seen over several moving frames, its box
+growing as the car drives up to the barrier, read by consensus over the whole approach.
+
+The shell (`edge.daemon.approach`) feeds :func:`observe` with the reads of each frame the motion gate let
+through, and asks :func:`choose` when the presence loop fires. A track is never a reason to open: it only
+replaces the burst of frames read after the trigger, and only when it is unambiguous:
+
+- it is the newest track, seen within ``window_s`` of the trigger (a car that turned away goes stale);
+- it is still in view: not missed in ``miss_frames`` moving frames in a row since it was last seen (a car
+  that left the region of interest);
+- no other plate was seen within the window (two cars close together in one lane: the lane falls back to
+  a fresh read rather than guess which car is at the loop);
+- it grew (the car approached), and has at least ``min_votes`` reads for the consensus.
+
+A read joins a track when its box is near the track's last box (centre within ``max_jump`` box widths,
+width within ``max_scale``) and its text is like the track's consensus text (``difflib`` ratio of at least
+``same_text``: a misread character or two still joins). Memory is bounded: at most ``max_tracks`` tracks of
+``max_sightings`` reads each, and tracks older than the window are dropped at each frame.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from edge.vision.consensus import consensus
+from edge.vision.types import PlateRead
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    window_s: float = 3.0  # a track is fresh this long after it was last seen
+    min_confidence: float = 0.5  # a read this sure starts a track (weaker reads only join one)
+    min_votes: int = 2  # reads a track needs before it can decide a pass
+    miss_frames: int = 3  # moving frames in a row without the plate: it left the region
+    min_growth: float = 1.0  # last box width / first box width of an approaching car, at least
+    same_text: float = 0.7  # difflib ratio from which a read is the same plate as a track
+    max_jump: float = 1.5  # a box centre moves at most this many box widths between sightings
+    max_scale: float = 2.5  # ... and its width changes at most by this factor
+    max_tracks: int = 8
+    max_sightings: int = 40
+
+
+@dataclass(frozen=True)
+class Sighting:
+    read: PlateRead
+    at: float  # seconds on the shell's monotonic clock
+
+
+@dataclass(frozen=True)
+class Track:
+    track_id: int
+    sightings: tuple[Sighting, ...]
+    misses: int = 0  # moving frames in a row without this plate since it was last seen
+    sure: bool = False  # a read of at least ``min_confidence``: a plate, not noise
+
+    @property
+    def last_seen(self) -> float:
+        return self.sightings[-1].at
+
+    @property
+    def reads(self) -> tuple[PlateRead, ...]:
+        return tuple(s.read for s in self.sightings)
+
+    @property
+    def text(self) -> str:
+        """The consensus text so far (one read is enough here: this names the track)."""
+        read = consensus(self.reads)
+        return read.text if read else ""
+
+    @property
+    def growth(self) -> float:
+        """Last box width over first box width: above 1 when the car came closer."""
+        first, last = _width(self.sightings[0].read.box), _width(self.sightings[-1].read.box)
+        return last / first if first > 0 else 0.0
+
+    @property
+    def best(self) -> PlateRead:
+        """The most confident read (its frame's crop is the pass's evidence)."""
+        return max(self.reads, key=lambda r: r.confidence)
+
+
+@dataclass(frozen=True)
+class Tracks:
+    tracks: tuple[Track, ...] = ()
+    next_id: int = 1
+
+
+class Why(StrEnum):
+    """How :func:`choose` answered: APPROACH (a track decides) or why the lane falls back to a burst."""
+
+    APPROACH = "approach"
+    NO_TRACK = "no_track"
+    STALE = "stale"
+    LEFT = "left"
+    AMBIGUOUS = "ambiguous"
+    FEW_READS = "few_reads"
+    RECEDING = "receding"
+
+
+@dataclass(frozen=True)
+class Choice:
+    why: Why
+    track: Track | None = None
+    read: PlateRead | None = None  # the consensus of the track's reads
+
+
+def observe(state: Tracks, reads: Sequence[PlateRead], at: float, settings: TrackSettings) -> Tracks:
+    """One moving frame's reads (best first) at time ``at``: each joins the nearest like track or starts
+    one; every track not seen in this frame counts a miss."""
+    tracks = [t for t in state.tracks if t.last_seen >= at - settings.window_s]
+    seen: set[int] = set()
+    next_id = state.next_id
+    for read in reads:
+        if not read.text:
+            continue
+        index = _match(tracks, seen, read, settings)
+        if index is not None:
+            track = tracks[index]
+            sightings = (*track.sightings, Sighting(read, at))[-settings.max_sightings:]
+            sure = track.sure or read.confidence >= settings.min_confidence
+            tracks[index] = replace(track, sightings=sightings, misses=0, sure=sure)
+            seen.add(track.track_id)
+        elif read.confidence >= settings.min_confidence:
+            tracks.append(Track(next_id, (Sighting(read, at),), sure=True))
+            seen.add(next_id)
+            next_id += 1
+    tracks = [t if t.track_id in seen else replace(t, misses=t.misses + 1) for t in tracks]
+    newest = sorted(tracks, key=lambda t: t.last_seen)[-settings.max_tracks:]
+    return Tracks(tuple(sorted(newest, key=lambda t: t.track_id)), next_id)
+
+
+def _match(tracks: Sequence[Track], seen: set[int], read: PlateRead, settings: TrackSettings) -> int | None:
+    """Index of the track (not yet seen in this frame) this read continues, nearest box first."""
+    candidates = [
+        (_distance(t.sightings[-1].read.box, read.box), i)
+        for i, t in enumerate(tracks)
+        if t.track_id not in seen and _near(t.sightings[-1].read.box, read.box, settings)
+        and same_plate(t.text, read.text, settings.same_text)
+    ]
+    return min(candidates)[1] if candidates else None
+
+
+def choose(state: Tracks, now: float, settings: TrackSettings) -> Choice:
+    """The track that decides the pass of the car at the loop now, or why there is none."""
+    tracks = [t for t in state.tracks if t.sure]
+    recent = [t for t in tracks if t.last_seen >= now - settings.window_s]
+    if not recent:
+        return Choice(Why.STALE if tracks else Why.NO_TRACK)
+    newest = max(recent, key=lambda t: t.last_seen)
+    if newest.misses >= settings.miss_frames:
+        return Choice(Why.LEFT, newest)
+    text = newest.text
+    if any(not same_plate(t.text, text, settings.same_text) for t in recent if t is not newest):
+        return Choice(Why.AMBIGUOUS, newest)
+    if len(newest.sightings) < settings.min_votes:
+        return Choice(Why.FEW_READS, newest)
+    if newest.growth < settings.min_growth:
+        return Choice(Why.RECEDING, newest)
+    read = consensus(newest.reads, settings.min_votes)
+    if read is None or not read.text:
+        return Choice(Why.FEW_READS, newest)
+    return Choice(Why.APPROACH, newest, read)
+
+
+def same_plate(a: str, b: str, threshold: float) -> bool:
+    """Whether two reads are of one plate (a character or two misread): difflib's similarity ratio."""
+    return bool(a) and bool(b) and difflib.SequenceMatcher(None, a, b).ratio() >= threshold
+
+
+Box = tuple[float, float, float, float]
+
+
+def _width(box: Box) -> float:
+    return max(0.0, box[2] - box[0])
+
+
+def _centre(box: Box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _distance(a: Box, b: Box) -> float:
+    (ax, ay), (bx, by) = _centre(a), _centre(b)
+    return float(((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5)
+
+
+def _near(last: Box, new: Box, settings: TrackSettings) -> bool:
+    """The new box continues the last one: close to it and of a similar width."""
+    wide, narrow = max(_width(last), _width(new)), min(_width(last), _width(new))
+    if narrow <= 0 or wide / narrow > settings.max_scale:
+        return False
+    return _distance(last, new) <= settings.max_jump * wide

@@ -1,0 +1,153 @@
+"""Plate tracks over an approach (edge.vision.tracks): pure, plain data."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.vision.tracks import Tracks, TrackSettings, Why, choose, observe, same_plate
+from edge.vision.types import PlateRead
+
+SETTINGS = TrackSettings(window_s=3.0, min_votes=2, miss_frames=3)
+
+
+def read(text: str, box: tuple[float, float, float, float], conf: float = 0.9,
+         chars: tuple[float, ...] | None = None) -> PlateRead:
+    return PlateRead(text, conf, chars or tuple(conf for _ in text), box)
+
+
+def approach(text: str, frames: int = 10, start: float = 0.0, x: float = 400.0, step_s: float = 0.1,
+             tracks: Tracks | None = None, misread: dict[int, str] | None = None) -> Tracks:
+    """A car driving up: its plate box grows from 60 to about 150 px wide, moving down the frame."""
+    tracks = tracks or Tracks()
+    for i in range(frames):
+        width = 60 + 10 * i
+        box = (x - width / 2, 200 + 15 * i, x + width / 2, 200 + 15 * i + width / 4)
+        tracks = observe(tracks, [read((misread or {}).get(i, text), box)], start + i * step_s, SETTINGS)
+    return tracks
+
+
+def test_one_car_approaching_is_one_track_that_decides():
+    tracks = approach("AB123CD")
+    assert len(tracks.tracks) == 1 and len(tracks.tracks[0].sightings) == 10
+    choice = choose(tracks, 1.2, SETTINGS)
+    assert choice.why is Why.APPROACH and choice.read is not None and choice.read.text == "AB123CD"
+
+
+def test_the_approach_votes_out_single_frame_misreads():
+    tracks = approach("AB123CD", misread={1: "AB128CD", 4: "A8123CD", 7: "AB123C0"})
+    choice = choose(tracks, 1.0, SETTINGS)
+    assert len(tracks.tracks) == 1  # misreads of a character join the track
+    assert choice.why is Why.APPROACH and choice.read.text == "AB123CD"
+    assert min(choice.read.char_confidences) < 0.9  # the positions read differently are less sure
+
+
+def test_per_character_confidences_come_from_the_whole_approach():
+    tracks = Tracks()
+    for i, conf in enumerate((0.6, 0.7, 0.95)):
+        box = (100.0, 100.0 + i, 160.0 + 10 * i, 120.0 + i)
+        tracks = observe(tracks, [read("XY12", box, conf)], i * 0.1, SETTINGS)
+    choice = choose(tracks, 0.3, SETTINGS)
+    assert choice.read.char_confidences == pytest.approx((0.75,) * 4)  # the mean of the three reads
+
+
+def test_a_track_older_than_the_window_is_stale():
+    tracks = approach("AB123CD")
+    assert choose(tracks, 0.9 + 3.01, SETTINGS).why is Why.STALE
+    assert choose(Tracks(), 1.0, SETTINGS).why is Why.NO_TRACK
+
+
+def test_a_car_that_turned_away_has_left():
+    tracks = approach("AB123CD")
+    for i in range(3):  # the car is gone from the region: moving frames without its plate
+        tracks = observe(tracks, [], 1.0 + i * 0.1, SETTINGS)
+    choice = choose(tracks, 1.4, SETTINGS)
+    assert choice.why is Why.LEFT
+
+
+def test_two_misses_are_not_yet_gone():
+    tracks = approach("AB123CD")
+    for i in range(2):
+        tracks = observe(tracks, [], 1.0 + i * 0.1, SETTINGS)
+    assert choose(tracks, 1.3, SETTINGS).why is Why.APPROACH
+
+
+def test_two_cars_close_together_are_ambiguous():
+    """The first car turned off just before the loop, the second drove up behind it: which one is at
+    the loop is not the tracks' call."""
+    tracks = approach("AB123CD", frames=6)
+    tracks = approach("XY987ZW", frames=6, start=0.8, x=700.0, tracks=tracks)
+    assert len(tracks.tracks) == 2
+    choice = choose(tracks, 1.5, SETTINGS)
+    assert choice.why is Why.AMBIGUOUS
+
+
+def test_another_plate_at_the_same_place_starts_its_own_track():
+    tracks = approach("AB123CD", frames=5)
+    box = tracks.tracks[0].sightings[-1].read.box
+    tracks = observe(tracks, [read("XY987ZW", box)], 0.5, SETTINGS)
+    assert [t.text for t in tracks.tracks] == ["AB123CD", "XY987ZW"]
+    assert choose(tracks, 0.6, SETTINGS).why is Why.AMBIGUOUS
+
+
+def test_the_same_plate_far_away_in_the_frame_is_another_track():
+    tracks = approach("AB123CD", frames=3)
+    tracks = observe(tracks, [read("AB123CD", (900.0, 50.0, 960.0, 65.0))], 0.3, SETTINGS)
+    assert len(tracks.tracks) == 2
+    assert choose(tracks, 0.4, SETTINGS).why is Why.FEW_READS  # the newest track has one read
+
+
+def test_an_old_car_out_of_the_window_does_not_make_the_next_ambiguous():
+    tracks = approach("AB123CD", frames=5)
+    tracks = approach("XY987ZW", frames=8, start=5.0, x=700.0, tracks=tracks)
+    assert [t.text for t in tracks.tracks] == ["XY987ZW"]  # dropped: older than the window
+    assert choose(tracks, 5.8, SETTINGS).read.text == "XY987ZW"
+
+
+def test_a_receding_plate_does_not_decide():
+    tracks = Tracks()
+    for i in range(5):
+        width = 150 - 15 * i
+        tracks = observe(tracks, [read("AB123CD", (400 - width / 2, 300.0, 400 + width / 2, 340.0))],
+                         i * 0.1, SETTINGS)
+    assert choose(tracks, 0.5, SETTINGS).why is Why.RECEDING
+
+
+def test_one_read_is_too_few():
+    tracks = approach("AB123CD", frames=1)
+    assert choose(tracks, 0.1, SETTINGS).why is Why.FEW_READS
+
+
+def test_unsure_reads_join_a_track_but_start_none():
+    tracks = observe(Tracks(), [read("ZZ1", (10.0, 10.0, 40.0, 20.0), conf=0.2)], 0.0, SETTINGS)
+    assert tracks.tracks == ()
+    tracks = approach("AB123CD", frames=3)
+    last = tracks.tracks[0].sightings[-1].read.box
+    tracks = observe(tracks, [read("AB123CD", last, conf=0.3), read("QQ", (0.0, 0.0, 9.0, 3.0), 0.2)], 0.3,
+                     SETTINGS)
+    assert len(tracks.tracks) == 1 and len(tracks.tracks[0].sightings) == 4
+
+
+def test_memory_is_bounded():
+    settings = TrackSettings(max_tracks=3, max_sightings=5)
+    tracks = Tracks()
+    for i in range(50):
+        reads = [read(f"P{i}X{k}AB", (100.0 * k, 10.0 * i, 100.0 * k + 60, 10.0 * i + 15)) for k in range(4)]
+        tracks = observe(tracks, reads, i * 0.01, settings)
+    assert len(tracks.tracks) <= 3
+    tracks = approach("AB123CD", frames=30)
+    assert all(len(t.sightings) <= SETTINGS.max_sightings for t in tracks.tracks)
+    capped = Tracks()
+    for i in range(20):
+        capped = observe(capped, [read("AB123CD", (100.0, 100.0, 160.0 + i, 115.0))], i * 0.1, settings)
+    assert len(capped.tracks[0].sightings) == 5
+
+
+def test_empty_texts_are_ignored():
+    tracks = observe(Tracks(), [read("", (0.0, 0.0, 10.0, 5.0))], 0.0, SETTINGS)
+    assert tracks.tracks == ()
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [("AB123CD", "AB123CD", True), ("AB123CD", "AB128CD", True),
+                                              ("AB123CD", "A8128C0", False), ("AB123CD", "", False)])
+def test_same_plate(a, b, same):
+    assert same_plate(a, b, 0.7) is same
