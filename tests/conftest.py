@@ -29,7 +29,7 @@ CORE_MODULES = frozenset({
     "tests/vision/test_vision_consensus.py", "tests/vision/test_vision_plates.py",
     "tests/sync/test_sync_plan.py", "tests/contracts/test_commitment.py", "tests/mqtt/test_mqtt_privacy.py",
     "tests/bridge/test_bridge_framer.py", "tests/bridge/test_bridge_codec.py", "tests/test_boundaries.py",
-    "tests/booking/test_booking_requests.py",
+    "tests/booking/test_booking_requests.py", "tests/vision/test_vision_tracks.py",
 })
 ROOT = Path(__file__).resolve().parents[1]
 
