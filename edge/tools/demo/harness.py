@@ -103,6 +103,31 @@ def vehicle_frames(vehicle: Vehicle, directory: Path, count: int = DISTINCT_FRAM
     return names
 
 
+APPROACH_FRAMES = 20  # a car drives up over 2 s at the lane camera's 10 fps
+APPROACH_SETTLE_S = 0.2  # from the car's last approach frame to its wheels on the presence loop
+HOLD_S = 60  # then stands at the barrier (its last frame repeated) this long before the recording loops
+
+
+def approach_frames(vehicle: Vehicle, directory: Path, background: np.ndarray, count: int = APPROACH_FRAMES,
+                    size: tuple[int, int] = FRAME_SIZE, take: int = 0, away: bool = False) -> list[str]:
+    """The vehicle driving up to the barrier on ``background`` (``synth.render_approach``) as JPEG files in
+    ``directory``, rendered once; ``away``: it comes half way and turns off out of the picture instead."""
+    kind = "away" if away else "approach"
+    names = [f"{vehicle.name}-{kind}{take}-{i:02d}.jpg" for i in range(count)]
+    if all((directory / n).exists() for n in names):
+        return names
+    directory.mkdir(parents=True, exist_ok=True)
+    seed = vehicle.seed + 7919 * take
+    plate_frac, centre = ((0.07, 0.11), (0.5, 1.4)) if away else ((0.07, 0.2), (0.5, 0.5))
+    images = synth.render_approach(vehicle.plate, count, vehicle.style, seed, size, plate_frac, centre,
+                                   background)
+    for name, image in zip(names, images, strict=True):
+        tmp = directory / f".{name}.tmp.jpg"
+        cv2.imwrite(str(tmp), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        os.replace(tmp, directory / name)
+    return names
+
+
 class LaneCamera:
     """What one lane's camera sees: an empty driveway, or a vehicle (the manifest the daemon plays)."""
 
@@ -122,6 +147,28 @@ class LaneCamera:
         tmp = self.manifest.with_suffix(".tmp")
         tmp.write_text(json.dumps({"fps": self.fps, "start_epoch": time.time(), "frames": frames}))
         os.replace(tmp, self.manifest)
+
+    def play(self, frames: Sequence[str], hold: str | None = None, hold_s: float = HOLD_S) -> float:
+        """Play ``frames`` once from now, then ``hold`` (default: the last frame) for ``hold_s``; returns
+        how long the frames take at the camera's rate."""
+        names = [*frames, *[hold or frames[-1]] * round(hold_s * self.fps)]
+        tmp = self.manifest.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"fps": self.fps, "start_epoch": time.time(), "frames": names}))
+        os.replace(tmp, self.manifest)
+        return len(frames) / self.fps
+
+    def approach(self, vehicle: Vehicle, take: int = 0, away: bool = False) -> float:
+        """The vehicle drives up to the barrier and stands there (``away``: it turns off and the
+        driveway is empty again); returns how long the drive takes."""
+        return self.play(self._approach_names(vehicle, take, away), "empty.jpg" if away else None)
+
+    def standing(self, vehicle: Vehicle, take: int = 0) -> None:
+        """The vehicle is at the barrier without having been seen coming (its last approach frame)."""
+        self.play(self._approach_names(vehicle, take, False)[-1:])
+
+    def _approach_names(self, vehicle: Vehicle, take: int, away: bool) -> list[str]:
+        background = cv2.imread(str(self.directory / "empty.jpg"), cv2.IMREAD_COLOR)
+        return approach_frames(vehicle, self.directory, background, APPROACH_FRAMES, self.size, take, away)
 
 
 # -- config and daemon -----------------------------------------------------------------------------
@@ -221,15 +268,19 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 def play_visit(visit: Visit, emulator: EmulatorHandle | GateView, camera: LaneCamera, store_path: Path,
                decide_timeout: float = 10.0, record_timeout: float = 10.0,
-               pace_s: float = 0.3, take: int = 0) -> VisitResult:
+               pace_s: float = 0.3, take: int = 0, approach: bool = False) -> VisitResult:
     """The vehicle comes into view, rolls onto the presence loop, drives through if the gate opens
-    (over the safety loop and away), or backs off if refused; returns what the daemon recorded."""
+    (over the safety loop and away), or backs off if refused; returns what the daemon recorded.
+    ``approach``: it is seen driving up (``LaneCamera.approach``) and reaches the loop as it stops."""
     seq = last_seq(store_path)
     # Open commands, not off->on transitions: a car granted while the previous car's pulse still holds
     # the barrier up drives through an open gate all the same.
     opens_before = emulator.state()["open_commands"]
-    camera.show(visit.vehicle, take)
-    time.sleep(pace_s)  # in view before it reaches the loop
+    if approach:
+        time.sleep(camera.approach(visit.vehicle, take) + APPROACH_SETTLE_S)
+    else:
+        camera.show(visit.vehicle, take)
+        time.sleep(pace_s)  # in view before it reaches the loop
     armed = time.perf_counter()
     emulator.command("presence 1")
     rows: list[dict[str, Any]] = []
