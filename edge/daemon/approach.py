@@ -1,0 +1,136 @@
+"""Approach reading for one lane: while the lane is idle, the camera's frames go through the motion gate
+and the plate reader, and feed plate tracks (`edge.vision.tracks`); when the presence loop fires, the
+lane's burst takes the best fresh, unambiguous track at once instead of waiting for fresh frames.
+
+A track never opens a gate by itself: only a pass, which only the presence loop starts, asks for one
+(:meth:`ApproachReader.take`), and its reads then go through the lane machine's consensus and decision
+as a burst's would. Taking clears the tracks, and so does any time the lane is not idle: a car seen
+before or during one pass never decides the next one.
+
+The reader looks at the source's newest frame (``FrameSource.latest``) and never takes frames from its
+queue, which the burst after the trigger (the fallback, `edge.daemon.camera.capture_burst`) reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edge.daemon.camera import EVIDENCE_MARGIN, save_crop
+from edge.lanes.machine import BurstDone
+from edge.vision import detector
+from edge.vision.camera import Frame, FrameSource
+from edge.vision.motion import MotionGate
+from edge.vision.reader import PlateReader
+from edge.vision.roi import Roi
+from edge.vision.tracks import Choice, Tracks, TrackSettings, Why, choose, observe
+from edge.vision.types import PlateRead
+
+log = logging.getLogger(__name__)
+POLL_S = 0.02  # how often the newest frame is looked at (a 10 fps camera gives one every 0.1 s)
+
+
+class ApproachReader:
+    """One lane's approach reading on its own thread (``start``/``stop``). ``idle()`` says whether the
+    lane waits for a car (read on the lane's loop thread: a stale answer only delays a frame)."""
+
+    def __init__(self, frames: FrameSource, reader: PlateReader, roi: Roi | None, settings: TrackSettings,
+                 idle: Callable[[], bool], name: str = "lane",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.frames, self.reader, self.roi, self.settings = frames, reader, roi, settings
+        self.idle, self.clock = idle, clock
+        self.gate = MotionGate(roi)
+        self.reads = 0  # frames read (the motion gate let them through)
+        self.taken: dict[str, int] = {}  # passes asking for a track, by how they were answered (Why)
+        self._tracks = Tracks()
+        self._evidence: dict[int, tuple[float, np.ndarray]] = {}  # track id -> (confidence, plate crop)
+        self._generation = 0  # bumped when the tracks are cleared: a read in flight is then dropped
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"approach-{name}", daemon=True)
+
+    def start(self) -> ApproachReader:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def take(self, burst_no: int, evidence_dir: Path, name: str) -> tuple[Choice, BurstDone | None]:
+        """The lane's car at the loop: its track's reads as burst ``burst_no`` (evidence: the crop of the
+        track's best read), or None and why not. Clears the tracks either way."""
+        with self._lock:
+            choice = choose(self._tracks, self.clock(), self.settings)
+            evidence = self._evidence.get(choice.track.track_id) if choice.track else None
+            self._clear()
+        self.taken[choice.why] = self.taken.get(choice.why, 0) + 1
+        if choice.why is not Why.APPROACH or choice.track is None:
+            log.debug("approach: no track for burst %d (%s)", burst_no, choice.why)
+            return choice, None
+        snapshot = None
+        if evidence is not None:
+            crop = evidence[1]
+            snapshot = save_crop(crop, (0.0, 0.0, float(crop.shape[1]), float(crop.shape[0])), evidence_dir,
+                                 name)  # the crop has its margin: the whole of it is kept
+        return choice, BurstDone(burst_no, choice.track.reads, snapshot)
+
+    def _clear(self) -> None:
+        self._tracks = Tracks(next_id=self._tracks.next_id)
+        self._evidence.clear()
+        self._generation += 1
+
+    def _run(self) -> None:
+        last_sequence = -1
+        was_idle = False
+        while not self._stop.wait(POLL_S):
+            if not self.idle():
+                if was_idle:
+                    with self._lock:
+                        self._clear()
+                was_idle = False
+                continue
+            if not was_idle:
+                self.gate.reset()
+            was_idle = True
+            frame = self.frames.latest
+            if frame is None or frame.sequence == last_sequence:
+                continue
+            last_sequence = frame.sequence
+            try:
+                self._look(frame)
+            except Exception:  # noqa: BLE001 - approach reading is an optimisation: the burst remains
+                log.exception("approach reading failed on a frame; the lane falls back to bursts")
+                self._stop.wait(1.0)
+
+    def _look(self, frame: Frame) -> None:
+        if not self.gate.moved(frame.image):
+            return
+        generation = self._generation
+        reads = self.reader.read(frame.image, self.roi)
+        self.reads += 1
+        with self._lock:
+            if generation != self._generation:
+                return  # a pass took (and cleared) the tracks while this frame was read
+            self._tracks = observe(self._tracks, reads, frame.captured_at, self.settings)
+            self._keep_evidence(frame, reads)
+
+    def _keep_evidence(self, frame: Frame, reads: list[PlateRead]) -> None:
+        """Each track's best read so far as a small plate crop (not the frame: memory stays bounded)."""
+        live = {t.track_id: t for t in self._tracks.tracks}
+        for track_id in [i for i in self._evidence if i not in live]:
+            del self._evidence[track_id]
+        for track in live.values():
+            last = track.sightings[-1]
+            if last.at != frame.captured_at or last.read not in reads:
+                continue
+            kept = self._evidence.get(track.track_id)
+            if kept is None or last.read.confidence > kept[0]:
+                crop = detector.cut(frame.image, last.read.box, *EVIDENCE_MARGIN, clip=True)
+                self._evidence[track.track_id] = (last.read.confidence, crop.copy())
