@@ -18,6 +18,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from web3 import Web3
 
+from edge.chain.commitment import chain_lot_code as chain_lot_code  # re-exported: its old home
 from edge.chain.commitment import lot_id as chain_lot_id
 from edge.chain.contract import DecodedEvent, GateRecord, RecordKind, RejectReason, record_words
 from edge.store.rows import Booking, ChainBlock, OutboxRow, RentalEvent
@@ -64,12 +65,6 @@ def common_ancestor(stored: Sequence[ChainBlock], chain_hash: Callable[[int], st
         if chain_hash(block.number) == block.hash:
             return None if index == 0 else block.number
     return -1 if stored else None
-
-
-def chain_lot_code(gateway_lot_id: str) -> str:
-    """The on-chain lot code of ``gateway.lot_id`` (the config already demands a lot code; upper-casing
-    keeps older lower-case ids working: ``lot-1`` -> ``LOT-1``)."""
-    return gateway_lot_id.upper().replace(".", "-")
 
 
 def lot_bytes(gateway_lot_id: str) -> bytes:

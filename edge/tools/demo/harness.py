@@ -108,8 +108,9 @@ APPROACH_SETTLE_S = 0.2  # from the car's last approach frame to its wheels on t
 HOLD_S = 60  # then stands at the barrier (its last frame repeated) this long before the recording loops
 
 
-def approach_frames(vehicle: Vehicle, directory: Path, background: np.ndarray, count: int = APPROACH_FRAMES,
-                    size: tuple[int, int] = FRAME_SIZE, take: int = 0, away: bool = False) -> list[str]:
+def approach_frames(vehicle: Vehicle, directory: Path, background: np.ndarray | None,
+                    count: int = APPROACH_FRAMES, size: tuple[int, int] = FRAME_SIZE, take: int = 0,
+                    away: bool = False) -> list[str]:
     """The vehicle driving up to the barrier on ``background`` (``synth.render_approach``) as JPEG files in
     ``directory``, rendered once; ``away``: it comes half way and turns off out of the picture instead."""
     kind = "away" if away else "approach"
