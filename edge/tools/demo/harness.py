@@ -161,13 +161,14 @@ class LaneCamera:
     def approach(self, vehicle: Vehicle, take: int = 0, away: bool = False) -> float:
         """The vehicle drives up to the barrier and stands there (``away``: it turns off and the
         driveway is empty again); returns how long the drive takes."""
-        return self.play(self._approach_names(vehicle, take, away), "empty.jpg" if away else None)
+        return self.play(self.approach_names(vehicle, take, away), "empty.jpg" if away else None)
 
     def standing(self, vehicle: Vehicle, take: int = 0) -> None:
         """The vehicle is at the barrier without having been seen coming (its last approach frame)."""
-        self.play(self._approach_names(vehicle, take, False)[-1:])
+        self.play(self.approach_names(vehicle, take)[-1:])
 
-    def _approach_names(self, vehicle: Vehicle, take: int, away: bool) -> list[str]:
+    def approach_names(self, vehicle: Vehicle, take: int = 0, away: bool = False) -> list[str]:
+        """The frames of ``vehicle`` driving up (or turning away) on this camera's driveway (``play``)."""
         background = cv2.imread(str(self.directory / "empty.jpg"), cv2.IMREAD_COLOR)
         return approach_frames(vehicle, self.directory, background, APPROACH_FRAMES, self.size, take, away)
 
@@ -269,16 +270,21 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 def play_visit(visit: Visit, emulator: EmulatorHandle | GateView, camera: LaneCamera, store_path: Path,
                decide_timeout: float = 10.0, record_timeout: float = 10.0,
-               pace_s: float = 0.3, take: int = 0, approach: bool = False) -> VisitResult:
+               pace_s: float = 0.3, take: int = 0, arrive: str = "shown") -> VisitResult:
     """The vehicle comes into view, rolls onto the presence loop, drives through if the gate opens
     (over the safety loop and away), or backs off if refused; returns what the daemon recorded.
-    ``approach``: it is seen driving up (``LaneCamera.approach``) and reaches the loop as it stops."""
+    ``arrive``: "shown" (its frames, ``pace_s`` before the loop), "approach" (seen driving up,
+    ``LaneCamera.approach``: it reaches the loop as it stops) or "standing" (at the barrier, still, when it
+    comes into view ``pace_s`` before the loop: ``LaneCamera.standing``)."""
     seq = last_seq(store_path)
     # Open commands, not off->on transitions: a car granted while the previous car's pulse still holds
     # the barrier up drives through an open gate all the same.
     opens_before = emulator.state()["open_commands"]
-    if approach:
+    if arrive == "approach":
         time.sleep(camera.approach(visit.vehicle, take) + APPROACH_SETTLE_S)
+    elif arrive == "standing":
+        camera.standing(visit.vehicle, take)
+        time.sleep(pace_s)
     else:
         camera.show(visit.vehicle, take)
         time.sleep(pace_s)  # in view before it reaches the loop
