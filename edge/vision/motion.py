@@ -20,8 +20,8 @@ from edge.vision.roi import Roi
 @dataclass(frozen=True)
 class MotionSettings:
     width: int = 160  # the ROI is compared this many pixels wide
-    pixel_delta: int = 18  # a pixel changed: its grey level moved by more than this
-    min_fraction: float = 0.004  # the frame moved: more than this share of the ROI's pixels changed
+    pixel_delta: int = 10  # a pixel changed: its grey level moved by more than this (a dark car at night)
+    min_fraction: float = 0.002  # the frame moved: more than this share of the ROI's pixels changed
 
 
 def thumbnail(image: np.ndarray, roi: Roi | None, width: int) -> np.ndarray:

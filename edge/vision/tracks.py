@@ -9,7 +9,8 @@ replaces the burst of frames read after the trigger, and only when it is unambig
 - it is still in view: not missed in ``miss_frames`` moving frames in a row since it was last seen (a car
   that left the region of interest);
 - no other plate was seen within the window (two cars close together in one lane: the lane falls back to
-  a fresh read rather than guess which car is at the loop);
+  a fresh read rather than guess which car is at the loop); another plate is a track of ``min_votes``
+  reads or more, so one stray misread of a distant plate does not count;
 - it grew (the car approached), and has at least ``min_votes`` reads for the consensus.
 
 A read joins a track when its box is near the track's last box (centre within ``max_jump`` box widths,
@@ -32,7 +33,8 @@ from edge.vision.types import PlateRead
 @dataclass(frozen=True)
 class TrackSettings:
     window_s: float = 3.0  # a track is fresh this long after it was last seen
-    min_confidence: float = 0.5  # a read this sure starts a track (weaker reads only join one)
+    min_confidence: float = 0.5  # a read this sure starts a track (weaker reads only join one) ...
+    min_chars: int = 4  # ... when it has this many characters (not a fragment of a sign or a sticker)
     min_votes: int = 2  # reads a track needs before it can decide a pass
     miss_frames: int = 3  # moving frames in a row without the plate: it left the region
     min_growth: float = 1.0  # last box width / first box width of an approaching car, at least
@@ -123,7 +125,7 @@ def observe(state: Tracks, reads: Sequence[PlateRead], at: float, settings: Trac
             sure = track.sure or read.confidence >= settings.min_confidence
             tracks[index] = replace(track, sightings=sightings, misses=0, sure=sure)
             seen.add(track.track_id)
-        elif read.confidence >= settings.min_confidence:
+        elif read.confidence >= settings.min_confidence and len(read.text) >= settings.min_chars:
             tracks.append(Track(next_id, (Sighting(read, at),), sure=True))
             seen.add(next_id)
             next_id += 1
@@ -153,7 +155,8 @@ def choose(state: Tracks, now: float, settings: TrackSettings) -> Choice:
     if newest.misses >= settings.miss_frames:
         return Choice(Why.LEFT, newest)
     text = newest.text
-    if any(not same_plate(t.text, text, settings.same_text) for t in recent if t is not newest):
+    others = [t for t in recent if t is not newest and len(t.sightings) >= settings.min_votes]
+    if any(not same_plate(t.text, text, settings.same_text) for t in others):
         return Choice(Why.AMBIGUOUS, newest)
     if len(newest.sightings) < settings.min_votes:
         return Choice(Why.FEW_READS, newest)

@@ -89,6 +89,14 @@ def test_another_plate_at_the_same_place_starts_its_own_track():
     assert choose(tracks, 0.6, SETTINGS).why is Why.AMBIGUOUS
 
 
+def test_one_stray_read_of_another_plate_is_not_a_second_car():
+    """A distant plate misread once early in the approach: too little to call the approach ambiguous."""
+    tracks = observe(Tracks(), [read("K49G", (380.0, 200.0, 440.0, 215.0), 0.6)], 0.0, SETTINGS)
+    tracks = approach("IK643CG", start=0.1, tracks=tracks)
+    assert len(tracks.tracks) == 2
+    assert choose(tracks, 1.2, SETTINGS).read.text == "IK643CG"
+
+
 def test_the_same_plate_far_away_in_the_frame_is_another_track():
     tracks = approach("AB123CD", frames=3)
     tracks = observe(tracks, [read("AB123CD", (900.0, 50.0, 960.0, 65.0))], 0.3, SETTINGS)
@@ -118,8 +126,10 @@ def test_one_read_is_too_few():
 
 
 def test_unsure_reads_join_a_track_but_start_none():
-    tracks = observe(Tracks(), [read("ZZ1", (10.0, 10.0, 40.0, 20.0), conf=0.2)], 0.0, SETTINGS)
+    tracks = observe(Tracks(), [read("ZZ12", (10.0, 10.0, 40.0, 20.0), conf=0.2)], 0.0, SETTINGS)
     assert tracks.tracks == ()
+    fragment = observe(Tracks(), [read("24", (10.0, 10.0, 40.0, 20.0), conf=0.9)], 0.0, SETTINGS)
+    assert fragment.tracks == ()  # too short for a plate: a piece of a sign
     tracks = approach("AB123CD", frames=3)
     last = tracks.tracks[0].sightings[-1].read.box
     tracks = observe(tracks, [read("AB123CD", last, conf=0.3), read("QQ", (0.0, 0.0, 9.0, 3.0), 0.2)], 0.3,
