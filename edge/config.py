@@ -217,6 +217,11 @@ class CameraConfig(Section):
                    BeforeValidator(_array)] = ()
     # No decodable frame for this long: the camera is stalled (alert, metric, status; docs/ARCHITECTURE.md).
     stall_after_s: Annotated[int, between(1, 3600)] = 10
+    # Read plates on the approach (edge.daemon.approach): while the lane is idle, motion-gated frames feed
+    # plate tracks; the loop event decides from a fresh, unambiguous track (else the burst reads).
+    approach: bool = False
+    # A track seen within this many seconds before the loop fires is fresh enough to decide the pass.
+    track_window_s: Annotated[float, between(0.5, 30.0)] = 3.0
 
 
 class LaneConfig(Section):

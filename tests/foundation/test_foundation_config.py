@@ -392,3 +392,12 @@ def test_lanes_sharing_a_port_in_ways_that_cannot_work_are_refused(gates: tuple[
     text = " | ".join(errors_of(shared_port(*gates)))
     for fragment in fragments:
         assert fragment in text
+
+
+def test_approach_reading_keys() -> None:
+    camera = parse_config("[[lanes]]\ncamera = { approach = true, track_window_s = 2 }\n").lanes[0].camera
+    assert camera.approach is True and camera.track_window_s == 2.0
+    assert (Config().lanes[0].camera.approach, Config().lanes[0].camera.track_window_s) == (False, 3.0)
+    assert errors_of("[[lanes]]\ncamera = { track_window_s = 0.1 }\n")[0].startswith(
+        "lanes[0].camera.track_window_s: 0.1 is not allowed; allowed: 0.5..30.0")
+    assert errors_of('[[lanes]]\ncamera = { approach = "yes" }\n')[0].startswith("lanes[0].camera.approach")
