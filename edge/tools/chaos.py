@@ -13,7 +13,9 @@ up and drained, it prints:
   rejected by the contract (its logs, and rows in the outbox state 'rejected'; 0 expected);
 - MQTT events delivered: lost (in the outbox, never received), received twice (consumers dedupe by
   event_id);
-- spurious opens (a gate opened for a vehicle that must be refused, or for nobody).
+- spurious opens (a gate opened for a vehicle that must be refused, or for nobody);
+- passes decided from an approach track (every entry lane reads on the approach; one arriving vehicle in
+  ``APPROACH_EVERY`` is seen driving up, the others come into view just before the loop) and from a burst.
 
 Exit 0 only when every figure that must be zero is zero.
 """
@@ -25,6 +27,7 @@ import json
 import multiprocessing
 import queue
 import random
+import re
 import signal
 import sqlite3
 import tempfile
@@ -35,6 +38,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -57,6 +61,8 @@ TOPICS = Topics("parkgate", GATEWAY)
 # Smaller and fewer renders than the demo (a thousand vehicles), the plate a bit closer to the camera.
 FRAME_SIZE, FRAMES, FRAMES_FPS, PLATE_FRAC = (640, 360), 2, 10, (0.22, 0.28)
 MISREAD_REASONS = ("low_confidence", "no_read", "no_booking", "ambiguous_match")
+APPROACH_EVERY = 5  # one arriving vehicle in this many drives up in view of the camera (approach reading)
+READ_FROM = re.compile(r"^.*pass lane=.* read=(approach|burst)\b", re.M)  # the daemon's pass log lines
 # A granted open the controller never acknowledged: what a pulled serial cable does to a pass.
 GATE_FAULT_REASONS = ("gate_fault",)
 
@@ -182,14 +188,19 @@ class Chaos:
         self.cameras = {lane: h.LaneCamera(camera_dir, lane, FRAMES_FPS, FRAMES, FRAME_SIZE, PLATE_FRAC)
                         for lane in self.entry + self.exit}
         vehicles = self.plan.booked + self.plan.fleet + self.plan.strangers
+        driveway = cv2.imread(str(camera_dir / "empty.jpg"), cv2.IMREAD_COLOR)
         with multiprocessing.get_context("spawn").Pool(2) as pool:
             jobs = [(v, camera_dir, FRAMES, FRAME_SIZE, 0, PLATE_FRAC) for v in vehicles]
             pool.starmap(h.vehicle_frames, jobs, chunksize=20)
+            drivers = [v for v in vehicles if drives_up(v)]
+            pool.starmap(h.approach_frames, [(v, camera_dir, driveway, h.APPROACH_FRAMES, FRAME_SIZE)
+                                             for v in drivers], chunksize=10)
         self.emulators = {lane: stack.enter_context(running_emulator(self.work, name=lane))
                           for lane in self.entry + self.exit}
         lanes = [{"name": lane, "direction": lane.split("-")[0],
                   "gate": {"port": str(self.emulators[lane].link), "baudrate": 115200, "pulse_ms": 3000},
-                  "camera": {"source": str(self.cameras[lane].manifest), "burst_frames": 3}}
+                  "camera": {"source": str(self.cameras[lane].manifest), "burst_frames": 3,
+                             "approach": lane in self.entry}}
                  for lane in self.entry + self.exit]
         self.config = self.work / "parkgate.toml"
         self.config.write_text(h.toml_text({
@@ -229,8 +240,9 @@ class Chaos:
     def play(self, visit: h.Visit, lane: str) -> h.VisitResult:
         """One vehicle; a driver refused where a pass was expected (misread, gate fault) backs up and
         tries once more, as at a real barrier."""
+        arrive = "approach" if lane in self.entry and drives_up(visit.vehicle) else "shown"
         result = h.play_visit(visit, self.emulators[lane], self.cameras[lane], self.store,
-                              decide_timeout=20.0, record_timeout=6.0, pace_s=0.15)
+                              decide_timeout=20.0, record_timeout=6.0, pace_s=0.15, arrive=arrive)
         if visit.expect_open and not result.opened:
             with self.tally.lock:
                 self.tally.second_tries += 1
@@ -359,6 +371,7 @@ class Chaos:
         lost_mqtt = len(set(mqtt_ids) - set(received))
         twice = len(received) - len(set(received))
         others = [r for r in wrong_admits if r not in misread and r not in unreachable]
+        read_from = Counter(READ_FROM.findall((self.work / "daemon.log").read_text(errors="replace")))
         explain_refusals(others)
         say(f"\nchaos run: {elapsed:.0f} s, {self.plan.vehicles} vehicles, {len(results)} passes, "
             f"{self.tally.kills} daemon SIGKILLs, {self.tally.chain_cuts} chain node cuts, "
@@ -371,6 +384,8 @@ class Chaos:
             ("to admit, refused twice: plate misread (OCR quality)", len(misread), False),
             ("to admit, refused twice: gate unreachable (serial pull)", len(unreachable), False),
             ("to admit, refused twice for any other reason", len(others), True),
+            ("passes decided from an approach track (daemon log)", read_from["approach"], False),
+            ("passes decided from a burst after the trigger (daemon log)", read_from["burst"], False),
             ("passes cut short by a kill before they were recorded", len(cut), False),
             ("granted passes recorded from the pass journal after a restart", len(recovered_ids), False),
             ("opened passes lost by a kill (gate opened, pass never recorded)", lost_opened, True),
@@ -388,6 +403,11 @@ class Chaos:
             ("outbox not drained at the end", 0 if drained else 1, True),
             ("store integrity problems", 0 if integrity == "ok" else 1, True),
         ]
+
+
+def drives_up(vehicle: h.Vehicle) -> bool:
+    """Whether this vehicle is seen driving up to an entry lane (its approach frames are rendered)."""
+    return vehicle.seed % APPROACH_EVERY == 0
 
 
 def explain_refusals(refusals: list[h.VisitResult]) -> None:
