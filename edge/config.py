@@ -235,6 +235,16 @@ class LaneConfig(Section):
     # This lane's anti-passback; None = the lot's [policy] anti_passback.
     anti_passback: Annotated[str, one_of("off", "soft", "hard")] | None = None
 
+    @model_validator(mode="after")
+    def _approach_needs_the_loop(self) -> LaneConfig:
+        """An approach track decides a pass only once the presence loop confirms a car at the barrier:
+        with trigger = "motion" the camera alone would start the pass and the track would open the gate."""
+        if self.camera.approach and self.trigger != "presence_loop":
+            raise PydanticCustomError("bad_entry", "camera.approach = true needs trigger = \"presence_loop\" "
+                                      "(got {trigger!r}): a track must never open without the loop",
+                                      {"trigger": self.trigger})
+        return self
+
 
 class VisionConfig(Section):
     detector_model: ConfigPath = BUNDLED_WEIGHTS / "plate_detector.onnx"

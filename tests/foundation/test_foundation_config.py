@@ -401,3 +401,9 @@ def test_approach_reading_keys() -> None:
     assert errors_of("[[lanes]]\ncamera = { track_window_s = 0.1 }\n")[0].startswith(
         "lanes[0].camera.track_window_s: 0.1 is not allowed; allowed: 0.5..30.0")
     assert errors_of('[[lanes]]\ncamera = { approach = "yes" }\n')[0].startswith("lanes[0].camera.approach")
+
+
+def test_approach_reading_needs_the_presence_loop() -> None:
+    errors = errors_of('[[lanes]]\ntrigger = "motion"\ncamera = { approach = true }\n')
+    assert errors[0].startswith("lanes[0]: camera.approach = true needs trigger = \"presence_loop\""), errors
+    assert parse_config('[[lanes]]\ntrigger = "motion"\n').lanes[0].trigger == "motion"
