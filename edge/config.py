@@ -241,8 +241,8 @@ class LaneConfig(Section):
         with trigger = "motion" the camera alone would start the pass and the track would open the gate."""
         if self.camera.approach and self.trigger != "presence_loop":
             raise PydanticCustomError("bad_entry", "camera.approach = true needs trigger = \"presence_loop\" "
-                                      "(got {trigger!r}): a track must never open without the loop",
-                                      {"trigger": self.trigger})
+                                      "(got {trigger}): a track must never open without the loop",
+                                      {"trigger": repr(self.trigger)})
         return self
 
 

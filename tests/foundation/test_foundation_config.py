@@ -405,5 +405,6 @@ def test_approach_reading_keys() -> None:
 
 def test_approach_reading_needs_the_presence_loop() -> None:
     errors = errors_of('[[lanes]]\ntrigger = "motion"\ncamera = { approach = true }\n')
-    assert errors[0].startswith("lanes[0]: camera.approach = true needs trigger = \"presence_loop\""), errors
+    assert errors[0].startswith(
+        "lanes[0]: camera.approach = true needs trigger = \"presence_loop\" (got 'motion')"), errors
     assert parse_config('[[lanes]]\ntrigger = "motion"\n').lanes[0].trigger == "motion"
