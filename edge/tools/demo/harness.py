@@ -274,8 +274,9 @@ def play_visit(visit: Visit, emulator: EmulatorHandle | GateView, camera: LaneCa
     """The vehicle comes into view, rolls onto the presence loop, drives through if the gate opens
     (over the safety loop and away), or backs off if refused; returns what the daemon recorded.
     ``arrive``: "shown" (its frames, ``pace_s`` before the loop), "approach" (seen driving up,
-    ``LaneCamera.approach``: it reaches the loop as it stops) or "standing" (at the barrier, still, when it
-    comes into view ``pace_s`` before the loop: ``LaneCamera.standing``)."""
+    ``LaneCamera.approach``: it reaches the loop as it stops), "standing" (at the barrier, still, when it
+    comes into view ``pace_s`` before the loop: ``LaneCamera.standing``) or "in_view" (the camera shows
+    whatever the caller played on it)."""
     seq = last_seq(store_path)
     # Open commands, not off->on transitions: a car granted while the previous car's pulse still holds
     # the barrier up drives through an open gate all the same.
@@ -285,7 +286,7 @@ def play_visit(visit: Visit, emulator: EmulatorHandle | GateView, camera: LaneCa
     elif arrive == "standing":
         camera.standing(visit.vehicle, take)
         time.sleep(pace_s)
-    else:
+    elif arrive != "in_view":
         camera.show(visit.vehicle, take)
         time.sleep(pace_s)  # in view before it reaches the loop
     armed = time.perf_counter()
