@@ -32,7 +32,7 @@ from edge.vision.tracks import Choice, Tracks, TrackSettings, Why, choose, obser
 from edge.vision.types import PlateRead
 
 log = logging.getLogger(__name__)
-POLL_S = 0.02  # how often the newest frame is looked at (a 10 fps camera gives one every 0.1 s)
+POLL_S = 0.04  # how often the newest frame is looked for (a 10 fps camera gives one every 0.1 s)
 
 
 class ApproachReader:
