@@ -29,9 +29,11 @@ def thumbnail(image: np.ndarray, roi: Roi | None, width: int) -> np.ndarray:
     height, full_width = image.shape[:2]
     x0, y0, x1, y1 = roi.bounds(full_width, height) if roi else (0, 0, full_width, height)
     crop = image[y0:y1, x0:x1]
+    scale = min(1.0, width / max(1, crop.shape[1]))
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    if scale < 0.5:  # pick pixels down to twice the size first: a third of the cost of averaging them all
+        crop = cv2.resize(crop, (size[0] * 2, size[1] * 2), interpolation=cv2.INTER_NEAREST)
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
-    scale = min(1.0, width / max(1, grey.shape[1]))
-    size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
     small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
     return cv2.GaussianBlur(small, (5, 5), 0)
 
