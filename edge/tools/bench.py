@@ -84,7 +84,9 @@ def settled_open_latencies(status_path: Path, expected: int, wait_s: float = 3.0
 
 
 def bench_daemon(work: Path, cars: int, idle_s: float, models: Path | None,
-                 figures: dict[str, Any]) -> list[Row]:
+                 figures: dict[str, Any] | None = None) -> list[Row]:
+    """The daemon rows; the headline figures go into ``figures`` (for the JSON line) when given."""
+    figures = {} if figures is None else figures
     vehicles = [h.Vehicle(f"bench-{i}", f"BN {100 + i * 7}-{'ABCDEFGHJK'[i % 10]}X", seed=100 + i)
                 for i in range(cars)]
     state = work / "state"
