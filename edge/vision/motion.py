@@ -47,7 +47,8 @@ def changed_fraction(before: np.ndarray, after: np.ndarray, pixel_delta: int) ->
 
 
 class MotionGate:
-    """Says for each frame whether it moved against the frame before it (the first frame moves)."""
+    """Says for each frame whether it moved against the frame before it (the first frame is the reference:
+    it has not moved)."""
 
     def __init__(self, roi: Roi | None = None, settings: MotionSettings = MotionSettings()) -> None:
         self.roi = roi
@@ -60,11 +61,11 @@ class MotionGate:
         small = thumbnail(image, self.roi, self.settings.width)
         before, self._previous = self._previous, small
         self.frames += 1
-        moved = before is None or changed_fraction(before, small, self.settings.pixel_delta) > \
+        moved = before is not None and changed_fraction(before, small, self.settings.pixel_delta) > \
             self.settings.min_fraction
         self.moving += moved
         return moved
 
     def reset(self) -> None:
-        """Forget the previous frame: the next one counts as moving."""
+        """Forget the previous frame: the next one is the new reference."""
         self._previous = None
