@@ -10,7 +10,8 @@ replaces the burst of frames read after the trigger, and only when it is unambig
   that left the region of interest);
 - no other plate was seen within the window (two cars close together in one lane: the lane falls back to
   a fresh read rather than guess which car is at the loop); another plate is a track of ``min_votes``
-  reads or more, so one stray misread of a distant plate does not count;
+  reads or more (one stray misread does not count) that was seen beside the newest track or somewhere
+  else, not one that ended where the newest began (the same car, misread while it was far);
 - it grew (the car approached), and has at least ``min_votes`` reads for the consensus.
 
 A read joins a track when its box is near the track's last box (centre within ``max_jump`` box widths,
@@ -155,7 +156,8 @@ def choose(state: Tracks, now: float, settings: TrackSettings) -> Choice:
     if newest.misses >= settings.miss_frames:
         return Choice(Why.LEFT, newest)
     text = newest.text
-    others = [t for t in recent if t is not newest and len(t.sightings) >= settings.min_votes]
+    others = [t for t in recent if t is not newest and len(t.sightings) >= settings.min_votes
+              and not _handed_over(t, newest, settings)]
     if any(not same_plate(t.text, text, settings.same_text) for t in others):
         return Choice(Why.AMBIGUOUS, newest)
     if len(newest.sightings) < settings.min_votes:
@@ -166,6 +168,13 @@ def choose(state: Tracks, now: float, settings: TrackSettings) -> Choice:
     if read is None or not read.text:
         return Choice(Why.FEW_READS, newest)
     return Choice(Why.APPROACH, newest, read)
+
+
+def _handed_over(old: Track, new: Track, settings: TrackSettings) -> bool:
+    """``new`` took over where ``old`` ended: the same car read differently (a far plate misread in a few
+    frames), not a second car. A second car is seen beside the first, or somewhere else."""
+    return old.last_seen <= new.sightings[0].at and \
+        _near(old.sightings[-1].read.box, new.sightings[0].read.box, settings)
 
 
 def same_plate(a: str, b: str, threshold: float) -> bool:

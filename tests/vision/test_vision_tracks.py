@@ -16,13 +16,15 @@ def read(text: str, box: tuple[float, float, float, float], conf: float = 0.9,
 
 
 def approach(text: str, frames: int = 10, start: float = 0.0, x: float = 400.0, step_s: float = 0.1,
-             tracks: Tracks | None = None, misread: dict[int, str] | None = None) -> Tracks:
-    """A car driving up: its plate box grows from 60 to about 150 px wide, moving down the frame."""
+             tracks: Tracks | None = None, misread: dict[int, str] | None = None, first: int = 0) -> Tracks:
+    """A car driving up: its plate box grows from 60 to about 150 px wide, moving down the frame (from
+    its ``first`` frame on)."""
     tracks = tracks or Tracks()
-    for i in range(frames):
+    for i in range(first, first + frames):
         width = 60 + 10 * i
         box = (x - width / 2, 200 + 15 * i, x + width / 2, 200 + 15 * i + width / 4)
-        tracks = observe(tracks, [read((misread or {}).get(i, text), box)], start + i * step_s, SETTINGS)
+        at = start + (i - first) * step_s
+        tracks = observe(tracks, [read((misread or {}).get(i, text), box)], at, SETTINGS)
     return tracks
 
 
@@ -86,7 +88,26 @@ def test_another_plate_at_the_same_place_starts_its_own_track():
     box = tracks.tracks[0].sightings[-1].read.box
     tracks = observe(tracks, [read("XY987ZW", box)], 0.5, SETTINGS)
     assert [t.text for t in tracks.tracks] == ["AB123CD", "XY987ZW"]
-    assert choose(tracks, 0.6, SETTINGS).why is Why.AMBIGUOUS
+    assert choose(tracks, 0.6, SETTINGS).why is Why.FEW_READS
+
+
+def test_a_far_plate_misread_for_a_while_is_the_same_car():
+    """The first frames of an approach read the small plate wrong (another text, three times), then the
+    right text takes over where the wrong one ended: one car, and its approach decides."""
+    tracks = approach("B1177B", frames=3)
+    tracks = approach("BN107BX", frames=8, start=0.3, tracks=tracks, first=3)
+    assert [t.text for t in tracks.tracks] == ["B1177B", "BN107BX"]
+    choice = choose(tracks, 1.2, SETTINGS)
+    assert choice.why is Why.APPROACH and choice.read.text == "BN107BX"
+
+
+def test_two_plates_seen_at_once_are_two_cars():
+    tracks = Tracks()
+    for i in range(5):
+        near = (340.0 - 5 * i, 300.0 + 10 * i, 460.0 + 5 * i, 330.0 + 10 * i)
+        far = (600.0, 150.0, 650.0 + i, 162.0)
+        tracks = observe(tracks, [read("AB123CD", near), read("XY987ZW", far)], i * 0.1, SETTINGS)
+    assert choose(tracks, 0.5, SETTINGS).why is Why.AMBIGUOUS
 
 
 def test_one_stray_read_of_another_plate_is_not_a_second_car():
