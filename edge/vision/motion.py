@@ -66,6 +66,11 @@ class MotionGate:
         self.moving += moved
         return moved
 
+    @property
+    def reference(self) -> np.ndarray | None:
+        """The thumbnail of the last frame looked at (the next one is compared with it)."""
+        return self._previous
+
     def reset(self) -> None:
         """Forget the previous frame: the next one is the new reference."""
         self._previous = None

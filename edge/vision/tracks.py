@@ -6,8 +6,8 @@ through, and asks :func:`choose` when the presence loop fires. A track is never 
 replaces the burst of frames read after the trigger, and only when it is unambiguous:
 
 - it is the newest track, seen within ``window_s`` of the trigger (a car that turned away goes stale);
-- it is still in view: not missed in ``miss_frames`` moving frames in a row since it was last seen (a car
-  that left the region of interest);
+- it is still in view: seen in the last frame read (``miss_frames`` 1: a frame that moved and showed no
+  plate means the car left the region of interest, or the reader lost it: either way, read afresh);
 - no other plate was seen within the window (two cars close together in one lane: the lane falls back to
   a fresh read rather than guess which car is at the loop); another plate is a track of ``min_votes``
   reads or more (one stray misread does not count) that was seen beside the newest track or somewhere
@@ -37,7 +37,7 @@ class TrackSettings:
     min_confidence: float = 0.5  # a read this sure starts a track (weaker reads only join one) ...
     min_chars: int = 4  # ... when it has this many characters (not a fragment of a sign or a sticker)
     min_votes: int = 2  # reads a track needs before it can decide a pass
-    miss_frames: int = 3  # moving frames in a row without the plate: it left the region
+    miss_frames: int = 1  # moving frames read in a row without the plate: it left the region
     min_growth: float = 1.0  # last box width / first box width of an approaching car, at least
     same_text: float = 0.7  # difflib ratio from which a read is the same plate as a track
     max_jump: float = 1.5  # a box centre moves at most this many box widths between sightings
@@ -98,6 +98,7 @@ class Why(StrEnum):
     NO_TRACK = "no_track"
     STALE = "stale"
     LEFT = "left"
+    UNCONFIRMED = "unconfirmed"  # the scene moved since the plate was last read (the shell checks)
     AMBIGUOUS = "ambiguous"
     FEW_READS = "few_reads"
     RECEDING = "receding"
