@@ -10,8 +10,9 @@ replaces the burst of frames read after the trigger, and only when it is unambig
   plate means the car left the region of interest, or the reader lost it: either way, read afresh);
 - no other plate was seen within the window (two cars close together in one lane: the lane falls back to
   a fresh read rather than guess which car is at the loop); another plate is a track of ``min_votes``
-  reads or more (one stray misread does not count) that was seen beside the newest track or somewhere
-  else, not one that ended where the newest began (the same car, misread while it was far);
+  reads or more (one stray misread does not count) that was seen beside the newest track, somewhere
+  else or before frames without a plate, not one that ended where the newest began in the next frame
+  read (the same car, misread while it was far);
 - it grew (the car approached), and has at least ``min_votes`` reads for the consensus.
 
 A read joins a track when its box is near the track's last box (centre within ``max_jump`` box widths,
@@ -50,6 +51,7 @@ class TrackSettings:
 class Sighting:
     read: PlateRead
     at: float  # seconds on the shell's monotonic clock
+    frame: int = 0  # the number of the frame read (``Tracks.frames`` when it was observed)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class Track:
 class Tracks:
     tracks: tuple[Track, ...] = ()
     next_id: int = 1
+    frames: int = 0  # frames observed
 
 
 class Why(StrEnum):
@@ -116,24 +119,24 @@ def observe(state: Tracks, reads: Sequence[PlateRead], at: float, settings: Trac
     one; every track not seen in this frame counts a miss."""
     tracks = [t for t in state.tracks if t.last_seen >= at - settings.window_s]
     seen: set[int] = set()
-    next_id = state.next_id
+    next_id, frame = state.next_id, state.frames + 1
     for read in reads:
         if not read.text:
             continue
         index = _match(tracks, seen, read, settings)
         if index is not None:
             track = tracks[index]
-            sightings = (*track.sightings, Sighting(read, at))[-settings.max_sightings:]
+            sightings = (*track.sightings, Sighting(read, at, frame))[-settings.max_sightings:]
             sure = track.sure or read.confidence >= settings.min_confidence
             tracks[index] = replace(track, sightings=sightings, misses=0, sure=sure)
             seen.add(track.track_id)
         elif read.confidence >= settings.min_confidence and len(read.text) >= settings.min_chars:
-            tracks.append(Track(next_id, (Sighting(read, at),), sure=True))
+            tracks.append(Track(next_id, (Sighting(read, at, frame),), sure=True))
             seen.add(next_id)
             next_id += 1
     tracks = [t if t.track_id in seen else replace(t, misses=t.misses + 1) for t in tracks]
     newest = sorted(tracks, key=lambda t: t.last_seen)[-settings.max_tracks:]
-    return Tracks(tuple(sorted(newest, key=lambda t: t.track_id)), next_id)
+    return Tracks(tuple(sorted(newest, key=lambda t: t.track_id)), next_id, frame)
 
 
 def _match(tracks: Sequence[Track], seen: set[int], read: PlateRead, settings: TrackSettings) -> int | None:
@@ -172,9 +175,10 @@ def choose(state: Tracks, now: float, settings: TrackSettings) -> Choice:
 
 
 def _handed_over(old: Track, new: Track, settings: TrackSettings) -> bool:
-    """``new`` took over where ``old`` ended: the same car read differently (a far plate misread in a few
-    frames), not a second car. A second car is seen beside the first, or somewhere else."""
-    return old.last_seen <= new.sightings[0].at and \
+    """``new`` took over where ``old`` ended, in the very next frame read: the same car read differently
+    (a far plate misread in a few frames), not a second car. A second car is seen beside the first,
+    somewhere else, or after frames without a plate (the first car gone)."""
+    return old.sightings[-1].frame + 1 == new.sightings[0].frame and \
         _near(old.sightings[-1].read.box, new.sightings[0].read.box, settings)
 
 

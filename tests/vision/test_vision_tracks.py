@@ -102,6 +102,15 @@ def test_a_far_plate_misread_for_a_while_is_the_same_car():
     assert choice.why is Why.APPROACH and choice.read.text == "BN107BX"
 
 
+def test_a_plate_gone_for_a_frame_then_another_where_it_was_is_a_second_car():
+    tracks = approach("AB123CD", frames=5)
+    box = tracks.tracks[0].sightings[-1].read.box
+    tracks = observe(tracks, [], 0.5, SETTINGS)  # the first car turned off: a frame without plates
+    for i in range(3):
+        tracks = observe(tracks, [read("XY987ZW", box)], 0.6 + i * 0.1, SETTINGS)
+    assert choose(tracks, 1.0, SETTINGS).why is Why.AMBIGUOUS
+
+
 def test_two_plates_seen_at_once_are_two_cars():
     tracks = Tracks()
     for i in range(5):
