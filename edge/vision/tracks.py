@@ -77,9 +77,13 @@ class Track:
 
     @property
     def growth(self) -> float:
-        """Last box width over first box width: above 1 when the car came closer."""
-        first, last = _width(self.sightings[0].read.box), _width(self.sightings[-1].read.box)
-        return last / first if first > 0 else 0.0
+        """The widest of the last boxes over the narrowest of the first (a third of the sightings each, up
+        to three): above 1 when the car came closer (boxes of one plate differ by 10-20 % from frame to
+        frame: one box alone is a poor measure)."""
+        widths = [_width(s.read.box) for s in self.sightings]
+        k = max(1, min(3, len(widths) // 3))
+        first = min(widths[:k])
+        return max(widths[-k:]) / first if first > 0 else 0.0
 
     @property
     def best(self) -> PlateRead:

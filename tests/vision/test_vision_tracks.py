@@ -151,6 +151,14 @@ def test_a_receding_plate_does_not_decide():
     assert choose(tracks, 0.5, SETTINGS).why is Why.RECEDING
 
 
+def test_box_jitter_of_an_approaching_plate_is_no_retreat():
+    tracks = Tracks()
+    for i, width in enumerate((100, 128, 123, 157, 143, 165, 140)):  # read boxes of one approach
+        tracks = observe(tracks, [read("ZW771QP", (400 - width / 2, 300.0, 400 + width / 2, 330.0))],
+                         i * 0.1, SETTINGS)
+    assert choose(tracks, 0.7, SETTINGS).why is Why.APPROACH
+
+
 def test_one_read_is_too_few():
     tracks = approach("AB123CD", frames=1)
     assert choose(tracks, 0.1, SETTINGS).why is Why.FEW_READS
