@@ -408,7 +408,7 @@ class SyncService:
         batch = assemble_batch(rows, kinds, seqs, latest_stamp(self._check_clock(block)))
         with self.store.transaction():
             for row in batch.skipped:
-                self.store.mark_outbox_done([row.id], f"not-uploaded:{row.payload.get('kind')}")
+                self.store.mark_outbox_done([row.id], f"not-uploaded:{row.gate_event().kind}")
             for row, reason in batch.poison:
                 self.store.mark_outbox_dead([row.id], reason)
         if not batch.records:
@@ -537,7 +537,8 @@ class SyncService:
             return 0
         self.store.mark_outbox_rejected([row.id], f"{outcome.reason} (tx {tx_hash})")
         state.extra["rejected_total"] = state.extra.get("rejected_total", 0) + 1
-        kind, booking = row.payload.get("kind"), row.payload.get("booking_id")
+        event = row.gate_event()  # it was sent: a gate event
+        kind, booking = event.kind, event.booking_id
         self._alert("record_rejected", f"the contract rejected {kind} record {row.event_id} "
                     f"(booking {booking}): {outcome.reason}; see `parkgate chain status`")
         return 1
