@@ -78,7 +78,6 @@ from edge.metrics import MetricsServer
 from edge.store import Store, StoreDamagedError
 from edge.store.integrity import recovery_steps
 from edge.vision.reader import PlateReader
-from edge.vision.roi import Roi
 from firmware_bridge.errors import GateError
 from firmware_bridge.gate import GateDriver
 
@@ -154,7 +153,7 @@ class Daemon:
         for lane in self.cfg.lanes:
             source = open_frame_source(lane.camera.source, lane.camera.fps)
             self.cameras[lane.name] = LaneCamera(lane.name, source, self.reader, self.evidence_dir,
-                                                 _lane_roi(lane))
+                                                 lane.camera.region)
 
     def _wake_senders(self) -> None:
         """A pass was recorded: its outbox rows wait for the broker and the chain."""
@@ -270,8 +269,3 @@ def run_daemon(cfg: Config) -> int:
         return 2
     return asyncio.run(daemon.run())
 
-
-def _lane_roi(lane: LaneConfig) -> Roi | None:
-    """The lane camera's region of interest (validated by config), None for the whole frame."""
-    roi = lane.camera.roi
-    return Roi.parse([list(p) for p in roi], f"{lane.name}.camera.roi") if roi else None
