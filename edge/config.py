@@ -22,6 +22,7 @@ unknown-key check follow.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -222,6 +223,12 @@ class CameraConfig(Section):
     approach: bool = False
     # A track seen within this many seconds before the loop fires is fresh enough to decide the pass.
     track_window_s: Annotated[float, between(0.5, 30.0)] = 3.0
+
+    @property
+    def region(self) -> Roi | None:
+        """``roi`` as the reader takes it, parsed once (checked when the config was read); None for the whole
+        frame."""
+        return _region(self.roi)
 
 
 class LaneConfig(Section):
@@ -551,14 +558,22 @@ def _board_clashes(lanes: tuple[LaneConfig, ...], i: int, earlier: list[int]) ->
     return issues
 
 
+ROI_KEY = "camera.roi"
+
+
+@functools.lru_cache(maxsize=256)
+def _region(points: tuple[tuple[float, ...], ...]) -> Roi | None:
+    """A lane ROI parsed (`edge.vision.roi.Roi.parse`: a valid polygon), once per distinct value: the config
+    check and the lane's camera share it; empty means the whole frame."""
+    return Roi.parse([list(point) for point in points], ROI_KEY) if points else None
+
+
 def _roi_issues(points: tuple[tuple[float, ...], ...], path: str) -> list[ConfigIssue]:
-    """A lane ROI must be a valid polygon (`edge.vision.roi.Roi.parse`); empty means the whole frame."""
-    if not points:
-        return []
+    """A lane ROI must be a valid polygon; empty means the whole frame."""
     try:
-        Roi.parse([list(point) for point in points], path)
+        _region(points)
     except ValueError as error:
-        return [ConfigIssue(path, str(error).removeprefix(f"{path}: "))]
+        return [ConfigIssue(path, str(error).removeprefix(f"{ROI_KEY}: "))]
     return []
 
 
