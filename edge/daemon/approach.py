@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from edge.daemon.camera import EVIDENCE_MARGIN, save_crop
-from edge.lanes.machine import BurstDone
+from edge.lanes.machine import BurstDone, ReadFrom
 from edge.vision import detector
 from edge.vision.camera import Frame, FrameSource
-from edge.vision.motion import MotionGate
+from edge.vision.motion import MotionGate, changed_fraction, thumbnail
 from edge.vision.reader import PlateReader
 from edge.vision.roi import Roi
 from edge.vision.tracks import Choice, Tracks, TrackSettings, Why, choose, observe
@@ -33,6 +33,7 @@ from edge.vision.types import PlateRead
 
 log = logging.getLogger(__name__)
 POLL_S = 0.04  # how often the newest frame is looked for (a 10 fps camera gives one every 0.1 s)
+FRESH_READ_S = 0.3  # a track seen in a frame this recent shows the car now, moving or not
 
 
 class ApproachReader:
@@ -46,10 +47,13 @@ class ApproachReader:
         self.idle, self.clock = idle, clock
         self.gate = MotionGate(roi)
         self.reads = 0  # frames read (the motion gate let them through)
-        self.taken: dict[str, int] = {}  # passes asking for a track, by how they were answered (Why)
+        self.reading = False  # a frame is being read now
+        self.taken: dict[Why, int] = {}  # passes that asked for a track, by how they were answered
         self._tracks = Tracks()
         self._evidence: dict[int, tuple[float, np.ndarray]] = {}  # track id -> (confidence, plate crop)
         self._generation = 0  # bumped when the tracks are cleared: a read in flight is then dropped
+        self._last_read: tuple[float, np.ndarray] | None = None  # when the last frame read was taken, its
+        # motion thumbnail
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"approach-{name}", daemon=True)
@@ -63,27 +67,55 @@ class ApproachReader:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def take(self, burst_no: int, evidence_dir: Path, name: str) -> tuple[Choice, BurstDone | None]:
+    def take(self, burst_no: int, evidence_dir: Path, name: str) -> BurstDone | None:
         """The lane's car at the loop: its track's reads as burst ``burst_no`` (evidence: the crop of the
-        track's best read), or None and why not. Clears the tracks either way."""
+        track's best read), or None when no track is fresh and unambiguous (``taken`` counts why). Clears
+        the tracks either way."""
         with self._lock:
             choice = choose(self._tracks, self.clock(), self.settings)
+            if choice.why is Why.APPROACH and not self._unchanged_since_read():
+                choice = Choice(Why.UNCONFIRMED, choice.track)
             evidence = self._evidence.get(choice.track.track_id) if choice.track else None
             self._clear()
-        self.taken[choice.why] = self.taken.get(choice.why, 0) + 1
+            self.taken[choice.why] = self.taken.get(choice.why, 0) + 1
         if choice.why is not Why.APPROACH or choice.track is None:
-            log.debug("approach: no track for burst %d (%s)", burst_no, choice.why)
-            return choice, None
+            log.info("burst %d: no approach track (%s): reading a burst", burst_no, choice.why)
+            return None
         snapshot = None
         if evidence is not None:
             crop = evidence[1]
             snapshot = save_crop(crop, (0.0, 0.0, float(crop.shape[1]), float(crop.shape[0])), evidence_dir,
                                  name)  # the crop has its margin: the whole of it is kept
-        return choice, BurstDone(burst_no, choice.track.reads, snapshot)
+        return BurstDone(burst_no, choice.track.reads, snapshot, ReadFrom.APPROACH)
+
+    def health(self) -> dict[str, object]:
+        """For the status: frames the motion gate looked at and let through, frames read (one being read
+        now?), and how the passes that asked for a track were answered (``approach`` or why not)."""
+        with self._lock:
+            taken = {str(why): n for why, n in self.taken.items()}
+        return {"frames": self.gate.frames, "moving": self.gate.moving, "reads": self.reads,
+                "reading": self.reading, "taken": taken}
+
+    def _unchanged_since_read(self) -> bool:
+        """The scene is the one in which the track's plate was last read (the last frame read: the track
+        was seen in it): that frame is recent, or nothing moved since (the car stopped in view). A reader
+        that fell behind a car still moving, or a car that drove off after its last read, is no track."""
+        if self._last_read is None:
+            return False
+        read_at, seen = self._last_read
+        if self.clock() - read_at <= FRESH_READ_S:
+            return True
+        frame = self.frames.latest
+        if frame is None:
+            return False
+        gate = self.gate.settings
+        now = thumbnail(frame.image, self.roi, gate.width)
+        return changed_fraction(seen, now, gate.pixel_delta) <= gate.min_fraction
 
     def _clear(self) -> None:
         self._tracks = Tracks(next_id=self._tracks.next_id)
         self._evidence.clear()
+        self._last_read = None
         self._generation += 1
 
     def _run(self) -> None:
@@ -113,12 +145,18 @@ class ApproachReader:
         if not self.gate.moved(frame.image):
             return
         generation = self._generation
-        reads = self.reader.read(frame.image, self.roi)
+        seen = self.gate.reference
+        self.reading = True
+        try:
+            reads = self.reader.read(frame.image, self.roi)
+        finally:
+            self.reading = False
         self.reads += 1
         with self._lock:
             if generation != self._generation:
                 return  # a pass took (and cleared) the tracks while this frame was read
             self._tracks = observe(self._tracks, reads, frame.captured_at, self.settings)
+            self._last_read = None if seen is None else (frame.captured_at, seen)
             self._keep_evidence(frame, reads)
 
     def _keep_evidence(self, frame: Frame, reads: list[PlateRead]) -> None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -136,10 +137,22 @@ def camera_health(source: FrameSource, stall_after_s: float, now: float) -> dict
             "read_failures": source.read_failures}
 
 
+class Approach(Protocol):
+    """Approach reading (:class:`edge.daemon.approach.ApproachReader`) as a lane's camera uses it."""
+
+    def take(self, burst_no: int, evidence_dir: Path, name: str) -> BurstDone | None:
+        """The track of the car at the loop as burst ``burst_no``, or None (read a burst)."""
+
+    def health(self) -> dict[str, object]: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
 @dataclass(frozen=True)
 class LaneCamera:
     """One lane's camera as its lane shell uses it: the frame source, the daemon's plate reader (shared by
-    the lanes), the lane's region of interest and where the evidence crops go."""
+    the lanes), the lane's region of interest, where the evidence crops go, and its approach reading
+    (None: off)."""
 
     lane: str
     source: FrameSource
@@ -147,12 +160,16 @@ class LaneCamera:
     evidence_dir: Path
     roi: Roi | None = None
     timeout_s: float = BURST_TIMEOUT_S
+    approach: Approach | None = None
 
     def burst(self, burst_no: int, count: int) -> BurstDone:
-        """Burst ``burst_no`` (in a worker thread): read ``count`` fresh frames (stale queued ones are
-        dropped first), keep the best plate read of each (inside the lane's ``roi``), and save the best
-        read's plate crop as evidence (JPEG, sha256 of the file)."""
+        """Burst ``burst_no`` (in a worker thread): the approach track of the car at the loop when there is
+        a fresh, unambiguous one; else read ``count`` fresh frames (stale queued ones are dropped first),
+        keep the best plate read of each (inside the lane's ``roi``), and save the best read's plate crop
+        as evidence (JPEG, sha256 of the file)."""
         frames, name = self.source, f"{self.lane}-{wall_clock_ms()}-{burst_no}"
+        if self.approach is not None and (taken := self.approach.take(burst_no, self.evidence_dir, name)):
+            return taken
         while frames.get(timeout=0) is not None:
             pass
         deadline = time.monotonic() + self.timeout_s
@@ -173,7 +190,10 @@ class LaneCamera:
         return BurstDone(burst_no, tuple(reads), save_crop(best[1], best[2].box, self.evidence_dir, name))
 
     def health(self, stall_after_s: float, now: float) -> dict[str, object]:
-        return camera_health(self.source, stall_after_s, now)
+        health = camera_health(self.source, stall_after_s, now)
+        if self.approach is not None:
+            health["approach"] = self.approach.health()
+        return health
 
 
 def save_crop(image: np.ndarray, box: tuple[float, float, float, float], directory: Path,

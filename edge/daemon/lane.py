@@ -72,6 +72,7 @@ class LaneStats:
     gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"} (status)
     gate_position: str | None = None  # as the controller last reported it: closed, opening, open, ...
     open_latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # car on the loop -> gate ack
+    read_from: dict[str, int] = field(default_factory=dict)  # passes by where their read came from
 
 
 class Passes(Protocol):
@@ -303,6 +304,8 @@ class LaneShell:
             self.stats.refusals[fields["reason"]] = self.stats.refusals.get(fields["reason"], 0) + 1
         self.stats.passes += 1
         self.stats.outcomes[str(event.outcome)] = self.stats.outcomes.get(str(event.outcome), 0) + 1
+        if event.read_from is not None:
+            self.stats.read_from[event.read_from] = self.stats.read_from.get(event.read_from, 0) + 1
         if event.outcome != "passed":
             self.stats.refused += 1
         self.passes.record(event)

@@ -162,7 +162,8 @@ _OPENED = {Outcome.PASSED, Outcome.NO_PASSAGE}
 
 def pass_log_fields(event: PassRecord, latency_ms: float | None) -> dict[str, str]:
     """The fields of the one journal line each vehicle gets (logfmt ``key=value``): lane, direction,
-    masked plate, confidence, decision, reason, gate result, latency. No plain plate."""
+    masked plate, confidence, decision, reason, gate result, latency, where the read came from (the
+    approach track or a burst). No plain plate."""
     decision, read = event.decision, event.read
     gate = ("opened" if event.outcome in _OPENED else
             "fault" if event.outcome is Outcome.GATE_FAULT else "shut")
@@ -174,6 +175,7 @@ def pass_log_fields(event: PassRecord, latency_ms: float | None) -> dict[str, st
         "reason": str(decision.reason) if decision else str(event.outcome),
         "outcome": str(event.outcome), "gate": gate,
         "latency_ms": "-" if latency_ms is None else f"{latency_ms:.0f}",
+        "read": str(event.read_from or "-"),
     }
 
 

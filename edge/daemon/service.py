@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -56,11 +57,12 @@ from typing import Any
 
 from edge import notify
 from edge.access import commitment_function, policy_from_config
-from edge.chain.syncplan import chain_lot_code
+from edge.chain.commitment import chain_lot_code
 from edge.clock import TrustedClock
 from edge.config import Config, LaneConfig, read_secret
 from edge.daemon import control
 from edge.daemon.alerts import Alerts
+from edge.daemon.approach import ApproachReader
 from edge.daemon.camera import LaneCamera, open_frame_source
 from edge.daemon.chainlink import ChainLink
 from edge.daemon.gatekeeper import Gatekeeper
@@ -71,13 +73,17 @@ from edge.daemon.manual import ManualDesk
 from edge.daemon.retention import evidence_dir, make_private, prune_loop
 from edge.daemon.samples import Samples
 from edge.daemon.supervisor import CONNECT_RETRY_S, LaneSupervisor
+from edge.daemon.tuning import tune_process
 from edge.errors import ParkgateError
 from edge.identity import plate_key_bytes
-from edge.lanes.machine import LaneSettings
+from edge.lanes.machine import LaneSettings, Phase
 from edge.metrics import MetricsServer
 from edge.store import Store, StoreDamagedError
 from edge.store.integrity import recovery_steps
+from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateReader
+from edge.vision.roi import Roi
+from edge.vision.tracks import TrackSettings
 from firmware_bridge.errors import GateError
 from firmware_bridge.gate import GateDriver
 
@@ -136,6 +142,7 @@ class Daemon:
                                      chain_on=cfg.chain.enabled, mqtt_on=cfg.mqtt.enabled,
                                      on_recorded=self._wake_senders, clock=self.clock)
         self.recovered = self.gatekeeper.recover()
+        tune_process()
         self.reader = PlateReader(cfg.vision.detector_model, cfg.vision.ocr_model, cfg.vision.ocr_config,
                                   threads=cfg.vision.threads, region=cfg.vision.region)
         self.cameras: dict[str, LaneCamera] = {}  # lane name -> its camera, opened when the daemon runs
@@ -152,8 +159,24 @@ class Daemon:
     def _open_cameras(self) -> None:
         for lane in self.cfg.lanes:
             source = open_frame_source(lane.camera.source, lane.camera.fps)
-            self.cameras[lane.name] = LaneCamera(lane.name, source, self.reader, self.evidence_dir,
-                                                 lane.camera.region)
+            roi = lane.camera.region
+            self.cameras[lane.name] = LaneCamera(lane.name, source, self.reader, self.evidence_dir, roi,
+                                                 approach=self._approach(lane, source, roi))
+
+    def _approach(self, lane: LaneConfig, source: FrameSource, roi: Roi | None) -> ApproachReader | None:
+        """The lane's approach reading, started (None when ``camera.approach`` is off)."""
+        if not lane.camera.approach:
+            return None
+        settings = TrackSettings(window_s=lane.camera.track_window_s,
+                                 min_confidence=self.cfg.vision.min_confidence,
+                                 min_votes=LaneSettings(lane).min_votes)
+        idle = functools.partial(self._lane_idle, lane.name)
+        return ApproachReader(source, self.reader, roi, settings, idle, lane.name).start()
+
+    def _lane_idle(self, lane: str) -> bool:
+        """Whether ``lane`` waits for a car (no pass running): only then is its approach read."""
+        shell = self.lanes.shell(lane)
+        return shell is not None and shell.runner.state.phase is Phase.IDLE
 
     def _wake_senders(self) -> None:
         """A pass was recorded: its outbox rows wait for the broker and the chain."""
@@ -253,6 +276,8 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.stop()
         for camera in self.cameras.values():
+            if camera.approach is not None:
+                camera.approach.stop(2.0)
             camera.source.stop(2.0)
         self.status.state = "stopped"
         self.status.write_final()

@@ -44,6 +44,7 @@ class LaneStatus:
     held: bool = False  # held open by an operator (`parkgate gate hold`) until released
     gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"}
     gate_position: str | None = None  # closed | opening | open | closing | unknown, last polled
+    read_from: dict[str, int] = field(default_factory=dict)  # passes by read source: approach | burst
 
 
 @dataclass(frozen=True)

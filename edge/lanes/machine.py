@@ -68,6 +68,14 @@ class Outcome(StrEnum):
     DECIDE_TIMEOUT = "decide_timeout"
 
 
+class ReadFrom(StrEnum):
+    """Where a pass's reads came from: the car's approach track (read while it drove up, taken when the
+    loop fired) or a burst of frames read after the trigger."""
+
+    APPROACH = "approach"
+    BURST = "burst"
+
+
 # The config's `trigger` values and what they arm on.
 ARM_ON_TRIGGER = {"presence_loop": ArmOn.LOOP, "motion": ArmOn.MOTION}
 
@@ -167,6 +175,7 @@ class BurstDone:
     burst_no: int
     reads: tuple[PlateRead, ...]
     snapshot: Snapshot | None = None
+    read_from: ReadFrom = ReadFrom.BURST
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +250,7 @@ class PassRecord:
     detail: str = ""
     snapshot: Snapshot | None = None
     late_ack_ms: int | None = None  # the gate acknowledged the open this late (over ``late_ack_ms``)
+    read_from: ReadFrom | None = None  # where the read that decided the pass came from
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +289,7 @@ class LaneState:
     crossed: bool = False  # ... and then cleared while the open was still unacknowledged
     opened_ms: int = 0  # when this pass's open pulse was sent
     late_ack_ms: int | None = None  # this pass's gate acknowledged its open late, after this long
+    read_from: ReadFrom | None = None  # where this pass's read came from
 
 
 Step = tuple[LaneState, list[Command]]
@@ -330,7 +341,7 @@ def _armed(config: LaneSettings, event: Event) -> bool:
 def _begin_pass(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
     state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, snapshot=None,
                     decision=None, manual_by="", retries_left=config.burst_retries,
-                    safety_seen=state.safety, crossed=False, late_ack_ms=None)
+                    safety_seen=state.safety, crossed=False, late_ack_ms=None, read_from=None)
     return _start_burst(config, state, now_ms)
 
 
@@ -351,7 +362,7 @@ def _manual_open(config: LaneSettings, state: LaneState, event: ManualOpen, now_
     """An operator opens the gate: a pass of its own when none is running, else this pass's open."""
     if state.phase in (Phase.IDLE, Phase.WAIT_LEAVE):
         state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, decision=None,
-                        safety_seen=state.safety, crossed=False, late_ack_ms=None)
+                        safety_seen=state.safety, crossed=False, late_ack_ms=None, read_from=None)
     state = replace(state, manual_by=event.operator)
     return _open(config, state, Decision(True, Reason.MANUAL_OPEN, None), now_ms)
 
@@ -362,7 +373,8 @@ def _record(config: LaneSettings, state: LaneState, outcome: Outcome, now_ms: in
     late = f"gate opened late: ack after {state.late_ack_ms} ms" if state.late_ack_ms is not None else ""
     detail = "; ".join(filter(None, (manual, late, detail)))
     return Record(PassRecord(config.lane_id, config.direction, state.pass_no, outcome, state.started_ms,
-                            now_ms, state.read, state.decision, detail, state.snapshot, state.late_ack_ms))
+                            now_ms, state.read, state.decision, detail, state.snapshot, state.late_ack_ms,
+                            state.read_from))
 
 
 def _end_refused(config: LaneSettings, state: LaneState, outcome: Outcome, now_ms: int,
@@ -424,6 +436,7 @@ def _burst_done(config: LaneSettings, state: LaneState, burst: BurstDone, now_ms
     if config.arm_on is ArmOn.LOOP and not state.presence:
         return replace(state, phase=Phase.IDLE, deadline_ms=None), [_record(config, state, Outcome.ABANDONED,
                                                                             now_ms)]
+    state = replace(state, read_from=burst.read_from)
     read = consensus(burst.reads, config.min_votes)
     if read is None or not read.text:
         return _no_consensus(config, state, now_ms)

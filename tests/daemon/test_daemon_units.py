@@ -195,7 +195,7 @@ def test_the_journal_line_of_a_pass_is_logfmt_with_the_plate_masked():
 
     opened = logfmt(pass_log_fields(a_pass(Outcome.PASSED), 512.4))
     assert opened == ("lane=entry-1 direction=entry pass=1 plate=AB***D confidence=0.90 decision=allow "
-                      "reason=booking_valid outcome=passed gate=opened latency_ms=512")
+                      "reason=booking_valid outcome=passed gate=opened latency_ms=512 read=-")
     unread = PassRecord("entry-1", Direction.ENTRY, 2, Outcome.NO_READ, 0, 900, None, None)
     refused = pass_log_fields(unread, 900)
     assert [refused[k] for k in ("plate", "decision", "reason", "gate")] == ["-", "-", "no_read", "shut"]
