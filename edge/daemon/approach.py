@@ -72,15 +72,19 @@ class ApproachReader:
         track's best read), or None when no track is fresh and unambiguous (``taken`` counts why). Clears
         the tracks either way."""
         with self._lock:
-            choice = choose(self._tracks, self.clock(), self.settings)
+            now, tracks = self.clock(), self._tracks
+            choice = choose(tracks, now, self.settings)
             if choice.why is Why.APPROACH and not self._unchanged_since_read():
                 choice = Choice(Why.UNCONFIRMED, choice.track)
             evidence = self._evidence.get(choice.track.track_id) if choice.track else None
             self._clear()
             self.taken[choice.why] = self.taken.get(choice.why, 0) + 1
+        seen = ", ".join(f"{len(t.sightings)} reads {now - t.last_seen:.1f} s ago" for t in tracks.tracks)
         if choice.why is not Why.APPROACH or choice.track is None:
-            log.info("burst %d: no approach track (%s): reading a burst", burst_no, choice.why)
+            log.info("burst %d: no approach track (%s): reading a burst; tracks: %s", burst_no, choice.why,
+                     seen or "none")
             return None
+        log.info("burst %d: from the approach track; tracks: %s", burst_no, seen)
         snapshot = None
         if evidence is not None:
             crop = evidence[1]
