@@ -28,7 +28,7 @@ from edge.vision.camera import Frame, FrameSource
 from edge.vision.motion import MotionGate, changed_fraction, thumbnail
 from edge.vision.reader import PlateReader
 from edge.vision.roi import Roi
-from edge.vision.tracks import Choice, Tracks, TrackSettings, Why, choose, observe
+from edge.vision.tracks import Choice, Track, Tracks, TrackSettings, Why, choose, confirm, observe
 from edge.vision.types import PlateRead
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,9 @@ class ApproachReader:
                 choice = Choice(Why.UNCONFIRMED, choice.track)
             evidence = self._evidence.get(choice.track.track_id) if choice.track else None
             self._clear()
+        if choice.why in (Why.UNCONFIRMED, Why.FEW_READS) and choice.track is not None:
+            choice = self._confirm(choice.track)
+        with self._lock:
             self.taken[choice.why] = self.taken.get(choice.why, 0) + 1
         seen = ", ".join(f"{len(t.sightings)} reads {now - t.last_seen:.1f} s ago" for t in tracks.tracks)
         if choice.why is not Why.APPROACH or choice.track is None:
@@ -99,6 +102,14 @@ class ApproachReader:
             taken = {str(why): n for why, n in self.taken.items()}
         return {"frames": self.gate.frames, "moving": self.gate.moving, "reads": self.reads,
                 "reading": self.reading, "taken": taken}
+
+    def _confirm(self, track: Track) -> Choice:
+        """One read of the frame in view now (in the burst's thread): the track decides if that frame
+        shows its plate, near where it was last read, and no other plate (``tracks.confirm``)."""
+        frame = self.frames.latest
+        if frame is None:
+            return Choice(Why.UNCONFIRMED, track)
+        return confirm(track, self.reader.read(frame.image, self.roi), frame.captured_at, self.settings)
 
     def _unchanged_since_read(self) -> bool:
         """The scene is the one in which the track's plate was last read (the last frame read: the track

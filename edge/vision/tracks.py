@@ -178,6 +178,24 @@ def choose(state: Tracks, now: float, settings: TrackSettings) -> Choice:
     return Choice(Why.APPROACH, newest, read)
 
 
+def confirm(track: Track, reads: Sequence[PlateRead], at: float, settings: TrackSettings) -> Choice:
+    """``track`` checked against the frame in view now, read at ``at`` (the scene moved since the track's
+    last read, or the track has too few reads): APPROACH, that frame's read voting too, when one read
+    continues the track (like text, near its last box) and no other plate is in view; else UNCONFIRMED."""
+    last = track.sightings[-1]
+    plates = [r for r in reads if r.text and (r.confidence >= settings.min_confidence or
+                                              same_plate(track.text, r.text, settings.same_text))]
+    going_on = [r for r in plates if same_plate(track.text, r.text, settings.same_text)
+                and _near(last.read.box, r.box, settings)]
+    if len(going_on) != 1 or any(len(r.text) >= settings.min_chars for r in plates if r not in going_on):
+        return Choice(Why.UNCONFIRMED, track)
+    grown = replace(track, sightings=(*track.sightings, Sighting(going_on[0], at, last.frame + 1)), misses=0)
+    read = consensus(grown.reads, settings.min_votes)
+    if read is None or not read.text:
+        return Choice(Why.UNCONFIRMED, grown)
+    return Choice(Why.APPROACH, grown, read)
+
+
 def _handed_over(old: Track, new: Track, settings: TrackSettings) -> bool:
     """``new`` took over where ``old`` ended, in the very next frame read: the same car read differently
     (a far plate misread in a few frames), not a second car. A second car is seen beside the first,

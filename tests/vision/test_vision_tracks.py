@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.vision.tracks import Tracks, TrackSettings, Why, choose, observe, same_plate
+from edge.vision.tracks import Tracks, TrackSettings, Why, choose, confirm, observe, same_plate
 from edge.vision.types import PlateRead
 
 SETTINGS = TrackSettings(window_s=3.0, min_votes=2)
@@ -200,3 +200,33 @@ def test_empty_texts_are_ignored():
                                               ("AB123CD", "A8128C0", False), ("AB123CD", "", False)])
 def test_same_plate(a, b, same):
     assert same_plate(a, b, 0.7) is same
+
+
+def test_the_frame_in_view_confirms_a_track_that_moved_on():
+    tracks = approach("AB123CD", frames=6)
+    track = tracks.tracks[0]
+    last = track.sightings[-1].read.box
+    closer = (last[0] - 10, last[1] + 15, last[2] + 10, last[3] + 20)
+    choice = confirm(track, [read("AB123CD", closer)], 0.8, SETTINGS)
+    assert choice.why is Why.APPROACH and choice.read.text == "AB123CD"
+    assert len(choice.track.sightings) == 7  # the confirming read votes too
+
+
+def test_one_read_and_its_confirmation_are_two_votes():
+    track = approach("AB123CD", frames=1).tracks[0]
+    assert choose(Tracks((track,)), 0.1, SETTINGS).why is Why.FEW_READS
+    box = track.sightings[-1].read.box
+    assert confirm(track, [read("AB123CD", box)], 0.2, SETTINGS).why is Why.APPROACH
+
+
+@pytest.mark.parametrize("seen", [
+    [],  # the car is gone
+    [("XY987ZW", 0)],  # another car where it was
+    [("AB123CD", 400)],  # the same text far away: not this car
+    [("AB123CD", 0), ("XY987ZW", 300)],  # the car, and another one in view
+])
+def test_the_frame_in_view_must_show_the_car_and_only_it(seen):
+    track = approach("AB123CD", frames=6).tracks[0]
+    last = track.sightings[-1].read.box
+    reads = [read(text, (last[0] + dx, last[1], last[2] + dx, last[3])) for text, dx in seen]
+    assert confirm(track, reads, 0.8, SETTINGS).why is Why.UNCONFIRMED
