@@ -14,7 +14,7 @@
 - the same cars again while the console streams the lane's live view to one client: open latency p50
   against the first pass, and the console's RSS.
 
-The table ends with one JSON line of the headline figures (``FIGURES``), for scripts and the issue log.
+The table ends with one JSON line of the headline figures, for scripts and the issue log.
 """
 
 from __future__ import annotations

@@ -163,10 +163,6 @@ class LaneCamera:
         driveway is empty again); returns how long the drive takes."""
         return self.play(self.approach_names(vehicle, take, away), "empty.jpg" if away else None)
 
-    def standing(self, vehicle: Vehicle, take: int = 0) -> None:
-        """The vehicle is at the barrier without having been seen coming (its last approach frame)."""
-        self.play(self.approach_names(vehicle, take)[-1:])
-
     def approach_names(self, vehicle: Vehicle, take: int = 0, away: bool = False) -> list[str]:
         """The frames of ``vehicle`` driving up (or turning away) on this camera's driveway (``play``)."""
         background = cv2.imread(str(self.directory / "empty.jpg"), cv2.IMREAD_COLOR)
@@ -274,18 +270,14 @@ def play_visit(visit: Visit, emulator: EmulatorHandle | GateView, camera: LaneCa
     """The vehicle comes into view, rolls onto the presence loop, drives through if the gate opens
     (over the safety loop and away), or backs off if refused; returns what the daemon recorded.
     ``arrive``: "shown" (its frames, ``pace_s`` before the loop), "approach" (seen driving up,
-    ``LaneCamera.approach``: it reaches the loop as it stops), "standing" (at the barrier, still, when it
-    comes into view ``pace_s`` before the loop: ``LaneCamera.standing``) or "in_view" (the camera shows
-    whatever the caller played on it)."""
+    ``LaneCamera.approach``: it reaches the loop as it stops) or "in_view" (the camera shows whatever the
+    caller played on it)."""
     seq = last_seq(store_path)
     # Open commands, not off->on transitions: a car granted while the previous car's pulse still holds
     # the barrier up drives through an open gate all the same.
     opens_before = emulator.state()["open_commands"]
     if arrive == "approach":
         time.sleep(camera.approach(visit.vehicle, take) + APPROACH_SETTLE_S)
-    elif arrive == "standing":
-        camera.standing(visit.vehicle, take)
-        time.sleep(pace_s)
     elif arrive != "in_view":
         camera.show(visit.vehicle, take)
         time.sleep(pace_s)  # in view before it reaches the loop
