@@ -15,6 +15,10 @@ replaces the burst of frames read after the trigger, and only when it is unambig
   read (the same car, misread while it was far);
 - it grew (the car approached), and has at least ``min_votes`` reads for the consensus.
 
+The shell may check a track against the frame in view at the trigger (:func:`confirm`): when the scene
+moved since the track's last read, or the track has one read only, one read of that frame that continues
+the track, with no other plate in it, lets the track decide (that read votes too).
+
 A read joins a track when its box is near the track's last box (centre within ``max_jump`` box widths,
 width within ``max_scale``) and its text is like the track's consensus text (``difflib`` ratio of at least
 ``same_text``: a misread character or two still joins). Memory is bounded: at most ``max_tracks`` tracks of
