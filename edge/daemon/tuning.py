@@ -7,8 +7,8 @@
 - glibc malloc gives big blocks back: frames (1.5 MB at 960x540) and tensors are allocated and freed many
   times a second; with glibc's default the mmap threshold grows after the first big free, later frames
   come from the heap and the heap never shrinks, and every thread gets an arena of its own. A fixed 1 MiB
-  threshold (big blocks mmapped, unmapped when freed) and two arenas kept the daemon's RSS after 8 cars at
-  177-193 MiB where it had grown to 309 MiB (2026-12-01, /tmp script driving the bench's cars).
+  threshold (big blocks mmapped, unmapped when freed) and two arenas: README "Figures" (`make bench`
+  rss_after_cars_mb, and the daemon that grew to 309 MiB without them).
 """
 
 from __future__ import annotations
