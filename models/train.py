@@ -69,8 +69,8 @@ def _lane_cut_chunk(args: tuple[int, int]) -> list:
 
     seed, count = args
     reader = reader_mod.PlateReader(models.WEIGHTS_DIR / "plate_detector.onnx", threads=1)
-    return data.lane_cuts(np.random.default_rng(seed), count, data.lane_cut_sources(), reader,
-                          reader_mod.CROP_MARGINS)
+    sources = data.lane_cut_sources()
+    return data.lane_cuts(np.random.default_rng(seed), count, sources, reader, LANE_CUT_MARGINS)
 
 
 def _cache_dir() -> Path:
@@ -147,6 +147,10 @@ def train_ocr(
             export_ocr(net, _cache_dir() / f"round-{round_no + 1}", f"plate_ocr-round-{round_no + 1}.pt")
 
 
+# The margins the lane stage cuts its plates with: those the reader used when the committed OCR was trained.
+# The reader's `CROP_MARGINS` were then chosen again with that OCR (edge/vision/reader.py) and differ a
+# little; keep these to reproduce the committed model.
+LANE_CUT_MARGINS = ((-0.02, -0.04), (-0.05, -0.10), (0.02, 0.04), (0.0, 0.10))
 # The source name of `data.lane_cuts` samples: already cut and degraded, so never augmented again.
 LANE_CUTS = "lane-cuts"
 
