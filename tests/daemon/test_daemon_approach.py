@@ -45,22 +45,27 @@ class Lane:
     log: Path
 
     def quiet(self) -> None:
-        """Nobody in view or on the loops (each test ends with a pass, which clears the tracks)."""
+        """Nobody in view or on the loops (each test ends with a pass, which clears the tracks), and the
+        lane idle again (on a busy box an earlier pass may still be ending)."""
         self.camera.show(None)
         self.emulator.command("presence 0")
         self.emulator.command("safety 0")
+        h.wait_until(lambda: self.status().get("phase") == "idle", 30, 0.2)
         time.sleep(1.0)
+
+    def status(self) -> dict:
+        try:
+            lanes = json.loads((self.store.parent / "status.json").read_text())["lanes"]
+        except (OSError, ValueError, LookupError):
+            return {}
+        return dict(lanes[0]) if lanes else {}
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until the lane's approach reader has read what moved (no read in flight and its read count
         unchanged over two status writes): a busy box reads frames slower than the camera gives them."""
         def reader() -> tuple[int, bool]:
-            try:
-                lanes = json.loads((self.store.parent / "status.json").read_text())["lanes"]
-                approach = lanes[0]["camera"]["approach"]
-                return int(approach["reads"]), bool(approach["reading"])
-            except (OSError, ValueError, LookupError):
-                return -1, True
+            approach = self.status().get("camera", {}).get("approach", {})
+            return int(approach.get("reads", -1)), bool(approach.get("reading", True))
 
         deadline, last, since = time.monotonic() + timeout, reader(), time.monotonic()
         while time.monotonic() < deadline and (last[1] or time.monotonic() - since < 2.2):
