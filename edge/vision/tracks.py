@@ -81,11 +81,11 @@ class Track:
 
     @property
     def growth(self) -> float:
-        """The widest of the last boxes over the narrowest of the first (a third of the sightings each, up
-        to three): above 1 when the car came closer (boxes of one plate differ by 10-20 % from frame to
-        frame: one box alone is a poor measure)."""
+        """The widest box of the later half over the narrowest of the earlier half: above 1 when the car
+        came closer (boxes of one plate differ by 10-20 % from frame to frame: one box alone is a poor
+        measure), below 1 only when every later box is narrower than every earlier one."""
         widths = [_width(s.read.box) for s in self.sightings]
-        k = max(1, min(3, len(widths) // 3))
+        k = max(1, len(widths) // 2)
         first = min(widths[:k])
         return max(widths[-k:]) / first if first > 0 else 0.0
 
