@@ -50,7 +50,7 @@ from edge.booking.requests import (
 )
 from edge.booking.views import account_of, owner_view, preflight, renter_view
 from edge.chain.contract import ContractRevert, RentalClient
-from edge.chain.listings import booking_row, rentals
+from edge.chain.listings import booking_row, rentals, spaces
 from edge.chain.reverts import explain
 from edge.chain.windows import booking_window_problem
 from edge.identity import lot_id, plate_commitment
@@ -179,10 +179,14 @@ class BookingService:
     # ------------------------------------------------------------------ chain views
 
     def open_rentals(self) -> list[dict[str, Any]]:
-        """The lot's rental events not cancelled and not over (cached for ``rentals_ttl_s``)."""
+        """The lot's rental events not cancelled and not over, with their space's location (cached for
+        ``rentals_ttl_s``)."""
         at = time.monotonic()
         if self._rentals is None or at - self._rentals[0] > self.rentals_ttl_s:
-            self._rentals = (at, rentals(self.client, self.lot_bytes, self.from_block))
+            lot, first = self.lot_bytes, self.from_block
+            located = {s["space_id"]: s["location"] for s in spaces(self.client, lot, first)}
+            self._rentals = (at, [{**r, "location": located.get(r["space_id"], "")}
+                                  for r in rentals(self.client, lot, first)])
         now = int(self.client.w3.eth.get_block("latest")["timestamp"])
         return [r for r in self._rentals[1] if not r["cancelled"] and r["end"] > now]
 

@@ -185,7 +185,7 @@ def test_owner_lists_renter_books_the_gate_admits_and_the_owner_withdraws(pages_
 
         # The car leaves after its booking started (the owner is paid from the start to the check-out,
         # at 1 ETH per hour: more than the gas of the withdrawal); the owner settles and withdraws.
-        time.sleep(max(0, start + 3 - client.get_booking(booking_id).check_in_at))
+        time.sleep(min(30, max(0, start + 3 - client.get_booking(booking_id).check_in_at)))
         left = h.play_visit(h.Visit(CAR, EXIT, True, "session_exit"), emulators[EXIT], cameras[EXIT], store)
         assert left.opened, (left.rows, left.error)
         owner.click(f"#my-bookings tr[data-booking-id='{booking_id}'][data-status=checked_out] button.settle",
@@ -201,26 +201,52 @@ def test_owner_lists_renter_books_the_gate_admits_and_the_owner_withdraws(pages_
         renter.wait_for_selector(f"{done}[data-step=settled]", timeout=WAIT_MS)
 
 
-def test_a_booking_in_the_past_is_refused_in_the_page_with_a_sentence(pages_lot: PagesLot,
-                                                                      browser: Any) -> None:
+def test_the_renter_page_refuses_in_sentences_and_cancels_before_admission(pages_lot: PagesLot,
+                                                                            browser: Any) -> None:
+    """A booking in the past is refused by the service (no wallet payment asked); a window already
+    booked is refused by the contract's pre-flight in the same words as `parkgate lot`; a booking not
+    yet in its admission window is cancelled in the page, and the renter withdraws the refund."""
     lot = pages_lot
     now = lot.now()
     common = ["--rpc", lot.anvil.url, "--contract", lot.contract]
     code, space, err = lot_cli("space", "add", "--lot", LOT, "--location", "P-2/B01", *common,
                                *lot.keys.flags("owner"))
     assert code == 0, err
-    code, rental, err = lot_cli("rental", "add", "--space", str(space["space_id"]), "--start", str(now + 600),
-                                "--end", str(now + 8 * HOUR), "--price-per-hour-wei", str(10**15), *common,
-                                *lot.keys.flags("owner"))
+    code, rental, err = lot_cli("rental", "add", "--space", str(space["space_id"]),
+                                "--start", str(now + HOUR), "--end", str(now + 9 * HOUR),
+                                "--price-per-hour-wei", str(10**15), *common, *lot.keys.flags("owner"))
     assert code == 0, err
+    rental_id = rental["rental_id"]
     context, page, calls = connect(browser, lot, "renter", "/")
     try:
-        page.wait_for_selector(f"#rentals tr[data-rental-id='{rental['rental_id']}']")
-        choose_and_book(page, rental["rental_id"], CAR.plate, now - 3 * HOUR, now - HOUR)
+        page.wait_for_selector(f"#rentals tr[data-rental-id='{rental_id}']")
+        assert "P-2/B01" in page.inner_text(f"#rentals tr[data-rental-id='{rental_id}']")
+        choose_and_book(page, rental_id, CAR.plate, now - 3 * HOUR, now - HOUR)
         page.wait_for_selector("#message.error", timeout=WAIT_MS)
         text = message(page)
         assert "the booking is in the past" in text and "InvalidWindow" not in text, text
         assert "eth_sendTransaction" not in calls  # refused before the wallet was asked to pay
+
+        window = (now + 2 * HOUR, now + 4 * HOUR)
+        choose_and_book(page, rental_id, CAR.plate, *window)
+        booked = page.wait_for_selector("#message.ok >> text=booked: booking", timeout=WAIT_MS).inner_text()
+        booking_id = int(booked.split("booked: booking ")[1].split(",")[0])
+        assert calls.count("eth_sendTransaction") == 1
+        choose_and_book(page, rental_id, CAR.plate, window[0] + 1800, window[1] + 1800)
+        refused = page.wait_for_selector("#message.error", timeout=WAIT_MS).inner_text()
+        assert f"is already booked in this window (booking {booking_id})" in refused, refused
+        assert calls.count("eth_sendTransaction") == 1  # the pre-flight refused it: nothing sent
+
+        client, renter = RentalClient(lot.w3, lot.contract), lot.address("renter")
+        credit = client.pending_withdrawal(renter) + client.get_booking(booking_id).escrow
+        page.click(f"#bookings tr[data-booking-id='{booking_id}'] button.cancel")
+        page.wait_for_selector(f"#bookings tr[data-booking-id='{booking_id}'][data-status=cancelled]",
+                               timeout=WAIT_MS)
+        assert "cancelled" in message(page) and client.pending_withdrawal(renter) == credit
+        page.wait_for_selector(f"#credit >> text={Web3.from_wei(credit, 'ether')} ETH")
+        page.click("#withdraw")
+        page.wait_for_selector("#message.ok >> text=withdrawn", timeout=WAIT_MS)
+        assert client.pending_withdrawal(renter) == 0
     finally:
         context.close()
 

@@ -208,14 +208,14 @@ class RenterPage {
       const row = document.createElement("tr");
       row.dataset.rentalId = r.rental_id;
       cell(row, String(r.rental_id));
-      cell(row, String(r.space_id));
+      cell(row, `${r.space_id}: ${r.location}`);
       cell(row, `${utc(r.start)} – ${utc(r.end)}`);
       cell(row, eth(r.price_per_hour_wei));
       cell(row, "").appendChild(button("Choose", "choose", () => this.choose(r)));
       body.appendChild(row);
       const option = document.createElement("option");
       option.value = r.rental_id;
-      option.textContent = `rental event ${r.rental_id} (space ${r.space_id})`;
+      option.textContent = `rental event ${r.rental_id} (space ${r.space_id}: ${r.location})`;
       select.appendChild(option);
     }
     if (chosen) select.value = chosen;
