@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from web3 import Web3
+from web3.types import Wei
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from edge.booking.requests import RequestError
@@ -88,7 +89,7 @@ def preflight(client: RentalClient, body: Any) -> dict[str, Any]:
                            "wei") from None
     name = function.fn_name
     try:
-        client.w3.eth.call({"from": sender, "to": client.address, "data": data, "value": value})
+        client.w3.eth.call({"from": sender, "to": client.address, "data": data, "value": Wei(value)})
     except ContractLogicError as exc:
         revert = decode_revert(client.abi, exc.data if isinstance(exc.data, str | bytes) else None)
         raise RequestError(422, explain(revert, _context(client, name, params))) from None
