@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from web3 import Web3
-from web3.types import Wei
 from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.types import Wei
 
 from edge.booking.requests import RequestError
 from edge.chain.contract import RentalClient, decode_revert
