@@ -70,8 +70,12 @@ function walletMessage(error) {
   return (error && (error.shortMessage || error.message)) || String(error);
 }
 
+let acting = false; // an action is under way: polling does not redraw (and re-enable) its buttons
+
 /** Run ``action`` with the page's buttons disabled; its error is shown as the page's message. */
 async function busy(action) {
+  if (acting) return;
+  acting = true;
   const buttons = [...document.querySelectorAll("button")];
   buttons.forEach((b) => { b.disabled = true; });
   try {
@@ -79,7 +83,8 @@ async function busy(action) {
   } catch (error) {
     say(walletMessage(error));
   } finally {
-    buttons.forEach((b) => { b.disabled = false; });
+    acting = false;
+    document.querySelectorAll("button").forEach((b) => { b.disabled = false; });
   }
 }
 
@@ -163,7 +168,7 @@ function showAccount(wallet) {
 
 function poll(refresh) {
   refresh();
-  setInterval(() => { if (!document.hidden) refresh(); }, POLL_MS);
+  setInterval(() => { if (!document.hidden && !acting) refresh(); }, POLL_MS);
 }
 
 // ------------------------------------------------------------------------------------- renter
@@ -252,6 +257,7 @@ class RenterPage {
     const events = await this.wallet.transact("requestRental",
       [BigInt(rental), BigInt(start), BigInt(end), answer.commitment], answer.quote_wei);
     const booked = events.find((e) => e.eventName === "RentalRequested");
+    $("#plate").value = "";
     say(`booked: booking ${booked.args.bookingId}, ${utc(start)} – ${utc(end)}`, "ok");
     await this.refresh();
   }
