@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from browser_wallet import install_wallet
 from eth_account import Account
-from lot_world import HOUR, Keys, lot_cli, make_keys
+from lot_world import HOUR, Keys, lot_cli, lot_process, make_keys
 from web3 import Web3
 
 from edge.booking.pages import BUNDLE, SECURITY_HEADERS
@@ -42,7 +42,8 @@ ACCOUNTS = {"operator": 0, "owner": 1, "renter": 2}  # lot_world.make_keys
 
 @dataclass
 class PagesLot:
-    """A lot set up by the operator with `parkgate lot`, its secrets and its booking service."""
+    """A lot set up by the operator with `parkgate lot` (subprocesses, keystores), its secrets (the
+    gateway's keystore, the lot secret) and its booking service."""
 
     anvil: Anvil
     w3: Web3
@@ -65,14 +66,14 @@ def pages_lot(anvil: Anvil, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     work = tmp_path_factory.mktemp("pages")
     keys = make_keys(work / "keys")
     gateway = Account.create()
-    code, out, err = lot_cli("deploy", "--rpc", anvil.url, *keys.flags("operator"))
+    code, out, err = lot_process("deploy", "--rpc", anvil.url, *keys.flags("operator"))
     assert code == 0, err
     common = ["--rpc", anvil.url, "--contract", out["contract"]]
     owner = dev_account(ACCOUNTS["owner"]).address
     for args in (["register", "--lot", LOT, "--geohash", "u33dc1"],
                  ["gateway", "add", "--lot", LOT, "--address", gateway.address, "--fund", "0.5"],
                  ["owner", "verify", "--address", owner]):
-        code, _, err = lot_cli(*args, *common, *keys.flags("operator"))
+        code, _, err = lot_process(*args, *common, *keys.flags("operator"))
         assert code == 0, err
     secrets = write_secrets(work / "secrets", gateway)
     polling = ("--reads-per-address-per-hour", "100000", "--rentals-cache-s", "0")  # two pages poll
