@@ -8,9 +8,14 @@ service to run it as an ``eth_call`` from the same account, so that a refusal is
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
+from eth_abi.exceptions import DecodingError
+from eth_typing import HexStr
 from web3 import Web3
+from web3.contract import Contract
 from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import Wei
 
@@ -20,6 +25,8 @@ from edge.chain.listings import booking_row, rentals, spaces
 from edge.chain.reverts import RevertContext, explain
 
 MAX_CALLDATA_HEX = 2 * 1024  # the longest call a page sends (settle of a few ids) is far shorter
+HEX_DATA = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
+HEX_VALUE = re.compile(r"0x[0-9a-fA-F]{1,64}")
 
 
 def chain_time(client: RentalClient) -> int:
@@ -70,31 +77,48 @@ def _context(client: RentalClient, function: str, params: dict[str, Any]) -> Rev
     return RevertContext(now)
 
 
-def preflight(client: RentalClient, body: Any) -> dict[str, Any]:
-    """Run ``{"from", "data", "value"}`` as an eth_call to the contract; ``{"ok": true, "function": ...}``
-    when it would pass, RequestError(422, sentence) when the contract would refuse it."""
+@dataclass(frozen=True)
+class Call:
+    """A contract call a page is about to send, checked and decoded (no I/O)."""
+
+    sender: str
+    data: str
+    value: int
+    function: str
+    params: dict[str, Any]
+
+
+def parse_call(contract: Contract, body: Any) -> Call:
+    """``{"from", "data", "value"}`` as a :class:`Call` of ``contract``; RequestError(400) naming the bad
+    field and what is allowed."""
     if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("from", "data")):
         raise RequestError(400, 'body must be JSON {"from": "0x...", "data": "0x...", "value": "0x..."}')
     sender = account_of(body["from"])
     data, value_text = body["data"], body.get("value", "0x0")
-    if not isinstance(value_text, str) or not value_text.startswith("0x") or len(value_text) > 66:
-        raise RequestError(400, "value must be a 0x hex number of wei")
-    if len(data) > MAX_CALLDATA_HEX:
-        raise RequestError(400, f"data must be at most {MAX_CALLDATA_HEX} hex characters")
+    if not isinstance(value_text, str) or not HEX_VALUE.fullmatch(value_text):
+        raise RequestError(400, "value must be a 0x hex number of wei (at most 64 hex digits)")
+    if len(data) > MAX_CALLDATA_HEX or not HEX_DATA.fullmatch(data):
+        raise RequestError(400, f"data must be 0x and at most {MAX_CALLDATA_HEX - 2} hex digits")
     try:
-        value = int(value_text, 16)
-        function, params = client.contract.decode_function_input(data)
-    except (ValueError, TypeError):
-        raise RequestError(400, "data must be 0x hex of a ParkgateRental function call, value 0x hex "
-                           "wei") from None
-    name = function.fn_name
+        function, params = contract.decode_function_input(data)
+    except (ValueError, TypeError, DecodingError):
+        raise RequestError(400, "data must be the ABI encoding of a ParkgateRental function call "
+                           "(see /api/abi)") from None
+    return Call(sender, data, int(value_text, 16), function.fn_name, params)
+
+
+def preflight(client: RentalClient, body: Any) -> dict[str, Any]:
+    """Run ``{"from", "data", "value"}`` as an eth_call to the contract; ``{"ok": true, "function": ...}``
+    when it would pass, RequestError(422, sentence) when the contract would refuse it."""
+    call = parse_call(client.contract, body)
     try:
-        client.w3.eth.call({"from": sender, "to": client.address, "data": data, "value": Wei(value)})
+        client.w3.eth.call({"from": call.sender, "to": client.address, "data": HexStr(call.data),
+                            "value": Wei(call.value)})
     except ContractLogicError as exc:
         revert = decode_revert(client.abi, exc.data if isinstance(exc.data, str | bytes) else None)
-        raise RequestError(422, explain(revert, _context(client, name, params))) from None
+        raise RequestError(422, explain(revert, _context(client, call.function, call.params))) from None
     except Web3RPCError as exc:  # e.g. the account holds less ether than the value: the node says so
         message = exc.rpc_response.get("error", {}).get("message") if exc.rpc_response else None
-        raise RequestError(422, f"the chain node refused the call from {sender}: "
+        raise RequestError(422, f"the chain node refused the call from {call.sender}: "
                            f"{' '.join(str(message or exc).split())[:200]}") from None
-    return {"ok": True, "function": name}
+    return {"ok": True, "function": call.function}
