@@ -48,7 +48,7 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 # builds it only when missing.
 web: $(WEB_STAMP)
 	cd web && npm run build --silent
-	LC_ALL=C cat web/package-lock.json web/src/*.js | sha256sum | cut -d' ' -f1 > $(BUNDLE).sources
+	export LC_ALL=C; cat web/package-lock.json web/src/*.js | sha256sum | cut -d" " -f1 > $(BUNDLE).sources
 
 bundle:
 	@test -f $(BUNDLE) || $(MAKE) web

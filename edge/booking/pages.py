@@ -52,7 +52,7 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def _page(name: str) -> Route:
+def _page(path: str, name: str) -> Route:
     async def serve(request: Request) -> Response:
         if not BUNDLE.is_file():
             return PlainTextResponse(f"the pages' wallet bundle {BUNDLE} is missing: run `make web` (esbuild "
@@ -60,10 +60,10 @@ def _page(name: str) -> Route:
         return FileResponse(STATIC / name, media_type="text/html; charset=utf-8",
                             headers={"Cache-Control": "no-cache"})
 
-    return Route("/" if name == "renter.html" else "/owner", serve, methods=["GET"])
+    return Route(path, serve, methods=["GET"])
 
 
 def page_routes() -> list[BaseRoute]:
     """``/`` (the renter's page), ``/owner`` (the owner's page) and ``/static/...``."""
-    return [_page("renter.html"), _page("owner.html"),
+    return [_page("/", "renter.html"), _page("/owner", "owner.html"),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")]

@@ -252,6 +252,25 @@ def test_the_renter_page_refuses_in_sentences_and_cancels_before_admission(pages
         context.close()
 
 
+def test_without_a_wallet_the_pages_say_so_and_nothing_breaks_their_policy(pages_lot: PagesLot,
+                                                                            browser: Any) -> None:
+    context = browser.new_context(timezone_id="UTC")
+    try:
+        for path in ("/", "/owner"):
+            page = context.new_page()
+            problems: list[str] = []
+            page.on("console", lambda m, p=problems: p.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e, p=problems: p.append(str(e)))
+            page.goto(pages_lot.service.url + path)
+            page.wait_for_selector("body[data-ready=true]")
+            assert page.inner_text(".lot-name") == LOT
+            page.click("#connect")
+            page.wait_for_selector("#message.error >> text=no wallet found")
+            assert not problems, problems  # no script, style or request blocked by the CSP, no error
+    finally:
+        context.close()
+
+
 def test_pages_are_served_with_a_strict_policy_and_the_bundle_is_current(pages_lot: PagesLot) -> None:
     import urllib.request
 
