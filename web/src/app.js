@@ -15,6 +15,7 @@ import {
 } from "viem";
 
 const POLL_MS = 3000;
+const RENTALS_EVERY = 10; // polls: the offers change rarely, a booking's state is what a renter waits for
 const GRACE_PERIOD_S = 15 * 60; // ParkgateRental.GRACE_PERIOD: no cancelling from start - grace on
 const STEPS = [
   ["requested", "requested"],
@@ -262,9 +263,11 @@ class RenterPage {
     await this.refresh();
   }
 
-  async refresh() {
+  /** The bookings every poll, the offers every RENTALS_EVERY polls (and after each action): a page
+   * stays well inside the service's per-address read limit (one a second, bursts of 60). */
+  async refresh(offers = true) {
     try {
-      await this.showRentals();
+      if (offers) await this.showRentals();
       if (this.wallet) this.showBookings(await api(`/api/renters/${this.wallet.account}`));
     } catch (error) {
       say(walletMessage(error));
@@ -310,7 +313,8 @@ class RenterPage {
       busy(() => this.book());
     });
     $("#withdraw").addEventListener("click", () => busy(() => withdraw(this.wallet, () => this.refresh())));
-    poll(() => this.refresh());
+    let polls = 0;
+    poll(() => this.refresh(polls++ % RENTALS_EVERY === 0));
   }
 }
 
