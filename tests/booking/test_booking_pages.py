@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,12 @@ def pages_lot(anvil: Anvil, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def utc_input(ts: int) -> str:
     """A datetime-local value, read as UTC by the pages."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def ether(wei: int) -> str:
+    """An amount as the pages show it (viem's formatEther: no exponent, no trailing zeros)."""
+    text = f"{Decimal(wei).scaleb(-18):f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + " ETH"
 
 
 def connect(browser: Any, lot: PagesLot, who: str, path: str) -> tuple[Any, Any, list[str]]:
@@ -193,7 +200,7 @@ def test_owner_lists_renter_books_the_gate_admits_and_the_owner_withdraws(pages_
                     timeout=WAIT_MS)
         owner.wait_for_selector(f"#my-bookings tr[data-booking-id='{booking_id}'][data-status=settled]")
         earned = client.pending_withdrawal(lot.address("owner"))
-        assert earned > 0 and f"{Web3.from_wei(earned, 'ether')} ETH" in owner.inner_text("#earned")
+        assert earned > 0 and ether(earned) in owner.inner_text("#earned")
         balance = lot.w3.eth.get_balance(lot.address("owner"))
         owner.click("#withdraw")
         owner.wait_for_selector("#message.ok >> text=withdrawn")
@@ -244,7 +251,7 @@ def test_the_renter_page_refuses_in_sentences_and_cancels_before_admission(pages
         page.wait_for_selector(f"#bookings tr[data-booking-id='{booking_id}'][data-status=cancelled]",
                                timeout=WAIT_MS)
         assert "cancelled" in message(page) and client.pending_withdrawal(renter) == credit
-        page.wait_for_selector(f"#credit >> text={Web3.from_wei(credit, 'ether')} ETH")
+        page.wait_for_selector(f"#credit >> text={ether(credit)}")
         page.click("#withdraw")
         page.wait_for_selector("#message.ok >> text=withdrawn", timeout=WAIT_MS)
         assert client.pending_withdrawal(renter) == 0
