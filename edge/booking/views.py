@@ -52,7 +52,7 @@ def renter_view(client: RentalClient, lot: bytes, renter: str, from_block: int =
 def owner_view(client: RentalClient, lot: bytes, owner: str, from_block: int = 0) -> dict[str, Any]:
     """The owner's spaces, rental events and their bookings in ``lot``, what they earned (settled to
     them) and what they can withdraw."""
-    own_rentals = [r for r in rentals(client, lot, from_block) if r["owner"] == owner]
+    own_rentals = rentals(client, lot, from_block, owner)
     rental_ids = {r["rental_id"] for r in own_rentals}
     own_bookings = [booking_row(client, e.args["bookingId"])
                     for e in client.events("RentalRequested", from_block=from_block, lot_id=lot)
