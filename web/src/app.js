@@ -148,6 +148,10 @@ class Wallet {
     return this.wallet.signMessage({ account: this.account, message });
   }
 
+  read(functionName, args) {
+    return this.chain.readContract({ address: this.lot.contract, abi: this.abi, functionName, args });
+  }
+
   /** Pre-flight through the service (a refusal in words), then send through the wallet; the events. */
   async transact(functionName, args, value = 0n) {
     const data = encodeFunctionData({ abi: this.abi, functionName, args });
@@ -254,9 +258,11 @@ class RenterPage {
     say("sign the commitment request in your wallet", "info");
     const signature = await this.wallet.signMessage(message);
     const answer = await api("/api/commitment", { account: this.wallet.account, message, signature });
-    say(`book in your wallet: ${eth(answer.quote_wei)} held in escrow`, "info");
+    // The escrow as the contract computes it, read through the wallet: exact in any browser.
+    const escrow = await this.wallet.read("quote", [BigInt(rental), BigInt(start), BigInt(end)]);
+    say(`book in your wallet: ${eth(escrow)} held in escrow`, "info");
     const events = await this.wallet.transact("requestRental",
-      [BigInt(rental), BigInt(start), BigInt(end), answer.commitment], answer.quote_wei);
+      [BigInt(rental), BigInt(start), BigInt(end), answer.commitment], escrow);
     const booked = events.find((e) => e.eventName === "RentalRequested");
     $("#plate").value = "";
     say(`booked: booking ${booked.args.bookingId}, ${utc(start)} – ${utc(end)}`, "ok");
