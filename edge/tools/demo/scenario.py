@@ -247,6 +247,8 @@ def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: P
             workdir / "booking-service.log", regions="eu"))
         world.booking_url = service.url
         say(f"    booking service (parkgate booking-service) at {service.url}")
+        say(f"    its pages: renters {service.url}/  owners {service.url}/owner  (a browser wallet on "
+            f"{anvil.url}, chain {anvil.web3().eth.chain_id})")
         run.bookings = book_everyone(world)
         for name, booking in run.bookings.items():
             say(f"    booking {booking} for {name}: commitment from the booking service, only it on chain")
