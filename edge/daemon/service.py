@@ -66,7 +66,7 @@ from edge.daemon.camera import camera_health, capture_burst, open_frame_source
 from edge.daemon.chainlink import ChainLink
 from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.lane import WATCH_QUEUE, LaneShell
-from edge.daemon.liveview import live_loop
+from edge.daemon.liveview import BUSY_PHASES, Detect, LiveLane, LiveView, live_loop
 from edge.daemon.retention import PRUNE_EVERY_S, evidence_dir, make_private, prune_evidence
 from edge.daemon.status import LaneStatus, StatusSnapshot, boot_id, status_path, write_status
 from edge.errors import ParkgateError
@@ -77,7 +77,7 @@ from edge.store import ManualActionRow, Store, StoreDamagedError, wall_clock_ms
 from edge.store.integrity import recovery_steps
 from edge.throttle import Throttle
 from edge.vision.camera import FrameSource
-from edge.vision.reader import PlateReader
+from edge.vision.reader import PlateDetector, PlateReader
 from edge.vision.roi import Roi
 from firmware_bridge.driver import connect_driver
 from firmware_bridge.errors import GateError
@@ -450,7 +450,7 @@ class Daemon:
                                  s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
                                  s.stats.last_read, list(s.stats.open_latencies_ms), self._camera(s),
                                  gate_error=s.stats.gate_error, gate_position=s.stats.gate_position,
-                                 held=s.held)
+                                 held=s.held, presence=s.runner.state.presence, safety=s.runner.state.safety)
                       for s in serving)
         lanes += tuple(LaneStatus(name, "down", False, serving=False, error=why)
                        for name, why in self.lane_errors.items())
@@ -683,9 +683,11 @@ class Daemon:
         await self._start_control()
         status_task = asyncio.create_task(self._status_loop())
         retention_task = asyncio.create_task(self._retention_loop())
-        live_task = asyncio.create_task(live_loop(self.cfg.gateway.state_dir, [
-            (lane.name, source) for lane, source in zip(self.cfg.lanes, self.sources, strict=True)],
-            self.stop_event))
+        live = LiveView(self.cfg.gateway.state_dir, [
+            LiveLane(lane.name, source, _lane_roi(lane.camera, lane.name))
+            for lane, source in zip(self.cfg.lanes, self.sources, strict=True)], self._live_detector,
+            self._lane_busy)
+        live_task = asyncio.create_task(live_loop(live, self.stop_event))
         # READY once the store is up (it is: __init__ opened and recovered it) and one lane serves.
         serving = asyncio.create_task(self.serving.wait())
         stop_wait = asyncio.create_task(self.stop_event.wait())
@@ -709,6 +711,16 @@ class Daemon:
             await live_task
         await self._shutdown(tasks)
         return 0
+
+    def _live_detector(self) -> Detect:
+        """The live view's own detector session with one onnxruntime thread: its work runs on the live
+        view's low-priority thread, never on the lanes' reader."""
+        return PlateDetector(self.cfg.vision.detector_model, threads=1).detect
+
+    def _lane_busy(self, name: str) -> bool:
+        """Whether the lane reads a vehicle now (the live view then skips its detector)."""
+        shell = next((s for s in self.lanes if s.config.lane_id == name), None)
+        return shell is not None and str(shell.runner.state.phase) in BUSY_PHASES
 
     def _ready(self) -> None:
         down = sorted(self.lane_errors)
