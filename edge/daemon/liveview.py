@@ -45,7 +45,8 @@ JPEG_QUALITY = 70
 LIVE_NICE = 10  # added to the worker thread's nice value: the lanes' threads come first
 BUSY_PHASES = frozenset({"capturing", "deciding", "opening"})  # the lane reads plates: no live detection
 # BGR colours drawn on the frame: the ROI, a plate wide enough, a narrow one, one outside the ROI
-ROI_COLOUR, WIDE_COLOUR, NARROW_COLOUR, OUTSIDE_COLOUR = (0, 212, 255), (0, 200, 0), (0, 140, 255), (160, 160, 160)
+ROI_COLOUR, WIDE_COLOUR = (0, 212, 255), (0, 200, 0)
+NARROW_COLOUR, OUTSIDE_COLOUR = (0, 140, 255), (160, 160, 160)
 
 Detect = Callable[[np.ndarray], list[Detection]]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from edge.console.app import BOUNDARY, mjpeg_part
 from edge.daemon import liveview
 from edge.daemon.camera import open_frame_source
