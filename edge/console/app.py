@@ -3,8 +3,9 @@
 Every page needs a session (cookie ``pg_session``: HttpOnly, SameSite=Strict, Secure under TLS); every
 POST carries the session's CSRF token (the login form: a per-form token in a cookie of its own). Gate
 actions go through the daemon's control socket, so they are audited (``manual_actions``) exactly like
-`parkgate gate open --lane L --reason TEXT`, with the console user's name in the reason; list changes
-go to the store, which the daemon reads before each decision."""
+`parkgate gate open --lane L --reason TEXT`, with the console user as the operator
+(``console:USER via`` the console process); list changes go to the store, which the daemon reads before
+each decision."""
 
 from __future__ import annotations
 
@@ -47,7 +48,6 @@ LOGIN_COOKIE = "pg_login"
 MAX_BODY = 16 * 1024  # bytes of one form
 MAX_FIELDS = 16
 MAX_NOTE = 200
-CONSOLE_TAG = " [console: {user}]"
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
@@ -318,13 +318,11 @@ def gate_request(form: dict[str, str], lanes: tuple[str, ...], user: str) -> dic
         raise BadForm(f"action {action!r} unknown; allowed: {', '.join(control.GATE_ACTIONS)}")
     if lane not in lanes:
         raise BadForm(f"lane {lane!r} unknown; lanes: {', '.join(lanes)}")
-    tag = CONSOLE_TAG.format(user=user)
-    room = control.MAX_REASON - len(tag)
     if not reason:
         raise BadForm(f"{action} needs a reason (it is audited)")
-    if len(reason) > room or not reason.isprintable():
-        raise BadForm(f"reason must be printable text of at most {room} characters")
-    return {"action": action, "lane": lane, "reason": reason + tag}
+    if len(reason) > control.MAX_REASON or not reason.isprintable():
+        raise BadForm(f"reason must be printable text of at most {control.MAX_REASON} characters")
+    return {"action": action, "lane": lane, "reason": reason, "operator": f"console:{user}"}
 
 
 async def act(request: Request, console: Console, session: Session) -> Response:

@@ -349,7 +349,7 @@ class Daemon:
             return {"ok": True, "lane": request.lane, "held": shell.held, "status": {
                 "position": status.position.name, "presence": status.presence, "safety": status.safety,
                 "held": status.held, "faults": int(status.faults), "opens": status.opens}}
-        return await self._manual(shell, request.action, "socket", peer.who, request.reason)
+        return await self._manual(shell, request.action, "socket", request.who(peer), request.reason)
 
     async def _manual(self, shell: LaneShell, action: str, source: str, who: str, reason: str
                       ) -> dict[str, Any]:

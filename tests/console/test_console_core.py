@@ -109,11 +109,11 @@ def test_delivery_states_as_shown() -> None:
 def test_the_gate_form_becomes_an_audited_control_request() -> None:
     lanes = ("entry-1",)
     assert gate_request({"action": "open", "lane": "entry-1", "reason": " visitor "}, lanes, "olga") == {
-        "action": "open", "lane": "entry-1", "reason": "visitor [console: olga]"}
+        "action": "open", "lane": "entry-1", "reason": "visitor", "operator": "console:olga"}
     for form, fragment in [({"action": "close", "lane": "entry-1", "reason": "r"}, "allowed: open, hold"),
                            ({"action": "open", "lane": "x", "reason": "r"}, "lane 'x' unknown"),
                            ({"action": "hold", "lane": "entry-1", "reason": " "}, "hold needs a reason"),
-                           ({"action": "open", "lane": "entry-1", "reason": "x" * 190}, "at most 184"),
+                           ({"action": "open", "lane": "entry-1", "reason": "x" * 201}, "at most 200"),
                            ({"action": "open", "lane": "entry-1", "reason": "a\nb"}, "printable")]:
         with pytest.raises(BadForm, match=fragment):
             gate_request(form, lanes, "olga")
