@@ -4,7 +4,7 @@ A unix stream socket at ``<state_dir>/control.sock`` (mode 0660: the daemon's us
 state dir's own mode decides who reaches it). One JSON request per connection, one line::
 
     {"action": "open" | "hold" | "release", "lane": "exit-1", "reason": "visitor without plate"}
-    {"action": "open", "lane": "exit-1", "reason": "...", "operator": "console:olga"}   (who the client acts for)
+    {"action": "open", "lane": "exit-1", "reason": "...", "operator": "console:olga"}  (acting for a user)
     {"action": "status", "lane": "exit-1"}
     {"action": "watch", "lane": "exit-1"}          (lane optional: every lane)
 

@@ -226,7 +226,8 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
     assert re.search(r"entry-1: open: opened", opened_message), opened_message
     assert "visitor booked by phone" in audit_shown and "console:olga via " in audit_shown
     assert opens_after == opens_before + 1
-    assert [row[:3] + row[4:] for row in audit] == [(LANE, "open", "socket", "visitor booked by phone", "opened")]
+    assert [row[:3] + row[4:] for row in audit] == [
+        (LANE, "open", "socket", "visitor booked by phone", "opened")]
     assert re.fullmatch(r"console:olga via \S+ \(uid \d+, pid \d+\)", audit[0][3]), audit  # the console user
 
     assert no_csrf[0] == 403 and "CSRF" in no_csrf[1]
