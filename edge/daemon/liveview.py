@@ -42,7 +42,7 @@ LIVE_FPS = 2.0
 WATCH_FRESH_S = 5.0  # a watch file touched longer ago than this: nobody watches
 MAX_WIDTH = 640
 JPEG_QUALITY = 70
-LIVE_NICE = 10  # added to the worker thread's nice value: the lanes' threads come first
+LIVE_NICE = 19  # added to the worker thread's nice value (capped at 19): the lanes' threads come first
 BUSY_PHASES = frozenset({"capturing", "deciding", "opening"})  # the lane reads plates: no live detection
 # BGR colours drawn on the frame: the ROI, a plate wide enough, a narrow one, one outside the ROI
 ROI_COLOUR, WIDE_COLOUR = (0, 212, 255), (0, 200, 0)
