@@ -68,6 +68,7 @@ def test_live_boxes_loops_and_the_roi_dragged_and_saved_in_a_browser(tmp_path: P
             operator = browser.new_context()
             page = log_in(operator, base, *OPERATOR)
             page.wait_for_selector("table#lanes")
+            health_loops = page.inner_text(f"tr[data-lane='{LANE}'] td.loops")
             page.goto(base + "/live", wait_until="domcontentloaded")
             page.wait_for_selector(f"{SECTION} ul.plates li[data-width]", timeout=30_000)
             plate = page.locator(f"{SECTION} ul.plates li[data-width]").first
@@ -130,6 +131,7 @@ def test_live_boxes_loops_and_the_roi_dragged_and_saved_in_a_browser(tmp_path: P
     first = info["plates"][0]  # a later frame of the recording: its own plate width
     assert round(first["box"][2] - first["box"][0]) == first["width_px"] and first["in_roi"] and first["wide"]
     assert 0.8 * low <= first["width_px"] <= 1.2 * high
+    assert health_loops == "clear, clear"
     assert loops.startswith("phase idle, gate closed, presence loop clear, safety loop occupied, link up")
 
     assert handles == 4 and after_add == 5
