@@ -71,9 +71,12 @@ class LiveLane {
     try {
       const response = await fetch(`/live/${encodeURIComponent(this.name)}.json`,
         { credentials: "same-origin", cache: "no-store" });
-      if (response.ok) {
-        this.show(await response.json());
+      if (response.redirected || !response.ok) {
+        this.state.textContent = response.redirected ? "logged out: reload the page and log in again"
+          : `the console answered ${response.status}`;
+        return;
       }
+      this.show(await response.json());
     } catch (error) {
       this.state.textContent = `no answer from the console (${error})`;
     }
