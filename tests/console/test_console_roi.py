@@ -12,6 +12,8 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,12 @@ import pytest
 from edge.config import ConfigError, load_config, parse_config
 from edge.console.app import BadForm, lane_state_text, plate_lines, roi_proposal
 from edge.console.config_file import config_with_roi, roi_line, save_roi
+from edge.tools.console import ConsoleProcess, add_user, console_section, log_in
+from edge.tools.demo import harness as h
+from edge.tools.net import free_tcp_port
 from edge.vision.types import MIN_PLATE_WIDTH_PX
 
+COMMENT = "# the gateway at the north gate\n"
 CONFIG = """# the gateway at the north gate
 [gateway]
 id = "gw-north"   # printed on the receipts
@@ -109,6 +115,46 @@ def test_a_config_the_console_cannot_write_gives_the_line_to_paste(tmp_path: Pat
     assert line == "roi = [[0.1, 0.4], [0.9, 0.4], [0.9, 1]]"
     assert line == roi_line([(0.1, 0.4), (0.9, 0.4), (0.9, 1.0)])
     assert path.read_text() == CONFIG and [p.name for p in directory.iterdir()] == ["parkgate.toml"]
+
+
+def test_the_console_says_what_to_paste_when_it_cannot_write_the_config(tmp_path: Path) -> None:
+    """`parkgate console serve` with a config in a directory it cannot write (a 0555 directory; as root,
+    the console runs without CAP_DAC_OVERRIDE): Save answers 503 with the reason and the line to paste."""
+    etc, state = tmp_path / "etc", tmp_path / "state"
+    etc.mkdir()
+    state.mkdir()
+    port = free_tcp_port()
+    config = etc / "parkgate.toml"
+    config.write_text(COMMENT + h.toml_text(
+        {"gateway": {"id": "gw-ro", "lot_id": "LOT-R", "state_dir": str(state)},
+         "console": console_section(port)}, [{"name": "entry-1", "gate": {"port": "/dev/null"}}]))
+    original = config.read_text()
+    assert add_user(config, "olga", "operator", "operator-pass-1").returncode == 0
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("root writes any directory and setpriv (util-linux) is missing to drop that")
+        prefix = [setpriv, "--bounding-set=-dac_override", "--"]
+    etc.chmod(0o555)
+    try:
+        with ConsoleProcess(config, port, tmp_path / "console.log", prefix) as console:
+            opener = log_in(console.url, "olga", "operator-pass-1")
+            with opener.open(console.url + "/live", timeout=30) as response:
+                csrf = re.search(r'name="csrf" value="([^"]+)"', response.read().decode())
+            assert csrf is not None
+            form = urllib.parse.urlencode({"csrf": csrf.group(1), "lane": "entry-1",
+                                           "roi": "0.1,0.4;0.9,0.4;0.9,1"}).encode()
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                opener.open(console.url + "/live/roi", form, timeout=30)
+            body = refused.value.read().decode()
+    finally:
+        etc.chmod(0o755)
+    assert refused.value.code == 503
+    assert f"not saved: cannot write the config file {config} (Permission denied)" in body
+    assert "Put this line in lane entry-1&#39;s [lanes.camera]" in body
+    assert '<pre id="roi-toml">roi = [[0.1, 0.4], [0.9, 0.4], [0.9, 1]]</pre>' in body
+    assert config.read_text() == original
 
 
 def test_a_typed_roi_is_checked_like_config_check_and_given_as_a_config_line() -> None:
