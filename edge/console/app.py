@@ -568,11 +568,15 @@ def live_info(cfg: Config, lane: str) -> dict[str, Any]:
     _watch(cfg, lane)
     state = _lane_states(cfg).get(lane)
     info = _read_json(liveview.boxes_path(cfg.gateway.state_dir, lane))
+    try:
+        plates = plate_lines(info, time.time())
+    except (KeyError, TypeError, ValueError):
+        info, plates = None, [{"text": f"unreadable {liveview.boxes_path(cfg.gateway.state_dir, lane)}"}]
     return {"lane": lane, "state": lane_state_text(state),
             "loops": {"presence": (state or {}).get("presence"), "safety": (state or {}).get("safety")},
             "gate": (state or {}).get("gate_position"), "phase": (state or {}).get("phase"),
             "frame": (info or {}).get("frame"), "min_width_px": (info or {}).get("min_width_px"),
-            "plates": plate_lines(info, time.time())}
+            "plates": plates}
 
 
 async def live_page(request: Request, console: Console, session: Session) -> Response:

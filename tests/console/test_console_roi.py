@@ -5,6 +5,7 @@ pure lines the live page shows: a lane's state and loops, the plates against the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -201,3 +202,21 @@ def test_plate_lines_judge_each_width_against_the_recommended_minimum() -> None:
     assert plate_lines({**info, "boxes": [], "note": "lane busy"}, now) == [{"text": "lane busy"}]
     stale = [{"text": "no recent frame from the daemon (is parkgate running?)"}]
     assert plate_lines(info, now + 60) == stale and plate_lines(None, now) == stale
+
+
+def test_live_info_reads_the_daemon_files_and_survives_bad_ones(tmp_path: Path) -> None:
+    from edge.console.app import live_info
+    from edge.daemon import liveview
+
+    cfg = parse_config(f'[gateway]\nstate_dir = "{tmp_path}"\n[[lanes]]\nname = "entry-1"\n')
+    liveview.live_dir(tmp_path).mkdir(mode=0o700)
+    nothing = live_info(cfg, "entry-1")
+    assert nothing["state"] == "no daemon status" and nothing["frame"] is None
+    assert nothing["plates"] == [{"text": "no recent frame from the daemon (is parkgate running?)"}]
+    assert liveview.watch_path(tmp_path, "entry-1").exists()  # asking is watching
+    info = liveview.frame_info("entry-1", 7, 960, 540, liveview.live_boxes([], None, 960, 540), "")
+    liveview.boxes_path(tmp_path, "entry-1").write_text(json.dumps(info))
+    assert live_info(cfg, "entry-1")["plates"] == [{"text": "no plate in view"}]
+    liveview.boxes_path(tmp_path, "entry-1").write_text(json.dumps({**info, "boxes": [{"x1": "?"}]}))
+    bad = live_info(cfg, "entry-1")
+    assert bad["plates"][0]["text"].startswith("unreadable ") and bad["frame"] is None
