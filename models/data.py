@@ -322,3 +322,58 @@ def _composite(rng: np.random.Generator, width: int, height: int, crops: list):
         synth.warp_into(frame, plate, quad)
         boxes.append(synth.quad_box(quad, width, height))
     return synth.degrade(frame, rng, 0.7), boxes
+
+
+# ---- OCR at lane geometry --------------------------------------------------------------------------------
+
+# Plate widths (frame px) of the lane cuts, drawn log-uniformly: lane cameras show 40-300 px plates; the
+# OCR input is 128 px wide, so plates wider than LANE_WIDTHS[1] are close-ups it already reads.
+LANE_WIDTHS = (45.0, 220.0)
+LANE_FRAMES = ((1280, 720), (1920, 1080))
+
+
+def lane_cut_sources() -> list[tuple[str, list[tuple[np.ndarray, tuple, str]]]]:
+    """Labelled plates to place into lane frames, as (image, plate box x y w h, label): the US train half
+    and the BR crops (whole image = plate) and the plates-eu train third (frames with their plate box)."""
+    whole = [
+        ("us-train", load_us_crops("train")),
+        ("br", load_br_crops()),
+    ]
+    sources = [
+        (name, [(image, (0, 0, image.shape[1], image.shape[0]), text) for image, text in rows])
+        for name, rows in whole
+    ]
+    eu = [
+        (image, box, corrected_eu_label(plates.normalise(label)))
+        for image, box, label in labelled_eu_frames("train")
+    ]
+    return [(name, rows) for name, rows in [*sources, ("eu-frames-train", eu)] if rows]
+
+
+def lane_cuts(
+    rng: np.random.Generator, count: int, sources: list, reader, margins: tuple
+) -> list[tuple[np.ndarray, str]]:
+    """OCR samples cut the way the reader cuts them at a lane: a labelled plate placed into a 1280x720 or
+    1920x1080 frame over a training background at a random lane width (`edge.vision.sweep.place`: turn,
+    blur, noise, JPEG), found by the shipped detector (`reader.find`, refine pass included) and cut with
+    each of the reader's `margins`. A placement the detector misses gives nothing: the OCR never sees it
+    at run time either. The label is the placed plate's, so no pseudo-label is involved."""
+    from edge.vision import sweep
+
+    backgrounds = background_paths("train")
+    cuts: list[tuple[np.ndarray, str]] = []
+    while len(cuts) < count:
+        _, rows = sources[rng.integers(len(sources))]
+        image, box, label = rows[rng.integers(len(rows))]
+        frame_size = LANE_FRAMES[rng.integers(len(LANE_FRAMES))]
+        width = int(np.exp(rng.uniform(*np.log(LANE_WIDTHS))))
+        scene = cv2.imread(backgrounds[rng.integers(len(backgrounds))]) if backgrounds else None
+        if scene is None:
+            scene = synth._scene(rng, *frame_size)
+        frame, truth = sweep.place(image, box, width, frame_size, scene, rng)
+        found = [d for d in reader.find(frame) if detector.iou(truth, (d.x1, d.y1, d.x2, d.y2)) >= 0.3]
+        if not found:
+            continue
+        box = (found[0].x1, found[0].y1, found[0].x2, found[0].y2)
+        cuts.extend((to_ocr_input(detector.cut(frame, box, mx, my)), label) for mx, my in margins)
+    return cuts[:count]

@@ -326,14 +326,26 @@ def _label(canvas: np.ndarray, lines: tuple[str, ...], corner: tuple[int, int], 
         cv2.putText(canvas, line, (x + 3, baseline), font, scale, TEXT_COLOUR, thickness, cv2.LINE_AA)
 
 
-def _models_data(what: str) -> ModuleType:
-    """The repository's ``models.data`` (training splits, shared backgrounds): a development tool that
-    the wheel does not install; an installed parkgate says so instead of failing on the import."""
+def _repository_data() -> ModuleType | None:
+    """The repository's ``models.data`` (training splits, shared backgrounds), a development tool the wheel
+    does not install; None for an installed parkgate. An editable install runs from the checkout, whose
+    root is not on the console script's path, so it is added."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "models" / "data.py").is_file() and str(checkout) not in sys.path:
+        sys.path.append(str(checkout))
     try:
         from models import data
     except ImportError:
+        return None
+    return data
+
+
+def _models_data(what: str) -> ModuleType:
+    """`_repository_data`, or an exit that says why an installed parkgate cannot do `what`."""
+    data = _repository_data()
+    if data is None:
         raise SystemExit(f"parkgate lpr: {what} needs the training splits of a parkgate repository "
-                         "checkout (models/data.py); run it from the repository") from None
+                         "checkout (models/data.py); run it from the repository")
     return data
 
 
@@ -416,12 +428,8 @@ def _sweep_backgrounds(folder: Path | None, scratch: Path) -> list[Path]:
         if not paths:
             raise SystemExit(f"parkgate lpr sweep: no background images (JPEG, PNG, ...) in {folder}")
         return paths
-    try:
-        from models.data import background_paths
-    except ImportError:  # an installed parkgate: no repository, so no shared backgrounds
-        paths: list[Path] = []
-    else:
-        paths = [Path(p) for p in background_paths("holdout")]
+    data = _repository_data()  # an installed parkgate: no repository, so no shared backgrounds
+    paths = [Path(p) for p in data.background_paths("holdout")] if data else []
     for index in range(0 if paths else 16):
         paths.append(scratch / f"scene-{index}.png")
         cv2.imwrite(str(paths[-1]), synth._scene(np.random.default_rng(index), 1280, 720))

@@ -46,3 +46,33 @@ def test_evaluate_runs_reader_over_images(tmp_path):
     assert figures["exact"] == 0 and misses == ["AB2"]
     with pytest.raises(ValueError, match="cannot read image"):
         evaluate.evaluate([evaluate.Sample(tmp_path / "none.png", "X")], lambda image: "X")
+
+
+def test_installed_script_finds_the_training_splits_of_its_checkout(tmp_path):
+    """`parkgate lpr eval --split` run as the README says (the venv's console script, from any folder) finds
+    the checkout's training splits (models/data.py, not installed) instead of refusing."""
+    import csv
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from edge.vision import synth
+    from models import data
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    names = [f"plate{i}.png" for i in range(6)]
+    with open(folder / "groundtruth.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "state", "plate"])
+        for index, name in enumerate(names):
+            plate = synth.render_plate(f"ABC12{index}", "us", np.random.default_rng(index))
+            cv2.imwrite(str(folder / name), plate)
+            writer.writerow([name, "ca", f"ABC12{index}"])
+    script = Path(sys.executable).parent / "parkgate"
+    done = subprocess.run([str(script), "lpr", "eval", str(folder), "--ocr-only", "--split", "holdout"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    held_out = sum(data.us_split(name) == "holdout" for name in names)
+    assert json.loads(done.stdout.splitlines()[-1])["n"] == held_out

@@ -53,3 +53,42 @@ def test_letterboxed_scene_maps_boxes_into_the_square_input():
 )
 def test_eu_labels_are_corrected_only_for_o_in_digit_positions(label, corrected):
     assert data.corrected_eu_label(label) == corrected
+
+
+def test_lane_cuts_are_the_readers_cuts_of_a_placed_plate_with_its_label():
+    """The OCR's lane stage learns from what the reader will feed it: the shipped detector's box around a
+    plate placed into a lane frame, cut with each of the reader's margins; the label is the placed plate's."""
+    from edge.vision import reader as reader_mod
+    from edge.vision import synth
+
+    rng = np.random.default_rng(3)
+    plate = synth.render_plate("ABC1234", "us", rng)
+    sources = [("rendered", [(plate, (0, 0, plate.shape[1], plate.shape[0]), "ABC1234")])]
+    reader = reader_mod.PlateReader(threads=1)
+    margins = ((0.0, 0.0), (0.05, 0.1))
+    cuts = data.lane_cuts(np.random.default_rng(5), 6, sources, reader, margins)
+    assert len(cuts) == 6
+    assert {label for _, label in cuts} == {"ABC1234"}
+    assert all(cut.shape == (data.OCR_SIZE[1], data.OCR_SIZE[0]) and cut.dtype == np.uint8 for cut, _ in cuts)
+    # Each placement gives one cut per margin, the wider margin showing more of the frame around the plate.
+    tight, wide = cuts[0][0], cuts[1][0]
+    assert not np.array_equal(tight, wide)
+
+
+def test_state_from_onnx_gives_back_the_exported_ocr():
+    """The lane stage starts from a shipped OCR file: its weights come back into the torch network (batch
+    norms folded, LSTM gates reordered) and the network reads exactly as the file does."""
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from edge.vision import bundle
+    from models import nets, train
+
+    state = train.state_from_onnx(bundle.OCR_PATH)
+    export = nets.CtcSlotsExport(train.ocr_net(state).eval(), train.SLOTS, train.ALPHABET.index(train.PAD))
+    batch = np.random.default_rng(0).integers(0, 255, (4, data.OCR_SIZE[1], data.OCR_SIZE[0], 1), np.uint8)
+    session = ort.InferenceSession(str(bundle.OCR_PATH), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input": batch})[0]
+    with torch.no_grad():
+        got = export.eval()(torch.from_numpy(batch)).numpy()
+    assert np.abs(expected - got).max() < 1e-4
