@@ -22,6 +22,7 @@ unknown-key check follow.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -217,6 +218,12 @@ class CameraConfig(Section):
                    BeforeValidator(_array)] = ()
     # No decodable frame for this long: the camera is stalled (alert, metric, status; docs/ARCHITECTURE.md).
     stall_after_s: Annotated[int, between(1, 3600)] = 10
+
+    @property
+    def region(self) -> Roi | None:
+        """``roi`` as the reader takes it, parsed once (checked when the config was read); None for the whole
+        frame."""
+        return _region(self.roi)
 
 
 class LaneConfig(Section):
@@ -536,14 +543,22 @@ def _board_clashes(lanes: tuple[LaneConfig, ...], i: int, earlier: list[int]) ->
     return issues
 
 
+ROI_KEY = "camera.roi"
+
+
+@functools.lru_cache(maxsize=256)
+def _region(points: tuple[tuple[float, ...], ...]) -> Roi | None:
+    """A lane ROI parsed (`edge.vision.roi.Roi.parse`: a valid polygon), once per distinct value: the config
+    check and the lane's camera share it; empty means the whole frame."""
+    return Roi.parse([list(point) for point in points], ROI_KEY) if points else None
+
+
 def _roi_issues(points: tuple[tuple[float, ...], ...], path: str) -> list[ConfigIssue]:
-    """A lane ROI must be a valid polygon (`edge.vision.roi.Roi.parse`); empty means the whole frame."""
-    if not points:
-        return []
+    """A lane ROI must be a valid polygon; empty means the whole frame."""
     try:
-        Roi.parse([list(point) for point in points], path)
+        _region(points)
     except ValueError as error:
-        return [ConfigIssue(path, str(error).removeprefix(f"{path}: "))]
+        return [ConfigIssue(path, str(error).removeprefix(f"{ROI_KEY}: "))]
     return []
 
 

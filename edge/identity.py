@@ -25,19 +25,42 @@ MAX_PLATE_CHARS = 12
 # Characters people and OCR put between plate groups; removed before committing.
 PLATE_SEPARATORS = frozenset(" \t-._/·:")
 _PLATE_CHARS = re.compile(r"[A-Z0-9]+")
+# The one table of look-alike characters: pairs OCR swaps on plates, with a cost (lower = more likely),
+# symmetric. The decision's fuzzy match enumerates them (``edge.access.plates``); the OCR evaluation folds
+# the cheapest letter -> digit ones when it compares reads with labels (``edge.vision.plates.FOLDS``).
+LOOKALIKES: tuple[tuple[str, str, float], ...] = (
+    ("0", "O", 0.5),
+    ("0", "D", 0.8),
+    ("O", "D", 0.8),
+    ("O", "Q", 0.8),
+    ("1", "I", 0.5),
+    ("1", "L", 0.9),
+    ("1", "7", 0.9),
+    ("8", "B", 0.5),
+    ("5", "S", 0.5),
+    ("2", "Z", 0.5),
+    ("6", "G", 0.6),
+    ("4", "A", 0.9),
+    ("U", "V", 0.9),
+    ("M", "N", 0.9),
+)
 _LOT_CODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")
 _COMMITMENT = re.compile(r"0x[0-9a-f]{64}")
 
 
-def normalise_plate(raw: str) -> str:
+def normalise_plate(raw: str, *, lenient: bool = False) -> str:
     """Upper-case, NFKC-fold and strip separators: ``"b-ab 123"`` -> ``"BAB123"``.
 
     Raises ValueError (without echoing the plate) when the result is empty, too long or holds a
-    character outside A-Z 0-9.
+    character outside A-Z 0-9. ``lenient`` is the OCR edge's use (``edge.vision.plates.normalise``: a
+    reader reports what it saw, and a stray mark read beside a plate or a label's punctuation is no error):
+    every character outside A-Z 0-9 is dropped, and the result may be empty or long.
     """
     if not isinstance(raw, str):
         raise ValueError(f"plate must be text, got {type(raw).__name__}")
     folded = unicodedata.normalize("NFKC", raw).upper()
+    if lenient:
+        return "".join(_PLATE_CHARS.findall(folded))
     plate = "".join(ch for ch in folded if ch not in PLATE_SEPARATORS)
     if not plate:
         raise ValueError("plate is empty after removing separators; allowed: A-Z 0-9")

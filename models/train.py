@@ -69,8 +69,8 @@ def _lane_cut_chunk(args: tuple[int, int]) -> list:
 
     seed, count = args
     reader = reader_mod.PlateReader(models.WEIGHTS_DIR / "plate_detector.onnx", threads=1)
-    return data.lane_cuts(np.random.default_rng(seed), count, data.lane_cut_sources(), reader,
-                          reader_mod.CROP_MARGINS)
+    sources = data.lane_cut_sources()
+    return data.lane_cuts(np.random.default_rng(seed), count, sources, reader, LANE_CUT_MARGINS)
 
 
 def _cache_dir() -> Path:
@@ -147,19 +147,23 @@ def train_ocr(
             export_ocr(net, _cache_dir() / f"round-{round_no + 1}", f"plate_ocr-round-{round_no + 1}.pt")
 
 
+# The margins the lane stage cuts its plates with: those the reader used when the committed OCR was trained.
+# The reader's `CROP_MARGINS` were then chosen again with that OCR (edge/vision/reader.py) and differ a
+# little; keep these to reproduce the committed model.
+LANE_CUT_MARGINS = ((-0.02, -0.04), (-0.05, -0.10), (0.02, 0.04), (0.0, 0.10))
+LANE_SYNTHETIC_POOL = 6000  # synthetic crops the lane stage draws its synthetic 30 % from
 # The source name of `data.lane_cuts` samples: already cut and degraded, so never augmented again.
 LANE_CUTS = "lane-cuts"
 
 
-def train_ocr_lane(seed: int, steps: int, cuts: int, pool_size: int, workers: int, out_dir: Path,
-                   init: Path) -> None:
+def train_ocr_lane(seed: int, steps: int, cuts: int, workers: int, out_dir: Path, init: Path) -> None:
     """Fine-tune an OCR (the ONNX file `init`, e.g. the self-trained model) on plates cut the way the
     reader cuts them from lane frames (`data.lane_cuts`): the plates-us held-out sweep showed the close-up
     OCR reading 94 % of crops but 86 % of the same plates cut from 1920x1080 frames at 100 px by their true
     box, and 77 % by the detector's box (looser than the crop the OCR learned). Batch norm statistics stay
     frozen (the ONNX file holds them folded into the convolutions)."""
     started = time.time()
-    synthetic = _parallel(_synth_ocr_chunk, seed, pool_size, workers)
+    synthetic = _parallel(_synth_ocr_chunk, seed, LANE_SYNTHETIC_POOL, workers)
     lane = _parallel(_lane_cut_chunk, seed, cuts, workers)
     sources: RealSources = [
         (LANE_CUTS, _fits_slots(lane), 0.55),
@@ -565,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the lane stage: fine-tune the OCR in --ocr-init on lane cuts")
     parser.add_argument("--ocr-init", type=Path, help="OCR the lane stage starts from (default: --out)")
     parser.add_argument("--lane-steps", type=int, default=1200, help="OCR lane-stage steps (0: none)")
-    parser.add_argument("--lane-cuts", type=int, default=12000, help="lane cuts made for the lane stage")
+    parser.add_argument("--lane-cuts", type=int, default=8000, help="lane cuts made for the lane stage")
     parser.add_argument("--detector-steps", type=int, default=3000)
     parser.add_argument("--detector-scenes", type=int, default=2400)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
@@ -587,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
             args.ocr_base,
         )
     if (args.all or args.ocr or args.ocr_lane) and args.lane_steps > 0:
-        train_ocr_lane(args.seed, args.lane_steps, args.lane_cuts, args.ocr_pool, args.workers, args.out,
+        train_ocr_lane(args.seed, args.lane_steps, args.lane_cuts, args.workers, args.out,
                        args.ocr_init or args.out / "plate_ocr.onnx")
     if args.all or args.detector:
         train_detector(args.seed, args.detector_steps, args.detector_scenes, args.workers, args.out)

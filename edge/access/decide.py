@@ -52,11 +52,16 @@ class Match:
     distance: float
 
 
-def committed_candidates(plate: str, policy: Policy, commit: Commit) -> tuple[Match, ...]:
-    """The read and its confusable plates (cheapest first), each with its commitment.
+def committed_candidates(text: str, policy: Policy, commit: Commit) -> tuple[Match, ...]:
+    """The read ``text`` (normalised here, the one place a read is) and its confusable plates (cheapest
+    first), each with its commitment; ``()`` when the text holds no plate.
 
-    The daemon can use the commitments to fetch only the relevant bookings from the cache.
+    The daemon uses the commitments to fetch only the relevant bookings from the cache.
     """
+    try:
+        plate = normalise_plate(text)
+    except ValueError:
+        return ()
     found: Iterable[Candidate] = candidates(plate, policy.confusions, policy.config.max_plate_distance,
                                             policy.config.max_candidates)
     return tuple(Match(c.plate, commit(c.plate), c.distance) for c in found)
@@ -122,9 +127,10 @@ def decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], presen
     """Allow or deny one vehicle at one lane; the Decision carries the reason and the evidence.
 
     ``matches``: the read's :func:`committed_candidates` when the caller already computed them (to fetch
-    ``bookings`` from the cache), so they are not computed twice. ``now_ms``/``time_trusted``: the best
-    time and whether the wall clock agrees with the sanity floor (module docstring, "Time"). ``rules``:
-    the lane's own exit policy and anti-passback (:mod:`edge.access.exits`)."""
+    ``bookings`` from the cache), so neither they nor the normalised plate are computed twice.
+    ``now_ms``/``time_trusted``: the best time and whether the wall clock agrees with the sanity floor
+    (module docstring, "Time"). ``rules``: the lane's own exit policy and anti-passback
+    (:mod:`edge.access.exits`)."""
     decision = _decide(read, now_ms, bookings, presence, policy, direction, commit, matches, rules,
                        time_trusted)
     return open_exit(decision, rules) if direction is Direction.EXIT else decision
@@ -137,14 +143,13 @@ def _decide(read: PlateRead, now_ms: int, bookings: Iterable[BookingView], prese
         return Decision(True, Reason.MANUAL_OPEN, None)
     if policy.override is Override.CLOSED:
         return Decision(False, Reason.MANUAL_CLOSED, None)
-    try:
-        plate = normalise_plate(read.text)
-    except ValueError:
+    if matches is None:
+        matches = committed_candidates(read.text, policy, commit)
+    if not matches:
         return Decision(False, Reason.NO_READ, _evidence(read, read.text, 0))
+    plate = matches[0].plate
     if not read.confidence >= policy.min_confidence:
         return Decision(False, Reason.LOW_CONFIDENCE, _evidence(read, plate, 0))
-    if matches is None:
-        matches = committed_candidates(plate, policy, commit)
     evidence = _evidence(read, plate, len(matches))
     exact = matches[0]
     if plate in policy.deny or exact.commitment in policy.deny:

@@ -1,4 +1,5 @@
-"""OCR-confusion candidates of a plate read (normalisation is edge.identity.normalise_plate).
+"""OCR-confusion candidates of a plate read (normalisation is edge.identity.normalise_plate, the look-alike
+characters and their costs edge.identity.LOOKALIKES).
 
 Bookings only hold commitments (a keyed hash of the normalised plate), so a fuzzy match cannot
 compare strings with the booking. Instead we enumerate the plates the camera might have meant —
@@ -13,23 +14,8 @@ import heapq
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-# Characters OCR models commonly swap on plates, with a cost (lower = more likely). Symmetric.
-DEFAULT_CONFUSIONS: tuple[tuple[str, str, float], ...] = (
-    ("0", "O", 0.5),
-    ("0", "D", 0.8),
-    ("O", "D", 0.8),
-    ("O", "Q", 0.8),
-    ("1", "I", 0.5),
-    ("1", "L", 0.9),
-    ("1", "7", 0.9),
-    ("8", "B", 0.5),
-    ("5", "S", 0.5),
-    ("2", "Z", 0.5),
-    ("6", "G", 0.6),
-    ("4", "A", 0.9),
-    ("U", "V", 0.9),
-    ("M", "N", 0.9),
-)
+from edge.identity import LOOKALIKES
+
 
 @dataclass(frozen=True, slots=True)
 class ConfusionTable:
@@ -54,7 +40,7 @@ class ConfusionTable:
                     for ch, alts in table.items()})
 
 
-DEFAULT_TABLE = ConfusionTable.from_pairs(DEFAULT_CONFUSIONS)
+DEFAULT_TABLE = ConfusionTable.from_pairs(LOOKALIKES)
 
 
 @dataclass(frozen=True, slots=True, order=True)

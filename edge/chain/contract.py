@@ -17,7 +17,7 @@ from enum import IntEnum
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
@@ -25,8 +25,9 @@ from eth_utils import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
-from web3.contract.contract import ContractFunction
+from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError
+from web3.types import TxParams
 
 from edge.chain.build import BUILD_DIR
 
@@ -243,14 +244,14 @@ def _address_of(sender: Sender) -> str:
     return sender.address if isinstance(sender, LocalAccount) else Web3.to_checksum_address(sender)
 
 
-def send(w3: Web3, fn: ContractFunction, sender: Sender, abi: Sequence[dict], value: int = 0,
-         receipt_timeout: float = 120.0) -> tuple[bytes, Any]:
+def send(w3: Web3, fn: ContractFunction | ContractConstructor, sender: Sender, abi: Sequence[dict],
+         value: int = 0, receipt_timeout: float = 120.0) -> tuple[bytes, Any]:
     """Send ``fn`` from ``sender``; returns (tx hash, receipt). Reverts raise ContractRevert."""
-    params = {"from": _address_of(sender), "value": value}
+    params = cast(TxParams, {"from": _address_of(sender), "value": value})
     try:
         if isinstance(sender, LocalAccount):
             params["nonce"] = w3.eth.get_transaction_count(sender.address, "pending")
-            signed = sender.sign_transaction(fn.build_transaction(params))
+            signed = sender.sign_transaction(cast("dict[str, Any]", fn.build_transaction(params)))
             tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
         else:
             tx_hash = fn.transact(params)
@@ -334,7 +335,7 @@ class RentalClient:
         if self.sender is None:
             raise ValueError("this RentalClient has no sender: use with_sender(account) for writes")
         try:
-            return_value = fn.call({"from": _address_of(self.sender), "value": value})
+            return_value = fn.call(cast(TxParams, {"from": _address_of(self.sender), "value": value}))
         except ContractLogicError as exc:
             raise decode_revert(self.abi, exc.data if isinstance(exc.data, str | bytes) else None) from exc
         tx_hash, receipt = send(self.w3, fn, self.sender, self.abi, value)
@@ -460,7 +461,9 @@ class RentalClient:
 
     def counts(self) -> tuple[int, int, int]:
         """(spaces, rental events, bookings) created so far; ids run from 1 to these counts."""
-        return tuple(int(self._read(name)) for name in ("spaceCount", "rentalCount", "bookingCount"))
+        spaces, rentals, bookings = (int(self._read(name))
+                                     for name in ("spaceCount", "rentalCount", "bookingCount"))
+        return spaces, rentals, bookings
 
 
 def send_value(w3: Web3, sender: Sender, to: str, wei: int, receipt_timeout: float = 120.0) -> bytes:
@@ -477,7 +480,7 @@ def send_value(w3: Web3, sender: Sender, to: str, wei: int, receipt_timeout: flo
                    "chainId": w3.eth.chain_id, "maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip}
         tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(params).raw_transaction)
     else:
-        tx_hash = w3.eth.send_transaction(params)
+        tx_hash = w3.eth.send_transaction(cast(TxParams, params))
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=receipt_timeout)
     if receipt["status"] != 1:
         raise ContractRevert("reverted", (), "0x" + bytes(tx_hash).hex())

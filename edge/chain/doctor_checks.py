@@ -81,6 +81,8 @@ def check_chain_gateway(config: Config) -> CheckResult:
     chain = config.chain
     if chain.keystore is None:
         return CheckResult.fail("chain.keystore is not set", "create one: parkgate chain keystore new ...")
+    from web3 import Web3
+
     from edge.chain.contract import RentalClient
     from edge.chain.keystore import keystore_address
     from edge.chain.sync import GAS_PER_RECORD, connect
@@ -91,7 +93,7 @@ def check_chain_gateway(config: Config) -> CheckResult:
     try:
         client = RentalClient(w3, chain.contract_address)
         registered = client.is_gateway(lot_bytes(config.gateway.lot_id), address)
-        balance = int(w3.eth.get_balance(address))
+        balance = int(w3.eth.get_balance(Web3.to_checksum_address(address)))
     except Exception as exc:  # noqa: BLE001 - node down, wrong address: one FAIL row
         return CheckResult.fail(f"cannot ask the node at {chain.rpc_url}: {type(exc).__name__}: "
                                 f"{_short(exc)}", "check chain.rpc_url and chain.contract_address")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -16,7 +17,8 @@ from eth_account.signers.local import LocalAccount
 from edge.config import read_secret
 
 # scrypt n=2**18 is eth-account's default (about 1 s and 256 MiB on a Pi: paid once at start).
-DEFAULT_KDF = "scrypt"
+Kdf = Literal["pbkdf2", "scrypt"]
+DEFAULT_KDF: Kdf = "scrypt"
 
 
 class KeystoreError(Exception):
@@ -28,7 +30,7 @@ def read_password(path: Path | None, key: str = "chain.password_file") -> str:
 
 
 def create_keystore(path: Path, password: str, private_key: bytes | str | None = None,
-                    kdf: str = DEFAULT_KDF, iterations: int | None = None) -> str:
+                    kdf: Kdf = DEFAULT_KDF, iterations: int | None = None) -> str:
     """Write a new keystore (a fresh random key unless ``private_key`` is given); returns the address.
 
     Refuses to overwrite an existing file. The file is created with mode 0600.

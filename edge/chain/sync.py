@@ -36,6 +36,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3Exception
@@ -71,7 +72,7 @@ from edge.chain.syncplan import (
     retry_rejected,
     uploads,
 )
-from edge.config import Config, load_config
+from edge.config import ChainConfig, Config, load_config
 from edge.store import Store, StoreError
 from edge.store.rows import ChainBlock, Lot, OutboxRow, Space
 
@@ -99,34 +100,16 @@ class SyncError(Exception):
 
 
 @dataclass(frozen=True)
-class SyncSettings:
-    lot_id: str  # gateway.lot_id: the store's lot; the chain's lot id is derived from it
-    contract_address: str
-    chain_id: int
-    confirmations: int = 2
-    log_window_blocks: int = 2000
-    batch_size: int = 20
-    max_fee_wei: int = gwei(50)
-    priority_fee_wei: int = gwei(1.5)
-    poll_interval_s: float = 2.0
+class SyncTuning:
+    """The sync's knobs that are no config keys (the daemon, tests and benches set them); everything an
+    operator configures is read from the ``[chain]`` config model itself (``edge.config.ChainConfig``)."""
+
     upload_kinds: frozenset[str] = frozenset(RECORD_KINDS)
-    start_block: int = 0
     stuck_after_s: float = 60.0
     receipt_wait_s: float = 2.0
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 300.0
     keep_history_blocks: int = 256
-
-    @classmethod
-    def from_config(cls, cfg: Config, **overrides: Any) -> SyncSettings:
-        chain = cfg.chain
-        base = cls(lot_id=cfg.gateway.lot_id, contract_address=chain.contract_address,
-                   chain_id=chain.chain_id, confirmations=chain.confirmations,
-                   log_window_blocks=chain.log_window_blocks,
-                   batch_size=chain.batch_size, max_fee_wei=gwei(chain.max_fee_gwei),
-                   priority_fee_wei=gwei(chain.priority_fee_gwei), poll_interval_s=chain.poll_interval_s,
-                   start_block=chain.start_block)
-        return replace(base, **overrides)
 
 
 @dataclass
@@ -169,16 +152,21 @@ def _hex(value: bytes | str) -> str:
 class SyncService:
     """Both sync directions over one store, one node and one gateway key (see the module docstring)."""
 
-    def __init__(self, w3: Web3, store: Store, account: LocalAccount, settings: SyncSettings,
-                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
+    def __init__(self, w3: Web3, store: Store, account: LocalAccount, chain: ChainConfig, lot_id: str,
+                 tuning: SyncTuning = SyncTuning(), sleep: Callable[[float], None] = time.sleep,
+                 rng: random.Random | None = None) -> None:
+        """``chain``: the ``[chain]`` config; ``lot_id``: ``gateway.lot_id`` (the store's lot; the chain's lot
+        id is derived from it)."""
         self.w3 = w3
         self.store = store
         self.account = account
-        self.settings = settings
+        self.chain = chain
+        self.lot_id = lot_id
+        self.tuning = tuning
         self.sleep = sleep
         self.rng = rng or random.Random()
-        self.client = RentalClient(w3, settings.contract_address, account)
-        self.lot = lot_bytes(settings.lot_id)
+        self.client = RentalClient(w3, chain.contract_address, account)
+        self.lot = lot_bytes(lot_id)
         self.health_state = SyncHealth()
         self._chain_checked = False
         self._broadcast_here: set[str] = set()  # tx hashes this instance handed to the node
@@ -228,10 +216,10 @@ class SyncService:
             on_round(ok)
             if ok:
                 busy = self.backlog() and not self._waiting_for_receipt()
-                delay = 0.0 if busy else self.settings.poll_interval_s
+                delay = 0.0 if busy else self.chain.poll_interval_s
             else:
-                delay = backoff_delay(self.health_state.consecutive_failures, self.settings.backoff_base_s,
-                                      self.settings.backoff_cap_s, self.rng)
+                delay = backoff_delay(self.health_state.consecutive_failures, self.tuning.backoff_base_s,
+                                      self.tuning.backoff_cap_s, self.rng)
             waiting.wait(delay)
             if wake is not None:
                 wake.clear()
@@ -261,10 +249,10 @@ class SyncService:
         if self._chain_checked:
             return
         chain_id = self.w3.eth.chain_id
-        if chain_id != self.settings.chain_id:
+        if chain_id != self.chain.chain_id:
             raise SyncError(f"the node at the RPC URL is chain {chain_id}, config chain.chain_id is "
-                            f"{self.settings.chain_id}; point chain.rpc_url at the right network")
-        if not self.w3.eth.get_code(self.client.address):
+                            f"{self.chain.chain_id}; point chain.rpc_url at the right network")
+        if not self.w3.eth.get_code(Web3.to_checksum_address(self.client.address)):
             raise SyncError(f"no contract at chain.contract_address {self.client.address} "
                             f"on chain {chain_id}")
         self._chain_checked = True
@@ -277,25 +265,25 @@ class SyncService:
         self.health_state.head_block = head
         self._handle_reorg()
         checkpoint = self.store.get_checkpoint(DOWN_CHECKPOINT)
-        first = checkpoint.block_number + 1 if checkpoint else self.settings.start_block
+        first = checkpoint.block_number + 1 if checkpoint else self.chain.start_block
         applied = 0
-        windows = plan_windows(first, confirmed_head(head, self.settings.confirmations),
-                               self.settings.log_window_blocks)
+        windows = plan_windows(first, confirmed_head(head, self.chain.confirmations),
+                               self.chain.log_window_blocks)
         for start, end in windows:
             applied += self._sync_window(start, end)
         self.health_state.applied_logs_total += applied
         if windows:  # bound chain_history and chain_blocks to the reorg horizon
-            self.store.prune_chain_history(max(head - self.settings.keep_history_blocks, 0))
+            self.store.prune_chain_history(max(head - self.tuning.keep_history_blocks, 0))
         return applied
 
     def _handle_reorg(self) -> None:
         stored = [ChainBlock(*r) for r in self.store.conn.execute(
             "SELECT number, hash, parent_hash FROM chain_blocks ORDER BY number DESC LIMIT ?",
-            (self.settings.keep_history_blocks,))]
+            (self.tuning.keep_history_blocks,))]
         ancestor = common_ancestor(stored, self._chain_hash)
         if ancestor is None:
             return
-        target = max(ancestor, self.settings.start_block - 1, 0)
+        target = max(ancestor, self.chain.start_block - 1, 0)
         undone = self.store.rollback_to_block(target)
         self.health_state.reorgs_total += 1
         log.warning("chain reorg below block %d: rolled back to block %d (%d rows restored or removed)",
@@ -326,7 +314,8 @@ class SyncService:
         logs: list[Any] = []
         for names, position in ((LOT_AT_TOPIC3, 3), (LOT_AT_TOPIC2, 2)):
             topics: list[Any] = [[topic_of[n] for n in names]] + [None] * (position - 1) + [lot_topic]
-            logs += self.w3.eth.get_logs({"address": self.client.address, "fromBlock": start, "toBlock": end,
+            address = Web3.to_checksum_address(self.client.address)
+            logs += self.w3.eth.get_logs({"address": address, "fromBlock": start, "toBlock": end,
                                           "topics": topics})
         by_block_hash = {(lg["blockNumber"], lg["logIndex"]): _hex(lg["blockHash"]) for lg in logs}
         events = sorted(self.client.decode_logs(logs), key=log_order)
@@ -350,7 +339,7 @@ class SyncService:
         if self._log_hashes.get((event.block_number, event.log_index)) != block_hash:
             raise SyncError(f"block {event.block_number} changed while syncing (reorg in progress); retrying")
         origin = Origin(event.block_number, block_hash, event.log_index, _hex(event.tx_hash))
-        args, lot = event.args, self.settings.lot_id
+        args, lot = event.args, self.lot_id
         if event.name == "RentalEventCreated":
             self.store.upsert_rental_event(rental_event_row(args, lot, origin))
         elif event.name == "FirstAssociation":
@@ -374,9 +363,9 @@ class SyncService:
 
     def _apply_address(self, args: dict[str, Any]) -> None:
         """First association: the lot's geohash and the space's location (address info only)."""
-        lot = self.store.lot(self.settings.lot_id) or Lot(self.settings.lot_id)
+        lot = self.store.lot(self.lot_id) or Lot(self.lot_id)
         self.store.upsert_lot(replace(lot, geohash=str(args["geohash"])))
-        self.store.upsert_space(Space(space_id=str(args["spaceId"]), lot_id=self.settings.lot_id,
+        self.store.upsert_space(Space(space_id=str(args["spaceId"]), lot_id=self.lot_id,
                                       bay=str(args["location"]), geohash=str(args["geohash"])))
 
     def _unknown(self, what: str, ident: int) -> int:
@@ -395,20 +384,20 @@ class SyncService:
         open_group = self._open_txs()
         if open_group:
             return self._settle(open_group)
-        rows = self._pending_rows(self.settings.batch_size)
+        rows = self._pending_rows(self.chain.batch_size)
         if not rows:
             return 0
         finished = self._reconcile_landed(rows)
         if finished:
             return finished
-        rows = self._pending_rows(self.settings.batch_size)  # renumbered rows moved to the end
-        kinds = self.settings.upload_kinds
+        rows = self._pending_rows(self.chain.batch_size)  # renumbered rows moved to the end
+        kinds = self.tuning.upload_kinds
         seqs, new_seqs = self._assign_seqs([r for r in rows if uploads(r, kinds)])
         block = self._next_block()  # one read for the stamps and the fees
         batch = assemble_batch(rows, kinds, seqs, latest_stamp(self._check_clock(block)))
         with self.store.transaction():
             for row in batch.skipped:
-                self.store.mark_outbox_done([row.id], f"not-uploaded:{row.payload.get('kind')}")
+                self.store.mark_outbox_done([row.id], f"not-uploaded:{row.gate_event().kind}")
             for row, reason in batch.poison:
                 self.store.mark_outbox_dead([row.id], reason)
         if not batch.records:
@@ -478,7 +467,7 @@ class SyncService:
         known = [(r, found) for r, found in outcomes if found is not None]
         with self.store.transaction():
             self._renumber_foreign([r.id for r, found in outcomes if found is None])
-            finished = sum(self._finish(row, *found) for row, found in known)  # type: ignore[misc]
+            finished = sum(self._finish(row, *found) for row, found in known)
         return finished or len(known)
 
     def _renumber_foreign(self, ids: Sequence[int]) -> None:
@@ -515,7 +504,7 @@ class SyncService:
                                         if lg["topics"] and _hex(lg["topics"][0]) in wanted])
 
     def _tx_seqs(self, tx_hash: str) -> set[int]:
-        data = bytes(HexBytes(self.w3.eth.get_transaction(tx_hash)["input"]))
+        data = bytes(HexBytes(self.w3.eth.get_transaction(HexStr(tx_hash))["input"]))
         (words,) = abi_decode(["uint256[]"], data[4:])
         return {word >> 192 for word in words[0::2]}
 
@@ -537,7 +526,8 @@ class SyncService:
             return 0
         self.store.mark_outbox_rejected([row.id], f"{outcome.reason} (tx {tx_hash})")
         state.extra["rejected_total"] = state.extra.get("rejected_total", 0) + 1
-        kind, booking = row.payload.get("kind"), row.payload.get("booking_id")
+        event = row.gate_event()  # it was sent: a gate event
+        kind, booking = event.kind, event.booking_id
         self._alert("record_rejected", f"the contract rejected {kind} record {row.event_id} "
                     f"(booking {booking}): {outcome.reason}; see `parkgate chain status`")
         return 1
@@ -589,7 +579,7 @@ class SyncService:
 
     def _fees(self, block: Any = None) -> tuple[int, int]:
         base = int((block or self._next_block()).get("baseFeePerGas", 0))
-        return base, self.settings.priority_fee_wei
+        return base, gwei(self.chain.priority_fee_gwei)
 
     def _call_tx(self, data: bytes, nonce: int, fees: Fees) -> dict[str, Any]:
         """A signed-ready EIP-1559 transaction calling the contract with ``data`` (gas estimated)."""
@@ -606,14 +596,14 @@ class SyncService:
             raise
         return {"to": call["to"], "data": call["data"], "value": 0, "gas": gas * 6 // 5 + 21_000,
                 "nonce": nonce, "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.priority_fee,
-                "chainId": self.settings.chain_id, "type": 2}
+                "chainId": self.chain.chain_id, "type": 2}
 
     def _send_new(self, outbox_ids: list[int], data: bytes, new_seqs: Sequence[tuple[int, int]],
                   block: Any) -> None:
         """Sign and send a new batch with the node's pending nonce (re-read every time: a nonce used by
         another sender is never reused)."""
         base, tip = self._fees(block)
-        fees = initial_fees(base, tip, self.settings.max_fee_wei)
+        fees = initial_fees(base, tip, gwei(self.chain.max_fee_gwei))
         nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
         self._sign_record_broadcast(self._call_tx(data, nonce, fees), nonce, outbox_ids, fees, new_seqs)
 
@@ -637,7 +627,7 @@ class SyncService:
         ``NONCE_TOO_LOW`` when their nonce is already used; "insufficient funds" raises SyncError with an
         alert naming the balance and the backlog's cost; other refusals are settled on the next step."""
         try:
-            self.w3.eth.send_raw_transaction(raw)
+            self.w3.eth.send_raw_transaction(HexStr(raw))
         except (ValueError, Web3Exception) as exc:
             text = str(exc).lower()
             if "already known" in text or "already imported" in text:
@@ -657,7 +647,7 @@ class SyncService:
     def _funds_alert(self) -> str:
         balance = self.w3.eth.get_balance(self.account.address)
         backlog = self.backlog()
-        cost = backlog_cost_wei(backlog, GAS_PER_RECORD, self.settings.max_fee_wei, self.settings.batch_size)
+        cost = backlog_cost_wei(backlog, GAS_PER_RECORD, gwei(self.chain.max_fee_gwei), self.chain.batch_size)
         detail = (f"insufficient funds: gateway {self.account.address} holds {balance} wei; the backlog of "
                   f"{backlog} records needs up to {cost} wei at chain.max_fee_gwei; fund the account")
         self._alert("insufficient_funds", detail)
@@ -672,7 +662,7 @@ class SyncService:
         if newest.tx_hash not in self._broadcast_here and not self._node_knows(newest.tx_hash):
             refused = self._broadcast(newest.raw_tx)  # signed by a run that died before the node saw it
         self._broadcast_here.add(newest.tx_hash)
-        deadline = time.monotonic() + (0 if refused == NONCE_TOO_LOW else self.settings.receipt_wait_s)
+        deadline = time.monotonic() + (0 if refused == NONCE_TOO_LOW else self.tuning.receipt_wait_s)
         while True:
             outcome = self._try_resolve(group)
             if (outcome is not None and outcome != NONCE_USED_NO_RECEIPT) or time.monotonic() >= deadline:
@@ -693,7 +683,7 @@ class SyncService:
 
     def _receipt(self, tx_hash: str) -> Any:
         try:
-            return self.w3.eth.get_transaction_receipt(tx_hash)
+            return self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
         except TransactionNotFound:
             return None
 
@@ -705,7 +695,7 @@ class SyncService:
             receipt = self._receipt(tx.tx_hash)
             if receipt is None:
                 continue
-            if receipt["blockNumber"] + self.settings.confirmations > self.w3.eth.block_number:
+            if receipt["blockNumber"] + self.chain.confirmations > self.w3.eth.block_number:
                 return None  # mined, not yet confirmed
             if receipt["status"] != 1:
                 self._close_group(nonce, ids, error=f"transaction {tx.tx_hash} reverted")
@@ -753,10 +743,10 @@ class SyncService:
         if not self._node_knows(newest.tx_hash):
             self._broadcast(newest.raw_tx)  # lost by the node (restart, crash before broadcast)
         age_s = (self.store.clock() - newest.sent_at_ms) / 1000
-        if age_s < self.settings.stuck_after_s:
+        if age_s < self.tuning.stuck_after_s:
             return
         base, tip = self._fees()
-        fees = bumped_fees(newest.fees, base, tip, self.settings.max_fee_wei)
+        fees = bumped_fees(newest.fees, base, tip, gwei(self.chain.max_fee_gwei))
         if fees is None:
             raise SyncError(f"tx {newest.tx_hash} (nonce {newest.nonce}) is stuck; a +12.5% "
                             "fee bump would pass chain.max_fee_gwei; raise it or wait for a lower base fee")
@@ -768,13 +758,13 @@ class SyncService:
     def _rebuild(self, old: OpenTx, fees: Fees) -> dict[str, Any]:
         """The same call (same rows, same numbers, same nonce) with new fees, rebuilt from the outbox rows."""
         rows = self.store.outbox_rows(list(old.outbox_ids))
-        batch = assemble_batch(rows, self.settings.upload_kinds, self._seqs(list(old.outbox_ids)),
+        batch = assemble_batch(rows, self.tuning.upload_kinds, self._seqs(list(old.outbox_ids)),
                                latest_stamp(self._check_clock(self._next_block())))
         return self._call_tx(record_batch_calldata(batch.records), old.nonce, fees)
 
     def _node_knows(self, tx_hash: str) -> bool:
         try:
-            self.w3.eth.get_transaction(tx_hash)
+            self.w3.eth.get_transaction(HexStr(tx_hash))
         except TransactionNotFound:
             return False
         return True
@@ -859,7 +849,7 @@ def connect(rpc_url: str, timeout_s: float = 10.0) -> Web3:
                                   exception_retry_configuration=None))
 
 
-def service_from_config(cfg: Config, **overrides: Any) -> SyncService:
+def service_from_config(cfg: Config, tuning: SyncTuning = SyncTuning()) -> SyncService:
     """Open the store, decrypt the gateway key and build the service (call it in the sync thread)."""
     chain = cfg.chain
     if not chain.enabled:
@@ -868,7 +858,7 @@ def service_from_config(cfg: Config, **overrides: Any) -> SyncService:
         raise SyncError(f"{cfg.source}: chain.keystore is not set")
     account = load_account(chain.keystore, read_password(chain.password_file))
     store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms)
-    return SyncService(connect(chain.rpc_url), store, account, SyncSettings.from_config(cfg, **overrides))
+    return SyncService(connect(chain.rpc_url), store, account, chain, cfg.gateway.lot_id, tuning)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -879,8 +869,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="override chain.batch_size")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = {"batch_size": args.batch_size} if args.batch_size else {}
-    service = service_from_config(load_config(args.config), **overrides)
+    cfg = load_config(args.config)
+    if args.batch_size:
+        cfg = cfg.model_copy(update={"chain": cfg.chain.model_copy(update={"batch_size": args.batch_size})})
+    service = service_from_config(cfg)
     print("sync ready", flush=True)
     if args.once:
         service.run_until_idle()

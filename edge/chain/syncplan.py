@@ -20,7 +20,7 @@ from web3 import Web3
 
 from edge.chain.commitment import lot_id as chain_lot_id
 from edge.chain.contract import DecodedEvent, GateRecord, RecordKind, RejectReason, record_words
-from edge.store.rows import Booking, ChainBlock, OutboxRow, RentalEvent
+from edge.store.rows import Booking, ChainBlock, GateEventRow, OutboxRow, RentalEvent
 
 GWEI = 10**9
 ZERO32 = b"\0" * 32
@@ -133,40 +133,30 @@ def log_order(event: DecodedEvent) -> tuple[int, int]:
 
 # -- up: outbox rows -> gate records ---------------------------------------------------------------
 
-def _kind(payload: Mapping[str, Any]) -> str:
-    kind = payload.get("kind")
-    return kind if isinstance(kind, str) else ""
-
-
 class RecordError(ValueError):
-    """An outbox payload cannot become a gate record (the row is poison: mark it dead)."""
+    """An outbox row cannot become a gate record (the row is poison: mark it dead)."""
 
 
-def gate_record(row: OutboxRow, seq: int, latest_stamp_s: int | None = None) -> GateRecord:
-    """The contract record of one 'chain' outbox row (payload = the gate event's fields), numbered
-    ``seq``. Its timestamp is never later than ``latest_stamp_s`` (the chain's time plus the allowed
-    skew): a gateway clock running ahead cannot get a record rejected."""
-    payload = row.payload
-    kind = RECORD_KINDS.get(_kind(payload))
+def gate_record(event: GateEventRow, seq: int, latest_stamp_s: int | None = None) -> GateRecord:
+    """The contract record of one gate event (its row type has checked the kind, the commitment and the
+    time already), numbered ``seq``. Its timestamp is never later than ``latest_stamp_s`` (the chain's time
+    plus the allowed skew): a gateway clock running ahead cannot get a record rejected."""
+    kind = RECORD_KINDS.get(event.kind)
     if kind is None:
-        raise RecordError(f"outbox row {row.id}: kind {payload.get('kind')!r} is not a chain record; "
+        raise RecordError(f"gate event {event.event_id}: kind {event.kind!r} is not a chain record; "
                           f"allowed: {' | '.join(RECORD_KINDS)}")
-    booking = payload.get("booking_id")
-    commitment = payload.get("plate_commitment")
-    occurred = payload.get("occurred_at_ms")
-    try:
-        booking_id = 0 if booking in (None, "") else int(str(booking), 10)
-        plate = ZERO32 if commitment is None else bytes.fromhex(str(commitment).removeprefix("0x"))
-        timestamp = int(occurred) // 1000  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise RecordError(f"outbox row {row.id}: bad booking_id/plate_commitment/occurred_at_ms: {exc}; "
-                          "allowed: decimal booking id or null, 0x+64 hex or null, unix ms") from None
-    if not 0 <= booking_id < 2**64 or len(plate) != 32 or not 0 <= timestamp < 2**40:
-        raise RecordError(f"outbox row {row.id}: booking_id, plate_commitment or occurred_at_ms out of "
-                          "range; allowed: booking id < 2**64, 32-byte commitment, unix ms before year 36812")
+    booking = event.booking_id or "0"
+    if not (booking.isdecimal() and booking.isascii() and int(booking) < 2**64):
+        raise RecordError(f"gate event {event.event_id}: booking_id {booking!r}; allowed: a decimal booking "
+                          "id below 2**64 or none")
+    timestamp = event.occurred_at_ms // 1000
+    if timestamp >= 2**40:
+        raise RecordError(f"gate event {event.event_id}: occurred_at_ms {event.occurred_at_ms}; allowed: "
+                          "unix ms before year 36812")
     if latest_stamp_s is not None:
         timestamp = min(timestamp, latest_stamp_s)
-    return GateRecord(seq, kind, booking_id, plate, timestamp)
+    commitment = ZERO32 if event.plate_commitment is None else bytes.fromhex(event.plate_commitment[2:])
+    return GateRecord(seq, kind, int(booking), commitment, timestamp)
 
 
 RECORD_GATE_EVENTS_SELECTOR = keccak(text="recordGateEvents(uint256[])")[:4]
@@ -189,26 +179,36 @@ class Batch:
 
 
 def uploads(row: OutboxRow, kinds: frozenset[str]) -> bool:
-    """Whether ``row`` becomes a gate record (its kind is uploaded and the contract has such records)."""
-    return _kind(row.payload) in kinds and _kind(row.payload) in RECORD_KINDS
+    """Whether ``row`` becomes a gate record (a gate event whose kind is uploaded and the contract has
+    such records); a row that is no gate event is poison, not an upload (:func:`assemble_batch`)."""
+    try:
+        kind = row.gate_event().kind
+    except ValueError:
+        return False
+    return kind in kinds and kind in RECORD_KINDS
 
 
 def assemble_batch(rows: Sequence[OutboxRow], kinds: frozenset[str], seqs: Mapping[int, int],
                    latest_stamp_s: int | None = None) -> Batch:
     """Split outbox rows (in sequence order) into gate records numbered by ``seqs`` (outbox id ->
-    sequence number), rows whose kind is not uploaded, and rows that can never be uploaded (bad
-    payload). Sequence numbers of the records strictly increase, as the contract requires."""
+    sequence number), rows whose kind is not uploaded, and rows that can never be uploaded (not a gate
+    event, or one the contract cannot hold). Sequence numbers of the records strictly increase, as the
+    contract requires."""
     sent: list[OutboxRow] = []
     records: list[GateRecord] = []
     skipped: list[OutboxRow] = []
     poison: list[tuple[OutboxRow, str]] = []
     for row in rows:
-        if not uploads(row, kinds):
-            skipped.append(row)
-            continue
         try:
-            record = gate_record(row, seqs[row.id], latest_stamp_s)
+            event = row.gate_event()
+            if not (event.kind in kinds and event.kind in RECORD_KINDS):
+                skipped.append(row)
+                continue
+            record = gate_record(event, seqs[row.id], latest_stamp_s)
         except RecordError as exc:
+            poison.append((row, f"outbox row {row.id}: {exc}"))
+            continue
+        except ValueError as exc:  # not a gate event: the message names the row
             poison.append((row, str(exc)))
             continue
         if records and record.seq <= records[-1].seq:

@@ -351,9 +351,9 @@ def _models_data(what: str) -> ModuleType:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from edge.vision import evaluate
-    data = _models_data("--split") if args.split != "all" else None
     samples = evaluate.load_samples(args.folder, args.labels)
     if args.split != "all":
+        data = _models_data("--split")
         split = data.us_split if args.ocr_only else data.eu_split
         samples = [s for s in samples if split(s.image.name) == args.split]
     samples = samples[: args.limit] if args.limit else samples
@@ -473,7 +473,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     frames = synth.render_pass(args.text, max(1, args.frames), args.style, args.seed)
     if args.out.suffix.lower() in (".mp4", ".avi"):
         height, width = frames[0].shape[:2]
-        fourcc = cv2.VideoWriter_fourcc(*("mp4v" if args.out.suffix.lower() == ".mp4" else "MJPG"))
+        fourcc = cv2.VideoWriter.fourcc(*("mp4v" if args.out.suffix.lower() == ".mp4" else "MJPG"))
         writer = cv2.VideoWriter(str(args.out), fourcc, 10.0, (width, height))
         for frame in frames:
             writer.write(frame)

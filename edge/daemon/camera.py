@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.clock import wall_clock_ms
 from edge.lanes.machine import BurstDone, Snapshot
 from edge.vision import detector
 from edge.vision.camera import FrameSource
@@ -31,6 +32,7 @@ from edge.vision.types import PlateRead
 
 log = logging.getLogger(__name__)
 MANIFEST_SUFFIX = ".json"
+BURST_TIMEOUT_S = 2.5  # a burst waits at most this long for its frames
 EVIDENCE_MARGIN = (0.3, 0.6)  # evidence crop margin, fractions of the plate box width and height
 
 
@@ -134,29 +136,44 @@ def camera_health(source: FrameSource, stall_after_s: float, now: float) -> dict
             "read_failures": source.read_failures}
 
 
-def capture_burst(frames: FrameSource, reader: PlateReader, burst_no: int, count: int, timeout_s: float,
-                  evidence_dir: Path, name: str, roi: Roi | None = None) -> BurstDone:
-    """Burst ``burst_no``: read ``count`` fresh frames (stale queued ones are dropped first), keep the
-    best plate read of each (inside the lane's ``roi``), and save the best read's plate crop as evidence
-    (JPEG, sha256 of the file)."""
-    while frames.get(timeout=0) is not None:
-        pass
-    deadline = time.monotonic() + timeout_s
-    reads: list[PlateRead] = []
-    best: tuple[float, np.ndarray, PlateRead] | None = None
-    for _ in range(count):
-        frame = frames.get(timeout=max(0.0, deadline - time.monotonic()))
-        if frame is None:
-            break
-        found = reader.read(frame.image, roi)
-        if not found:
-            continue
-        reads.append(found[0])
-        if best is None or found[0].confidence > best[0]:
-            best = (found[0].confidence, frame.image, found[0])
-    if best is None:
-        return BurstDone(burst_no, tuple(reads))
-    return BurstDone(burst_no, tuple(reads), save_crop(best[1], best[2].box, evidence_dir, name))
+@dataclass(frozen=True)
+class LaneCamera:
+    """One lane's camera as its lane shell uses it: the frame source, the daemon's plate reader (shared by
+    the lanes), the lane's region of interest and where the evidence crops go."""
+
+    lane: str
+    source: FrameSource
+    reader: PlateReader
+    evidence_dir: Path
+    roi: Roi | None = None
+    timeout_s: float = BURST_TIMEOUT_S
+
+    def burst(self, burst_no: int, count: int) -> BurstDone:
+        """Burst ``burst_no`` (in a worker thread): read ``count`` fresh frames (stale queued ones are
+        dropped first), keep the best plate read of each (inside the lane's ``roi``), and save the best
+        read's plate crop as evidence (JPEG, sha256 of the file)."""
+        frames, name = self.source, f"{self.lane}-{wall_clock_ms()}-{burst_no}"
+        while frames.get(timeout=0) is not None:
+            pass
+        deadline = time.monotonic() + self.timeout_s
+        reads: list[PlateRead] = []
+        best: tuple[float, np.ndarray, PlateRead] | None = None
+        for _ in range(count):
+            frame = frames.get(timeout=max(0.0, deadline - time.monotonic()))
+            if frame is None:
+                break
+            found = self.reader.read(frame.image, self.roi)
+            if not found:
+                continue
+            reads.append(found[0])
+            if best is None or found[0].confidence > best[0]:
+                best = (found[0].confidence, frame.image, found[0])
+        if best is None:
+            return BurstDone(burst_no, tuple(reads))
+        return BurstDone(burst_no, tuple(reads), save_crop(best[1], best[2].box, self.evidence_dir, name))
+
+    def health(self, stall_after_s: float, now: float) -> dict[str, object]:
+        return camera_health(self.source, stall_after_s, now)
 
 
 def save_crop(image: np.ndarray, box: tuple[float, float, float, float], directory: Path,

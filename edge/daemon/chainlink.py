@@ -59,11 +59,11 @@ class ChainLink:
 
     def _started_service(self) -> Any:
         """The sync service (in this thread: it opens its own store), or None when stopped first."""
-        from edge.chain.sync import service_from_config
+        from edge.chain.sync import SyncTuning, service_from_config
 
         while not self._stop.is_set():
             try:
-                return service_from_config(self.cfg, backoff_cap_s=BACKOFF_CAP_S)
+                return service_from_config(self.cfg, SyncTuning(backoff_cap_s=BACKOFF_CAP_S))
             except Exception as exc:  # noqa: BLE001 - bad key/password: report, keep the gate running
                 self.health = {"state": "error", "detail": f"cannot start: {exc}"}
                 log.error("chain sync cannot start: %s", exc)

@@ -42,7 +42,7 @@ from edge.daemon.records import (
     rows_for_journaled_pass,
     rows_for_pass,
 )
-from edge.identity import Commit, normalise_plate
+from edge.identity import Commit
 from edge.lanes.machine import Outcome, PassRecord
 from edge.store import GateEventRow, Store, new_event_id
 from edge.vision.types import PlateRead
@@ -95,13 +95,10 @@ class Gatekeeper:
         (with the lane's own ``rules``: exit policy, anti-passback)."""
         now = self.clock.reading()
         policy = self.live_policy(now.best_ms)
-        try:
-            matches = committed_candidates(normalise_plate(read.text), policy, self.commit)
-        except ValueError:
-            matches = ()  # no plate: decide() says so without candidates
+        matches = committed_candidates(read.text, policy, self.commit)  # (): no plate, decide() says so
         rows = self.store.bookings_for_commitments(policy.lot_id, [m.commitment for m in matches])
         return decide(read, now.best_ms, booking_views(rows), self.presence, policy,
-                      direction=direction, commit=self.commit, matches=matches or None,
+                      direction=direction, commit=self.commit, matches=matches,
                       time_trusted=now.trusted, rules=rules)
 
     def journal(self, opening: PassRecord) -> None:

@@ -8,8 +8,11 @@ event rows keep the crop's path and sha256: a row whose crop was deleted still s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,3 +110,14 @@ def prune_evidence(directory: Path, config: EvidenceConfig, now: float) -> Prune
     if deleted:
         log.info("evidence retention: deleted %d file(s), %d bytes; %d kept", deleted, freed, kept)
     return Pruned(deleted, freed, kept, sum(f.size for f in files) - freed)
+
+
+async def prune_loop(directory: Path, config: EvidenceConfig, stop: asyncio.Event) -> None:
+    """The daemon's retention: now and every ``PRUNE_EVERY_S`` until ``stop``, off the event loop."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(prune_evidence, directory, config, time.time())
+        except Exception:  # noqa: BLE001 - retention must never stop the gate
+            log.exception("evidence retention failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PRUNE_EVERY_S)

@@ -78,7 +78,7 @@ class LaneSettings:
     of its values) and the machine's own timeouts."""
 
     lane: configuration.LaneConfig = configuration.LaneConfig()
-    # A burst always ends by itself (edge.daemon.camera.capture_burst waits at most 2.5 s for frames),
+    # A burst always ends by itself (edge.daemon.camera.LaneCamera.burst waits at most 2.5 s for frames),
     # but its inference is CPU work: on a busy 2-core box 3 frames took longer than 3 s and the pass
     # ended no_read. This only bounds a camera thread that hangs.
     burst_timeout_ms: int = 8_000

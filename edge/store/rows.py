@@ -195,6 +195,8 @@ class GateEventRow:
         _check_choice(self, "direction", DIRECTIONS)
         _check_choice(self, "kind", GATE_EVENT_KINDS)
         _check_hex32(self, "plate_commitment", optional=True)
+        if self.booking_id is not None and not isinstance(self.booking_id, str):
+            _fail(self, "booking_id", self.booking_id, "the booking id as text, or None")
         if self.confidence is not None and not (isinstance(self.confidence, int | float)
                                                 and 0.0 <= self.confidence <= 1.0):
             _fail(self, "confidence", self.confidence, "a number in [0, 1] or None")
@@ -218,6 +220,15 @@ class OutboxRow:
     sent_ref: str | None
     ack_ref: str | None
     last_error: str | None
+
+    def gate_event(self) -> GateEventRow:
+        """The gate event this row delivers, as the store wrote it (``payload`` holds its fields); a
+        ValueError naming the row and the field when the payload is not one (edited by hand, or written
+        by another version)."""
+        try:
+            return GateEventRow(**self.payload)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"outbox row {self.id}: not a gate event: {exc}") from None
 
 
 @dataclass(frozen=True)

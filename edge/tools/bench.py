@@ -189,7 +189,8 @@ def bench_lpr(frames: int, models: Path | None) -> list[tuple[str, str, str]]:
 def bench_sync(work: Path, records: int, naive: int) -> list[tuple[str, str, str]]:
     from edge.chain.commitment import plate_commitment
     from edge.chain.contract import GateRecord, RecordKind
-    from edge.chain.sync import SyncService, SyncSettings, connect
+    from edge.chain.sync import SyncService, connect
+    from edge.config import ChainConfig
     from edge.tools.anvil import Anvil, dev_account
     from edge.tools.demo.world import build_world
 
@@ -205,9 +206,9 @@ def bench_sync(work: Path, records: int, naive: int) -> list[tuple[str, str, str
                                                   "denied,no_booking", now + i,
                                                   plate_commitment=commitment), ("chain",))
         store = Store(store_path)
-        settings = SyncSettings(lot_id=LOT, contract_address=world.admin.address, chain_id=31337,
-                                confirmations=0, batch_size=200, poll_interval_s=0.1)
-        service = SyncService(connect(anvil.url), store, dev_account(5), settings)
+        chain = ChainConfig(enabled=True, contract_address=world.admin.address, chain_id=31337,
+                            confirmations=0, batch_size=200, poll_interval_s=0.1)
+        service = SyncService(connect(anvil.url), store, dev_account(5), chain, LOT)
         first = w3.eth.block_number
         t = time.perf_counter()
         service.run_until_idle()

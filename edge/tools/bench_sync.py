@@ -19,8 +19,9 @@ from pathlib import Path
 from web3 import Web3
 
 from edge.chain.contract import RentalClient, deploy
-from edge.chain.sync import SyncService, SyncSettings
+from edge.chain.sync import SyncService, SyncTuning
 from edge.chain.syncplan import lot_bytes
+from edge.config import ChainConfig
 from edge.store import Store
 from edge.store.rows import GateEventRow, new_event_id
 from edge.tools.anvil import Anvil, AnvilConfig, dev_account
@@ -57,9 +58,9 @@ def drain(w3: Web3, contract: RentalClient, workdir: Path, records: int, batch_s
     """Queue ``records`` denied attempts in a fresh store, then time the service draining them."""
     with Store(workdir / f"bench-{batch_size}-{records}.sqlite") as store:
         _backlog(store, records, int(w3.eth.get_block("latest")["timestamp"]))
-        settings = SyncSettings(lot_id=LOT, contract_address=contract.address, chain_id=w3.eth.chain_id,
-                                confirmations=0, batch_size=batch_size, receipt_wait_s=10.0)
-        service = SyncService(w3, store, dev_account(5), settings)
+        chain = ChainConfig(enabled=True, contract_address=contract.address, chain_id=w3.eth.chain_id,
+                            confirmations=0, batch_size=batch_size)
+        service = SyncService(w3, store, dev_account(5), chain, LOT, SyncTuning(receipt_wait_s=10.0))
         started = time.perf_counter()
         service.run_until_idle()
         seconds = time.perf_counter() - started

@@ -21,7 +21,6 @@ Exit 0 only when every figure that must be zero is zero.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import queue
 import random
@@ -35,9 +34,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from edge.chain.commitment import normalise_plate
 from edge.chain.sync import audit_records
 from edge.daemon.records import RESTART_OUTCOME, UNACKED_RESTART_OUTCOME
@@ -48,7 +44,7 @@ from edge.tools.demo import harness as h
 from edge.tools.demo.scenario import vision_section
 from edge.tools.demo.world import build_world, chain_section, write_secrets
 from edge.tools.emulator.launch import running_emulator
-from edge.tools.mosquitto import MosquittoBroker
+from edge.tools.mosquitto import MosquittoBroker, TopicWatcher
 from edge.vision import synth
 
 LOT, GATEWAY = "LOT-CHAOS-1", "chaos-gw"
@@ -108,38 +104,6 @@ def make_plan(rng: random.Random, booked: int, fleet: int, strangers: int) -> Pl
     return Plan(vehicles[:booked], vehicles[booked:booked + fleet], vehicles[booked + fleet:])
 
 
-class Watcher:
-    """Records every event id published on the events topic (reconnects and resubscribes fast)."""
-
-    def __init__(self, broker: MosquittoBroker) -> None:
-        self.ids: list[str] = []
-        self.lock = threading.Lock()
-        self.subscribed = threading.Event()
-        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        c.username_pw_set(*WATCHER)
-        c.tls_set(ca_certs=str(broker.ca_file))
-        c.reconnect_delay_set(1, 1)
-        c.on_connect = lambda client, *a: client.subscribe(TOPICS.events, qos=1)
-        c.on_subscribe = lambda *a: self.subscribed.set()
-        c.on_disconnect = lambda *a: self.subscribed.clear()
-        c.on_message = self._on_message
-        c.connect(broker.host, broker.port)
-        c.loop_start()
-        self.client = c
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        try:
-            event_id = json.loads(msg.payload)["event_id"]
-        except (ValueError, KeyError, TypeError):
-            return
-        with self.lock:
-            self.ids.append(event_id)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 class Chaos:
     def __init__(self, work: Path, plan: Plan, entry_lanes: int, exit_lanes: int, kills: int,
                  seed: int, models: Path | None = None) -> None:
@@ -173,7 +137,7 @@ class Chaos:
         say(f"  {len(self.bookings)} bookings on chain")
         self.broker = MosquittoBroker(self.work / "broker", extra_users=dict([WATCHER])).start()
         stack.callback(lambda: self.broker.stop())
-        self.watcher = Watcher(self.broker)
+        self.watcher = TopicWatcher(self.broker, WATCHER, TOPICS.events)  # every event id published
         stack.callback(self.watcher.close)
         (self.work / "command-key").write_text(generate_key() + "\n")
         (self.work / "mqtt-password").write_text(self.broker.password + "\n")
@@ -354,8 +318,8 @@ class Chaos:
                 per_booking[(name, int(event.args["bookingId"]))] += 1
         duplicated = sum(n - 1 for n in per_booking.values() if n > 1)
         rejected_on_chain = len(client.events("GateRecordRejected"))
-        with self.watcher.lock:
-            received = list(self.watcher.ids)
+        received = [body["event_id"] for body in self.watcher.on(TOPICS.events)
+                    if isinstance(body, dict) and isinstance(body.get("event_id"), str)]
         lost_mqtt = len(set(mqtt_ids) - set(received))
         twice = len(received) - len(set(received))
         others = [r for r in wrong_admits if r not in misread and r not in unreachable]

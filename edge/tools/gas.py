@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from web3 import Web3
+from web3.types import RPCEndpoint
 
 from edge.chain.commitment import lot_id, plate_commitment
-from edge.chain.contract import GateRecord, RecordKind, deploy, record_words
+from edge.chain.contract import GateRecord, RecordKind, TxResult, deploy, record_words
 from edge.tools.anvil import Anvil, AnvilConfig, dev_account
 
 BATCH_SIZES: tuple[int, ...] = (1, 10, 100)
@@ -85,7 +86,7 @@ class Scenario:
 
     def __init__(self, w3: Web3) -> None:
         self.w3 = w3
-        accounts = w3.eth.accounts
+        accounts = list(w3.eth.accounts)
         self.lifecycle: list[tuple[str, int]] = []
         self.admin = deploy(w3, accounts[0])
         self.lifecycle.append(("deploy", self.admin.deploy_receipt["gasUsed"]))
@@ -100,17 +101,17 @@ class Scenario:
         self.commitment = plate_commitment(SECRET, LOT_CODE, "GAS 0001")
         self._sequence = 0
 
-    def _track(self, name: str, result: object) -> object:
+    def _track(self, name: str, result: TxResult) -> TxResult:
         if name not in dict(self.lifecycle):
-            self.lifecycle.append((name, result.gas_used))  # type: ignore[attr-defined]
+            self.lifecycle.append((name, result.gas_used))
         return result
 
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def advance(self, seconds: int) -> None:
-        self.w3.provider.make_request("evm_increaseTime", [seconds])
-        self.w3.provider.make_request("evm_mine", [])
+        self.w3.provider.make_request(RPCEndpoint("evm_increaseTime"), [seconds])
+        self.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
 
     def new_bookings(self, count: int, lead_s: int = 60) -> list[int]:
         """``count`` bookings on fresh spaces, each starting ``lead_s`` after it is made, for two hours."""

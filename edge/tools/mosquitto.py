@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,10 +232,12 @@ class MosquittoBroker:
 
 class TopicWatcher:
     """A subscriber with its own broker user (``user``: name, password) that records every message on
-    ``topic_filter`` (JSON bodies parsed, others kept as ``{"raw": text}``) and reconnects fast after a
-    broker restart (``subscribed`` is set while its subscription stands)."""
+    ``topic_filter`` (one filter or several; JSON bodies parsed, others kept as ``{"raw": text}``) and
+    reconnects fast after a broker restart (``subscribed`` is set while its subscription stands). Tests
+    publish through its ``client`` too."""
 
-    def __init__(self, broker: MosquittoBroker, user: tuple[str, str], topic_filter: str) -> None:
+    def __init__(self, broker: MosquittoBroker, user: tuple[str, str],
+                 topic_filter: str | Sequence[str]) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -245,7 +248,8 @@ class TopicWatcher:
         c.username_pw_set(*user)
         c.tls_set(ca_certs=str(broker.ca_file))
         c.reconnect_delay_set(1, 1)
-        c.on_connect = lambda client, *a: client.subscribe(topic_filter, qos=1)
+        filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
+        c.on_connect = lambda client, *a: client.subscribe([(f, 1) for f in filters])
         c.on_subscribe = lambda *a: self.subscribed.set()
         c.on_disconnect = lambda *a: self.subscribed.clear()
         c.on_message = self._on_message
@@ -264,6 +268,11 @@ class TopicWatcher:
     def on(self, topic: str) -> list[dict[str, Any]]:
         with self.lock:
             return [b for t, b in self.messages if t == topic]
+
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """The last body received on each topic (what a fresh subscriber holds of retained topics)."""
+        with self.lock:
+            return dict(self.messages)
 
     def close(self) -> None:
         self.client.disconnect()

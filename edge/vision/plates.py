@@ -10,12 +10,17 @@ character at either end (a coat of arms, a state emblem or a plate frame read as
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-ALNUM = re.compile(r"[^0-9A-Z]")
-FOLDS = str.maketrans({"O": "0", "I": "1"})
+from edge.identity import LOOKALIKES, normalise_plate
+
+FOLDED_LETTERS = "OI"  # the look-alikes real plates and their labels get wrong most often
+# Each folded letter -> its cheapest digit look-alike in the one table (O->0, I->1).
+FOLDS = str.maketrans({
+    letter: min((cost, digit) for a, b, cost in LOOKALIKES for x, digit in ((a, b), (b, a))
+                if x == letter and digit.isdigit())[1]
+    for letter in FOLDED_LETTERS})
 
 # Pattern alphabet: A = letter, 9 = digit, * = either. A region lists the national layouts of its plates
 # (separators removed); vanity plates are left out on purpose, because a pattern that accepts anything
@@ -70,8 +75,9 @@ REGION_PATTERNS: dict[str, tuple[str, ...]] = {
 
 
 def normalise(text: str) -> str:
-    """Upper-case and drop separators (spaces, dashes, dots, anything not A-Z or 0-9)."""
-    return ALNUM.sub("", text.upper())
+    """Upper-case and drop separators (spaces, dashes, dots, anything not A-Z or 0-9): the OCR edge's
+    lenient use of the one plate normaliser, :func:`edge.identity.normalise_plate`."""
+    return normalise_plate(text, lenient=True)
 
 
 def fold_lookalikes(text: str) -> str:

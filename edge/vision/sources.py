@@ -122,11 +122,11 @@ def _decoded(
         ok, image = _grab(capture, decode=wanted)
         if not ok:
             delay = next(delays, None)
-            if delay is None:
+            if delay is None or backoff is None:
                 break
             backoff.sleep(delay)
             continue
-        if wanted:
+        if image is not None:  # decoded: a wanted frame
             yield SourceFrame(source, index, image)
             kept += 1
         index += 1

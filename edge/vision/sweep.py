@@ -22,6 +22,7 @@ import numpy as np
 from edge.vision.detector import Box, iou
 
 if TYPE_CHECKING:
+    from edge.vision.evaluate import Sample
     from edge.vision.reader import PlateReader
 
 WIDTHS = (40, 60, 80, 100, 140, 200, 300)
@@ -58,13 +59,14 @@ def turn_quad(width: float, height: float, degrees: float) -> np.ndarray:
     far = 1.0 - 0.25 * abs(np.sin(angle))  # far side / near side height, at about 4 widths' distance
     half_w, half_h = width * squeeze / 2, height / 2
     left, right = (far, 1.0) if degrees > 0 else (1.0, far)
-    return np.float32(
+    return np.array(
         [
             [-half_w, -half_h * left],
             [half_w, -half_h * right],
             [half_w, half_h * right],
             [-half_w, half_h * left],
-        ]
+        ],
+        np.float32,
     )
 
 
@@ -84,17 +86,18 @@ def placement(
         raise ValueError(f"plate box and width must be positive, got box {plate_box} width {plate_width}")
     scale = plate_width / w
     # The whole source is turned as one plane about the plate's centre.
-    corners = np.float32([[0, 0], [src_w, 0], [src_w, src_h], [0, src_h]])
-    plate_centre = np.float32([x + w / 2, y + h / 2])
+    corners = np.array([[0, 0], [src_w, 0], [src_w, src_h], [0, src_h]], np.float32)
+    plate_centre = np.array([x + w / 2, y + h / 2], np.float32)
     turned = turn_quad(src_w * scale, src_h * scale, degrees)
     # turn_quad is centred on the source centre; shift it so the plate's centre lands on `centre`.
-    flat = (corners - np.float32([src_w / 2, src_h / 2])) * scale
+    flat = (corners - np.array([src_w / 2, src_h / 2], np.float32)) * scale
     matrix_centred = cv2.getPerspectiveTransform(flat, turned)
-    offset = _apply(matrix_centred, ((plate_centre - np.float32([src_w / 2, src_h / 2])) * scale)[None])[0]
+    middle = np.array([src_w / 2, src_h / 2], np.float32)
+    offset = _apply(matrix_centred, ((plate_centre - middle) * scale)[None])[0]
     shift = np.array([[1, 0, centre[0] - offset[0]], [0, 1, centre[1] - offset[1]], [0, 0, 1]])
     to_centred = np.array([[scale, 0, -src_w / 2 * scale], [0, scale, -src_h / 2 * scale], [0, 0, 1]])
     matrix = shift @ matrix_centred.astype(np.float64) @ to_centred
-    plate = _apply(matrix, np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]]))
+    plate = _apply(matrix, np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float32))
     frame_w, frame_h = frame_size
     x1, y1 = np.clip(plate.min(axis=0), 0, [frame_w, frame_h])
     x2, y2 = np.clip(plate.max(axis=0), 0, [frame_w, frame_h])
@@ -147,9 +150,10 @@ def camera_effects(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     quality = int(rng.integers(60, 91))
     image = noisy.clip(0, 255).astype(np.uint8)
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if ok else None
+    if decoded is None:
         raise ValueError("JPEG encoding failed")
-    return cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    return decoded
 
 
 def seed_of(name: str, width: int, frame_size: tuple[int, int]) -> int:
@@ -182,12 +186,12 @@ def detected(boxes: Iterable[Box], truth: Box) -> bool:
 
 
 def run(
-    samples: list,
+    samples: list[Sample],
     reader: PlateReader,
     backgrounds: list[Path],
     frame_sizes: Iterable[tuple[int, int]] = FRAME_SIZES,
     widths: Iterable[int] = WIDTHS,
-    on_outcome: Callable[[object, Outcome], None] | None = None,
+    on_outcome: Callable[[Sample, Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Place every sample (an `evaluate.Sample`: image, plate, optional box x y w h; no box = the image is
     the plate) at every width into every frame size over one of `backgrounds` (image files, read when used)

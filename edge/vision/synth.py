@@ -151,8 +151,9 @@ def _shield_band(plate: np.ndarray, band: int, rng: np.random.Generator, text_ma
     height = plate.shape[0]
     x, y, w = 10, int(height * 0.15), band - 8
     colours = [(30, 30, 200), (200, 80, 20), (30, 160, 230), (40, 120, 40)]
-    shield = np.int32(
-        [[x, y], [x + w, y], [x + w, y + int(w * 0.7)], [x + w // 2, y + w], [x, y + int(w * 0.7)]]
+    shield = np.array(
+        [[x, y], [x + w, y], [x + w, y + int(w * 0.7)], [x + w // 2, y + w], [x, y + int(w * 0.7)]],
+        np.int32,
     )
     cv2.fillPoly(plate, [shield], colours[rng.integers(len(colours))])
     cv2.line(plate, (x + w // 2, y + 3), (x + w // 2, y + int(w * 0.7)), (255, 255, 255), max(1, w // 8))
@@ -170,14 +171,15 @@ def _paste_with_emblem(
     _paste_mask(plate, text_mask(left, rng), (x, y, left_w, h), (20, 20, 20))
     ex, ey = x + left_w + 4, y + int(h * 0.2)
     colours = [(30, 30, 200), (200, 80, 20), (255, 255, 255), (30, 160, 230)]
-    shield = np.int32(
+    shield = np.array(
         [
             [ex, ey],
             [ex + emblem_w - 8, ey],
             [ex + emblem_w - 8, ey + int(h * 0.4)],
             [ex + (emblem_w - 8) // 2, ey + int(h * 0.6)],
             [ex, ey + int(h * 0.4)],
-        ]
+        ],
+        np.int32,
     )
     cv2.fillPoly(plate, [shield], colours[rng.integers(len(colours))])
     cv2.line(
@@ -234,14 +236,14 @@ def _shade(plate: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def degrade(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
     """Camera effects: blur, noise, night, glare, dirt, JPEG; `strength` 0 leaves the image as is."""
-    out = image.astype(np.float32)
+    out: np.ndarray = image.astype(np.float32)
     if rng.random() < 0.3 * strength:  # night: dark, blue-ish, noisy
         out = out * rng.uniform(0.25, 0.6) * np.array([1.1, 0.95, 0.85], np.float32)
     else:
         out = out * rng.uniform(1 - 0.35 * strength, 1 + 0.25 * strength) + rng.uniform(-25, 25) * strength
     if rng.random() < 0.25 * strength:  # glare: a bright elliptical blob
         h, w = out.shape[:2]
-        glare = np.zeros((h, w), np.float32)
+        glare: np.ndarray = np.zeros((h, w), np.float32)
         center = (int(rng.integers(w)), int(rng.integers(h)))
         axes = (int(w * rng.uniform(0.1, 0.4)), int(h * rng.uniform(0.2, 0.8)))
         cv2.ellipse(glare, center, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
@@ -252,21 +254,22 @@ def degrade(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) 
         dirt = cv2.resize(rng.random((max(2, h // 8), max(2, w // 8))).astype(np.float32), (w, h))
         out = out * (1 - 0.4 * (dirt > 0.75)[..., None] * rng.uniform(0.3, 1.0))
     out = out + rng.normal(0, rng.uniform(0, 10 * strength), out.shape)
-    result = out.clip(0, 255).astype(np.uint8)
+    result: np.ndarray = out.clip(0, 255).astype(np.uint8)
     if rng.random() < 0.6 * strength:
         sigma = rng.uniform(0.3, 1.6 * strength)
         result = cv2.GaussianBlur(result, (0, 0), sigma)
     if rng.random() < 0.5 * strength:
         quality = int(rng.integers(30, 90))
         ok, buffer = cv2.imencode(".jpg", result, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        result = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if ok else result
+        decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if ok else None
+        result = decoded if decoded is not None else result
     return result
 
 
 def warp_into(frame: np.ndarray, patch: np.ndarray, quad: np.ndarray) -> None:
     """Paste `patch` into `frame` (in place) so that its corners land on `quad` (4x2, clockwise from TL)."""
     h, w = patch.shape[:2]
-    source = np.float32([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]])
+    source = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
     matrix = cv2.getPerspectiveTransform(source, quad.astype(np.float32))
     size = (frame.shape[1], frame.shape[0])
     warped = cv2.warpPerspective(patch, matrix, size, flags=cv2.INTER_LINEAR)
@@ -281,19 +284,20 @@ def plate_quad(
     """Corners of a plate of `width` px around `center`, slightly rotated and in perspective."""
     height = width / aspect
     angle = np.deg2rad(rng.uniform(-6, 6) * tilt)
-    half = np.float32(
+    half = np.array(
         [
             [-width / 2, -height / 2],
             [width / 2, -height / 2],
             [width / 2, height / 2],
             [-width / 2, height / 2],
-        ]
+        ],
+        np.float32,
     )
     yaw = rng.uniform(-0.12, 0.12) * tilt  # one side shorter: seen from the side
     half[[1, 2], 1] *= 1 - yaw
     half[[0, 3], 1] *= 1 + yaw
-    rotation = np.float32([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    return half @ rotation.T + np.float32(center)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], np.float32)
+    return half @ rotation.T + np.array(center, np.float32)
 
 
 def quad_box(quad: np.ndarray, width: int, height: int) -> tuple[float, float, float, float]:
@@ -354,17 +358,20 @@ def draw_car(frame: np.ndarray, rng: np.random.Generator, cx: float, bottom: flo
     car_h = car_w * rng.uniform(0.6, 0.8)
     x1, x2, y1 = int(cx - car_w / 2), int(cx + car_w / 2), int(bottom - car_h)
     cv2.rectangle(frame, (x1, y1 + int(car_h * 0.35)), (x2, int(bottom)), body, -1)
-    roof = np.int32(
+    roof = np.array(
         [
             [x1 + car_w * 0.12, y1 + car_h * 0.36],
             [x1 + car_w * 0.22, y1],
             [x2 - car_w * 0.22, y1],
             [x2 - car_w * 0.12, y1 + car_h * 0.36],
-        ]
+        ],
+        np.int32,
     )
     cv2.fillPoly(frame, [roof], body)
-    glass = roof + np.int32(
-        [[car_w * 0.03, -4], [car_w * 0.02, car_h * 0.05], [-car_w * 0.02, car_h * 0.05], [-car_w * 0.03, -4]]
+    glass = roof + np.array(
+        [[car_w * 0.03, -4], [car_w * 0.02, car_h * 0.05], [-car_w * 0.02, car_h * 0.05],
+         [-car_w * 0.03, -4]],
+        np.int32,
     )
     cv2.fillPoly(frame, [glass], tuple(int(v) for v in rng.integers(20, 90, 3)))
     light_y = int(y1 + car_h * 0.45)

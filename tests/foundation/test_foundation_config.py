@@ -347,6 +347,14 @@ def test_lane_roi_is_a_polygon_in_fractions_or_pixels() -> None:
     assert Config().lanes[0].camera.roi == ()  # default: the whole frame
 
 
+def test_lane_roi_is_parsed_once_and_kept_with_the_config() -> None:
+    cfg = parse_config("[[lanes]]\ncamera = { roi = [[0.1, 0.2], [0.9, 0.2], [0.5, 1.0]] }\n")
+    region = cfg.lanes[0].camera.region
+    assert region is not None and region.points == ((0.1, 0.2), (0.9, 0.2), (0.5, 1.0)) and region.fractional
+    assert cfg.lanes[0].camera.region is region  # the config check's parse, not a second one
+    assert Config().lanes[0].camera.region is None  # the whole frame
+
+
 @pytest.mark.parametrize("roi", ["[[0.1, 0.2], [0.9, 0.2]]", "[[0, 0], [1, 0], [2, 0]]", '"0,0;1,0;1,1"',
                                  "[[0.1, 0.2, 0.3], [0.9, 0.2], [0.5, 1.0]]"])
 def test_bad_lane_roi_names_the_key(roi: str) -> None:

@@ -20,11 +20,3 @@ def test_plate_key_new_writes_a_private_key_the_daemon_reads(tmp_path: Path, cap
     assert len(key) == 32 and out.read_text() == key.hex() + "\n"
     assert main(["chain", "plate-key", "new", "--out", str(out)]) == 1  # never overwrites a lot secret
     assert "File exists" in capsys.readouterr().err and plate_key(cfg) == key
-
-
-def test_chain_start_block_reaches_the_sync() -> None:
-    from edge.chain.sync import SyncSettings
-
-    cfg = config_from_mapping({"chain": {"start_block": 6_250_000}})
-    assert SyncSettings.from_config(cfg).start_block == 6_250_000
-    assert SyncSettings.from_config(config_from_mapping({})).start_block == 0

@@ -11,19 +11,16 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.mqtt import generate_key, sign_command
 from edge.mqtt.commands import CommandPolicy, Rejection, verify_command
 from edge.mqtt.topics import Topics
 from edge.tools.demo import harness as h
 from edge.tools.emulator.launch import running_emulator
-from edge.tools.mosquitto import MosquittoBroker
+from edge.tools.mosquitto import MosquittoBroker, TopicWatcher
 
 LOT, GATEWAY, LANE = "LOT-MQTT-LISTS", "lists-mqtt-gw", "entry-1"
 OPERATOR = ("operator", "operator-secret-1")
@@ -61,44 +58,26 @@ def test_list_args_are_signed_and_checked():
 
 
 class Operator:
-    """The operator's MQTT client: publishes commands, collects results."""
+    """The operator's MQTT client (the shared TopicWatcher): publishes commands, collects their results."""
 
     def __init__(self, broker: MosquittoBroker) -> None:
-        self.results: list[dict] = []
-        self.lock = threading.Lock()
-        subscribed = threading.Event()
-        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        c.username_pw_set(*OPERATOR)
-        c.tls_set(ca_certs=str(broker.ca_file))
-        c.on_connect = lambda client, *a: client.subscribe(TOPICS.command_result, qos=1)
-        c.on_subscribe = lambda *a: subscribed.set()
-        c.on_message = self._on_message
-        c.connect(broker.host, broker.port)
-        c.loop_start()
-        assert subscribed.wait(10)
-        self.client = c
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.results.append(json.loads(msg.payload))
+        self.watcher = TopicWatcher(broker, OPERATOR, TOPICS.command_result)
+        assert self.watcher.subscribed.wait(10)
 
     def command(self, payload: bytes) -> dict:
         nonce = json.loads(payload)["nonce"]
-        with self.lock:
-            before = len(self.results)
-        self.client.publish(TOPICS.command("*"), payload, qos=1).wait_for_publish(5)
+        before = len(self.watcher.on(TOPICS.command_result))
+        self.watcher.client.publish(TOPICS.command("*"), payload, qos=1).wait_for_publish(5)
 
         def answered() -> dict | None:
-            with self.lock:
-                return next((r for r in self.results[before:] if r.get("nonce") == nonce
-                             or (not r.get("ok") and "nonce" not in r)), None)
+            return next((r for r in self.watcher.on(TOPICS.command_result)[before:] if r.get("nonce") == nonce
+                         or (not r.get("ok") and "nonce" not in r)), None)
         result = h.wait_until(answered, 15, 0.1)
         assert result, f"no command result for {nonce}"
         return result
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.watcher.close()
 
 
 @pytest.fixture(scope="module")

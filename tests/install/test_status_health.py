@@ -8,13 +8,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.chain.syncplan import lot_bytes
@@ -24,7 +21,7 @@ from edge.tools.anvil import dev_account
 from edge.tools.demo import harness as h
 from edge.tools.demo.world import build_world, chain_section, write_secrets
 from edge.tools.emulator.launch import running_emulator
-from edge.tools.mosquitto import MosquittoBroker
+from edge.tools.mosquitto import MosquittoBroker, TopicWatcher
 from edge.tools.net import free_tcp_port
 
 LOT, GATEWAY, LANE = "LOT-HEALTH-1", "health-gw", "entry-1"
@@ -34,39 +31,11 @@ UNBOOKED = h.Vehicle("unbooked", "KX 904-LM", seed=732)
 TOPICS = Topics("parkgate", GATEWAY)
 
 
-class StatusWatcher:
-    """Counts the retained status messages the daemon publishes."""
-
-    def __init__(self, broker: MosquittoBroker) -> None:
-        self.times: list[float] = []
-        self.lock = threading.Lock()
-        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        c.username_pw_set(*WATCHER)
-        c.tls_set(ca_certs=str(broker.ca_file))
-        c.on_connect = lambda client, *a: client.subscribe(TOPICS.status, qos=1)
-        c.on_message = self._on_message
-        c.connect(broker.host, broker.port)
-        c.loop_start()
-        self.client = c
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.times.append(time.monotonic())
-
-    def count_since(self, start: float) -> int:
-        with self.lock:
-            return sum(t >= start for t in self.times)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, anvil):
     work = tmp_path_factory.mktemp("health")
     broker = MosquittoBroker(work / "broker", extra_users=dict([WATCHER])).start()
-    watcher = StatusWatcher(broker)
+    watcher = TopicWatcher(broker, WATCHER, TOPICS.status)  # counts the retained status messages
     try:
         paths = write_secrets(work / "secrets", dev_account(5))
         world = build_world(anvil.web3(), LOT, bytes.fromhex(paths["plate_key"].read_text().strip()))
@@ -140,10 +109,13 @@ def test_gate_and_broker_health_are_shown_per_part(run):
 
 
 def test_the_retained_status_is_published_on_change_not_every_second(run):
-    h.wait_until(lambda: run["watcher"].count_since(0) >= 1, 20, 0.2)
-    start = time.monotonic()
+    def published() -> int:
+        return len(run["watcher"].on(TOPICS.status))
+
+    h.wait_until(lambda: published() >= 1, 20, 0.2)
+    before = published()
     time.sleep(6.5)  # the daemon refreshes its status every second (6 or 7 publishes if it sent each)
-    assert run["watcher"].count_since(start) <= 2, run["watcher"].count_since(start)  # a chain state change
+    assert published() - before <= 2, published() - before  # a chain state change
 
 
 def _bookings(store) -> int:
@@ -182,44 +154,29 @@ def test_metrics_have_refusals_latency_camera_links_backlog_and_errors(run):
 def test_home_assistant_sees_per_lane_entities_and_their_state(run):
     """A fresh subscriber (as Home Assistant after a restart) gets the retained discovery configs and the
     lane state they read."""
-    retained: dict[str, bytes] = {}
-    lock = threading.Lock()
-
-    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        with lock:
-            retained[msg.topic] = bytes(msg.payload)
-
-    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    c.username_pw_set(*WATCHER)
-    c.tls_set(ca_certs=str(run["broker"].ca_file))
-    c.on_connect = lambda client, *a: client.subscribe([("homeassistant/#", 1), (f"{TOPICS.base}/#", 1)])
-    c.on_message = on_message
-    c.connect(run["broker"].host, run["broker"].port)
-    c.loop_start()
+    fresh = TopicWatcher(run["broker"], WATCHER, ["homeassistant/#", f"{TOPICS.base}/#"])
     try:
         lane_topic = TOPICS.lane_state(LANE)
 
         def gate_known() -> bool:  # the controller's position comes with its next status poll
-            with lock:
-                body = retained.get(lane_topic)
-            return body is not None and json.loads(body).get("gate") is not None
+            return fresh.latest().get(lane_topic, {}).get("gate") is not None
 
-        arrived = h.wait_until(lambda: lane_topic in retained and TOPICS.status in retained, 15, 0.1)
-        assert arrived, sorted(retained)
-        assert h.wait_until(gate_known, 30, 0.1), retained.get(lane_topic)
+        arrived = h.wait_until(lambda: {lane_topic, TOPICS.status} <= set(fresh.latest()), 15, 0.1)
+        assert arrived, sorted(fresh.latest())
+        assert h.wait_until(gate_known, 30, 0.1), fresh.latest().get(lane_topic)
         time.sleep(0.5)
+        retained = fresh.latest()
     finally:
-        c.disconnect()
-        c.loop_stop()
+        fresh.close()
     configs = {topic.split("/")[-2] for topic in retained if topic.startswith("homeassistant/")}
     per_lane = {f"{LANE}_{what}" for what in ("state", "gate_position", "decision", "gate", "camera", "open")}
     assert per_lane | {"inside", "backlog", "chain", "connectivity"} <= configs, configs
-    button = json.loads(retained[f"homeassistant/button/parkgate_{GATEWAY}/{LANE}_open/config"])
+    button = retained[f"homeassistant/button/parkgate_{GATEWAY}/{LANE}_open/config"]
     assert button["command_topic"] == "signer/health-gw/open" and button["payload_press"] == LANE
-    state = json.loads(retained[lane_topic])
+    state = retained[lane_topic]
     assert state["link_up"] is True and state["camera"] == "ok" and "last_decision" in state, state
     assert state["gate"] in ("closed", "opening", "open", "closing"), state
-    status_body = json.loads(retained[TOPICS.status])
+    status_body = retained[TOPICS.status]
     assert {"inside", "capacity", "backlog", "chain", "state"} <= set(status_body), status_body
 
 
@@ -254,15 +211,12 @@ def test_a_home_assistant_press_becomes_a_signed_open_through_the_signer(run, tm
                              str(run["config"])], tmp_path / "signer.log").start()
     try:
         assert h.wait_until(lambda: "signing open presses" in signer.log_tail(), 30, 0.1), signer.log_tail()
-        press = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        press.username_pw_set(*WATCHER)
-        press.tls_set(ca_certs=str(run["broker"].ca_file))
-        press.connect(run["broker"].host, run["broker"].port)
-        press.loop_start()
+        press = TopicWatcher(run["broker"], WATCHER, "signer/health-gw/open")  # Home Assistant's button
+        assert press.subscribed.wait(10)
         try:
             opens = emulator.state()["open_commands"]
             for payload in (b"no-such-lane", LANE.encode(), LANE.encode()):
-                press.publish("signer/health-gw/open", payload, qos=1).wait_for_publish(5)
+                press.client.publish("signer/health-gw/open", payload, qos=1).wait_for_publish(5)
             assert h.wait_until(lambda: emulator.state()["open_commands"] > opens, 15, 0.1), signer.log_tail()
             time.sleep(1.0)
             assert emulator.state()["open_commands"] == opens + 1  # the repeat within 2 s signed nothing
@@ -270,8 +224,7 @@ def test_a_home_assistant_press_becomes_a_signed_open_through_the_signer(run, tm
             # The next test's car must find the barrier down again (the open is a 3 s pulse).
             assert h.wait_until(lambda: emulator.state()["position"] == "CLOSED", 20, 0.1), emulator.state()
         finally:
-            press.disconnect()
-            press.loop_stop()
+            press.close()
     finally:
         signer.stop()
 

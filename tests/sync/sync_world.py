@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -11,8 +12,9 @@ from web3 import Web3
 from edge.chain.commitment import plate_commitment
 from edge.chain.contract import RentalClient, deploy
 from edge.chain.keystore import create_keystore
-from edge.chain.sync import SyncService, SyncSettings
+from edge.chain.sync import SyncService, SyncTuning
 from edge.chain.syncplan import lot_bytes
+from edge.config import ChainConfig
 from edge.store import Store
 from edge.store.rows import GateEventRow, new_event_id
 from edge.tools.anvil import dev_account
@@ -42,13 +44,19 @@ class World:
     def commitment(self, plate: str = "B-AB 1234") -> str:
         return "0x" + plate_commitment(LOT_SECRET, LOT, plate).hex()
 
-    def settings(self, **overrides: object) -> SyncSettings:
-        base = {"lot_id": LOT, "contract_address": self.admin.address, "chain_id": 31337, "confirmations": 0,
-                "start_block": self.deploy_block, "receipt_wait_s": 5.0, "batch_size": 50}
-        return SyncSettings(**(base | overrides))  # type: ignore[arg-type]
+    def settings(self, **overrides: object) -> dict[str, Any]:
+        """The service's ``chain``, ``lot_id`` and ``tuning`` for this world; ``overrides`` are ``[chain]``
+        keys or :class:`SyncTuning` fields."""
+        tuning_keys = {f.name for f in fields(SyncTuning)}
+        chain = {"enabled": True, "contract_address": self.admin.address, "chain_id": 31337,
+                 "confirmations": 0, "start_block": self.deploy_block, "batch_size": 50}
+        tuning = {"receipt_wait_s": 5.0}
+        for key, value in overrides.items():
+            (tuning if key in tuning_keys else chain)[key] = value
+        return {"chain": ChainConfig(**chain), "lot_id": LOT, "tuning": SyncTuning(**tuning)}  # type: ignore[arg-type]
 
     def service(self, store: Store, w3: Web3 | None = None, **overrides: object) -> SyncService:
-        return SyncService(w3 or self.w3, store, self.gateway, self.settings(**overrides))
+        return SyncService(w3 or self.w3, store, self.gateway, **self.settings(**overrides))
 
     def listing(self, hours: int = 6, lead_s: int = 600) -> tuple[int, int]:
         """A listing of the space starting ``lead_s`` from now (the default is inside the booking's

@@ -107,7 +107,7 @@ def test_nonce_taken_by_a_hand_sent_transaction_is_detected_and_the_rows_land_wi
         world: World, store: Store) -> None:
     recorded = record_denied(store, 3, world.now())
     with pytest.raises(KeyboardInterrupt):
-        DiesBeforeBroadcast(world.w3, store, world.gateway, world.settings()).step_up()
+        DiesBeforeBroadcast(world.w3, store, world.gateway, **world.settings()).step_up()
     ((signed_nonce,),) = store.conn.execute("SELECT nonce FROM chain_txs").fetchall()
     # meanwhile someone sends a transaction by hand with the gateway key: it takes that nonce
     by_hand = {"to": world.gateway.address, "value": 0, "gas": 21_000, "nonce": signed_nonce, "type": 2,
@@ -128,7 +128,7 @@ def test_insufficient_funds_alerts_with_balance_and_backlog_cost_then_drains_onc
     poor = Account.create()
     world.admin.set_gateway(lot_bytes("LOT-1"), poor.address)
     recorded = record_denied(store, 25, world.now())
-    service = SyncService(world.w3, store, poor, world.settings(batch_size=20))
+    service = SyncService(world.w3, store, poor, **world.settings(batch_size=20))
     assert not service.step()
     alert = service.health().alerts["insufficient_funds"]
     assert f"gateway {poor.address} holds 0 wei" in alert and "backlog of 25 records" in alert

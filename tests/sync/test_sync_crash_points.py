@@ -31,7 +31,7 @@ def test_restart_after_a_crash_reuses_the_recorded_transaction(world: World, sto
                                                                dying: type[SyncService]) -> None:
     recorded = record_denied(store, 4, world.now())
     with pytest.raises(Crash):
-        dying(world.w3, store, world.gateway, world.settings()).step_up()
+        dying(world.w3, store, world.gateway, **world.settings()).step_up()
     (signed,) = store.conn.execute("SELECT tx_hash FROM chain_txs").fetchall()
     assert {store.outbox_row("chain", e).status for e in recorded} == {"in_flight"}
 

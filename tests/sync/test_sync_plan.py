@@ -43,7 +43,9 @@ COMMIT = "0x" + "ab" * 32
 
 
 def _row(row_id: int, **payload: object) -> OutboxRow:
-    body = {"kind": "denied", "occurred_at_ms": 1_700_000_000_000, "booking_id": None,
+    """A 'chain' outbox row as the store writes it: the gate event's fields."""
+    body = {"event_id": f"EVENT{row_id:06d}", "lane": "entry-1", "direction": "entry", "kind": "denied",
+            "reason": "denied,no_booking", "occurred_at_ms": 1_700_000_000_000, "booking_id": None,
             "plate_commitment": None} | payload
     return OutboxRow(id=row_id, destination="chain", event_id=f"EVENT{row_id:06d}", payload=body,
                      created_at_ms=0, status="pending", attempts=0, sent_ref=None, ack_ref=None,
@@ -88,26 +90,41 @@ def test_common_ancestor_matches_a_fork_at_any_height(numbers: list[int], fork: 
 
 def test_gate_record_maps_kinds_bookings_commitments_and_seconds() -> None:
     record = gate_record(_row(1, kind="check_in", booking_id="42", plate_commitment=COMMIT,
-                              occurred_at_ms=1_700_000_000_999), seq=7)
+                              occurred_at_ms=1_700_000_000_999).gate_event(), seq=7)
     assert record == GateRecord(7, RecordKind.CHECK_IN, 42, bytes.fromhex("ab" * 32), 1_700_000_000)
-    denied = gate_record(_row(2), seq=8)
+    denied = gate_record(_row(2).gate_event(), seq=8)
     assert denied.booking_id == 0 and denied.plate_commitment == b"\0" * 32
 
 
 def test_gate_record_is_never_stamped_beyond_the_allowed_skew() -> None:
     chain_time = 1_700_000_000
     ahead = _row(1, occurred_at_ms=(chain_time + 600) * 1000)  # gateway clock 10 min fast
-    assert gate_record(ahead, 1, latest_stamp(chain_time)).timestamp == chain_time + 300
+    assert gate_record(ahead.gate_event(), 1, latest_stamp(chain_time)).timestamp == chain_time + 300
     on_time = _row(2, occurred_at_ms=(chain_time - 5) * 1000)
-    assert gate_record(on_time, 2, latest_stamp(chain_time)).timestamp == chain_time - 5
+    assert gate_record(on_time.gate_event(), 2, latest_stamp(chain_time)).timestamp == chain_time - 5
 
 
-@pytest.mark.parametrize("payload", [{"kind": "manual"}, {"booking_id": "x"}, {"plate_commitment": "0x12"},
-                                     {"occurred_at_ms": None}, {"booking_id": str(2**64)},
-                                     {"kind": "verified"}])
-def test_bad_payloads_are_named_errors(payload: dict) -> None:
-    with pytest.raises(RecordError, match="outbox row 7"):
-        gate_record(_row(7, **payload), seq=1)
+@pytest.mark.parametrize("payload", [{"booking_id": "x"}, {"booking_id": str(2**64)},
+                                     {"occurred_at_ms": 2**40 * 1000}])
+def test_events_the_contract_cannot_hold_are_named_record_errors(payload: dict) -> None:
+    with pytest.raises(RecordError, match="gate event EVENT000007"):
+        gate_record(_row(7, **payload).gate_event(), seq=1)
+
+
+@pytest.mark.parametrize("payload", [{"kind": "teleported"}, {"plate_commitment": "0x12"},
+                                     {"occurred_at_ms": None}, {"booking_id": "x"},
+                                     {"booking_id": str(2**64)}, {"lane": ""}, {"extra": 1}])
+def test_rows_that_are_no_chain_record_are_poison_naming_the_row(payload: dict) -> None:
+    batch = assemble_batch([_row(7, **({"kind": "check_in", "booking_id": "1"} | payload))],
+                           frozenset({"check_in"}), {7: 1})
+    assert not batch.records and not batch.skipped
+    assert [(row.id, "outbox row 7" in why) for row, why in batch.poison] == [(7, True)]
+
+
+def test_kinds_the_contract_has_no_record_of_are_skipped_not_poison() -> None:
+    batch = assemble_batch([_row(1, kind="manual"), _row(2, kind="verified", booking_id="5")],
+                           frozenset({"manual", "verified"}), {})
+    assert [r.id for r in batch.skipped] == [1, 2] and not batch.poison and not batch.records
 
 
 def test_batch_skips_other_kinds_folds_verified_and_isolates_poison() -> None:
@@ -127,7 +144,7 @@ def test_batch_skips_other_kinds_folds_verified_and_isolates_poison() -> None:
 
 def test_calldata_matches_web3s_encoder() -> None:
     contract = Web3().eth.contract(abi=load_artifact()["abi"])
-    records = [gate_record(_row(i, booking_id=str(i)), seq=i) for i in range(1, 4)]
+    records = [gate_record(_row(i, booking_id=str(i)).gate_event(), seq=i) for i in range(1, 4)]
     expected = contract.encode_abi("recordGateEvents", [record_words(records)])
     assert "0x" + record_batch_calldata(records).hex() == expected
     assert len(record_batch_calldata(records)) == 4 + 64 + 64 * len(records)  # 64 bytes per record
@@ -211,13 +228,12 @@ _JSON = st.recursive(_SCALARS,
 
 @given(st.dictionaries(st.sampled_from(["kind", "booking_id", "plate_commitment", "occurred_at_ms", "x"]),
                        _JSON | st.sampled_from(["denied", "check_in", COMMIT, "12", "-1"])))
-def test_any_outbox_payload_becomes_a_record_or_a_named_error(payload: dict) -> None:
-    row = OutboxRow(id=3, destination="chain", event_id="EVENT000003", payload=payload, created_at_ms=0,
-                    status="pending", attempts=0, sent_ref=None, ack_ref=None, last_error=None)
-    try:
-        record = gate_record(row, seq=3)
-    except RecordError as exc:
-        assert "outbox row 3" in str(exc)
-        return
-    head, commitment = record.words()  # encodable: every field inside its packed width
-    assert head >> 192 == 3 and commitment.bit_length() <= 256
+def test_any_outbox_payload_becomes_a_record_a_skip_or_named_poison(payload: dict) -> None:
+    row = _row(3, **payload)
+    batch = assemble_batch([row], frozenset({"denied", "check_in"}), {3: 3})
+    assert len(batch.records) + len(batch.skipped) + len(batch.poison) == 1
+    if batch.poison:
+        assert "outbox row 3" in batch.poison[0][1]
+    for record in batch.records:
+        head, commitment = record.words()  # encodable: every field inside its packed width
+        assert head >> 192 == 3 and commitment.bit_length() <= 256

@@ -69,7 +69,7 @@ def test_daemon_thread_brings_new_bookings_and_uploads_records_within_seconds(wo
     def sync_thread() -> None:  # the store is thread-confined: open it in the thread that uses it
         try:
             with Store(path) as own:
-                SyncService(world.w3, own, world.gateway, world.settings(poll_interval_s=0.2)).run(stop)
+                SyncService(world.w3, own, world.gateway, **world.settings(poll_interval_s=0.2)).run(stop)
         except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 

@@ -2,6 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge.identity import LOOKALIKES, normalise_plate
 from edge.vision import plates
 
 
@@ -82,3 +83,27 @@ def test_fit_layout_result_always_matches_its_layout(text, region):
     assert fit is None or (
         plates.matches(fit.text, fit.pattern) and len(fit.char_confidences) == len(fit.text)
     )
+
+
+@given(st.text(max_size=30))
+def test_the_ocr_edge_uses_the_one_normaliser_leniently(text):
+    """`plates.normalise` is `identity.normalise_plate(lenient=True)`: where the strict use accepts a
+    plate both agree; where it refuses one (a stray mark, nothing left) the lenient use drops the marks."""
+    lenient = plates.normalise(text)
+    assert lenient == normalise_plate(text, lenient=True)
+    try:
+        strict = normalise_plate(text)
+    except ValueError:
+        return
+    assert strict == lenient
+
+
+def test_odd_characters_are_dropped_at_the_ocr_edge_and_refused_elsewhere():
+    assert plates.normalise("AB€12") == "AB12"
+    with pytest.raises(ValueError, match="U\\+20AC"):
+        normalise_plate("AB€12")
+
+
+def test_folds_come_from_the_one_lookalike_table():
+    assert ("0", "O", 0.5) in LOOKALIKES and ("1", "I", 0.5) in LOOKALIKES
+    assert str.maketrans({"O": "0", "I": "1"}) == plates.FOLDS
