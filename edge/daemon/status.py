@@ -44,6 +44,8 @@ class LaneStatus:
     held: bool = False  # held open by an operator (`parkgate gate hold`) until released
     gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"}
     gate_position: str | None = None  # closed | opening | open | closing | unknown, last polled
+    presence: bool | None = None  # the presence (arming) loop occupied, as the lane last saw it
+    safety: bool | None = None  # the safety loop under the gate occupied
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@
 - chain sync: records/s and gas per record draining a backlog in batches vs one transaction per
   record, against anvil;
 - daemon steady RSS and idle CPU (camera streaming, no vehicle), cold start to READY;
-- the same cars again while the console streams the lane's live view to one client: open latency p50
-  against the first pass, and the console's RSS.
+- the same cars again while the console streams the lane's live view to one client (the daemon then runs
+  the plate detector on the watched frames at 2 fps): open latency p50 against the first pass, the
+  console's RSS and the daemon's RSS with the live view's detector loaded.
 """
 
 from __future__ import annotations
@@ -115,8 +116,10 @@ def bench_daemon(work: Path, cars: int, idle_s: float, models: Path | None) -> l
                 if result.open_latency_s is not None:
                     outside.append(result.open_latency_s * 1000)
             inside = settled_open_latencies(state / "status.json", len(outside))
+            unwatched_rss = proc_rss_kb(daemon.pid) / 1024  # after the cars, nobody watching yet
             watched, console_rss, live_frames = bench_watched(config, console_port, work, vehicles, emulator,
                                                               camera, state, len(inside))
+            watched_rss = proc_rss_kb(daemon.pid) / 1024  # the same cars again, the live detector loaded
         finally:
             daemon.stop()
     cmd = f"python -m edge.tools.bench ({cars} booked cars, 1 lane, burst 3 frames @10 fps)"
@@ -135,6 +138,9 @@ def bench_daemon(work: Path, cars: int, idle_s: float, models: Path | None) -> l
                  cmd + ", after logging in and streaming the live view"))
     rows.append(("cold start to READY (spawn -> READY line)", f"{cold:.2f} s", cmd))
     rows.append(("daemon steady RSS", f"{rss:.0f} MiB", cmd + ", after start, before vehicles"))
+    if watched:
+        rows.append(("daemon RSS after the cars: no console / live view watched (its detector loaded)",
+                     f"{unwatched_rss:.0f} / {watched_rss:.0f} MiB", cmd + ", the same cars twice"))
     rows.append(("daemon idle CPU (camera streaming, no vehicle)", f"{idle_cpu:.1f} % of one core over "
                  f"{idle_s:.0f} s", cmd))
     return rows
