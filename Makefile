@@ -6,9 +6,11 @@ PY := $(VENV)/bin/python
 PARKGATE := $(VENV)/bin/parkgate
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := contracts/node_modules/.installed
+WEB_STAMP := web/node_modules/.installed
+BUNDLE := edge/booking/static/app.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-core test-random bench chaos gas lint contracts train system-deps clean help
+.PHONY: demo test test-core test-random bench chaos gas lint contracts train system-deps clean help web bundle
 
 help:
 	@echo "make demo   - install everything and run the main job on embedded defaults"
@@ -20,6 +22,7 @@ help:
 	@echo "make gas    - gas report of the rental contract"
 	@echo "make lint   - ruff, import contracts (lint-imports), mypy"
 	@echo "make train  - retrain the plate models (installs the optional torch extra)"
+	@echo "make web    - rebuild the booking pages' wallet bundle (viem, esbuild) from web/"
 
 $(PY_STAMP): pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)"; exit 1; }
@@ -33,6 +36,22 @@ $(NPM_STAMP): contracts/package.json contracts/package-lock.json
 	@command -v npm >/dev/null || $(SUDO) apt-get install -y nodejs npm
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || $(SUDO) apt-get install -y nodejs npm
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The booking pages' wallet bundle: web/src bundled with viem by esbuild into package data of edge.booking.
+# It is committed (pip install and the wheel need no node); `make web` rebuilds it and records the hash of
+# its sources (tests/booking/test_booking_pages.py finds a bundle older than its sources); `make bundle`
+# builds it only when missing.
+web: $(WEB_STAMP)
+	cd web && npm run build --silent
+	export LC_ALL=C; cat web/package-lock.json web/src/*.js | sha256sum | cut -d" " -f1 > $(BUNDLE).sources
+
+bundle:
+	@test -f $(BUNDLE) || $(MAKE) web
 
 # Services the integration tests start themselves on free loopback ports.
 system-deps:
@@ -48,7 +67,7 @@ system-deps:
 contracts: $(PY_STAMP) $(NPM_STAMP)
 	$(PY) -m edge.chain.build
 
-test: $(PY_STAMP) $(NPM_STAMP) system-deps
+test: $(PY_STAMP) $(NPM_STAMP) system-deps bundle
 	$(PY) -m pytest -q
 
 # The pure core's tests alone (pytest -m core: seconds), and the suite in a random order (pytest-randomly;
@@ -56,10 +75,10 @@ test: $(PY_STAMP) $(NPM_STAMP) system-deps
 test-core: $(PY_STAMP)
 	$(PY) -m pytest -q -m core
 
-test-random: $(PY_STAMP) $(NPM_STAMP) system-deps
+test-random: $(PY_STAMP) $(NPM_STAMP) system-deps bundle
 	$(PY) -m pytest -q -p randomly $(ARGS)
 
-demo: $(PY_STAMP) $(NPM_STAMP)
+demo: $(PY_STAMP) $(NPM_STAMP) bundle
 	$(PARKGATE) demo $(DEMO_ARGS)
 
 bench: $(PY_STAMP) $(NPM_STAMP)
@@ -83,4 +102,4 @@ train: $(PY_STAMP)
 	$(PY) -m models.train --all --threads 2
 
 clean:
-	rm -rf $(VENV) contracts/node_modules .pytest_cache
+	rm -rf $(VENV) contracts/node_modules web/node_modules .pytest_cache

@@ -10,7 +10,13 @@ behind N instances a client gets up to N times the limit unless the balancer kee
     GET  /api/rentals          the lot's open rental events (price, window)
     GET  /api/bookings/{id}    a booking's state (requested, checked_in, checked_out, settled, ...)
     POST /api/commitment       {"account", "message": <signed text>, "signature"} -> the commitment
+    GET  /api/renters/{0x..}   a renter's bookings in this lot with their states, and their credit
+    GET  /api/owners/{0x..}    an owner's spaces, rental events, bookings, earnings and credit
+    GET  /api/abi              the contract's ABI (the pages encode their calls with it)
+    POST /api/preflight        {"from", "data", "value"}: a call the page is about to send through the
+                               wallet, run as eth_call; a refusal comes back as a sentence
     GET  /healthz
+    GET  /  and  /owner        the renter's and the owner's pages (edge.booking.pages)
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from edge.booking.pages import SecurityHeaders, page_routes
 from edge.booking.requests import (
     HEADER,
     MAX_EXPIRY_S,
@@ -41,8 +48,9 @@ from edge.booking.requests import (
     check_binding,
     parse_request,
 )
+from edge.booking.views import account_of, owner_view, preflight, renter_view
 from edge.chain.contract import ContractRevert, RentalClient
-from edge.chain.listings import booking_row, rentals
+from edge.chain.listings import booking_row, rentals, spaces
 from edge.chain.reverts import explain
 from edge.chain.windows import booking_window_problem
 from edge.identity import lot_id, plate_commitment
@@ -171,10 +179,14 @@ class BookingService:
     # ------------------------------------------------------------------ chain views
 
     def open_rentals(self) -> list[dict[str, Any]]:
-        """The lot's rental events not cancelled and not over (cached for ``rentals_ttl_s``)."""
+        """The lot's rental events not cancelled and not over, with their space's location (cached for
+        ``rentals_ttl_s``)."""
         at = time.monotonic()
         if self._rentals is None or at - self._rentals[0] > self.rentals_ttl_s:
-            self._rentals = (at, rentals(self.client, self.lot_bytes, self.from_block))
+            lot, first = self.lot_bytes, self.from_block
+            located = {s["space_id"]: s["location"] for s in spaces(self.client, lot, first)}
+            self._rentals = (at, [{**r, "location": located.get(r["space_id"], "")}
+                                  for r in rentals(self.client, lot, first)])
         now = int(self.client.w3.eth.get_block("latest")["timestamp"])
         return [r for r in self._rentals[1] if not r["cancelled"] and r["end"] > now]
 
@@ -186,10 +198,21 @@ class BookingService:
             raise RequestError(404, f"booking {booking_id} is not one of lot {self.lot}")
         return row
 
+    def renter(self, account: str) -> dict[str, Any]:
+        return renter_view(self.client, self.lot_bytes, account_of(account), self.from_block)
+
+    def owner(self, account: str) -> dict[str, Any]:
+        return owner_view(self.client, self.lot_bytes, account_of(account), self.from_block)
+
+    def preflight(self, body: Any) -> dict[str, Any]:
+        return preflight(self.client, body)
+
     def describe(self) -> dict[str, Any]:
-        return {"lot": self.lot, "contract": self.client.address, "chain_id": self.chain_id,
+        return {"lot": self.lot, "lot_id": "0x" + self.lot_bytes.hex(), "contract": self.client.address,
+                "chain_id": self.chain_id,
                 "plate_layouts": list(self.layouts), "message_header": HEADER,
                 "max_expiry_s": MAX_EXPIRY_S, "max_message_chars": MAX_MESSAGE_CHARS,
+                "service_time": int(self.clock()),
                 "limits": {"per_account_per_hour": self.limits.per_account_per_hour,
                            "per_address_per_hour": self.limits.per_address_per_hour}}
 
@@ -217,7 +240,8 @@ def address_key(host: str) -> str:
 # ---------------------------------------------------------------------- HTTP
 
 
-async def _read_json(request: Request) -> Any:
+async def _read_json(request: Request, shape: str = '{"account": ..., "message": ..., "signature": ...}'
+                     ) -> Any:
     import json
 
     size = 0
@@ -230,7 +254,7 @@ async def _read_json(request: Request) -> Any:
     try:
         return json.loads(b"".join(chunks))
     except ValueError:
-        raise RequestError(400, 'body must be JSON {"message": ..., "signature": ...}') from None
+        raise RequestError(400, f"body must be JSON {shape}") from None
 
 
 def create_app(service: BookingService) -> Starlette:
@@ -282,8 +306,34 @@ def create_app(service: BookingService) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
-    return Starlette(routes=[
+    def account_read(view: Callable[[str], dict[str, Any]]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> JSONResponse:
+            try:
+                read(request)
+            except RequestError as exc:
+                return refused(exc)
+            return await handle(lambda: view(request.path_params["account"]))
+
+        return endpoint
+
+    async def abi(request: Request) -> JSONResponse:
+        return JSONResponse({"abi": service.client.abi}, headers={"Cache-Control": "max-age=300"})
+
+    async def preflight_call(request: Request) -> JSONResponse:
+        try:
+            read(request)
+            body = await _read_json(request, '{"from": "0x...", "data": "0x...", "value": "0x..."}')
+        except RequestError as exc:
+            return refused(exc)
+        return await handle(lambda: service.preflight(body))
+
+    app = Starlette(routes=[
         Route("/api/lot", lot), Route("/api/rentals", open_rentals),
         Route("/api/bookings/{booking_id}", booking), Route("/api/commitment", commitment, methods=["POST"]),
-        Route("/healthz", healthz),
+        Route("/api/renters/{account}", account_read(service.renter)),
+        Route("/api/owners/{account}", account_read(service.owner)),
+        Route("/api/abi", abi), Route("/api/preflight", preflight_call, methods=["POST"]),
+        Route("/healthz", healthz), *page_routes(),
     ])
+    app.add_middleware(SecurityHeaders)
+    return app

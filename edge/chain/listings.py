@@ -20,10 +20,13 @@ def spaces(client: RentalClient, lot: bytes, from_block: int = 0) -> list[Row]:
             for e in client.events("SpaceRegistered", from_block=from_block, lot_id=lot)]
 
 
-def rentals(client: RentalClient, lot: bytes, from_block: int = 0) -> list[Row]:
-    """Every rental event of ``lot`` with its current cancelled flag (one view call per event)."""
+def rentals(client: RentalClient, lot: bytes, from_block: int = 0, owner: str | None = None) -> list[Row]:
+    """Every rental event of ``lot`` (of ``owner`` only, when given) with its current cancelled flag (one
+    view call per event)."""
     rows = []
     for e in client.events("RentalEventCreated", from_block=from_block, lot_id=lot):
+        if owner is not None and e.args["owner"] != owner:
+            continue
         rental_id = e.args["rentalId"]
         rows.append({"rental_id": rental_id, "space_id": e.args["spaceId"], "owner": e.args["owner"],
                      "start": e.args["start"], "end": e.args["end"],

@@ -1,15 +1,18 @@
-"""The console's Starlette app: server-rendered pages (Jinja2, package data), no script, no CDN.
+"""The console's Starlette app: server-rendered pages (Jinja2, package data), no CDN; one small script of
+its own (static/live.js: the live view's boxes, loops and ROI editor) and every page works without it.
 
 Every page needs a session (cookie ``pg_session``: HttpOnly, SameSite=Strict, Secure under TLS); every
 POST carries the session's CSRF token (the login form: a per-form token in a cookie of its own). Gate
 actions go through the daemon's control socket, so they are audited (``manual_actions``) exactly like
-`parkgate gate open --lane L --reason TEXT`, with the console user's name in the reason; list changes
-go to the store, which the daemon reads before each decision."""
+`parkgate gate open --lane L --reason TEXT`, with the console user as the operator
+(``console:USER via`` the console process); list changes go to the store, which the daemon reads before
+each decision."""
 
 from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 import os
 import sqlite3
@@ -25,13 +28,21 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from edge.config import Config
+from edge.config import Config, ConfigError
 from edge.console import passes as P
 from edge.console.auth import LoginLimit, Session, Sessions, new_token, same_token
+from edge.console.config_file import NotWritable, roi_line, save_roi
 from edge.console.users import MAX_PASSWORD, UsersError, authenticate, load_users, users_path
 from edge.daemon import control, liveview
 from edge.daemon.retention import evidence_dir
@@ -47,10 +58,10 @@ LOGIN_COOKIE = "pg_login"
 MAX_BODY = 16 * 1024  # bytes of one form
 MAX_FIELDS = 16
 MAX_NOTE = 200
-CONSOLE_TAG = " [console: {user}]"
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+                               "base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -318,13 +329,11 @@ def gate_request(form: dict[str, str], lanes: tuple[str, ...], user: str) -> dic
         raise BadForm(f"action {action!r} unknown; allowed: {', '.join(control.GATE_ACTIONS)}")
     if lane not in lanes:
         raise BadForm(f"lane {lane!r} unknown; lanes: {', '.join(lanes)}")
-    tag = CONSOLE_TAG.format(user=user)
-    room = control.MAX_REASON - len(tag)
     if not reason:
         raise BadForm(f"{action} needs a reason (it is audited)")
-    if len(reason) > room or not reason.isprintable():
-        raise BadForm(f"reason must be printable text of at most {room} characters")
-    return {"action": action, "lane": lane, "reason": reason + tag}
+    if len(reason) > control.MAX_REASON or not reason.isprintable():
+        raise BadForm(f"reason must be printable text of at most {control.MAX_REASON} characters")
+    return {"action": action, "lane": lane, "reason": reason, "operator": f"console:{user}"}
 
 
 async def act(request: Request, console: Console, session: Session) -> Response:
@@ -468,35 +477,109 @@ def _fresh_frame(path: Path, after: float) -> tuple[float, bytes] | None:
         return None
 
 
-def _roi_points(cfg: Config, lane: str) -> tuple[str, bool]:
-    """The lane's region of interest as SVG polygon points, and whether they are fractions of the frame
-    (drawn over a 0..1 view box) rather than pixels (listed); empty: the whole frame."""
+MAX_ROI_TEXT = 1024  # characters of a typed or dragged ROI ("x,y;x,y;..."), up to Roi's 64 points
+
+
+def _roi_points(cfg: Config, lane: str) -> tuple[str, bool, str]:
+    """The lane's region of interest as SVG polygon points, whether they are fractions of the frame
+    (drawn over a 0..1 view box) rather than pixels (listed), and as the text the ROI form takes;
+    empty: the whole frame."""
     roi = next(x.camera.roi for x in cfg.lanes if x.name == lane)
     if not roi:
-        return "", True
-    return " ".join(f"{x:g},{y:g}" for x, y, *_ in roi), Roi.parse(roi).fractional
+        return "", True, ""
+    points = [(x, y) for x, y, *_ in roi]
+    return (" ".join(f"{x:g},{y:g}" for x, y in points), Roi.parse(roi).fractional,
+            ";".join(f"{x:g},{y:g}" for x, y in points))
 
 
 def roi_proposal(lane: str, text: str, lanes: tuple[str, ...]) -> dict[str, Any]:
-    """A region of interest typed on the live page, checked as `config check` checks one (Roi.parse):
-    its SVG points and the config line to paste into the lane's [lanes.camera]; BadForm naming what is
+    """A region of interest typed or dragged on the live page, checked as `config check` checks one
+    (Roi.parse): its SVG points and the config line for the lane's [lanes.camera]; BadForm naming what is
     wrong and what is allowed."""
     if lane not in lanes:
         raise BadForm(f"lane {lane!r} unknown; lanes: {', '.join(lanes)}")
-    if len(text) > MAX_NOTE:
-        raise BadForm(f"roi is longer than {MAX_NOTE} characters")
+    if len(text) > MAX_ROI_TEXT:
+        raise BadForm(f"roi is longer than {MAX_ROI_TEXT} characters")
     try:
         roi = Roi.parse(text.strip(), f"lanes[{lanes.index(lane)}].camera.roi")
     except ValueError as exc:
         raise BadForm(str(exc)) from None
     points = [(float(x), float(y)) for x, y in roi.points]
     return {"lane": lane, "svg": " ".join(f"{x:g},{y:g}" for x, y in points), "fractional": roi.fractional,
-            "toml": "roi = [" + ", ".join(f"[{x:g}, {y:g}]" for x, y in points) + "]"}
+            "toml": roi_line(points), "points": points, "text": ";".join(f"{x:g},{y:g}" for x, y in points)}
+
+
+def lane_state_text(state: dict[str, Any] | None) -> str:
+    """One line for a lane's live view: phase, gate position, the two loops, link, camera (pure)."""
+    if not state:
+        return "no daemon status"
+    if not state.get("serving", True):
+        return f"phase {state.get('phase')}, NOT SERVING: {state.get('error', '')}"
+
+    def loop(value: Any) -> str:
+        return "-" if value is None else "occupied" if value else "clear"
+
+    return (f"phase {state.get('phase')}, gate {state.get('gate_position') or '-'}, presence loop "
+            f"{loop(state.get('presence'))}, safety loop {loop(state.get('safety'))}, link "
+            f"{'up' if state.get('link_up') else 'DOWN'}{', HELD OPEN' if state.get('held') else ''}, camera "
+            f"{(state.get('camera') or {}).get('state', '-')}"
+            + (" (STALE: the daemon is not refreshing its status)" if state.get("stale") else ""))
+
+
+def plate_lines(info: dict[str, Any] | None, now: float) -> list[dict[str, Any]]:
+    """What the live view says about each plate the daemon's detector boxed on the lane's latest frame:
+    its width against the recommended minimum (pure); a line saying why when there is none."""
+    if not info or now - float(info.get("at", 0)) > liveview.WATCH_FRESH_S:
+        return [{"text": "no recent frame from the daemon (is parkgate running?)"}]
+    least = int(info.get("min_width_px", 0))
+    lines = []
+    for box in info.get("boxes", []):
+        width = int(box["width_px"])
+        judged = (f"at least the recommended {least} px" if width >= least else
+                  f"under the recommended {least} px: zoom in or move the camera closer")
+        where = "" if box.get("in_roi", True) else " (outside the region of interest: not read)"
+        lines.append({"text": f"plate {width} px wide: {judged}{where}", "width_px": width,
+                      "wide": width >= least, "in_roi": bool(box.get("in_roi", True)),
+                      "score": box.get("score"), "box": [box["x1"], box["y1"], box["x2"], box["y2"]]})
+    return lines or [{"text": info.get("note") or "no plate in view"}]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _lane_states(cfg: Config) -> dict[str, dict[str, Any]]:
+    try:
+        snapshot = read_status(status_path(cfg.gateway.state_dir))
+    except ValueError:
+        return {}
+    stale = bool(snapshot.get("stale"))
+    lanes = [lane for lane in snapshot.get("lanes", []) if isinstance(lane, dict)]
+    return {lane["name"]: {**lane, "stale": stale} for lane in lanes}
+
+
+def live_info(cfg: Config, lane: str) -> dict[str, Any]:
+    """What the live page shows beside a lane's frame, for its script (``/live/LANE.json``): the lane's
+    state line and loops from status.json, the plates on the latest live frame. Asking is watching."""
+    _watch(cfg, lane)
+    state = _lane_states(cfg).get(lane)
+    info = _read_json(liveview.boxes_path(cfg.gateway.state_dir, lane))
+    try:
+        plates = plate_lines(info, time.time())
+    except (KeyError, TypeError, ValueError):
+        info, plates = None, [{"text": f"unreadable {liveview.boxes_path(cfg.gateway.state_dir, lane)}"}]
+    return {"lane": lane, "state": lane_state_text(state),
+            "loops": {"presence": (state or {}).get("presence"), "safety": (state or {}).get("safety")},
+            "gate": (state or {}).get("gate_position"), "phase": (state or {}).get("phase"),
+            "frame": (info or {}).get("frame"), "min_width_px": (info or {}).get("min_width_px"),
+            "plates": plates}
 
 
 async def live_page(request: Request, console: Console, session: Session) -> Response:
-    lanes = [{"name": lane, "roi": points, "fractional": fractional}
-             for lane in console.lanes for points, fractional in [_roi_points(console.cfg, lane)]]
     query = request.query_params
     proposal, error = None, ""
     if query.get("roi"):
@@ -504,15 +587,55 @@ async def live_page(request: Request, console: Console, session: Session) -> Res
             proposal = roi_proposal(query.get("lane", ""), query["roi"], console.lanes)
         except BadForm as exc:
             error = str(exc)
-    try:
-        snapshot = read_status(status_path(console.cfg.gateway.state_dir))
-        states = {lane["name"]: lane for lane in snapshot.get("lanes", [])}
-    except ValueError:
-        states = {}
+    return await _live(console, session, query, 400 if error else 200, error=error, proposal=proposal)
+
+
+async def _live(console: Console, session: Session, query: Any, code: int, message: str = "", error: str = "",
+                proposal: dict[str, Any] | None = None, paste: str = "") -> Response:
+    lanes = [{"name": lane, "roi": points, "fractional": fractional, "roi_text": text}
+             for lane in console.lanes for points, fractional, text in [_roi_points(console.cfg, lane)]]
+    states = await run_in_threadpool(_lane_states, console.cfg)
     for lane in lanes:
-        lane["state"] = states.get(lane["name"])
-    return console.render("live.html", session, 400 if error else 200, lanes=lanes, fps=liveview.LIVE_FPS,
-                          proposal=proposal, error=error, query=query)
+        lane["state"] = lane_state_text(states.get(str(lane["name"])))
+    return console.render("live.html", session, code, lanes=lanes, fps=liveview.LIVE_FPS, proposal=proposal,
+                          error=error, message=message, paste=paste, query=query)
+
+
+async def live_json(request: Request, console: Console, session: Session) -> Response:
+    lane = request.path_params["lane"]
+    if lane not in console.lanes:
+        return JSONResponse({"error": f"lane {lane!r} unknown; lanes: {', '.join(console.lanes)}"}, 404,
+                            headers=SECURITY_HEADERS)
+    return JSONResponse(await run_in_threadpool(live_info, console.cfg, lane), headers=SECURITY_HEADERS)
+
+
+async def roi_save(request: Request, console: Console, session: Session) -> Response:
+    """Save a lane's ROI (typed, or dragged by static/live.js) into the config file, validated as
+    `parkgate config check` validates it; the line to paste when the console cannot write the file."""
+    form = request.state.form
+    query = {"lane": form.get("lane", ""), "roi": form.get("roi", "")}
+    try:
+        proposal = roi_proposal(form.get("lane", ""), form.get("roi", ""), console.lanes)
+    except BadForm as exc:
+        return await _live(console, session, query, 400, error=f"not saved: {exc}")
+    lane, path = proposal["lane"], Path(console.cfg.source)
+    if not path.is_file():
+        return await _live(console, session, query, 409, proposal=proposal, paste=proposal["toml"],
+                           error=f"not saved: the console runs without a config file ({console.cfg.source})")
+    try:
+        cfg = await run_in_threadpool(save_roi, path, lane, proposal["points"])
+    except ConfigError as exc:
+        return await _live(console, session, query, 400,
+                           error=f"not saved: {path} would fail `parkgate config check` with it: {exc}")
+    except NotWritable as exc:
+        log.warning("console: %s could not save lane %s's ROI: %s", session.user, lane, exc)
+        return await _live(console, session, query, 503, proposal=proposal, paste=proposal["toml"],
+                           error=f"not saved: {exc}. Put this line in lane {lane}'s [lanes.camera] of {path} "
+                           "by hand, run `parkgate config check`, then restart the daemon")
+    console.cfg = cfg
+    log.warning("console: %s saved lane %s's ROI to %s: %s", session.user, lane, path, proposal["toml"])
+    return await _live(console, session, {}, 200, message=f"saved to {path}: lane {lane} {proposal['toml']}. "
+                       "The daemon applies it at its next start (sudo systemctl restart parkgate)")
 
 
 async def live_stream(request: Request, console: Console, session: Session) -> Response:
@@ -570,6 +693,8 @@ def build_app(cfg: Config, clock: Callable[[], float] = time.monotonic) -> Starl
         Route("/lists", page(lists_page), methods=["GET"]),
         Route("/live", page(live_page), methods=["GET"]),
         Route("/live/{lane}.mjpg", page(live_stream), methods=["GET"]),
+        Route("/live/{lane}.json", page(live_json), methods=["GET"]),
+        Route("/live/roi", page(roi_save, act=True), methods=["POST"]),
         Route("/lists/add", page(list_add, act=True), methods=["POST"]),
         Route("/lists/remove", page(list_remove, act=True), methods=["POST"]),
         Mount("/static", StaticFiles(directory=static), name="static"),

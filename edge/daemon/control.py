@@ -4,13 +4,16 @@ A unix stream socket at ``<state_dir>/control.sock`` (mode 0660: the daemon's us
 state dir's own mode decides who reaches it). One JSON request per connection, one line::
 
     {"action": "open" | "hold" | "release", "lane": "exit-1", "reason": "visitor without plate"}
+    {"action": "open", "lane": "exit-1", "reason": "...", "operator": "console:olga"}  (acting for a user)
     {"action": "status", "lane": "exit-1"}
     {"action": "watch", "lane": "exit-1"}          (lane optional: every lane)
 
 answered by one JSON line (``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``), or for
 ``watch`` by one line per input change until the client hangs up. The kernel's peer credentials
 (pid, uid, gid) of the caller are recorded with every operation (``manual_actions`` in the store,
-with the reason, the result and the camera's read and evidence at that moment).
+with the reason, the result and the camera's read and evidence at that moment). A client that acts for
+a user of its own (the web console for its logged-in user) names that user in ``operator``: the audit's
+operator is then ``console:olga via parkgate (uid 998, pid 4242)``, the kernel's word kept beside it.
 
 Requests are parsed by the pure :func:`parse_request`; bad input gets an error naming what is allowed.
 """
@@ -38,6 +41,7 @@ SOCKET_MODE = 0o660
 MAX_REQUEST = 4096  # bytes of one request line
 REQUEST_WAIT_S = 5.0
 MAX_REASON = 200
+MAX_OPERATOR = 64
 GATE_ACTIONS = ("open", "hold", "release")
 ACTIONS = (*GATE_ACTIONS, "status", "watch")
 MAX_UNIX_PATH = 107  # sun_path is 108 bytes with its NUL
@@ -75,6 +79,11 @@ class Request:
     action: str
     lane: str | None
     reason: str = ""
+    operator: str = ""  # the user a client acts for, as it says (the peer's credentials are the kernel's)
+
+    def who(self, peer: Peer) -> str:
+        """The audit's operator: the user the client acts for (if it names one) via the peer."""
+        return f"{self.operator} via {peer.who}" if self.operator else peer.who
 
 
 def parse_request(line: bytes, lanes: Sequence[str]) -> Request:
@@ -86,9 +95,9 @@ def parse_request(line: bytes, lanes: Sequence[str]) -> Request:
                          '{"action": "open", "lane": "NAME", "reason": "TEXT"}') from None
     if not isinstance(data, dict):
         raise ValueError("request must be a JSON object")
-    unknown = sorted(set(data) - {"action", "lane", "reason"})
+    unknown = sorted(set(data) - {"action", "lane", "reason", "operator"})
     if unknown:
-        raise ValueError(f"unknown request keys {unknown}; allowed: action, lane, reason")
+        raise ValueError(f"unknown request keys {unknown}; allowed: action, lane, reason, operator")
     action = data.get("action")
     if action not in ACTIONS:
         raise ValueError(f"action {action!r} unknown; allowed: {', '.join(ACTIONS)}")
@@ -102,7 +111,10 @@ def parse_request(line: bytes, lanes: Sequence[str]) -> Request:
         raise ValueError(f"reason must be printable text of at most {MAX_REASON} characters")
     if action in GATE_ACTIONS and not reason.strip():
         raise ValueError(f"{action} needs a reason (it is audited): --reason TEXT")
-    return Request(action, lane, reason.strip())
+    operator = data.get("operator", "")
+    if not isinstance(operator, str) or len(operator) > MAX_OPERATOR or not operator.isprintable():
+        raise ValueError(f"operator must be printable text of at most {MAX_OPERATOR} characters")
+    return Request(action, lane, reason.strip(), operator.strip())
 
 
 Operate = Callable[[Request, Peer], Awaitable[dict[str, Any]]]

@@ -23,7 +23,7 @@ from edge.doctor import CheckResult, register_check
 from edge.store.integrity import stored_clock_floor
 from edge.vision.camera import parse_source
 from edge.vision.reader import PlateReader
-from edge.vision.types import PlateRead
+from edge.vision.types import MIN_PLATE_WIDTH_PX, PlateRead
 from firmware_bridge.driver import connect_driver
 from firmware_bridge.gate import GateStatus
 from firmware_bridge.transport import port_problem
@@ -121,7 +121,6 @@ def check_gate_controllers(config: Config) -> CheckResult:
 # -- the cameras give frames -------------------------------------------------------------------------
 
 CAMERA_TIMEOUT_S = 8.0
-MIN_PLATE_WIDTH_PX = 80  # docs/install.md: the reader is measured for plates of 60-300 px
 
 
 def camera_problem(source: str) -> str | None:

@@ -176,7 +176,8 @@ class StatusLoop:
                           s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
                           s.stats.last_read, list(s.stats.open_latencies_ms), camera,
                           gate_error=s.stats.gate_error, gate_position=s.stats.gate_position, held=s.held,
-                          read_from=dict(s.stats.read_from))
+                          read_from=dict(s.stats.read_from), presence=s.runner.state.presence,
+                          safety=s.runner.state.safety)
 
     def _check_cameras(self, lanes: tuple[LaneStatus, ...]) -> None:
         """Alert once when a lane's camera stalls (no decodable frame for ``stall_after_s``) and once

@@ -72,7 +72,7 @@ class ManualDesk:
             return {"ok": True, "lane": request.lane, "held": shell.held, "status": {
                 "position": status.position.name, "presence": status.presence, "safety": status.safety,
                 "held": status.held, "faults": int(status.faults), "opens": status.opens}}
-        return await self.manual(shell, request.action, "socket", peer.who, request.reason)
+        return await self.manual(shell, request.action, "socket", request.who(peer), request.reason)
 
     async def manual(self, shell: LaneShell, action: str, source: str, who: str, reason: str
                      ) -> dict[str, Any]:

@@ -68,7 +68,7 @@ from edge.daemon.chainlink import ChainLink
 from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.health import StatusLoop
 from edge.daemon.lane import LaneShell
-from edge.daemon.liveview import live_loop
+from edge.daemon.liveview import BUSY_PHASES, Detect, LiveLane, LiveView, live_loop
 from edge.daemon.manual import ManualDesk
 from edge.daemon.retention import evidence_dir, make_private, prune_loop
 from edge.daemon.samples import Samples
@@ -81,7 +81,7 @@ from edge.metrics import MetricsServer
 from edge.store import Store, StoreDamagedError
 from edge.store.integrity import recovery_steps
 from edge.vision.camera import FrameSource
-from edge.vision.reader import PlateReader
+from edge.vision.reader import PlateDetector, PlateReader
 from edge.vision.roi import Roi
 from edge.vision.tracks import TrackSettings
 from firmware_bridge.errors import GateError
@@ -197,8 +197,10 @@ class Daemon:
         status_task = asyncio.create_task(self.status.run(self.stop_event))
         retention_task = asyncio.create_task(prune_loop(self.evidence_dir, self.cfg.evidence,
                                                         self.stop_event))
-        live_task = asyncio.create_task(live_loop(self.cfg.gateway.state_dir, [
-            (name, camera.source) for name, camera in self.cameras.items()], self.stop_event))
+        live = LiveView(self.cfg.gateway.state_dir, [
+            LiveLane(name, camera.source, camera.roi) for name, camera in self.cameras.items()],
+            self._live_detector, self._lane_busy)
+        live_task = asyncio.create_task(live_loop(live, self.stop_event))
         # READY once the store is up (it is: __init__ opened and recovered it) and one lane serves.
         serving = asyncio.create_task(self.lanes.serving.wait())
         stop_wait = asyncio.create_task(self.stop_event.wait())
@@ -222,6 +224,16 @@ class Daemon:
             await live_task
         await self._shutdown()
         return 0
+
+    def _live_detector(self) -> Detect:
+        """The live view's own detector session with one onnxruntime thread: its work runs on the live
+        view's low-priority thread, never on the lanes' reader."""
+        return PlateDetector(self.cfg.vision.detector_model, threads=1).detect
+
+    def _lane_busy(self, name: str) -> bool:
+        """Whether the lane reads a vehicle now (the live view then skips its detector)."""
+        shell = self.lanes.shell(name)
+        return shell is not None and str(shell.runner.state.phase) in BUSY_PHASES
 
     async def _start_control(self, desk: ManualDesk) -> None:
         """The local control socket; without it the gates still run (it is an operator's tool)."""

@@ -45,6 +45,8 @@ class LaneStatus:
     gate_error: dict[str, Any] | None = None  # the controller's last failure: {"error", "at_ms"}
     gate_position: str | None = None  # closed | opening | open | closing | unknown, last polled
     read_from: dict[str, int] = field(default_factory=dict)  # passes by read source: approach | burst
+    presence: bool | None = None  # the presence (arming) loop occupied, as the lane last saw it
+    safety: bool | None = None  # the safety loop under the gate occupied
 
 
 @dataclass(frozen=True)

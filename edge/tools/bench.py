@@ -11,8 +11,9 @@
 - chain sync: records/s and gas per record draining a backlog in batches vs one transaction per
   record, against anvil;
 - daemon steady RSS and idle CPU (camera streaming, no vehicle), cold start to READY;
-- the same cars again while the console streams the lane's live view to one client: open latency p50
-  against the first pass, and the console's RSS.
+- the same cars again while the console streams the lane's live view to one client (the daemon then runs
+  the plate detector on the watched frames at 2 fps): open latency p50 against the first pass, the
+  console's RSS and the daemon's RSS with the live view's detector loaded.
 
 The table ends with one JSON line of the headline figures, for scripts and the issue log.
 """
@@ -116,10 +117,11 @@ def bench_daemon(work: Path, cars: int, idle_s: float, models: Path | None,
             outside = drive(vehicles, emulator, camera, state, "approach")
             cars_cpu = (proc_cpu_s(daemon.pid) - cpu0) / (time.perf_counter() - t0) * 100
             inside = settled_open_latencies(state / "status.json", len(outside))
-            rss_cars = proc_rss_kb(daemon.pid) / 1024
+            rss_cars = proc_rss_kb(daemon.pid) / 1024  # after the cars, nobody watching yet
             read_from = lane_status(state / "status.json").get("read_from", {})
             watched, console_rss, live_frames = bench_watched(config, console_port, work, vehicles, emulator,
                                                               camera, state, len(inside))
+            watched_rss = proc_rss_kb(daemon.pid) / 1024  # the same cars again, the live detector loaded
         finally:
             daemon.stop()
         # The same cars driving up the same way, the lane without approach reading: the burst after the
@@ -157,6 +159,9 @@ def bench_daemon(work: Path, cars: int, idle_s: float, models: Path | None,
     rows.append(("cold start to READY (spawn -> READY line)", f"{cold:.2f} s", cmd))
     rows.append(("daemon steady RSS: idle / after the cars", f"{rss:.0f} / {rss_cars:.0f} MiB",
                  cmd + ", after start before vehicles / after the approach round"))
+    if watched:
+        rows.append(("daemon RSS after the cars: no console / live view watched (its detector loaded)",
+                     f"{rss_cars:.0f} / {watched_rss:.0f} MiB", cmd + ", the same cars twice"))
     rows.append(("daemon idle CPU (camera streaming, motion-gated, no vehicle)",
                  f"{idle_cpu:.1f} % of one core over {idle_s:.0f} s", cmd))
     rows.append(("daemon CPU while the cars drive up and pass (approach round)",

@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from edge.tools.net import wait_for_tcp
@@ -33,11 +34,12 @@ def add_user(config: Path, name: str, role: str, password: str) -> subprocess.Co
 
 
 class ConsoleProcess:
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(self, config: Path, port: int, log: Path, prefix: Sequence[str] = ()) -> None:
+        """``prefix``: a command that runs the console (e.g. setpriv dropping a capability)."""
         self.port = port
         self.url = f"http://{LOOPBACK}:{port}"
-        self.process = ManagedProcess([sys.executable, "-m", "edge.cli", "console", "serve", "--config",
-                                       str(config)], log)
+        self.process = ManagedProcess([*prefix, sys.executable, "-m", "edge.cli", "console", "serve",
+                                       "--config", str(config)], log)
 
     def __enter__(self) -> ConsoleProcess:
         return self.start()

@@ -18,15 +18,15 @@ __all__ = ["PlateOcr", "PlateDetector", "PlateRead", "PlateReader", "make_sessio
 # cut plates a little differently from frame to frame; reading several cuts and voting removes most
 # reads that lost or gained an edge character (on plates-eu: 72 -> 82 of 108 exact, see models/cards).
 # The detector's boxes are looser than the crops the OCR learned from (on lane frames a median 7 % wider
-# and 12 % taller), so the cuts sit at or just inside the box. Chosen on training splits only, plates placed
-# into 1920x1080 frames at 60 / 100 / 140 px, with the close-up OCR: US train half 81 / 95 / 98 of 120
-# exact with the earlier margins ((0.06, 0.15), (0.02, 0.06), (0.10, 0.25), (0.04, 0.30)), 97 / 113 / 116
-# with ((-0.02, -0.04), (-0.05, -0.10), (0.02, 0.04), (0.0, 0.10)); BR crops (1 in 7, `--region br`) at
-# 60 / 100 px 58 / 81 -> 68 / 93 of 100. Then, with the lane-stage OCR, these margins against the second
-# set: US 103 / 114 / 115 against 100 / 113 / 118, BR 76 / 94 against 75 / 95, plates-eu train third
-# 33 / 35 / 35 both, and rendered frames 140 against 141 of 150, where the second set drops the last
-# character of a plate whose box the detector ends at that character (tests/vision: `KR 4829 B`).
-CROP_MARGINS = ((0.01, -0.04), (-0.03, -0.08), (0.04, 0.06), (0.0, 0.12))
+# and 12 % taller), so the cuts sit inside the box vertically; horizontally they never cut into it, since a
+# box that ends at an edge character (seen on rendered plates) would lose that character. Chosen on
+# training splits only, plates placed into 1920x1080 frames, with the lane-stage OCR: exact reads of the
+# US train half (120, at 60 / 100 / 140 px) + BR crops (one in seven, `--region br`, 60 / 100 px) +
+# plates-eu train third (35, `sk,cz`, 60 / 100 / 140 px) were 331 + 169 + 100 = 600 of 1,130 with these
+# margins, 314 + 158 + 100 = 572 with the earlier ((0.06, 0.15), (0.02, 0.06), (0.10, 0.25), (0.04, 0.30)),
+# and 605 with cuts inside the box on both axes, which read 194 of 240 rendered demo frames against 203
+# here and 211 with the earlier margins (the detector ends some rendered plates' boxes at the last character).
+CROP_MARGINS = ((0.03, -0.04), (0.0, -0.08), (0.08, 0.06), (0.05, 0.12))
 OFF_LAYOUT_WEIGHT = 0.5  # rank factor of a read that fits none of the region's layouts
 # Detections narrower than REFINE_BELOW_PX frame pixels are looked at again with the plate REFINE_PLATE_PX
 # wide (`PlateDetector.refine`): on the held-out plates-eu sweep it tightened 40-80 px plates (60 px: 0.74

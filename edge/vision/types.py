@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The plate width in frame pixels to aim and zoom for at the barrier: the reader is measured for plates of
+# 60-300 px (`parkgate lpr sweep`, README; docs/install.md); `doctor` and the console's live view use it.
+MIN_PLATE_WIDTH_PX = 80
+
 
 @dataclass(frozen=True)
 class PlateRead:

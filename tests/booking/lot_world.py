@@ -8,6 +8,8 @@ import contextlib
 import io
 import json
 import secrets
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +63,13 @@ def lot_cli(*args: str) -> tuple[int, dict | list | None, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = parkgate(["lot", *args, "--json"])
     return code, (json.loads(out.getvalue()) if out.getvalue().strip() else None), err.getvalue()
+
+
+def lot_process(*args: str) -> tuple[int, dict | list | None, str]:
+    """`parkgate lot ... --json` as the operator runs it: a subprocess of the installed entry point."""
+    result = subprocess.run([sys.executable, "-m", "edge.cli", "lot", *args, "--json"], capture_output=True,
+                            text=True, timeout=120, check=False)
+    return result.returncode, (json.loads(result.stdout) if result.stdout.strip() else None), result.stderr
 
 
 @dataclass

@@ -19,6 +19,7 @@ from lot_world import HOUR, LOT, PLATE, LotWorld, lot_cli, service_process, sign
 from edge.booking.client import signed_body
 from edge.booking.requests import request_message
 from edge.booking.service import address_key
+from edge.chain.contract import RentalClient
 from edge.identity import plate_commitment
 from edge.tools.anvil import dev_account
 from edge.tools.booking import BookingServiceProcess
@@ -125,8 +126,9 @@ def test_booking_in_the_past_is_refused_with_a_sentence(lot_world: LotWorld,
 def test_rate_limits_per_account_and_per_address(lot_world: LotWorld, tmp_path: Path) -> None:
     w = lot_world
     first, second, third = dev_account(2), dev_account(3), dev_account(4)
+    # reads refill one a minute here: the 61 reads below take far less, even on a loaded machine
     with service_process(w, tmp_path / "service.log", "--per-account-per-hour", "2",
-                         "--per-address-per-hour", "5") as limited:
+                         "--per-address-per-hour", "5", "--reads-per-address-per-hour", "60") as limited:
         assert [limited.post("/api/commitment", signed_request(w, first))[0] for _ in range(2)] == [200, 200]
         status, answer = limited.post("/api/commitment", signed_request(w, first))
         assert status == 429 and f"for account {first.address}" in answer["error"]
@@ -168,3 +170,48 @@ def test_cancelled_listing_leaves_the_offer_and_is_refused(lot_world: LotWorld,
     assert status == 422 and f"rental event {rental} is cancelled" in answer["error"]
     code, _, err = lot_cli("rental", "cancel", "--rental", str(rental), *common, *w.keys.flags("owner"))
     assert code == 1 and "is cancelled" in err, err
+
+
+def test_preflight_explains_a_refused_call_in_words(lot_world: LotWorld,
+                                                    service: BookingServiceProcess) -> None:
+    """The pages run each call through POST /api/preflight before the wallet sends it: a call the contract
+    would refuse comes back as the sentence `parkgate lot` prints; bad bodies are named."""
+    w = lot_world
+    contract = RentalClient(w.w3, w.contract).contract
+    stranger = dev_account(4).address  # never verified as an owner
+    data = contract.encode_abi("registerSpace", [bytes.fromhex(service.get("/api/lot")[1]["lot_id"][2:]),
+                                                 "L-9/B99"])
+    status, answer = service.post("/api/preflight", {"from": stranger, "data": data, "value": "0x0"})
+    assert status == 422 and answer["error"].startswith(f"account {stranger} is not a verified owner"), answer
+    owner = dev_account(1).address
+    assert service.post("/api/preflight", {"from": owner, "data": data}) == (
+        200, {"ok": True, "function": "registerSpace"})
+    now = w.now()
+    past = contract.encode_abi("requestRental", [w.rental_id, now - 3 * HOUR, now - HOUR, b"\x01" * 32])
+    status, answer = service.post("/api/preflight", {"from": dev_account(2).address, "data": past})
+    assert status == 422 and "the booking is in the past" in answer["error"], answer
+    for body, says in (({"from": owner, "data": "0xdeadbeef"}, "ParkgateRental function call"),
+                       ({"from": "0x12", "data": data}, "must be 0x and 40 hex digits"),
+                       ({"from": owner, "data": data, "value": "12"}, "value must be a 0x hex number"),
+                       ({"from": owner, "data": "0x" + "ab" * 1500}, "at most"),
+                       ([], '{"from": "0x...", "data": "0x...", "value": "0x..."}')):
+        status, answer = service.post("/api/preflight", body)
+        assert status in (400, 413) and says in answer["error"], (body, answer)
+
+
+def test_owner_and_renter_views_read_the_chain(lot_world: LotWorld, service: BookingServiceProcess) -> None:
+    w = lot_world
+    status, owner = service.get(f"/api/owners/{dev_account(1).address}")
+    assert status == 200 and owner["verified"] is True, owner
+    assert w.space_id in [s["space_id"] for s in owner["spaces"]]
+    assert w.rental_id in [r["rental_id"] for r in owner["rentals"]]
+    assert owner["chain_time"] >= w.now() - 5 and owner["pending_wei"] >= 0
+    status, stranger = service.get(f"/api/owners/{dev_account(4).address}")
+    assert status == 200 and not stranger["verified"] and stranger["spaces"] == stranger["rentals"] == []
+    status, renter = service.get(f"/api/renters/{dev_account(2).address}")
+    assert status == 200 and all(b["renter"] == dev_account(2).address for b in renter["bookings"])
+    for path in ("/api/owners/0x12", "/api/renters/not-an-address", "/api/owners/0x" + "g" * 40):
+        status, answer = service.get(path)
+        assert status == 400 and "must be 0x and 40 hex digits" in answer["error"], (path, answer)
+    status, abi = service.get("/api/abi")
+    assert status == 200 and {"requestRental", "withdraw"} <= {e.get("name") for e in abi["abi"]}

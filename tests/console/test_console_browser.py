@@ -137,7 +137,7 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
             for command in ("safety 1", "safety 0"):
                 emulator.command(command)
             camera.show(None)
-            audit = query(store, "SELECT lane, action, source, reason, result FROM manual_actions")
+            audit = query(store, "SELECT lane, action, source, operator, reason, result FROM manual_actions")
 
             # a POST without the CSRF token (the session cookie alone) is refused and does nothing
             no_csrf = answer(operator.request.post(base + "/actions", form={
@@ -224,9 +224,11 @@ def test_console_in_a_browser_against_the_running_daemon(tmp_path: Path, browser
     assert "lane 'nowhere' unknown; lanes: entry-1" in bad_lane
 
     assert re.search(r"entry-1: open: opened", opened_message), opened_message
-    assert "visitor booked by phone [console: olga]" in audit_shown
+    assert "visitor booked by phone" in audit_shown and "console:olga via " in audit_shown
     assert opens_after == opens_before + 1
-    assert audit == [(LANE, "open", "socket", "visitor booked by phone [console: olga]", "opened")]
+    assert [row[:3] + row[4:] for row in audit] == [
+        (LANE, "open", "socket", "visitor booked by phone", "opened")]
+    assert re.fullmatch(r"console:olga via \S+ \(uid \d+, pid \d+\)", audit[0][3]), audit  # the console user
 
     assert no_csrf[0] == 403 and "CSRF" in no_csrf[1]
     assert audit_after_forgery == 1

@@ -1,9 +1,12 @@
-"""The live view's daemon side (edge.daemon.liveview) with a real frame source playing a recorded camera:
-frames are encoded only while a console watches, once per new frame, downscaled, private; and the MJPEG
-framing the console streams them in."""
+"""The live view's daemon side (edge.daemon.liveview) with a real frame source playing a recorded camera
+and the bundled detector (onnxruntime): frames are encoded only while a console watches, once per new
+frame, downscaled, private; the detector's boxes come with their width against the recommended minimum,
+marked inside or outside the ROI, and are skipped while the lane reads a vehicle; and the MJPEG framing
+the console streams them in."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -16,6 +19,13 @@ from edge.console.app import BOUNDARY, mjpeg_part
 from edge.daemon import liveview
 from edge.daemon.camera import open_frame_source
 from edge.tools.demo import harness as h
+from edge.vision import bundle
+from edge.vision.detector import Detection
+from edge.vision.reader import PlateDetector
+from edge.vision.roi import Roi
+from edge.vision.types import MIN_PLATE_WIDTH_PX
+
+VISITOR = h.Vehicle("visitor", "KX 904-LM", seed=622)
 
 
 def test_frames_are_written_only_while_watched_once_each_and_private(tmp_path: Path) -> None:
@@ -25,28 +35,102 @@ def test_frames_are_written_only_while_watched_once_each_and_private(tmp_path: P
     source = open_frame_source(str(camera.manifest), 10)
     try:
         assert h.wait_until(lambda: source.latest is not None, 10)
-        sent: dict[str, int] = {}
-        lanes = [("entry-1", source)]
-        unwatched = liveview.publish_once(state, lanes, sent)
+        view = liveview.LiveView(state, [liveview.LiveLane("entry-1", source)], None)
+        unwatched = view.publish_once()
         watch = liveview.watch_path(state, "entry-1")
         watch.touch()
-        first = liveview.publish_once(state, lanes, sent)
+        first = view.publish_once()
         old = time.time() - liveview.WATCH_FRESH_S - 1
         os.utime(watch, (old, old))
         time.sleep(0.3)  # new frames arrive (10 fps), but nobody watches any more
-        stale_watch = liveview.publish_once(state, lanes, sent)
+        stale_watch = view.publish_once()
         source.stop()  # no new frame from here on
         watch.touch()
-        liveview.publish_once(state, lanes, sent)
-        again = liveview.publish_once(state, lanes, sent)  # the same frame is not encoded twice
+        view.publish_once()
+        again = view.publish_once()  # the same frame is not encoded twice
     finally:
         source.stop()
     frame = liveview.frame_path(state, "entry-1")
     image = cv2.imdecode(np.frombuffer(frame.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    info = json.loads(liveview.boxes_path(state, "entry-1").read_text())
     assert (unwatched, first, stale_watch, again) == (0, 1, 0, 0)
     assert image.shape[1] == liveview.MAX_WIDTH and image.shape[0] == h.FRAME_SIZE[1] * 640 // h.FRAME_SIZE[0]
     assert stat.S_IMODE(frame.stat().st_mode) == 0o600
+    assert stat.S_IMODE(liveview.boxes_path(state, "entry-1").stat().st_mode) == 0o600
+    assert info["boxes"] == [] and info["note"] == "detector off: no detector"
+    assert info["frame"] == list(h.FRAME_SIZE) and info["min_width_px"] == MIN_PLATE_WIDTH_PX
     assert not list(liveview.live_dir(state).glob("*.tmp"))
+
+
+def test_the_detector_boxes_the_plate_with_its_width_and_pauses_while_the_lane_reads(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    liveview.live_dir(state).mkdir(parents=True, mode=0o700)
+    camera = h.LaneCamera(tmp_path / "camera", "entry-1")
+    camera.show(VISITOR)
+    source = open_frame_source(str(camera.manifest), 10)
+    busy = {"entry-1": False}
+    loads: list[int] = []
+
+    def load() -> liveview.Detect:
+        loads.append(1)
+        return PlateDetector(bundle.DETECTOR_PATH, threads=1).detect
+
+    whole = liveview.LiveLane("entry-1", source)
+    nowhere = liveview.LiveLane("entry-1", source, Roi.parse("0,0;0.1,0;0.1,0.1"))  # the plate is outside
+    watch = liveview.watch_path(state, "entry-1")
+    infos = []
+    try:
+        assert h.wait_until(lambda: source.latest is not None, 10)
+        for lane, lane_busy in ((whole, False), (nowhere, False), (whole, True)):
+            view = liveview.LiveView(state, [lane], load, lambda name: busy[name])
+            busy["entry-1"] = lane_busy
+            watch.touch()
+            assert view.publish_once() == 1
+            infos.append(json.loads(liveview.boxes_path(state, "entry-1").read_text()))
+        missing = liveview.LiveView(state, [whole], lambda: PlateDetector(tmp_path / "none.onnx").detect)
+        busy["entry-1"] = False
+        assert missing.publish_once() == 1 and missing.publish_once() == 0  # tried once, frames still flow
+        no_model = json.loads(liveview.boxes_path(state, "entry-1").read_text())
+    finally:
+        source.stop()
+    seen, outside, paused = infos
+    assert len(seen["boxes"]) >= 1 and seen["note"] == "", seen
+    plate = seen["boxes"][0]
+    assert plate["in_roi"] and plate["score"] >= 0.3
+    assert plate["width_px"] == round(plate["x2"] - plate["x1"]) and 20 < plate["width_px"] < h.FRAME_SIZE[0]
+    assert outside["boxes"] and not any(box["in_roi"] for box in outside["boxes"])
+    assert paused["boxes"] == [] and paused["note"] == "lane busy reading a vehicle: boxes paused"
+    assert len(loads) == 2  # one detector per view, loaded at its first watched frame, not when busy
+    assert no_model["boxes"] == [] and "detector off: ONNX model not found" in no_model["note"]
+
+
+def test_live_boxes_are_judged_inside_the_roi_by_their_centre() -> None:
+    roi = Roi.parse("0,0.5;1,0.5;1,1;0,1")
+    found = [Detection(100, 300, 190, 330, 0.91), Detection(10, 10, 60, 30, 0.5)]
+    boxes = liveview.live_boxes(found, roi, 960, 540)
+    assert [(b.width_px, b.in_roi, b.score) for b in boxes] == [(90, True, 0.91), (50, False, 0.5)]
+    assert all(b.in_roi for b in liveview.live_boxes(found, None, 960, 540))
+    image = np.zeros((540, 960, 3), np.uint8)
+    small, scale = liveview.downscaled(image)
+    liveview.draw(small, scale, boxes, roi, 960, 540)
+    assert small.shape[1] == liveview.MAX_WIDTH and small.any()  # the boxes, labels and ROI are drawn
+
+
+def test_the_live_worker_thread_runs_at_a_lower_priority() -> None:
+    import threading
+
+    seen: list[int] = []
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def run() -> None:
+        liveview.lower_priority(5)
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert seen == [min(19, before + 5)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # only that thread
 
 
 def test_an_mjpeg_part_frames_one_jpeg() -> None:

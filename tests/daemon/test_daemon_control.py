@@ -117,12 +117,17 @@ def test_gate_open_hold_release_and_watch_through_the_running_daemon(tmp_path: P
 def test_bad_requests_are_refused_naming_what_is_allowed() -> None:
     import pytest
 
-    from edge.daemon.control import Request, parse_request
+    from edge.daemon.control import Peer, Request, parse_request
 
     lanes = ["entry-1", "exit-1"]
     assert parse_request(b'{"action": "open", "lane": "exit-1", "reason": " visitor "}\n', lanes) == Request(
         "open", "exit-1", "visitor")
     assert parse_request(b'{"action": "watch"}', lanes) == Request("watch", None, "")
+    console = parse_request(b'{"action": "open", "lane": "exit-1", "reason": "r", "operator": "console:ol"}',
+                            lanes)
+    peer = Peer(4242, 0, 0)
+    assert console.who(peer) == f"console:ol via {peer.who}"
+    assert Request("open", "x", "r").who(peer) == peer.who
     for line, fragment in [
         (b"open exit-1", "not one line of JSON"),
         (b"[1]", "must be a JSON object"),
@@ -133,6 +138,9 @@ def test_bad_requests_are_refused_naming_what_is_allowed() -> None:
         (b'{"action": "open", "lane": "exit-1", "reason": "' + b"x" * 201 + b'"}', "at most 200"),
         (b'{"action": "open", "lane": "exit-1", "reason": "a\\u0000b"}', "printable"),
         (b'{"action": "open", "lane": "exit-1", "reason": "r", "user": "root"}', "unknown request keys"),
+        (b'{"action": "open", "lane": "exit-1", "reason": "r", "operator": 7}', "operator must be printable"),
+        (b'{"action": "open", "lane": "exit-1", "reason": "r", "operator": "' + b"o" * 65 + b'"}',
+         "at most 64"),
     ]:
         with pytest.raises(ValueError, match=re.escape(fragment)):
             parse_request(line, lanes)

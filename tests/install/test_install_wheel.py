@@ -34,7 +34,10 @@ ROOT = Path(__file__).resolve().parents[2]
 LOT, GATEWAY, LANE = "LOT-WHEEL-1", "wheel-gw", "entry-1"
 BOOKED = h.Vehicle("booked", "AB 123-CD", seed=231)
 RUN_TIME_FILES = ("edge/chain/ParkgateRental.json", "edge/vision/weights/plate_detector.onnx",
-                  "edge/vision/weights/plate_ocr.onnx", "edge/vision/weights/plate_ocr.yaml")
+                  "edge/vision/weights/plate_ocr.onnx", "edge/vision/weights/plate_ocr.yaml",
+                  # the booking pages and their wallet bundle (make web)
+                  "edge/booking/static/app.js", "edge/booking/static/renter.html",
+                  "edge/booking/static/owner.html", "edge/booking/static/pages.css")
 
 
 def copy_checkout(dest: Path) -> None:

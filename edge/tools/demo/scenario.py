@@ -92,7 +92,8 @@ def book_everyone(world: ChainWorld) -> dict[str, int]:
     for n, vehicle in enumerate((A, D, F)):
         now = world.now()
         rental = world.list_space(f"L-1/B{n + 1:02d}", now + 5, now + 6 * HOUR)
-        bookings[vehicle.name] = world.book(rental, vehicle.plate, now + 5, now + 4 * HOUR)
+        start = world.now() + 5  # taken again: listing the space took time
+        bookings[vehicle.name] = world.book(rental, vehicle.plate, start, start + 4 * HOUR)
     tomorrow = world.now() + 24 * HOUR
     rental = world.list_space("L-1/B09", tomorrow, tomorrow + 6 * HOUR)
     bookings[C.name] = world.book(rental, C.plate, tomorrow, tomorrow + 2 * HOUR)
@@ -247,6 +248,8 @@ def run_demo(workdir: Path | None = None, mqtt_url: str | None = None, models: P
             workdir / "booking-service.log", regions="eu"))
         world.booking_url = service.url
         say(f"    booking service (parkgate booking-service) at {service.url}")
+        say(f"    its pages: renters {service.url}/  owners {service.url}/owner  (a browser wallet on "
+            f"{anvil.url}, chain {anvil.web3().eth.chain_id})")
         run.bookings = book_everyone(world)
         for name, booking in run.bookings.items():
             say(f"    booking {booking} for {name}: commitment from the booking service, only it on chain")

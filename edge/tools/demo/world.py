@@ -6,6 +6,7 @@ commitments, never plates), plus the gateway's keystore and the lot secret files
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +39,10 @@ class ChainWorld:
     booking_url: str | None = None  # the lot's booking service; None: commitments computed here
 
     def now(self) -> int:
-        return int(self.w3.eth.get_block("latest")["timestamp"])
+        """The chain's time now: the latest block's, or the wall clock when no block was mined for a while
+        (anvil dates the next block by the wall clock; a stale block time made a window start in the past
+        by the time its transaction was mined)."""
+        return max(int(self.w3.eth.get_block("latest")["timestamp"]), int(time.time()))
 
     def commitment(self, plate: str) -> bytes:
         return plate_commitment(self.plate_key, self.lot_code, plate)
