@@ -9,7 +9,6 @@ and withdraws in the page. A booking in the past is refused in the page with a s
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -120,17 +119,6 @@ def choose_and_book(page: Any, rental_id: int, plate: str, start: int, end: int)
     page.click("#book-submit")
 
 
-def cached_bookings(store: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-        try:
-            return int(conn.execute("SELECT count(*) FROM bookings").fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
-
-
 def drive(visit: h.Visit, emulator: Any, camera: h.LaneCamera, store: Path, approaches: int = 3
           ) -> tuple[h.VisitResult, list[tuple[Any, ...]]]:
     """The renter's car at a gate; refused on a misread, it backs off and comes again (another render,
@@ -199,7 +187,8 @@ def test_owner_lists_renter_books_the_gate_admits_and_the_owner_withdraws(pages_
         assert (booking.renter, booking.start, booking.escrow) == (lot.address("renter"), start, 2 * 10**18)
 
         # The gateway syncs the booking, admits the rendered car: verified at the gate and checked in.
-        assert h.wait_until(lambda: cached_bookings(store) >= 1, 60, 0.2), "booking never reached the gateway"
+        synced = h.wait_until(lambda: h.cached_bookings(store) >= 1, 60, 0.2)
+        assert synced, "booking never reached the gateway"
         entered, seen = drive(h.Visit(CAR, ENTRY, True, "booking_valid"), emulators[ENTRY], cameras[ENTRY],
                               store)
         assert entered.held, seen  # opened, and the recorded reason is booking_valid

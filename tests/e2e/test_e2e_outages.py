@@ -85,7 +85,7 @@ def world_run(tmp_path_factory):
 def test_outages_lose_nothing_and_send_nothing_twice(world_run):
     r = world_run
     store = r["store"]
-    cached = h.wait_until(lambda: _bookings(store) >= 1, 30, 0.2)
+    cached = h.wait_until(lambda: h.cached_bookings(store) >= 1, 30, 0.2)
     assert cached, "booking never reached the gateway cache"
     seq = h.last_seq(store)  # the other tests of this module may have recorded passes before
     port = r["anvil"].port
@@ -124,19 +124,6 @@ def test_outages_lose_nothing_and_send_nothing_twice(world_run):
     received = [body["event_id"] for body in r["watcher"].on(TOPICS.events)]
     assert events and sorted(received) == sorted(row["event_id"] for row in every_row), received
     assert all("AB123CD" not in json.dumps(body) for _, body in r["watcher"].messages)
-
-
-def _bookings(store: Path) -> int:
-    import sqlite3
-
-    try:
-        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-        try:
-            return conn.execute("SELECT count(*) FROM bookings").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
 
 
 def daemon_online(watcher: TopicWatcher) -> bool:

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from pathlib import Path
 
@@ -137,7 +136,7 @@ def test_the_installed_daemon_admits_and_syncs_with_chain_and_broker(installed, 
             daemon = h.start_daemon(config, tmp_path / "daemon.log", env=env, parkgate=parkgate,
                                     cwd=installed["scratch"])
             try:
-                synced = h.wait_until(lambda: booking_count(store) >= 1, 60, 0.2)
+                synced = h.wait_until(lambda: h.cached_bookings(store) >= 1, 60, 0.2)
                 assert synced, daemon.log_tail()
                 result = h.play_visit(h.Visit(BOOKED, LANE, True, "booking_valid"), emulator, camera, store)
                 assert result.held, (result.opened, result.rows, result.error, daemon.log_tail())
@@ -151,19 +150,3 @@ def test_the_installed_daemon_admits_and_syncs_with_chain_and_broker(installed, 
                 daemon.stop()
     finally:
         broker.stop()
-
-
-def booking_count(store: Path) -> int:
-    import sqlite3
-
-    if not store.exists():
-        return 0
-    try:
-        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-        try:
-            return int(conn.execute("SELECT count(*) FROM bookings").fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        time.sleep(0.1)
-        return 0

@@ -242,6 +242,18 @@ def last_seq(store_path: Path) -> int:
     return rows[-1]["seq"] if rows else 0
 
 
+def cached_bookings(store_path: Path) -> int:
+    """How many bookings the daemon has cached from the chain; 0 while the store or its schema is missing."""
+    try:
+        conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(conn.execute("SELECT count(*) FROM bookings").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
 def outbox_counts(store_path: Path) -> dict[str, int]:
     conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5)
     try:

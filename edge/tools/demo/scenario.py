@@ -133,19 +133,7 @@ def daemon_config(workdir: Path, emulators: dict[str, Any], cameras: dict[str, h
 # -- checks ------------------------------------------------------------------------------------------
 
 def wait_for_cache(store: Path, count: int, timeout: float = 30.0) -> bool:
-    import sqlite3
-
-    def cached() -> bool:
-        try:
-            conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-            try:
-                return conn.execute("SELECT count(*) FROM bookings").fetchone()[0] >= count
-            finally:
-                conn.close()
-        except sqlite3.Error:
-            return False
-
-    return bool(h.wait_until(cached, timeout, 0.2))
+    return bool(h.wait_until(lambda: h.cached_bookings(store) >= count, timeout, 0.2))
 
 
 def chain_checks(run: DemoRun, world: ChainWorld, store: Path, timeout: float = 60.0) -> None:
