@@ -13,7 +13,8 @@ replaces the burst of frames read after the trigger, and only when it is unambig
   reads or more (one stray misread does not count) that was seen beside the newest track, somewhere
   else or before frames without a plate, not one that ended where the newest began in the next frame
   read (the same car, misread while it was far);
-- it grew (the car approached), and has at least ``min_votes`` reads for the consensus.
+- it did not recede (its boxes did not shrink by more than their jitter: the car came closer, or stopped),
+  and has at least ``min_votes`` reads for the consensus.
 
 The shell may check a track against the frame in view at the trigger (:func:`confirm`): when the scene
 moved since the track's last read, or the track has one read only, one read of that frame that continues
@@ -43,7 +44,9 @@ class TrackSettings:
     min_chars: int = 4  # ... when it has this many characters (not a fragment of a sign or a sticker)
     min_votes: int = 2  # reads a track needs before it can decide a pass
     miss_frames: int = 1  # moving frames read in a row without the plate: it left the region
-    min_growth: float = 1.0  # last box width / first box width of an approaching car, at least
+    min_growth: float = 0.8  # ``Track.growth`` of an approaching car, at least: below 1 by more than
+    # box jitter (10-20 % from frame to frame), so a car read only as it stopped (a busy reader: two late
+    # reads, the second 11 % narrower) still decides, and a car backing away (every box narrower) does not
     same_text: float = 0.7  # difflib ratio from which a read is the same plate as a track
     max_jump: float = 1.5  # a box centre moves at most this many box widths between sightings
     max_scale: float = 2.5  # ... and its width changes at most by this factor

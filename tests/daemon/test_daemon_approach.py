@@ -121,7 +121,7 @@ def test_a_booked_car_is_admitted_from_its_approach_track(lane: Lane) -> None:
     assert result.held, (result.rows, result.error)
     row = result.main_row
     assert row["plate_masked"] == mask_plate(BOOKED.plate) and row["kind"] == "check_in"
-    assert "read=approach" in lane.passes()[-1]
+    assert "read=approach" in lane.passes()[-1], (lane.no_tracks(), lane.status().get("camera"))
     assert row["evidence_path"] and Path(row["evidence_path"]).is_file()  # the track's best crop
 
 
@@ -166,4 +166,4 @@ def test_a_track_never_opens_the_gate_by_itself(lane: Lane) -> None:
     assert lane.opens() == before and h.read_rows(lane.store, seq, "entry-1") == []
     result = lane.arrive(WAITING, True, "booking_valid")  # now the loop fires: the fresh track decides
     assert result.held, (result.rows, result.error)
-    assert "read=approach" in lane.passes()[-1]
+    assert "read=approach" in lane.passes()[-1], (lane.no_tracks(), lane.status().get("camera"))

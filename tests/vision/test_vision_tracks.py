@@ -159,6 +159,17 @@ def test_box_jitter_of_an_approaching_plate_is_no_retreat():
     assert choose(tracks, 0.7, SETTINGS).why is Why.APPROACH
 
 
+def test_a_car_read_only_as_it_stopped_decides():
+    """A busy reader: the first read took long (the far plate, a track of its own), then two reads of
+    the stopped car whose second box came out 11 % narrower (seen on the daemon's rendered approach)."""
+    tracks = Tracks()
+    for i, width in ((0, 61), (15, 227), (19, 202)):
+        box = (450 - width / 2, 290 + i * 3, 450 + width / 2, 300 + i * 3 + width / 4)
+        tracks = observe(tracks, [read("AB123CD", box)], i * 0.1, SETTINGS)
+    choice = choose(tracks, 2.1, SETTINGS)
+    assert choice.why is Why.APPROACH and choice.read is not None and choice.read.text == "AB123CD"
+
+
 def test_one_read_is_too_few():
     tracks = approach("AB123CD", frames=1)
     assert choose(tracks, 0.1, SETTINGS).why is Why.FEW_READS
