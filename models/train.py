@@ -570,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ocr-init", type=Path, help="OCR the lane stage starts from (default: --out)")
     parser.add_argument("--lane-steps", type=int, default=1200, help="OCR lane-stage steps (0: none)")
     parser.add_argument("--lane-cuts", type=int, default=8000, help="lane cuts made for the lane stage")
+    parser.add_argument("--lane-rounds", type=int, default=2,
+                        help="lane-stage rounds: round r (from 1) makes its cuts with seed + r - 1 and "
+                             "starts from the OCR the round before wrote")
     parser.add_argument("--detector-steps", type=int, default=3000)
     parser.add_argument("--detector-scenes", type=int, default=2400)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
@@ -591,8 +594,10 @@ def main(argv: list[str] | None = None) -> int:
             args.ocr_base,
         )
     if (args.all or args.ocr or args.ocr_lane) and args.lane_steps > 0:
-        train_ocr_lane(args.seed, args.lane_steps, args.lane_cuts, args.workers, args.out,
-                       args.ocr_init or args.out / "plate_ocr.onnx")
+        for round_no in range(args.lane_rounds):
+            init = args.ocr_init if round_no == 0 and args.ocr_init else args.out / "plate_ocr.onnx"
+            train_ocr_lane(args.seed + round_no, args.lane_steps, args.lane_cuts, args.workers, args.out,
+                           init)
     if args.all or args.detector:
         train_detector(args.seed, args.detector_steps, args.detector_scenes, args.workers, args.out)
     return 0
