@@ -25,6 +25,13 @@ def test_input_tensor_is_rgb_nchw_unit_range():
     assert tensor[0, 1, 0, 0] == pytest.approx(114 / 255)
 
 
+def test_input_tensor_is_each_pixel_over_255_in_rgb_order():
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    tensor = detector.to_input_tensor(image)
+    expected = image[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+    assert tensor.flags.c_contiguous and np.allclose(tensor, expected, rtol=0, atol=1e-7)
+
+
 def test_preprocess_rejects_non_bgr_frames():
     with pytest.raises(ValueError, match="uint8 HxWx3"):
         detector.preprocess(np.zeros((10, 10), np.uint8), 32)
