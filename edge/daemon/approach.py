@@ -133,21 +133,7 @@ class ApproachReader:
         self._last_read = None
         self._generation += 1
 
-    def _warm_up(self) -> None:
-        """Read the camera's first frame once and forget it: onnxruntime sizes its buffers on a session's
-        first run at each input shape (seconds on a Pi), and that first run should not be the first car's
-        approach, whose early frames it would make the reader skip."""
-        while not self._stop.wait(POLL_S):
-            frame = self.frames.latest
-            if frame is not None:
-                try:
-                    self.reader.read(frame.image, self.roi)
-                except Exception:  # noqa: BLE001 - a frame that fails here fails in _look too, and is logged
-                    log.debug("approach warm-up read failed", exc_info=True)
-                return
-
     def _run(self) -> None:
-        self._warm_up()
         last_sequence = -1
         was_idle = False
         while not self._stop.wait(POLL_S):
