@@ -83,6 +83,7 @@ class Tally:
     broker_cuts: int = 0
     serial_pulls: int = 0
     second_tries: int = 0
+    first_tries: list[h.VisitResult] = field(default_factory=list)  # refused, then tried again
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, result: h.VisitResult) -> None:
@@ -211,6 +212,7 @@ class Chaos:
         if visit.expect_open and not result.opened:
             with self.tally.lock:
                 self.tally.second_tries += 1
+                self.tally.first_tries.append(result)
             time.sleep(0.5)
             result = h.play_visit(visit, self.emulators[lane], self.cameras[lane], self.store,
                                   decide_timeout=20.0, record_timeout=6.0, pace_s=0.15, take=1)
@@ -297,6 +299,28 @@ class Chaos:
 
         return bool(h.wait_until(drained, timeout, 1.0))
 
+    def explain_opens(self) -> None:
+        """Each gate open an emulator executed (its log's OPEN lines, wall clock) outside the window of
+        every visit that counted an open on that lane, with the visits and daemon log lines around it."""
+        visits = [*self.tally.results, *self.tally.first_tries]
+        daemon_log = (self.work / "daemon.log").read_text(errors="replace").splitlines()
+        for lane in self.emulators:
+            log_text = (self.work / f"{lane}-emulator.log").read_text(errors="replace")
+            on_lane = [v for v in visits if v.visit.lane == lane]
+            for stamp, seq in ((float(t), int(n)) for t, n in OPEN_LINE.findall(log_text)):
+                if any(v.opened and v.window[0] <= stamp <= v.window[1] for v in on_lane):
+                    continue
+                clock = time.strftime("%H:%M:%S", time.localtime(stamp))  # as the daemon's log lines
+                say(f"\nopen not tied to a visit: lane {lane} at {clock} ({stamp:.3f}), frame seq {seq}")
+                for v in sorted(on_lane, key=lambda v: v.window[0]):
+                    if abs(v.window[0] - stamp) < 15:
+                        rows = ", ".join(f"{r['kind']} {r['reason']}" for r in v.rows) or "no row"
+                        say(f"  visit {v.visit.vehicle.name}: {v.window[0] - stamp:+.2f} .. "
+                            f"{v.window[1] - stamp:+.2f} s, opened={v.opened}: {rows}")
+                for line in daemon_log:
+                    if line[11:19] and abs(_seconds(line[11:19]) - _seconds(clock)) <= 4:
+                        say(f"  | {line[11:200]}")
+
     def report(self, elapsed: float, drained: bool) -> list[tuple[str, int, bool]]:
         """(figure, value, must be zero)."""
         results = self.tally.results
@@ -338,6 +362,8 @@ class Chaos:
         others = [r for r in wrong_admits if r not in misread and r not in unreachable]
         read_from = Counter(READ_FROM.findall((self.work / "daemon.log").read_text(errors="replace")))
         explain_refusals(others)
+        if unattributed > 0:
+            self.explain_opens()
         say(f"\nchaos run: {elapsed:.0f} s, {self.plan.vehicles} vehicles, {len(results)} passes, "
             f"{self.tally.kills} daemon SIGKILLs, {self.tally.chain_cuts} chain node cuts, "
             f"{self.tally.broker_cuts} broker cuts, {self.tally.serial_pulls} serial pulls")
@@ -373,6 +399,18 @@ class Chaos:
 def drives_up(vehicle: h.Vehicle) -> bool:
     """Whether this vehicle is seen driving up to an entry lane (its approach frames are rendered)."""
     return vehicle.seed % APPROACH_EVERY == 0
+
+
+OPEN_LINE = re.compile(r"^OPEN (\d+\.\d+) seq=(\d+)$", re.M)
+
+
+def _seconds(clock: str) -> int:
+    """Seconds of the day of an ``HH:MM:SS`` time (-10**6 for anything else)."""
+    try:
+        hours, minutes, seconds = (int(part) for part in clock.split(":"))
+    except ValueError:
+        return -10**6
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def explain_refusals(refusals: list[h.VisitResult]) -> None:

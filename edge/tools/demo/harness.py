@@ -58,6 +58,7 @@ class VisitResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     open_latency_s: float | None = None
     error: str = ""
+    window: tuple[float, float] = (0.0, 0.0)  # wall-clock seconds: from before the loop to the decision
 
     @property
     def main_row(self) -> dict[str, Any] | None:
@@ -285,6 +286,7 @@ def play_visit(visit: Visit, emulator: EmulatorHandle | GateView, camera: LaneCa
     ``LaneCamera.approach``: it reaches the loop as it stops) or "in_view" (the camera shows whatever the
     caller played on it)."""
     seq = last_seq(store_path)
+    started = time.time()
     # Open commands, not off->on transitions: a car granted while the previous car's pulse still holds
     # the barrier up drives through an open gate all the same.
     opens_before = emulator.state()["open_commands"]
@@ -304,6 +306,7 @@ def play_visit(visit: Visit, emulator: EmulatorHandle | GateView, camera: LaneCa
 
     wait_until(progress, decide_timeout)
     opened = emulator.state()["open_commands"] > opens_before
+    window = (started, time.time())
     latency = time.perf_counter() - armed if opened else None
     if opened:
         emulator.command("safety 1")
@@ -317,5 +320,5 @@ def play_visit(visit: Visit, emulator: EmulatorHandle | GateView, camera: LaneCa
         emulator.command("presence 0")
         camera.show(None)
     if not rows:
-        return VisitResult(visit, opened, [], latency, "no gate event recorded")
-    return VisitResult(visit, opened, rows, latency)
+        return VisitResult(visit, opened, [], latency, "no gate event recorded", window)
+    return VisitResult(visit, opened, rows, latency, window=window)

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import signal
+import time
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,7 +177,10 @@ class ControllerEmulator:
         while True:
             wire_len, frame = await self._frames.get()
             await asyncio.sleep(self.writer.wire_time(wire_len))  # the request's own time on the wire
+            opens_before = self.core.open_commands
             reply, events = handle_frame(self.core, frame, loop.time())
+            if self.core.open_commands > opens_before:  # in the log, so that a harness can tie it to a visit
+                print(f"OPEN {time.time():.3f} seq={frame.seq}", flush=True)
             with contextlib.suppress(CodecError):
                 if delay := self.faults.open_delay(decode_message(frame)):
                     await asyncio.sleep(delay)  # executed, answered late; later frames wait behind it
