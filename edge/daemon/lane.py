@@ -113,6 +113,7 @@ class LaneShell:
         self.held = False  # an operator holds the gate open: the machine's close is not sent
         self.watchers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.watch_dropped = 0
+        self._input_changes = 0  # loop changes received from the controller (events), for _reconcile
 
     # -- driving -------------------------------------------------------------------------------------
 
@@ -153,6 +154,7 @@ class LaneShell:
 
     async def _events(self) -> None:
         async for event in self.driver.events():
+            self._input_changes += 1
             self._tell_watchers(event.kind.name.lower(), event.value)
             if event.kind is EventKind.PRESENCE:
                 self.feed(PresenceOn() if event.value else PresenceOff())
@@ -168,10 +170,14 @@ class LaneShell:
 
     async def _reconcile(self) -> None:
         """Catch loop changes lost while the cable was out: two agreeing status polls that differ from
-        what the machine believes become events (one poll alone may predate an event in flight)."""
+        what the machine believes become events (one poll alone may predate an event in flight). A poll
+        during which an event arrived is dropped: its answer may predate that event (a car that rolled
+        onto the loop while the poll was answered was abandoned by a stale "presence off" in `make
+        chaos` on 2026-12-02)."""
         previous: tuple[bool, bool] | None = None
         while True:
             await asyncio.sleep(RECONCILE_S)
+            changes = self._input_changes
             try:
                 status = await self.driver.status()
             except Exception as exc:  # noqa: BLE001 - link down: report, keep trying
@@ -184,6 +190,9 @@ class LaneShell:
             self.link_up = True
             self.stats.gate_position = getattr(status.position, "name", str(status.position)).lower()
             now = (status.presence, status.safety)
+            if self._input_changes != changes:
+                previous = None
+                continue
             state = self.runner.state
             if now == previous and now != (state.presence, state.safety):
                 if status.presence != state.presence:

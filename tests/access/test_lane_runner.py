@@ -2,8 +2,12 @@
 the daemon's lane shell: an open whose ack timed out is cancelled, an answered one credits its pass."""
 
 import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import edge.daemon.lane as lane_shell
 from edge.access.types import Decision, Direction, Reason
 from edge.config import LaneConfig
 from edge.daemon.lane import LaneShell
@@ -23,6 +27,8 @@ from edge.lanes.machine import (
 )
 from edge.lanes.runner import LaneRunner
 from edge.vision.types import PlateRead
+from firmware_bridge.gate import GateStatus, InputChange
+from firmware_bridge.messages import EventKind, Fault, Position
 
 CFG = LaneSettings(LaneConfig(name="entry-1", direction="entry"))
 
@@ -257,6 +263,62 @@ def test_shell_credits_an_answered_open_to_its_own_pass() -> None:
         await _settle()
         assert shell.runner.state.phase is Phase.PASSING and ports.opened == [("entry-1", 1)]
         assert "late_gate_ack" not in ports.alerts
+        await shell.aclose()
+
+    asyncio.run(scenario())
+
+
+class RacingGate(AnsweringGate):
+    """Both loops clear until, while the third status poll is being answered, a car rolls onto the
+    presence loop: its event is handled before the poll's (older) answer reaches the lane."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls, self.presence = 0, False
+        self.changes: asyncio.Queue[InputChange] = asyncio.Queue()
+
+    async def status(self) -> GateStatus:
+        self.polls += 1
+        answer = GateStatus(Position.CLOSED, self.presence, False, False, Fault.NONE, None)
+        if self.polls == 3:
+            self.presence = True
+            self.changes.put_nowait(InputChange(EventKind.PRESENCE, 1))
+            for _ in range(10):
+                await asyncio.sleep(0)
+        return answer
+
+    async def events(self) -> AsyncIterator[InputChange]:
+        while True:
+            yield await self.changes.get()
+
+
+def test_a_status_poll_answered_before_a_loop_event_does_not_undo_it(monkeypatch) -> None:
+    """`make chaos` 2026-12-02: a car was abandoned at the loop by a stale 'presence off' from the
+    lane's status reconciliation, whose answer predated the car's presence event."""
+    monkeypatch.setattr(lane_shell, "RECONCILE_S", 0.001)
+
+    async def scenario() -> None:
+        gate, ports, clock = RacingGate(), ShellPorts(), Clock()
+        released = threading.Event()
+        shell = LaneShell(CFG, gate, lambda n, frames: released.wait(5) and BurstDone(n, ()),
+                          ports, lambda lane, code, detail: None)
+        shell.runner.clock_ms = clock
+        fed: list[str] = []
+        feed = shell.feed
+
+        def spy(event: object) -> None:
+            fed.append(type(event).__name__)
+            feed(event)  # type: ignore[arg-type]
+
+        shell.feed = spy  # type: ignore[method-assign]
+        running = asyncio.create_task(shell.run())
+        while gate.polls < 6:
+            await asyncio.sleep(0.005)
+        assert "PresenceOff" not in fed and shell.runner.state.presence, fed
+        released.set()
+        running.cancel()
+        with contextlib.suppress(BaseException):
+            await running
         await shell.aclose()
 
     asyncio.run(scenario())
