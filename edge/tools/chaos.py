@@ -35,6 +35,7 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -303,7 +304,8 @@ class Chaos:
         """Each gate open an emulator executed (its log's OPEN lines, wall clock) outside the window of
         every visit that counted an open on that lane, with the visits and daemon log lines around it."""
         visits = [*self.tally.results, *self.tally.first_tries]
-        daemon_log = (self.work / "daemon.log").read_text(errors="replace").splitlines()
+        daemon_log = [(_logged_at(line), line) for line in
+                      (self.work / "daemon.log").read_text(errors="replace").splitlines()]
         for lane in self.emulators:
             log_text = (self.work / f"{lane}-emulator.log").read_text(errors="replace")
             on_lane = [v for v in visits if v.visit.lane == lane]
@@ -317,8 +319,8 @@ class Chaos:
                         rows = ", ".join(f"{r['kind']} {r['reason']}" for r in v.rows) or "no row"
                         say(f"  visit {v.visit.vehicle.name}: {v.window[0] - stamp:+.2f} .. "
                             f"{v.window[1] - stamp:+.2f} s, opened={v.opened}: {rows}")
-                for line in daemon_log:
-                    if line[11:19] and abs(_seconds(line[11:19]) - _seconds(clock)) <= 4:
+                for at, line in daemon_log:
+                    if at is not None and abs(at - stamp) <= 4:
                         say(f"  | {line[11:200]}")
 
     def report(self, elapsed: float, drained: bool) -> list[tuple[str, int, bool]]:
@@ -404,13 +406,12 @@ def drives_up(vehicle: h.Vehicle) -> bool:
 OPEN_LINE = re.compile(r"^OPEN (\d+\.\d+) seq=(\d+)$", re.M)
 
 
-def _seconds(clock: str) -> int:
-    """Seconds of the day of an ``HH:MM:SS`` time (-10**6 for anything else)."""
+def _logged_at(line: str) -> float | None:
+    """The epoch of a daemon log line (logging's local ``%Y-%m-%d %H:%M:%S,mmm``), None for others."""
     try:
-        hours, minutes, seconds = (int(part) for part in clock.split(":"))
+        return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
     except ValueError:
-        return -10**6
-    return hours * 3600 + minutes * 60 + seconds
+        return None
 
 
 def explain_refusals(refusals: list[h.VisitResult]) -> None:
