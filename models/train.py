@@ -241,9 +241,10 @@ def pseudo_label_eu_crops(ocr_path: Path, min_confidence: float = 0.85) -> list[
         image = cv2.imread(path)
         if image is None:
             continue
-        text, confidences, _ = reader.read_crops([image])[0]
-        if text and min(confidences) >= min_confidence and plates.matches_any(text, layouts):
-            kept.append((image, text))
+        [read] = reader.read_crops([image])
+        sure = bool(read.text) and min(read.char_confidences) >= min_confidence
+        if sure and plates.matches_any(read.text, layouts):
+            kept.append((image, read.text))
     return kept
 
 

@@ -68,24 +68,22 @@ class PlateOcr:
         self.session = make_session(model_path, threads)
         self.input_name = self.session.get_inputs()[0].name
 
-    def read_crops(self, crops_bgr: list[np.ndarray]) -> list[tuple[str, list[float], str]]:
-        """(normalised text, confidence per kept character, raw text before layout fitting) per crop."""
+    def read_crops(self, crops_bgr: list[np.ndarray]) -> list[PlateRead]:
+        """One read per crop (in one batch): the text fitted to the region's layouts and normalised,
+        a confidence per kept character, and the raw text before layout fitting."""
         if not crops_bgr:
             return []
         batch = ocr.preprocess(crops_bgr, self.config)
         probs = self.session.run(None, {self.input_name: batch})[0]
         decoded = ocr.decode(probs, self.config, self.layouts)
         raw = ocr.decode(probs, self.config) if self.layouts else decoded
-        return [
-            (*_normalised(text, chars), _normalised(raw_text, raw_chars)[0])
-            for (text, chars), (raw_text, raw_chars) in zip(decoded, raw, strict=True)
-        ]
-
-
-def _normalised(text: str, chars: list[float]) -> tuple[str, list[float]]:
-    """Apply `plates.normalise` to a read, keeping each surviving character's confidence."""
-    kept = [(c.upper(), s) for c, s in zip(text, chars, strict=True) if plates.normalise(c)]
-    return "".join(c for c, _ in kept), [s for _, s in kept]
+        reads = []
+        for (text, chars), (raw_text, _) in zip(decoded, raw, strict=True):
+            kept = [(c.upper(), score) for c, score in zip(text, chars, strict=True) if plates.normalise(c)]
+            confidences = tuple(score for _, score in kept)
+            reads.append(PlateRead("".join(c for c, _ in kept), ocr.plate_confidence(list(confidences)),
+                                   confidences, raw_text=plates.normalise(raw_text)))
+        return reads
 
 
 class PlateDetector:
@@ -217,16 +215,13 @@ class PlateReader:
         cuts vote (`consensus.agree`); plates rank by support x detector score. Every detection is voted
         on, so a box read once cannot outrank a plate whose cuts disagree a little (on the held-out
         plates-eu frames: one more plate ranked first, for about 1.5 ms a frame)."""
-        boxes = [(det.x1, det.y1, det.x2, det.y2) for det in detections]
-        agreed = self._read_cuts(frame_bgr, boxes, CROP_MARGINS)
-        ranked = [
-            (
-                support * det.score * self._layout_weight(best.text),
-                replace(best, box=box, detector_score=det.score),
-            )
-            for det, box, (best, support) in zip(detections, boxes, agreed, strict=True)
-            if best.text
-        ]
+        ranked = []
+        for det, (best, support) in zip(detections, self._agreed(frame_bgr, detections, CROP_MARGINS),
+                                         strict=True):
+            if best.text:
+                box = (det.x1, det.y1, det.x2, det.y2)
+                weight = support * det.score * self._layout_weight(best.text)
+                ranked.append((weight, replace(best, box=box, detector_score=det.score)))
         return [read for _, read in sorted(ranked, key=lambda pair: pair[0], reverse=True)]
 
     def _layout_weight(self, text: str) -> float:
@@ -234,25 +229,17 @@ class PlateReader:
         layouts = self.ocr.layouts
         return 1.0 if not layouts or plates.matches_any(text, layouts) else OFF_LAYOUT_WEIGHT
 
-    def _read_cuts(
-        self, image: np.ndarray, boxes: list, margins: tuple[tuple[float, float], ...]
-    ) -> list[tuple[PlateRead, float]]:
+    def _agreed(self, image: np.ndarray, boxes: list[detector.Detection],
+                margins: tuple[tuple[float, float], ...]) -> list[tuple[PlateRead, float]]:
         """Per box: the read its cuts (one per margin, all in one OCR batch) agree on, and its support."""
-        cuts = [detector.cut(image, box, mx, my) for box in boxes for mx, my in margins]
-        texts = self.ocr.read_crops(cuts)
-        results = []
-        for index in range(len(boxes)):
-            variants = texts[index * len(margins) : (index + 1) * len(margins)]
-            reads = [
-                PlateRead(text, ocr.plate_confidence(chars), tuple(chars), raw_text=raw)
-                for text, chars, raw in variants
-            ]
-            results.append(consensus.agree(reads) or (PlateRead("", 0.0), 0.0))
-        return results
+        reads = self.ocr.read_crops([detector.cut(image, (b.x1, b.y1, b.x2, b.y2), mx, my)
+                                     for b in boxes for mx, my in margins])
+        per_box = [reads[i * len(margins):(i + 1) * len(margins)] for i in range(len(boxes))]
+        return [consensus.agree(cuts) or (PlateRead("", 0.0), 0.0) for cuts in per_box]
 
     def read_crop(self, crop_bgr: np.ndarray) -> PlateRead:
         """OCR only, for an image that is already a plate crop (read in WHOLE_CROP_MARGINS cuts that vote)."""
         height, width = crop_bgr.shape[:2]
-        box = (0.0, 0.0, float(width), float(height))
-        best, _ = self._read_cuts(crop_bgr, [box], WHOLE_CROP_MARGINS)[0]
-        return replace(best, box=box)
+        whole = detector.Detection(0.0, 0.0, float(width), float(height), 1.0)
+        best, _ = self._agreed(crop_bgr, [whole], WHOLE_CROP_MARGINS)[0]
+        return replace(best, box=(0.0, 0.0, float(width), float(height)))

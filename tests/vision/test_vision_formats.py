@@ -19,8 +19,8 @@ def test_fast_plate_ocr_shaped_model_with_other_alphabet_and_slots():
     model = PlateOcr(FIXTURES / "fpo_rgb7.onnx", config, threads=1)
     crops = [np.zeros((50, 200, 3), np.uint8), np.full((30, 60, 3), 90, np.uint8)]
     reads = model.read_crops(crops)
-    assert [text for text, _, _ in reads] == ["KA77", "KA77"]  # separators dropped by normalisation
-    assert all(len(confs) == 4 and min(confs) > 0.9 for _, confs, _ in reads)
+    assert [read.text for read in reads] == ["KA77", "KA77"]  # separators dropped by normalisation
+    assert all(len(read.char_confidences) == 4 and min(read.char_confidences) > 0.9 for read in reads)
 
 
 def test_end_to_end_yolo_shaped_detector_at_640_maps_boxes_to_frame():
