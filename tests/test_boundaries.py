@@ -25,7 +25,6 @@ PURE_MODULES = [
     "edge.access.plates",
     "edge.lanes",
     "edge.lanes.machine",
-    "edge.lanes.runner",
     "edge.daemon.records",
     "edge.store.rows",
     "edge.vision.consensus",

@@ -172,12 +172,12 @@ class StatusLoop:
 
     def _lane_status(self, s: LaneShell) -> LaneStatus:
         camera = self.cameras[s.config.lane.name].health(s.config.lane.camera.stall_after_s, time.monotonic())
-        return LaneStatus(s.config.lane_id, str(s.runner.state.phase), s.link_up, s.stats.passes,
+        return LaneStatus(s.config.lane_id, str(s.state.phase), s.link_up, s.stats.passes,
                           s.stats.opens, s.stats.refused, s.stats.alerts, dict(s.stats.outcomes),
                           s.stats.last_read, list(s.stats.open_latencies_ms), camera,
                           gate_error=s.stats.gate_error, gate_position=s.stats.gate_position, held=s.held,
-                          read_from=dict(s.stats.read_from), presence=s.runner.state.presence,
-                          safety=s.runner.state.safety)
+                          read_from=dict(s.stats.read_from), presence=s.state.presence,
+                          safety=s.state.safety)
 
     def _check_cameras(self, lanes: tuple[LaneStatus, ...]) -> None:
         """Alert once when a lane's camera stalls (no decodable frame for ``stall_after_s``) and once

@@ -1,4 +1,16 @@
-"""One lane in the daemon's asyncio loop: gate driver events in, the lane machine, ports out.
+"""One lane in the daemon's asyncio loop: gate driver events in, the pure lane machine
+(:func:`edge.lanes.machine.step`), its commands carried out on the gate, the camera and the store.
+
+:meth:`LaneShell.feed` applies an event and everything it causes (a decision loops back as ``Decided``,
+a failing open as ``GateFault``) before returning; :meth:`LaneShell.tick` fires the machine's due
+timeout. A command that raises never escapes: a failing open becomes a :class:`GateFault` of the pass it
+opens, a failing close, decision or camera start is logged and alerted, and the machine's own timeouts
+end the pass with a record.
+
+Two clocks: ``clock_ms`` drives the machine (deadlines, debounce) and is monotonic
+(:func:`edge.clock.monotonic_ms`); ``wall_ms`` only dates what is recorded: a record's times are
+re-based on the wall clock when it is written (its end = the wall clock then, its start that minus its
+monotonic duration), so a wall-clock step never stretches or cuts a timeout.
 
 Everything that touches the lane machine runs on the event loop thread. Slow or blocking work
 (camera burst + ONNX inference) runs in a worker thread and comes back as an event; gate commands
@@ -23,30 +35,40 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from edge.access.exits import LaneRules, lane_rules
 from edge.access.types import Decision, Direction
+from edge.clock import monotonic_ms, wall_clock_ms
 from edge.daemon.records import logfmt, pass_log_fields
 from edge.identity import mask_plate_or_none
 from edge.lanes.machine import (
+    Alert,
     BurstDone,
+    Close,
+    Command,
+    Decide,
+    Decided,
     Event,
     GateAck,
     GateFault,
     LaneSettings,
+    LaneState,
+    OpenPulse,
     Outcome,
     PassRecord,
     Phase,
     PresenceOff,
     PresenceOn,
+    Record,
     SafetyOff,
     SafetyOn,
+    StartBurst,
+    Timeout,
+    step,
 )
-from edge.lanes.runner import LaneRunner, monotonic_ms
 from edge.metrics import LatencyHistogram
-from edge.store import wall_clock_ms
 from edge.vision.types import PlateRead
 from firmware_bridge.gate import GateDriver
 from firmware_bridge.messages import EventKind
@@ -89,15 +111,20 @@ class Passes(Protocol):
 
 
 class LaneShell:
-    """Implements :class:`edge.lanes.runner.LanePorts` for one lane and drives its runner: the gate
+    """One lane: its machine's state, fed events and carrying out the machine's commands on the gate
     driver, the camera's ``burst(burst_no, frames)``, the lane's ``passes`` and ``on_alert(lane, code,
     detail)``."""
 
     def __init__(self, config: LaneSettings, driver: GateDriver, burst: Callable[[int, int], BurstDone],
                  passes: Passes, on_alert: Callable[[str, str, str], None],
-                 wall_ms: Callable[[], int] = wall_clock_ms) -> None:
-        """``wall_ms`` dates the records only; the lane's timeouts run on the monotonic clock."""
+                 wall_ms: Callable[[], int] | None = wall_clock_ms,
+                 clock_ms: Callable[[], int] = monotonic_ms) -> None:
+        """``wall_ms`` dates the records only (None: records keep ``clock_ms`` times, as in pure tests);
+        the lane's timeouts run on ``clock_ms``."""
         self.config = config
+        self.state = LaneState()
+        self.clock_ms = clock_ms
+        self.wall_ms = wall_ms
         lane = config.lane
         self.rules = lane_rules(lane.direction, lane.exit_policy, lane.anti_passback)
         self.driver = driver
@@ -105,7 +132,6 @@ class LaneShell:
         self.passes = passes
         self._on_alert = on_alert
         self.stats = LaneStats()
-        self.runner = LaneRunner(config, self, monotonic_ms, wall_ms=wall_ms)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._opens: dict[int, asyncio.Task[None]] = {}  # pass number -> its open, until it answers
         self._armed_at: float | None = None
@@ -131,21 +157,29 @@ class LaneShell:
                 group.create_task(part)
 
     def feed(self, event: Event) -> None:
-        if isinstance(event, PresenceOn) and not self.runner.state.presence:
+        """Apply one event and everything it causes (decisions, gate faults) before returning."""
+        if isinstance(event, PresenceOn) and not self.state.presence:
             self._armed_at = time.perf_counter()
-        self.runner.feed(event)
+        pending: deque[Event] = deque([event])
+        while pending:
+            self.state, commands = step(self.config, self.state, pending.popleft(), self.clock_ms())
+            for command in commands:
+                follow_up = self._execute(command)
+                if follow_up is not None:
+                    pending.append(follow_up)
         self._cancel_given_up_opens()
 
     def tick(self) -> None:
-        """Fire the machine's due timeout (the ack timeout among them)."""
-        self.runner.tick()
-        self._cancel_given_up_opens()
+        """Fire the machine's due timeout (the ack timeout among them); called every ``TICK_S``."""
+        deadline = self.state.deadline_ms
+        if deadline is not None and self.clock_ms() >= deadline:
+            self.feed(Timeout())
 
     def _cancel_given_up_opens(self) -> None:
         """Cancel every open whose pass the machine no longer waits for: it left OPENING through the
         ack timeout and recorded a gate fault, so a retry reaching the controller now would open the
         gate for a pass already given up (or, credited later, for the next car)."""
-        state = self.runner.state
+        state = self.state
         waiting_for = state.pass_no if state.phase is Phase.OPENING else None
         for pass_no in [n for n in self._opens if n != waiting_for]:
             log.warning("lane %s: open of pass %d cancelled: no ack within %d ms",
@@ -193,7 +227,7 @@ class LaneShell:
             if self._input_changes != changes:
                 previous = None
                 continue
-            state = self.runner.state
+            state = self.state
             if now == previous and now != (state.presence, state.safety):
                 if status.presence != state.presence:
                     self.feed(PresenceOn() if status.presence else PresenceOff())
@@ -233,10 +267,55 @@ class LaneShell:
             with contextlib.suppress(BaseException):
                 await task
 
-    # -- ports ---------------------------------------------------------------------------------------
+    # -- the machine's commands -------------------------------------------------------------------
 
-    def start_burst(self, burst_no: int, frames: int) -> None:
-        self._spawn(self._run_burst(burst_no, frames))
+    def _execute(self, command: Command) -> Event | None:
+        try:
+            match command:
+                case StartBurst(burst_no=burst_no, frames=frames):
+                    self._spawn(self._run_burst(burst_no, frames))
+                case Decide(pass_no=pass_no, read=read):
+                    decision = self.passes.decide(read, self.config.direction, self.rules)
+                    self._note_read(read, decision)
+                    return Decided(pass_no, decision)
+                case OpenPulse(ms=ms):
+                    opening = self.opening_pass()
+                    self.passes.journal(opening)  # raises, and so keeps the gate shut, if that fails
+                    self._opens[opening.pass_no] = self._spawn(self._open(ms, opening.pass_no))
+                case Close():
+                    self._close()
+                case Record(event=record):
+                    record = self.to_wall(record)
+                    self._count(record)
+                    self.passes.record(record)
+                case Alert(code=code, detail=detail):
+                    self.alert(code, detail)
+        except Exception as exc:  # noqa: BLE001 - a failing command must not stop the lane
+            return self._command_failed(command, exc)
+        return None
+
+    def _command_failed(self, command: Command, exc: Exception) -> Event | None:
+        lane = self.config.lane_id
+        what = type(command).__name__
+        gate_command = isinstance(command, OpenPulse | Close)
+        log.error("lane %s: %s failed: %s", lane, what, exc, exc_info=not gate_command)
+        if isinstance(command, OpenPulse):
+            return GateFault(self.state.pass_no, f"{what} failed: {exc}")
+        try:
+            if isinstance(command, Close):
+                self.alert("gate_fault", f"lane {lane}: {what} failed: {exc}")
+            elif not isinstance(command, Alert):
+                self.alert(f"port_{what.lower()}", f"lane {lane}: {what} failed: {exc}")
+        except Exception:  # noqa: BLE001
+            log.exception("lane %s: alerting failed too", lane)
+        return None
+
+    def to_wall(self, record: PassRecord) -> PassRecord:
+        """``record`` with its times on the wall clock (a record's times are on ``clock_ms``)."""
+        if self.wall_ms is None:
+            return record
+        offset = self.wall_ms() - self.clock_ms()
+        return replace(record, started_ms=record.started_ms + offset, ended_ms=record.ended_ms + offset)
 
     async def _run_burst(self, burst_no: int, frames: int) -> None:
         try:
@@ -246,25 +325,18 @@ class LaneShell:
             return
         self.feed(result)
 
-    def decide(self, pass_no: int, read: PlateRead) -> Decision:
-        decision = self.passes.decide(read, self.config.direction, self.rules)
+    def _note_read(self, read: PlateRead, decision: Decision) -> None:
+        """The lane's last read, masked, for `parkgate status` and the console."""
         self.stats.last_read = {"plate_masked": mask_plate_or_none(read.text),
                                 "confidence": round(read.confidence, 3), "decision": str(decision.reason),
                                 "allow": decision.allow, "at_ms": wall_clock_ms()}
-        return decision
-
-    def open_pulse(self, ms: int) -> None:
-        """Journal the pass (durably; raises, and so keeps the gate shut, if that fails), then open."""
-        opening = self.opening_pass()
-        self.passes.journal(opening)
-        self._opens[opening.pass_no] = self._spawn(self._open(ms, opening.pass_no))
 
     def opening_pass(self) -> PassRecord:
         """The pass whose gate is being opened, as it would be recorded had it passed now."""
-        state = self.runner.state
-        return self.runner.to_wall(PassRecord(self.config.lane_id, self.config.direction, state.pass_no,
-                                              Outcome.PASSED, state.started_ms, self.runner.clock_ms(),
-                                              state.read, state.decision))
+        state = self.state
+        return self.to_wall(PassRecord(self.config.lane_id, self.config.direction, state.pass_no,
+                                       Outcome.PASSED, state.started_ms, self.clock_ms(),
+                                       state.read, state.decision))
 
     async def _open(self, ms: int, pass_no: int) -> None:
         try:
@@ -286,13 +358,13 @@ class LaneShell:
             log.exception("lane %s: could not mark pass %d opened in the journal",
                           self.config.lane_id, pass_no)
 
-    def close(self) -> None:
+    def _close(self) -> None:
         if self.held:
             log.info("lane %s: gate held open by an operator: not closed after the pass", self.config.lane_id)
             return
-        self._spawn(self._close())
+        self._spawn(self._send_close())
 
-    async def _close(self) -> None:
+    async def _send_close(self) -> None:
         try:
             await self.driver.close()
         except Exception as exc:  # noqa: BLE001 - the pulse ends by itself; the barrier closes anyway
@@ -301,8 +373,9 @@ class LaneShell:
             log.info("lane %s: close not done (%s); the pulse closes the gate by itself",
                      self.config.lane_id, exc)
 
-    def record(self, event: PassRecord) -> None:
-        # opened: from the car on the loop to the controller's ack; else how long the pass took
+    def _count(self, event: PassRecord) -> None:
+        """The pass's log line and the lane's counters. Latency: from the car on the loop to the
+        controller's ack when the gate opened; else how long the pass took."""
         opened = event.outcome in (Outcome.PASSED, Outcome.NO_PASSAGE) and bool(self.stats.open_latencies_ms)
         latency = self.stats.open_latencies_ms[-1] if opened else float(event.ended_ms - event.started_ms)
         fields = pass_log_fields(event, latency)
@@ -317,7 +390,6 @@ class LaneShell:
             self.stats.read_from[event.read_from] = self.stats.read_from.get(event.read_from, 0) + 1
         if event.outcome != "passed":
             self.stats.refused += 1
-        self.passes.record(event)
 
     def _gate_failed(self, error: str) -> None:
         """The controller's last failure, for `parkgate status` (kept with its time)."""

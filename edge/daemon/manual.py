@@ -101,7 +101,7 @@ class ManualDesk:
             await asyncio.sleep(0.02)
         if shell.stats.opens > opens:
             return True, "opened"
-        return False, f"not opened (lane {shell.runner.state.phase})"
+        return False, f"not opened (lane {shell.state.phase})"
 
     async def _audit(self, shell: LaneShell, action: str, source: str, who: str, reason: str,
                      result: str) -> tuple[int | None, dict[str, Any] | None]:

@@ -176,7 +176,7 @@ class Daemon:
     def _lane_idle(self, lane: str) -> bool:
         """Whether ``lane`` waits for a car (no pass running): only then is its approach read."""
         shell = self.lanes.shell(lane)
-        return shell is not None and shell.runner.state.phase is Phase.IDLE
+        return shell is not None and shell.state.phase is Phase.IDLE
 
     def _wake_senders(self) -> None:
         """A pass was recorded: its outbox rows wait for the broker and the chain."""
@@ -233,7 +233,7 @@ class Daemon:
     def _lane_busy(self, name: str) -> bool:
         """Whether the lane reads a vehicle now (the live view then skips its detector)."""
         shell = self.lanes.shell(name)
-        return shell is not None and str(shell.runner.state.phase) in BUSY_PHASES
+        return shell is not None and str(shell.state.phase) in BUSY_PHASES
 
     async def _start_control(self, desk: ManualDesk) -> None:
         """The local control socket; without it the gates still run (it is an operator's tool)."""

@@ -6,7 +6,7 @@ the commands, and sends :class:`Timeout` when ``state.deadline_ms`` has passed (
 arrives early is ignored, so stale timers are harmless). ``now_ms`` is a monotonic clock (the
 daemon's ``time.monotonic``): every deadline is a duration, so a wall-clock step (NTP, a Pi booting
 with a stale time) neither ends a pass early nor leaves the lane waiting; the shell
-(:class:`edge.lanes.runner.LaneRunner`) turns the record's times into wall-clock times.
+(:class:`edge.daemon.lane.LaneShell`) turns the record's times into wall-clock times.
 
 A *pass* starts when the lane arms (presence loop, or camera motion) or on a manual open, and ends
 with exactly one :class:`Record`. Guarantees (property-tested):

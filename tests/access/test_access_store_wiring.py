@@ -1,32 +1,32 @@
-"""A lane deciding from a real SQLite store and recording there: the offline path end to end."""
+"""A lane deciding from a real SQLite store through the gatekeeper and recording there: the offline
+path end to end (the gate and the camera in memory)."""
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edge.access import Direction, Policy, Presence, commitment_function, committed_candidates, decide
-from edge.access.types import Decision
+from edge.access import Policy, commitment_function
+from edge.clock import TrustedClock
 from edge.config import LaneConfig
-from edge.daemon.records import booking_views, gate_event_row
+from edge.daemon.gatekeeper import Gatekeeper
+from edge.daemon.lane import LaneShell
 from edge.lanes.machine import (
     BurstDone,
-    GateAck,
     LaneSettings,
-    PassRecord,
     PresenceOff,
     PresenceOn,
     SafetyOff,
     SafetyOn,
     Snapshot,
 )
-from edge.lanes.runner import LaneRunner
-from edge.store import Booking, RentalEvent, Store, new_event_id
+from edge.store import Booking, RentalEvent, Store
 from edge.vision.types import PlateRead
 
 LOT = "LOT-1"
-T0 = 1_790_000_000_000
+T0 = 1_800_000_000_000
 HOUR = 3_600_000
 commit = commitment_function(b"wiring-test-secret-0123456789", LOT)
 POLICY = Policy(LOT)
@@ -43,56 +43,63 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
-class StorePorts:
-    def __init__(self, store: Store) -> None:
-        self.store, self.gate = store, []
+class Gate:
+    """A controller that acknowledges every command at once; notes them."""
 
-    def start_burst(self, burst_no: int, frames: int) -> None:
-        self.gate.append("burst")
+    def __init__(self) -> None:
+        self.commands: list[str] = []
 
-    def decide(self, pass_no: int, read: PlateRead) -> Decision:
-        wanted = [m.commitment for m in committed_candidates(read.text, POLICY, commit)]
-        cached = booking_views(self.store.bookings_for_commitments(LOT, wanted))
-        return decide(read, T0 + 60_000, cached, Presence(), POLICY, direction=Direction.ENTRY, commit=commit)
+    async def open_pulse(self, ms: int) -> None:
+        self.commands.append("open")
 
-    def open_pulse(self, ms: int) -> None:
-        self.gate.append("open")
+    async def close(self) -> None:
+        self.commands.append("close")
 
-    def close(self) -> None:
-        self.gate.append("close")
 
-    def record(self, event: PassRecord) -> None:
-        self.store.record_gate_event(gate_event_row(event, new_event_id(event.ended_ms)), ["mqtt"])
+def drive(store: Store, reads: tuple[PlateRead, ...], snapshot: Snapshot | None, *events: object) -> Gate:
+    """One car at an entry: on the loop, read as ``reads``, then ``events``; decided and recorded by the
+    daemon's gatekeeper over ``store`` at T0 + 1 min."""
+    gate = Gate()
+    keeper = Gatekeeper(store, POLICY, commit, chain_on=False, mqtt_on=True,
+                        clock=TrustedClock(wall=lambda: T0 + 60_000))
 
-    def alert(self, code: str, detail: str) -> None:
+    def unexpected(lane: str, code: str, detail: str) -> None:
         raise AssertionError(f"unexpected alert {code}: {detail}")
+
+    async def scenario() -> None:
+        lane = LaneShell(LaneSettings(LaneConfig(name="entry-1", direction="entry")), gate,  # type: ignore[arg-type]
+                         lambda burst_no, frames: BurstDone(burst_no, reads, snapshot), keeper, unexpected)
+        lane.feed(PresenceOn())
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        for event in events:
+            lane.feed(event)  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+        await lane.aclose()
+
+    asyncio.run(scenario())
+    return gate
 
 
 def test_fuzzy_read_opens_from_the_cache_and_is_recorded_without_the_plate(store: Store) -> None:
-    ports = StorePorts(store)
-    lane = LaneRunner(LaneSettings(LaneConfig(name="entry-1", direction="entry")), ports, lambda: T0 + 60_000)
     frames = tuple(PlateRead("A8123CD", 0.9, (0.9,) * 7) for _ in range(3))  # B misread as 8
-    lane.feed(PresenceOn())
-    lane.feed(BurstDone(1, frames, Snapshot("/var/lib/parkgate/snapshots/x.jpg", "ef" * 32)))
-    for event in (GateAck(1), PresenceOff(), SafetyOn(), SafetyOff()):
-        lane.feed(event)
-    assert ports.gate == ["burst", "open", "close"]
-    [(_, row)] = store.gate_events()
+    gate = drive(store, frames, Snapshot("/var/lib/parkgate/snapshots/x.jpg", "ef" * 32),
+                 PresenceOff(), SafetyOn(), SafetyOff())
+    assert gate.commands == ["open", "close"]
+    [(_, verified), (_, row)] = store.gate_events()  # the booking was only requested: verified first
+    assert (verified.kind, verified.booking_id) == ("verified", "b1")
     assert (row.kind, row.booking_id, row.plate_commitment) == ("check_in", "b1", commit("AB123CD"))
     assert row.reason == "passed,booking_valid,fuzzy_match"
     assert (row.plate_masked, row.evidence_sha256) == ("A8***D", "ef" * 32)
     outbox = store.pending_outbox("mqtt")
-    assert len(outbox) == 1
-    text = json.dumps(outbox[0].payload)
+    assert len(outbox) == 2
+    text = json.dumps([item.payload for item in outbox])
     assert "A8123CD" not in text and "AB123CD" not in text
 
 
 def test_unknown_vehicle_is_denied_and_recorded(store: Store) -> None:
-    ports = StorePorts(store)
-    lane = LaneRunner(LaneSettings(LaneConfig(name="entry-1", direction="entry")), ports, lambda: T0 + 60_000)
-    lane.feed(PresenceOn())
-    lane.feed(BurstDone(1, tuple(PlateRead("ZZ999", 0.9, (0.9,) * 5) for _ in range(2))))
-    assert "open" not in ports.gate
+    gate = drive(store, tuple(PlateRead("ZZ999", 0.9, (0.9,) * 5) for _ in range(2)), None)
+    assert "open" not in gate.commands
     [(_, row)] = store.gate_events()
     assert (row.kind, row.reason, row.booking_id) == ("denied", "denied,no_booking", None)
     assert row.plate_masked == "ZZ***9" and row.evidence_path is None

@@ -380,7 +380,7 @@ def test_wall_clock_steps_during_passes_neither_trap_nor_deafen_a_lane(tmp_path:
             assert wall[0] - 10_000 < record.ended_ms <= wall[0] + 5_000
             hang.set()
             await control("presence 1")
-            assert await until(lambda: shell.runner.state.phase == "capturing", 5)
+            assert await until(lambda: shell.state.phase == "capturing", 5)
             stepped_at = time.monotonic()
             wall[0] -= 3_600_000  # and back an hour while the burst hangs
             assert await until(lambda: any(code == "camera_timeout" for code, _ in alerts), 10)

@@ -1,10 +1,11 @@
-"""The lane runner: commands reach the ports, decisions loop back, port failures never escape. And
-the daemon's lane shell: an open whose ack timed out is cancelled, an answered one credits its pass."""
+"""The daemon's lane shell: the machine's commands reach the gate, the camera and the store, decisions
+loop back, failures never escape; an open whose ack timed out is cancelled, an answered one credits its
+pass; a stale status poll never undoes a loop event."""
 
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import edge.daemon.lane as lane_shell
@@ -13,7 +14,6 @@ from edge.config import LaneConfig
 from edge.daemon.lane import LaneShell
 from edge.lanes.machine import (
     BurstDone,
-    GateAck,
     LaneSettings,
     ManualOpen,
     Outcome,
@@ -25,7 +25,6 @@ from edge.lanes.machine import (
     SafetyOn,
     Snapshot,
 )
-from edge.lanes.runner import LaneRunner
 from edge.vision.types import PlateRead
 from firmware_bridge.gate import GateStatus, InputChange
 from firmware_bridge.messages import EventKind, Fault, Position
@@ -34,37 +33,51 @@ CFG = LaneSettings(LaneConfig(name="entry-1", direction="entry"))
 
 
 @dataclass
-class Ports:
-    """In-memory ports that log calls; ``fail`` names the calls that raise."""
+class World:
+    """What a lane drives, in memory: a gate driver, a camera burst and the store's passes. ``fail``
+    names the parts that raise; ``calls`` logs what the lane did, in order. The gate acknowledges each
+    open; the camera answers with ``FRAMES`` unless ``camera_hangs`` (then it waits for the test's end)."""
 
     allow: bool = True
     fail: set[str] = field(default_factory=set)
     calls: list[tuple] = field(default_factory=list)
     records: list[PassRecord] = field(default_factory=list)
+    camera_hangs: bool = False
+    released: threading.Event = field(default_factory=threading.Event)
 
     def _call(self, name: str, *args: object) -> None:
         self.calls.append((name, *args))
         if name in self.fail:
             raise OSError(f"{name} broke")
 
-    def start_burst(self, burst_no: int, frames: int) -> None:
+    def burst(self, burst_no: int, frames: int) -> BurstDone:
         self._call("start_burst", burst_no, frames)
+        if self.camera_hangs:
+            self.released.wait(10)
+        return BurstDone(burst_no, FRAMES, Snapshot("/snap/1.jpg", "00" * 32))
 
-    def decide(self, pass_no: int, read: PlateRead) -> Decision:
-        self._call("decide", pass_no, read.text)
-        return Decision(self.allow, Reason.BOOKING_VALID if self.allow else Reason.NO_BOOKING, None)
-
-    def open_pulse(self, ms: int) -> None:
+    async def open_pulse(self, ms: int) -> None:
         self._call("open_pulse", ms)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._call("close")
+
+    # edge.daemon.lane.Passes
+    def decide(self, read: PlateRead, direction: Direction, rules: object = None) -> Decision:
+        self._call("decide", read.text)
+        return Decision(self.allow, Reason.BOOKING_VALID if self.allow else Reason.NO_BOOKING, None)
+
+    def journal(self, opening: PassRecord) -> None:
+        pass
+
+    def journal_opened(self, lane: str, pass_no: int) -> None:
+        pass
 
     def record(self, event: PassRecord) -> None:
         self._call("record", event.outcome)
         self.records.append(event)
 
-    def alert(self, code: str, detail: str) -> None:
+    def alert(self, lane: str, code: str, detail: str) -> None:
         self._call("alert", code)
 
 
@@ -79,27 +92,59 @@ class Clock:
 FRAMES = tuple(PlateRead("AB123CD", 0.9, (0.9,) * 7) for _ in range(3))
 
 
-def test_a_full_pass_through_the_ports() -> None:
-    ports, clock = Ports(), Clock()
-    lane = LaneRunner(CFG, ports, clock)
-    lane.feed(PresenceOn())
-    lane.feed(BurstDone(1, FRAMES, Snapshot("/snap/1.jpg", "00" * 32)))
-    for event in (GateAck(1), PresenceOff(), SafetyOn(), SafetyOff()):
-        lane.feed(event)
-    assert [c[0] for c in ports.calls] == ["start_burst", "decide", "open_pulse", "record", "close"]
-    assert ports.records[0].outcome is Outcome.PASSED
-    assert ports.records[0].snapshot == Snapshot("/snap/1.jpg", "00" * 32)
+async def _settle() -> None:
+    """Let the lane's spawned work run: gate commands, and a camera burst in its worker thread."""
+    for _ in range(5):
+        await asyncio.sleep(0.01)
+
+
+def on_lane(world: World, body: Callable[[LaneShell, Clock], Awaitable[None]], *,
+            wall: Callable[[], int] | None = None) -> None:
+    """Run ``body`` with a lane shell over ``world`` on a test clock (its records keep that clock's
+    times unless ``wall`` dates them)."""
+    async def scenario() -> None:
+        clock = Clock()
+        shell = LaneShell(CFG, world, world.burst, world, world.alert,  # type: ignore[arg-type]
+                          wall_ms=wall, clock_ms=clock)
+        try:
+            await body(shell, clock)
+        finally:
+            world.released.set()
+            await shell.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_full_pass_through_the_lane() -> None:
+    world = World()
+
+    async def body(lane: LaneShell, clock: Clock) -> None:
+        lane.feed(PresenceOn())
+        await _settle()
+        for event in (PresenceOff(), SafetyOn(), SafetyOff()):
+            lane.feed(event)
+        await _settle()
+
+    on_lane(world, body)
+    assert [c[0] for c in world.calls] == ["start_burst", "decide", "open_pulse", "record", "close"]
+    assert world.records[0].outcome is Outcome.PASSED
+    assert world.records[0].snapshot == Snapshot("/snap/1.jpg", "00" * 32)
 
 
 def test_tick_fires_due_timeouts_only() -> None:
-    ports, clock = Ports(), Clock()
-    lane = LaneRunner(CFG, ports, clock)
-    lane.feed(PresenceOn())
-    lane.tick()
-    assert len(ports.calls) == 1
-    clock.now += CFG.burst_timeout_ms
-    lane.tick()
-    assert ports.calls[-2:] == [("alert", "camera_timeout"), ("start_burst", 2, 5)]
+    world = World(camera_hangs=True)
+
+    async def body(lane: LaneShell, clock: Clock) -> None:
+        lane.feed(PresenceOn())
+        await _settle()
+        lane.tick()
+        assert len(world.calls) == 1
+        clock.now += CFG.burst_timeout_ms
+        lane.tick()
+        await _settle()
+        assert world.calls[-2:] == [("alert", "camera_timeout"), ("start_burst", 2, 5)]
+
+    on_lane(world, body)
 
 
 MINUTE, HOUR = 60_000, 3_600_000
@@ -108,77 +153,100 @@ MINUTE, HOUR = 60_000, 3_600_000
 def test_a_wall_clock_step_forward_during_a_pass_neither_ends_it_nor_misdates_it() -> None:
     """NTP steps the wall clock +10 min while the car is under the open barrier: the lane runs on the
     monotonic clock, so no passage timeout fires; the record is dated on the (stepped) wall clock."""
-    ports, mono, wall = Ports(), Clock(), Clock()
+    world, wall = World(), Clock()
     wall.now = 1_700_000_000_000
-    lane = LaneRunner(CFG, ports, mono, wall_ms=wall)
-    lane.feed(PresenceOn())
-    lane.feed(BurstDone(1, FRAMES))
-    lane.feed(GateAck(1))
-    mono.now += 2_000
-    wall.now += 2_000 + 10 * MINUTE
-    lane.tick()
-    assert lane.state.phase is Phase.PASSING and not ports.records
-    for event in (SafetyOn(), PresenceOff(), SafetyOff()):
-        lane.feed(event)
-    [record] = ports.records
+
+    async def body(lane: LaneShell, mono: Clock) -> None:
+        lane.feed(PresenceOn())
+        await _settle()
+        assert lane.state.phase is Phase.PASSING
+        mono.now += 2_000
+        wall.now += 2_000 + 10 * MINUTE
+        lane.tick()
+        assert lane.state.phase is Phase.PASSING and not world.records
+        for event in (SafetyOn(), SafetyOff()):
+            lane.feed(event)
+
+    on_lane(world, body, wall=wall)
+    [record] = world.records
     assert record.outcome is Outcome.PASSED
     assert (record.started_ms, record.ended_ms) == (wall.now - 2_000, wall.now)
 
 
 def test_a_wall_clock_step_back_does_not_deafen_the_lane() -> None:
     """The wall clock steps back 1 h: the burst timeout still fires on time and the next car is read."""
-    ports, mono, wall = Ports(), Clock(), Clock()
+    world, wall = World(camera_hangs=True), Clock()
     wall.now = 1_700_000_000_000
-    lane = LaneRunner(CFG, ports, mono, wall_ms=wall)
-    lane.feed(PresenceOn())
-    wall.now -= HOUR
-    mono.now += CFG.burst_timeout_ms
-    lane.tick()
-    assert ports.calls[-2:] == [("alert", "camera_timeout"), ("start_burst", 2, 5)]
-    lane.feed(BurstDone(2, FRAMES))
-    assert ports.calls[-1] == ("open_pulse", CFG.open_pulse_ms)
+
+    async def body(lane: LaneShell, mono: Clock) -> None:
+        lane.feed(PresenceOn())
+        await _settle()
+        wall.now -= HOUR
+        mono.now += CFG.burst_timeout_ms
+        lane.tick()
+        await _settle()
+        assert world.calls[-2:] == [("alert", "camera_timeout"), ("start_burst", 2, 5)]
+        lane.feed(BurstDone(2, FRAMES))
+        await _settle()
+        assert world.calls[-1] == ("open_pulse", CFG.open_pulse_ms)
+
+    on_lane(world, body, wall=wall)
 
 
 def test_failed_open_becomes_a_gate_fault_and_is_recorded() -> None:
-    ports, clock = Ports(fail={"open_pulse"}), Clock()
-    lane = LaneRunner(CFG, ports, clock)
-    lane.feed(PresenceOn())
-    lane.feed(BurstDone(1, FRAMES))
-    assert ports.records[0].outcome is Outcome.GATE_FAULT and "open_pulse broke" in ports.records[0].detail
-    assert ("close",) in ports.calls and ("alert", "gate_fault") in ports.calls
+    world = World(fail={"open_pulse"})
+
+    async def body(lane: LaneShell, clock: Clock) -> None:
+        lane.feed(PresenceOn())
+        await _settle()
+
+    on_lane(world, body)
+    assert world.records[0].outcome is Outcome.GATE_FAULT and "open_pulse broke" in world.records[0].detail
+    assert ("close",) in world.calls and ("alert", "gate_fault") in world.calls
 
 
 def test_failed_decision_ends_in_a_recorded_timeout() -> None:
-    ports, clock = Ports(fail={"decide"}), Clock()
-    lane = LaneRunner(CFG, ports, clock)
-    lane.feed(PresenceOn())
-    lane.feed(BurstDone(1, FRAMES))
-    assert ("alert", "port_decide") in ports.calls and lane.state.phase is Phase.DECIDING
-    clock.now += CFG.decide_timeout_ms
-    lane.tick()
-    assert [r.outcome for r in ports.records] == [Outcome.DECIDE_TIMEOUT]
-    assert not any(c[0] == "open_pulse" for c in ports.calls)
+    world = World(fail={"decide"})
+
+    async def body(lane: LaneShell, clock: Clock) -> None:
+        lane.feed(PresenceOn())
+        await _settle()
+        assert ("alert", "port_decide") in world.calls and lane.state.phase is Phase.DECIDING
+        clock.now += CFG.decide_timeout_ms
+        lane.tick()
+
+    on_lane(world, body)
+    assert [r.outcome for r in world.records] == [Outcome.DECIDE_TIMEOUT]
+    assert not any(c[0] == "open_pulse" for c in world.calls)
 
 
-def test_failing_record_and_alert_ports_do_not_stop_the_lane() -> None:
-    ports, clock = Ports(allow=False, fail={"record", "alert"}), Clock()
-    lane = LaneRunner(CFG, ports, clock)
-    lane.feed(PresenceOn())
-    lane.feed(BurstDone(1, FRAMES))
-    assert lane.state.phase is Phase.WAIT_LEAVE
-    lane.feed(PresenceOff())
-    assert lane.state.phase is Phase.IDLE
+def test_failing_record_and_alert_do_not_stop_the_lane() -> None:
+    world = World(allow=False, fail={"record", "alert"})
+
+    async def body(lane: LaneShell, clock: Clock) -> None:
+        lane.feed(PresenceOn())
+        await _settle()
+        assert lane.state.phase is Phase.WAIT_LEAVE
+        lane.feed(PresenceOff())
+        assert lane.state.phase is Phase.IDLE
+
+    on_lane(world, body)
 
 
 def test_failed_close_is_alerted_and_the_lane_goes_on() -> None:
-    ports, clock = Ports(fail={"close"}), Clock()
-    lane = LaneRunner(CFG, ports, clock)
-    lane.feed(PresenceOn())
-    lane.feed(BurstDone(1, FRAMES))
-    for event in (GateAck(1), PresenceOff(), SafetyOn(), SafetyOff()):
-        lane.feed(event)
-    assert ("alert", "gate_fault") in ports.calls and [r.outcome for r in ports.records] == [Outcome.PASSED]
-    assert lane.state.phase is Phase.IDLE
+    world = World(fail={"close"})
+
+    async def body(lane: LaneShell, clock: Clock) -> None:
+        lane.feed(PresenceOn())
+        await _settle()
+        for event in (PresenceOff(), SafetyOn(), SafetyOff()):
+            lane.feed(event)
+        await _settle()
+        assert lane.state.phase is Phase.IDLE
+        assert lane.stats.gate_errors == 1 and "close broke" in (lane.stats.gate_error or {}).get("error", "")
+
+    on_lane(world, body)
+    assert [r.outcome for r in world.records] == [Outcome.PASSED] and ("close",) in world.calls
 
 
 # ---- the daemon's lane shell --------------------------------------------------------------------
@@ -212,9 +280,8 @@ class ShellPorts:
     opened: list[tuple[str, int]] = field(default_factory=list)
 
     def shell(self, gate: SilentGate, clock: Clock) -> LaneShell:
-        shell = LaneShell(CFG, gate, self.unused, self, lambda lane, code, detail: self.alerts.append(code))
-        shell.runner.clock_ms = clock
-        return shell
+        return LaneShell(CFG, gate, self.unused, self, lambda lane, code, detail: self.alerts.append(code),
+                         clock_ms=clock)
 
     def unused(self, *args: object) -> BurstDone:
         raise AssertionError("a manual open needs no camera and no decision")
@@ -233,18 +300,13 @@ class ShellPorts:
         self.records.append(record)
 
 
-async def _settle() -> None:
-    for _ in range(3):
-        await asyncio.sleep(0)
-
-
 def test_shell_cancels_the_open_of_a_pass_whose_ack_timed_out() -> None:
     async def scenario() -> None:
         gate, ports, clock = SilentGate(), ShellPorts(), Clock()
         shell = ports.shell(gate, clock)
         shell.feed(ManualOpen("desk"))
         await _settle()
-        assert gate.opens == 1 and shell.runner.state.phase is Phase.OPENING
+        assert gate.opens == 1 and shell.state.phase is Phase.OPENING
         clock.now += CFG.ack_timeout_ms
         shell.tick()
         await _settle()
@@ -261,7 +323,7 @@ def test_shell_credits_an_answered_open_to_its_own_pass() -> None:
         shell = ports.shell(gate, clock)
         shell.feed(ManualOpen("desk"))
         await _settle()
-        assert shell.runner.state.phase is Phase.PASSING and ports.opened == [("entry-1", 1)]
+        assert shell.state.phase is Phase.PASSING and ports.opened == [("entry-1", 1)]
         assert "late_gate_ack" not in ports.alerts
         await shell.aclose()
 
@@ -301,8 +363,7 @@ def test_a_status_poll_answered_before_a_loop_event_does_not_undo_it(monkeypatch
         gate, ports, clock = RacingGate(), ShellPorts(), Clock()
         released = threading.Event()
         shell = LaneShell(CFG, gate, lambda n, frames: released.wait(5) and BurstDone(n, ()),
-                          ports, lambda lane, code, detail: None)
-        shell.runner.clock_ms = clock
+                          ports, lambda lane, code, detail: None, clock_ms=clock)
         fed: list[str] = []
         feed = shell.feed
 
@@ -314,7 +375,7 @@ def test_a_status_poll_answered_before_a_loop_event_does_not_undo_it(monkeypatch
         running = asyncio.create_task(shell.run())
         while gate.polls < 6:
             await asyncio.sleep(0.005)
-        assert "PresenceOff" not in fed and shell.runner.state.presence, fed
+        assert "PresenceOff" not in fed and shell.state.presence, fed
         released.set()
         running.cancel()
         with contextlib.suppress(BaseException):
