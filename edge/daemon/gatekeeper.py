@@ -34,6 +34,7 @@ from edge.access.exits import LOT_RULES, LaneRules
 from edge.access.types import Decision, Direction
 from edge.clock import TrustedClock
 from edge.daemon.records import (
+    NOT_CHECKED_IN,
     apply_rows,
     booking_views,
     destinations_for,
@@ -117,7 +118,10 @@ class Gatekeeper:
         """The pass and its outbox rows in one transaction; then who is inside, then wake the senders."""
         decision = record.decision
         booking = self.store.booking(decision.booking_id) if decision and decision.booking_id else None
-        rows = rows_for_pass(record, new_event_id, booking.status if booking else None)
+        status = booking.status if booking else None
+        last = (self.store.last_gate_event_of_booking(booking.booking_id)
+                if booking and record.direction is Direction.EXIT and status in NOT_CHECKED_IN else None)
+        rows = rows_for_pass(record, new_event_id, status, last)
         if record.outcome is Outcome.PASSED:
             self.presence = apply_rows(self.presence, rows)
         self.pending.append(PendingPass(record.lane_id, record.pass_no, rows))

@@ -7,7 +7,8 @@
   the plate itself is kept only masked, with its commitment; the snapshot path and hash stay as
   evidence. No plain plate leaves this module;
 - the rows one pass becomes, the row above preceded by the plate verification (second
-  association) when an admitted booking was not verified yet;
+  association) when an admitted booking was not verified yet, and an exit preceded by the check-in
+  it proves when its entry was recorded unconfirmed at a restart (:func:`rows_for_pass`);
 - the pass journal row of a granted pass (the row it becomes if the daemon dies before recording
   it) and the rows such a leftover becomes at the next start (see ``edge.daemon.service``);
 - the destinations each row is queued for;
@@ -35,6 +36,10 @@ CHAIN_KINDS = frozenset({"verified", "check_in", "check_out", "denied"})
 RESTART_OUTCOME = "passage_unconfirmed_restart"
 UNACKED_RESTART_OUTCOME = "open_unconfirmed_restart"
 OPENED_LATE = "opened_late"  # the reason's last part when the gate acknowledged the open late
+# The outcome part of the reason of an entry check-in proven by the car's exit (its entry was recorded
+# ``open_unconfirmed_restart``: the daemon died before the gate acknowledged the open).
+PROVEN_AT_EXIT_OUTCOME = "passage_proven_at_exit"
+NOT_CHECKED_IN = frozenset({"requested", "verified"})  # booking statuses before a check-in
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FAULTS = {Outcome.GATE_FAULT, Outcome.NO_PASSAGE}
 
@@ -82,10 +87,27 @@ def gate_event_row(event: PassRecord, event_id: str) -> GateEventRow:
     )
 
 
-def rows_for_pass(record: PassRecord, new_id: Callable[[int], str],
-                  booking_status: str | None) -> list[GateEventRow]:
-    """The store rows of one pass, oldest first."""
-    return with_verification(gate_event_row(record, new_id(record.ended_ms)), new_id, booking_status)
+def rows_for_pass(record: PassRecord, new_id: Callable[[int], str], booking_status: str | None,
+                  booking_last: GateEventRow | None = None) -> list[GateEventRow]:
+    """The store rows of one pass, oldest first. ``booking_last``: the last recorded row of the pass's
+    booking, needed for exits of a booking not checked in: when that row is an entry recorded unconfirmed
+    at a restart (a fault: the gate may not have opened) the exit proves the car came in, so the entry's
+    check-in is recorded first, dated when its gate was opened; without it the contract refuses the
+    check-out (`BAD_STATE`, seen in `make chaos` on 2026-12-02) and the booking is never settled."""
+    row = gate_event_row(record, new_id(record.ended_ms))
+    if (row.kind == "check_out" and booking_status in NOT_CHECKED_IN and booking_last is not None
+            and is_unconfirmed_entry(booking_last) and booking_last.booking_id == row.booking_id):
+        reason = _with_outcome(PROVEN_AT_EXIT_OUTCOME, booking_last.reason)
+        proven = replace(booking_last, event_id=new_id(booking_last.occurred_at_ms), kind="check_in",
+                         reason=reason, recorded_at_ms=None)
+        return [*with_verification(proven, new_id, booking_status), row]
+    return with_verification(row, new_id, booking_status)
+
+
+def is_unconfirmed_entry(row: GateEventRow) -> bool:
+    """An entry granted before a restart whose open the gate never acknowledged (recorded as a fault)."""
+    return (row.kind == "fault" and row.direction == Direction.ENTRY.value
+            and row.reason.split(",")[0] == UNACKED_RESTART_OUTCOME)
 
 
 def with_verification(row: GateEventRow, new_id: Callable[[int], str],

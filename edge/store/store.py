@@ -455,6 +455,12 @@ class Store:
         return [(r["seq"], _gate_event(r)) for r in self.db["gate_events"].rows_where(
             "seq > ?", [after_seq], order_by="seq", limit=limit)]
 
+    def last_gate_event_of_booking(self, booking_id: str) -> GateEventRow | None:
+        """The booking's last recorded gate event (recording order), or None."""
+        rows = list(self.db["gate_events"].rows_where("booking_id = ?", [booking_id], order_by="seq DESC",
+                                                      limit=1))
+        return _gate_event(rows[0]) if rows else None
+
     def pending_outbox(self, destination: str, limit: int = 100) -> list[OutboxRow]:
         """Rows not yet confirmed, oldest first: 'pending' ones and 'in_flight' ones left by a crash
         or a lost answer. For an in_flight row, reconcile ``sent_ref`` with the destination (was that

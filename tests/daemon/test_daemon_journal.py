@@ -91,7 +91,62 @@ def test_recovered_exit_and_manual_open_keep_their_kind():
     assert manual.kind == "manual" and manual.reason == f"{RESTART_OUTCOME},manual_open"
 
 
+def exit_of(booking: str = "7") -> PassRecord:
+    """The car's exit, an hour after its entry's grant."""
+    decision = Decision(True, Reason.BOOKING_VALID, None, booking, "AB123CD", COMMITMENT)
+    return PassRecord("exit-1", Direction.EXIT, 9, Outcome.PASSED, 3_600_000, 3_601_000,
+                      PlateRead("AB123CD", 0.91), decision)
+
+
+def test_an_exit_proves_an_entry_recorded_unconfirmed_at_a_restart():
+    """`make chaos` 2026-12-02: a daemon killed between an entry's open and its ack recorded that entry
+    as a fault; the car had driven in, and its check-out was refused by the contract (no check-in)."""
+    [entry] = rows_for_journaled_pass(journal_row(opening(), "journal-0004"), False, ids(), "requested")
+    rows = rows_for_pass(exit_of(), ids(), "requested", entry)
+    assert [(r.kind, r.lane, r.occurred_at_ms) for r in rows] == [
+        ("verified", LANE, 2_000), ("check_in", LANE, 2_000), ("check_out", "exit-1", 3_601_000)]
+    assert rows[1].reason == "passage_proven_at_exit,booking_valid" and rows[1].event_id != entry.event_id
+    assert (rows[1].booking_id, rows[1].plate_commitment) == ("7", COMMITMENT)
+    assert all(destinations_for(r, chain=True, mqtt=False) == ("chain",) for r in rows)
+    assert [r.kind for r in rows_for_pass(exit_of(), ids(), "verified", entry)] == ["check_in", "check_out"]
+
+
+def test_an_exit_infers_no_entry_from_anything_else():
+    [entry] = rows_for_journaled_pass(journal_row(opening(), "journal-0004"), False, ids(), "requested")
+    checked_in = rows_for_pass(opening(), ids(), "verified")[-1]
+    for status, last in (("checked_in", entry), ("requested", None), ("requested", checked_in),
+                         ("requested", rows_for_pass(opening(), ids(), "verified", None)[0]),
+                         ("requested", rows_for_pass(exit_of("8"), ids(), "checked_in")[0])):
+        rows = rows_for_pass(exit_of(), ids(), status, last)
+        assert [r.kind for r in rows] == ["check_out"], (status, last)
+    assert [r.kind for r in rows_for_pass(exit_of("8"), ids(), "requested", entry)] == ["check_out"]
+
+
 # -- store -----------------------------------------------------------------------------------------
+
+def test_the_gatekeeper_records_the_proven_entry_before_the_exit(tmp_path):
+    """Real store: a journaled entry whose open was never acknowledged is recovered as a fault; the car's
+    exit is then recorded after the check-in it proves, both queued for the chain."""
+    from edge.access import Policy
+    from edge.clock import TrustedClock
+    from edge.daemon.gatekeeper import Gatekeeper
+
+    with Store(tmp_path / "s.sqlite") as store:
+        store.upsert_rental_event(RentalEvent("1", "1", LOT, OWNER, 0, 10**13, 1, "open", 1, HASH, 0))
+        store.upsert_booking(Booking("7", "1", "1", LOT, OWNER, COMMITMENT, 0, 10**13, "requested", 1, HASH,
+                                     1))
+        store.journal_pass(3, journal_row(opening(), "journal-0004"))
+        keeper = Gatekeeper(store, Policy(LOT), lambda plate: COMMITMENT, chain_on=True, mqtt_on=False,
+                            clock=TrustedClock(wall=lambda: 1_900_000_000_000))
+        assert keeper.recover() == 1
+        keeper.record(exit_of())
+        rows = [row for _, row in store.gate_events()]
+        assert [(r.kind, r.reason.split(",")[0]) for r in rows] == [
+            ("fault", UNACKED_RESTART_OUTCOME), ("verified", "plate_verified"),
+            ("check_in", "passage_proven_at_exit"), ("check_out", "passed")]
+        assert [r.kind for r in store.pending_outbox("chain")[-2:] for r in [r.gate_event()]] == [
+            "check_in", "check_out"]
+
 
 def test_store_journal_round_trip_replace_and_clear(tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
