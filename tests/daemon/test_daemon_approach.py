@@ -74,6 +74,10 @@ class Lane:
             if now != last:
                 last, since = now, time.monotonic()
 
+    def approach(self) -> dict:
+        """The camera's approach figures from the status (frames looked at, moving, read; passes asking)."""
+        return dict(self.status().get("camera", {}).get("approach", {}))
+
     def passes(self) -> list[str]:
         return PASS_LINE.findall(self.log.read_text(errors="replace"))
 
@@ -131,17 +135,23 @@ def test_two_cars_close_together_fall_back_and_decide_for_the_car_at_the_loop(
         lane: Lane, first: h.Vehicle, second: h.Vehicle, opens: bool) -> None:
     """The first car turns off just before the barrier, the second comes on behind it: both plates were
     tracked within the window, so neither track decides; the burst reads the car at the loop."""
-    lane.quiet()
     # each frame of the turn three times (0.3 s): a busy box reads the first car more than once too
     turning = [name for name in lane.camera.approach_names(first, away=True)[:8] for _ in range(3)]
     following = lane.camera.approach_names(second)[4:]
-    time.sleep(lane.camera.play([*turning, *["empty.jpg"] * 5, *following]) + h.APPROACH_SETTLE_S)
-    lane.settle()
+    for _ in range(2):  # played again only if the reader read (almost) nothing of it: the box starved it
+        lane.quiet()
+        before = lane.approach()
+        time.sleep(lane.camera.play([*turning, *["empty.jpg"] * 5, *following]) + h.APPROACH_SETTLE_S)
+        lane.settle()
+        after = lane.approach()
+        if after.get("reads", 0) - before.get("reads", 0) >= 6:
+            break
     asked = len(lane.no_tracks())
     result = lane.arrive(second, opens, "booking_valid" if opens else "no_booking")
     assert result.held, (result.rows, result.error)
     assert result.main_row["plate_masked"] == mask_plate(second.plate)
-    assert "read=burst" in lane.passes()[-1] and lane.no_tracks()[asked:] == ["ambiguous"]
+    assert "read=burst" in lane.passes()[-1] and lane.no_tracks()[asked:] == ["ambiguous"], (
+        lane.no_tracks()[asked:], "approach before the play", before, "after it", after)
 
 
 @pytest.mark.parametrize(("wait_s", "why"), [(0.0, "left"), (WINDOW_S, "stale")])
