@@ -571,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ocr-init", type=Path, help="OCR the lane stage starts from (default: --out)")
     parser.add_argument("--lane-steps", type=int, default=1200, help="OCR lane-stage steps (0: none)")
     parser.add_argument("--lane-cuts", type=int, default=8000, help="lane cuts made for the lane stage")
-    parser.add_argument("--lane-rounds", type=int, default=2,
+    parser.add_argument("--lane-rounds", type=int, default=3,
                         help="lane-stage rounds: round r (from 1) makes its cuts with seed + r - 1 and "
                              "starts from the OCR the round before wrote")
     parser.add_argument("--detector-steps", type=int, default=3000)
