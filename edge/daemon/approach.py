@@ -138,12 +138,15 @@ class ApproachReader:
         was_idle = False
         while not self._stop.wait(POLL_S):
             if not self.idle():
-                if was_idle:
-                    with self._lock:
-                        self._clear()
                 was_idle = False
                 continue
             if not was_idle:
+                # A pass ran (or the reader just started): what was seen before or during it never decides
+                # the next. Cleared when the lane is idle again, not when it stops being idle: the pass's
+                # burst takes the track in its own thread just after the lane left IDLE, and a clear here
+                # first made it fall back to a burst now and then ("no_track", `make test` 2026-12-02).
+                with self._lock:
+                    self._clear()
                 self.gate.reset()
             was_idle = True
             frame = self.frames.latest
