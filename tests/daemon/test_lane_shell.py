@@ -115,15 +115,20 @@ def on_lane(world: World, body: Callable[[LaneShell, Clock], Awaitable[None]], *
     asyncio.run(scenario())
 
 
+async def drive_through(lane: LaneShell) -> None:
+    """A car onto the loop, read and let through, then over the safety loop and away."""
+    lane.feed(PresenceOn())
+    await _settle()
+    for event in (PresenceOff(), SafetyOn(), SafetyOff()):
+        lane.feed(event)
+    await _settle()
+
+
 def test_a_full_pass_through_the_lane() -> None:
     world = World()
 
     async def body(lane: LaneShell, clock: Clock) -> None:
-        lane.feed(PresenceOn())
-        await _settle()
-        for event in (PresenceOff(), SafetyOn(), SafetyOff()):
-            lane.feed(event)
-        await _settle()
+        await drive_through(lane)
 
     on_lane(world, body)
     assert [c[0] for c in world.calls] == ["start_burst", "decide", "open_pulse", "record", "close"]
@@ -241,11 +246,7 @@ def test_failed_close_is_alerted_and_the_lane_goes_on() -> None:
     world = World(fail={"close"})
 
     async def body(lane: LaneShell, clock: Clock) -> None:
-        lane.feed(PresenceOn())
-        await _settle()
-        for event in (PresenceOff(), SafetyOn(), SafetyOff()):
-            lane.feed(event)
-        await _settle()
+        await drive_through(lane)
         assert lane.state.phase is Phase.IDLE
         assert lane.stats.gate_errors == 1 and "close broke" in (lane.stats.gate_error or {}).get("error", "")
 
