@@ -117,10 +117,7 @@ class Gatekeeper:
     def record(self, record: PassRecord) -> None:
         """The pass and its outbox rows in one transaction; then who is inside, then wake the senders."""
         decision = record.decision
-        booking = self.store.booking(decision.booking_id) if decision and decision.booking_id else None
-        status = booking.status if booking else None
-        last = (self.store.last_gate_event_of_booking(booking.booking_id)
-                if booking and record.direction is Direction.EXIT and status in NOT_CHECKED_IN else None)
+        status, last = self._booking_state(decision.booking_id if decision else None, record.direction)
         rows = rows_for_pass(record, new_event_id, status, last)
         if record.outcome is Outcome.PASSED:
             self.presence = apply_rows(self.presence, rows)
@@ -172,14 +169,25 @@ class Gatekeeper:
         leftovers = self.store.journaled_passes()
         with self.store.transaction():
             for pass_no, opened, row in leftovers:
-                booking = self.store.booking(row.booking_id) if row.booking_id else None
-                rows = rows_for_journaled_pass(row, opened, new_event_id, booking.status if booking else None)
+                status, last = self._booking_state(row.booking_id, Direction(row.direction))
+                rows = rows_for_journaled_pass(row, opened, new_event_id, status, last)
                 self._store_rows(rows)
                 self.store.clear_journaled_pass(row.lane, pass_no)
                 log.warning("lane %s: pass %s granted before a restart and never recorded: recorded now as "
                             "%s (%s)", row.lane, row.event_id, rows[-1].kind, rows[-1].reason)
         self.presence = presence_from_events(self._all_rows())
         return len(leftovers)
+
+    def _booking_state(self, booking_id: str | None,
+                       direction: Direction) -> tuple[str | None, GateEventRow | None]:
+        """The cached status of a pass's booking, and for an exit of a booking not checked in its last
+        recorded row (which may be an unconfirmed entry the exit proves)."""
+        booking = self.store.booking(booking_id) if booking_id else None
+        if booking is None:
+            return None, None
+        if direction is not Direction.EXIT or booking.status not in NOT_CHECKED_IN:
+            return booking.status, None
+        return booking.status, self.store.last_gate_event_of_booking(booking.booking_id)
 
     def _store_rows(self, rows: list[GateEventRow]) -> None:
         """Inside the caller's transaction: each row with its outbox rows."""

@@ -89,12 +89,18 @@ def gate_event_row(event: PassRecord, event_id: str) -> GateEventRow:
 
 def rows_for_pass(record: PassRecord, new_id: Callable[[int], str], booking_status: str | None,
                   booking_last: GateEventRow | None = None) -> list[GateEventRow]:
-    """The store rows of one pass, oldest first. ``booking_last``: the last recorded row of the pass's
-    booking, needed for exits of a booking not checked in: when that row is an entry recorded unconfirmed
-    at a restart (a fault: the gate may not have opened) the exit proves the car came in, so the entry's
-    check-in is recorded first, dated when its gate was opened; without it the contract refuses the
-    check-out (`BAD_STATE`, seen in `make chaos` on 2026-12-02) and the booking is never settled."""
-    row = gate_event_row(record, new_id(record.ended_ms))
+    """The store rows of one pass, oldest first (``booking_last``: see :func:`with_proof_of_entry`)."""
+    return with_proof_of_entry(gate_event_row(record, new_id(record.ended_ms)), new_id, booking_status,
+                               booking_last)
+
+
+def with_proof_of_entry(row: GateEventRow, new_id: Callable[[int], str], booking_status: str | None,
+                        booking_last: GateEventRow | None) -> list[GateEventRow]:
+    """``row`` as :func:`with_verification` gives it; and a check-out of a booking not checked in whose
+    last recorded row (``booking_last``) is an entry recorded unconfirmed at a restart (a fault: the gate
+    may not have opened) preceded by the check-in that exit proves, dated when the entry's gate was opened.
+    Without it the contract refuses the check-out (`BAD_STATE`, seen in `make chaos` on 2026-12-02) and
+    the booking is never settled."""
     if (row.kind == "check_out" and booking_status in NOT_CHECKED_IN and booking_last is not None
             and is_unconfirmed_entry(booking_last) and booking_last.booking_id == row.booking_id):
         reason = _with_outcome(PROVEN_AT_EXIT_OUTCOME, booking_last.reason)
@@ -128,13 +134,14 @@ def journal_row(opening: PassRecord, event_id: str) -> GateEventRow:
 
 
 def rows_for_journaled_pass(row: GateEventRow, opened: bool, new_id: Callable[[int], str],
-                            booking_status: str | None) -> list[GateEventRow]:
+                            booking_status: str | None,
+                            booking_last: GateEventRow | None = None) -> list[GateEventRow]:
     """The store rows of a journal row left by a dead daemon, oldest first. Acknowledged open:
-    passage assumed (the row as journaled, verified first when due). No acknowledgement: the gate
-    may never have opened, so a ``fault`` (no check-in, no billing, no anti-passback) that keeps
-    the grant on record."""
+    passage assumed (the row as journaled, verified first when due, an exit preceded by the entry it
+    proves: :func:`with_proof_of_entry`). No acknowledgement: the gate may never have opened, so a
+    ``fault`` (no check-in, no billing, no anti-passback) that keeps the grant on record."""
     if opened:
-        return with_verification(row, new_id, booking_status)
+        return with_proof_of_entry(row, new_id, booking_status, booking_last)
     return [replace(row, kind="fault", reason=_with_outcome(UNACKED_RESTART_OUTCOME, row.reason))]
 
 

@@ -148,6 +148,30 @@ def test_the_gatekeeper_records_the_proven_entry_before_the_exit(tmp_path):
             "check_in", "check_out"]
 
 
+def test_an_exit_recovered_from_the_journal_proves_the_unconfirmed_entry_too(tmp_path):
+    """Two kills: one between the entry's open and its ack, one between the exit's ack and its record."""
+    from edge.access import Policy
+    from edge.clock import TrustedClock
+    from edge.daemon.gatekeeper import Gatekeeper
+
+    with Store(tmp_path / "s.sqlite") as store:
+        store.upsert_rental_event(RentalEvent("1", "1", LOT, OWNER, 0, 10**13, 1, "open", 1, HASH, 0))
+        store.upsert_booking(Booking("7", "1", "1", LOT, OWNER, COMMITMENT, 0, 10**13, "requested", 1, HASH,
+                                     1))
+        keeper = Gatekeeper(store, Policy(LOT), lambda plate: COMMITMENT, chain_on=True, mqtt_on=False,
+                            clock=TrustedClock(wall=lambda: 1_900_000_000_000))
+        store.journal_pass(3, journal_row(opening(), "journal-0004"))
+        keeper.recover()  # the entry: never acknowledged, a fault
+        leave = exit_of()
+        store.journal_pass(9, journal_row(leave, "journal-0009"))
+        store.mark_journaled_pass_opened("exit-1", 9)
+        assert keeper.recover() == 1  # the exit: acknowledged, passage assumed
+        rows = [row for _, row in store.gate_events()]
+        assert [(r.kind, r.reason.split(",")[0]) for r in rows] == [
+            ("fault", UNACKED_RESTART_OUTCOME), ("verified", "plate_verified"),
+            ("check_in", "passage_proven_at_exit"), ("check_out", RESTART_OUTCOME)]
+
+
 def test_store_journal_round_trip_replace_and_clear(tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
         first = journal_row(opening(pass_no=1), "journal-0001")
