@@ -8,6 +8,7 @@ Input: uint8 NHWC. Output: per slot a softmax over the alphabet, shaped (N, slot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,6 @@ def _decode_plate(rows: np.ndarray, alphabet: str, layouts: tuple[str, ...]) -> 
     return "".join(alphabet[i] for i in best), [float(s) for s in rows.max(axis=-1)]
 
 
-def plate_confidence(char_confidences: list[float]) -> float:
+def plate_confidence(char_confidences: Sequence[float]) -> float:
     """A plate is as sure as its least sure character; an empty read has confidence 0."""
     return min(char_confidences) if char_confidences else 0.0

@@ -81,7 +81,7 @@ class PlateOcr:
         for (text, chars), (raw_text, _) in zip(decoded, raw, strict=True):
             kept = [(c.upper(), score) for c, score in zip(text, chars, strict=True) if plates.normalise(c)]
             confidences = tuple(score for _, score in kept)
-            reads.append(PlateRead("".join(c for c, _ in kept), ocr.plate_confidence(list(confidences)),
+            reads.append(PlateRead("".join(c for c, _ in kept), ocr.plate_confidence(confidences),
                                    confidences, raw_text=plates.normalise(raw_text)))
         return reads
 
@@ -242,4 +242,4 @@ class PlateReader:
         height, width = crop_bgr.shape[:2]
         whole = detector.Detection(0.0, 0.0, float(width), float(height), 1.0)
         best, _ = self._agreed(crop_bgr, [whole], WHOLE_CROP_MARGINS)[0]
-        return replace(best, box=(0.0, 0.0, float(width), float(height)))
+        return replace(best, box=(whole.x1, whole.y1, whole.x2, whole.y2))

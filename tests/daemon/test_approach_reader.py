@@ -4,7 +4,6 @@ test hands it one by one (no camera, no daemon): the lane's state is the ``idle`
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,20 +27,12 @@ class Frames:
     latest: Frame | None = None
 
 
-def until(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def drive_up(reader: ApproachReader, frames: Frames, images: list) -> None:
     """Hand the reader the approach frame by frame, each once the reader is done with the one before."""
     for sequence, image in enumerate(images):
         frames.latest = Frame(image, time.monotonic(), sequence)
-        assert until(lambda n=sequence: reader.gate.frames > n and reader.reads == reader.gate.moving)
+        assert h.wait_until(lambda n=sequence: reader.gate.frames > n and reader.reads == reader.gate.moving,
+                            20.0, 0.01)
 
 
 @pytest.fixture(scope="module")

@@ -124,21 +124,26 @@ def test_an_exit_infers_no_entry_from_anything_else():
 
 # -- store -----------------------------------------------------------------------------------------
 
-def test_the_gatekeeper_records_the_proven_entry_before_the_exit(tmp_path):
-    """Real store: a journaled entry whose open was never acknowledged is recovered as a fault; the car's
-    exit is then recorded after the check-in it proves, both queued for the chain."""
+def keeper_after_an_unconfirmed_entry(store: Store):  # noqa: ANN201 - edge.daemon.gatekeeper.Gatekeeper
+    """Booking 7 requested; its entry journaled, never acknowledged, and recovered at a restart as a fault."""
     from edge.access import Policy
     from edge.clock import TrustedClock
     from edge.daemon.gatekeeper import Gatekeeper
 
+    store.upsert_rental_event(RentalEvent("1", "1", LOT, OWNER, 0, 10**13, 1, "open", 1, HASH, 0))
+    store.upsert_booking(Booking("7", "1", "1", LOT, OWNER, COMMITMENT, 0, 10**13, "requested", 1, HASH, 1))
+    keeper = Gatekeeper(store, Policy(LOT), lambda plate: COMMITMENT, chain_on=True, mqtt_on=False,
+                        clock=TrustedClock(wall=lambda: 1_900_000_000_000))
+    store.journal_pass(3, journal_row(opening(), "journal-0004"))
+    assert keeper.recover() == 1
+    return keeper
+
+
+def test_the_gatekeeper_records_the_proven_entry_before_the_exit(tmp_path):
+    """Real store: a journaled entry whose open was never acknowledged is recovered as a fault; the car's
+    exit is then recorded after the check-in it proves, both queued for the chain."""
     with Store(tmp_path / "s.sqlite") as store:
-        store.upsert_rental_event(RentalEvent("1", "1", LOT, OWNER, 0, 10**13, 1, "open", 1, HASH, 0))
-        store.upsert_booking(Booking("7", "1", "1", LOT, OWNER, COMMITMENT, 0, 10**13, "requested", 1, HASH,
-                                     1))
-        store.journal_pass(3, journal_row(opening(), "journal-0004"))
-        keeper = Gatekeeper(store, Policy(LOT), lambda plate: COMMITMENT, chain_on=True, mqtt_on=False,
-                            clock=TrustedClock(wall=lambda: 1_900_000_000_000))
-        assert keeper.recover() == 1
+        keeper = keeper_after_an_unconfirmed_entry(store)
         keeper.record(exit_of())
         rows = [row for _, row in store.gate_events()]
         assert [(r.kind, r.reason.split(",")[0]) for r in rows] == [
@@ -150,18 +155,8 @@ def test_the_gatekeeper_records_the_proven_entry_before_the_exit(tmp_path):
 
 def test_an_exit_recovered_from_the_journal_proves_the_unconfirmed_entry_too(tmp_path):
     """Two kills: one between the entry's open and its ack, one between the exit's ack and its record."""
-    from edge.access import Policy
-    from edge.clock import TrustedClock
-    from edge.daemon.gatekeeper import Gatekeeper
-
     with Store(tmp_path / "s.sqlite") as store:
-        store.upsert_rental_event(RentalEvent("1", "1", LOT, OWNER, 0, 10**13, 1, "open", 1, HASH, 0))
-        store.upsert_booking(Booking("7", "1", "1", LOT, OWNER, COMMITMENT, 0, 10**13, "requested", 1, HASH,
-                                     1))
-        keeper = Gatekeeper(store, Policy(LOT), lambda plate: COMMITMENT, chain_on=True, mqtt_on=False,
-                            clock=TrustedClock(wall=lambda: 1_900_000_000_000))
-        store.journal_pass(3, journal_row(opening(), "journal-0004"))
-        keeper.recover()  # the entry: never acknowledged, a fault
+        keeper = keeper_after_an_unconfirmed_entry(store)
         leave = exit_of()
         store.journal_pass(9, journal_row(leave, "journal-0009"))
         store.mark_journaled_pass_opened("exit-1", 9)

@@ -305,12 +305,19 @@ class ShellPorts:
         self.records.append(record)
 
 
+async def manually_opened(gate: SilentGate) -> tuple[LaneShell, ShellPorts, Clock]:
+    """A lane on ``gate`` after an operator's open (it needs no camera and no decision)."""
+    ports, clock = ShellPorts(), Clock()
+    shell = ports.shell(gate, clock)
+    shell.feed(ManualOpen("desk"))
+    await _settle()
+    return shell, ports, clock
+
+
 def test_shell_cancels_the_open_of_a_pass_whose_ack_timed_out() -> None:
     async def scenario() -> None:
-        gate, ports, clock = SilentGate(), ShellPorts(), Clock()
-        shell = ports.shell(gate, clock)
-        shell.feed(ManualOpen("desk"))
-        await _settle()
+        gate = SilentGate()
+        shell, ports, clock = await manually_opened(gate)
         assert gate.opens == 1 and shell.state.phase is Phase.OPENING
         clock.now += CFG.ack_timeout_ms
         shell.tick()
@@ -324,10 +331,8 @@ def test_shell_cancels_the_open_of_a_pass_whose_ack_timed_out() -> None:
 
 def test_shell_credits_an_answered_open_to_its_own_pass() -> None:
     async def scenario() -> None:
-        gate, ports, clock = AnsweringGate(), ShellPorts(), Clock()
-        shell = ports.shell(gate, clock)
-        shell.feed(ManualOpen("desk"))
-        await _settle()
+        gate = AnsweringGate()
+        shell, ports, _ = await manually_opened(gate)
         assert shell.state.phase is Phase.PASSING and ports.opened == [("entry-1", 1)]
         assert "late_gate_ack" not in ports.alerts
         await shell.aclose()
