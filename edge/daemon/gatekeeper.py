@@ -34,11 +34,11 @@ from edge.access.exits import LOT_RULES, LaneRules
 from edge.access.types import Decision, Direction
 from edge.clock import TrustedClock
 from edge.daemon.records import (
-    NOT_CHECKED_IN,
     apply_rows,
     booking_views,
     destinations_for,
     journal_row,
+    may_prove_entry,
     presence_from_events,
     rows_for_journaled_pass,
     rows_for_pass,
@@ -185,7 +185,7 @@ class Gatekeeper:
         booking = self.store.booking(booking_id) if booking_id else None
         if booking is None:
             return None, None
-        if direction is not Direction.EXIT or booking.status not in NOT_CHECKED_IN:
+        if not may_prove_entry(direction is Direction.EXIT, booking.status):
             return booking.status, None
         return booking.status, self.store.last_gate_event_of_booking(booking.booking_id)
 

@@ -94,6 +94,12 @@ def rows_for_pass(record: PassRecord, new_id: Callable[[int], str], booking_stat
                                booking_last)
 
 
+def may_prove_entry(is_exit: bool, booking_status: str | None) -> bool:
+    """An exit of a booking not checked in: the booking's last row may be an unconfirmed entry that the
+    exit proves (:func:`with_proof_of_entry`); only then is that row worth looking up."""
+    return is_exit and booking_status in NOT_CHECKED_IN
+
+
 def with_proof_of_entry(row: GateEventRow, new_id: Callable[[int], str], booking_status: str | None,
                         booking_last: GateEventRow | None) -> list[GateEventRow]:
     """``row`` as :func:`with_verification` gives it; and a check-out of a booking not checked in whose
@@ -101,7 +107,7 @@ def with_proof_of_entry(row: GateEventRow, new_id: Callable[[int], str], booking
     may not have opened) preceded by the check-in that exit proves, dated when the entry's gate was opened.
     Without it the contract refuses the check-out (`BAD_STATE`, seen in `make chaos` on 2026-12-02) and
     the booking is never settled."""
-    if (row.kind == "check_out" and booking_status in NOT_CHECKED_IN and booking_last is not None
+    if (may_prove_entry(row.kind == "check_out", booking_status) and booking_last is not None
             and is_unconfirmed_entry(booking_last) and booking_last.booking_id == row.booking_id):
         reason = _with_outcome(PROVEN_AT_EXIT_OUTCOME, booking_last.reason)
         proven = replace(booking_last, event_id=new_id(booking_last.occurred_at_ms), kind="check_in",
