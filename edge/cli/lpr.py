@@ -122,8 +122,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "is 40, 60, 80,\n100, 140, 200 and 300 px wide (turned up to 15 degrees, blur, sensor noise, JPEG "
         "60-90, "
         "over held-out\nbackground scenes), read each frame and print one JSON line per width (n, "
-        "detection_recall: a detected\nbox with IoU >= 0.4 on the plate, exact, exact_rate, median_ms) and a "
-        "last line overall (width \"all\").\nFull frames need a plate box (OpenALPR .txt labels); a CSV of "
+        "detection_recall: a detected\nbox with IoU >= 0.4 on the plate, exact, exact_rate, folded, "
+        "folded_rate: O/0 and I/1 forgiven,\nmedian_ms) and a last line overall (width \"all\").\n"
+        "Full frames need a plate box (OpenALPR .txt labels); a CSV of "
         "crops places each crop as the plate.",
         epilog="examples:\n"
         "  parkgate lpr sweep ../shared/data/plates-eu --split holdout --region sk,cz\n"

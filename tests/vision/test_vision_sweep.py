@@ -87,13 +87,15 @@ def test_summaries_per_width() -> None:
         Outcome(60, True, "AB1", "AB1", 10.0),
         Outcome(60, True, "AB7", "AB1", 30.0),
         Outcome(80, False, "", "CD2", 20.0),
+        Outcome(80, True, "RK026AJ", "RKO26AJ", 40.0),  # a label that writes O for 0: folded only
     ]
     assert summarise(outcomes) == {
-        "n": 3, "detection_recall": 0.6667, "exact": 1, "exact_rate": 0.3333, "median_ms": 20.0
+        "n": 4, "detection_recall": 0.75, "exact": 1, "exact_rate": 0.25, "folded": 2,
+        "folded_rate": 0.5, "median_ms": 25.0,
     }
     lines = per_width(outcomes, [60, 80, 100])
     assert [line["width"] for line in lines] == [60, 80, 100]
-    assert lines[0]["exact_rate"] == 0.5 and lines[1]["detection_recall"] == 0.0 and lines[2]["n"] == 0
+    assert lines[0]["exact_rate"] == 0.5 and lines[1]["detection_recall"] == 0.5 and lines[2]["n"] == 0
 
 
 def test_lpr_sweep_prints_a_line_per_width_and_one_overall(tmp_path: Path) -> None:
