@@ -90,11 +90,15 @@ def jitter_crop(image: np.ndarray, quad: np.ndarray, rng: np.random.Generator) -
     return image[box[1] : box[3], box[0] : box[2]]
 
 
-def synth_ocr_sample(rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """One augmented synthetic plate crop (grey, OCR size) and its normalised label."""
+def synth_ocr_sample(rng: np.random.Generator, us_looks: bool = False) -> tuple[np.ndarray, str]:
+    """One augmented synthetic plate crop (grey, OCR size) and its normalised label. `us_looks`: US
+    plates get what real ones carry beside their number (`synth.random_us_look`), not in the label."""
     style = synth.STYLES[rng.choice(3, p=[0.5, 0.3, 0.2])]
     text = synth.random_text(rng, style)
-    plate = synth.render_plate(text, style, rng, any_text_mask)
+    if us_looks and style == "us":
+        plate = synth.us_plate(text, rng, any_text_mask, synth.random_us_look(rng))
+    else:
+        plate = synth.render_plate(text, style, rng, any_text_mask)
     ph, pw = plate.shape[:2]
     canvas_w, canvas_h = int(pw * 1.6), int(ph * 2.2)
     background = rng.integers(0, 255, (4, 4, 3)).astype(np.uint8)

@@ -56,6 +56,12 @@ def _synth_ocr_chunk(args: tuple[int, int]) -> list:
     return [data.synth_ocr_sample(rng) for _ in range(count)]
 
 
+def _synth_ocr_us_looks_chunk(args: tuple[int, int]) -> list:
+    seed, count = args
+    rng = np.random.default_rng(seed)
+    return [data.synth_ocr_sample(rng, us_looks=True) for _ in range(count)]
+
+
 def _scene_chunk(args: tuple[int, int]) -> list:
     seed, count = args
     rng = np.random.default_rng(seed)
@@ -154,16 +160,33 @@ LANE_CUT_MARGINS = ((-0.02, -0.04), (-0.05, -0.10), (0.02, 0.04), (0.0, 0.10))
 LANE_SYNTHETIC_POOL = 6000  # synthetic crops the lane stage draws its synthetic 30 % from
 # The source name of `data.lane_cuts` samples: already cut and degraded, so never augmented again.
 LANE_CUTS = "lane-cuts"
+# From this lane round on, the synthetic US plates carry what real ones have beside the number (stacked
+# class codes, logos, stickers, light characters on dark plates). A mark beside the number read as an
+# extra character was 112 of the 394 US misses at 80-300 px after round 3 (`lpr sweep --show-misses`
+# on the held-out half), and the synthetic US plates had none of these marks.
+US_LOOKS_FROM_ROUND = 4
 
 
-def train_ocr_lane(seed: int, steps: int, cuts: int, workers: int, out_dir: Path, init: Path) -> None:
+def lane_rounds(seed: int, first: int, last: int) -> list[tuple[int, bool]]:
+    """(seed, us_looks) of lane rounds `first`..`last` (from 1): round r cuts with seed + r - 1, so a run
+    from round N on continues a run that stopped after round N - 1 exactly."""
+    if first < 1:
+        raise ValueError(f"--from-round counts from 1, got {first}")
+    return [(seed + r - 1, r >= US_LOOKS_FROM_ROUND) for r in range(first, last + 1)]
+
+
+def train_ocr_lane(
+    seed: int, steps: int, cuts: int, workers: int, out_dir: Path, init: Path, us_looks: bool = False
+) -> None:
     """Fine-tune an OCR (the ONNX file `init`, e.g. the self-trained model) on plates cut the way the
     reader cuts them from lane frames (`data.lane_cuts`): the plates-us held-out sweep showed the close-up
     OCR reading 94 % of crops but 86 % of the same plates cut from 1920x1080 frames at 100 px by their true
     box, and 77 % by the detector's box (looser than the crop the OCR learned). Batch norm statistics stay
-    frozen (the ONNX file holds them folded into the convolutions)."""
+    frozen (the ONNX file holds them folded into the convolutions). `us_looks`: the synthetic US plates
+    carry stacked codes, logos, stickers and light-on-dark colours (`synth.UsLook`)."""
     started = time.time()
-    synthetic = _parallel(_synth_ocr_chunk, seed, LANE_SYNTHETIC_POOL, workers)
+    chunk = _synth_ocr_us_looks_chunk if us_looks else _synth_ocr_chunk
+    synthetic = _parallel(chunk, seed, LANE_SYNTHETIC_POOL, workers)
     lane = _parallel(_lane_cut_chunk, seed, cuts, workers)
     sources: RealSources = [
         (LANE_CUTS, _fits_slots(lane), 0.55),
@@ -571,9 +594,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ocr-init", type=Path, help="OCR the lane stage starts from (default: --out)")
     parser.add_argument("--lane-steps", type=int, default=1200, help="OCR lane-stage steps (0: none)")
     parser.add_argument("--lane-cuts", type=int, default=8000, help="lane cuts made for the lane stage")
-    parser.add_argument("--lane-rounds", type=int, default=3,
+    parser.add_argument("--lane-rounds", type=int, default=4,
                         help="lane-stage rounds: round r (from 1) makes its cuts with seed + r - 1 and "
                              "starts from the OCR the round before wrote")
+    parser.add_argument("--from-round", type=int, default=1,
+                        help="first lane round to run (the round before it is in --ocr-init or --out)")
     parser.add_argument("--detector-steps", type=int, default=3000)
     parser.add_argument("--detector-scenes", type=int, default=2400)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
@@ -595,10 +620,9 @@ def main(argv: list[str] | None = None) -> int:
             args.ocr_base,
         )
     if (args.all or args.ocr or args.ocr_lane) and args.lane_steps > 0:
-        for round_no in range(args.lane_rounds):
-            init = args.ocr_init if round_no == 0 and args.ocr_init else args.out / "plate_ocr.onnx"
-            train_ocr_lane(args.seed + round_no, args.lane_steps, args.lane_cuts, args.workers, args.out,
-                           init)
+        for index, (seed, us_looks) in enumerate(lane_rounds(args.seed, args.from_round, args.lane_rounds)):
+            init = args.ocr_init if index == 0 and args.ocr_init else args.out / "plate_ocr.onnx"
+            train_ocr_lane(seed, args.lane_steps, args.lane_cuts, args.workers, args.out, init, us_looks)
     if args.all or args.detector:
         train_detector(args.seed, args.detector_steps, args.detector_scenes, args.workers, args.out)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -105,7 +106,7 @@ def render_plate(
     if style not in STYLES:
         raise ValueError(f"unknown plate style {style!r}; allowed: {', '.join(STYLES)}")
     rng = rng or np.random.default_rng()
-    return {"eu": _eu_plate, "us": _us_plate, "br": _br_plate}[style](text, rng, text_mask)
+    return {"eu": _eu_plate, "us": us_plate, "br": _br_plate}[style](text, rng, text_mask)
 
 
 def _eu_plate(text: str, rng: np.random.Generator, text_mask: TextMask) -> np.ndarray:
@@ -189,17 +190,51 @@ def _paste_with_emblem(
     _paste_mask(plate, text_mask(right, rng), (right_x, y, x + w - right_x, h), (20, 20, 20))
 
 
-def _us_plate(text: str, rng: np.random.Generator, text_mask: TextMask) -> np.ndarray:
+@dataclass(frozen=True)
+class UsLook:
+    """What real US plates carry around their number, none of it part of the plate's text (the labels
+    of real plate sets leave it out too): light characters on a dark plate (Delaware, old California),
+    a class or county code of small letters stacked in a column before the number (`PC`, `TRK`, `RM`),
+    a logo inside the number's line (a peach, a team badge) and registration stickers in the corners."""
+
+    light_on_dark: bool = False
+    stacked: str = ""
+    emblem: bool = False
+    stickers: bool = False
+
+
+def random_us_look(rng: np.random.Generator) -> UsLook:
+    """A random `UsLook`: stickers on one plate in two, the other features on one in three or four."""
+    stacked = "".join(LETTERS[i] for i in rng.integers(26, size=int(rng.integers(2, 4))))
+    return UsLook(light_on_dark=bool(rng.random() < 0.25), stacked=stacked if rng.random() < 0.3 else "",
+                  emblem=bool(rng.random() < 0.25), stickers=bool(rng.random() < 0.5))
+
+
+def us_plate(
+    text: str, rng: np.random.Generator, text_mask: TextMask, look: UsLook = UsLook()
+) -> np.ndarray:
+    """A US plate: state name above the number, slogan below, in one ink; `look` adds what only some
+    states have (the default look draws no random numbers for it, so a seed renders as before)."""
     height = 150
     width = int(height * rng.uniform(1.9, 2.1))
     background = tuple(int(v) for v in rng.integers(180, 256, 3)) if rng.random() < 0.4 else (245, 245, 245)
     plate = _shade(np.full((height, width, 3), background, np.uint8), rng)
-    ink = [(120, 40, 20), (30, 30, 160), (20, 20, 20), (40, 90, 20)][rng.integers(4)]
+    ink: tuple[int, ...] = [(120, 40, 20), (30, 30, 160), (20, 20, 20), (40, 90, 20)][rng.integers(4)]
+    if look.light_on_dark:  # the same light fall-off on a plate of the ink's colour
+        recolour = np.asarray(ink, np.float32) / np.asarray(background, np.float32)
+        plate = (plate * recolour).clip(0, 255).astype(np.uint8)
+        ink = background
     state = "".join(LETTERS[i] for i in rng.integers(26, size=int(rng.integers(4, 11))))
     _paste_mask(
         plate, text_mask(state, rng), (int(width * 0.2), 6, int(width * 0.6), int(height * 0.17)), ink
     )
-    _paste_mask(plate, text_mask(text, rng), (10, int(height * 0.25), width - 20, int(height * 0.55)), ink)
+    line = (10, int(height * 0.25), width - 20, int(height * 0.55))
+    if look.stacked:
+        line = _paste_stacked(plate, look.stacked, line, rng, text_mask, ink)
+    if look.emblem:
+        _paste_around_logo(plate, text, line, rng, text_mask, ink)
+    else:
+        _paste_mask(plate, text_mask(text, rng), line, ink)
     slogan = "".join(LETTERS[i] for i in rng.integers(26, size=int(rng.integers(6, 14))))
     _paste_mask(
         plate,
@@ -207,8 +242,57 @@ def _us_plate(text: str, rng: np.random.Generator, text_mask: TextMask) -> np.nd
         (int(width * 0.15), int(height * 0.85), int(width * 0.7), int(height * 0.11)),
         ink,
     )
+    if look.stickers:
+        _stickers(plate, rng, text_mask)
     cv2.rectangle(plate, (2, 2), (width - 3, height - 3), ink, 2)
     return plate
+
+
+def _paste_stacked(plate: np.ndarray, letters: str, line: tuple[int, int, int, int], rng: np.random.Generator,
+                   text_mask: TextMask, ink: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Small letters one above the other at the left of the number's line; the line left for the number."""
+    x, y, w, h = line
+    column = int(w * rng.uniform(0.07, 0.1))
+    step = h // len(letters)
+    for i, letter in enumerate(letters):
+        _paste_mask(plate, text_mask(letter, rng), (x, y + i * step, column, step - 2), ink)
+    gap = int(w * 0.03)
+    return x + column + gap, y, w - column - gap, h
+
+
+def _paste_around_logo(plate: np.ndarray, text: str, line: tuple[int, int, int, int],
+                       rng: np.random.Generator, text_mask: TextMask, ink: tuple[int, ...]) -> None:
+    """The number split in two with a coloured logo between the parts (or before the number)."""
+    x, y, w, h = line
+    chars = text.replace(" ", "").replace("-", "")
+    at = int(rng.integers(0, len(chars))) if len(chars) > 1 else 0
+    left, right = chars[:at], chars[at:]
+    logo = int(h * rng.uniform(0.6, 0.9))
+    left_w = int((w - logo) * len(left) / len(chars))
+    if left:
+        _paste_mask(plate, text_mask(left, rng), (x, y, left_w, h), ink)
+    colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+    centre = (x + left_w + logo // 2, y + h // 2)
+    axes = (logo // 2 - 2, int((logo // 2 - 2) * rng.uniform(0.8, 1.2)))
+    cv2.ellipse(plate, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    leaf = (centre + rng.uniform(-0.4, 0.4, (4, 2)) * logo).astype(np.int32)  # a shape inside, other colour
+    cv2.fillPoly(plate, [leaf], tuple(255 - c for c in colour))
+    right_x = x + left_w + logo
+    _paste_mask(plate, text_mask(right, rng), (right_x, y, x + w - right_x, h), ink)
+
+
+def _stickers(plate: np.ndarray, rng: np.random.Generator, text_mask: TextMask) -> None:
+    """One or two registration stickers (a bright square with a month or year) in the plate's corners."""
+    height, width = plate.shape[:2]
+    size = int(height * rng.uniform(0.16, 0.24))
+    corners = [(6, 6), (width - size - 6, 6), (6, height - size - 6), (width - size - 6, height - size - 6)]
+    for i in rng.choice(4, size=int(rng.integers(1, 3)), replace=False):
+        cx, cy = corners[i]
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        cv2.rectangle(plate, (cx, cy), (cx + size, cy + size), colour, -1)
+        digits = "".join(DIGITS[d] for d in rng.integers(10, size=2))
+        _paste_mask(plate, text_mask(digits, rng), (cx + 2, cy + 2, size - 4, size - 4),
+                    tuple(255 - c for c in colour))
 
 
 def _br_plate(text: str, rng: np.random.Generator, text_mask: TextMask) -> np.ndarray:

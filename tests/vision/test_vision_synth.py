@@ -47,3 +47,19 @@ def test_render_approach_on_a_given_background():
     background = np.full((120, 160, 3), 90, np.uint8)
     frames = synth.render_approach("XY 99", 3, seed=5, size=(320, 240), background=background, strength=0)
     assert frames[0].shape == (240, 320, 3) and (frames[0][:10] == 90).all()
+
+
+def test_us_looks_mark_the_plate_beside_its_number() -> None:
+    def render(look: synth.UsLook | None = None) -> np.ndarray:
+        rng = np.random.default_rng(2)
+        return synth.us_plate("ABC1234", rng, synth.hershey_text_mask, look or synth.UsLook())
+
+    plain = render()
+    assert np.array_equal(plain, synth.render_plate("ABC1234", "us", np.random.default_rng(2)))
+    looks = [synth.UsLook(light_on_dark=True), synth.UsLook(stacked="PC"), synth.UsLook(emblem=True),
+             synth.UsLook(stickers=True)]
+    for look in looks:
+        marked = render(look)
+        assert marked.shape == plain.shape and not np.array_equal(marked, plain), look
+    assert np.median(render(looks[0])) < np.median(plain)  # a dark plate, light characters
+    assert synth.random_us_look(np.random.default_rng(4)) == synth.random_us_look(np.random.default_rng(4))

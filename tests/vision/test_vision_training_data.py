@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge.vision import synth
 from models import data
 
 
@@ -92,3 +93,27 @@ def test_state_from_onnx_gives_back_the_exported_ocr():
     with torch.no_grad():
         got = export.eval()(torch.from_numpy(batch)).numpy()
     assert np.abs(expected - got).max() < 1e-4
+
+
+def test_lane_rounds_continue_where_a_run_stopped():
+    """A run from round N on gives round N the seed and data a full run would (the committed OCR was
+    made round by round), and the synthetic US plates carry their marks from round 4 on."""
+    from models import train
+
+    full = train.lane_rounds(7, 1, 5)
+    assert full == [(7, False), (8, False), (9, False), (10, True), (11, True)]
+    assert train.lane_rounds(7, 4, 5) == full[3:]
+    assert train.lane_rounds(7, 3, 2) == []
+    with pytest.raises(ValueError, match="--from-round counts from 1, got 0"):
+        train.lane_rounds(7, 0, 3)
+
+
+def test_synthetic_us_looks_change_only_us_plates():
+    """With US looks the US samples are drawn differently; every other sample is the same as without."""
+    plain = [data.synth_ocr_sample(np.random.default_rng(s)) for s in range(12)]
+    looks = [data.synth_ocr_sample(np.random.default_rng(s), us_looks=True) for s in range(12)]
+    us = [synth.STYLES[np.random.default_rng(s).choice(3, p=[0.5, 0.3, 0.2])] == "us" for s in range(12)]
+    assert any(us) and not all(us)
+    for (image_a, text_a), (image_b, text_b), is_us in zip(plain, looks, us, strict=True):
+        assert text_a == text_b
+        assert np.array_equal(image_a, image_b) != is_us
