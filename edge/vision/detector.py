@@ -7,7 +7,6 @@ dimensions are flattened). Our own detector exports the same contract.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import cv2
@@ -48,24 +47,12 @@ def free_size(width: int, height: int, max_width: int, multiple: int = 32) -> tu
 def letterbox(image: np.ndarray, size: int | tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
     """Resize keeping aspect ratio to fit `size` (a square side, or width and height), centre it on grey
     114 padding."""
-    resized, scale = _fit(image, size)
-    return _pad(resized, size, scale)
-
-
-def _fit(image: np.ndarray, size: int | tuple[int, int]) -> tuple[np.ndarray, float]:
-    """`image` scaled (aspect kept) to fit inside `size`, and the scale used."""
     height, width = image.shape[:2]
     size_w, size_h = (size, size) if isinstance(size, int) else size
     scale = min(size_w / width, size_h / height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     interpolation = cv2.INTER_AREA if scale < 0.75 else cv2.INTER_LINEAR
-    return cv2.resize(image, (new_w, new_h), interpolation=interpolation), scale
-
-
-def _pad(resized: np.ndarray, size: int | tuple[int, int], scale: float) -> tuple[np.ndarray, Letterbox]:
-    """`resized` centred on grey padding of `size`; `scale` is from the frame to `resized`."""
-    new_h, new_w = resized.shape[:2]
-    size_w, size_h = (size, size) if isinstance(size, int) else size
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
     pad_x, pad_y = (size_w - new_w) / 2, (size_h - new_h) / 2
     left, top = int(round(pad_x - 0.1)), int(round(pad_y - 0.1))
     canvas = np.full((size_h, size_w, 3), PAD_VALUE, dtype=np.uint8)
@@ -85,25 +72,10 @@ def to_input_tensor(letterboxed_bgr: np.ndarray) -> np.ndarray:
 
 def preprocess(frame_bgr: np.ndarray, size: int | tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
     """Frame -> (model input tensor, letterbox used)."""
-    return pyramid(frame_bgr, [size])[0]
-
-
-def pyramid(
-    frame_bgr: np.ndarray, sizes: Sequence[int | tuple[int, int]]
-) -> list[tuple[np.ndarray, Letterbox]]:
-    """Frame -> (model input tensor, letterbox from the frame) per size, largest first. Each level is
-    scaled from the level before, not from the frame: the 384 px level of a 1920x1080 frame then takes
-    0.4 ms instead of 2.5 ms (INTER_AREA over the whole frame; 2026-12-02, this 2-core box), and its pixels
-    differ from the direct scaling by 0.16 grey levels on average."""
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
         raise ValueError(f"frame must be uint8 HxWx3 BGR, got {frame_bgr.dtype} {frame_bgr.shape}")
-    levels, source, scale = [], frame_bgr, 1.0
-    for size in sizes:
-        source, step = _fit(source, size)
-        scale *= step
-        boxed, geometry = _pad(source, size, scale)
-        levels.append((to_input_tensor(boxed), geometry))
-    return levels
+    boxed, geometry = letterbox(frame_bgr, size)
+    return to_input_tensor(boxed), geometry
 
 
 def unmap_box(box: tuple[float, float, float, float], geometry: Letterbox, width: int, height: int):

@@ -120,7 +120,8 @@ class PlateDetector:
         """Boxes in frame pixels, best first; a plate found at two scales is one box (`detector.merge`)."""
         height, width = frame_bgr.shape[:2]
         found: list[detector.Detection] = []
-        for tensor, geometry in detector.pyramid(frame_bgr, self.input_sizes(width, height)):
+        for size in self.input_sizes(width, height):
+            tensor, geometry = detector.preprocess(frame_bgr, size)
             output = self.session.run(None, {self.input_name: tensor})[0]
             found += detector.parse_output(output, geometry, width, height, self.min_score)
         return detector.merge(found)

@@ -1,4 +1,3 @@
-import cv2
 import numpy as np
 import pytest
 from hypothesis import given
@@ -46,22 +45,6 @@ def test_box_round_trip_through_letterbox():
         for i, v in enumerate(frame_box)
     )
     assert detector.unmap_box(model_box, geometry, 1280, 720) == pytest.approx(frame_box)
-
-
-@pytest.mark.parametrize("frame_size", [(1920, 1080), (1280, 720), (2560, 1440), (640, 480)])
-def test_pyramid_levels_are_the_frame_letterboxed_at_each_size(frame_size):
-    """Each level is scaled from the one before (cheaper than from the frame) but has the geometry of the
-    frame letterboxed directly, so boxes map back to the same frame pixels; its pixels barely differ."""
-    width, height = frame_size
-    frame = np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    frame = cv2.GaussianBlur(frame, (0, 0), 4)  # a scene has structure wider than a pixel
-    sizes = [detector.free_size(width, height, 960), detector.free_size(width, height, 384)]
-    for (tensor, geometry), size in zip(detector.pyramid(frame, sizes), sizes, strict=True):
-        direct, direct_geometry = detector.preprocess(frame, size)
-        assert tensor.shape == direct.shape == (1, 3, size[1], size[0])
-        assert geometry.scale == pytest.approx(direct_geometry.scale, rel=1e-3)
-        assert (geometry.pad_x, geometry.pad_y) == (direct_geometry.pad_x, direct_geometry.pad_y)
-        assert np.abs(tensor - direct).mean() < 2 / 255
 
 
 def test_parse_output_filters_sorts_clips_and_accepts_batch_dims():
