@@ -108,8 +108,10 @@ def test_lane_rounds_continue_where_a_run_stopped():
         train.lane_rounds(7, 0, 3)
 
 
-def test_synthetic_us_looks_change_only_us_plates():
-    """With US looks the US samples are drawn differently; every other sample is the same as without."""
+def test_synthetic_us_looks_change_only_us_plates(monkeypatch):
+    """With US looks the US samples are drawn differently; every other sample is the same as without.
+    (Text in OpenCV's built-in font: the TrueType one needs Pillow, a training extra.)"""
+    monkeypatch.setattr(data, "any_text_mask", synth.hershey_text_mask)
     plain = [data.synth_ocr_sample(np.random.default_rng(s)) for s in range(12)]
     looks = [data.synth_ocr_sample(np.random.default_rng(s), us_looks=True) for s in range(12)]
     us = [synth.STYLES[np.random.default_rng(s).choice(3, p=[0.5, 0.3, 0.2])] == "us" for s in range(12)]
