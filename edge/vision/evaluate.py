@@ -66,21 +66,28 @@ def _samples_from_csv(folder: Path, csv_path: Path) -> list[Sample]:
     return [Sample(folder / row[0], plates.normalise(row[-1])) for row in rows if len(row) >= 2]
 
 
-def summarise(results: Iterable[tuple[str, str, float]]) -> dict:
-    """(label, read, milliseconds) triples -> the eval JSON figures."""
-    rows = list(results)
+def read_counts(pairs: Iterable[tuple[str, str]]) -> dict:
+    """(label, read) pairs -> {exact, exact_rate, folded, folded_rate}: `folded` also counts reads that
+    differ from the label in O/0 and I/1 only (`plates.fold_lookalikes`; some real labels write O for 0)."""
+    rows = list(pairs)
     n = len(rows)
-    exact = sum(1 for label, read, _ in rows if read == label)
-    folded = sum(
-        1 for label, read, _ in rows if plates.fold_lookalikes(read) == plates.fold_lookalikes(label)
-    )
-    times = np.array([ms for _, _, ms in rows], dtype=np.float64) if rows else np.zeros(1)
+    exact = sum(1 for label, read in rows if read == label)
+    folded = sum(1 for label, read in rows if plates.fold_lookalikes(read) == plates.fold_lookalikes(label))
     return {
-        "n": n,
         "exact": exact,
         "exact_rate": round(exact / n, 4) if n else 0.0,
         "folded": folded,
         "folded_rate": round(folded / n, 4) if n else 0.0,
+    }
+
+
+def summarise(results: Iterable[tuple[str, str, float]]) -> dict:
+    """(label, read, milliseconds) triples -> the eval JSON figures."""
+    rows = list(results)
+    times = np.array([ms for _, _, ms in rows], dtype=np.float64) if rows else np.zeros(1)
+    return {
+        "n": len(rows),
+        **read_counts((label, read) for label, read, _ in rows),
         "median_ms": round(float(np.median(times)), 2),
         "p90_ms": round(float(np.percentile(times, 90)), 2),
     }

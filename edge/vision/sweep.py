@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from edge.vision import plates
 from edge.vision.detector import Box, iou
+from edge.vision.evaluate import read_counts
 
 if TYPE_CHECKING:
     from edge.vision.evaluate import Sample
@@ -163,20 +163,14 @@ def seed_of(name: str, width: int, frame_size: tuple[int, int]) -> int:
 
 
 def summarise(outcomes: Iterable[Outcome]) -> dict:
-    """Outcomes -> {n, detection_recall, exact, exact_rate, folded, folded_rate, median_ms}; `folded`
-    also counts reads that differ from the label in O/0 and I/1 only (`plates.fold_lookalikes`: some real
-    labels write O for 0, as `lpr eval` reports too)."""
+    """Outcomes -> {n, detection_recall, exact, exact_rate, folded, folded_rate, median_ms}, the read
+    counts as `lpr eval` gives them (`evaluate.read_counts`)."""
     rows = list(outcomes)
     n = len(rows)
-    exact = sum(1 for row in rows if row.text == row.label)
-    folded = sum(1 for row in rows if plates.fold_lookalikes(row.text) == plates.fold_lookalikes(row.label))
     return {
         "n": n,
         "detection_recall": round(sum(row.detected for row in rows) / n, 4) if n else 0.0,
-        "exact": exact,
-        "exact_rate": round(exact / n, 4) if n else 0.0,
-        "folded": folded,
-        "folded_rate": round(folded / n, 4) if n else 0.0,
+        **read_counts((row.label, row.text) for row in rows),
         "median_ms": round(float(np.median([row.ms for row in rows])), 2) if n else 0.0,
     }
 

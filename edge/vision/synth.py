@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge.vision import plates
+
 STYLES = ("eu", "us", "br")
 LETTERS, DIGITS = string.ascii_uppercase, string.digits
 TextMask = Callable[[str, np.random.Generator], np.ndarray]
@@ -166,28 +168,42 @@ def _shield_band(plate: np.ndarray, band: int, rng: np.random.Generator, text_ma
 def _paste_with_emblem(
     plate, left: str, right: str, box, rng: np.random.Generator, text_mask: TextMask
 ) -> None:
-    x, y, w, h = box
+    h = box[3]
     emblem_w = int(h * 0.55)
-    left_w = int((w - emblem_w) * len(left) / max(1, len(left) + len(right)))
-    _paste_mask(plate, text_mask(left, rng), (x, y, left_w, h), (20, 20, 20))
-    ex, ey = x + left_w + 4, y + int(h * 0.2)
-    colours = [(30, 30, 200), (200, 80, 20), (255, 255, 255), (30, 160, 230)]
-    shield = np.array(
-        [
-            [ex, ey],
-            [ex + emblem_w - 8, ey],
-            [ex + emblem_w - 8, ey + int(h * 0.4)],
-            [ex + (emblem_w - 8) // 2, ey + int(h * 0.6)],
-            [ex, ey + int(h * 0.4)],
-        ],
-        np.int32,
-    )
-    cv2.fillPoly(plate, [shield], colours[rng.integers(len(colours))])
-    cv2.line(
-        plate, (ex + 3, ey + int(h * 0.25)), (ex + emblem_w - 11, ey + int(h * 0.25)), (255, 255, 255), 2
-    )
-    right_x = x + left_w + emblem_w
-    _paste_mask(plate, text_mask(right, rng), (right_x, y, x + w - right_x, h), (20, 20, 20))
+
+    def shield(mark_x: int) -> None:
+        ex, ey = mark_x + 4, box[1] + int(h * 0.2)
+        colours = [(30, 30, 200), (200, 80, 20), (255, 255, 255), (30, 160, 230)]
+        outline = np.array(
+            [
+                [ex, ey],
+                [ex + emblem_w - 8, ey],
+                [ex + emblem_w - 8, ey + int(h * 0.4)],
+                [ex + (emblem_w - 8) // 2, ey + int(h * 0.6)],
+                [ex, ey + int(h * 0.4)],
+            ],
+            np.int32,
+        )
+        cv2.fillPoly(plate, [outline], colours[rng.integers(len(colours))])
+        cv2.line(
+            plate, (ex + 3, ey + int(h * 0.25)), (ex + emblem_w - 11, ey + int(h * 0.25)), (255, 255, 255), 2
+        )
+
+    _paste_split(plate, left, right, box, emblem_w, shield, rng, text_mask, (20, 20, 20))
+
+
+def _paste_split(plate: np.ndarray, left: str, right: str, box: tuple[int, int, int, int], mark_w: int,
+                 mark: Callable[[int], None], rng: np.random.Generator, text_mask: TextMask,
+                 ink: tuple[int, ...]) -> None:
+    """`left`, a mark `mark_w` wide (`mark(x)` draws it from x on), then `right`, across `box`; the two
+    texts get widths in proportion to their lengths."""
+    x, y, w, h = box
+    left_w = int((w - mark_w) * len(left) / max(1, len(left) + len(right)))
+    if left:
+        _paste_mask(plate, text_mask(left, rng), (x, y, left_w, h), ink)
+    mark(x + left_w)
+    right_x = x + left_w + mark_w
+    _paste_mask(plate, text_mask(right, rng), (right_x, y, x + w - right_x, h), ink)
 
 
 @dataclass(frozen=True)
@@ -263,22 +279,19 @@ def _paste_stacked(plate: np.ndarray, letters: str, line: tuple[int, int, int, i
 def _paste_around_logo(plate: np.ndarray, text: str, line: tuple[int, int, int, int],
                        rng: np.random.Generator, text_mask: TextMask, ink: tuple[int, ...]) -> None:
     """The number split in two with a coloured logo between the parts (or before the number)."""
-    x, y, w, h = line
-    chars = text.replace(" ", "").replace("-", "")
+    chars = plates.normalise(text)
     at = int(rng.integers(0, len(chars))) if len(chars) > 1 else 0
-    left, right = chars[:at], chars[at:]
-    logo = int(h * rng.uniform(0.6, 0.9))
-    left_w = int((w - logo) * len(left) / len(chars))
-    if left:
-        _paste_mask(plate, text_mask(left, rng), (x, y, left_w, h), ink)
-    colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-    centre = (x + left_w + logo // 2, y + h // 2)
-    axes = (logo // 2 - 2, int((logo // 2 - 2) * rng.uniform(0.8, 1.2)))
-    cv2.ellipse(plate, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
-    leaf = (centre + rng.uniform(-0.4, 0.4, (4, 2)) * logo).astype(np.int32)  # a shape inside, other colour
-    cv2.fillPoly(plate, [leaf], tuple(255 - c for c in colour))
-    right_x = x + left_w + logo
-    _paste_mask(plate, text_mask(right, rng), (right_x, y, x + w - right_x, h), ink)
+    logo = int(line[3] * rng.uniform(0.6, 0.9))
+
+    def draw(mark_x: int) -> None:
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        centre = (mark_x + logo // 2, line[1] + line[3] // 2)
+        axes = (logo // 2 - 2, int((logo // 2 - 2) * rng.uniform(0.8, 1.2)))
+        cv2.ellipse(plate, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+        leaf = (centre + rng.uniform(-0.4, 0.4, (4, 2)) * logo).astype(np.int32)  # a shape inside
+        cv2.fillPoly(plate, [leaf], tuple(255 - c for c in colour))
+
+    _paste_split(plate, chars[:at], chars[at:], line, logo, draw, rng, text_mask, ink)
 
 
 def _stickers(plate: np.ndarray, rng: np.random.Generator, text_mask: TextMask) -> None:
