@@ -162,8 +162,9 @@ LANE_SYNTHETIC_POOL = 6000  # synthetic crops the lane stage draws its synthetic
 LANE_CUTS = "lane-cuts"
 # From this lane round on, the synthetic US plates carry what real ones have beside the number (stacked
 # class codes, logos, stickers, light characters on dark plates). A read one character longer than its
-# label, most often such a mark, was 77 of the 394 US misses at 80-300 px after round 3 (`lpr sweep
-# --show-misses` on the held-out half; models/cards/plate_ocr.md), and the synthetic US plates had none.
+# label (the misses listed show many such marks) was 77 of the 394 US misses at 80-300 px after round 3
+# (`lpr sweep --show-misses` on the held-out half; models/cards/plate_ocr.md), and the synthetic US plates
+# had none of these marks.
 US_LOOKS_FROM_ROUND = 4
 
 
