@@ -50,30 +50,28 @@ def ocr_config() -> dict:
     }
 
 
-def _synth_ocr_chunk(args: tuple[int, int]) -> list:
-    seed, count = args
+Chunk = tuple[int, int, dict]  # (seed, count, options): what `_parallel` hands each process
+
+
+def _synth_ocr_chunk(args: Chunk) -> list:
+    """`count` synthetic OCR samples; option `us_looks` (`data.synth_ocr_sample`)."""
+    seed, count, options = args
     rng = np.random.default_rng(seed)
-    return [data.synth_ocr_sample(rng) for _ in range(count)]
+    return [data.synth_ocr_sample(rng, **options) for _ in range(count)]
 
 
-def _synth_ocr_us_looks_chunk(args: tuple[int, int]) -> list:
-    seed, count = args
-    rng = np.random.default_rng(seed)
-    return [data.synth_ocr_sample(rng, us_looks=True) for _ in range(count)]
-
-
-def _scene_chunk(args: tuple[int, int]) -> list:
-    seed, count = args
+def _scene_chunk(args: Chunk) -> list:
+    seed, count, _ = args
     rng = np.random.default_rng(seed)
     crops = data.load_br_crops() + data.load_us_crops("train")
     return [data.detector_scene(rng, DETECTOR_SIZE, crops) for _ in range(count)]
 
 
-def _lane_cut_chunk(args: tuple[int, int]) -> list:
+def _lane_cut_chunk(args: Chunk) -> list:
     """`count` lane cuts (`data.lane_cuts`) read by the shipped detector, one thread per worker."""
     from edge.vision import reader as reader_mod
 
-    seed, count = args
+    seed, count, _ = args
     reader = reader_mod.PlateReader(models.WEIGHTS_DIR / "plate_detector.onnx", threads=1)
     sources = data.lane_cut_sources()
     return data.lane_cuts(np.random.default_rng(seed), count, sources, reader, LANE_CUT_MARGINS)
@@ -85,14 +83,16 @@ def _cache_dir() -> Path:
     return path
 
 
-def _parallel(func, seed: int, total: int, workers: int) -> list:
-    """Generate `total` items in 16 seeded chunks; cached in $PARKGATE_TRAIN_CACHE (default /tmp)."""
+def _parallel(func, seed: int, total: int, workers: int, **options: bool) -> list:
+    """Generate `total` items in 16 seeded chunks, `options` passed to each; cached in
+    $PARKGATE_TRAIN_CACHE (default /tmp), keyed by the function, the options set, the seed and the total."""
     cache_dir = _cache_dir()
-    cache = cache_dir / f"{func.__name__}-v{data.DATA_VERSION}-{seed}-{total}.pkl"
+    variant = "".join(f"-{name}" for name, on in sorted(options.items()) if on)
+    cache = cache_dir / f"{func.__name__}{variant}-v{data.DATA_VERSION}-{seed}-{total}.pkl"
     if cache.is_file():
         with open(cache, "rb") as handle:
             return pickle.load(handle)
-    chunks = [(seed * 100 + i, total // 16) for i in range(16)]
+    chunks = [(seed * 100 + i, total // 16, options) for i in range(16)]
     with Pool(workers) as pool:
         items = [item for chunk in pool.map(func, chunks) for item in chunk]
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -186,8 +186,7 @@ def train_ocr_lane(
     frozen (the ONNX file holds them folded into the convolutions). `us_looks`: the synthetic US plates
     carry stacked codes, logos, stickers and light-on-dark colours (`synth.UsLook`)."""
     started = time.time()
-    chunk = _synth_ocr_us_looks_chunk if us_looks else _synth_ocr_chunk
-    synthetic = _parallel(chunk, seed, LANE_SYNTHETIC_POOL, workers)
+    synthetic = _parallel(_synth_ocr_chunk, seed, LANE_SYNTHETIC_POOL, workers, us_looks=us_looks)
     lane = _parallel(_lane_cut_chunk, seed, cuts, workers)
     sources: RealSources = [
         (LANE_CUTS, _fits_slots(lane), 0.55),
