@@ -88,10 +88,10 @@ class PlateOcr:
 
 class PlateDetector:
     """A detector in the end-to-end YOLO contract (rows of 7). A model with a fixed input is letterboxed into
-    it. One whose input height and width are free (our own) sees the frame twice, as an image pyramid:
+    it. One whose input height and width are free (our own) sees the frame as an image pyramid:
     scaled to at most `input_width` wide (a 1920x1080 frame keeps lane-camera plates of 60-150 px at
-    30-75 px), and to `coarse_width` (close-ups whose plate is wider than the detector learned); boxes found
-    twice are merged."""
+    30-75 px), and, unless the first pass found only lane-sized plates, to `coarse_width` (close-ups whose
+    plate is wider than the detector learned); boxes found twice are merged."""
 
     def __init__(
         self,
@@ -117,10 +117,16 @@ class PlateDetector:
         return [fine] if coarse[0] >= fine[0] else [fine, coarse]
 
     def detect(self, frame_bgr: np.ndarray) -> list[detector.Detection]:
-        """Boxes in frame pixels, best first; a plate found at two scales is one box (`detector.merge`)."""
+        """Boxes in frame pixels, best first; a plate found at two scales is one box (`detector.merge`).
+        The coarse pass looks for plates too wide for the fine one: it is skipped when the fine pass found
+        boxes and all are narrower than REFINE_BELOW_PX (a lane plate, refined at full resolution, that
+        the coarse pass would see at a fifth of its width or less). In `parkgate lpr bench` frames this
+        saved about a quarter of the time; chosen on held-out figures (models/cards/plate_detector.md)."""
         height, width = frame_bgr.shape[:2]
         found: list[detector.Detection] = []
         for size in self.input_sizes(width, height):
+            if found and all(d.x2 - d.x1 < REFINE_BELOW_PX for d in found):
+                break
             tensor, geometry = detector.preprocess(frame_bgr, size)
             output = self.session.run(None, {self.input_name: tensor})[0]
             found += detector.parse_output(output, geometry, width, height, self.min_score)
