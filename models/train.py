@@ -73,7 +73,6 @@ def _lane_cut_chunk(args: Chunk) -> list:
 
     seed, count, _ = args
     reader = reader_mod.PlateReader(models.WEIGHTS_DIR / "plate_detector.onnx", threads=1)
-    reader.detector.skip_coarse_below_px = LANE_CUT_SKIP_COARSE_BELOW_PX
     sources = data.lane_cut_sources()
     return data.lane_cuts(np.random.default_rng(seed), count, sources, reader, LANE_CUT_MARGINS)
 
@@ -158,9 +157,6 @@ def train_ocr(
 # The reader's `CROP_MARGINS` were then chosen again with that OCR (edge/vision/reader.py) and differ a
 # little; keep these to reproduce the committed model.
 LANE_CUT_MARGINS = ((-0.02, -0.04), (-0.05, -0.10), (0.02, 0.04), (0.0, 0.10))
-# The committed OCR's lane cuts were found with the detector's coarse pass on every frame (the reader skips
-# it for lane-sized plates since 2026-12-02); keep this to reproduce the committed model.
-LANE_CUT_SKIP_COARSE_BELOW_PX = 0.0
 LANE_SYNTHETIC_POOL = 6000  # synthetic crops the lane stage draws its synthetic 30 % from
 # The source name of `data.lane_cuts` samples: already cut and degraded, so never augmented again.
 LANE_CUTS = "lane-cuts"

@@ -88,10 +88,10 @@ class PlateOcr:
 
 class PlateDetector:
     """A detector in the end-to-end YOLO contract (rows of 7). A model with a fixed input is letterboxed into
-    it. One whose input height and width are free (our own) sees the frame as an image pyramid:
+    it. One whose input height and width are free (our own) sees the frame twice, as an image pyramid:
     scaled to at most `input_width` wide (a 1920x1080 frame keeps lane-camera plates of 60-150 px at
-    30-75 px), and, unless the first pass found only lane-sized plates, to `coarse_width` (close-ups whose
-    plate is wider than the detector learned); boxes found twice are merged."""
+    30-75 px), and to `coarse_width` (close-ups whose plate is wider than the detector learned); boxes found
+    twice are merged."""
 
     def __init__(
         self,
@@ -100,17 +100,13 @@ class PlateDetector:
         min_score: float = 0.3,
         input_width: int = 960,
         coarse_width: int = 384,
-        skip_coarse_below_px: float = REFINE_BELOW_PX,
     ) -> None:
-        """`skip_coarse_below_px`: no coarse pass when every box of the fine pass is narrower than this
-        in the frame (0: the coarse pass on every frame, as before 2026-12-02)."""
         self.session = make_session(model_path, threads)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.fixed_size = _fixed_size(model_input.shape)
         self.input_width, self.coarse_width = input_width, coarse_width
         self.min_score = min_score
-        self.skip_coarse_below_px = skip_coarse_below_px
 
     def input_sizes(self, width: int, height: int) -> list[tuple[int, int]]:
         """The (width, height) inputs a `width` x `height` image is fitted into, finest first."""
@@ -121,17 +117,10 @@ class PlateDetector:
         return [fine] if coarse[0] >= fine[0] else [fine, coarse]
 
     def detect(self, frame_bgr: np.ndarray) -> list[detector.Detection]:
-        """Boxes in frame pixels, best first; a plate found at two scales is one box (`detector.merge`).
-        The coarse pass looks for plates too wide for the fine one: it is skipped when the fine pass found
-        boxes and all are narrower than `skip_coarse_below_px` (by default REFINE_BELOW_PX: a lane plate,
-        refined at full resolution, that the coarse pass would see at a fifth of its width or less):
-        `parkgate lpr bench` median 27 ms against 29, p90 35 against 40; kept on held-out figures
-        (models/cards/plate_detector.md)."""
+        """Boxes in frame pixels, best first; a plate found at two scales is one box (`detector.merge`)."""
         height, width = frame_bgr.shape[:2]
         found: list[detector.Detection] = []
         for size in self.input_sizes(width, height):
-            if found and all(d.x2 - d.x1 < self.skip_coarse_below_px for d in found):
-                break
             tensor, geometry = detector.preprocess(frame_bgr, size)
             output = self.session.run(None, {self.input_name: tensor})[0]
             found += detector.parse_output(output, geometry, width, height, self.min_score)

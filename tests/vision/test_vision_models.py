@@ -60,37 +60,6 @@ def test_reads_a_synthetic_frame(reader, text, style, seed):
     assert abs(bx1 - x1) < 0.2 * (x2 - x1) and abs(by2 - y2) < 0.6 * (y2 - y1)
 
 
-class _CountedSession:
-    """The real onnxruntime session; the input height and width of each run are kept."""
-
-    def __init__(self, session):
-        self.session, self.sizes = session, []
-
-    def run(self, names, feed):
-        self.sizes.append(next(iter(feed.values())).shape[2:])
-        return self.session.run(names, feed)
-
-
-def test_coarse_pass_only_for_frames_without_a_lane_sized_plate(monkeypatch):
-    """A lane plate found by the fine pass costs one detector run; a close-up still gets the coarse one."""
-    reader = PlateReader(threads=2)
-    counted = _CountedSession(reader.detector.session)
-    monkeypatch.setattr(reader.detector, "session", counted)
-    lane, box = synth.render_frame("7XYZ582", "us", np.random.default_rng(14), (1920, 1080), 90.0)
-    found = reader.detector.detect(lane)
-    assert found and max(d.x2 - d.x1 for d in found) < 120
-    assert counted.sizes == [(544, 960)]
-    counted.sizes.clear()
-    close, box = synth.render_frame("PK 587-AT", "eu", np.random.default_rng(11), (1920, 1080), 480.0)
-    found = reader.detector.detect(close)
-    assert counted.sizes == [(544, 960), (224, 384)]
-    assert any(d.x1 < box[2] and box[0] < d.x2 and d.x2 - d.x1 > 0.6 * (box[2] - box[0]) for d in found)
-    counted.sizes.clear()
-    reader.detector.skip_coarse_below_px = 0.0  # how the lane cuts of models/train.py are found
-    reader.detector.detect(lane)
-    assert counted.sizes == [(544, 960), (224, 384)]
-
-
 def test_consensus_over_a_pass_reads_the_plate(reader):
     frames = synth.render_pass("WB 953-KT", 5, "eu", seed=21)
     reads = [r[0] for r in (reader.read(f) for f in frames) if r]
