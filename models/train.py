@@ -10,6 +10,7 @@ import math
 import os
 import pickle
 import time
+from collections.abc import Callable
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def _cache_dir() -> Path:
     return path
 
 
-def _parallel(func, seed: int, total: int, workers: int, **options: bool) -> list:
+def _parallel(func: Callable[[Chunk], list], seed: int, total: int, workers: int, **options: bool) -> list:
     """Generate `total` items in 16 seeded chunks, `options` passed to each; cached in
     $PARKGATE_TRAIN_CACHE (default /tmp), keyed by the function, the options set, the seed and the total."""
     cache_dir = _cache_dir()

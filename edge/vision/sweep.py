@@ -20,10 +20,9 @@ import cv2
 import numpy as np
 
 from edge.vision.detector import Box, iou
-from edge.vision.evaluate import read_counts
+from edge.vision.evaluate import Sample, read_counts
 
 if TYPE_CHECKING:
-    from edge.vision.evaluate import Sample
     from edge.vision.reader import PlateReader
 
 WIDTHS = (40, 60, 80, 100, 140, 200, 300)

@@ -166,7 +166,8 @@ def _shield_band(plate: np.ndarray, band: int, rng: np.random.Generator, text_ma
 
 
 def _paste_with_emblem(
-    plate, left: str, right: str, box, rng: np.random.Generator, text_mask: TextMask
+    plate: np.ndarray, left: str, right: str, box: tuple[int, int, int, int], rng: np.random.Generator,
+    text_mask: TextMask,
 ) -> None:
     h = box[3]
     emblem_w = int(h * 0.55)
