@@ -254,8 +254,8 @@ class LaneConfig(Section):
 
 
 class VisionConfig(Section):
-    detector_model: ConfigPath = BUNDLED_WEIGHTS / "plate_detector.onnx"
-    ocr_model: ConfigPath = BUNDLED_WEIGHTS / "plate_ocr.onnx"
+    detector_model: ConfigPath = BUNDLED_WEIGHTS / "plate_detector.int8.onnx"
+    ocr_model: ConfigPath = BUNDLED_WEIGHTS / "plate_ocr.int8.onnx"
     ocr_config: ConfigPath = BUNDLED_WEIGHTS / "plate_ocr.yaml"
     threads: Annotated[int, between(1, 16)] = 2
     min_confidence: Annotated[float, between(0.0, 1.0)] = 0.5

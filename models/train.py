@@ -375,7 +375,7 @@ def export_ocr(net, out_dir: Path, state_name: str = "plate_ocr.pt") -> None:
     _export(CtcSlotsExport(net, SLOTS, ALPHABET.index(PAD)), sample, path, "input", "output")
     with open(out_dir / "plate_ocr.yaml", "w", encoding="utf-8") as handle:
         yaml.safe_dump(ocr_config(), handle, sort_keys=False)
-    quantise(path, out_dir / "plate_ocr.int8.onnx")
+    quantise_static(path, out_dir / "plate_ocr.int8.onnx", ocr_calibration())
     torch.save(net.state_dict(), _cache_dir() / state_name)
 
 
@@ -436,7 +436,7 @@ def train_detector(seed: int, steps: int, scenes: int, workers: int, out_dir: Pa
     net.eval()
     path = out_dir / "plate_detector.onnx"
     _export(DetectorExport(net), torch.zeros(1, 3, 544, 960), path, "images", "output")
-    quantise(path, out_dir / "plate_detector.int8.onnx")
+    quantise_static(path, out_dir / "plate_detector.int8.onnx", detector_calibration())
 
 
 def _draw_scene(pool: list, real: list, rng: np.random.Generator) -> tuple:
@@ -569,12 +569,83 @@ def _dynamic_axes(input_name: str, output_name: str) -> dict:
     return {input_name: {0: "batch"}, output_name: {0: "batch"}}
 
 
-def quantise(source: Path, target: Path) -> None:
-    """Dynamic int8 quantisation of weights (onnxruntime.quantization)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+CALIBRATION_FRAMES = 48  # lane frames whose model inputs set the int8 activation ranges
+CALIBRATION_SIZES = ((1280, 720), (1920, 1080), (960, 540))
+CALIBRATION_SEED = 7
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QUInt8)
-    print(f"quantised {target} ({target.stat().st_size / 1e6:.2f} MB)", flush=True)
+
+def _calibration_frames(seed: int, frames: int) -> list[tuple[np.ndarray, tuple]]:
+    """Rendered lane frames and their plate boxes (x1, y1, x2, y2) (`synth.render_frame`: US, EU and BR
+    styles, plates 40-300 px in 960x540 to 1920x1080 frames): generated data only, no validation image."""
+    from edge.vision import synth
+
+    rng = np.random.default_rng(seed)
+    made = []
+    for index in range(frames):
+        style = synth.STYLES[index % len(synth.STYLES)]
+        width = float(np.exp(rng.uniform(math.log(40), math.log(300))))
+        made.append(synth.render_frame(synth.random_text(rng, style), style, rng,
+                                       CALIBRATION_SIZES[index % len(CALIBRATION_SIZES)], width))
+    return made
+
+
+def detector_calibration(seed: int = CALIBRATION_SEED, frames: int = CALIBRATION_FRAMES) -> list[dict]:
+    """Detector inputs as the reader makes them: each frame's fine and coarse pass
+    (`PlateDetector.input_sizes`)."""
+    from edge.vision import detector
+
+    feeds = []
+    for frame, _ in _calibration_frames(seed, frames):
+        height, width = frame.shape[:2]
+        for input_width in (960, 384):
+            size = detector.free_size(width, height, input_width)
+            feeds.append({"images": detector.preprocess(frame, size)[0]})
+    return feeds
+
+
+def ocr_calibration(seed: int = CALIBRATION_SEED, frames: int = CALIBRATION_FRAMES) -> list[dict]:
+    """OCR inputs as the reader makes them: the cuts of each calibration plate (`reader.CROP_MARGINS`) in
+    one batch."""
+    from edge.vision import detector, reader
+
+    config = ocr_mod.config_from_dict(ocr_config())
+    return [{"input": ocr_mod.preprocess([detector.cut(frame, box, mx, my) for mx, my in reader.CROP_MARGINS],
+                                         config)}
+            for frame, box in _calibration_frames(seed, frames)]
+
+
+def quantise_static(source: Path, target: Path, feeds: list[dict]) -> None:
+    """Static int8 quantisation of a model's convolutions (QDQ, per-channel weights, activation ranges
+    from `feeds`); the rest (the OCR's LSTM, the detector's peak picking) stays in float. On the 2-core
+    dev box (2026-12-02) the detector's 960x544 pass took 16-19 ms against 25-27 ms in fp32 and the OCR's
+    batch of four cuts 4.6 ms against 8.2 ms; dynamic quantisation of weights alone is no faster than fp32
+    (its convolutions quantise their inputs at run time)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter(feeds)
+
+        def get_next(self) -> dict | None:
+            return next(self.feeds, None)
+
+    with tempfile.TemporaryDirectory() as work:
+        prepared = Path(work) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(target), Feeds(), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=["Conv"], per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    print(f"quantised {target} ({target.stat().st_size / 1e6:.2f} MB, static int8)", flush=True)
+
+
+def quantise_both(out_dir: Path) -> None:
+    """The int8 files of both models from the fp32 files in `out_dir`."""
+    quantise_static(out_dir / "plate_ocr.onnx", out_dir / "plate_ocr.int8.onnx", ocr_calibration())
+    quantise_static(out_dir / "plate_detector.onnx", out_dir / "plate_detector.int8.onnx",
+                    detector_calibration())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -601,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-round", type=int, default=1,
                         help="first lane round to run (the round before it is in --ocr-init or --out)")
     parser.add_argument("--detector-steps", type=int, default=3000)
+    parser.add_argument("--quantise", action="store_true",
+                        help="(again) write both .int8.onnx files from the fp32 models in --out")
     parser.add_argument("--detector-scenes", type=int, default=2400)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
     parser.add_argument("--workers", type=int, default=2, help="processes generating data")
@@ -626,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
             train_ocr_lane(seed, args.lane_steps, args.lane_cuts, args.workers, args.out, init, us_looks)
     if args.all or args.detector:
         train_detector(args.seed, args.detector_steps, args.detector_scenes, args.workers, args.out)
+    if args.quantise:
+        quantise_both(args.out)
     return 0
 
 

@@ -73,7 +73,7 @@ def test_the_detector_boxes_the_plate_with_its_width_and_pauses_while_the_lane_r
 
     def load() -> liveview.Detect:
         loads.append(1)
-        return PlateDetector(bundle.DETECTOR_PATH, threads=1).detect
+        return PlateDetector(bundle.DETECTOR_INT8_PATH, threads=1).detect
 
     whole = liveview.LiveLane("entry-1", source)
     nowhere = liveview.LiveLane("entry-1", source, Roi.parse("0,0;0.1,0;0.1,0.1"))  # the plate is outside

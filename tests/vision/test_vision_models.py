@@ -73,8 +73,9 @@ def test_no_plate_in_an_empty_scene(reader):
     assert all(r.confidence < 0.9 or r.detector_score < 0.5 for r in reader.read(scene))
 
 
-def test_int8_models_read_too():
-    reader = PlateReader(models.DETECTOR_INT8_PATH, models.OCR_INT8_PATH, models.OCR_CONFIG_PATH, threads=2)
+def test_fp32_models_read_too():
+    """The default reader runs the int8 files; the fp32 files they were quantised from read as well."""
+    reader = PlateReader(models.DETECTOR_PATH, models.OCR_PATH, models.OCR_CONFIG_PATH, threads=2)
     frame, _ = synth.render_frame("GT 268-LM", "eu", np.random.default_rng(31))
     reads = reader.read(frame)
     assert reads and reads[0].text == "GT268LM"

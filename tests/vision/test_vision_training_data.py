@@ -119,3 +119,24 @@ def test_synthetic_us_looks_change_only_us_plates(monkeypatch):
     for (image_a, text_a), (image_b, text_b), is_us in zip(plain, looks, us, strict=True):
         assert text_a == text_b
         assert np.array_equal(image_a, image_b) != is_us
+
+
+def test_the_shipped_int8_models_are_the_static_quantisation_of_the_fp32_ones(tmp_path):
+    """`python -m models.train --quantise` turns the committed fp32 files into the committed int8 files
+    (calibrated on rendered frames only): same detections and the same OCR output on a rendered frame."""
+    pytest.importorskip("onnx")  # the optional train extra
+    import shutil
+
+    from edge.vision import bundle
+    from edge.vision.reader import make_session
+    from models import train
+
+    for name in ("plate_detector.onnx", "plate_ocr.onnx"):
+        shutil.copy(bundle.WEIGHTS_DIR / name, tmp_path / name)
+    train.quantise_both(tmp_path)
+    checks = [("plate_detector", train.detector_calibration(seed=99, frames=1)[0]),
+              ("plate_ocr", train.ocr_calibration(seed=99, frames=1)[0])]
+    for stem, feed in checks:
+        shipped = make_session(bundle.WEIGHTS_DIR / f"{stem}.int8.onnx", 1).run(None, feed)[0]
+        fresh = make_session(tmp_path / f"{stem}.int8.onnx", 1).run(None, feed)[0]
+        assert np.allclose(shipped, fresh, atol=1e-4), stem
