@@ -592,12 +592,12 @@ def _calibration_frames(seed: int, frames: int) -> list[tuple[np.ndarray, tuple]
 def detector_calibration(seed: int = CALIBRATION_SEED, frames: int = CALIBRATION_FRAMES) -> list[dict]:
     """Detector inputs as the reader makes them: each frame's fine and coarse pass
     (`PlateDetector.input_sizes`)."""
-    from edge.vision import detector
+    from edge.vision import detector, reader
 
     feeds = []
     for frame, _ in _calibration_frames(seed, frames):
         height, width = frame.shape[:2]
-        for input_width in (960, 384):
+        for input_width in (reader.FINE_WIDTH, reader.COARSE_WIDTH):
             size = detector.free_size(width, height, input_width)
             feeds.append({"images": detector.preprocess(frame, size)[0]})
     return feeds

@@ -36,6 +36,10 @@ REFINE_BELOW_PX = 120
 # The same for an image that is already a plate crop: as given, padded (edges repeated) and cut inside
 # (on the held-out plates-us-crops: 311 -> 332 of 380 exact with the earlier OCR, see models/cards).
 WHOLE_CROP_MARGINS = ((0.0, 0.0), (0.04, 0.1), (-0.03, -0.08), (0.0, -0.15), (0.08, 0.0))
+# The detector's two passes over a frame (`PlateDetector.input_sizes`): at most FINE_WIDTH px wide (lane
+# plates), and COARSE_WIDTH px wide (close-ups wider than the detector learned).
+FINE_WIDTH = 960
+COARSE_WIDTH = 384
 
 
 def make_session(path: str | Path, threads: int) -> ort.InferenceSession:
@@ -98,8 +102,8 @@ class PlateDetector:
         model_path: str | Path,
         threads: int = 2,
         min_score: float = 0.3,
-        input_width: int = 960,
-        coarse_width: int = 384,
+        input_width: int = FINE_WIDTH,
+        coarse_width: int = COARSE_WIDTH,
     ) -> None:
         self.session = make_session(model_path, threads)
         model_input = self.session.get_inputs()[0]
