@@ -43,14 +43,12 @@ from pydantic_core import PydanticCustomError
 
 from edge.errors import ParkgateError
 from edge.identity import list_entry_key
-from edge.vision.bundle import WEIGHTS_DIR
+from edge.vision import bundle
 from edge.vision.plates import REGION_PATTERNS, region_patterns
 from edge.vision.roi import Roi  # a pure module: the polygon rules
 from firmware_bridge.relaymap import RelayMap  # a pure dataclass module: the board's ranges
 
 DEFAULT_CONFIG_PATH = Path("/etc/parkgate/parkgate.toml")
-# The bundled models: package data of edge.vision (edge/vision/bundle.py).
-BUNDLED_WEIGHTS = WEIGHTS_DIR
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RPC_SCHEMES = ("http://", "https://", "ws://", "wss://")
@@ -254,9 +252,9 @@ class LaneConfig(Section):
 
 
 class VisionConfig(Section):
-    detector_model: ConfigPath = BUNDLED_WEIGHTS / "plate_detector.int8.onnx"
-    ocr_model: ConfigPath = BUNDLED_WEIGHTS / "plate_ocr.int8.onnx"
-    ocr_config: ConfigPath = BUNDLED_WEIGHTS / "plate_ocr.yaml"
+    detector_model: ConfigPath = bundle.DEFAULT_DETECTOR_PATH  # the bundled models (edge/vision/bundle.py)
+    ocr_model: ConfigPath = bundle.DEFAULT_OCR_PATH
+    ocr_config: ConfigPath = bundle.OCR_CONFIG_PATH
     threads: Annotated[int, between(1, 16)] = 2
     min_confidence: Annotated[float, between(0.0, 1.0)] = 0.5
     region: Annotated[str, rule(_valid_region, "a plate region or several joined by commas, of: "

@@ -375,7 +375,7 @@ def export_ocr(net, out_dir: Path, state_name: str = "plate_ocr.pt") -> None:
     _export(CtcSlotsExport(net, SLOTS, ALPHABET.index(PAD)), sample, path, "input", "output")
     with open(out_dir / "plate_ocr.yaml", "w", encoding="utf-8") as handle:
         yaml.safe_dump(ocr_config(), handle, sort_keys=False)
-    quantise_static(path, out_dir / "plate_ocr.int8.onnx", ocr_calibration())
+    quantise_static(path, out_dir / "plate_ocr.int8.onnx", ocr_calibration(calibration_frames()))
     torch.save(net.state_dict(), _cache_dir() / state_name)
 
 
@@ -436,7 +436,7 @@ def train_detector(seed: int, steps: int, scenes: int, workers: int, out_dir: Pa
     net.eval()
     path = out_dir / "plate_detector.onnx"
     _export(DetectorExport(net), torch.zeros(1, 3, 544, 960), path, "images", "output")
-    quantise_static(path, out_dir / "plate_detector.int8.onnx", detector_calibration())
+    quantise_static(path, out_dir / "plate_detector.int8.onnx", detector_calibration(calibration_frames()))
 
 
 def _draw_scene(pool: list, real: list, rng: np.random.Generator) -> tuple:
@@ -574,9 +574,12 @@ CALIBRATION_SIZES = ((1280, 720), (1920, 1080), (960, 540))
 CALIBRATION_SEED = 7
 
 
-def _calibration_frames(seed: int, frames: int) -> list[tuple[np.ndarray, tuple]]:
-    """Rendered lane frames and their plate boxes (x1, y1, x2, y2) (`synth.render_frame`: US, EU and BR
-    styles, plates 40-300 px in 960x540 to 1920x1080 frames): generated data only, no validation image."""
+Frames = list[tuple[np.ndarray, tuple]]  # (frame, plate box x1 y1 x2 y2)
+
+
+def calibration_frames(seed: int = CALIBRATION_SEED, frames: int = CALIBRATION_FRAMES) -> Frames:
+    """Rendered lane frames and their plate boxes (`synth.render_frame`: US, EU and BR styles, plates
+    40-300 px in 960x540 to 1920x1080 frames): generated data only, no validation image."""
     from edge.vision import synth
 
     rng = np.random.default_rng(seed)
@@ -589,13 +592,13 @@ def _calibration_frames(seed: int, frames: int) -> list[tuple[np.ndarray, tuple]
     return made
 
 
-def detector_calibration(seed: int = CALIBRATION_SEED, frames: int = CALIBRATION_FRAMES) -> list[dict]:
+def detector_calibration(frames: Frames) -> list[dict]:
     """Detector inputs as the reader makes them: each frame's fine and coarse pass
     (`PlateDetector.input_sizes`)."""
     from edge.vision import detector, reader
 
     feeds = []
-    for frame, _ in _calibration_frames(seed, frames):
+    for frame, _ in frames:
         height, width = frame.shape[:2]
         for input_width in (reader.FINE_WIDTH, reader.COARSE_WIDTH):
             size = detector.free_size(width, height, input_width)
@@ -603,7 +606,7 @@ def detector_calibration(seed: int = CALIBRATION_SEED, frames: int = CALIBRATION
     return feeds
 
 
-def ocr_calibration(seed: int = CALIBRATION_SEED, frames: int = CALIBRATION_FRAMES) -> list[dict]:
+def ocr_calibration(frames: Frames) -> list[dict]:
     """OCR inputs as the reader makes them: the cuts of each calibration plate (`reader.CROP_MARGINS`) in
     one batch."""
     from edge.vision import detector, reader
@@ -611,15 +614,14 @@ def ocr_calibration(seed: int = CALIBRATION_SEED, frames: int = CALIBRATION_FRAM
     config = ocr_mod.config_from_dict(ocr_config())
     return [{"input": ocr_mod.preprocess([detector.cut(frame, box, mx, my) for mx, my in reader.CROP_MARGINS],
                                          config)}
-            for frame, box in _calibration_frames(seed, frames)]
+            for frame, box in frames]
 
 
 def quantise_static(source: Path, target: Path, feeds: list[dict]) -> None:
     """Static int8 quantisation of a model's convolutions (QDQ, per-channel weights, activation ranges
-    from `feeds`); the rest (the OCR's LSTM, the detector's peak picking) stays in float. On the 2-core
-    dev box (2026-12-02) the detector's 960x544 pass took 16-19 ms against 25-27 ms in fp32 and the OCR's
-    batch of four cuts 4.6 ms against 8.2 ms; dynamic quantisation of weights alone is no faster than fp32
-    (its convolutions quantise their inputs at run time)."""
+    from `feeds`); the rest (the OCR's LSTM, the detector's peak picking) stays in float. Static, because
+    dynamic quantisation quantises each convolution's input at run time and read no faster than fp32
+    (figures in models/cards/plate_detector.md)."""
     import tempfile
 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -642,10 +644,11 @@ def quantise_static(source: Path, target: Path, feeds: list[dict]) -> None:
 
 
 def quantise_both(out_dir: Path) -> None:
-    """The int8 files of both models from the fp32 files in `out_dir`."""
-    quantise_static(out_dir / "plate_ocr.onnx", out_dir / "plate_ocr.int8.onnx", ocr_calibration())
+    """The int8 files of both models from the fp32 files in `out_dir` (one set of calibration frames)."""
+    frames = calibration_frames()
+    quantise_static(out_dir / "plate_ocr.onnx", out_dir / "plate_ocr.int8.onnx", ocr_calibration(frames))
     quantise_static(out_dir / "plate_detector.onnx", out_dir / "plate_detector.int8.onnx",
-                    detector_calibration())
+                    detector_calibration(frames))
 
 
 def main(argv: list[str] | None = None) -> int:

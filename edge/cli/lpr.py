@@ -157,9 +157,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", type=Path, default=bundle.DETECTOR_INT8_PATH,
+    parser.add_argument("--detector", type=Path, default=bundle.DEFAULT_DETECTOR_PATH,
                         help="detector ONNX (default: the bundled int8 detector)")
-    parser.add_argument("--ocr", type=Path, default=bundle.OCR_INT8_PATH,
+    parser.add_argument("--ocr", type=Path, default=bundle.DEFAULT_OCR_PATH,
                         help="OCR ONNX (default: the bundled int8 OCR)")
     parser.add_argument("--ocr-config", type=Path, default=bundle.OCR_CONFIG_PATH, help="OCR YAML")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")

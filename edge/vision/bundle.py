@@ -5,10 +5,10 @@ In the repository ``edge/vision/weights`` is a link to ``models/weights`` (where
 the model cards live); the wheel copies the files into the package, so an installed parkgate needs
 neither the repository nor a top-level ``models`` package.
 
-The reader's defaults are the int8 files (static quantisation of the convolutions, `models/train.py`
-`quantise_static`): on the held-out sweeps they read as well as the fp32 files they come from and a
-1920x1080 frame about a third faster (README, "Plate recognition"). The fp32 files stay for retraining
-and for runtimes without int8 kernels.
+The models read with unless told otherwise (`DEFAULT_DETECTOR_PATH`, `DEFAULT_OCR_PATH`: the reader, the
+`[vision]` config and `parkgate lpr`) are the int8 files, the static quantisation of the fp32 files'
+convolutions (`models/train.py` `quantise_static`; figures in models/cards/plate_detector.md). The fp32
+files stay for retraining and for runtimes without int8 kernels.
 """
 
 from __future__ import annotations
@@ -22,3 +22,5 @@ DETECTOR_INT8_PATH = WEIGHTS_DIR / "plate_detector.int8.onnx"
 OCR_PATH = WEIGHTS_DIR / "plate_ocr.onnx"
 OCR_INT8_PATH = WEIGHTS_DIR / "plate_ocr.int8.onnx"
 OCR_CONFIG_PATH = WEIGHTS_DIR / "plate_ocr.yaml"
+DEFAULT_DETECTOR_PATH = DETECTOR_INT8_PATH
+DEFAULT_OCR_PATH = OCR_INT8_PATH

@@ -174,8 +174,8 @@ class PlateReader:
 
     def __init__(
         self,
-        detector_path: str | Path = bundle.DETECTOR_INT8_PATH,
-        ocr_path: str | Path = bundle.OCR_INT8_PATH,
+        detector_path: str | Path = bundle.DEFAULT_DETECTOR_PATH,
+        ocr_path: str | Path = bundle.DEFAULT_OCR_PATH,
         ocr_config: str | Path | ocr.OcrConfig = bundle.OCR_CONFIG_PATH,
         threads: int = 2,
         min_score: float = 0.3,

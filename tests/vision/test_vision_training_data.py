@@ -134,8 +134,9 @@ def test_the_shipped_int8_models_are_the_static_quantisation_of_the_fp32_ones(tm
     for name in ("plate_detector.onnx", "plate_ocr.onnx"):
         shutil.copy(bundle.WEIGHTS_DIR / name, tmp_path / name)
     train.quantise_both(tmp_path)
-    checks = [("plate_detector", train.detector_calibration(seed=99, frames=1)[0]),
-              ("plate_ocr", train.ocr_calibration(seed=99, frames=1)[0])]
+    frames = train.calibration_frames(seed=99, frames=1)
+    checks = [("plate_detector", train.detector_calibration(frames)[0]),
+              ("plate_ocr", train.ocr_calibration(frames)[0])]
     for stem, feed in checks:
         shipped = make_session(bundle.WEIGHTS_DIR / f"{stem}.int8.onnx", 1).run(None, feed)[0]
         fresh = make_session(tmp_path / f"{stem}.int8.onnx", 1).run(None, feed)[0]
