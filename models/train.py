@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 import models
+from edge.vision import bundle
 from edge.vision import ocr as ocr_mod
 from models import data
 
@@ -73,7 +74,7 @@ def _lane_cut_chunk(args: Chunk) -> list:
     from edge.vision import reader as reader_mod
 
     seed, count, _ = args
-    reader = reader_mod.PlateReader(models.WEIGHTS_DIR / "plate_detector.onnx", threads=1)
+    reader = reader_mod.PlateReader(bundle.DETECTOR_PATH, threads=1)
     sources = data.lane_cut_sources()
     return data.lane_cuts(np.random.default_rng(seed), count, sources, reader, LANE_CUT_MARGINS)
 
@@ -617,13 +618,24 @@ def ocr_calibration(frames: Frames) -> list[dict]:
             for frame, box in frames]
 
 
+# The layers quantised: each convolution with its ReLU (one int8 step instead of int8 -> float -> ReLU ->
+# int8), and the pooling, upsampling and concatenation between them, so that activations stay int8 from
+# the first convolution to the last. On the 2-core EPYC VM (2026-12-02) a 960x544 detector pass took
+# 15 ms instead of 22 ms with convolutions alone, an OCR batch of four 4.2-4.8 ms instead of 5.9.
+QUANTISED_OPS = ["Conv", "Relu", "MaxPool", "Resize", "Concat"]
+NETWORK_SCOPE = "/net/"  # the exported torch module's nodes; the wrappers' post-processing stays float
+
+
 def quantise_static(source: Path, target: Path, feeds: list[dict]) -> None:
-    """Static int8 quantisation of a model's convolutions (QDQ, per-channel weights, activation ranges
-    from `feeds`); the rest (the OCR's LSTM, the detector's peak picking) stays in float. Static, because
-    dynamic quantisation quantises each convolution's input at run time and read no faster than fp32
-    (figures in models/cards/plate_detector.md)."""
+    """Static int8 quantisation of a model's network (QDQ, per-channel weights, activation ranges from
+    `feeds`): the layers in QUANTISED_OPS inside NETWORK_SCOPE. The rest stays in float: the OCR's LSTM and
+    classifier, the detector's peak picking and box decoding (its last Concat holds scores in [0, 1] beside
+    pixel coordinates: one int8 scale for both read every score as 0). Static, because dynamic quantisation
+    quantises each convolution's input at run time and read no faster than fp32 (figures in
+    models/cards/plate_detector.md)."""
     import tempfile
 
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -637,8 +649,10 @@ def quantise_static(source: Path, target: Path, feeds: list[dict]) -> None:
     with tempfile.TemporaryDirectory() as work:
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        network = [node.name for node in onnx.load(str(prepared)).graph.node
+                   if node.name.startswith(NETWORK_SCOPE)]
         quantize_static(str(prepared), str(target), Feeds(), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=["Conv"], per_channel=True,
+                        op_types_to_quantize=QUANTISED_OPS, nodes_to_quantize=network, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     print(f"quantised {target} ({target.stat().st_size / 1e6:.2f} MB, static int8)", flush=True)
 

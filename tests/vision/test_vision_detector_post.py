@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given
@@ -14,6 +15,23 @@ def test_letterbox_centres_image_on_grey_padding():
     assert geometry.pad_x == 0 and geometry.pad_y == 84
     assert (boxed[:84] == detector.PAD_VALUE).all() and (boxed[-84:] == detector.PAD_VALUE).all()
     assert (boxed[84:300] == 200).all()
+
+
+@pytest.mark.parametrize("source, target", [((1080, 1920), (216, 384)), ((1080, 1920), (540, 960)),
+                                            ((1441, 2561), (540, 960)), ((720, 1280), (216, 384)),
+                                            ((101, 203), (7, 13)), ((20, 30), (40, 60))])
+def test_resize_matches_one_averaging_step(source, target):
+    """Halving first, then one last step, gives the size asked and (nearly) the pixels of a single
+    pixel-averaging resize: a smooth image stays smooth, and an up-scale is plain bilinear."""
+    height, width = source
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.dstack([(x * 255 // width), (y * 255 // height), ((x + y) * 255 // (width + height))])
+    image = image.astype(np.uint8)
+    out = detector.resize(image, target[1], target[0])
+    direct = cv2.resize(image, (target[1], target[0]),
+                        interpolation=cv2.INTER_AREA if target[1] < width else cv2.INTER_LINEAR)
+    assert out.shape == (*target, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - direct.astype(int)).max() <= 3
 
 
 def test_input_tensor_is_rgb_nchw_unit_range():

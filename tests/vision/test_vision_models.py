@@ -6,9 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-import models
 from edge.cli import main as cli_main
-from edge.vision import ocr, plates, synth
+from edge.vision import bundle, ocr, plates, synth
 from edge.vision.consensus import consensus
 from edge.vision.reader import PlateReader
 
@@ -27,7 +26,7 @@ def test_committed_models_follow_the_public_contracts(reader):
     assert det_input.type == "tensor(float)" and det_input.shape[:2] == [1, 3]
     assert reader.detector.fixed_size is None  # free height and width: the reader sizes each frame
     assert reader.detector.input_sizes(1920, 1080) == [(960, 544), (384, 224)]
-    config = ocr.load_config(models.OCR_CONFIG_PATH)
+    config = ocr.load_config(bundle.OCR_CONFIG_PATH)
     ocr_input = reader.ocr.session.get_inputs()[0]
     assert ocr_input.type == "tensor(uint8)" and ocr_input.shape[1:] == [
         config.img_height,
@@ -45,7 +44,7 @@ def test_committed_models_follow_the_public_contracts(reader):
 
 
 def test_committed_weights_are_small():
-    total = sum(p.stat().st_size for p in models.WEIGHTS_DIR.glob("*.onnx"))
+    total = sum(p.stat().st_size for p in bundle.WEIGHTS_DIR.glob("*.onnx"))
     assert total < 15e6
 
 
@@ -75,7 +74,7 @@ def test_no_plate_in_an_empty_scene(reader):
 
 def test_fp32_models_read_too():
     """The default reader runs the int8 files; the fp32 files they were quantised from read as well."""
-    reader = PlateReader(models.DETECTOR_PATH, models.OCR_PATH, models.OCR_CONFIG_PATH, threads=2)
+    reader = PlateReader(bundle.DETECTOR_PATH, bundle.OCR_PATH, bundle.OCR_CONFIG_PATH, threads=2)
     frame, _ = synth.render_frame("GT 268-LM", "eu", np.random.default_rng(31))
     reads = reader.read(frame)
     assert reads and reads[0].text == "GT268LM"
