@@ -37,6 +37,7 @@ from edge.tools.demo import harness as h
 from edge.tools.demo.scenario import vision_section
 from edge.tools.emulator.launch import running_emulator
 from edge.tools.net import free_tcp_port
+from edge.tools.proc import exit_on_sigterm
 
 LOT = "LOT-BENCH-1"
 KEY_HEX = "22" * 32
@@ -354,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=None, help="ONNX models to use instead of the bundled")
     parser.add_argument("--approaches", type=int, default=12, help="rendered approaches read for accuracy")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     rows: list[Row] = []
     figures: dict[str, Any] = {}
     load_before = os.getloadavg()

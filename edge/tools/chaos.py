@@ -51,6 +51,7 @@ from edge.tools.demo.scenario import vision_section
 from edge.tools.demo.world import build_world, chain_section, write_secrets
 from edge.tools.emulator.launch import running_emulator
 from edge.tools.mosquitto import MosquittoBroker, TopicWatcher
+from edge.tools.proc import exit_on_sigterm
 from edge.vision import synth
 
 LOT, GATEWAY = "LOT-CHAOS-1", "chaos-gw"
@@ -455,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--models", type=Path, default=None, help="ONNX models to use instead of the bundled")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="parkgate-chaos-"))
     say(f"parkgate chaos in {work}")
     plan = make_plan(random.Random(args.seed), args.booked, args.fleet, args.strangers)

@@ -10,6 +10,8 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,3 +76,11 @@ class ManagedProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the calling harness (chaos, bench, demo) as Ctrl-C would: its ``with`` blocks run and
+    stop the children it started (anvil, the broker, emulators, the daemon), each in its own process
+    group, so ``kill`` or a CI timeout leaves no process behind. Only the main thread can set it."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))

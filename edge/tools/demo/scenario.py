@@ -29,6 +29,7 @@ from edge.tools.demo import harness as h
 from edge.tools.demo.world import ChainWorld, build_world, chain_section, write_secrets
 from edge.tools.emulator.launch import running_emulator
 from edge.tools.net import free_tcp_port
+from edge.tools.proc import exit_on_sigterm
 
 LOT_ID = "LOT-DEMO-1"
 DEMO_CONSOLE_USER = "demo"
@@ -327,6 +328,7 @@ def main(workdir: Path | None = None, mqtt_url: str | None = None, models: Path 
          mqtt_ca: Path | None = None, exit_at_end: bool = False) -> int:
     """The demo; on a terminal (and without ``exit_at_end``) it waits for Enter before stopping, so the
     console can be looked at; without a terminal it ends by itself."""
+    exit_on_sigterm()
     wait = input if sys.stdin.isatty() and not exit_at_end else None
     try:
         run = run_demo(workdir, mqtt_url, models, mqtt_ca, wait=wait)

@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,11 +24,15 @@ class EmulatorHandle:
         self.link = link
         self.control = socket.create_connection(control, timeout=5)
         self._reader = self.control.makefile("rb")
+        self._lock = threading.Lock()
 
     def command(self, line: str) -> dict:
-        """One control-channel command (see docs/gate-protocol.md); returns the JSON reply."""
-        self.control.sendall(line.encode() + b"\n")
-        return json.loads(self._reader.readline())
+        """One control-channel command (see docs/gate-protocol.md); returns the JSON reply. Thread-safe:
+        `make chaos` pulls a lane's cable from one thread while the lane's driver asks for its state from
+        another, and without the lock one could read the other's reply."""
+        with self._lock:
+            self.control.sendall(line.encode() + b"\n")
+            return json.loads(self._reader.readline())
 
     def state(self) -> dict:
         return self.command("state")
