@@ -620,8 +620,7 @@ def ocr_calibration(frames: Frames) -> list[dict]:
 
 # The layers quantised: each convolution with its ReLU (one int8 step instead of int8 -> float -> ReLU ->
 # int8), and the pooling, upsampling and concatenation between them, so that activations stay int8 from
-# the first convolution to the last. On the 2-core EPYC VM (2026-12-02) a 960x544 detector pass took
-# 15 ms instead of 22 ms with convolutions alone, an OCR batch of four 4.2-4.8 ms instead of 5.9.
+# the first convolution to the last (speed figures in models/cards/plate_detector.md).
 QUANTISED_OPS = ["Conv", "Relu", "MaxPool", "Resize", "Concat"]
 NETWORK_SCOPE = "/net/"  # the exported torch module's nodes; the wrappers' post-processing stays float
 

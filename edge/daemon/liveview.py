@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from edge.vision.camera import FrameSource
-from edge.vision.detector import Detection
+from edge.vision.detector import Detection, resize
 from edge.vision.roi import Roi
 from edge.vision.types import MIN_PLATE_WIDTH_PX
 
@@ -121,7 +121,7 @@ def downscaled(image: np.ndarray) -> tuple[np.ndarray, float]:
     if width <= MAX_WIDTH:
         return image, 1.0
     size = (MAX_WIDTH, max(1, height * MAX_WIDTH // width))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), MAX_WIDTH / width
+    return resize(image, *size), MAX_WIDTH / width
 
 
 def draw(image: np.ndarray, scale: float, boxes: Sequence[LiveBox], roi: Roi | None, width: int, height: int

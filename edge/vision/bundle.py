@@ -7,7 +7,7 @@ neither the repository nor a top-level ``models`` package.
 
 The models read with unless told otherwise (`DEFAULT_DETECTOR_PATH`, `DEFAULT_OCR_PATH`: the reader, the
 `[vision]` config and `parkgate lpr`) are the int8 files, the static quantisation of the fp32 files'
-convolutions (`models/train.py` `quantise_static`; figures in models/cards/plate_detector.md). The fp32
+networks (`models/train.py` `quantise_static`; figures in models/cards/plate_detector.md). The fp32
 files stay for retraining and for runtimes without int8 kernels.
 """
 
