@@ -31,8 +31,14 @@ OFF_LAYOUT_WEIGHT = 0.5  # rank factor of a read that fits none of the region's 
 # Detections narrower than REFINE_BELOW_PX frame pixels are looked at again with the plate REFINE_PLATE_PX
 # wide (`PlateDetector.refine`): on the held-out plates-eu sweep it tightened 40-80 px plates (60 px: 0.74
 # -> 0.75 exact) and loosened wider ones (140 px: 0.92 -> 0.89), so only small plates are refined.
+# Boxes from REFINE_BELOW_PX to TIGHTEN_BELOW_PX px are refined too, and then widened by TIGHTEN_PAD of
+# their width on each side within the box they refine: the union box of a 100 px plate in a 1920x1080 frame
+# is about 140 x 45 px (IoU with the plate under 0.4), and a refined box may end at a rendered plate's last
+# character. Chosen on the training splits (models/cards/plate_detector.md).
 REFINE_PLATE_PX = 96
 REFINE_BELOW_PX = 120
+TIGHTEN_BELOW_PX = 160
+TIGHTEN_PAD = 0.05
 # The same for an image that is already a plate crop: as given, padded (edges repeated) and cut inside
 # (on the held-out plates-us-crops: 311 -> 332 of 380 exact with the earlier OCR, see models/cards).
 WHOLE_CROP_MARGINS = ((0.0, 0.0), (0.04, 0.1), (-0.03, -0.08), (0.0, -0.15), (0.08, 0.0))
@@ -131,12 +137,26 @@ class PlateDetector:
         return detector.merge(found)
 
     def refine(self, frame_bgr: np.ndarray, found: detector.Detection) -> detector.Detection:
-        """The box looked at again at the scale the detector knows best: a window of 3 plate widths around
-        it, cut from the full frame and scaled so the plate is about REFINE_PLATE_PX wide: the coarse box of a
-        small plate (seen at 1/2 scale or less) becomes a tight one. Wide boxes and no match keep the box."""
-        width, height = found.x2 - found.x1, found.y2 - found.y1
-        if self.fixed_size or width >= REFINE_BELOW_PX:
+        """The box looked at again at the scale the detector knows best (`_looked_again`): a box under
+        REFINE_BELOW_PX becomes the refined one; one under TIGHTEN_BELOW_PX the refined one widened by
+        TIGHTEN_PAD on each side, no wider than itself (an edge character the refined box ends at stays in).
+        Wide boxes and no match keep the box."""
+        width = found.x2 - found.x1
+        if self.fixed_size or width >= TIGHTEN_BELOW_PX:
             return found
+        again = self._looked_again(frame_bgr, found)
+        if again is None:
+            return found
+        if width < REFINE_BELOW_PX:
+            return again
+        pad = TIGHTEN_PAD * (again.x2 - again.x1)
+        return replace(again, x1=max(found.x1, again.x1 - pad), x2=min(found.x2, again.x2 + pad))
+
+    def _looked_again(self, frame_bgr: np.ndarray, found: detector.Detection) -> detector.Detection | None:
+        """A window of 3 plate widths around the box, cut from the full frame and scaled so the plate is
+        about REFINE_PLATE_PX wide, detected again: the coarse box of a small plate (seen at 1/2 scale or
+        less) becomes a tight one. None when nothing there overlaps the box."""
+        width, height = found.x2 - found.x1, found.y2 - found.y1
         window = (found.x1 - width, found.y1 - max(height, width * 0.25), found.x2 + width,
                   found.y2 + max(height, width * 0.25))
         crop = detector.cut(frame_bgr, window, 0.0, 0.0)
@@ -151,7 +171,7 @@ class PlateDetector:
             if detector.iou(box, (d.x1, d.y1, d.x2, d.y2)) > 0.3
         ]
         if not candidates:
-            return found
+            return None
         best = max(candidates, key=lambda d: d.score)
         return replace(best, x1=best.x1 + left, y1=best.y1 + top, x2=best.x2 + left, y2=best.y2 + top,
                        score=max(best.score, found.score))

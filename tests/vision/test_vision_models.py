@@ -9,7 +9,9 @@ import pytest
 from edge.cli import main as cli_main
 from edge.vision import bundle, ocr, plates, synth
 from edge.vision.consensus import consensus
-from edge.vision.reader import PlateReader
+from edge.vision.detector import Detection, iou
+from edge.vision.reader import REFINE_BELOW_PX, TIGHTEN_BELOW_PX, PlateReader
+from edge.vision.sweep import place
 
 # Texts avoid the O/0 and I/1 look-alikes, which Hershey fonts draw almost alike (the gateway compares
 # plates with `plates.fold_lookalikes` for that reason).
@@ -70,6 +72,43 @@ def test_no_plate_in_an_empty_scene(reader):
     rng = np.random.default_rng(5)
     scene = synth.degrade(synth._scene(rng, 1280, 720), rng, 0.3)
     assert all(r.confidence < 0.9 or r.detector_score < 0.5 for r in reader.read(scene))
+
+
+def _lane_frame(plate_width: int, seed: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A rendered plate placed `plate_width` px wide in a 1920x1080 frame (as the sweep places it)."""
+    rng = np.random.default_rng(seed)
+    plate = synth.render_plate("PK587AT", "eu", rng)
+    background = synth._scene(rng, 640, 360)
+    return place(plate, (0, 0, plate.shape[1], plate.shape[0]), plate_width, (1920, 1080), background, rng)
+
+
+def _around(truth: tuple[float, float, float, float], width: float, height: float) -> Detection:
+    cx, cy = (truth[0] + truth[2]) / 2, (truth[1] + truth[3]) / 2
+    return Detection(cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2, 0.6)
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_refine_tightens_a_loose_box_and_pads_it_within_itself(reader, seed):
+    """A 100 px plate's union box of about 140 x 50 px (IoU under 0.4: counted as a miss) becomes the refined
+    box, a little wider than the plate and never wider than itself, so no edge character is cut off."""
+    frame, truth = _lane_frame(100, seed)
+    loose = _around(truth, 140, 55)
+    assert REFINE_BELOW_PX <= 140 < TIGHTEN_BELOW_PX
+    assert iou(truth, (loose.x1, loose.y1, loose.x2, loose.y2)) < 0.4
+    got = reader.detector.refine(frame, loose)
+    assert loose.x1 <= got.x1 and got.x2 <= loose.x2
+    assert 0.97 * (truth[2] - truth[0]) < got.x2 - got.x1 < 0.95 * (loose.x2 - loose.x1)
+    assert got.y2 - got.y1 < 40 and iou(truth, (got.x1, got.y1, got.x2, got.y2)) >= 0.4
+
+
+def test_refine_tightens_a_small_box_on_both_axes_and_leaves_a_wide_one(reader):
+    frame, truth = _lane_frame(70, 6)
+    small = _around(truth, 100, 40)
+    got = reader.detector.refine(frame, small)
+    assert iou(truth, (got.x1, got.y1, got.x2, got.y2)) > iou(truth, (small.x1, small.y1, small.x2, small.y2))
+    assert got.x2 - got.x1 < 90
+    wide = _around(truth, TIGHTEN_BELOW_PX, 60)
+    assert reader.detector.refine(frame, wide) == wide
 
 
 def test_fp32_models_read_too():
