@@ -338,11 +338,15 @@ def _armed(config: LaneSettings, event: Event) -> bool:
 
 
 # ---- transitions --------------------------------------------------------------------------------
+def _new_pass(config: LaneSettings, state: LaneState, now_ms: int) -> LaneState:
+    """The next pass, with nothing of the last one kept (its read, decision, evidence, operator)."""
+    return replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, snapshot=None,
+                   decision=None, manual_by="", retries_left=config.burst_retries,
+                   safety_seen=state.safety, crossed=False, late_ack_ms=None, read_from=None)
+
+
 def _begin_pass(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
-    state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, snapshot=None,
-                    decision=None, manual_by="", retries_left=config.burst_retries,
-                    safety_seen=state.safety, crossed=False, late_ack_ms=None, read_from=None)
-    return _start_burst(config, state, now_ms)
+    return _start_burst(config, _new_pass(config, state, now_ms), now_ms)
 
 
 def _start_burst(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
@@ -361,8 +365,7 @@ def _open(config: LaneSettings, state: LaneState, decision: Decision, now_ms: in
 def _manual_open(config: LaneSettings, state: LaneState, event: ManualOpen, now_ms: int) -> Step:
     """An operator opens the gate: a pass of its own when none is running, else this pass's open."""
     if state.phase in (Phase.IDLE, Phase.WAIT_LEAVE):
-        state = replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, decision=None,
-                        safety_seen=state.safety, crossed=False, late_ack_ms=None, read_from=None)
+        state = _new_pass(config, state, now_ms)
     state = replace(state, manual_by=event.operator)
     return _open(config, state, Decision(True, Reason.MANUAL_OPEN, None), now_ms)
 

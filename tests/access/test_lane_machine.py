@@ -368,6 +368,22 @@ def test_manual_open_is_its_own_pass_and_recorded() -> None:
     assert record.event.decision.reason is Reason.MANUAL_OPEN and record.event.detail == "manual open by desk"
 
 
+def test_manual_open_after_a_refused_car_keeps_nothing_of_its_pass() -> None:
+    """The operator's pass is recorded without the refused car's read or evidence photo."""
+    lane = Lane()
+    lane(PresenceOn())
+    lane(burst(1, reads("AB1")))
+    refused, *_ = lane(Decided(1, DENY))
+    assert refused.event.snapshot is not None
+    lane(PresenceOff())
+    lane(ManualOpen("alice"))
+    lane(GateAck(2))
+    lane(SafetyOn())
+    record, _ = lane(SafetyOff())
+    assert (record.event.pass_no, record.event.read, record.event.snapshot) == (2, None, None)
+    assert record.event.detail == "manual open by alice"
+
+
 def test_motion_arming() -> None:
     lane = Lane(armed_on(ArmOn.MOTION))
     assert lane(PresenceOn()) == []
