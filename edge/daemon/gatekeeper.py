@@ -10,7 +10,8 @@ the commitment function and who is inside. Lane shells call it synchronously for
   acknowledges the open;
 - :meth:`Gatekeeper.record`: the pass's rows and their outbox rows in one transaction, then who is
   inside, then wake the senders;
-- :meth:`Gatekeeper.recover`: at start, before any lane runs, every journaled pass a dead daemon left.
+- :meth:`Gatekeeper.recover`: at start, before any lane runs, every journaled pass a dead daemon left;
+- :meth:`Gatekeeper.audit`: an operator's manual action (``edge.daemon.manual``) into the audit table.
 
 Time: decisions use the daemon's best time (:class:`edge.clock.TrustedClock`), never the bare wall clock.
 
@@ -18,7 +19,9 @@ A store that cannot be written (full or read-only disk, I/O error): the journal 
 opens (fail-closed: no open without a durable record); a pass that cannot be recorded is kept in memory
 (at most :data:`PENDING_MAX` passes; beyond that the oldest is dropped and counted) and written by
 :meth:`Gatekeeper.flush` as soon as the store takes writes again. Its journal row, when it has one, is
-already durable: a restart before the flush recovers it from the journal instead.
+already durable: a restart before the flush recovers it from the journal instead. An operator's manual
+action waits in memory the same way: a full disk keeps the automatic gates shut, so an operator's open or
+hold is then the way out, and its audit must not be lost (the system journal has its line at once).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from edge.daemon.records import (
 )
 from edge.identity import Commit
 from edge.lanes.machine import Outcome, PassRecord
-from edge.store import GateEventRow, Store, new_event_id
+from edge.store import GateEventRow, ManualActionRow, Store, new_event_id
 from edge.vision.types import PlateRead
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,8 @@ class Gatekeeper:
         self.store = store
         self.clock = clock or TrustedClock()
         self.pending: deque[PendingPass] = deque()
-        self.dropped = 0  # passes never recorded: the in-memory queue was full
+        self.audits: deque[ManualActionRow] = deque()  # manual actions the store could not take yet
+        self.dropped = 0  # passes and manual actions never recorded: the in-memory queue was full
         self.store_error: str | None = None  # why the store refused the last write (None: writable)
         self.policy = policy
         self.commit = commit
@@ -129,10 +133,34 @@ class Gatekeeper:
                       lost.pass_no, lost.lane, PENDING_MAX)
         self.flush()
 
+    def audit(self, action: ManualActionRow) -> int | None:
+        """Append an operator's manual action to the audit; returns its id, or None when it waits in
+        memory for a store that refuses writes (written by :meth:`flush`, in order)."""
+        if not self.audits:
+            try:
+                return self.store.record_manual_action(action)
+            except sqlite3.OperationalError as exc:
+                self._unwritable(exc)
+        self.audits.append(action)
+        if len(self.audits) > PENDING_MAX:
+            lost = self.audits.popleft()
+            self.dropped += 1
+            log.error("store unwritable: manual %s on lane %s by %s dropped from the audit (%d wait in "
+                      "memory)", lost.action, lost.lane, lost.operator, PENDING_MAX)
+        return None
+
+    def waiting(self) -> bool:
+        """Whether passes or manual actions wait in memory for the store."""
+        return bool(self.pending or self.audits)
+
     def flush(self) -> int:
-        """Write the passes waiting in memory, oldest first, each in one transaction with its journal
-        row's deletion; stops at the first failure (the disk is still full or read-only). Returns how
-        many were written. Called after each pass and by the daemon's status loop."""
+        """Write the manual actions and passes waiting in memory, oldest first, each pass in one
+        transaction with its journal row's deletion; stops at the first failure (the disk is still full
+        or read-only). Returns how many passes were written. Called after each pass and by the daemon's
+        status loop."""
+        audited = self._flush_audits()
+        if audited is None:
+            return 0
         written = 0
         while self.pending:
             item = self.pending[0]
@@ -149,11 +177,31 @@ class Gatekeeper:
             self.pending.popleft()
             self.recorded += len(item.rows)
             written += 1
-        if written:
+        if written or audited:
             if self.store_error is not None:
-                log.warning("store writable again: %d pass(es) recorded from memory", written)
+                log.warning("store writable again: %d pass(es) and %d manual action(s) recorded from memory",
+                            written, audited)
             self.store_error = None
+        if written:
             self.on_recorded()
+        return written
+
+    def _flush_audits(self) -> int | None:
+        """Write the waiting manual actions; how many, or None when the store still refuses them."""
+        written = 0
+        while self.audits:
+            try:
+                self.store.record_manual_action(self.audits[0])
+            except sqlite3.OperationalError as exc:
+                self._unwritable(exc)
+                return None
+            except Exception:
+                self.audits.popleft()  # not the disk: a row the store refuses would block all behind it
+                raise
+            action = self.audits.popleft()
+            written += 1
+            log.warning("manual %s on lane %s by %s audited now that the store takes writes again",
+                        action.action, action.lane, action.operator)
         return written
 
     def _unwritable(self, exc: sqlite3.OperationalError) -> None:

@@ -82,7 +82,7 @@ class StatusLoop:
         self.alerts.condition("clock_behind", None if now.trusted else (
             f"wall clock behind by {describe_behind(now.behind_ms)} (behind the newest time this gateway "
             f"has seen); deciding with that time ({self.cfg.clock.untrusted_time!r} policy): fix NTP"))
-        if self.gatekeeper.pending:
+        if self.gatekeeper.waiting():
             with contextlib.suppress(Exception):
                 self.gatekeeper.flush()
         self.alerts.condition("store_unwritable", self.gatekeeper.store_error)
@@ -159,6 +159,7 @@ class StatusLoop:
         clock = {"wall_ms": reading.wall_ms, "best_ms": reading.best_ms, "behind_ms": reading.behind_ms,
                  "trusted": reading.trusted}
         store = {"writable": self.gatekeeper.store_error is None, "pending": len(self.gatekeeper.pending),
+                 "pending_audits": len(self.gatekeeper.audits),
                  "dropped": self.gatekeeper.dropped}
         return StatusSnapshot(
             gateway=self.cfg.gateway.id, pid=os.getpid(), state=self.state, updated_at=time.time(),

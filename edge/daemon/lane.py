@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from edge.access.exits import LaneRules, lane_rules
-from edge.access.types import Decision, Direction
+from edge.access.types import Decision, Direction, Reason
 from edge.clock import monotonic_ms, wall_clock_ms
 from edge.daemon.records import logfmt, pass_log_fields
 from edge.identity import mask_plate_or_none
@@ -137,6 +137,7 @@ class LaneShell:
         self._armed_at: float | None = None
         self.link_up = True
         self.held = False  # an operator holds the gate open: the machine's close is not sent
+        self._holds = 0  # hold/release calls so far: a status poll that spans one cannot judge `held`
         self.watchers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.watch_dropped = 0
         self._input_changes = 0  # loop changes received from the controller (events), for _reconcile
@@ -211,7 +212,7 @@ class LaneShell:
         previous: tuple[bool, bool] | None = None
         while True:
             await asyncio.sleep(RECONCILE_S)
-            changes = self._input_changes
+            changes, holds = self._input_changes, self._holds
             try:
                 status = await self.driver.status()
             except Exception as exc:  # noqa: BLE001 - link down: report, keep trying
@@ -223,6 +224,8 @@ class LaneShell:
                 continue
             self.link_up = True
             self.stats.gate_position = getattr(status.position, "name", str(status.position)).lower()
+            if self.held and not status.held and self._holds == holds:
+                self._hold_lost()
             now = (status.presence, status.safety)
             if self._input_changes != changes:
                 previous = None
@@ -246,13 +249,23 @@ class LaneShell:
     async def hold(self) -> None:
         """Hold the gate open until :meth:`release` (the driver keeps it alive; it drops by itself
         within ``HOLD_WATCHDOG_MS`` if this process dies)."""
+        self._holds += 1
         await self.driver.hold_open(HOLD_WATCHDOG_MS)
         self.held = True
 
     async def release(self) -> None:
         """End a hold; the barrier closes by itself once its loops are clear."""
+        self._holds += 1
         await self.driver.release()
         self.held = False
+
+    def _hold_lost(self) -> None:
+        """The controller no longer holds the gate (its watchdog dropped the hold while the cable was
+        out, or it restarted): the lane closes after passes again, and the operator is told."""
+        self.held = False
+        self.alert("hold_lost", f"lane {self.config.lane_id}: the controller dropped the operator's hold "
+                                "(link lost or controller restarted): the gate closes after each pass; "
+                                "hold again to keep it open")
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -280,7 +293,7 @@ class LaneShell:
                     return Decided(pass_no, decision)
                 case OpenPulse(ms=ms):
                     opening = self.opening_pass()
-                    self.passes.journal(opening)  # raises, and so keeps the gate shut, if that fails
+                    self._journal(opening)  # raises, and so keeps the gate shut, if that fails
                     self._opens[opening.pass_no] = self._spawn(self._open(ms, opening.pass_no))
                 case Close():
                     self._close()
@@ -293,6 +306,20 @@ class LaneShell:
         except Exception as exc:  # noqa: BLE001 - a failing command must not stop the lane
             return self._command_failed(command, exc)
         return None
+
+    def _journal(self, opening: PassRecord) -> None:
+        """Journal a granted pass before its gate opens. If that fails the gate stays shut (no open
+        without a durable record), except for an operator's open: on a full or read-only disk the gates
+        stay shut for everyone else, so the operator is the way out; the pass then waits in memory like
+        any pass the store refuses, and the system journal has the operator's line."""
+        try:
+            self.passes.journal(opening)
+        except Exception as exc:
+            decision = opening.decision
+            if decision is None or decision.reason is not Reason.MANUAL_OPEN:
+                raise
+            log.error("lane %s: manual open of pass %d without its journal row (%s): recorded when the "
+                      "store takes writes again", self.config.lane_id, opening.pass_no, exc)
 
     def _command_failed(self, command: Command, exc: Exception) -> Event | None:
         lane = self.config.lane_id

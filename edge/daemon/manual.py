@@ -16,11 +16,12 @@ from edge.clock import TrustedClock, wall_clock_ms
 from edge.config import Config
 from edge.daemon import control
 from edge.daemon.camera import LaneCamera
+from edge.daemon.gatekeeper import Gatekeeper
 from edge.daemon.lane import WATCH_QUEUE, LaneShell
 from edge.daemon.supervisor import LaneSupervisor
 from edge.identity import mask_plate_or_none
 from edge.lanes.machine import ManualOpen
-from edge.store import ManualActionRow, Store
+from edge.store import ManualActionRow
 
 log = logging.getLogger(__name__)
 AUDIT_FRAMES = 3  # frames the camera reads for the audit of a manual action (at most the lane's burst)
@@ -30,11 +31,11 @@ class ManualDesk:
     """Answers the control socket (``operate``, ``watch``) and verified remote commands
     (``remote_command``, from paho's thread) on the daemon's ``loop``."""
 
-    def __init__(self, cfg: Config, store: Store, clock: TrustedClock, lanes: LaneSupervisor,
+    def __init__(self, cfg: Config, gatekeeper: Gatekeeper, clock: TrustedClock, lanes: LaneSupervisor,
                  cameras: Mapping[str, LaneCamera], stop: asyncio.Event,
                  loop: asyncio.AbstractEventLoop) -> None:
         self.cfg = cfg
-        self.store = store
+        self.gatekeeper = gatekeeper
         self.clock = clock
         self.lanes = lanes
         self.cameras = cameras
@@ -84,8 +85,12 @@ class ManualDesk:
         except Exception as exc:  # noqa: BLE001 - refused or unreachable: audited, reported
             ok, result = False, f"failed: {exc}"
         audit_id, read = await self._audit(shell, action, source, who, reason, result)
-        return {"ok": ok, "lane": lane, "action": action, "result": result, "audit_id": audit_id,
-                "read": read}
+        answer = {"ok": ok, "lane": lane, "action": action, "result": result, "audit_id": audit_id,
+                  "read": read}
+        if audit_id is None and self.gatekeeper.audits:
+            answer["audit"] = (f"waits in memory: {self.gatekeeper.store_error}; written when the store "
+                               "takes writes again")
+        return answer
 
     async def _act(self, shell: LaneShell, action: str, who: str) -> tuple[bool, str]:
         if action == "hold":
@@ -105,7 +110,9 @@ class ManualDesk:
 
     async def _audit(self, shell: LaneShell, action: str, source: str, who: str, reason: str,
                      result: str) -> tuple[int | None, dict[str, Any] | None]:
-        """Record the operation with what the lane's camera reads now; never raises."""
+        """Record the operation with what the lane's camera reads now; never raises. A store that
+        refuses writes keeps the record in memory (``Gatekeeper.audit``): the act is not refused, since an
+        operator is then the only way through gates that stay shut."""
         lane_cfg = shell.config.lane
         plate = confidence = snapshot = None
         try:
@@ -122,7 +129,7 @@ class ManualDesk:
                               confidence, snapshot.path if snapshot else None,
                               snapshot.sha256 if snapshot else None)
         try:
-            audit_id = self.store.record_manual_action(row)
+            audit_id = self.gatekeeper.audit(row)
         except Exception:  # noqa: BLE001 - the gate already acted; say loudly that the audit is missing
             log.exception("lane %s: manual %s by %s NOT audited", lane_cfg.name, action, who)
             return None, None

@@ -192,7 +192,8 @@ class Daemon:
             loop.add_signal_handler(signum, self.stop_event.set)
         self._open_cameras()
         self.lanes.start()
-        desk = ManualDesk(self.cfg, self.store, self.clock, self.lanes, self.cameras, self.stop_event, loop)
+        desk = ManualDesk(self.cfg, self.gatekeeper, self.clock, self.lanes, self.cameras, self.stop_event,
+                          loop)
         await self._start_control(desk)
         status_task = asyncio.create_task(self.status.run(self.stop_event))
         retention_task = asyncio.create_task(prune_loop(self.evidence_dir, self.cfg.evidence,

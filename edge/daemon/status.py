@@ -73,7 +73,7 @@ class StatusSnapshot:
     boot_id: str = ""
     active_alerts: dict[str, str] = field(default_factory=dict)  # conditions holding now: code -> detail
     clock: dict[str, Any] = field(default_factory=dict)  # wall_ms, best_ms, behind_ms, trusted
-    store: dict[str, Any] = field(default_factory=dict)  # writable, pending, dropped
+    store: dict[str, Any] = field(default_factory=dict)  # writable, pending, pending_audits, dropped
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,8 +204,10 @@ def _health_lines(snapshot: dict[str, Any]) -> list[str]:
         lines.append(f"clock behind by {describe_behind(int(clock.get('behind_ms', 0)))}: deciding with the "
                      "newest time this gateway has seen; fix NTP")
     if store and not store.get("writable", True):
-        lines.append(f"store NOT WRITABLE: gates stay shut; {store.get('pending', 0)} pass(es) kept in memory"
-                     + (f", {store['dropped']} dropped" if store.get("dropped") else ""))
+        dropped = f", {store['dropped']} dropped" if store.get("dropped") else ""
+        lines.append(f"store NOT WRITABLE: gates stay shut (an operator's open or hold still acts); "
+                     f"{store.get('pending', 0)} pass(es) and {store.get('pending_audits', 0)} manual "
+                     f"action(s) kept in memory{dropped}")
     if snapshot.get("state_dir_problem"):
         lines.append(f"state dir problem: {snapshot['state_dir_problem']}")
     shown = {"clock_behind", "store_unwritable"}

@@ -8,17 +8,15 @@ and say so."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from full_disk import fill, tmpfs
 
 from edge.access.decide import commitment_function
 from edge.store import Booking, RentalEvent, Store
@@ -31,19 +29,6 @@ KEY_HEX = "33" * 32
 HASH = "0x" + "00" * 32
 OWNER = "0x" + "11" * 20
 BOOKED = h.Vehicle("booked", "AB 123-CD", seed=721)
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0750", "tmpfs", str(path)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): needs root with CAP_SYS_ADMIN")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def write_config(work: Path, state: Path, port: str = "/dev/null", camera: Path | None = None,
@@ -124,7 +109,7 @@ def test_a_full_state_dir_at_start_stops_the_daemon_with_a_clear_error(tmp_path:
     with tmpfs(tmp_path / "state", "4m") as state:
         seed(state / "parkgate.sqlite")
         (state / "evidence").mkdir()
-        _fill(state)
+        fill(state)
         result = run_daemon(write_config(tmp_path, state))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "full" in result.stdout and str(state / "parkgate.sqlite") in result.stdout, result.stdout
@@ -135,17 +120,6 @@ def _metric(port: int, name: str) -> float | None:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     found = [line for line in text.splitlines() if line.startswith(name + " ")]
     return float(found[0].split()[1]) if found else None
-
-
-def _fill(directory: Path) -> Path:
-    """Fill the file system of ``directory`` to the last byte."""
-    filler = directory / "filler"
-    with filler.open("wb", buffering=0) as handle:
-        for chunk in (65536, 512):
-            with contextlib.suppress(OSError):
-                while True:
-                    handle.write(b"\0" * chunk)
-    return filler
 
 
 def test_a_full_state_dir_keeps_the_gate_shut_and_records_when_space_returns(tmp_path: Path) -> None:
@@ -159,7 +133,7 @@ def test_a_full_state_dir_keeps_the_gate_shut_and_records_when_space_returns(tmp
             daemon = h.start_daemon(config, tmp_path / "daemon.log")
             try:
                 assert h.wait_until(lambda: _metric(metrics_port, "parkgate_store_writable") == 1.0, 10)
-                filler = _fill(state)
+                filler = fill(state)
                 opens = emulator.state()["open_commands"]
                 full = h.play_visit(h.Visit(BOOKED, LANE, False, "booking_valid"), emulator, camera, store,
                                     record_timeout=3)

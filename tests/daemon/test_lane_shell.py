@@ -393,3 +393,54 @@ def test_a_status_poll_answered_before_a_loop_event_does_not_undo_it(monkeypatch
         await shell.aclose()
 
     asyncio.run(scenario())
+
+
+class DroppingGate(AnsweringGate):
+    """A controller that takes an operator's hold, then drops it by itself (its watchdog fired while
+    the cable was out, or it restarted): its status says so from the ``drop_after``-th poll on."""
+
+    def __init__(self, drop_after: int) -> None:
+        super().__init__()
+        self.polls, self.drop_after, self.holding = 0, drop_after, False
+
+    async def hold_open(self, watchdog_ms: int) -> None:
+        self.holding = True
+
+    async def release(self) -> None:
+        self.holding = False
+
+    async def status(self) -> GateStatus:
+        self.polls += 1
+        if self.polls >= self.drop_after:
+            self.holding = False
+        return GateStatus(Position.OPEN, False, False, self.holding, Fault.NONE, None)
+
+    async def events(self) -> AsyncIterator[InputChange]:
+        await asyncio.Event().wait()
+        yield InputChange(EventKind.PRESENCE, 0)  # never reached
+
+
+def test_a_hold_the_controller_dropped_is_no_longer_believed(monkeypatch) -> None:
+    """Review 2026-12-03: after a cable pull the controller's watchdog ended the hold, but the lane
+    still said HELD OPEN and skipped its close after every pass."""
+    monkeypatch.setattr(lane_shell, "RECONCILE_S", 0.001)
+
+    async def scenario() -> None:
+        gate, ports, clock = DroppingGate(drop_after=4), ShellPorts(), Clock()
+        shell = ports.shell(gate, clock)
+        await shell.hold()
+        running = asyncio.create_task(shell.run())
+        while gate.polls < 3:
+            await asyncio.sleep(0.001)
+        assert shell.held and "hold_lost" not in ports.alerts  # held while the controller says so
+        while gate.polls < 6:
+            await asyncio.sleep(0.001)
+        assert not shell.held and ports.alerts.count("hold_lost") == 1
+        await shell.hold()  # the operator holds again: believed again
+        assert shell.held
+        running.cancel()
+        with contextlib.suppress(BaseException):
+            await running
+        await shell.aclose()
+
+    asyncio.run(scenario())
