@@ -61,6 +61,9 @@ class Fault(IntFlag):
     WATCHDOG = 0x10  # a hold-open was dropped because heartbeats stopped
 
 
+FAULT_BITS = int(max(Fault)) * 2 - 1  # every defined fault bit (0x1F); the others must be 0
+
+
 class EventKind(IntEnum):
     PRESENCE = 1  # value 1 = vehicle on the presence (arming) loop
     SAFETY = 2  # value 1 = vehicle on the safety (under-barrier) loop
@@ -157,7 +160,7 @@ class Status:
             if value not in (0, 1):
                 raise CodecError(f"{name}={value!r} must be 0 or 1")
             object.__setattr__(self, name, bool(value))
-        if not 0 <= int(self.faults) <= int(max(Fault)) * 2 - 1:
+        if not 0 <= int(self.faults) <= FAULT_BITS:
             raise CodecError(f"faults=0x{int(self.faults):02x} has undefined bits")
         object.__setattr__(self, "faults", Fault(self.faults))
         _in_range("opens", self.opens, (0, 2**32 - 1))
@@ -175,6 +178,32 @@ class Event:
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", _enum(EventKind, "kind", self.kind))
         _in_range("value", self.value, (0, 255))
+        problem = _event_value_problem(self.kind, self.value)
+        if problem:
+            raise CodecError(f"EVENT {self.kind.name} value={problem}")
+
+
+def _event_value_problem(kind: EventKind, value: int) -> str | None:
+    """Why ``value`` is no defined code for an EVENT of ``kind`` (docs/gate-protocol.md §3), or None.
+
+    A version-1 receiver rejects unknown codes (§6): a stray bit must not read as a vehicle."""
+    if kind in (EventKind.PRESENCE, EventKind.SAFETY):
+        return None if value in (0, 1) else f"{value} is not 0 or 1"
+    if kind is EventKind.POSITION:
+        return None if value in set(Position) else f"{value} is not a position code: {_codes(Position)}"
+    if kind is EventKind.FAULT:
+        undefined = value & ~FAULT_BITS
+        return None if not undefined else (f"0x{value:02x} has undefined fault bits 0x{undefined:02x}; "
+                                           f"defined: {_fault_bit_names()}")
+    return None if value == 0 else f"{value} must be 0"  # WATCHDOG_RELEASE
+
+
+def _codes(enum_cls: type[IntEnum]) -> str:
+    return ", ".join(f"{m.value}={m.name}" for m in enum_cls)
+
+
+def _fault_bit_names() -> str:
+    return ", ".join(f"0x{int(f):02x}={f.name}" for f in Fault if f)
 
 
 Command = OpenPulse | HoldOpen | Release | Close | StatusRequest | Heartbeat
@@ -190,8 +219,7 @@ def _enum(enum_cls: type[IntEnum], name: str, value: int) -> IntEnum:
     try:
         return enum_cls(value)
     except ValueError:
-        allowed = ", ".join(f"{m.value}={m.name}" for m in enum_cls)
-        raise CodecError(f"{name}={value!r} is not one of {allowed}") from None
+        raise CodecError(f"{name}={value!r} is not one of {_codes(enum_cls)}") from None
 
 
 def encode_message(message: Message, seq: int) -> Frame:

@@ -14,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.bit_message import ReadCoilsResponse, ReadDiscreteInputsResponse, WriteSingleCoilResponse
+from pymodbus.pdu.register_message import WriteSingleRegisterResponse
 
 from firmware_bridge.errors import GateError
 from firmware_bridge.gate import GateRefused, GateStatus, InputChange
@@ -30,7 +33,32 @@ UNANSWERED_POLL_BACKOFF_S = 0.2
 
 
 class ModbusGateError(GateError, ConnectionError):
-    """The relay board did not answer, or answered with a Modbus exception."""
+    """The relay board did not answer, answered with a Modbus exception, or answered with a reply that
+    is not the one the request asked for (another kind, or too few bits)."""
+
+
+def check_reply(response: ModbusPDU, expected: type[ModbusPDU], board: str) -> None:
+    """Refuse a reply that is an error or not of the ``expected`` kind, naming both.
+
+    pymodbus 3 hands the waiting request whatever frame arrives next, whatever its function code: after
+    a write times out and is retried, the retry's own (late) answer lands on the next request. The
+    function code is compared, not only the class: ReadDiscreteInputsResponse subclasses
+    ReadCoilsResponse.
+    """
+    if response.isError():
+        raise ModbusGateError(f"{board} answered {response}")
+    if response.function_code != expected.function_code or not isinstance(response, expected):
+        raise ModbusGateError(
+            f"{board} answered function code {response.function_code} ({type(response).__name__}), "
+            f"expected {expected.function_code} ({expected.__name__}): a late answer to an earlier "
+            "request, refused")
+
+
+def check_bits(response: ModbusPDU, count: int, what: str, board: str) -> Sequence[bool]:
+    """The ``count`` bits asked for, or ModbusGateError if the reply carries fewer."""
+    if len(response.bits) < count:
+        raise ModbusGateError(f"{board} answered {len(response.bits)} {what}, asked for {count}")
+    return response.bits[:count]
 
 
 def position_from_limits(open_limit: bool, closed_limit: bool, relay_on: bool) -> Position:
@@ -115,7 +143,7 @@ class ModbusRelayDriver:
 
     async def release(self) -> None:
         self._stop_hold()
-        await self._call(self.client.write_coil, self.map.open_relay, False)
+        await self._call(WriteSingleCoilResponse, self.client.write_coil, self.map.open_relay, False)
 
     async def close(self) -> None:
         if (await self.status()).safety:
@@ -123,25 +151,29 @@ class ModbusRelayDriver:
         await self.release()
 
     async def status(self) -> GateStatus:
-        inputs = await self._call(self.client.read_discrete_inputs, 0, count=self.map.input_count)
-        coils = await self._call(self.client.read_coils, 0, count=self.map.relay_count)
-        m, relay_on = self.map, coils.bits[self.map.open_relay]
-        limits = inputs.bits[m.open_limit_input], inputs.bits[m.closed_limit_input]
-        position = position_from_limits(*limits, relay_on)
-        return GateStatus(position, inputs.bits[m.presence_input], inputs.bits[m.safety_input],
+        m = self.map
+        inputs = await self._read_bits(self.client.read_discrete_inputs, ReadDiscreteInputsResponse,
+                                       m.input_count, "discrete inputs")
+        coils = await self._read_bits(self.client.read_coils, ReadCoilsResponse, m.relay_count, "coils")
+        position = position_from_limits(inputs[m.open_limit_input], inputs[m.closed_limit_input],
+                                        coils[m.open_relay])
+        return GateStatus(position, inputs[m.presence_input], inputs[m.safety_input],
                           self._hold is not None, Fault.NONE, None)
 
     async def events(self) -> AsyncIterator[InputChange]:
         """Input changes found by polling the board every ``poll_s`` (relay boards cannot push).
 
-        A poll the board does not answer (noise, a cable pulled) is skipped, not raised: the stream
-        lives as long as the lane, and the first answer after the gap reports what changed meanwhile.
+        A poll the board does not answer or answers wrongly (noise, a cable pulled, a late reply to
+        another request) is skipped, not raised: the stream lives as long as the lane, and the first
+        good answer after the gap reports what changed meanwhile. The back-off also lets a reply still
+        in flight arrive while no request waits, so it is dropped instead of answering the next one.
+        Cancellation is not caught (CancelledError is no Exception).
         """
         last: GateStatus | None = None
         while True:
             try:
                 now = await self.status()
-            except ConnectionError:  # ModbusGateError, or the port gone (PortUnavailable)
+            except (ModbusGateError, ConnectionError):  # no or a refused answer, or the port gone
                 await asyncio.sleep(max(self.poll_s, UNANSWERED_POLL_BACKOFF_S))
                 continue
             for kind, before, after in (
@@ -164,7 +196,8 @@ class ModbusRelayDriver:
         if not 1 <= units <= 0xFFFF:
             raise GateRefused(f"pulse of {duration_ms} ms is not 1..65535 units "
                               f"of {self.map.flash_unit_ms} ms")
-        await self._call(self.client.write_register, self.map.flash_register + self.map.open_relay, units)
+        await self._call(WriteSingleRegisterResponse, self.client.write_register,
+                         self.map.flash_register + self.map.open_relay, units)
 
     async def _refresh(self, watchdog_ms: int) -> None:
         while True:
@@ -177,12 +210,21 @@ class ModbusRelayDriver:
             self._hold.cancel()
             self._hold = None
 
-    async def _call(self, method, *args, **kwargs):  # noqa: ANN001, ANN202 - thin pymodbus wrapper
+    @property
+    def _board(self) -> str:
+        return f"relay board {self.map.device_id} on {self.client.comm_params.host}"
+
+    async def _read_bits(self, method: Callable[..., Awaitable[ModbusPDU]], expected: type[ModbusPDU],
+                         count: int, what: str) -> Sequence[bool]:
+        response = await self._call(expected, method, 0, count=count)
+        return check_bits(response, count, what, self._board)
+
+    async def _call(self, expected: type[ModbusPDU], method: Callable[..., Awaitable[ModbusPDU]],
+                    *args: object, **kwargs: object) -> ModbusPDU:
+        """``method``'s reply, which must be of the ``expected`` kind; ModbusGateError otherwise."""
         try:
             response = await method(*args, device_id=self.map.device_id, **kwargs)
         except ModbusException as exc:
-            raise ModbusGateError(f"relay board {self.map.device_id} on {self.client.comm_params.host}: "
-                                  f"{exc}") from exc
-        if response.isError():
-            raise ModbusGateError(f"relay board {self.map.device_id} answered {response}")
+            raise ModbusGateError(f"{self._board}: {exc}") from exc
+        check_reply(response, expected, self._board)
         return response

@@ -28,6 +28,17 @@ from firmware_bridge.messages import (
     encode_message,
 )
 
+# docs/gate-protocol.md §3, written out here as the oracle: the values an EVENT of each kind may carry.
+EVENT_VALUES = {
+    EventKind.PRESENCE: range(2),
+    EventKind.SAFETY: range(2),
+    EventKind.POSITION: range(5),  # 0 UNKNOWN .. 4 CLOSING
+    EventKind.FAULT: range(0x20),  # any combination of the bits 0x01..0x10
+    EventKind.WATCHDOG_RELEASE: range(1),
+}
+events = st.sampled_from(EventKind).flatmap(
+    lambda kind: st.builds(Event, st.just(kind), st.sampled_from(EVENT_VALUES[kind])))
+
 messages = st.one_of(
     st.builds(OpenPulse, st.integers(*PULSE_MS_RANGE)),
     st.builds(HoldOpen, st.integers(*WATCHDOG_MS_RANGE)),
@@ -35,7 +46,7 @@ messages = st.one_of(
     st.builds(Ack, st.sampled_from(Result)),
     st.builds(Status, st.sampled_from(Position), st.booleans(), st.booleans(), st.booleans(),
               st.integers(0, 0x1F).map(Fault), st.integers(0, 2**32 - 1)),
-    st.builds(Event, st.sampled_from(EventKind), st.integers(0, 255)),
+    events,
 )
 
 
@@ -65,3 +76,35 @@ def test_bad_payloads_are_rejected_with_reason(frame: Frame, reason: str) -> Non
 def test_open_pulse_wire_bytes_are_stable() -> None:
     """Pinned example from docs/gate-protocol.md, so firmware authors have a known-good vector."""
     assert encode_frame(encode_message(OpenPulse(500), seq=3)).hex(" ") == "09 01 03 01 02 01 f4 21 1c 00"
+
+
+def event_frame(kind: int, value: int, seq: int = 1) -> Frame:
+    return Frame(seq=seq, msg_type=0x83, payload=bytes((kind, value)))
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_event_values_are_exactly_the_documented_codes(kind: EventKind) -> None:
+    """§3/§6: a receiver rejects unknown codes; every byte value is tried for every kind."""
+    accepted = []
+    for value in range(256):
+        try:
+            accepted.append(decode_message(event_frame(kind, value)))
+        except CodecError:
+            continue
+    assert [event.value for event in accepted] == list(EVENT_VALUES[kind])
+
+
+@pytest.mark.parametrize(("kind", "value", "reason"), [
+    (EventKind.PRESENCE, 2, r"EVENT PRESENCE value=2 is not 0 or 1"),
+    (EventKind.SAFETY, 0x80, r"EVENT SAFETY value=128 is not 0 or 1"),
+    (EventKind.POSITION, 200, r"EVENT POSITION value=200 is not a position code: 0=UNKNOWN, 1=CLOSED"),
+    (EventKind.FAULT, 0xE0, r"EVENT FAULT value=0xe0 has undefined fault bits 0xe0; defined: 0x01=MOTOR"),
+    (EventKind.WATCHDOG_RELEASE, 7, r"EVENT WATCHDOG_RELEASE value=7 must be 0"),
+])
+def test_undefined_event_values_are_rejected_with_what_is_allowed(kind: EventKind, value: int,
+                                                                  reason: str) -> None:
+    with pytest.raises(CodecError, match=reason):
+        decode_message(event_frame(kind, value))
+    with pytest.raises(CodecError, match=reason):
+        Event(kind, value)
+

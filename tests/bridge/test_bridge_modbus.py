@@ -1,18 +1,24 @@
-"""ModbusRelayDriver against the relay-board emulator (a pymodbus RTU server) over real ptys."""
+"""ModbusRelayDriver against the relay-board emulator (a pymodbus RTU server), and against a scripted
+board that answers out of turn (rtu_board.py), over real ptys."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from bridge_harness import Emulator, running_emulator
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.pdu.bit_message import ReadCoilsResponse, ReadDiscreteInputsResponse, WriteSingleCoilResponse
+from pymodbus.pdu.register_message import WriteSingleRegisterResponse
+from rtu_board import RtuBoard, rtu_frame, running_board
 
 from firmware_bridge.driver import connect_driver
-from firmware_bridge.gate import GateRefused
+from firmware_bridge.gate import GateRefused, InputChange
 from firmware_bridge.messages import EventKind, Position
-from firmware_bridge.modbus import ModbusRelayDriver
+from firmware_bridge.modbus import ModbusGateError, ModbusRelayDriver, check_reply
 from firmware_bridge.relaymap import RelayMap
 
 
@@ -219,3 +225,110 @@ def test_two_lanes_share_one_board_through_one_bus(tmp_path: Path) -> None:
         assert coils == [True, True]
         gates = emu.state()["gates"]
         assert [g["opens"] for g in gates] == [1, 1]
+
+
+# -- replies of the wrong kind (a late answer paired with the next request) -------------------------
+
+def wrong_kind_reply(device_id: int = 1) -> bytes:
+    """What a board sends for a flash write (fc 6, register 0x0200, 5 units): the echo of the write."""
+    return rtu_frame(device_id, bytes((6, 0x02, 0x00, 0x00, 0x05)))
+
+
+async def board_driver(board: RtuBoard, relay_map: RelayMap | None = None) -> ModbusRelayDriver:
+    return await ModbusRelayDriver.connect(board.port, 115200, relay_map or RelayMap(), timeout_s=0.3)
+
+
+def test_a_late_write_answer_landing_on_a_read_is_refused_not_a_crash() -> None:
+    """The reviewer's e3: a write answered just past the timeout is retried; the client takes the late
+    answer for the retry's, and the retry's answer (fc 6) lands on the next status read (fc 2).
+    status() must refuse it as ModbusGateError (a lost poll), not index ``.bits`` of it."""
+    with running_board() as board:
+        async def scenario() -> None:
+            board.inputs[RelayMap().closed_limit_input] = True
+            driver = await board_driver(board)
+            try:
+                board.late_write = True
+                pulse = asyncio.create_task(driver.open_pulse(500))
+                await asyncio.sleep(0.05)  # the write is on the line; the read below waits behind it
+                with pytest.raises(ModbusGateError, match=r"function code 6 .*, expected 2"):
+                    await driver.status()
+                await pulse  # the retry took the first write's late answer: the open itself succeeded
+                await asyncio.sleep(0.1)  # the read's own answer comes with nobody waiting: ignored
+                assert (await driver.status()).position is Position.CLOSED
+            finally:
+                await driver.aclose()
+
+        asyncio.run(scenario())
+        assert board.received[6] == 2  # the write and its retry
+
+
+def test_a_short_read_is_refused() -> None:
+    """A board that answers fewer bits than were asked for (8 inputs of 16) is refused, not indexed."""
+    with running_board() as board:
+        async def scenario() -> None:
+            driver = await board_driver(board, RelayMap(input_count=16))
+            try:
+                board.instead[2] = rtu_frame(1, bytes((2, 1, 0)))
+                with pytest.raises(ModbusGateError, match="answered 8 discrete inputs, asked for 16"):
+                    await driver.status()
+                assert not (await driver.status()).presence
+            finally:
+                await driver.aclose()
+
+        asyncio.run(scenario())
+
+
+def test_polled_events_survive_a_reply_of_the_wrong_kind() -> None:
+    """A poll answered with another request's reply is skipped like an unanswered one: the stream goes
+    on and reports the change made meanwhile; cancelling the stream still cancels it."""
+    with running_board() as board:
+        async def scenario() -> InputChange:
+            driver = await board_driver(board)
+            events = driver.events()
+            try:
+                first = asyncio.ensure_future(anext(events))
+                await wait_until(lambda: board.received[1] >= 1)  # one full poll: the stream has a baseline
+                board.instead[2] = wrong_kind_reply()
+                await wait_until(lambda: 2 not in board.instead)
+                board.inputs[RelayMap().presence_input] = True
+                event = await asyncio.wait_for(first, 3)
+                pending = asyncio.ensure_future(anext(events))
+                await asyncio.sleep(0.1)
+                pending.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await pending
+                return event
+            finally:
+                await events.aclose()
+                await driver.aclose()
+
+        event = asyncio.run(scenario())
+        assert (event.kind, event.value) == (EventKind.PRESENCE, 1)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "board never got there"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(("reply", "expected", "reason"), [
+    (WriteSingleRegisterResponse(address=0x200, registers=[5]), ReadDiscreteInputsResponse,
+     r"function code 6 \(WriteSingleRegisterResponse\), expected 2 \(ReadDiscreteInputsResponse\)"),
+    (ReadDiscreteInputsResponse(bits=[True] * 8), ReadCoilsResponse,  # a subclass, but another code
+     r"function code 2 .*expected 1"),
+    (ReadCoilsResponse(bits=[False] * 8), WriteSingleCoilResponse, r"function code 1 .*expected 5"),
+    (ExceptionResponse(2, 2), ReadDiscreteInputsResponse, "ExceptionResponse"),
+])
+def test_check_reply_refuses_another_kind_of_reply(reply: ModbusPDU, expected: type[ModbusPDU],
+                                                    reason: str) -> None:
+    with pytest.raises(ModbusGateError, match=reason):
+        check_reply(reply, expected, "relay board 1 on /dev/ttyUSB0")
+
+
+def test_check_reply_passes_the_reply_that_was_asked_for() -> None:
+    for reply in (ReadCoilsResponse(bits=[True]), ReadDiscreteInputsResponse(bits=[False]),
+                  WriteSingleCoilResponse(address=0, bits=[False]),
+                  WriteSingleRegisterResponse(address=0x200, registers=[5])):
+        check_reply(reply, type(reply), "relay board 1")

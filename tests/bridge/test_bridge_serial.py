@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
+import tty
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from bridge_harness import Emulator, running_emulator
 
-from firmware_bridge.client import GateTimeout
+from firmware_bridge.client import GateClient, GateTimeout, StreamDecoder
 from firmware_bridge.driver import ParkgateSerialDriver
+from firmware_bridge.framer import Frame, encode_frame
 from firmware_bridge.gate import GateRefused
-from firmware_bridge.messages import Ack, Close, EventKind, Fault, OpenPulse, Position, Result
+from firmware_bridge.messages import Ack, Close, Event, EventKind, Fault, OpenPulse, Position, Result
+from firmware_bridge.transport import SerialSettings
 
 
 @pytest.fixture
@@ -223,3 +228,57 @@ def test_an_open_answered_late_is_matched_by_its_sequence_number(emulator: Emula
 
     asyncio.run(without_late_window())
     assert emulator.state()["open_commands"] == 2  # it opened all the same: hence the late window
+
+
+# -- EVENT values that are no defined code (docs/gate-protocol.md §3, §6) ---------------------------
+
+UNDEFINED_EVENTS = [(1, 2), (1, 0xFF), (2, 0x80), (3, 200), (4, 0xE0), (5, 7)]  # (kind, value)
+
+
+def event_wire(seq: int, kind: int, value: int) -> bytes:
+    return encode_frame(Frame(seq=seq, msg_type=0x83, payload=bytes((kind, value))))
+
+
+def test_undefined_event_values_are_counted_and_dropped_by_the_stream_decoder() -> None:
+    wire = b"".join(event_wire(seq, *event) for seq, event in enumerate(UNDEFINED_EVENTS))
+    decoder = StreamDecoder()
+    assert decoder.feed(wire + event_wire(9, 2, 1)) == [(9, Event(EventKind.SAFETY, 1))]
+    assert decoder.codec_errors == len(UNDEFINED_EVENTS)
+
+
+@pytest.fixture
+def pty_pair() -> Iterator[tuple[int, str]]:
+    """A bare pty: the test writes the controller's bytes on the master, the client opens the slave."""
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    try:
+        yield master, os.ttyname(slave)
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
+def test_undefined_event_values_over_a_pty_change_no_input(pty_pair: tuple[int, str]) -> None:
+    """CRC-valid EVENT frames with undefined values (SAFETY 0x80, PRESENCE 2...) reach the client through
+    pyserial: each is a codec error, none becomes an event or moves ``safety_occupied``; the valid
+    event behind them is delivered."""
+    master, port = pty_pair
+
+    async def scenario() -> tuple[Event, GateClient]:
+        client = await GateClient(SerialSettings(port), heartbeat_s=60).start()
+        events = client.events()
+        try:
+            first = asyncio.ensure_future(anext(events))
+            await asyncio.sleep(0.05)  # the subscription is in place
+            bad = b"".join(event_wire(seq, *event) for seq, event in enumerate(UNDEFINED_EVENTS, 1))
+            os.write(master, bad + event_wire(len(UNDEFINED_EVENTS) + 1, 1, 1))
+            return await asyncio.wait_for(first, 3), client
+        finally:
+            await events.aclose()
+            await client.aclose()
+
+    event, client = asyncio.run(scenario())
+    assert event == Event(EventKind.PRESENCE, 1)
+    assert client.stats.codec_errors == len(UNDEFINED_EVENTS)
+    assert client.stats.events == 1 and client.safety_occupied is False
