@@ -115,10 +115,11 @@ class BookingService:
                                                  for k in ("account", "message", "signature")):
             raise RequestError(400, 'body must be JSON {"account": "0x...", "message": <the signed text>, '
                                '"signature": "0x..."}')
+        claimed = claimed_account(body["account"])
         account = recover(body["message"], body["signature"])
-        if account.lower() != body["account"].lower():
-            raise RequestError(401, f"the signature is not {body['account'][:42]}'s signature of this "
-                               "message: sign the exact message text with that account")
+        if account != claimed:
+            raise RequestError(401, f"the signature is not {claimed}'s signature of this message: sign the "
+                               "exact message text with that account")
         if not self._allow(self.by_account, account):
             raise RequestError(429, f"too many commitment requests for account {account}: at most "
                                f"{self.limits.per_account_per_hour} per hour; try again later")
@@ -215,6 +216,13 @@ class BookingService:
                 "service_time": int(self.clock()),
                 "limits": {"per_account_per_hour": self.limits.per_account_per_hour,
                            "per_address_per_hour": self.limits.per_address_per_hour}}
+
+
+def claimed_account(text: str) -> str:
+    """The account a commitment request claims, checksummed, in any letter case (the signature decides
+    whose it is); 400 naming it, escaped, unless it is 0x and 40 hex digits: raw input never goes into
+    an answer (a lone surrogate could not even be encoded)."""
+    return account_of(text.lower() if len(text) == 42 else text)
 
 
 def recover(message: str, signature: str) -> str:

@@ -97,15 +97,20 @@ def parse_time(text: str | None, name: str) -> int | None:
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+        return int(datetime.fromisoformat(text).timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):  # not ISO 8601, or a year the platform cannot place
         raise CliError(f"{name} {text!r} is not a time; allowed: ISO 8601 such as 2026-12-24 or "
                        "2026-12-24T18:00 (local time) or 2026-12-24T18:00+01:00") from None
-    return int(moment.timestamp() * 1000)
 
 
 def show_time(ms: int | None) -> str:
-    return "-" if ms is None else datetime.fromtimestamp(ms / 1000).isoformat(timespec="minutes")
+    """Local time; one the platform cannot show (year 10000) as its raw unix ms, never a traceback."""
+    if ms is None:
+        return "-"
+    try:
+        return datetime.fromtimestamp(ms / 1000).isoformat(timespec="minutes")
+    except (ValueError, OverflowError, OSError):
+        return f"{ms} (unix ms)"
 
 
 def open_store(cfg: Config) -> Store:

@@ -17,9 +17,9 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -38,12 +38,21 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from edge.config import Config, ConfigError
 from edge.console import passes as P
 from edge.console.auth import LoginLimit, Session, Sessions, new_token, same_token
 from edge.console.config_file import NotWritable, roi_line, save_roi
-from edge.console.users import MAX_PASSWORD, UsersError, authenticate, load_users, users_path
+from edge.console.users import (
+    MAX_PASSWORD,
+    User,
+    UsersError,
+    authenticate,
+    load_users,
+    password_mark,
+    users_path,
+)
 from edge.daemon import control, liveview
 from edge.daemon.retention import evidence_dir
 from edge.daemon.status import read_status, render_status, status_path
@@ -58,6 +67,10 @@ LOGIN_COOKIE = "pg_login"
 MAX_BODY = 16 * 1024  # bytes of one form
 MAX_FIELDS = 16
 MAX_NOTE = 200
+MAX_LOGINS = 4  # password checks at once (argon2id: 64 MiB each, one at a time); beyond: 429
+MAX_SEQ = 2**63 - 1  # the largest integer SQLite holds: no pass has a larger number
+LIST_TIMES = ("2000-01-01", "2100-01-01")  # list entries are valid from the first up to the second (UTC)
+_LIST_MS = tuple(int(datetime.fromisoformat(t).replace(tzinfo=UTC).timestamp() * 1000) for t in LIST_TIMES)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -81,6 +94,7 @@ class Console:
     limit: LoginLimit
     env: Environment
     streams: int = 0  # live views being served
+    logins: int = 0  # password checks running
 
     @property
     def secure(self) -> bool:
@@ -121,17 +135,25 @@ def _address(request: Request) -> str:
 
 
 def _show_time(ms: int | None) -> str:
-    return "-" if ms is None else datetime.fromtimestamp(ms / 1000).isoformat(sep=" ", timespec="seconds")
+    """Local time; a time the platform cannot show (year 10000, stored by the CLI or an older console) as
+    its raw unix ms: one odd row must not turn a whole page into an error."""
+    if ms is None:
+        return "-"
+    try:
+        return datetime.fromtimestamp(ms / 1000).isoformat(sep=" ", timespec="seconds")
+    except (ValueError, OverflowError, OSError):
+        return f"{ms} (unix ms)"
 
 
 def _still_valid(console: Console, session: Session) -> bool:
-    """The session's user is still in the users file with the same role (`console user remove` or a new
-    role ends the user's sessions at their next request)."""
+    """The session's user is still in the users file with the same role and password (`console user
+    remove`, a new role or a new password ends the user's sessions at their next request)."""
     try:
         user = load_users(users_path(console.cfg.gateway.state_dir)).get(session.user)
     except UsersError:
         return False
-    return user is not None and user.role == session.role
+    return (user is not None and user.role == session.role
+            and password_mark(user) == session.password_mark)
 
 
 Page = Callable[[Request, Console, Session], Awaitable[Response]]
@@ -193,26 +215,41 @@ async def login(request: Request) -> Response:
         return console.refuse(None, 403, "missing or wrong CSRF token: reload the login page and retry")
     user, password = form.get("user", "")[:64], form.get("password", "")[:MAX_PASSWORD + 1]
     address = _address(request)
-    wait = console.limit.retry_after(address, user)
+    # From here to the password check nothing awaits: the checks and the counts are one step.
+    if console.logins >= MAX_LOGINS:
+        return _login_page(console, f"{MAX_LOGINS} logins are being checked already: try again in a "
+                           "second", 429, {"Retry-After": "1"})
+    wait = console.limit.begin(address, user)
     if wait > 0:
         return _login_page(console, f"too many failed logins: try again in {wait:.0f} s", 429,
                            {"Retry-After": str(int(wait) + 1)})
     try:
-        path = users_path(console.cfg.gateway.state_dir)
-        found = await run_in_threadpool(authenticate, path, user, password)
+        found = await _check_password(console, user, password)
     except UsersError as exc:
+        console.limit.take_back(address, user)
         return console.refuse(None, 500, str(exc))
     if found is None:
-        console.limit.failed(address, user)
         log.warning("console login refused for user %r from %s", user, address)
         return _login_page(console, "wrong user name or password", 401)
-    token, _ = console.sessions.login(found.name, found.role)
+    console.limit.take_back(address, user)
+    token, _ = console.sessions.login(found.name, found.role, password_mark(found))
     log.info("console login: %s (%s) from %s", found.name, found.role, address)
     response = RedirectResponse("/", 303, headers=SECURITY_HEADERS)
     response.set_cookie(SESSION_COOKIE, token, max_age=console.cfg.console.session_minutes * 60,
                         httponly=True, samesite="strict", secure=console.secure, path="/")
     response.delete_cookie(LOGIN_COOKIE, path="/login")
     return response
+
+
+async def _check_password(console: Console, user: str, password: str) -> User | None:
+    """``authenticate`` in the thread pool, counted in ``console.logins`` from before its first await
+    until it returns."""
+    console.logins += 1
+    try:
+        return await run_in_threadpool(authenticate, users_path(console.cfg.gateway.state_dir), user,
+                                       password)
+    finally:
+        console.logins -= 1
 
 
 async def logout(request: Request, console: Console, session: Session) -> Response:
@@ -287,7 +324,7 @@ def _evidence_file(cfg: Config, seq: int) -> Path | None:
 async def evidence(request: Request, console: Console, session: Session) -> Response:
     seq = request.path_params["seq"]
     try:
-        path = await run_in_threadpool(_evidence_file, console.cfg, seq)
+        path = None if seq > MAX_SEQ else await run_in_threadpool(_evidence_file, console.cfg, seq)
     except (StoreError, sqlite3.Error) as exc:
         return console.refuse(session, 503, f"cannot read the store: {exc}")
     if path is None:
@@ -383,12 +420,34 @@ def list_entry(form: dict[str, str], user: str) -> ListEntry:
     note = form.get("note", "").strip()
     if len(note) > MAX_NOTE or not note.isprintable():
         raise BadForm(f"note must be printable text of at most {MAX_NOTE} characters")
+    start, end = _validity(form)
     try:
-        start = P.parse_time(form.get("from", ""), "valid from")
-        end = P.parse_time(form.get("until", ""), "valid until")
         return ListEntry(name, entry, start, end, note, f"console:{user}")
     except ValueError as exc:
-        raise BadForm(str(exc).replace("ListEntry.valid_until_ms", "valid until")) from None
+        raise BadForm(str(exc)) from None
+
+
+def _validity(form: dict[str, str]) -> tuple[int | None, int | None]:
+    """The add form's "valid from" and "valid until" as unix ms (None: no bound); BadForm naming the field,
+    the time as typed and what is allowed."""
+    start = _list_time(form.get("from", ""), "valid from")
+    end = _list_time(form.get("until", ""), "valid until")
+    if start is not None and end is not None and end <= start:
+        raise BadForm(f"valid until {form['until'].strip()!r} is not after valid from "
+                      f"{form['from'].strip()!r}; allowed: a time after valid from, or empty (no end)")
+    return start, end
+
+
+def _list_time(text: str, name: str) -> int | None:
+    """A list entry's bound, refused outside LIST_TIMES: every page and command can show it then."""
+    try:
+        ms = P.parse_time(text, name)
+    except ValueError as exc:
+        raise BadForm(str(exc)) from None
+    if ms is not None and not _LIST_MS[0] <= ms < _LIST_MS[1]:
+        raise BadForm(f"{name} {text.strip()!r} is out of range; allowed: a time from {LIST_TIMES[0]} "
+                      f"up to {LIST_TIMES[1]} (UTC), or empty")
+    return ms
 
 
 def _change_list(cfg: Config, add: ListEntry | None, remove: tuple[str, str] | None) -> bool:
@@ -638,35 +697,66 @@ async def roi_save(request: Request, console: Console, session: Session) -> Resp
                        "The daemon applies it at its next start (sudo systemctl restart parkgate)")
 
 
+class StreamSlot:
+    """One of the MAX_STREAMS live streams: taken in the endpoint, in the same step as the check (nothing
+    awaits between), and given back once however the stream ends."""
+
+    def __init__(self, console: Console) -> None:
+        self.console, self.held = console, True
+        console.streams += 1
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.console.streams -= 1
+
+
+class SlotStream(StreamingResponse):
+    """A StreamingResponse that gives its slot back when it is done, also when its frames were never
+    iterated (the client left before the response started): then their ``finally`` never runs."""
+
+    def __init__(self, content: AsyncIterator[bytes], slot: StreamSlot, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
+
+
 async def live_stream(request: Request, console: Console, session: Session) -> Response:
     lane = request.path_params["lane"]
     if lane not in console.lanes:
         return console.refuse(session, 404, f"lane {lane!r} unknown; lanes: {', '.join(console.lanes)}")
     if console.streams >= MAX_STREAMS:
         return console.refuse(session, 503, f"{MAX_STREAMS} live views already open; close one")
+    slot = StreamSlot(console)
+    return SlotStream(_frames(request, console, session, lane, slot), slot,
+                      media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}", headers=SECURITY_HEADERS)
 
-    async def frames() -> Any:
-        console.streams += 1
-        try:
-            seen, deadline = 0.0, time.monotonic() + STREAM_S
-            token, ticks = request.cookies.get(SESSION_COOKIE), 0
-            while time.monotonic() < deadline and not await request.is_disconnected():
-                ticks += 1
-                recheck = ticks % RECHECK_TICKS == 0
-                if console.sessions.get(token) is not session or (
-                        recheck and not await run_in_threadpool(_still_valid, console, session)):
-                    return  # logged out, expired, removed or role changed: no more frames
-                path = await run_in_threadpool(_watch, console.cfg, lane)
-                fresh = await run_in_threadpool(_fresh_frame, path, seen)
-                if fresh is not None:
-                    seen = fresh[0]
-                    yield mjpeg_part(fresh[1])
-                await asyncio.sleep(1.0 / liveview.LIVE_FPS)
-        finally:
-            console.streams -= 1
 
-    return StreamingResponse(frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
-                             headers=SECURITY_HEADERS)
+async def _frames(request: Request, console: Console, session: Session, lane: str, slot: StreamSlot
+                  ) -> AsyncIterator[bytes]:
+    """The lane's new frames as MJPEG parts until the client leaves, STREAM_S pass or the session ends."""
+    try:
+        seen, deadline = 0.0, time.monotonic() + STREAM_S
+        token, ticks = request.cookies.get(SESSION_COOKIE), 0
+        while time.monotonic() < deadline and not await request.is_disconnected():
+            ticks += 1
+            recheck = ticks % RECHECK_TICKS == 0
+            if console.sessions.get(token) is not session or (
+                    recheck and not await run_in_threadpool(_still_valid, console, session)):
+                return  # logged out, expired, removed, role or password changed: no more frames
+            path = await run_in_threadpool(_watch, console.cfg, lane)
+            fresh = await run_in_threadpool(_fresh_frame, path, seen)
+            if fresh is not None:
+                seen = fresh[0]
+                yield mjpeg_part(fresh[1])
+            await asyncio.sleep(1.0 / liveview.LIVE_FPS)
+    finally:
+        slot.release()
 
 
 # -- the app --------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ class Session:
     role: str
     csrf: str
     expires_at: float
+    password_mark: str = ""  # a fingerprint of the user's password hash at login (users.password_mark)
 
     @property
     def can_act(self) -> bool:
@@ -45,12 +46,12 @@ class Sessions:
     clock: Callable[[], float]
     _by_token: dict[str, Session] = field(default_factory=dict)
 
-    def login(self, user: str, role: str) -> tuple[str, Session]:
+    def login(self, user: str, role: str, password_mark: str = "") -> tuple[str, Session]:
         self._prune()
         while len(self._by_token) >= MAX_SESSIONS:
             self._by_token.pop(next(iter(self._by_token)))
         token = new_token()
-        session = Session(user, role, new_token(), self.clock() + self.lifetime_s)
+        session = Session(user, role, new_token(), self.clock() + self.lifetime_s, password_mark)
         self._by_token[token] = session
         return token, session
 
@@ -67,7 +68,7 @@ class Sessions:
         self._by_token.pop(token or "", None)
 
     def drop_user(self, user: str) -> None:
-        """End every session of a user (removed, or role changed)."""
+        """End every session of a user (removed, role or password changed)."""
         for token in [t for t, s in self._by_token.items() if s.user == user]:
             del self._by_token[token]
 
@@ -92,14 +93,31 @@ class LoginLimit:
     def retry_after(self, address: str, user: str) -> float:
         """Seconds until a login for ``user`` from ``address`` may be tried; 0: now."""
         now = self.clock()
-        waits = [self._wait(key, now) for key in (f"addr:{address}", f"user:{user.lower()}")]
-        return max(waits)
+        return max(self._wait(key, now) for key in _keys(address, user))
+
+    def begin(self, address: str, user: str) -> float:
+        """``retry_after``, and when it is 0 the attempt counted as a failure at once (taken back by
+        ``take_back``). Checking and counting in one step, with no await between, is what keeps logins
+        sent together from all passing the check while their passwords are being verified."""
+        wait = self.retry_after(address, user)
+        if wait <= 0:
+            self.failed(address, user)
+        return wait
+
+    def take_back(self, address: str, user: str) -> None:
+        """Take back the failure ``begin`` counted, for a login that did not fail: its password was right
+        (a success is neither a failure nor a reset), or it could not be checked. The newest failure
+        goes: only their count and the oldest matter."""
+        for key in _keys(address, user):
+            times = self._failures.get(key)
+            if times:
+                times.pop()
 
     def failed(self, address: str, user: str) -> None:
         now = self.clock()
         if len(self._failures) >= MAX_TRACKED:
             self._prune(now)
-        for key in (f"addr:{address}", f"user:{user.lower()}"):
+        for key in _keys(address, user):
             if key not in self._failures and len(self._failures) >= MAX_TRACKED:
                 self._failures.pop(next(iter(self._failures)))
             times = self._failures.setdefault(key, deque(maxlen=self.attempts))
@@ -114,3 +132,8 @@ class LoginLimit:
     def _prune(self, now: float) -> None:
         for key in [k for k, t in self._failures.items() if not t or t[-1] + self.window_s <= now]:
             del self._failures[key]
+
+
+def _keys(address: str, user: str) -> tuple[str, str]:
+    """The rate limit's keys of a login: its client address and its user name (any case)."""
+    return f"addr:{address}", f"user:{user.lower()}"

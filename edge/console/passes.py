@@ -44,7 +44,7 @@ def parse_time(text: str, name: str) -> int | None:
         return None
     try:
         return int(datetime.fromisoformat(text.strip()).timestamp() * 1000)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not ISO 8601, or a year the platform cannot place
         raise ValueError(f"{name} {text!r} is not a time; allowed: ISO 8601 such as "
                          "2026-12-24T18:00") from None
 

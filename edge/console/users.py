@@ -7,6 +7,7 @@ user and no default password: the console refuses every login until a user is ad
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -39,6 +40,13 @@ class User:
     name: str
     role: str
     password_hash: str
+
+
+def password_mark(user: User) -> str:
+    """A fingerprint of the user's password hash, kept in their sessions: a new password (a new salt,
+    so a new hash, even for the same password) no longer matches it and ends them. A digest, so that the
+    hash itself is not copied into every session."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:32]
 
 
 def users_path(state_dir: Path) -> Path:

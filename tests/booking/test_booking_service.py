@@ -82,6 +82,19 @@ def test_request_without_a_valid_signature_is_refused(lot_world: LotWorld,
     assert service.post("/api/commitment", body)[0] == 200  # the service still answers a good request
 
 
+def test_an_account_that_is_no_address_is_refused_naming_it_escaped(lot_world: LotWorld,
+                                                                   service: BookingServiceProcess) -> None:
+    """The claimed account is checked (as the account pages check theirs) before it goes into any answer:
+    a lone surrogate, which no answer could even encode, and markup come back escaped in a 400."""
+    renter = dev_account(2)
+    body = signed_request(lot_world, renter)
+    for account, shown in (("\ud800", "'\\ud800'"), ("<b>0x12</b>", "'<b>0x12</b>'")):
+        status, answer = service.post("/api/commitment", {**body, "account": account})
+        assert status == 400 and answer["error"] == f"account {shown} must be 0x and 40 hex digits", answer
+    status, answer = service.post("/api/commitment", {**body, "account": renter.address.lower()})
+    assert status == 200 and answer["account"] == renter.address  # any letter case, as before
+
+
 def test_replay_other_lot_expiry_and_plate_layout_refused(lot_world: LotWorld,
                                                           service: BookingServiceProcess) -> None:
     w, renter = lot_world, dev_account(2)

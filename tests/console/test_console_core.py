@@ -12,7 +12,7 @@ from edge.config import ConfigError, parse_config
 from edge.console import passes as P
 from edge.console.app import BadForm, gate_request, list_entry
 from edge.console.auth import MAX_SESSIONS, LoginLimit, Sessions, same_token
-from edge.console.users import UsersError, add_user, authenticate, load_users, remove_user
+from edge.console.users import UsersError, add_user, authenticate, load_users, password_mark, remove_user
 from edge.store.schema import GATE_EVENT_KINDS
 
 
@@ -64,6 +64,15 @@ def test_login_limit_per_address_and_per_user_within_the_window() -> None:
     assert limit.retry_after("10.0.0.1", "olga") == pytest.approx(1)
     clock.now += 1
     assert limit.retry_after("10.0.0.1", "olga") == 0
+
+
+def test_login_limit_counts_an_attempt_when_it_begins() -> None:
+    """Logins sent together all begin before any password is verified: each is counted as it begins."""
+    limit = LoginLimit(3, 300, Clock())
+    assert [limit.begin("10.0.0.1", "olga") for _ in range(4)] == [0, 0, 0, 300]
+    limit.take_back("10.0.0.1", "olga")  # one of the three had the right password
+    assert limit.retry_after("10.0.0.1", "olga") == 0 and limit.retry_after("10.0.0.2", "OLGA") == 0
+    assert limit.begin("10.0.0.2", "olga") == 0 and limit.begin("10.0.0.3", "olga") == 300
 
 
 def test_login_limit_memory_is_bounded() -> None:
@@ -134,6 +143,24 @@ def test_the_list_form_becomes_a_store_entry() -> None:
             list_entry(form, "olga")
 
 
+def test_list_times_out_of_range_are_refused_naming_the_field_as_typed() -> None:
+    allowed = "is out of range; allowed: a time from 2000-01-01 up to 2100-01-01 (UTC), or empty"
+    far, old, end = "9999-12-31T23:59:59-14:00", "1960-01-01T00:00", "2100-01-01T00:00+00:00"
+    for times, message in [
+            ({"until": far}, f"valid until '{far}' {allowed}"),
+            ({"from": old}, f"valid from '{old}' {allowed}"),
+            ({"until": end}, f"valid until '{end}' {allowed}"),
+            ({"from": " 2030-01-02 ", "until": "2030-01-01"},
+             "valid until '2030-01-01' is not after valid from '2030-01-02'; allowed: a time after valid "
+             "from, or empty (no end)")]:
+        with pytest.raises(BadForm) as refused:
+            list_entry({"list": "deny", "entry": "AB123CD", **times}, "olga")
+        assert str(refused.value) == message
+    edges = list_entry({"list": "allow", "entry": "AB123CD", "from": "2000-01-01T00:00+00:00",
+                        "until": "2099-12-31T23:59+00:00"}, "olga")
+    assert (edges.valid_from_ms, edges.valid_until_ms) == (946_684_800_000, 4_102_444_740_000)
+
+
 def test_the_console_section_is_off_and_on_loopback_by_default_and_validated() -> None:
     cfg = parse_config("")
     assert cfg.console.enabled is False and cfg.console.host == "127.0.0.1" and cfg.console.cert_file is None
@@ -156,6 +183,11 @@ def test_users_file_is_private_hashed_and_refuses_bad_input(tmp_path: Path) -> N
     user = authenticate(path, "olga", "correct horse")
     assert user is not None and user.role == "operator"
     assert authenticate(path, "olga", "wrong horse!") is None and authenticate(path, "nobody", "x") is None
+    mark = password_mark(user)
+    assert mark not in path.read_text() and len(mark) == 32
+    again = add_user(path, "olga", "operator", "correct horse")  # the same password, a new salt: a new mark
+    assert password_mark(again) != mark
+    assert Sessions(60.0, Clock()).login("olga", "operator", mark)[1].password_mark == mark
     add_user(path, "olga", "viewer", "another secret")  # replaces role and password
     assert authenticate(path, "olga", "correct horse") is None
     assert authenticate(path, "olga", "another secret").role == "viewer"  # type: ignore[union-attr]

@@ -1,0 +1,90 @@
+"""Logins to `parkgate console serve` (a real uvicorn subprocess, the users file written by `parkgate console
+user add`) sent at the same moment, as a script guessing passwords would: no more passwords are checked
+than the login limit allows, at most a few at once (the rest refused with 429 and Retry-After); and a new
+password ends the user's sessions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from console_http import log_in, login_form, send, sent_together
+
+from edge.console.app import MAX_LOGINS
+from edge.tools.console import ConsoleProcess, add_user, console_section
+from edge.tools.demo import harness as h
+from edge.tools.net import free_tcp_port
+
+USER, PASSWORD = "olga", "operator-pass-1"
+
+
+@contextmanager
+def running_console(tmp_path: Path, **console: object) -> Iterator[int]:
+    """A console with one operator (USER) and no daemon; its port."""
+    state = tmp_path / "state"
+    state.mkdir()
+    port = free_tcp_port()
+    config = tmp_path / "parkgate.toml"
+    config.write_text(h.toml_text(
+        {"gateway": {"id": "gw-logins", "lot_id": "LOT-L", "state_dir": str(state)},
+         "console": console_section(port, **console)},
+        [{"name": "entry-1", "gate": {"port": "/dev/null"}}]))
+    assert add_user(config, USER, "operator", PASSWORD).returncode == 0
+    with ConsoleProcess(config, port, tmp_path / "console.log"):
+        yield port
+
+
+def login_request(port: int, password: str) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a login of USER from a fresh login form."""
+    headers, token = login_form(port)
+    return f"csrf={token}&user={USER}&password={password}".encode(), headers
+
+
+def wrong_logins_together(port: int, count: int) -> tuple[Counter[int], list[str], list[str]]:
+    """``count`` wrong passwords for USER sent together: the statuses, the 429s' Retry-After and bodies."""
+    form, headers = login_request(port, "wrong-guess-0000")
+    with sent_together(port, count, "POST", "/login", form, headers) as replies:
+        bodies = [(r.status, r.getheader("Retry-After") or "", r.read().decode()) for r in replies]
+    refused = [(after, body) for status, after, body in bodies if status == 429]
+    return (Counter(status for status, _, _ in bodies), [after for after, _ in refused],
+            [body for _, body in refused])
+
+
+def test_wrong_logins_sent_together_get_no_more_checks_than_the_limit(tmp_path: Path) -> None:
+    with running_console(tmp_path, login_attempts=5) as port:
+        bursts = [wrong_logins_together(port, 30) for _ in range(2)]
+        later = send(port, "POST", "/login", *login_request(port, PASSWORD))
+    statuses = sum((statuses for statuses, _, _ in bursts), Counter())
+    assert statuses == {401: 5, 429: 55}, statuses  # 5 passwords checked in all, as many as allowed
+    assert all(after.isdigit() and int(after) >= 1 for _, retry_after, _ in bursts for after in retry_after)
+    assert later.status == 429 and "too many failed logins" in later.body  # even the right password
+
+
+def test_password_checks_beyond_the_few_at_once_are_refused_with_retry_after(tmp_path: Path) -> None:
+    with running_console(tmp_path, login_attempts=100) as port:  # the limit itself is never reached here
+        statuses, retry_after, bodies = wrong_logins_together(port, 24)
+        auth = log_in(port, USER, PASSWORD)  # a login after the burst is checked again
+        health = send(port, "GET", "/", headers=auth)
+    assert statuses[429] >= 1 and statuses[401] + statuses[429] == 24, statuses
+    assert statuses[401] >= MAX_LOGINS
+    assert set(retry_after) == {"1"}
+    assert all(f"{MAX_LOGINS} logins are being checked already" in body for body in bodies)
+    assert health.status == 200
+
+
+def test_a_new_password_ends_the_users_sessions(tmp_path: Path) -> None:
+    with running_console(tmp_path) as port:
+        auth = log_in(port, USER, PASSWORD)
+        before = send(port, "GET", "/", headers=auth)
+        config = tmp_path / "parkgate.toml"
+        changed = add_user(config, USER, "operator", "brand-new-pass-2")  # same role, new password
+        after = send(port, "GET", "/", headers=auth)
+        old_password = send(port, "POST", "/login", *login_request(port, PASSWORD))
+        new_auth = log_in(port, USER, "brand-new-pass-2")
+        again = send(port, "GET", "/", headers=new_auth)
+    assert before.status == 200 and changed.returncode == 0
+    assert after.status == 303 and after.headers["location"] == ["/login"]
+    assert old_password.status == 401
+    assert again.status == 200
