@@ -3,9 +3,11 @@
 Two directions, each resumable from what the store holds:
 
 * **down** (:meth:`SyncService.step_down`): this lot's contract logs (rental events, first and second
-  associations, booking lifecycle) fetched with ``eth_getLogs`` in bounded block windows, applied once
-  they have ``confirmations`` blocks on top; the hashes of the blocks used are stored, and a block
-  whose hash changed (reorg) rolls the cache back to the common ancestor before syncing again.
+  associations, booking lifecycle) fetched with ``eth_getLogs`` in bounded block windows (a bounded
+  number per step), applied once they have ``confirmations`` blocks on top; the hashes of the blocks
+  used are stored, and a block whose hash changed (reorg) rolls the cache back to the common ancestor
+  before syncing again. A node behind the stored blocks, or with a head it has no block for, is waited
+  for: nothing is rolled back. Logs of another lot, and logs marked ``removed``, are dropped.
 * **up** (:meth:`SyncService.step_up`): 'chain' outbox rows batched into ``recordGateEvents``. One
   transaction is in flight at a time. It is signed with a locally chosen nonce and written to the
   ``chain_txs`` table together with the rows' in-flight mark *before* it is broadcast, so a crash at
@@ -32,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -39,7 +42,13 @@ from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3Exception
+from web3.exceptions import (
+    BlockNotFound,
+    ContractLogicError,
+    TransactionNotFound,
+    Web3Exception,
+    Web3RPCError,
+)
 
 from edge.chain.contract import DecodedEvent, RentalClient, decode_revert
 from edge.chain.keystore import load_account, read_password
@@ -50,6 +59,7 @@ from edge.chain.syncplan import (
     RECORD_KINDS,
     SKIPPED,
     Fees,
+    NodeBehind,
     Origin,
     RecordOutcome,
     assemble_batch,
@@ -64,14 +74,19 @@ from edge.chain.syncplan import (
     latest_stamp,
     log_order,
     lot_bytes,
+    may_have_landed,
     moved,
+    of_lot,
     plan_windows,
     record_batch_calldata,
     record_outcomes,
     rental_event_row,
     retry_rejected,
+    tx_age_ms,
     uploads,
+    windows_left,
 )
+from edge.clock import Millis, TrustedClock, monotonic_ms
 from edge.config import ChainConfig, Config, load_config
 from edge.store import Store, StoreError
 from edge.store.rows import ChainBlock, Lot, OutboxRow, Space
@@ -87,6 +102,8 @@ LOT_AT_TOPIC2 = ("RentalEventCancelled", "SecondAssociation", "CheckedOut", "Set
 
 
 NONCE_USED_NO_RECEIPT = -1
+WAIT = "wait"  # a transaction of ours carried the record's number and may have landed it: no receipt yet
+Found = tuple[RecordOutcome, str]  # a record's outcome and the transaction that landed it
 OUTCOME_EVENTS = ("GateRecordRejected", "GateRecordSkipped")
 NONCE_TOO_LOW = "nonce too low"
 # Upper bound of one record's gas in a batch (`make gas`, 2026-12-01: 12,135 check-in / 11,564 check-out per
@@ -110,6 +127,11 @@ class SyncTuning:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 300.0
     keep_history_blocks: int = 256
+    max_windows_per_step: int = 100  # log windows one down step fetches at most (the rest: next steps)
+    # How long a record whose number the contract processed is waited for when a transaction of ours
+    # carried it but the node serves neither its receipt nor the transaction as mined; then the number
+    # is taken as spent by another signer and the record renumbered (a mined one is waited for always).
+    receipt_grace_s: float = 600.0
 
 
 @dataclass
@@ -154,9 +176,10 @@ class SyncService:
 
     def __init__(self, w3: Web3, store: Store, account: LocalAccount, chain: ChainConfig, lot_id: str,
                  tuning: SyncTuning = SyncTuning(), sleep: Callable[[float], None] = time.sleep,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, monotonic: Millis = monotonic_ms) -> None:
         """``chain``: the ``[chain]`` config; ``lot_id``: ``gateway.lot_id`` (the store's lot; the chain's lot
-        id is derived from it)."""
+        id is derived from it); ``monotonic``: ms on a clock no step moves (how long our transactions
+        waited)."""
         self.w3 = w3
         self.store = store
         self.account = account
@@ -165,12 +188,16 @@ class SyncService:
         self.tuning = tuning
         self.sleep = sleep
         self.rng = rng or random.Random()
+        self.monotonic = monotonic
         self.client = RentalClient(w3, chain.contract_address, account)
         self.lot = lot_bytes(lot_id)
         self.health_state = SyncHealth()
         self._chain_checked = False
         self._broadcast_here: set[str] = set()  # tx hashes this instance handed to the node
         self._chain_high: int | None = None  # the contract's high-water mark of this gateway, when known
+        self._sent_mono: dict[str, int] = {}  # open tx hash -> monotonic ms when this process signed it
+        self._awaiting: dict[int, int] = {}  # outbox id -> monotonic ms since its number's receipt is awaited
+        self._down_left = 0  # log windows the down direction still has to fetch (catching up)
 
     # ------------------------------------------------------------------ health
 
@@ -215,7 +242,7 @@ class SyncService:
             ok = self.step()
             on_round(ok)
             if ok:
-                busy = self.backlog() and not self._waiting_for_receipt()
+                busy = (self.backlog() and not self._waiting_for_receipt()) or self._down_left
                 delay = 0.0 if busy else self.chain.poll_interval_s
             else:
                 delay = backoff_delay(self.health_state.consecutive_failures, self.tuning.backoff_base_s,
@@ -233,9 +260,9 @@ class SyncService:
                                     f"{self.health_state.last_error}")
                 self.sleep(backoff_delay(self.health_state.consecutive_failures, 0.05, 1.0, self.rng))
                 continue
-            if not self.backlog():
+            if not self.backlog() and not self._down_left:
                 return
-            if self._waiting_for_receipt():
+            if self.backlog() and self._waiting_for_receipt():
                 self.sleep(0.05)
 
     def _failed(self, exc: Exception) -> None:
@@ -260,34 +287,61 @@ class SyncService:
     # ------------------------------------------------------------------ down
 
     def step_down(self) -> int:
-        """Detect a reorg, then apply confirmed logs of this lot up to the confirmed head."""
+        """Check the head and the stored blocks (reorg, node behind), then apply confirmed logs of this lot,
+        at most ``max_windows_per_step`` windows (the rest in the next steps)."""
         head = self.w3.eth.block_number
         self.health_state.head_block = head
-        self._handle_reorg()
+        self._down_left = 0
+        if not self._plausible_head(head) or not self._handle_reorg(head):
+            return 0
         checkpoint = self.store.get_checkpoint(DOWN_CHECKPOINT)
         first = checkpoint.block_number + 1 if checkpoint else self.chain.start_block
-        applied = 0
-        windows = plan_windows(first, confirmed_head(head, self.chain.confirmations),
-                               self.chain.log_window_blocks)
-        for start, end in windows:
+        last, size = confirmed_head(head, self.chain.confirmations), self.chain.log_window_blocks
+        applied, synced = 0, None
+        for start, end in plan_windows(first, last, size, self.tuning.max_windows_per_step):
             applied += self._sync_window(start, end)
+            synced = end
         self.health_state.applied_logs_total += applied
-        if windows:  # bound chain_history and chain_blocks to the reorg horizon
-            self.store.prune_chain_history(max(head - self.tuning.keep_history_blocks, 0))
+        self._down_left = windows_left(first if synced is None else synced + 1, last, size)
+        self.health_state.extra["down_windows_left"] = self._down_left
+        if synced is not None:  # bound chain_history and chain_blocks to the reorg horizon below what we hold
+            self.store.prune_chain_history(max(min(head, synced) - self.tuning.keep_history_blocks, 0))
         return applied
 
-    def _handle_reorg(self) -> None:
+    def _plausible_head(self, head: int) -> bool:
+        """A head the node can show the block of. Any other (a lying or broken node: 2**62) is counted and
+        alerted, and the down step skipped: planning or pruning from it would cost memory or history."""
+        try:
+            self.w3.eth.get_block(head)
+        except (BlockNotFound, Web3RPCError) as exc:
+            self._count("implausible_heads_total")
+            self._alert("implausible_head", f"the node says the chain head is block {head} but has no block "
+                        f"{head} ({type(exc).__name__}); cache updates wait for a head the node can show")
+            return False
+        self._clear_alert("implausible_head")
+        return True
+
+    def _handle_reorg(self, head: int) -> bool:
+        """Roll back what a reorg orphaned. False when the node is behind the stored blocks (step skipped)."""
         stored = [ChainBlock(*r) for r in self.store.conn.execute(
             "SELECT number, hash, parent_hash FROM chain_blocks ORDER BY number DESC LIMIT ?",
             (self.tuning.keep_history_blocks,))]
-        ancestor = common_ancestor(stored, self._chain_hash)
-        if ancestor is None:
-            return
-        target = max(ancestor, self.chain.start_block - 1, 0)
+        verdict = common_ancestor(stored, head, self._chain_hash)
+        if isinstance(verdict, NodeBehind):
+            self._count("node_behind_total")
+            self._alert("node_behind", f"the node is behind this gateway: its head is block {verdict.head} "
+                        f"and it has no block {verdict.missing}, which the cache holds; nothing rolled back, "
+                        "cache updates wait for it to catch up (another node behind chain.rpc_url?)")
+            return False
+        self._clear_alert("node_behind")
+        if verdict is None:
+            return True
+        target = max(verdict.ancestor, self.chain.start_block - 1, 0)
         undone = self.store.rollback_to_block(target)
         self.health_state.reorgs_total += 1
         log.warning("chain reorg below block %d: rolled back to block %d (%d rows restored or removed)",
                     stored[0].number, target, undone)
+        return True
 
     def _chain_hash(self, number: int) -> str | None:
         try:
@@ -317,6 +371,11 @@ class SyncService:
             address = Web3.to_checksum_address(self.client.address)
             logs += self.w3.eth.get_logs({"address": address, "fromBlock": start, "toBlock": end,
                                           "topics": topics})
+        removed = [lg for lg in logs if lg.get("removed")]
+        if removed:  # a log of a block that left the chain: never applied (the reorg check handles the rest)
+            self._count("removed_logs", len(removed))
+            log.warning("dropped %d logs the node marked removed (blocks %d-%d)", len(removed), start, end)
+            logs = [lg for lg in logs if not lg.get("removed")]
         by_block_hash = {(lg["blockNumber"], lg["logIndex"]): _hex(lg["blockHash"]) for lg in logs}
         events = sorted(self.client.decode_logs(logs), key=log_order)
         self._log_hashes = by_block_hash
@@ -336,6 +395,8 @@ class SyncService:
 
     def _apply(self, event: DecodedEvent, block_hash: str) -> int:
         """Apply one log to the cache; returns 1 if it changed something the gate decides on."""
+        if not of_lot(event.args, self.lot):
+            return self._foreign_lot(event)
         if self._log_hashes.get((event.block_number, event.log_index)) != block_hash:
             raise SyncError(f"block {event.block_number} changed while syncing (reorg in progress); retrying")
         origin = Origin(event.block_number, block_hash, event.log_index, _hex(event.tx_hash))
@@ -368,6 +429,13 @@ class SyncService:
         self.store.upsert_space(Space(space_id=str(args["spaceId"]), lot_id=self.lot_id,
                                       bay=str(args["location"]), geohash=str(args["geohash"])))
 
+    def _foreign_lot(self, event: DecodedEvent) -> int:
+        """A log of another lot (a node or proxy that ignored the lotId topic filter): counted and dropped."""
+        self._count("foreign_lot_logs")
+        log.warning("dropped %s log at block %d index %d: its lotId is not this lot's (%s)", event.name,
+                    event.block_number, event.log_index, self.lot_id)
+        return 0
+
     def _unknown(self, what: str, ident: int) -> int:
         """A log about something created before ``start_block``: counted and dropped."""
         key = f"unknown_{what.replace(' ', '_')}_logs"
@@ -387,10 +455,13 @@ class SyncService:
         rows = self._pending_rows(self.chain.batch_size)
         if not rows:
             return 0
-        finished = self._reconcile_landed(rows)
+        finished, waiting = self._reconcile_landed(rows)
         if finished:
             return finished
-        rows = self._pending_rows(self.chain.batch_size)  # renumbered rows moved to the end
+        # renumbered rows moved to the end; rows whose earlier transaction may have landed them wait
+        rows = [r for r in self._pending_rows(self.chain.batch_size) if r.id not in waiting]
+        if not rows:
+            return 0
         kinds = self.tuning.upload_kinds
         seqs, new_seqs = self._assign_seqs([r for r in rows if uploads(r, kinds)])
         block = self._next_block()  # one read for the stamps and the fees
@@ -454,21 +525,42 @@ class SyncService:
             conn.executemany("DELETE FROM chain_seqs WHERE outbox_id = ?", [(i,) for i in ids])
             self.store.mark_outbox_failed(list(ids), error)
 
-    def _reconcile_landed(self, rows: Sequence[OutboxRow]) -> int:
+    def _reconcile_landed(self, rows: Sequence[OutboxRow]) -> tuple[int, set[int]]:
         """Rows whose number the contract has already processed (a receipt lost to a crash, or a number
         another signer used): their outcome is read from our own earlier transaction; a number no
-        transaction of ours carried is spent by someone else, so the row is renumbered and sent again."""
+        transaction of ours carried is spent by someone else, so the row is renumbered and sent again.
+        Returns the rows finished and the ids of rows that wait for a receipt of ours (not sent now)."""
         seqs = self._seqs([r.id for r in rows])
         if not seqs:
-            return 0
+            return 0, set()
         high = self._high_water()
         landed = [r for r in rows if r.id in seqs and seqs[r.id] <= high]
-        outcomes = [(r, self._outcome_from_history(r.id, seqs[r.id])) for r in landed]
-        known = [(r, found) for r, found in outcomes if found is not None]
+        seen: dict[str, Any] = {}
+        outcomes = [(r, self._outcome_from_history(r.id, seqs[r.id], seen)) for r in landed]
+        known = [(r, found) for r, found in outcomes if isinstance(found, tuple)]
+        waiting = self._note_waiting(outcomes)
         with self.store.transaction():
             self._renumber_foreign([r.id for r, found in outcomes if found is None])
             finished = sum(self._finish(row, *found) for row, found in known)
-        return finished or len(known)
+            self._mark_mined({tx_hash for _, (_, tx_hash) in known})
+        return finished or len(known), waiting
+
+    def _note_waiting(self, outcomes: Sequence[tuple[OutboxRow, Found | str | None]]) -> set[int]:
+        """Remember since when each row waits for a receipt of ours (rows resolved are forgotten)."""
+        waiting = {row.id for row, found in outcomes if found == WAIT}
+        for row, _ in outcomes:
+            if row.id not in waiting:
+                self._awaiting.pop(row.id, None)
+        if waiting:
+            self._count("receipt_waits_total")
+            log.info("%d records wait for the receipt of a transaction of ours that carried their numbers",
+                     len(waiting))
+        return waiting
+
+    def _mark_mined(self, tx_hashes: set[str]) -> None:
+        """A transaction settled as dropped (no receipt then) whose receipt has since shown: it was mined."""
+        self.store.conn.executemany("UPDATE chain_txs SET status = 'mined' WHERE tx_hash = ? AND "
+                                    "status = 'dropped'", [(h,) for h in sorted(tx_hashes)])
 
     def _renumber_foreign(self, ids: Sequence[int]) -> None:
         """Rows whose numbers the contract skipped although no transaction of ours carried them: the
@@ -481,20 +573,52 @@ class SyncService:
                     "transaction this gateway did not send (another device with this key?); renumbered")
         self._renumber(ids, "number used by another signer; renumbered")
 
-    def _outcome_from_history(self, row_id: int, seq: int) -> tuple[RecordOutcome, str] | None:
-        """What became of record ``seq`` in the newest successful transaction of ours that carried it."""
-        hashes = [h for (h,) in self.store.conn.execute(
-            "SELECT c.tx_hash FROM chain_txs c, json_each(c.outbox_ids) j WHERE j.value = ? "
-            "ORDER BY c.rowid DESC LIMIT 20", (row_id,))]
-        for tx_hash in hashes:
-            receipt = self._receipt(tx_hash)
-            if receipt is None or receipt["status"] != 1 or seq not in self._tx_seqs(tx_hash):
+    def _outcome_from_history(self, row_id: int, seq: int, seen: dict[str, Any]) -> Found | str | None:
+        """What became of record ``seq`` in the newest successful transaction of ours that carried it.
+        ``WAIT``: a transaction of ours carried it and may have landed it, but the node serves no receipt
+        for it yet. ``None``: none of ours did (the number was spent by another signer). ``seen`` caches
+        the node's answers for one round."""
+        txs = self.store.conn.execute(
+            "SELECT c.tx_hash, c.nonce, c.status FROM chain_txs c, json_each(c.outbox_ids) j "
+            "WHERE j.value = ? ORDER BY c.rowid DESC LIMIT 20", (row_id,)).fetchall()
+        receipts = {h: self._cached(seen, "receipt:" + h, partial(self._receipt, h)) for h, _, _ in txs}
+        mined_nonces = [n for h, n, status in txs if receipts[h] is not None or status == "mined"]
+        unresolved = False
+        for tx_hash, nonce, status in txs:
+            receipt = receipts[tx_hash]
+            if receipt is None:
+                sibling_mined = mined_nonces.count(nonce) > (status == "mined")
+                unresolved = unresolved or self._may_have_landed(row_id, tx_hash, status, sibling_mined, seen)
+                continue
+            if receipt["status"] != 1 or seq not in self._tx_seqs(tx_hash):
                 continue
             events = self._outcome_logs(receipt["logs"])
             outcome = record_outcomes(self.account.address, [seq], events)[seq]
             if outcome.state != SKIPPED:
                 return outcome, tx_hash
-        return None
+        return WAIT if unresolved else None
+
+    def _may_have_landed(self, row_id: int, tx_hash: str, status: str, sibling_mined: bool,
+                         seen: dict[str, Any]) -> bool:
+        if status == "replaced" or sibling_mined:
+            return False  # known not to have landed anything: asking the node is not needed
+        mined = self._cached(seen, "mined:" + tx_hash, partial(self._tx_mined, tx_hash))
+        since = self._awaiting.setdefault(row_id, self.monotonic())
+        return may_have_landed(status, sibling_mined, mined, self.monotonic() - since,
+                               int(self.tuning.receipt_grace_s * 1000))
+
+    @staticmethod
+    def _cached(seen: dict[str, Any], key: str, ask: Callable[[], Any]) -> Any:
+        if key not in seen:
+            seen[key] = ask()
+        return seen[key]
+
+    def _tx_mined(self, tx_hash: str) -> bool:
+        """Whether the node has the transaction in a block (it may serve the receipt only later)."""
+        try:
+            return self.w3.eth.get_transaction(HexStr(tx_hash)).get("blockNumber") is not None
+        except TransactionNotFound:
+            return False
 
     def _outcome_logs(self, logs: Sequence[Any]) -> list[DecodedEvent]:
         """The receipt's GateRecordRejected / GateRecordSkipped logs, decoded (the others, one per applied
@@ -560,6 +684,9 @@ class SyncService:
             self._clear_alert("clock_ahead")
         return chain_time
 
+    def _count(self, key: str, n: int = 1) -> None:
+        self.health_state.extra[key] = self.health_state.extra.get(key, 0) + n
+
     def _alert(self, code: str, detail: str) -> None:
         if self.health_state.alerts.get(code) != detail:
             log.warning("chain sync alert %s: %s", code, detail)
@@ -619,6 +746,7 @@ class SyncService:
                           str(fees.priority_fee), self.store.clock()))
             self.store.mark_outbox_in_flight(list(outbox_ids), sent_ref=tx_hash)
         self._broadcast_here.add(tx_hash)
+        self._sent_mono[tx_hash] = self.monotonic()
         self._broadcast(raw)
         return tx_hash
 
@@ -668,10 +796,18 @@ class SyncService:
             if (outcome is not None and outcome != NONCE_USED_NO_RECEIPT) or time.monotonic() >= deadline:
                 break
             self.sleep(0.02)
+        if outcome == NONCE_USED_NO_RECEIPT and any(self._tx_mined(tx.tx_hash) for tx in group):
+            # The node has our transaction in a block but serves no receipt yet (it indexes receipts a
+            # moment after the nonce moves): wait for it, never settle the rows without their outcome.
+            self._count("receipt_waits_total")
+            log.info("nonce %d: our transaction is mined but the node has no receipt yet; waiting",
+                     group[0].nonce)
+            return 0
         if outcome == NONCE_USED_NO_RECEIPT:
-            # No receipt for any of our hashes (another sender used the nonce, or a node indexes receipts a
-            # moment after the nonce moves): give the rows back; the next step checks their numbers
-            # against the high-water mark before sending any again.
+            # No receipt for any of our hashes, none of them mined as far as the node knows (another sender
+            # used the nonce, or a node that indexes late): give the rows back; the next step checks their
+            # numbers against the high-water mark before sending any again (and waits for a receipt of ours
+            # while one may still come, _outcome_from_history).
             self._close_group(group[0].nonce, list(group[-1].outbox_ids),
                               error=f"nonce {group[0].nonce} used without a known receipt; rechecking")
             self._chain_high = None
@@ -713,18 +849,24 @@ class SyncService:
             self._chain_high = max([*outcomes, self._chain_high or 0])
         if any(o.state == SKIPPED for o in outcomes.values()):
             self._chain_high = None  # someone else may be numbering with this key: ask the node again
-        resolved = []
+        resolved: list[tuple[OutboxRow, Found | str | None]] = []
+        seen: dict[str, Any] = {}
         for row in rows:
             outcome = outcomes.get(seqs.get(row.id, -1), RecordOutcome(SKIPPED))
             if outcome.state == SKIPPED:  # landed earlier: its outcome is in that transaction
-                found = self._outcome_from_history(row.id, seqs[row.id]) if row.id in seqs else None
+                found = self._outcome_from_history(row.id, seqs[row.id], seen) if row.id in seqs else None
                 resolved.append((row, found))
             else:
                 resolved.append((row, (outcome, tx_hash)))
+        waiting = self._note_waiting(resolved)
         with self.store.transaction():
             self._close_group(nonce, [], mined=tx_hash)
             self._renumber_foreign([row.id for row, found in resolved if found is None])
-            finished = sum(self._finish(row, *found) for row, found in resolved if found is not None)
+            self.store.mark_outbox_failed(sorted(waiting), "number carried by an earlier transaction of ours "
+                                          "whose receipt the node does not serve yet; waiting for it")
+            known = [(row, found) for row, found in resolved if isinstance(found, tuple)]
+            finished = sum(self._finish(row, *found) for row, found in known)
+            self._mark_mined({h for _, (_, h) in known if h != tx_hash})
         self.health_state.last_upload_tx = tx_hash
         return finished
 
@@ -737,12 +879,15 @@ class SyncService:
                          (mined, mined is not None, nonce))
             if not mined:
                 self.store.mark_outbox_failed(ids, error)
+            still_open = {h for (h,) in conn.execute("SELECT tx_hash FROM chain_txs WHERE status = "
+                                                     "'pending'")}
+        self._sent_mono = {h: at for h, at in self._sent_mono.items() if h in still_open}
 
     def _maybe_replace(self, group: list[OpenTx]) -> None:
         newest = group[-1]
         if not self._node_knows(newest.tx_hash):
             self._broadcast(newest.raw_tx)  # lost by the node (restart, crash before broadcast)
-        age_s = (self.store.clock() - newest.sent_at_ms) / 1000
+        age_s = self._age_ms(newest) / 1000
         if age_s < self.tuning.stuck_after_s:
             return
         base, tip = self._fees()
@@ -754,6 +899,20 @@ class SyncService:
         new_hash = self._sign_record_broadcast(replacement, newest.nonce, newest.outbox_ids, fees)
         log.info("replaced stuck transaction %s with %s (nonce %d, max fee %d wei)", newest.tx_hash, new_hash,
                  newest.nonce, fees.max_fee)
+
+    def _age_ms(self, tx: OpenTx) -> int:
+        """How long ``tx`` has waited: on the store's clock and, when this process signed it, on the
+        monotonic clock (the larger). A ``sent_at_ms`` in the future (signed while the clock ran ahead, then
+        NTP stepped it back) is rewritten to now: the stuck timer restarts once instead of never running."""
+        now = self.store.clock()
+        if tx.sent_at_ms > now:
+            with self.store.transaction() as conn:
+                conn.execute("UPDATE chain_txs SET sent_at_ms = ? WHERE tx_hash = ?", (now, tx.tx_hash))
+            log.warning("transaction %s was stamped %d s in the future (the clock stepped back since); its "
+                        "stuck timer restarts now", tx.tx_hash, (tx.sent_at_ms - now) // 1000)
+        signed_at = self._sent_mono.get(tx.tx_hash)
+        here_ms = None if signed_at is None else self.monotonic() - signed_at
+        return tx_age_ms(now, min(tx.sent_at_ms, now), here_ms)
 
     def _rebuild(self, old: OpenTx, fees: Fees) -> dict[str, Any]:
         """The same call (same rows, same numbers, same nonce) with new fees, rebuilt from the outbox rows."""
@@ -770,7 +929,7 @@ class SyncService:
         return True
 
     def _waiting_for_receipt(self) -> bool:
-        return bool(self._open_txs())
+        return bool(self._open_txs()) or bool(self._awaiting)
 
 
 REJECTED_SHOWN = 10
@@ -849,15 +1008,20 @@ def connect(rpc_url: str, timeout_s: float = 10.0) -> Web3:
                                   exception_retry_configuration=None))
 
 
-def service_from_config(cfg: Config, tuning: SyncTuning = SyncTuning()) -> SyncService:
-    """Open the store, decrypt the gateway key and build the service (call it in the sync thread)."""
+def service_from_config(cfg: Config, tuning: SyncTuning = SyncTuning(),
+                        clock: TrustedClock | None = None) -> SyncService:
+    """Open the store, decrypt the gateway key and build the service (call it in the sync thread). The
+    store stamps with ``clock``'s best time (the daemon's; by default one of this process, seeded with the
+    store's floor), never the bare wall clock (docs/ARCHITECTURE.md, "Time")."""
     chain = cfg.chain
     if not chain.enabled:
         raise SyncError(f"{cfg.source}: chain.enabled is false; nothing to sync")
     if chain.keystore is None:
         raise SyncError(f"{cfg.source}: chain.keystore is not set")
     account = load_account(chain.keystore, read_password(chain.password_file))
-    store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms)
+    best = clock or TrustedClock(tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
+    store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms, clock=best.now_ms)
+    best.observe(store.clock_floor())
     return SyncService(connect(chain.rpc_url), store, account, chain, cfg.gateway.lot_id, tuning)
 
 

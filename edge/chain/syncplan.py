@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -50,26 +50,66 @@ def confirmed_head(head: int, confirmations: int) -> int:
     return head - confirmations
 
 
-def plan_windows(first: int, last: int, size: int) -> list[tuple[int, int]]:
-    """Inclusive ``[from, to]`` block ranges of at most ``size`` blocks covering ``first..last``."""
+def plan_windows(first: int, last: int, size: int, limit: int | None = None) -> Iterator[tuple[int, int]]:
+    """Inclusive ``[from, to]`` block ranges of at most ``size`` blocks covering ``first..last``, the first
+    ``limit`` of them when given. Lazy: a huge ``last`` (a lying node's head) costs nothing until iterated."""
     if size < 1:
         raise ValueError(f"window size must be >= 1, got {size}")
-    return [(start, min(start + size - 1, last)) for start in range(first, last + 1, size)]
+    starts = range(first, last + 1, size)
+    if limit is not None:
+        starts = starts[:max(limit, 0)]  # a range slice: still lazy
+    return ((start, min(start + size - 1, last)) for start in starts)
 
 
-def common_ancestor(stored: Sequence[ChainBlock], chain_hash: Callable[[int], str | None]) -> int | None:
-    """Walk the stored blocks newest first; the first whose hash the chain still has is the common
-    ancestor. ``None``: the newest stored block is still canonical (no reorg). ``-1``: no stored block
-    is canonical any more (roll back everything)."""
-    for index, block in enumerate(sorted(stored, key=lambda b: b.number, reverse=True)):
-        if chain_hash(block.number) == block.hash:
-            return None if index == 0 else block.number
-    return -1 if stored else None
+def windows_left(first: int, last: int, size: int) -> int:
+    """How many windows of ``size`` blocks ``first..last`` still needs (0 when caught up)."""
+    return len(range(first, last + 1, size))
+
+
+@dataclass(frozen=True)
+class Fork:
+    """The chain left the stored blocks: roll back to ``ancestor`` (-1: no stored block is canonical)."""
+
+    ancestor: int
+
+
+@dataclass(frozen=True)
+class NodeBehind:
+    """The node lacks stored block ``missing`` (its head is below it, or it has no block there): it is
+    behind this gateway, not on another branch. Roll back nothing; wait for it to catch up."""
+
+    missing: int
+    head: int
+
+
+def common_ancestor(stored: Sequence[ChainBlock], head: int,
+                    chain_hash: Callable[[int], str | None]) -> Fork | NodeBehind | None:
+    """Walk the stored blocks newest first. ``None``: the newest is still canonical (no reorg). A block
+    the chain holds with a DIFFERENT hash is orphaned; the first that matches is the common ancestor
+    (:class:`Fork`). A block the node does not have (``chain_hash`` gives ``None``, or it is above
+    ``head``) proves nothing about a fork: :class:`NodeBehind`."""
+    newest_first = sorted(stored, key=lambda b: b.number, reverse=True)
+    if newest_first and newest_first[0].number > head:
+        return NodeBehind(newest_first[0].number, head)
+    for index, block in enumerate(newest_first):
+        found = chain_hash(block.number)
+        if found is None:
+            return NodeBehind(block.number, head)
+        if found == block.hash:
+            return None if index == 0 else Fork(block.number)
+    return Fork(-1) if stored else None
 
 
 def lot_bytes(gateway_lot_id: str) -> bytes:
     """The contract's ``bytes32 lotId`` of ``gateway.lot_id`` (a lot code such as ``LOT-NORD-1``)."""
     return chain_lot_id(chain_lot_code(gateway_lot_id))
+
+
+def of_lot(args: Mapping[str, Any], lot: bytes) -> bool:
+    """Whether a decoded log's indexed ``lotId`` is ``lot`` (every log the down direction applies has
+    one; a log without it is nobody's)."""
+    value = args.get("lotId")
+    return isinstance(value, bytes | bytearray) and bytes(value) == lot
 
 
 @dataclass(frozen=True)
@@ -255,6 +295,24 @@ def _reason_name(value: Any) -> str:
         return RejectReason(int(value)).name
     except ValueError:
         return f"reason {value}"
+
+
+def may_have_landed(status: str, sibling_mined: bool, mined_per_node: bool, waited_ms: int,
+                    grace_ms: int) -> bool:
+    """Whether a transaction of ours that carried a record number, and whose receipt the node does not
+    serve, may still be the one that landed it (then wait; never renumber). Known not to: it was
+    replaced (``status``) or another transaction of ours with its nonce was mined (``sibling_mined``).
+    The node saying it is mined (``mined_per_node``) means wait however long. Otherwise it is taken as
+    dropped once it has been waited for ``grace_ms``: its number was spent by another signer."""
+    if status == "replaced" or sibling_mined:
+        return False
+    return mined_per_node or waited_ms < grace_ms
+
+
+def tx_age_ms(now_ms: int, sent_at_ms: int, monotonic_age_ms: int | None) -> int:
+    """How long a transaction has waited: on the wall clock (never below 0: a stamp in the future is a
+    clock that stepped back) or, for one this process sent, on the monotonic clock, whichever is more."""
+    return max(now_ms - sent_at_ms, monotonic_age_ms or 0, 0)
 
 
 def retry_rejected(reason: str, attempts: int) -> bool:

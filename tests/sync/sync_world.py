@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.providers import HTTPProvider
 
 from edge.chain.commitment import plate_commitment
 from edge.chain.contract import RentalClient, deploy
@@ -70,6 +72,33 @@ class World:
         rental_id, start = self.listing(lead_s=lead_s)
         commitment = bytes.fromhex(self.commitment(plate)[2:])
         return self.renter.request_rental(rental_id, start, start + 2 * HOUR, commitment).return_value
+
+
+Answer = dict[str, Any]
+Hook = Callable[[str, Any, Callable[..., Answer]], Answer]
+
+
+class Tamper(HTTPProvider):
+    """The real node (anvil) behind a hook that may rewrite its answers: ``hook(method, params, real)``
+    returns the answer (``real()`` asks the node, ``real(other_params)`` asks it something else). It
+    simulates a lying, lagging or filtering node; the node itself is never mocked."""
+
+    def __init__(self, url: str, hook: Hook) -> None:
+        super().__init__(url, exception_retry_configuration=None)
+        self.hook = hook
+
+    def make_request(self, method: Any, params: Any) -> Any:
+        return self.hook(method, params, lambda asked=params: super(Tamper, self).make_request(method, asked))
+
+
+def tampered(world: World, hook: Hook) -> Web3:
+    """A client of the world's node whose answers pass through ``hook``."""
+    return Web3(Tamper(world.w3.provider.endpoint_uri, hook))  # type: ignore[attr-defined]
+
+
+def answer(result: object) -> Answer:
+    """A JSON-RPC answer carrying ``result`` (``None``: "not found")."""
+    return {"jsonrpc": "2.0", "id": 1, "result": result}
 
 
 def build_world(w3: Web3) -> World:

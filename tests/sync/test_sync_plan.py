@@ -1,4 +1,5 @@
-"""Pure sync decisions: windows, reorg ancestor, batches, fees, replacement bump, backoff."""
+"""Pure sync decisions: windows, reorg ancestor or node behind, lot of a log, batches, receipts that do not
+come, transaction age, fees, replacement bump, backoff."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from edge.chain.contract import (
 from edge.chain.syncplan import (
     MAX_REJECTED_RETRIES,
     Fees,
+    Fork,
+    NodeBehind,
     RecordError,
     RecordOutcome,
     assemble_batch,
@@ -30,10 +33,15 @@ from edge.chain.syncplan import (
     gate_record,
     initial_fees,
     latest_stamp,
+    lot_bytes,
+    may_have_landed,
+    of_lot,
     plan_windows,
     record_batch_calldata,
     record_outcomes,
     retry_rejected,
+    tx_age_ms,
+    windows_left,
 )
 from edge.store.rows import ChainBlock, OutboxRow
 from edge.tools.anvil import dev_account
@@ -60,6 +68,21 @@ def test_windows_cover_the_range_exactly_once_within_the_size(first: int, last: 
     assert all(b - a + 1 <= size for a, b in windows)
 
 
+@given(st.integers(0, 10_000), st.integers(-1, 10_000), st.integers(1, 3000), st.integers(0, 20))
+def test_a_limit_takes_the_first_windows_and_counts_the_rest(first: int, last: int, size: int,
+                                                             limit: int) -> None:
+    every = list(plan_windows(first, last, size))
+    taken = list(plan_windows(first, last, size, limit))
+    assert taken == every[:limit]
+    after = taken[-1][1] + 1 if taken else first
+    assert windows_left(after, last, size) == len(every) - len(taken)
+
+
+def test_windows_of_an_absurd_head_are_planned_lazily() -> None:
+    assert list(plan_windows(7, 2**62, 1000, limit=2)) == [(7, 1006), (1007, 2006)]
+    assert windows_left(0, 2**62, 1) == 2**62 + 1  # counted, never listed
+
+
 def test_window_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="window size"):
         plan_windows(0, 10, 0)
@@ -72,11 +95,24 @@ def _blocks(numbers: list[int], tag: str) -> list[ChainBlock]:
 def test_common_ancestor_is_the_newest_stored_block_the_chain_still_has() -> None:
     stored = _blocks([10, 12, 15, 20], "a")
     same = {b.number: b.hash for b in stored}
-    assert common_ancestor(stored, same.get) is None  # no reorg
+    assert common_ancestor(stored, 20, same.get) is None  # no reorg
     forked = dict(same) | {15: "0x" + "f" * 64, 20: "0x" + "e" * 64}
-    assert common_ancestor(stored, forked.get) == 12
-    assert common_ancestor(stored, lambda n: None) == -1  # everything orphaned
-    assert common_ancestor([], lambda n: None) is None
+    assert common_ancestor(stored, 25, forked.get) == Fork(12)
+    everything = {n: "0x" + "e" * 64 for n in same}
+    assert common_ancestor(stored, 20, everything.get) == Fork(-1)  # everything orphaned
+    assert common_ancestor([], 0, lambda n: None) is None
+
+
+def test_a_node_without_our_blocks_is_behind_not_a_reorg() -> None:
+    stored = _blocks([10, 12, 15, 20], "a")
+    same = {b.number: b.hash for b in stored}
+    assert common_ancestor(stored, 17, same.get) == NodeBehind(20, 17)  # head below our newest block
+    lagging = {n: h for n, h in same.items() if n <= 12}
+    assert common_ancestor(stored, 20, lagging.get) == NodeBehind(20, 20)  # it says 20, has not got it
+    forked_then_missing = dict(same) | {20: "0x" + "e" * 64}
+    del forked_then_missing[15]
+    assert common_ancestor(stored, 20, forked_then_missing.get) == NodeBehind(15, 20)  # never roll back
+    assert common_ancestor(stored, 20, lambda n: None) == NodeBehind(20, 20)
 
 
 @given(st.lists(st.integers(0, 500), min_size=1, max_size=30, unique=True), st.integers(0, 500))
@@ -84,8 +120,40 @@ def test_common_ancestor_matches_a_fork_at_any_height(numbers: list[int], fork: 
     stored = _blocks(numbers, "a")
     chain = {b.number: (b.hash if b.number <= fork else "0x" + "9" * 64) for b in stored}
     below = [n for n in numbers if n <= fork]
-    expected = None if max(numbers) <= fork else (max(below) if below else -1)
-    assert common_ancestor(stored, chain.get) == expected
+    expected = None if max(numbers) <= fork else Fork(max(below) if below else -1)
+    assert common_ancestor(stored, max(numbers), chain.get) == expected
+
+
+@given(st.lists(st.integers(0, 500), min_size=1, max_size=30, unique=True), st.integers(0, 500))
+def test_a_lagging_node_never_causes_a_rollback(numbers: list[int], head: int) -> None:
+    stored = _blocks(numbers, "a")
+    chain = {b.number: b.hash for b in stored if b.number <= head}  # the same chain, only shorter
+    verdict = common_ancestor(stored, head, chain.get)
+    assert verdict is None if max(numbers) <= head else verdict == NodeBehind(max(numbers), head)
+
+
+def test_only_logs_of_this_lot_are_of_this_lot() -> None:
+    lot = lot_bytes("LOT-1")
+    assert of_lot({"lotId": lot, "bookingId": 1}, lot)
+    assert not of_lot({"lotId": lot_bytes("LOT-2")}, lot)
+    assert not of_lot({"bookingId": 1}, lot) and not of_lot({"lotId": "LOT-1"}, lot)
+
+
+def test_a_transaction_without_receipt_is_waited_for_unless_known_not_to_have_landed() -> None:
+    grace = 600_000
+    assert may_have_landed("dropped", False, mined_per_node=True, waited_ms=10 * grace, grace_ms=grace)
+    assert may_have_landed("dropped", False, mined_per_node=False, waited_ms=grace - 1, grace_ms=grace)
+    assert may_have_landed("mined", False, mined_per_node=False, waited_ms=0, grace_ms=grace)
+    assert not may_have_landed("dropped", False, mined_per_node=False, waited_ms=grace, grace_ms=grace)
+    assert not may_have_landed("replaced", False, mined_per_node=True, waited_ms=0, grace_ms=grace)
+    assert not may_have_landed("dropped", True, mined_per_node=True, waited_ms=0, grace_ms=grace)
+
+
+def test_age_of_a_transaction_survives_a_clock_step_back() -> None:
+    assert tx_age_ms(now_ms=100_000, sent_at_ms=40_000, monotonic_age_ms=None) == 60_000
+    assert tx_age_ms(now_ms=100_000, sent_at_ms=86_500_000, monotonic_age_ms=None) == 0  # never negative
+    assert tx_age_ms(now_ms=100_000, sent_at_ms=99_000, monotonic_age_ms=61_000) == 61_000  # this process
+    assert tx_age_ms(now_ms=100_000, sent_at_ms=0, monotonic_age_ms=5_000) == 100_000
 
 
 def test_gate_record_maps_kinds_bookings_commitments_and_seconds() -> None:
