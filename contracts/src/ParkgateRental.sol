@@ -7,7 +7,8 @@ import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 
 /// @title ParkgateRental (v2): parking-space sharing with verified owners, escrowed bookings and gate records.
 /// @notice Lifecycle (see docs/contract.md):
-///  1. a VERIFIER attests an owner (`verifyOwner`); unverified owners cannot register spaces or list;
+///  1. a VERIFIER attests an owner (`verifyOwner`); unverified (or revoked) owners cannot register spaces
+///     or list, and their listings take no bookings; a verifier may cancel any listing;
 ///  2. a verified owner lists a rental event for one of its spaces (`createRentalEvent`);
 ///  3. the listing emits `FirstAssociation` (space <-> lot address info <-> rental event);
 ///  4. a renter books a window inside the listing, paying the exact escrow and a vehicle commitment
@@ -23,9 +24,18 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     bytes32 public constant VERIFIER_ROLE = keccak256("VERIFIER_ROLE");
     bytes32 public constant LOT_ADMIN_ROLE = keccak256("LOT_ADMIN_ROLE");
 
-    /// @notice The gateway admits a booked car from `start - GRACE_PERIOD`; from then on the booking cannot
-    /// be cancelled (a car may already be inside).
+    /// @notice The gateway admits a booked car from `start - GRACE_PERIOD` (its `grace_before_s` must not
+    /// exceed it); a check-in record stamped earlier is rejected `OutsideWindow`.
     uint64 public constant GRACE_PERIOD = 15 minutes;
+    /// @notice A booking can be cancelled (by its renter, or with its listing) only before
+    /// `start - CANCEL_CUTOFF`. The cutoff lies 45 minutes before the admission window (`start - GRACE_PERIOD`)
+    /// because the gateway learns of a cancellation only after its confirmations (2 blocks) and its next
+    /// poll of the chain, and keeps admitting from its cache while the node is slow or unreachable. Were the
+    /// cutoff the admission start, a cancel mined just before it would still find the gate open: the car
+    /// parks, its check-in is rejected and the renter has the full refund (free parking). 45 minutes cover
+    /// minutes of confirmations and polling with a wide margin for a lagging node; a renter still cancels
+    /// up to an hour before the booked start.
+    uint64 public constant CANCEL_CUTOFF = 1 hours;
     /// @notice Gate record timestamps may be at most this far ahead of the block time (gateway clock skew).
     uint64 public constant MAX_CLOCK_SKEW = 5 minutes;
     /// @notice Gate records about a booking are accepted until `end + RECORD_DEADLINE`; only after it may anyone
@@ -41,6 +51,12 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     uint256 public constant MAX_ACTIVE_RENTALS = 32;
     /// @notice Longest rental event window; also keeps `end + RECORD_DEADLINE` far from uint40 overflow.
     uint64 public constant MAX_RENTAL_WINDOW = 366 days;
+    /// @notice A booking may start at most this far after the block time. Two weeks cover how parking is
+    /// booked (a trip, a fortnight of commuting) while every booking reaches its cancel cutoff within two
+    /// weeks: a griefer can no longer park refundable bookings at the far end of a 366-day listing for
+    /// months; holding the 32 live slots takes a cancel and a re-book per slot every two weeks, and a
+    /// missed cancel costs the escrow. It does not make griefing expensive (see docs/contract.md).
+    uint64 public constant MAX_ADVANCE = 14 days;
 
     enum RecordKind { CheckIn, CheckOut, Denied }
     enum BookingStatus { None, Requested, CheckedIn, CheckedOut, Settled, Cancelled, Expired }
@@ -111,6 +127,8 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     mapping(address payee => uint256 amount) public pendingWithdrawal;
     mapping(uint256 spaceId => uint256[] rentalIds) private _liveRentals;
     mapping(uint256 rentalId => uint256[] bookingIds) private _liveBookings;
+    /// @notice The space registered at `keccak256(bytes(location))` in a lot (0: none): a bay is listed once.
+    mapping(bytes32 lotId => mapping(bytes32 locationHash => uint256 spaceId)) public spaceAt;
 
     uint32 public lotCount;
     uint256 public spaceCount;
@@ -156,6 +174,8 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     error NotSpaceOwner(uint256 spaceId, address account);
     error UnknownRentalEvent(uint256 rentalId);
     error NotRentalOwner(uint256 rentalId, address account);
+    error SpaceExists(bytes32 lotId, string location, uint256 spaceId);
+    error TooFarAhead(uint64 start, uint64 latest);
     error RentalEventCancelledAlready(uint256 rentalId);
     error InvalidWindow(uint64 start, uint64 end);
     error BookingTooShort(uint64 length, uint64 minimum);
@@ -223,11 +243,19 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         emit GatewaySet(lotId, gateway, enabled);
     }
 
+    /// @notice Register a space of the sender (a verified owner) at `location` in a lot. A location is
+    /// registered once per lot (exact bytes; `SpaceExists` otherwise), so no bay is listed twice. Any
+    /// verified owner may register in any lot: the lot admin does not approve spaces (docs/contract.md,
+    /// known limits).
     function registerSpace(bytes32 lotId, string calldata location) external returns (uint256 spaceId) {
         if (!isVerifiedOwner(msg.sender)) revert NotVerifiedOwner(msg.sender);
         if (!_lots[lotId].exists) revert UnknownLot(lotId);
         if (bytes(location).length == 0) revert EmptyString();
+        bytes32 key = keccak256(bytes(location));
+        uint256 existing = spaceAt[lotId][key];
+        if (existing != 0) revert SpaceExists(lotId, location, existing);
         spaceId = ++spaceCount;
+        spaceAt[lotId][key] = spaceId;
         _spaces[spaceId] = Space({lotId: lotId, owner: msg.sender, location: location});
         emit SpaceRegistered(spaceId, lotId, msg.sender, location);
     }
@@ -258,17 +286,20 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         emit FirstAssociation(rentalId, spaceId, space.lotId, _lots[space.lotId].geohash, space.location);
     }
 
-    /// @notice The owner withdraws a listing; bookings not yet in their admission window are refunded in full.
-    /// A checked-in booking, or one whose car may already be inside (from `start - GRACE_PERIOD`), blocks it.
+    /// @notice The owner, or a verifier (e.g. for an owner it revoked), withdraws a listing; its live bookings
+    /// are refunded in full. A checked-in booking, or one past its cancel cutoff (`start - CANCEL_CUTOFF`:
+    /// its car may be admitted before the gateway sees the cancellation), blocks it.
     function cancelRentalEvent(uint256 rentalId) external {
         RentalEvent storage rental = _rentalOf(rentalId);
-        if (rental.owner != msg.sender) revert NotRentalOwner(rentalId, msg.sender);
+        if (rental.owner != msg.sender && !hasRole(VERIFIER_ROLE, msg.sender)) {
+            revert NotRentalOwner(rentalId, msg.sender);
+        }
         if (rental.cancelled) revert RentalEventCancelledAlready(rentalId);
         uint256[] storage live = _liveBookings[rentalId];
         for (uint256 i = 0; i < live.length; i++) {
             Booking storage booking = _bookings[live[i]];
             if (booking.status == BookingStatus.CheckedIn) revert HasCheckedInBooking(rentalId, live[i]);
-            if (booking.status == BookingStatus.Requested && _admissionOpen(booking)) {
+            if (booking.status == BookingStatus.Requested && _pastCancelCutoff(booking)) {
                 revert TooLateToCancel(live[i]);
             }
         }
@@ -289,7 +320,8 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     // ---------------------------------------------------------------- step 4: rental request with escrow + commitment
 
     /// @notice Book [start, end) inside a listing; `msg.value` must equal `quote(rentalId, start, end)`.
-    /// At least `MIN_BOOKING` long; at most `MAX_BOOKINGS_PER_RENTER` live bookings per renter and listing.
+    /// At least `MIN_BOOKING` long, starting at most `MAX_ADVANCE` ahead; at most `MAX_BOOKINGS_PER_RENTER`
+    /// live bookings per renter and listing. The listing's owner must still be verified.
     function requestRental(uint256 rentalId, uint64 start, uint64 end, bytes32 vehicleCommitment)
         external
         payable
@@ -298,9 +330,12 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     {
         RentalEvent storage rental = _rentalOf(rentalId);
         if (rental.cancelled) revert RentalEventCancelledAlready(rentalId);
+        if (!isVerifiedOwner(rental.owner)) revert NotVerifiedOwner(rental.owner);
         if (start >= end || start < rental.start || end > rental.end || end <= block.timestamp) {
             revert InvalidWindow(start, end);
         }
+        uint64 latest = uint64(block.timestamp) + MAX_ADVANCE;
+        if (start > latest) revert TooFarAhead(start, latest);
         if (end - start < MIN_BOOKING) revert BookingTooShort(end - start, MIN_BOOKING);
         if (vehicleCommitment == bytes32(0)) revert EmptyCommitment();
         uint256 escrow = _cost(rental.pricePerHour, end - start);
@@ -323,13 +358,14 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         return _cost(_rentalOf(rentalId).pricePerHour, end - start);
     }
 
-    /// @notice The renter cancels before the admission window opens (`start - GRACE_PERIOD`): full refund.
-    /// From then on a car may be inside, so the booking runs its course (no free parking).
+    /// @notice The renter cancels before the cancel cutoff (`start - CANCEL_CUTOFF`): full refund. From then
+    /// on the gateway may admit the car before it sees the cancellation, so the booking runs its course
+    /// (no free parking).
     function cancelBooking(uint256 bookingId) external {
         Booking storage booking = _bookingOf(bookingId);
         if (booking.renter != msg.sender) revert NotRenter(bookingId, msg.sender);
         _requireStatus(bookingId, booking, BookingStatus.Requested);
-        if (_admissionOpen(booking)) revert TooLateToCancel(bookingId);
+        if (_pastCancelCutoff(booking)) revert TooLateToCancel(bookingId);
         booking.status = BookingStatus.Cancelled;
         _removeId(_liveBookings[booking.rentalId], bookingId);
         _credit(booking.renter, booking.escrow);
@@ -520,9 +556,9 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         emit Settled(bookingId, rental.lotId, toOwner, refund);
     }
 
-    /// @dev True from `start - GRACE_PERIOD` on: the gateway may have admitted the car.
-    function _admissionOpen(Booking storage booking) private view returns (bool) {
-        return block.timestamp + GRACE_PERIOD >= booking.start;
+    /// @dev True from `start - CANCEL_CUTOFF` on: the gateway may admit the car before it sees a cancellation.
+    function _pastCancelCutoff(Booking storage booking) private view returns (bool) {
+        return block.timestamp + CANCEL_CUTOFF >= booking.start;
     }
 
     function _credit(address payee, uint256 amount) private {

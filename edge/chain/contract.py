@@ -389,6 +389,11 @@ class RentalClient:
     def register_space(self, lot_id: bytes, location: str) -> TxResult:
         return self._write(self.contract.functions.registerSpace(lot_id, location))
 
+    def space_at(self, lot_id: bytes, location: str) -> int:
+        """The id of the space registered at ``location`` in the lot, 0 when none (a location is
+        registered once per lot)."""
+        return int(self._read("spaceAt", lot_id, keccak(text=location)))
+
     def get_lot(self, lot_id: bytes) -> Lot:
         return Lot(*self._read("getLot", lot_id))
 
@@ -402,6 +407,7 @@ class RentalClient:
         return self._write(self.contract.functions.createRentalEvent(space_id, start, end, price_per_hour))
 
     def cancel_rental_event(self, rental_id: int) -> TxResult:
+        """Withdraw a listing: its owner's, or any listing when the sender is a verifier."""
         return self._write(self.contract.functions.cancelRentalEvent(rental_id))
 
     def get_rental_event(self, rental_id: int) -> RentalEvent:

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 from edge.chain.contract import ChainBookingStatus, ContractRevert
 from edge.chain.windows import (
+    CANCEL_CUTOFF_S,
     GRACE_PERIOD_S,
     MIN_BOOKING_S,
     booking_window_problem,
     rental_window_problem,
+    too_far_ahead_problem,
     utc,
 )
 
@@ -65,11 +67,15 @@ def _invalid_window(args: tuple, ctx: RevertContext) -> str:
 Sentence = Callable[[tuple, RevertContext], str]
 
 SENTENCES: dict[str, Sentence] = {
-    "NotVerifiedOwner": lambda a, c: f"account {a[0]} is not a verified owner: ask the lot operator to run "
-    "`parkgate lot owner verify` for it first",
+    "NotVerifiedOwner": lambda a, c: f"account {a[0]} is not a verified owner (never verified, or revoked): "
+    "spaces, listings and bookings need a verified owner; the lot operator runs `parkgate lot owner verify`",
     "UnknownLot": lambda a, c: f"lot {_lot(a[0])} is not registered on this contract: run "
     "`parkgate lot register` first or check --lot",
     "LotExists": lambda a, c: f"lot {_lot(a[0])} is already registered: choose another lot code",
+    "SpaceExists": lambda a, c: f"location {a[1]!r} of lot {_lot(a[0])} is already registered as space "
+    f"{a[2]}: a bay is registered once; see `parkgate lot spaces`",
+    "TooFarAhead": lambda a, c: too_far_ahead_problem(int(a[0]), int(a[1])) or f"the booking starts "
+    f"{utc(int(a[0]))}, after the latest start allowed ({utc(int(a[1]))}): choose a start nearer now",
     "UnknownSpace": lambda a, c: f"space {a[0]} does not exist: see `parkgate lot spaces` for the ids",
     "NotSpaceOwner": lambda a, c: f"space {a[0]} belongs to another owner than {a[1]}: "
     "use that owner's keystore",
@@ -99,8 +105,9 @@ SENTENCES: dict[str, Sentence] = {
     "BookingNotActive": lambda a, c: f"booking {a[0]} is {_status(a[1])}, and this step needs another state: "
     "see `parkgate lot bookings` for its state",
     "AlreadySettled": lambda a, c: f"booking {a[0]} is already settled: nothing to do",
-    "TooLateToCancel": lambda a, c: f"booking {a[0]} can no longer be cancelled: from {GRACE_PERIOD_S // 60} "
-    "minutes before its start the car may be inside, so it runs its course",
+    "TooLateToCancel": lambda a, c: f"booking {a[0]} can no longer be cancelled: from "
+    f"{CANCEL_CUTOFF_S // 60} minutes before its start (the gate admits from {GRACE_PERIOD_S // 60} "
+    "minutes before, and learns of a cancellation only minutes later) the booking runs its course",
     "NotYetExpired": lambda a, c: f"booking {a[0]} can only be expired or settled as overdue after "
     f"{utc(int(a[1]))}: try again then",
     "HasCheckedInBooking": lambda a, c: f"rental event {a[0]} has a car checked in (booking {a[1]}): wait "

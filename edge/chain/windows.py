@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 MIN_BOOKING_S = 3600  # ParkgateRental.MIN_BOOKING
 MAX_RENTAL_WINDOW_S = 366 * 24 * 3600  # ParkgateRental.MAX_RENTAL_WINDOW
 MAX_END = 2**39  # ParkgateRental: a rental event's end must stay below 2**39
-GRACE_PERIOD_S = 15 * 60  # ParkgateRental.GRACE_PERIOD: admission (and no more cancelling) from start - grace
+GRACE_PERIOD_S = 15 * 60  # ParkgateRental.GRACE_PERIOD: the gateway admits a booked car from start - grace
+CANCEL_CUTOFF_S = 3600  # ParkgateRental.CANCEL_CUTOFF: no cancelling from start - cutoff (before admission)
+MAX_ADVANCE_S = 14 * 24 * 3600  # ParkgateRental.MAX_ADVANCE: a booking starts at most this far after now
 RECORD_DEADLINE_S = 24 * 3600  # ParkgateRental.RECORD_DEADLINE: expire / settle overdue after end + this
 
 
@@ -58,8 +60,8 @@ def rental_window_problem(start: int, end: int, now: int) -> str | None:
 
 
 def booking_window_problem(start: int, end: int, now: int, rental_start: int, rental_end: int) -> str | None:
-    """Why ``requestRental(start, end)`` would revert (InvalidWindow or BookingTooShort) at chain time
-    ``now`` for a rental event open over [rental_start, rental_end), or None."""
+    """Why ``requestRental(start, end)`` would revert (InvalidWindow, BookingTooShort or TooFarAhead) at
+    chain time ``now`` for a rental event open over [rental_start, rental_end), or None."""
     if start >= end:
         return f"the booking ends ({utc(end)}) before it starts ({utc(start)}): give an end after the start"
     if end <= now:
@@ -71,4 +73,13 @@ def booking_window_problem(start: int, end: int, now: int, rental_start: int, re
     if end - start < MIN_BOOKING_S:
         return (f"the booking is {(end - start) // 60} minutes long; the shortest booking is "
                 f"{MIN_BOOKING_S // 60} minutes")
-    return None
+    return too_far_ahead_problem(start, now + MAX_ADVANCE_S)
+
+
+def too_far_ahead_problem(start: int, latest: int) -> str | None:
+    """Why a booking starting at ``start`` would revert TooFarAhead when the latest allowed start is
+    ``latest`` (chain time + MAX_ADVANCE), or None."""
+    if start <= latest:
+        return None
+    return (f"the booking starts {utc(start)}, more than {MAX_ADVANCE_S // 86400} days ahead: book a start "
+            f"at or before {utc(latest)}")

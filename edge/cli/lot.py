@@ -3,17 +3,19 @@
     parkgate lot deploy                                          the contract (the sender is its admin)
     parkgate lot register --lot CODE --geohash G                 a lot
     parkgate lot gateway add|remove --lot CODE --address A [--fund ETH]
-    parkgate lot owner verify|revoke --address A [--attestation 0x..]
+    parkgate lot owner verify --address A --attestation 0x..     (a verifier) | revoke --address A
     parkgate lot space add --lot CODE --location L               (a verified owner's keystore)
     parkgate lot rental add --space N --start T --end T --price-per-hour-wei W   (the owner's)
-    parkgate lot rental cancel --rental N
+    parkgate lot rental cancel --rental N                         (the owner's, or a verifier's)
     parkgate lot book --rental N --start T --end T --commitment 0x..            (a renter's)
     parkgate lot spaces|rentals|bookings --lot CODE              what the chain holds, with states
     parkgate lot expire --booking N | settle --booking N.. [--overdue] | withdraw | credit --address A
 
 Common options: --rpc URL, --contract ADDRESS, --json; writes sign with --keystore FILE and
 --password-file FILE (a key is never taken on the command line). A refused call prints one sentence
-naming what to change (edge.chain.reverts), not the Solidity error.
+naming what to change (edge.chain.reverts), not the Solidity error. A number out of range (an id, a
+price, a time, a block, an amount of ether) is refused by the parser, naming the option and the range,
+before anything is sent.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ if TYPE_CHECKING:
     from edge.chain.contract import RentalClient
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
+UINT64_MAX = 2**64 - 1
+UINT96_MAX = 2**96 - 1  # ParkgateRental: prices and escrows are stored as uint96 (ValueTooLarge above)
+UINT256_MAX = 2**256 - 1
+WEI_PER_ETHER = 10**18
+MAX_FUND_ETHER = 10**9
 
 
 class LotError(Exception):
@@ -40,6 +47,74 @@ class LotError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------- parser
+
+
+def _bound(value: int) -> str:
+    """``2**64 - 1`` rather than twenty digits."""
+    for bits in (64, 96, 256):
+        if value == 2**bits - 1:
+            return f"2**{bits} - 1"
+    return str(value)
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``[low, high]``; argparse names the option in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (allowed: {low} to "
+                                             f"{_bound(high)})") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: {low} to {_bound(high)})")
+        return value
+
+    return parse
+
+
+ID = int_in(1, UINT256_MAX)  # space, rental event and booking ids: uint256, numbered from 1
+
+
+def chain_time(text: str) -> int:
+    """An argparse type: unix seconds or ISO 8601 (edge.chain.windows.parse_time), within the contract's
+    uint64 times."""
+    from edge.chain.windows import parse_time
+
+    try:
+        value = parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 <= value <= UINT64_MAX:
+        raise argparse.ArgumentTypeError(f"time {text!r} is out of range (allowed: unix seconds, 0 to "
+                                         "2**64 - 1)")
+    return value
+
+
+def _wei(text: str) -> int:
+    """An argparse type: an amount of ether (``0.05``) in wei; at least 1 wei, at most 10**9 ether."""
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of ether (e.g. 0.05)") from None
+    if not amount.is_finite() or amount <= 0 or amount > MAX_FUND_ETHER:
+        raise argparse.ArgumentTypeError(f"{text} ether is out of range (allowed: 1 wei = 1e-18 to "
+                                         f"{MAX_FUND_ETHER} ether)")
+    wei = int(amount * WEI_PER_ETHER)
+    if wei < 1:
+        raise argparse.ArgumentTypeError(f"{text} ether is less than 1 wei (1e-18 ether), the smallest "
+                                         "amount that can be sent")
+    return wei
+
+
+def bytes32_hex(text: str) -> bytes:
+    """An argparse type: 0x + 64 hex digits, not all zero."""
+    digits = text.strip().lower().removeprefix("0x")
+    if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise argparse.ArgumentTypeError(f"{text!r} is not 0x + 64 hex digits")
+    if not int(digits, 16):
+        raise argparse.ArgumentTypeError("0x00...00 is not a hash: give the hash of your evidence")
+    return bytes.fromhex(digits)
 
 
 def _common(p: argparse.ArgumentParser, write: bool = True, contract: bool = True) -> None:
@@ -86,16 +161,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name != "fund":
             g.add_argument("--lot", required=True, help="lot code")
         if name != "remove":
-            g.add_argument("--fund", default=None if name == "add" else "0.05", metavar="ETHER",
-                           required=False, help="ether to send for the gateway's gas (e.g. 0.05)")
+            g.add_argument("--fund", type=_wei, default=None if name == "add" else "0.05",
+                           metavar="ETHER", required=False,
+                           help="ether to send for the gateway's gas (e.g. 0.05; at least 1 wei = 1e-18)")
 
     ow = lot_sub.add_parser("owner", help="verify or revoke a space owner (verifier)")
     ow_sub = ow.add_subparsers(dest="owner_command", metavar="ACTION", required=True)
     v = _add(ow_sub, "verify", cmd_owner_verify,
              "attest an owner (the attestation is a hash of your evidence)")
     v.add_argument("--address", required=True)
-    v.add_argument("--attestation", default="0x" + "00" * 31 + "01",
-                   help="0x + 64 hex digits: hash of the off-chain evidence (no personal data)")
+    v.add_argument("--attestation", type=bytes32_hex, required=True,
+                   help="0x + 64 hex digits: hash of the off-chain evidence (no personal data), e.g. "
+                   "0x$(sha256sum evidence.pdf | cut -c1-64)")
     rv = _add(ow_sub, "revoke", cmd_owner_revoke, "revoke an owner's verification")
     rv.add_argument("--address", required=True)
 
@@ -108,32 +185,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     rt = lot_sub.add_parser("rental", help="list a space for rent (the space's owner) or cancel a listing")
     rt_sub = rt.add_subparsers(dest="rental_command", metavar="ACTION", required=True)
     ra = _add(rt_sub, "add", cmd_rental_add, "offer a space for [start, end) at a price per hour")
-    ra.add_argument("--space", type=int, required=True)
-    ra.add_argument("--start", required=True, help="unix seconds or ISO 8601 (UTC when no zone)")
-    ra.add_argument("--end", required=True)
-    ra.add_argument("--price-per-hour-wei", type=int, required=True)
-    rc = _add(rt_sub, "cancel", cmd_rental_cancel, "withdraw a listing (bookings not yet due are refunded)")
-    rc.add_argument("--rental", type=int, required=True)
+    ra.add_argument("--space", type=ID, required=True)
+    ra.add_argument("--start", type=chain_time, required=True,
+                    help="unix seconds or ISO 8601 (UTC when no zone)")
+    ra.add_argument("--end", type=chain_time, required=True)
+    ra.add_argument("--price-per-hour-wei", type=int_in(1, UINT96_MAX), required=True)
+    rc = _add(rt_sub, "cancel", cmd_rental_cancel, "withdraw a listing (its owner, or a verifier, e.g. for a "
+              "revoked owner); bookings not yet past their cancel cutoff are refunded")
+    rc.add_argument("--rental", type=ID, required=True)
 
     b = _add(lot_sub, "book", cmd_book, "book [start, end) of a rental event with a vehicle commitment "
              "from the lot's booking service, paying the quoted escrow")
-    b.add_argument("--rental", type=int, required=True)
-    b.add_argument("--start", required=True)
-    b.add_argument("--end", required=True)
-    b.add_argument("--commitment", required=True, help="0x + 64 hex digits (POST /api/commitment)")
+    b.add_argument("--rental", type=ID, required=True)
+    b.add_argument("--start", type=chain_time, required=True)
+    b.add_argument("--end", type=chain_time, required=True)
+    b.add_argument("--commitment", type=bytes32_hex, required=True,
+                   help="0x + 64 hex digits (POST /api/commitment)")
 
     for name, query, help_ in (("spaces", cmd_spaces, "the lot's spaces"),
                                ("rentals", cmd_rentals, "the lot's rental events, with price and window"),
                                ("bookings", cmd_bookings, "the lot's bookings and their states")):
         q = _add(lot_sub, name, query, help_, write=False)
         q.add_argument("--lot", required=True)
-        q.add_argument("--from-block", type=int, default=0, help="first block to scan (the deploy block)")
+        q.add_argument("--from-block", type=int_in(0, UINT64_MAX), default=0,
+                       help="first block to scan (the deploy block)")
 
     e = _add(lot_sub, "expire", cmd_expire, "refund a booking never checked in, a day after its end (anyone)")
-    e.add_argument("--booking", type=int, required=True)
+    e.add_argument("--booking", type=ID, required=True)
     s = _add(lot_sub, "settle", cmd_settle, "settle checked-out bookings (anyone); --overdue: a checked-in "
              "booking never checked out, a day after its end")
-    s.add_argument("--booking", type=int, nargs="+", required=True)
+    s.add_argument("--booking", type=ID, nargs="+", required=True)
     s.add_argument("--overdue", action="store_true")
     _add(lot_sub, "withdraw", cmd_withdraw, "pay out what the contract credits to the sender")
     c = _add(lot_sub, "credit", cmd_credit, "what the contract credits an account (an owner's earnings, a "
@@ -202,25 +283,6 @@ def _lot(code: str) -> bytes:
         return lot_id(code)
     except ValueError as exc:
         raise LotError(f"--lot: {exc}") from None
-
-
-def _time(text: str, flag: str) -> int:
-    from edge.chain.windows import parse_time
-
-    try:
-        return parse_time(text)
-    except ValueError as exc:
-        raise LotError(f"{flag}: {exc}") from None
-
-
-def _wei(ether: str) -> int:
-    try:
-        amount = Decimal(ether)
-    except InvalidOperation:
-        raise LotError(f"--fund {ether!r} is not a number of ether (e.g. 0.05)") from None
-    if not amount.is_finite() or amount <= 0 or amount > 10**9:
-        raise LotError(f"--fund {ether} ether is out of range: give an amount above 0")
-    return int(amount * 10**18)
 
 
 def _tx(result: Any, **fields: Any) -> dict[str, Any]:
@@ -307,10 +369,10 @@ def cmd_register(s: Session) -> dict[str, Any]:
     return _tx(result, lot=s.args.lot, geohash=s.args.geohash)
 
 
-def _fund(s: Session, address: ChecksumAddress, ether: str) -> dict[str, Any]:
+def _fund(s: Session, address: ChecksumAddress, wei: int) -> dict[str, Any]:
+    """Send ``wei`` (checked by the parser, ``_wei``) to ``address``."""
     from edge.chain.contract import send_value
 
-    wei = _wei(ether)
     tx = send_value(s.w3, s.signer, address, wei)
     return {"funded_wei": wei, "fund_tx": "0x" + tx.hex(), "balance_wei": s.w3.eth.get_balance(address)}
 
@@ -318,7 +380,7 @@ def _fund(s: Session, address: ChecksumAddress, ether: str) -> dict[str, Any]:
 def cmd_gateway_add(s: Session) -> dict[str, Any]:
     address = _address(s.args.address, "--address")
     out = _tx(s.client.set_gateway(_lot(s.args.lot), address, True), lot=s.args.lot, gateway=address)
-    if s.args.fund:
+    if s.args.fund is not None:
         out |= _fund(s, address, s.args.fund)
     return out
 
@@ -335,11 +397,8 @@ def cmd_gateway_fund(s: Session) -> dict[str, Any]:
 
 
 def cmd_owner_verify(s: Session) -> dict[str, Any]:
-    text = s.args.attestation.lower().removeprefix("0x")
-    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-        raise LotError(f"--attestation {s.args.attestation!r} is not 0x + 64 hex digits")
     address = _address(s.args.address, "--address")
-    return _tx(s.client.verify_owner(address, bytes.fromhex(text)), owner=address, verified=True)
+    return _tx(s.client.verify_owner(address, s.args.attestation), owner=address, verified=True)
 
 
 def cmd_owner_revoke(s: Session) -> dict[str, Any]:
@@ -355,7 +414,7 @@ def cmd_space_add(s: Session) -> dict[str, Any]:
 def cmd_rental_add(s: Session) -> dict[str, Any]:
     from edge.chain.reverts import RevertContext
 
-    start, end = _time(s.args.start, "--start"), _time(s.args.end, "--end")
+    start, end = s.args.start, s.args.end
     context = RevertContext(now=s.now())
     result = _with_context(lambda: s.client.create_rental_event(s.args.space, start, end,
                                                                 s.args.price_per_hour_wei), context)
@@ -370,14 +429,10 @@ def cmd_rental_cancel(s: Session) -> dict[str, Any]:
 def cmd_book(s: Session) -> dict[str, Any]:
     from edge.chain.reverts import RevertContext
 
-    start, end = _time(s.args.start, "--start"), _time(s.args.end, "--end")
-    text = s.args.commitment.lower().removeprefix("0x")
-    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-        raise LotError(f"--commitment {s.args.commitment!r} is not 0x + 64 hex digits: get one from the "
-                       "lot's booking service")
+    start, end = s.args.start, s.args.end
     rental = s.client.get_rental_event(s.args.rental)
     context = RevertContext(now=s.now(), rental_window=(rental.start, rental.end) if rental.end else None)
-    result = _with_context(lambda: s.client.request_rental(s.args.rental, start, end, bytes.fromhex(text)),
+    result = _with_context(lambda: s.client.request_rental(s.args.rental, start, end, s.args.commitment),
                            context)
     return _tx(result, booking_id=result.return_value, rental_id=s.args.rental, start=start, end=end)
 
@@ -405,14 +460,39 @@ def cmd_expire(s: Session) -> dict[str, Any]:
 
 
 def cmd_settle(s: Session) -> dict[str, Any]:
+    """Settle the checked-out bookings among ``--booking``; the others are listed as skipped with their
+    state. Nothing to settle is an error (exit 1), and then no transaction is sent."""
     if s.args.overdue:
         if len(s.args.booking) != 1:
             raise LotError("--overdue settles one booking at a time: give one --booking")
         result = s.client.settle_overdue(s.args.booking[0])
-    else:
-        result = s.client.settle(s.args.booking)
+        return _tx(result, settled=[e.args["bookingId"] for e in result.named("Settled")], skipped=[])
+    states = _booking_states(s, s.args.booking)
+    ready = [i for i, state in states.items() if state == "checked_out"]
+    if not ready:
+        raise LotError(f"nothing settled: {_skipped_words(states)}; only checked-out bookings settle "
+                       "(a checked-in one never checked out: --overdue, a day after its end)")
+    result = s.client.settle(ready)
     settled = [e.args["bookingId"] for e in result.named("Settled")]
-    return _tx(result, settled=settled)
+    skipped = [{"booking_id": i, "status": state} for i, state in states.items() if i not in settled]
+    if not settled:
+        raise LotError(f"nothing settled (their states changed meanwhile): {_skipped_words(states)}")
+    return _tx(result, settled=settled, skipped=skipped)
+
+
+def _booking_states(s: Session, ids: list[int]) -> dict[int, str]:
+    """Each id's state on chain (``"unknown"`` for an id no booking has), in the order given, once."""
+    from edge.chain.contract import ChainBookingStatus
+
+    states = {}
+    for booking_id in dict.fromkeys(ids):
+        status = s.client.get_booking(booking_id).status
+        states[booking_id] = "unknown" if status is ChainBookingStatus.NONE else status.name.lower()
+    return states
+
+
+def _skipped_words(states: dict[int, str]) -> str:
+    return ", ".join(f"booking {i} is {state.replace('_', ' ')}" for i, state in states.items())
 
 
 def cmd_withdraw(s: Session) -> dict[str, Any]:

@@ -100,6 +100,7 @@ class Scenario:
         self.gateway = self.admin.with_sender(self.gateway_account)
         self.commitment = plate_commitment(SECRET, LOT_CODE, "GAS 0001")
         self._sequence = 0
+        self._spaces = 0  # spaces registered by new_bookings
 
     def _track(self, name: str, result: TxResult) -> TxResult:
         if name not in dict(self.lifecycle):
@@ -118,7 +119,9 @@ class Scenario:
         bookings = []
         for _ in range(count):
             start = self.now() + lead_s  # per booking: a slow machine must not start one in the past
-            space = self._track("registerSpace", self.owner.register_space(self.lot, "L-1/B01")).return_value
+            location = f"L-1/B{self._spaces + 1:02d}"  # a location is registered once per lot
+            self._spaces += 1
+            space = self._track("registerSpace", self.owner.register_space(self.lot, location)).return_value
             listed = self.owner.create_rental_event(space, start, start + 8 * HOUR, PRICE_PER_HOUR)
             rental = self._track("createRentalEvent", listed)
             booked = self.renter.request_rental(rental.return_value, start, start + 2 * HOUR, self.commitment)
@@ -150,7 +153,7 @@ class Scenario:
 
     def run_lifecycle_tail(self) -> None:
         """The calls not on the batch path: cancellations, expiry, overdue settlement, withdrawal."""
-        (cancelled,) = self.new_bookings(1, lead_s=HOUR)  # cancelled before its admission window opens
+        (cancelled,) = self.new_bookings(1, lead_s=2 * HOUR)  # cancelled before its cancel cutoff (1 h)
         self._track("cancelBooking", self.renter.cancel_booking(cancelled))
         expired, overdue = self.new_bookings(2)
         self.advance(60)
@@ -160,7 +163,7 @@ class Scenario:
         self._track("settleOverdue", self.renter.settle_overdue(overdue))
         self._track("withdraw", self.renter.withdraw())
         space = self.owner.register_space(self.lot, "L-2/B02").return_value
-        start = self.now() + HOUR
+        start = self.now() + 2 * HOUR  # before the booking's cancel cutoff (start - 1 h)
         rental = self.owner.create_rental_event(space, start, start + HOUR, PRICE_PER_HOUR).return_value
         self.renter.request_rental(rental, start, start + HOUR, self.commitment)
         self._track("cancelRentalEvent (1 booking)", self.owner.cancel_rental_event(rental))

@@ -27,6 +27,7 @@ PLATE = "B-AB 1234"
 PRICE_PER_HOUR = 10**15
 HOUR = 3600
 PASSWORD = "test-only-password"
+ATTESTATION = "0x" + "ab" * 32  # the hash of a verifier's evidence (`owner verify` requires one)
 
 
 @dataclass
@@ -58,10 +59,14 @@ def make_keys(directory: Path) -> Keys:
 
 
 def lot_cli(*args: str) -> tuple[int, dict | list | None, str]:
-    """Run `parkgate lot ... --json` in this process; returns (exit code, parsed stdout, stderr)."""
+    """Run `parkgate lot ... --json` in this process; returns (exit code, parsed stdout, stderr). A usage
+    error (argparse exits 2, naming the option) is returned as its exit code."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = parkgate(["lot", *args, "--json"])
+        try:
+            code = parkgate(["lot", *args, "--json"])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
     return code, (json.loads(out.getvalue()) if out.getvalue().strip() else None), err.getvalue()
 
 
@@ -102,7 +107,7 @@ def set_up_lot(anvil: Anvil, directory: Path) -> LotWorld:
     assert code == 0, err
     common = ["--rpc", anvil.url, "--contract", out["contract"]]
     for args in (["register", "--lot", LOT, "--geohash", "u33dc0"],
-                 ["owner", "verify", "--address", dev_account(1).address]):
+                 ["owner", "verify", "--address", dev_account(1).address, "--attestation", ATTESTATION]):
         code, _, err = lot_cli(*args, *common, *keys.flags("operator"))
         assert code == 0, err
     code, space, err = lot_cli("space", "add", "--lot", LOT, "--location", "L-1/B17", *common,

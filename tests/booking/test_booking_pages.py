@@ -73,7 +73,7 @@ def pages_lot(anvil: Anvil, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     owner = dev_account(ACCOUNTS["owner"]).address
     for args in (["register", "--lot", LOT, "--geohash", "u33dc1"],
                  ["gateway", "add", "--lot", LOT, "--address", gateway.address, "--fund", "0.5"],
-                 ["owner", "verify", "--address", owner]):
+                 ["owner", "verify", "--address", owner, "--attestation", "0x" + "ab" * 32]):
         code, _, err = lot_process(*args, *common, *keys.flags("operator"))
         assert code == 0, err
     secrets = write_secrets(work / "secrets", gateway)
@@ -260,6 +260,14 @@ def test_the_renter_page_refuses_in_sentences_and_cancels_before_admission(pages
         page.click("#withdraw")
         page.wait_for_selector("#message.ok >> text=withdrawn", timeout=WAIT_MS)
         assert client.pending_withdrawal(renter) == 0
+
+        # A booking that starts within the contract's cancel cutoff (1 h) offers no Cancel button.
+        choose_and_book(page, rental_id, CAR.plate, now + HOUR, now + 2 * HOUR)
+        booked = page.wait_for_selector("#message.ok >> text=booked: booking", timeout=WAIT_MS).inner_text()
+        near_id = int(booked.split("booked: booking ")[1].split(",")[0])
+        row = f"#bookings tr[data-booking-id='{near_id}'][data-status=requested]"
+        page.wait_for_selector(row, timeout=WAIT_MS)
+        assert page.query_selector(f"{row} button.cancel") is None
     finally:
         context.close()
 

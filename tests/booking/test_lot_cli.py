@@ -12,11 +12,11 @@ import pytest
 from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lot_world import HOUR, LOT, PLATE, PRICE_PER_HOUR, LotWorld, lot_cli
+from lot_world import ATTESTATION, HOUR, LOT, PLATE, PRICE_PER_HOUR, LotWorld, lot_cli
 
 from edge.chain.contract import ContractRevert, GateRecord, RecordKind, RentalClient, load_artifact
 from edge.chain.reverts import SENTENCES, RevertContext, explain
-from edge.chain.windows import booking_window_problem, parse_time, rental_window_problem
+from edge.chain.windows import MAX_ADVANCE_S, booking_window_problem, parse_time, rental_window_problem
 from edge.identity import plate_commitment
 from edge.tools.anvil import dev_account
 
@@ -36,6 +36,11 @@ def test_window_errors_say_what_is_wrong_in_words() -> None:
     assert booking is not None and "in the past" in booking
     short = booking_window_problem(NOW, NOW + 600, NOW, NOW, NOW + HOUR)
     assert short is not None and "shortest booking is 60 minutes" in short
+    ahead = NOW + MAX_ADVANCE_S + 60
+    far = booking_window_problem(ahead, ahead + HOUR, NOW, NOW, NOW + 400 * 24 * HOUR)
+    assert far is not None and "more than 14 days ahead" in far
+    assert booking_window_problem(ahead - 60, ahead + HOUR, NOW, NOW, NOW + 400 * 24 * HOUR) is None
+    assert "more than 14 days ahead" in explain(ContractRevert("TooFarAhead", (ahead, ahead - 60), "0x"))
     revert = ContractRevert("InvalidWindow", (NOW - 60, NOW + HOUR), "0x")
     assert "starts in the past" in explain(revert, RevertContext(now=NOW))
     assert "InvalidWindow" not in explain(revert)
@@ -86,8 +91,8 @@ def test_refusals_are_sentences_naming_what_to_change(lot_world: LotWorld) -> No
     code, _, err = lot_cli("space", "add", "--lot", LOT, "--location", "B2", *common, *w.keys.flags("renter"))
     assert code == 1 and "is not a verified owner" in err and "owner verify" in err, err
 
-    code, _, err = lot_cli("owner", "verify", "--address", dev_account(3).address, *common,
-                           *w.keys.flags("renter"))
+    code, _, err = lot_cli("owner", "verify", "--address", dev_account(3).address, "--attestation",
+                           ATTESTATION, *common, *w.keys.flags("renter"))
     assert code == 1 and "lacks the contract role" in err, err
 
     code, _, err = lot_cli("expire", "--booking", "999", *common, *w.keys.flags("operator"))
@@ -104,20 +109,44 @@ def test_refusals_are_sentences_naming_what_to_change(lot_world: LotWorld) -> No
 
 
 def test_owner_revoked_cannot_list_any_more(lot_world: LotWorld) -> None:
+    """A revoked owner lists no more, its listing takes no more bookings, and the verifier (the operator)
+    cancels the listing: the renter's booking is refunded."""
     w, common = lot_world, lot_world.common()
     owner = dev_account(4)
     w.keys.add("owner4", owner)
-    code, _, err = lot_cli("owner", "verify", "--address", owner.address, *common, *w.keys.flags("operator"))
+    code, _, err = lot_cli("owner", "verify", "--address", owner.address, "--attestation", ATTESTATION,
+                           *common, *w.keys.flags("operator"))
     assert code == 0, err
     code, space, err = lot_cli("space", "add", "--lot", LOT, "--location", "L-2/B1", *common,
                                *w.keys.flags("owner4"))
     assert code == 0, err
+    start = w.now() + 3 * HOUR
+    code, rental, err = lot_cli("rental", "add", "--space", str(space["space_id"]), "--start", str(start),
+                                "--end", str(start + 4 * HOUR), "--price-per-hour-wei", "5", *common,
+                                *w.keys.flags("owner4"))
+    assert code == 0, err
+    commitment = "0x" + plate_commitment(w.plate_key, LOT, PLATE).hex()
+
+    def book(at: int) -> tuple[int, dict | list | None, str]:
+        return lot_cli("book", "--rental", str(rental["rental_id"]), "--start", str(at), "--end",
+                       str(at + HOUR), "--commitment", commitment, *common, *w.keys.flags("renter"))
+
+    code, booked, err = book(start)
+    assert code == 0, err
     code, _, err = lot_cli("owner", "revoke", "--address", owner.address, *common, *w.keys.flags("operator"))
     assert code == 0, err
-    start = w.now() + HOUR
-    code, _, err = lot_cli("rental", "add", "--space", str(space["space_id"]), "--start", str(start), "--end",
-                           str(start + HOUR), "--price-per-hour-wei", "5", *common, *w.keys.flags("owner4"))
+    code, _, err = lot_cli("rental", "add", "--space", str(space["space_id"]), "--start",
+                           str(start + 5 * HOUR), "--end", str(start + 6 * HOUR), "--price-per-hour-wei", "5",
+                           *common, *w.keys.flags("owner4"))
     assert code == 1 and "is not a verified owner" in err, err
+    code, _, err = book(start + 2 * HOUR)
+    assert code == 1 and f"account {owner.address} is not a verified owner" in err, err
+    code, _, err = lot_cli("rental", "cancel", "--rental", str(rental["rental_id"]), *common,
+                           *w.keys.flags("operator"))
+    assert code == 0, err
+    code, rows, err = lot_cli("bookings", "--lot", LOT, *common)
+    assert code == 0, err
+    assert next(r for r in rows if r["booking_id"] == booked["booking_id"])["status"] == "cancelled"
 
 
 def test_console_script_deploys(lot_world: LotWorld, tmp_path: Path) -> None:
@@ -178,14 +207,18 @@ def test_bookings_move_through_their_states_and_settle(lot_world: LotWorld) -> N
         def states() -> dict[int, str]:
             code, rows, err = lot_cli("bookings", "--lot", LOT, *common)
             assert code == 0, err
-            return {row["booking_id"]: row["status"] for row in rows}
+            return {row["booking_id"]: row["status"] for row in rows if row["booking_id"] in booked}
 
         assert states() == {visit: "checked_out", no_show: "requested"}
         code, _, err = lot_cli("expire", "--booking", str(no_show), *common, *w.keys.flags("operator"))
         assert code == 1 and f"booking {no_show} can only be expired or settled as overdue after" in err, err
+        code, _, err = lot_cli("settle", "--booking", str(no_show), "999", *common, *w.keys.flags("operator"))
+        assert code == 1 and "nothing settled" in err, err  # and no transaction sent
+        assert f"booking {no_show} is requested" in err and "booking 999 is unknown" in err, err
         code, out, err = lot_cli("settle", "--booking", str(visit), str(no_show), *common,
                                  *w.keys.flags("operator"))
         assert code == 0 and out["settled"] == [visit], err
+        assert out["skipped"] == [{"booking_id": no_show, "status": "requested"}]
         w.w3.provider.make_request("evm_increaseTime", [w.rental_start + 5 * HOUR + 24 * HOUR - now + 60])
         w.w3.provider.make_request("evm_mine", [])
         code, _, err = lot_cli("expire", "--booking", str(no_show), *common, *w.keys.flags("operator"))
@@ -211,12 +244,76 @@ def test_unfunded_sender_and_bad_amounts_are_named(lot_world: LotWorld) -> None:
     for amount in ("NaN", "-1", "lots", "Infinity"):
         code, _, err = lot_cli("gateway", "fund", "--address", dev_account(7).address, "--fund", amount,
                                *w.common(), *w.keys.flags("operator"))
-        assert code == 1 and "--fund" in err, (amount, err)
+        assert code == 2 and "argument --fund" in err, (amount, err)
     code, _, err = lot_cli("gateway", "add", "--lot", "lot nord", "--address", dev_account(7).address,
                            *w.common(), *w.keys.flags("operator"))
     assert code == 1 and "invalid lot code" in err, err
-    code, _, err = lot_cli("owner", "verify", "--address", "0x123", *w.common(), *w.keys.flags("operator"))
+    code, _, err = lot_cli("owner", "verify", "--address", "0x123", "--attestation", ATTESTATION, *w.common(),
+                           *w.keys.flags("operator"))
     assert code == 1 and "is not an address" in err, err
+
+
+def _nonce(w: LotWorld) -> int:
+    return w.w3.eth.get_transaction_count(dev_account(0).address)
+
+
+def test_sub_wei_fund_is_refused_before_any_transaction(lot_world: LotWorld) -> None:
+    """Review s13 (5): `gateway add --fund 1e-19` authorised the gateway, then died with a traceback."""
+    w, gateway = lot_world, Account.create()
+    nonce = _nonce(w)
+    for action in (["add", "--lot", LOT], ["fund"]):
+        for amount in ("1e-19", "0.0000000000000000001"):
+            code, out, err = lot_cli("gateway", *action, "--address", gateway.address, "--fund", amount,
+                                     *w.common(), *w.keys.flags("operator"))
+            assert (code, out) == (2, None), err
+            assert "argument --fund" in err and "less than 1 wei" in err and "Traceback" not in err, err
+    assert _nonce(w) == nonce  # nothing sent: the gateway was not authorised
+    assert not RentalClient(w.w3, w.contract).is_gateway(b"LOT-NORD-1".ljust(32, b"\0"), gateway.address)
+    code, out, err = lot_cli("gateway", "fund", "--address", gateway.address, "--fund", "1e-18", *w.common(),
+                             *w.keys.flags("operator"))
+    assert code == 0 and out["funded_wei"] == 1, err
+
+
+@pytest.mark.parametrize(("args", "option", "allowed"), [
+    (["rental", "add", "--space", "1", "--start", "2030-01-01T00:00Z", "--end", "2030-01-02T00:00Z",
+      "--price-per-hour-wei", "-5"], "--price-per-hour-wei", "1 to 2**96 - 1"),
+    (["rental", "add", "--space", "1", "--start", "2030-01-01T00:00Z", "--end", "2030-01-02T00:00Z",
+      "--price-per-hour-wei", str(2**256)], "--price-per-hour-wei", "1 to 2**96 - 1"),
+    (["rental", "add", "--space", "1", "--start", str(2**64), "--end", str(2**64 + 10),
+      "--price-per-hour-wei", "1000"], "--start", "unix seconds, 0 to 2**64 - 1"),
+    (["rental", "add", "--space", "-1", "--start", "2030-01-01T00:00Z", "--end", "2030-01-02T00:00Z",
+      "--price-per-hour-wei", "1000"], "--space", "1 to 2**256 - 1"),
+    (["rental", "cancel", "--rental", str(2**256)], "--rental", "1 to 2**256 - 1"),
+    (["book", "--rental", "-1", "--start", "2030-01-01T00:00Z", "--end", "2030-01-01T02:00Z",
+      "--commitment", "0x" + "11" * 32], "--rental", "1 to 2**256 - 1"),
+    (["settle", "--booking", "-3"], "--booking", "1 to 2**256 - 1"),
+    (["expire", "--booking", "1.5"], "--booking", "1 to 2**256 - 1"),
+    (["bookings", "--lot", LOT, "--from-block", "-1"], "--from-block", "0 to 2**64 - 1"),
+])
+def test_out_of_range_numbers_name_the_option(lot_world: LotWorld, args: list[str], option: str,
+                                              allowed: str) -> None:
+    """Review s13 (6): a number out of range was blamed on the chain node; now the parser names it."""
+    w = lot_world
+    writes = [] if args[0] == "bookings" else w.keys.flags("owner")
+    nonce = w.w3.eth.get_transaction_count(dev_account(1).address)
+    code, out, err = lot_cli(*args, *w.common(), *writes)
+    assert (code, out) == (2, None), err
+    assert f"argument {option}" in err and f"allowed: {allowed}" in err and "chain node" not in err, err
+    assert w.w3.eth.get_transaction_count(dev_account(1).address) == nonce
+
+
+def test_owner_verify_requires_an_attestation(lot_world: LotWorld) -> None:
+    """Review s13 (6): without --attestation a placeholder 0x00..01 was recorded."""
+    w, owner = lot_world, dev_account(8).address
+    nonce = _nonce(w)
+    for extra, says in (([], "the following arguments are required: --attestation"),
+                        (["--attestation", "0x" + "00" * 32], "is not a hash"),
+                        (["--attestation", "0x12"], "is not 0x + 64 hex digits")):
+        code, _, err = lot_cli("owner", "verify", "--address", owner, *extra, *w.common(),
+                               *w.keys.flags("operator"))
+        assert code == 2 and says in err, err
+    assert _nonce(w) == nonce
+    assert not RentalClient(w.w3, w.contract).is_verified_owner(owner)
 
 
 def test_an_integer_where_bytes_belong_allocates_nothing() -> None:

@@ -19,6 +19,10 @@ PRICE_PER_HOUR = 10**15  # 0.001 ether per hour
 HOUR = 3600
 DAY = 24 * HOUR
 RECORD_DEADLINE = DAY  # the contract's: expire / settleOverdue only after end + RECORD_DEADLINE
+GRACE_PERIOD = 15 * 60  # the contract's: the gateway admits a booked car from start - GRACE_PERIOD
+CANCEL_CUTOFF = HOUR  # the contract's: no cancelling from start - CANCEL_CUTOFF
+MAX_ADVANCE = 14 * DAY  # the contract's: a booking starts at most this far after the block time
+CANCELLABLE_LEAD = 2 * HOUR  # a booking made this far ahead can still be cancelled for a while
 
 
 @dataclass

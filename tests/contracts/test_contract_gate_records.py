@@ -155,8 +155,8 @@ def test_denied_record_is_logged_with_commitment_only(world: World) -> None:
 
 def test_large_batch_in_one_transaction(world: World) -> None:
     bookings = []
-    for _ in range(12):
-        space = world.owner.register_space(world.lot, "L-2/B01").return_value
+    for n in range(12):
+        space = world.owner.register_space(world.lot, f"L-2/B{n + 1:02d}").return_value
         start = world.now() + 600
         rental = world.owner.create_rental_event(space, start, start + 2 * HOUR, PRICE_PER_HOUR).return_value
         booked = world.renter.request_rental(rental, start, start + HOUR, world.commitment())

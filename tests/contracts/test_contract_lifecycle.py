@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from rental_world import HOUR, LOT_CODE, PRICE_PER_HOUR, RECORD_DEADLINE, World, book, gate_record, listing
+from rental_world import (
+    CANCELLABLE_LEAD,
+    HOUR,
+    LOT_CODE,
+    PRICE_PER_HOUR,
+    RECORD_DEADLINE,
+    World,
+    book,
+    gate_record,
+    listing,
+)
 
 from edge.chain.commitment import lot_code
 from edge.chain.contract import ChainBookingStatus, RecordKind
@@ -117,8 +127,8 @@ def test_step6_check_in_check_out_then_settle_pays_owner_and_refunds_unused_escr
     assert booking_id not in world.admin.live_bookings(rental_id)  # closed bookings are pruned lazily
 
 
-def test_step6_renter_cancels_before_the_admission_window_for_full_refund(world: World) -> None:
-    rental_id, booking_id, _ = book(world, lead_s=HOUR)
+def test_step6_renter_cancels_before_the_cancel_cutoff_for_full_refund(world: World) -> None:
+    rental_id, booking_id, _ = book(world, lead_s=CANCELLABLE_LEAD)
     result = world.renter.cancel_booking(booking_id)
     escrow = 2 * PRICE_PER_HOUR
     assert result.one("BookingCancelled").args == {"bookingId": booking_id, "lotId": world.lot,
@@ -149,7 +159,7 @@ def test_step6_overdue_checked_in_booking_settles_in_full_to_owner(world: World)
 
 
 def test_step6_owner_cancels_listing_and_open_bookings_are_refunded(world: World) -> None:
-    rental_id, booking_id, _ = book(world, lead_s=HOUR)
+    rental_id, booking_id, _ = book(world, lead_s=CANCELLABLE_LEAD)
     result = world.owner.cancel_rental_event(rental_id)
     assert [e.name for e in result.events] == ["BookingCancelled", "RentalEventCancelled"]
     assert result.one("RentalEventCancelled").args == {"rentalId": rental_id, "lotId": world.lot}
@@ -159,7 +169,7 @@ def test_step6_owner_cancels_listing_and_open_bookings_are_refunded(world: World
 
 
 def test_step6_space_can_be_rebooked_after_a_cancelled_booking(world: World) -> None:
-    rental_id, booking_id, start = book(world, lead_s=HOUR)
+    rental_id, booking_id, start = book(world, lead_s=CANCELLABLE_LEAD)
     world.renter.cancel_booking(booking_id)
     again = world.stranger.request_rental(rental_id, start, start + HOUR, world.commitment("M-XY 9"))
     assert world.admin.live_bookings(rental_id) == [again.return_value]

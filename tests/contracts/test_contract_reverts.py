@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 from eth_utils import keccak
-from rental_world import HOUR, PRICE_PER_HOUR, RECORD_DEADLINE, World, book, gate_record, listing
+from rental_world import (
+    CANCEL_CUTOFF,
+    CANCELLABLE_LEAD,
+    HOUR,
+    PRICE_PER_HOUR,
+    RECORD_DEADLINE,
+    World,
+    book,
+    gate_record,
+    listing,
+)
 
 from edge.chain.contract import ChainBookingStatus, ContractRevert, RecordKind, deploy_artifact, send
 
@@ -159,9 +169,9 @@ def test_too_many_live_bookings_on_one_listing(world: World) -> None:
 
 # ---------------------------------------------------------------- cancellation, expiry, double settle
 
-def test_renter_cannot_cancel_once_the_admission_window_opened(world: World) -> None:
-    _, booking_id, start = book(world, lead_s=HOUR)
-    world.advance(start - 15 * 60 - world.now())  # start - GRACE_PERIOD: the car may be inside
+def test_renter_cannot_cancel_from_the_cancel_cutoff_on(world: World) -> None:
+    _, booking_id, start = book(world, lead_s=CANCELLABLE_LEAD)
+    world.advance(start - CANCEL_CUTOFF - world.now())  # the gateway may admit it before seeing a cancel
     with _reverts("TooLateToCancel"):
         world.renter.cancel_booking(booking_id)
     assert world.admin.get_booking(booking_id).status is ChainBookingStatus.REQUESTED
@@ -222,7 +232,7 @@ def test_owner_cannot_cancel_listing_with_a_car_inside(world: World) -> None:
 def test_withdraw_without_credit_and_twice_reverts(world: World) -> None:
     with _reverts("NothingToWithdraw"):
         world.stranger.withdraw()
-    _, booking_id, _ = book(world, lead_s=HOUR)
+    _, booking_id, _ = book(world, lead_s=CANCELLABLE_LEAD)
     world.renter.cancel_booking(booking_id)
     world.renter.withdraw()
     with _reverts("NothingToWithdraw"):
@@ -233,7 +243,7 @@ def test_withdraw_without_credit_and_twice_reverts(world: World) -> None:
 
 def _attacker_with_credit(world: World, mode: int):
     attacker, _ = deploy_artifact(world.w3, "ReentrancyAttacker", world.stranger.sender, world.admin.address)
-    rental_id, start = listing(world, lead_s=HOUR)
+    rental_id, start = listing(world, lead_s=CANCELLABLE_LEAD)
     sender, abi = world.stranger.sender, world.admin.abi
     send(world.w3, attacker.functions.book(rental_id, start, start + HOUR, world.commitment()), sender, abi,
          value=PRICE_PER_HOUR)

@@ -49,7 +49,7 @@ def test_booking_down_gate_records_up_and_their_effect_down_again(world: World, 
 
 def test_cancellations_reach_the_cache(world: World, store: Store) -> None:
     service = world.service(store)
-    booking_id = world.book(lead_s=HOUR)  # cancellable: its admission window opens in 45 minutes
+    booking_id = world.book(lead_s=2 * HOUR)  # cancellable: its cancel cutoff (start - 1 h) is an hour away
     rental_id = int(store.booking(str(booking_id)).rental_event_id) if service.step_down() else 0
     world.renter.cancel_booking(booking_id)
     service.step_down()

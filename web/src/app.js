@@ -16,7 +16,7 @@ import {
 
 const POLL_MS = 3000;
 const RENTALS_EVERY = 10; // polls: the offers change rarely, a booking's state is what a renter waits for
-const GRACE_PERIOD_S = 15 * 60; // ParkgateRental.GRACE_PERIOD: no cancelling from start - grace on
+const CANCEL_CUTOFF_S = 60 * 60; // ParkgateRental.CANCEL_CUTOFF: no cancelling from start - cutoff on
 const STEPS = [
   ["requested", "requested"],
   ["verified", "verified at the gate"],
@@ -294,7 +294,7 @@ class RenterPage {
       cell(row, "").appendChild(steps(b.status));
       cell(row, eth(b.escrow_wei));
       const actions = cell(row, "");
-      if (b.status === "requested" && view.chain_time + GRACE_PERIOD_S < b.start) {
+      if (b.status === "requested" && view.chain_time + CANCEL_CUTOFF_S < b.start) {
         actions.appendChild(button("Cancel", "cancel", async () => {
           await this.wallet.transact("cancelBooking", [BigInt(b.booking_id)]);
           say(`booking ${b.booking_id} cancelled: its escrow is yours to withdraw`, "ok");
