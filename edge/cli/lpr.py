@@ -190,24 +190,39 @@ def _at_least_one(text: str) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from edge.vision.sources import SourceError, is_image, read_frames
-
     roi = _read_roi(args)
     annotation = _annotation_paths(args)
     reader = _reader(args)
     status, count = 0, 0
     for source in args.sources:
-        try:
-            read = 0
-            for frame in read_frames(source, args.frames, args.every):
-                count, read = count + 1, read + 1
-                _read_one(reader, frame, roi, args, annotation(count))
-            if read < args.frames and not is_image(source):
-                print(f"{source}: ended after {read} of {args.frames} frames", file=sys.stderr)
-        except SourceError as error:
+        read, error = _read_source(reader, source, roi, args, annotation, count)
+        count += read
+        if error:
             print(error, file=sys.stderr)
             status = 1
     return status
+
+
+def _read_source(reader, source: str, roi, args: argparse.Namespace, annotation,
+                 done: int) -> tuple[int, str]:
+    """Read and print the frames of one source (`done` frames of earlier sources numbered the annotations
+    before): (frames read, '' or why the source failed). Any failure ends this source only, and the
+    next is read: a SourceError, or a decoder or ONNX Runtime error (an image the detector cannot take)."""
+    from edge.vision.camera import redact_url
+    from edge.vision.sources import SourceError, is_image, read_frames
+
+    read = 0
+    try:
+        for frame in read_frames(source, args.frames, args.every):
+            read += 1
+            _read_one(reader, frame, roi, args, annotation(done + read))
+    except SourceError as error:
+        return read, str(error)
+    except Exception as error:  # noqa: BLE001 - one bad source must not stop the others; it is reported
+        return read, f"{redact_url(source)}: cannot read it: {type(error).__name__}: {error}"
+    if read < args.frames and not is_image(source):  # a note, not a failure
+        print(f"{redact_url(source)}: ended after {read} of {args.frames} frames", file=sys.stderr)
+    return read, ""
 
 
 def _read_roi(args: argparse.Namespace):
@@ -241,6 +256,7 @@ def _annotation_paths(args: argparse.Namespace):
 def _read_one(reader, frame, roi, args: argparse.Namespace, annotation: Path | None) -> None:
     """Read one frame, draw it to `annotation` and print the reads; SourceError naming the source when
     the ROI does not fit the frame or the drawing cannot be written."""
+    from edge.vision.camera import redact_url
     from edge.vision.sources import SourceError
 
     height, width = frame.image.shape[:2]
@@ -248,12 +264,12 @@ def _read_one(reader, frame, roi, args: argparse.Namespace, annotation: Path | N
         try:
             roi.check_frame(width, height)
         except ValueError as error:
-            raise SourceError(f"{frame.source}: {error}") from None
+            raise SourceError(f"{redact_url(frame.source)}: {error}") from None
     reads = [reader.read_crop(frame.image)] if args.crop else reader.read(frame.image, roi=roi)
     if annotation is not None and not cv2.imwrite(str(annotation), annotated(frame.image, reads, roi)):
-        raise SourceError(f"{frame.source}: cannot write the annotated frame to {annotation}")
+        raise SourceError(f"{redact_url(frame.source)}: cannot write the annotated frame to {annotation}")
     if args.json:
-        record = {"source": frame.source, "frame": frame.index, "width": width, "height": height}
+        record = {"source": redact_url(frame.source), "frame": frame.index, "width": width, "height": height}
         record["reads"] = [_read_record(read) for read in reads]
         if annotation is not None:
             record["annotation"] = str(annotation)
@@ -371,7 +387,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     def show(sample: evaluate.Sample, text: str) -> None:
         print(f"miss {sample.image.name}: label {sample.plate} read {text or '-'}", file=sys.stderr)
 
-    figures = evaluate.evaluate(samples, best_text, show if args.show_misses else None)
+    try:
+        figures = evaluate.evaluate(samples, best_text, show if args.show_misses else None)
+    except ValueError as error:  # an image too big or unreadable (SourceError): named, no traceback
+        raise SystemExit(f"parkgate lpr eval: {error}") from None
     figures["peak_rss_mb"] = evaluate.peak_rss_mb()
     print(json.dumps(figures))
     return 0

@@ -9,6 +9,12 @@ before or during one pass never decides the next one.
 
 The reader looks at the source's newest frame (``FrameSource.latest``) and never takes frames from its
 queue, which the burst after the trigger (the fallback, `edge.daemon.camera.capture_burst`) reads.
+
+"The frame in view now" (the scene did not change since the last read, or one read confirms a track) is
+the newest frame only when it is newer than the last frame read and at most ``max_frame_age_s``
+(`edge.vision.tracks.TrackSettings`) old: a frozen camera keeps the car's last frame as its newest, and an
+old track must not decide the pass on it. The lane then reads a burst, which refuses the car when no fresh
+frame comes.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +43,16 @@ POLL_S = 0.04  # how often the newest frame is looked for (a 10 fps camera gives
 FRESH_READ_S = 0.3  # a track seen in a frame this recent shows the car now, moving or not
 
 
+@dataclass(frozen=True)
+class LastRead:
+    """The last frame read: when it was captured, its sequence number, and its motion thumbnail (None
+    before the motion gate had a reference)."""
+
+    at: float
+    sequence: int
+    thumbnail: np.ndarray | None
+
+
 class ApproachReader:
     """One lane's approach reading on its own thread (``start``/``stop``). ``idle()`` says whether the
     lane waits for a car (read on the lane's loop thread: a stale answer only delays a frame)."""
@@ -52,8 +69,7 @@ class ApproachReader:
         self._tracks = Tracks()
         self._evidence: dict[int, tuple[float, np.ndarray]] = {}  # track id -> (confidence, plate crop)
         self._generation = 0  # bumped when the tracks are cleared: a read in flight is then dropped
-        self._last_read: tuple[float, np.ndarray] | None = None  # when the last frame read was taken, its
-        # motion thumbnail
+        self._last_read: LastRead | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"approach-{name}", daemon=True)
@@ -72,14 +88,14 @@ class ApproachReader:
         track's best read), or None when no track is fresh and unambiguous (``taken`` counts why). Clears
         the tracks either way."""
         with self._lock:
-            now, tracks = self.clock(), self._tracks
+            now, tracks, last_read = self.clock(), self._tracks, self._last_read
             choice = choose(tracks, now, self.settings)
-            if choice.why is Why.APPROACH and not self._unchanged_since_read():
+            if choice.why is Why.APPROACH and not self._unchanged_since_read(last_read, now):
                 choice = Choice(Why.UNCONFIRMED, choice.track)
             evidence = self._evidence.get(choice.track.track_id) if choice.track else None
             self._clear()
         if choice.why in (Why.UNCONFIRMED, Why.FEW_READS) and choice.track is not None:
-            choice = self._confirm(choice.track)
+            choice = self._confirm(choice.track, last_read, now)
         with self._lock:
             self.taken[choice.why] = self.taken.get(choice.why, 0) + 1
         seen = ", ".join(f"{len(t.sightings)} reads {now - t.last_seen:.1f} s ago" for t in tracks.tracks)
@@ -103,29 +119,39 @@ class ApproachReader:
         return {"frames": self.gate.frames, "moving": self.gate.moving, "reads": self.reads,
                 "reading": self.reading, "taken": taken}
 
-    def _confirm(self, track: Track) -> Choice:
+    def _confirm(self, track: Track, last_read: LastRead | None, now: float) -> Choice:
         """One read of the frame in view now (in the burst's thread): the track decides if that frame
         shows its plate, near where it was last read, and no other plate (``tracks.confirm``)."""
-        frame = self.frames.latest
+        frame = self._frame_in_view(last_read, now)
         if frame is None:
             return Choice(Why.UNCONFIRMED, track)
-        return confirm(track, self.reader.read(frame.image, self.roi), frame.captured_at, self.settings)
+        return confirm(track, self.reader.read(frame.image, self.roi), frame.captured_at, now, self.settings)
 
-    def _unchanged_since_read(self) -> bool:
-        """The scene is the one in which the track's plate was last read (the last frame read: the track
-        was seen in it): that frame is recent, or nothing moved since (the car stopped in view). A reader
-        that fell behind a car still moving, or a car that drove off after its last read, is no track."""
-        if self._last_read is None:
-            return False
-        read_at, seen = self._last_read
-        if self.clock() - read_at <= FRESH_READ_S:
-            return True
+    def _frame_in_view(self, last_read: LastRead | None, now: float) -> Frame | None:
+        """The camera's newest frame when it shows the scene now: newer than the last frame read and at
+        most ``max_frame_age_s`` old. None for a frozen (or stalled) camera."""
         frame = self.frames.latest
-        if frame is None:
+        if frame is None or now - frame.captured_at > self.settings.max_frame_age_s:
+            return None
+        if last_read is not None and frame.sequence <= last_read.sequence:
+            return None
+        return frame
+
+    def _unchanged_since_read(self, last_read: LastRead | None, now: float) -> bool:
+        """The scene is the one in which the track's plate was last read (the last frame read: the track
+        was seen in it): that frame is recent, or nothing moved since in a fresh, newer frame (the car
+        stopped in view). A reader that fell behind a car still moving, a car that drove off after its last
+        read, or a camera that froze after it, is no track."""
+        if last_read is None:
+            return False
+        if now - last_read.at <= FRESH_READ_S:
+            return True
+        frame = self._frame_in_view(last_read, now)
+        if frame is None or last_read.thumbnail is None:
             return False
         gate = self.gate.settings
-        now = thumbnail(frame.image, self.roi, gate.width)
-        return changed_fraction(seen, now, gate.pixel_delta) <= gate.min_fraction
+        seen = thumbnail(frame.image, self.roi, gate.width)
+        return changed_fraction(last_read.thumbnail, seen, gate.pixel_delta) <= gate.min_fraction
 
     def _clear(self) -> None:
         self._tracks = Tracks(next_id=self._tracks.next_id)
@@ -174,7 +200,7 @@ class ApproachReader:
             if generation != self._generation:
                 return  # a pass took (and cleared) the tracks while this frame was read
             self._tracks = observe(self._tracks, reads, frame.captured_at, self.settings)
-            self._last_read = None if seen is None else (frame.captured_at, seen)
+            self._last_read = LastRead(frame.captured_at, frame.sequence, seen)
             self._keep_evidence(frame, reads)
 
     def _keep_evidence(self, frame: Frame, reads: list[PlateRead]) -> None:

@@ -35,6 +35,24 @@ def parse_source(source: str | int) -> str | int:
     return int(text) if text.isdigit() else text
 
 
+def is_live(target: str | int) -> bool:
+    """Device indexes, device paths (/dev/videoN) and URLs are live: they send frames in real time (and
+    may recover); a file path is a recording (it ends, or loops)."""
+    return isinstance(target, int) or "://" in target or target.startswith("/dev/")
+
+
+def redact_url(source: str | int) -> str:
+    """``source`` as it may be logged or printed: a URL's user and password (``rtsp://user:pass@host/``)
+    become ``***``; anything else is returned as is. Everything between ``://`` and the last ``@`` is
+    hidden, so a password with an unencoded ``/`` or ``@`` is hidden too (a ``@`` later in the URL hides
+    more than the userinfo, never less)."""
+    text = str(source)
+    scheme, separator, rest = text.partition("://")
+    if not separator or "@" not in rest:
+        return text
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
 def open_capture(source: str | int) -> cv2.VideoCapture:
     return cv2.VideoCapture(parse_source(source))
 
@@ -103,8 +121,9 @@ class FrameSource:
 
     @property
     def is_live(self) -> bool:
-        """Device indexes and URLs are live (reconnect); a file path is a recording (ends or loops)."""
-        return isinstance(self.source, int) or "://" in self.source
+        """Device indexes, device paths and URLs are live (reconnect); a file path is a recording (ends or
+        loops)."""
+        return is_live(self.source)
 
     def _run(self) -> None:
         delay = self.retry_s
@@ -122,30 +141,61 @@ class FrameSource:
                     return
                 if not delivered:
                     self.read_failures += 1
-                    log.debug("camera %s gave no decodable frame; retrying in %.1fs", self.source, delay)
+                    log.debug("camera %s gave no decodable frame; retrying in %.1fs", redact_url(self.source),
+                              delay)
             else:
                 self.read_failures += 1
-                log.warning("camera %s could not be opened; retrying in %.1fs", self.source, delay)
+                log.warning("camera %s could not be opened; retrying in %.1fs", redact_url(self.source),
+                            delay)
             self.reconnects += 1
             self._stop.wait(delay)
             delay = min(delay * 2, self.max_retry_s)
 
     def _read_until_failure(self, capture: cv2.VideoCapture) -> int:
         """Frames delivered before the capture failed or ended."""
+        return self._read_live(capture) if self.is_live else self._read_recording(capture)
+
+    def _read_live(self, capture: cv2.VideoCapture) -> int:
+        """A live source is never left waiting: FFmpeg and the socket buffer every frame not read, so a
+        reader that slept 1/fps between reads got frames older each time (13.6 s behind after 24 s, with
+        ``captured_at`` saying fresh). Every frame is grabbed as it comes; only those due under
+        ``fps_limit`` are decoded into images (``retrieve``) and delivered."""
+        interval = 1.0 / self.fps_limit if self.fps_limit else 0.0
+        due, delivered = time.monotonic(), 0
+        while not self._stop.is_set():
+            if not capture.grab():
+                return delivered
+            now = time.monotonic()
+            if now < due:
+                continue
+            ok, image = capture.retrieve()
+            if not ok or image is None or not image.size:
+                return delivered
+            self._deliver(image)
+            delivered += 1
+            due = max(due + interval, now)  # the average rate is fps_limit; a stall does not bank frames
+        return delivered
+
+    def _read_recording(self, capture: cv2.VideoCapture) -> int:
+        """A file is read at most ``fps_limit`` frames a second (it would otherwise play as fast as it
+        decodes); nothing buffers behind it, so waiting between reads delays no frame."""
         interval = 1.0 / self.fps_limit if self.fps_limit else 0.0
         delivered = 0
         while not self._stop.is_set():
             ok, image = capture.read()
             if not ok or image is None or not image.size:
                 return delivered
-            self.last_frame_at = time.monotonic()
-            self.latest = Frame(image, self.last_frame_at, self._sequence)
-            self._put(self.latest)
-            self._sequence += 1
+            self._deliver(image)
             delivered += 1
             if interval:
                 self._stop.wait(interval)
         return delivered
+
+    def _deliver(self, image: np.ndarray) -> None:
+        self.last_frame_at = time.monotonic()
+        self.latest = Frame(image, self.last_frame_at, self._sequence)
+        self._put(self.latest)
+        self._sequence += 1
 
     def _put(self, frame: Frame) -> None:
         while True:

@@ -36,10 +36,15 @@ class Detection:
     class_id: int = 0
 
 
-def free_size(width: int, height: int, max_width: int, multiple: int = 32) -> tuple[int, int]:
+def free_size(width: int, height: int, max_width: int, multiple: int = 32,
+              max_height: int | None = None) -> tuple[int, int]:
     """Input size (width, height) for a detector that takes any size: the frame scaled down (never up)
-    so that its width is at most `max_width`, each side rounded up to `multiple` (the network's stride)."""
-    scale = min(1.0, max_width / width)
+    so that its width is at most `max_width` and its height at most `max_height`, each side rounded up to
+    `multiple` (the network's stride). `max_height` defaults to twice `max_width`: a portrait frame up to
+    1:2 is scaled by its width as before, and a strip 150000 px tall no longer becomes a 928x150016 input
+    that exhausts memory."""
+    tallest = 2 * max_width if max_height is None else max_height
+    scale = min(1.0, max_width / width, tallest / height)
     round_up = lambda v: max(multiple, -(-round(v * scale) // multiple) * multiple)  # noqa: E731
     return round_up(width), round_up(height)
 

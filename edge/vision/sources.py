@@ -17,8 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.vision.camera import open_capture, parse_source
+from edge.vision.camera import is_live, open_capture, parse_source, redact_url
+from edge.vision.imageheader import image_size
 
+MAX_IMAGE_PIXELS = 40_000_000  # 40 MP: a 7680x4320 (8K) frame is 33 MP; decoded, 120 MB of BGR bytes
 IMAGE_SUFFIXES = frozenset((".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"))
 KINDS = "an image (JPEG/PNG/BMP), a video file, an rtsp:// URL, a V4L2 device (/dev/videoN) or a device index"
 
@@ -37,8 +39,9 @@ class SourceFrame:
 
     @property
     def label(self) -> str:
-        """How output names the frame: the image file, or SOURCE#INDEX for a frame of a video or stream."""
-        return self.source if is_image(self.source) else f"{self.source}#{self.index}"
+        """How output names the frame: the image file, or SOURCE#INDEX for a frame of a video or stream (a
+        URL's user and password hidden)."""
+        return self.source if is_image(self.source) else f"{redact_url(self.source)}#{self.index}"
 
 
 @dataclass(frozen=True)
@@ -63,15 +66,17 @@ def read_frames(
     every: int = 1,
     backoff: Backoff = Backoff(),
     opener: Callable[[str | int], cv2.VideoCapture] = open_capture,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Iterator[SourceFrame]:
     """The source's frames 0, every, 2 * every, ... until `count` are read (an image gives its one frame);
-    SourceError when it cannot be opened or gives no decodable frame."""
+    SourceError when it cannot be opened, gives no decodable frame or its frames have more than
+    `max_pixels` pixels."""
     if count < 1 or every < 1:
         raise ValueError(f"frames ({count}) and every ({every}) must be at least 1")
     if is_image(source):
-        yield SourceFrame(source, 0, _image(source))
+        yield SourceFrame(source, 0, load_image(source, max_pixels))
         return
-    yield from _video_frames(source, count, every, backoff, opener)
+    yield from _video_frames(source, count, every, backoff, opener, max_pixels)
 
 
 def is_image(source: str) -> bool:
@@ -79,22 +84,37 @@ def is_image(source: str) -> bool:
     return "://" not in source and Path(source).suffix.lower() in IMAGE_SUFFIXES
 
 
-def is_live(target: str | int) -> bool:
-    """Device indexes, device paths and URLs are live (they may recover); a file path is a recording."""
-    return isinstance(target, int) or "://" in target or target.startswith("/dev/")
-
-
-def _image(source: str) -> np.ndarray:
+def load_image(source: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """The image file decoded as BGR. Its size is read from its header first: SourceError naming the file
+    when it has more than `max_pixels` pixels (decoding would take gigabytes), or its size cannot be
+    read, or it does not decode."""
     if not Path(source).is_file():
         raise SourceError(f"{source}: no such image file; expected {KINDS}")
-    image = cv2.imread(source, cv2.IMREAD_COLOR)
+    try:
+        size = image_size(source)
+    except OSError as error:
+        raise SourceError(f"{source}: cannot read it: {error.strerror or error}") from None
+    image = None if size is None else _decode(str(source), size, max_pixels)
     if image is None:
         raise SourceError(f"{source}: cannot read image (expected a JPEG/PNG/BMP file)")
     return image
 
 
+def _decode(source: str, size: tuple[int, int], max_pixels: int) -> np.ndarray | None:
+    check_pixels(source, *size, max_pixels)
+    return cv2.imread(source, cv2.IMREAD_COLOR)
+
+
+def check_pixels(source: str, width: int, height: int, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """SourceError naming `source` when a `width` x `height` frame has more than `max_pixels` pixels."""
+    if width * height > max_pixels:
+        raise SourceError(f"{redact_url(source)}: {width}x{height} = {width * height:,} pixels is more than "
+                          f"the {max_pixels:,} allowed; scale it down first")
+
+
 def _video_frames(
-    source: str, count: int, every: int, backoff: Backoff, opener: Callable[[str | int], cv2.VideoCapture]
+    source: str, count: int, every: int, backoff: Backoff, opener: Callable[[str | int], cv2.VideoCapture],
+    max_pixels: int,
 ) -> Iterator[SourceFrame]:
     try:
         target = parse_source(source)
@@ -104,8 +124,10 @@ def _video_frames(
         raise SourceError(f"{source}: no such file or device; expected {KINDS}")
     capture = opener(target)
     if capture is None or not capture.isOpened():
-        raise SourceError(f"{source}: cannot open it as a video or stream; expected {KINDS}")
+        raise SourceError(f"{redact_url(source)}: cannot open it as a video or stream; expected {KINDS}")
     try:
+        width, height = (int(capture.get(p)) for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT))
+        check_pixels(source, width, height, max_pixels)  # 0x0 when the backend does not say
         yield from _decoded(source, capture, count, every, backoff if is_live(target) else None)
     finally:
         capture.release()
@@ -133,7 +155,8 @@ def _decoded(
         delays = backoff.delays() if backoff else delays
     if kept == 0:
         tries = f" after {backoff.max_failures + 1} tries" if backoff else ""
-        raise SourceError(f"{source}: no decodable frame{tries} (an empty, ended or undecodable stream)")
+        raise SourceError(f"{redact_url(source)}: no decodable frame{tries} (an empty, ended or undecodable "
+                          "stream)")
 
 
 def _grab(capture: cv2.VideoCapture, decode: bool) -> tuple[bool, np.ndarray | None]:

@@ -18,7 +18,9 @@ replaces the burst of frames read after the trigger, and only when it is unambig
 
 The shell may check a track against the frame in view at the trigger (:func:`confirm`): when the scene
 moved since the track's last read, or the track has one read only, one read of that frame that continues
-the track, with no other plate in it, lets the track decide (that read votes too).
+the track, with no other plate in it, lets the track decide (that read votes too). That frame must be
+newer than the track's last read and at most ``max_frame_age_s`` old at the trigger: a frozen camera (an
+RTSP stall) keeps showing the car's last frame, which says nothing about the car at the loop now.
 
 A read joins a track when its box is near the track's last box (centre within ``max_jump`` box widths,
 width within ``max_scale``) and its text is like the track's consensus text (``difflib`` ratio of at least
@@ -52,6 +54,9 @@ class TrackSettings:
     max_scale: float = 2.5  # ... and its width changes at most by this factor
     max_tracks: int = 8
     max_sightings: int = 40
+    max_frame_age_s: float = 0.5  # the camera's newest frame shows the scene now when at most this old: a
+    # frame comes every 0.1 s (10 fps, the default lanes.camera.fps), 0.5 s leaves room for a busy 2-core
+    # box delaying the capture thread, and a frozen camera is caught long before its health says stalled
 
 
 @dataclass(frozen=True)
@@ -185,11 +190,16 @@ def choose(state: Tracks, now: float, settings: TrackSettings) -> Choice:
     return Choice(Why.APPROACH, newest, read)
 
 
-def confirm(track: Track, reads: Sequence[PlateRead], at: float, settings: TrackSettings) -> Choice:
-    """``track`` checked against the frame in view now, read at ``at`` (the scene moved since the track's
-    last read, or the track has too few reads): APPROACH, that frame's read voting too, when one read
-    continues the track (like text, near its last box) and no other plate is in view; else UNCONFIRMED."""
+def confirm(track: Track, reads: Sequence[PlateRead], at: float, now: float,
+            settings: TrackSettings) -> Choice:
+    """``track`` checked against the frame in view now, captured at ``at`` (the scene moved since the
+    track's last read, or the track has too few reads): APPROACH, that frame's read voting too, when one
+    read continues the track (like text, near its last box) and no other plate is in view; else
+    UNCONFIRMED. A frame no newer than the track's last read, or older than ``max_frame_age_s`` at
+    ``now``, is not the frame in view now (a frozen camera): UNCONFIRMED."""
     last = track.sightings[-1]
+    if at <= last.at or now - at > settings.max_frame_age_s:
+        return Choice(Why.UNCONFIRMED, track)
     plates = [r for r in reads if r.text and (r.confidence >= settings.min_confidence or
                                               same_plate(track.text, r.text, settings.same_text))]
     going_on = [r for r in plates if same_plate(track.text, r.text, settings.same_text)

@@ -3,7 +3,10 @@ test hands it one by one (no camera, no daemon): the lane's state is the ``idle`
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from edge.vision.reader import PlateReader
 from edge.vision.tracks import TrackSettings, Why
 
 CAR = h.Vehicle("booked", "AB 123-CD", seed=721)
+FROZEN_S = 0.8  # longer than FRESH_READ_S and TrackSettings.max_frame_age_s (0.5 s)
 
 
 @dataclass
@@ -33,6 +37,27 @@ def drive_up(reader: ApproachReader, frames: Frames, images: list) -> None:
         frames.latest = Frame(image, time.monotonic(), sequence)
         assert h.wait_until(lambda n=sequence: reader.gate.frames > n and reader.reads == reader.gate.moving,
                             20.0, 0.01)
+
+
+@contextmanager
+def live_camera(frames: Frames, period_s: float = 0.1) -> Iterator[None]:
+    """A live camera looking at a scene that no longer moves: its newest frame again, as a new frame
+    (next sequence number, captured now) every ``period_s``, as a 10 fps camera sends them."""
+    stop = threading.Event()
+
+    def send() -> None:
+        while not stop.wait(period_s):
+            last = frames.latest
+            assert last is not None
+            frames.latest = Frame(last.image, time.monotonic(), last.sequence + 1)
+
+    sender = threading.Thread(target=send, name="live-camera", daemon=True)
+    sender.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sender.join(5.0)
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +78,10 @@ def test_the_track_survives_the_lane_leaving_idle_until_the_burst_takes_it(appro
     try:
         drive_up(reader, frames, approach)
         assert reader.reads >= 10
-        lane_idle[0] = False  # the presence loop fired: the lane is capturing
-        time.sleep(0.3)  # the reader polls every 40 ms meanwhile; the burst's thread starts late
-        taken = reader.take(1, tmp_path, "pass-1")
+        with live_camera(frames):
+            lane_idle[0] = False  # the presence loop fired: the lane is capturing
+            time.sleep(0.3)  # the reader polls every 40 ms meanwhile; the burst's thread starts late
+            taken = reader.take(1, tmp_path, "pass-1")
         assert taken is not None, reader.taken
         assert taken.read_from is ReadFrom.APPROACH and taken.reads[-1].text == "AB123CD"
         assert reader.take(2, tmp_path, "pass-1-retry") is None  # taking cleared the tracks
@@ -79,5 +105,71 @@ def test_a_car_seen_before_a_pass_that_did_not_take_it_never_decides_the_next(ap
         time.sleep(0.2)
         assert reader.take(1, tmp_path, "pass-2") is None
         assert reader.taken == {Why.NO_TRACK: 1}
+    finally:
+        reader.stop()
+
+
+@pytest.mark.parametrize("frames_after", [0, 1])
+def test_a_frozen_camera_never_lets_an_old_track_decide(approach: list, tmp_path: Path,
+                                                        frames_after: int) -> None:
+    """The camera froze after the car's last read (an RTSP stall), right away or after one more frame: its
+    newest frame is no picture of the loop now, so neither an unchanged scene nor one confirming read of it
+    lets the track decide; the lane falls back to a burst (which refuses the car without fresh frames).
+    Before the fix the frozen frame confirmed the track (s13 review, finding 2)."""
+    frames, lane_idle = Frames(), [True]
+    reader = ApproachReader(frames, PlateReader(threads=1), None, TrackSettings(window_s=10.0),
+                            lambda: lane_idle[0], "entry-1").start()
+    try:
+        drive_up(reader, frames, approach)
+        assert reader.reads >= 10
+        last = frames.latest
+        assert last is not None
+        for sequence in range(last.sequence + 1, last.sequence + 1 + frames_after):
+            frames.latest = Frame(last.image, time.monotonic(), sequence)
+        time.sleep(FROZEN_S)  # no frame since: the camera froze
+        lane_idle[0] = False
+        assert reader.take(1, tmp_path, "pass-frozen") is None
+        assert reader.taken == {Why.UNCONFIRMED: 1}
+    finally:
+        reader.stop()
+
+
+def test_a_live_camera_on_a_car_stopped_in_view_lets_its_track_decide(approach: list, tmp_path: Path) -> None:
+    """The same wait with the camera still sending frames of the stopped car: its track decides."""
+    frames, lane_idle = Frames(), [True]
+    reader = ApproachReader(frames, PlateReader(threads=1), None, TrackSettings(window_s=10.0),
+                            lambda: lane_idle[0], "entry-1").start()
+    try:
+        drive_up(reader, frames, approach)
+        with live_camera(frames):
+            time.sleep(FROZEN_S)
+            lane_idle[0] = False
+            taken = reader.take(1, tmp_path, "pass-live")
+        assert taken is not None, reader.taken
+        assert taken.read_from is ReadFrom.APPROACH and taken.reads[-1].text == "AB123CD"
+    finally:
+        reader.stop()
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_a_one_read_track_is_confirmed_only_by_a_new_frame(approach: list, tmp_path: Path,
+                                                           live: bool) -> None:
+    """A track of one read needs one more read of the frame in view now: a new frame of the camera
+    confirms it, the frame it was read in (a frozen camera) does not (it would vote twice)."""
+    frames, lane_idle = Frames(), [True]
+    reader = ApproachReader(frames, PlateReader(threads=1), None, TrackSettings(window_s=10.0),
+                            lambda: lane_idle[0], "entry-1").start()
+    try:
+        drive_up(reader, frames, [approach[0], approach[-1]])  # the first frame is the motion reference
+        assert reader.reads == 1
+        with live_camera(frames) if live else nullcontext():
+            time.sleep(0.3)
+            lane_idle[0] = False
+            taken = reader.take(1, tmp_path, "pass-one-read")
+        if live:
+            assert taken is not None and taken.read_from is ReadFrom.APPROACH, reader.taken
+            assert [r.text for r in taken.reads] == ["AB123CD", "AB123CD"]
+        else:
+            assert taken is None and reader.taken == {Why.UNCONFIRMED: 1}
     finally:
         reader.stop()

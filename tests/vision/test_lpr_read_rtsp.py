@@ -105,3 +105,16 @@ def test_nothing_listening_is_named(capsys):
     url = f"rtsp://127.0.0.1:{free_tcp_port()}/lane"
     assert cli_main(["lpr", "read", url]) == 1
     assert f"{url}: cannot open it as a video or stream" in capsys.readouterr().err
+
+
+def test_a_camera_url_with_a_password_is_read_and_shown_without_it(camera, capsys):
+    """The user and password in a camera's URL reach FFmpeg, never the output (s13 review, finding 4)."""
+    url, _ = camera
+    with_password = url.replace("rtsp://", "rtsp://admin:S3cret-Pass@")
+    assert cli_main(["lpr", "read", with_password, "--frames", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["source"] for r in records] == [url.replace("rtsp://", "rtsp://***@")] * 2
+    assert "S3cret" not in captured.out + captured.err
+    assert cli_main(["lpr", "read", with_password]) == 0
+    assert capsys.readouterr().out.startswith(url.replace("rtsp://", "rtsp://***@") + "#0: ")

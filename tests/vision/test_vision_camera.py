@@ -1,10 +1,11 @@
+import logging
 import time
 
 import cv2
 import numpy as np
 import pytest
 
-from edge.vision.camera import FrameSource, open_capture, parse_source
+from edge.vision.camera import FrameSource, is_live, open_capture, parse_source, redact_url
 
 
 def write_video(path, frames: int = 12) -> None:
@@ -98,3 +99,46 @@ def test_a_recording_with_a_zero_byte_frame_backs_off_instead_of_spinning(tmp_pa
     if frames == ["empty.jpg"]:
         assert source.last_frame_at is None
         assert camera_health(source, 2, time.monotonic())["state"] == "stalled"
+
+
+@pytest.mark.parametrize(("source", "shown"), [
+    ("rtsp://admin:S3cret-Pass@10.0.0.5:554/Streaming/101", "rtsp://***@10.0.0.5:554/Streaming/101"),
+    ("rtsp://admin@cam/lane", "rtsp://***@cam/lane"),
+    ("rtsp://admin:p@ss/w0rd@cam:554/lane?channel=1", "rtsp://***@cam:554/lane?channel=1"),  # unencoded
+    ("rtsp://10.0.0.5:554/lane", "rtsp://10.0.0.5:554/lane"),
+    ("/srv/lane/pass.mp4", "/srv/lane/pass.mp4"),
+    ("/dev/video0", "/dev/video0"),
+    (0, "0"),
+])
+def test_redact_url_hides_the_user_and_password(source, shown):
+    assert redact_url(source) == shown
+
+
+def test_a_camera_that_cannot_be_opened_is_logged_without_its_password(caplog):
+    """The capture thread logs a camera it cannot open about every 10 s: never with its password."""
+    url = "rtsp://admin:S3cret-Pass@127.0.0.1:9/lane"  # nothing listens on port 9: refused at once
+    with caplog.at_level(logging.WARNING, logger="edge.vision.camera"):
+        source = FrameSource(url, retry_s=0.05, max_retry_s=0.05).start()
+        try:
+            deadline = time.monotonic() + 20
+            while source.read_failures < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            source.stop()
+    assert source.read_failures >= 2
+    assert "rtsp://***@127.0.0.1:9/lane could not be opened" in caplog.text
+    assert "S3cret" not in caplog.text and "admin" not in caplog.text
+
+
+def test_lpr_read_names_a_camera_without_its_password(capsys):
+    from edge.cli import main as cli_main
+
+    assert cli_main(["lpr", "read", "rtsp://admin:S3cret-Pass@127.0.0.1:9/lane", "--threads", "1"]) == 1
+    captured = capsys.readouterr()
+    assert "rtsp://***@127.0.0.1:9/lane: cannot open it" in captured.err
+    assert "S3cret" not in captured.err + captured.out
+
+
+def test_device_paths_and_urls_are_live_and_files_are_not():
+    assert is_live(0) and is_live("/dev/video0") and is_live("rtsp://cam/lane")
+    assert not is_live("/srv/lane/pass.mp4") and FrameSource("/dev/video9").is_live

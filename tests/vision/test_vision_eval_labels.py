@@ -44,8 +44,11 @@ def test_evaluate_runs_reader_over_images(tmp_path):
     misses = []
     figures = evaluate.evaluate(samples, lambda image: "AB2", lambda s, t: misses.append(t))
     assert figures["exact"] == 0 and misses == ["AB2"]
-    with pytest.raises(ValueError, match="cannot read image"):
+    with pytest.raises(ValueError, match="none.png: no such image file"):
         evaluate.evaluate([evaluate.Sample(tmp_path / "none.png", "X")], lambda image: "X")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="bad.png: cannot read image"):
+        evaluate.evaluate([evaluate.Sample(tmp_path / "bad.png", "X")], lambda image: "X")
 
 
 def test_installed_script_finds_the_training_splits_of_its_checkout(tmp_path):

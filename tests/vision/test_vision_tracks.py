@@ -218,7 +218,7 @@ def test_the_frame_in_view_confirms_a_track_that_moved_on():
     track = tracks.tracks[0]
     last = track.sightings[-1].read.box
     closer = (last[0] - 10, last[1] + 15, last[2] + 10, last[3] + 20)
-    choice = confirm(track, [read("AB123CD", closer)], 0.8, SETTINGS)
+    choice = confirm(track, [read("AB123CD", closer)], 0.8, 0.9, SETTINGS)
     assert choice.why is Why.APPROACH and choice.read.text == "AB123CD"
     assert len(choice.track.sightings) == 7  # the confirming read votes too
 
@@ -227,7 +227,7 @@ def test_one_read_and_its_confirmation_are_two_votes():
     track = approach("AB123CD", frames=1).tracks[0]
     assert choose(Tracks((track,)), 0.1, SETTINGS).why is Why.FEW_READS
     box = track.sightings[-1].read.box
-    assert confirm(track, [read("AB123CD", box)], 0.2, SETTINGS).why is Why.APPROACH
+    assert confirm(track, [read("AB123CD", box)], 0.2, 0.3, SETTINGS).why is Why.APPROACH
 
 
 @pytest.mark.parametrize("seen", [
@@ -240,4 +240,20 @@ def test_the_frame_in_view_must_show_the_car_and_only_it(seen):
     track = approach("AB123CD", frames=6).tracks[0]
     last = track.sightings[-1].read.box
     reads = [read(text, (last[0] + dx, last[1], last[2] + dx, last[3])) for text, dx in seen]
-    assert confirm(track, reads, 0.8, SETTINGS).why is Why.UNCONFIRMED
+    assert confirm(track, reads, 0.8, 0.9, SETTINGS).why is Why.UNCONFIRMED
+
+
+@pytest.mark.parametrize(("at", "now"), [
+    (0.5, 0.6),  # the frame of the track's last read, still in view: a frozen camera
+    (0.4, 0.6),  # an older frame
+    (0.8, 3.0),  # a newer frame, but 2.2 s old at the trigger: the camera froze after it
+])
+def test_only_a_fresh_frame_newer_than_the_last_read_confirms(at, now):
+    """The car's plate in the frame 'in view now' confirms the track only when that frame is newer than the
+    track's last read and at most ``max_frame_age_s`` old: a frozen camera shows the car's last frame."""
+    track = approach("AB123CD", frames=6).tracks[0]
+    assert track.last_seen == pytest.approx(0.5)
+    box = track.sightings[-1].read.box
+    assert confirm(track, [read("AB123CD", box)], at, now, SETTINGS).why is Why.UNCONFIRMED
+    assert confirm(track, [read("AB123CD", box)], 0.8, 0.79 + SETTINGS.max_frame_age_s, SETTINGS).why \
+        is Why.APPROACH
