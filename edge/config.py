@@ -51,7 +51,15 @@ from firmware_bridge.relaymap import RelayMap  # a pure dataclass module: the bo
 DEFAULT_CONFIG_PATH = Path("/etc/parkgate/parkgate.toml")
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 LOG_LEVELS = ("debug", "info", "warning", "error")
-RPC_SCHEMES = ("http://", "https://", "ws://", "wss://")
+# The sync talks JSON-RPC over HTTP(S) only (web3's HTTPProvider, edge/chain/sync.py): a ws:// node URL
+# would pass the check and fail at every request.
+RPC_SCHEMES = ("http://", "https://")
+RPC_URL_RULE = ("an http:// or https:// URL (the chain sync speaks JSON-RPC over HTTP only; a node's ws:// "
+                "endpoint will not work: use its HTTP one, e.g. http://127.0.0.1:8545)")
+# The rental contract admits a check-in from `start - GRACE_PERIOD` (contracts/src/ParkgateRental.sol,
+# GRACE_PERIOD = 15 minutes; edge.chain.windows.GRACE_PERIOD_S): a gateway admitting earlier would let in
+# cars whose check-in the chain then rejects.
+CONTRACT_GRACE_PERIOD_S = 15 * 60
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 _TOPIC_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
@@ -307,8 +315,7 @@ class ClockConfig(Section):
 
 class ChainConfig(Section):
     enabled: bool = False
-    rpc_url: Annotated[str, rule(lambda v: v.startswith(RPC_SCHEMES), "an http(s):// or ws(s):// URL")] = (
-        "http://127.0.0.1:8545")
+    rpc_url: Annotated[str, rule(lambda v: v.startswith(RPC_SCHEMES), RPC_URL_RULE)] = "http://127.0.0.1:8545"
     chain_id: Annotated[int, between(1, 2**53)] = 31337
     contract_address: Annotated[str, rule(lambda v: v == "" or bool(_ADDRESS_RE.fullmatch(v)),
                                           "an address: 0x followed by 40 hex digits")] = ""
@@ -597,6 +604,12 @@ def _cross_checks(cfg: Config) -> list[ConfigIssue]:
         for key in ("contract_address", "keystore", "password_file", "plate_key_file"):
             if not getattr(chain, key):
                 issues.append(ConfigIssue(f"chain.{key}", "is required when chain.enabled = true"))
+    grace = cfg.policy.grace_before_s
+    if chain.enabled and grace > CONTRACT_GRACE_PERIOD_S:
+        issues.append(ConfigIssue("policy.grace_before_s", f"{grace} is above the rental contract's "
+                                  f"GRACE_PERIOD ({CONTRACT_GRACE_PERIOD_S} s) while chain.enabled = true: "
+                                  "the chain would reject the check-in of a car admitted that early; "
+                                  f"allowed: 0..{CONTRACT_GRACE_PERIOD_S}"))
     if chain.priority_fee_gwei > chain.max_fee_gwei:
         issues.append(ConfigIssue("chain.priority_fee_gwei", f"{chain.priority_fee_gwei} is above "
                                   f"chain.max_fee_gwei = {chain.max_fee_gwei}; allowed: 0..max_fee_gwei"))

@@ -15,16 +15,18 @@ here. A check that raises is reported as FAIL with the exception, never a crash.
 
 from __future__ import annotations
 
+import grp
 import importlib
 import os
 import pkgutil
+import pwd
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from edge.config import Config
+from edge.config import Config, VisionConfig
 from edge.store import Store, StoreError, integrity
 
 DISCOVERY_PACKAGES = ("edge",)
@@ -33,10 +35,23 @@ DISCOVERY_PACKAGES = ("edge",)
 SYSTEMD_CREDENTIALS = Path("/run/credentials/parkgate.service")
 CREDENTIALS_SOURCE = Path("/etc/parkgate/credentials")
 DISCOVERY_MODULE = "doctor_checks"
+# The unit's account (systemd/parkgate.sysusers) and where the unit may be installed; without one the
+# shipped unit's settings (systemd/parkgate.service) apply.
+SERVICE_USER = "parkgate"
+UNIT_FILES = (Path("/etc/systemd/system/parkgate.service"), Path("/usr/lib/systemd/system/parkgate.service"),
+              Path("/lib/systemd/system/parkgate.service"))
+UNIT_DROP_INS = (Path("/etc/systemd/system/parkgate.service.d"),
+                 Path("/run/systemd/system/parkgate.service.d"))
+SHIPPED_UNIT = {"User": ["parkgate"], "StateDirectory": ["parkgate"], "ReadWritePaths": [],
+                "SupplementaryGroups": ["dialout", "video"], "ProtectSystem": ["strict"]}
+# Secret files that systemd hands the service (LoadCredential=), and their sources read by systemd as root
+# (`--credentials-dir`, with_credentials_dir): not opened by the service user itself.
+_PASSED_BY_SYSTEMD: set[Path] = set()
 
 
 class Status(StrEnum):
     OK = "OK"
+    WARN = "WARN"  # works, but not as the unit will run it (not counted as a failure)
     FAIL = "FAIL"
     SKIP = "SKIP"
 
@@ -58,6 +73,10 @@ class CheckResult:
     @classmethod
     def skip(cls, detail: str) -> CheckResult:
         return cls(Status.SKIP, detail)
+
+    @classmethod
+    def warn(cls, detail: str, fix: str) -> CheckResult:
+        return cls(Status.WARN, detail, fix)
 
 
 Check = Callable[[Config], CheckResult]
@@ -131,6 +150,9 @@ def check_state_dir(config: Config) -> CheckResult:
         return CheckResult.fail(f"{path} is not a directory", _fix_state_dir(path))
     if not os.access(path, os.W_OK | os.X_OK):
         return CheckResult.fail(f"{path} is not writable by uid {os.getuid()}", _fix_state_dir(path))
+    problem = service_access_problem(path, "rwx")
+    if problem:
+        return CheckResult.fail(problem, f"chown -R {SERVICE_USER}:{SERVICE_USER} {path}; chmod 0750 {path}")
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o007:
         return CheckResult.fail(f"{path} is open to all users (mode {mode:04o}); it holds evidence and state",
@@ -150,14 +172,18 @@ def check_store(config: Config) -> CheckResult:
     report = integrity.check(path)  # read-only: a lost store is not replaced by a new empty one
     if not report.ok:
         return CheckResult.fail(f"{path}: {report.problems[0]}", integrity.recovery_steps(path))
+    problem = _store_access_problem(path)
+    if problem:
+        return CheckResult.fail(problem, f"systemctl stop parkgate; chown {SERVICE_USER}:{SERVICE_USER} "
+                                f"{path}*; then run the store commands as the service user: sudo -u "
+                                f"{SERVICE_USER} parkgate store ...")
     try:
         with Store(path, busy_timeout_ms=config.store.busy_timeout_ms) as store:
             problems = store.integrity_check()
             if problems:
                 return CheckResult.fail(f"{path}: integrity check failed: {problems[0]}",
                                         integrity.recovery_steps(path))
-            with store.transaction() as conn:  # takes the write lock: proves the file is writable
-                conn.execute("CREATE TEMP TABLE IF NOT EXISTS doctor_probe (x)")
+            store.check_writable()  # a real (rolled back) write: SQLite opens an unwritable file read-only
             counts = store.counts()
             return CheckResult.ok(f"{path} schema v{store.schema_version()}, integrity ok, writable; "
                                   f"{counts['gate_events']} gate events, {counts['bookings']} bookings")
@@ -193,7 +219,10 @@ def with_credentials_dir(config: Config, directory: Path) -> Config:
     (/run/credentials/parkgate.service/NAME) read from ``directory``/NAME instead: how `parkgate doctor
     --credentials-dir /etc/parkgate/credentials` checks a systemd install before the unit starts."""
     def moved(path: Path | None) -> Path | None:
-        return directory / path.name if path is not None and path.parent == SYSTEMD_CREDENTIALS else path
+        if path is None or path.parent != SYSTEMD_CREDENTIALS:
+            return path
+        _PASSED_BY_SYSTEMD.add(directory / path.name)  # systemd reads it as root
+        return directory / path.name
 
     chain, mqtt = config.chain, config.mqtt
     return config.model_copy(update={
@@ -223,18 +252,228 @@ def check_secret_files(config: Config) -> CheckResult:
         if not path.read_bytes().strip():
             return CheckResult.fail(f"{key}: {path} is empty",
                                     f"write the secret into {path} (docs/install.md says how to make each)")
+        problem = None if path in _PASSED_BY_SYSTEMD else service_access_problem(path, "r")
+        if problem:
+            return CheckResult.fail(f"{key}: {problem}", f"chgrp {SERVICE_USER} {path} && chmod 0640 {path} "
+                                    "(or hand it over with the unit's LoadCredential=)")
     names = ", ".join(key for key, _ in secrets)
     return CheckResult.ok(f"{len(secrets)} readable, private and not empty: {names}")
 
 
+@dataclass(frozen=True)
+class ModelProblem:
+    key: str
+    path: Path
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.path}: {self.error}"
+
+    @property
+    def fix(self) -> str:
+        return (f"point {self.key} at a working file (the bundled models are the default: remove the key), "
+                "or reinstall parkgate (it bundles the models)")
+
+
+def model_problem(vision: VisionConfig) -> ModelProblem | None:
+    """The first model file (or OCR config) the daemon could not load, by config key; None: all load. Builds
+    each onnxruntime session as the daemon does (the models are small)."""
+    from edge.vision import ocr
+    from edge.vision.reader import PlateDetector, PlateOcr  # onnxruntime: only when checking
+
+    def load_config() -> ocr.OcrConfig:
+        return ocr.load_config(vision.ocr_config)
+
+    steps: list[tuple[str, Path, Callable[[], object]]] = [
+        ("vision.ocr_config", vision.ocr_config, load_config),
+        ("vision.detector_model", vision.detector_model, lambda: PlateDetector(vision.detector_model, 1)),
+        ("vision.ocr_model", vision.ocr_model, lambda: PlateOcr(vision.ocr_model, load_config(), 1)),
+    ]
+    for key, path, load in steps:
+        if not path.is_file():
+            return ModelProblem(key, path, "does not exist")
+        try:
+            load()
+        except Exception as exc:  # noqa: BLE001 - onnxruntime, YAML, the model contract: all the key's FAIL
+            return ModelProblem(key, path, _short_error(exc))
+    return None
+
+
+def _short_error(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 @register_check("model files")
 def check_model_files(config: Config) -> CheckResult:
+    """Each model loads into an onnxruntime session and the OCR config parses, as at `parkgate run`."""
+    problem = model_problem(config.vision)
+    if problem:
+        return CheckResult.fail(str(problem), problem.fix)
     vision = config.vision
-    files = (("vision.detector_model", vision.detector_model), ("vision.ocr_model", vision.ocr_model),
-             ("vision.ocr_config", vision.ocr_config))
-    for key, path in files:
-        if not path.is_file():
-            return CheckResult.fail(f"{key}: {path} does not exist",
-                                    f"point {key} at an existing file, or reinstall parkgate "
-                                    "(it bundles the models)")
-    return CheckResult.ok(f"{vision.detector_model.name}, {vision.ocr_model.name}, {vision.ocr_config.name}")
+    return CheckResult.ok(f"{vision.detector_model.name}, {vision.ocr_model.name}, {vision.ocr_config.name} "
+                          "load")
+
+
+# -- as the service user, in the unit's sandbox --------------------------------------------------------
+
+@dataclass(frozen=True)
+class ServiceUser:
+    name: str
+    uid: int
+    gid: int
+    groups: frozenset[int] = field(default_factory=frozenset)
+
+    def describe(self) -> str:
+        names = sorted(_group_name(g) for g in self.groups)
+        return f"{self.name} (uid {self.uid}, groups {', '.join(names)})"
+
+
+def service_user() -> ServiceUser | None:
+    """The unit's user with its groups (its own, /etc/group, the unit's SupplementaryGroups=); None when
+    there is none on this machine."""
+    unit = unit_settings()
+    name = (unit.get("User") or [SERVICE_USER])[-1]
+    try:
+        account = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    groups = {account.pw_gid} | {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
+    for extra in unit.get("SupplementaryGroups", []):
+        try:
+            groups.add(grp.getgrnam(extra).gr_gid)
+        except KeyError:
+            continue
+    return ServiceUser(name, account.pw_uid, account.pw_gid, frozenset(groups))
+
+
+def service_access_problem(path: Path, want: str) -> str | None:
+    """Why the service user cannot ``want`` (letters of "rwx") ``path``, from owners, groups and modes
+    (ACLs are not read); None when it can, and when this is not root (then every check ran as the user
+    that runs the daemon, or the "service user" check says otherwise) or there is no such user."""
+    user = service_user() if os.geteuid() == 0 else None
+    if user is None:
+        return None
+    for folder in reversed(Path(os.path.abspath(path)).parents):
+        problem = _mode_problem(user, folder, "x")
+        if problem:
+            return problem
+    return _mode_problem(user, path, want)
+
+
+def _mode_problem(user: ServiceUser, path: Path, want: str) -> str | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # missing: the check's own rule says so
+    mode = stat.S_IMODE(st.st_mode)
+    shift = 6 if st.st_uid == user.uid else 3 if st.st_gid in user.groups else 0
+    allowed = "".join(bit for n, bit in ((4, "r"), (2, "w"), (1, "x")) if (mode >> shift) & n)
+    missing = "".join(bit for bit in want if bit not in allowed)
+    if not missing:
+        return None
+    what = {"r": "read", "w": "write", "x": "enter" if path.is_dir() else "execute"}
+    return (f"{path} ({_user_name(st.st_uid)}:{_group_name(st.st_gid)}, mode {mode:04o}): the service user "
+            f"{user.describe()} cannot {' or '.join(what[b] for b in missing)} it")
+
+
+def _store_access_problem(path: Path) -> str | None:
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        problem = service_access_problem(path.with_name(name), "rw")
+        if problem:
+            return problem
+    return None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def unit_settings() -> dict[str, list[str]]:
+    """The [Service] settings of the installed parkgate.service with its drop-ins (lists, in order; an empty
+    assignment resets a list, as systemd does); the shipped unit's when none is installed."""
+    unit = next((f for f in UNIT_FILES if f.is_file()), None)
+    if unit is None:
+        return {key: list(values) for key, values in SHIPPED_UNIT.items()}
+    drop_ins = sorted((f for d in UNIT_DROP_INS if d.is_dir() for f in d.glob("*.conf")),
+                      key=lambda f: f.name)
+    settings: dict[str, list[str]] = {}
+    for path in (unit, *drop_ins):
+        _read_unit(path, settings)
+    return settings
+
+
+def _read_unit(path: Path, settings: dict[str, list[str]]) -> None:
+    section = ""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        elif section == "Service" and "=" in line and not line.startswith(("#", ";")):
+            key, value = (part.strip() for part in line.split("=", 1))
+            settings[key] = settings.get(key, []) + value.split() if value else []
+
+
+def unit_writable_paths(settings: dict[str, list[str]]) -> list[Path] | None:
+    """The paths the unit may write under ProtectSystem=strict (StateDirectory= etc., ReadWritePaths=);
+    None when the unit does not make the file system read-only."""
+    if (settings.get("ProtectSystem") or ["no"])[-1] != "strict":
+        return None
+    roots = {"StateDirectory": "/var/lib", "CacheDirectory": "/var/cache", "LogsDirectory": "/var/log",
+             "RuntimeDirectory": "/run"}
+    paths = [Path(base) / entry.split(":")[0]
+             for key, base in roots.items() for entry in settings.get(key, [])]
+    paths += [Path(entry.lstrip("-+")) for entry in settings.get("ReadWritePaths", [])]
+    return paths
+
+
+@register_check("service user")
+def check_service_user(config: Config) -> CheckResult:
+    """Run as root, the other checks also check access as the unit's user; say whether they could."""
+    if os.geteuid() != 0:
+        return CheckResult.skip(f"not run as root: the checks opened files as uid {os.geteuid()} "
+                                f"({_user_name(os.geteuid())}); run as root to check as {SERVICE_USER} too")
+    user = service_user()
+    if user is None:
+        return CheckResult.warn(f"no user {SERVICE_USER!r} on this machine (a development machine?): files "
+                                "were checked as root only", "install the account: systemd-sysusers "
+                                "(docs/install.md, step 2)")
+    return CheckResult.ok(f"files and ports checked as {user.describe()} too")
+
+
+@register_check("unit sandbox")
+def check_unit_sandbox(config: Config) -> CheckResult:
+    """The state dir and the store must be writable under the unit's ProtectSystem=strict."""
+    installed = next((str(f) for f in UNIT_FILES if f.is_file()), "the shipped systemd/parkgate.service")
+    writable = unit_writable_paths(unit_settings())
+    if writable is None:
+        return CheckResult.ok(f"{installed}: the file system is not read-only for the unit")
+    outside = [f"{key} {path}" for key, path in (("gateway.state_dir", config.gateway.state_dir),
+                                                ("store.path", config.store_path))
+               if not any(_inside(path, root) for root in writable)]
+    shown = ", ".join(str(p) for p in writable) or "nothing"
+    if outside:
+        return CheckResult.warn(f"{'; '.join(outside)}: read-only for the unit ({installed}: "
+                                f"ProtectSystem=strict, writable: {shown})",
+                                "keep the state in /var/lib/parkgate (remove gateway.state_dir and "
+                                "store.path), or add ReadWritePaths=DIR in a drop-in "
+                                "(systemctl edit parkgate)")
+    return CheckResult.ok(f"state dir and store writable under the unit's ProtectSystem=strict ({shown})")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))

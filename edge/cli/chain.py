@@ -3,8 +3,8 @@
     parkgate chain keystore new --keystore FILE --password-file FILE [--private-key-file FILE]
     parkgate chain keystore show-address --keystore FILE
     parkgate chain plate-key new --out FILE
-    parkgate chain sync --config FILE [--once]
-    parkgate chain status --config FILE [--json]
+    parkgate chain sync [--config FILE] [--once]
+    parkgate chain status [--config FILE] [--json]
 
 Passwords and keys are only ever read from files (a systemd credential under
 /run/credentials/parkgate.service/ in production); they are never printed or logged.
@@ -21,6 +21,9 @@ from pathlib import Path
 
 from edge.cli.secretfile import create_secret_file
 from edge.config import Config, ConfigError, load_config, read_secret
+
+CONFIG_HELP = ("the gateway's TOML config (default: /etc/parkgate/parkgate.toml if present, else the "
+               "built-in defaults)")
 
 # web3 and eth-account take about a second to import: they load inside the commands that need them,
 # so `parkgate --help` and the other commands stay fast.
@@ -52,12 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     new_key.set_defaults(func=cmd_plate_key_new)
 
     sync = chain_sub.add_parser("sync", help="run the chain sync in the foreground")
-    sync.add_argument("--config", type=Path, required=True, help="the gateway's TOML config")
+    sync.add_argument("--config", type=Path, default=None, help=CONFIG_HELP)
     sync.add_argument("--once", action="store_true", help="sync until the upload backlog is empty, then exit")
     sync.set_defaults(func=cmd_sync)
 
     status = chain_sub.add_parser("status", help="backlog, rejected records, last synced block, last error")
-    status.add_argument("--config", type=Path, required=True, help="the gateway's TOML config")
+    status.add_argument("--config", type=Path, default=None, help=CONFIG_HELP)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 

@@ -2,11 +2,17 @@
 
 - ``check``: the file, its initialised marker, ``PRAGMA integrity_check`` and foreign keys, without
   changing anything (exit 0 sound, 1 damaged or refused);
-- ``backup [--out FILE]``: an online copy (SQLite's backup API: consistent while the daemon runs) to
-  ``<state_dir>/backups/<store>-<UTC time>`` by default, checked after copying;
+- ``backup [--out FILE] [--keep N]``: an online copy (SQLite's backup API: consistent while the daemon
+  runs) to ``<state_dir>/backups/<store>-<UTC time>`` by default, checked after copying; then all but the
+  newest N backups there are deleted (default 7);
 - ``recover``: with the daemon stopped, salvage every readable row into a new store file, keep the
   damaged one aside as ``<store>.damaged-<UTC time>`` and put the salvaged one in its place; with
   ``--from BACKUP`` put a backup in its place instead (the current file is kept aside too).
+
+Nothing is lost on a full disk or a crash: a copy is complete and fsynced before the store is touched, and a
+failed backup, salvage or restore removes its partial file and leaves the store as it was. Run as root,
+the new store gets the old one's owner, group and mode (the daemon's user must write it); another user
+who does not own the store is refused.
 
 docs/operations.md, "Store recovery", walks through them.
 """
@@ -14,9 +20,10 @@ docs/operations.md, "Store recovery", walks through them.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
-import shutil
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -24,6 +31,7 @@ from edge.config import load_config
 from edge.daemon.status import read_status, status_path
 from edge.store import integrity
 
+DEFAULT_KEEP = 7  # a daily timer keeps a week on the SD card; copy them off the device for longer
 CONFIG_HELP = "config file (default: /etc/parkgate/parkgate.toml if present, else the built-in defaults)"
 
 
@@ -34,12 +42,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     backup = actions.add_parser("backup", help="online copy of the store (safe while the daemon runs)")
     backup.add_argument("--out", metavar="FILE", default=None,
                         help="the copy (a new file; default <state_dir>/backups/<store>-<UTC time>)")
+    backup.add_argument("--keep", metavar="N", type=_count, default=DEFAULT_KEEP,
+                        help="after a good backup into <state_dir>/backups, delete all but the newest N "
+                        f"there (default {DEFAULT_KEEP}; 0 keeps every one; never with --out)")
     recover = actions.add_parser("recover", help="salvage a damaged store (stop the daemon first)")
     recover.add_argument("--from", dest="source", metavar="BACKUP", default=None,
                          help="put this backup in place of the store instead of salvaging")
     for parser, func in ((check, cmd_check), (backup, cmd_backup), (recover, cmd_recover)):
         parser.add_argument("--config", metavar="FILE", default=None, help=CONFIG_HELP)
         parser.set_defaults(func=func)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: a whole number 0 or more "
+                                         "(0 keeps every backup)")
+    return int(text)
 
 
 def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -65,7 +83,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     store, state_dir = _paths(args)  # a ConfigError: printed by edge.cli.main, exit 2
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    dest = Path(args.out) if args.out else state_dir / "backups" / f"{store.name}-{stamp}"
+    folder = state_dir / "backups"
+    dest = Path(args.out) if args.out else folder / f"{store.name}-{stamp}"
     refusal = integrity.preflight(store)
     if refusal or not store.exists():
         print(f"cannot back up: {refusal or f'{store} does not exist'}")
@@ -73,14 +92,55 @@ def cmd_backup(args: argparse.Namespace) -> int:
     try:
         problems = integrity.backup(store, dest)
     except (OSError, sqlite3.Error) as exc:
-        print(f"backup of {store} to {dest} failed: {exc}")
+        print(f"backup of {store} to {dest} failed: {exc}; no backup was written{_space_hint(exc, dest)}")
         return 1
+    if not args.out and os.geteuid() == 0:  # root's backup: the service user may read and prune it
+        _give_to_owner(folder, _owner(store), 0o700)
+        _give_to_owner(dest, _owner(store), 0o600)
     if problems:
         print(f"backup {dest} written, but its check failed: {problems[0]}; the store itself may be damaged "
               "(`parkgate store check`)")
         return 1
     print(f"backup {dest} ({dest.stat().st_size} bytes), checked OK")
+    if not args.out and args.keep > 0:
+        _prune(folder, store, args.keep)
     return 0
+
+
+def _prune(folder: Path, store: Path, keep: int) -> None:
+    try:
+        for old in integrity.prune_backups(folder, store, keep):
+            print(f"deleted the older backup {old} (--keep {keep})")
+    except OSError as exc:  # the new backup is good: a failed clean-up is a warning
+        print(f"warning: older backups in {folder} not pruned: {exc}")
+
+
+def _owner(store: Path) -> os.stat_result:
+    """Whose files these are: the store's owner, or its directory's while there is no store."""
+    return store.stat() if store.exists() else store.parent.stat()
+
+
+def _owner_refusal(store: Path) -> str | None:
+    """Why this user must not write the store's files (None: go ahead). Root gives every new file the
+    store's owner, group and mode; another user would leave files the daemon's user cannot write."""
+    owner = _owner(store).st_uid
+    if os.geteuid() in (0, owner):
+        return None
+    return (f"{store} belongs to uid {owner}; run this as that user (sudo -u parkgate parkgate store ...) "
+            "so that the daemon can write the recovered store")
+
+
+def _give_to_owner(path: Path, like: os.stat_result, mode: int) -> None:
+    """``path`` to ``like``'s owner and group (as root; another user's files are already its own), then
+    ``mode``."""
+    if os.geteuid() == 0:
+        os.chown(path, like.st_uid, like.st_gid)
+    os.chmod(path, mode)
+
+
+def _space_hint(exc: BaseException, where: Path) -> str:
+    full = getattr(exc, "errno", None) == errno.ENOSPC or "full" in str(exc)
+    return f" (free space on the file system of {where.parent}, then run it again)" if full else ""
 
 
 def _daemon_running(state_dir: Path) -> bool:
@@ -95,6 +155,13 @@ def cmd_recover(args: argparse.Namespace) -> int:
     if _daemon_running(state_dir):
         print("the daemon is running: stop it first (systemctl stop parkgate)")
         return 1
+    if not store.parent.is_dir():
+        print(f"no state directory {store.parent} (gateway.state_dir / store.path): check the config")
+        return 1
+    refusal = _owner_refusal(store)
+    if refusal:
+        print(f"cannot recover: {refusal}")
+        return 1
     if args.source:
         return _restore(Path(args.source), store)
     if not store.exists() or store.stat().st_size == 0:
@@ -106,26 +173,41 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 
 def _salvage(store: Path) -> int:
-    from edge.store import Store  # sqlite-utils: only when salvaging
+    from edge.store import Store, StoreError  # sqlite-utils: only when salvaging
+
+    like = store.stat()
+    mode = stat.S_IMODE(like.st_mode)
 
     def create_schema(path: Path) -> None:
         Store(path).close()
         integrity.marker_path(path).unlink(missing_ok=True)
+        _give_to_owner(path, like, mode)  # SQLite gives root's journal files the database's owner
 
     new = integrity.aside_name(store, "salvage")
     try:
         results = integrity.salvage(store, new, create_schema)
-    except (OSError, sqlite3.Error) as exc:
-        print(f"salvage of {store} failed: {exc}; {store} is unchanged")
+        integrity.fsync_file(new)
+    except (OSError, sqlite3.Error, StoreError) as exc:
+        _clear(new)
+        print(f"salvage of {store} failed: {exc}; {store} is unchanged{_space_hint(exc, store)}")
         return 1
     for result in results:
         print(f"  {result.table}: {result.copied} rows copied" + (f"; {result.lost}" if result.lost else ""))
-    aside = integrity.move_aside(store, "damaged")
-    os.replace(new, store)
+    try:
+        aside = integrity.replace_store(store, new, "damaged")
+    except OSError as exc:
+        _clear(new)
+        print(f"cannot put the salvaged store in place of {store}: {exc}; {store} is unchanged")
+        return 1
     lost = [r.table for r in results if r.lost]
     print(f"recovered {store} ({'some rows lost in: ' + ', '.join(lost) if lost else 'every row read'}); "
           f"the damaged file is kept as {aside}")
     return 0
+
+
+def _clear(new: Path) -> None:
+    integrity.remove_store_files(new)
+    integrity.marker_path(new).unlink(missing_ok=True)
 
 
 def _restore(backup: Path, store: Path) -> int:
@@ -133,10 +215,16 @@ def _restore(backup: Path, store: Path) -> int:
     if not report.ok or not backup.exists():
         print(f"backup {backup} is not usable: {'; '.join(report.problems) or 'it does not exist'}")
         return 1
-    aside = integrity.move_aside(store, "replaced") if store.exists() else None
+    like = _owner(store)
+    mode = stat.S_IMODE(like.st_mode) if store.exists() else 0o600
     tmp = store.with_name(store.name + ".restoring")
-    shutil.copyfile(backup, tmp)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, store)
+    try:
+        integrity.copy_durably(backup, tmp, mode)  # the whole copy on disk before the store is touched
+        _give_to_owner(tmp, like, mode)
+        aside = integrity.replace_store(store, tmp, "replaced")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        print(f"cannot restore {store} from {backup}: {exc}; {store} is unchanged{_space_hint(exc, store)}")
+        return 1
     print(f"restored {store} from {backup}" + (f"; the previous file is kept as {aside}" if aside else ""))
     return 0

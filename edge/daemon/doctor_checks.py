@@ -9,6 +9,7 @@ daemon's own link state instead.
 from __future__ import annotations
 
 import asyncio
+import grp
 import time
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,9 @@ from edge.clock import BUILD_FLOOR_MS, ClockReading, describe_behind, wall_clock
 from edge.config import Config, GateConfig, relay_map_options
 from edge.daemon.camera import MANIFEST_SUFFIX, load_recording, open_frame_source
 from edge.daemon.status import read_status, status_path
-from edge.doctor import CheckResult, register_check
+from edge.doctor import SERVICE_USER, CheckResult, register_check, service_access_problem, service_user
 from edge.store.integrity import stored_clock_floor
-from edge.vision.camera import parse_source
+from edge.vision.camera import parse_source, redact_url
 from edge.vision.reader import PlateReader
 from edge.vision.types import MIN_PLATE_WIDTH_PX, PlateRead
 from firmware_bridge.driver import connect_driver
@@ -31,11 +32,34 @@ from firmware_bridge.transport import port_problem
 
 @register_check("serial ports")
 def check_serial_ports(config: Config) -> CheckResult:
+    """Each lane's port exists and is a terminal device this user, and (run as root) the service user,
+    may read and write."""
     ports = {lane.gate.port: lane.name for lane in config.lanes}
     problems = [f"lane {lane}: {problem}" for port, lane in ports.items() if (problem := port_problem(port))]
     if problems:
         return CheckResult.fail("; ".join(problems), "plug in the gate controller or fix lanes[].gate.port")
+    denied = [(lane, port, problem) for port, lane in ports.items()
+              if (problem := service_access_problem(Path(port), "rw"))]
+    if denied:
+        return CheckResult.fail("; ".join(f"lane {lane}: {problem}" for lane, _, problem in denied),
+                                _fix_port_access(denied[0][1]))
     return CheckResult.ok(", ".join(f"{lane}={port}" for port, lane in ports.items()))
+
+
+def _fix_port_access(port: str) -> str:
+    """The fix for a port the service user may not open: its group's permission, the group, or the user."""
+    user = service_user()
+    try:
+        gid = Path(port).stat().st_gid
+        group = grp.getgrgid(gid).gr_name
+    except (OSError, KeyError):
+        return f"chgrp dialout {port}; chmod 0660 {port}"
+    if user is not None and gid in user.groups:
+        return f"chmod g+rw {port} (for good: a udev rule with MODE=\"0660\")"
+    if group == "root":
+        return (f"chgrp dialout {port}; chmod 0660 {port} (for good: a udev rule with GROUP=\"dialout\", "
+                "MODE=\"0660\")")
+    return f"usermod -aG {group} {SERVICE_USER} (or add {group} to the unit's SupplementaryGroups=)"
 
 
 @register_check("clock")
@@ -166,7 +190,7 @@ def check_cameras(config: Config) -> CheckResult:
         image = None if problem else grab_frame(source, lane.camera.fps)
         if image is None:
             failed = True
-            why = problem or f"no frame from {source} within {CAMERA_TIMEOUT_S:.0f} s"
+            why = problem or f"no frame from {redact_url(source)} within {CAMERA_TIMEOUT_S:.0f} s"
             lines.append(f"{lane.name}: {why}")
             continue
         height, width = image.shape[:2]
@@ -174,7 +198,8 @@ def check_cameras(config: Config) -> CheckResult:
             vision = config.vision
             reader = PlateReader(vision.detector_model, vision.ocr_model, vision.ocr_config,
                                  threads=vision.threads, region=vision.region)
-        lines.append(f"{lane.name}: {width}x{height} frame from {source}; {_plate_hint(reader.read(image))}")
+        lines.append(f"{lane.name}: {width}x{height} frame from {redact_url(source)}; "
+                     f"{_plate_hint(reader.read(image))}")
     if failed:
         return CheckResult.fail("\n".join(lines), "fix lanes[].camera.source (device index, file, or rtsp:// "
                                 "URL with its user and password), the cable or network; try it with parkgate "

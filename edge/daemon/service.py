@@ -53,6 +53,8 @@ import logging
 import os
 import secrets
 import signal
+import traceback
+from pathlib import Path
 from typing import Any
 
 from edge import notify
@@ -111,13 +113,18 @@ def plate_key(cfg: Config) -> bytes:
 
 def open_store(cfg: Config, clock: TrustedClock) -> Store:
     """The daemon's store, refused (StoreDamagedError naming the file and the recovery steps) when it was
-    silently replaced or fails ``PRAGMA quick_check``; its clock floor raises ``clock``'s."""
+    silently replaced or fails ``PRAGMA quick_check``, and (StoreError naming the file, its owner and the
+    fix) when this user cannot write it; its clock floor raises ``clock``'s."""
     store = Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms, clock=clock.now_ms)
-    problems = store.quick_check()
-    if problems:
+    try:
+        problems = store.quick_check()
+        if problems:
+            raise StoreDamagedError(f"store {cfg.store_path} is damaged (PRAGMA quick_check: "
+                                    f"{'; '.join(problems[:3])}). {recovery_steps(cfg.store_path)}")
+        store.check_writable()  # SQLite opens a file it may not write read-only, silently
+    except BaseException:
         store.close()
-        raise StoreDamagedError(f"store {cfg.store_path} is damaged (PRAGMA quick_check: "
-                                f"{'; '.join(problems[:3])}). {recovery_steps(cfg.store_path)}")
+        raise
     clock.observe(store.clock_floor())
     return store
 
@@ -302,8 +309,34 @@ def run_daemon(cfg: Config) -> int:
     try:
         daemon = Daemon(cfg)
     except (ParkgateError, GateError, OSError, ValueError) as exc:
-        log.error("cannot start: %s", exc)
-        print(f"parkgate run: cannot start: {exc}", flush=True)
-        return 2
+        return _cannot_start(_model_problem(cfg, exc) if _from_models(exc) else str(exc))
+    except Exception as exc:
+        if not _from_models(exc):
+            raise  # a bug: its traceback
+        return _cannot_start(_model_problem(cfg, exc))
     return asyncio.run(daemon.run())
+
+
+def _cannot_start(problem: str) -> int:
+    log.error("cannot start: %s", problem)
+    print(f"parkgate run: cannot start: {problem}", flush=True)
+    return 2
+
+
+def _from_models(exc: BaseException) -> bool:
+    """Whether loading the plate models raised ``exc`` (onnxruntime, the OCR config's YAML, their checks)."""
+    if type(exc).__module__.startswith(("onnxruntime", "yaml")):
+        return True
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(Path(frame.filename).parent.name == "vision" for frame in frames)
+
+
+def _model_problem(cfg: Config, exc: BaseException) -> str:
+    """The model error in words, naming the config key (found by loading each file again) and the fix."""
+    from edge.doctor import model_problem
+
+    found = model_problem(cfg.vision)
+    if found is None:
+        return f"the plate models (vision.detector_model, vision.ocr_model, vision.ocr_config): {exc}"
+    return f"{found}; fix: {found.fix} (parkgate doctor checks them)"
 

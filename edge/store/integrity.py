@@ -18,8 +18,11 @@ store refuses to open.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -44,9 +47,10 @@ def marker_path(store: Path) -> Path:
 
 
 def recovery_steps(store: Path) -> str:
-    return (f"stop parkgate, then: `parkgate store check` to see what is wrong; `parkgate store recover` "
-            f"to salvage what is readable into a new {store.name} (the damaged file is kept aside); or "
-            f"restore a backup made with `parkgate store backup` (copy it to {store}). See {DOCS}")
+    return (f"stop parkgate, then, as its user (sudo -u parkgate ...): `parkgate store check` to see what "
+            f"is wrong; `parkgate store recover` to salvage what is readable into a new {store.name} (the "
+            "damaged file is kept aside); or restore a backup made with `parkgate store backup`: "
+            f"`parkgate store recover --from BACKUP`. See {DOCS}")
 
 
 def preflight(store: Path) -> str | None:
@@ -193,21 +197,90 @@ def check(store: Path) -> CheckReport:
 
 def backup(store: Path, dest: Path) -> list[str]:
     """Copy ``store`` to ``dest`` (a new file, 0600) with SQLite's online backup API: consistent while the
-    daemon writes. Returns the copy's quick_check problems (empty: good); raises OSError/sqlite3.Error."""
+    daemon writes. Returns the copy's quick_check problems (empty: good); raises OSError/sqlite3.Error, and
+    then leaves no partial copy behind (a full disk must not leave a 0-byte "backup")."""
     if dest.exists():
         raise FileExistsError(f"{dest} exists; choose a new file name")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
-    src = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
-    dst = sqlite3.connect(dest)
     try:
-        src.backup(dst, pages=256)
-        dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-        return quick_check(dst)
+        return _backup_into(store, dest)
+    except BaseException:
+        remove_store_files(dest)
+        raise
+
+
+def _backup_into(store: Path, dest: Path) -> list[str]:
+    src = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
+    try:
+        dst = sqlite3.connect(dest)
+        try:
+            src.backup(dst, pages=256)
+            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            problems = quick_check(dst)
+        finally:
+            dst.close()
     finally:
-        dst.close()
         src.close()
+    fsync_file(dest)
+    return problems
+
+
+def prune_backups(directory: Path, store: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` backups ``<store>-<UTC time>`` (the names `parkgate store backup`
+    gives) in ``directory``; other files are never touched. The deleted paths, oldest first."""
+    pattern = re.compile(re.escape(store.name) + r"-\d{8}T\d{6}Z(-\d+)?")
+    backups = sorted((p for p in directory.iterdir() if p.is_file() and pattern.fullmatch(p.name)),
+                     key=lambda p: (p.stat().st_mtime, p.name))
+    old = backups[:-keep] if keep > 0 else []
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old
+
+
+# -- files: durable copies, replacing the store, clearing up ----------------------------------------------
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make renames in ``directory`` durable (best effort: some file systems refuse a directory fsync)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def copy_durably(source: Path, dest: Path, mode: int = 0o600) -> None:
+    """Copy ``source`` to ``dest`` (replaced if there) and fsync it; on any failure (a full disk) ``dest``
+    is removed and the error raised."""
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+
+
+def remove_store_files(path: Path) -> None:
+    """Remove ``path`` and its -wal/-shm/-journal files (a partial copy or salvage), if there."""
+    for suffix in ("", *_SIDE_FILES):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 # -- salvage ---------------------------------------------------------------------------------------------
@@ -270,10 +343,13 @@ def _salvage_table(src: sqlite3.Connection, dst: sqlite3.Connection, table: str)
             try:
                 dst.execute(insert, row)
                 result.copied += 1
-            except sqlite3.Error as exc:
+            except sqlite3.IntegrityError as exc:  # a full disk or I/O error is raised, not "refused"
                 result.lost = result.lost or f"rows refused by the schema: {exc}"
-    finally:
         dst.execute("COMMIT")
+    except BaseException:
+        if dst.in_transaction:
+            dst.execute("ROLLBACK")
+        raise
     return result
 
 
@@ -329,4 +405,48 @@ def move_aside(store: Path, what: str = "damaged") -> Path:
             os.replace(side, aside.with_name(aside.name + suffix))
     if store.exists():
         os.replace(store, aside)
+    return aside
+
+
+def replace_store(store: Path, new: Path, what: str) -> Path | None:
+    """Put ``new`` (complete and fsynced) in place of ``store``; the current file, if any, is kept as
+    ``<store>.<what>-<stamp>`` with its -wal/-shm. The store's name is never missing: the old file is
+    linked to its aside name before the new one replaces it. On failure everything is put back and the
+    OSError raised. Returns the aside name (None: there was no store)."""
+    if not store.exists():
+        os.replace(new, store)
+        fsync_dir(store.parent)
+        return None
+    aside = aside_name(store, what)
+    try:
+        os.link(store, aside)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise
+        return _rename_and_replace(store, new, what)  # a file system without hard links
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for suffix in _SIDE_FILES:  # an old -wal must never be read into the new file
+            side = store.with_name(store.name + suffix)
+            if side.exists():
+                os.replace(side, aside.with_name(aside.name + suffix))
+                moved.append((side, aside.with_name(aside.name + suffix)))
+        os.replace(new, store)
+    except OSError:
+        for side, kept in moved:
+            os.replace(kept, side)
+        aside.unlink(missing_ok=True)
+        raise
+    fsync_dir(store.parent)
+    return aside
+
+
+def _rename_and_replace(store: Path, new: Path, what: str) -> Path:
+    aside = move_aside(store, what)
+    try:
+        os.replace(new, store)
+    except OSError:
+        os.replace(aside, store)
+        raise
+    fsync_dir(store.parent)
     return aside

@@ -12,8 +12,10 @@ failing), or wrap a shared one in your own lock. Opening is cheap after the firs
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -105,6 +107,22 @@ class Store:
             return StoreError(f"store {self.path} cannot be written ({exc}): is the disk of {folder} full "
                               "or failing? Free space (old evidence, logs) and restart")
         return StoreError(f"cannot open store {self.path}: {exc}")
+
+    def check_writable(self) -> None:
+        """Raise StoreError (naming the file, its owner and the fix) unless this process can write the
+        store. SQLite opens a file it may not write read-only without a word, and only the first write
+        fails; so write a row here, in a transaction that is rolled back (SQLite checks at the write)."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("UPDATE clock_floor SET floor_ms = floor_ms WHERE id = 1")
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                raise StoreError(f"store {self.path} is locked by another process ({exc}): is another "
+                                 "parkgate (run, chain sync, a store command) still running?") from exc
+            raise StoreError(_unwritable(self.path, exc)) from exc
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
 
     def quick_check(self) -> list[str]:
         """``PRAGMA quick_check`` problems (empty: the pages and indexes are sound); run at daemon start."""
@@ -569,6 +587,37 @@ class Store:
                 "SELECT destination, status, count(*) FROM outbox GROUP BY destination, status"):
             result[f"outbox.{dest}.{status}"] = n
         return result
+
+
+def _unwritable(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """Why the store cannot be written, naming its owner and mode and the fix."""
+    try:
+        st = path.stat()
+        owner, mode = f"{_user(st.st_uid)}:{_group(st.st_gid)}", f"{st.st_mode & 0o7777:04o}"
+    except OSError:
+        owner, mode = "?", "?"
+    me, group = _user(os.geteuid()), _group(os.getegid())
+    if _read_only_fs(path.parent):
+        fix = f"remount the file system of {path.parent} read-write (or point gateway.state_dir elsewhere)"
+    else:
+        fix = (f"chown {me}:{group} {path}*; chmod 0600 {path} (a `parkgate store` "
+               "command run as another user? run them as `sudo -u parkgate parkgate store ...`)")
+    return (f"store {path} cannot be written by {me} (uid {os.geteuid()}): {exc}; it belongs to {owner}, "
+            f"mode {mode}. Fix: {fix}")
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def _read_only_fs(folder: Path) -> bool:

@@ -201,3 +201,19 @@ def test_the_journal_line_of_a_pass_is_logfmt_with_the_plate_masked():
     assert [refused[k] for k in ("plate", "decision", "reason", "gate")] == ["-", "-", "no_read", "shut"]
     assert logfmt({"detail": 'gate "A" b', "empty": ""}) == 'detail="gate \\"A\\" b" empty=""'
     assert "AB123CD" not in opened
+
+
+def test_doctor_names_a_camera_without_its_password(tmp_path: Path, monkeypatch) -> None:
+    """An RTSP camera that gives no frame (a closed loopback port) is reported by the doctor with its
+    URL's user and password hidden (review 2026-12-03)."""
+    import edge.daemon.doctor_checks as checks
+    from edge.tools.net import free_tcp_port
+
+    monkeypatch.setattr(checks, "CAMERA_TIMEOUT_S", 1.0)
+    url = f"rtsp://admin:S3cret-Pass@127.0.0.1:{free_tcp_port()}/lane"
+    lane = {"name": "entry-1", "gate": {"port": "/dev/null"}, "camera": {"source": url}}
+    gateway = {"id": "gw", "lot_id": "LOT-1", "state_dir": str(tmp_path)}
+    cfg = parse_config(toml_text({"gateway": gateway}, [lane]))
+    result = checks.check_cameras(cfg)
+    text = f"{result}"
+    assert "S3cret-Pass" not in text and "rtsp://***@127.0.0.1" in text, text

@@ -21,6 +21,7 @@ from edge.doctor import (
     run_checks,
 )
 from edge.store import Store
+from edge.vision import bundle
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "docs" / "parkgate.example.toml"
@@ -40,17 +41,15 @@ def parkgate_here(capsys: Capture, *args: str) -> subprocess.CompletedProcess[st
 
 
 def write_config(tmp_path: Path, state_dir: Path, extra: str = "") -> Path:
-    """A config whose state dir and model files are under tmp_path (the doctor only checks they exist)."""
-    for name in ("det.onnx", "ocr.onnx", "ocr.yaml"):
-        (tmp_path / name).write_bytes(b"x")
+    """A config whose state dir is under tmp_path, with the bundled models (the doctor loads them)."""
     conf = tmp_path / "parkgate.toml"
     conf.write_text(textwrap.dedent(f"""
         [gateway]
         state_dir = "{state_dir}"
         [vision]
-        detector_model = "det.onnx"
-        ocr_model = "ocr.onnx"
-        ocr_config = "ocr.yaml"
+        detector_model = "{bundle.DEFAULT_DETECTOR_PATH}"
+        ocr_model = "{bundle.DEFAULT_OCR_PATH}"
+        ocr_config = "{bundle.OCR_CONFIG_PATH}"
         """) + extra)
     return conf
 
@@ -60,7 +59,7 @@ def rows(stdout: str) -> dict[str, str]:
     out = {}
     for line in stdout.splitlines()[1:]:
         parts = line.split()
-        for status in ("OK", "FAIL", "SKIP"):
+        for status in ("OK", "WARN", "FAIL", "SKIP"):
             if status in parts and not line.startswith(" "):
                 out[" ".join(parts[:parts.index(status)])] = status
     return out
