@@ -41,6 +41,11 @@ from edge.vision.types import PlateRead
 log = logging.getLogger(__name__)
 POLL_S = 0.04  # how often the newest frame is looked for (a 10 fps camera gives one every 0.1 s)
 FRESH_READ_S = 0.3  # a track seen in a frame this recent shows the car now, moving or not
+# How long a confirmation waits for a frame newer than the last one read (the trigger often comes right
+# after a read, before the camera's next frame): two frames at 10 fps. `make chaos` of 2026-12-03 decided
+# 168 passes from a track without this wait against 308 before the frame-in-view rule; a frozen camera
+# gives no newer frame, so the wait ends in UNCONFIRMED and the burst, as before.
+CONFIRM_WAIT_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -122,10 +127,19 @@ class ApproachReader:
     def _confirm(self, track: Track, last_read: LastRead | None, now: float) -> Choice:
         """One read of the frame in view now (in the burst's thread): the track decides if that frame
         shows its plate, near where it was last read, and no other plate (``tracks.confirm``)."""
-        frame = self._frame_in_view(last_read, now)
+        frame = self._next_frame_in_view(last_read, now)
         if frame is None:
             return Choice(Why.UNCONFIRMED, track)
-        return confirm(track, self.reader.read(frame.image, self.roi), frame.captured_at, now, self.settings)
+        return confirm(track, self.reader.read(frame.image, self.roi), frame.captured_at, self.clock(),
+                       self.settings)
+
+    def _next_frame_in_view(self, last_read: LastRead | None, now: float) -> Frame | None:
+        """The frame in view now, waiting up to CONFIRM_WAIT_S for one newer than the last frame read."""
+        frame, deadline = self._frame_in_view(last_read, now), time.monotonic() + CONFIRM_WAIT_S
+        while frame is None and time.monotonic() < deadline:
+            time.sleep(POLL_S / 4)
+            frame = self._frame_in_view(last_read, self.clock())
+        return frame
 
     def _frame_in_view(self, last_read: LastRead | None, now: float) -> Frame | None:
         """The camera's newest frame when it shows the scene now: newer than the last frame read and at

@@ -151,6 +151,29 @@ def test_a_live_camera_on_a_car_stopped_in_view_lets_its_track_decide(approach: 
         reader.stop()
 
 
+def test_a_trigger_right_after_a_read_waits_for_the_cameras_next_frame(approach: list,
+                                                                       tmp_path: Path) -> None:
+    """The car reaches the loop just after its frame was read, before the camera's next frame: the
+    confirmation waits for that frame (CONFIRM_WAIT_S) instead of falling back to a burst (`make chaos`,
+    2026-12-03: 168 passes decided from a track against 308)."""
+    frames, lane_idle = Frames(), [True]
+    reader = ApproachReader(frames, PlateReader(threads=1), None, TrackSettings(window_s=10.0),
+                            lambda: lane_idle[0], "entry-1").start()
+    try:
+        drive_up(reader, frames, [approach[0], approach[-1]])
+        last = frames.latest
+        assert reader.reads == 1 and last is not None
+        timer = threading.Timer(0.15, lambda: setattr(frames, "latest", Frame(last.image, time.monotonic(),
+                                                                                last.sequence + 1)))
+        timer.start()
+        lane_idle[0] = False
+        taken = reader.take(1, tmp_path, "pass-next-frame")
+        timer.join()
+        assert taken is not None and taken.read_from is ReadFrom.APPROACH, reader.taken
+    finally:
+        reader.stop()
+
+
 @pytest.mark.parametrize("live", [False, True])
 def test_a_one_read_track_is_confirmed_only_by_a_new_frame(approach: list, tmp_path: Path,
                                                            live: bool) -> None:
