@@ -43,8 +43,8 @@ POLL_S = 0.04  # how often the newest frame is looked for (a 10 fps camera gives
 FRESH_READ_S = 0.3  # a track seen in a frame this recent shows the car now, moving or not
 # How long a confirmation waits for a frame newer than the last one read (the trigger often comes right
 # after a read, before the camera's next frame): two frames at 10 fps. `make chaos` of 2026-12-03 decided
-# 168 passes from a track without this wait against 308 before the frame-in-view rule; a frozen camera
-# gives no newer frame, so the wait ends in UNCONFIRMED and the burst, as before.
+# 168 passes from a track without this wait, 370 with it (308 before the frame-in-view rule); a frozen
+# camera gives no newer frame, so the wait ends in UNCONFIRMED and the burst, as before.
 CONFIRM_WAIT_S = 0.25
 
 
