@@ -28,6 +28,7 @@ from pathlib import Path
 
 from edge.config import Config, VisionConfig
 from edge.store import Store, StoreError, integrity
+from edge.store.store import group_name, user_name
 
 DISCOVERY_PACKAGES = ("edge",)
 # Where systemd puts the unit's credentials while it runs, and where the unit loads them from
@@ -325,7 +326,7 @@ class ServiceUser:
     groups: frozenset[int] = field(default_factory=frozenset)
 
     def describe(self) -> str:
-        names = sorted(_group_name(g) for g in self.groups)
+        names = sorted(group_name(g) for g in self.groups)
         return f"{self.name} (uid {self.uid}, groups {', '.join(names)})"
 
 
@@ -373,7 +374,7 @@ def _mode_problem(user: ServiceUser, path: Path, want: str) -> str | None:
     if not missing:
         return None
     what = {"r": "read", "w": "write", "x": "enter" if path.is_dir() else "execute"}
-    return (f"{path} ({_user_name(st.st_uid)}:{_group_name(st.st_gid)}, mode {mode:04o}): the service user "
+    return (f"{path} ({user_name(st.st_uid)}:{group_name(st.st_gid)}, mode {mode:04o}): the service user "
             f"{user.describe()} cannot {' or '.join(what[b] for b in missing)} it")
 
 
@@ -383,20 +384,6 @@ def _store_access_problem(path: Path) -> str | None:
         if problem:
             return problem
     return None
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def _group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 def unit_settings() -> dict[str, list[str]]:
@@ -446,7 +433,7 @@ def check_service_user(config: Config) -> CheckResult:
     """Run as root, the other checks also check access as the unit's user; say whether they could."""
     if os.geteuid() != 0:
         return CheckResult.skip(f"not run as root: the checks opened files as uid {os.geteuid()} "
-                                f"({_user_name(os.geteuid())}); run as root to check as {SERVICE_USER} too")
+                                f"({user_name(os.geteuid())}); run as root to check as {SERVICE_USER} too")
     user = service_user()
     if user is None:
         return CheckResult.warn(f"no user {SERVICE_USER!r} on this machine (a development machine?): files "

@@ -53,8 +53,6 @@ import logging
 import os
 import secrets
 import signal
-import traceback
-from pathlib import Path
 from typing import Any
 
 from edge import notify
@@ -86,6 +84,7 @@ from edge.vision.camera import FrameSource
 from edge.vision.reader import PlateDetector, PlateReader
 from edge.vision.roi import Roi
 from edge.vision.tracks import TrackSettings
+from edge.vision.types import ModelError
 from firmware_bridge.errors import GateError
 from firmware_bridge.gate import GateDriver
 
@@ -308,12 +307,10 @@ def run_daemon(cfg: Config) -> int:
     """Run until SIGTERM/SIGINT; the exit code for the CLI."""
     try:
         daemon = Daemon(cfg)
-    except (ParkgateError, GateError, OSError, ValueError) as exc:
-        return _cannot_start(_model_problem(cfg, exc) if _from_models(exc) else str(exc))
-    except Exception as exc:
-        if not _from_models(exc):
-            raise  # a bug: its traceback
+    except ModelError as exc:
         return _cannot_start(_model_problem(cfg, exc))
+    except (ParkgateError, GateError, OSError, ValueError) as exc:
+        return _cannot_start(str(exc))
     return asyncio.run(daemon.run())
 
 
@@ -321,14 +318,6 @@ def _cannot_start(problem: str) -> int:
     log.error("cannot start: %s", problem)
     print(f"parkgate run: cannot start: {problem}", flush=True)
     return 2
-
-
-def _from_models(exc: BaseException) -> bool:
-    """Whether loading the plate models raised ``exc`` (onnxruntime, the OCR config's YAML, their checks)."""
-    if type(exc).__module__.startswith(("onnxruntime", "yaml")):
-        return True
-    frames = traceback.extract_tb(exc.__traceback__)
-    return any(Path(frame.filename).parent.name == "vision" for frame in frames)
 
 
 def _model_problem(cfg: Config, exc: BaseException) -> str:

@@ -593,10 +593,10 @@ def _unwritable(path: Path, exc: sqlite3.DatabaseError) -> str:
     """Why the store cannot be written, naming its owner and mode and the fix."""
     try:
         st = path.stat()
-        owner, mode = f"{_user(st.st_uid)}:{_group(st.st_gid)}", f"{st.st_mode & 0o7777:04o}"
+        owner, mode = f"{user_name(st.st_uid)}:{group_name(st.st_gid)}", f"{st.st_mode & 0o7777:04o}"
     except OSError:
         owner, mode = "?", "?"
-    me, group = _user(os.geteuid()), _group(os.getegid())
+    me, group = user_name(os.geteuid()), group_name(os.getegid())
     if _read_only_fs(path.parent):
         fix = f"remount the file system of {path.parent} read-write (or point gateway.state_dir elsewhere)"
     else:
@@ -606,14 +606,16 @@ def _unwritable(path: Path, exc: sqlite3.DatabaseError) -> str:
             f"mode {mode}. Fix: {fix}")
 
 
-def _user(uid: int) -> str:
+def user_name(uid: int) -> str:
+    """The account name of ``uid``, or the number when it has none (also used by the doctor)."""
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
 
 
-def _group(gid: int) -> str:
+def group_name(gid: int) -> str:
+    """The group name of ``gid``, or the number when it has none."""
     try:
         return grp.getgrgid(gid).gr_name
     except KeyError:

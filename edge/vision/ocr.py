@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from edge.vision import plates
+from edge.vision.types import ModelError
 
 COLOR_MODES = ("grayscale", "rgb")
 
@@ -76,7 +77,10 @@ def _positive_int(data: dict, key: str, source: str) -> int:
 def load_config(path: str | Path) -> OcrConfig:
     """Read an OCR YAML file (fast-plate-ocr layout)."""
     with open(path, encoding="utf-8") as handle:
-        return config_from_dict(yaml.safe_load(handle), source=str(path))
+        try:
+            return config_from_dict(yaml.safe_load(handle), source=str(path))
+        except (yaml.YAMLError, ValueError) as exc:
+            raise ModelError(f"{path}: not a usable OCR config: {exc}") from exc
 
 
 def preprocess(crops_bgr: list[np.ndarray], config: OcrConfig) -> np.ndarray:

@@ -10,7 +10,7 @@ import onnxruntime as ort
 
 from edge.vision import bundle, consensus, detector, ocr, plates
 from edge.vision.roi import Roi
-from edge.vision.types import PlateRead
+from edge.vision.types import ModelError, PlateRead
 
 __all__ = ["PlateOcr", "PlateDetector", "PlateRead", "PlateReader", "make_session"]
 
@@ -64,7 +64,10 @@ def make_session(path: str | Path, threads: int) -> ort.InferenceSession:
     # (`make bench` rss_mb) and reads no slower (malloc reuses freed blocks).
     options.enable_cpu_mem_arena = False
     options.enable_mem_pattern = False
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own types (InvalidProtobuf, Fail, ...)
+        raise ModelError(f"{path}: not a loadable ONNX model: {exc}") from exc
 
 
 class PlateOcr:

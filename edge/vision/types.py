@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 MIN_PLATE_WIDTH_PX = 80
 
 
+class ModelError(ValueError):
+    """A plate model or OCR config file that cannot be loaded (not ONNX, damaged, not valid YAML); the
+    message names the file. The daemon's start names the config key from it."""
+
+
 @dataclass(frozen=True)
 class PlateRead:
     """One plate read: text (normalised, fitted to the region's layouts when one is set), confidence,

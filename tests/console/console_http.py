@@ -6,13 +6,30 @@ from __future__ import annotations
 
 import http.client
 import re
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+from edge.tools.console import console_section
+from edge.tools.demo import harness as h
 
 LOOPBACK = "127.0.0.1"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def console_config(directory: Path, port: int, gateway_id: str, lot_id: str, **console: object) -> Path:
+    """A config (``directory``/parkgate.toml) for a console on ``port`` over a new state dir, one lane."""
+    state = directory / "state"
+    state.mkdir()
+    config = directory / "parkgate.toml"
+    config.write_text(h.toml_text(
+        {"gateway": {"id": gateway_id, "lot_id": lot_id, "state_dir": str(state)},
+         "console": console_section(port, **console)},
+        [{"name": "entry-1", "gate": {"port": "/dev/null"}}]))
+    return config
 
 
 @dataclass(frozen=True)
@@ -22,9 +39,11 @@ class Reply:
     body: str
 
 
-def send(port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-         ) -> Reply:
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=60)
+def send(port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
+         tls: ssl.SSLContext | None = None) -> Reply:
+    """One request on its own connection (HTTPS with ``tls``)."""
+    conn = (http.client.HTTPSConnection(LOOPBACK, port, context=tls, timeout=60) if tls else
+            http.client.HTTPConnection(LOOPBACK, port, timeout=60))
     try:
         conn.request(method, path, body=body or None, headers=headers or {})
         response = conn.getresponse()

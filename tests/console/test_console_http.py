@@ -4,12 +4,13 @@ clearly that no daemon answers, and bad requests get a clear 4xx naming what is 
 
 from __future__ import annotations
 
-import http.client
 import re
 import ssl
 import subprocess
 import sys
 from pathlib import Path
+
+from console_http import send
 
 from edge.tools.console import ConsoleProcess, add_user, console_section
 from edge.tools.demo import harness as h
@@ -30,16 +31,8 @@ class Client:
 
     def send(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
              ) -> tuple[int, dict[str, list[str]], str]:
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.context, timeout=30)
-        try:
-            conn.request(method, path, body=body or None, headers=headers or {})
-            response = conn.getresponse()
-            found: dict[str, list[str]] = {}
-            for key, value in response.getheaders():
-                found.setdefault(key.lower(), []).append(value)
-            return response.status, found, response.read().decode()
-        finally:
-            conn.close()
+        reply = send(self.port, method, path, body, headers, tls=self.context)
+        return reply.status, reply.headers, reply.body
 
 
 def cookie(headers: dict[str, list[str]], name: str) -> str:

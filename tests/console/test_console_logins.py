@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from console_http import log_in, login_form, send, sent_together
+from console_http import console_config, log_in, login_form, send, sent_together
 
 from edge.console.app import MAX_LOGINS
-from edge.tools.console import ConsoleProcess, add_user, console_section
-from edge.tools.demo import harness as h
+from edge.tools.console import ConsoleProcess, add_user
 from edge.tools.net import free_tcp_port
 
 USER, PASSWORD = "olga", "operator-pass-1"
@@ -23,14 +22,8 @@ USER, PASSWORD = "olga", "operator-pass-1"
 @contextmanager
 def running_console(tmp_path: Path, **console: object) -> Iterator[int]:
     """A console with one operator (USER) and no daemon; its port."""
-    state = tmp_path / "state"
-    state.mkdir()
     port = free_tcp_port()
-    config = tmp_path / "parkgate.toml"
-    config.write_text(h.toml_text(
-        {"gateway": {"id": "gw-logins", "lot_id": "LOT-L", "state_dir": str(state)},
-         "console": console_section(port, **console)},
-        [{"name": "entry-1", "gate": {"port": "/dev/null"}}]))
+    config = console_config(tmp_path, port, "gw-logins", "LOT-L", **console)
     assert add_user(config, USER, "operator", PASSWORD).returncode == 0
     with ConsoleProcess(config, port, tmp_path / "console.log"):
         yield port

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from console_http import FORM, abandoned, csrf_of, log_in, send, sent_together
+from console_http import FORM, abandoned, console_config, csrf_of, log_in, send, sent_together
 from markupsafe import escape
 
 from edge.config import load_config
 from edge.console.app import MAX_STREAMS
 from edge.store import Store
-from edge.tools.console import ConsoleProcess, add_user, console_section
-from edge.tools.demo import harness as h
+from edge.tools.console import ConsoleProcess, add_user
 from edge.tools.net import free_tcp_port
 
 OPERATOR = ("olga", "operator-pass-1")
@@ -42,14 +41,8 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """A console with an operator and a viewer beside the daemon's store (made as `parkgate run` makes it)."""
     tmp = tmp_path_factory.mktemp("console")
-    state = tmp / "state"
-    state.mkdir()
     port = free_tcp_port()
-    config = tmp / "parkgate.toml"
-    config.write_text(h.toml_text(
-        {"gateway": {"id": "gw-odd", "lot_id": "LOT-O", "state_dir": str(state)},
-         "console": console_section(port)},
-        [{"name": "entry-1", "gate": {"port": "/dev/null"}}]))
+    config = console_config(tmp, port, "gw-odd", "LOT-O")
     for (name, password), role in ((OPERATOR, "operator"), (VIEWER, "viewer")):
         assert add_user(config, name, role, password).returncode == 0
     store = load_config(config).store_path

@@ -60,6 +60,12 @@ def live_camera(frames: Frames, period_s: float = 0.1) -> Iterator[None]:
         sender.join(5.0)
 
 
+def started_reader(frames: Frames, lane_idle: list[bool]) -> ApproachReader:
+    """An approach reader on ``frames`` (tracks kept 10 s), reading while ``lane_idle[0]``."""
+    return ApproachReader(frames, PlateReader(threads=1), None, TrackSettings(window_s=10.0),
+                          lambda: lane_idle[0], "entry-1").start()
+
+
 @pytest.fixture(scope="module")
 def approach(tmp_path_factory: pytest.TempPathFactory) -> list:
     directory = tmp_path_factory.mktemp("approach")
@@ -73,8 +79,7 @@ def test_the_track_survives_the_lane_leaving_idle_until_the_burst_takes_it(appro
     moment later (on a busy box, several of the reader's polls later). The reader cleared its tracks when
     the lane left IDLE, so the pass fell back to a burst now and then ('no_track', `make test` 2026-12-02)."""
     frames, lane_idle = Frames(), [True]
-    reader = ApproachReader(frames, PlateReader(threads=1), None, TrackSettings(window_s=10.0),
-                            lambda: lane_idle[0], "entry-1").start()
+    reader = started_reader(frames, lane_idle)
     try:
         drive_up(reader, frames, approach)
         assert reader.reads >= 10
@@ -95,8 +100,7 @@ def test_a_car_seen_before_a_pass_that_did_not_take_it_never_decides_the_next(ap
     """A manual open (no burst asks for the track): when the lane is idle again, the tracks seen before and
     during that pass are gone."""
     frames, lane_idle = Frames(), [True]
-    reader = ApproachReader(frames, PlateReader(threads=1), None, TrackSettings(window_s=10.0),
-                            lambda: lane_idle[0], "entry-1").start()
+    reader = started_reader(frames, lane_idle)
     try:
         drive_up(reader, frames, approach)
         lane_idle[0] = False
@@ -117,8 +121,7 @@ def test_a_frozen_camera_never_lets_an_old_track_decide(approach: list, tmp_path
     lets the track decide; the lane falls back to a burst (which refuses the car without fresh frames).
     Before the fix the frozen frame confirmed the track (s13 review, finding 2)."""
     frames, lane_idle = Frames(), [True]
-    reader = ApproachReader(frames, PlateReader(threads=1), None, TrackSettings(window_s=10.0),
-                            lambda: lane_idle[0], "entry-1").start()
+    reader = started_reader(frames, lane_idle)
     try:
         drive_up(reader, frames, approach)
         assert reader.reads >= 10
@@ -137,8 +140,7 @@ def test_a_frozen_camera_never_lets_an_old_track_decide(approach: list, tmp_path
 def test_a_live_camera_on_a_car_stopped_in_view_lets_its_track_decide(approach: list, tmp_path: Path) -> None:
     """The same wait with the camera still sending frames of the stopped car: its track decides."""
     frames, lane_idle = Frames(), [True]
-    reader = ApproachReader(frames, PlateReader(threads=1), None, TrackSettings(window_s=10.0),
-                            lambda: lane_idle[0], "entry-1").start()
+    reader = started_reader(frames, lane_idle)
     try:
         drive_up(reader, frames, approach)
         with live_camera(frames):
@@ -157,8 +159,7 @@ def test_a_trigger_right_after_a_read_waits_for_the_cameras_next_frame(approach:
     confirmation waits for that frame (CONFIRM_WAIT_S) instead of falling back to a burst (`make chaos`,
     2026-12-03: 168 passes decided from a track against 308)."""
     frames, lane_idle = Frames(), [True]
-    reader = ApproachReader(frames, PlateReader(threads=1), None, TrackSettings(window_s=10.0),
-                            lambda: lane_idle[0], "entry-1").start()
+    reader = started_reader(frames, lane_idle)
     try:
         drive_up(reader, frames, [approach[0], approach[-1]])
         last = frames.latest
@@ -180,8 +181,7 @@ def test_a_one_read_track_is_confirmed_only_by_a_new_frame(approach: list, tmp_p
     """A track of one read needs one more read of the frame in view now: a new frame of the camera
     confirms it, the frame it was read in (a frozen camera) does not (it would vote twice)."""
     frames, lane_idle = Frames(), [True]
-    reader = ApproachReader(frames, PlateReader(threads=1), None, TrackSettings(window_s=10.0),
-                            lambda: lane_idle[0], "entry-1").start()
+    reader = started_reader(frames, lane_idle)
     try:
         drive_up(reader, frames, [approach[0], approach[-1]])  # the first frame is the motion reference
         assert reader.reads == 1

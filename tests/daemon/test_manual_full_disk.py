@@ -66,11 +66,15 @@ class Lanes:
         return self.shells[0]
 
 
+def gatekeeper(kind: type[Gatekeeper], store: Store) -> Gatekeeper:
+    """The lanes' port to ``store`` for a lot with no chain and no broker."""
+    return kind(store, Policy("LOT-1"), lambda plate: "0x" + "00" * 32, chain_on=False, mqtt_on=False)
+
+
 def test_open_and_hold_on_a_full_store_act_and_are_audited_when_space_returns(tmp_path: Path) -> None:
     async def scenario(state: Path) -> None:
         store = Store(state / "parkgate.sqlite")
-        keeper = Gatekeeper(store, Policy("LOT-1"), lambda plate: "0x" + "00" * 32, chain_on=False,
-                            mqtt_on=False)
+        keeper = gatekeeper(Gatekeeper, store)
         gate = Gate()
         shell = LaneShell(LaneSettings(LaneConfig(name="exit-1", direction="exit")), gate,  # type: ignore[arg-type]
                           lambda n, frames: BurstDone(n, ()), keeper, lambda *alert: None)
@@ -115,8 +119,7 @@ def test_an_automatic_open_on_a_full_store_stays_shut(tmp_path: Path) -> None:
     """Only an operator's open goes without its journal row; a granted car's does not."""
     async def scenario(state: Path) -> None:
         store = Store(state / "parkgate.sqlite")
-        keeper = Granting(store, Policy("LOT-1"), lambda plate: "0x" + "00" * 32, chain_on=False,
-                          mqtt_on=False)
+        keeper = gatekeeper(Granting, store)
         gate = Gate()
         read = PlateRead("AB123CD", 0.95, (0.95,) * 7)
         shell = LaneShell(LaneSettings(LaneConfig(name="entry-1", direction="entry")), gate,  # type: ignore[arg-type]
