@@ -29,6 +29,7 @@ from edge.config import Config, ConfigError, load_config
 from edge.identity import list_entry_key, mask_plate, normalise_plate
 from edge.store import Booking, ListEntry, RentalEvent, Store, StoreError, new_event_id, wall_clock_ms
 from edge.store.schema import ACCESS_LISTS
+from edge.store.store import owner_of
 
 CONFIG_HELP = "config file (default: /etc/parkgate/parkgate.toml if present, else the built-in defaults)"
 LOCAL_PREFIX = "local-"  # ids of bookings made here, never a chain id (decimal)
@@ -119,7 +120,7 @@ def open_store(cfg: Config) -> Store:
     path = cfg.store_path
     if not path.parent.is_dir():
         raise CliError(f"no state directory {path.parent} (gateway.state_dir); has parkgate run once?")
-    owner = path.stat().st_uid if path.exists() else path.parent.stat().st_uid
+    owner = owner_of(path).st_uid
     if os.geteuid() != owner:
         raise CliError(f"{path} belongs to uid {owner}; run this as that user (sudo -u parkgate "
                        "parkgate ...) so the store's journal files stay the daemon's")

@@ -30,6 +30,7 @@ from pathlib import Path
 from edge.config import load_config
 from edge.daemon.status import read_status, status_path
 from edge.store import integrity
+from edge.store.store import owner_of
 
 DEFAULT_KEEP = 7  # a daily timer keeps a week on the SD card; copy them off the device for longer
 CONFIG_HELP = "config file (default: /etc/parkgate/parkgate.toml if present, else the built-in defaults)"
@@ -95,8 +96,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
         print(f"backup of {store} to {dest} failed: {exc}; no backup was written{_space_hint(exc, dest)}")
         return 1
     if not args.out and os.geteuid() == 0:  # root's backup: the service user may read and prune it
-        _give_to_owner(folder, _owner(store), 0o700)
-        _give_to_owner(dest, _owner(store), 0o600)
+        _give_to_owner(folder, owner_of(store), 0o700)
+        _give_to_owner(dest, owner_of(store), 0o600)
     if problems:
         print(f"backup {dest} written, but its check failed: {problems[0]}; the store itself may be damaged "
               "(`parkgate store check`)")
@@ -115,15 +116,10 @@ def _prune(folder: Path, store: Path, keep: int) -> None:
         print(f"warning: older backups in {folder} not pruned: {exc}")
 
 
-def _owner(store: Path) -> os.stat_result:
-    """Whose files these are: the store's owner, or its directory's while there is no store."""
-    return store.stat() if store.exists() else store.parent.stat()
-
-
 def _owner_refusal(store: Path) -> str | None:
     """Why this user must not write the store's files (None: go ahead). Root gives every new file the
     store's owner, group and mode; another user would leave files the daemon's user cannot write."""
-    owner = _owner(store).st_uid
+    owner = owner_of(store).st_uid
     if os.geteuid() in (0, owner):
         return None
     return (f"{store} belongs to uid {owner}; run this as that user (sudo -u parkgate parkgate store ...) "
@@ -215,7 +211,7 @@ def _restore(backup: Path, store: Path) -> int:
     if not report.ok or not backup.exists():
         print(f"backup {backup} is not usable: {'; '.join(report.problems) or 'it does not exist'}")
         return 1
-    like = _owner(store)
+    like = owner_of(store)
     mode = stat.S_IMODE(like.st_mode) if store.exists() else 0o600
     tmp = store.with_name(store.name + ".restoring")
     try:

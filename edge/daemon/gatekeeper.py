@@ -31,6 +31,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from edge.access import Policy, Presence, committed_candidates, decide
 from edge.access.exits import LOT_RULES, LaneRules
@@ -53,6 +54,7 @@ from edge.vision.types import PlateRead
 
 log = logging.getLogger(__name__)
 PENDING_MAX = 1000
+Kept = TypeVar("Kept")
 
 
 @dataclass(frozen=True)
@@ -125,10 +127,8 @@ class Gatekeeper:
         rows = rows_for_pass(record, new_event_id, status, last)
         if record.outcome is Outcome.PASSED:
             self.presence = apply_rows(self.presence, rows)
-        self.pending.append(PendingPass(record.lane_id, record.pass_no, rows))
-        if len(self.pending) > PENDING_MAX:
-            lost = self.pending.popleft()
-            self.dropped += 1
+        lost = self._keep(self.pending, PendingPass(record.lane_id, record.pass_no, rows))
+        if lost is not None:
             log.error("store unwritable: pass %s of lane %s dropped (%d passes already wait in memory)",
                       lost.pass_no, lost.lane, PENDING_MAX)
         self.flush()
@@ -141,13 +141,19 @@ class Gatekeeper:
                 return self.store.record_manual_action(action)
             except sqlite3.OperationalError as exc:
                 self._unwritable(exc)
-        self.audits.append(action)
-        if len(self.audits) > PENDING_MAX:
-            lost = self.audits.popleft()
-            self.dropped += 1
+        lost = self._keep(self.audits, action)
+        if lost is not None:
             log.error("store unwritable: manual %s on lane %s by %s dropped from the audit (%d wait in "
                       "memory)", lost.action, lost.lane, lost.operator, PENDING_MAX)
         return None
+
+    def _keep(self, queue: deque[Kept], item: Kept) -> Kept | None:
+        """``item`` kept in memory for the store; the oldest one dropped (and counted) beyond PENDING_MAX."""
+        queue.append(item)
+        if len(queue) <= PENDING_MAX:
+            return None
+        self.dropped += 1
+        return queue.popleft()
 
     def waiting(self) -> bool:
         """Whether passes or manual actions wait in memory for the store."""

@@ -606,6 +606,12 @@ def _unwritable(path: Path, exc: sqlite3.DatabaseError) -> str:
             f"mode {mode}. Fix: {fix}")
 
 
+def owner_of(path: Path) -> os.stat_result:
+    """Whose store files these are: the store's owner, or its directory's while there is no store. The
+    commands that write it run as that user (or, as root, hand new files to it)."""
+    return path.stat() if path.exists() else path.parent.stat()
+
+
 def user_name(uid: int) -> str:
     """The account name of ``uid``, or the number when it has none (also used by the doctor)."""
     try:
