@@ -9,7 +9,10 @@ import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 /// @notice Lifecycle (see docs/contract.md):
 ///  1. a VERIFIER attests an owner (`verifyOwner`); unverified (or revoked) owners cannot register spaces
 ///     or list, and their listings take no bookings; a verifier may cancel any listing;
-///  2. a verified owner lists a rental event for one of its spaces (`createRentalEvent`);
+///  1b. a verified owner registers a space of a lot (`registerSpace`) and a LOT_ADMIN approves it
+///     (`approveSpace`) once the bay is shown to be the owner's; only approved spaces are listed and booked,
+///     so no owner can sell entry to a lot it holds no bay in (`removeSpace` withdraws an approval);
+///  2. a verified owner lists a rental event for one of its approved spaces (`createRentalEvent`);
 ///  3. the listing emits `FirstAssociation` (space <-> lot address info <-> rental event);
 ///  4. a renter books a window inside the listing, paying the exact escrow and a vehicle commitment
 ///     (keyed hash of the plate, never the plate) (`requestRental`);
@@ -73,6 +76,7 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     struct Space {
         bytes32 lotId;
         address owner;
+        bool approved; // by a lot admin (`approveSpace`); packed with `owner`
         string location; // level/bay inside the lot, e.g. "L-1/B17"
     }
 
@@ -140,6 +144,8 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     event LotRegistered(bytes32 indexed lotId, string geohash);
     event GatewaySet(bytes32 indexed lotId, address indexed gateway, bool enabled);
     event SpaceRegistered(uint256 indexed spaceId, bytes32 indexed lotId, address indexed owner, string location);
+    event SpaceApproved(uint256 indexed spaceId, bytes32 indexed lotId, address indexed admin);
+    event SpaceRemoved(uint256 indexed spaceId, bytes32 indexed lotId, address indexed admin);
     event RentalEventCreated(
         uint256 indexed rentalId, uint256 indexed spaceId, bytes32 indexed lotId,
         address owner, uint64 start, uint64 end, uint256 pricePerHour
@@ -172,6 +178,7 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     error LotExists(bytes32 lotId);
     error UnknownSpace(uint256 spaceId);
     error NotSpaceOwner(uint256 spaceId, address account);
+    error SpaceNotApproved(uint256 spaceId);
     error UnknownRentalEvent(uint256 rentalId);
     error NotRentalOwner(uint256 rentalId, address account);
     error SpaceExists(bytes32 lotId, string location, uint256 spaceId);
@@ -244,9 +251,9 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     }
 
     /// @notice Register a space of the sender (a verified owner) at `location` in a lot. A location is
-    /// registered once per lot (exact bytes; `SpaceExists` otherwise), so no bay is listed twice. Any
-    /// verified owner may register in any lot: the lot admin does not approve spaces (docs/contract.md,
-    /// known limits).
+    /// registered once per lot (exact bytes; `SpaceExists` otherwise), so no bay is listed twice. The space
+    /// can be listed only once a lot admin has approved it (`approveSpace`): owner verification is global,
+    /// and without the approval an owner verified for one lot could sell entry to another.
     function registerSpace(bytes32 lotId, string calldata location) external returns (uint256 spaceId) {
         if (!isVerifiedOwner(msg.sender)) revert NotVerifiedOwner(msg.sender);
         if (!_lots[lotId].exists) revert UnknownLot(lotId);
@@ -256,8 +263,31 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         if (existing != 0) revert SpaceExists(lotId, location, existing);
         spaceId = ++spaceCount;
         spaceAt[lotId][key] = spaceId;
-        _spaces[spaceId] = Space({lotId: lotId, owner: msg.sender, location: location});
+        _spaces[spaceId] = Space({lotId: lotId, owner: msg.sender, approved: false, location: location});
         emit SpaceRegistered(spaceId, lotId, msg.sender, location);
+    }
+
+    /// @notice A lot admin confirms that space `spaceId` is its owner's bay in its lot: from now on it can be
+    /// listed and booked.
+    function approveSpace(uint256 spaceId) external onlyRole(LOT_ADMIN_ROLE) {
+        Space storage space = _spaces[spaceId];
+        if (space.owner == address(0)) revert UnknownSpace(spaceId);
+        if (space.approved) return;
+        space.approved = true;
+        emit SpaceApproved(spaceId, space.lotId, msg.sender);
+    }
+
+    /// @notice A lot admin withdraws a space (a wrong or squatted registration, a bay sold): it is no longer
+    /// approved, so its listings take no new bookings and it cannot be listed again, and its location is
+    /// free to be registered anew. Bookings already made stand; a verifier may cancel the listings.
+    function removeSpace(uint256 spaceId) external onlyRole(LOT_ADMIN_ROLE) {
+        Space storage space = _spaces[spaceId];
+        if (space.owner == address(0)) revert UnknownSpace(spaceId);
+        bytes32 key = keccak256(bytes(space.location));
+        if (spaceAt[space.lotId][key] != spaceId) return; // removed already
+        delete spaceAt[space.lotId][key];
+        space.approved = false;
+        emit SpaceRemoved(spaceId, space.lotId, msg.sender);
     }
 
     // ---------------------------------------------------------------- steps 2 + 3: rental event, first association
@@ -270,6 +300,7 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         Space storage space = _spaces[spaceId];
         if (space.owner == address(0)) revert UnknownSpace(spaceId);
         if (space.owner != msg.sender) revert NotSpaceOwner(spaceId, msg.sender);
+        if (!space.approved) revert SpaceNotApproved(spaceId);
         if (start >= end || start < block.timestamp || end - start > MAX_RENTAL_WINDOW || end >= 2 ** 39) {
             revert InvalidWindow(start, end);
         }
@@ -321,7 +352,8 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
 
     /// @notice Book [start, end) inside a listing; `msg.value` must equal `quote(rentalId, start, end)`.
     /// At least `MIN_BOOKING` long, starting at most `MAX_ADVANCE` ahead; at most `MAX_BOOKINGS_PER_RENTER`
-    /// live bookings per renter and listing. The listing's owner must still be verified.
+    /// live bookings per renter and listing. The listing's owner must still be verified and its space still
+    /// approved.
     function requestRental(uint256 rentalId, uint64 start, uint64 end, bytes32 vehicleCommitment)
         external
         payable
@@ -331,6 +363,7 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
         RentalEvent storage rental = _rentalOf(rentalId);
         if (rental.cancelled) revert RentalEventCancelledAlready(rentalId);
         if (!isVerifiedOwner(rental.owner)) revert NotVerifiedOwner(rental.owner);
+        if (!_spaces[rental.spaceId].approved) revert SpaceNotApproved(rental.spaceId);
         if (start >= end || start < rental.start || end > rental.end || end <= block.timestamp) {
             revert InvalidWindow(start, end);
         }

@@ -171,6 +171,9 @@ class BookingService:
                                "/api/rentals")
         if rental.cancelled:
             raise RequestError(422, f"rental event {req.rental} is cancelled: choose another one")
+        if not self.client.get_space(rental.space_id).approved:
+            raise RequestError(422, f"rental event {req.rental} is of a space the lot no longer approves: "
+                               "choose another one")
         now = int(self.client.w3.eth.get_block("latest")["timestamp"])
         problem = booking_window_problem(req.start, req.end, now, rental.start, rental.end)
         if problem:
@@ -180,14 +183,14 @@ class BookingService:
     # ------------------------------------------------------------------ chain views
 
     def open_rentals(self) -> list[dict[str, Any]]:
-        """The lot's rental events not cancelled and not over, with their space's location (cached for
-        ``rentals_ttl_s``)."""
+        """The lot's rental events not cancelled and not over, of spaces the lot approves, with their
+        space's location (cached for ``rentals_ttl_s``)."""
         at = time.monotonic()
         if self._rentals is None or at - self._rentals[0] > self.rentals_ttl_s:
             lot, first = self.lot_bytes, self.from_block
-            located = {s["space_id"]: s["location"] for s in spaces(self.client, lot, first)}
-            self._rentals = (at, [{**r, "location": located.get(r["space_id"], "")}
-                                  for r in rentals(self.client, lot, first)])
+            located = {s["space_id"]: s["location"] for s in spaces(self.client, lot, first) if s["approved"]}
+            self._rentals = (at, [{**r, "location": located[r["space_id"]]}
+                                  for r in rentals(self.client, lot, first) if r["space_id"] in located])
         now = int(self.client.w3.eth.get_block("latest")["timestamp"])
         return [r for r in self._rentals[1] if not r["cancelled"] and r["end"] > now]
 

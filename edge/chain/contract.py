@@ -113,6 +113,7 @@ class Lot:
 class Space:
     lot_id: bytes
     owner: str
+    approved: bool  # by a lot admin: only approved spaces are listed and booked
     location: str
 
 
@@ -389,6 +390,12 @@ class RentalClient:
     def register_space(self, lot_id: bytes, location: str) -> TxResult:
         return self._write(self.contract.functions.registerSpace(lot_id, location))
 
+    def approve_space(self, space_id: int) -> TxResult:
+        return self._write(self.contract.functions.approveSpace(space_id))
+
+    def remove_space(self, space_id: int) -> TxResult:
+        return self._write(self.contract.functions.removeSpace(space_id))
+
     def space_at(self, lot_id: bytes, location: str) -> int:
         """The id of the space registered at ``location`` in the lot, 0 when none (a location is
         registered once per lot)."""
@@ -398,8 +405,8 @@ class RentalClient:
         return Lot(*self._read("getLot", lot_id))
 
     def get_space(self, space_id: int) -> Space:
-        lot, owner, location = self._read("getSpace", space_id)
-        return Space(bytes(lot), owner, location)
+        lot, owner, approved, location = self._read("getSpace", space_id)
+        return Space(bytes(lot), owner, bool(approved), location)
 
     # ------------------------------------------------------------------ rental events and bookings
 

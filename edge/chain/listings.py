@@ -16,7 +16,10 @@ Row = dict[str, Any]
 
 
 def spaces(client: RentalClient, lot: bytes, from_block: int = 0) -> list[Row]:
-    return [{"space_id": e.args["spaceId"], "owner": e.args["owner"], "location": e.args["location"]}
+    """Every space registered in ``lot`` with its current approval by the lot admin (one view call per
+    space): only approved spaces can be listed and booked."""
+    return [{"space_id": e.args["spaceId"], "owner": e.args["owner"], "location": e.args["location"],
+             "approved": client.get_space(e.args["spaceId"]).approved}
             for e in client.events("SpaceRegistered", from_block=from_block, lot_id=lot)]
 
 

@@ -77,6 +77,8 @@ SENTENCES: dict[str, Sentence] = {
     "TooFarAhead": lambda a, c: too_far_ahead_problem(int(a[0]), int(a[1])) or f"the booking starts "
     f"{utc(int(a[0]))}, after the latest start allowed ({utc(int(a[1]))}): choose a start nearer now",
     "UnknownSpace": lambda a, c: f"space {a[0]} does not exist: see `parkgate lot spaces` for the ids",
+    "SpaceNotApproved": lambda a, c: f"space {a[0]} is not approved by the lot (not yet, or removed): a lot "
+    "admin runs `parkgate lot space approve --space N` once the bay is shown to be the owner's",
     "NotSpaceOwner": lambda a, c: f"space {a[0]} belongs to another owner than {a[1]}: "
     "use that owner's keystore",
     "UnknownRentalEvent": lambda a, c: f"rental event {a[0]} does not exist: see `parkgate lot rentals`",

@@ -5,6 +5,7 @@
     parkgate lot gateway add|remove --lot CODE --address A [--fund ETH]
     parkgate lot owner verify --address A --attestation 0x..     (a verifier) | revoke --address A
     parkgate lot space add --lot CODE --location L               (a verified owner's keystore)
+    parkgate lot space approve|remove --space N                  (a lot admin, once the bay is the owner's)
     parkgate lot rental add --space N --start T --end T --price-per-hour-wei W   (the owner's)
     parkgate lot rental cancel --rental N                         (the owner's, or a verifier's)
     parkgate lot book --rental N --start T --end T --commitment 0x..            (a renter's)
@@ -176,11 +177,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     rv = _add(ow_sub, "revoke", cmd_owner_revoke, "revoke an owner's verification")
     rv.add_argument("--address", required=True)
 
-    sp = lot_sub.add_parser("space", help="register a space (a verified owner)")
+    sp = lot_sub.add_parser("space", help="register a space (a verified owner); approve or remove it (a lot "
+                            "admin): only approved spaces are listed and booked")
     sp_sub = sp.add_subparsers(dest="space_command", metavar="ACTION", required=True)
-    sa = _add(sp_sub, "add", cmd_space_add, "register a space of the sender in a lot")
+    sa = _add(sp_sub, "add", cmd_space_add, "register a space of the sender in a lot (listable once a lot "
+              "admin approves it)")
     sa.add_argument("--lot", required=True)
     sa.add_argument("--location", required=True, help="level/bay inside the lot, e.g. L-1/B17 (public)")
+    sap = _add(sp_sub, "approve", cmd_space_approve, "approve a registered space once the bay is shown to be "
+               "its owner's (a lot admin)")
+    sap.add_argument("--space", type=ID, required=True)
+    srm = _add(sp_sub, "remove", cmd_space_remove, "withdraw a space's approval and free its location (a lot "
+               "admin); its listings take no new bookings, bookings made stand")
+    srm.add_argument("--space", type=ID, required=True)
 
     rt = lot_sub.add_parser("rental", help="list a space for rent (the space's owner) or cancel a listing")
     rt_sub = rt.add_subparsers(dest="rental_command", metavar="ACTION", required=True)
@@ -409,6 +418,14 @@ def cmd_owner_revoke(s: Session) -> dict[str, Any]:
 def cmd_space_add(s: Session) -> dict[str, Any]:
     result = s.client.register_space(_lot(s.args.lot), s.args.location)
     return _tx(result, space_id=result.return_value, lot=s.args.lot, location=s.args.location)
+
+
+def cmd_space_approve(s: Session) -> dict[str, Any]:
+    return _tx(s.client.approve_space(s.args.space), space_id=s.args.space, approved=True)
+
+
+def cmd_space_remove(s: Session) -> dict[str, Any]:
+    return _tx(s.client.remove_space(s.args.space), space_id=s.args.space, approved=False)
 
 
 def cmd_rental_add(s: Session) -> dict[str, Any]:

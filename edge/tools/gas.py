@@ -122,6 +122,7 @@ class Scenario:
             location = f"L-1/B{self._spaces + 1:02d}"  # a location is registered once per lot
             self._spaces += 1
             space = self._track("registerSpace", self.owner.register_space(self.lot, location)).return_value
+            self._track("approveSpace", self.admin.approve_space(space))
             listed = self.owner.create_rental_event(space, start, start + 8 * HOUR, PRICE_PER_HOUR)
             rental = self._track("createRentalEvent", listed)
             booked = self.renter.request_rental(rental.return_value, start, start + 2 * HOUR, self.commitment)
@@ -163,6 +164,7 @@ class Scenario:
         self._track("settleOverdue", self.renter.settle_overdue(overdue))
         self._track("withdraw", self.renter.withdraw())
         space = self.owner.register_space(self.lot, "L-2/B02").return_value
+        self.admin.approve_space(space)
         start = self.now() + 2 * HOUR  # before the booking's cancel cutoff (start - 1 h)
         rental = self.owner.create_rental_event(space, start, start + HOUR, PRICE_PER_HOUR).return_value
         self.renter.request_rental(rental, start, start + HOUR, self.commitment)

@@ -113,6 +113,9 @@ def set_up_lot(anvil: Anvil, directory: Path) -> LotWorld:
     code, space, err = lot_cli("space", "add", "--lot", LOT, "--location", "L-1/B17", *common,
                                *keys.flags("owner"))
     assert code == 0, err
+    code, _, err = lot_cli("space", "approve", "--space", str(space["space_id"]), *common,
+                           *keys.flags("operator"))
+    assert code == 0, err
     start = int(w3.eth.get_block("latest")["timestamp"]) + 600
     code, rental, err = lot_cli("rental", "add", "--space", str(space["space_id"]), "--start", str(start),
                                 "--end", str(start + 8 * HOUR), "--price-per-hour-wei", str(PRICE_PER_HOUR),

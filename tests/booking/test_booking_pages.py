@@ -3,7 +3,8 @@ anvil, the booking service as a real uvicorn subprocess and a real gateway daemo
 and recorded cameras. The operator sets the lot up with `parkgate lot`; the owner lists a space and a
 rental event in the owner's page; the renter books it in the renter's page, both through a wallet
 injected into the page (EIP-1193) that signs with anvil's dev accounts; the gateway admits the renter's
-rendered car and the renter's page shows it verified and checked in; after check-out the owner settles
+rendered car and the renter's page shows it verified and checked in (the operator approves the owner's space
+with `parkgate lot space approve`); after check-out the owner settles
 and withdraws in the page. A booking in the past is refused in the page with a sentence."""
 
 from __future__ import annotations
@@ -164,8 +165,16 @@ def test_owner_lists_renter_books_the_gate_admits_and_the_owner_withdraws(pages_
         owner.wait_for_selector("#owner-forms", state="visible")
         owner.fill("#location", "P-1/B07")
         owner.click("#add-space-submit")
-        owner.wait_for_selector("#spaces tr[data-space-id]")
-        assert "listed at P-1/B07" in message(owner), message(owner)
+        row = owner.wait_for_selector("#spaces tr[data-space-id][data-approved=false]")
+        assert "registered at P-1/B07" in message(owner), message(owner)
+        space_id = row.get_attribute("data-space-id")
+        assert owner.query_selector(f"#space option[value='{space_id}']") is None  # not offered unapproved
+        code, _, err = lot_process("space", "approve", "--space", space_id, "--rpc", lot.anvil.url,
+                                   "--contract", lot.contract, *lot.keys.flags("operator"))
+        assert code == 0, err
+        approved = f"#spaces tr[data-space-id='{space_id}'][data-approved=true]"
+        owner.wait_for_selector(approved, timeout=WAIT_MS)
+        owner.wait_for_selector(f"#space option[value='{space_id}']", state="attached")
         start = lot.now() + 5  # the car arrives as the booking starts
         owner.fill("#start", utc_input(start))
         owner.fill("#end", utc_input(start + 6 * HOUR))
@@ -224,6 +233,9 @@ def test_the_renter_page_refuses_in_sentences_and_cancels_before_admission(pages
     common = ["--rpc", lot.anvil.url, "--contract", lot.contract]
     code, space, err = lot_cli("space", "add", "--lot", LOT, "--location", "P-2/B01", *common,
                                *lot.keys.flags("owner"))
+    assert code == 0, err
+    code, _, err = lot_cli("space", "approve", "--space", str(space["space_id"]), *common,
+                           *lot.keys.flags("operator"))
     assert code == 0, err
     code, rental, err = lot_cli("rental", "add", "--space", str(space["space_id"]),
                                 "--start", str(now + HOUR), "--end", str(now + 9 * HOUR),

@@ -185,6 +185,34 @@ def test_cancelled_listing_leaves_the_offer_and_is_refused(lot_world: LotWorld,
     assert code == 1 and "is cancelled" in err, err
 
 
+def test_a_removed_space_leaves_the_offer_and_is_refused(lot_world: LotWorld,
+                                                         service: BookingServiceProcess) -> None:
+    """A space the operator removed (`parkgate lot space remove`) takes no more bookings: its listing leaves
+    /api/rentals and a commitment for it is refused in words, before the renter pays gas."""
+    w, common = lot_world, lot_world.common()
+    code, space, err = lot_cli("space", "add", "--lot", LOT, "--location", "L-3/B9", *common,
+                               *w.keys.flags("owner"))
+    assert code == 0, err
+    space_id = str(space["space_id"])
+    code, _, err = lot_cli("space", "approve", "--space", space_id, *common, *w.keys.flags("operator"))
+    assert code == 0, err
+    start = w.now() + HOUR
+    code, listed, err = lot_cli("rental", "add", "--space", space_id, "--start", str(start), "--end",
+                                str(start + 4 * HOUR), "--price-per-hour-wei", "7", *common,
+                                *w.keys.flags("owner"))
+    assert code == 0, err
+    rental = listed["rental_id"]
+    time.sleep(0.6)  # the service caches the rental list (here for 0.5 s)
+    assert rental in [r["rental_id"] for r in service.get("/api/rentals")[1]]
+    code, removed, err = lot_cli("space", "remove", "--space", space_id, *common, *w.keys.flags("operator"))
+    assert code == 0 and removed["approved"] is False, err
+    time.sleep(0.6)
+    assert rental not in [r["rental_id"] for r in service.get("/api/rentals")[1]]
+    status, answer = service.post("/api/commitment", signed_request(
+        w, dev_account(2), window=(rental, start, start + 2 * HOUR)))
+    assert status == 422 and "a space the lot no longer approves" in answer["error"], answer
+
+
 def test_preflight_explains_a_refused_call_in_words(lot_world: LotWorld,
                                                     service: BookingServiceProcess) -> None:
     """The pages run each call through POST /api/preflight before the wallet sends it: a call the contract

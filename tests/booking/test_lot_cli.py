@@ -62,7 +62,8 @@ def test_operator_sets_up_a_lot_with_a_funded_gateway(lot_world: LotWorld) -> No
 
     code, spaces, err = lot_cli("spaces", "--lot", LOT, *common)
     assert code == 0, err
-    assert {"space_id": w.space_id, "owner": dev_account(1).address, "location": "L-1/B17"} in spaces
+    assert {"space_id": w.space_id, "owner": dev_account(1).address, "location": "L-1/B17",
+            "approved": True} in spaces
     code, rentals, err = lot_cli("rentals", "--lot", LOT, *common)
     assert code == 0, err
     listed = next(r for r in rentals if r["rental_id"] == w.rental_id)
@@ -121,9 +122,19 @@ def test_owner_revoked_cannot_list_any_more(lot_world: LotWorld) -> None:
                                *w.keys.flags("owner4"))
     assert code == 0, err
     start = w.now() + 3 * HOUR
-    code, rental, err = lot_cli("rental", "add", "--space", str(space["space_id"]), "--start", str(start),
-                                "--end", str(start + 4 * HOUR), "--price-per-hour-wei", "5", *common,
-                                *w.keys.flags("owner4"))
+    listing = ("rental", "add", "--space", str(space["space_id"]), "--start", str(start), "--end",
+               str(start + 4 * HOUR), "--price-per-hour-wei", "5", *common, *w.keys.flags("owner4"))
+    code, _, err = lot_cli(*listing)  # registered, not yet approved by the lot
+    assert code == 1 and f"space {space['space_id']} is not approved by the lot" in err, err
+    code, _, err = lot_cli("space", "approve", "--space", str(space["space_id"]), *common,
+                           *w.keys.flags("owner4"))
+    assert code == 1 and "lacks the contract role" in err, err
+    code, approved, err = lot_cli("space", "approve", "--space", str(space["space_id"]), *common,
+                                  *w.keys.flags("operator"))
+    assert code == 0 and approved["approved"] is True, err
+    code, spaces, err = lot_cli("spaces", "--lot", LOT, "--rpc", w.rpc, "--contract", w.contract)
+    assert code == 0 and {s["space_id"]: s["approved"] for s in spaces}[space["space_id"]] is True, err
+    code, rental, err = lot_cli(*listing)
     assert code == 0, err
     commitment = "0x" + plate_commitment(w.plate_key, LOT, PLATE).hex()
 

@@ -65,6 +65,7 @@ def build_world(w3: Web3) -> World:
     admin.verify_owner(accounts[1], b"\x01" * 32)
     owner = admin.with_sender(accounts[1])
     space_id = owner.register_space(lot, "L-1/B17").return_value
+    admin.approve_space(space_id)
     return World(
         w3=w3, admin=admin, owner=owner, renter=admin.with_sender(accounts[2]),
         stranger=admin.with_sender(accounts[3]), gateway=admin.with_sender(gateway_account),

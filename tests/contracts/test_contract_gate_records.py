@@ -157,6 +157,7 @@ def test_large_batch_in_one_transaction(world: World) -> None:
     bookings = []
     for n in range(12):
         space = world.owner.register_space(world.lot, f"L-2/B{n + 1:02d}").return_value
+        world.admin.approve_space(space)
         start = world.now() + 600
         rental = world.owner.create_rental_event(space, start, start + 2 * HOUR, PRICE_PER_HOUR).return_value
         booked = world.renter.request_rental(rental, start, start + HOUR, world.commitment())

@@ -111,6 +111,7 @@ def build_world(w3: Web3) -> World:
     admin.verify_owner(accounts[1], b"\x01" * 32)
     owner = admin.with_sender(accounts[1])
     space_id = owner.register_space(lot_bytes(LOT), "L-1/B17").return_value
+    admin.approve_space(space_id)
     return World(w3, admin, owner, admin.with_sender(accounts[2]), gateway, space_id,
                  admin.deploy_receipt["blockNumber"])
 

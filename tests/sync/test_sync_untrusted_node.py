@@ -246,6 +246,7 @@ def test_the_sync_process_stamps_with_the_trusted_clock_never_behind_the_stores_
 def test_logs_of_another_lot_and_removed_logs_are_dropped_and_counted(world: World, store: Store) -> None:
     world.admin.register_lot(lot_bytes("LOT-2"), "u0yjjd")
     space = world.owner.register_space(lot_bytes("LOT-2"), "L-2/B01").return_value
+    world.admin.approve_space(space)
     start = world.now() + 600
     rental = world.owner.create_rental_event(space, start, start + 6 * HOUR, PRICE_PER_HOUR).return_value
     commitment = bytes.fromhex(world.commitment()[2:])  # the commitment LOT-1's booking service issued

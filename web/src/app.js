@@ -360,14 +360,18 @@ class OwnerPage {
     const spaces = $("#spaces tbody");
     spaces.replaceChildren();
     for (const s of view.spaces) {
-      const option = document.createElement("option");
-      option.value = s.space_id;
-      option.textContent = `space ${s.space_id}: ${s.location}`;
-      select.appendChild(option);
+      if (s.approved) {  // only a space the lot approved can be listed
+        const option = document.createElement("option");
+        option.value = s.space_id;
+        option.textContent = `space ${s.space_id}: ${s.location}`;
+        select.appendChild(option);
+      }
       const row = document.createElement("tr");
       row.dataset.spaceId = s.space_id;
+      row.dataset.approved = s.approved;
       cell(row, String(s.space_id));
       cell(row, s.location);
+      cell(row, s.approved ? "approved" : "awaiting the lot's approval");
       spaces.appendChild(row);
     }
     if (chosen) select.value = chosen;
@@ -436,15 +440,15 @@ class OwnerPage {
     if (!location) throw new Error("give the space's location in the lot, e.g. L-1/B17");
     const events = await this.wallet.transact("registerSpace", [this.lot.lot_id, location]);
     const space = events.find((e) => e.eventName === "SpaceRegistered");
-    say(`space ${space.args.spaceId} listed at ${location}`, "ok");
+    say(`space ${space.args.spaceId} registered at ${location}: the lot approves it before you can offer it`,
+      "ok");
     $("#location").value = "";
     await this.refresh();
-    $("#space").value = String(space.args.spaceId);
   }
 
   async addRental() {
     const space = Number($("#space").value);
-    if (!space) throw new Error("list a space first");
+    if (!space) throw new Error("register a space first; you can offer it once the lot has approved it");
     const start = fromInput($("#start"), "start");
     const end = fromInput($("#end"), "end");
     let price;

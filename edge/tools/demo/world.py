@@ -48,8 +48,10 @@ class ChainWorld:
         return plate_commitment(self.plate_key, self.lot_code, plate)
 
     def list_space(self, location: str, start: int, end: int) -> int:
-        """The owner registers a space and offers it for [start, end): the first association."""
+        """The owner registers a space, the lot admin approves it, and the owner offers it for [start, end):
+        the first association."""
         space_id = self.owner.register_space(lot_id(self.lot_code), location).return_value
+        self.admin.approve_space(space_id)
         self.space_ids.append(space_id)
         result = self.owner.create_rental_event(space_id, start, end, PRICE_PER_HOUR)
         self.first_association_txs.append("0x" + bytes(result.tx_hash).hex())
