@@ -68,11 +68,20 @@ class StatusLoop:
             except Exception:  # noqa: BLE001 - health checks must never stop the status loop
                 log.exception("health tick failed")
             self.publish()
-            if interval is not None:
+            if self.lanes_alive() and interval is not None:
                 notify.watchdog()
             with contextlib.suppress(TimeoutError):
                 period = min(STATUS_EVERY_S, interval or STATUS_EVERY_S)
                 await asyncio.wait_for(stop.wait(), period)
+
+    def lanes_alive(self) -> bool:
+        """False while a lane's camera burst hangs (alert ``lane_hung``): the watchdog ping stops then, so
+        systemd restarts the daemon (a hung plate read never ends by itself, and every pass of that lane
+        would be refused)."""
+        hung = [why for shell in self.lanes.shells if (why := shell.hung()) is not None]
+        self.alerts.condition("lane_hung", "; ".join(hung) + ": watchdog ping stopped, systemd restarts the "
+                              "daemon" if hung else None)
+        return not hung
 
     def health_tick(self) -> None:
         """The clock against its floor, passes kept in memory, the floor saved."""

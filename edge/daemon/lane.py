@@ -78,6 +78,10 @@ TICK_S = 0.05
 RECONCILE_S = 1.0
 HOLD_WATCHDOG_MS = 1000  # a held gate drops by itself this long after the daemon stops refreshing it
 WATCH_QUEUE = 1000  # input changes buffered per watcher (`parkgate gate watch`); beyond: dropped, counted
+# A camera burst still running this long is hung (a plate read that never returns: a wedged ONNX call or
+# camera driver); a slow one on a loaded Pi takes seconds. The daemon then stops pinging systemd's
+# watchdog (edge.daemon.health), which restarts it: the lane's machine only refuses its passes no_read.
+HUNG_BURST_MS = 60_000
 
 
 @dataclass
@@ -134,6 +138,7 @@ class LaneShell:
         self.stats = LaneStats()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._opens: dict[int, asyncio.Task[None]] = {}  # pass number -> its open, until it answers
+        self._bursts: dict[int, int] = {}  # burst number -> when it started (clock_ms), until it returns
         self._armed_at: float | None = None
         self.link_up = True
         self.held = False  # an operator holds the gate open: the machine's close is not sent
@@ -345,12 +350,25 @@ class LaneShell:
         return replace(record, started_ms=record.started_ms + offset, ended_ms=record.ended_ms + offset)
 
     async def _run_burst(self, burst_no: int, frames: int) -> None:
+        self._bursts[burst_no] = self.clock_ms()
         try:
             result = await asyncio.to_thread(self._burst, burst_no, frames)
         except Exception as exc:  # noqa: BLE001 - the machine's burst timeout ends the pass
             self.alert("camera_error", f"lane {self.config.lane_id}: burst failed: {exc}")
             return
+        finally:
+            self._bursts.pop(burst_no, None)
         self.feed(result)
+
+    def hung(self) -> str | None:
+        """Why the lane is hung: a camera burst that has run for :data:`HUNG_BURST_MS` or more; else None."""
+        if not self._bursts:
+            return None
+        running_ms = self.clock_ms() - min(self._bursts.values())
+        if running_ms < HUNG_BURST_MS:
+            return None
+        return (f"lane {self.config.lane_id}: camera burst running for {running_ms // 1000} s "
+                "(a plate read or the camera hangs)")
 
     def _note_read(self, read: PlateRead, decision: Decision) -> None:
         """The lane's last read, masked, for `parkgate status` and the console."""
