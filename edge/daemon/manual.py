@@ -110,19 +110,25 @@ class ManualDesk:
 
     async def _audit(self, shell: LaneShell, action: str, source: str, who: str, reason: str,
                      result: str) -> tuple[int | None, dict[str, Any] | None]:
-        """Record the operation with what the lane's camera reads now; never raises. A store that
-        refuses writes keeps the record in memory (``Gatekeeper.audit``): the act is not refused, since an
-        operator is then the only way through gates that stay shut."""
+        """Record the operation with what the lane's camera reads now (waiting for it at most the lane's
+        burst timeout: a hung plate read must not keep the audit, or the operator's answer, waiting); never
+        raises. A store that refuses writes keeps the record in memory (``Gatekeeper.audit``): the act is
+        not refused, since an operator is then the only way through gates that stay shut."""
         lane_cfg = shell.config.lane
         plate = confidence = snapshot = None
+        wait_s = shell.config.burst_timeout_ms / 1000
         try:
             camera = self.cameras[lane_cfg.name]
-            burst = await asyncio.to_thread(camera.burst, 0, min(AUDIT_FRAMES, lane_cfg.camera.burst_frames))
+            reading = asyncio.to_thread(camera.burst, 0, min(AUDIT_FRAMES, lane_cfg.camera.burst_frames))
+            burst = await asyncio.wait_for(reading, wait_s)
             best = max((r for r in burst.reads if r.text), key=lambda r: r.confidence, default=None)
             if best is not None:
                 plate = mask_plate_or_none(best.text)
                 confidence = round(min(1.0, max(0.0, best.confidence)), 3)
             snapshot = burst.snapshot
+        except TimeoutError:
+            log.warning("lane %s: no camera read for the manual %s within %.1f s: audited without one",
+                        lane_cfg.name, action, wait_s)
         except Exception as exc:  # noqa: BLE001 - no camera read: the operation is audited all the same
             log.warning("lane %s: no camera read for the manual %s: %s", lane_cfg.name, action, exc)
         row = ManualActionRow(self.clock.now_ms(), lane_cfg.name, action, source, who, reason, result, plate,
