@@ -172,3 +172,27 @@ def test_onnxruntime_runs_with_memory_deny_write_execute() -> None:
         pytest.skip(out.stdout.strip())
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ran mul_1.onnx" in out.stdout
+
+
+def unit_proc_options(unit: Path) -> str:
+    """The procfs mount options the unit's ProtectProc= and ProcSubset= give its processes."""
+    found = {k: v for s, k, v in directives(unit.read_text()) if s == "Service"}
+    options = [f"hidepid={found['ProtectProc']}"] if "ProtectProc" in found else []
+    return ",".join(options + (["subset=pid"] if found.get("ProcSubset") == "pid" else []))
+
+
+@pytest.mark.parametrize("name", ["parkgate.service", "parkgate-console.service"])
+def test_the_unit_lets_the_daemon_status_see_the_boot_id(name: str) -> None:
+    """Review 2026-12-03: ProcSubset=pid hid /proc/sys/kernel/random/boot_id, so under systemd the daemon's
+    status carried boot_id "" and `parkgate status` (and the console) judged it on the wall clock and
+    never saw its pid gone: a SIGKILLed daemon read "running" for 10 s, and a clock step at boot made a
+    running one STALE. Checked in a mount namespace whose /proc is mounted as the unit mounts it."""
+    options = unit_proc_options(ROOT / "systemd" / name)
+    probe = "from edge.daemon.status import boot_id; print(boot_id())"
+    mount = f"mount -t proc -o {options} proc /proc" if options else "true"
+    run = subprocess.run([tool("unshare"), "-m", "sh", "-c", f'{mount} && exec "$0" -c "$1"', sys.executable,
+                          probe], capture_output=True, text=True, timeout=60)
+    if run.returncode != 0 and "mount" in run.stderr + run.stdout:
+        pytest.skip(f"cannot mount a procfs in a mount namespace here: {run.stderr.strip()}")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == Path("/proc/sys/kernel/random/boot_id").read_text().strip() != ""
