@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.cli.secretfile import create_secret_file
+from edge.clock import TrustedClock
+from edge.daemon.status import daemon_best_ms, read_status, status_path
 from edge.identity import normalise_plate, plate_key_bytes
 from edge.mqtt.commands import ACTIONS, LIST_ACTIONS, LIST_NAMES, generate_key, load_key, sign_command
 from edge.store import wall_clock_ms
+
+if TYPE_CHECKING:
+    from edge.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,6 +114,25 @@ def _list_args(args: argparse.Namespace) -> dict[str, object]:
     return body
 
 
+def gateway_time(cfg: Config) -> Callable[[], int]:
+    """The time the signer dates its commands with: the best time (``edge.clock``) of the gateway's daemon
+    running on this machine (its ``status.json``), never behind the sanity floor nor backwards. The bare
+    wall clock would not do: while it is behind (no NTP yet), the daemon judges freshness with its best
+    time and would refuse every press as stale."""
+    clock = TrustedClock()
+    path = status_path(cfg.gateway.state_dir)
+
+    def now_ms() -> int:
+        try:
+            best = daemon_best_ms(read_status(path))
+        except ValueError:  # no daemon status here (not started, or another machine): the clock alone
+            best = None
+        if best is not None:
+            clock.observe(best)
+        return clock.now_ms()
+    return now_ms
+
+
 def cmd_ha_signer(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -115,7 +141,8 @@ def cmd_ha_signer(args: argparse.Namespace) -> int:
     from edge.mqtt.hasigner import HaSigner
 
     try:
-        signer = HaSigner(load_config(args.config), wall_clock_ms).start()
+        cfg = load_config(args.config)
+        signer = HaSigner(cfg, gateway_time(cfg)).start()
     except (ConfigError, ValueError) as exc:
         print(f"cannot start the signer: {exc}", file=sys.stderr)
         return 1

@@ -141,6 +141,15 @@ def read_status(path: Path, now: float | None = None) -> dict[str, Any]:
     return snapshot
 
 
+def daemon_best_ms(snapshot: dict[str, Any]) -> int | None:
+    """The daemon's best time (``edge.clock``) now, from a snapshot :func:`read_status` returned: its best
+    time when written plus the snapshot's age (monotonic in this boot); None when it is stale or has none."""
+    best = (snapshot.get("clock") or {}).get("best_ms")
+    if snapshot.get("stale") or not isinstance(best, int):
+        return None
+    return best + round(float(snapshot["age_s"]) * 1000)
+
+
 def state_dir_problem(state_dir: Path) -> str | None:
     """Why the daemon cannot write its state dir (read-only, full), or None."""
     if not os.access(state_dir, os.W_OK):
