@@ -161,13 +161,23 @@ class LaneCamera:
     roi: Roi | None = None
     timeout_s: float = BURST_TIMEOUT_S
     approach: Approach | None = None
+    wall_ms: Callable[[], int] = wall_clock_ms  # the daemon's best time (edge.clock): dates the evidence
 
     def burst(self, burst_no: int, count: int) -> BurstDone:
         """Burst ``burst_no`` (in a worker thread): the approach track of the car at the loop when there is
         a fresh, unambiguous one; else read ``count`` fresh frames (stale queued ones are dropped first),
         keep the best plate read of each (inside the lane's ``roi``), and save the best read's plate crop
-        as evidence (JPEG, sha256 of the file)."""
-        frames, name = self.source, f"{self.lane}-{wall_clock_ms()}-{burst_no}"
+        as evidence (JPEG, sha256 of the file), its file dated with ``wall_ms``: the kernel's date of a
+        crop written while the clock was behind (a Pi booted in 1970) would make the retention delete it
+        as soon as NTP steps the clock forward."""
+        at_ms = self.wall_ms()
+        done = self._burst(burst_no, count, f"{self.lane}-{at_ms}-{burst_no}")
+        if done.snapshot is not None:
+            date_file(Path(done.snapshot.path), at_ms)
+        return done
+
+    def _burst(self, burst_no: int, count: int, name: str) -> BurstDone:
+        frames = self.source
         if self.approach is not None and (taken := self.approach.take(burst_no, self.evidence_dir, name)):
             return taken
         while frames.get(timeout=0) is not None:
@@ -194,6 +204,14 @@ class LaneCamera:
         if self.approach is not None:
             health["approach"] = self.approach.health()
         return health
+
+
+def date_file(path: Path, at_ms: int) -> None:
+    """Set ``path``'s access and modification times to ``at_ms`` (unix ms); a failure only logs."""
+    try:
+        os.utime(path, ns=(at_ms * 1_000_000, at_ms * 1_000_000))
+    except OSError as exc:
+        log.warning("evidence crop %s not dated: %s", path, exc)
 
 
 def save_crop(image: np.ndarray, box: tuple[float, float, float, float], directory: Path,

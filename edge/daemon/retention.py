@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ DAY_S = 86_400
 @dataclass(frozen=True)
 class EvidenceFile:
     path: Path
-    mtime: float  # wall-clock seconds (file time)
+    mtime: float  # unix seconds (file time: the daemon's best time when the crop was saved)
     size: int
 
 
@@ -112,11 +112,13 @@ def prune_evidence(directory: Path, config: EvidenceConfig, now: float) -> Prune
     return Pruned(deleted, freed, kept, sum(f.size for f in files) - freed)
 
 
-async def prune_loop(directory: Path, config: EvidenceConfig, stop: asyncio.Event) -> None:
-    """The daemon's retention: now and every ``PRUNE_EVERY_S`` until ``stop``, off the event loop."""
+async def prune_loop(directory: Path, config: EvidenceConfig, stop: asyncio.Event,
+                     now: Callable[[], float] = time.time) -> None:
+    """The daemon's retention: now and every ``PRUNE_EVERY_S`` until ``stop``, off the event loop; ``now``
+    (seconds): the daemon's best time, which also dates the crops (``edge.daemon.camera``)."""
     while not stop.is_set():
         try:
-            await asyncio.to_thread(prune_evidence, directory, config, time.time())
+            await asyncio.to_thread(prune_evidence, directory, config, now())
         except Exception:  # noqa: BLE001 - retention must never stop the gate
             log.exception("evidence retention failed")
         with contextlib.suppress(TimeoutError):

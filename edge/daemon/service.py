@@ -167,7 +167,8 @@ class Daemon:
             source = open_frame_source(lane.camera.source, lane.camera.fps)
             roi = lane.camera.region
             self.cameras[lane.name] = LaneCamera(lane.name, source, self.reader, self.evidence_dir, roi,
-                                                 approach=self._approach(lane, source, roi))
+                                                 approach=self._approach(lane, source, roi),
+                                                 wall_ms=self.clock.now_ms)
 
     def _approach(self, lane: LaneConfig, source: FrameSource, roi: Roi | None) -> ApproachReader | None:
         """The lane's approach reading, started (None when ``camera.approach`` is off)."""
@@ -203,7 +204,7 @@ class Daemon:
         await self._start_control(desk)
         status_task = asyncio.create_task(self.status.run(self.stop_event))
         retention_task = asyncio.create_task(prune_loop(self.evidence_dir, self.cfg.evidence,
-                                                        self.stop_event))
+                                                        self.stop_event, lambda: self.clock.now_ms() / 1000))
         live = LiveView(self.cfg.gateway.state_dir, [
             LiveLane(name, camera.source, camera.roi) for name, camera in self.cameras.items()],
             self._live_detector, self._lane_busy)
