@@ -93,8 +93,10 @@ def watch_path(state_dir: Path, lane: str) -> Path:
 
 
 def watched(path: Path, now: float) -> bool:
+    """Whether the console touched ``path`` in the last ``WATCH_FRESH_S`` (a touch dated after ``now`` is
+    from before a step back of the clock: a live console touches it again at once)."""
     try:
-        return now - path.stat().st_mtime <= WATCH_FRESH_S
+        return 0 <= now - path.stat().st_mtime <= WATCH_FRESH_S
     except OSError:
         return False
 

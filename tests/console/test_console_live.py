@@ -62,6 +62,18 @@ def test_frames_are_written_only_while_watched_once_each_and_private(tmp_path: P
     assert not list(liveview.live_dir(state).glob("*.tmp"))
 
 
+def test_a_watch_touched_before_the_clock_stepped_back_is_not_fresh_for_days(tmp_path: Path) -> None:
+    """The console touched the watch file, then NTP stepped the clock back 3 days and the console went away:
+    the touch is "in the future"; it counted as fresh (the detector ran on the lane's frames for 3 days)."""
+    watch = tmp_path / "entry-1.watch"
+    watch.touch()
+    now = time.time()
+    os.utime(watch, (now, now))
+    assert liveview.watched(watch, now + 1)
+    assert not liveview.watched(watch, now + 60)
+    assert not liveview.watched(watch, now + 60 - 3 * 86_400)  # the clock stepped back 3 days
+
+
 def test_the_detector_boxes_the_plate_with_its_width_and_pauses_while_the_lane_reads(tmp_path: Path) -> None:
     state = tmp_path / "state"
     liveview.live_dir(state).mkdir(parents=True, mode=0o700)
