@@ -34,7 +34,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config import MqttConfig
-from edge.mqtt.commands import MIN_KEY_BYTES, Command, CommandPolicy, Freshness, Rejection, verify_command
+from edge.mqtt.commands import (
+    ALL_LANES,
+    MIN_KEY_BYTES,
+    Command,
+    CommandPolicy,
+    Freshness,
+    Rejection,
+    verify_command,
+)
 from edge.mqtt.nonces import NonceStore
 from edge.mqtt.outbox import OutboxPort, OutboxPublisher
 from edge.mqtt.privacy import redact_payload
@@ -336,7 +344,7 @@ class MqttBridge:
         topic_lane = self.topics.lane_of_command_topic(message.topic)
         if topic_lane is None:
             return
-        if not self._command_limit.allow(message.topic):
+        if not self._command_limit.allow(self._limit_key(message.topic, topic_lane)):
             self._count("cmd_rejected.rate_limited")
             self._log_rejection(message.topic, "rate_limited", "too many commands on this topic")
             return
@@ -371,6 +379,12 @@ class MqttBridge:
                  verdict.nonce, outcome.ok, outcome.detail)
         self._publish_result({"ok": outcome.ok, "lane": verdict.lane, "action": verdict.action,
                               "nonce": verdict.nonce, "detail": outcome.detail})
+
+    def _limit_key(self, topic: str, lane: str) -> str:
+        """The rate limit's bucket for a command topic: its own for each lane of this gateway and ``*``,
+        one for all other topics (they can never carry an accepted command), so that a flood spread over
+        made-up lanes (cmd/x0, cmd/x1, ...) gets no fresh burst per topic."""
+        return topic if lane in self.lanes or lane == ALL_LANES else self.topics.command("<other>")
 
     def _keep_nonce(self, rejection: Rejection, now_ms: int) -> None:
         """A correctly signed command refused (stale, future, ...): keep its nonce all the same, so that a

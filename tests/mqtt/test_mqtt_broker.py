@@ -363,6 +363,29 @@ def test_ten_thousand_rejected_commands_are_counted_with_few_log_lines(
         bridge.stop()
 
 
+def test_made_up_lane_topics_share_one_command_budget(broker: MosquittoBroker) -> None:
+    """A flood spread over made-up lane topics (cmd/x0, cmd/x1, ...) gets no fresh burst per topic: those
+    topics share one budget, so beyond it nothing is verified or answered; a real lane keeps its own."""
+    received: list[Command] = []
+    bridge = bridge_for(broker, "gw-rot", on_command=lambda c: received.append(c) or CommandOutcome(True))
+    bridge.start()
+    watcher = Watcher(broker, "parkgate/gw-rot/cmd/result")
+    timings = bridge.timings
+    try:
+        assert bridge.wait_connected(10), bridge.last_connect_error
+        for n in range(200):
+            watcher.publish(f"parkgate/gw-rot/cmd/x{n}", b"{not json")
+        good = sign_command(KEY, "gw-rot", "in-1", "open", wall_clock_ms())
+        watcher.publish("parkgate/gw-rot/cmd/in-1", good)
+        wait_until(lambda: len(received) == 1, what="the real lane's command")
+        counters = bridge.health()["counters"]
+        assert counters["cmd_rejected.malformed"] + counters["cmd_rejected.rate_limited"] == 200
+        assert counters["cmd_rejected.malformed"] <= timings.command_burst + 10 * timings.commands_per_s
+    finally:
+        watcher.close()
+        bridge.stop()
+
+
 def test_the_bridge_asks_the_broker_for_a_maximum_packet_size(broker: MosquittoBroker) -> None:
     """A command bigger than the bridge's maximum packet size never reaches it: the broker drops it
     for this client (MQTT 5), and the next command still comes through."""
