@@ -314,11 +314,13 @@ class MqttBridge:
             self._count("disconnects")
             log.warning("mqtt disconnected (%s); outbox rows wait for the reconnect", reason_code)
         elif not was_connected and not self._stopping.is_set() and self.last_connect_error is None:
-            # the socket opened but no CONNACK came: a TLS listener while tls is off, or no broker there
+            # the socket opened but no CONNACK came: the broker refused our client certificate (TLS 1.3
+            # says so after the handshake: the probe finds out), a TLS listener while tls is off, or no broker
             self._count("connect_failed")
-            self._set_connect_error(f"{self.config.host}:{self.config.port} closed the connection before "
-                                    f"CONNACK ({reason_code}); a TLS port with mqtt.tls.enabled = "
-                                    f"{str(self.config.tls.enabled).lower()}?")
+            problem = transport_problem(self.config)
+            self._set_connect_error(str(problem) if problem else f"{self.config.host}:{self.config.port} "
+                                    f"closed the connection before CONNACK ({reason_code}); a TLS port with "
+                                    f"mqtt.tls.enabled = {str(self.config.tls.enabled).lower()}?")
 
     def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any],
                           properties: Any) -> None:

@@ -21,7 +21,12 @@ FIXES = {
     "handshake": "is the port a TLS listener? (mqtt.port, mqtt.tls.enabled; 8883 is TLS, 1883 plain); client "
                  "certificate files: mqtt.tls.cert_file/key_file",
     "files": "fix the files named under [mqtt.tls]",
+    "client_cert": "give mqtt.tls.cert_file/key_file a client certificate the broker accepts: signed by the "
+                   "CA the broker trusts for clients, not expired",
 }
+# With TLS 1.3 a broker checks the client's certificate after the handshake and says no in an alert that
+# comes at the first read; a broker that took the client waits for CONNECT and sends nothing.
+ALERT_WAIT_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,27 @@ def transport_problem(config: MqttConfig, timeout_s: float = 3.0) -> TransportPr
             return TransportProblem("files", f"TLS files unusable (ca_file={tls.ca_file}, cert_file="
                                              f"{tls.cert_file}, key_file={tls.key_file}): {exc}")
         try:
-            context.wrap_socket(sock, server_hostname=config.host).close()
+            tls_sock = context.wrap_socket(sock, server_hostname=config.host)
         except ssl.SSLCertVerificationError as exc:
             return TransportProblem("untrusted", f"{where}: the broker's certificate is not trusted: "
                                                  f"{exc.verify_message}")
         except (ssl.SSLError, OSError) as exc:
             return TransportProblem("handshake", f"{where}: TLS handshake failed: {exc}")
+        with tls_sock:
+            return _client_refused(tls_sock, where)
+    return None
+
+
+def _client_refused(tls_sock: ssl.SSLSocket, where: str) -> TransportProblem | None:
+    """The broker's refusal of the client certificate, which TLS 1.3 sends after the handshake."""
+    tls_sock.settimeout(ALERT_WAIT_S)
+    try:
+        tls_sock.recv(1)
+    except TimeoutError:  # silence: the broker waits for CONNECT
+        return None
+    except (ssl.SSLError, OSError) as exc:
+        return TransportProblem("client_cert", f"{where}: the broker refused this client's TLS certificate: "
+                                               f"{exc}")
     return None
 
 

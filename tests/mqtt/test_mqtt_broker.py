@@ -18,9 +18,10 @@ from edge.config import config_from_mapping
 from edge.mqtt import BridgeTimings, CommandOutcome, MqttBridge, NonceStore, sign_command
 from edge.mqtt.commands import Command
 from edge.mqtt.privacy import hash_plate
+from edge.mqtt.probe import transport_problem
 from edge.mqtt.wiring import bridge_from_config, mqtt_config_from_url
 from edge.store import GateEventRow, Store, new_event_id, wall_clock_ms
-from edge.tools.mosquitto import MosquittoBroker
+from edge.tools.mosquitto import MosquittoBroker, issue_cert, make_ca
 from edge.tools.proc import ManagedProcess
 
 KEY = bytes.fromhex("42" * 32)
@@ -105,6 +106,25 @@ def test_client_certificate_authenticates_without_password(broker: MosquittoBrok
                                      cert_file=broker.client_cert, key_file=broker.client_key)
     with MqttBridge(config, "gw-cert", KEY, LANES) as bridge:
         assert bridge.wait_connected(10), bridge.last_connect_error
+
+
+def test_a_client_certificate_the_broker_refuses_is_named(broker: MosquittoBroker, tmp_path: Path) -> None:
+    """TLS 1.3: the broker checks a client certificate after the handshake, so its refusal (here a
+    certificate from another CA) came as "closed the connection before CONNACK ... a TLS port?"; the
+    status, the log and the doctor's probe now name the certificate."""
+    other = make_ca(tmp_path)
+    cert, key = issue_cert(tmp_path, other, "client", broker.username, server=False)
+    config, _ = mqtt_config_from_url(f"mqtts://{broker.host}:{broker.cert_port}", ca_file=broker.ca_file,
+                                     cert_file=cert, key_file=key)
+    problem = transport_problem(config)
+    assert problem is not None and problem.kind == "client_cert" and "unknown ca" in str(problem), problem
+    bridge = MqttBridge(config, "gw-badcert", KEY, LANES).start()
+    try:
+        wait_until(lambda: bridge.last_connect_error, what="the connection error")
+        assert "refused this client's TLS certificate" in (bridge.last_connect_error or "")
+        assert not bridge.connected
+    finally:
+        bridge.stop(timeout=2)
 
 
 def test_retained_state_discovery_reads_and_clean_offline(broker: MosquittoBroker) -> None:
