@@ -78,7 +78,7 @@ class Gatekeeper:
         self.policy = policy
         self.commit = commit
         self.chain_on = chain_on
-        self.mqtt_on = mqtt_on  # the daemon sets it to whether the broker link really started
+        self.mqtt_on = mqtt_on  # mqtt.enabled: rows wait in the outbox while the bridge is down or unstarted
         self.on_recorded = on_recorded
         self.recorded = 0
         self.presence = Presence()  # rebuilt from the gate log by recover()

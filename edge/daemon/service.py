@@ -263,8 +263,9 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001 - bad key/TLS files must not keep gates shut
                 log.error("MQTT not started: %s", exc)
                 self.alerts.alert("-", "mqtt_not_started", str(exc))
+        # The passes stay queued for 'mqtt' (gatekeeper.mqtt_on) even when the bridge did not start: they go
+        # out once it starts after the fix, and the status shows them as backlog meanwhile.
         self.alerts.bridge = self.status.bridge = self.bridge
-        self.gatekeeper.mqtt_on = self.bridge is not None
 
     def _start_metrics(self) -> None:
         m = self.cfg.metrics
