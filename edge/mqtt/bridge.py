@@ -274,10 +274,9 @@ class MqttBridge:
     def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                         properties: Any) -> None:
         if reason_code.is_failure:
-            self.last_connect_error = str(reason_code)
             self._count("connect_failed")
-            log.error("mqtt broker %s:%s refused the connection: %s", self.config.host, self.config.port,
-                      reason_code)
+            self._set_connect_error(str(reason_code), f"broker {self.config.host}:{self.config.port} refused "
+                                                      f"the connection: {reason_code}")
             return
         self.last_connect_error = None
         self._count("connects")
@@ -301,9 +300,10 @@ class MqttBridge:
         self._set_connect_error(str(problem) if problem else f"connection to {self.config.host}:"
                                 f"{self.config.port} failed")
 
-    def _set_connect_error(self, error: str) -> None:
-        if error != self.last_connect_error:  # logged when it changes, not at every retry
-            log.error("mqtt: %s", error)
+    def _set_connect_error(self, error: str, line: str | None = None) -> None:
+        """``error`` for the status; logged (as ``line`` when given) when it changes, not at every retry."""
+        if error != self.last_connect_error:
+            log.error("mqtt: %s", line or error)
         self.last_connect_error = error
 
     def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,

@@ -89,14 +89,20 @@ def bridge_for(broker: MosquittoBroker, gateway: str, **kwargs: object) -> MqttB
     return MqttBridge(config, gateway, KEY, LANES, password=password, timings=timings, poll_s=0.2, **kwargs)
 
 
-def test_wrong_password_is_refused(broker: MosquittoBroker) -> None:
+def test_wrong_password_is_refused_and_logged_once(broker: MosquittoBroker,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Refused at every retry, and logged when the error changes, not at every retry (at the 30 s back-off a
+    wrong password wrote 2,880 identical lines a day)."""
+    caplog.set_level(logging.ERROR, logger="edge.mqtt.bridge")
     config, password = mqtt_config_from_url(f"mqtts://{broker.username}:wrong@{broker.host}:{broker.port}",
                                             ca_file=broker.ca_file)
-    bridge = MqttBridge(config, "gw-bad", KEY, LANES, password=password).start()
+    bridge = MqttBridge(config, "gw-bad", KEY, LANES, password=password,
+                        timings=BridgeTimings(reconnect_min_s=1, reconnect_max_s=1)).start()
     try:
-        wait_until(lambda: bridge.last_connect_error, what="the broker's refusal")
+        wait_until(lambda: bridge.stats["connect_failed"] >= 3, what="three refusals")
         assert not bridge.connected
         assert bridge.last_connect_error in {"Bad user name or password", "Not authorized"}
+        assert len([r for r in caplog.records if "refused the connection" in r.getMessage()]) == 1
     finally:
         bridge.stop()
 
