@@ -582,6 +582,10 @@ def _roi_issues(points: tuple[tuple[float, ...], ...], path: str) -> list[Config
     return []
 
 
+# A lane name that is also a topic level of its own under <prefix>/cmd/ (the command answers' topic).
+RESERVED_LANE_NAMES = ("result",)
+
+
 def _cross_checks(cfg: Config) -> list[ConfigIssue]:
     """Rules that involve more than one value."""
     issues = []
@@ -591,6 +595,10 @@ def _cross_checks(cfg: Config) -> list[ConfigIssue]:
             issues.append(ConfigIssue(f"lanes[{i}].name", f"{lane.name!r} is also the name of "
                                       f"lanes[{seen[lane.name]}]; lane names must be unique"))
         seen.setdefault(lane.name, i)
+        if lane.name in RESERVED_LANE_NAMES:
+            reserved = (f"{lane.name!r} is reserved: it is the topic of the MQTT command answers "
+                        "(<prefix>/cmd/result); choose another lane name")
+            issues.append(ConfigIssue(f"lanes[{i}].name", reserved))
         issues += _modbus_input_clashes(lane.gate, f"lanes[{i}].gate")
         issues += _roi_issues(lane.camera.roi, f"lanes[{i}].camera.roi")
         if lane.exit_policy is not None and lane.direction != "exit":

@@ -33,7 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge.config import MqttConfig
+from edge.config import RESERVED_LANE_NAMES, MqttConfig
 from edge.mqtt.commands import (
     ALL_LANES,
     MIN_KEY_BYTES,
@@ -151,8 +151,8 @@ class MqttBridge:
     @staticmethod
     def _checked_lane(lane: str) -> str:
         check_topic_part("lane", lane)
-        if lane == "result":
-            raise ValueError("lane 'result' would clash with the cmd/result topic; rename the lane")
+        if lane in RESERVED_LANE_NAMES:  # `config check` refuses it too
+            raise ValueError(f"lane {lane!r} would clash with the cmd/{lane} topic; rename the lane")
         return lane
 
     def _make_client(self) -> mqtt.Client:

@@ -190,6 +190,9 @@ def test_cross_field_rules() -> None:
     two = '[[lanes]]\nname = "a"\n[[lanes]]\nname = "a"\n[lanes.gate]\nport = "/dev/ttyUSB1"\n'
     assert errors_of(two) == [
         "lanes[1].name: 'a' is also the name of lanes[0]; lane names must be unique"]
+    assert errors_of('[[lanes]]\nname = "result"\n') == [  # it stopped the MQTT bridge at start
+        "lanes[0].name: 'result' is reserved: it is the topic of the MQTT command answers "
+        "(<prefix>/cmd/result); choose another lane name"]
     assert errors_of("lanes = []\n") == ["lanes: no lanes configured; add at least one [[lanes]] table"]
     assert errors_of("[chain]\nenabled = true\n") == [
         f"chain.{k}: is required when chain.enabled = true"
