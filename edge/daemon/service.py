@@ -41,7 +41,9 @@ This module is the wiring: it builds those parts, starts them in order and stops
 
 Shutdown on SIGTERM/SIGINT: stop taking passes, close each gate unless a vehicle is under it (an
 open is a hardware-timed pulse anyway, so a killed daemon cannot leave a gate open), stop the
-background parts (pending outbox rows stay for the next start), write a final status.
+background parts (pending outbox rows stay for the next start), write a final status, close the store.
+A worker thread still busy 2 s later (a plate read wedged in ONNX or a camera driver) no longer keeps the
+process alive: it is named in the log and the daemon exits with status 3 (``_exit_past_hung_workers``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ import logging
 import os
 import secrets
 import signal
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from edge import notify
@@ -90,6 +97,8 @@ from firmware_bridge.gate import GateDriver
 
 log = logging.getLogger(__name__)
 PLATE_KEY_FILE = "plate-key"
+EXIT_WORKER_HUNG = 3  # stopped cleanly, but a worker thread (a plate read, a camera) never returned
+HUNG_WORKER_GRACE_S = 2.0  # after the shutdown, how long a worker thread may take to return
 
 
 def lot_code_of(cfg: Config) -> str:
@@ -313,7 +322,48 @@ def run_daemon(cfg: Config) -> int:
         return _cannot_start(_model_problem(cfg, exc))
     except (ParkgateError, GateError, OSError, ValueError) as exc:
         return _cannot_start(str(exc))
-    return asyncio.run(daemon.run())
+    workers = ThreadPoolExecutor(thread_name_prefix="asyncio")  # asyncio's default executor, made ours
+    with asyncio.Runner() as runner:
+        runner.get_loop().set_default_executor(workers)
+        code = runner.run(daemon.run())
+        _exit_past_hung_workers(workers, code)
+    return code
+
+
+def _exit_past_hung_workers(workers: ThreadPoolExecutor, code: int) -> None:
+    """End the process now if a worker thread is still busy ``HUNG_WORKER_GRACE_S`` after the shutdown.
+
+    Python joins every worker thread before it exits (asyncio's default executor when the loop closes,
+    then the interpreter), and nothing can cancel a thread: a plate read wedged in ONNX or a camera driver
+    (``asyncio.to_thread``) kept a stopped daemon, gates and store already closed, alive until systemd's
+    SIGKILL (``TimeoutStopSec``), and a console's Ctrl-C for ever. Everything that matters is done by now
+    (gates, store and pass journal closed, final status written), so the stuck threads are named in the
+    log and the process ends with ``EXIT_WORKER_HUNG`` (``os._exit``: no joins). Without a stuck thread
+    this returns at once and the exit is Python's usual one."""
+    workers.shutdown(wait=False)  # idle workers end; a busy one ends when its call returns
+    deadline = time.monotonic() + HUNG_WORKER_GRACE_S
+    for thread in _joined_at_exit():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hung = _joined_at_exit()
+    if not hung:
+        return
+    frames = sys._current_frames()
+    for thread in hung:
+        stack = "".join(traceback.format_stack(frames[thread.ident])) if thread.ident in frames else ""
+        log.error("thread %s still running %.0f s after the shutdown (a hung plate read or camera?):\n%s",
+                  thread.name, HUNG_WORKER_GRACE_S, stack.rstrip())
+    log.error("stopped (lanes and store closed); exiting without waiting for %d hung thread(s), status %d",
+              len(hung), EXIT_WORKER_HUNG)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or EXIT_WORKER_HUNG)
+
+
+def _joined_at_exit() -> list[threading.Thread]:
+    """The live threads Python would wait for before exiting (not daemon threads, not this one)."""
+    me = threading.current_thread()
+    return [t for t in threading.enumerate() if t.is_alive() and not t.daemon and t is not me]
 
 
 def _cannot_start(problem: str) -> int:
