@@ -238,7 +238,8 @@ async def live_loop(view: LiveView, stop: asyncio.Event) -> None:
         log.warning("live view off: cannot make %s (%s)", directory, exc)
         return
     loop = asyncio.get_running_loop()
-    with ThreadPoolExecutor(1, thread_name_prefix="liveview", initializer=lower_priority) as worker:
+    worker = ThreadPoolExecutor(1, thread_name_prefix="liveview", initializer=lower_priority)
+    try:
         while not stop.is_set():
             try:
                 await loop.run_in_executor(worker, view.publish_once)
@@ -246,3 +247,5 @@ async def live_loop(view: LiveView, stop: asyncio.Event) -> None:
                 log.exception("live view frame failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0 / LIVE_FPS)
+    finally:  # never wait for a frame here: a detector wedged in ONNX would hold the daemon's shutdown
+        worker.shutdown(wait=False)

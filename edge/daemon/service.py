@@ -234,11 +234,10 @@ class Daemon:
             self._ready()
         await stop_wait
         await status_task
-        retention_task.cancel()
-        with contextlib.suppress(BaseException):
-            await retention_task
-        with contextlib.suppress(BaseException):
-            await live_task
+        for task in (retention_task, live_task):  # a frame or prune still running is left to its thread
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         await self._shutdown()
         return 0
 

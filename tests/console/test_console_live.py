@@ -6,9 +6,12 @@ the console streams them in."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -125,6 +128,41 @@ def test_the_detector_boxes_the_plate_with_its_width_and_pauses_while_the_lane_r
     assert no_model["boxes"] == [] and "detector off: ONNX model not found" in no_model["note"]
 
 
+def test_stopping_the_live_view_does_not_wait_for_a_hung_detector(tmp_path: Path) -> None:
+    """The daemon's shutdown cancels the live loop: a detector wedged in ONNX (a watched lane) must not hold
+    it (before: the loop's executor joined the frame, blocking the event loop until the call returned)."""
+    state = tmp_path / "state"
+    camera = h.LaneCamera(tmp_path / "camera", "entry-1")
+    source = open_frame_source(str(camera.manifest), 10)
+    detecting, released = threading.Event(), threading.Event()
+
+    def hung(image: np.ndarray) -> list[Detection]:
+        detecting.set()
+        released.wait(3)
+        return []
+
+    async def scenario() -> float:
+        view = liveview.LiveView(state, [liveview.LiveLane("entry-1", source)], lambda: hung)
+        task = asyncio.create_task(liveview.live_loop(view, asyncio.Event()))
+        await asyncio.to_thread(detecting.wait, 10)
+        started = time.monotonic()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return time.monotonic() - started
+
+    try:
+        assert h.wait_until(lambda: source.latest is not None, 10)
+        liveview.live_dir(state).mkdir(parents=True, mode=0o700)
+        liveview.watch_path(state, "entry-1").touch()
+        took = asyncio.run(scenario())
+    finally:
+        released.set()
+        source.stop()
+    assert detecting.is_set()
+    assert took < 0.5, took
+
+
 def test_live_boxes_are_judged_inside_the_roi_by_their_centre() -> None:
     roi = Roi.parse("0,0.5;1,0.5;1,1;0,1")
     found = [Detection(100, 300, 190, 330, 0.91), Detection(10, 10, 60, 30, 0.5)]
@@ -138,8 +176,6 @@ def test_live_boxes_are_judged_inside_the_roi_by_their_centre() -> None:
 
 
 def test_the_live_worker_thread_runs_at_a_lower_priority() -> None:
-    import threading
-
     seen: list[int] = []
     before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
