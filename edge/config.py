@@ -183,8 +183,12 @@ class GatewayConfig(Section):
 
 
 class StoreConfig(Section):
+    """The SQLite store. ``retention_days``: the daemon deletes gate events, their delivered outbox rows and
+    manual-action audit rows older than that (daily; `parkgate store prune`); undelivered ones stay."""
+
     path: ConfigPath | None = None  # None: <gateway.state_dir>/parkgate.sqlite
     busy_timeout_ms: Annotated[int, between(100, 600_000)] = 5000
+    retention_days: Annotated[int, between(1, 3650)] = 365
 
 
 class GateConfig(Section):

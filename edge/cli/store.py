@@ -1,4 +1,4 @@
-"""`parkgate store check|backup|recover`: look at, copy and salvage the gateway's store.
+"""`parkgate store check|backup|recover|prune`: look at, copy, salvage and prune the gateway's store.
 
 - ``check``: the file, its initialised marker, ``PRAGMA integrity_check`` and foreign keys, without
   changing anything (exit 0 sound, 1 damaged or refused);
@@ -7,7 +7,10 @@
   newest N backups there are deleted (default 7);
 - ``recover``: with the daemon stopped, salvage every readable row into a new store file, keep the
   damaged one aside as ``<store>.damaged-<UTC time>`` and put the salvaged one in its place; with
-  ``--from BACKUP`` put a backup in its place instead (the current file is kept aside too).
+  ``--from BACKUP`` put a backup in its place instead (the current file is kept aside too);
+- ``prune [--dry-run]``: the store retention the daemon runs daily, now: delete the rows older than
+  ``[store] retention_days`` (by the best time, ``edge.clock``) that can go without losing anything
+  (``Store.prune``); safe while the daemon runs (short transactions). ``--dry-run`` counts only.
 
 Nothing is lost on a full disk or a crash: a copy is complete and fsynced before the store is touched, and a
 failed backup, salvage or restore removes its partial file and leaves the store as it was. Run as root,
@@ -49,7 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     recover = actions.add_parser("recover", help="salvage a damaged store (stop the daemon first)")
     recover.add_argument("--from", dest="source", metavar="BACKUP", default=None,
                          help="put this backup in place of the store instead of salvaging")
-    for parser, func in ((check, cmd_check), (backup, cmd_backup), (recover, cmd_recover)):
+    prune = actions.add_parser("prune", help="delete delivered rows older than [store] retention_days "
+                               "(the daemon does it daily; safe while it runs)")
+    prune.add_argument("--dry-run", action="store_true", help="count what would be deleted, change nothing")
+    for parser, func in ((check, cmd_check), (backup, cmd_backup), (recover, cmd_recover),
+                         (prune, cmd_prune)):
         parser.add_argument("--config", metavar="FILE", default=None, help=CONFIG_HELP)
         parser.set_defaults(func=func)
 
@@ -223,4 +230,33 @@ def _restore(backup: Path, store: Path) -> int:
         print(f"cannot restore {store} from {backup}: {exc}; {store} is unchanged{_space_hint(exc, store)}")
         return 1
     print(f"restored {store} from {backup}" + (f"; the previous file is kept as {aside}" if aside else ""))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from edge.clock import TrustedClock
+    from edge.daemon.retention import store_cutoff_ms
+    from edge.store import Store, StoreError  # sqlite-utils: only when pruning
+
+    cfg = load_config(args.config)  # a ConfigError: printed by edge.cli.main, exit 2
+    store = cfg.store_path
+    refusal = integrity.preflight(store) or _owner_refusal(store)
+    if refusal or not store.exists():
+        print(f"cannot prune: {refusal or f'{store} does not exist'}")
+        return 1
+    try:
+        with Store(store, busy_timeout_ms=cfg.store.busy_timeout_ms) as db:
+            clock = TrustedClock(db.clock_floor())  # the best time: never a Pi's 1970 or a clock days behind
+            cutoff = store_cutoff_ms(clock.now_ms(), cfg.store)
+            pruned = db.prune(cutoff, dry_run=args.dry_run)
+    except (sqlite3.Error, StoreError) as exc:
+        print(f"prune of {store} failed: {exc}; the batches done before are deleted, the rest is kept"
+              f"{_space_hint(exc, store)}")
+        return 1
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(cutoff / 1000))
+    days = cfg.store.retention_days
+    print(f"store retention: {days} days ([store] retention_days): rows older than {when}")
+    print(f"{'would delete' if args.dry_run else 'deleted'} {pruned.summary()}")
+    print(f"kept {pruned.kept} gate event(s) older than that: undelivered (see `parkgate chain status`, "
+          "`parkgate status`), a vehicle still inside, or a booking not settled")
     return 0

@@ -173,7 +173,7 @@ class StatusLoop:
         return StatusSnapshot(
             gateway=self.cfg.gateway.id, pid=os.getpid(), state=self.state, updated_at=time.time(),
             uptime_s=round(time.monotonic() - self.started_mono, 1), lanes=lanes, backlog=backlog,
-            gate_events=counts.get("gate_events", 0), bookings=counts.get("bookings", 0),
+            gate_events=counts.get("gate_events_recorded", 0), bookings=counts.get("bookings", 0),
             inside=self.gatekeeper.presence.occupancy, alerts=dict(self.alerts.counts),
             chain=dict(self.chain.health), mqtt=self.mqtt_health(), degraded=dict(errors),
             heartbeat_mono=time.monotonic(), boot_id=boot_id(), active_alerts=dict(self.alerts.conditions),

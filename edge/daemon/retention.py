@@ -1,9 +1,17 @@
-"""Evidence retention: the plate crops in ``<state_dir>/evidence`` are personal data and fill a disk, so
-the daemon deletes them itself (``[evidence]`` in the config), at start and every ``PRUNE_EVERY_S``:
-every file older than ``retention_days``, then the oldest until the rest fit in ``max_mb``.
+"""Retention: evidence crops and the store's old rows.
 
-:func:`files_to_delete` is the rule (pure); :func:`prune_evidence` applies it to a directory. The gate
-event rows keep the crop's path and sha256: a row whose crop was deleted still says which one it was.
+Evidence: the plate crops in ``<state_dir>/evidence`` are personal data and fill a disk, so the daemon
+deletes them itself (``[evidence]`` in the config), at start and every ``PRUNE_EVERY_S``: every file
+older than ``retention_days``, then the oldest until the rest fit in ``max_mb``. :func:`files_to_delete`
+is the rule (pure); :func:`prune_evidence` applies it to a directory. The gate event rows keep the crop's
+path and sha256: a row whose crop was deleted still says which one it was.
+
+Store: at start and every ``STORE_PRUNE_EVERY_S`` (daily) :func:`prune_store` deletes the rows older than
+``[store] retention_days`` that can go without losing anything (``Store.prune``: delivered gate events and
+outbox rows, manual-action audit rows), on its own connection in a worker thread.
+
+Both judge age with the daemon's best time (``edge.clock``), never the bare wall clock: a Pi without a
+real-time clock boots in 1970 or days behind, and that must neither keep nor delete anything early.
 """
 
 from __future__ import annotations
@@ -17,11 +25,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.config import EvidenceConfig
+from edge.config import EvidenceConfig, StoreConfig
+from edge.store.store import Pruned as StorePruned
+from edge.store.store import Store
 
 log = logging.getLogger(__name__)
 EVIDENCE_DIR = "evidence"
 PRUNE_EVERY_S = 600.0
+STORE_PRUNE_EVERY_S = 86_400.0
+STORE_PAUSE_S = 0.1  # between pruning transactions: a lane's write waiting for the lock gets it
 DAY_S = 86_400
 
 
@@ -114,12 +126,40 @@ def prune_evidence(directory: Path, config: EvidenceConfig, now: float) -> Prune
 
 async def prune_loop(directory: Path, config: EvidenceConfig, stop: asyncio.Event,
                      now: Callable[[], float] = time.time) -> None:
-    """The daemon's retention: now and every ``PRUNE_EVERY_S`` until ``stop``, off the event loop; ``now``
-    (seconds): the daemon's best time, which also dates the crops (``edge.daemon.camera``)."""
+    """The daemon's evidence retention: now and every ``PRUNE_EVERY_S`` until ``stop``; ``now`` (seconds):
+    the daemon's best time, which also dates the crops (``edge.daemon.camera``)."""
+    await _every(PRUNE_EVERY_S, "evidence", stop, lambda: prune_evidence(directory, config, now()))
+
+
+def store_cutoff_ms(now_ms: int, config: StoreConfig) -> int:
+    """Rows older than this (unix ms) are past ``retention_days`` at ``now_ms`` (the best time)."""
+    return now_ms - config.retention_days * DAY_S * 1000
+
+
+def prune_store(path: Path, config: StoreConfig, now_ms: int, pause_s: float = STORE_PAUSE_S,
+                stopped: Callable[[], bool] = lambda: False) -> StorePruned:
+    """One run of the store retention on a connection of this thread's own, logged."""
+    with Store(path, busy_timeout_ms=config.busy_timeout_ms) as store:
+        pruned = store.prune(store_cutoff_ms(now_ms, config), pause_s=pause_s, stopped=stopped)
+    log.info("store retention (%d days): deleted %s; %d older gate event(s) kept (undelivered, a vehicle "
+             "inside or a booking not settled)", config.retention_days, pruned.summary(), pruned.kept)
+    return pruned
+
+
+async def store_prune_loop(path: Path, config: StoreConfig, stop: asyncio.Event,
+                           now_ms: Callable[[], int]) -> None:
+    """The daemon's store retention: now and every ``STORE_PRUNE_EVERY_S`` until ``stop``; ``now_ms``:
+    the daemon's best time. A stop ends a run after its current batch."""
+    await _every(STORE_PRUNE_EVERY_S, "store", stop,
+                 lambda: prune_store(path, config, now_ms(), stopped=stop.is_set))
+
+
+async def _every(period_s: float, what: str, stop: asyncio.Event, job: Callable[[], object]) -> None:
+    """``job`` now and every ``period_s`` until ``stop``, off the event loop; a failure is logged."""
     while not stop.is_set():
         try:
-            await asyncio.to_thread(prune_evidence, directory, config, now())
+            await asyncio.to_thread(job)
         except Exception:  # noqa: BLE001 - retention must never stop the gate
-            log.exception("evidence retention failed")
+            log.exception("%s retention failed", what)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), PRUNE_EVERY_S)
+            await asyncio.wait_for(stop.wait(), period_s)

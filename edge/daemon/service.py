@@ -77,7 +77,7 @@ from edge.daemon.health import StatusLoop
 from edge.daemon.lane import LaneShell
 from edge.daemon.liveview import BUSY_PHASES, Detect, LiveLane, LiveView, live_loop
 from edge.daemon.manual import ManualDesk
-from edge.daemon.retention import evidence_dir, make_private, prune_loop
+from edge.daemon.retention import evidence_dir, make_private, prune_loop, store_prune_loop
 from edge.daemon.samples import Samples
 from edge.daemon.supervisor import CONNECT_RETRY_S, LaneSupervisor
 from edge.daemon.tuning import tune_process
@@ -214,6 +214,8 @@ class Daemon:
         status_task = asyncio.create_task(self.status.run(self.stop_event))
         retention_task = asyncio.create_task(prune_loop(self.evidence_dir, self.cfg.evidence,
                                                         self.stop_event, lambda: self.clock.now_ms() / 1000))
+        store_retention_task = asyncio.create_task(store_prune_loop(self.cfg.store_path, self.cfg.store,
+                                                                    self.stop_event, self.clock.now_ms))
         live = LiveView(self.cfg.gateway.state_dir, [
             LiveLane(name, camera.source, camera.roi) for name, camera in self.cameras.items()],
             self._live_detector, self._lane_busy)
@@ -234,7 +236,8 @@ class Daemon:
             self._ready()
         await stop_wait
         await status_task
-        for task in (retention_task, live_task):  # a frame or prune still running is left to its thread
+        # a frame or a prune still running is left to its thread (the store's prune stops after its batch)
+        for task in (retention_task, store_retention_task, live_task):
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task

@@ -62,7 +62,7 @@ class StatusSnapshot:
     uptime_s: float
     lanes: tuple[LaneStatus, ...] = ()
     backlog: dict[str, int] = field(default_factory=dict)
-    gate_events: int = 0
+    gate_events: int = 0  # recorded since the store was made (a counter: the store retention never lowers it)
     bookings: int = 0
     inside: int = 0
     alerts: dict[str, int] = field(default_factory=dict)

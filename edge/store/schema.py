@@ -316,6 +316,31 @@ CREATE TABLE access_list_entries (
 );
 """
 
+# The store retention (``Store.prune``, ``[store] retention_days``): rows older than a cutoff go once
+# nothing is lost. The append-only gate log and manual-action audit take a DELETE only while the pruning
+# transaction holds its cutoff in ``store_retention`` (a row written and removed inside that transaction,
+# never seen outside it), and a gate event only when none of its outbox rows is undelivered. Indexes: an
+# event's outbox rows, and each vehicle's passages (who is inside is rebuilt from its last one).
+RETENTION_REFUSED: Final = "DELETE is allowed only to the store retention, for rows older than its cutoff"
+V8_STORE_RETENTION: Final = f"""
+CREATE TABLE store_retention (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    cutoff_ms  INTEGER NOT NULL
+);
+CREATE INDEX outbox_event ON outbox(event_id);
+CREATE INDEX gate_events_passage ON gate_events(plate_commitment, seq)
+    WHERE kind IN ('check_in', 'check_out') AND plate_commitment IS NOT NULL;
+DROP TRIGGER gate_events_no_delete;
+CREATE TRIGGER gate_events_no_delete BEFORE DELETE ON gate_events
+WHEN NOT EXISTS (SELECT 1 FROM store_retention WHERE OLD.occurred_at_ms < cutoff_ms)
+    OR EXISTS (SELECT 1 FROM outbox WHERE event_id = OLD.event_id AND status <> 'done')
+BEGIN SELECT RAISE(ABORT, 'gate_events is append-only: {RETENTION_REFUSED} and delivered'); END;
+DROP TRIGGER manual_actions_no_delete;
+CREATE TRIGGER manual_actions_no_delete BEFORE DELETE ON manual_actions
+WHEN NOT EXISTS (SELECT 1 FROM store_retention WHERE OLD.at_ms < cutoff_ms)
+BEGIN SELECT RAISE(ABORT, 'manual_actions is append-only: {RETENTION_REFUSED}'); END;
+"""
+
 MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (1, V1),
     (2, V2_CHAIN_TXS),
@@ -324,6 +349,7 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (5, V5_CLOCK_FLOOR),
     (6, V6_MANUAL_ACTIONS),
     (7, V7_ACCESS_LISTS),
+    (8, V8_STORE_RETENTION),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

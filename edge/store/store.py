@@ -20,7 +20,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,43 @@ Clock = Callable[[], int]
 ACTIVE_BOOKING_STATUSES = ("requested", "verified", "checked_in")
 _CHAIN_TABLES = {"rental_event": ("rental_events", "rental_event_id", RentalEvent),
                  "booking": ("bookings", "booking_id", Booking)}
+RETENTION_BATCH = 500  # rows per pruning transaction: the write lock is held for a few ms at a time
+PRUNED_TABLES = ("gate_events", "outbox", "chain_seqs", "chain_txs", "manual_actions")
+
+
+def _kept(t: str) -> str:
+    """SQL: gate event ``t`` stays whatever its age: newer than the cutoff, an outbox row of it not
+    delivered (pending, in flight, rejected, dead), or its booking not settled (the exit of a booking not
+    checked in looks for its last row)."""
+    active = ", ".join(f"'{s}'" for s in ACTIVE_BOOKING_STATUSES)
+    return (f"({t}.occurred_at_ms >= :cutoff OR EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = "
+            f"{t}.event_id AND o.status <> 'done') OR EXISTS (SELECT 1 FROM bookings b WHERE b.booking_id = "
+            f"{t}.booking_id AND b.status IN ({active})))")
+
+
+def _passage_of(t: str, vehicle: str) -> str:
+    """SQL: ``t`` is a passage (what rebuilds who is inside: edge.daemon.records) of ``vehicle``'s vehicle."""
+    return (f"{t}.kind IN ('check_in', 'check_out') AND {t}.plate_commitment IS NOT NULL "
+            f"AND {t}.plate_commitment = {vehicle}.plate_commitment")
+
+
+# Who is inside is rebuilt from each vehicle's last passage; so a vehicle's last passage stays while it is an
+# entry (the vehicle is inside) or while an older passage of the vehicle stays (it would become the last).
+_LAST_PASSAGE = (f"{_passage_of('g', 'g')} AND NOT EXISTS (SELECT 1 FROM gate_events n "
+                 f"WHERE {_passage_of('n', 'g')} AND n.seq > g.seq)")
+_EXPIRED = (f"NOT {_kept('g')} AND NOT ({_LAST_PASSAGE} AND (g.direction = 'entry' OR EXISTS (SELECT 1 FROM "
+            f"gate_events p WHERE {_passage_of('p', 'g')} AND p.seq < g.seq AND {_kept('p')})))")
+_EXPIRED_EVENTS = (f"SELECT g.seq FROM gate_events g WHERE g.seq > :after AND g.occurred_at_ms < :cutoff "
+                   f"AND {_EXPIRED} ORDER BY g.seq LIMIT :batch")
+_EXPIRED_IN_BATCH = (f"SELECT g.event_id FROM gate_events g WHERE g.seq IN (SELECT value FROM "
+                     f"json_each(:seqs)) AND g.occurred_at_ms < :cutoff AND {_EXPIRED}")
+_EXPIRED_ROWS = {
+    "manual_actions": "SELECT id FROM manual_actions WHERE at_ms < :cutoff ORDER BY id",
+    # settled transactions of ours whose rows were all delivered (a row not done may need its receipt)
+    "chain_txs": ("SELECT c.rowid FROM chain_txs c WHERE c.status <> 'pending' AND c.sent_at_ms < :cutoff "
+                  "AND NOT EXISTS (SELECT 1 FROM json_each(c.outbox_ids) j JOIN outbox o ON o.id = j.value "
+                  "WHERE o.status <> 'done')"),
+}
 
 
 class StoreError(ParkgateError):
@@ -62,6 +99,25 @@ class StoreVersionError(StoreError):
 def wall_clock_ms() -> int:
     """The wall clock in unix ms (``edge.clock.wall_clock_ms``: it honours the tests' offset hook)."""
     return clocks.wall_clock_ms()
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What one run of the store retention deleted (or, ``dry_run``, would delete), per table; ``kept``:
+    gate events older than the cutoff that stay (undelivered, a vehicle inside, a booking not settled)."""
+
+    cutoff_ms: int
+    dry_run: bool = False
+    gate_events: int = 0
+    outbox: int = 0
+    chain_seqs: int = 0
+    chain_txs: int = 0
+    manual_actions: int = 0
+    kept: int = 0
+
+    def summary(self) -> str:
+        """``"12 gate_events, 24 outbox, ..."``: the counts in words, for the log and the CLI."""
+        return ", ".join(f"{getattr(self, f.name)} {f.name}" for f in fields(self) if f.name in PRUNED_TABLES)
 
 
 class Store:
@@ -531,6 +587,79 @@ class Store:
         rows = list(self.db["outbox"].rows_where("destination = ? AND event_id = ?", [destination, event_id]))
         return _outbox(rows[0]) if rows else None
 
+    # -- retention ([store] retention_days) ----------------------------------------------------------
+
+    def prune(self, cutoff_ms: int, *, batch: int = RETENTION_BATCH, pause_s: float = 0.0,
+              dry_run: bool = False, stopped: Callable[[], bool] = lambda: False) -> Pruned:
+        """Delete what is older than ``cutoff_ms`` (unix ms) and can go without losing anything: gate
+        events whose outbox rows were all delivered (with those rows and their record numbers), unless
+        the event is what says a vehicle is inside or its booking is not settled; manual-action audit
+        rows; chain transactions of ours that are settled and carried only delivered rows. At most
+        ``batch`` rows per transaction, ``pause_s`` between them (the lanes' writes get the lock); the
+        candidates are found outside the write lock. ``dry_run``: count, change nothing. ``stopped()``
+        true ends the run after the batch in hand (the daemon stops): what is left goes the next time."""
+        counts = dict.fromkeys(PRUNED_TABLES, 0)
+        params = {"cutoff": cutoff_ms, "batch": batch}
+        after = 0
+        while seqs := [seq for (seq,) in self.conn.execute(_EXPIRED_EVENTS, params | {"after": after})]:
+            after = seqs[-1]
+            for table, n in self._prune_events(cutoff_ms, seqs, dry_run).items():
+                counts[table] += n
+            if stopped():
+                break
+            time.sleep(pause_s)
+        for table, expired in _EXPIRED_ROWS.items():
+            counts[table] = self._prune_rows(cutoff_ms, table, expired, batch, pause_s, dry_run, stopped)
+        old = self.conn.execute("SELECT count(*) FROM gate_events WHERE occurred_at_ms < ?",
+                                (cutoff_ms,)).fetchone()[0]
+        kept = int(old) - (counts["gate_events"] if dry_run else 0)
+        return Pruned(cutoff_ms, dry_run, kept=kept, **counts)
+
+    def _prune_events(self, cutoff_ms: int, seqs: list[int], dry_run: bool) -> dict[str, int]:
+        """One batch of expired gate events (checked again under the write lock) with their outbox rows
+        and those rows' record numbers (the highest number stays: the next one is assigned above it)."""
+        params: dict[str, Any] = {"cutoff": cutoff_ms, "seqs": json.dumps(seqs)}
+        with self._retention(cutoff_ms, dry_run) as c:
+            events = [e for (e,) in c.execute(_EXPIRED_IN_BATCH, params)]
+            ids = [i for (i,) in c.execute("SELECT id FROM outbox WHERE event_id IN (SELECT value FROM "
+                                           "json_each(?)) AND status = 'done'", (json.dumps(events),))]
+            numbered = ("FROM chain_seqs WHERE outbox_id IN (SELECT value FROM json_each(?)) AND seq < "
+                        "(SELECT max(seq) FROM chain_seqs)")
+            seqs_gone = c.execute(f"SELECT count(*) {numbered}", (json.dumps(ids),)).fetchone()[0]
+            if not dry_run:
+                listed = "IN (SELECT value FROM json_each(?))"
+                c.execute(f"DELETE FROM gate_events WHERE event_id {listed}", (json.dumps(events),))
+                c.execute(f"DELETE {numbered}", (json.dumps(ids),))
+                c.execute(f"DELETE FROM outbox WHERE id {listed}", (json.dumps(ids),))
+        return {"gate_events": len(events), "outbox": len(ids), "chain_seqs": int(seqs_gone)}
+
+    def _prune_rows(self, cutoff_ms: int, table: str, expired: str, batch: int, pause_s: float,
+                    dry_run: bool, stopped: Callable[[], bool]) -> int:
+        """Rows of ``table`` whose rowid ``expired`` selects, ``batch`` per transaction."""
+        params = {"cutoff": cutoff_ms, "batch": batch}
+        if dry_run:
+            return int(self.conn.execute(f"SELECT count(*) FROM ({expired})", params).fetchone()[0])
+        total = 0
+        while True:
+            with self._retention(cutoff_ms, dry_run) as c:
+                n = c.execute(f"DELETE FROM {table} WHERE rowid IN ({expired} LIMIT :batch)", params).rowcount
+            total += n
+            if n == 0 or stopped():
+                return total
+            time.sleep(pause_s)
+
+    @contextmanager
+    def _retention(self, cutoff_ms: int, dry_run: bool) -> Iterator[sqlite3.Connection]:
+        """One pruning transaction: the append-only tables' triggers take a DELETE of rows older than
+        ``cutoff_ms`` while it runs (``store_retention``, schema V8); a dry run only reads."""
+        if dry_run:
+            yield self.conn
+            return
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO store_retention (id, cutoff_ms) VALUES (1, ?)", (cutoff_ms,))
+            yield c
+            c.execute("DELETE FROM store_retention")
+
     # -- clock floor (edge.clock) -------------------------------------------------------------------
 
     def clock_floor(self) -> int:
@@ -580,9 +709,12 @@ class Store:
         return [(str(name), str(entry)) for name, entry in rows]
 
     def counts(self) -> dict[str, int]:
-        """Row counts for health/metrics: each table, plus ``outbox.<destination>.<status>``."""
+        """Row counts for health/metrics: each table, plus ``outbox.<destination>.<status>``, plus
+        ``gate_events_recorded``: every gate event ever recorded (the retention deletes rows, never this)."""
         tables = ("lots", "spaces", "rental_events", "bookings", "gate_events", "outbox", "chain_blocks")
         result = {t: self.db[t].count for t in tables}
+        recorded = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'gate_events'").fetchone()
+        result["gate_events_recorded"] = int(recorded[0]) if recorded else 0
         for dest, status, n in self.conn.execute(
                 "SELECT destination, status, count(*) FROM outbox GROUP BY destination, status"):
             result[f"outbox.{dest}.{status}"] = n
@@ -671,7 +803,7 @@ def _outbox(r: dict[str, Any]) -> OutboxRow:
                      last_error=r["last_error"])
 
 
-__all__ = ["ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "Store", "StoreError", "StoreVersionError",
+__all__ = ["ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "Pruned", "Store", "StoreError", "StoreVersionError",
            "wall_clock_ms"]
 
 
