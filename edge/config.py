@@ -183,8 +183,9 @@ class GatewayConfig(Section):
 
 
 class StoreConfig(Section):
-    """The SQLite store. ``retention_days``: the daemon deletes gate events, their delivered outbox rows and
-    manual-action audit rows older than that (daily; `parkgate store prune`); undelivered ones stay."""
+    """The SQLite store. ``retention_days``: the daemon deletes gate events, their delivered outbox rows,
+    manual-action audit rows and settled bookings older than that (daily; `parkgate store prune`);
+    undelivered ones stay (``Store.prune``)."""
 
     path: ConfigPath | None = None  # None: <gateway.state_dir>/parkgate.sqlite
     busy_timeout_ms: Annotated[int, between(100, 600_000)] = 5000

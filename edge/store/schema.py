@@ -319,8 +319,9 @@ CREATE TABLE access_list_entries (
 # The store retention (``Store.prune``, ``[store] retention_days``): rows older than a cutoff go once
 # nothing is lost. The append-only gate log and manual-action audit take a DELETE only while the pruning
 # transaction holds its cutoff in ``store_retention`` (a row written and removed inside that transaction,
-# never seen outside it), and a gate event only when none of its outbox rows is undelivered. Indexes: an
-# event's outbox rows, and each vehicle's passages (who is inside is rebuilt from its last one).
+# never seen outside it), and a gate event only when none of its outbox rows is undelivered; a booking or
+# rental event it deletes takes its reorg history along. Indexes: an event's outbox rows, and each
+# vehicle's passages (who is inside is rebuilt from its last one).
 RETENTION_REFUSED: Final = "DELETE is allowed only to the store retention, for rows older than its cutoff"
 V8_STORE_RETENTION: Final = f"""
 CREATE TABLE store_retention (
@@ -339,6 +340,12 @@ DROP TRIGGER manual_actions_no_delete;
 CREATE TRIGGER manual_actions_no_delete BEFORE DELETE ON manual_actions
 WHEN NOT EXISTS (SELECT 1 FROM store_retention WHERE OLD.at_ms < cutoff_ms)
 BEGIN SELECT RAISE(ABORT, 'manual_actions is append-only: {RETENTION_REFUSED}'); END;
+CREATE TRIGGER bookings_retention AFTER DELETE ON bookings
+WHEN EXISTS (SELECT 1 FROM store_retention)
+BEGIN DELETE FROM chain_history WHERE entity = 'booking' AND entity_id = OLD.booking_id; END;
+CREATE TRIGGER rental_events_retention AFTER DELETE ON rental_events
+WHEN EXISTS (SELECT 1 FROM store_retention)
+BEGIN DELETE FROM chain_history WHERE entity = 'rental_event' AND entity_id = OLD.rental_event_id; END;
 """
 
 MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (

@@ -50,17 +50,21 @@ ACTIVE_BOOKING_STATUSES = ("requested", "verified", "checked_in")
 _CHAIN_TABLES = {"rental_event": ("rental_events", "rental_event_id", RentalEvent),
                  "booking": ("bookings", "booking_id", Booking)}
 RETENTION_BATCH = 500  # rows per pruning transaction: the write lock is held for a few ms at a time
-PRUNED_TABLES = ("gate_events", "outbox", "chain_seqs", "chain_txs", "manual_actions")
+PRUNED_TABLES = ("gate_events", "outbox", "chain_seqs", "chain_txs", "manual_actions", "bookings",
+                 "rental_events")
+
+
+def _active(column: str) -> str:
+    return f"{column} IN ({', '.join(repr(s) for s in ACTIVE_BOOKING_STATUSES)})"
 
 
 def _kept(t: str) -> str:
     """SQL: gate event ``t`` stays whatever its age: newer than the cutoff, an outbox row of it not
     delivered (pending, in flight, rejected, dead), or its booking not settled (the exit of a booking not
     checked in looks for its last row)."""
-    active = ", ".join(f"'{s}'" for s in ACTIVE_BOOKING_STATUSES)
     return (f"({t}.occurred_at_ms >= :cutoff OR EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = "
             f"{t}.event_id AND o.status <> 'done') OR EXISTS (SELECT 1 FROM bookings b WHERE b.booking_id = "
-            f"{t}.booking_id AND b.status IN ({active})))")
+            f"{t}.booking_id AND {_active('b.status')}))")
 
 
 def _passage_of(t: str, vehicle: str) -> str:
@@ -79,12 +83,22 @@ _EXPIRED_EVENTS = (f"SELECT g.seq FROM gate_events g WHERE g.seq > :after AND g.
                    f"AND {_EXPIRED} ORDER BY g.seq LIMIT :batch")
 _EXPIRED_IN_BATCH = (f"SELECT g.event_id FROM gate_events g WHERE g.seq IN (SELECT value FROM "
                      f"json_each(:seqs)) AND g.occurred_at_ms < :cutoff AND {_EXPIRED}")
+def _ended(t: str) -> str:
+    """SQL: chain-sourced row ``t``'s window ended and it last changed before the cutoff (a block that old
+    is past any reorg). A log about it that comes later is dropped by the sync as unknown (_unknown)."""
+    return f"{t}.window_end_ms < :cutoff AND {t}.updated_at_ms < :cutoff"
+
+
+# Rows of other tables that go by age, as a condition on the row ``t``; deleted in this order: a booking once
+# settled, then a rental event once none of its bookings stays.
 _EXPIRED_ROWS = {
-    "manual_actions": "SELECT id FROM manual_actions WHERE at_ms < :cutoff ORDER BY id",
+    "manual_actions": "t.at_ms < :cutoff",
+    "bookings": f"{_ended('t')} AND NOT {_active('t.status')}",
+    "rental_events": (f"{_ended('t')} AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.rental_event_id = "
+                      f"t.rental_event_id AND NOT ({_ended('b')} AND NOT {_active('b.status')}))"),
     # settled transactions of ours whose rows were all delivered (a row not done may need its receipt)
-    "chain_txs": ("SELECT c.rowid FROM chain_txs c WHERE c.status <> 'pending' AND c.sent_at_ms < :cutoff "
-                  "AND NOT EXISTS (SELECT 1 FROM json_each(c.outbox_ids) j JOIN outbox o ON o.id = j.value "
-                  "WHERE o.status <> 'done')"),
+    "chain_txs": ("t.status <> 'pending' AND t.sent_at_ms < :cutoff AND NOT EXISTS (SELECT 1 FROM "
+                  "json_each(t.outbox_ids) j JOIN outbox o ON o.id = j.value WHERE o.status <> 'done')"),
 }
 
 
@@ -113,6 +127,8 @@ class Pruned:
     chain_seqs: int = 0
     chain_txs: int = 0
     manual_actions: int = 0
+    bookings: int = 0
+    rental_events: int = 0
     kept: int = 0
 
     def summary(self) -> str:
@@ -594,7 +610,8 @@ class Store:
         """Delete what is older than ``cutoff_ms`` (unix ms) and can go without losing anything: gate
         events whose outbox rows were all delivered (with those rows and their record numbers), unless
         the event is what says a vehicle is inside or its booking is not settled; manual-action audit
-        rows; chain transactions of ours that are settled and carried only delivered rows. At most
+        rows; chain transactions of ours that are settled and carried only delivered rows; settled
+        bookings and unused rental events whose window ended (with their reorg history). At most
         ``batch`` rows per transaction, ``pause_s`` between them (the lanes' writes get the lock); the
         candidates are found outside the write lock. ``dry_run``: count, change nothing. ``stopped()``
         true ends the run after the batch in hand (the daemon stops): what is left goes the next time."""
@@ -635,18 +652,23 @@ class Store:
 
     def _prune_rows(self, cutoff_ms: int, table: str, expired: str, batch: int, pause_s: float,
                     dry_run: bool, stopped: Callable[[], bool]) -> int:
-        """Rows of ``table`` whose rowid ``expired`` selects, ``batch`` per transaction."""
-        params = {"cutoff": cutoff_ms, "batch": batch}
+        """Rows ``t`` of ``table`` for which ``expired`` holds, ``batch`` per transaction (found outside
+        the write lock, checked again under it)."""
+        params: dict[str, Any] = {"cutoff": cutoff_ms, "batch": batch}
+        found = f"SELECT t.rowid FROM {table} AS t WHERE {expired}"
         if dry_run:
-            return int(self.conn.execute(f"SELECT count(*) FROM ({expired})", params).fetchone()[0])
+            return int(self.conn.execute(f"SELECT count(*) FROM ({found})", params).fetchone()[0])
         total = 0
-        while True:
+        while rowids := [r for (r,) in self.conn.execute(f"{found} ORDER BY t.rowid LIMIT :batch", params)]:
             with self._retention(cutoff_ms, dry_run) as c:
-                n = c.execute(f"DELETE FROM {table} WHERE rowid IN ({expired} LIMIT :batch)", params).rowcount
+                listed = "t.rowid IN (SELECT value FROM json_each(:rowids))"
+                n = c.execute(f"DELETE FROM {table} AS t WHERE {listed} AND {expired}",
+                              params | {"rowids": json.dumps(rowids)}).rowcount
             total += n
             if n == 0 or stopped():
-                return total
+                break
             time.sleep(pause_s)
+        return total
 
     @contextmanager
     def _retention(self, cutoff_ms: int, dry_run: bool) -> Iterator[sqlite3.Connection]:

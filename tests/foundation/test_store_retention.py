@@ -136,6 +136,34 @@ def test_a_booking_not_settled_keeps_its_gate_events(store: Store) -> None:
     assert ids(store) == {"b-open-fault"}
 
 
+def test_settled_bookings_and_unused_rental_events_go_with_their_reorg_history(tmp_path: Path) -> None:
+    now = [OLD]  # the store's clock: when each chain log was applied
+    with Store(tmp_path / "s.sqlite", clock=lambda: now[0]) as s:
+        def chain_rows(rental: str, end: int, bookings: dict[str, str]) -> None:
+            block = {"block_number": 1, "block_hash": "0x" + "ab" * 32, "log_index": 0}
+            where = {"space_id": "s1", "lot_id": "lot", "window_start_ms": end - DAY, "window_end_ms": end}
+            s.upsert_rental_event(RentalEvent(rental_event_id=rental, owner="0x" + "11" * 20, price_wei=1,
+                                              status="booked", **where, **block))  # type: ignore[arg-type]
+            for bid, status in bookings.items():
+                s.upsert_booking(Booking(booking_id=bid, rental_event_id=rental, renter="0x" + "22" * 20,
+                                         vehicle_commitment=commitment(9), status=status,
+                                         **where, **block))  # type: ignore[arg-type]
+
+        chain_rows("r-settled", OLD, {"b-settled": "checked_out", "b-cancelled": "cancelled"})
+        chain_rows("r-inside", OLD, {"b-inside": "checked_in"})  # never checked out: it stays, and its rental
+        chain_rows("r-empty", OLD, {})
+        now[0] = RECENT
+        chain_rows("r-late", OLD, {"b-late": "cancelled"})  # its last log came recently
+        chain_rows("r-recent", RECENT, {"b-recent": "checked_out"})
+        dry = s.prune(CUTOFF, dry_run=True)
+        pruned = s.prune(CUTOFF)
+        assert ids(s, "bookings", "booking_id") == {"b-inside", "b-late", "b-recent"}
+        assert ids(s, "rental_events", "rental_event_id") == {"r-inside", "r-late", "r-recent"}
+        kept = {"b-inside", "b-late", "b-recent", "r-inside", "r-late", "r-recent"}
+        assert ids(s, "chain_history", "entity_id") == kept  # the deleted ones' reorg history went too
+        assert (dry.bookings, dry.rental_events) == (pruned.bookings, pruned.rental_events) == (2, 2)
+
+
 def test_record_numbers_keep_the_highest_and_settled_transactions_go(store: Store) -> None:
     for n in range(3):
         record(store, event(f"e{n}", OLD), "done")
