@@ -28,6 +28,7 @@ from datetime import datetime
 from edge.config import Config, ConfigError, load_config
 from edge.identity import list_entry_key, mask_plate, normalise_plate
 from edge.store import Booking, ListEntry, RentalEvent, Store, StoreError, new_event_id, wall_clock_ms
+from edge.store.rows import list_time_problem
 from edge.store.schema import ACCESS_LISTS
 from edge.store.store import owner_of
 
@@ -51,9 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         add = actions.add_parser("add", help=f"add an entry (or change its validity) to the {name} list")
         add.add_argument("entry", help="a plate (stays on this device) or a 0x vehicle commitment")
         add.add_argument("--from", dest="valid_from", metavar="TIME",
-                         help="valid from (ISO 8601; default: at once)")
+                         help="valid from (ISO 8601, 2000-01-01 .. 2100-01-01; default: at once)")
         add.add_argument("--until", dest="valid_until", metavar="TIME",
-                         help="valid until (ISO 8601; default: no end)")
+                         help="valid until (ISO 8601, 2000-01-01 .. 2100-01-01; default: no end)")
         add.add_argument("--note", default="", help="why, for whom (shown by show)")
         remove = actions.add_parser("remove", help=f"remove an entry from the {name} list")
         remove.add_argument("entry")
@@ -140,6 +141,10 @@ def cmd_list_add(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     valid_from = parse_time(args.valid_from, "--from")
     valid_until = parse_time(args.valid_until, "--until")
+    bounds = (("--from", args.valid_from, valid_from), ("--until", args.valid_until, valid_until))
+    for name, text, ms in bounds:
+        if problem := list_time_problem(ms):
+            raise CliError(f"{name} {text!r} {problem}")
     if len(args.note) > MAX_NOTE_CHARS:
         raise CliError(f"--note has {len(args.note)} characters; allowed: at most {MAX_NOTE_CHARS}")
     try:

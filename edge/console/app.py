@@ -19,7 +19,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -58,6 +58,7 @@ from edge.daemon.retention import evidence_dir
 from edge.daemon.status import read_status, render_status, status_path
 from edge.identity import list_entry_key
 from edge.store import ListEntry, Store, StoreError
+from edge.store.rows import list_time_problem
 from edge.store.schema import ACCESS_LISTS, GATE_EVENT_KINDS
 from edge.vision.roi import Roi
 
@@ -69,8 +70,6 @@ MAX_FIELDS = 16
 MAX_NOTE = 200
 MAX_LOGINS = 4  # password checks at once (argon2id: 64 MiB each, one at a time); beyond: 429
 MAX_SEQ = 2**63 - 1  # the largest integer SQLite holds: no pass has a larger number
-LIST_TIMES = ("2000-01-01", "2100-01-01")  # list entries are valid from the first up to the second (UTC)
-_LIST_MS = tuple(int(datetime.fromisoformat(t).replace(tzinfo=UTC).timestamp() * 1000) for t in LIST_TIMES)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -439,14 +438,13 @@ def _validity(form: dict[str, str]) -> tuple[int | None, int | None]:
 
 
 def _list_time(text: str, name: str) -> int | None:
-    """A list entry's bound, refused outside LIST_TIMES: every page and command can show it then."""
+    """A list entry's bound, refused outside the store's LIST_TIMES (``list_time_problem``)."""
     try:
         ms = P.parse_time(text, name)
     except ValueError as exc:
         raise BadForm(str(exc)) from None
-    if ms is not None and not _LIST_MS[0] <= ms < _LIST_MS[1]:
-        raise BadForm(f"{name} {text.strip()!r} is out of range; allowed: a time from {LIST_TIMES[0]} "
-                      f"up to {LIST_TIMES[1]} (UTC), or empty")
+    if problem := list_time_problem(ms):
+        raise BadForm(f"{name} {text.strip()!r} {problem}, or empty")
     return ms
 
 

@@ -15,8 +15,8 @@ The list actions (``list-add``, ``list-remove``, lane ``*``: the whole gateway) 
 
     "args": {"list": "allow" | "deny", "entry": "0x<64 hex>", "from": <ms>, "until": <ms>}
 
-``from``/``until`` are optional (``list-add`` only). The entry is a vehicle commitment, never a plate:
-plates do not travel over MQTT.
+``from``/``until`` are optional (``list-add`` only; unix ms from 2000-01-01 up to 2100-01-01 UTC). The
+entry is a vehicle commitment, never a plate: plates do not travel over MQTT.
 
 Verification never raises: it returns a ``Command`` or a ``Rejection`` naming why. A command is
 refused when it is oversize, not JSON, unsigned, wrongly signed, for another gateway, older than
@@ -43,6 +43,8 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edge.store.rows import list_time_problem
 
 ACTIONS: tuple[str, ...] = ("open", "hold", "release", "refresh", "list-add", "list-remove")
 LIST_ACTIONS: tuple[str, ...] = ("list-add", "list-remove")
@@ -175,6 +177,9 @@ def _args_problem(action: object, args: object) -> str | None:
     start, end = args.get("from"), args.get("until")
     if not all(t is None or (type(t) is int and 0 <= t < 2**53) for t in (start, end)):
         return "args.from and args.until must be integer unix ms"
+    for name, t in (("from", start), ("until", end)):
+        if problem := list_time_problem(t):
+            return f"args.{name} {problem}"
     if isinstance(start, int) and isinstance(end, int) and end <= start:
         return "args.until must be after args.from"
     return None

@@ -275,6 +275,19 @@ class ManualActionRow:
             _fail(self, "evidence_sha256", self.evidence_sha256, "64 lowercase hex digits or None")
 
 
+# A list entry's bounds lie from LIST_TIMES[0] up to LIST_TIMES[1] (UTC), so that every page and command can
+# show them (a year 9999 bound made the console's list page a 500); each input checks with list_time_problem.
+LIST_TIMES = ("2000-01-01", "2100-01-01")
+LIST_MS = (946_684_800_000, 4_102_444_800_000)  # the same, unix ms
+
+
+def list_time_problem(ms: int | None) -> str | None:
+    """What is wrong with ``ms`` as a list entry's bound (None: no bound, fine), or None."""
+    if ms is None or LIST_MS[0] <= ms < LIST_MS[1]:
+        return None
+    return f"is out of range; allowed: a time from {LIST_TIMES[0]} up to {LIST_TIMES[1]} (UTC)"
+
+
 @dataclass(frozen=True)
 class ListEntry:
     """An allow or deny list entry held in the store, optionally valid only from/until a time (unix ms;

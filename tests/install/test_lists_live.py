@@ -108,6 +108,9 @@ def test_bad_entries_and_times_are_refused_with_what_is_allowed(lane):
     assert "--until: bad value" in refused("list", "allow", "add", "AB12", "--from", "2030-01-02",
                                            "--until", "2030-01-01")
     assert "no stored entry" in refused("list", "deny", "remove", "QQ999")
+    # a bound no page can show (the console's list page was a 500): the range the console also keeps
+    assert ("--until '9999-12-31' is out of range; allowed: a time from 2000-01-01 up to 2100-01-01 (UTC)"
+            in refused("list", "allow", "add", "AB12", "--until", "9999-12-31"))
 
 
 def test_booking_add_is_refused_on_a_chain_synced_lot(tmp_path: Path) -> None:

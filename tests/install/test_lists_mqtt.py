@@ -55,6 +55,8 @@ def test_list_args_are_signed_and_checked():
     assert rejected("open", LANE, list="deny", entry=COMMITMENT).detail == "action 'open' takes no args"
     assert "after args.from" in rejected("list-add", "*", list="allow", entry=COMMITMENT, **{
         "from": now, "until": now}).detail
+    far = rejected("list-add", "*", list="allow", entry=COMMITMENT, until=253_402_214_400_000)  # year 9999
+    assert far.detail == "args.until is out of range; allowed: a time from 2000-01-01 up to 2100-01-01 (UTC)"
 
 
 class Operator:
