@@ -39,7 +39,6 @@ DEFAULT_RPC = "http://127.0.0.1:8545"
 UINT64_MAX = 2**64 - 1
 UINT96_MAX = 2**96 - 1  # ParkgateRental: prices and escrows are stored as uint96 (ValueTooLarge above)
 UINT256_MAX = 2**256 - 1
-WEI_PER_ETHER = 10**18
 MAX_FUND_ETHER = 10**9
 
 
@@ -101,7 +100,9 @@ def _wei(text: str) -> int:
     if not amount.is_finite() or amount <= 0 or amount > MAX_FUND_ETHER:
         raise argparse.ArgumentTypeError(f"{text} ether is out of range (allowed: 1 wei = 1e-18 to "
                                          f"{MAX_FUND_ETHER} ether)")
-    wei = int(amount * WEI_PER_ETHER)
+    from eth_utils import to_wei  # web3's; imported here: the parser stays light
+
+    wei = to_wei(amount, "ether")
     if wei < 1:
         raise argparse.ArgumentTypeError(f"{text} ether is less than 1 wei (1e-18 ether), the smallest "
                                          "amount that can be sent")

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.config import EvidenceConfig, StoreConfig
-from edge.store.store import Pruned as StorePruned
-from edge.store.store import Store
+from edge.store import Store
+from edge.store.store import PrunedRows
 
 log = logging.getLogger(__name__)
 EVIDENCE_DIR = "evidence"
@@ -137,7 +137,7 @@ def store_cutoff_ms(now_ms: int, config: StoreConfig) -> int:
 
 
 def prune_store(path: Path, config: StoreConfig, now_ms: int, pause_s: float = STORE_PAUSE_S,
-                stopped: Callable[[], bool] = lambda: False) -> StorePruned:
+                stopped: Callable[[], bool] = lambda: False) -> PrunedRows:
     """One run of the store retention on a connection of this thread's own, logged."""
     with Store(path, busy_timeout_ms=config.busy_timeout_ms) as store:
         pruned = store.prune(store_cutoff_ms(now_ms, config), pause_s=pause_s, stopped=stopped)

@@ -116,7 +116,7 @@ def wall_clock_ms() -> int:
 
 
 @dataclass(frozen=True)
-class Pruned:
+class PrunedRows:
     """What one run of the store retention deleted (or, ``dry_run``, would delete), per table; ``kept``:
     gate events older than the cutoff that stay (undelivered, a vehicle inside, a booking not settled)."""
 
@@ -606,7 +606,7 @@ class Store:
     # -- retention ([store] retention_days) ----------------------------------------------------------
 
     def prune(self, cutoff_ms: int, *, batch: int = RETENTION_BATCH, pause_s: float = 0.0,
-              dry_run: bool = False, stopped: Callable[[], bool] = lambda: False) -> Pruned:
+              dry_run: bool = False, stopped: Callable[[], bool] = lambda: False) -> PrunedRows:
         """Delete what is older than ``cutoff_ms`` (unix ms) and can go without losing anything: gate
         events whose outbox rows were all delivered (with those rows and their record numbers), unless
         the event is what says a vehicle is inside or its booking is not settled; manual-action audit
@@ -630,7 +630,7 @@ class Store:
         old = self.conn.execute("SELECT count(*) FROM gate_events WHERE occurred_at_ms < ?",
                                 (cutoff_ms,)).fetchone()[0]
         kept = int(old) - (counts["gate_events"] if dry_run else 0)
-        return Pruned(cutoff_ms, dry_run, kept=kept, **counts)
+        return PrunedRows(cutoff_ms, dry_run, kept=kept, **counts)
 
     def _prune_events(self, cutoff_ms: int, seqs: list[int], dry_run: bool) -> dict[str, int]:
         """One batch of expired gate events (checked again under the write lock) with their outbox rows
@@ -825,8 +825,8 @@ def _outbox(r: dict[str, Any]) -> OutboxRow:
                      last_error=r["last_error"])
 
 
-__all__ = ["ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "Pruned", "Store", "StoreError", "StoreVersionError",
-           "wall_clock_ms"]
+__all__ = ["ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "PrunedRows", "Store", "StoreError",
+           "StoreVersionError", "wall_clock_ms"]
 
 
 def _list_entry(r: dict[str, Any]) -> ListEntry:

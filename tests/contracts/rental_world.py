@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import pytest
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from edge.chain.commitment import lot_id, plate_commitment
-from edge.chain.contract import GateRecord, RecordKind, RentalClient, deploy
+from edge.chain.contract import ContractRevert, GateRecord, RecordKind, RentalClient, deploy
 from edge.tools.anvil import dev_account
 
 LOT_CODE = "LOT-NORD-1"
@@ -94,3 +96,8 @@ def gate_record(world: World, kind: RecordKind, booking_id: int, seq: int, times
                 commitment: bytes | None = None) -> GateRecord:
     """Record number ``seq`` of a gateway (numbers must increase per gateway)."""
     return GateRecord(seq, kind, booking_id, commitment or world.commitment(), timestamp)
+
+
+def reverts(error: str) -> Any:
+    """``pytest.raises`` for the contract's custom error ``error`` (matched by its name)."""
+    return pytest.raises(ContractRevert, match=rf"^{error}\b")

@@ -13,12 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
-from rental_world import HOUR, PRICE_PER_HOUR, RECORD_DEADLINE, World, book, gate_record, listing
+from rental_world import HOUR, PRICE_PER_HOUR, RECORD_DEADLINE, World, book, gate_record, listing, reverts
 
 from edge.chain.contract import (
     ChainBookingStatus,
-    ContractRevert,
     GateRecord,
     RecordKind,
     RejectReason,
@@ -28,22 +26,19 @@ from edge.chain.contract import (
 GRACE = 15 * 60
 
 
-def _reverts(error: str):  # type: ignore[no-untyped-def]
-    return pytest.raises(ContractRevert, match=rf"^{error}\b")
-
 
 def test_early_entry_then_cancel_no_longer_parks_for_free(world: World) -> None:
     rental_id, booking_id, start = book(world)  # starts in 10 minutes: inside the grace period now
     entered_at = world.now()
     assert start - GRACE <= entered_at < start
-    with _reverts("TooLateToCancel"):  # the car may be inside even before its record lands
+    with reverts("TooLateToCancel"):  # the car may be inside even before its record lands
         world.renter.cancel_booking(booking_id)
     record = gate_record(world, RecordKind.CHECK_IN, booking_id, 1, entered_at)
     entry = world.gateway.record_gate_events([record])
     assert entry.named("GateRecordRejected") == [] and entry.one("SecondAssociation")
-    with _reverts("BookingNotActive"):  # once checked in, cancelling is out of the question
+    with reverts("BookingNotActive"):  # once checked in, cancelling is out of the question
         world.renter.cancel_booking(booking_id)
-    with _reverts("HasCheckedInBooking"):
+    with reverts("HasCheckedInBooking"):
         world.owner.cancel_rental_event(rental_id)
     world.advance(start + HOUR - world.now())
     world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_OUT, booking_id, 2, start + HOUR)])
@@ -54,7 +49,7 @@ def test_early_entry_then_cancel_no_longer_parks_for_free(world: World) -> None:
 
 def test_owner_cannot_cancel_the_listing_once_a_booked_car_may_be_inside(world: World) -> None:
     rental_id, booking_id, _ = book(world)
-    with _reverts("TooLateToCancel") as info:
+    with reverts("TooLateToCancel") as info:
         world.owner.cancel_rental_event(rental_id)
     assert info.value.args_ == (booking_id,)
     assert world.admin.get_booking(booking_id).status is ChainBookingStatus.REQUESTED
@@ -106,7 +101,7 @@ def test_cross_lot_preemption_from_the_mempool_cannot_touch_the_victims_records(
     assert world.admin.last_seq(world.gateway_account.address) == 1
     assert world.admin.get_booking(booking_id).status is ChainBookingStatus.CHECKED_IN
     world.advance(start + 2 * HOUR + RECORD_DEADLINE + 1 - world.now())
-    with _reverts("BookingNotActive"):  # the third party's free refund of a car that parked
+    with reverts("BookingNotActive"):  # the third party's free refund of a car that parked
         world.stranger.expire_booking(booking_id)
 
 
@@ -121,12 +116,12 @@ def test_copied_denied_records_land_in_the_attackers_namespace_only(world: World
 
 def test_thirty_two_tiny_bookings_cannot_fill_a_listing(world: World) -> None:
     rental_id, start = listing(world, hours=40)
-    with _reverts("BookingTooShort") as info:
+    with reverts("BookingTooShort") as info:
         world.stranger.request_rental(rental_id, start, start + 1, world.commitment(), value=1)
     assert info.value.args_ == (1, HOUR)
     for n in range(4):  # the per-renter cap: one account holds at most 4 live bookings of a listing
         world.stranger.request_rental(rental_id, start + n * HOUR, start + (n + 1) * HOUR, world.commitment())
-    with _reverts("TooManyBookingsOfRenter"):
+    with reverts("TooManyBookingsOfRenter"):
         world.stranger.request_rental(rental_id, start + 4 * HOUR, start + 5 * HOUR, world.commitment())
     real = world.renter.request_rental(rental_id, start + 10 * HOUR, start + 12 * HOUR, world.commitment())
     assert world.admin.get_booking(real.return_value).status is ChainBookingStatus.REQUESTED
@@ -136,7 +131,7 @@ def test_expire_cannot_race_a_late_check_in(world: World) -> None:
     _, booking_id, start = book(world)
     entered_at = start + 60  # the gateway admitted the car, then lost its uplink for hours
     world.advance(start + 2 * HOUR + GRACE + 1 - world.now())  # v1 allowed expireBooking from here
-    with _reverts("NotYetExpired"):
+    with reverts("NotYetExpired"):
         world.stranger.expire_booking(booking_id)
     late = world.gateway.record_gate_events([
         gate_record(world, RecordKind.CHECK_IN, booking_id, 1, entered_at),
@@ -145,7 +140,7 @@ def test_expire_cannot_race_a_late_check_in(world: World) -> None:
     world.stranger.settle([booking_id])
     assert world.admin.pending_withdrawal(world.owner.sender) == PRICE_PER_HOUR
     world.advance(RECORD_DEADLINE)
-    with _reverts("BookingNotActive"):
+    with reverts("BookingNotActive"):
         world.stranger.expire_booking(booking_id)
 
 
@@ -153,7 +148,7 @@ def test_settle_overdue_cannot_race_a_late_check_out(world: World) -> None:
     _, booking_id, start = book(world)
     world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_IN, booking_id, 1, world.now())])
     world.advance(start + 2 * HOUR + GRACE + 1 - world.now())  # v1 allowed settleOverdue (full price) here
-    with _reverts("NotYetExpired"):
+    with reverts("NotYetExpired"):
         world.stranger.settle_overdue(booking_id)
     late = world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_OUT, booking_id, 2,
                                                          start + 30 * 60)])

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import pytest
 from rental_world import (
     CANCEL_CUTOFF,
     CANCELLABLE_LEAD,
@@ -22,23 +21,19 @@ from rental_world import (
     book,
     gate_record,
     listing,
+    reverts,
 )
 
 from edge.chain.commitment import lot_id
-from edge.chain.contract import ChainBookingStatus, ContractRevert, RecordKind
+from edge.chain.contract import ChainBookingStatus, RecordKind
 from edge.chain.windows import CANCEL_CUTOFF_S, GRACE_PERIOD_S, MAX_ADVANCE_S
-
-
-def _reverts(error: str):  # type: ignore[no-untyped-def]
-    return pytest.raises(ContractRevert, match=rf"^{error}\b")
-
 
 # ---------------------------------------------------------------- 1. revoked owners
 
 def test_a_revoked_owners_listing_takes_no_bookings(world: World) -> None:
     rental_id, start = listing(world)
     world.admin.revoke_owner(world.owner.sender)
-    with _reverts("NotVerifiedOwner") as info:
+    with reverts("NotVerifiedOwner") as info:
         world.renter.request_rental(rental_id, start, start + HOUR, world.commitment())
     assert info.value.args_ == (world.owner.sender,)
     assert world.admin.counts()[2] == 0
@@ -50,10 +45,10 @@ def test_a_verifier_cancels_a_revoked_owners_listing_with_full_refunds(world: Wo
     rental_id, booking_id, _ = book(world, lead_s=CANCELLABLE_LEAD)
     world.admin.revoke_owner(world.owner.sender)
     verifier = world.admin.with_sender(world.w3.eth.accounts[4])  # holds VERIFIER_ROLE only
-    with _reverts("NotRentalOwner"):
+    with reverts("NotRentalOwner"):
         verifier.cancel_rental_event(rental_id)
     world.admin.grant_role("VERIFIER_ROLE", verifier.sender)
-    with _reverts("NotRentalOwner"):  # a role without owner verification (lot admin only) still cannot
+    with reverts("NotRentalOwner"):  # a role without owner verification (lot admin only) still cannot
         lot_admin = world.admin.with_sender(world.w3.eth.accounts[3])
         world.admin.grant_role("LOT_ADMIN_ROLE", lot_admin.sender)
         lot_admin.cancel_rental_event(rental_id)
@@ -69,11 +64,11 @@ def test_a_verifier_cancels_a_revoked_owners_listing_with_full_refunds(world: Wo
 def test_a_verifiers_cancel_keeps_the_owners_refund_rules(world: World) -> None:
     rental_id, booking_id, _ = book(world)  # starts in 10 minutes: past its cancel cutoff
     world.admin.revoke_owner(world.owner.sender)
-    with _reverts("TooLateToCancel") as info:
+    with reverts("TooLateToCancel") as info:
         world.admin.cancel_rental_event(rental_id)
     assert info.value.args_ == (booking_id,)
     world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_IN, booking_id, 1, world.now())])
-    with _reverts("HasCheckedInBooking"):
+    with reverts("HasCheckedInBooking"):
         world.admin.cancel_rental_event(rental_id)
     assert not world.admin.get_rental_event(rental_id).cancelled
 
@@ -81,11 +76,11 @@ def test_a_verifiers_cancel_keeps_the_owners_refund_rules(world: World) -> None:
 # ---------------------------------------------------------------- 2. one bay, one space
 
 def test_a_bay_is_registered_once_per_lot(world: World) -> None:
-    with _reverts("SpaceExists") as info:
+    with reverts("SpaceExists") as info:
         world.owner.register_space(world.lot, "L-1/B17")
     assert info.value.args_ == (world.lot, "L-1/B17", world.space_id)
     world.admin.verify_owner(world.stranger.sender, b"\x02" * 32)
-    with _reverts("SpaceExists"):  # another owner cannot list the same bay either
+    with reverts("SpaceExists"):  # another owner cannot list the same bay either
         world.stranger.register_space(world.lot, "L-1/B17")
     assert world.admin.counts()[0] == 1
     assert world.admin.space_at(world.lot, "L-1/B17") == world.space_id
@@ -101,9 +96,9 @@ def test_cancel_just_before_admission_no_longer_parks_for_free(world: World) -> 
     the gateway's check-in at the admission start applies, and the renter pays for the visit."""
     rental_id, booking_id, start = book(world, lead_s=CANCELLABLE_LEAD)
     world.advance(start - GRACE_PERIOD - 2 - world.now())
-    with _reverts("TooLateToCancel"):
+    with reverts("TooLateToCancel"):
         world.renter.cancel_booking(booking_id)
-    with _reverts("TooLateToCancel"):  # nor through the listing
+    with reverts("TooLateToCancel"):  # nor through the listing
         world.owner.cancel_rental_event(rental_id)
     entry = world.gateway.record_gate_events([gate_record(world, RecordKind.CHECK_IN, booking_id, 1,
                                                           start - GRACE_PERIOD)])
@@ -129,12 +124,12 @@ def test_bookings_cannot_be_parked_at_the_far_end_of_a_long_listing(world: World
     rental_id = world.owner.create_rental_event(world.space_id, start, start + 366 * DAY,
                                                 PRICE_PER_HOUR).return_value
     far = start + 365 * DAY
-    with _reverts("TooFarAhead") as info:
+    with reverts("TooFarAhead") as info:
         world.stranger.request_rental(rental_id, far, far + HOUR, world.commitment())
     assert info.value.args_[0] == far
     latest = info.value.args_[1]
     assert 0 <= latest - MAX_ADVANCE - world.now() <= 5
-    with _reverts("TooFarAhead"):
+    with reverts("TooFarAhead"):
         world.stranger.request_rental(rental_id, latest + HOUR, latest + 2 * HOUR, world.commitment())
     near = world.now() + MAX_ADVANCE - HOUR
     booked = world.stranger.request_rental(rental_id, near, near + HOUR, world.commitment())

@@ -8,14 +8,9 @@ admin has approved it, and an admin can withdraw a space (a wrong or squatted re
 
 from __future__ import annotations
 
-import pytest
-from rental_world import HOUR, PRICE_PER_HOUR, World, gate_record, listing
+from rental_world import HOUR, PRICE_PER_HOUR, World, gate_record, listing, reverts
 
-from edge.chain.contract import ChainBookingStatus, ContractRevert, RecordKind
-
-
-def _reverts(error: str):  # type: ignore[no-untyped-def]
-    return pytest.raises(ContractRevert, match=rf"^{error}\b")
+from edge.chain.contract import ChainBookingStatus, RecordKind
 
 
 def test_an_owner_cannot_sell_entry_to_a_lot_it_holds_no_bay_in(world: World) -> None:
@@ -24,7 +19,7 @@ def test_an_owner_cannot_sell_entry_to_a_lot_it_holds_no_bay_in(world: World) ->
     fake = world.owner.register_space(world.other_lot, "L-0/FAKE").return_value
     assert world.admin.get_space(fake).approved is False
     start = world.now() + 600
-    with _reverts("SpaceNotApproved") as info:
+    with reverts("SpaceNotApproved") as info:
         world.owner.create_rental_event(fake, start, start + 4 * HOUR, PRICE_PER_HOUR)
     assert info.value.args_ == (fake,)
     assert world.admin.counts()[1] == 0  # no rental event, so nothing to book
@@ -33,9 +28,9 @@ def test_an_owner_cannot_sell_entry_to_a_lot_it_holds_no_bay_in(world: World) ->
 def test_only_a_lot_admin_approves_and_an_approved_space_lists(world: World) -> None:
     space = world.owner.register_space(world.lot, "L-1/B18").return_value
     for outsider in (world.owner, world.stranger):  # its own owner cannot approve it either
-        with _reverts("AccessControlUnauthorizedAccount"):
+        with reverts("AccessControlUnauthorizedAccount"):
             outsider.approve_space(space)
-    with _reverts("UnknownSpace"):
+    with reverts("UnknownSpace"):
         world.admin.approve_space(999)
     approved = world.admin.approve_space(space)
     events = approved.named("SpaceApproved")
@@ -52,15 +47,15 @@ def test_a_removed_space_takes_no_new_bookings_and_frees_its_location(world: Wor
     admitted and checked in), and the location can be registered again, by another owner."""
     rental_id, start = listing(world)
     booked = world.renter.request_rental(rental_id, start, start + HOUR, world.commitment()).return_value
-    with _reverts("AccessControlUnauthorizedAccount"):
+    with reverts("AccessControlUnauthorizedAccount"):
         world.owner.remove_space(world.space_id)
     removed = world.admin.remove_space(world.space_id)
     assert len(removed.named("SpaceRemoved")) == 1
     assert world.admin.remove_space(world.space_id).named("SpaceRemoved") == []  # once
     assert world.admin.get_space(world.space_id).approved is False
-    with _reverts("SpaceNotApproved"):
+    with reverts("SpaceNotApproved"):
         world.renter.request_rental(rental_id, start + 2 * HOUR, start + 3 * HOUR, world.commitment())
-    with _reverts("SpaceNotApproved"):
+    with reverts("SpaceNotApproved"):
         world.owner.create_rental_event(world.space_id, start + 5 * HOUR, start + 6 * HOUR, PRICE_PER_HOUR)
     check_in = gate_record(world, RecordKind.CHECK_IN, booked, 1, world.now())
     result = world.gateway.record_gate_events([check_in])
@@ -69,5 +64,5 @@ def test_a_removed_space_takes_no_new_bookings_and_frees_its_location(world: Wor
     world.admin.verify_owner(world.stranger.sender, b"\x02" * 32)
     again = world.stranger.register_space(world.lot, "L-1/B17").return_value
     assert world.admin.space_at(world.lot, "L-1/B17") == again != world.space_id
-    with _reverts("AccessControlUnauthorizedAccount"):  # re-approval of the removed space is the admin's
+    with reverts("AccessControlUnauthorizedAccount"):  # re-approval of the removed space is the admin's
         world.owner.approve_space(world.space_id)
