@@ -20,7 +20,10 @@ with exactly one :class:`Record`. Guarantees (property-tested):
   but in time is recorded with the pass (``detail``: the gate opened late);
 - a passage needs a consistent sequence: the safety loop seen occupied during the pass (a SafetyOn,
   or occupied when the pass began) and then clear. A lone "safety clear" (one forged or stray frame)
-  is alerted and ignored: the pass keeps waiting for a real passage or its timeout.
+  is alerted and ignored: the pass keeps waiting for a real passage or its timeout;
+- a pass opens only for the vehicle it read: a presence loop that goes free while the pass reads or
+  decides ends it ``abandoned`` (no open), and one occupied again after more than ``loop_gap_ms`` (perhaps
+  by another vehicle) starts a new pass that reads afresh.
 
 Phases: IDLE -> CAPTURING (burst) -> DECIDING -> OPENING (pulse sent, waiting for the gate's ack)
 -> PASSING (waiting for the vehicle to cross the safety loop) -> [CLOSING while the safety loop is
@@ -106,6 +109,10 @@ class LaneSettings:
     stuck_alert_ms: int = 30_000
     debounce_ms: int = 10_000
     retry_after_ms: int = 20_000
+    # A presence loop free for longer than this while its pass reads or decides may hold another
+    # vehicle when it is occupied again: no car leaves a 2 m loop and another drives onto it within a
+    # second. A shorter gap is a flicker of the detector (a trailer's hitch, a high-bed truck) and ignored.
+    loop_gap_ms: int = 1_000
 
     @property
     def lane_id(self) -> str:
@@ -290,6 +297,8 @@ class LaneState:
     opened_ms: int = 0  # when this pass's open pulse was sent
     late_ack_ms: int | None = None  # this pass's gate acknowledged its open late, after this long
     read_from: ReadFrom | None = None  # where this pass's read came from
+    presence_off_ms: int = 0  # when the presence loop last went free
+    loop_gap: bool = False  # the loop was free longer than loop_gap_ms while this pass read or decided
 
 
 Step = tuple[LaneState, list[Command]]
@@ -297,7 +306,7 @@ Step = tuple[LaneState, list[Command]]
 
 def step(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     """Advance one lane by one event."""
-    state = _track_loops(state, event)
+    state = _track_loops(config, state, event, now_ms)
     if isinstance(event, Timeout) and (state.deadline_ms is None or now_ms < state.deadline_ms):
         return state, []
     if isinstance(event, GateAck | GateFault) and not _answers_current_open(state, event):
@@ -320,17 +329,29 @@ def _late_gate_answer(config: LaneSettings, state: LaneState, answer: GateAck | 
                                     f"that pass was given up ({now}): {answer.detail}")
 
 
-def _track_loops(state: LaneState, event: Event) -> LaneState:
+def _track_loops(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> LaneState:
     match event:
         case PresenceOn():
-            return replace(state, presence=True)
+            return replace(state, presence=True, loop_gap=state.loop_gap or _gap(config, state, now_ms))
         case PresenceOff():
-            return replace(state, presence=False)
+            return replace(state, presence=False, presence_off_ms=now_ms)
         case SafetyOn():
             return replace(state, safety=True, safety_seen=True)
         case SafetyOff():
             return replace(state, safety=False)
     return state
+
+
+def _gap(config: LaneSettings, state: LaneState, now_ms: int) -> bool:
+    """The presence loop, free while this pass reads or decides, is occupied again after more than a
+    flicker: perhaps by another vehicle, which the pass's reads do not describe."""
+    return (state.phase in (Phase.CAPTURING, Phase.DECIDING) and not state.presence
+            and now_ms - state.presence_off_ms > config.loop_gap_ms)
+
+
+def _vehicle_gone(config: LaneSettings, state: LaneState) -> bool:
+    """The vehicle this pass read has left the presence loop, or may have been replaced on it."""
+    return config.arm_on is ArmOn.LOOP and (not state.presence or state.loop_gap)
 
 
 def _armed(config: LaneSettings, event: Event) -> bool:
@@ -342,7 +363,8 @@ def _new_pass(config: LaneSettings, state: LaneState, now_ms: int) -> LaneState:
     """The next pass, with nothing of the last one kept (its read, decision, evidence, operator)."""
     return replace(state, pass_no=state.pass_no + 1, started_ms=now_ms, read=None, snapshot=None,
                    decision=None, manual_by="", retries_left=config.burst_retries,
-                   safety_seen=state.safety, crossed=False, late_ack_ms=None, read_from=None)
+                   safety_seen=state.safety, crossed=False, late_ack_ms=None, read_from=None,
+                   loop_gap=False)
 
 
 def _begin_pass(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
@@ -435,10 +457,21 @@ def _capturing(config: LaneSettings, state: LaneState, event: Event, now_ms: int
     return state, []
 
 
+def _abandon(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
+    """The vehicle left before its gate opened: the pass ends without opening. A vehicle on the loop
+    again after a gap may be another one: it gets a pass of its own, read afresh."""
+    detail = "presence loop free during the pass; read again" if state.presence else ""
+    record = _record(config, state, Outcome.ABANDONED, now_ms, detail)
+    idle = replace(state, phase=Phase.IDLE, deadline_ms=None)
+    if not state.presence:
+        return idle, [record]
+    idle, commands = _begin_pass(config, idle, now_ms)
+    return idle, [record, *commands]
+
+
 def _burst_done(config: LaneSettings, state: LaneState, burst: BurstDone, now_ms: int) -> Step:
-    if config.arm_on is ArmOn.LOOP and not state.presence:
-        return replace(state, phase=Phase.IDLE, deadline_ms=None), [_record(config, state, Outcome.ABANDONED,
-                                                                            now_ms)]
+    if _vehicle_gone(config, state):
+        return _abandon(config, state, now_ms)
     state = replace(state, read_from=burst.read_from)
     read = consensus(burst.reads, config.min_votes)
     if read is None or not read.text:
@@ -465,6 +498,8 @@ def _no_consensus(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
 def _deciding(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     match event:
         case Decided(pass_no=n, decision=decision) if n == state.pass_no:
+            if _vehicle_gone(config, state):
+                return _abandon(config, replace(state, decision=decision), now_ms)
             if decision.allow:
                 return _open(config, state, decision, now_ms)
             return _end_refused(config, replace(state, decision=decision), Outcome.DENIED, now_ms)

@@ -529,3 +529,53 @@ def test_lane_config_from_validated_config() -> None:
     lane = LaneSettings(cfg.lanes[0])
     assert (lane.lane_id, lane.direction, lane.arm_on) == ("exit-2", Direction.EXIT, ArmOn.MOTION)
     assert (lane.burst_frames, lane.min_votes, lane.open_pulse_ms) == (1, 1, 800)
+
+
+def test_vehicle_replaced_on_the_loop_during_the_burst_is_read_again() -> None:
+    """Car A triggers and backs away during a slow read; car B drives onto the loop before the burst
+    ends. The burst's frames show A: deciding on them could let B in on A's booking."""
+    lane = Lane()
+    lane(PresenceOn())
+    lane(PresenceOff())
+    assert lane(PresenceOn(), dt=CFG.loop_gap_ms + 1) == []
+    record, start = lane(burst(1, reads("AB1")))
+    assert record.event.outcome is Outcome.ABANDONED and record.event.pass_no == 1
+    assert start == StartBurst(2, 5) and lane.state.pass_no == 2 and lane.state.phase is Phase.CAPTURING
+    assert isinstance(lane(burst(2, reads("XY9")))[0], Decide)
+
+
+def test_vehicle_replaced_on_the_loop_while_deciding_gets_no_open() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    lane(burst(1, reads("AB1")))
+    lane(PresenceOff())
+    lane(PresenceOn(), dt=CFG.loop_gap_ms + 1)
+    record, start = lane(Decided(1, ALLOW))
+    assert record.event.outcome is Outcome.ABANDONED and record.event.decision == ALLOW
+    assert start == StartBurst(2, 5)
+    assert not any(isinstance(c, OpenPulse) for c in lane.log)
+
+
+def test_vehicle_gone_from_the_loop_when_decided_gets_no_open() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    lane(burst(1, reads("AB1")))
+    lane(PresenceOff())
+    [record] = lane(Decided(1, ALLOW))
+    assert record.event.outcome is Outcome.ABANDONED and lane.state.phase is Phase.IDLE
+
+
+def test_loop_flicker_while_deciding_still_opens() -> None:
+    lane = Lane()
+    lane(PresenceOn())
+    lane(burst(1, reads("AB1")))
+    lane(PresenceOff())
+    lane(PresenceOn(), dt=CFG.loop_gap_ms)
+    assert lane(Decided(1, ALLOW)) == [OpenPulse(CFG.open_pulse_ms)]
+
+
+def test_motion_lane_decides_without_a_presence_loop() -> None:
+    lane = Lane(armed_on(ArmOn.MOTION))
+    lane(Motion())
+    lane(burst(1, reads("AB1")))
+    assert lane(Decided(1, ALLOW)) == [OpenPulse(CFG.open_pulse_ms)]
