@@ -191,6 +191,10 @@ class StoreConfig(Section):
     busy_timeout_ms: Annotated[int, between(100, 600_000)] = 5000
     retention_days: Annotated[int, between(1, 3650)] = 365
 
+    def cutoff_ms(self, now_ms: int) -> int:
+        """Rows older than this (unix ms) are past ``retention_days`` at ``now_ms`` (the best time)."""
+        return now_ms - self.retention_days * 86_400_000
+
 
 class GateConfig(Section):
     driver: Annotated[str, one_of("parkgate-serial", "modbus-rtu")] = "parkgate-serial"

@@ -235,7 +235,6 @@ def _restore(backup: Path, store: Path) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from edge.clock import TrustedClock
-    from edge.daemon.retention import store_cutoff_ms
     from edge.store import Store, StoreError  # sqlite-utils: only when pruning
 
     cfg = load_config(args.config)  # a ConfigError: printed by edge.cli.main, exit 2
@@ -247,7 +246,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     try:
         with Store(store, busy_timeout_ms=cfg.store.busy_timeout_ms) as db:
             clock = TrustedClock(db.clock_floor())  # the best time: never a Pi's 1970 or a clock days behind
-            cutoff = store_cutoff_ms(clock.now_ms(), cfg.store)
+            cutoff = cfg.store.cutoff_ms(clock.now_ms())
             pruned = db.prune(cutoff, dry_run=args.dry_run)
     except (sqlite3.Error, StoreError) as exc:
         print(f"prune of {store} failed: {exc}; the batches done before are deleted, the rest is kept"

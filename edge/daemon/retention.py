@@ -131,16 +131,11 @@ async def prune_loop(directory: Path, config: EvidenceConfig, stop: asyncio.Even
     await _every(PRUNE_EVERY_S, "evidence", stop, lambda: prune_evidence(directory, config, now()))
 
 
-def store_cutoff_ms(now_ms: int, config: StoreConfig) -> int:
-    """Rows older than this (unix ms) are past ``retention_days`` at ``now_ms`` (the best time)."""
-    return now_ms - config.retention_days * DAY_S * 1000
-
-
 def prune_store(path: Path, config: StoreConfig, now_ms: int, pause_s: float = STORE_PAUSE_S,
                 stopped: Callable[[], bool] = lambda: False) -> PrunedRows:
     """One run of the store retention on a connection of this thread's own, logged."""
     with Store(path, busy_timeout_ms=config.busy_timeout_ms) as store:
-        pruned = store.prune(store_cutoff_ms(now_ms, config), pause_s=pause_s, stopped=stopped)
+        pruned = store.prune(config.cutoff_ms(now_ms), pause_s=pause_s, stopped=stopped)
     log.info("store retention (%d days): deleted %s; %d older gate event(s) kept (undelivered, a vehicle "
              "inside or a booking not settled)", config.retention_days, pruned.summary(), pruned.kept)
     return pruned
