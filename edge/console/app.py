@@ -586,7 +586,7 @@ def lane_state_text(state: dict[str, Any] | None) -> str:
 def plate_lines(info: dict[str, Any] | None, now: float) -> list[dict[str, Any]]:
     """What the live view says about each plate the daemon's detector boxed on the lane's latest frame:
     its width against the recommended minimum (pure); a line saying why when there is none."""
-    if not info or now - float(info.get("at", 0)) > liveview.WATCH_FRESH_S:
+    if not info or not liveview.fresh(float(info.get("at", 0)), now):
         return [{"text": "no recent frame from the daemon (is parkgate running?)"}]
     least = int(info.get("min_width_px", 0))
     lines = []

@@ -92,11 +92,17 @@ def watch_path(state_dir: Path, lane: str) -> Path:
     return live_dir(state_dir) / f"{lane}.watch"
 
 
+def fresh(at: float, now: float) -> bool:
+    """Whether something dated ``at`` (wall clock, s; maybe rounded to the ms) is at most ``WATCH_FRESH_S``
+    old at ``now``. One dated after ``now`` is from before a step back of the clock (days old, maybe): not
+    fresh (a live console touches its watch again at once, a running daemon writes its boxes again)."""
+    return -0.001 <= now - at <= WATCH_FRESH_S
+
+
 def watched(path: Path, now: float) -> bool:
-    """Whether the console touched ``path`` in the last ``WATCH_FRESH_S`` (a touch dated after ``now`` is
-    from before a step back of the clock: a live console touches it again at once)."""
+    """Whether the console touched ``path`` lately (:func:`fresh`)."""
     try:
-        return 0 <= now - path.stat().st_mtime <= WATCH_FRESH_S
+        return fresh(path.stat().st_mtime, now)
     except OSError:
         return False
 

@@ -204,6 +204,18 @@ def test_plate_lines_judge_each_width_against_the_recommended_minimum() -> None:
     assert plate_lines(info, now + 60) == stale and plate_lines(None, now) == stale
 
 
+def test_plates_written_before_the_clock_stepped_back_are_not_shown_as_recent() -> None:
+    """The daemon wrote the lane's boxes, then stopped, and NTP stepped the clock back 3 days: the boxes are
+    dated after now; they counted as recent (the live page showed the old plates for 3 days instead of
+    asking whether parkgate runs). One rounded to the millisecond, a hair after now, is recent."""
+    now = time.time()
+    box = {"x1": 10.0, "y1": 20.0, "x2": 130.0, "y2": 50.0, "score": 0.9, "in_roi": True, "width_px": 120}
+    info = {"at": round(now, 3), "min_width_px": MIN_PLATE_WIDTH_PX, "boxes": [box], "note": ""}
+    stale = [{"text": "no recent frame from the daemon (is parkgate running?)"}]
+    assert plate_lines(info, now - 3 * 86_400) == stale
+    assert plate_lines(info, now - 0.0004)[0]["width_px"] == 120
+
+
 def test_live_info_reads_the_daemon_files_and_survives_bad_ones(tmp_path: Path) -> None:
     from edge.console.app import live_info
     from edge.daemon import liveview
