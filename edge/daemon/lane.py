@@ -244,7 +244,7 @@ class LaneShell:
             previous = now
 
     def _tell_watchers(self, kind: str, value: int) -> None:
-        change = {"at_ms": wall_clock_ms(), "lane": self.config.lane_id, "kind": kind, "value": value}
+        change = {"at_ms": self.now_ms(), "lane": self.config.lane_id, "kind": kind, "value": value}
         for queue in self.watchers:
             try:
                 queue.put_nowait(change)
@@ -342,6 +342,11 @@ class LaneShell:
             log.exception("lane %s: alerting failed too", lane)
         return None
 
+    def now_ms(self) -> int:
+        """What the lane's status (last read, gate error) and its watchers are dated with: ``wall_ms`` (the
+        daemon's best time), as its records and the daemon's alerts; the wall clock without one."""
+        return (self.wall_ms or wall_clock_ms)()
+
     def to_wall(self, record: PassRecord) -> PassRecord:
         """``record`` with its times on the wall clock (a record's times are on ``clock_ms``)."""
         if self.wall_ms is None:
@@ -374,7 +379,7 @@ class LaneShell:
         """The lane's last read, masked, for `parkgate status` and the console."""
         self.stats.last_read = {"plate_masked": mask_plate_or_none(read.text),
                                 "confidence": round(read.confidence, 3), "decision": str(decision.reason),
-                                "allow": decision.allow, "at_ms": wall_clock_ms()}
+                                "allow": decision.allow, "at_ms": self.now_ms()}
 
     def opening_pass(self) -> PassRecord:
         """The pass whose gate is being opened, as it would be recorded had it passed now."""
@@ -438,7 +443,7 @@ class LaneShell:
 
     def _gate_failed(self, error: str) -> None:
         """The controller's last failure, for `parkgate status` (kept with its time)."""
-        self.stats.gate_error = {"error": error[:300], "at_ms": wall_clock_ms()}
+        self.stats.gate_error = {"error": error[:300], "at_ms": self.now_ms()}
 
     def alert(self, code: str, detail: str) -> None:
         self.stats.alerts += 1

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-from edge.clock import TrustedClock, wall_clock_ms
+from edge.clock import TrustedClock
 from edge.config import Config
 from edge.daemon import control
 from edge.daemon.camera import LaneCamera
@@ -152,7 +152,7 @@ class ManualDesk:
             for shell in shells:
                 with contextlib.suppress(Exception):
                     status = await shell.driver.status()
-                    yield {"at_ms": wall_clock_ms(), "lane": shell.config.lane_id, "kind": "status",
+                    yield {"at_ms": shell.now_ms(), "lane": shell.config.lane_id, "kind": "status",
                            "position": status.position.name, "presence": int(status.presence),
                            "safety": int(status.safety), "held": int(status.held or shell.held),
                            "faults": int(status.faults)}

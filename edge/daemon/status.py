@@ -233,10 +233,14 @@ def _camera_problem(camera: dict[str, Any]) -> str:
 
 
 def _ago(at_ms: Any, snapshot: dict[str, Any]) -> str:
-    """`` (N s ago)`` relative to the snapshot's time, or nothing without a time."""
+    """`` (N s ago)`` relative to the snapshot's best time (``edge.clock``: the daemon dates its errors with
+    it; a wall clock days behind made every error "0 s ago"), its wall-clock time without one; nothing
+    without a time."""
     if not isinstance(at_ms, int | float):
         return ""
-    return f" ({max(0.0, float(snapshot.get('updated_at', 0)) - at_ms / 1000):.0f} s ago)"
+    best = (snapshot.get("clock") or {}).get("best_ms")
+    then_ms = best if isinstance(best, int) else float(snapshot.get("updated_at", 0)) * 1000
+    return f" ({max(0.0, (then_ms - at_ms) / 1000):.0f} s ago)"
 
 
 def _chain_problems(chain: dict[str, Any]) -> list[str]:

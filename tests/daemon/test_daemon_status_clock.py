@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.daemon.status import StatusSnapshot, boot_id, read_status, render_status, write_status
+from edge.daemon.status import LaneStatus, StatusSnapshot, boot_id, read_status, render_status, write_status
 
 
 def snapshot(pid: int, wall: float, mono: float, **extra: object) -> StatusSnapshot:
@@ -48,3 +48,21 @@ def test_a_snapshot_from_another_boot_falls_back_to_the_wall_clock(tmp_path: Pat
                          heartbeat_mono=time.monotonic(), boot_id="another-boot")
     write_status(path, old)
     assert read_status(path)["stale"]
+
+
+def test_how_long_ago_an_error_was_is_told_on_the_daemons_best_time(tmp_path: Path) -> None:
+    """The wall clock 3 days behind: the chain's and the gate's last errors are dated with the daemon's best
+    time (3 days ahead of the wall clock); "N s ago" was measured from the bare wall clock, so each read
+    "(0 s ago)" for as long as the clock stayed behind, however old the error."""
+    path = tmp_path / "status.json"
+    wall_ms = int(time.time() * 1000)
+    best_ms = wall_ms + 3 * 86_400_000
+    lane = LaneStatus("entry-1", "idle", True,
+                      gate_error={"error": "status poll failed", "at_ms": best_ms - 90_000})
+    chain = {"state": "ok", "last_error": "node down", "last_error_at_ms": best_ms - 600_000}
+    write_status(path, snapshot(os.getpid(), wall_ms / 1000, time.monotonic(), lanes=(lane,), chain=chain,
+                                clock={"wall_ms": wall_ms, "best_ms": best_ms, "behind_ms": 3 * 86_400_000,
+                                       "trusted": False}))
+    lines = render_status(read_status(path))
+    assert "lane entry-1 gate last error: status poll failed (90 s ago)" in lines, lines
+    assert "chain last error: node down (600 s ago)" in lines, lines

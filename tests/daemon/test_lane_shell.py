@@ -210,6 +210,23 @@ def test_failed_open_becomes_a_gate_fault_and_is_recorded() -> None:
     assert ("close",) in world.calls and ("alert", "gate_fault") in world.calls
 
 
+def test_the_lanes_last_read_and_gate_error_are_dated_with_the_daemons_best_time() -> None:
+    """The wall clock 3 days behind, the daemon's best time (``wall``) on its floor: the lane's last read
+    (the MQTT ``reads`` message, `parkgate status`) and its gate error were dated with the bare wall clock,
+    3 days before the pass's own record and the alerts of the same moment."""
+    world, best = World(fail={"open_pulse"}), Clock()
+    best.now = 1_900_000_000_000
+
+    async def body(lane: LaneShell, mono: Clock) -> None:
+        lane.feed(PresenceOn())
+        await _settle()
+        assert lane.stats.last_read is not None and lane.stats.gate_error is not None
+        assert (lane.stats.last_read["at_ms"], lane.stats.gate_error["at_ms"]) == (best.now, best.now)
+
+    on_lane(world, body, wall=best)
+    assert world.records[0].outcome is Outcome.GATE_FAULT and world.records[0].ended_ms == best.now
+
+
 def test_failed_decision_ends_in_a_recorded_timeout() -> None:
     world = World(fail={"decide"})
 
