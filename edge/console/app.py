@@ -525,11 +525,18 @@ def _watch(cfg: Config, lane: str) -> Path:
     return liveview.frame_path(cfg.gateway.state_dir, lane)
 
 
-def _fresh_frame(path: Path, after: float) -> tuple[float, bytes] | None:
-    """The frame file when it changed after ``after`` (mtime), else None."""
+FrameStamp = tuple[int, int, int]  # a frame file's inode, mtime (ns) and size: which frame it is
+
+
+def _fresh_frame(path: Path, seen: FrameStamp | None) -> tuple[FrameStamp, bytes] | None:
+    """The frame file with its stamp when it is not the frame ``seen``, else None. Any other stamp is a new
+    frame, not only a later mtime: the kernel dates each frame with the wall clock, so after a step back
+    every new frame is older than the one sent last (the stream froze until it ended)."""
     try:
-        mtime = path.stat().st_mtime
-        return (mtime, path.read_bytes()) if mtime > after else None
+        with path.open("rb") as frame:  # the stamp and the bytes of the same file, however it is replaced
+            st = os.fstat(frame.fileno())
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            return None if stamp == seen else (stamp, frame.read())
     except OSError:
         return None
 
@@ -739,7 +746,8 @@ async def _frames(request: Request, console: Console, session: Session, lane: st
                   ) -> AsyncIterator[bytes]:
     """The lane's new frames as MJPEG parts until the client leaves, STREAM_S pass or the session ends."""
     try:
-        seen, deadline = 0.0, time.monotonic() + STREAM_S
+        seen: FrameStamp | None = None
+        deadline = time.monotonic() + STREAM_S
         token, ticks = request.cookies.get(SESSION_COOKIE), 0
         while time.monotonic() < deadline and not await request.is_disconnected():
             ticks += 1
