@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING
 
 from edge.cli.secretfile import create_secret_file
 from edge.clock import TrustedClock
-from edge.daemon.status import daemon_best_ms, read_status, status_path
+from edge.daemon.status import gateway_reading
 from edge.identity import normalise_plate, plate_key_bytes
 from edge.mqtt.commands import ACTIONS, LIST_ACTIONS, LIST_NAMES, generate_key, load_key, sign_command
-from edge.store import wall_clock_ms
 
 if TYPE_CHECKING:
     from edge.config import Config
@@ -36,7 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     sign.add_argument("--lane", required=True,
                       help="lane id, or '*' with --action refresh, list-add, list-remove")
     sign.add_argument("--action", required=True, choices=ACTIONS)
-    sign.add_argument("--ts", type=int, default=None, help="timestamp in unix ms (default: now)")
+    sign.add_argument("--ts", type=int, default=None,
+                      help="timestamp in unix ms (default: now, by the best time of the daemon running here)")
+    sign.add_argument("--config", metavar="FILE", default=None,
+                      help="the config of the daemon on this machine: its best time dates the command "
+                      "(default: /etc/parkgate/parkgate.toml if present; no daemon running: this "
+                      "machine's clock)")
     listed = sign.add_argument_group("list-add / list-remove (lane '*')")
     listed.add_argument("--list", choices=LIST_NAMES, help="the list to change")
     listed.add_argument("--entry", help="the vehicle commitment (0x + 64 hex); or give --plate")
@@ -81,9 +85,18 @@ def cmd_sign(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 1
-    ts = args.ts if args.ts is not None else wall_clock_ms()
-    print(sign_command(key, args.gateway, args.lane, args.action, ts, args=list_args).decode())
+    print(sign_command(key, args.gateway, args.lane, args.action, _sign_time(args), args=list_args).decode())
     return 0
+
+
+def _sign_time(args: argparse.Namespace) -> int:
+    """``--ts``, else now by the best time of the daemon running on this machine (:func:`gateway_time`):
+    on a gateway whose wall clock is behind, the daemon would refuse a command dated by it as stale."""
+    if args.ts is not None:
+        return int(args.ts)
+    from edge.config import load_config  # a ConfigError: printed by edge.cli.main, exit 2
+
+    return gateway_time(load_config(args.config))()
 
 
 def _list_args(args: argparse.Namespace) -> dict[str, object]:
@@ -120,17 +133,7 @@ def gateway_time(cfg: Config) -> Callable[[], int]:
     wall clock would not do: while it is behind (no NTP yet), the daemon judges freshness with its best
     time and would refuse every press as stale."""
     clock = TrustedClock()
-    path = status_path(cfg.gateway.state_dir)
-
-    def now_ms() -> int:
-        try:
-            best = daemon_best_ms(read_status(path))
-        except ValueError:  # no daemon status here (not started, or another machine): the clock alone
-            best = None
-        if best is not None:
-            clock.observe(best)
-        return clock.now_ms()
-    return now_ms
+    return lambda: gateway_reading(cfg.gateway.state_dir, clock).best_ms
 
 
 def cmd_ha_signer(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.clock import describe_behind
+from edge.clock import ClockReading, TrustedClock, describe_behind
 
 STATUS_FILE = "status.json"
 STALE_AFTER_S = 10.0
@@ -148,6 +148,20 @@ def daemon_best_ms(snapshot: dict[str, Any]) -> int | None:
     if snapshot.get("stale") or not isinstance(best, int):
         return None
     return best + round(float(snapshot["age_s"]) * 1000)
+
+
+def gateway_reading(state_dir: Path, clock: TrustedClock) -> ClockReading:
+    """The best time on this machine now: ``clock`` (this process's, from the floors it was given: the build
+    floor, the store's) raised to the best time of the daemon running here (``status.json``), when one runs.
+    What the daemon decides with while it runs; what it would start with otherwise. Readers outside the
+    daemon (a signer, a list display) use it rather than the bare wall clock, which may be days behind."""
+    try:
+        best = daemon_best_ms(read_status(status_path(state_dir)))
+    except ValueError:  # no daemon status here (not started, or another machine): the clock alone
+        best = None
+    if best is not None:
+        clock.observe(best)
+    return clock.reading()
 
 
 def state_dir_problem(state_dir: Path) -> str | None:

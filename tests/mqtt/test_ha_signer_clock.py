@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from edge.clock import OFFSET_FILE_ENV, wall_clock_ms
-from edge.daemon.status import StatusSnapshot, boot_id, status_path, write_status
 from edge.mqtt import generate_key
 from edge.mqtt.commands import Command, CommandPolicy, parse_key, verify_command
 from edge.mqtt.topics import Topics
@@ -24,15 +22,6 @@ from edge.tools.proc import ManagedProcess
 GATEWAY, LANE, BUTTON = "sig-gw", "entry-1", "signer/sig-gw/open"
 WATCHER = ("watcher", "watcher-secret-2")
 THREE_DAYS_MS = 3 * 86_400_000
-
-
-def daemon_status(state: Path, best_ms: int) -> None:
-    """``status.json`` as a running daemon of this boot writes it each second (this process stands in)."""
-    write_status(status_path(state), StatusSnapshot(
-        gateway=GATEWAY, pid=os.getpid(), state="running", updated_at=time.time(), uptime_s=60.0,
-        heartbeat_mono=time.monotonic(), boot_id=boot_id(),
-        clock={"wall_ms": best_ms - THREE_DAYS_MS, "best_ms": best_ms, "behind_ms": THREE_DAYS_MS,
-               "trusted": False}))
 
 
 def test_a_press_is_dated_with_the_daemons_best_time_while_the_wall_clock_is_behind(tmp_path: Path) -> None:
@@ -61,7 +50,8 @@ def test_a_press_is_dated_with_the_daemons_best_time_while_the_wall_clock_is_beh
             assert h.wait_until(lambda: "signing open presses" in signer.log_tail(), 30, 0.1), \
                 signer.log_tail()
             assert watcher.subscribed.wait(10)
-            daemon_status(state, wall_clock_ms())  # the daemon's best time: the true time (its floor)
+            # the daemon's best time: the true time (its floor), its wall clock 3 days behind like ours
+            h.daemon_status_behind(state, GATEWAY, wall_clock_ms(), THREE_DAYS_MS)
             watcher.client.publish(BUTTON, LANE.encode(), qos=1).wait_for_publish(5)
             signed = h.wait_until(lambda: watcher.on(topics.command(LANE)), 15, 0.05)
             best_now = wall_clock_ms()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
 import pytest
 
 from edge.cli import main
+from edge.clock import wall_clock_ms
 from edge.mqtt.commands import Command, CommandPolicy, load_key, verify_command
+from edge.tools.demo import harness as h
+
+THREE_DAYS_MS = 3 * 86_400_000
 
 
 def test_keygen_then_sign_gives_an_accepted_command(tmp_path: Path,
@@ -33,3 +38,28 @@ def test_sign_with_an_unusable_key_file_says_why(tmp_path: Path, capsys: pytest.
     assert main(["mqtt", "sign", "--key-file", str(bad), "--gateway", "gw-1", "--lane", "in-1",
                  "--action", "open"]) == 1
     assert "must be hex text" in capsys.readouterr().err
+
+
+def test_sign_dates_with_the_best_time_of_the_daemon_running_here(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """On the gateway itself while its wall clock is 3 days behind (a Pi booted without NTP), a command
+    signed "now" carried the bare wall clock and the daemon, judging with its best time, refused it as
+    stale; signed with --config it carries the running daemon's best time (status.json), --ts still wins."""
+    key_file, state, config = tmp_path / "gw-1.key", tmp_path / "state", tmp_path / "parkgate.toml"
+    assert main(["mqtt", "keygen", "--out", str(key_file)]) == 0
+    state.mkdir()
+    config.write_text(h.toml_text({"gateway": {"id": "gw-1", "lot_id": "LOT-1", "state_dir": str(state)}},
+                                  [{"name": "in-1", "gate": {"port": "/dev/null"}}]))
+    best = wall_clock_ms() + THREE_DAYS_MS  # the daemon's best time: this machine's clock is 3 days behind
+    h.daemon_status_behind(state, "gw-1", best, THREE_DAYS_MS)
+    sign = ["mqtt", "sign", "--config", str(config), "--key-file", str(key_file), "--gateway", "gw-1",
+            "--lane", "in-1", "--action", "open"]
+    capsys.readouterr()
+    assert main(sign) == 0
+    raw = capsys.readouterr().out.strip().encode()
+    assert main([*sign, "--ts", "1795630000000"]) == 0
+    overridden = json.loads(capsys.readouterr().out)
+    policy = CommandPolicy("gw-1", frozenset({"in-1"}))
+    verdict = verify_command(raw, load_key(key_file), best, frozenset(), policy)
+    assert isinstance(verdict, Command), verdict  # was: refused as stale
+    assert overridden["ts"] == 1795630000000

@@ -222,6 +222,19 @@ def start_daemon(config: Path, log: Path, timeout: float = 90.0, env: dict[str, 
     raise RuntimeError(f"daemon did not become ready:\n{tail}")
 
 
+def daemon_status_behind(state_dir: Path, gateway: str, best_ms: int, behind_ms: int) -> None:
+    """``status.json`` as a running daemon of this boot writes it each second while its wall clock is
+    ``behind_ms`` behind its best time ``best_ms`` (the calling process stands in for the daemon: its pid)."""
+    from edge.clock import DEFAULT_TOLERANCE_MS
+    from edge.daemon.status import StatusSnapshot, boot_id, status_path, write_status
+
+    write_status(status_path(state_dir), StatusSnapshot(
+        gateway=gateway, pid=os.getpid(), state="running", updated_at=time.time(), uptime_s=60.0,
+        heartbeat_mono=time.monotonic(), boot_id=boot_id(),
+        clock={"wall_ms": best_ms - behind_ms, "best_ms": best_ms, "behind_ms": behind_ms,
+               "trusted": behind_ms <= DEFAULT_TOLERANCE_MS}))
+
+
 # -- what the daemon recorded ----------------------------------------------------------------------
 
 def read_rows(store_path: Path, after_seq: int = 0, lane: str | None = None) -> list[dict[str, Any]]:
