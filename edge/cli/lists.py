@@ -25,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
+from edge.clock import TrustedClock
 from edge.config import Config, ConfigError, load_config
+from edge.daemon.status import clock_behind_note, gateway_reading
 from edge.identity import list_entry_key, mask_plate, normalise_plate
 from edge.store import Booking, ListEntry, RentalEvent, Store, StoreError, new_event_id, wall_clock_ms
 from edge.store.rows import list_time_problem
@@ -173,33 +175,31 @@ def cmd_list_remove(args: argparse.Namespace) -> int:
 
 def cmd_list_show(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    now = wall_clock_ms()
     with open_store(cfg) as store:
         stored = store.list_entries(args.list_name)
+        clock = TrustedClock(store.clock_floor(), tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
+    reading = gateway_reading(cfg.gateway.state_dir, clock)  # the daemon's time: what the gate does
+    now, note = reading.best_ms, clock_behind_note(reading)
     rows = [{"entry": list_entry_key(e), "source": "config", "valid_from": None, "valid_until": None,
              "note": "", "state": "active"} for e in _config_list(cfg, args.list_name)]
     rows += [{"entry": e.entry, "source": e.source,
               "valid_from": None if e.valid_from_ms is None else show_time(e.valid_from_ms),
               "valid_until": None if e.valid_until_ms is None else show_time(e.valid_until_ms),
-              "note": e.note, "state": _state(e, now)} for e in stored]
+              "note": e.note, "state": e.state_at(now)} for e in stored]
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    for row in rows:
-        validity = f"{row['valid_from'] or '-'} .. {row['valid_until'] or '-'}"
-        print(f"{row['entry']:<20} {row['state']:<8} {validity:<35} {row['source']:<8} {row['note']}")
-    print(f"{len(rows)} entries ({sum(r['state'] == 'active' for r in rows)} active)")
+    else:
+        for row in rows:
+            validity = f"{row['valid_from'] or '-'} .. {row['valid_until'] or '-'}"
+            print(f"{row['entry']:<20} {row['state']:<8} {validity:<35} {row['source']:<8} {row['note']}")
+        print(f"{len(rows)} entries ({sum(r['state'] == 'active' for r in rows)} active)")
+    if note:
+        print(note, file=sys.stderr if args.json else sys.stdout)  # --json: stdout stays JSON
     return 0
 
 
 def _config_list(cfg: Config, name: str) -> tuple[str, ...]:
     return cfg.policy.allow_list if name == "allow" else cfg.policy.deny_list
-
-
-def _state(entry: ListEntry, now: int) -> str:
-    if entry.valid_at(now):
-        return "active"
-    return "future" if entry.valid_from_ms is not None and now < entry.valid_from_ms else "expired"
 
 
 def _shown(entry: str) -> str:

@@ -40,6 +40,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from edge.clock import TrustedClock
 from edge.config import Config, ConfigError
 from edge.console import passes as P
 from edge.console.auth import LoginLimit, Session, Sessions, new_token, same_token
@@ -55,7 +56,7 @@ from edge.console.users import (
 )
 from edge.daemon import control, liveview
 from edge.daemon.retention import evidence_dir
-from edge.daemon.status import read_status, render_status, status_path
+from edge.daemon.status import clock_behind_note, gateway_reading, read_status, render_status, status_path
 from edge.identity import list_entry_key
 from edge.store import ListEntry, Store, StoreError
 from edge.store.rows import list_time_problem
@@ -390,21 +391,21 @@ async def act(request: Request, console: Console, session: Session) -> Response:
 
 # -- lists ----------------------------------------------------------------------------------------------
 
-def _list_rows(cfg: Config) -> list[dict[str, Any]]:
-    now = int(time.time() * 1000)
+def _list_rows(cfg: Config) -> tuple[list[dict[str, Any]], str | None]:
+    """The rows of both lists, each entry's state judged with the daemon's best time (what the gate does),
+    and what the page says while that is not the wall clock's (None: the clock is trusted)."""
     with _open_store(cfg) as store:
         stored = store.list_entries()
+        clock = TrustedClock(store.clock_floor(), tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
+    reading = gateway_reading(cfg.gateway.state_dir, clock)
     rows = [{"list": name, "entry": entry, "source": "config (edit the file)", "from": "-", "until": "-",
              "note": "", "state": "active", "removable": False}
             for name, entries in (("allow", cfg.policy.allow_list), ("deny", cfg.policy.deny_list))
             for entry in entries]
-    for e in stored:
-        state = "active" if e.valid_at(now) else (
-            "future" if e.valid_from_ms is not None and now < e.valid_from_ms else "expired")
-        rows.append({"list": e.list_name, "entry": e.entry, "source": e.source,
-                     "from": _show_time(e.valid_from_ms), "until": _show_time(e.valid_until_ms),
-                     "note": e.note, "state": state, "removable": True})
-    return rows
+    rows += [{"list": e.list_name, "entry": e.entry, "source": e.source, "from": _show_time(e.valid_from_ms),
+              "until": _show_time(e.valid_until_ms), "note": e.note, "state": e.state_at(reading.best_ms),
+              "removable": True} for e in stored]
+    return rows, clock_behind_note(reading)
 
 
 def list_entry(form: dict[str, str], user: str) -> ListEntry:
@@ -463,11 +464,11 @@ async def lists_page(request: Request, console: Console, session: Session) -> Re
 
 async def _lists(console: Console, session: Session, message: str, error: str, code: int) -> Response:
     try:
-        rows = await run_in_threadpool(_list_rows, console.cfg)
+        rows, clock_note = await run_in_threadpool(_list_rows, console.cfg)
     except (StoreError, sqlite3.Error) as exc:
-        rows, error = [], error or f"cannot read the lists: {exc}"
+        rows, clock_note, error = [], None, error or f"cannot read the lists: {exc}"
     return console.render("lists.html", session, code, rows=rows, lists=ACCESS_LISTS, message=message,
-                          error=error)
+                          error=error, clock_note=clock_note)
 
 
 async def list_add(request: Request, console: Console, session: Session) -> Response:

@@ -164,6 +164,14 @@ def gateway_reading(state_dir: Path, clock: TrustedClock) -> ClockReading:
     return clock.reading()
 
 
+def clock_behind_note(reading: ClockReading) -> str | None:
+    """What a display judged with ``reading`` says while the wall clock is behind (None: it is trusted)."""
+    if reading.trusted:
+        return None
+    return (f"clock behind by {describe_behind(reading.behind_ms)}: judged with the newest time this "
+            "gateway has seen, as the daemon decides; fix NTP")
+
+
 def state_dir_problem(state_dir: Path) -> str | None:
     """Why the daemon cannot write its state dir (read-only, full), or None."""
     if not os.access(state_dir, os.W_OK):

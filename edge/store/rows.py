@@ -315,3 +315,9 @@ class ListEntry:
     def valid_at(self, at_ms: int) -> bool:
         return ((self.valid_from_ms is None or self.valid_from_ms <= at_ms)
                 and (self.valid_until_ms is None or at_ms < self.valid_until_ms))
+
+    def state_at(self, at_ms: int) -> str:
+        """``active``, ``future`` (not valid yet) or ``expired`` at ``at_ms``, as list displays show it."""
+        if self.valid_at(at_ms):
+            return "active"
+        return "future" if self.valid_from_ms is not None and at_ms < self.valid_from_ms else "expired"
