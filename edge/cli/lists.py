@@ -25,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from edge.clock import TrustedClock
+from edge.clock import ClockReading
 from edge.config import Config, ConfigError, load_config
-from edge.daemon.status import clock_behind_note, gateway_reading
+from edge.daemon.status import clock_behind_note, display_reading
 from edge.identity import list_entry_key, mask_plate, normalise_plate
-from edge.store import Booking, ListEntry, RentalEvent, Store, StoreError, new_event_id, wall_clock_ms
+from edge.store import Booking, ListEntry, RentalEvent, Store, StoreError, new_event_id
 from edge.store.rows import list_time_problem
 from edge.store.schema import ACCESS_LISTS
 from edge.store.store import owner_of
@@ -177,8 +177,8 @@ def cmd_list_show(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     with open_store(cfg) as store:
         stored = store.list_entries(args.list_name)
-        clock = TrustedClock(store.clock_floor(), tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
-    reading = gateway_reading(cfg.gateway.state_dir, clock)  # the daemon's time: what the gate does
+        floor = store.clock_floor()
+    reading = _reading(cfg, floor)
     now, note = reading.best_ms, clock_behind_note(reading)
     rows = [{"entry": list_entry_key(e), "source": "config", "valid_from": None, "valid_until": None,
              "note": "", "state": "active"} for e in _config_list(cfg, args.list_name)]
@@ -245,19 +245,28 @@ def cmd_booking_add(args: argparse.Namespace) -> int:
 def cmd_booking_show(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     with open_store(cfg) as store:
+        reading = _reading(cfg, store.clock_floor())
         # current and future ones: a window starting at any time from now on still holds
-        upcoming = store.active_bookings(cfg.gateway.lot_id, wall_clock_ms(), grace_before_ms=2**53)
+        upcoming = store.active_bookings(cfg.gateway.lot_id, reading.best_ms, grace_before_ms=2**53)
         bookings = [b for b in upcoming if b.booking_id.startswith(LOCAL_PREFIX)]
+    note = clock_behind_note(reading)
     rows = [{"booking_id": b.booking_id, "from": show_time(b.window_start_ms),
              "until": show_time(b.window_end_ms), "status": b.status,
              "vehicle_commitment": b.vehicle_commitment} for b in bookings]
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    for row in rows:
-        print(f"{row['booking_id']}  {row['from']} .. {row['until']}  {row['status']}")
-    print(f"{len(rows)} bookings made here")
+    else:
+        for row in rows:
+            print(f"{row['booking_id']}  {row['from']} .. {row['until']}  {row['status']}")
+        print(f"{len(rows)} bookings made here")
+    if note:
+        print(note, file=sys.stderr if args.json else sys.stdout)  # --json: stdout stays JSON
     return 0
+
+
+def _reading(cfg: Config, floor_ms: int) -> ClockReading:
+    """The time a display judges with: the daemon's best time, as the gate decides (never a clock behind)."""
+    return display_reading(cfg.gateway.state_dir, floor_ms, cfg.clock.behind_tolerance_s)
 
 
 def cmd_booking_cancel(args: argparse.Namespace) -> int:

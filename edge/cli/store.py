@@ -234,7 +234,7 @@ def _restore(backup: Path, store: Path) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from edge.clock import TrustedClock
+    from edge.daemon.status import display_reading
     from edge.store import Store, StoreError  # sqlite-utils: only when pruning
 
     cfg = load_config(args.config)  # a ConfigError: printed by edge.cli.main, exit 2
@@ -245,8 +245,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return 1
     try:
         with Store(store, busy_timeout_ms=cfg.store.busy_timeout_ms) as db:
-            clock = TrustedClock(db.clock_floor())  # the best time: never a Pi's 1970 or a clock days behind
-            cutoff = cfg.store.cutoff_ms(clock.now_ms())
+            # the best time (the daemon's, when it runs here): never a Pi's 1970 or a clock days behind
+            best = display_reading(cfg.gateway.state_dir, db.clock_floor(), cfg.clock.behind_tolerance_s)
+            cutoff = cfg.store.cutoff_ms(best.best_ms)
             pruned = db.prune(cutoff, dry_run=args.dry_run)
     except (sqlite3.Error, StoreError) as exc:
         print(f"prune of {store} failed: {exc}; the batches done before are deleted, the rest is kept"

@@ -40,7 +40,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from edge.clock import TrustedClock
 from edge.config import Config, ConfigError
 from edge.console import passes as P
 from edge.console.auth import LoginLimit, Session, Sessions, new_token, same_token
@@ -56,7 +55,7 @@ from edge.console.users import (
 )
 from edge.daemon import control, liveview
 from edge.daemon.retention import evidence_dir
-from edge.daemon.status import clock_behind_note, gateway_reading, read_status, render_status, status_path
+from edge.daemon.status import clock_behind_note, display_reading, read_status, render_status, status_path
 from edge.identity import list_entry_key
 from edge.store import ListEntry, Store, StoreError
 from edge.store.rows import list_time_problem
@@ -396,8 +395,8 @@ def _list_rows(cfg: Config) -> tuple[list[dict[str, Any]], str | None]:
     and what the page says while that is not the wall clock's (None: the clock is trusted)."""
     with _open_store(cfg) as store:
         stored = store.list_entries()
-        clock = TrustedClock(store.clock_floor(), tolerance_ms=cfg.clock.behind_tolerance_s * 1000)
-    reading = gateway_reading(cfg.gateway.state_dir, clock)
+        floor = store.clock_floor()
+    reading = display_reading(cfg.gateway.state_dir, floor, cfg.clock.behind_tolerance_s)
     rows = [{"list": name, "entry": entry, "source": "config (edit the file)", "from": "-", "until": "-",
              "note": "", "state": "active", "removable": False}
             for name, entries in (("allow", cfg.policy.allow_list), ("deny", cfg.policy.deny_list))

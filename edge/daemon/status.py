@@ -164,6 +164,12 @@ def gateway_reading(state_dir: Path, clock: TrustedClock) -> ClockReading:
     return clock.reading()
 
 
+def display_reading(state_dir: Path, floor_ms: int, tolerance_s: int) -> ClockReading:
+    """What an operator's display (lists, bookings) judges with: :func:`gateway_reading` from the store's
+    clock floor ``floor_ms`` and the config's ``clock.behind_tolerance_s``."""
+    return gateway_reading(state_dir, TrustedClock(floor_ms, tolerance_ms=tolerance_s * 1000))
+
+
 def clock_behind_note(reading: ClockReading) -> str | None:
     """What a display judged with ``reading`` says while the wall clock is behind (None: it is trusted)."""
     if reading.trusted:

@@ -8,6 +8,7 @@ clock here."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,18 @@ def test_the_lists_page_judges_entries_with_the_daemons_best_time(tmp_path: Path
     assert page.status == 200, page.body
     assert '<td class="entry">AB123CD</td><td>expired</td>' in page.body  # was: active
     assert BEHIND in page.body
+
+
+def test_booking_show_leaves_out_a_booking_ended_by_the_daemons_best_time(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, _, _ = lot(tmp_path)
+    best = wall_clock_ms() + AHEAD_MS
+    iso = lambda ms: datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")  # noqa: E731
+    for start, end in ((best - 2 * DAY_MS, best - DAY_MS), (best + DAY_MS, best + 2 * DAY_MS)):
+        assert main(["booking", "add", "--plate", "AB 123 CD", "--from", iso(start), "--until", iso(end),
+                     "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["booking", "show", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert "1 bookings made here" in text, text  # was 2: the ended one was still to come by the wall clock
+    assert text.splitlines()[-1].startswith(BEHIND), text
