@@ -18,11 +18,12 @@ thread that opened it). Wiring::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -93,11 +94,14 @@ class BridgeTimings:
     # ``rejection_log_every_s`` saying how many it stands for; the counters count every one.
     rejection_logs_burst: int = 5
     rejection_log_every_s: int = 60
+    # Retained commands already refused (topic and payload digests, the oldest forgotten first): the broker
+    # sends them again at every reconnect, and they are refused once, not at each.
+    retained_remembered: int = 256
 
     def __post_init__(self) -> None:
         positive = ("keepalive_s", "command_max_bytes", "outbox_window", "reconnect_min_s", "refused_retry_s",
                     "max_packet_bytes", "commands_per_s", "command_burst", "rejection_logs_burst",
-                    "rejection_log_every_s")
+                    "rejection_log_every_s", "retained_remembered")
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 raise ValueError(f"{name} {getattr(self, name)!r} must be a positive integer")
@@ -138,6 +142,7 @@ class MqttBridge:
         self.last_connect_error: str | None = None
         self._retained: dict[str, bytes] = {}
         self._retained_lock = threading.Lock()
+        self._refused_retained: OrderedDict[bytes, None] = OrderedDict()  # paho's thread only
         self._acks: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -280,7 +285,9 @@ class MqttBridge:
             return
         self.last_connect_error = None
         self._count("connects")
-        client.subscribe(self.topics.command_filter, options=SubscribeOptions(qos=1, noLocal=True))
+        # retainAsPublished: a command published with the retain flag shows it live too (refused at once)
+        client.subscribe(self.topics.command_filter,
+                         options=SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True))
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         if self.config.discovery:
             for topic, payload in discovery_messages(self.topics, self.lanes, self.config.discovery_prefix,
@@ -344,12 +351,14 @@ class MqttBridge:
 
     def _process_message(self, message: mqtt.MQTTMessage) -> None:
         topic_lane = self.topics.lane_of_command_topic(message.topic)
-        if topic_lane is None:
+        if topic_lane is None or self._retained_again(message):
             return
         if not self._command_limit.allow(self._limit_key(message.topic, topic_lane)):
             self._count("cmd_rejected.rate_limited")
             self._log_rejection(message.topic, "rate_limited", "too many commands on this topic")
             return
+        if message.retain:
+            self._remember_retained(message)
         now = self._clock_ms()
         try:
             fresh = Freshness(now, self._time_trusted(), self.nonces.min_ts_ms)
@@ -358,6 +367,8 @@ class MqttBridge:
         except Exception:  # verify_command is fuzzed not to raise; the nonce store (SQLite) might
             log.exception("could not verify command on %s", message.topic)
             verdict = Rejection("internal_error", "verification failed, see log")
+        if message.retain:
+            verdict = self._retained_rejection(message.topic, verdict)
         if isinstance(verdict, Rejection):
             self._keep_nonce(verdict, now)
             self._count(f"cmd_rejected.{verdict.reason}")
@@ -381,6 +392,38 @@ class MqttBridge:
                  verdict.nonce, outcome.ok, outcome.detail)
         self._publish_result({"ok": outcome.ok, "lane": verdict.lane, "action": verdict.action,
                               "nonce": verdict.nonce, "detail": outcome.detail})
+
+    @staticmethod
+    def _retained_key(message: mqtt.MQTTMessage) -> bytes:
+        return hashlib.sha256(message.topic.encode() + b"\0" + bytes(message.payload)).digest()
+
+    def _retained_again(self, message: mqtt.MQTTMessage) -> bool:
+        """True for a retained message to ignore: an empty one (it clears the retained command at the
+        broker) or a retained command already refused (the broker sends it again at every reconnect)."""
+        if not message.retain:
+            return False
+        if not message.payload:
+            return True
+        key = self._retained_key(message)
+        if key in self._refused_retained:
+            self._refused_retained.move_to_end(key)
+            log.debug("retained command on %s refused before: ignored", message.topic)
+            return True
+        return False
+
+    def _remember_retained(self, message: mqtt.MQTTMessage) -> None:
+        self._refused_retained[self._retained_key(message)] = None
+        while len(self._refused_retained) > self.timings.retained_remembered:
+            self._refused_retained.popitem(last=False)
+
+    @staticmethod
+    def _retained_rejection(topic: str, verdict: Command | Rejection) -> Rejection:
+        """A retained command is refused whatever it holds: the broker would send it again at every
+        reconnect. Its nonce is kept when it is correctly signed (so it cannot be sent again unretained)."""
+        command = verdict if isinstance(verdict, Command) else verdict.command
+        return Rejection("retained", f"commands must not be retained (the broker keeps them and sends them "
+                                     f"again at every reconnect); clear it with an empty retained message: "
+                                     f"mosquitto_pub -r -n -t '{topic}'", command)
 
     def _limit_key(self, topic: str, lane: str) -> str:
         """The rate limit's bucket for a command topic: its own for each lane of this gateway and ``*``,

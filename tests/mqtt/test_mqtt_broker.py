@@ -431,3 +431,56 @@ def test_the_bridge_asks_the_broker_for_a_maximum_packet_size(broker: MosquittoB
     finally:
         watcher.close()
         bridge.stop()
+
+
+def take_over_session(broker: MosquittoBroker, client_id: str) -> None:
+    """Connect with the bridge's client id: the broker drops the bridge, which reconnects by itself (and
+    is sent the command topics' retained messages again)."""
+    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                    protocol=mqtt.MQTTv5)
+    c.username_pw_set(broker.username, broker.password)
+    c.tls_set(ca_certs=str(broker.ca_file))
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    try:
+        wait_until(c.is_connected, what="the session takeover")
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_a_retained_command_is_refused_once_and_never_acted_on(broker: MosquittoBroker,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A command published with the retain flag stays on the broker, which sends it again at every
+    (re)subscribe: it is refused (never acted on, even fresh and correctly signed) once, with a log line
+    saying how to clear it, not again at every reconnect; an empty retained message clears it."""
+    caplog.set_level(logging.WARNING, logger="edge.mqtt.bridge")
+    received: list[Command] = []
+    bridge = bridge_for(broker, "gw-rtn", on_command=lambda c: received.append(c) or CommandOutcome(True))
+    bridge.start()
+    watcher = Watcher(broker, "parkgate/gw-rtn/cmd/result")
+    topic, results = "parkgate/gw-rtn/cmd/in-1", "parkgate/gw-rtn/cmd/result"
+    try:
+        assert bridge.wait_connected(10), bridge.last_connect_error
+        watcher.client.publish(topic, sign_command(KEY, "gw-rtn", "in-1", "open", wall_clock_ms()), qos=1,
+                               retain=True).wait_for_publish(5)
+        wait_until(lambda: watcher.on(results), what="the refusal")
+        for n in (2, 3):
+            take_over_session(broker, bridge.client_id)
+            wait_until(lambda n=n: bridge.stats["connects"] == n and bridge.connected, what=f"connect #{n}")
+        time.sleep(0.5)  # the retained command has come again by now (sent right after the SUBACK)
+        assert [json.loads(p) for p in watcher.on(results)] == [{"ok": False, "lane": "in-1",
+                                                                 "reason": "retained"}]
+        assert received == [] and bridge.stats["cmd_rejected.retained"] == 1
+        lines = [r.getMessage() for r in caplog.records if "retained" in r.getMessage()]
+        assert len(lines) == 1 and "empty retained message" in lines[0], lines
+        watcher.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)  # clears it
+        good = sign_command(KEY, "gw-rtn", "in-1", "open", wall_clock_ms())
+        watcher.publish(topic, good)
+        wait_until(lambda: len(watcher.on(results)) == 2, what="the next live command's result")
+        assert json.loads(watcher.on(results)[1])["ok"] and len(received) == 1
+        assert not any(k != "cmd_rejected.retained" for k in bridge.stats if k.startswith("cmd_rejected."))
+    finally:
+        watcher.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+        watcher.close()
+        bridge.stop()
