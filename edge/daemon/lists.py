@@ -1,8 +1,9 @@
 """Signed MQTT list commands (``list-add``/``list-remove``, edge.mqtt.commands) applied to the store's
 allow/deny lists; the lanes read the lists before each decision, so the change applies from the next car.
 
-Runs on the MQTT client's thread with its own short-lived store connection (SQLite WAL: the event loop's
-connection goes on reading and writing meanwhile).
+Runs on the MQTT bridge's command thread (not paho's network thread, which must go on sending keep-alive
+pings while this waits for a locked store) with its own short-lived store connection (SQLite WAL: the
+event loop's connection goes on reading and writing meanwhile).
 """
 
 from __future__ import annotations

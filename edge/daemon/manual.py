@@ -29,7 +29,7 @@ AUDIT_FRAMES = 3  # frames the camera reads for the audit of a manual action (at
 
 class ManualDesk:
     """Answers the control socket (``operate``, ``watch``) and verified remote commands
-    (``remote_command``, from paho's thread) on the daemon's ``loop``."""
+    (``remote_command``, from the MQTT bridge's command thread) on the daemon's ``loop``."""
 
     def __init__(self, cfg: Config, gatekeeper: Gatekeeper, clock: TrustedClock, lanes: LaneSupervisor,
                  cameras: Mapping[str, LaneCamera], stop: asyncio.Event,
@@ -43,7 +43,8 @@ class ManualDesk:
         self._loop = loop
 
     def remote_command(self, command: Any) -> Any:
-        """A verified remote command (paho thread): hand it to the loop, audited like a local one."""
+        """A verified remote command (the bridge's command thread, never paho's network thread: a list
+        command waits for the store there): hand a gate action to the loop, audited like a local one."""
         from edge.mqtt import CommandOutcome
         from edge.mqtt.commands import LIST_ACTIONS
 

@@ -2,10 +2,13 @@
 event outbox, plate reads, Home Assistant discovery and signed remote commands.
 
 Imperative shell around the pure parts (``topics``, ``privacy``, ``commands``, ``outbox``). Threads:
-paho's network thread runs the callbacks (commands are verified and handed to ``on_command`` there,
-so that callable must be quick and thread-safe, e.g. put the command on a queue); one pump thread
-owns the outbox (``open_outbox`` is called in that thread, because a ``Store`` is confined to the
-thread that opened it). Wiring::
+paho's network thread runs the callbacks and must never wait (it alone sends, keep-alive pings
+included): it rate-limits a command and queues it. One command thread verifies the queued commands in
+order (the replay cache is SQLite), hands each accepted one to ``on_command`` and publishes its result,
+so ``on_command`` may write the store (a list command) but holds up the commands behind it while it
+runs: put slow work (a gate) on the daemon's own queue. One pump thread owns the outbox
+(``open_outbox`` is called in that thread, because a ``Store`` is confined to the thread that opened
+it). Wiring::
 
     bridge = MqttBridge(cfg.mqtt, cfg.gateway.id, key, lanes=["in-1", "out-1"], password=password,
                         on_command=queue_command, open_outbox=lambda: Store(db_path),
@@ -56,6 +59,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class _Received:
+    """A message on a command topic, queued for the command thread."""
+
+    topic: str
+    lane: str
+    payload: bytes
+    retain: bool
+
+
+@dataclass(frozen=True)
 class CommandOutcome:
     ok: bool
     detail: str = ""
@@ -97,11 +110,14 @@ class BridgeTimings:
     # Retained commands already refused (topic and payload digests, the oldest forgotten first): the broker
     # sends them again at every reconnect, and they are refused once, not at each.
     retained_remembered: int = 256
+    # Commands queued for the command thread (verified, acted on and answered one by one, in order); one
+    # more is refused at once (``cmd_rejected.busy``).
+    command_queue: int = 64
 
     def __post_init__(self) -> None:
         positive = ("keepalive_s", "command_max_bytes", "outbox_window", "reconnect_min_s", "refused_retry_s",
                     "max_packet_bytes", "commands_per_s", "command_burst", "rejection_logs_burst",
-                    "rejection_log_every_s", "retained_remembered")
+                    "rejection_log_every_s", "retained_remembered", "command_queue")
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 raise ValueError(f"{name} {getattr(self, name)!r} must be a positive integer")
@@ -139,6 +155,7 @@ class MqttBridge:
         self._command_limit = Throttle(timings.commands_per_s, timings.command_burst)
         self._rejection_logs = Throttle(1 / timings.rejection_log_every_s, timings.rejection_logs_burst)
         self._stats_lock = threading.Lock()
+        self._log_lock = threading.Lock()  # _rejection_logs, used by paho's thread and the command thread
         self.last_connect_error: str | None = None
         self._retained: dict[str, bytes] = {}
         self._retained_lock = threading.Lock()
@@ -148,6 +165,8 @@ class MqttBridge:
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._pump: threading.Thread | None = None
+        self._received: queue.Queue[_Received] = queue.Queue(timings.command_queue)
+        self._commander: threading.Thread | None = None
         self.publisher: OutboxPublisher | None = None  # set by the pump thread
         self._client = self._make_client()
 
@@ -192,6 +211,8 @@ class MqttBridge:
         self._client.connect_async(self.config.host, self.config.port, self.timings.keepalive_s,
                                    properties=properties)
         self._client.loop_start()
+        self._commander = threading.Thread(target=self._command_loop, name="mqtt-commands", daemon=True)
+        self._commander.start()
         if self._open_outbox is not None:
             self._pump = threading.Thread(target=self._pump_loop, name="mqtt-outbox", daemon=True)
             self._pump.start()
@@ -218,6 +239,9 @@ class MqttBridge:
         if self._pump is not None:
             self._pump.join(timeout)
             self._pump = None
+        if self._commander is not None:
+            self._commander.join(timeout)
+            self._commander = None
         if self._client.is_connected():
             info = self._client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
             try:
@@ -359,28 +383,54 @@ class MqttBridge:
             return
         if message.retain:
             self._remember_retained(message)
+        try:
+            self._received.put_nowait(_Received(message.topic, topic_lane, bytes(message.payload),
+                                                bool(message.retain)))
+        except queue.Full:
+            self._refuse(message.topic, topic_lane, Rejection(
+                "busy", f"{self.timings.command_queue} commands are already waiting for the command thread"))
+
+    # -- command thread ----------------------------------------------------------------------------
+
+    def _command_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                received = self._received.get(timeout=self._poll_s)
+            except queue.Empty:
+                continue
+            try:
+                self._execute(received)
+            except Exception:  # the thread must go on with the next command
+                self._count("cmd_rejected.internal_error")
+                log.exception("could not process the command on %s", received.topic)
+        if self._received.qsize():
+            log.warning("mqtt stopping: %d queued command(s) not executed", self._received.qsize())
+
+    def _execute(self, received: _Received) -> None:
+        """Verify one command (the replay cache may wait for the store), act on it and answer it."""
         now = self._clock_ms()
         try:
             fresh = Freshness(now, self._time_trusted(), self.nonces.min_ts_ms)
-            verdict = verify_command(bytes(message.payload), self._key, fresh, self.nonces, self.policy,
-                                     topic_lane)
+            verdict = verify_command(received.payload, self._key, fresh, self.nonces, self.policy,
+                                     received.lane)
         except Exception:  # verify_command is fuzzed not to raise; the nonce store (SQLite) might
-            log.exception("could not verify command on %s", message.topic)
+            log.exception("could not verify command on %s", received.topic)
             verdict = Rejection("internal_error", "verification failed, see log")
-        if message.retain:
-            verdict = self._retained_rejection(message.topic, verdict)
+        if received.retain:
+            verdict = self._retained_rejection(received.topic, verdict)
         if isinstance(verdict, Rejection):
             self._keep_nonce(verdict, now)
-            self._count(f"cmd_rejected.{verdict.reason}")
-            self._log_rejection(message.topic, verdict.reason, verdict.detail)
-            self._publish_result({"ok": False, "lane": topic_lane, "reason": verdict.reason})
-            return
+            self._refuse(received.topic, received.lane, verdict)
+        else:
+            self._accept(verdict, now)
+
+    def _accept(self, verdict: Command, now: int) -> None:
         try:
             self.nonces.remember(verdict.nonce, verdict.ts_ms, now)  # before acting: no replay after a crash
         except Exception:
             log.exception("could not record nonce %s; command not executed", verdict.nonce)
             self._count("cmd_rejected.internal_error")
-            self._publish_result({"ok": False, "lane": topic_lane, "reason": "internal_error"})
+            self._publish_result({"ok": False, "lane": verdict.lane, "reason": "internal_error"})
             return
         try:
             outcome = self._on_command(verdict)
@@ -392,6 +442,11 @@ class MqttBridge:
                  verdict.nonce, outcome.ok, outcome.detail)
         self._publish_result({"ok": outcome.ok, "lane": verdict.lane, "action": verdict.action,
                               "nonce": verdict.nonce, "detail": outcome.detail})
+
+    def _refuse(self, topic: str, lane: str, rejection: Rejection) -> None:
+        self._count(f"cmd_rejected.{rejection.reason}")
+        self._log_rejection(topic, rejection.reason, rejection.detail)
+        self._publish_result({"ok": False, "lane": lane, "reason": rejection.reason})
 
     @staticmethod
     def _retained_key(message: mqtt.MQTTMessage) -> bytes:
@@ -445,8 +500,10 @@ class MqttBridge:
     def _log_rejection(self, topic: str, reason: str, detail: str) -> None:
         """One WARNING line per rejection until the reason's burst is spent, then one per interval
         that says how many rejections it stands for (all are in ``stats``)."""
-        if self._rejection_logs.allow(reason):
-            more = self._rejection_logs.take_refused(reason)
+        with self._log_lock:
+            allowed = self._rejection_logs.allow(reason)
+            more = self._rejection_logs.take_refused(reason) if allowed else 0
+        if allowed:
             log.warning("rejected command on %s: %s (%s)%s", topic, reason, detail,
                         f"; {more} more rejected for this reason since the last line" if more else "")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 import threading
 import time
@@ -15,6 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import config_from_mapping
+from edge.daemon.lists import apply_list_command
 from edge.mqtt import BridgeTimings, CommandOutcome, MqttBridge, NonceStore, sign_command
 from edge.mqtt.commands import Command
 from edge.mqtt.privacy import hash_plate
@@ -484,3 +486,44 @@ def test_a_retained_command_is_refused_once_and_never_acted_on(broker: Mosquitto
         watcher.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
         watcher.close()
         bridge.stop()
+
+
+def test_a_list_command_waiting_for_a_locked_store_does_not_stall_the_connection(
+        broker: MosquittoBroker, tmp_path: Path) -> None:
+    """A list command writes the store (its nonce, then the entry), which waits while another connection
+    holds the write lock (a backup, the daemon's own writes; busy_timeout 5 s). That wait must not be on
+    paho's network thread, which alone sends what the bridge publishes (and the keep-alive pings: after
+    about 4 s without one mosquitto 2.0 drops the gateway, offline)."""
+    store_path = tmp_path / "store.sqlite"
+    Store(store_path).close()
+    nonces = NonceStore(store_path, window_ms=35_000)  # the daemon keeps them in the store file too
+
+    def handle(cmd: Command) -> CommandOutcome:  # what the daemon does (ManualDesk.remote_command)
+        done, detail = apply_list_command(store_path, cmd.action, cmd.args or {}, f"mqtt:{cmd.nonce}")
+        return CommandOutcome(done, detail)
+
+    bridge = bridge_for(broker, "gw-lock", on_command=handle, nonces=nonces).start()
+    watcher = Watcher(broker, "parkgate/gw-lock/#")
+    entry, topic = "0x" + "ab" * 32, "parkgate/gw-lock/cmd/*"
+    lock = sqlite3.connect(store_path, isolation_level=None)
+    try:
+        assert bridge.wait_connected(10), bridge.last_connect_error
+        lock.execute("BEGIN IMMEDIATE")  # the write lock, held about 4.5 s (< busy_timeout)
+        watcher.publish(topic, sign_command(KEY, "gw-lock", "*", "list-add", wall_clock_ms(),
+                                            args={"list": "deny", "entry": entry}))
+        wait_until(lambda: watcher.on(topic), what="the command at the broker")
+        time.sleep(1)  # the bridge has it too, and waits for the lock
+        assert bridge.publish_read({"lane": "in-1", "confidence": 0.9})
+        wait_until(lambda: watcher.on("parkgate/gw-lock/reads"), 3, what="the read while the store is locked")
+        assert not watcher.on("parkgate/gw-lock/cmd/result")
+        lock.execute("ROLLBACK")
+        wait_until(lambda: watcher.on("parkgate/gw-lock/cmd/result"), what="the list command's result")
+        result = json.loads(watcher.on("parkgate/gw-lock/cmd/result")[0])
+        assert result["ok"] and result["action"] == "list-add", result
+        with Store(store_path) as store:
+            assert [e.entry for e in store.list_entries("deny")] == [entry]
+    finally:
+        lock.close()
+        watcher.close()
+        bridge.stop()
+        nonces.close()
