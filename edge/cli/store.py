@@ -1,4 +1,4 @@
-"""`parkgate store check|backup|recover|prune`: look at, copy, salvage and prune the gateway's store.
+"""`parkgate store check|backup|recover|prune|outbox`: look at, copy, salvage and prune the gateway's store.
 
 - ``check``: the file, its initialised marker, ``PRAGMA integrity_check`` and foreign keys, without
   changing anything (exit 0 sound, 1 damaged or refused);
@@ -10,7 +10,11 @@
   ``--from BACKUP`` put a backup in its place instead (the current file is kept aside too);
 - ``prune [--dry-run]``: the store retention the daemon runs daily, now: delete the rows older than
   ``[store] retention_days`` (by the best time, ``edge.clock``) that can go without losing anything
-  (``Store.prune``); safe while the daemon runs (short transactions). ``--dry-run`` counts only.
+  (``Store.prune``); safe while the daemon runs (short transactions). ``--dry-run`` counts only;
+- ``outbox [--destination D] [--state S] [--json]``: the deliveries the sender gave up (rejected by the
+  contract, dead: cannot be sent), one line each, newest first; they keep their gate event from the retention;
+- ``outbox drop ID... | --all-rejected | --all-dead --by NAME --yes``: an operator gives them up too: each
+  becomes delivered ('done', ack_ref "dropped by NAME (user U)"), so the retention can prune it.
 
 Nothing is lost on a full disk or a crash: a copy is complete and fsynced before the store is touched, and a
 failed backup, salvage or restore removes its partial file and leaves the store as it was. Run as root,
@@ -24,23 +28,32 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import sqlite3
 import stat
+import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edge.config import load_config
 from edge.daemon.status import read_status, status_path
 from edge.store import integrity
+from edge.store.schema import OUTBOX_GIVEN_UP
 from edge.store.store import owner_of
 
+if TYPE_CHECKING:
+    from edge.store import OutboxRow
+
+DESTINATIONS = ("chain", "mqtt")  # edge.chain.sync.DESTINATION, edge.mqtt.outbox.DESTINATION
 DEFAULT_KEEP = 7  # a daily timer keeps a week on the SD card; copy them off the device for longer
 CONFIG_HELP = "config file (default: /etc/parkgate/parkgate.toml if present, else the built-in defaults)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    store = sub.add_parser("store", help="check, back up or recover the gateway's store")
+    store = sub.add_parser("store", help="check, back up, recover or prune the gateway's store; its given-up "
+                           "deliveries")
     actions = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
     check = actions.add_parser("check", help="integrity of the store file (read-only)")
     backup = actions.add_parser("backup", help="online copy of the store (safe while the daemon runs)")
@@ -55,10 +68,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     prune = actions.add_parser("prune", help="delete delivered rows older than [store] retention_days "
                                "(the daemon does it daily; safe while it runs)")
     prune.add_argument("--dry-run", action="store_true", help="count what would be deleted, change nothing")
+    outbox = _register_outbox(actions)
     for parser, func in ((check, cmd_check), (backup, cmd_backup), (recover, cmd_recover),
-                         (prune, cmd_prune)):
+                         (prune, cmd_prune), (outbox, cmd_outbox)):
         parser.add_argument("--config", metavar="FILE", default=None, help=CONFIG_HELP)
         parser.set_defaults(func=func)
+
+
+OUTBOX_DESCRIPTION = """\
+The deliveries the gateway gave up: 'rejected' (the rental contract refused the gate record; a retry
+cannot help) and 'dead' (the row cannot be sent at all). MQTT rows never end up here: a broker refusal
+is retried. Such a row keeps its gate event from the store retention ([store] retention_days) for ever.
+Look at them here (and at the reason in last_error); once you have dealt with one (or decided it does
+not matter), `parkgate store outbox drop` ends it, so the retention can prune it with its gate event."""
+DROP_DESCRIPTION = """\
+Give up delivering rejected or dead outbox rows: each becomes delivered ('done'), with ack_ref
+"dropped by NAME (user U)", its last_error "was rejected: <reason>" and updated_at_ms the time of the
+drop; the record is not sent again. Any other row (pending, in flight, done, missing) refuses the whole
+drop. Without --yes it prints what would be dropped and exits 1. Example:
+  parkgate store outbox --state rejected
+  sudo -u parkgate parkgate store outbox drop 17 18 --by alice --yes"""
+
+
+def _register_outbox(actions: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    outbox = actions.add_parser("outbox", help="list rejected and dead deliveries; drop them",
+                                description=OUTBOX_DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    outbox.add_argument("--destination", choices=DESTINATIONS, help="only this destination's rows")
+    outbox.add_argument("--state", choices=OUTBOX_GIVEN_UP, help="only rows in this state")
+    outbox.add_argument("--json", action="store_true", help="one JSON object per row")
+    drops = outbox.add_subparsers(dest="outbox_command", metavar="drop", required=False,
+                                  title="action (optional; without it, the rows are listed)")
+    drop = drops.add_parser("drop", help="give up rejected or dead rows (marks them done, audited)",
+                            description=DROP_DESCRIPTION,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    drop.add_argument("ids", metavar="ID", nargs="*", type=_row_id, help="outbox ids (the first column)")
+    drop.add_argument("--all-rejected", action="store_true", help="every rejected row")
+    drop.add_argument("--all-dead", action="store_true", help="every dead row")
+    drop.add_argument("--by", metavar="NAME", required=True, help="who drops them (kept in the row)")
+    drop.add_argument("--yes", action="store_true", help="drop them (without: show what would be dropped)")
+    drop.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    drop.set_defaults(func=cmd_outbox_drop)
+    return outbox
+
+
+def _row_id(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: an outbox id, a whole number "
+                                         "1 or more (the first column of `parkgate store outbox`)")
+    return int(text)
 
 
 def _count(text: str) -> int:
@@ -239,9 +297,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)  # a ConfigError: printed by edge.cli.main, exit 2
     store = cfg.store_path
-    refusal = integrity.preflight(store) or _owner_refusal(store)
-    if refusal or not store.exists():
-        print(f"cannot prune: {refusal or f'{store} does not exist'}")
+    refusal = _open_refusal(store)
+    if refusal:
+        print(f"cannot prune: {refusal}")
         return 1
     try:
         with Store(store, busy_timeout_ms=cfg.store.busy_timeout_ms) as db:
@@ -258,5 +316,108 @@ def cmd_prune(args: argparse.Namespace) -> int:
     print(f"store retention: {days} days ([store] retention_days): rows older than {when}")
     print(f"{'would delete' if args.dry_run else 'deleted'} {pruned.summary()}")
     print(f"kept {pruned.kept} gate event(s) older than that: undelivered (see `parkgate chain status`, "
-          "`parkgate status`), a vehicle still inside, or a booking not settled")
+          "`parkgate status`; rejected or dead: `parkgate store outbox`), a vehicle still inside, or a "
+          "booking not settled")
+    return 0
+
+
+def _open_refusal(store: Path) -> str | None:
+    """Why this command must not open ``store`` (None: go ahead)."""
+    return (integrity.preflight(store) or _owner_refusal(store)
+            or (None if store.exists() else f"{store} does not exist"))
+
+
+def _outbox_line(row: OutboxRow) -> dict[str, Any]:
+    """The fields `parkgate store outbox` shows of a row; its gate event's from the payload (a dead row's
+    payload may not be one: its fields are then None)."""
+    event = row.payload if isinstance(row.payload, dict) else {}
+    return {"id": row.id, "destination": row.destination, "state": row.status, "event_id": row.event_id,
+            "occurred_at_ms": event.get("occurred_at_ms"), "lane": event.get("lane"),
+            "kind": event.get("kind"), "attempts": row.attempts, "last_error": row.last_error}
+
+
+def _print_rows(rows: list[OutboxRow], as_json: bool) -> None:
+    from edge.cli.lists import show_time
+
+    for row in rows:
+        line = _outbox_line(row)
+        if as_json:
+            print(json.dumps(line))
+            continue
+        when = show_time(line["occurred_at_ms"]) if isinstance(line["occurred_at_ms"], int) else "-"
+        print(f"{row.id:>6}  {row.destination:<5} {row.status:<8} {row.event_id}  {when}  "
+              f"{line['lane'] or '-'}  {line['kind'] or '-'}  {row.last_error or '-'}")
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from edge.store import Store, StoreError  # sqlite-utils: only when reading
+
+    cfg = load_config(args.config)  # a ConfigError: printed by edge.cli.main, exit 2
+    refusal = _open_refusal(cfg.store_path)
+    if refusal:
+        print(f"cannot read the outbox: {refusal}", file=sys.stderr)
+        return 1
+    try:
+        with Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms) as db:
+            rows = db.given_up_outbox(args.destination, args.state)
+    except (sqlite3.Error, StoreError) as exc:
+        print(f"cannot read the outbox of {cfg.store_path}: {exc}", file=sys.stderr)
+        return 1
+    _print_rows(rows, args.json)
+    if not args.json:
+        which = " or ".join([args.state] if args.state else OUTBOX_GIVEN_UP)
+        where = f" for {args.destination}" if args.destination else ""
+        print(f"{len(rows)} {which} outbox row(s){where}" if rows else f"no {which} outbox rows{where}")
+    return 0
+
+
+def _drop_selection(args: argparse.Namespace) -> str | None:
+    """What is wrong with the rows asked for (None: one way of naming them was given)."""
+    given = [bool(args.ids), args.all_rejected, args.all_dead]
+    if sum(given) == 1:
+        return None
+    return ("name the rows to drop one way: outbox ids (ID [ID ...]), --all-rejected or --all-dead "
+            f"(given: {'none' if not any(given) else 'more than one'})")
+
+
+def cmd_outbox_drop(args: argparse.Namespace) -> int:
+    from edge.store import Store, StoreError  # sqlite-utils: only when dropping
+    from edge.store.store import user_name
+
+    problem = _drop_selection(args)
+    if not args.by.strip():
+        problem = "--by is empty; allowed: who drops them, e.g. --by alice"
+    if problem:
+        print(f"parkgate store outbox drop: {problem}", file=sys.stderr)
+        return 2
+    cfg = load_config(args.config)  # a ConfigError: printed by edge.cli.main, exit 2
+    refusal = _open_refusal(cfg.store_path)
+    if refusal:
+        print(f"cannot drop: {refusal}", file=sys.stderr)
+        return 1
+    ack_ref = f"dropped by {args.by.strip()} (user {user_name(os.geteuid())})"
+    try:
+        with Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms) as db:
+            ids = args.ids or [r.id for r in db.given_up_outbox(status=_state_of(args))]
+            rows = db.drop_outbox(ids, ack_ref, dry_run=not args.yes)
+    except (sqlite3.Error, StoreError) as exc:
+        print(f"cannot drop: {exc}", file=sys.stderr)
+        return 1
+    return _report_drop(rows, args.yes, ack_ref)
+
+
+def _state_of(args: argparse.Namespace) -> str:
+    return "rejected" if args.all_rejected else "dead"
+
+
+def _report_drop(rows: list[OutboxRow], done: bool, ack_ref: str) -> int:
+    _print_rows(rows, as_json=False)
+    if not rows:
+        print("nothing to drop")
+        return 0
+    if not done:
+        print(f"would drop {len(rows)} outbox row(s); run again with --yes to drop them")
+        return 1
+    print(f"dropped {len(rows)} outbox row(s) ({ack_ref}); the store retention prunes them with their "
+          "gate events once older than [store] retention_days")
     return 0

@@ -217,6 +217,9 @@ CREATE TABLE pass_journal (
 # number each 'chain' row was sent with (the contract's high-water mark skips a number it has seen):
 # assigned once before the first broadcast, replaced only when a rejected row is retried.
 OUTBOX_STATUSES_V4: Final = (*OUTBOX_STATUSES, "rejected")
+# The states a delivery stays in once the sender stopped retrying it (the contract rejected it, or it
+# cannot be sent at all); `parkgate store outbox` lists them, and only its `drop` ends them.
+OUTBOX_GIVEN_UP: Final = ("rejected", "dead")
 V4_OUTBOX_REJECTED_CHAIN_SEQS: Final = f"""
 CREATE TABLE outbox_v4 (
     id                 INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -43,7 +43,7 @@ from edge.store.rows import (
     Space,
     as_dict,
 )
-from edge.store.schema import LATEST_VERSION, MIGRATIONS
+from edge.store.schema import LATEST_VERSION, MIGRATIONS, OUTBOX_GIVEN_UP
 
 Clock = Callable[[], int]
 ACTIVE_BOOKING_STATUSES = ("requested", "verified", "checked_in")
@@ -590,6 +590,46 @@ class Store:
     def mark_outbox_dead(self, ids: Sequence[int], error: str) -> None:
         """The destination refuses this row for good (e.g. invalid payload): keep it, stop retrying."""
         self._update_outbox(ids, "status = 'dead', last_error = ?", [error])
+
+    def given_up_outbox(self, destination: str | None = None, status: str | None = None) -> list[OutboxRow]:
+        """The outbox rows the sync stopped retrying (``OUTBOX_GIVEN_UP``: rejected, dead), newest first;
+        only ``destination``'s, only those in ``status``, when given. They keep their gate event from the
+        retention until an operator drops them (``drop_outbox``)."""
+        states = OUTBOX_GIVEN_UP if status is None else (status,)
+        where = f"status IN ({', '.join('?' * len(states))})"
+        params = list(states)
+        if destination is not None:
+            where += " AND destination = ?"
+            params.append(destination)
+        return [_outbox(r) for r in self.db["outbox"].rows_where(where, params, order_by="id DESC")]
+
+    def drop_outbox(self, ids: Sequence[int], ack_ref: str, *, dry_run: bool = False) -> list[OutboxRow]:
+        """An operator gives up delivering these rejected or dead rows: each becomes 'done' with ``ack_ref``
+        (who dropped it; ``updated_at_ms``: when) and ``last_error`` "was <state>: <its error>", so the store
+        retention can prune them with their gate event. Returns the rows as they were (``dry_run``: nothing
+        changes). A StoreError naming every id that is missing or not rejected/dead changes nothing."""
+        if not ack_ref:
+            raise StoreError("drop_outbox needs who dropped the rows (ack_ref), e.g. 'dropped by alice'")
+        listed = json.dumps(list(dict.fromkeys(ids)))
+        with self.transaction() as c:
+            rows = self._droppable(c, listed)
+            if not dry_run:
+                c.execute("UPDATE outbox SET status = 'done', ack_ref = ?, last_error = 'was ' || status "
+                          "|| ': ' || coalesce(last_error, '-'), updated_at_ms = ? WHERE id IN (SELECT value "
+                          "FROM json_each(?))", (ack_ref, self.clock(), listed))
+        return rows
+
+    def _droppable(self, c: sqlite3.Connection, listed: str) -> list[OutboxRow]:
+        cur = c.execute("SELECT j.value AS wanted, o.* FROM json_each(?) j LEFT JOIN outbox o "
+                        "ON o.id = j.value ORDER BY j.key", (listed,))
+        names = [d[0] for d in cur.description]
+        found = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        wrong = [f"{r['wanted']} ({r['status'] or 'no such row'})" for r in found
+                 if r["status"] not in OUTBOX_GIVEN_UP]
+        if wrong:
+            raise StoreError(f"cannot drop outbox row(s) {', '.join(wrong)}: only rows in state "
+                             f"{' or '.join(OUTBOX_GIVEN_UP)} can be dropped; nothing was dropped")
+        return [_outbox({k: v for k, v in r.items() if k != "wanted"}) for r in found]
 
     def _update_outbox(self, ids: Sequence[int], assignments: str, params: list[Any]) -> None:
         if not ids:

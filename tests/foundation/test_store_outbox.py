@@ -1,0 +1,156 @@
+"""`parkgate store outbox` and `... outbox drop` on a real store file through the real CLI: the deliveries the
+sender gave up (rejected, dead) are listed one by one, and an operator's drop ends them, audited in the row,
+so the store retention prunes them with their gate event (before, they and their event were kept for ever)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge.cli import main
+from edge.store import GateEventRow, Store
+
+DAY = 86_400_000
+NOW = 1_830_000_000_000  # 2027-12
+OLD = NOW - 400 * DAY
+CUTOFF = NOW - 365 * DAY  # the retention's cutoff, after the OLD events
+
+
+def event(name: str, lane: str = "north") -> GateEventRow:
+    return GateEventRow(event_id=f"event-0-{name}", lane=lane, direction="entry", kind="check_in",
+                        reason="test", occurred_at_ms=OLD)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config whose store holds: a (chain rejected, mqtt done), b (chain dead, mqtt done),
+    c (chain pending, mqtt done), d (chain rejected, no mqtt); outbox ids in that order (1, 2, 3, ...)."""
+    path = tmp_path / "parkgate.toml"
+    path.write_text(f'[gateway]\nstate_dir = "{tmp_path}"\n')
+    with Store(tmp_path / "parkgate.sqlite", clock=lambda: NOW) as s:
+        both = ("chain", "mqtt")
+        for name, state, destinations in (("a", "rejected", both), ("b", "dead", both),
+                                          ("c", "pending", both), ("d", "rejected", ("chain",))):
+            s.record_gate_event(event(name, lane="south" if name == "d" else "north"), destinations)
+            mqtt = s.outbox_row("mqtt", f"event-0-{name}")
+            if mqtt:
+                s.mark_outbox_done([mqtt.id], "ack")
+            chain = s.outbox_row("chain", f"event-0-{name}")
+            assert chain is not None
+            if state == "rejected":
+                s.mark_outbox_rejected([chain.id], "BOOKING_NOT_ACTIVE (tx 0xabc)")
+            elif state == "dead":
+                s.mark_outbox_dead([chain.id], "poison: payload too large")
+    return path
+
+
+def chain_id(config: Path, name: str) -> int:
+    with Store(config.parent / "parkgate.sqlite") as s:
+        row = s.outbox_row("chain", f"event-0-{name}")
+        assert row is not None
+        return row.id
+
+
+def states(config: Path) -> dict[str, tuple[str, str | None, str | None]]:
+    with Store(config.parent / "parkgate.sqlite") as s:
+        return {e.removeprefix("event-0-"): (st, ack, err) for e, st, ack, err in s.conn.execute(
+            "SELECT event_id, status, ack_ref, last_error FROM outbox WHERE destination = 'chain'")}
+
+
+def test_outbox_lists_rejected_and_dead_rows_newest_first(config: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    a, b, d = (chain_id(config, n) for n in "abd")
+    assert main(["store", "outbox", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [int(line.split()[0]) for line in lines[:-1]] == [d, b, a]
+    assert lines[0].split()[1:4] == ["chain", "rejected", "event-0-d"]
+    assert "south  check_in  BOOKING_NOT_ACTIVE (tx 0xabc)" in lines[0]
+    assert "dead" in lines[1] and "poison: payload too large" in lines[1]
+    assert lines[-1] == "3 rejected or dead outbox row(s)"
+
+    assert main(["store", "outbox", "--state", "dead", "--json", "--config", str(config)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows == [{"id": b, "destination": "chain", "state": "dead", "event_id": "event-0-b",
+                     "occurred_at_ms": OLD, "lane": "north", "kind": "check_in", "attempts": 0,
+                     "last_error": "poison: payload too large"}]
+
+    assert main(["store", "outbox", "--destination", "mqtt", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == "no rejected or dead outbox rows for mqtt\n"
+
+
+def test_a_dropped_row_is_done_audited_and_its_gate_event_pruned(config: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    a = chain_id(config, "a")
+    store = config.parent / "parkgate.sqlite"
+    with Store(store) as s:
+        assert s.prune(CUTOFF).gate_events == 0  # rejected: the retention keeps it for ever
+    before = states(config)
+
+    assert main(["store", "outbox", "drop", str(a), "--by", "alice", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "event-0-a" in out and "would drop 1 outbox row(s); run again with --yes" in out
+    assert states(config) == before  # without --yes nothing changes
+
+    assert main(["store", "outbox", "drop", str(a), "--by", "alice", "--yes", "--config", str(config)]) == 0
+    assert "dropped 1 outbox row(s) (dropped by alice (user " in capsys.readouterr().out
+    status, ack_ref, last_error = states(config)["a"]
+    assert (status, last_error) == ("done", "was rejected: BOOKING_NOT_ACTIVE (tx 0xabc)")
+    assert ack_ref is not None and ack_ref.startswith("dropped by alice (user ")
+    with Store(store) as s:
+        pruned = s.prune(CUTOFF)
+        assert (pruned.gate_events, pruned.outbox) == (1, 2)  # event a with its chain and mqtt rows
+        assert s.gate_event("event-0-a") is None
+        assert s.gate_event("event-0-b") is not None  # still dead: kept
+
+
+def test_drop_refuses_rows_not_rejected_or_dead_and_changes_nothing(
+        config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, c = chain_id(config, "a"), chain_id(config, "c")
+    before = states(config)
+    assert main(["store", "outbox", "drop", str(a), str(c), "999", "--by", "alice", "--yes",
+                 "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert (f"cannot drop outbox row(s) {c} (pending), 999 (no such row): only rows in state rejected or "
+            "dead can be dropped; nothing was dropped") in err
+    assert states(config) == before  # a, which could go, stays rejected too
+
+
+def test_drop_all_dead_drops_only_the_dead_rows(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    drop_dead = ["store", "outbox", "drop", "--all-dead", "--by", "bob", "--yes", "--config", str(config)]
+    assert main(drop_dead) == 0
+    assert "dropped 1 outbox row(s)" in capsys.readouterr().out
+    assert {name: state for name, (state, _, _) in states(config).items()} == {
+        "a": "rejected", "b": "done", "c": "pending", "d": "rejected"}
+    assert main(drop_dead) == 0
+    assert capsys.readouterr().out == "nothing to drop\n"
+
+
+@pytest.mark.parametrize("argv", [["drop", "--by", "alice"], ["drop", "1", "--all-rejected", "--by", "alice"],
+                                  ["drop", "--all-rejected", "--all-dead", "--by", "alice"]])
+def test_drop_needs_the_rows_named_one_way(config: Path, argv: list[str],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["store", "outbox", *argv, "--yes", "--config", str(config)]) == 2
+    assert "name the rows to drop one way: outbox ids (ID [ID ...]), --all-rejected or --all-dead" in (
+        capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["drop", "1", "--yes"], "the following arguments are required: --by"),
+    (["drop", "0", "--by", "alice"], "'0' is not allowed; allowed: an outbox id, a whole number 1 or more"),
+    (["--state", "pending"], "invalid choice: 'pending' (choose from 'rejected', 'dead')"),
+])
+def test_bad_arguments_are_named_with_what_is_allowed(argv: list[str], message: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["store", "outbox", *argv])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_drop_needs_a_name_in_by(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = chain_id(config, "a")
+    assert main(["store", "outbox", "drop", str(a), "--by", " ", "--yes", "--config", str(config)]) == 2
+    assert "--by is empty; allowed: who drops them, e.g. --by alice" in capsys.readouterr().err
+    assert states(config)["a"][0] == "rejected"
