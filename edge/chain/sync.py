@@ -198,6 +198,7 @@ class SyncService:
         self._sent_mono: dict[str, int] = {}  # open tx hash -> monotonic ms when this process signed it
         self._awaiting: dict[int, int] = {}  # outbox id -> monotonic ms since its number's receipt is awaited
         self._down_left = 0  # log windows the down direction still has to fetch (catching up)
+        self._head_shown = -1  # the highest head the node has shown the block of (see _plausible_head)
 
     # ------------------------------------------------------------------ health
 
@@ -310,14 +311,19 @@ class SyncService:
 
     def _plausible_head(self, head: int) -> bool:
         """A head the node can show the block of. Any other (a lying or broken node: 2**62) is counted and
-        alerted, and the down step skipped: planning or pruning from it would cost memory or history."""
-        try:
-            self.w3.eth.get_block(head)
-        except (BlockNotFound, Web3RPCError) as exc:
-            self._count("implausible_heads_total")
-            self._alert("implausible_head", f"the node says the chain head is block {head} but has no block "
-                        f"{head} ({type(exc).__name__}); cache updates wait for a head the node can show")
-            return False
+        alerted, and the down step skipped: planning or pruning from it would cost memory or history. A head
+        at or below the highest block the node has shown costs nothing to plan from, so its block is not
+        fetched again (an idle step would ask for the same block every poll)."""
+        if head > self._head_shown:
+            try:
+                self.w3.eth.get_block(head)
+            except (BlockNotFound, Web3RPCError) as exc:
+                self._count("implausible_heads_total")
+                self._alert("implausible_head", f"the node says the chain head is block {head} but has no "
+                            f"block {head} ({type(exc).__name__}); cache updates wait for a head the node "
+                            "can show")
+                return False
+            self._head_shown = head
         self._clear_alert("implausible_head")
         return True
 

@@ -2,6 +2,7 @@
 pass through a :class:`sync_world.Tamper` hook, the node itself is real.
 
 1. an absurd head is refused (counted, alerted), and no step plans more than a bounded number of windows;
+   checking the head costs no call while it stays at a height the node has shown;
 2. a node behind the blocks we stored is "behind", not a reorg: nothing is rolled back;
 3. our own mined batch whose receipt (or transaction) the node does not serve yet is waited for, never
    renumbered and sent twice;
@@ -12,6 +13,7 @@ pass through a :class:`sync_world.Tamper` hook, the node itself is real.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,22 @@ def test_a_head_the_node_has_no_block_for_is_refused_counted_and_alerted(world: 
     lie["head"] = None
     service.step_down()
     assert "implausible_head" not in service.health().alerts
+
+
+def test_an_idle_step_asks_the_node_for_its_head_and_one_block_only(world: World, store: Store) -> None:
+    asked: Counter[str] = Counter()
+
+    def hook(method: str, params: Any, real: Any) -> Answer:
+        asked[method] += 1
+        return real()
+
+    service = world.service(store, w3=tampered(world, hook), confirmations=2)
+    _mine(world, 2)
+    assert service.step()  # caught up: the node has shown its head
+    asked.clear()
+    assert service.step()  # nothing new on chain, nothing to upload
+    # The head, and the newest stored block for the reorg check (the head's block was fetched before).
+    assert asked == {"eth_blockNumber": 1, "eth_getBlockByNumber": 1}
 
 
 def test_one_step_syncs_a_bounded_number_of_windows_and_the_run_catches_up(world: World,
