@@ -198,7 +198,7 @@ class SyncService:
         self._sent_mono: dict[str, int] = {}  # open tx hash -> monotonic ms when this process signed it
         self._awaiting: dict[int, int] = {}  # outbox id -> monotonic ms since its number's receipt is awaited
         self._down_left = 0  # log windows the down direction still has to fetch (catching up)
-        self._head_shown = -1  # the highest head the node has shown the block of (see _plausible_head)
+        self._head_shown = -1  # the highest head the node has shown the block of (see _checked_head)
 
     # ------------------------------------------------------------------ health
 
@@ -290,10 +290,9 @@ class SyncService:
     def step_down(self) -> int:
         """Check the head and the stored blocks (reorg, node behind), then apply confirmed logs of this lot,
         at most ``max_windows_per_step`` windows (the rest in the next steps)."""
-        head = self.w3.eth.block_number
-        self.health_state.head_block = head
         self._down_left = 0
-        if not self._plausible_head(head) or not self._handle_reorg(head):
+        head = self._checked_head()
+        if head is None or not self._handle_reorg(head):
             return 0
         checkpoint = self.store.get_checkpoint(DOWN_CHECKPOINT)
         first = checkpoint.block_number + 1 if checkpoint else self.chain.start_block
@@ -309,23 +308,27 @@ class SyncService:
             self.store.prune_chain_history(max(min(head, synced) - self.tuning.keep_history_blocks, 0))
         return applied
 
-    def _plausible_head(self, head: int) -> bool:
-        """A head the node can show the block of. Any other (a lying or broken node: 2**62) is counted and
-        alerted, and the down step skipped: planning or pruning from it would cost memory or history. A head
-        at or below the highest block the node has shown costs nothing to plan from, so its block is not
-        fetched again (an idle step would ask for the same block every poll)."""
+    def _checked_head(self) -> int | None:
+        """The node's head, if the node can show the block of it; None for any other (a lying or broken node:
+        2**62), counted and alerted. Nothing is planned or pruned from such a head (memory, history) and no
+        upload is confirmed by it (rows finished while a reorg can still drop their transaction are lost). A
+        head at or below the highest block the node has shown costs nothing to plan from and confirms
+        nothing that block did not, so its block is not fetched again (an idle step would ask for the same
+        block every poll)."""
+        head = self.w3.eth.block_number
+        self.health_state.head_block = head
         if head > self._head_shown:
             try:
                 self.w3.eth.get_block(head)
             except (BlockNotFound, Web3RPCError) as exc:
                 self._count("implausible_heads_total")
                 self._alert("implausible_head", f"the node says the chain head is block {head} but has no "
-                            f"block {head} ({type(exc).__name__}); cache updates wait for a head the node "
-                            "can show")
-                return False
+                            f"block {head} ({type(exc).__name__}); cache updates and upload confirmations "
+                            "wait for a head the node can show")
+                return None
             self._head_shown = head
         self._clear_alert("implausible_head")
-        return True
+        return head
 
     def _handle_reorg(self, head: int) -> bool:
         """Roll back what a reorg orphaned. False when the node is behind the stored blocks (step skipped)."""
@@ -837,8 +840,9 @@ class SyncService:
             receipt = self._receipt(tx.tx_hash)
             if receipt is None:
                 continue
-            if receipt["blockNumber"] + self.chain.confirmations > self.w3.eth.block_number:
-                return None  # mined, not yet confirmed
+            head = self._checked_head()
+            if head is None or receipt["blockNumber"] + self.chain.confirmations > head:
+                return None  # mined, not yet confirmed (or by a head the node cannot show)
             if receipt["status"] != 1:
                 self._close_group(nonce, ids, error=f"transaction {tx.tx_hash} reverted")
                 raise SyncError(f"recordGateEvents transaction {tx.tx_hash} reverted; rows will be retried")

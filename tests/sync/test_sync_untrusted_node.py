@@ -7,7 +7,8 @@ pass through a :class:`sync_world.Tamper` hook, the node itself is real.
 3. our own mined batch whose receipt (or transaction) the node does not serve yet is waited for, never
    renumbered and sent twice;
 4. a stuck transaction is still replaced after the wall clock stepped back;
-5. logs of another lot, and logs marked ``removed``, never reach the cache.
+5. logs of another lot, and logs marked ``removed``, never reach the cache;
+6. a batch is confirmed only by a head the node can show the block of.
 """
 
 from __future__ import annotations
@@ -290,3 +291,31 @@ def test_logs_of_another_lot_and_removed_logs_are_dropped_and_counted(world: Wor
     assert store.booking(str(withdrawn)) is None
     extra = service.health().extra
     assert extra["foreign_lot_logs"] >= 2 and extra["removed_logs"] == 1
+
+
+# -- 6. confirmations against a head the node can show ---------------------------------------------------
+
+def test_a_batch_is_not_confirmed_by_a_head_the_node_has_no_block_for(world: World, store: Store) -> None:
+    lie = {"head": False}
+
+    def hook(method: str, params: Any, real: Any) -> Answer:
+        if lie["head"] and method == "eth_blockNumber":
+            return answer(hex(2**62))
+        return real()
+
+    service = world.service(store, w3=tampered(world, hook), confirmations=2, receipt_wait_s=0.2)
+    recorded = record_denied(store, 3, world.now())
+    snapshot = world.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    lie["head"] = True
+    service.step()  # the batch is mined with no block on top of it
+    assert {store.outbox_row("chain", e).status for e in recorded} == {"in_flight"}
+    assert service.health().extra["implausible_heads_total"] >= 2  # the down step's head and the upload's
+    # A reorg orphans the batch's block: the rows, not done, are sent again and land once.
+    assert world.w3.provider.make_request("evm_revert", [snapshot])["result"] is True  # type: ignore[arg-type]
+    lie["head"] = False
+    assert service.step()  # the node no longer knows the transaction: the same signed bytes again
+    _mine(world, 2)
+    assert service.step()
+    assert landed_denials(world.w3, world.admin, world.deploy_block) == [1, 2, 3]
+    assert {store.outbox_row("chain", e).status for e in recorded} == {"done"}
+    assert "implausible_head" not in service.health().alerts
