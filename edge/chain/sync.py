@@ -102,6 +102,7 @@ LOT_AT_TOPIC2 = ("RentalEventCancelled", "SecondAssociation", "CheckedOut", "Set
 
 
 NONCE_USED_NO_RECEIPT = -1
+MINED_UNCONFIRMED = -2  # a receipt of ours without its confirmations yet: waited for, never replaced
 WAIT = "wait"  # a transaction of ours carried the record's number and may have landed it: no receipt yet
 Found = tuple[RecordOutcome, str]  # a record's outcome and the transaction that landed it
 OUTCOME_EVENTS = ("GateRecordRejected", "GateRecordSkipped")
@@ -791,9 +792,10 @@ class SyncService:
         return detail
 
     def _settle(self, group: list[OpenTx]) -> int:
-        """Resolve the nonce in flight: mined (read each record's outcome), consumed by something else
-        (rows go back; their numbers are checked against the high-water mark), stuck (replace with bumped
-        fees) or still pending (wait)."""
+        """Resolve the nonce in flight: mined and confirmed (read each record's outcome), mined without its
+        confirmations yet (wait, however long: never replaced), consumed by something else (rows go back;
+        their numbers are checked against the high-water mark), stuck (replace with bumped fees) or still
+        pending (wait)."""
         newest = group[-1]
         refused = None
         if newest.tx_hash not in self._broadcast_here and not self._node_knows(newest.tx_hash):
@@ -802,9 +804,12 @@ class SyncService:
         deadline = time.monotonic() + (0 if refused == NONCE_TOO_LOW else self.tuning.receipt_wait_s)
         while True:
             outcome = self._try_resolve(group)
-            if (outcome is not None and outcome != NONCE_USED_NO_RECEIPT) or time.monotonic() >= deadline:
+            settled = outcome not in (None, NONCE_USED_NO_RECEIPT, MINED_UNCONFIRMED)
+            if settled or time.monotonic() >= deadline:
                 break
             self.sleep(0.02)
+        if outcome == MINED_UNCONFIRMED:
+            return 0  # its confirmations take block times; a fee bump could only hit a mined nonce
         if outcome == NONCE_USED_NO_RECEIPT and any(self._tx_mined(tx.tx_hash) for tx in group):
             # The node has our transaction in a block but serves no receipt yet (it indexes receipts a
             # moment after the nonce moves): wait for it, never settle the rows without their outcome.
@@ -842,7 +847,7 @@ class SyncService:
                 continue
             head = self._checked_head()
             if head is None or receipt["blockNumber"] + self.chain.confirmations > head:
-                return None  # mined, not yet confirmed (or by a head the node cannot show)
+                return MINED_UNCONFIRMED  # (or by a head the node cannot show)
             if receipt["status"] != 1:
                 self._close_group(nonce, ids, error=f"transaction {tx.tx_hash} reverted")
                 raise SyncError(f"recordGateEvents transaction {tx.tx_hash} reverted; rows will be retried")

@@ -8,7 +8,8 @@ pass through a :class:`sync_world.Tamper` hook, the node itself is real.
    renumbered and sent twice;
 4. a stuck transaction is still replaced after the wall clock stepped back;
 5. logs of another lot, and logs marked ``removed``, never reach the cache;
-6. a batch is confirmed only by a head the node can show the block of.
+6. a batch is confirmed only by a head the node can show the block of;
+7. a mined batch waits for its confirmations, however long the head stays below them: never replaced.
 """
 
 from __future__ import annotations
@@ -319,3 +320,31 @@ def test_a_batch_is_not_confirmed_by_a_head_the_node_has_no_block_for(world: Wor
     assert landed_denials(world.w3, world.admin, world.deploy_block) == [1, 2, 3]
     assert {store.outbox_row("chain", e).status for e in recorded} == {"done"}
     assert "implausible_head" not in service.health().alerts
+
+
+# -- 7. a mined batch under a head that does not move -----------------------------------------------------
+
+def test_a_mined_batch_waits_for_its_confirmations_under_a_frozen_head_and_is_never_replaced(
+        world: World, store: Store) -> None:
+    frozen: dict[str, int | None] = {"head": None}
+
+    def hook(method: str, params: Any, real: Any) -> Answer:
+        if frozen["head"] is not None and method == "eth_blockNumber":
+            return answer(hex(frozen["head"]))  # a backend that stopped following the chain
+        return real()
+
+    service = world.service(store, w3=tampered(world, hook), confirmations=1, receipt_wait_s=0.1,
+                            stuck_after_s=0.0)  # any transaction without a receipt is stuck at once
+    recorded = record_denied(store, 3, world.now())
+    frozen["head"] = world.w3.eth.block_number
+    for _ in range(4):
+        assert service.step()  # the batch is mined at once (automine), above the frozen head
+    assert _tx_statuses(store) == ["pending"]  # one transaction: a mined nonce is not bumped
+    assert {store.outbox_row("chain", e).status for e in recorded} == {"in_flight"}
+    assert "nonce_conflict" not in service.health().alerts
+    frozen["head"] = None
+    _mine(world, 1)
+    assert service.step()
+    assert _tx_statuses(store) == ["mined"]
+    assert {store.outbox_row("chain", e).status for e in recorded} == {"done"}
+    assert landed_denials(world.w3, world.admin, world.deploy_block) == [1, 2, 3]
