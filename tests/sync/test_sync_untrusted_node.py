@@ -9,7 +9,9 @@ pass through a :class:`sync_world.Tamper` hook, the node itself is real.
 4. a stuck transaction is still replaced after the wall clock stepped back;
 5. logs of another lot, and logs marked ``removed``, never reach the cache;
 6. a batch is confirmed only by a head the node can show the block of;
-7. a mined batch waits for its confirmations, however long the head stays below them: never replaced.
+7. a mined batch waits for its confirmations, however long the head stays below them: never replaced;
+8. one batch costs a bounded number of calls: its receipt is polled with backoff, its confirmations are
+   left to the next steps.
 """
 
 from __future__ import annotations
@@ -348,3 +350,58 @@ def test_a_mined_batch_waits_for_its_confirmations_under_a_frozen_head_and_is_ne
     assert _tx_statuses(store) == ["mined"]
     assert {store.outbox_row("chain", e).status for e in recorded} == {"done"}
     assert landed_denials(world.w3, world.admin, world.deploy_block) == [1, 2, 3]
+
+
+# -- 8. what one batch costs in RPC calls ------------------------------------------------------------------
+
+def _counted(world: World, store: Store, asked: Counter[str], **overrides: object) -> SyncService:
+    """A service whose every RPC call is counted in ``asked``, caught up, with the default receipt wait."""
+    def hook(method: str, params: Any, real: Any) -> Answer:
+        asked[method] += 1
+        return real()
+
+    service = world.service(store, w3=tampered(world, hook), receipt_wait_s=2.0, **overrides)
+    assert service.step()
+    return service
+
+
+def test_a_batch_waiting_for_its_confirmations_asks_for_its_receipt_once_a_step(world: World,
+                                                                                store: Store) -> None:
+    asked: Counter[str] = Counter()
+    service = _counted(world, store, asked, confirmations=2)
+    recorded = record_denied(store, 3, world.now())
+    asked.clear()
+    assert service.step()  # sent and mined at once (automine); its 2 confirmations take 2 blocks
+    _mine(world, 2)
+    assert service.step()
+    assert {store.outbox_row("chain", e).status for e in recorded} == {"done"}
+    # Sending, checking the head and settling: 24 calls (it was ~230, 3 every 20 ms for receipt_wait_s).
+    assert asked["eth_getTransactionReceipt"] == 2 and sum(asked.values()) <= 30, asked
+
+
+def test_a_batch_not_mined_yet_is_polled_with_backoff(world: World, store: Store) -> None:
+    asked: Counter[str] = Counter()
+    service = _counted(world, store, asked, confirmations=0)
+    recorded = record_denied(store, 3, world.now())
+    provider = world.w3.provider
+    provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        asked.clear()
+        assert service.step_up() == 0  # sent; waits receipt_wait_s (2 s) for a block that does not come
+    finally:
+        provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+    # Backoff from 20 ms to 0.25 s: about 14 polls, 20 at most (it was one every 20 ms: ~80 here).
+    assert asked["eth_getTransactionReceipt"] <= 21, asked
+    _mine(world, 1)
+    assert service.step()
+    assert {store.outbox_row("chain", e).status for e in recorded} == {"done"}
+
+
+def test_a_batch_at_confirmations_0_is_done_in_the_step_that_sends_it(world: World, store: Store) -> None:
+    asked: Counter[str] = Counter()
+    service = _counted(world, store, asked, confirmations=0)
+    recorded = record_denied(store, 3, world.now())
+    asked.clear()
+    assert service.step()
+    assert {store.outbox_row("chain", e).status for e in recorded} == {"done"}  # no poll interval later
+    assert asked["eth_getTransactionReceipt"] == 1, asked
