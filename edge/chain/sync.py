@@ -533,12 +533,6 @@ class SyncService:
             return known | dict(new), new
         return known, []
 
-    def _renumber(self, ids: Sequence[int], error: str) -> None:
-        """Send these rows again under new numbers (their old numbers are spent)."""
-        with self.store.transaction() as conn:
-            conn.executemany("DELETE FROM chain_seqs WHERE outbox_id = ?", [(i,) for i in ids])
-            self.store.mark_outbox_failed(list(ids), error)
-
     def _reconcile_landed(self, rows: Sequence[OutboxRow]) -> tuple[int, set[int]]:
         """Rows whose number the contract has already processed (a receipt lost to a crash, or a number
         another signer used): their outcome is read from our own earlier transaction; a number no
@@ -585,7 +579,7 @@ class SyncService:
         extra["renumbered_total"] = extra.get("renumbered_total", 0) + len(ids)
         self._alert("foreign_records", f"{len(ids)} record numbers of {self.account.address} were used by a "
                     "transaction this gateway did not send (another device with this key?); renumbered")
-        self._renumber(ids, "number used by another signer; renumbered")
+        self.store.renumber_outbox(ids, "number used by another signer; renumbered")
 
     def _outcome_from_history(self, row_id: int, seq: int, seen: dict[str, Any]) -> Found | str | None:
         """What became of record ``seq`` in the newest successful transaction of ours that carried it.
@@ -658,9 +652,8 @@ class SyncService:
             raise SyncError(f"outbox row {row.id}: skipped record reached _finish")  # resolved by the caller
         if retry_rejected(outcome.reason, row.attempts):
             state.extra["rejected_retried_total"] = state.extra.get("rejected_retried_total", 0) + 1
-            self.store.conn.execute("DELETE FROM chain_seqs WHERE outbox_id = ?", (row.id,))
-            self.store.mark_outbox_failed([row.id], f"rejected on chain: {outcome.reason} (tx {tx_hash}); "
-                                          "retrying under a new number")
+            self.store.renumber_outbox([row.id], f"rejected on chain: {outcome.reason} (tx {tx_hash}); "
+                                       "retrying under a new number")
             return 0
         self.store.mark_outbox_rejected([row.id], f"{outcome.reason} (tx {tx_hash})")
         state.extra["rejected_total"] = state.extra.get("rejected_total", 0) + 1

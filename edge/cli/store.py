@@ -14,7 +14,9 @@
 - ``outbox [--destination D] [--state S] [--json]``: the deliveries the sender gave up (rejected by the
   contract, dead: cannot be sent), one line each, newest first; they keep their gate event from the retention;
 - ``outbox drop ID... | --all-rejected | --all-dead --by NAME --yes``: an operator gives them up too: each
-  becomes delivered ('done', ack_ref "dropped by NAME (user U)"), so the retention can prune it.
+  becomes delivered ('done', ack_ref "dropped by NAME (user U)"), so the retention can prune it;
+- ``outbox retry ID... | --all-rejected --by NAME --yes``: an operator who fixed the cause of a rejection
+  sends rejected chain rows again, under a new record number (``Store.retry_rejected_outbox``).
 
 Nothing is lost on a full disk or a crash: a copy is complete and fsynced before the store is touched, and a
 failed backup, salvage or restore removes its partial file and leaves the store as it was. Run as root,
@@ -41,12 +43,18 @@ from edge.config import load_config
 from edge.daemon.status import read_status, status_path
 from edge.store import integrity
 from edge.store.schema import OUTBOX_GIVEN_UP
-from edge.store.store import owner_of
+from edge.store.store import OUTBOX_ACTIONS, owner_of
 
 if TYPE_CHECKING:
     from edge.store import OutboxRow
 
 DESTINATIONS = ("chain", "mqtt")  # edge.chain.sync.DESTINATION, edge.mqtt.outbox.DESTINATION
+# `store outbox drop|retry`: who ... them (the past tense: OUTBOX_ACTIONS), and what happens to the rows next
+_PRESENT = {"drop": "drops", "retry": "retries"}
+_AFTER = {"drop": "the store retention prunes them with their gate events once older than [store] "
+                  "retention_days",
+          "retry": "the daemon sends them under new record numbers within chain.poll_interval_s "
+                   "(`parkgate chain status` shows the backlog)"}
 DEFAULT_KEEP = 7  # a daily timer keeps a week on the SD card; copy them off the device for longer
 CONFIG_HELP = "config file (default: /etc/parkgate/parkgate.toml if present, else the built-in defaults)"
 
@@ -80,7 +88,8 @@ The deliveries the gateway gave up: 'rejected' (the rental contract refused the 
 cannot help) and 'dead' (the row cannot be sent at all). MQTT rows never end up here: a broker refusal
 is retried. Such a row keeps its gate event from the store retention ([store] retention_days) for ever.
 Look at them here (and at the reason in last_error); once you have dealt with one (or decided it does
-not matter), `parkgate store outbox drop` ends it, so the retention can prune it with its gate event."""
+not matter), `parkgate store outbox drop` ends it, so the retention can prune it with its gate event;
+once you have fixed why the contract rejected one, `parkgate store outbox retry` sends it again."""
 DROP_DESCRIPTION = """\
 Give up delivering rejected or dead outbox rows: each becomes delivered ('done'), with ack_ref
 "dropped by NAME (user U)", its last_error "was rejected: <reason>" and updated_at_ms the time of the
@@ -88,6 +97,17 @@ drop; the record is not sent again. Any other row (pending, in flight, done, mis
 drop. Without --yes it prints what would be dropped and exits 1. Example:
   parkgate store outbox --state rejected
   sudo -u parkgate parkgate store outbox drop 17 18 --by alice --yes"""
+RETRY_DESCRIPTION = """\
+Send rejected chain rows again once you have fixed why the rental contract refused them (the reason is
+in last_error): e.g. WRONG_LOT, the gateway key was not authorised for the lot (a lot admin ran
+setGateway); BAD_STATE, the booking was not in a state that takes the record. Each row is back to
+'pending' under a new record number (the contract skips a number it has seen), as the sync's own
+retry does, with last_error "retried by NAME (user U); was rejected: <reason>"; the running daemon
+sends it within chain.poll_interval_s. If the cause is still there, the contract rejects it again.
+Only chain rows in state rejected: a dead row cannot be sent (drop it), any other row or a missing id
+refuses the whole retry. Without --yes it prints what would be retried and exits 1. Example:
+  parkgate store outbox --state rejected
+  sudo -u parkgate parkgate store outbox retry 17 --by alice --yes"""
 
 
 def _register_outbox(actions: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -97,18 +117,28 @@ def _register_outbox(actions: argparse._SubParsersAction) -> argparse.ArgumentPa
     outbox.add_argument("--destination", choices=DESTINATIONS, help="only this destination's rows")
     outbox.add_argument("--state", choices=OUTBOX_GIVEN_UP, help="only rows in this state")
     outbox.add_argument("--json", action="store_true", help="one JSON object per row")
-    drops = outbox.add_subparsers(dest="outbox_command", metavar="drop", required=False,
-                                  title="action (optional; without it, the rows are listed)")
-    drop = drops.add_parser("drop", help="give up rejected or dead rows (marks them done, audited)",
-                            description=DROP_DESCRIPTION,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    drop.add_argument("ids", metavar="ID", nargs="*", type=_row_id, help="outbox ids (the first column)")
-    drop.add_argument("--all-rejected", action="store_true", help="every rejected row")
-    drop.add_argument("--all-dead", action="store_true", help="every dead row")
-    drop.add_argument("--by", metavar="NAME", required=True, help="who drops them (kept in the row)")
-    drop.add_argument("--yes", action="store_true", help="drop them (without: show what would be dropped)")
-    drop.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    actions_ = outbox.add_subparsers(dest="outbox_command", metavar="drop|retry", required=False,
+                                     title="action (optional; without it, the rows are listed)")
+    raw = argparse.RawDescriptionHelpFormatter
+    drop = actions_.add_parser("drop", help="give up rejected or dead rows (marks them done, audited)",
+                               description=DROP_DESCRIPTION, formatter_class=raw)
+    retry = actions_.add_parser("retry", help="send rejected chain rows again under a new number, once the "
+                                "cause is fixed (audited)", description=RETRY_DESCRIPTION,
+                                formatter_class=raw)
+    for parser, verb in ((drop, "drop"), (retry, "retry")):
+        parser.add_argument("ids", metavar="ID", nargs="*", type=_row_id,
+                            help="outbox ids (the first column of `parkgate store outbox`)")
+        parser.add_argument("--all-rejected", action="store_true",
+                            help="every rejected row" if verb == "drop" else "every rejected chain row")
+        if verb == "drop":
+            parser.add_argument("--all-dead", action="store_true", help="every dead row")
+        parser.add_argument("--by", metavar="NAME", required=True,
+                            help=f"who {_PRESENT[verb]} them (kept in the row)")
+        parser.add_argument("--yes", action="store_true", help=f"{verb} them (without: show what would be "
+                            f"{_past(verb)})")
+        parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
     drop.set_defaults(func=cmd_outbox_drop)
+    retry.set_defaults(func=cmd_outbox_retry)
     return outbox
 
 
@@ -371,53 +401,73 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
-def _drop_selection(args: argparse.Namespace) -> str | None:
+def _selection(args: argparse.Namespace, verb: str) -> str | None:
     """What is wrong with the rows asked for (None: one way of naming them was given)."""
-    given = [bool(args.ids), args.all_rejected, args.all_dead]
+    flags = ["--all-rejected", "--all-dead"] if verb == "drop" else ["--all-rejected"]
+    given = [bool(args.ids), args.all_rejected, getattr(args, "all_dead", False)]
     if sum(given) == 1:
         return None
-    return ("name the rows to drop one way: outbox ids (ID [ID ...]), --all-rejected or --all-dead "
+    ways = ["outbox ids (ID [ID ...])", *flags]
+    return (f"name the rows to {verb} one way: {', '.join(ways[:-1])} or {ways[-1]} "
             f"(given: {'none' if not any(given) else 'more than one'})")
 
 
 def cmd_outbox_drop(args: argparse.Namespace) -> int:
-    from edge.store import Store, StoreError  # sqlite-utils: only when dropping
+    return _outbox_action(args, "drop")
+
+
+def cmd_outbox_retry(args: argparse.Namespace) -> int:
+    return _outbox_action(args, "retry")
+
+
+def _outbox_action(args: argparse.Namespace, verb: str) -> int:
+    """`store outbox drop|retry`: the rows named, checked and changed by one store method in one
+    transaction (``Store.drop_outbox``, ``Store.retry_rejected_outbox``)."""
+    from edge.store import Store, StoreError  # sqlite-utils: only when changing rows
     from edge.store.store import user_name
 
-    problem = _drop_selection(args)
+    present, past = _PRESENT[verb], _past(verb)
+    problem = _selection(args, verb)
     if not args.by.strip():
-        problem = "--by is empty; allowed: who drops them, e.g. --by alice"
+        problem = f"--by is empty; allowed: who {present} them, e.g. --by alice"
     if problem:
-        print(f"parkgate store outbox drop: {problem}", file=sys.stderr)
+        print(f"parkgate store outbox {verb}: {problem}", file=sys.stderr)
         return 2
     cfg = load_config(args.config)  # a ConfigError: printed by edge.cli.main, exit 2
     refusal = _open_refusal(cfg.store_path)
     if refusal:
-        print(f"cannot drop: {refusal}", file=sys.stderr)
+        print(f"cannot {verb}: {refusal}", file=sys.stderr)
         return 1
-    ack_ref = f"dropped by {args.by.strip()} (user {user_name(os.geteuid())})"
+    who = f"{past} by {args.by.strip()} (user {user_name(os.geteuid())})"
     try:
         with Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms) as db:
-            ids = args.ids or [r.id for r in db.given_up_outbox(status=_state_of(args))]
-            rows = db.drop_outbox(ids, ack_ref, dry_run=not args.yes)
+            if verb == "drop":
+                ids = args.ids or [r.id for r in db.given_up_outbox(status=_state_of(args))]
+                rows = db.drop_outbox(ids, who, dry_run=not args.yes)
+            else:
+                ids = args.ids or [r.id for r in db.given_up_outbox("chain", "rejected")]
+                rows = db.retry_rejected_outbox(ids, who, dry_run=not args.yes)
     except (sqlite3.Error, StoreError) as exc:
-        print(f"cannot drop: {exc}", file=sys.stderr)
+        print(f"cannot {verb}: {exc}", file=sys.stderr)
         return 1
-    return _report_drop(rows, args.yes, ack_ref)
+    return _report(rows, verb, args.yes, who)
+
+
+def _past(verb: str) -> str:
+    return OUTBOX_ACTIONS[verb][2]
 
 
 def _state_of(args: argparse.Namespace) -> str:
     return "rejected" if args.all_rejected else "dead"
 
 
-def _report_drop(rows: list[OutboxRow], done: bool, ack_ref: str) -> int:
+def _report(rows: list[OutboxRow], verb: str, done: bool, who: str) -> int:
     _print_rows(rows, as_json=False)
     if not rows:
-        print("nothing to drop")
+        print(f"nothing to {verb}")
         return 0
     if not done:
-        print(f"would drop {len(rows)} outbox row(s); run again with --yes to drop them")
+        print(f"would {verb} {len(rows)} outbox row(s); run again with --yes to {verb} them")
         return 1
-    print(f"dropped {len(rows)} outbox row(s) ({ack_ref}); the store retention prunes them with their "
-          "gate events once older than [store] retention_days")
+    print(f"{_past(verb)} {len(rows)} outbox row(s) ({who}); {_AFTER[verb]}")
     return 0

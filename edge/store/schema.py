@@ -218,7 +218,8 @@ CREATE TABLE pass_journal (
 # assigned once before the first broadcast, replaced only when a rejected row is retried.
 OUTBOX_STATUSES_V4: Final = (*OUTBOX_STATUSES, "rejected")
 # The states a delivery stays in once the sender stopped retrying it (the contract rejected it, or it
-# cannot be sent at all); `parkgate store outbox` lists them, and only its `drop` ends them.
+# cannot be sent at all); `parkgate store outbox` lists them, and only its `drop` (or, for a rejected
+# chain row, its `retry`) ends them.
 OUTBOX_GIVEN_UP: Final = ("rejected", "dead")
 V4_OUTBOX_REJECTED_CHAIN_SEQS: Final = f"""
 CREATE TABLE outbox_v4 (

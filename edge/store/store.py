@@ -612,23 +612,51 @@ class Store:
             raise StoreError("drop_outbox needs who dropped the rows (ack_ref), e.g. 'dropped by alice'")
         listed = json.dumps(list(dict.fromkeys(ids)))
         with self.transaction() as c:
-            rows = self._droppable(c, listed)
+            rows = self._given_up(c, listed, "drop")
             if not dry_run:
                 c.execute("UPDATE outbox SET status = 'done', ack_ref = ?, last_error = 'was ' || status "
                           "|| ': ' || coalesce(last_error, '-'), updated_at_ms = ? WHERE id IN (SELECT value "
                           "FROM json_each(?))", (ack_ref, self.clock(), listed))
         return rows
 
-    def _droppable(self, c: sqlite3.Connection, listed: str) -> list[OutboxRow]:
+    def renumber_outbox(self, ids: Sequence[int], error: str) -> None:
+        """Send these 'chain' rows again under new record numbers (their old numbers are spent: the
+        contract's high-water mark skips a number it has seen): their ``chain_seqs`` numbers go and they are
+        back to 'pending' with ``error``, in one transaction (the caller's, when one is open)."""
+        with self.transaction() as c:
+            c.executemany("DELETE FROM chain_seqs WHERE outbox_id = ?", [(i,) for i in ids])
+            self.mark_outbox_failed(list(ids), error)
+
+    def retry_rejected_outbox(self, ids: Sequence[int], retried_by: str, *,
+                              dry_run: bool = False) -> list[OutboxRow]:
+        """An operator who fixed the cause of a rejection (e.g. authorised the gateway on the contract) sends
+        these rejected 'chain' rows again, as the sync's own retry does (``renumber_outbox``): a new record
+        number, back to 'pending', ``last_error`` "<retried_by>; was rejected: <its error>". Returns the rows
+        as they were (``dry_run``: nothing changes). A StoreError naming every id that is missing, not a
+        chain row or not rejected (a dead row cannot be sent) changes nothing."""
+        if not retried_by:
+            raise StoreError("retry_rejected_outbox needs who retries the rows, e.g. 'retried by alice'")
+        listed = json.dumps(list(dict.fromkeys(ids)))
+        with self.transaction() as c:
+            rows = self._given_up(c, listed, "retry")
+            if not dry_run:
+                for row in rows:
+                    self.renumber_outbox([row.id], f"{retried_by}; was rejected: {row.last_error or '-'}")
+        return rows
+
+    def _given_up(self, c: sqlite3.Connection, listed: str, verb: str) -> list[OutboxRow]:
+        """The outbox rows with the ids in ``listed`` (JSON) when ``verb`` ("drop", "retry") may take each
+        of them (``OUTBOX_ACTIONS``); else a StoreError naming each other id and why."""
         cur = c.execute("SELECT j.value AS wanted, o.* FROM json_each(?) j LEFT JOIN outbox o "
                         "ON o.id = j.value ORDER BY j.key", (listed,))
         names = [d[0] for d in cur.description]
         found = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-        wrong = [f"{r['wanted']} ({r['status'] or 'no such row'})" for r in found
-                 if r["status"] not in OUTBOX_GIVEN_UP]
+        wrong = [f"{r['wanted']} ({why})" for r in found if (why := _refused(verb, r))]
         if wrong:
-            raise StoreError(f"cannot drop outbox row(s) {', '.join(wrong)}: only rows in state "
-                             f"{' or '.join(OUTBOX_GIVEN_UP)} can be dropped; nothing was dropped")
+            destination, states, past = OUTBOX_ACTIONS[verb]
+            rows = f"{destination} rows" if destination else "rows"
+            raise StoreError(f"cannot {verb} outbox row(s) {', '.join(wrong)}: only {rows} in state "
+                             f"{' or '.join(states)} can be {past}; nothing was {past}")
         return [_outbox({k: v for k, v in r.items() if k != "wanted"}) for r in found]
 
     def _update_outbox(self, ids: Sequence[int], assignments: str, params: list[Any]) -> None:
@@ -856,6 +884,26 @@ def _booking(r: dict[str, Any]) -> Booking:
 
 def _gate_event(r: dict[str, Any]) -> GateEventRow:
     return GateEventRow(**{k: v for k, v in r.items() if k != "seq"})
+
+
+# What an operator may do with a given-up outbox row: (only this destination's, only in these states,
+# past tense). A dead row cannot be sent, so it cannot be retried: it can only be dropped.
+OUTBOX_ACTIONS: dict[str, tuple[str | None, tuple[str, ...], str]] = {
+    "drop": (None, OUTBOX_GIVEN_UP, "dropped"),
+    "retry": ("chain", ("rejected",), "retried"),
+}
+
+
+def _refused(verb: str, row: dict[str, Any]) -> str | None:
+    """Why ``verb`` may not take this outbox row (a row joined to the id asked for), or None."""
+    destination, states, _ = OUTBOX_ACTIONS[verb]
+    if row["status"] is None:
+        return "no such row"
+    if destination and row["destination"] != destination:
+        return f"a {row['destination']} row, {row['status']}"
+    if row["status"] not in states:
+        return "dead: it cannot be sent" if row["status"] == "dead" and verb == "retry" else row["status"]
+    return None
 
 
 def _outbox(r: dict[str, Any]) -> OutboxRow:

@@ -1,6 +1,8 @@
-"""`parkgate store outbox` and `... outbox drop` on a real store file through the real CLI: the deliveries the
-sender gave up (rejected, dead) are listed one by one, and an operator's drop ends them, audited in the row,
-so the store retention prunes them with their gate event (before, they and their event were kept for ever)."""
+"""`parkgate store outbox` and `... outbox drop|retry` on a real store file through the real CLI: the
+deliveries the sender gave up (rejected, dead) are listed one by one, and an operator's drop ends them,
+audited in the row, so the store retention prunes them with their gate event (before, they and their event
+were kept for ever); an operator who fixed the cause of a rejection retries the chain row: back to pending
+without its spent record number, as the sync's own retry does (tests/sync/test_sync_attacks.py: on anvil)."""
 
 from __future__ import annotations
 
@@ -154,3 +156,89 @@ def test_drop_needs_a_name_in_by(config: Path, capsys: pytest.CaptureFixture[str
     assert main(["store", "outbox", "drop", str(a), "--by", " ", "--yes", "--config", str(config)]) == 2
     assert "--by is empty; allowed: who drops them, e.g. --by alice" in capsys.readouterr().err
     assert states(config)["a"][0] == "rejected"
+
+
+def numbers(config: Path) -> dict[str, int]:
+    """The record number (chain_seqs) of each chain row that has one, by event name."""
+    with Store(config.parent / "parkgate.sqlite") as s:
+        return {e.removeprefix("event-0-"): seq for e, seq in s.conn.execute(
+            "SELECT o.event_id, c.seq FROM chain_seqs c JOIN outbox o ON o.id = c.outbox_id")}
+
+
+def number_rejected_rows(config: Path) -> None:
+    """Rows a and d were sent (numbers 1 and 2) before the contract rejected them."""
+    with Store(config.parent / "parkgate.sqlite") as s:
+        s.conn.executemany("INSERT INTO chain_seqs (outbox_id, seq) VALUES (?, ?)",
+                           [(chain_id(config, "a"), 1), (chain_id(config, "d"), 2)])
+
+
+def test_a_retried_row_is_pending_without_its_spent_number_and_audited(
+        config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    number_rejected_rows(config)
+    a = chain_id(config, "a")
+    before = states(config)
+    assert main(["store", "outbox", "retry", str(a), "--by", "alice", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "event-0-a" in out and "would retry 1 outbox row(s); run again with --yes to retry them" in out
+    assert (states(config), numbers(config)) == (before, {"a": 1, "d": 2})  # without --yes nothing changes
+
+    assert main(["store", "outbox", "retry", str(a), "--by", "alice", "--yes", "--config", str(config)]) == 0
+    assert "retried 1 outbox row(s) (retried by alice (user " in capsys.readouterr().out
+    status, ack_ref, last_error = states(config)["a"]
+    assert (status, ack_ref) == ("pending", None)
+    assert last_error is not None and last_error.startswith("retried by alice (user ")
+    assert last_error.endswith("; was rejected: BOOKING_NOT_ACTIVE (tx 0xabc)")
+    assert numbers(config) == {"d": 2}  # a's number is spent: the sync gives it a new one
+    assert states(config)["d"][0] == "rejected"
+    with Store(config.parent / "parkgate.sqlite") as s:
+        assert [r.event_id for r in s.pending_outbox("chain")] == ["event-0-a", "event-0-c"]
+
+
+def test_retry_refuses_dead_other_and_missing_rows_and_changes_nothing(
+        config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    number_rejected_rows(config)
+    a, b, c = (chain_id(config, n) for n in "abc")
+    with Store(config.parent / "parkgate.sqlite") as s:
+        mqtt_a = s.outbox_row("mqtt", "event-0-a")
+        assert mqtt_a is not None
+    before = states(config)
+    assert main(["store", "outbox", "retry", str(a), str(b), str(c), str(mqtt_a.id), "999", "--by", "alice",
+                 "--yes", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert (f"cannot retry outbox row(s) {b} (dead: it cannot be sent), {c} (pending), {mqtt_a.id} (a mqtt "
+            "row, done), 999 (no such row): only chain rows in state rejected can be retried; nothing was "
+            "retried") in err
+    assert (states(config), numbers(config)) == (before, {"a": 1, "d": 2})  # a, which could go, stays too
+
+
+def test_retry_all_rejected_retries_every_rejected_chain_row(config: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    number_rejected_rows(config)
+    retry_all = ["store", "outbox", "retry", "--all-rejected", "--by", "bob", "--yes",
+                 "--config", str(config)]
+    assert main(retry_all) == 0
+    assert "retried 2 outbox row(s)" in capsys.readouterr().out
+    assert {name: state for name, (state, _, _) in states(config).items()} == {
+        "a": "pending", "b": "dead", "c": "pending", "d": "pending"}
+    assert numbers(config) == {}
+    assert main(retry_all) == 0
+    assert capsys.readouterr().out == "nothing to retry\n"
+
+
+@pytest.mark.parametrize(("argv", "code", "message"), [
+    (["retry", "--by", "alice"], 2,
+     "name the rows to retry one way: outbox ids (ID [ID ...]) or --all-rejected (given: none)"),
+    (["retry", "1", "--by", " "], 2, "--by is empty; allowed: who retries them, e.g. --by alice"),
+])
+def test_retry_needs_the_rows_named_and_a_name(config: Path, argv: list[str], code: int, message: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["store", "outbox", *argv, "--yes", "--config", str(config)]) == code
+    assert message in capsys.readouterr().err
+    assert states(config)["a"][0] == "rejected"
+
+
+def test_retry_has_no_all_dead(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["store", "outbox", "retry", "--all-dead", "--by", "alice"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --all-dead" in capsys.readouterr().err

@@ -2,7 +2,9 @@
 
 2. per-record outcomes: a rejected record gets the state 'rejected' with its reason, an alert, a line
    in `parkgate chain status` and `parkgate status`; a rejection a retry can fix is retried;
-   the gateway clock 10 minutes ahead no longer gets records rejected;
+   the gateway clock 10 minutes ahead no longer gets records rejected; a record rejected for a cause the
+   operator then fixes (the gateway key not authorised for the lot) lands once after
+   `parkgate store outbox retry`, under a new number;
 5. "nonce too low" (a transaction sent by hand with the gateway key) and "insufficient funds".
 """
 
@@ -13,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
-from sync_world import HOUR, World, gate_event, record_denied, store_path, write_config
+from sync_world import HOUR, LOT, World, gate_event, record_denied, store_path, write_config
 
-from edge.chain.contract import ChainBookingStatus, RentalClient
+from edge.chain.contract import ChainBookingStatus, RejectReason, RentalClient
 from edge.chain.sync import SyncService, chain_seq, stored_status
 from edge.chain.syncplan import lot_bytes
 from edge.cli import main
@@ -96,6 +98,38 @@ def test_unknown_booking_rejection_is_retried_under_a_new_number_until_it_lands(
     assert store.outbox_row("chain", event.event_id).status == "done"
     assert chain_seq(store, event.event_id) == 2  # number 1 was spent on the rejected attempt
     assert world.admin.get_booking(booked).status is ChainBookingStatus.CHECKED_IN
+
+
+def test_a_record_rejected_until_the_gateway_is_authorised_lands_once_after_an_operator_retry(
+        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    booking_id = world.book()
+    config = write_config(tmp_path, world, "http://127.0.0.1:9")  # the CLI reads the store only
+    # the key is a gateway (of another lot), not (yet) of this booking's: its records are rejected WRONG_LOT
+    world.admin.register_lot(lot_bytes("LOT-2"), "u33dc1")
+    world.admin.set_gateway(lot_bytes("LOT-2"), world.gateway.address)
+    world.admin.set_gateway(lot_bytes(LOT), world.gateway.address, False)
+    with Store(store_path(tmp_path)) as store:
+        service = world.service(store)
+        entered = gate_event("check_in", world.now(), booking_id, world.commitment())
+        store.record_gate_event(entered, destinations=("chain",))
+        service.run_until_idle()
+        row = store.outbox_row("chain", entered.event_id)
+        assert row.status == "rejected" and row.last_error.startswith("WRONG_LOT (tx 0x")
+        assert chain_seq(store, entered.event_id) == 1
+        world.admin.set_gateway(lot_bytes(LOT), world.gateway.address, True)  # the operator fixes the cause
+        retry = ["store", "outbox", "retry", str(row.id), "--by", "alice", "--config", str(config)]
+        assert main([*retry, "--yes"]) == 0
+        assert "retried 1 outbox row(s) (retried by alice" in capsys.readouterr().out
+        service.run_until_idle()
+        row = store.outbox_row("chain", entered.event_id)
+        assert row.status == "done"
+        assert chain_seq(store, entered.event_id) == 2  # number 1 was spent on the rejected attempt
+    assert world.admin.get_booking(booking_id).status is ChainBookingStatus.CHECKED_IN
+    checked_in = world.admin.events("SecondAssociation", from_block=world.deploy_block)
+    assert [e.args["bookingId"] for e in checked_in] == [booking_id]  # once, not twice
+    rejected = world.admin.events("GateRecordRejected", from_block=world.deploy_block)
+    assert [(e.args["seq"], e.args["reason"]) for e in rejected] == [(1, RejectReason.WRONG_LOT)]
+    assert world.admin.last_seq(world.gateway.address) == 2
 
 
 class DiesBeforeBroadcast(SyncService):
