@@ -21,9 +21,10 @@ with exactly one :class:`Record`. Guarantees (property-tested):
 - a passage needs a consistent sequence: the safety loop seen occupied during the pass (a SafetyOn,
   or occupied when the pass began) and then clear. A lone "safety clear" (one forged or stray frame)
   is alerted and ignored: the pass keeps waiting for a real passage or its timeout;
-- a pass opens only for the vehicle it read: a presence loop that goes free while the pass reads or
-  decides ends it ``abandoned`` (no open), and one occupied again after more than ``loop_gap_ms`` (perhaps
-  by another vehicle) starts a new pass that reads afresh.
+- a pass decides only for the vehicle it read: with the presence and safety loops both free when the
+  burst ends, the pass ends ``abandoned``; a presence loop free for more than ``loop_gap_ms`` during the
+  burst (perhaps another vehicle on it now) ends it ``abandoned`` and starts a new pass that reads
+  afresh. (The decision follows in the same step: the shell decides synchronously.)
 
 Phases: IDLE -> CAPTURING (burst) -> DECIDING -> OPENING (pulse sent, waiting for the gate's ack)
 -> PASSING (waiting for the vehicle to cross the safety loop) -> [CLOSING while the safety loop is
@@ -109,7 +110,7 @@ class LaneSettings:
     stuck_alert_ms: int = 30_000
     debounce_ms: int = 10_000
     retry_after_ms: int = 20_000
-    # A presence loop free for longer than this while its pass reads or decides may hold another
+    # A presence loop free for longer than this while its pass reads may hold another
     # vehicle when it is occupied again: no car leaves a 2 m loop and another drives onto it within a
     # second. A shorter gap is a flicker of the detector (a trailer's hitch, a high-bed truck) and ignored.
     loop_gap_ms: int = 1_000
@@ -298,7 +299,7 @@ class LaneState:
     late_ack_ms: int | None = None  # this pass's gate acknowledged its open late, after this long
     read_from: ReadFrom | None = None  # where this pass's read came from
     presence_off_ms: int = 0  # when the presence loop last went free
-    loop_gap: bool = False  # the loop was free longer than loop_gap_ms while this pass read or decided
+    loop_gap: bool = False  # the loop was free longer than loop_gap_ms while this pass read
 
 
 Step = tuple[LaneState, list[Command]]
@@ -343,15 +344,17 @@ def _track_loops(config: LaneSettings, state: LaneState, event: Event, now_ms: i
 
 
 def _gap(config: LaneSettings, state: LaneState, now_ms: int) -> bool:
-    """The presence loop, free while this pass reads or decides, is occupied again after more than a
-    flicker: perhaps by another vehicle, which the pass's reads do not describe."""
-    return (state.phase in (Phase.CAPTURING, Phase.DECIDING) and not state.presence
+    """The presence loop, free while this pass reads, is occupied again after more than a flicker:
+    perhaps by another vehicle, which the pass's reads do not describe."""
+    return (state.phase is Phase.CAPTURING and not state.presence
             and now_ms - state.presence_off_ms > config.loop_gap_ms)
 
 
 def _vehicle_gone(config: LaneSettings, state: LaneState) -> bool:
-    """The vehicle this pass read has left the presence loop, or may have been replaced on it."""
-    return config.arm_on is ArmOn.LOOP and (not state.presence or state.loop_gap)
+    """The vehicle this pass read has left the loops, or may have been replaced on the presence loop. A
+    vehicle that crept forward off the presence loop onto the safety loop under the barrier is still there:
+    abandoning its pass would leave it waiting at a shut gate (at an exit: trapped inside)."""
+    return config.arm_on is ArmOn.LOOP and (not (state.presence or state.safety) or state.loop_gap)
 
 
 def _armed(config: LaneSettings, event: Event) -> bool:
@@ -458,8 +461,8 @@ def _capturing(config: LaneSettings, state: LaneState, event: Event, now_ms: int
 
 
 def _abandon(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
-    """The vehicle left before its gate opened: the pass ends without opening. A vehicle on the loop
-    again after a gap may be another one: it gets a pass of its own, read afresh."""
+    """The vehicle left while it was read: the pass ends undecided. A vehicle on the loop again after a
+    gap may be another one: it gets a pass of its own, read afresh."""
     detail = "presence loop free during the pass; read again" if state.presence else ""
     record = _record(config, state, Outcome.ABANDONED, now_ms, detail)
     idle = replace(state, phase=Phase.IDLE, deadline_ms=None)
@@ -498,8 +501,6 @@ def _no_consensus(config: LaneSettings, state: LaneState, now_ms: int) -> Step:
 def _deciding(config: LaneSettings, state: LaneState, event: Event, now_ms: int) -> Step:
     match event:
         case Decided(pass_no=n, decision=decision) if n == state.pass_no:
-            if _vehicle_gone(config, state):
-                return _abandon(config, replace(state, decision=decision), now_ms)
             if decision.allow:
                 return _open(config, state, decision, now_ms)
             return _end_refused(config, replace(state, decision=decision), Outcome.DENIED, now_ms)

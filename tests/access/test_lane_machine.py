@@ -544,38 +544,13 @@ def test_vehicle_replaced_on_the_loop_during_the_burst_is_read_again() -> None:
     assert isinstance(lane(burst(2, reads("XY9")))[0], Decide)
 
 
-def test_vehicle_replaced_on_the_loop_while_deciding_gets_no_open() -> None:
-    lane = Lane()
+def test_vehicle_that_crept_onto_the_safety_loop_during_the_burst_is_decided() -> None:
+    """A car noses up to the barrier while it is read: off the presence loop, onto the safety loop. It is
+    still there; abandoning its pass would leave it at a shut gate (at an exit, trapped inside)."""
+    lane = Lane(replace(CFG, lane=CFG.lane.model_copy(update={"direction": "exit"})))
     lane(PresenceOn())
-    lane(burst(1, reads("AB1")))
+    lane(SafetyOn())
     lane(PresenceOff())
-    lane(PresenceOn(), dt=CFG.loop_gap_ms + 1)
-    record, start = lane(Decided(1, ALLOW))
-    assert record.event.outcome is Outcome.ABANDONED and record.event.decision == ALLOW
-    assert start == StartBurst(2, 5)
-    assert not any(isinstance(c, OpenPulse) for c in lane.log)
-
-
-def test_vehicle_gone_from_the_loop_when_decided_gets_no_open() -> None:
-    lane = Lane()
-    lane(PresenceOn())
-    lane(burst(1, reads("AB1")))
-    lane(PresenceOff())
-    [record] = lane(Decided(1, ALLOW))
-    assert record.event.outcome is Outcome.ABANDONED and lane.state.phase is Phase.IDLE
-
-
-def test_loop_flicker_while_deciding_still_opens() -> None:
-    lane = Lane()
-    lane(PresenceOn())
-    lane(burst(1, reads("AB1")))
-    lane(PresenceOff())
-    lane(PresenceOn(), dt=CFG.loop_gap_ms)
-    assert lane(Decided(1, ALLOW)) == [OpenPulse(CFG.open_pulse_ms)]
-
-
-def test_motion_lane_decides_without_a_presence_loop() -> None:
-    lane = Lane(armed_on(ArmOn.MOTION))
-    lane(Motion())
-    lane(burst(1, reads("AB1")))
+    [decide] = lane(burst(1, reads("AB1")))
+    assert isinstance(decide, Decide)
     assert lane(Decided(1, ALLOW)) == [OpenPulse(CFG.open_pulse_ms)]
