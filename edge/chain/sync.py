@@ -203,7 +203,8 @@ class SyncService:
         self._sent_mono: dict[str, int] = {}  # open tx hash -> monotonic ms when this process signed it
         self._awaiting: dict[int, int] = {}  # outbox id -> monotonic ms since its number's receipt is awaited
         self._down_left = 0  # log windows the down direction still has to fetch (catching up)
-        self._head_shown = -1  # the highest head the node has shown the block of (see _checked_head)
+        self._head_shown = -1  # the head the node last showed the block of (see _checked_head)
+        self._head_refused: int | None = None  # the head it last said without a block (counted once)
 
     # ------------------------------------------------------------------ health
 
@@ -315,23 +316,27 @@ class SyncService:
 
     def _checked_head(self) -> int | None:
         """The node's head, if the node can show the block of it; None for any other (a lying or broken node:
-        2**62), counted and alerted. Nothing is planned or pruned from such a head (memory, history) and no
-        upload is confirmed by it (rows finished while a reorg can still drop their transaction are lost). A
-        head at or below the highest block the node has shown costs nothing to plan from and confirms
-        nothing that block did not, so its block is not fetched again (an idle step would ask for the same
-        block every poll)."""
+        2**62), counted and alerted once per head it says (the receipt wait asks each poll). Nothing is
+        planned or pruned from such a head (memory, history) and no upload is confirmed by it (rows finished
+        while a reorg can still drop their transaction are lost). The block of the head the node showed
+        last is not fetched again (an idle step would ask for the same block every poll); any other head,
+        higher or lower (a reorg to a shorter chain, a failover to a node behind), is checked."""
         head = self.w3.eth.block_number
         self.health_state.head_block = head
-        if head > self._head_shown:
+        if head != self._head_shown:
             try:
                 self.w3.eth.get_block(head)
             except (BlockNotFound, Web3RPCError) as exc:
+                if head == self._head_refused:
+                    return None
+                self._head_refused = head
                 self._count("implausible_heads_total")
                 self._alert("implausible_head", f"the node says the chain head is block {head} but has no "
                             f"block {head} ({type(exc).__name__}); cache updates and upload confirmations "
                             "wait for a head the node can show")
                 return None
             self._head_shown = head
+        self._head_refused = None
         self._clear_alert("implausible_head")
         return head
 
@@ -800,7 +805,9 @@ class SyncService:
         self._broadcast_here.add(newest.tx_hash)
         outcome = self._await_receipt(group, 0 if refused == NONCE_TOO_LOW else self.tuning.receipt_wait_s)
         if outcome == MINED_UNCONFIRMED:
+            self._confirmations_waited(newest)
             return 0  # its confirmations take block times; a fee bump could only hit a mined nonce
+        self._clear_alert("confirmations_waiting")
         if outcome == NONCE_USED_NO_RECEIPT and any(self._tx_mined(tx.tx_hash) for tx in group):
             # The node has our transaction in a block but serves no receipt yet (it indexes receipts a
             # moment after the nonce moves): wait for it, never settle the rows without their outcome.
@@ -901,6 +908,16 @@ class SyncService:
             still_open = {h for (h,) in conn.execute("SELECT tx_hash FROM chain_txs WHERE status = "
                                                      "'pending'")}
         self._sent_mono = {h: at for h, at in self._sent_mono.items() if h in still_open}
+
+    def _confirmations_waited(self, tx: OpenTx) -> None:
+        """A mined batch is never replaced, so one that waits for its confirmations longer than
+        ``stuck_after_s`` (block production stalled, a node whose head froze) is alerted instead: its
+        records wait with it."""
+        age_s = self._age_ms(tx) // 1000
+        if age_s >= self.tuning.stuck_after_s:
+            self._alert("confirmations_waiting", f"transaction {tx.tx_hash} (nonce {tx.nonce}) is mined but "
+                        f"has waited {age_s} s for {self.chain.confirmations} confirmation(s): is the chain "
+                        "producing blocks, and is the node's head moving?")
 
     def _maybe_replace(self, group: list[OpenTx]) -> None:
         newest = group[-1]

@@ -296,6 +296,32 @@ def test_logs_of_another_lot_and_removed_logs_are_dropped_and_counted(world: Wor
     assert extra["foreign_lot_logs"] >= 2 and extra["removed_logs"] == 1
 
 
+def test_a_lower_head_is_checked_too(world: World, store: Store) -> None:
+    """After a reorg to a shorter chain or a failover to a node behind, the head goes down: a lower head
+    the node has no block for is refused like a higher one (it could confirm an upload)."""
+    lie: dict[str, int | None] = {"head": None}
+
+    def hook(method: str, params: Any, real: Any) -> Answer:
+        if lie["head"] is not None and method == "eth_blockNumber":
+            return answer(hex(lie["head"]))
+        if lie["head"] is not None and method == "eth_getBlockByNumber" and params[0] == hex(lie["head"]):
+            return answer(None)  # a node that says a head it cannot show
+        return real()
+
+    _mine(world, 3)
+    service = world.service(store, w3=tampered(world, hook))
+    service.step_down()
+    lie["head"] = world.w3.eth.block_number - 1
+    assert service.step_down() == 0
+    service.step_down()
+    health = service.health()
+    assert "no block" in health.alerts["implausible_head"]
+    assert health.extra["implausible_heads_total"] == 1  # one head, counted once
+    lie["head"] = None
+    service.step_down()
+    assert "implausible_head" not in service.health().alerts
+
+
 # -- 6. confirmations against a head the node can show ---------------------------------------------------
 
 def test_a_batch_is_not_confirmed_by_a_head_the_node_has_no_block_for(world: World, store: Store) -> None:
@@ -312,7 +338,8 @@ def test_a_batch_is_not_confirmed_by_a_head_the_node_has_no_block_for(world: Wor
     lie["head"] = True
     service.step()  # the batch is mined with no block on top of it
     assert {store.outbox_row("chain", e).status for e in recorded} == {"in_flight"}
-    assert service.health().extra["implausible_heads_total"] >= 2  # the down step's head and the upload's
+    # the down step's head and the upload's receipt polls: one head, counted once
+    assert service.health().extra["implausible_heads_total"] == 1
     # A reorg orphans the batch's block: the rows, not done, are sent again and land once.
     assert world.w3.provider.make_request("evm_revert", [snapshot])["result"] is True  # type: ignore[arg-type]
     lie["head"] = False
@@ -343,10 +370,13 @@ def test_a_mined_batch_waits_for_its_confirmations_under_a_frozen_head_and_is_ne
         assert service.step()  # the batch is mined at once (automine), above the frozen head
     assert _tx_statuses(store) == ["pending"]  # one transaction: a mined nonce is not bumped
     assert {store.outbox_row("chain", e).status for e in recorded} == {"in_flight"}
-    assert "nonce_conflict" not in service.health().alerts
+    alerts = service.health().alerts
+    assert "nonce_conflict" not in alerts
+    assert "is mined but has waited" in alerts["confirmations_waiting"]  # its records wait with it: said
     frozen["head"] = None
     _mine(world, 1)
     assert service.step()
+    assert "confirmations_waiting" not in service.health().alerts
     assert _tx_statuses(store) == ["mined"]
     assert {store.outbox_row("chain", e).status for e in recorded} == {"done"}
     assert landed_denials(world.w3, world.admin, world.deploy_block) == [1, 2, 3]
