@@ -973,7 +973,8 @@ REJECTED_SHOWN = 10
 
 def stored_status(store: Store) -> dict[str, Any]:
     """The sync's state as the store holds it (for ``parkgate chain status`` in another process):
-    backlog, last synced block, transactions in flight, rejected records and the newest upload error."""
+    backlog, last synced block, transactions in flight, rejected records and the newest upload error;
+    ``done``: delivered, ``dropped``: given up by an operator (`parkgate store outbox drop`)."""
     checkpoint = store.get_checkpoint(DOWN_CHECKPOINT)
     counts = store.counts()
     error = store.conn.execute(
@@ -985,11 +986,14 @@ def stored_status(store: Store) -> dict[str, Any]:
     def rows(status: str) -> int:
         return counts.get(f"outbox.{DESTINATION}.{status}", 0)
 
+    dropped = store.dropped_outbox(DESTINATION)
+
     return {
         "backlog": rows("pending") + rows("in_flight"),
         "dead": rows("dead"),
         "rejected": rows("rejected"),
-        "done": rows("done"),
+        "done": rows("done") - dropped,  # delivered: not those an operator dropped
+        "dropped": dropped,
         "last_synced_block": checkpoint.block_number if checkpoint else None,
         "transactions_in_flight": int(in_flight[0]),
         "last_error": error[0] if error else None,

@@ -14,7 +14,8 @@
 - ``outbox [--destination D] [--state S] [--json]``: the deliveries the sender gave up (rejected by the
   contract, dead: cannot be sent), one line each, newest first; they keep their gate event from the retention;
 - ``outbox drop ID... | --all-rejected | --all-dead --by NAME --yes``: an operator gives them up too: each
-  becomes delivered ('done', ack_ref "dropped by NAME (user U)"), so the retention can prune it;
+  becomes delivered ('done', ack_ref "dropped by NAME (user U[, sudo by S])", logged), so the retention
+  prunes it [store] retention_days after the drop;
 - ``outbox retry ID... | --all-rejected --by NAME --yes``: an operator who fixed the cause of a rejection
   sends rejected chain rows again, under a new record number (``Store.retry_rejected_outbox``).
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import logging
 import os
 import sqlite3
 import stat
@@ -39,20 +41,21 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.config import load_config
-from edge.daemon.status import read_status, status_path
+from edge.config import Config, load_config
+from edge.daemon.status import display_reading, read_status, status_path
 from edge.store import integrity
 from edge.store.schema import OUTBOX_GIVEN_UP
-from edge.store.store import OUTBOX_ACTIONS, owner_of
+from edge.store.store import OUTBOX_ACTIONS, owner_of, user_name
 
 if TYPE_CHECKING:
-    from edge.store import OutboxRow
+    from edge.store import OutboxRow, Store
 
+log = logging.getLogger(__name__)
 DESTINATIONS = ("chain", "mqtt")  # edge.chain.sync.DESTINATION, edge.mqtt.outbox.DESTINATION
 # `store outbox drop|retry`: who ... them (the past tense: OUTBOX_ACTIONS), and what happens to the rows next
 _PRESENT = {"drop": "drops", "retry": "retries"}
-_AFTER = {"drop": "the store retention prunes them with their gate events once older than [store] "
-                  "retention_days",
+_AFTER = {"drop": "the store retention prunes them with their gate events [store] retention_days after "
+                  "this drop",
           "retry": "the daemon sends them under new record numbers within chain.poll_interval_s "
                    "(`parkgate chain status` shows the backlog)"}
 DEFAULT_KEEP = 7  # a daily timer keeps a week on the SD card; copy them off the device for longer
@@ -93,8 +96,9 @@ once you have fixed why the contract rejected one, `parkgate store outbox retry`
 DROP_DESCRIPTION = """\
 Give up delivering rejected or dead outbox rows: each becomes delivered ('done'), with ack_ref
 "dropped by NAME (user U)", its last_error "was rejected: <reason>" and updated_at_ms the time of the
-drop; the record is not sent again. Any other row (pending, in flight, done, missing) refuses the whole
-drop. Without --yes it prints what would be dropped and exits 1. Example:
+drop (the best time); the record is not sent again, and the retention prunes it [store] retention_days
+after the drop. Each row dropped is logged (WARNING). Any other row (pending, in flight, done,
+missing) refuses the whole drop. Without --yes it prints what would be dropped and exits 1. Example:
   parkgate store outbox --state rejected
   sudo -u parkgate parkgate store outbox drop 17 18 --by alice --yes"""
 RETRY_DESCRIPTION = """\
@@ -321,8 +325,12 @@ def _restore(backup: Path, store: Path) -> int:
     return 0
 
 
+def _best_ms(cfg: Config, db: Store) -> int:
+    """The best time (the daemon's, when it runs here): never a Pi's 1970 or a clock days behind."""
+    return display_reading(cfg.gateway.state_dir, db.clock_floor(), cfg.clock.behind_tolerance_s).best_ms
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
-    from edge.daemon.status import display_reading
     from edge.store import Store, StoreError  # sqlite-utils: only when pruning
 
     cfg = load_config(args.config)  # a ConfigError: printed by edge.cli.main, exit 2
@@ -333,9 +341,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return 1
     try:
         with Store(store, busy_timeout_ms=cfg.store.busy_timeout_ms) as db:
-            # the best time (the daemon's, when it runs here): never a Pi's 1970 or a clock days behind
-            best = display_reading(cfg.gateway.state_dir, db.clock_floor(), cfg.clock.behind_tolerance_s)
-            cutoff = cfg.store.cutoff_ms(best.best_ms)
+            cutoff = cfg.store.cutoff_ms(_best_ms(cfg, db))
             pruned = db.prune(cutoff, dry_run=args.dry_run)
     except (sqlite3.Error, StoreError) as exc:
         print(f"prune of {store} failed: {exc}; the batches done before are deleted, the rest is kept"
@@ -346,8 +352,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     print(f"store retention: {days} days ([store] retention_days): rows older than {when}")
     print(f"{'would delete' if args.dry_run else 'deleted'} {pruned.summary()}")
     print(f"kept {pruned.kept} gate event(s) older than that: undelivered (see `parkgate chain status`, "
-          "`parkgate status`; rejected or dead: `parkgate store outbox`), a vehicle still inside, or a "
-          "booking not settled")
+          "`parkgate status`; rejected or dead: `parkgate store outbox`), delivered or dropped after it, a "
+          "vehicle still inside, or a booking not settled")
     return 0
 
 
@@ -424,7 +430,6 @@ def _outbox_action(args: argparse.Namespace, verb: str) -> int:
     """`store outbox drop|retry`: the rows named, checked and changed by one store method in one
     transaction (``Store.drop_outbox``, ``Store.retry_rejected_outbox``)."""
     from edge.store import Store, StoreError  # sqlite-utils: only when changing rows
-    from edge.store.store import user_name
 
     present, past = _PRESENT[verb], _past(verb)
     problem = _selection(args, verb)
@@ -438,9 +443,10 @@ def _outbox_action(args: argparse.Namespace, verb: str) -> int:
     if refusal:
         print(f"cannot {verb}: {refusal}", file=sys.stderr)
         return 1
-    who = f"{past} by {args.by.strip()} (user {user_name(os.geteuid())})"
+    who = f"{past} by {args.by.strip()} ({_operator()})"
     try:
         with Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms) as db:
+            db.clock = lambda: _best_ms(cfg, db)  # updated_at_ms: when, by the best time (retention)
             if verb == "drop":
                 ids = args.ids or [r.id for r in db.given_up_outbox(status=_state_of(args))]
                 rows = db.drop_outbox(ids, who, dry_run=not args.yes)
@@ -451,6 +457,12 @@ def _outbox_action(args: argparse.Namespace, verb: str) -> int:
         print(f"cannot {verb}: {exc}", file=sys.stderr)
         return 1
     return _report(rows, verb, args.yes, who)
+
+
+def _operator() -> str:
+    """Who runs this command: "user U", with ", sudo by S" when run through sudo (sudo -u parkgate ...)."""
+    sudo = os.environ.get("SUDO_USER")
+    return f"user {user_name(os.geteuid())}" + (f", sudo by {sudo}" if sudo else "")
 
 
 def _past(verb: str) -> str:
@@ -469,5 +481,8 @@ def _report(rows: list[OutboxRow], verb: str, done: bool, who: str) -> int:
     if not done:
         print(f"would {verb} {len(rows)} outbox row(s); run again with --yes to {verb} them")
         return 1
+    for row in rows:  # the journal keeps what the row's own audit loses once pruned
+        log.warning("outbox row %d (%s) of gate event %s %s; was %s: %s", row.id, row.destination,
+                    row.event_id, who, row.status, row.last_error or "-")
     print(f"{_past(verb)} {len(rows)} outbox row(s) ({who}); {_AFTER[verb]}")
     return 0

@@ -285,10 +285,11 @@ def _read_passes(cfg: Config, flt: P.PassFilter) -> list[dict[str, Any]]:
         states: dict[str, list[str]] = {}
         if ids:
             marks = ",".join("?" * len(ids))
-            for event_id, destination, status, error in store.conn.execute(
-                    "SELECT event_id, destination, status, last_error FROM outbox "
+            for event_id, destination, status, error, ack in store.conn.execute(
+                    "SELECT event_id, destination, status, last_error, ack_ref FROM outbox "
                     f"WHERE event_id IN ({marks}) ORDER BY destination", ids):
-                states.setdefault(event_id, []).append(f"{destination}: {P.delivery_state(status, error)}")
+                shown = P.delivery_state(status, error, ack)
+                states.setdefault(event_id, []).append(f"{destination}: {shown}")
     for row in rows:
         row["when"] = _show_time(row["occurred_at_ms"])
         row["delivery"] = states.get(row["event_id"], [])

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from edge.identity import mask_plate
+from edge.store.schema import DROPPED_PREFIX
 
 COLUMNS = ("seq", "event_id", "occurred_at_ms", "lane", "direction", "kind", "plate_masked", "confidence",
            "reason", "booking_id", "evidence_path")
@@ -89,8 +90,11 @@ def passes_query(f: PassFilter) -> tuple[str, list[Any]]:
             [*params, f.limit])
 
 
-def delivery_state(status: str, last_error: str | None) -> str:
-    """An outbox row's state as the page shows it: pending, sending, confirmed, rejected (reason)."""
+def delivery_state(status: str, last_error: str | None, ack_ref: str | None = None) -> str:
+    """An outbox row's state as the page shows it: pending, sending, confirmed, rejected (reason), or
+    "dropped by NAME (user U) (was rejected: reason)" for a row an operator gave up (never delivered)."""
+    if status == "done" and ack_ref and ack_ref.startswith(DROPPED_PREFIX):
+        return f"{ack_ref} ({last_error or 'no reason given'})"
     if status == "done":
         return "confirmed"
     if status in ("rejected", "dead"):

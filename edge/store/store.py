@@ -43,7 +43,12 @@ from edge.store.rows import (
     Space,
     as_dict,
 )
-from edge.store.schema import LATEST_VERSION, MIGRATIONS, OUTBOX_GIVEN_UP
+from edge.store.schema import (
+    DROPPED_PREFIX,
+    LATEST_VERSION,
+    MIGRATIONS,
+    OUTBOX_GIVEN_UP,
+)
 
 Clock = Callable[[], int]
 ACTIVE_BOOKING_STATUSES = ("requested", "verified", "checked_in")
@@ -60,10 +65,12 @@ def _active(column: str) -> str:
 
 def _kept(t: str) -> str:
     """SQL: gate event ``t`` stays whatever its age: newer than the cutoff, an outbox row of it not
-    delivered (pending, in flight, rejected, dead), or its booking not settled (the exit of a booking not
-    checked in looks for its last row)."""
+    delivered (pending, in flight, rejected, dead) or changed after the cutoff (an operator's drop, audited
+    in the row, or a late delivery: kept retention_days after it happened), or its booking not settled
+    (the exit of a booking not checked in looks for its last row)."""
     return (f"({t}.occurred_at_ms >= :cutoff OR EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = "
-            f"{t}.event_id AND o.status <> 'done') OR EXISTS (SELECT 1 FROM bookings b WHERE b.booking_id = "
+            f"{t}.event_id AND (o.status <> 'done' OR o.updated_at_ms >= :cutoff)) OR EXISTS (SELECT 1 "
+            f"FROM bookings b WHERE b.booking_id = "
             f"{t}.booking_id AND {_active('b.status')}))")
 
 
@@ -608,8 +615,9 @@ class Store:
         (who dropped it; ``updated_at_ms``: when) and ``last_error`` "was <state>: <its error>", so the store
         retention can prune them with their gate event. Returns the rows as they were (``dry_run``: nothing
         changes). A StoreError naming every id that is missing or not rejected/dead changes nothing."""
-        if not ack_ref:
-            raise StoreError("drop_outbox needs who dropped the rows (ack_ref), e.g. 'dropped by alice'")
+        if not ack_ref.startswith(DROPPED_PREFIX) or ack_ref == DROPPED_PREFIX:
+            raise StoreError(f"drop_outbox: ack_ref {ack_ref!r} not allowed; allowed: who dropped the rows, "
+                             f"'{DROPPED_PREFIX}NAME', e.g. '{DROPPED_PREFIX}alice'")
         listed = json.dumps(list(dict.fromkeys(ids)))
         with self.transaction() as c:
             rows = self._given_up(c, listed, "drop")
@@ -618,6 +626,13 @@ class Store:
                           "|| ': ' || coalesce(last_error, '-'), updated_at_ms = ? WHERE id IN (SELECT value "
                           "FROM json_each(?))", (ack_ref, self.clock(), listed))
         return rows
+
+    def dropped_outbox(self, destination: str) -> int:
+        """How many of ``destination``'s rows are 'done' as an operator dropped them (never delivered)."""
+        row = self.conn.execute("SELECT count(*) FROM outbox WHERE destination = ? AND status = 'done' AND "
+                                "substr(ack_ref, 1, ?) = ?",
+                                (destination, len(DROPPED_PREFIX), DROPPED_PREFIX)).fetchone()
+        return int(row[0])
 
     def renumber_outbox(self, ids: Sequence[int], error: str) -> None:
         """Send these 'chain' rows again under new record numbers (their old numbers are spent: the

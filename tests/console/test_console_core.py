@@ -108,6 +108,9 @@ def test_the_passes_search_masks_a_plate_and_refuses_bad_fields() -> None:
 
 def test_delivery_states_as_shown() -> None:
     assert P.delivery_state("done", None) == "confirmed"
+    assert P.delivery_state("done", None, "0xreceipt") == "confirmed"
+    assert (P.delivery_state("done", "was rejected: WRONG_LOT", "dropped by alice (user parkgate)")
+            == "dropped by alice (user parkgate) (was rejected: WRONG_LOT)")
     assert P.delivery_state("in_flight", None) == "sent"
     assert P.delivery_state("pending", None) == "pending"
     assert P.delivery_state("rejected", "unknown booking") == "rejected (unknown booking)"

@@ -27,6 +27,7 @@ def seed(store: Path, now: int) -> None:
                                ("old-inside", old, "check_in"), ("recent", now - DAY, "denied")):
             s.record_gate_event(row(name, at, kind), ("mqtt",))
         delivered = [r.id for r in s.pending_outbox("mqtt") if r.event_id != "event-old-pending"]
+        s.clock = lambda: old  # delivered long ago: a row changed after the cutoff keeps its event
         s.mark_outbox_done(delivered, "ack")
 
 

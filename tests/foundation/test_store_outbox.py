@@ -7,6 +7,7 @@ without its spent record number, as the sync's own retry does (tests/sync/test_s
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "parkgate.toml"
     path.write_text(f'[gateway]\nstate_dir = "{tmp_path}"\n')
     with Store(tmp_path / "parkgate.sqlite", clock=lambda: NOW) as s:
+        s.raise_clock_floor(NOW)  # the best time: NOW, whatever the wall clock (behind it) says
         both = ("chain", "mqtt")
         for name, state, destinations in (("a", "rejected", both), ("b", "dead", both),
                                           ("c", "pending", both), ("d", "rejected", ("chain",))):
@@ -101,7 +103,11 @@ def test_a_dropped_row_is_done_audited_and_its_gate_event_pruned(config: Path,
     assert (status, last_error) == ("done", "was rejected: BOOKING_NOT_ACTIVE (tx 0xabc)")
     assert ack_ref is not None and ack_ref.startswith("dropped by alice (user ")
     with Store(store) as s:
-        pruned = s.prune(CUTOFF)
+        (dropped_at,) = s.conn.execute("SELECT updated_at_ms FROM outbox WHERE id = ?", (a,)).fetchone()
+        assert NOW <= dropped_at < NOW + DAY  # the best time (the store's floor), not the wall clock
+        # the drop, audited in the row, is kept retention_days after it happened, with its gate event
+        assert s.prune(OLD + 1).gate_events == 0 and s.gate_event("event-0-a") is not None
+        pruned = s.prune(dropped_at + 1)
         assert (pruned.gate_events, pruned.outbox) == (1, 2)  # event a with its chain and mqtt rows
         assert s.gate_event("event-0-a") is None
         assert s.gate_event("event-0-b") is not None  # still dead: kept
@@ -242,3 +248,40 @@ def test_retry_has_no_all_dead(capsys: pytest.CaptureFixture[str]) -> None:
         main(["store", "outbox", "retry", "--all-dead", "--by", "alice"])
     assert exit_.value.code == 2
     assert "unrecognized arguments: --all-dead" in capsys.readouterr().err
+
+
+def test_each_dropped_or_retried_row_is_logged_with_the_operator_and_its_sudo_user(
+        config: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b, d = (chain_id(config, n) for n in "abd")
+    monkeypatch.setenv("SUDO_USER", "bob")
+    with caplog.at_level(logging.WARNING, logger="edge.cli.store"):
+        drop = ["store", "outbox", "drop", str(a), str(b), "--by", "alice", "--config", str(config)]
+        assert main(drop) == 1
+        assert caplog.records == []  # a dry run changes nothing: nothing to log
+        assert main([*drop, "--yes"]) == 0
+        retry = ["store", "outbox", "retry", str(d), "--by", "carol", "--config", str(config)]
+        assert main([*retry, "--yes"]) == 0
+    capsys.readouterr()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in lines] == ["WARNING"] * 3
+    assert lines[0][1].startswith(f"outbox row {a} (chain) of gate event event-0-a dropped by alice (user ")
+    assert lines[0][1].endswith(", sudo by bob); was rejected: BOOKING_NOT_ACTIVE (tx 0xabc)")
+    assert lines[1][1].startswith(f"outbox row {b} (chain) of gate event event-0-b dropped by alice")
+    assert lines[1][1].endswith("; was dead: poison: payload too large")
+    assert lines[2][1].startswith(f"outbox row {d} (chain) of gate event event-0-d retried by carol (user ")
+    ack_ref = states(config)["a"][1]
+    assert ack_ref is not None and ack_ref.endswith(", sudo by bob)")
+
+
+def test_chain_status_counts_dropped_rows_apart_from_delivered_ones(
+        config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Store(config.parent / "parkgate.sqlite") as s:
+        s.mark_outbox_done([chain_id(config, "c")], "0xreceipt")  # delivered
+    assert main(["store", "outbox", "drop", "--all-rejected", "--by", "alice", "--yes",
+                 "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["chain", "status", "--json", "--config", str(config)]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["done"], status["dropped"], status["rejected"], status["dead"]) == (1, 2, 0, 1)
+

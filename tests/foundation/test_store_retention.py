@@ -45,9 +45,18 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def record(store: Store, row: GateEventRow, *states: str) -> None:
-    """``row`` queued for one destination per state given, each row then put in that state."""
+    """``row`` queued for one destination per state given, each row then put in that state at the time of
+    the event (a row changed after the cutoff keeps its event: test_a_row_changed_after_the_cutoff_...)."""
     destinations = [f"d{i}" for i in range(len(states))]
     store.record_gate_event(row, destinations)
+    clock, store.clock = store.clock, lambda: row.occurred_at_ms
+    try:
+        _mark(store, row, destinations, states)
+    finally:
+        store.clock = clock
+
+
+def _mark(store: Store, row: GateEventRow, destinations: list[str], states: tuple[str, ...]) -> None:
     for destination, state in zip(destinations, states, strict=True):
         found = store.outbox_row(destination, row.event_id)
         assert found is not None
@@ -76,9 +85,10 @@ def test_old_delivered_rows_go_and_undelivered_or_recent_ones_stay(store: Store)
     assert (pruned.gate_events, pruned.outbox, pruned.kept) == (2, 2, 4)
     # parkgate_gate_events_total is a counter (edge/daemon/samples.py): the retention must not lower it
     assert store.counts()["gate_events_recorded"] == 7
-    record(store, event("late-delivery", OLD), "pending")  # delivered later: goes at the next run
+    record(store, event("late-delivery", OLD), "pending")  # delivered now (NOW): kept retention_days more
     store.mark_outbox_done([r.id for r in store.pending_outbox("d0")], "ack")
-    assert store.prune(CUTOFF).gate_events == 1 and "late-delivery" not in ids(store)
+    assert store.prune(CUTOFF).gate_events == 0 and "late-delivery" in ids(store)
+    assert store.prune(NOW + 1).gate_events == 2 and "late-delivery" not in ids(store)  # with "recent"
 
 
 def test_the_append_only_tables_take_a_delete_only_from_the_retention(store: Store) -> None:
