@@ -408,7 +408,14 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def _selection(args: argparse.Namespace, verb: str) -> str | None:
-    """What is wrong with the rows asked for (None: one way of naming them was given)."""
+    """What is wrong with the rows asked for (None: one way of naming them was given). The list's filters
+    (--destination, --state, before the action) do not choose rows to change: they are refused."""
+    filters = [f"{flag} {value}" for flag, value in (("--destination", args.destination),
+                                                     ("--state", args.state)) if value]
+    if filters:
+        return (f"{' and '.join(filters)} only filter the list (`parkgate store outbox`), never the rows to "
+                f"{verb}; allowed: name them by outbox id or with --all-rejected"
+                + (" / --all-dead" if verb == "drop" else ""))
     flags = ["--all-rejected", "--all-dead"] if verb == "drop" else ["--all-rejected"]
     given = [bool(args.ids), args.all_rejected, getattr(args, "all_dead", False)]
     if sum(given) == 1:

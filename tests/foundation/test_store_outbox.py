@@ -285,3 +285,26 @@ def test_chain_status_counts_dropped_rows_apart_from_delivered_ones(
     status = json.loads(capsys.readouterr().out)
     assert (status["done"], status["dropped"], status["rejected"], status["dead"]) == (1, 2, 0, 1)
 
+
+@pytest.mark.parametrize("verb", ["drop", "retry"])
+@pytest.mark.parametrize(("flags", "named"), [(["--state", "rejected"], "--state rejected"),
+                                              (["--destination", "chain"], "--destination chain")])
+def test_drop_and_retry_refuse_the_lists_filters(config: Path, verb: str, flags: list[str], named: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    before = states(config)
+    assert main(["store", "outbox", *flags, verb, "--all-rejected", "--by", "x", "--yes",
+                 "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert (f"parkgate store outbox {verb}: {named} only filter the list (`parkgate store outbox`), never "
+            f"the rows to {verb}; allowed: name them by outbox id or with --all-rejected") in err
+    assert states(config) == before
+
+
+def test_the_state_filter_before_drop_all_dead_drops_nothing(config: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    before = states(config)
+    assert main(["store", "outbox", "--state", "rejected", "drop", "--all-dead", "--by", "x", "--yes",
+                 "--config", str(config)]) == 2
+    assert "--state rejected only filter the list" in capsys.readouterr().err
+    assert states(config) == before  # before: every dead row was dropped
+
