@@ -90,10 +90,11 @@ from edge.clock import Millis, TrustedClock, monotonic_ms
 from edge.config import ChainConfig, Config, load_config
 from edge.store import Store, StoreError
 from edge.store.rows import ChainBlock, Lot, OutboxRow, Space
+from edge.store.schema import CHAIN_DESTINATION
 
 log = logging.getLogger(__name__)
 
-DESTINATION = "chain"
+DESTINATION = CHAIN_DESTINATION
 DOWN_CHECKPOINT = "chain.down"
 # Events whose indexed lotId is the third / second topic argument (topic index 3 / 2).
 LOT_AT_TOPIC3 = ("RentalEventCreated", "FirstAssociation", "RentalRequested")

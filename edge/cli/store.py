@@ -44,14 +44,13 @@ from typing import TYPE_CHECKING, Any
 from edge.config import Config, load_config
 from edge.daemon.status import display_reading, read_status, status_path
 from edge.store import integrity
-from edge.store.schema import OUTBOX_GIVEN_UP
+from edge.store.schema import CHAIN_DESTINATION, OUTBOX_DESTINATIONS, OUTBOX_GIVEN_UP
 from edge.store.store import OUTBOX_ACTIONS, owner_of, user_name
 
 if TYPE_CHECKING:
     from edge.store import OutboxRow, Store
 
 log = logging.getLogger(__name__)
-DESTINATIONS = ("chain", "mqtt")  # edge.chain.sync.DESTINATION, edge.mqtt.outbox.DESTINATION
 # `store outbox drop|retry`: who ... them (the past tense: OUTBOX_ACTIONS), and what happens to the rows next
 _PRESENT = {"drop": "drops", "retry": "retries"}
 _AFTER = {"drop": "the store retention prunes them with their gate events [store] retention_days after "
@@ -118,7 +117,7 @@ def _register_outbox(actions: argparse._SubParsersAction) -> argparse.ArgumentPa
     outbox = actions.add_parser("outbox", help="list rejected and dead deliveries; drop them",
                                 description=OUTBOX_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    outbox.add_argument("--destination", choices=DESTINATIONS, help="only this destination's rows")
+    outbox.add_argument("--destination", choices=OUTBOX_DESTINATIONS, help="only this destination's rows")
     outbox.add_argument("--state", choices=OUTBOX_GIVEN_UP, help="only rows in this state")
     outbox.add_argument("--json", action="store_true", help="one JSON object per row")
     actions_ = outbox.add_subparsers(dest="outbox_command", metavar="drop|retry", required=False,
@@ -458,7 +457,7 @@ def _outbox_action(args: argparse.Namespace, verb: str) -> int:
                 ids = args.ids or [r.id for r in db.given_up_outbox(status=_state_of(args))]
                 rows = db.drop_outbox(ids, who, dry_run=not args.yes)
             else:
-                ids = args.ids or [r.id for r in db.given_up_outbox("chain", "rejected")]
+                ids = args.ids or [r.id for r in db.given_up_outbox(CHAIN_DESTINATION, "rejected")]
                 rows = db.retry_rejected_outbox(ids, who, dry_run=not args.yes)
     except (sqlite3.Error, StoreError) as exc:
         print(f"cannot {verb}: {exc}", file=sys.stderr)

@@ -18,8 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edge.store.schema import MQTT_DESTINATION
+
 log = logging.getLogger(__name__)
-DESTINATION = "mqtt"
+DESTINATION = MQTT_DESTINATION
 ACK_REF = "mqtt:puback"  # the store wants a confirmation; a QoS 1 PUBACK has no id beyond its mid
 
 

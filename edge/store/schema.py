@@ -221,6 +221,10 @@ OUTBOX_STATUSES_V4: Final = (*OUTBOX_STATUSES, "rejected")
 # cannot be sent at all); `parkgate store outbox` lists them, and only its `drop` (or, for a rejected
 # chain row, its `retry`) ends them.
 OUTBOX_GIVEN_UP: Final = ("rejected", "dead")
+# The outbox's destinations: the chain sync's (edge.chain.sync) and the MQTT publisher's (edge.mqtt.outbox)
+CHAIN_DESTINATION: Final = "chain"
+MQTT_DESTINATION: Final = "mqtt"
+OUTBOX_DESTINATIONS: Final = (CHAIN_DESTINATION, MQTT_DESTINATION)
 # ack_ref of a row an operator gave up (Store.drop_outbox): 'done', but never delivered
 DROPPED_PREFIX: Final = "dropped by "
 V4_OUTBOX_REJECTED_CHAIN_SEQS: Final = f"""

@@ -44,6 +44,7 @@ from edge.store.rows import (
     as_dict,
 )
 from edge.store.schema import (
+    CHAIN_DESTINATION,
     DROPPED_PREFIX,
     LATEST_VERSION,
     MIGRATIONS,
@@ -619,12 +620,13 @@ class Store:
             raise StoreError(f"drop_outbox: ack_ref {ack_ref!r} not allowed; allowed: who dropped the rows, "
                              f"'{DROPPED_PREFIX}NAME', e.g. '{DROPPED_PREFIX}alice'")
         listed = json.dumps(list(dict.fromkeys(ids)))
+        if dry_run:  # reads only: no write lock on the daemon's store
+            return self._given_up(self.conn, listed, "drop")
         with self.transaction() as c:
             rows = self._given_up(c, listed, "drop")
-            if not dry_run:
-                c.execute("UPDATE outbox SET status = 'done', ack_ref = ?, last_error = 'was ' || status "
-                          "|| ': ' || coalesce(last_error, '-'), updated_at_ms = ? WHERE id IN (SELECT value "
-                          "FROM json_each(?))", (ack_ref, self.clock(), listed))
+            c.execute("UPDATE outbox SET status = 'done', ack_ref = ?, last_error = 'was ' || status "
+                      "|| ': ' || coalesce(last_error, '-'), updated_at_ms = ? WHERE id IN (SELECT value "
+                      "FROM json_each(?))", (ack_ref, self.clock(), listed))
         return rows
 
     def dropped_outbox(self, destination: str) -> int:
@@ -652,11 +654,12 @@ class Store:
         if not retried_by:
             raise StoreError("retry_rejected_outbox needs who retries the rows, e.g. 'retried by alice'")
         listed = json.dumps(list(dict.fromkeys(ids)))
+        if dry_run:  # reads only: no write lock on the daemon's store
+            return self._given_up(self.conn, listed, "retry")
         with self.transaction() as c:
             rows = self._given_up(c, listed, "retry")
-            if not dry_run:
-                for row in rows:
-                    self.renumber_outbox([row.id], f"{retried_by}; was rejected: {row.last_error or '-'}")
+            for row in rows:
+                self.renumber_outbox([row.id], f"{retried_by}; was rejected: {row.last_error or '-'}")
         return rows
 
     def _given_up(self, c: sqlite3.Connection, listed: str, verb: str) -> list[OutboxRow]:
@@ -905,7 +908,7 @@ def _gate_event(r: dict[str, Any]) -> GateEventRow:
 # past tense). A dead row cannot be sent, so it cannot be retried: it can only be dropped.
 OUTBOX_ACTIONS: dict[str, tuple[str | None, tuple[str, ...], str]] = {
     "drop": (None, OUTBOX_GIVEN_UP, "dropped"),
-    "retry": ("chain", ("rejected",), "retried"),
+    "retry": (CHAIN_DESTINATION, ("rejected",), "retried"),
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -308,3 +309,21 @@ def test_the_state_filter_before_drop_all_dead_drops_nothing(config: Path,
     assert "--state rejected only filter the list" in capsys.readouterr().err
     assert states(config) == before  # before: every dead row was dropped
 
+
+@pytest.mark.parametrize("verb", ["drop", "retry"])
+def test_a_dry_run_reads_while_the_daemon_holds_the_write_lock(config: Path, verb: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    config.write_text(config.read_text() + "[store]\nbusy_timeout_ms = 100\n")
+    a = chain_id(config, "a")
+    writer = sqlite3.connect(config.parent / "parkgate.sqlite", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # the daemon in the middle of a write
+        assert main(["store", "outbox", verb, str(a), "--by", "alice", "--config", str(config)]) == 1
+        out, err = capsys.readouterr()
+        assert f"would {verb} 1 outbox row(s)" in out and err == ""
+        assert main(["store", "outbox", verb, str(a), "--by", "alice", "--yes",
+                     "--config", str(config)]) == 1  # the change itself waits for the lock
+        assert f"cannot {verb}: database is locked" in capsys.readouterr().err
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
