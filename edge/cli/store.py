@@ -351,7 +351,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     print(f"store retention: {days} days ([store] retention_days): rows older than {when}")
     print(f"{'would delete' if args.dry_run else 'deleted'} {pruned.summary()}")
     print(f"kept {pruned.kept} gate event(s) older than that: undelivered (see `parkgate chain status`, "
-          "`parkgate status`; rejected or dead: `parkgate store outbox`), delivered or dropped after it, a "
+          "`parkgate status`; rejected or dead: `parkgate store outbox`), dropped after it, a "
           "vehicle still inside, or a booking not settled")
     return 0
 

@@ -64,15 +64,19 @@ def _active(column: str) -> str:
     return f"{column} IN ({', '.join(repr(s) for s in ACTIVE_BOOKING_STATUSES)})"
 
 
+_DROPPED_ROW = f"substr(o.ack_ref, 1, {len(DROPPED_PREFIX)}) = '{DROPPED_PREFIX}'"  # SQL: outbox row o
+
+
 def _kept(t: str) -> str:
     """SQL: gate event ``t`` stays whatever its age: newer than the cutoff, an outbox row of it not
-    delivered (pending, in flight, rejected, dead) or changed after the cutoff (an operator's drop, audited
-    in the row, or a late delivery: kept retention_days after it happened), or its booking not settled
-    (the exit of a booking not checked in looks for its last row)."""
+    delivered (pending, in flight, rejected, dead) or dropped by an operator after the cutoff (the drop
+    is audited in the row: kept retention_days after it), or its booking not settled (the exit of a
+    booking not checked in looks for its last row)."""
     return (f"({t}.occurred_at_ms >= :cutoff OR EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = "
-            f"{t}.event_id AND (o.status <> 'done' OR o.updated_at_ms >= :cutoff)) OR EXISTS (SELECT 1 "
-            f"FROM bookings b WHERE b.booking_id = "
-            f"{t}.booking_id AND {_active('b.status')}))")
+            f"{t}.event_id AND (o.status <> 'done' OR ({_DROPPED_ROW} AND o.updated_at_ms >= :cutoff))) "
+            f"OR EXISTS (SELECT 1 FROM bookings b WHERE b.booking_id = {t}.booking_id AND "
+            f"{_active('b.status')}))")
+
 
 
 def _passage_of(t: str, vehicle: str) -> str:
