@@ -25,6 +25,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from edge.config import Config, VisionConfig
 from edge.store import Store, StoreError, integrity
@@ -48,6 +51,9 @@ SHIPPED_UNIT = {"User": ["parkgate"], "StateDirectory": ["parkgate"], "ReadWrite
 # Secret files that systemd hands the service (LoadCredential=), and their sources read by systemd as root
 # (`--credentials-dir`, with_credentials_dir): not opened by the service user itself.
 _PASSED_BY_SYSTEMD: set[Path] = set()
+# The blank images each model reads once (a camera frame, a plate crop; height, width, BGR).
+TEST_FRAME_SHAPE = (240, 320, 3)
+TEST_CROP_SHAPE = (40, 140, 3)
 
 
 class Status(StrEnum):
@@ -277,26 +283,34 @@ class ModelProblem:
 
 
 def model_problem(vision: VisionConfig) -> ModelProblem | None:
-    """The first model file (or OCR config) the daemon could not load, by config key; None: all load. Builds
-    each onnxruntime session as the daemon does (the models are small)."""
+    """The first model file (or OCR config) the daemon could not use, by config key; None: all work. Builds
+    each onnxruntime session as the daemon does (the models are small) and reads a blank test image with
+    it: a valid ONNX file of the wrong kind (the OCR model as the detector) loads, but fails every read."""
     from edge.vision import ocr
     from edge.vision.reader import PlateDetector, PlateOcr  # onnxruntime: only when checking
 
     def load_config() -> ocr.OcrConfig:
         return ocr.load_config(vision.ocr_config)
 
-    steps: list[tuple[str, Path, Callable[[], object]]] = [
-        ("vision.ocr_config", vision.ocr_config, load_config),
-        ("vision.detector_model", vision.detector_model, lambda: PlateDetector(vision.detector_model, 1)),
-        ("vision.ocr_model", vision.ocr_model, lambda: PlateOcr(vision.ocr_model, load_config(), 1)),
+    steps: list[tuple[str, Path, Callable[[], object], Callable[[Any], object]]] = [
+        ("vision.ocr_config", vision.ocr_config, load_config, lambda _config: None),
+        ("vision.detector_model", vision.detector_model, lambda: PlateDetector(vision.detector_model, 1),
+         lambda model: model.detect(np.zeros(TEST_FRAME_SHAPE, np.uint8))),
+        ("vision.ocr_model", vision.ocr_model, lambda: PlateOcr(vision.ocr_model, load_config(), 1),
+         lambda model: model.read_crops([np.zeros(TEST_CROP_SHAPE, np.uint8)])),
     ]
-    for key, path, load in steps:
+    for key, path, load, read in steps:
         if not path.is_file():
             return ModelProblem(key, path, "does not exist")
         try:
-            load()
+            model = load()
         except Exception as exc:  # noqa: BLE001 - onnxruntime, YAML, the model contract: all the key's FAIL
             return ModelProblem(key, path, _short_error(exc))
+        try:
+            read(model)
+        except Exception as exc:  # noqa: BLE001 - input or output not the contract: the key's FAIL
+            return ModelProblem(key, path, f"loads, but cannot read a blank test image (a model of another "
+                                           f"kind, or another input or output shape?): {_short_error(exc)}")
     return None
 
 

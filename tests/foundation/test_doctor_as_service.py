@@ -26,6 +26,7 @@ from edge import doctor
 from edge.config import config_from_mapping
 from edge.doctor import ServiceUser, Status, run_checks
 from edge.store import Store
+from edge.vision import bundle
 
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = ServiceUser("parkgate", 65534, 65534, frozenset({65534, grp.getgrnam("dialout").gr_gid}))
@@ -88,6 +89,18 @@ def test_an_ocr_config_that_is_not_yaml_fails_naming_its_key(tmp_path: Path) -> 
     bad.write_text("alphabet: [unclosed\n")
     result = results({"vision": {"ocr_config": str(bad)}}, "model files")["model files"]
     assert result.status is Status.FAIL and result.detail.startswith(f"vision.ocr_config: {bad}: "), result
+
+
+@pytest.mark.parametrize(("key", "other"), [("detector_model", "DEFAULT_OCR_PATH"),
+                                            ("ocr_model", "DEFAULT_DETECTOR_PATH")])
+def test_a_model_of_the_wrong_kind_fails_naming_its_key(key: str, other: str) -> None:
+    """The OCR model where the detector belongs (and the other way round) is valid ONNX and loads, but
+    every read the daemon tries fails on its input: the check runs each model once on a blank image."""
+    swapped = getattr(bundle, other)
+    result = results({"vision": {key: str(swapped)}}, "model files")["model files"]
+    assert result.status is Status.FAIL, result
+    assert result.detail.startswith(f"vision.{key}: {swapped}: ") and "test image" in result.detail, result
+    assert f"vision.{key}" in result.fix
 
 
 def test_the_bundled_models_load() -> None:
