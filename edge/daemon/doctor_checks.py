@@ -20,7 +20,14 @@ from edge.clock import BUILD_FLOOR_MS, ClockReading, describe_behind, wall_clock
 from edge.config import Config, GateConfig, relay_map_options
 from edge.daemon.camera import MANIFEST_SUFFIX, load_recording, open_frame_source
 from edge.daemon.status import read_status, status_path
-from edge.doctor import SERVICE_USER, CheckResult, register_check, service_access_problem, service_user
+from edge.doctor import (
+    SERVICE_USER,
+    CheckResult,
+    model_problem,
+    register_check,
+    service_access_problem,
+    service_user,
+)
 from edge.store.integrity import stored_clock_floor
 from edge.vision.camera import parse_source, redact_url
 from edge.vision.reader import PlateReader
@@ -183,7 +190,7 @@ def check_cameras(config: Config) -> CheckResult:
     if daemon is not None:  # it holds V4L2 devices; its own camera health is the truth
         return _daemon_cameras(config, daemon)
     lines, failed = [], False
-    reader = None
+    reader: PlateReader | str | None = None
     for lane in config.lanes:
         source = lane.camera.source
         problem = camera_problem(source)
@@ -194,17 +201,24 @@ def check_cameras(config: Config) -> CheckResult:
             lines.append(f"{lane.name}: {why}")
             continue
         height, width = image.shape[:2]
-        if reader is None:
-            vision = config.vision
-            reader = PlateReader(vision.detector_model, vision.ocr_model, vision.ocr_config,
-                                 threads=vision.threads, region=vision.region)
-        lines.append(f"{lane.name}: {width}x{height} frame from {redact_url(source)}; "
-                     f"{_plate_hint(reader.read(image))}")
+        reader = _plate_reader(config) if reader is None else reader
+        hint = reader if isinstance(reader, str) else _plate_hint(reader.read(image))
+        lines.append(f"{lane.name}: {width}x{height} frame from {redact_url(source)}; {hint}")
     if failed:
         return CheckResult.fail("\n".join(lines), "fix lanes[].camera.source (device index, file, or rtsp:// "
                                 "URL with its user and password), the cable or network; try it with parkgate "
                                 "lpr read SOURCE --frames 5 (a V4L2 camera is busy while the daemon runs)")
     return CheckResult.ok("\n".join(lines))
+
+
+def _plate_reader(config: Config) -> PlateReader | str:
+    """The daemon's plate reader, or why plates are not read here: models that do not work are the
+    model files check's FAIL, not the camera's."""
+    if model_problem(config.vision) is not None:
+        return "plates not read: the models do not work (see the model files check)"
+    vision = config.vision
+    return PlateReader(vision.detector_model, vision.ocr_model, vision.ocr_config, threads=vision.threads,
+                       region=vision.region)
 
 
 def _daemon_cameras(config: Config, daemon: dict[str, Any]) -> CheckResult:

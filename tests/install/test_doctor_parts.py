@@ -152,6 +152,17 @@ def test_a_missing_camera_fails(parts):
     assert f"{LANE}: {parts['work'] / 'no-camera.json'} does not exist" in result.detail
 
 
+def test_a_camera_is_checked_even_when_the_models_do_not_load(parts):
+    broken = parts["work"] / "truncated-detector.onnx"
+    broken.write_bytes(b"\x08\x07" * 100)
+    cfg = config_from_mapping({**parts["data"], "vision": {"detector_model": str(broken)}})
+    checked = results(cfg)
+    assert checked["model files"].status is Status.FAIL, checked["model files"]
+    camera = checked["cameras"]
+    assert camera.status is Status.OK, camera
+    assert f"{LANE}: 960x540 frame from" in camera.detail and "see the model files check" in camera.detail
+
+
 def test_a_controller_on_the_wrong_driver_fails(parts):
     lane = parts["data"]["lanes"][0]
     lanes = [{**lane, "gate": {**lane["gate"], "driver": "modbus-rtu"}}]
