@@ -8,10 +8,12 @@ web3 and eth-account load inside the checks: with the chain off they cost nothin
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from edge.config import Config, ConfigError
 from edge.doctor import CheckResult, register_check
+from edge.errors import ParkgateError
 
 # Records the gateway should be able to pay for beyond its backlog before the check calls its balance
 # low: a busy day's records (1,000) at chain.max_fee_gwei.
@@ -84,11 +86,15 @@ def check_chain_gateway(config: Config) -> CheckResult:
     from web3 import Web3
 
     from edge.chain.contract import RentalClient
-    from edge.chain.keystore import keystore_address
+    from edge.chain.keystore import KeystoreError, keystore_address
     from edge.chain.sync import GAS_PER_RECORD, connect
     from edge.chain.syncplan import backlog_cost_wei, chain_lot_code, gwei, lot_bytes
 
-    address = keystore_address(chain.keystore)
+    try:
+        address = keystore_address(chain.keystore)
+    except KeystoreError as exc:
+        return CheckResult.fail(f"cannot tell the gateway's address: {exc} (see the keystore check)",
+                                "fix chain.keystore first: the keystore check says how")
     w3 = connect(chain.rpc_url, timeout_s=RPC_TIMEOUT_S)
     try:
         client = RentalClient(w3, chain.contract_address)
@@ -103,24 +109,37 @@ def check_chain_gateway(config: Config) -> CheckResult:
                                 f"the lot admin authorises it: parkgate lot gateway add --lot {lot} "
                                 f"--address {address} (setGateway; docs/install.md step 4)")
     backlog = _backlog(config)
-    records = backlog + RESERVE_RECORDS
+    records = (backlog or 0) + RESERVE_RECORDS
     reserve = backlog_cost_wei(records, GAS_PER_RECORD, gwei(chain.max_fee_gwei), chain.batch_size)
+    return _funds(f"{address} is a gateway of lot {lot}", address, balance, reserve, backlog)
+
+
+def _funds(registered: str, address: str, balance: int, reserve: int, backlog: int | None) -> CheckResult:
+    """The balance against ``reserve``: the cost of the backlog (None: the store does not open) and
+    RESERVE_RECORDS more."""
+    unknown = "unknown: the store does not open, see the store check"
     if balance < reserve:
-        return CheckResult.fail(f"{address} holds {balance} wei, less than the {backlog} records waiting "
-                                f"plus {RESERVE_RECORDS} more cost at chain.max_fee_gwei ({reserve} wei)",
+        waiting = f"the {backlog} records waiting" if backlog is not None else f"the backlog ({unknown})"
+        return CheckResult.fail(f"{address} holds {balance} wei, less than {waiting} plus "
+                                f"{RESERVE_RECORDS} more cost at chain.max_fee_gwei ({reserve} wei)",
                                 f"send funds to {address}")
-    return CheckResult.ok(f"{address} is a gateway of lot {lot}; balance {balance} wei pays for the backlog "
-                          f"({backlog} records) and {RESERVE_RECORDS} more")
+    paid = (f"the backlog ({backlog} records) and {RESERVE_RECORDS} more" if backlog is not None else
+            f"{RESERVE_RECORDS} records; the backlog is {unknown}")
+    return CheckResult.ok(f"{registered}; balance {balance} wei pays for {paid}")
 
 
-def _backlog(config: Config) -> int:
-    """Gate records waiting for the chain in the store (0 when there is no store yet)."""
+def _backlog(config: Config) -> int | None:
+    """Gate records waiting for the chain in the store (0 when there is no store yet; None when it does
+    not open: the store check says why)."""
     from edge.store import Store
 
     if not config.store_path.exists():
         return 0
-    with Store(config.store_path, busy_timeout_ms=config.store.busy_timeout_ms) as store:
-        counts = store.counts()
+    try:
+        with Store(config.store_path, busy_timeout_ms=config.store.busy_timeout_ms) as store:
+            counts = store.counts()
+    except (ParkgateError, sqlite3.Error):
+        return None
     return counts.get("outbox.chain.pending", 0) + counts.get("outbox.chain.in_flight", 0)
 
 

@@ -116,6 +116,25 @@ def test_a_wrong_keystore_password_fails(parts):
     assert "wrong password" in result.detail and "not the password" not in result.detail + result.fix
 
 
+def test_a_missing_keystore_fails_the_gateway_check_with_a_fix(parts):
+    missing = parts["work"] / "no-keystore.json"
+    result = failed(config(parts["data"], chain={"keystore": str(missing)}), "chain gateway")
+    assert "check raised" not in result.detail and f"{missing}" in result.detail, result
+    assert "keystore check" in result.detail and "chain.keystore" in result.fix, result
+
+
+def test_a_damaged_store_leaves_the_gateway_check_truthful(parts):
+    store = config(parts["data"]).store_path
+    store.write_bytes(b"this is not sqlite at all\n" * 100)
+    try:
+        result = results(config(parts["data"]))["chain gateway"]
+    finally:
+        store.unlink()
+    assert result.status is Status.OK and "is a gateway of lot" in result.detail, result
+    assert "backlog is unknown" in result.detail and "store check" in result.detail, result
+    assert "pays for the backlog" not in result.detail, result
+
+
 def test_an_empty_plate_key_fails(parts):
     empty = parts["work"] / "empty-plate-key"
     empty.write_text("\n")
