@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import stat
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 
 class PortUnavailable(GateError, ConnectionError):
     """The serial port cannot be used (missing path, permission, device gone)."""
+
+
+class PortBusy(PortUnavailable):
+    """Another program holds the serial port (its exclusive lock: a second gateway, minicom, screen)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,9 @@ def open_serial(settings: SerialSettings) -> serial.Serial:
     try:
         return serial.Serial(settings.port, settings.baudrate, timeout=0, exclusive=True)
     except (serial.SerialException, OSError, ValueError) as exc:
+        if getattr(exc, "errno", None) in (errno.EAGAIN, errno.EBUSY):  # pyserial's flock; TIOCEXCL
+            raise PortBusy(f"serial port {settings.port!r} is in use by another program (it holds the "
+                           "port locked)") from exc
         raise PortUnavailable(f"serial port {settings.port!r} at {settings.baudrate} baud: {exc}") from exc
 
 

@@ -34,7 +34,7 @@ from edge.vision.reader import PlateReader
 from edge.vision.types import MIN_PLATE_WIDTH_PX, PlateRead
 from firmware_bridge.driver import connect_driver
 from firmware_bridge.gate import GateStatus
-from firmware_bridge.transport import port_problem
+from firmware_bridge.transport import PortBusy, port_problem
 
 
 @register_check("serial ports")
@@ -136,17 +136,25 @@ def check_gate_controllers(config: Config) -> CheckResult:
     for lane in config.lanes:
         gate = lane.gate
         if port_problem(gate.port):
-            failures.append((lane.name, gate.driver, f"{gate.port}: see the serial ports check"))
+            failures.append((f"{lane.name}: {gate.driver} {gate.port}: see the serial ports check",
+                             DRIVER_FIX[gate.driver]))
             continue
         try:
             answers.append(f"{lane.name}: {gate.driver} at {gate.baudrate} baud answered: {probe_gate(gate)}")
-        except Exception as exc:  # noqa: BLE001 - timeout, busy port, protocol error: the lane's FAIL
+        except PortBusy as exc:
+            failures.append((f"{lane.name}: {gate.driver} {gate.port}: {exc}", _fix_busy_port(gate.port)))
+        except Exception as exc:  # noqa: BLE001 - timeout, protocol error: the lane's FAIL
             why = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-            failures.append((lane.name, gate.driver, f"{gate.port} at {gate.baudrate} baud: {why}"))
+            failures.append((f"{lane.name}: {gate.driver} {gate.port} at {gate.baudrate} baud: {why}",
+                             DRIVER_FIX[gate.driver]))
     if failures:
-        detail = "\n".join([f"{name}: {gate_driver} {why}" for name, gate_driver, why in failures] + answers)
-        return CheckResult.fail(detail, DRIVER_FIX[failures[0][1]])
+        return CheckResult.fail("\n".join([why for why, _ in failures] + answers), failures[0][1])
     return CheckResult.ok("\n".join(answers))
+
+
+def _fix_busy_port(port: str) -> str:
+    return (f"stop the program that holds {port}: fuser -v {port} names it (a second parkgate with another "
+            "state dir, minicom, screen, ModemManager?)")
 
 
 # -- the cameras give frames -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import serial
 
 from edge.cli import main
 from edge.config import Config, config_from_mapping
@@ -187,6 +188,17 @@ def test_a_controller_on_the_wrong_driver_fails(parts):
     lanes = [{**lane, "gate": {**lane["gate"], "driver": "modbus-rtu"}}]
     result = failed(config_from_mapping({**parts["data"], "lanes": lanes}), "gate controllers")
     assert f"{LANE}: modbus-rtu" in result.detail and "modbus_unit" in result.fix
+
+
+def test_a_port_held_by_another_program_fails_naming_it(parts):
+    port = parts["data"]["lanes"][0]["gate"]["port"]
+    holder = serial.Serial(port, 115200, exclusive=True)  # as minicom or a second daemon would
+    try:
+        result = failed(config(parts["data"]), "gate controllers")
+    finally:
+        holder.close()
+    assert f"{LANE}: parkgate-serial {port}" in result.detail and "in use by another program" in result.detail
+    assert f"fuser -v {port}" in result.fix and "wiring" not in result.fix, result
 
 
 def test_credentials_dir_checks_a_systemd_install_before_it_starts(parts, tmp_path: Path):
