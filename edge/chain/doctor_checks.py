@@ -30,12 +30,18 @@ def check_keystore(config: Config) -> CheckResult:
     """The gateway's keystore decrypts with the password in chain.password_file."""
     if (off := _chain_off(config)) is not None:
         return off
-    from edge.chain.keystore import KeystoreError, load_account, read_password
+    from edge.chain.keystore import KeystoreError, keystore_address, load_account, read_password
 
     chain = config.chain
     if chain.keystore is None:
         return CheckResult.fail("chain.keystore is not set", "create one: parkgate chain keystore new "
                                 "--keystore /etc/parkgate/gateway-key.json --password-file FILE")
+    try:
+        keystore_address(chain.keystore)
+    except KeystoreError as exc:  # missing, unreadable, not JSON: the file, not its password
+        return CheckResult.fail(str(exc), "point chain.keystore at the gateway's keystore file, or restore "
+                                "it from its backup; a new one (parkgate chain keystore new) is a new "
+                                "address the lot admin must authorise (docs/install.md step 4)")
     try:
         account = load_account(chain.keystore, read_password(chain.password_file))
     except (ConfigError, KeystoreError) as exc:

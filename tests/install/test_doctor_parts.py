@@ -117,6 +117,13 @@ def test_a_wrong_keystore_password_fails(parts):
     assert "wrong password" in result.detail and "not the password" not in result.detail + result.fix
 
 
+def test_a_missing_keystore_fails_with_the_keystore_fix_not_the_password_fix(parts):
+    missing = parts["work"] / "no-keystore.json"
+    result = failed(config(parts["data"], chain={"keystore": str(missing)}), "keystore")
+    assert f"{missing}" in result.detail and "chain.keystore" in result.fix, result
+    assert "password" not in result.fix, result
+
+
 def test_a_missing_keystore_fails_the_gateway_check_with_a_fix(parts):
     missing = parts["work"] / "no-keystore.json"
     result = failed(config(parts["data"], chain={"keystore": str(missing)}), "chain gateway")
