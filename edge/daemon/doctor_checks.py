@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import grp
+import socket
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -160,6 +162,8 @@ def _fix_busy_port(port: str) -> str:
 # -- the cameras give frames -------------------------------------------------------------------------
 
 CAMERA_TIMEOUT_S = 8.0
+CAMERA_CONNECT_TIMEOUT_S = 3.0
+DEFAULT_CAMERA_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
 
 
 def camera_problem(source: str) -> str | None:
@@ -169,7 +173,7 @@ def camera_problem(source: str) -> str | None:
         device = Path(f"/dev/video{parsed}")
         return None if device.exists() else f"{device} does not exist (camera unplugged, or another index?)"
     if "://" in parsed:
-        return None
+        return _network_problem(parsed)
     path = Path(parsed)
     if not path.exists():
         return f"{path} does not exist"
@@ -178,6 +182,25 @@ def camera_problem(source: str) -> str | None:
             load_recording(path)
         except ValueError as exc:
             return str(exc)
+    return None
+
+
+def _network_problem(url: str) -> str | None:
+    """Why nothing answers at a network camera's host and port (refused, no route, silent), found in at
+    most CAMERA_CONNECT_TIMEOUT_S; None when a connection opens (or the URL has no host)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or DEFAULT_CAMERA_PORTS.get(parts.scheme.lower())
+    except ValueError as exc:
+        return f"{redact_url(url)}: {exc}"
+    if not parts.hostname or port is None:
+        return None
+    where = f"{parts.hostname}:{port}"
+    try:
+        socket.create_connection((parts.hostname, port), timeout=CAMERA_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        return (f"cannot connect to {where}: {exc.strerror or 'no answer'} (camera off or unplugged, or the "
+                "wrong address or port in the URL?)")
     return None
 
 

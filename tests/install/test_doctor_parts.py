@@ -7,6 +7,7 @@ fix."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import serial
 
 from edge.cli import main
 from edge.config import Config, config_from_mapping
-from edge.doctor import Status, run_checks, with_credentials_dir
+from edge.doctor import Status, registered_checks, run_checks, with_credentials_dir
 from edge.mqtt import generate_key
 from edge.tools.anvil import dev_account
 from edge.tools.demo import harness as h
@@ -177,6 +178,18 @@ def test_a_missing_camera_fails(parts):
     cfg = config_from_mapping({**parts["data"], "lanes": lanes})
     result = failed(cfg, "cameras")
     assert f"{LANE}: {parts['work'] / 'no-camera.json'} does not exist" in result.detail
+
+
+def test_a_network_camera_on_a_closed_port_fails_at_once_naming_it(parts):
+    closed = free_tcp_port()
+    lanes = [{**parts["data"]["lanes"][0], "camera": {"source": f"rtsp://cam:secret@127.0.0.1:{closed}/live"}}]
+    cfg = config_from_mapping({**parts["data"], "lanes": lanes})
+    started = time.monotonic()
+    result = dict(run_checks(cfg, {"cameras": registered_checks()["cameras"]}))["cameras"]
+    took = time.monotonic() - started
+    assert result.status is Status.FAIL, result
+    assert f"{LANE}: cannot connect to 127.0.0.1:{closed}" in result.detail, result
+    assert "secret" not in result.detail and took < 5.0, (took, result)  # was: 8 s, "no frame"
 
 
 def test_a_camera_is_checked_even_when_the_models_do_not_load(parts):
