@@ -38,6 +38,8 @@ from firmware_bridge.driver import connect_driver
 from firmware_bridge.gate import GateStatus
 from firmware_bridge.transport import PortBusy, port_problem
 
+PORT_FIX = "plug in the gate controller or fix lanes[].gate.port"
+
 
 @register_check("serial ports")
 def check_serial_ports(config: Config) -> CheckResult:
@@ -46,7 +48,7 @@ def check_serial_ports(config: Config) -> CheckResult:
     ports = {lane.gate.port: lane.name for lane in config.lanes}
     problems = [f"lane {lane}: {problem}" for port, lane in ports.items() if (problem := port_problem(port))]
     if problems:
-        return CheckResult.fail("; ".join(problems), "plug in the gate controller or fix lanes[].gate.port")
+        return CheckResult.fail("; ".join(problems), PORT_FIX)
     denied = [(lane, port, problem) for port, lane in ports.items()
               if (problem := service_access_problem(Path(port), "rw"))]
     if denied:
@@ -138,8 +140,7 @@ def check_gate_controllers(config: Config) -> CheckResult:
     for lane in config.lanes:
         gate = lane.gate
         if port_problem(gate.port):
-            failures.append((f"{lane.name}: {gate.driver} {gate.port}: see the serial ports check",
-                             DRIVER_FIX[gate.driver]))
+            failures.append((f"{lane.name}: {gate.driver} {gate.port}: see the serial ports check", PORT_FIX))
             continue
         try:
             answers.append(f"{lane.name}: {gate.driver} at {gate.baudrate} baud answered: {probe_gate(gate)}")

@@ -210,6 +210,13 @@ def test_a_controller_on_the_wrong_driver_fails(parts):
     assert f"{LANE}: modbus-rtu" in result.detail and "modbus_unit" in result.fix
 
 
+def test_a_missing_port_fails_the_controller_check_with_the_port_fix(parts):
+    lanes = [{**parts["data"]["lanes"][0], "gate": {"port": "/dev/ttyUSB-missing"}}]
+    result = failed(config_from_mapping({**parts["data"], "lanes": lanes}), "gate controllers")
+    assert "/dev/ttyUSB-missing: see the serial ports check" in result.detail, result
+    assert "lanes[].gate.port" in result.fix and "wiring" not in result.fix, result
+
+
 def test_a_port_held_by_another_program_fails_naming_it(parts):
     port = parts["data"]["lanes"][0]["gate"]["port"]
     holder = serial.Serial(port, 115200, exclusive=True)  # as minicom or a second daemon would
