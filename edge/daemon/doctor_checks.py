@@ -200,8 +200,8 @@ def _network_problem(url: str) -> str | None:
     try:
         socket.create_connection((parts.hostname, port), timeout=CAMERA_CONNECT_TIMEOUT_S).close()
     except OSError as exc:
-        return (f"cannot connect to {where}: {exc.strerror or 'no answer'} (camera off or unplugged, or the "
-                "wrong address or port in the URL?)")
+        return (f"{redact_url(url)}: cannot connect to {where}: {exc.strerror or 'no answer'} (camera off or "
+                "unplugged, or the wrong address or port in the URL?)")
     return None
 
 

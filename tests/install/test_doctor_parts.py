@@ -188,7 +188,8 @@ def test_a_network_camera_on_a_closed_port_fails_at_once_naming_it(parts):
     result = dict(run_checks(cfg, {"cameras": registered_checks()["cameras"]}))["cameras"]
     took = time.monotonic() - started
     assert result.status is Status.FAIL, result
-    assert f"{LANE}: cannot connect to 127.0.0.1:{closed}" in result.detail, result
+    named = f"{LANE}: rtsp://***@127.0.0.1:{closed}/live: cannot connect to 127.0.0.1:{closed}: "
+    assert named in result.detail, result
     assert "secret" not in result.detail and took < 5.0, (took, result)  # was: 8 s, "no frame"
 
 
