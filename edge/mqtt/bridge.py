@@ -76,6 +76,8 @@ class CommandOutcome:
 
 CommandHandler = Callable[[Command], CommandOutcome]
 
+_STOPPING = Rejection("stopping", "the bridge is stopping; the command was not executed, send it again")
+
 
 def _json(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
@@ -111,7 +113,8 @@ class BridgeTimings:
     # sends them again at every reconnect, and they are refused once, not at each.
     retained_remembered: int = 256
     # Commands queued for the command thread (verified, acted on and answered one by one, in order); one
-    # more is refused at once (``cmd_rejected.busy``).
+    # more is refused at once, ahead of their results (``cmd_rejected.busy``); at stop, those still queued
+    # are answered ``stopping``.
     command_queue: int = 64
 
     def __post_init__(self) -> None:
@@ -166,6 +169,7 @@ class MqttBridge:
         self._connected = threading.Event()
         self._pump: threading.Thread | None = None
         self._received: queue.Queue[_Received] = queue.Queue(timings.command_queue)
+        self._queue_lock = threading.Lock()  # a command is queued before stop() drains, or refused
         self._commander: threading.Thread | None = None
         self.publisher: OutboxPublisher | None = None  # set by the pump thread
         self._client = self._make_client()
@@ -233,8 +237,10 @@ class MqttBridge:
                 "broker": f"{self.config.host}:{self.config.port}", "counters": counters}
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Say ``offline`` (retained), disconnect and stop; unacknowledged rows stay in the outbox."""
-        self._stopping.set()
+        """Refuse the commands still queued (``stopping``), say ``offline`` (retained), disconnect and stop;
+        unacknowledged rows stay in the outbox."""
+        with self._queue_lock:
+            self._stopping.set()
         self._wake.set()
         if self._pump is not None:
             self._pump.join(timeout)
@@ -242,6 +248,7 @@ class MqttBridge:
         if self._commander is not None:
             self._commander.join(timeout)
             self._commander = None
+        self._refuse_queued()
         if self._client.is_connected():
             info = self._client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
             try:
@@ -383,12 +390,23 @@ class MqttBridge:
             return
         if message.retain:
             self._remember_retained(message)
-        try:
-            self._received.put_nowait(_Received(message.topic, topic_lane, bytes(message.payload),
-                                                bool(message.retain)))
-        except queue.Full:
-            self._refuse(message.topic, topic_lane, Rejection(
-                "busy", f"{self.timings.command_queue} commands are already waiting for the command thread"))
+        refused = self._enqueue(_Received(message.topic, topic_lane, bytes(message.payload),
+                                          bool(message.retain)))
+        if refused is not None:
+            self._refuse(message.topic, topic_lane, refused)
+
+    def _enqueue(self, received: _Received) -> Rejection | None:
+        """Queue a command for the command thread, or say why not: the bridge is stopping (stop() answers
+        what is queued), or the queue is full (answered at once, ahead of the queued commands' results)."""
+        with self._queue_lock:
+            if self._stopping.is_set():
+                return _STOPPING
+            try:
+                self._received.put_nowait(received)
+            except queue.Full:
+                return Rejection("busy", f"{self.timings.command_queue} commands are already waiting for "
+                                         "the command thread")
+        return None
 
     # -- command thread ----------------------------------------------------------------------------
 
@@ -403,8 +421,15 @@ class MqttBridge:
             except Exception:  # the thread must go on with the next command
                 self._count("cmd_rejected.internal_error")
                 log.exception("could not process the command on %s", received.topic)
-        if self._received.qsize():
-            log.warning("mqtt stopping: %d queued command(s) not executed", self._received.qsize())
+
+    def _refuse_queued(self) -> None:
+        """At stop: answer each command still queued (the broker has it acknowledged: gone for good)."""
+        while True:
+            try:
+                received = self._received.get_nowait()
+            except queue.Empty:
+                return
+            self._refuse(received.topic, received.lane, _STOPPING)
 
     def _execute(self, received: _Received) -> None:
         """Verify one command (the replay cache may wait for the store), act on it and answer it."""

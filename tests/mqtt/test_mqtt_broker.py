@@ -527,3 +527,49 @@ def test_a_list_command_waiting_for_a_locked_store_does_not_stall_the_connection
         watcher.close()
         bridge.stop()
         nonces.close()
+
+
+def test_commands_queued_or_arriving_while_the_bridge_stops_are_each_answered_stopping(
+        broker: MosquittoBroker) -> None:
+    """The broker has every command it delivered acknowledged (gone for good): at stop, each still
+    queued behind a slow ``on_command``, and each arriving until the disconnect, is answered
+    ``stopping`` on cmd/result (was: dropped with a count in the log, or without a word)."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow(cmd: Command) -> CommandOutcome:
+        started.set()
+        release.wait(30)
+        return CommandOutcome(True, "queued")
+
+    bridge = bridge_for(broker, "gw-stop", on_command=slow).start()
+    watcher = Watcher(broker, "parkgate/gw-stop/cmd/result")
+    results = "parkgate/gw-stop/cmd/result"
+    stopper = threading.Thread(target=bridge.stop, kwargs={"timeout": 30})  # waits for on_command
+    try:
+        assert bridge.wait_connected(10), bridge.last_connect_error
+        for _ in range(4):  # the first runs (and waits), three wait in the queue behind it
+            watcher.publish("parkgate/gw-stop/cmd/in-1", sign_command(KEY, "gw-stop", "in-1", "open",
+                                                                      wall_clock_ms()))
+        assert started.wait(10), "the first command never reached on_command"
+        wait_until(lambda: bridge._received.qsize() == 3, what="three commands queued behind it")
+        stopper.start()
+        wait_until(bridge._stopping.is_set, what="stop() under way")  # it waits for the command thread
+        watcher.publish("parkgate/gw-stop/cmd/out-1", sign_command(KEY, "gw-stop", "out-1", "open",
+                                                                   wall_clock_ms()))
+        wait_until(lambda: watcher.on(results), 20, what="the late command's answer while on_command runs")
+        release.set()
+        stopper.join(30)
+        assert not stopper.is_alive()
+        wait_until(lambda: len(watcher.on(results)) == 5, what="five command results")
+        outcomes = [json.loads(p) for p in watcher.on(results)]
+        stopping = {"ok": False, "reason": "stopping"}
+        assert outcomes[0] == {**stopping, "lane": "out-1"}  # arrived after stop began: refused at once
+        assert outcomes[1]["ok"] and outcomes[1]["action"] == "open"
+        assert outcomes[2:] == [{**stopping, "lane": "in-1"}] * 3  # queued behind it, in order
+        assert bridge.stats["cmd_rejected.stopping"] == 4 and bridge.stats["cmd_accepted"] == 1
+    finally:
+        release.set()
+        watcher.close()
+        if stopper.ident is None:
+            bridge.stop()
+        stopper.join(15)
