@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from edge.cli.secretfile import create_secret_file
 from edge.clock import TrustedClock
-from edge.daemon.status import gateway_reading
+from edge.daemon.status import gateway_reading, running_daemon_best_ms, status_path
 from edge.identity import normalise_plate, plate_key_bytes
 from edge.mqtt.commands import ACTIONS, LIST_ACTIONS, LIST_NAMES, generate_key, load_key, sign_command
 
@@ -39,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="timestamp in unix ms (default: now, by the best time of the daemon running here)")
     sign.add_argument("--config", metavar="FILE", default=None,
                       help="the config of the daemon on this machine: its best time dates the command "
-                      "(default: /etc/parkgate/parkgate.toml if present; no daemon running: this "
-                      "machine's clock)")
+                      "(default: /etc/parkgate/parkgate.toml if present and readable; without it, or "
+                      "with no daemon running: this machine's clock, said on stderr)")
     listed = sign.add_argument_group("list-add / list-remove (lane '*')")
     listed.add_argument("--list", choices=LIST_NAMES, help="the list to change")
     listed.add_argument("--entry", help="the vehicle commitment (0x + 64 hex); or give --plate")
@@ -85,18 +85,44 @@ def cmd_sign(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(sign_command(key, args.gateway, args.lane, args.action, _sign_time(args), args=list_args).decode())
+    from edge.config import ConfigError
+
+    try:
+        ts = int(args.ts) if args.ts is not None else _sign_time(args.config)
+    except ConfigError as exc:  # an explicit --config only; stdout stays empty (it is published)
+        print(f"cannot read --config {args.config}, which dates the command: {exc}", file=sys.stderr)
+        return 2
+    print(sign_command(key, args.gateway, args.lane, args.action, ts, args=list_args).decode())
     return 0
 
 
-def _sign_time(args: argparse.Namespace) -> int:
-    """``--ts``, else now by the best time of the daemon running on this machine (:func:`gateway_time`):
-    on a gateway whose wall clock is behind, the daemon would refuse a command dated by it as stale."""
-    if args.ts is not None:
-        return int(args.ts)
-    from edge.config import load_config  # a ConfigError: printed by edge.cli.main, exit 2
+def _sign_time(config: str | None) -> int:
+    """Now by the best time of the daemon running on this machine (its ``status.json``, found through the
+    config): on a gateway whose wall clock is behind, the daemon would refuse a command dated by the bare
+    wall clock as stale. Without one (no readable config, no daemon running), this machine's clock, said
+    on stderr. ConfigError: an explicit ``config`` that cannot be read."""
+    from edge.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 
-    return gateway_time(load_config(args.config))()
+    clock = TrustedClock()
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        if config is not None:
+            raise
+        _note(f"cannot use {DEFAULT_CONFIG_PATH} ({'; '.join(map(str, exc.issues))}): dated with this "
+              "machine's clock; give --config FILE or --ts MS")
+        return clock.reading().best_ms
+    best = running_daemon_best_ms(cfg.gateway.state_dir)
+    if best is None:
+        _note(f"no running daemon's status at {status_path(cfg.gateway.state_dir)}: dated with this "
+              "machine's clock; give --ts MS to date it yourself")
+    else:
+        clock.observe(best)
+    return clock.reading().best_ms
+
+
+def _note(line: str) -> None:
+    print(f"note: {line}", file=sys.stderr)
 
 
 def _list_args(args: argparse.Namespace) -> dict[str, object]:

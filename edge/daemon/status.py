@@ -155,13 +155,19 @@ def gateway_reading(state_dir: Path, clock: TrustedClock) -> ClockReading:
     floor, the store's) raised to the best time of the daemon running here (``status.json``), when one runs.
     What the daemon decides with while it runs; what it would start with otherwise. Readers outside the
     daemon (a signer, a list display) use it rather than the bare wall clock, which may be days behind."""
-    try:
-        best = daemon_best_ms(read_status(status_path(state_dir)))
-    except ValueError:  # no daemon status here (not started, or another machine): the clock alone
-        best = None
+    best = running_daemon_best_ms(state_dir)
     if best is not None:
         clock.observe(best)
     return clock.reading()
+
+
+def running_daemon_best_ms(state_dir: Path) -> int | None:
+    """The best time now of the daemon running with ``state_dir`` (its ``status.json``); None when there is
+    no such status (not started, another machine) or it is stale."""
+    try:
+        return daemon_best_ms(read_status(status_path(state_dir)))
+    except ValueError:
+        return None
 
 
 def display_reading(state_dir: Path, floor_ms: int, tolerance_s: int) -> ClockReading:
