@@ -316,7 +316,8 @@ class MqttBridge:
             return
         self.last_connect_error = None
         self._count("connects")
-        # retainAsPublished: a command published with the retain flag shows it live too (refused at once)
+        # retainAsPublished: a command published with the retain flag shows it live too (refused at once),
+        # with a broker that honours it (mosquitto 2); one that ignores it sends the live copy with retain 0
         client.subscribe(self.topics.command_filter,
                          options=SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True))
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
