@@ -104,7 +104,8 @@ class Gatekeeper:
         policy = self.live_policy(now.best_ms)
         matches = committed_candidates(read.text, policy, self.commit)  # (): no plate, decide() says so
         rows = self.store.bookings_for_commitments(policy.lot_id, [m.commitment for m in matches])
-        return decide(read, now.best_ms, booking_views(rows), self.presence, policy,
+        left = self.store.checked_out_here([r.booking_id for r in rows])
+        return decide(read, now.best_ms, booking_views(rows, left), self.presence, policy,
                       direction=direction, commit=self.commit, matches=matches,
                       time_trusted=now.trusted, rules=rules)
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
 
 from edge.access.sessions import Presence, apply_pass
-from edge.access.types import BookingStatus, BookingView, Decision, Direction, Reason
+from edge.access.types import ENTRY_STATUSES, BookingStatus, BookingView, Decision, Direction, Reason
 from edge.identity import mask_plate_or_none
 from edge.lanes.machine import Outcome, PassRecord
 from edge.store.rows import Booking, GateEventRow
@@ -180,14 +180,21 @@ def apply_rows(presence: Presence, rows: Iterable[GateEventRow]) -> Presence:
     return presence
 
 
-def booking_view(row: Booking) -> BookingView:
-    """The part of a cached booking the decision needs (status strings are shared with the store)."""
+def booking_view(row: Booking, checked_out_here: bool = False) -> BookingView:
+    """The part of a cached booking the decision needs (status strings are shared with the store). A
+    booking this gateway recorded the check-out of is checked out, whatever the cache still says: the
+    chain's ``CheckedOut`` comes confirmations (or an outage) later, and a car that left and came back in
+    the meantime would park on a booking the contract has closed (its second check-in refused, the owner
+    paid for the minutes before the first exit)."""
+    status = BookingStatus(row.status)
+    if checked_out_here and status in ENTRY_STATUSES:
+        status = BookingStatus.CHECKED_OUT
     return BookingView(row.booking_id, row.lot_id, row.vehicle_commitment, row.window_start_ms,
-                       row.window_end_ms, BookingStatus(row.status), row.space_id)
+                       row.window_end_ms, status, row.space_id)
 
 
-def booking_views(rows: Iterable[Booking]) -> list[BookingView]:
-    return [booking_view(r) for r in rows]
+def booking_views(rows: Iterable[Booking], checked_out_here: Collection[str] = ()) -> list[BookingView]:
+    return [booking_view(r, r.booking_id in checked_out_here) for r in rows]
 
 
 # -- the journal line of a pass -------------------------------------------------------------------------

@@ -557,6 +557,13 @@ class Store:
         return [(r["seq"], _gate_event(r)) for r in self.db["gate_events"].rows_where(
             "seq > ?", [after_seq], order_by="seq", limit=limit)]
 
+    def checked_out_here(self, booking_ids: Sequence[str]) -> set[str]:
+        """Those of ``booking_ids`` whose check-out this gateway recorded (delivered to the chain or not)."""
+        rows = self.conn.execute("SELECT DISTINCT booking_id FROM gate_events WHERE kind = 'check_out' AND "
+                                 "booking_id IN (SELECT value FROM json_each(?))",
+                                 (json.dumps(list(booking_ids)),))
+        return {booking_id for (booking_id,) in rows}
+
     def last_gate_event_of_booking(self, booking_id: str) -> GateEventRow | None:
         """The booking's last recorded gate event (recording order), or None."""
         rows = list(self.db["gate_events"].rows_where("booking_id = ?", [booking_id], order_by="seq DESC",

@@ -56,9 +56,10 @@ class Gate:
         self.commands.append("close")
 
 
-def drive(store: Store, reads: tuple[PlateRead, ...], snapshot: Snapshot | None, *events: object) -> Gate:
-    """One car at an entry: on the loop, read as ``reads``, then ``events``; decided and recorded by the
-    daemon's gatekeeper over ``store`` at T0 + 1 min."""
+def drive(store: Store, reads: tuple[PlateRead, ...], snapshot: Snapshot | None, *events: object,
+          direction: str = "entry") -> Gate:
+    """One car at an entry (or an exit): on the loop, read as ``reads``, then ``events``; decided and
+    recorded by the daemon's gatekeeper over ``store`` at T0 + 1 min."""
     gate = Gate()
     keeper = Gatekeeper(store, POLICY, commit, chain_on=False, mqtt_on=True,
                         clock=TrustedClock(wall=lambda: T0 + 60_000))
@@ -67,7 +68,8 @@ def drive(store: Store, reads: tuple[PlateRead, ...], snapshot: Snapshot | None,
         raise AssertionError(f"unexpected alert {code}: {detail}")
 
     async def scenario() -> None:
-        lane = LaneShell(LaneSettings(LaneConfig(name="entry-1", direction="entry")), gate,  # type: ignore[arg-type]
+        settings = LaneSettings(LaneConfig(name=f"{direction}-1", direction=direction))
+        lane = LaneShell(settings, gate,  # type: ignore[arg-type]
                          lambda burst_no, frames: BurstDone(burst_no, reads, snapshot), keeper, unexpected)
         lane.feed(PresenceOn())
         for _ in range(20):
@@ -103,3 +105,18 @@ def test_unknown_vehicle_is_denied_and_recorded(store: Store) -> None:
     [(_, row)] = store.gate_events()
     assert (row.kind, row.reason, row.booking_id) == ("denied", "denied,no_booking", None)
     assert row.plate_masked == "ZZ***9" and row.evidence_path is None
+
+
+def test_a_car_that_left_cannot_come_back_in_on_the_same_booking(store: Store) -> None:
+    """The contract takes one check-in and one check-out per booking. A car that left and drove back in
+    before the chain's CheckedOut reached the cache parked on a closed booking: its second check-in was
+    refused on chain and the owner paid for the minutes before the first exit."""
+    frames = tuple(PlateRead("AB123CD", 0.95, (0.95,) * 7) for _ in range(3))
+    passage = (PresenceOff(), SafetyOn(), SafetyOff())
+    assert drive(store, frames, None, *passage).commands == ["open", "close"]
+    assert drive(store, frames, None, *passage, direction="exit").commands == ["open", "close"]
+    assert store.booking("b1").status == "requested"  # the cache: the chain has not answered yet
+    again = drive(store, frames, None, *passage)
+    assert "open" not in again.commands
+    last = store.gate_events()[-1][1]
+    assert (last.kind, last.reason, last.booking_id) == ("denied", "denied,booking_inactive", "b1")
