@@ -268,26 +268,40 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
     }
 
     /// @notice A lot admin confirms that space `spaceId` is its owner's bay in its lot: from now on it can be
-    /// listed and booked.
+    /// listed and booked. An approved space holds its location (`spaceAt`): re-approving a removed space
+    /// claims its location back, and reverts `SpaceExists` when another space has registered it since.
     function approveSpace(uint256 spaceId) external onlyRole(LOT_ADMIN_ROLE) {
         Space storage space = _spaces[spaceId];
         if (space.owner == address(0)) revert UnknownSpace(spaceId);
-        if (space.approved) return;
+        if (space.approved) return; // an approved space holds its location
+        bytes32 lotId = space.lotId;
+        bytes32 key = keccak256(bytes(space.location));
+        uint256 holder = spaceAt[lotId][key];
+        if (holder != spaceId) {
+            if (holder != 0) revert SpaceExists(lotId, space.location, holder);
+            spaceAt[lotId][key] = spaceId;
+        }
         space.approved = true;
-        emit SpaceApproved(spaceId, space.lotId, msg.sender);
+        emit SpaceApproved(spaceId, lotId, msg.sender);
     }
 
-    /// @notice A lot admin withdraws a space (a wrong or squatted registration, a bay sold): it is no longer
-    /// approved, so its listings take no new bookings and it cannot be listed again, and its location is
-    /// free to be registered anew. Bookings already made stand; a verifier may cancel the listings.
+    /// @notice A lot admin withdraws a space (a wrong or squatted registration, a bay sold): at once it is no
+    /// longer approved, so its listings take no new bookings and it cannot be listed again. Bookings already
+    /// made stand (a verifier may cancel the listings), so its location stays bound to it while it has a
+    /// listing that has not ended: no other space can register the bay and book the same hours. Once its
+    /// listings have ended (or are cancelled), calling `removeSpace` again frees the location. Emits
+    /// `SpaceRemoved` when it changed something (approval revoked or location freed), nothing otherwise.
     function removeSpace(uint256 spaceId) external onlyRole(LOT_ADMIN_ROLE) {
         Space storage space = _spaces[spaceId];
         if (space.owner == address(0)) revert UnknownSpace(spaceId);
+        bool changed = space.approved;
+        if (changed) space.approved = false;
         bytes32 key = keccak256(bytes(space.location));
-        if (spaceAt[space.lotId][key] != spaceId) return; // removed already
-        delete spaceAt[space.lotId][key];
-        space.approved = false;
-        emit SpaceRemoved(spaceId, space.lotId, msg.sender);
+        if (spaceAt[space.lotId][key] == spaceId && !_hasLiveRental(spaceId)) {
+            delete spaceAt[space.lotId][key];
+            changed = true;
+        }
+        if (changed) emit SpaceRemoved(spaceId, space.lotId, msg.sender);
     }
 
     // ---------------------------------------------------------------- steps 2 + 3: rental event, first association
@@ -616,6 +630,22 @@ contract ParkgateRental is AccessControl, ReentrancyGuard {
             i++;
         }
         if (live.length >= MAX_ACTIVE_RENTALS) revert TooManyLive(spaceId);
+    }
+
+    /// @dev Prunes the listings of `spaceId` that are over, then tells whether one is left (its bookings
+    /// may still be admitted; a cancelled listing left the list when it was cancelled).
+    function _hasLiveRental(uint256 spaceId) private returns (bool) {
+        uint256[] storage live = _liveRentals[spaceId];
+        uint256 i = 0;
+        while (i < live.length) {
+            if (_rentals[live[i]].end <= block.timestamp) {
+                live[i] = live[live.length - 1];
+                live.pop();
+                continue;
+            }
+            i++;
+        }
+        return live.length > 0;
     }
 
     /// @dev Prunes closed bookings from the live list (gate records never touch it), then checks overlap, the

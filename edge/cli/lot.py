@@ -188,8 +188,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sap = _add(sp_sub, "approve", cmd_space_approve, "approve a registered space once the bay is shown to be "
                "its owner's (a lot admin)")
     sap.add_argument("--space", type=ID, required=True)
-    srm = _add(sp_sub, "remove", cmd_space_remove, "withdraw a space's approval and free its location (a lot "
-               "admin); its listings take no new bookings, bookings made stand")
+    srm = _add(sp_sub, "remove", cmd_space_remove, "withdraw a space's approval at once and free its "
+               "location (a lot admin); its listings take no new bookings, bookings made stand, and the "
+               "location is freed once its listings have ended: run it again then")
     srm.add_argument("--space", type=ID, required=True)
 
     rt = lot_sub.add_parser("rental", help="list a space for rent (the space's owner) or cancel a listing")
@@ -421,12 +422,27 @@ def cmd_space_add(s: Session) -> dict[str, Any]:
     return _tx(result, space_id=result.return_value, lot=s.args.lot, location=s.args.location)
 
 
+def _space_status(s: Session, space_id: int) -> dict[str, Any]:
+    """The space's approval and whether it holds its location, read back from the chain (what the
+    transaction did, not what was asked)."""
+    space = s.client.get_space(space_id)
+    held = s.client.space_at(space.lot_id, space.location) == space_id
+    return {"approved": space.approved, "location": space.location, "location_held": held}
+
+
 def cmd_space_approve(s: Session) -> dict[str, Any]:
-    return _tx(s.client.approve_space(s.args.space), space_id=s.args.space, approved=True)
+    result = s.client.approve_space(s.args.space)
+    return _tx(result, space_id=s.args.space, **_space_status(s, s.args.space))
 
 
 def cmd_space_remove(s: Session) -> dict[str, Any]:
-    return _tx(s.client.remove_space(s.args.space), space_id=s.args.space, approved=False)
+    result = s.client.remove_space(s.args.space)
+    out = _tx(result, space_id=s.args.space, **_space_status(s, s.args.space))
+    if out["location_held"]:
+        print(f"note: space {s.args.space} keeps its location {out['location']} while it has a listing that "
+              "has not ended (its bookings stand); run `parkgate lot space remove` again once its listings "
+              "have ended to free it", file=sys.stderr)
+    return out
 
 
 def cmd_rental_add(s: Session) -> dict[str, Any]:

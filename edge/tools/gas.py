@@ -169,6 +169,7 @@ class Scenario:
         rental = self.owner.create_rental_event(space, start, start + HOUR, PRICE_PER_HOUR).return_value
         self.renter.request_rental(rental, start, start + HOUR, self.commitment)
         self._track("cancelRentalEvent (1 booking)", self.owner.cancel_rental_event(rental))
+        self._track("removeSpace", self.admin.remove_space(space))  # no live listing: approval and bay freed
 
 
 def measure(sizes: Sequence[int] = BATCH_SIZES, log_dir: Path | None = None) -> GasReport:

@@ -345,3 +345,33 @@ def test_any_revert_is_explained_in_one_sentence(name: str, args: list, now: int
     """Whatever a node returns as error arguments, the explanation is a sentence, never an exception."""
     text = explain(ContractRevert(name, tuple(args), "0x" + "ab" * 40), RevertContext(now=now))
     assert isinstance(text, str) and text and "\n" not in text and len(text) <= 400
+
+
+def test_space_approve_and_remove_print_what_the_chain_holds(lot_world: LotWorld) -> None:
+    """`lot space approve|remove` print the approval and the location read back from the chain after the
+    transaction (they printed approved true/false whatever it did): a removal of a space with a listing
+    that has not ended revokes the approval at once but keeps the bay, and says to run remove again."""
+    w, common = lot_world, lot_world.common()
+    code, space, err = lot_cli("space", "add", "--lot", LOT, "--location", "L-4/B1", *common,
+                               *w.keys.flags("owner"))
+    assert code == 0, err
+    space_id = str(space["space_id"])
+    code, approved, err = lot_cli("space", "approve", "--space", space_id, *common, *w.keys.flags("operator"))
+    assert code == 0, err
+    assert (approved["approved"], approved["location"], approved["location_held"]) == (True, "L-4/B1", True)
+    start = w.now() + HOUR
+    code, _, err = lot_cli("rental", "add", "--space", space_id, "--start", str(start), "--end",
+                           str(start + 4 * HOUR), "--price-per-hour-wei", "7", *common,
+                           *w.keys.flags("owner"))
+    assert code == 0, err
+    for _ in range(2):  # the second removal changes nothing: the listing still stands
+        code, removed, err = lot_cli("space", "remove", "--space", space_id, *common,
+                                     *w.keys.flags("operator"))
+        assert code == 0, err
+        assert (removed["approved"], removed["location_held"]) == (False, True)
+        assert f"note: space {space_id} keeps its location L-4/B1" in err
+        assert "run `parkgate lot space remove` again once its listings have ended" in err
+    code, again, err = lot_cli("space", "approve", "--space", space_id, *common, *w.keys.flags("operator"))
+    assert code == 0 and (again["approved"], again["location_held"]) == (True, True), err
+    code, removed, err = lot_cli("space", "remove", "--space", space_id, *common, *w.keys.flags("operator"))
+    assert code == 0 and removed["approved"] is False, err
