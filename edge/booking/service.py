@@ -54,21 +54,30 @@ from edge.chain.listings import booking_row, rentals, spaces
 from edge.chain.reverts import explain
 from edge.chain.windows import booking_window_problem
 from edge.identity import lot_id, plate_commitment
-from edge.throttle import Throttle
+from edge.throttle import Throttle, allow_all
 
 LOG = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4096
 MAX_NONCES = 100_000
 
 
+NETWORK_FACTOR = 4  # an IPv6 /48 or an IPv4 /24 gets this many times the per-address budget
+WIDE_NETWORK_FACTOR = 16  # an IPv6 /32
+
+
 @dataclass(frozen=True)
 class Limits:
     """Commitment requests allowed per hour (and at once) per renter account and per client address
-    (an IPv6 client counts by its /64, which one host usually holds whole)."""
+    (an IPv6 client counts by its /64, which one host usually holds whole), per network (an IPv6 /48 or
+    an IPv4 /24: ``NETWORK_FACTOR`` times the per-address budget; an IPv6 /32: ``WIDE_NETWORK_FACTOR``
+    times), and in all for this instance: one holder of many addresses (a tunnel broker's free /48 is
+    65,536 /64s) gets no more than its network's budget, and no number of networks more than the
+    instance's."""
 
     per_account_per_hour: int = 10
     per_address_per_hour: int = 30
     max_keys: int = 10_000
+    per_instance_per_hour: int = 1000
     # Chain reads (rentals, a booking's state: a renter's page polls it) per client address, a burst
     # of 60: the service must not turn one client into a flood of RPC calls.
     reads_per_address_per_hour: int = 3600
@@ -96,8 +105,15 @@ class BookingService:
         hours = 3600.0
         self.by_account = Throttle(self.limits.per_account_per_hour / hours, self.limits.per_account_per_hour,
                                    self.limits.max_keys, time.monotonic)
-        self.by_address = Throttle(self.limits.per_address_per_hour / hours, self.limits.per_address_per_hour,
+        per_address = self.limits.per_address_per_hour
+        self.by_address = Throttle(per_address / hours, per_address, self.limits.max_keys, time.monotonic)
+        self.by_network = Throttle(NETWORK_FACTOR * per_address / hours, NETWORK_FACTOR * per_address,
                                    self.limits.max_keys, time.monotonic)
+        self.by_wide_network = Throttle(WIDE_NETWORK_FACTOR * per_address / hours, WIDE_NETWORK_FACTOR
+                                        * per_address, self.limits.max_keys, time.monotonic)
+        per_instance = self.limits.per_instance_per_hour
+        self.by_instance = Throttle(per_instance / hours, per_instance, 1, time.monotonic)
+        self._instance_warnings = Throttle(1 / 60, 1, 1, time.monotonic)  # one log line a minute
         self.reads = Throttle(self.limits.reads_per_address_per_hour / hours, 60, self.limits.max_keys,
                               time.monotonic)
         self._nonces: OrderedDict[tuple[str, str], int] = OrderedDict()
@@ -108,9 +124,7 @@ class BookingService:
 
     def commitment(self, body: Any, client_address: str) -> dict[str, Any]:
         """The answer to POST /api/commitment; RequestError for every refusal."""
-        if not self._allow(self.by_address, address_key(client_address)):
-            raise RequestError(429, f"too many commitment requests from this address: at most "
-                               f"{self.limits.per_address_per_hour} per hour; try again later")
+        self._allow_address(client_address)
         if not isinstance(body, dict) or not all(isinstance(body.get(k), str)
                                                  for k in ("account", "message", "signature")):
             raise RequestError(400, 'body must be JSON {"account": "0x...", "message": <the signed text>, '
@@ -138,6 +152,33 @@ class BookingService:
         if not self._allow(self.reads, address_key(client_address)):
             raise RequestError(429, "too many requests from this address: at most "
                                f"{self.limits.reads_per_address_per_hour} per hour; try again later")
+
+    def _allow_address(self, client_address: str) -> None:
+        """Charge one commitment request to the client's address, its networks and this instance, all or
+        none; 429 naming the budget that is spent."""
+        keys = address_keys(client_address)
+        networks = (self.by_network, self.by_wide_network)[:len(keys) - 1]
+        levels = [(self.by_address, keys[0]), *zip(networks, keys[1:], strict=True),
+                  (self.by_instance, "instance")]
+        with self._lock:
+            spent = allow_all(levels)
+            warn = spent == len(levels) - 1 and self._instance_warnings.allow("instance")
+        if spent is None:
+            return
+        throttle, key = levels[spent]
+        per_hour = int(throttle.burst)
+        if throttle is self.by_instance:
+            if warn:
+                LOG.warning("ALERT booking service: the instance-wide limit of %d commitment requests per "
+                            "hour is spent: every client is refused until it refills (a flood from many "
+                            "networks, or raise --per-instance-per-hour)", per_hour)
+            raise RequestError(429, f"this service is answering too many commitment requests: at most "
+                               f"{per_hour} per hour in all; try again later")
+        if throttle is self.by_address:
+            raise RequestError(429, f"too many commitment requests from this address: at most "
+                               f"{per_hour} per hour; try again later")
+        raise RequestError(429, f"too many commitment requests from this network ({key}): at most "
+                           f"{per_hour} per hour; try again later")
 
     def _allow(self, throttle: Throttle, key: str) -> bool:
         with self._lock:
@@ -218,7 +259,9 @@ class BookingService:
                 "max_expiry_s": MAX_EXPIRY_S, "max_message_chars": MAX_MESSAGE_CHARS,
                 "service_time": int(self.clock()),
                 "limits": {"per_account_per_hour": self.limits.per_account_per_hour,
-                           "per_address_per_hour": self.limits.per_address_per_hour}}
+                           "per_address_per_hour": self.limits.per_address_per_hour,
+                           "per_network_per_hour": NETWORK_FACTOR * self.limits.per_address_per_hour,
+                           "per_instance_per_hour": self.limits.per_instance_per_hour}}
 
 
 def claimed_account(text: str) -> str:
@@ -237,15 +280,22 @@ def recover(message: str, signature: str) -> str:
                            "message: sign the exact message text with your account") from None
 
 
-def address_key(host: str) -> str:
-    """The rate-limit key of a client address: the address itself, an IPv6 address's /64."""
+def address_keys(host: str) -> list[str]:
+    """The rate-limit keys of a client address, narrowest first: an IPv6 address's /64, /48 and /32; an
+    IPv4 address (an IPv4-mapped IPv6 one too) and its /24; anything else (no address) itself alone."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        return host
+        return [host]
     if ip.version == 6 and not ip.ipv4_mapped:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip)
+        return [str(ipaddress.ip_network(f"{ip}/{bits}", strict=False)) for bits in (64, 48, 32)]
+    v4 = ip.ipv4_mapped if ip.version == 6 else ip
+    return [str(v4), str(ipaddress.ip_network(f"{v4}/24", strict=False))]
+
+
+def address_key(host: str) -> str:
+    """The rate-limit key of a client address: the address itself, an IPv6 address's /64."""
+    return address_keys(host)[0]
 
 
 # ---------------------------------------------------------------------- HTTP

@@ -33,7 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-account-per-hour", type=int, default=10,
                    help="commitment requests per renter account")
     p.add_argument("--per-address-per-hour", type=int, default=30,
-                   help="commitment requests per client address")
+                   help="commitment requests per client address (an IPv6 /64); an IPv6 /48 or IPv4 /24 gets "
+                   "4 times this, an IPv6 /32 16 times")
+    p.add_argument("--per-instance-per-hour", type=int, default=1000,
+                   help="commitment requests this instance answers in all, from every client together "
+                   "(logged as an ALERT when spent)")
     p.add_argument("--reads-per-address-per-hour", type=int, default=3600,
                    help="chain reads (rentals, booking states) per client address, bursts of 60")
     p.add_argument("--rentals-cache-s", type=float, default=5.0,
@@ -63,15 +67,17 @@ def cmd_booking_service(args: argparse.Namespace) -> int:
         check_lot_code(args.lot)
         secret = check_secret(plate_key_bytes(read_secret(args.plate_key_file, "--plate-key-file")))
         layouts = region_patterns(args.plate_regions)
-        if min(args.per_account_per_hour, args.per_address_per_hour, args.reads_per_address_per_hour) < 1:
-            raise ValueError("--per-account-per-hour, --per-address-per-hour and "
+        if min(args.per_account_per_hour, args.per_address_per_hour, args.reads_per_address_per_hour,
+               args.per_instance_per_hour) < 1:
+            raise ValueError("--per-account-per-hour, --per-address-per-hour, --per-instance-per-hour and "
                              "--reads-per-address-per-hour must be at least 1")
         w3 = connect(args.rpc)
         if not w3.eth.get_code(args.contract):
             raise ValueError(f"--contract {args.contract} has no code on {args.rpc}")
         service = BookingService(RentalClient(w3, args.contract), args.lot, secret, layouts,
                                  Limits(args.per_account_per_hour, args.per_address_per_hour,
-                                        reads_per_address_per_hour=args.reads_per_address_per_hour),
+                                        reads_per_address_per_hour=args.reads_per_address_per_hour,
+                                        per_instance_per_hour=args.per_instance_per_hour),
                                  rentals_ttl_s=max(0.0, args.rentals_cache_s), from_block=args.from_block)
     except (ConfigError, ValueError) as exc:
         print(f"cannot start the booking service: {exc}", file=sys.stderr)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +20,10 @@ from lot_world import HOUR, LOT, PLATE, LotWorld, lot_cli, service_process, sign
 
 from edge.booking.client import signed_body
 from edge.booking.requests import request_message
-from edge.booking.service import address_key
+from edge.booking.service import address_key, address_keys
 from edge.chain.contract import RentalClient
 from edge.identity import plate_commitment
+from edge.throttle import Throttle
 from edge.tools.anvil import dev_account
 from edge.tools.booking import BookingServiceProcess
 
@@ -159,6 +162,61 @@ def test_address_key_groups_ipv6_by_prefix() -> None:
     assert address_key("127.0.0.1") == "127.0.0.1"
     assert address_key("2001:db8::1") == address_key("2001:db8::ffff") == "2001:db8::/64"
     assert address_key("::ffff:10.0.0.1") == "10.0.0.1"
+    assert address_keys("2001:db8:1:2::5") == ["2001:db8:1:2::/64", "2001:db8:1::/48", "2001:db8::/32"]
+    assert address_keys("::ffff:10.0.0.1") == address_keys("10.0.0.1") == ["10.0.0.1", "10.0.0.0/24"]
+
+
+def post_as(service: BookingServiceProcess, client: str, body: dict[str, str]) -> tuple[int, dict]:
+    """POST a commitment request as ``client``: the service trusts X-Forwarded-For from its proxy
+    (here the test, on loopback, passed as --forwarded-allow-ips 127.0.0.1)."""
+    request = urllib.request.Request(service.url + "/api/commitment", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json",
+                                                             "X-Forwarded-For": client})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_many_addresses_of_one_network_share_its_budget_and_the_instance_has_a_cap(
+        lot_world: LotWorld, tmp_path: Path) -> None:
+    """One holder of many /64s (a tunnel broker's free /48 is 65,536 of them) gets its /48's budget (4
+    times an address's), its /32's (16 times), an IPv4 /24 4 times an address's, and all clients
+    together the instance's cap, logged as an ALERT."""
+    w, renter = lot_world, dev_account(2)
+    log = tmp_path / "service.log"
+    with service_process(w, log, "--per-account-per-hour", "100", "--per-address-per-hour", "1",
+                         "--per-instance-per-hour", "20", "--forwarded-allow-ips", "127.0.0.1") as limited:
+        def ask(client: str) -> tuple[int, dict]:
+            return post_as(limited, client, signed_request(w, renter))
+
+        statuses = [ask(f"2001:db8:1:{n:x}::1")[0] for n in range(6)]  # six /64s of one /48
+        assert statuses == [200] * 4 + [429] * 2, statuses
+        status, answer = ask("2001:db8:1:99::1")
+        assert status == 429 and "from this network (2001:db8:1::/48): at most 4 per hour" in answer["error"]
+        # more /48s of the same /32: 16 in all for the /32
+        statuses = [ask(f"2001:db8:{net:x}:{n:x}::1")[0] for net in range(2, 6) for n in range(4)]
+        assert statuses.count(200) == 12 and statuses[-4:] == [429] * 4, statuses
+        status, answer = ask("2001:db8:77::1")
+        assert status == 429 and "(2001:db8::/32): at most 16 per hour" in answer["error"]
+        assert [ask(f"10.0.0.{n}")[0] for n in range(1, 7)] == [200] * 4 + [429] * 2  # an IPv4 /24
+        status, answer = ask("10.0.1.1")  # 20 answered in all: the instance's cap
+        assert status == 429 and "at most 20 per hour in all" in answer["error"], answer
+    assert "ALERT booking service: the instance-wide limit of 20" in log.read_text()
+
+
+def test_a_full_throttle_never_forgets_a_key_still_limited() -> None:
+    """A key forgotten while its bucket is spent would come back full: a client with more keys than the
+    table holds would never be limited. A full table refuses new keys until one refills."""
+    now = [0.0]
+    throttle = Throttle(rate_per_s=1 / 3600, burst=1, max_keys=2, clock=lambda: now[0])
+    assert throttle.allow("a") and throttle.allow("b")
+    assert not throttle.allow("c") and throttle.refused_new == 1  # a and b are spent: no room
+    assert not throttle.allow("a")  # a was not forgotten: still spent
+    now[0] = 3600.0  # a and b refilled: the same as never seen, so either may make room
+    assert throttle.allow("c") and not throttle.allow("c")
+    assert len(throttle._buckets) == 2
 
 
 def test_cancelled_listing_leaves_the_offer_and_is_refused(lot_world: LotWorld,

@@ -176,9 +176,9 @@ def test_throttle_allows_a_burst_then_the_rate_and_counts_the_rest() -> None:
     assert throttle.take_refused("a") == 2 and throttle.take_refused("a") == 0
     now[0] = 1.0
     assert throttle.allow("a") and not throttle.allow("a")
-    for key in ("b", "c", "d"):  # bounded keys: the least recently used is forgotten
+    for key in ("b", "c", "d"):  # bounded keys: a key still limited is never forgotten, a new one refused
         throttle.allow(key)
-    assert len(throttle._buckets) == 2
+    assert len(throttle._buckets) == 2 and throttle.refused_new == 2
 
 
 def test_status_says_when_a_lane_camera_is_stalled() -> None:
