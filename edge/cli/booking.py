@@ -5,7 +5,8 @@
 
 Run by the lot operator, never on a gateway: it holds the lot secret (the file `parkgate chain
 plate-key new` wrote, the same one the lot's gateways use). Put it behind a TLS-terminating proxy;
-with --forwarded-allow-ips the proxy's X-Forwarded-For names the client for the rate limits.
+with --forwarded-allow-ips the proxy's X-Forwarded-For names the client for the rate limits. Without
+it, X-Forwarded-For is ignored and the rate limits count the connection's address (the proxy's).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds the lot's rental list is cached between chain reads")
     p.add_argument("--from-block", type=int, default=0, help="first block to scan for the lot's events")
     p.add_argument("--forwarded-allow-ips", default=None,
-                   help="proxy addresses whose X-Forwarded-For is trusted (uvicorn's option)")
+                   help="comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For "
+                   "names the client (e.g. 127.0.0.1); without it X-Forwarded-For is ignored; '*' is refused")
     p.set_defaults(func=cmd_booking_service)
 
 
@@ -64,6 +66,7 @@ def cmd_booking_service(args: argparse.Namespace) -> int:
     from edge.vision.plates import region_patterns
 
     try:
+        forwarded = forwarded_allow_ips(args.forwarded_allow_ips)
         check_lot_code(args.lot)
         secret = check_secret(plate_key_bytes(read_secret(args.plate_key_file, "--plate-key-file")))
         layouts = region_patterns(args.plate_regions)
@@ -86,6 +89,33 @@ def cmd_booking_service(args: argparse.Namespace) -> int:
         print(f"cannot start the booking service: the chain node at {args.rpc} failed "
               f"({type(exc).__name__}: {str(exc)[:200]})", file=sys.stderr)
         return 1
-    extra = {"forwarded_allow_ips": args.forwarded_allow_ips} if args.forwarded_allow_ips else {}
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="info", **extra)
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1 (or $FORWARDED_ALLOW_IPS) by default: any local
+    # process, or a local proxy passing the client's header on, would pick the address the limits count.
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="info",
+                proxy_headers=forwarded is not None, forwarded_allow_ips=forwarded)
     return 0
+
+
+def forwarded_allow_ips(text: str | None) -> list[str] | None:
+    """The proxies --forwarded-allow-ips names (None: trust no X-Forwarded-For); ValueError for '*' (every
+    client could pick the address the rate limits count) and for anything not an address or network."""
+    if text is None:
+        return None
+    import ipaddress
+
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ValueError("--forwarded-allow-ips is empty: name the reverse proxy's address (e.g. 127.0.0.1), "
+                         "or leave the option out to ignore X-Forwarded-For")
+    for item in items:
+        if item == "*":
+            raise ValueError("--forwarded-allow-ips '*' would trust X-Forwarded-For from every client, so "
+                             "any client could pick the address the rate limits count: name the reverse "
+                             "proxy's addresses or networks (e.g. 127.0.0.1 or 10.0.0.0/24)")
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"--forwarded-allow-ips {item[:60]!r} is not an IP address or network: name "
+                             "the reverse proxy's addresses or networks (e.g. 127.0.0.1 or 10.0.0.0/24)"
+                             ) from None
+    return items

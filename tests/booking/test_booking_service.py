@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -204,6 +206,26 @@ def test_many_addresses_of_one_network_share_its_budget_and_the_instance_has_a_c
         status, answer = ask("10.0.1.1")  # 20 answered in all: the instance's cap
         assert status == 429 and "at most 20 per hour in all" in answer["error"], answer
     assert "ALERT booking service: the instance-wide limit of 20" in log.read_text()
+
+
+def test_x_forwarded_for_is_ignored_unless_the_proxy_is_named(lot_world: LotWorld, tmp_path: Path) -> None:
+    """uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: a client on this host, or behind a proxy
+    passing the header on, would pick the address the limits count. Without --forwarded-allow-ips the
+    header is ignored; '*' is refused at start, naming the option."""
+    w, renter = lot_world, dev_account(2)
+    with service_process(w, tmp_path / "service.log", "--per-account-per-hour", "100",
+                         "--per-address-per-hour", "2") as service:
+        statuses = [post_as(service, client, signed_request(w, renter))[0]
+                    for client in ("192.0.2.1", "198.51.100.1", "203.0.113.1")]
+        assert statuses == [200, 200, 429], statuses
+    for allowed in ("*", "127.0.0.1, *", "proxy.example"):
+        result = subprocess.run([sys.executable, "-m", "edge.cli", "booking-service", "--rpc", w.rpc,
+                                 "--contract", w.contract, "--lot", LOT, "--plate-key-file",
+                                 str(w.plate_key_file), "--plate-regions", "de", "--port", "1",
+                                 "--forwarded-allow-ips", allowed], capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert result.returncode == 1 and "--forwarded-allow-ips" in result.stderr, result.stderr
+        assert "e.g. 127.0.0.1 or 10.0.0.0/24" in result.stderr, result.stderr
 
 
 def test_a_full_throttle_never_forgets_a_key_still_limited() -> None:
