@@ -10,6 +10,7 @@ behind N instances a client gets up to N times the limit unless the balancer kee
     GET  /api/rentals          the lot's open rental events (price, window)
     GET  /api/bookings/{id}    a booking's state (requested, checked_in, checked_out, settled, ...)
     POST /api/commitment       {"account", "message": <signed text>, "signature"} -> the commitment
+                               (POSTs need Content-Type: application/json, else 415, nothing charged)
     GET  /api/renters/{0x..}   a renter's bookings in this lot with their states, and their credit
     GET  /api/owners/{0x..}    an owner's spaces, rental events, bookings, earnings and credit
     GET  /api/abi              the contract's ABI (the pages encode their calls with it)
@@ -318,6 +319,17 @@ async def _read_json(request: Request, shape: str = '{"account": ..., "message":
         raise RequestError(400, f"body must be JSON {shape}") from None
 
 
+def _require_json(request: Request) -> None:
+    """415 unless the request says its body is JSON. A cross-site page can POST text/plain (or a form)
+    without a CORS preflight, so that any website a renter visits could otherwise spend the renter's
+    address budget; application/json needs the preflight, which this service never grants. Checked
+    before anything is charged."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise RequestError(415, f"Content-Type must be application/json (got {media[:60] or 'none'!r}): "
+                           "send the body as JSON with that header")
+
+
 def create_app(service: BookingService) -> Starlette:
     def refused(exc: RequestError) -> JSONResponse:
         headers = {"Retry-After": "60"} if exc.status == 429 else None
@@ -335,6 +347,7 @@ def create_app(service: BookingService) -> Starlette:
 
     async def commitment(request: Request) -> JSONResponse:
         try:
+            _require_json(request)
             body = await _read_json(request)
         except RequestError as exc:
             return refused(exc)
@@ -382,6 +395,7 @@ def create_app(service: BookingService) -> Starlette:
 
     async def preflight_call(request: Request) -> JSONResponse:
         try:
+            _require_json(request)
             read(request)
             body = await _read_json(request, '{"from": "0x...", "data": "0x...", "value": "0x..."}')
         except RequestError as exc:

@@ -168,11 +168,12 @@ def test_address_key_groups_ipv6_by_prefix() -> None:
     assert address_keys("::ffff:10.0.0.1") == address_keys("10.0.0.1") == ["10.0.0.1", "10.0.0.0/24"]
 
 
-def post_as(service: BookingServiceProcess, client: str, body: dict[str, str]) -> tuple[int, dict]:
+def post_as(service: BookingServiceProcess, client: str, body: dict[str, str], path: str = "/api/commitment",
+            content_type: str = "application/json") -> tuple[int, dict]:
     """POST a commitment request as ``client``: the service trusts X-Forwarded-For from its proxy
     (here the test, on loopback, passed as --forwarded-allow-ips 127.0.0.1)."""
-    request = urllib.request.Request(service.url + "/api/commitment", data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json",
+    request = urllib.request.Request(service.url + path, data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": content_type,
                                                              "X-Forwarded-For": client})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -226,6 +227,27 @@ def test_x_forwarded_for_is_ignored_unless_the_proxy_is_named(lot_world: LotWorl
                                 timeout=60, check=False)
         assert result.returncode == 1 and "--forwarded-allow-ips" in result.stderr, result.stderr
         assert "e.g. 127.0.0.1 or 10.0.0.0/24" in result.stderr, result.stderr
+
+
+def test_a_post_that_is_not_json_is_refused_before_it_spends_the_budget(lot_world: LotWorld,
+                                                                        tmp_path: Path) -> None:
+    """A cross-site page can POST text/plain (or a form) with no CORS preflight: any website a renter
+    visits could spend the renter's address budget. POSTs need Content-Type: application/json (415
+    otherwise, naming it) and a refused one costs nothing."""
+    w, renter = lot_world, dev_account(2)
+    with service_process(w, tmp_path / "service.log", "--per-account-per-hour", "100",
+                         "--per-address-per-hour", "2", "--reads-per-address-per-hour", "60") as service:
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; b=x"):
+            status, answer = post_as(service, "-", signed_request(w, renter), content_type=content_type)
+            assert status == 415 and "Content-Type must be application/json" in answer["error"], answer
+        preflight = {"from": renter.address, "data": "0xdeadbeef"}
+        for _ in range(61):  # more than the read burst: a refused pre-flight takes no read either
+            status, answer = post_as(service, "-", preflight, "/api/preflight", "text/plain;charset=UTF-8")
+            assert status == 415, answer
+        assert post_as(service, "-", preflight, "/api/preflight")[0] == 400
+        assert [post_as(service, "-", signed_request(w, renter), content_type=ct)[0]
+                for ct in ("application/json", "Application/JSON; charset=utf-8", "application/json")] == [
+            200, 200, 429]
 
 
 def test_a_full_throttle_never_forgets_a_key_still_limited() -> None:
