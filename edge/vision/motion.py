@@ -60,10 +60,10 @@ class MotionGate:
     def moved(self, image: np.ndarray) -> bool:
         small = thumbnail(image, self.roi, self.settings.width)
         before, self._previous = self._previous, small
-        self.frames += 1
         moved = before is not None and changed_fraction(before, small, self.settings.pixel_delta) > \
             self.settings.min_fraction
         self.moving += moved
+        self.frames += 1  # last: a frame counted as looked at has its verdict counted too (status readers)
         return moved
 
     @property
