@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -120,6 +121,15 @@ def _valid_region(value: str) -> bool:
     return True
 
 
+def _proxy_address(value: str) -> bool:
+    """An IP address or network (``127.0.0.1``, ``::1``, ``10.0.0.0/24``, host bits clear, as uvicorn reads
+    it): never ``*`` nor a /0, which would let every client name its own address and scheme."""
+    try:
+        return ipaddress.ip_network(value).prefixlen > 0
+    except ValueError:
+        return False
+
+
 def _valid_camera_source(value: str) -> bool:
     """A V4L2 index ("0"), a stream URL with a known scheme, or a file path."""
     if "://" in value:
@@ -164,6 +174,9 @@ Topic = Annotated[str, matches(_TOPIC_RE, "topic levels of letters, digits, '_',
                                           "(no wildcards)")]
 ListEntry = Annotated[str, rule(lambda v: 0 < len(v) <= 80, "a plate or a 0x commitment"),
                       AfterValidator(_plate_or_commitment)]
+PROXY_RULE = ("an IP address or network of a reverse proxy (e.g. 127.0.0.1, ::1, 10.0.0.0/24); "
+              "not '*', a /0 nor a host name")
+ProxyAddress = Annotated[str, rule(_proxy_address, PROXY_RULE)]
 SingleChar = Annotated[str, rule(lambda v: len(v) == 1, "a single character")]
 
 
@@ -394,6 +407,9 @@ class ConsoleConfig(Section):
     session_minutes: Annotated[int, between(1, 7 * 24 * 60)] = 480
     login_attempts: Annotated[int, between(1, 100)] = 5  # failed logins per address and per user ...
     login_window_s: Annotated[int, between(1, 86_400)] = 300  # ... within this window, then refused
+    # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto the console believes; none by default:
+    # every client then is the address it connects from (on loopback, 127.0.0.1 for all of them).
+    trusted_proxies: Annotated[tuple[ProxyAddress, ...], BeforeValidator(_array)] = ()
 
 
 class Config(Section):

@@ -146,6 +146,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     scheme = "https" if c.cert_file else "http"
     server = uvicorn.Server(uvicorn.Config(
         build_app(cfg), host=c.host, port=c.port, log_level="warning", access_log=False,
+        # uvicorn believes X-Forwarded-For/-Proto from 127.0.0.1 by default: on loopback every client
+        # (the ssh tunnel, any local process) could then name its own address. Only configured proxies.
+        proxy_headers=bool(c.trusted_proxies), forwarded_allow_ips=list(c.trusted_proxies) or None,
         ssl_certfile=str(c.cert_file) if c.cert_file else None,
         ssl_keyfile=str(c.key_file) if c.key_file else None))
     print(f"CONSOLE {scheme}://{c.host}:{c.port}/ (gateway {cfg.gateway.id})", flush=True)

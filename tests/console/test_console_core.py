@@ -167,12 +167,17 @@ def test_list_times_out_of_range_are_refused_naming_the_field_as_typed() -> None
 def test_the_console_section_is_off_and_on_loopback_by_default_and_validated() -> None:
     cfg = parse_config("")
     assert cfg.console.enabled is False and cfg.console.host == "127.0.0.1" and cfg.console.cert_file is None
+    assert cfg.console.trusted_proxies == ()
     on = parse_config('[console]\nenabled = true\nport = 8444\nsession_minutes = 30\n')
     assert on.console.enabled and on.console.port == 8444 and on.console.session_minutes == 30
     for text, fragment in [("[console]\nport = 0\n", "console.port"),
                            ("[console]\nsession_minutes = 0\n", "console.session_minutes"),
                            ("[console]\npassword = 'admin'\n", "console.password"),
-                           ("[console]\ncert_file = '/etc/ssl/c.pem'\n", "cert_file and key_file go")]:
+                           ("[console]\ncert_file = '/etc/ssl/c.pem'\n", "cert_file and key_file go"),
+                           ("[console]\ntrusted_proxies = ['*']\n",
+                            r"console.trusted_proxies\[0\]: '\*' is not allowed; allowed: an IP address"),
+                           ("[console]\ntrusted_proxies = ['0.0.0.0/0']\n", "console.trusted_proxies"),
+                           ("[console]\ntrusted_proxies = ['proxy.lan']\n", "not '\\*', a /0 nor a host")]:
         with pytest.raises(ConfigError, match=fragment):
             parse_config(text)
 

@@ -81,3 +81,28 @@ def test_a_new_password_ends_the_users_sessions(tmp_path: Path) -> None:
     assert after.status == 303 and after.headers["location"] == ["/login"]
     assert old_password.status == 401
     assert again.status == 200
+
+
+def wrong_login(port: int, user: str, forwarded_for: str) -> int:
+    """The status of a wrong password for ``user`` sent with ``X-Forwarded-For: forwarded_for``."""
+    headers, token = login_form(port)
+    body = f"csrf={token}&user={user}&password=wrong-guess-0000".encode()
+    return send(port, "POST", "/login", body, {**headers, "X-Forwarded-For": forwarded_for}).status
+
+
+def test_a_local_client_cannot_pick_its_address_with_x_forwarded_for(tmp_path: Path) -> None:
+    with running_console(tmp_path, login_attempts=5) as port:
+        first = [wrong_login(port, f"guess{i}", "10.0.0.1") for i in range(5)]
+        other = wrong_login(port, "guess9", "10.0.0.2")  # another "address": still this one client
+    assert first == [401] * 5
+    assert other == 429
+    assert "10.0.0." not in (tmp_path / "console.log").read_text()
+
+
+def test_a_trusted_proxy_names_the_client_address(tmp_path: Path) -> None:
+    with running_console(tmp_path, login_attempts=5, trusted_proxies=["127.0.0.1"]) as port:
+        first = [wrong_login(port, f"guess{i}", "10.0.0.1") for i in range(5)]
+        same = wrong_login(port, "guess8", "10.0.0.1")
+        other = wrong_login(port, "guess9", "10.0.0.2")
+    assert first == [401] * 5 and same == 429 and other == 401
+    assert "from 10.0.0.1" in (tmp_path / "console.log").read_text()
