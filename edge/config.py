@@ -405,7 +405,7 @@ class ConsoleConfig(Section):
     cert_file: ConfigPath | None = None
     key_file: ConfigPath | None = None
     session_minutes: Annotated[int, between(1, 7 * 24 * 60)] = 480
-    login_attempts: Annotated[int, between(1, 100)] = 5  # failed logins per address and per user ...
+    login_attempts: Annotated[int, between(1, 100)] = 5  # failed logins per user from one address ...
     login_window_s: Annotated[int, between(1, 86_400)] = 300  # ... within this window, then refused
     # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto the console believes; none by default:
     # every client then is the address it connects from (on loopback, 127.0.0.1 for all of them).

@@ -42,7 +42,7 @@ from starlette.types import Receive, Scope, Send
 
 from edge.config import Config, ConfigError
 from edge.console import passes as P
-from edge.console.auth import LoginLimit, Session, Sessions, new_token, same_token
+from edge.console.auth import DEVICE_S, LoginLimit, Session, Sessions, new_token, same_token
 from edge.console.config_file import NotWritable, roi_line, save_roi
 from edge.console.users import (
     MAX_PASSWORD,
@@ -65,6 +65,7 @@ from edge.vision.roi import Roi
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "pg_session"
 LOGIN_COOKIE = "pg_login"
+DEVICE_COOKIE = "pg_device"  # a browser that logged in before: failures from elsewhere do not lock it
 MAX_BODY = 16 * 1024  # bytes of one form
 MAX_FIELDS = 16
 MAX_NOTE = 200
@@ -213,30 +214,32 @@ async def login(request: Request) -> Response:
     if not same_token(form.get("csrf"), request.cookies.get(LOGIN_COOKIE) or ""):
         return console.refuse(None, 403, "missing or wrong CSRF token: reload the login page and retry")
     user, password = form.get("user", "")[:64], form.get("password", "")[:MAX_PASSWORD + 1]
-    address = _address(request)
+    address, device = _address(request), request.cookies.get(DEVICE_COOKIE)
     # From here to the password check nothing awaits: the checks and the counts are one step.
     if console.logins >= MAX_LOGINS:
         return _login_page(console, f"{MAX_LOGINS} logins are being checked already: try again in a "
                            "second", 429, {"Retry-After": "1"})
-    wait = console.limit.begin(address, user)
+    wait = console.limit.begin(address, user, device)
     if wait > 0:
         return _login_page(console, f"too many failed logins: try again in {wait:.0f} s", 429,
                            {"Retry-After": str(int(wait) + 1)})
     try:
         found = await _check_password(console, user, password)
     except UsersError as exc:
-        console.limit.take_back(address, user)
+        console.limit.take_back(address, user, device)
         return console.refuse(None, 500, str(exc))
     if found is None:
         log.warning("console login refused for user %r from %s", user, address)
         return _login_page(console, "wrong user name or password", 401)
-    console.limit.take_back(address, user)
+    console.limit.take_back(address, user, device)
     token, _ = console.sessions.login(found.name, found.role, password_mark(found))
     log.info("console login: %s (%s) from %s", found.name, found.role, address)
     response = RedirectResponse("/", 303, headers=SECURITY_HEADERS)
     response.set_cookie(SESSION_COOKIE, token, max_age=console.cfg.console.session_minutes * 60,
                         httponly=True, samesite="strict", secure=console.secure, path="/")
     response.delete_cookie(LOGIN_COOKIE, path="/login")
+    response.set_cookie(DEVICE_COOKIE, console.limit.remember(found.name), max_age=DEVICE_S, httponly=True,
+                        samesite="strict", secure=console.secure, path="/login")
     return response
 
 

@@ -78,62 +78,88 @@ class Sessions:
             del self._by_token[token]
 
 
+SHARED_BUDGET = 10  # × attempts: failures per user name (any address) and per address (any user)
+DEVICE_S = 30 * 86_400  # a browser that logged in as a user is known to the console this long
+
+
 @dataclass
 class LoginLimit:
-    """At most ``attempts`` failed logins per address and per user name within ``window_s``; beyond that
-    every login from that address or for that user is refused without looking at the password, until
-    the oldest failure leaves the window. Success does not reset the count (an attacker who knows one
-    password must not refill his budget)."""
+    """At most ``attempts`` failed logins per user name from one address within ``window_s``, and
+    ``attempts`` × SHARED_BUDGET per user name from all addresses and per address for all user names;
+    beyond that a login is refused without looking at the password, until the oldest failure leaves the
+    window. No one else can lock a user out with a few failures: that takes SHARED_BUDGET times as many,
+    and a browser that logged in as that user before (its ``device`` token, from ``remember``) is
+    counted on its own, ``attempts`` per window, whatever failures come from elsewhere. Success does not
+    reset a count (an attacker who knows one password must not refill his budget)."""
 
     attempts: int
     window_s: float
     clock: Callable[[], float]
     _failures: dict[str, deque[float]] = field(default_factory=dict)
+    _devices: dict[str, tuple[str, float]] = field(default_factory=dict)  # token: (user name, expiry)
 
-    def retry_after(self, address: str, user: str) -> float:
-        """Seconds until a login for ``user`` from ``address`` may be tried; 0: now."""
+    def remember(self, user: str) -> str:
+        """A new device token for a browser that just logged in as ``user``."""
         now = self.clock()
-        return max(self._wait(key, now) for key in _keys(address, user))
+        for token in [t for t, (_, until) in self._devices.items() if until <= now]:
+            del self._devices[token]
+        while len(self._devices) >= MAX_TRACKED:
+            self._devices.pop(next(iter(self._devices)))
+        token = new_token()
+        self._devices[token] = (user.lower(), now + DEVICE_S)
+        return token
 
-    def begin(self, address: str, user: str) -> float:
+    def retry_after(self, address: str, user: str, device: str | None = None) -> float:
+        """Seconds until a login for ``user`` from ``address`` (a browser with ``device``) may be tried;
+        0: now."""
+        now = self.clock()
+        return max(self._wait(key, limit, now) for key, limit in self._keys(address, user, device))
+
+    def begin(self, address: str, user: str, device: str | None = None) -> float:
         """``retry_after``, and when it is 0 the attempt counted as a failure at once (taken back by
         ``take_back``). Checking and counting in one step, with no await between, is what keeps logins
         sent together from all passing the check while their passwords are being verified."""
-        wait = self.retry_after(address, user)
+        wait = self.retry_after(address, user, device)
         if wait <= 0:
-            self.failed(address, user)
+            self.failed(address, user, device)
         return wait
 
-    def take_back(self, address: str, user: str) -> None:
+    def take_back(self, address: str, user: str, device: str | None = None) -> None:
         """Take back the failure ``begin`` counted, for a login that did not fail: its password was right
         (a success is neither a failure nor a reset), or it could not be checked. The newest failure
         goes: only their count and the oldest matter."""
-        for key in _keys(address, user):
+        for key, _ in self._keys(address, user, device):
             times = self._failures.get(key)
             if times:
                 times.pop()
 
-    def failed(self, address: str, user: str) -> None:
+    def failed(self, address: str, user: str, device: str | None = None) -> None:
         now = self.clock()
         if len(self._failures) >= MAX_TRACKED:
             self._prune(now)
-        for key in _keys(address, user):
+        for key, limit in self._keys(address, user, device):
             if key not in self._failures and len(self._failures) >= MAX_TRACKED:
                 self._failures.pop(next(iter(self._failures)))
-            times = self._failures.setdefault(key, deque(maxlen=self.attempts))
+            times = self._failures.setdefault(key, deque(maxlen=limit))
             times.append(now)
 
-    def _wait(self, key: str, now: float) -> float:
+    def _keys(self, address: str, user: str, device: str | None) -> list[tuple[str, int]]:
+        """The counts a login is judged by, each with its limit: the browser's own when it logged in as
+        ``user`` before (any case), else its user name from its address, its user name, its address."""
+        name = user.lower()
+        known = self._devices.get(device or "")
+        if known is not None and known[0] == name and known[1] > self.clock():
+            return [(f"device:{device}", self.attempts)]
+        shared = self.attempts * SHARED_BUDGET
+        return [(f"pair:{address} {name}", self.attempts), (f"user:{name}", shared),
+                (f"addr:{address}", shared)]
+
+    def _wait(self, key: str, limit: int, now: float) -> float:
         times = self._failures.get(key)
-        if not times or len(times) < self.attempts:
+        if not times or len(times) < limit:
             return 0.0
         return max(0.0, times[0] + self.window_s - now)
 
     def _prune(self, now: float) -> None:
         for key in [k for k, t in self._failures.items() if not t or t[-1] + self.window_s <= now]:
             del self._failures[key]
-
-
-def _keys(address: str, user: str) -> tuple[str, str]:
-    """The rate limit's keys of a login: its client address and its user name (any case)."""
-    return f"addr:{address}", f"user:{user.lower()}"

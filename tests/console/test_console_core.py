@@ -11,7 +11,7 @@ import pytest
 from edge.config import ConfigError, parse_config
 from edge.console import passes as P
 from edge.console.app import BadForm, gate_request, list_entry
-from edge.console.auth import MAX_SESSIONS, LoginLimit, Sessions, same_token
+from edge.console.auth import DEVICE_S, MAX_SESSIONS, SHARED_BUDGET, LoginLimit, Sessions, same_token
 from edge.console.users import UsersError, add_user, authenticate, load_users, password_mark, remove_user
 from edge.store.schema import GATE_EVENT_KINDS
 
@@ -50,20 +50,41 @@ def test_same_token_never_matches_a_missing_token() -> None:
     assert not same_token(None, "abc") and not same_token("", "")
 
 
-def test_login_limit_per_address_and_per_user_within_the_window() -> None:
+def test_login_limit_per_user_and_address_within_the_window() -> None:
     clock = Clock()
     limit = LoginLimit(3, 300, clock)
     for _ in range(3):
         assert limit.retry_after("10.0.0.1", "olga") == 0
         limit.failed("10.0.0.1", "olga")
     assert limit.retry_after("10.0.0.1", "olga") == 300
-    assert limit.retry_after("10.0.0.1", "victor") == 300  # the address is blocked for every user
-    assert limit.retry_after("10.0.0.2", "OLGA") == 300  # the user is blocked from every address
-    assert limit.retry_after("10.0.0.2", "victor") == 0
+    assert limit.retry_after("10.0.0.1", "victor") == 0  # another user from that address
+    assert limit.retry_after("10.0.0.2", "OLGA") == 0  # the user from another address
     clock.now += 299
     assert limit.retry_after("10.0.0.1", "olga") == pytest.approx(1)
     clock.now += 1
     assert limit.retry_after("10.0.0.1", "olga") == 0
+
+
+def test_others_cannot_lock_a_user_out_with_a_few_failures() -> None:
+    clock = Clock()
+    limit = LoginLimit(3, 300, clock)
+    device = limit.remember("Olga")  # her browser logged in before
+    shared = 3 * SHARED_BUDGET
+    for i in range(shared - 1):
+        limit.failed(f"10.0.1.{i}", "olga")
+    assert limit.retry_after("10.0.0.9", "olga") == 0  # many failures elsewhere: still free
+    limit.failed("10.0.1.250", "olga")
+    assert limit.retry_after("10.0.0.9", "olga") == 300  # the per-user budget is spent ...
+    assert limit.retry_after("10.0.0.9", "olga", device) == 0  # ... but not for her own browser
+    assert limit.retry_after("10.0.0.9", "victor", device) == 0
+    for _ in range(3):
+        limit.failed("10.0.0.9", "olga", device)
+    assert limit.retry_after("10.0.0.9", "olga", device) == 300  # her browser has its own 3
+    for i in range(shared):
+        limit.failed("10.0.2.1", f"user{i}")  # one address spraying user names
+    assert limit.retry_after("10.0.2.1", "victor") == 300
+    clock.now += DEVICE_S
+    assert limit.retry_after("10.0.0.9", "olga", device) == 0 and limit.retry_after("10.0.0.9", "olga") == 0
 
 
 def test_login_limit_counts_an_attempt_when_it_begins() -> None:
@@ -71,8 +92,8 @@ def test_login_limit_counts_an_attempt_when_it_begins() -> None:
     limit = LoginLimit(3, 300, Clock())
     assert [limit.begin("10.0.0.1", "olga") for _ in range(4)] == [0, 0, 0, 300]
     limit.take_back("10.0.0.1", "olga")  # one of the three had the right password
-    assert limit.retry_after("10.0.0.1", "olga") == 0 and limit.retry_after("10.0.0.2", "OLGA") == 0
-    assert limit.begin("10.0.0.2", "olga") == 0 and limit.begin("10.0.0.3", "olga") == 300
+    assert limit.retry_after("10.0.0.1", "olga") == 0
+    assert limit.begin("10.0.0.1", "OLGA") == 0 and limit.begin("10.0.0.1", "olga") == 300
 
 
 def test_login_limit_memory_is_bounded() -> None:

@@ -29,10 +29,15 @@ def running_console(tmp_path: Path, **console: object) -> Iterator[int]:
         yield port
 
 
-def login_request(port: int, password: str) -> tuple[bytes, dict[str, str]]:
-    """The body and headers of a login of USER from a fresh login form."""
+def login_request(port: int, password: str, extra: dict[str, str] | None = None
+                  ) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a login of USER from a fresh login form (``extra`` headers added; its
+    Cookie beside the form's)."""
     headers, token = login_form(port)
-    return f"csrf={token}&user={USER}&password={password}".encode(), headers
+    extra = dict(extra or {})
+    if "Cookie" in extra:
+        headers["Cookie"] += "; " + extra.pop("Cookie")
+    return f"csrf={token}&user={USER}&password={password}".encode(), {**headers, **extra}
 
 
 def wrong_logins_together(port: int, count: int) -> tuple[Counter[int], list[str], list[str]]:
@@ -92,8 +97,8 @@ def wrong_login(port: int, user: str, forwarded_for: str) -> int:
 
 def test_a_local_client_cannot_pick_its_address_with_x_forwarded_for(tmp_path: Path) -> None:
     with running_console(tmp_path, login_attempts=5) as port:
-        first = [wrong_login(port, f"guess{i}", "10.0.0.1") for i in range(5)]
-        other = wrong_login(port, "guess9", "10.0.0.2")  # another "address": still this one client
+        first = [wrong_login(port, "guess", "10.0.0.1") for _ in range(5)]
+        other = wrong_login(port, "guess", "10.0.0.2")  # another "address": still this one client
     assert first == [401] * 5
     assert other == 429
     assert "10.0.0." not in (tmp_path / "console.log").read_text()
@@ -101,8 +106,26 @@ def test_a_local_client_cannot_pick_its_address_with_x_forwarded_for(tmp_path: P
 
 def test_a_trusted_proxy_names_the_client_address(tmp_path: Path) -> None:
     with running_console(tmp_path, login_attempts=5, trusted_proxies=["127.0.0.1"]) as port:
-        first = [wrong_login(port, f"guess{i}", "10.0.0.1") for i in range(5)]
-        same = wrong_login(port, "guess8", "10.0.0.1")
-        other = wrong_login(port, "guess9", "10.0.0.2")
+        first = [wrong_login(port, "guess", "10.0.0.1") for _ in range(5)]
+        same = wrong_login(port, "guess", "10.0.0.1")
+        other = wrong_login(port, "guess", "10.0.0.2")
     assert first == [401] * 5 and same == 429 and other == 401
     assert "from 10.0.0.1" in (tmp_path / "console.log").read_text()
+
+
+def test_failures_for_a_user_from_elsewhere_do_not_keep_her_out(tmp_path: Path) -> None:
+    with running_console(tmp_path, login_attempts=2, trusted_proxies=["127.0.0.1"]) as port:
+        olga = {"X-Forwarded-For": "10.0.0.5"}
+        first = send(port, "POST", "/login", *login_request(port, PASSWORD, olga))  # her browser
+        others = [wrong_login(port, USER, f"10.0.1.{i}") for i in range(5)]  # 5 > login_attempts
+        fresh = send(port, "POST", "/login", *login_request(port, PASSWORD, {"X-Forwarded-For": "10.0.0.6"}))
+        spent = [wrong_login(port, USER, f"10.0.2.{i}") for i in range(20)]  # the per-user budget: 2 × 10
+        elsewhere = {"X-Forwarded-For": "10.0.0.7"}
+        stranger = send(port, "POST", "/login", *login_request(port, PASSWORD, elsewhere))
+        kept = [c.split(";")[0] for c in first.headers["set-cookie"] if c.startswith("pg_device=")]
+        device = {**olga, "Cookie": "; ".join(kept)}
+        hers = send(port, "POST", "/login", *login_request(port, PASSWORD, device))
+    assert first.status == 303 and others == [401] * 5
+    assert fresh.status == 303  # from another address: not locked by failures elsewhere
+    assert 429 in spent and stranger.status == 429  # a large budget per user ...
+    assert hers.status == 303  # ... that never locks the browser she logged in with
