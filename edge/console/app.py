@@ -42,7 +42,7 @@ from starlette.types import Receive, Scope, Send
 
 from edge.config import Config, ConfigError
 from edge.console import passes as P
-from edge.console.auth import DEVICE_S, LoginLimit, Session, Sessions, new_token, same_token
+from edge.console.auth import DEVICE_S, LoginLimit, Session, Sessions, SessionsFull, new_token, same_token
 from edge.console.config_file import NotWritable, roi_line, save_roi
 from edge.console.users import (
     MAX_PASSWORD,
@@ -232,7 +232,11 @@ async def login(request: Request) -> Response:
         log.warning("console login refused for user %r from %s", user, address)
         return _login_page(console, "wrong user name or password", 401)
     console.limit.take_back(address, user, device)
-    token, _ = console.sessions.login(found.name, found.role, password_mark(found))
+    try:
+        token, _ = console.sessions.login(found.name, found.role, password_mark(found))
+    except SessionsFull as exc:
+        log.warning("console login of %s from %s refused: %s", found.name, address, exc)
+        return _login_page(console, str(exc), 503, {"Retry-After": "60"})
     log.info("console login: %s (%s) from %s", found.name, found.role, address)
     response = RedirectResponse("/", 303, headers=SECURITY_HEADERS)
     response.set_cookie(SESSION_COOKIE, token, max_age=console.cfg.console.session_minutes * 60,

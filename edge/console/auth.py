@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 ROLES = ("operator", "viewer")  # viewer: read-only
-MAX_SESSIONS = 256  # the oldest is dropped beyond this: bounded memory whatever a client does
+MAX_SESSIONS = 256  # live sessions at once: bounded memory whatever a client does
+MAX_USER_SESSIONS = 8  # a user's own oldest session is dropped beyond this (never another user's)
 MAX_TRACKED = 4096  # addresses and user names the rate limit remembers at once
 
 
@@ -38,6 +39,10 @@ class Session:
         return self.role == "operator"
 
 
+class SessionsFull(RuntimeError):
+    """Every session slot is held by other users' live sessions."""
+
+
 @dataclass
 class Sessions:
     """Logged-in sessions by cookie token, expiring ``lifetime_s`` after login."""
@@ -47,9 +52,16 @@ class Sessions:
     _by_token: dict[str, Session] = field(default_factory=dict)
 
     def login(self, user: str, role: str, password_mark: str = "") -> tuple[str, Session]:
+        """A new session of ``user``: the user's own oldest goes beyond MAX_USER_SESSIONS (or when the
+        table is full); SessionsFull
+        when MAX_SESSIONS live sessions of other users are held (no one can log anyone else out)."""
         self._prune()
-        while len(self._by_token) >= MAX_SESSIONS:
-            self._by_token.pop(next(iter(self._by_token)))
+        mine = [t for t, s in self._by_token.items() if s.user == user]
+        while mine and (len(mine) >= MAX_USER_SESSIONS or len(self._by_token) >= MAX_SESSIONS):
+            del self._by_token[mine.pop(0)]  # the user's own oldest
+        if len(self._by_token) >= MAX_SESSIONS:
+            raise SessionsFull(f"the console holds {MAX_SESSIONS} live sessions of other users: try again "
+                               "when some log out or expire")
         token = new_token()
         session = Session(user, role, new_token(), self.clock() + self.lifetime_s, password_mark)
         self._by_token[token] = session

@@ -11,7 +11,16 @@ import pytest
 from edge.config import ConfigError, parse_config
 from edge.console import passes as P
 from edge.console.app import BadForm, gate_request, list_entry
-from edge.console.auth import DEVICE_S, MAX_SESSIONS, SHARED_BUDGET, LoginLimit, Sessions, same_token
+from edge.console.auth import (
+    DEVICE_S,
+    MAX_SESSIONS,
+    MAX_USER_SESSIONS,
+    SHARED_BUDGET,
+    LoginLimit,
+    Sessions,
+    SessionsFull,
+    same_token,
+)
 from edge.console.users import UsersError, add_user, authenticate, load_users, password_mark, remove_user
 from edge.store.schema import GATE_EVENT_KINDS
 
@@ -38,11 +47,23 @@ def test_sessions_expire_log_out_and_stay_bounded() -> None:
     assert not sessions.get(token).can_act  # type: ignore[union-attr]
     sessions.logout(token)
     assert sessions.get(token) is None
-    tokens = [sessions.login(f"u{i}", "viewer")[0] for i in range(MAX_SESSIONS + 10)]
-    assert len(sessions._by_token) == MAX_SESSIONS and sessions.get(tokens[0]) is None
-    assert sessions.get(tokens[-1]) is not None
-    sessions.drop_user(f"u{MAX_SESSIONS + 9}")
+    tokens = [sessions.login(f"u{i}", "viewer")[0] for i in range(MAX_SESSIONS)]
+    with pytest.raises(SessionsFull, match=f"{MAX_SESSIONS} live sessions of other users"):
+        sessions.login("olga", "operator")  # a full table of others' live sessions: refused, none dropped
+    assert len(sessions._by_token) == MAX_SESSIONS and sessions.get(tokens[0]) is not None
+    assert sessions.get(sessions.login("u0", "viewer")[0]) is not None  # u0's own oldest made room
+    assert sessions.get(tokens[0]) is None and sessions.get(tokens[1]) is not None
+    sessions.drop_user(f"u{MAX_SESSIONS - 1}")
     assert sessions.get(tokens[-1]) is None
+
+
+def test_a_user_logging_in_again_and_again_drops_only_their_own_sessions() -> None:
+    sessions = Sessions(60, Clock())
+    olga, _ = sessions.login("olga", "operator")
+    victor = [sessions.login("victor", "viewer")[0] for _ in range(MAX_SESSIONS + 10)]
+    assert sessions.get(olga) is not None  # the operator's session stays
+    assert [sessions.get(t) is not None for t in victor].count(True) == MAX_USER_SESSIONS
+    assert all(sessions.get(t) is not None for t in victor[-MAX_USER_SESSIONS:])
 
 
 def test_same_token_never_matches_a_missing_token() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from console_http import console_config, log_in, login_form, send, sent_together
 
 from edge.console.app import MAX_LOGINS
+from edge.console.auth import MAX_USER_SESSIONS
 from edge.tools.console import ConsoleProcess, add_user
 from edge.tools.net import free_tcp_port
 
@@ -129,3 +130,16 @@ def test_failures_for_a_user_from_elsewhere_do_not_keep_her_out(tmp_path: Path) 
     assert fresh.status == 303  # from another address: not locked by failures elsewhere
     assert 429 in spent and stranger.status == 429  # a large budget per user ...
     assert hers.status == 303  # ... that never locks the browser she logged in with
+
+
+def test_logging_in_again_and_again_ends_only_ones_own_oldest_sessions(tmp_path: Path) -> None:
+    with running_console(tmp_path) as port:
+        assert add_user(tmp_path / "parkgate.toml", "victor", "viewer", "viewer-pass-1").returncode == 0
+        operator = log_in(port, USER, PASSWORD)
+        viewer = [log_in(port, "victor", "viewer-pass-1") for _ in range(MAX_USER_SESSIONS + 2)]
+        olga = send(port, "GET", "/", headers=operator)
+        oldest = send(port, "GET", "/", headers=viewer[1])
+        newest = send(port, "GET", "/", headers=viewer[2])
+    assert olga.status == 200
+    assert oldest.status == 303 and oldest.headers["location"] == ["/login"]  # his own oldest two ended
+    assert newest.status == 200
