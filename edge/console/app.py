@@ -18,7 +18,7 @@ import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,7 @@ class Console:
     limit: LoginLimit
     env: Environment
     streams: int = 0  # live views being served
+    user_streams: dict[str, int] = field(default_factory=dict)  # of them, by user
     logins: int = 0  # password checks running
 
     @property
@@ -512,6 +513,7 @@ async def list_remove(request: Request, console: Console, session: Session) -> R
 # -- live view ----------------------------------------------------------------------------------------
 
 MAX_STREAMS = 4  # live streams served at once (a Pi's console, a few operators)
+MAX_USER_STREAMS = 2  # of them, one user's: no one takes them all
 STREAM_S = 600.0  # a stream ends after this; the page's reload starts a new one
 BOUNDARY = "parkgate-frame"
 RECHECK_TICKS = 20  # the users file is read again every this many frames (10 s) of a stream
@@ -711,17 +713,21 @@ async def roi_save(request: Request, console: Console, session: Session) -> Resp
 
 
 class StreamSlot:
-    """One of the MAX_STREAMS live streams: taken in the endpoint, in the same step as the check (nothing
-    awaits between), and given back once however the stream ends."""
+    """One of the MAX_STREAMS live streams (MAX_USER_STREAMS of a user): taken in the endpoint, in the
+    same step as the check (nothing awaits between), and given back once however the stream ends."""
 
-    def __init__(self, console: Console) -> None:
-        self.console, self.held = console, True
+    def __init__(self, console: Console, user: str) -> None:
+        self.console, self.user, self.held = console, user, True
         console.streams += 1
+        console.user_streams[user] = console.user_streams.get(user, 0) + 1
 
     def release(self) -> None:
         if self.held:
             self.held = False
             self.console.streams -= 1
+            left = self.console.user_streams.pop(self.user) - 1
+            if left:
+                self.console.user_streams[self.user] = left
 
 
 class SlotStream(StreamingResponse):
@@ -743,9 +749,12 @@ async def live_stream(request: Request, console: Console, session: Session) -> R
     lane = request.path_params["lane"]
     if lane not in console.lanes:
         return console.refuse(session, 404, f"lane {lane!r} unknown; lanes: {', '.join(console.lanes)}")
+    if console.user_streams.get(session.user, 0) >= MAX_USER_STREAMS:
+        return console.refuse(session, 429, f"you have {MAX_USER_STREAMS} live views open already (the most "
+                              "one user may): close one")
     if console.streams >= MAX_STREAMS:
         return console.refuse(session, 503, f"{MAX_STREAMS} live views already open; close one")
-    slot = StreamSlot(console)
+    slot = StreamSlot(console, session.user)
     return SlotStream(_frames(request, console, session, lane, slot), slot,
                       media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}", headers=SECURITY_HEADERS)
 

@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +20,14 @@ from console_http import FORM, abandoned, console_config, csrf_of, log_in, send,
 from markupsafe import escape
 
 from edge.config import load_config
-from edge.console.app import MAX_STREAMS
+from edge.console.app import MAX_STREAMS, MAX_USER_STREAMS
 from edge.store import ListEntry, Store
 from edge.tools.console import ConsoleProcess, add_user
 from edge.tools.net import free_tcp_port
 
 OPERATOR = ("olga", "operator-pass-1")
 VIEWER = ("victor", "viewer-pass-12")
+OTHER = ("vera", "viewer-pass-13")
 FAR = "9999-12-31T23:59:59-14:00"  # year 10000 in UTC, beyond what datetime can show
 FAR_MS = 253402351199000
 
@@ -43,7 +45,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("console")
     port = free_tcp_port()
     config = console_config(tmp, port, "gw-odd", "LOT-O")
-    for (name, password), role in ((OPERATOR, "operator"), (VIEWER, "viewer")):
+    for (name, password), role in ((OPERATOR, "operator"), (VIEWER, "viewer"), (OTHER, "viewer")):
         assert add_user(config, name, role, password).returncode == 0
     store = load_config(config).store_path
     Store(store).close()
@@ -102,12 +104,17 @@ def open_streams(site: Site, auth: dict[str, str], count: int) -> Counter[int]:
         return Counter(r.status for r in replies)
 
 
-def slots_all_free(site: Site, auth: dict[str, str], timeout_s: float = 20.0) -> bool:
-    """Whether, within ``timeout_s``, exactly MAX_STREAMS streams open at once again: no slot leaked,
-    none given back twice."""
+def slots_all_free(site: Site, users: list[dict[str, str]], timeout_s: float = 20.0) -> bool:
+    """Whether, within ``timeout_s``, exactly MAX_STREAMS streams open at once again, MAX_USER_STREAMS for
+    each of ``users`` (MAX_STREAMS in all): no slot leaked, none given back twice."""
+    assert len(users) * MAX_USER_STREAMS == MAX_STREAMS
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if open_streams(site, auth, MAX_STREAMS + 2) == {200: MAX_STREAMS, 503: 2}:
+        with ExitStack() as stack:
+            statuses = Counter(r.status for auth in users for r in stack.enter_context(
+                sent_together(site.port, MAX_USER_STREAMS + 1, "GET", "/live/entry-1.mjpg", headers=auth)))
+            left = send(site.port, "GET", "/live/entry-1.mjpg", headers=log_in(site.port, *OTHER)).status
+        if statuses == {200: MAX_STREAMS, 429: len(users)} and left == 503:
             return True
         time.sleep(0.5)  # a closed stream is noticed at its next frame tick
     return False
@@ -115,9 +122,22 @@ def slots_all_free(site: Site, auth: dict[str, str], timeout_s: float = 20.0) ->
 
 def test_live_streams_opened_together_stay_within_the_limit_and_never_leak(site: Site) -> None:
     auth = log_in(site.port, *OPERATOR)
+    users = [auth, log_in(site.port, *VIEWER)]
     together = open_streams(site, auth, 3 * MAX_STREAMS)
-    freed_after_close = slots_all_free(site, auth)
+    freed_after_close = slots_all_free(site, users)
     abandoned(site.port, 3 * MAX_STREAMS, "GET", "/live/entry-1.mjpg", auth)  # gone before any answer
-    freed_after_leaving = slots_all_free(site, auth)
-    assert together == {200: MAX_STREAMS, 503: 2 * MAX_STREAMS}
+    freed_after_leaving = slots_all_free(site, users)
+    assert together == {200: MAX_USER_STREAMS, 429: 3 * MAX_STREAMS - MAX_USER_STREAMS}
     assert freed_after_close and freed_after_leaving
+
+
+def test_one_user_cannot_take_every_live_view(site: Site) -> None:
+    viewer, operator = log_in(site.port, *VIEWER), log_in(site.port, *OPERATOR)
+    with sent_together(site.port, MAX_STREAMS, "GET", "/live/entry-1.mjpg", headers=viewer) as taken:
+        statuses = Counter(r.status for r in taken)
+        refused = [r.read().decode() for r in taken if r.status == 429]
+        with sent_together(site.port, 1, "GET", "/live/entry-1.mjpg", headers=operator) as mine:
+            theirs = mine[0].status
+    assert statuses == {200: MAX_USER_STREAMS, 429: MAX_STREAMS - MAX_USER_STREAMS}
+    assert all("you have 2 live views open already" in body for body in refused)
+    assert theirs == 200  # the operator still sees the lane
