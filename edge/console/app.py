@@ -1,7 +1,8 @@
 """The console's Starlette app: server-rendered pages (Jinja2, package data), no CDN; one small script of
 its own (static/live.js: the live view's boxes, loops and ROI editor) and every page works without it.
 
-Every page needs a session (cookie ``pg_session``: HttpOnly, SameSite=Strict, Secure under TLS); every
+Every page needs a session (cookie ``pg_session``: HttpOnly, SameSite=Strict, Secure under TLS, its own
+or a trusted proxy's); every
 POST carries the session's CSRF token (the login form: a per-form token in a cookie of its own). Gate
 actions go through the daemon's control socket, so they are audited (``manual_actions``) exactly like
 `parkgate gate open --lane L --reason TEXT`, with the console user as the operator
@@ -97,9 +98,10 @@ class Console:
     user_streams: dict[str, int] = field(default_factory=dict)  # of them, by user
     logins: int = 0  # password checks running
 
-    @property
-    def secure(self) -> bool:
-        return self.cfg.console.cert_file is not None
+    def secure(self, request: Request) -> bool:
+        """Whether cookies get ``Secure``: the console serves HTTPS, or the request came over HTTPS through
+        a trusted proxy (uvicorn sets the scheme from its X-Forwarded-Proto, [console] trusted_proxies)."""
+        return self.cfg.console.cert_file is not None or request.url.scheme == "https"
 
     @property
     def lanes(self) -> tuple[str, ...]:
@@ -192,15 +194,15 @@ def page(handler: Page, *, act: bool = False) -> Callable[[Request], Awaitable[R
 
 async def login_form(request: Request) -> Response:
     console: Console = request.app.state.console
-    return _login_page(console, "", 200)
+    return _login_page(request, console, "", 200)
 
 
-def _login_page(console: Console, message: str, status_code: int, headers: dict[str, str] | None = None
-                ) -> Response:
+def _login_page(request: Request, console: Console, message: str, status_code: int,
+                headers: dict[str, str] | None = None) -> Response:
     token = new_token()
     response = console.render("login.html", None, status_code, message=message, login_token=token)
     response.set_cookie(LOGIN_COOKIE, token, max_age=600, httponly=True, samesite="strict",
-                        secure=console.secure, path="/login")
+                        secure=console.secure(request), path="/login")
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
@@ -218,11 +220,11 @@ async def login(request: Request) -> Response:
     address, device = _address(request), request.cookies.get(DEVICE_COOKIE)
     # From here to the password check nothing awaits: the checks and the counts are one step.
     if console.logins >= MAX_LOGINS:
-        return _login_page(console, f"{MAX_LOGINS} logins are being checked already: try again in a "
+        return _login_page(request, console, f"{MAX_LOGINS} logins are being checked already: try again in a "
                            "second", 429, {"Retry-After": "1"})
     wait = console.limit.begin(address, user, device)
     if wait > 0:
-        return _login_page(console, f"too many failed logins: try again in {wait:.0f} s", 429,
+        return _login_page(request, console, f"too many failed logins: try again in {wait:.0f} s", 429,
                            {"Retry-After": str(int(wait) + 1)})
     try:
         found = await _check_password(console, user, password)
@@ -231,20 +233,20 @@ async def login(request: Request) -> Response:
         return console.refuse(None, 500, str(exc))
     if found is None:
         log.warning("console login refused for user %r from %s", user, address)
-        return _login_page(console, "wrong user name or password", 401)
+        return _login_page(request, console, "wrong user name or password", 401)
     console.limit.take_back(address, user, device)
     try:
         token, _ = console.sessions.login(found.name, found.role, password_mark(found))
     except SessionsFull as exc:
         log.warning("console login of %s from %s refused: %s", found.name, address, exc)
-        return _login_page(console, str(exc), 503, {"Retry-After": "60"})
+        return _login_page(request, console, str(exc), 503, {"Retry-After": "60"})
     log.info("console login: %s (%s) from %s", found.name, found.role, address)
     response = RedirectResponse("/", 303, headers=SECURITY_HEADERS)
     response.set_cookie(SESSION_COOKIE, token, max_age=console.cfg.console.session_minutes * 60,
-                        httponly=True, samesite="strict", secure=console.secure, path="/")
+                        httponly=True, samesite="strict", secure=console.secure(request), path="/")
     response.delete_cookie(LOGIN_COOKIE, path="/login")
     response.set_cookie(DEVICE_COOKIE, console.limit.remember(found.name), max_age=DEVICE_S, httponly=True,
-                        samesite="strict", secure=console.secure, path="/login")
+                        samesite="strict", secure=console.secure(request), path="/login")
     return response
 
 

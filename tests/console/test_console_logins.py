@@ -143,3 +143,22 @@ def test_logging_in_again_and_again_ends_only_ones_own_oldest_sessions(tmp_path:
     assert olga.status == 200
     assert oldest.status == 303 and oldest.headers["location"] == ["/login"]  # his own oldest two ended
     assert newest.status == 200
+
+
+def test_cookies_are_secure_behind_a_tls_proxy(tmp_path: Path) -> None:
+    https = {"X-Forwarded-Proto": "https"}
+    with running_console(tmp_path, trusted_proxies=["127.0.0.1"]) as port:
+        form = send(port, "GET", "/login", headers=https)
+        login = send(port, "POST", "/login", *login_request(port, PASSWORD, https))
+        plain = send(port, "POST", "/login", *login_request(port, PASSWORD))
+    secure = [c for c in form.headers["set-cookie"] + login.headers["set-cookie"] if "Max-Age=0" not in c]
+    assert login.status == 303
+    assert {c.split("=")[0] for c in secure} == {"pg_login", "pg_session", "pg_device"}
+    assert all("; secure" in c.lower() for c in secure), secure
+    assert plain.status == 303 and not any("secure" in c.lower() for c in plain.headers["set-cookie"])
+
+
+def test_an_untrusted_client_cannot_claim_https(tmp_path: Path) -> None:
+    with running_console(tmp_path) as port:  # no trusted proxy: X-Forwarded-Proto is not believed
+        form = send(port, "GET", "/login", headers={"X-Forwarded-Proto": "https"})
+    assert not any("secure" in c.lower() for c in form.headers["set-cookie"])
