@@ -57,7 +57,7 @@ from edge.console.users import (
 from edge.daemon import control, liveview
 from edge.daemon.retention import evidence_dir
 from edge.daemon.status import clock_behind_note, display_reading, read_status, render_status, status_path
-from edge.identity import list_entry_key
+from edge.identity import list_entry_key, mask_plate
 from edge.store import ListEntry, Store, StoreError
 from edge.store.rows import list_time_problem
 from edge.store.schema import ACCESS_LISTS, GATE_EVENT_KINDS
@@ -477,8 +477,15 @@ async def _lists(console: Console, session: Session, message: str, error: str, c
         rows, clock_note = await run_in_threadpool(_list_rows, console.cfg)
     except (StoreError, sqlite3.Error) as exc:
         rows, clock_note, error = [], None, error or f"cannot read the lists: {exc}"
+    if not session.can_act:  # a viewer sees plates masked, as on the passes page; operators edit them
+        rows = [{**row, "entry": _masked_entry(row["entry"])} for row in rows]
     return console.render("lists.html", session, code, rows=rows, lists=ACCESS_LISTS, message=message,
                           error=error, clock_note=clock_note)
+
+
+def _masked_entry(entry: str) -> str:
+    """A list entry as a viewer sees it: a plate masked (``AB***D``), a commitment (no plate) as is."""
+    return entry if entry.startswith("0x") else mask_plate(entry)
 
 
 async def list_add(request: Request, console: Console, session: Session) -> Response:

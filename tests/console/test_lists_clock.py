@@ -83,3 +83,15 @@ def test_booking_show_leaves_out_a_booking_ended_by_the_daemons_best_time(
     text = capsys.readouterr().out
     assert "1 bookings made here" in text, text  # was 2: the ended one was still to come by the wall clock
     assert text.splitlines()[-1].startswith(BEHIND), text
+
+
+def test_a_viewer_sees_list_plates_masked(tmp_path: Path) -> None:
+    """The passes page masks plates; the lists page showed a viewer every listed plate in full."""
+    config, _, port = lot(tmp_path)
+    assert add_user(config, OPERATOR[0], "operator", OPERATOR[1]).returncode == 0
+    assert add_user(config, "vera", "viewer", "viewer-pass-1").returncode == 0
+    with ConsoleProcess(config, port, tmp_path / "console.log"):
+        seen = send(port, "GET", "/lists", headers=log_in(port, "vera", "viewer-pass-1")).body
+        edited = send(port, "GET", "/lists", headers=log_in(port, *OPERATOR)).body
+    assert '<td class="entry">AB***D</td>' in seen and "AB123CD" not in seen
+    assert '<td class="entry">AB123CD</td>' in edited
