@@ -98,6 +98,27 @@ class LotWorld:
     def common(self) -> list[str]:
         return ["--rpc", self.rpc, "--contract", self.contract]
 
+    def approved_space(self, location: str) -> tuple[str, dict]:
+        """A new space of the owner at ``location``, approved by the operator: its id and what
+        `lot space approve` printed."""
+        code, space, err = lot_cli("space", "add", "--lot", LOT, "--location", location, *self.common(),
+                                   *self.keys.flags("owner"))
+        assert code == 0, err
+        space_id = str(space["space_id"])
+        code, approved, err = lot_cli("space", "approve", "--space", space_id, *self.common(),
+                                      *self.keys.flags("operator"))
+        assert code == 0, err
+        return space_id, approved
+
+    def listing(self, space_id: str) -> tuple[int, int]:
+        """A 4-hour listing of ``space_id`` from an hour ahead at 7 wei an hour: its rental id and start."""
+        start = self.now() + HOUR
+        code, listed, err = lot_cli("rental", "add", "--space", space_id, "--start", str(start), "--end",
+                                    str(start + 4 * HOUR), "--price-per-hour-wei", "7", *self.common(),
+                                    *self.keys.flags("owner"))
+        assert code == 0, err
+        return listed["rental_id"], start
+
 
 def set_up_lot(anvil: Anvil, directory: Path) -> LotWorld:
     """Deploy, register the lot, verify the owner, register a space and list it: all with the CLI."""

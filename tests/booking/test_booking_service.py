@@ -292,18 +292,8 @@ def test_a_removed_space_leaves_the_offer_and_is_refused(lot_world: LotWorld,
     """A space the operator removed (`parkgate lot space remove`) takes no more bookings: its listing leaves
     /api/rentals and a commitment for it is refused in words, before the renter pays gas."""
     w, common = lot_world, lot_world.common()
-    code, space, err = lot_cli("space", "add", "--lot", LOT, "--location", "L-3/B9", *common,
-                               *w.keys.flags("owner"))
-    assert code == 0, err
-    space_id = str(space["space_id"])
-    code, _, err = lot_cli("space", "approve", "--space", space_id, *common, *w.keys.flags("operator"))
-    assert code == 0, err
-    start = w.now() + HOUR
-    code, listed, err = lot_cli("rental", "add", "--space", space_id, "--start", str(start), "--end",
-                                str(start + 4 * HOUR), "--price-per-hour-wei", "7", *common,
-                                *w.keys.flags("owner"))
-    assert code == 0, err
-    rental = listed["rental_id"]
+    space_id, _ = w.approved_space("L-3/B9")
+    rental, start = w.listing(space_id)
     time.sleep(0.6)  # the service caches the rental list (here for 0.5 s)
     assert rental in [r["rental_id"] for r in service.get("/api/rentals")[1]]
     code, removed, err = lot_cli("space", "remove", "--space", space_id, *common, *w.keys.flags("operator"))

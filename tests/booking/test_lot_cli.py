@@ -352,18 +352,9 @@ def test_space_approve_and_remove_print_what_the_chain_holds(lot_world: LotWorld
     transaction (they printed approved true/false whatever it did): a removal of a space with a listing
     that has not ended revokes the approval at once but keeps the bay, and says to run remove again."""
     w, common = lot_world, lot_world.common()
-    code, space, err = lot_cli("space", "add", "--lot", LOT, "--location", "L-4/B1", *common,
-                               *w.keys.flags("owner"))
-    assert code == 0, err
-    space_id = str(space["space_id"])
-    code, approved, err = lot_cli("space", "approve", "--space", space_id, *common, *w.keys.flags("operator"))
-    assert code == 0, err
+    space_id, approved = w.approved_space("L-4/B1")
     assert (approved["approved"], approved["location"], approved["location_held"]) == (True, "L-4/B1", True)
-    start = w.now() + HOUR
-    code, _, err = lot_cli("rental", "add", "--space", space_id, "--start", str(start), "--end",
-                           str(start + 4 * HOUR), "--price-per-hour-wei", "7", *common,
-                           *w.keys.flags("owner"))
-    assert code == 0, err
+    w.listing(space_id)
     for _ in range(2):  # the second removal changes nothing: the listing still stands
         code, removed, err = lot_cli("space", "remove", "--space", space_id, *common,
                                      *w.keys.flags("operator"))
