@@ -289,14 +289,17 @@ def model_problem(vision: VisionConfig) -> ModelProblem | None:
     from edge.vision import ocr
     from edge.vision.reader import PlateDetector, PlateOcr  # onnxruntime: only when checking
 
+    loaded: list[ocr.OcrConfig] = []  # the OCR config of the first step, for the OCR model's
+
     def load_config() -> ocr.OcrConfig:
-        return ocr.load_config(vision.ocr_config)
+        loaded.append(ocr.load_config(vision.ocr_config))
+        return loaded[0]
 
     steps: list[tuple[str, Path, Callable[[], object], Callable[[Any], object]]] = [
         ("vision.ocr_config", vision.ocr_config, load_config, lambda _config: None),
         ("vision.detector_model", vision.detector_model, lambda: PlateDetector(vision.detector_model, 1),
          lambda model: model.detect(np.zeros(TEST_FRAME_SHAPE, np.uint8))),
-        ("vision.ocr_model", vision.ocr_model, lambda: PlateOcr(vision.ocr_model, load_config(), 1),
+        ("vision.ocr_model", vision.ocr_model, lambda: PlateOcr(vision.ocr_model, loaded[0], 1),
          lambda model: model.read_crops([np.zeros(TEST_CROP_SHAPE, np.uint8)])),
     ]
     for key, path, load, read in steps:

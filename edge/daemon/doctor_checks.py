@@ -25,7 +25,6 @@ from edge.daemon.status import read_status, status_path
 from edge.doctor import (
     SERVICE_USER,
     CheckResult,
-    model_problem,
     register_check,
     service_access_problem,
     service_user,
@@ -234,7 +233,7 @@ def check_cameras(config: Config) -> CheckResult:
             continue
         height, width = image.shape[:2]
         reader = _plate_reader(config) if reader is None else reader
-        hint = reader if isinstance(reader, str) else _plate_hint(reader.read(image))
+        hint, reader = _plate_hint_with(reader, image)
         lines.append(f"{lane.name}: {width}x{height} frame from {redact_url(source)}; {hint}")
     if failed:
         return CheckResult.fail("\n".join(lines), "fix lanes[].camera.source (device index, file, or rtsp:// "
@@ -243,14 +242,29 @@ def check_cameras(config: Config) -> CheckResult:
     return CheckResult.ok("\n".join(lines))
 
 
+MODELS_BROKEN = "plates not read: the models do not work (see the model files check)"
+
+
 def _plate_reader(config: Config) -> PlateReader | str:
     """The daemon's plate reader, or why plates are not read here: models that do not work are the
-    model files check's FAIL, not the camera's."""
-    if model_problem(config.vision) is not None:
-        return "plates not read: the models do not work (see the model files check)"
+    model files check's FAIL (it names the key), not the camera's."""
     vision = config.vision
-    return PlateReader(vision.detector_model, vision.ocr_model, vision.ocr_config, threads=vision.threads,
-                       region=vision.region)
+    try:
+        return PlateReader(vision.detector_model, vision.ocr_model, vision.ocr_config, threads=vision.threads,
+                           region=vision.region)
+    except Exception:  # noqa: BLE001 - missing, truncated or not a model: the model files check says which
+        return MODELS_BROKEN
+
+
+def _plate_hint_with(reader: PlateReader | str, image: np.ndarray) -> tuple[str, PlateReader | str]:
+    """The plate hint for ``image`` and the reader for the next lane: a model of the wrong kind loads but
+    fails its first read, and is not tried again."""
+    if isinstance(reader, str):
+        return reader, reader
+    try:
+        return _plate_hint(reader.read(image)), reader
+    except Exception:  # noqa: BLE001 - the model files check names the model and its fix
+        return MODELS_BROKEN, MODELS_BROKEN
 
 
 def _daemon_cameras(config: Config, daemon: dict[str, Any]) -> CheckResult:
