@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from edge.clock import ClockReading
 from edge.config import Config, ConfigError, load_config
 from edge.daemon.status import clock_behind_note, display_reading
 from edge.identity import list_entry_key, mask_plate, normalise_plate
@@ -178,7 +177,7 @@ def cmd_list_show(args: argparse.Namespace) -> int:
     with open_store(cfg) as store:
         stored = store.list_entries(args.list_name)
         floor = store.clock_floor()
-    reading = _reading(cfg, floor)
+    reading = display_reading(cfg, floor)
     now, note = reading.best_ms, clock_behind_note(reading)
     rows = [{"entry": list_entry_key(e), "source": "config", "valid_from": None, "valid_until": None,
              "note": "", "state": "active"} for e in _config_list(cfg, args.list_name)]
@@ -245,7 +244,7 @@ def cmd_booking_add(args: argparse.Namespace) -> int:
 def cmd_booking_show(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     with open_store(cfg) as store:
-        reading = _reading(cfg, store.clock_floor())
+        reading = display_reading(cfg, store.clock_floor())
         # current and future ones: a window starting at any time from now on still holds
         upcoming = store.active_bookings(cfg.gateway.lot_id, reading.best_ms, grace_before_ms=2**53)
         bookings = [b for b in upcoming if b.booking_id.startswith(LOCAL_PREFIX)]
@@ -263,10 +262,6 @@ def cmd_booking_show(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr if args.json else sys.stdout)  # --json: stdout stays JSON
     return 0
 
-
-def _reading(cfg: Config, floor_ms: int) -> ClockReading:
-    """The time a display judges with: the daemon's best time, as the gate decides (never a clock behind)."""
-    return display_reading(cfg.gateway.state_dir, floor_ms, cfg.clock.behind_tolerance_s)
 
 
 def cmd_booking_cancel(args: argparse.Namespace) -> int:

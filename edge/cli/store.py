@@ -41,14 +41,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.config import Config, load_config
+from edge.config import load_config
 from edge.daemon.status import display_reading, read_status, status_path
 from edge.store import integrity
 from edge.store.schema import CHAIN_DESTINATION, OUTBOX_DESTINATIONS, OUTBOX_GIVEN_UP
 from edge.store.store import OUTBOX_ACTIONS, owner_of, user_name
 
 if TYPE_CHECKING:
-    from edge.store import OutboxRow, Store
+    from edge.store import OutboxRow
 
 log = logging.getLogger(__name__)
 # `store outbox drop|retry`: who ... them (the past tense: OUTBOX_ACTIONS), and what happens to the rows next
@@ -324,11 +324,6 @@ def _restore(backup: Path, store: Path) -> int:
     return 0
 
 
-def _best_ms(cfg: Config, db: Store) -> int:
-    """The best time (the daemon's, when it runs here): never a Pi's 1970 or a clock days behind."""
-    return display_reading(cfg.gateway.state_dir, db.clock_floor(), cfg.clock.behind_tolerance_s).best_ms
-
-
 def cmd_prune(args: argparse.Namespace) -> int:
     from edge.store import Store, StoreError  # sqlite-utils: only when pruning
 
@@ -340,7 +335,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return 1
     try:
         with Store(store, busy_timeout_ms=cfg.store.busy_timeout_ms) as db:
-            cutoff = cfg.store.cutoff_ms(_best_ms(cfg, db))
+            cutoff = cfg.store.cutoff_ms(display_reading(cfg, db.clock_floor()).best_ms)
             pruned = db.prune(cutoff, dry_run=args.dry_run)
     except (sqlite3.Error, StoreError) as exc:
         print(f"prune of {store} failed: {exc}; the batches done before are deleted, the rest is kept"
@@ -452,7 +447,8 @@ def _outbox_action(args: argparse.Namespace, verb: str) -> int:
     who = f"{past} by {args.by.strip()} ({_operator()})"
     try:
         with Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms) as db:
-            db.clock = lambda: _best_ms(cfg, db)  # updated_at_ms: when, by the best time (retention)
+            now = display_reading(cfg, db.clock_floor()).best_ms  # updated_at_ms: the best time
+            db.clock = lambda: now
             if verb == "drop":
                 ids = args.ids or [r.id for r in db.given_up_outbox(status=_state_of(args))]
                 rows = db.drop_outbox(ids, who, dry_run=not args.yes)

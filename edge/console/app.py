@@ -407,7 +407,7 @@ def _list_rows(cfg: Config) -> tuple[list[dict[str, Any]], str | None]:
     with _open_store(cfg) as store:
         stored = store.list_entries()
         floor = store.clock_floor()
-    reading = display_reading(cfg.gateway.state_dir, floor, cfg.clock.behind_tolerance_s)
+    reading = display_reading(cfg, floor)
     rows = [{"list": name, "entry": entry, "source": "config (edit the file)", "from": "-", "until": "-",
              "note": "", "state": "active", "removable": False}
             for name, entries in (("allow", cfg.policy.allow_list), ("deny", cfg.policy.deny_list))

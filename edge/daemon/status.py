@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.clock import ClockReading, TrustedClock, describe_behind
+from edge.config import Config
 
 STATUS_FILE = "status.json"
 STALE_AFTER_S = 10.0
@@ -170,10 +171,11 @@ def running_daemon_best_ms(state_dir: Path) -> int | None:
         return None
 
 
-def display_reading(state_dir: Path, floor_ms: int, tolerance_s: int) -> ClockReading:
-    """What an operator's display (lists, bookings) judges with: :func:`gateway_reading` from the store's
-    clock floor ``floor_ms`` and the config's ``clock.behind_tolerance_s``."""
-    return gateway_reading(state_dir, TrustedClock(floor_ms, tolerance_ms=tolerance_s * 1000))
+def display_reading(cfg: Config, floor_ms: int) -> ClockReading:
+    """What an operator's tool (lists, bookings, the store's retention and outbox) judges with:
+    :func:`gateway_reading` from the store's clock floor ``floor_ms`` and ``clock.behind_tolerance_s``."""
+    return gateway_reading(cfg.gateway.state_dir,
+                           TrustedClock(floor_ms, tolerance_ms=cfg.clock.behind_tolerance_s * 1000))
 
 
 def clock_behind_note(reading: ClockReading) -> str | None:
