@@ -51,28 +51,29 @@ class Throttle:
         # max(0, ...): a clock that went back (a test clock) gives no tokens rather than negative ones.
         return min(self.burst, bucket.tokens + max(0.0, now - bucket.at) * self.rate_per_s)
 
+    def _refilled(self, now: float) -> str | None:
+        """Among the least recently used keys, one whose bucket is full again (as good as never seen)."""
+        for key, bucket in itertools.islice(self._buckets.items(), _ROOM_SCAN):
+            if self._tokens(bucket, now) >= self.burst:
+                return key
+        return None
+
     def _room(self, now: float) -> bool:
         """Forget one key whose bucket refilled if the table is full; False when the table is full of
         keys still being limited."""
         if len(self._buckets) < self.max_keys:
             return True
-        for n, (key, bucket) in enumerate(self._buckets.items()):
-            if n >= _ROOM_SCAN:
-                break
-            if self._tokens(bucket, now) >= self.burst:
-                del self._buckets[key]
-                return True
-        return False
+        key = self._refilled(now)
+        if key is not None:
+            del self._buckets[key]
+        return key is not None
 
     def has_token(self, key: str) -> bool:
         """Whether ``allow(key)`` would let one through now (nothing taken, nothing stored)."""
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            if len(self._buckets) < self.max_keys:
-                return True
-            oldest = itertools.islice(self._buckets.values(), _ROOM_SCAN)
-            return any(self._tokens(b, now) >= self.burst for b in oldest)
+            return len(self._buckets) < self.max_keys or self._refilled(now) is not None
         return self._tokens(bucket, now) >= 1
 
     def allow(self, key: str) -> bool:

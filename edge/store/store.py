@@ -642,9 +642,8 @@ class Store:
 
     def dropped_outbox(self, destination: str) -> int:
         """How many of ``destination``'s rows are 'done' as an operator dropped them (never delivered)."""
-        row = self.conn.execute("SELECT count(*) FROM outbox WHERE destination = ? AND status = 'done' AND "
-                                "substr(ack_ref, 1, ?) = ?",
-                                (destination, len(DROPPED_PREFIX), DROPPED_PREFIX)).fetchone()
+        row = self.conn.execute("SELECT count(*) FROM outbox o WHERE o.destination = ? AND o.status = 'done' "
+                                f"AND {_DROPPED_ROW}", (destination,)).fetchone()
         return int(row[0])
 
     def renumber_outbox(self, ids: Sequence[int], error: str) -> None:
