@@ -121,7 +121,7 @@ def _valid_region(value: str) -> bool:
     return True
 
 
-def _proxy_address(value: str) -> bool:
+def proxy_address(value: str) -> bool:
     """An IP address or network (``127.0.0.1``, ``::1``, ``10.0.0.0/24``, host bits clear, as uvicorn reads
     it): never ``*`` nor a /0, which would let every client name its own address and scheme."""
     try:
@@ -176,7 +176,7 @@ ListEntry = Annotated[str, rule(lambda v: 0 < len(v) <= 80, "a plate or a 0x com
                       AfterValidator(_plate_or_commitment)]
 PROXY_RULE = ("an IP address or network of a reverse proxy (e.g. 127.0.0.1, ::1, 10.0.0.0/24); "
               "not '*', a /0 nor a host name")
-ProxyAddress = Annotated[str, rule(_proxy_address, PROXY_RULE)]
+ProxyAddress = Annotated[str, rule(proxy_address, PROXY_RULE)]
 SingleChar = Annotated[str, rule(lambda v: len(v) == 1, "a single character")]
 
 

@@ -101,7 +101,7 @@ def forwarded_allow_ips(text: str | None) -> list[str] | None:
     client could pick the address the rate limits count) and for anything not an address or network."""
     if text is None:
         return None
-    import ipaddress
+    from edge.config import proxy_address
 
     items = [item.strip() for item in text.split(",") if item.strip()]
     if not items:
@@ -112,10 +112,7 @@ def forwarded_allow_ips(text: str | None) -> list[str] | None:
             raise ValueError("--forwarded-allow-ips '*' would trust X-Forwarded-For from every client, so "
                              "any client could pick the address the rate limits count: name the reverse "
                              "proxy's addresses or networks (e.g. 127.0.0.1 or 10.0.0.0/24)")
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
+        if not proxy_address(item):  # the console's trusted_proxies rule: no /0, host bits clear
             raise ValueError(f"--forwarded-allow-ips {item[:60]!r} is not an IP address or network: name "
-                             "the reverse proxy's addresses or networks (e.g. 127.0.0.1 or 10.0.0.0/24)"
-                             ) from None
+                             "the reverse proxy's addresses or networks (e.g. 127.0.0.1 or 10.0.0.0/24)")
     return items

@@ -94,9 +94,13 @@ class Console:
     sessions: Sessions
     limit: LoginLimit
     env: Environment
-    streams: int = 0  # live views being served
-    user_streams: dict[str, int] = field(default_factory=dict)  # of them, by user
+    user_streams: dict[str, int] = field(default_factory=dict)  # live views being served, by user
     logins: int = 0  # password checks running
+
+    @property
+    def streams(self) -> int:
+        """Live views being served."""
+        return sum(self.user_streams.values())
 
     def secure(self, request: Request) -> bool:
         """Whether cookies get ``Secure``: the console serves HTTPS, or the request came over HTTPS through
@@ -727,13 +731,11 @@ class StreamSlot:
 
     def __init__(self, console: Console, user: str) -> None:
         self.console, self.user, self.held = console, user, True
-        console.streams += 1
         console.user_streams[user] = console.user_streams.get(user, 0) + 1
 
     def release(self) -> None:
         if self.held:
             self.held = False
-            self.console.streams -= 1
             left = self.console.user_streams.pop(self.user) - 1
             if left:
                 self.console.user_streams[self.user] = left

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edge import __version__
+from edge.config import RESERVED_LANE_NAMES
 
 TOPIC_PART_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 ONLINE, OFFLINE = "online", "offline"
@@ -75,7 +76,7 @@ class Topics:
         if not topic.startswith(head):
             return None
         lane = topic[len(head):]
-        return None if lane == "result" or "/" in lane else lane
+        return None if lane in RESERVED_LANE_NAMES or "/" in lane else lane
 
 
 def _device(topics: Topics) -> dict:

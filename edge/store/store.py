@@ -559,6 +559,8 @@ class Store:
 
     def checked_out_here(self, booking_ids: Sequence[str]) -> set[str]:
         """Those of ``booking_ids`` whose check-out this gateway recorded (delivered to the chain or not)."""
+        if not booking_ids:  # the usual case at a gate: a plate with no booking, no query
+            return set()
         rows = self.conn.execute("SELECT DISTINCT booking_id FROM gate_events WHERE kind = 'check_out' AND "
                                  "booking_id IN (SELECT value FROM json_each(?))",
                                  (json.dumps(list(booking_ids)),))
