@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from edge.clock import TrustedClock
@@ -41,6 +42,7 @@ class ManualDesk:
         self.cameras = cameras
         self._stop = stop
         self._loop = loop
+        self._last_audit: dict[str, asyncio.Future[None]] = {}  # per lane: the newest action's audit written
 
     def remote_command(self, command: Any) -> Any:
         """A verified remote command (the bridge's command thread, never paho's network thread: a list
@@ -78,14 +80,27 @@ class ManualDesk:
 
     async def manual(self, shell: LaneShell, action: str, source: str, who: str, reason: str
                      ) -> dict[str, Any]:
-        """Open, hold or release one lane's gate for an operator, then audit it."""
+        """Open, hold or release one lane's gate for an operator, then audit it.
+
+        A lane's actions are audited in the order they came, dated when they came: each audit waits for
+        its camera read, which may take longer for one action than for the next (a hold then its release,
+        two signed MQTT commands a second apart, were audited release first under load)."""
         lane = shell.config.lane_id
+        at_ms = self.clock.now_ms()
+        previous = self._last_audit.get(lane)
+        written = self._last_audit[lane] = asyncio.get_running_loop().create_future()
         log.warning("manual %s on lane %s by %s: %s", action, lane, who, reason)
         try:
-            ok, result = await self._act(shell, action, who)
-        except Exception as exc:  # noqa: BLE001 - refused or unreachable: audited, reported
-            ok, result = False, f"failed: {exc}"
-        audit_id, read = await self._audit(shell, action, source, who, reason, result)
+            try:
+                ok, result = await self._act(shell, action, who)
+            except Exception as exc:  # noqa: BLE001 - refused or unreachable: audited, reported
+                ok, result = False, f"failed: {exc}"
+            audit_id, read = await self._audit(shell, ManualActionRow(
+                at_ms, lane, action, source, who, reason, result), previous)
+        finally:
+            written.set_result(None)
+            if self._last_audit.get(lane) is written:
+                del self._last_audit[lane]
         answer = {"ok": ok, "lane": lane, "action": action, "result": result, "audit_id": audit_id,
                   "read": read}
         if audit_id is None and self.gatekeeper.audits:
@@ -109,12 +124,13 @@ class ManualDesk:
             return True, "opened"
         return False, f"not opened (lane {shell.state.phase})"
 
-    async def _audit(self, shell: LaneShell, action: str, source: str, who: str, reason: str,
-                     result: str) -> tuple[int | None, dict[str, Any] | None]:
-        """Record the operation with what the lane's camera reads now (waiting for it at most the lane's
-        burst timeout: a hung plate read must not keep the audit, or the operator's answer, waiting); never
-        raises. A store that refuses writes keeps the record in memory (``Gatekeeper.audit``): the act is
-        not refused, since an operator is then the only way through gates that stay shut."""
+    async def _audit(self, shell: LaneShell, action: ManualActionRow, previous: asyncio.Future[None] | None
+                     ) -> tuple[int | None, dict[str, Any] | None]:
+        """Record the ``action`` with what the lane's camera reads now (waiting for it at most the lane's
+        burst timeout: a hung plate read must not keep the audit, or the operator's answer, waiting), after
+        the lane's ``previous`` action's audit; never raises. A store that refuses writes keeps the record
+        in memory (``Gatekeeper.audit``): the act is not refused, since an operator is then the only way
+        through gates that stay shut."""
         lane_cfg = shell.config.lane
         plate = confidence = snapshot = None
         wait_s = shell.config.burst_timeout_ms / 1000
@@ -129,16 +145,19 @@ class ManualDesk:
             snapshot = burst.snapshot
         except TimeoutError:
             log.warning("lane %s: no camera read for the manual %s within %.1f s: audited without one",
-                        lane_cfg.name, action, wait_s)
+                        lane_cfg.name, action.action, wait_s)
         except Exception as exc:  # noqa: BLE001 - no camera read: the operation is audited all the same
-            log.warning("lane %s: no camera read for the manual %s: %s", lane_cfg.name, action, exc)
-        row = ManualActionRow(self.clock.now_ms(), lane_cfg.name, action, source, who, reason, result, plate,
-                              confidence, snapshot.path if snapshot else None,
-                              snapshot.sha256 if snapshot else None)
+            log.warning("lane %s: no camera read for the manual %s: %s", lane_cfg.name, action.action, exc)
+        row = replace(action, plate_masked=plate, confidence=confidence,
+                      evidence_path=snapshot.path if snapshot else None,
+                      evidence_sha256=snapshot.sha256 if snapshot else None)
+        if previous is not None:
+            await asyncio.shield(previous)  # set in a finally: never left pending
         try:
             audit_id = self.gatekeeper.audit(row)
         except Exception:  # noqa: BLE001 - the gate already acted; say loudly that the audit is missing
-            log.exception("lane %s: manual %s by %s NOT audited", lane_cfg.name, action, who)
+            log.exception("lane %s: manual %s by %s NOT audited", lane_cfg.name, action.action,
+                          action.operator)
             return None, None
         return audit_id, {"plate_masked": plate, "confidence": confidence,
                           "evidence": snapshot.path if snapshot else None}
