@@ -7,7 +7,9 @@ contract per test; so both can share the node.
 modules in ``CORE_MODULES``; ``pytest -m core`` runs them alone in seconds.
 
 No process outlives the suite: after the last teardown, a child process of this pytest still running
-(an anvil, mosquitto, emulator or daemon some test forgot to stop) fails the run and is named.
+(an anvil, mosquitto, emulator or daemon some test forgot to stop) fails the run and is named; under
+pytest-xdist (``make test``: two workers, a file per worker) each worker looks at its own children and
+the controller names them.
 """
 
 from __future__ import annotations
@@ -75,11 +77,25 @@ def live_children(pid: int) -> list[str]:
     return found
 
 
+LEFT_BY_WORKERS: list[str] = []  # what the xdist workers found left running (pytest_testnodedown)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     left = live_children(os.getpid())
+    worker_output = getattr(session.config, "workeroutput", None)
+    if worker_output is not None:  # an xdist worker: its exit status and output are not the run's
+        worker_output["left_running"] = left
+        return
+    left = [*LEFT_BY_WORKERS, *(p for p in left if "execnet" not in p and "xdist" not in p)]
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line("processes left running by the suite:\n  " + "\n  ".join(left), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """An xdist worker ended (``make test`` runs two): keep what it found left running."""
+    LEFT_BY_WORKERS.extend(getattr(node, "workeroutput", {}).get("left_running", []))
