@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -29,12 +30,18 @@ from firmware_bridge.messages import EventKind, Fault, Position
 from firmware_bridge.relaymap import RelayMap
 from firmware_bridge.transport import PortUnavailable
 
+log = logging.getLogger(__name__)
 UNANSWERED_POLL_BACKOFF_S = 0.2
 
 
 class ModbusGateError(GateError, ConnectionError):
     """The relay board did not answer, answered with a Modbus exception, or answered with a reply that
     is not the one the request asked for (another kind, or too few bits)."""
+
+
+class LateAnswer(ModbusGateError):
+    """The reply was of another kind than the request: an earlier request's late answer took its place
+    (the request's own answer still comes)."""
 
 
 def check_reply(response: ModbusPDU, expected: type[ModbusPDU], board: str) -> None:
@@ -48,7 +55,7 @@ def check_reply(response: ModbusPDU, expected: type[ModbusPDU], board: str) -> N
     if response.isError():
         raise ModbusGateError(f"{board} answered {response}")
     if response.function_code != expected.function_code or not isinstance(response, expected):
-        raise ModbusGateError(
+        raise LateAnswer(
             f"{board} answered function code {response.function_code} ({type(response).__name__}), "
             f"expected {expected.function_code} ({expected.__name__}): a late answer to an earlier "
             "request, refused")
@@ -143,7 +150,7 @@ class ModbusRelayDriver:
 
     async def release(self) -> None:
         self._stop_hold()
-        await self._call(WriteSingleCoilResponse, self.client.write_coil, self.map.open_relay, False)
+        await self._write(WriteSingleCoilResponse, self.client.write_coil, self.map.open_relay, False)
 
     async def close(self) -> None:
         if (await self.status()).safety:
@@ -196,8 +203,8 @@ class ModbusRelayDriver:
         if not 1 <= units <= 0xFFFF:
             raise GateRefused(f"pulse of {duration_ms} ms is not 1..65535 units "
                               f"of {self.map.flash_unit_ms} ms")
-        await self._call(WriteSingleRegisterResponse, self.client.write_register,
-                         self.map.flash_register + self.map.open_relay, units)
+        await self._write(WriteSingleRegisterResponse, self.client.write_register,
+                          self.map.flash_register + self.map.open_relay, units)
 
     async def _refresh(self, watchdog_ms: int) -> None:
         while True:
@@ -218,6 +225,21 @@ class ModbusRelayDriver:
                          count: int, what: str) -> Sequence[bool]:
         response = await self._call(expected, method, 0, count=count)
         return check_bits(response, count, what, self._board)
+
+    async def _write(self, expected: type[ModbusPDU], method: Callable[..., Awaitable[ModbusPDU]],
+                     *args: object) -> None:
+        """A write (a coil or a register set to a value: the same write twice does no more than once),
+        sent once more when an earlier request's late answer took its reply's place, after a pause in
+        which its own answer arrives with no request waiting (and is dropped). Without it an open or a
+        release failed whenever the hold's refresh, cancelled by the release, or a write retried on a busy
+        CPU was answered late (seen 2026-12-03: ``parkgate gate release`` failed; the relay stayed on until
+        its flash ran out)."""
+        try:
+            await self._call(expected, method, *args)
+        except LateAnswer as exc:
+            log.warning("%s; the write is sent again", exc)
+            await asyncio.sleep(UNANSWERED_POLL_BACKOFF_S)
+            await self._call(expected, method, *args)
 
     async def _call(self, expected: type[ModbusPDU], method: Callable[..., Awaitable[ModbusPDU]],
                     *args: object, **kwargs: object) -> ModbusPDU:

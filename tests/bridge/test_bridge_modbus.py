@@ -262,6 +262,27 @@ def test_a_late_write_answer_landing_on_a_read_is_refused_not_a_crash() -> None:
         assert board.received[6] == 2  # the write and its retry
 
 
+def test_a_late_write_answer_landing_on_a_release_sends_the_release_again() -> None:
+    """A write's late answer (fc 6: the hold's refresh cancelled by the release, or a write retried on a
+    busy CPU) lands on the release's write (fc 5). Found 2026-12-03 in the two-exit-lanes test under
+    load: ``parkgate gate release`` failed (the relay stayed on until its flash ran out). The release (a
+    coil set to off: sending it twice does no more than once) is sent again once its own answer drained."""
+    with running_board() as board:
+        async def scenario() -> None:
+            driver = await board_driver(board)
+            try:
+                board.late_write = True
+                pulse = asyncio.create_task(driver.open_pulse(500))
+                await asyncio.sleep(0.05)  # the write is on the line; the release below waits behind it
+                await driver.release()
+                await pulse
+            finally:
+                await driver.aclose()
+
+        asyncio.run(scenario())
+        assert board.received[5] == 2 and board.received[6] == 2  # the release and its second sending
+
+
 def test_a_short_read_is_refused() -> None:
     """A board that answers fewer bits than were asked for (8 inputs of 16) is refused, not indexed."""
     with running_board() as board:
