@@ -10,6 +10,7 @@ and withdraws in the page. A booking in the past is refused in the page with a s
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -112,6 +113,18 @@ def message(page: Any) -> str:
     return str(page.inner_text("#message"))
 
 
+def said_id(page: Any, pattern: str) -> int:
+    """The number the page's message gives once it says ``pattern`` (a regex with one number group)."""
+    try:
+        page.wait_for_function("p => new RegExp(p).test(document.querySelector('#message').textContent)",
+                               arg=pattern, timeout=WAIT_MS)
+    except Exception as exc:  # noqa: BLE001 - say what the page said instead
+        raise AssertionError(f"the page never said {pattern!r}; it says {message(page)!r}") from exc
+    found = re.search(pattern, message(page))
+    assert found, message(page)
+    return int(found.group(1))
+
+
 def choose_and_book(page: Any, rental_id: int, plate: str, start: int, end: int) -> None:
     page.click(f"#rentals tr[data-rental-id='{rental_id}'] button.choose")
     page.fill("#plate", plate)
@@ -165,9 +178,8 @@ def test_owner_lists_renter_books_the_gate_admits_and_the_owner_withdraws(pages_
         owner.wait_for_selector("#owner-forms", state="visible")
         owner.fill("#location", "P-1/B07")
         owner.click("#add-space-submit")
-        row = owner.wait_for_selector("#spaces tr[data-space-id][data-approved=false]")
-        assert "registered at P-1/B07" in message(owner), message(owner)
-        space_id = row.get_attribute("data-space-id")
+        space_id = str(said_id(owner, r"space (\d+) registered at P-1/B07"))  # other tests' spaces are listed
+        owner.wait_for_selector(f"#spaces tr[data-space-id='{space_id}'][data-approved=false]")
         assert owner.query_selector(f"#space option[value='{space_id}']") is None  # not offered unapproved
         code, _, err = lot_process("space", "approve", "--space", space_id, "--rpc", lot.anvil.url,
                                    "--contract", lot.contract, *lot.keys.flags("operator"))
@@ -175,12 +187,14 @@ def test_owner_lists_renter_books_the_gate_admits_and_the_owner_withdraws(pages_
         approved = f"#spaces tr[data-space-id='{space_id}'][data-approved=true]"
         owner.wait_for_selector(approved, timeout=WAIT_MS)
         owner.wait_for_selector(f"#space option[value='{space_id}']", state="attached")
+        owner.select_option("#space", space_id)
         start = lot.now() + 5  # the car arrives as the booking starts
         owner.fill("#start", utc_input(start))
         owner.fill("#end", utc_input(start + 6 * HOUR))
         owner.fill("#price", "1")
         owner.click("#add-rental-submit")
-        rental_id = int(owner.get_attribute("#my-rentals tr[data-rental-id]", "data-rental-id"))
+        rental_id = said_id(owner, r"rental event (\d+) offered")  # not the first row: another test's may be
+        owner.wait_for_selector(f"#my-rentals tr[data-rental-id='{rental_id}']")
         assert client.get_rental_event(rental_id).price_per_hour == 10**18
         assert owner_calls.count("eth_sendTransaction") == 2, owner_calls
 
@@ -188,9 +202,9 @@ def test_owner_lists_renter_books_the_gate_admits_and_the_owner_withdraws(pages_
         stack.callback(renter_context.close)
         renter.wait_for_selector(f"#rentals tr[data-rental-id='{rental_id}']")
         choose_and_book(renter, rental_id, CAR.plate, start, start + 2 * HOUR)
-        row = renter.wait_for_selector("#bookings tr[data-status=requested]", timeout=WAIT_MS)
-        booking_id = int(row.get_attribute("data-booking-id"))
-        assert f"booked: booking {booking_id}" in message(renter), message(renter)
+        booking_id = said_id(renter, r"booked: booking (\d+)")
+        renter.wait_for_selector(f"#bookings tr[data-booking-id='{booking_id}'][data-status=requested]",
+                                 timeout=WAIT_MS)
         assert renter_calls.count("personal_sign") == 1 and renter_calls.count("eth_sendTransaction") == 1
         booking = client.get_booking(booking_id)
         assert (booking.renter, booking.start, booking.escrow) == (lot.address("renter"), start, 2 * 10**18)
@@ -319,3 +333,52 @@ def test_pages_are_served_with_a_strict_policy_and_the_bundle_is_current(pages_l
         p.read_bytes() for p in sorted((ROOT / "web" / "src").glob("*.js")))
     recorded = BUNDLE.with_name("app.js.sources").read_text().strip()
     assert recorded == hashlib.sha256(sources).hexdigest(), "the bundle is older than web/: run make web"
+
+
+def test_a_stale_rentals_answer_never_switches_the_renter_to_another_rental(pages_lot: PagesLot,
+                                                                           browser: Any) -> None:
+    """Found 2026-12-03 (a random order of the suite): the page rebuilt its rental list from an answer that
+    lacked the renter's choice (read before it was offered) and lost it; the next answer then selected the
+    first rental, which the renter booked and paid for. An older answer is never shown over a newer one,
+    and a choice missing from an answer is kept."""
+    lot = pages_lot
+    common = ["--rpc", lot.anvil.url, "--contract", lot.contract]
+    chosen = 0
+    for location in ("P-3/B01", "P-3/B02"):
+        code, space, err = lot_cli("space", "add", "--lot", LOT, "--location", location, *common,
+                                   *lot.keys.flags("owner"))
+        assert code == 0, err
+        code, _, err = lot_cli("space", "approve", "--space", str(space["space_id"]), *common,
+                               *lot.keys.flags("operator"))
+        assert code == 0, err
+        now = lot.now()
+        code, rental, err = lot_cli("rental", "add", "--space", str(space["space_id"]), "--start",
+                                    str(now + HOUR), "--end", str(now + 9 * HOUR), "--price-per-hour-wei",
+                                    str(10**15), *common, *lot.keys.flags("owner"))
+        assert code == 0, err
+        chosen = rental["rental_id"]  # the last one offered: never the list's first
+    context = browser.new_context(timezone_id="UTC")
+    context.clock.install()  # the page's polls run when the test moves its clock
+    install_wallet(context, lot.anvil.url, lot.address("renter"))
+    page = context.new_page()
+    try:
+        page.goto(lot.service.url + "/")
+        page.wait_for_selector(f"#rentals tr[data-rental-id='{chosen}']", timeout=WAIT_MS)
+        page.click(f"#rentals tr[data-rental-id='{chosen}'] button.choose")
+        assert page.eval_on_selector("#rental", "e => e.value") == str(chosen)
+        stale: list[int] = []
+
+        def without_the_choice(route: Any) -> None:
+            answer = route.fetch()
+            rentals = [r for r in answer.json() if r["rental_id"] != chosen]
+            stale.append(len(rentals))
+            route.fulfill(response=answer, json=rentals)
+
+        page.route("**/api/rentals", without_the_choice)
+        page.clock.run_for(35_000)  # past RENTALS_EVERY polls of POLL_MS: the offers are read again
+        page.wait_for_function("id => !document.querySelector(`#rentals tr[data-rental-id='${id}']`)",
+                               arg=chosen, timeout=WAIT_MS)
+        assert stale and stale[-1] >= 1  # the stale answer had other rentals to fall back to
+        assert page.eval_on_selector("#rental", "e => e.value") == str(chosen)
+    finally:
+        context.close()

@@ -204,11 +204,15 @@ class RenterPage {
     this.lot = lot;
     this.wallet = null;
     this.rentals = [];
+    this.rentalsAsked = 0;  // refreshes of the rentals list asked so far: only the newest one's answer is shown
     this.serviceOffset = lot.service_time - Date.now() / 1000;
   }
 
   async showRentals() {
-    this.rentals = await api("/api/rentals");
+    const asked = ++this.rentalsAsked;
+    const rentals = await api("/api/rentals");
+    if (asked !== this.rentalsAsked) return;  // a later refresh is on its way: an older answer never wins
+    this.rentals = rentals;
     const body = $("#rentals tbody");
     body.replaceChildren();
     const select = $("#rental");
@@ -228,7 +232,7 @@ class RenterPage {
       option.textContent = `rental event ${r.rental_id} (space ${r.space_id}: ${r.location})`;
       select.appendChild(option);
     }
-    if (chosen) select.value = chosen;
+    keepChoice(select, chosen, `rental event ${chosen}`);
     $("#no-rentals").hidden = this.rentals.length > 0;
   }
 
@@ -331,6 +335,21 @@ async function withdraw(wallet, refresh) {
   await refresh();
 }
 
+/** Select ``chosen`` again after ``select``'s options were rebuilt. A choice missing from them (an answer
+ * read before it was offered, or one cancelled since) is kept as an option of its own: falling back to the
+ * first option would book or offer another rental or space than the person chose, unnoticed; the contract
+ * refuses a cancelled one in words. */
+function keepChoice(select, chosen, label) {
+  if (!chosen) return;
+  if (![...select.options].some((option) => option.value === chosen)) {
+    const option = document.createElement("option");
+    option.value = chosen;
+    option.textContent = label;
+    select.appendChild(option);
+  }
+  select.value = chosen;
+}
+
 // ------------------------------------------------------------------------------------- owner
 
 class OwnerPage {
@@ -338,12 +357,15 @@ class OwnerPage {
     this.lot = lot;
     this.wallet = null;
     this.chainTime = null;
+    this.asked = 0;  // refreshes asked so far: only the newest one's answer is shown
   }
 
   async refresh() {
     if (!this.wallet) return;
+    const asked = ++this.asked;
     try {
-      this.show(await api(`/api/owners/${this.wallet.account}`));
+      const view = await api(`/api/owners/${this.wallet.account}`);
+      if (asked === this.asked) this.show(view);  // a later refresh is on its way: an older answer never wins
     } catch (error) {
       say(walletMessage(error));
     }
@@ -374,7 +396,7 @@ class OwnerPage {
       cell(row, s.approved ? "approved" : "awaiting the lot's approval");
       spaces.appendChild(row);
     }
-    if (chosen) select.value = chosen;
+    keepChoice(select, chosen, `space ${chosen}`);
     if (first && !$("#start").value) {
       const start = Math.ceil((view.chain_time + 300) / 60) * 60;
       $("#start").value = toInput(start);
