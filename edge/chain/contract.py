@@ -29,6 +29,7 @@ from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError
 from web3.types import TxParams
 
+from edge.chain.blocks import DEFAULT_LOG_WINDOW_BLOCKS, plan_windows
 from edge.chain.build import BUILD_DIR
 
 LOG = logging.getLogger(__name__)
@@ -287,8 +288,13 @@ class RentalClient:
     """Typed access to one deployed ParkgateRental, sending as ``sender``."""
 
     def __init__(self, w3: Web3, address: str, sender: Sender | None = None,
-                 build_dir: Path | None = None) -> None:
+                 build_dir: Path | None = None, log_window_blocks: int = DEFAULT_LOG_WINDOW_BLOCKS) -> None:
+        """``log_window_blocks``: the most blocks one eth_getLogs of :meth:`events` asks for
+        (``chain.log_window_blocks``; hosted RPC providers refuse wider ranges)."""
+        if log_window_blocks < 1:
+            raise ValueError(f"log_window_blocks must be >= 1, got {log_window_blocks}")
         self.w3 = w3
+        self.log_window_blocks = log_window_blocks
         self.abi: list[dict] = load_artifact(RENTAL_CONTRACT, build_dir)["abi"]
         self.contract: Contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=self.abi)
         self.sender = sender
@@ -300,7 +306,7 @@ class RentalClient:
         return self.contract.address
 
     def with_sender(self, sender: Sender) -> RentalClient:
-        return RentalClient(self.w3, self.address, sender)
+        return RentalClient(self.w3, self.address, sender, log_window_blocks=self.log_window_blocks)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -351,11 +357,24 @@ class RentalClient:
 
     def events(self, name: str, from_block: int = 0, to_block: int | str = "latest",
                lot_id: bytes | None = None) -> list[DecodedEvent]:
-        """eth_getLogs for one event type, optionally filtered by its indexed ``lotId``."""
+        """One event type's logs in ``from_block..to_block``, optionally filtered by its indexed ``lotId``:
+        eth_getLogs in windows of at most ``log_window_blocks`` blocks, a tag such as "latest" resolved to
+        a block number once, so every window reads the same chain."""
         filters = {"lotId": lot_id} if lot_id is not None else None
-        logs = self.contract.events[name].get_logs(argument_filters=filters, from_block=from_block,
-                                                    to_block=to_block)
-        return [_decoded(name, e) for e in logs]
+        last = self._block_number(to_block)
+        found: list[DecodedEvent] = []
+        for start, end in plan_windows(from_block, last, self.log_window_blocks):
+            logs = self.contract.events[name].get_logs(argument_filters=filters, from_block=start,
+                                                        to_block=end)
+            found += [_decoded(name, e) for e in logs]
+        return found
+
+    def _block_number(self, block: int | str) -> int:
+        if isinstance(block, int):
+            return block
+        if block == "latest":
+            return int(self.w3.eth.block_number)
+        return int(self.w3.eth.get_block(cast(Any, block))["number"])
 
     # ------------------------------------------------------------------ roles, owners, lots, spaces
 

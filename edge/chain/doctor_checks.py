@@ -103,7 +103,7 @@ def check_chain_gateway(config: Config) -> CheckResult:
                                 "fix chain.keystore first: the keystore check says how")
     w3 = connect(chain.rpc_url, timeout_s=RPC_TIMEOUT_S)
     try:
-        client = RentalClient(w3, chain.contract_address)
+        client = RentalClient(w3, chain.contract_address, log_window_blocks=chain.log_window_blocks)
         registered = client.is_gateway(lot_bytes(config.gateway.lot_id), address)
         balance = int(w3.eth.get_balance(Web3.to_checksum_address(address)))
     except Exception as exc:  # noqa: BLE001 - node down, wrong address: one FAIL row

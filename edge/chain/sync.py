@@ -195,7 +195,8 @@ class SyncService:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.monotonic = monotonic
-        self.client = RentalClient(w3, chain.contract_address, account)
+        self.client = RentalClient(w3, chain.contract_address, account,
+                                   log_window_blocks=chain.log_window_blocks)
         self.lot = lot_bytes(lot_id)
         self.health_state = SyncHealth()
         self._chain_checked = False

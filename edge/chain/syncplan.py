@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +18,8 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from web3 import Web3
 
+from edge.chain.blocks import plan_windows as plan_windows  # re-exported: its old home
+from edge.chain.blocks import windows_left as windows_left  # re-exported: its old home
 from edge.chain.commitment import chain_lot_code as chain_lot_code  # re-exported: its old home
 from edge.chain.commitment import lot_id as chain_lot_id
 from edge.chain.contract import DecodedEvent, GateRecord, RecordKind, RejectReason, record_words
@@ -48,22 +50,6 @@ BUMP_NUMERATOR, BUMP_DENOMINATOR = 9, 8
 def confirmed_head(head: int, confirmations: int) -> int:
     """The newest block with at least ``confirmations`` blocks on top (-1 when none is)."""
     return head - confirmations
-
-
-def plan_windows(first: int, last: int, size: int, limit: int | None = None) -> Iterator[tuple[int, int]]:
-    """Inclusive ``[from, to]`` block ranges of at most ``size`` blocks covering ``first..last``, the first
-    ``limit`` of them when given. Lazy: a huge ``last`` (a lying node's head) costs nothing until iterated."""
-    if size < 1:
-        raise ValueError(f"window size must be >= 1, got {size}")
-    starts = range(first, last + 1, size)
-    if limit is not None:
-        starts = starts[:max(limit, 0)]  # a range slice: still lazy
-    return ((start, min(start + size - 1, last)) for start in starts)
-
-
-def windows_left(first: int, last: int, size: int) -> int:
-    """How many windows of ``size`` blocks ``first..last`` still needs (0 when caught up)."""
-    return len(range(first, last + 1, size))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@
     parkgate lot rental cancel --rental N                         (the owner's, or a verifier's)
     parkgate lot book --rental N --start T --end T --commitment 0x..            (a renter's)
     parkgate lot spaces|rentals|bookings --lot CODE              what the chain holds, with states
+                 [--from-block N] [--log-window-blocks 2000]     (eth_getLogs in windows of N blocks)
     parkgate lot expire --booking N | settle --booking N.. [--overdue] | withdraw | credit --address A
 
 Common options: --rpc URL, --contract ADDRESS, --json; writes sign with --keystore FILE and
@@ -28,6 +29,8 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from edge.chain.blocks import DEFAULT_LOG_WINDOW_BLOCKS  # a plain module: the parser stays light
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -220,6 +223,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--lot", required=True)
         q.add_argument("--from-block", type=int_in(0, UINT64_MAX), default=0,
                        help="first block to scan (the deploy block)")
+        q.add_argument("--log-window-blocks", type=int_in(1, 100_000), default=DEFAULT_LOG_WINDOW_BLOCKS,
+                       help="most blocks one eth_getLogs asks for (RPC providers refuse wider ranges; "
+                       f"default {DEFAULT_LOG_WINDOW_BLOCKS})")
 
     e = _add(lot_sub, "expire", cmd_expire, "refund a booking never checked in, a day after its end (anyone)")
     e.add_argument("--booking", type=ID, required=True)
@@ -262,7 +268,8 @@ class Session:
             if not self.w3.eth.get_code(address):
                 raise LotError(f"--contract {address} has no code on {self.args.rpc}: give the address "
                                "`parkgate lot deploy` printed")
-            self._client = RentalClient(self.w3, address, self.sender)
+            window = getattr(self.args, "log_window_blocks", DEFAULT_LOG_WINDOW_BLOCKS)
+            self._client = RentalClient(self.w3, address, self.sender, log_window_blocks=window)
         return self._client
 
     def now(self) -> int:
