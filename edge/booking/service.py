@@ -2,9 +2,10 @@
 gateway's lane path. It holds the lot secret and answers a renter's signed request with the vehicle
 commitment of their plate; it reads the lot's rental events and bookings from the chain.
 
-State is only caches (the rental list for ``rentals_ttl_s``, the nonces seen until they expire, the
-rate-limit buckets), so several instances can run behind a load balancer. Limits are per instance:
-behind N instances a client gets up to N times the limit unless the balancer keeps it on one.
+State is only caches (the rental list for ``rentals_ttl_s``, the lot's confirmed contract events read so
+far (edge.booking.eventcache), the nonces seen until they expire, the rate-limit buckets), so several
+instances can run behind a load balancer. Limits are per instance: behind N instances a client gets up
+to N times the limit unless the balancer keeps it on one.
 
     GET  /api/lot              the lot, contract, chain, plate layouts and the message to sign
     GET  /api/rentals          the lot's open rental events (price, window)
@@ -39,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from edge.booking.eventcache import EventCache
 from edge.booking.pages import SecurityHeaders, page_routes
 from edge.booking.requests import (
     HEADER,
@@ -50,6 +52,7 @@ from edge.booking.requests import (
     parse_request,
 )
 from edge.booking.views import account_of, owner_view, preflight, renter_view
+from edge.chain.blocks import DEFAULT_CONFIRMATIONS
 from edge.chain.contract import ContractRevert, RentalClient
 from edge.chain.listings import booking_row, rentals, spaces
 from edge.chain.reverts import explain
@@ -96,6 +99,7 @@ class BookingService:
     clock: Callable[[], float] = time.time
     rentals_ttl_s: float = 5.0
     from_block: int = 0
+    confirmations: int = DEFAULT_CONFIRMATIONS  # blocks on top before a read event is cached for good
 
     def __post_init__(self) -> None:
         if not self.layouts:
@@ -120,6 +124,7 @@ class BookingService:
         self._nonces: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._lock = threading.Lock()  # requests run in the server's thread pool
         self._rentals: tuple[float, list[dict[str, Any]]] | None = None
+        self.event_cache = EventCache(self.client, self.confirmations)  # each confirmed block read once
 
     # ------------------------------------------------------------------ commitment
 
@@ -230,9 +235,11 @@ class BookingService:
         at = time.monotonic()
         if self._rentals is None or at - self._rentals[0] > self.rentals_ttl_s:
             lot, first = self.lot_bytes, self.from_block
-            located = {s["space_id"]: s["location"] for s in spaces(self.client, lot, first) if s["approved"]}
+            located = {s["space_id"]: s["location"]
+                       for s in spaces(self.client, lot, first, self.event_cache) if s["approved"]}
             self._rentals = (at, [{**r, "location": located[r["space_id"]]}
-                                  for r in rentals(self.client, lot, first) if r["space_id"] in located])
+                                  for r in rentals(self.client, lot, first, source=self.event_cache)
+                                  if r["space_id"] in located])
         now = int(self.client.w3.eth.get_block("latest")["timestamp"])
         return [r for r in self._rentals[1] if not r["cancelled"] and r["end"] > now]
 
@@ -245,10 +252,12 @@ class BookingService:
         return row
 
     def renter(self, account: str) -> dict[str, Any]:
-        return renter_view(self.client, self.lot_bytes, account_of(account), self.from_block)
+        return renter_view(self.client, self.lot_bytes, account_of(account), self.from_block,
+                           self.event_cache)
 
     def owner(self, account: str) -> dict[str, Any]:
-        return owner_view(self.client, self.lot_bytes, account_of(account), self.from_block)
+        return owner_view(self.client, self.lot_bytes, account_of(account), self.from_block,
+                          self.event_cache)
 
     def preflight(self, body: Any) -> dict[str, Any]:
         return preflight(self.client, body)

@@ -21,7 +21,7 @@ from web3.types import Wei
 
 from edge.booking.requests import RequestError
 from edge.chain.contract import RentalClient, decode_revert
-from edge.chain.listings import booking_row, rentals, spaces
+from edge.chain.listings import EventSource, booking_row, rentals, spaces
 from edge.chain.reverts import RevertContext, explain
 
 MAX_CALLDATA_HEX = 2 * 1024  # the longest call a page sends (settle of a few ids) is far shorter
@@ -40,29 +40,34 @@ def account_of(text: str) -> str:
     return Web3.to_checksum_address(text)
 
 
-def renter_view(client: RentalClient, lot: bytes, renter: str, from_block: int = 0) -> dict[str, Any]:
-    """The renter's bookings in ``lot`` with their states, and what the contract holds for them."""
-    ids = [e.args["bookingId"] for e in client.events("RentalRequested", from_block=from_block, lot_id=lot)
+def renter_view(client: RentalClient, lot: bytes, renter: str, from_block: int = 0,
+                source: EventSource | None = None) -> dict[str, Any]:
+    """The renter's bookings in ``lot`` with their states, and what the contract holds for them (events
+    read from ``source``, by default the client)."""
+    ids = [e.args["bookingId"]
+           for e in (source or client).events("RentalRequested", from_block=from_block, lot_id=lot)
            if e.args["renter"] == renter]
     return {"chain_time": chain_time(client), "account": renter,
             "bookings": [booking_row(client, booking_id) for booking_id in ids],
             "pending_wei": client.pending_withdrawal(renter)}
 
 
-def owner_view(client: RentalClient, lot: bytes, owner: str, from_block: int = 0) -> dict[str, Any]:
+def owner_view(client: RentalClient, lot: bytes, owner: str, from_block: int = 0,
+               source: EventSource | None = None) -> dict[str, Any]:
     """The owner's spaces, rental events and their bookings in ``lot``, what they earned (settled to
-    them) and what they can withdraw."""
-    own_rentals = rentals(client, lot, from_block, owner)
+    them) and what they can withdraw (events read from ``source``, by default the client)."""
+    events = source or client
+    own_rentals = rentals(client, lot, from_block, owner, events)
     rental_ids = {r["rental_id"] for r in own_rentals}
     own_bookings = [booking_row(client, e.args["bookingId"])
-                    for e in client.events("RentalRequested", from_block=from_block, lot_id=lot)
+                    for e in events.events("RentalRequested", from_block=from_block, lot_id=lot)
                     if e.args["rentalId"] in rental_ids]
     booking_ids = {b["booking_id"] for b in own_bookings}
-    earned = sum(e.args["toOwner"] for e in client.events("Settled", from_block=from_block, lot_id=lot)
+    earned = sum(e.args["toOwner"] for e in events.events("Settled", from_block=from_block, lot_id=lot)
                  if e.args["bookingId"] in booking_ids)
     return {"chain_time": chain_time(client), "account": owner,
             "verified": client.is_verified_owner(owner),
-            "spaces": [s for s in spaces(client, lot, from_block) if s["owner"] == owner],
+            "spaces": [s for s in spaces(client, lot, from_block, events) if s["owner"] == owner],
             "rentals": own_rentals, "bookings": own_bookings, "earned_wei": earned,
             "pending_wei": client.pending_withdrawal(owner)}
 

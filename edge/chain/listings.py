@@ -4,30 +4,43 @@ service offers to renters.
 
 Each row is a plain dict with JSON-ready values (addresses checksummed, commitments as 0x hex, times as
 unix seconds), so the CLI's ``--json`` and the service's API print them as they are.
+
+The events come from ``source`` (an :class:`EventSource`): the client itself by default (the CLI), or
+the booking service's cache of what it already read (edge.booking.eventcache); the views always come
+from the client.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from edge.chain.contract import RentalClient
+from edge.chain.contract import DecodedEvent, RentalClient
 
 Row = dict[str, Any]
 
 
-def spaces(client: RentalClient, lot: bytes, from_block: int = 0) -> list[Row]:
+class EventSource(Protocol):
+    """Where a lot's events are read: :meth:`RentalClient.events` or a cache with its signature."""
+
+    def events(self, name: str, from_block: int = 0, to_block: int | str = "latest",
+               lot_id: bytes | None = None) -> list[DecodedEvent]: ...
+
+
+def spaces(client: RentalClient, lot: bytes, from_block: int = 0,
+           source: EventSource | None = None) -> list[Row]:
     """Every space registered in ``lot`` with its current approval by the lot admin (one view call per
     space): only approved spaces can be listed and booked."""
     return [{"space_id": e.args["spaceId"], "owner": e.args["owner"], "location": e.args["location"],
              "approved": client.get_space(e.args["spaceId"]).approved}
-            for e in client.events("SpaceRegistered", from_block=from_block, lot_id=lot)]
+            for e in (source or client).events("SpaceRegistered", from_block=from_block, lot_id=lot)]
 
 
-def rentals(client: RentalClient, lot: bytes, from_block: int = 0, owner: str | None = None) -> list[Row]:
+def rentals(client: RentalClient, lot: bytes, from_block: int = 0, owner: str | None = None,
+            source: EventSource | None = None) -> list[Row]:
     """Every rental event of ``lot`` (of ``owner`` only, when given) with its current cancelled flag (one
     view call per event)."""
     rows = []
-    for e in client.events("RentalEventCreated", from_block=from_block, lot_id=lot):
+    for e in (source or client).events("RentalEventCreated", from_block=from_block, lot_id=lot):
         if owner is not None and e.args["owner"] != owner:
             continue
         rental_id = e.args["rentalId"]
@@ -46,7 +59,8 @@ def booking_row(client: RentalClient, booking_id: int) -> Row:
             "vehicle_commitment": "0x" + b.vehicle_commitment.hex()}
 
 
-def bookings(client: RentalClient, lot: bytes, from_block: int = 0) -> list[Row]:
+def bookings(client: RentalClient, lot: bytes, from_block: int = 0,
+             source: EventSource | None = None) -> list[Row]:
     """Every booking of ``lot`` with its current state (one view call per booking)."""
     return [booking_row(client, e.args["bookingId"])
-            for e in client.events("RentalRequested", from_block=from_block, lot_id=lot)]
+            for e in (source or client).events("RentalRequested", from_block=from_block, lot_id=lot)]

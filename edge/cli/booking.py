@@ -1,7 +1,8 @@
 """`parkgate booking-service`: run the lot's booking service (HTTP API) in the foreground.
 
     parkgate booking-service --contract ADDRESS --lot CODE --plate-key-file FILE --plate-regions de
-                             [--rpc URL] [--host 127.0.0.1] [--port 8080]
+                             [--rpc URL] [--host 127.0.0.1] [--port 8080] [--from-block N]
+                             [--log-window-blocks 2000] [--confirmations 2]
 
 Run by the lot operator, never on a gateway: it holds the lot secret (the file `parkgate chain
 plate-key new` wrote, the same one the lot's gateways use). Put it behind a TLS-terminating proxy;
@@ -15,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge.cli.lot import DEFAULT_RPC
+from edge.chain.blocks import DEFAULT_CONFIRMATIONS, DEFAULT_LOG_WINDOW_BLOCKS
+from edge.cli.lot import DEFAULT_RPC, int_in
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rentals-cache-s", type=float, default=5.0,
                    help="seconds the lot's rental list is cached between chain reads")
     p.add_argument("--from-block", type=int, default=0, help="first block to scan for the lot's events")
+    p.add_argument("--log-window-blocks", type=int_in(1, 100_000), default=DEFAULT_LOG_WINDOW_BLOCKS,
+                   help="most blocks one eth_getLogs asks for (RPC providers refuse wider ranges; default "
+                   f"{DEFAULT_LOG_WINDOW_BLOCKS}); the service reads each confirmed block once and caches "
+                   "the lot's events")
+    p.add_argument("--confirmations", type=int_in(0, 256), default=DEFAULT_CONFIRMATIONS,
+                   help="blocks on top before a read event is cached; newer blocks are read on every "
+                   f"request, so a reorg of them leaves nothing stale (default {DEFAULT_CONFIRMATIONS})")
     p.add_argument("--forwarded-allow-ips", default=None,
                    help="comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For "
                    "names the client (e.g. 127.0.0.1); without it X-Forwarded-For is ignored; '*' is refused")
@@ -77,11 +86,13 @@ def cmd_booking_service(args: argparse.Namespace) -> int:
         w3 = connect(args.rpc)
         if not w3.eth.get_code(args.contract):
             raise ValueError(f"--contract {args.contract} has no code on {args.rpc}")
-        service = BookingService(RentalClient(w3, args.contract), args.lot, secret, layouts,
+        client = RentalClient(w3, args.contract, log_window_blocks=args.log_window_blocks)
+        service = BookingService(client, args.lot, secret, layouts,
                                  Limits(args.per_account_per_hour, args.per_address_per_hour,
                                         reads_per_address_per_hour=args.reads_per_address_per_hour,
                                         per_instance_per_hour=args.per_instance_per_hour),
-                                 rentals_ttl_s=max(0.0, args.rentals_cache_s), from_block=args.from_block)
+                                 rentals_ttl_s=max(0.0, args.rentals_cache_s), from_block=args.from_block,
+                                 confirmations=args.confirmations)
     except (ConfigError, ValueError) as exc:
         print(f"cannot start the booking service: {exc}", file=sys.stderr)
         return 1
