@@ -33,8 +33,8 @@ from edge.tools.booking import BookingServiceProcess
 @pytest.fixture(scope="module")
 def service(lot_world: LotWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BookingServiceProcess]:
     log = tmp_path_factory.mktemp("booking") / "service.log"
-    with service_process(lot_world, log, "--per-account-per-hour", "50",
-                         "--rentals-cache-s", "0.5") as running:
+    with service_process(lot_world, log, "--per-account-per-hour", "50", "--rentals-cache-s", "0.5",
+                         "--log-window-blocks", "100") as running:  # windows and the event cache in use
         yield running
 
 
