@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from edge.chain.blocks import DEFAULT_CONFIRMATIONS, DEFAULT_LOG_WINDOW_BLOCKS
-from edge.cli.lot import DEFAULT_RPC, int_in
+from edge.cli.lot import DEFAULT_RPC, UINT64_MAX, int_in
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="chain reads (rentals, booking states) per client address, bursts of 60")
     p.add_argument("--rentals-cache-s", type=float, default=5.0,
                    help="seconds the lot's rental list is cached between chain reads")
-    p.add_argument("--from-block", type=int, default=0, help="first block to scan for the lot's events")
+    p.add_argument("--from-block", type=int_in(0, UINT64_MAX), default=0,
+                   help="first block to scan for the lot's events")
     p.add_argument("--log-window-blocks", type=int_in(1, 100_000), default=DEFAULT_LOG_WINDOW_BLOCKS,
                    help="most blocks one eth_getLogs asks for (RPC providers refuse wider ranges; default "
                    f"{DEFAULT_LOG_WINDOW_BLOCKS}); the service reads each confirmed block once and caches "

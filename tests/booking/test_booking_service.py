@@ -229,6 +229,17 @@ def test_x_forwarded_for_is_ignored_unless_the_proxy_is_named(lot_world: LotWorl
         assert "e.g. 127.0.0.1 or 10.0.0.0/24" in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(("option", "value"), [("--from-block", "-5"), ("--log-window-blocks", "0"),
+                                              ("--confirmations", "-1")])
+def test_a_block_option_out_of_range_is_refused_naming_it(option: str, value: str) -> None:
+    """A negative first block was taken and scanned from; each block option names its range."""
+    result = subprocess.run([sys.executable, "-m", "edge.cli", "booking-service", "--contract", "0x0",
+                             "--lot", LOT, option, value], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 2 and f"argument {option}: {value} is out of range" in result.stderr, \
+        result.stderr
+
+
 def test_a_post_that_is_not_json_is_refused_before_it_spends_the_budget(lot_world: LotWorld,
                                                                         tmp_path: Path) -> None:
     """A cross-site page can POST text/plain (or a form) with no CORS preflight: any website a renter
