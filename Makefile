@@ -75,12 +75,12 @@ test: $(PY_STAMP) $(NPM_STAMP) system-deps bundle
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The pure core's tests alone (pytest -m core: seconds), and the suite in a random order (pytest-randomly;
-# the seed is printed: rerun one order with ARGS=-p randomly --randomly-seed=N).
+# in the test workers; the seed is printed in the header: rerun one order with ARGS=--randomly-seed=N).
 test-core: $(PY_STAMP)
 	$(PY) -m pytest -q -m core
 
 test-random: $(PY_STAMP) $(NPM_STAMP) system-deps bundle
-	$(PY) -m pytest -q -p randomly $(ARGS)
+	$(PY) -m pytest -p randomly -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 demo: $(PY_STAMP) $(NPM_STAMP) bundle
 	$(PARKGATE) demo $(DEMO_ARGS)
