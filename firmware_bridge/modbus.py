@@ -223,23 +223,28 @@ class ModbusRelayDriver:
 
     async def _read_bits(self, method: Callable[..., Awaitable[ModbusPDU]], expected: type[ModbusPDU],
                          count: int, what: str) -> Sequence[bool]:
-        response = await self._call(expected, method, 0, count=count)
+        # a late answer to a poll every 50 ms would flood the journal: the read's second asking logs at DEBUG
+        response = await self._ask(logging.DEBUG, expected, method, 0, count=count)
         return check_bits(response, count, what, self._board)
 
     async def _write(self, expected: type[ModbusPDU], method: Callable[..., Awaitable[ModbusPDU]],
                      *args: object) -> None:
-        """A write (a coil or a register set to a value: the same write twice does no more than once),
-        sent once more when an earlier request's late answer took its reply's place, after a pause in
-        which its own answer arrives with no request waiting (and is dropped). Without it an open or a
-        release failed whenever the hold's refresh, cancelled by the release, or a write retried on a busy
-        CPU was answered late (seen 2026-12-03: ``parkgate gate release`` failed; the relay stayed on until
-        its flash ran out)."""
+        await self._ask(logging.WARNING, expected, method, *args)
+
+    async def _ask(self, level: int, expected: type[ModbusPDU], method: Callable[..., Awaitable[ModbusPDU]],
+                   *args: object, **kwargs: object) -> ModbusPDU:
+        """``method``'s reply, asked once more when an earlier request's late answer took its place, after
+        a pause in which its own answer arrives with no request waiting (and is dropped). Every request
+        here may be sent twice: a read changes nothing, a write sets a coil or a register to a value.
+        Without it an open or a release failed whenever the hold's refresh, cancelled by the release, or a
+        write retried on a busy CPU was answered late (seen 2026-12-03: ``parkgate gate release`` failed;
+        the relay stayed on until its flash ran out), and so did ``parkgate gate status``."""
         try:
-            await self._call(expected, method, *args)
+            return await self._call(expected, method, *args, **kwargs)
         except LateAnswer as exc:
-            log.warning("%s; the write is sent again", exc)
+            log.log(level, "%s; asked again", exc)
             await asyncio.sleep(UNANSWERED_POLL_BACKOFF_S)
-            await self._call(expected, method, *args)
+            return await self._call(expected, method, *args, **kwargs)
 
     async def _call(self, expected: type[ModbusPDU], method: Callable[..., Awaitable[ModbusPDU]],
                     *args: object, **kwargs: object) -> ModbusPDU:
