@@ -74,15 +74,27 @@ def _fix_port_access(port: str) -> str:
 
 @register_check("clock")
 def check_clock(config: Config) -> CheckResult:
-    """The wall clock against the sanity floor (edge.clock): the build date and the store's floor."""
-    floor = max(BUILD_FLOOR_MS, stored_clock_floor(config.store_path))
-    reading = ClockReading(wall_clock_ms(), floor, config.clock.behind_tolerance_s * 1000)
-    wall = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(reading.wall_ms / 1000))
-    if reading.trusted:
-        return CheckResult.ok(f"wall clock {wall}, not behind the newest time this gateway has seen")
-    return CheckResult.fail(f"wall clock {wall} is {describe_behind(reading.behind_ms)} behind the newest "
-                            f"time this gateway has seen (untrusted_time = {config.clock.untrusted_time!r})",
-                            "fix NTP (timedatectl status; systemctl status systemd-timesyncd)")
+    """The wall clock against the sanity floor (edge.clock): the build date and the store's floor. A store
+    that cannot be read leaves only the build date, and the result says so (a WARN, not an OK claiming
+    the store's time was checked)."""
+    stored, unread = stored_clock_floor(config.store_path)
+    tolerance_ms = config.clock.behind_tolerance_s * 1000
+    reading = ClockReading(wall_clock_ms(), max(BUILD_FLOOR_MS, stored), tolerance_ms)
+    wall = _utc(reading.wall_ms)
+    if not reading.trusted:
+        behind = describe_behind(reading.behind_ms)
+        return CheckResult.fail(f"wall clock {wall} is {behind} behind the newest time this gateway has "
+                                f"seen (untrusted_time = {config.clock.untrusted_time!r})",
+                                "fix NTP (timedatectl status; systemctl status systemd-timesyncd)")
+    if unread is not None:
+        return CheckResult.warn(f"wall clock {wall}, not behind this build's date ({_utc(BUILD_FLOOR_MS)}); "
+                                f"the newest time the store has seen could not be read ({unread})",
+                                "the doctor's store check names what is wrong and how to recover it")
+    return CheckResult.ok(f"wall clock {wall}, not behind the newest time this gateway has seen")
+
+
+def _utc(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
 
 
 # -- the controllers answer --------------------------------------------------------------------------

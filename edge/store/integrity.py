@@ -128,20 +128,28 @@ def quick_check(conn: sqlite3.Connection, full: bool = False) -> list[str]:
     return [] if rows == ["ok"] else rows
 
 
-def stored_clock_floor(store: Path) -> int:
-    """The store's clock floor (``clock_floor``, edge.clock) read without changing the file; 0 when there
-    is none (no store yet, an older schema, an unreadable file)."""
-    if not store.is_file() or preflight(store) is not None:
-        return 0
+def stored_clock_floor(store: Path) -> tuple[int, str | None]:
+    """The store's clock floor (``clock_floor``, edge.clock) read without changing the file, and why it
+    could not be read: ``(0, None)`` when there is none to read (no store yet, an older schema without
+    the table, no row), ``(0, reason)`` when the store is damaged, unreadable, or lost (its marker says one
+    was created there)."""
+    if (problem := preflight(store)) is not None:  # a lost, emptied or misplaced store included
+        return 0, problem
+    if not store.is_file():
+        return 0, None
     try:
         conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error:
-        return 0
+    except sqlite3.Error as exc:
+        return 0, f"store {store}: {exc}"
     try:
         row = conn.execute("SELECT floor_ms FROM clock_floor WHERE id = 1").fetchone()
-        return int(row[0]) if row else 0
-    except sqlite3.Error:
-        return 0
+        return (int(row[0]) if row else 0), None
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0, None
+        return 0, f"store {store}: {exc}"
+    except sqlite3.Error as exc:
+        return 0, f"store {store}: {exc}"
     finally:
         conn.close()
 
