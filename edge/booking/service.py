@@ -99,7 +99,7 @@ class BookingService:
     clock: Callable[[], float] = time.time
     rentals_ttl_s: float = 5.0
     from_block: int = 0
-    confirmations: int = DEFAULT_CONFIRMATIONS  # blocks on top before a read event is cached for good
+    confirmations: int = DEFAULT_CONFIRMATIONS  # blocks on top before a read event is cached
 
     def __post_init__(self) -> None:
         if not self.layouts:

@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the lot's events")
     p.add_argument("--confirmations", type=int_in(0, 256), default=DEFAULT_CONFIRMATIONS,
                    help="blocks on top before a read event is cached; newer blocks are read on every "
-                   f"request, so a reorg of them leaves nothing stale (default {DEFAULT_CONFIRMATIONS})")
+                   "request, so a reorg of them leaves nothing stale, and a deeper one (the last cached "
+                   f"block's hash changed) drops the cache (default {DEFAULT_CONFIRMATIONS})")
     p.add_argument("--forwarded-allow-ips", default=None,
                    help="comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For "
                    "names the client (e.g. 127.0.0.1); without it X-Forwarded-For is ignored; '*' is refused")

@@ -1,6 +1,7 @@
 """A JSON-RPC proxy on 127.0.0.1 in front of the test's anvil that refuses an eth_getLogs over more blocks
 than ``max_range``, as hosted RPC providers do, and counts the eth_getLogs calls with their block ranges
-(a real HTTP server and a real node: nothing of web3 is mocked)."""
+and every call with its method and parameters (a real HTTP server and a real node: nothing of web3 is
+mocked)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class RangeLimitedRpc:
         self.upstream = upstream
         self.max_range = max_range
         self.ranges: list[tuple[int, int]] = []  # every eth_getLogs asked, refused ones too
+        self.calls: list[tuple[str, list[Any]]] = []  # every call web3 made: method and params
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = False  # server_close joins the request threads: none is left
@@ -46,9 +48,17 @@ class RangeLimitedRpc:
             taken, self.ranges = self.ranges, []
         return taken
 
+    def take_calls(self) -> list[tuple[str, list[Any]]]:
+        """The calls (method, params) asked since the last call."""
+        with self._lock:
+            taken, self.calls = self.calls, []
+        return taken
+
     def answer(self, request: Any) -> Any:
         if isinstance(request, list):
             return [self.answer(item) for item in request]
+        with self._lock:
+            self.calls.append((str(request.get("method")), list(request.get("params") or [])))
         if request.get("method") == "eth_getLogs":
             first, last = self._range(request["params"][0])
             with self._lock:
