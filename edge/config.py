@@ -130,6 +130,20 @@ def proxy_address(value: str) -> bool:
         return False
 
 
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"  # a DNS name's label: letters, digits, inner '-'
+_HOST_NAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*", re.IGNORECASE)
+
+
+def served_name(value: str) -> bool:
+    """A name the console is served under, as a browser's Host header gives it without the port: a DNS
+    name (``gate.example.lan``) or an IP address (``192.168.1.20``, ``fd00::5``). Never ``*`` nor a
+    wildcard (Starlette's host check would then let every name in), an empty string, a port or a URL."""
+    try:
+        return not ipaddress.ip_address(value).is_unspecified
+    except ValueError:
+        return bool(_HOST_NAME_RE.fullmatch(value))
+
+
 def _valid_camera_source(value: str) -> bool:
     """A V4L2 index ("0"), a stream URL with a known scheme, or a file path."""
     if "://" in value:
@@ -177,6 +191,10 @@ ListEntry = Annotated[str, rule(lambda v: 0 < len(v) <= 80, "a plate or a 0x com
 PROXY_RULE = ("an IP address or network of a reverse proxy (e.g. 127.0.0.1, ::1, 10.0.0.0/24); "
               "not '*', a /0 nor a host name")
 ProxyAddress = Annotated[str, rule(proxy_address, PROXY_RULE)]
+ALLOWED_HOST_RULE = ("a host name or IP address the console is served under, without a port (e.g. "
+                     "gate.example.lan, 192.168.1.20); not '*' nor a wildcard (that would switch the Host "
+                     "check off) and not empty")
+AllowedHost = Annotated[str, rule(served_name, ALLOWED_HOST_RULE)]
 SingleChar = Annotated[str, rule(lambda v: len(v) == 1, "a single character")]
 
 
@@ -410,6 +428,10 @@ class ConsoleConfig(Section):
     # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto the console believes; none by default:
     # every client then is the address it connects from (on loopback, 127.0.0.1 for all of them).
     trusted_proxies: Annotated[tuple[ProxyAddress, ...], BeforeValidator(_array)] = ()
+    # The names (besides localhost, 127.0.0.1, ::1 and a specific `host`) under which the console is
+    # served, e.g. a LAN DNS name or a reverse proxy's name: a request naming any other Host gets 400
+    # (a page elsewhere that rebinds its own name to this address must not reach the console).
+    allowed_hosts: Annotated[tuple[AllowedHost, ...], BeforeValidator(_array)] = ()
 
 
 class Config(Section):

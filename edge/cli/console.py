@@ -7,8 +7,9 @@
 
 The console runs beside `parkgate run`, as the same user (it reads the daemon's status and store and
 talks to its control socket). It is off until ``[console] enabled = true``; it listens on 127.0.0.1 unless
-``[console] host`` says otherwise, and serves HTTPS when ``cert_file`` and ``key_file`` are given. There
-is no default user: add one first. Run the user commands as the daemon's user (``sudo -u parkgate``).
+``[console] host`` says otherwise, and serves HTTPS when ``cert_file`` and ``key_file`` are given. It
+answers only requests for localhost, 127.0.0.1, ::1, a specific ``host`` and ``[console] allowed_hosts``.
+There is no default user: add one first. Run the user commands as the daemon's user (``sudo -u parkgate``).
 """
 
 from __future__ import annotations
@@ -143,6 +144,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except UsersError as exc:
         print(exc, file=sys.stderr)
         return 1
+    from edge.console.hosts import host_warning
+
+    if warning := host_warning(c):
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     scheme = "https" if c.cert_file else "http"
     server = uvicorn.Server(uvicorn.Config(
         build_app(cfg), host=c.host, port=c.port, log_level="warning", access_log=False,

@@ -1,7 +1,8 @@
 """The console's Starlette app: server-rendered pages (Jinja2, package data), no CDN; one small script of
 its own (static/live.js: the live view's boxes, loops and ROI editor) and every page works without it.
 
-Every page needs a session (cookie ``pg_session``: HttpOnly, SameSite=Strict, Secure under TLS, its own
+Every request's Host must name the console (:mod:`edge.console.hosts`: DNS rebinding). Every page needs
+a session (cookie ``pg_session``: HttpOnly, SameSite=Strict, Secure under TLS, its own
 or a trusted proxy's); every
 POST carries the session's CSRF token (the login form: a per-form token in a cookie of its own). Gate
 actions go through the daemon's control socket, so they are audited (``manual_actions``) exactly like
@@ -28,6 +29,7 @@ from urllib.parse import parse_qsl
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -45,6 +47,7 @@ from edge.config import Config, ConfigError
 from edge.console import passes as P
 from edge.console.auth import DEVICE_S, LoginLimit, Session, Sessions, SessionsFull, new_token, same_token
 from edge.console.config_file import NotWritable, roi_line, save_roi
+from edge.console.hosts import HostCheck, accepted_hosts
 from edge.console.users import (
     MAX_PASSWORD,
     User,
@@ -823,6 +826,7 @@ def build_app(cfg: Config, clock: Callable[[], float] = time.monotonic) -> Starl
         Route("/lists/remove", page(list_remove, act=True), methods=["POST"]),
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    app = Starlette(routes=routes, exception_handlers={404: not_found},
+                    middleware=[Middleware(HostCheck, hosts=accepted_hosts(cfg.console))])
     app.state.console = console
     return app

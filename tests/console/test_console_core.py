@@ -209,7 +209,7 @@ def test_list_times_out_of_range_are_refused_naming_the_field_as_typed() -> None
 def test_the_console_section_is_off_and_on_loopback_by_default_and_validated() -> None:
     cfg = parse_config("")
     assert cfg.console.enabled is False and cfg.console.host == "127.0.0.1" and cfg.console.cert_file is None
-    assert cfg.console.trusted_proxies == ()
+    assert cfg.console.trusted_proxies == () and cfg.console.allowed_hosts == ()
     on = parse_config('[console]\nenabled = true\nport = 8444\nsession_minutes = 30\n')
     assert on.console.enabled and on.console.port == 8444 and on.console.session_minutes == 30
     for text, fragment in [("[console]\nport = 0\n", "console.port"),
