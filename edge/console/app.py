@@ -20,7 +20,7 @@ import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ MAX_BODY = 16 * 1024  # bytes of one form
 MAX_FIELDS = 16
 MAX_NOTE = 200
 MAX_LOGINS = 4  # password checks at once (argon2id: 64 MiB each, one at a time); beyond: 429
-MAX_SEQ = 2**63 - 1  # the largest integer SQLite holds: no pass has a larger number
+MAX_SEQ = P.MAX_SEQ  # no pass has a larger number
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -294,38 +294,67 @@ def _open_store(cfg: Config) -> Store:
     return Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms)
 
 
-def _read_passes(cfg: Config, flt: P.PassFilter) -> list[dict[str, Any]]:
-    sql, params = P.passes_query(flt)
+def _read_passes(cfg: Config, flt: P.PassFilter) -> tuple[list[dict[str, Any]], bool]:
+    """A page of passes with their delivery states, and whether older passes match too."""
+    sql, params = P.passes_query(replace(flt, limit=flt.limit + 1))  # one more: is there another page?
     with _open_store(cfg) as store:
         rows = [dict(zip(P.COLUMNS, row, strict=True)) for row in store.conn.execute(sql, params)]
-        ids = [row["event_id"] for row in rows]
-        states: dict[str, list[str]] = {}
-        if ids:
-            marks = ",".join("?" * len(ids))
-            for event_id, destination, status, error, ack in store.conn.execute(
-                    "SELECT event_id, destination, status, last_error, ack_ref FROM outbox "
-                    f"WHERE event_id IN ({marks}) ORDER BY destination", ids):
-                shown = P.delivery_state(status, error, ack)
-                states.setdefault(event_id, []).append(f"{destination}: {shown}")
+        more, rows = len(rows) > flt.limit, rows[:flt.limit]
+        states = _delivery_states(store, [row["event_id"] for row in rows])
     for row in rows:
         row["when"] = _show_time(row["occurred_at_ms"])
         row["delivery"] = states.get(row["event_id"], [])
-    return rows
+    return rows, more
+
+
+def _delivery_states(store: Store, ids: list[str]) -> dict[str, list[str]]:
+    states: dict[str, list[str]] = {}
+    if ids:
+        marks = ",".join("?" * len(ids))
+        for event_id, destination, status, error, ack in store.conn.execute(
+                "SELECT event_id, destination, status, last_error, ack_ref FROM outbox "
+                f"WHERE event_id IN ({marks}) ORDER BY destination", ids):
+            states.setdefault(event_id, []).append(f"{destination}: {P.delivery_state(status, error, ack)}")
+    return states
+
+
+PLATE_IN_URL = ("a plate is never taken from the address (browser history, proxy logs and the Referer would "
+                "keep it): type it in the search form")
 
 
 async def passes_page(request: Request, console: Console, session: Session) -> Response:
-    query = dict(request.query_params)
+    """The newest passes, filtered by what a link may carry (lane, decision, times; never a plate)."""
+    query = {k: v for k, v in request.query_params.items() if k in P.URL_FIELDS}
+    if request.query_params.get("plate", "").strip():  # an old bookmark's empty plate= holds no plate
+        return _passes(console, session, query, [], False, PLATE_IN_URL)
+    return await _search(console, session, query)
+
+
+async def passes_search(request: Request, console: Console, session: Session) -> Response:
+    """The search form and each page's buttons, posted: the plate stays out of every URL."""
+    form: dict[str, str] = request.state.form
+    return await _search(console, session, {k: v for k, v in form.items() if k in (*P.FORM_FIELDS, "before")})
+
+
+async def _search(console: Console, session: Session, query: dict[str, str]) -> Response:
     try:
         flt = P.parse_filter(query, console.lanes, GATE_EVENT_KINDS)
     except ValueError as exc:
-        return console.render("passes.html", session, 400, rows=[], query=query, error=str(exc),
-                              lanes=console.lanes, kinds=GATE_EVENT_KINDS)
+        return _passes(console, session, query, [], False, str(exc))
     try:
-        rows = await run_in_threadpool(_read_passes, console.cfg, flt)
+        rows, more = await run_in_threadpool(_read_passes, console.cfg, flt)
     except (StoreError, sqlite3.Error) as exc:
         return console.refuse(session, 503, f"cannot read the store: {exc}")
-    return console.render("passes.html", session, rows=rows, query=query, error="", lanes=console.lanes,
-                          kinds=GATE_EVENT_KINDS)
+    return _passes(console, session, query, rows, more, "")
+
+
+def _passes(console: Console, session: Session, query: dict[str, str], rows: list[dict[str, Any]],
+            more: bool, error: str) -> Response:
+    """The passes page; ``older``: the ``before`` of the next page when there is one."""
+    kept = {name: query[name] for name in P.FORM_FIELDS if query.get(name)}
+    return console.render("passes.html", session, 400 if error else 200, rows=rows, query=query, kept=kept,
+                          older=rows[-1]["seq"] if more and rows else None, paged=bool(query.get("before")),
+                          error=error, lanes=console.lanes, kinds=GATE_EVENT_KINDS)
 
 
 def _evidence_file(cfg: Config, seq: int) -> Path | None:
@@ -814,6 +843,7 @@ def build_app(cfg: Config, clock: Callable[[], float] = time.monotonic) -> Starl
         Route("/logout", page(logout), methods=["POST"]),
         Route("/", page(health), methods=["GET"]),
         Route("/passes", page(passes_page), methods=["GET"]),
+        Route("/passes", page(passes_search), methods=["POST"]),
         Route("/evidence/{seq:int}", page(evidence), methods=["GET"]),
         Route("/actions", page(actions_page), methods=["GET"]),
         Route("/actions", page(act, act=True), methods=["POST"]),

@@ -1,5 +1,9 @@
 """The Passes page's search, as pure functions: a form's fields -> a :class:`PassFilter` (ValueError naming
-the bad field and what is allowed) -> one SELECT over the gate log, newest first."""
+the bad field and what is allowed) -> one SELECT over the gate log, newest first, a page at a time.
+
+A plate is searched only through the form's POST body, never a URL (browser history, proxy logs and the
+Referer would keep it): :data:`URL_FIELDS` are the filters a link may carry; paging posts the filter
+again (:data:`FORM_FIELDS`, with ``before``: the oldest pass shown)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ COLUMNS = ("seq", "event_id", "occurred_at_ms", "lane", "direction", "kind", "pl
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 MAX_FIELD = 64
+MAX_SEQ = 2**63 - 1  # the largest integer SQLite holds: no pass has a larger number
+URL_FIELDS = ("lane", "kind", "since", "until", "limit")  # no personal data: a link may carry these
+FORM_FIELDS = ("plate", *URL_FIELDS)  # what the search form and each page's buttons post
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,7 @@ class PassFilter:
     since_ms: int | None = None
     until_ms: int | None = None
     limit: int = DEFAULT_LIMIT
+    before_seq: int | None = None  # a later page: passes older than this one
 
 
 def masked_query(text: str) -> str:
@@ -68,7 +76,16 @@ def parse_filter(form: Mapping[str, str], lanes: tuple[str, ...], kinds: tuple[s
         raise ValueError(f"limit {limit_text!r} not allowed; allowed: 1..{MAX_LIMIT}")
     return PassFilter(masked_query(plate) if plate else None, lane or None, kind or None,
                       parse_time(field("since"), "since"), parse_time(field("until"), "until"),
-                      int(limit_text))
+                      int(limit_text), _pass_number(field("before")))
+
+
+def _pass_number(text: str) -> int | None:
+    """The ``before`` field of a later page: a pass number (empty: the newest passes)."""
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_SEQ:
+        raise ValueError(f"before {text!r} not allowed; allowed: a pass number 1..{MAX_SEQ}, or empty")
+    return int(text)
 
 
 def passes_query(f: PassFilter) -> tuple[str, list[Any]]:
@@ -85,6 +102,9 @@ def passes_query(f: PassFilter) -> tuple[str, list[Any]]:
     if f.until_ms is not None:
         where.append("occurred_at_ms < ?")
         params.append(f.until_ms)
+    if f.before_seq is not None:
+        where.append("seq < ?")
+        params.append(f.before_seq)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     return (f"SELECT {', '.join(COLUMNS)} FROM gate_events{clause} ORDER BY seq DESC LIMIT ?",
             [*params, f.limit])

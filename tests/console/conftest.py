@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-CHROMIUM = "/usr/bin/chromium"
+from console_browsing import CHROMIUM, chromium_args
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +17,8 @@ def browser() -> Iterator[Any]:
 
     if not os.access(CHROMIUM, os.X_OK) and shutil.which("chromium") is None:
         pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(), headless=True)
         try:
             yield browser
         finally:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def chromium_args() -> list[str]:
+    """Chromium's sandbox needs user namespaces that root in a container lacks."""
+    return ["--no-sandbox"] if os.geteuid() == 0 else []
 
 
 def log_in(context: Any, base: str, user: str, password: str) -> Any:

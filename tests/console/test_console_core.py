@@ -148,6 +148,19 @@ def test_the_passes_search_masks_a_plate_and_refuses_bad_fields() -> None:
             P.parse_filter(form, lanes, GATE_EVENT_KINDS)
 
 
+def test_a_later_page_of_the_passes_search_starts_before_a_pass() -> None:
+    lanes = ("entry-1",)
+    f = P.parse_filter({"plate": "KX***M", "before": "42", "limit": "3"}, lanes, GATE_EVENT_KINDS)
+    assert f.before_seq == 42 and P.parse_filter({}, lanes, GATE_EVENT_KINDS).before_seq is None
+    sql, params = P.passes_query(f)
+    assert sql.endswith("WHERE plate_masked = ? AND seq < ? ORDER BY seq DESC LIMIT ?") and params == [
+        "KX***M", 42, 3]
+    assert "plate" not in P.URL_FIELDS and set(P.URL_FIELDS) < set(P.FORM_FIELDS)
+    for before in ("x", "0", "-1", "\u00b2", str(P.MAX_SEQ + 1)):
+        with pytest.raises(ValueError, match="allowed: a pass number 1..9223372036854775807, or empty"):
+            P.parse_filter({"before": before}, lanes, GATE_EVENT_KINDS)
+
+
 def test_delivery_states_as_shown() -> None:
     assert P.delivery_state("done", None) == "confirmed"
     assert P.delivery_state("done", None, "0xreceipt") == "confirmed"
