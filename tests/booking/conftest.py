@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import runpy
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,12 @@ from lot_world import LotWorld, set_up_lot
 
 from edge.tools.anvil import Anvil
 
-# The console's browser (Debian's chromium driven by Playwright), the same fixture, not a copy.
-browser = runpy.run_path(str(Path(__file__).parents[1] / "console" / "conftest.py"))["browser"]
+# The console's browser (Debian's chromium driven by Playwright), the same fixture, not a copy; its
+# conftest imports the console tests' helpers (console_browsing), so their folder is on the path too.
+CONSOLE_TESTS = Path(__file__).parents[1] / "console"
+if str(CONSOLE_TESTS) not in sys.path:
+    sys.path.append(str(CONSOLE_TESTS))
+browser = runpy.run_path(str(CONSOLE_TESTS / "conftest.py"))["browser"]
 
 
 @pytest.fixture(scope="module")
