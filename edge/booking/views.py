@@ -21,7 +21,7 @@ from web3.types import Wei
 
 from edge.booking.requests import RequestError
 from edge.chain.contract import RentalClient, decode_revert
-from edge.chain.listings import EventSource, booking_row, rentals, spaces
+from edge.chain.listings import EventSource, booking_rows, rentals, spaces
 from edge.chain.reverts import RevertContext, explain
 
 MAX_CALLDATA_HEX = 2 * 1024  # the longest call a page sends (settle of a few ids) is far shorter
@@ -48,7 +48,7 @@ def renter_view(client: RentalClient, lot: bytes, renter: str, from_block: int =
            for e in (source or client).events("RentalRequested", from_block=from_block, lot_id=lot)
            if e.args["renter"] == renter]
     return {"chain_time": chain_time(client), "account": renter,
-            "bookings": [booking_row(client, booking_id) for booking_id in ids],
+            "bookings": booking_rows(client, ids),
             "pending_wei": client.pending_withdrawal(renter)}
 
 
@@ -59,9 +59,9 @@ def owner_view(client: RentalClient, lot: bytes, owner: str, from_block: int = 0
     events = source or client
     own_rentals = rentals(client, lot, from_block, owner, events)
     rental_ids = {r["rental_id"] for r in own_rentals}
-    own_bookings = [booking_row(client, e.args["bookingId"])
-                    for e in events.events("RentalRequested", from_block=from_block, lot_id=lot)
-                    if e.args["rentalId"] in rental_ids]
+    booked = [e.args["bookingId"] for e in events.events("RentalRequested", from_block=from_block, lot_id=lot)
+              if e.args["rentalId"] in rental_ids]
+    own_bookings = booking_rows(client, booked)
     booking_ids = {b["booking_id"] for b in own_bookings}
     earned = sum(e.args["toOwner"] for e in events.events("Settled", from_block=from_block, lot_id=lot)
                  if e.args["bookingId"] in booking_ids)

@@ -4,7 +4,8 @@
 sender is either an address the node unlocks (anvil's dev accounts) or a ``LocalAccount`` whose key
 signs locally (the gateway's keystore account). Writes return a :class:`TxResult` with the receipt,
 the gas used and the decoded events; a revert raises :class:`ContractRevert` naming the Solidity
-error and its arguments.
+error and its arguments. The per-row views of a listing (:meth:`RentalClient.get_spaces`,
+``get_rental_events``, ``get_bookings``) go to the node in JSON-RPC batches (:meth:`RentalClient.read_many`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from hexbytes import HexBytes
+from requests.exceptions import HTTPError, RequestException
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import ContractLogicError
+from web3.exceptions import BadResponseFormat, ContractLogicError, Web3Exception, Web3RPCError
 from web3.types import TxParams
 
 from edge.chain.blocks import DEFAULT_LOG_WINDOW_BLOCKS, plan_windows
@@ -38,6 +40,11 @@ RENTAL_CONTRACT = "ParkgateRental"
 # is a link to contracts/build/ParkgateRental.json, which `make contracts` writes).
 PACKAGED_DIR = Path(str(resources.files(__package__ or "edge.chain")))
 Sender = str | LocalAccount
+# The most view calls in one JSON-RPC batch (RentalClient.read_many): hosted providers cap batch sizes
+# (often at 100, some lower) and refuse larger ones.
+MAX_BATCH_CALLS = 100
+# HTTP answers to a batch that say "not now" (a timeout, a rate limit), not "no batches": not remembered.
+TRANSIENT_HTTP = frozenset({408, 429})
 
 
 class RecordKind(IntEnum):
@@ -242,6 +249,47 @@ def decode_revert(abi: Iterable[dict], data: str | bytes | None) -> ContractReve
         return ContractRevert(name, (), raw)
 
 
+def _revert_of(abi: Iterable[dict], exc: ContractLogicError) -> ContractRevert:
+    return decode_revert(abi, exc.data if isinstance(exc.data, str | bytes) else None)
+
+
+class BatchRefused(Exception):
+    """The node did not answer a JSON-RPC batch with one answer per call."""
+
+
+def batch_refusal(exc: Exception) -> str | None:
+    """Why ``exc``, raised by a batch of view calls, shows that the node refuses batches: an HTTP 4xx
+    status, an answer that is not one per call, one error object for the whole batch (JSON-RPC gives it
+    a null id). None when it does not: an error of one call, a rate limit, a server or network failure."""
+    if isinstance(exc, HTTPError):
+        answer = exc.response
+        if answer is None or not 400 <= answer.status_code < 500 or answer.status_code in TRANSIENT_HTTP:
+            return None
+        return f"HTTP {answer.status_code} {answer.reason}"
+    if isinstance(exc, BatchRefused | BadResponseFormat):
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+    response = exc.rpc_response if isinstance(exc, Web3RPCError) else None
+    if isinstance(response, dict) and response.get("id") is None:
+        return f"error {str(response.get('error'))[:200]}"
+    return None
+
+
+def _space(values: Sequence[Any]) -> Space:
+    lot, owner, approved, location = values
+    return Space(bytes(lot), owner, bool(approved), location)
+
+
+def _rental_event(values: Sequence[Any]) -> RentalEvent:
+    space_id, lot, owner, start, end, cancelled, price = values
+    return RentalEvent(space_id, bytes(lot), owner, start, end, cancelled, price)
+
+
+def _booking(values: Sequence[Any]) -> Booking:
+    rental, renter, start, end, check_in, check_out, status, commitment, escrow = values
+    return Booking(rental, renter, start, end, check_in, check_out, ChainBookingStatus(status),
+                   bytes(commitment), escrow)
+
+
 def _address_of(sender: Sender) -> str:
     return sender.address if isinstance(sender, LocalAccount) else Web3.to_checksum_address(sender)
 
@@ -300,13 +348,16 @@ class RentalClient:
         self.sender = sender
         self.deploy_receipt: Any = None
         self.dropped_logs = 0
+        self.batch_refusal: str | None = None  # why the node refused a batch: views go one at a time
 
     @property
     def address(self) -> str:
         return self.contract.address
 
     def with_sender(self, sender: Sender) -> RentalClient:
-        return RentalClient(self.w3, self.address, sender, log_window_blocks=self.log_window_blocks)
+        client = RentalClient(self.w3, self.address, sender, log_window_blocks=self.log_window_blocks)
+        client.batch_refusal = self.batch_refusal
+        return client
 
     # ------------------------------------------------------------------ plumbing
 
@@ -344,7 +395,7 @@ class RentalClient:
         try:
             return_value = fn.call(cast(TxParams, {"from": _address_of(self.sender), "value": value}))
         except ContractLogicError as exc:
-            raise decode_revert(self.abi, exc.data if isinstance(exc.data, str | bytes) else None) from exc
+            raise _revert_of(self.abi, exc) from exc
         tx_hash, receipt = send(self.w3, fn, self.sender, self.abi, value)
         return TxResult(tx_hash=tx_hash, receipt=receipt, gas_used=receipt["gasUsed"],
                         events=self.decode_logs(receipt["logs"]), return_value=return_value)
@@ -353,7 +404,49 @@ class RentalClient:
         try:
             return self.contract.functions[name](*args).call()
         except ContractLogicError as exc:
-            raise decode_revert(self.abi, exc.data if isinstance(exc.data, str | bytes) else None) from exc
+            raise _revert_of(self.abi, exc) from exc
+
+    def read_many(self, name: str, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The view ``name`` called with each argument tuple of ``calls``, answers in their order (as
+        :meth:`_read` answers each): in JSON-RPC batches of at most ``MAX_BATCH_CALLS`` calls, one call at
+        a time once the node refused a batch (``batch_refusal``, logged once). A call that reverts raises
+        the ContractRevert :meth:`_read` raises; a batch failing otherwise has its calls read one at a
+        time, so whatever a single call raises is raised."""
+        answers: list[Any] = []
+        for first in range(0, len(calls), MAX_BATCH_CALLS):
+            answers += self._read_chunk(name, calls[first:first + MAX_BATCH_CALLS])
+        return answers
+
+    def _read_chunk(self, name: str, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        if self.batch_refusal is None and len(calls) > 1:
+            try:
+                return self._read_batch(name, calls)
+            except ContractLogicError as exc:
+                raise _revert_of(self.abi, exc) from exc
+            except (Web3Exception, RequestException, BatchRefused) as exc:
+                self._batch_failed(exc)
+        return [self._read(name, *args) for args in calls]
+
+    def _read_batch(self, name: str, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """One JSON-RPC batch; web3 decodes each answer as ``call()`` does and raises the first error."""
+        with self.w3.batch_requests() as batch:
+            for args in calls:
+                batch.add(self.contract.functions[name](*args))
+            answers = batch.execute()
+        if len(answers) != len(calls):  # web3 pairs answers with calls and drops the unpaired ones
+            raise BatchRefused(f"{len(answers)} answers to a batch of {len(calls)} calls")
+        return list(answers)
+
+    def _batch_failed(self, exc: Exception) -> None:
+        why = batch_refusal(exc)
+        if why is None:
+            LOG.debug("a batch of view calls failed (%s: %s): reading its calls one at a time",
+                      type(exc).__name__, str(exc)[:200])
+            return
+        first, self.batch_refusal = self.batch_refusal is None, why
+        if first:  # another thread's batch may have been refused meanwhile: one line in the log
+            LOG.warning("the chain node refuses JSON-RPC batches (%s): reading views one call at a time "
+                        "from now on (a request per row of a listing)", why)
 
     def events(self, name: str, from_block: int = 0, to_block: int | str = "latest",
                lot_id: bytes | None = None) -> list[DecodedEvent]:
@@ -424,8 +517,11 @@ class RentalClient:
         return Lot(*self._read("getLot", lot_id))
 
     def get_space(self, space_id: int) -> Space:
-        lot, owner, approved, location = self._read("getSpace", space_id)
-        return Space(bytes(lot), owner, bool(approved), location)
+        return _space(self._read("getSpace", space_id))
+
+    def get_spaces(self, space_ids: Sequence[int]) -> list[Space]:
+        """:meth:`get_space` of each id, in order, read in batches (:meth:`read_many`)."""
+        return [_space(values) for values in self.read_many("getSpace", [(i,) for i in space_ids])]
 
     # ------------------------------------------------------------------ rental events and bookings
 
@@ -437,8 +533,12 @@ class RentalClient:
         return self._write(self.contract.functions.cancelRentalEvent(rental_id))
 
     def get_rental_event(self, rental_id: int) -> RentalEvent:
-        space_id, lot, owner, start, end, cancelled, price = self._read("getRentalEvent", rental_id)
-        return RentalEvent(space_id, bytes(lot), owner, start, end, cancelled, price)
+        return _rental_event(self._read("getRentalEvent", rental_id))
+
+    def get_rental_events(self, rental_ids: Sequence[int]) -> list[RentalEvent]:
+        """:meth:`get_rental_event` of each id, in order, read in batches (:meth:`read_many`)."""
+        answers = self.read_many("getRentalEvent", [(i,) for i in rental_ids])
+        return [_rental_event(values) for values in answers]
 
     def quote(self, rental_id: int, start: int, end: int) -> int:
         return int(self._read("quote", rental_id, start, end))
@@ -454,10 +554,11 @@ class RentalClient:
         return self._write(self.contract.functions.cancelBooking(booking_id))
 
     def get_booking(self, booking_id: int) -> Booking:
-        rental, renter, start, end, check_in, check_out, status, commitment, escrow = self._read(
-            "getBooking", booking_id)
-        return Booking(rental, renter, start, end, check_in, check_out, ChainBookingStatus(status),
-                       bytes(commitment), escrow)
+        return _booking(self._read("getBooking", booking_id))
+
+    def get_bookings(self, booking_ids: Sequence[int]) -> list[Booking]:
+        """:meth:`get_booking` of each id, in order, read in batches (:meth:`read_many`)."""
+        return [_booking(values) for values in self.read_many("getBooking", [(i,) for i in booking_ids])]
 
     def live_bookings(self, rental_id: int) -> list[int]:
         return list(self._read("liveBookings", rental_id))

@@ -7,14 +7,16 @@ unix seconds), so the CLI's ``--json`` and the service's API print them as they 
 
 The events come from ``source`` (an :class:`EventSource`): the client itself by default (the CLI), or
 the booking service's cache of what it already read (edge.booking.eventcache); the views always come
-from the client.
+from the client, the rows of a listing in JSON-RPC batches (:meth:`RentalClient.read_many`: a few HTTP
+requests for any number of rows, one per row from a node that refuses batches).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from edge.chain.contract import DecodedEvent, RentalClient
+from edge.chain.contract import Booking, DecodedEvent, RentalClient
 
 Row = dict[str, Any]
 
@@ -28,39 +30,47 @@ class EventSource(Protocol):
 
 def spaces(client: RentalClient, lot: bytes, from_block: int = 0,
            source: EventSource | None = None) -> list[Row]:
-    """Every space registered in ``lot`` with its current approval by the lot admin (one view call per
-    space): only approved spaces can be listed and booked."""
-    return [{"space_id": e.args["spaceId"], "owner": e.args["owner"], "location": e.args["location"],
-             "approved": client.get_space(e.args["spaceId"]).approved}
-            for e in (source or client).events("SpaceRegistered", from_block=from_block, lot_id=lot)]
+    """Every space registered in ``lot`` with its current approval by the lot admin (the views read in
+    batches, :meth:`RentalClient.read_many`): only approved spaces can be listed and booked."""
+    registered = [e.args for e in (source or client).events("SpaceRegistered", from_block=from_block,
+                                                             lot_id=lot)]
+    found = client.get_spaces([args["spaceId"] for args in registered])
+    return [{"space_id": args["spaceId"], "owner": args["owner"], "location": args["location"],
+             "approved": space.approved} for args, space in zip(registered, found, strict=True)]
 
 
 def rentals(client: RentalClient, lot: bytes, from_block: int = 0, owner: str | None = None,
             source: EventSource | None = None) -> list[Row]:
-    """Every rental event of ``lot`` (of ``owner`` only, when given) with its current cancelled flag (one
-    view call per event)."""
-    rows = []
-    for e in (source or client).events("RentalEventCreated", from_block=from_block, lot_id=lot):
-        if owner is not None and e.args["owner"] != owner:
-            continue
-        rental_id = e.args["rentalId"]
-        rows.append({"rental_id": rental_id, "space_id": e.args["spaceId"], "owner": e.args["owner"],
-                     "start": e.args["start"], "end": e.args["end"],
-                     "price_per_hour_wei": e.args["pricePerHour"],
-                     "cancelled": client.get_rental_event(rental_id).cancelled})
-    return rows
+    """Every rental event of ``lot`` (of ``owner`` only, when given) with its current cancelled flag (the
+    views read in batches)."""
+    created = [e.args for e in (source or client).events("RentalEventCreated", from_block=from_block,
+                                                          lot_id=lot)
+               if owner is None or e.args["owner"] == owner]
+    found = client.get_rental_events([args["rentalId"] for args in created])
+    return [{"rental_id": args["rentalId"], "space_id": args["spaceId"], "owner": args["owner"],
+             "start": args["start"], "end": args["end"], "price_per_hour_wei": args["pricePerHour"],
+             "cancelled": rental.cancelled} for args, rental in zip(created, found, strict=True)]
 
 
-def booking_row(client: RentalClient, booking_id: int) -> Row:
-    b = client.get_booking(booking_id)
+def _booking_row(booking_id: int, b: Booking) -> Row:
     return {"booking_id": booking_id, "rental_id": b.rental_id, "renter": b.renter, "start": b.start,
             "end": b.end, "status": b.status.name.lower(), "check_in_at": b.check_in_at or None,
             "check_out_at": b.check_out_at or None, "escrow_wei": b.escrow,
             "vehicle_commitment": "0x" + b.vehicle_commitment.hex()}
 
 
+def booking_rows(client: RentalClient, booking_ids: Sequence[int]) -> list[Row]:
+    """The rows of ``booking_ids``, in their order, with their current states (the views read in
+    batches)."""
+    return [_booking_row(i, b) for i, b in zip(booking_ids, client.get_bookings(booking_ids), strict=True)]
+
+
+def booking_row(client: RentalClient, booking_id: int) -> Row:
+    return _booking_row(booking_id, client.get_booking(booking_id))
+
+
 def bookings(client: RentalClient, lot: bytes, from_block: int = 0,
              source: EventSource | None = None) -> list[Row]:
-    """Every booking of ``lot`` with its current state (one view call per booking)."""
-    return [booking_row(client, e.args["bookingId"])
-            for e in (source or client).events("RentalRequested", from_block=from_block, lot_id=lot)]
+    """Every booking of ``lot`` with its current state (the views read in batches)."""
+    requested = (source or client).events("RentalRequested", from_block=from_block, lot_id=lot)
+    return booking_rows(client, [e.args["bookingId"] for e in requested])

@@ -149,6 +149,19 @@ def set_up_lot(anvil: Anvil, directory: Path) -> LotWorld:
                     rental["rental_id"], start, start + 8 * HOUR)
 
 
+def snapshot(w3: Web3) -> str:
+    return str(w3.provider.make_request("evm_snapshot", [])["result"])  # type: ignore[arg-type]
+
+
+def revert(w3: Web3, taken: str) -> bool:
+    return w3.provider.make_request("evm_revert", [taken])["result"] is True  # type: ignore[arg-type]
+
+
+def mine(w3: Web3, blocks: int) -> None:
+    for _ in range(blocks):
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+
 def service_process(world: LotWorld, log: Path, *extra: str) -> BookingServiceProcess:
     """The booking service of ``world``'s lot (German plate layouts)."""
     return BookingServiceProcess(world.rpc, world.contract, LOT, world.plate_key_file, log, "de", extra)

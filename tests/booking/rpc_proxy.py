@@ -1,7 +1,13 @@
-"""A JSON-RPC proxy on 127.0.0.1 in front of the test's anvil that refuses an eth_getLogs over more blocks
-than ``max_range``, as hosted RPC providers do, and counts the eth_getLogs calls with their block ranges
-and every call with its method and parameters (a real HTTP server and a real node: nothing of web3 is
-mocked)."""
+"""A JSON-RPC proxy on 127.0.0.1 in front of the test's anvil that behaves as hosted RPC providers do: it
+refuses an eth_getLogs over more blocks than ``max_range``, and, when told to, refuses JSON-RPC batches
+(with an HTTP status or with one error object for the whole batch). It forwards a batch (a JSON array) to
+the node as one batch, and counts the HTTP requests (with the calls each carried), every call with its
+method and parameters, and the eth_getLogs calls with their block ranges. A real HTTP server and a real
+node: nothing of web3 is mocked.
+
+``errors`` answers chosen eth_calls (by their call data) with an error object instead of the node's
+answer, alone or inside a batch: the contract's views never revert, a provider's errors are what is
+tested."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 TAGS_AT_HEAD = frozenset({"latest", "pending", "safe", "finalized"})
+REFUSED_BATCH = {"code": -32600, "message": "batch requests are not supported"}
 
 
 class RangeLimitedRpc:
@@ -20,12 +27,18 @@ class RangeLimitedRpc:
     def __init__(self, upstream: str, max_range: int = 50) -> None:
         self.upstream = upstream
         self.max_range = max_range
+        # An HTTP status to answer every batch with, unforwarded; 200: one JSON-RPC error object (id null).
+        self.refuse_batches: int | None = None
+        self.errors: dict[str, dict[str, Any]] = {}  # eth_call data (0x hex) -> the error it is answered with
         self.ranges: list[tuple[int, int]] = []  # every eth_getLogs asked, refused ones too
         self.calls: list[tuple[str, list[Any]]] = []  # every call web3 made: method and params
+        self.requests: list[int] = []  # every HTTP request: how many calls it carried (a batch: > 1)
+        self.refused: list[int] = []  # every batch refused: how many calls it carried
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = False  # server_close joins the request threads: none is left
-        self.thread = threading.Thread(target=self.server.serve_forever, name="rpc-proxy")
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       name="rpc-proxy")
 
     @property
     def url(self) -> str:
@@ -54,25 +67,63 @@ class RangeLimitedRpc:
             taken, self.calls = self.calls, []
         return taken
 
-    def answer(self, request: Any) -> Any:
-        if isinstance(request, list):
-            return [self.answer(item) for item in request]
+    def take_requests(self) -> list[int]:
+        """The HTTP requests since the last call: the number of calls each carried."""
         with self._lock:
-            self.calls.append((str(request.get("method")), list(request.get("params") or [])))
-        if request.get("method") == "eth_getLogs":
-            first, last = self._range(request["params"][0])
+            taken, self.requests = self.requests, []
+        return taken
+
+    def handle(self, request: Any) -> tuple[int, Any]:
+        """One HTTP request's body -> (HTTP status, JSON answer)."""
+        batch = isinstance(request, list)
+        with self._lock:
+            self.requests.append(len(request) if batch else 1)
+            if batch and self.refuse_batches is not None:
+                self.refused.append(len(request))
+        if not batch:
+            return 200, self.answer(request)
+        if self.refuse_batches is not None:
+            return self.refuse_batches, {"jsonrpc": "2.0", "id": None, "error": REFUSED_BATCH}
+        return 200, self.answer_batch(request)
+
+    def answer_batch(self, requests: list[Any]) -> list[Any]:
+        """Each call answered here (a refused range, an error set in ``errors``) or, all the others
+        together, by the node in one batch."""
+        answers = [self.local_answer(request) for request in requests]
+        forwarded = [r for r, answer in zip(requests, answers, strict=True) if answer is None]
+        from_node = iter(self.forward(forwarded) if forwarded else [])
+        return [answer if answer is not None else next(from_node) for answer in answers]
+
+    def answer(self, request: Any) -> Any:
+        answer = self.local_answer(request)
+        return answer if answer is not None else self.forward(request)
+
+    def local_answer(self, request: Any) -> Any:
+        """The error this proxy answers ``request`` with; None when the node answers it."""
+        method, params = str(request.get("method")), list(request.get("params") or [])
+        with self._lock:
+            self.calls.append((method, params))
+        error = None
+        if method == "eth_call":
+            error = self.errors.get(str(params[0].get("data") or params[0].get("input")))
+        if method == "eth_getLogs":
+            first, last = self._range(params[0])
             with self._lock:
                 self.ranges.append((first, last))
             if last - first + 1 > self.max_range:
                 error = {"code": -32005, "message": f"query exceeds max block range {self.max_range}"}
-                return {"jsonrpc": "2.0", "id": request.get("id"), "error": error}
-        return self.forward(request)
+        return None if error is None else {"jsonrpc": "2.0", "id": request.get("id"), "error": error}
 
     def forward(self, request: Any) -> Any:
+        """``request`` (one call or a batch) answered by the node; a batch's answers in its order."""
         upstream = urllib.request.Request(self.upstream, data=json.dumps(request).encode(),
                                           headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(upstream, timeout=30) as reply:  # noqa: S310 - the test's anvil
-            return json.loads(reply.read())
+            answer = json.loads(reply.read())
+        if isinstance(request, list):
+            by_id = {a.get("id"): a for a in answer}
+            return [by_id[r.get("id")] for r in request]
+        return answer
 
     def _range(self, params: dict[str, Any]) -> tuple[int, int]:
         return self._block(params.get("fromBlock", "latest")), self._block(params.get("toBlock", "latest"))
@@ -89,8 +140,9 @@ def _handler(proxy: RangeLimitedRpc) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):  # HTTP/1.0: one request per connection, none kept open
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            data = json.dumps(proxy.answer(request)).encode()
-            self.send_response(200)
+            status, answer = proxy.handle(request)
+            data = json.dumps(answer).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

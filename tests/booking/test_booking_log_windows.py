@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from lot_world import HOUR, LOT, LotWorld, lot_cli, set_up_lot
+from lot_world import HOUR, LOT, LotWorld, lot_cli, mine, revert, set_up_lot, snapshot
 from rpc_proxy import RangeLimitedRpc
 from web3 import Web3
 
@@ -35,19 +35,6 @@ class Wide:
     lot: LotWorld
     first_block: int  # the deployment block
     booking_id: int
-
-
-def snapshot(w3: Web3) -> str:
-    return str(w3.provider.make_request("evm_snapshot", [])["result"])  # type: ignore[arg-type]
-
-
-def revert(w3: Web3, taken: str) -> bool:
-    return w3.provider.make_request("evm_revert", [taken])["result"] is True  # type: ignore[arg-type]
-
-
-def mine(w3: Web3, blocks: int) -> None:
-    for _ in range(blocks):
-        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
