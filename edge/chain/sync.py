@@ -1045,9 +1045,15 @@ def rejected_records(store: Store, limit: int = REJECTED_SHOWN) -> list[str]:
 # ---------------------------------------------------------------------- wiring
 
 def connect(rpc_url: str, timeout_s: float = 10.0) -> Web3:
-    """A web3 client without web3's own retries: the sync loop decides when to retry."""
-    return Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s},
-                                  exception_retry_configuration=None))
+    """A web3 client without web3's own retries (the sync loop decides when to retry) and without its
+    'validation' middleware, which asks the node for eth_chainId around every eth_call (three requests
+    for one view) to check a chain id that our calls do not carry, and refuses the blocks of POA chains
+    (extraData over 32 bytes). Transactions are signed locally with the configured chain id and sent
+    raw, which that middleware never looked at; ``parkgate doctor`` checks the node's chain id."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s},
+                                exception_retry_configuration=None))
+    w3.middleware_onion.remove("validation")
+    return w3
 
 
 def service_from_config(cfg: Config, tuning: SyncTuning = SyncTuning(),

@@ -17,13 +17,13 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from lot_world import HOUR, LOT, LotWorld, lot_cli, revert, set_up_lot, snapshot
 from rpc_proxy import RangeLimitedRpc
-from web3 import Web3
 from web3.exceptions import BadFunctionCallOutput, Web3RPCError
 
 from edge.booking.service import BookingService
 from edge.booking.views import owner_view, renter_view
 from edge.chain import contract
 from edge.chain.contract import ContractRevert, RentalClient
+from edge.chain.sync import connect
 from edge.identity import lot_id
 from edge.tools.anvil import Anvil, dev_account
 from edge.vision.plates import region_patterns
@@ -34,10 +34,10 @@ COMMITMENT = b"\xcd" * 32
 EXTRA_SPACES, RENTALS_PER_SPACE = 3, 3
 ROW_VIEW = {"spaces": "getSpace", "rentals": "getRentalEvent", "bookings": "getBooking"}  # per listing
 # The HTTP requests of an owner's page besides its rows: 4 event names (eth_blockNumber and one eth_getLogs
-# each), the chain time, the owner's verification and credit (an eth_call each, which web3 7's validation
-# middleware brackets with two eth_chainId: a view read alone costs 3 requests, in a batch none more).
-OWNER_VIEW_FIXED_REQUESTS = 4 * 2 + 1 + 2 * 3
-SINGLE_CALL_REQUESTS = 3
+# each), the chain time, the owner's verification and credit (an eth_call each: a view read alone costs
+# one request; web3 7's validation middleware, which `connect` removes, added two eth_chainId to each).
+OWNER_VIEW_FIXED_REQUESTS = 4 * 2 + 1 + 2
+SINGLE_CALL_REQUESTS = 1
 NODE_ERROR = {"code": -32000, "message": "header not found"}  # a node's error that is no revert
 
 
@@ -107,7 +107,7 @@ def proxy(anvil: Anvil) -> Iterator[RangeLimitedRpc]:
 
 def through(proxy: RangeLimitedRpc, busy: Busy) -> RentalClient:
     """A client of its own (nothing remembered) reading through the proxy."""
-    return RentalClient(Web3(Web3.HTTPProvider(proxy.url)), busy.lot.contract)
+    return RentalClient(connect(proxy.url), busy.lot.contract)
 
 
 def owner_page(client: RentalClient, busy: Busy) -> dict[str, Any]:
@@ -247,7 +247,7 @@ def test_a_call_failing_in_a_batch_raises_what_it_raises_alone(busy: Busy, proxy
 
 def test_no_contract_at_the_address_is_named_as_a_single_call_names_it(busy: Busy,
                                                                        proxy: RangeLimitedRpc) -> None:
-    client = RentalClient(Web3(Web3.HTTPProvider(proxy.url)), dev_account(7).address)  # no code there
+    client = RentalClient(connect(proxy.url), dev_account(7).address)  # no code there
     with pytest.raises(BadFunctionCallOutput) as alone:
         client.get_booking(busy.booking_ids[0])
     with pytest.raises(BadFunctionCallOutput) as batched:
