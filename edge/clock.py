@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 # 2026-12-01T00:00:00Z: this code did not exist before, so neither did a clock reading of a gateway
@@ -146,3 +147,17 @@ class TrustedClock:
     def now_ms(self) -> int:
         """The best time (unix ms): never behind the floor, never backwards."""
         return self.reading().best_ms
+
+
+def parse_local_time(text: str | None, name: str) -> int | None:
+    """Unix ms of an ISO 8601 date or date-time typed by a person (local time unless it carries an
+    offset), as the gate log's searches and the access lists take it; None for no text. ValueError names
+    the input (``name``) and the allowed forms. (Times on chain are UTC seconds:
+    ``edge.chain.windows.parse_chain_time``.)"""
+    if text is None or not text.strip():
+        return None
+    try:
+        return int(datetime.fromisoformat(text.strip()).timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):  # not ISO 8601, or a year the platform cannot place
+        raise ValueError(f"{name} {text!r} is not a time; allowed: ISO 8601 such as 2026-12-24 or "
+                         "2026-12-24T18:00 (local time) or 2026-12-24T18:00+01:00") from None

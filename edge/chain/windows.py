@@ -27,7 +27,7 @@ def utc(ts: int) -> str:
         return f"unix time {ts}"
 
 
-def parse_time(text: str) -> int:
+def parse_chain_time(text: str) -> int:
     """Unix seconds from ``"1764615600"`` or an ISO 8601 time (``"2026-12-01T19:00:00Z"``; a time
     without a zone is taken as UTC). ValueError names the text and the allowed forms."""
     value = text.strip()

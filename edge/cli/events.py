@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge.cli.lists import CliError, parse_time
+from edge.cli.lists import CliError, parse_time_option
 from edge.config import ConfigError, load_config
 from edge.store.schema import GATE_EVENT_KINDS
 
@@ -49,7 +49,7 @@ def query(args: argparse.Namespace) -> tuple[str, list[Any]]:
     if args.reason:
         where.append("instr(reason, ?) > 0")
         params.append(args.reason)
-    since = parse_time(args.since, "--since")
+    since = parse_time_option(args.since, "--since")
     if since is not None:
         where.append("occurred_at_ms >= ?")
         params.append(since)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
+from edge.clock import parse_local_time
 from edge.config import Config, ConfigError, load_config
 from edge.daemon.status import clock_behind_note, display_reading
 from edge.identity import list_entry_key, mask_plate, normalise_plate
@@ -95,15 +96,12 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 
 # -- shared -------------------------------------------------------------------------------------------
 
-def parse_time(text: str | None, name: str) -> int | None:
-    """ISO 8601 date or date-time (local time unless it carries an offset) -> unix ms."""
-    if text is None:
-        return None
+def parse_time_option(text: str | None, name: str) -> int | None:
+    """A time option (``edge.clock.parse_local_time``) -> unix ms, or None; a bad one is a CliError."""
     try:
-        return int(datetime.fromisoformat(text).timestamp() * 1000)
-    except (ValueError, OverflowError, OSError):  # not ISO 8601, or a year the platform cannot place
-        raise CliError(f"{name} {text!r} is not a time; allowed: ISO 8601 such as 2026-12-24 or "
-                       "2026-12-24T18:00 (local time) or 2026-12-24T18:00+01:00") from None
+        return parse_local_time(text, name)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def show_time(ms: int | None) -> str:
@@ -140,8 +138,8 @@ def _entry(text: str) -> str:
 
 def cmd_list_add(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    valid_from = parse_time(args.valid_from, "--from")
-    valid_until = parse_time(args.valid_until, "--until")
+    valid_from = parse_time_option(args.valid_from, "--from")
+    valid_until = parse_time_option(args.valid_until, "--until")
     bounds = (("--from", args.valid_from, valid_from), ("--until", args.valid_until, valid_until))
     for name, text, ms in bounds:
         if problem := list_time_problem(ms):
@@ -217,7 +215,7 @@ def _offline_only(cfg: Config) -> None:
 def cmd_booking_add(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     _offline_only(cfg)
-    start, end = parse_time(args.valid_from, "--from"), parse_time(args.valid_until, "--until")
+    start, end = parse_time_option(args.valid_from, "--from"), parse_time_option(args.valid_until, "--until")
     assert start is not None and end is not None  # both required by the parser
     if end <= start:
         raise CliError("--until must be after --from")

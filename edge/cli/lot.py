@@ -80,12 +80,12 @@ ID = int_in(1, UINT256_MAX)  # space, rental event and booking ids: uint256, num
 
 
 def chain_time(text: str) -> int:
-    """An argparse type: unix seconds or ISO 8601 (edge.chain.windows.parse_time), within the contract's
+    """An argparse type: unix seconds or ISO 8601 (edge.chain.windows.parse_chain_time), within the contract's
     uint64 times."""
-    from edge.chain.windows import parse_time
+    from edge.chain.windows import parse_chain_time
 
     try:
-        value = parse_time(text)
+        value = parse_chain_time(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if not 0 <= value <= UINT64_MAX:

@@ -43,6 +43,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from edge.clock import parse_local_time
 from edge.config import Config, ConfigError
 from edge.console import passes as P
 from edge.console.auth import DEVICE_S, LoginLimit, Session, Sessions, SessionsFull, new_token, same_token
@@ -487,7 +488,7 @@ def _validity(form: dict[str, str]) -> tuple[int | None, int | None]:
 def _list_time(text: str, name: str) -> int | None:
     """A list entry's bound, refused outside the store's LIST_TIMES (``list_time_problem``)."""
     try:
-        ms = P.parse_time(text, name)
+        ms = parse_local_time(text, name)
     except ValueError as exc:
         raise BadForm(str(exc)) from None
     if problem := list_time_problem(ms):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from edge.clock import parse_local_time
 from edge.identity import mask_plate
 from edge.store.schema import DROPPED_PREFIX
 
@@ -48,16 +48,6 @@ def masked_query(text: str) -> str:
         raise ValueError(f"plate {text!r} is neither a plate nor a masked plate such as AB***3") from None
 
 
-def parse_time(text: str, name: str) -> int | None:
-    if not text.strip():
-        return None
-    try:
-        return int(datetime.fromisoformat(text.strip()).timestamp() * 1000)
-    except (ValueError, OverflowError, OSError):  # not ISO 8601, or a year the platform cannot place
-        raise ValueError(f"{name} {text!r} is not a time; allowed: ISO 8601 such as "
-                         "2026-12-24T18:00") from None
-
-
 def parse_filter(form: Mapping[str, str], lanes: tuple[str, ...], kinds: tuple[str, ...]) -> PassFilter:
     """The search form's fields; unknown fields are ignored (links may carry more), bad values refused."""
     def field(name: str) -> str:
@@ -75,7 +65,7 @@ def parse_filter(form: Mapping[str, str], lanes: tuple[str, ...], kinds: tuple[s
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
         raise ValueError(f"limit {limit_text!r} not allowed; allowed: 1..{MAX_LIMIT}")
     return PassFilter(masked_query(plate) if plate else None, lane or None, kind or None,
-                      parse_time(field("since"), "since"), parse_time(field("until"), "until"),
+                      parse_local_time(field("since"), "since"), parse_local_time(field("until"), "until"),
                       int(limit_text), _pass_number(field("before")))
 
 

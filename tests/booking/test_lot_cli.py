@@ -16,7 +16,7 @@ from lot_world import ATTESTATION, HOUR, LOT, PLATE, PRICE_PER_HOUR, LotWorld, l
 
 from edge.chain.contract import ContractRevert, GateRecord, RecordKind, RentalClient, load_artifact
 from edge.chain.reverts import SENTENCES, RevertContext, explain
-from edge.chain.windows import MAX_ADVANCE_S, booking_window_problem, parse_time, rental_window_problem
+from edge.chain.windows import MAX_ADVANCE_S, booking_window_problem, parse_chain_time, rental_window_problem
 from edge.identity import plate_commitment
 from edge.tools.anvil import dev_account
 
@@ -45,8 +45,8 @@ def test_window_errors_say_what_is_wrong_in_words() -> None:
     assert "starts in the past" in explain(revert, RevertContext(now=NOW))
     assert "InvalidWindow" not in explain(revert)
     with pytest.raises(ValueError, match="neither unix seconds nor ISO 8601"):
-        parse_time("¹")
-    assert parse_time("2027-01-15T08:00:00Z") == parse_time("2027-01-15 08:00") == 1_800_000_000
+        parse_chain_time("¹")
+    assert parse_chain_time("2027-01-15T08:00:00Z") == parse_chain_time("2027-01-15 08:00") == 1_800_000_000
 
 
 def test_operator_sets_up_a_lot_with_a_funded_gateway(lot_world: LotWorld) -> None:

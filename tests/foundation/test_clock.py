@@ -4,11 +4,14 @@ nonce store is a real SQLite file."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+
+import pytest
 
 from edge.access import BookingView, Direction, Policy, Presence, commitment_function, decide
 from edge.access.types import BookingStatus, Reason
-from edge.clock import BUILD_FLOOR_MS, ClockReading, TrustedClock, describe_behind
+from edge.clock import BUILD_FLOOR_MS, ClockReading, TrustedClock, describe_behind, parse_local_time
 from edge.config import PolicyConfig
 from edge.mqtt.commands import Command, CommandPolicy, Freshness, Rejection, sign_command, verify_command
 from edge.mqtt.nonces import NonceStore
@@ -218,3 +221,14 @@ def test_a_booking_row_keeps_its_own_times(tmp_path: Path) -> None:
                                      REAL + HOUR, "requested", 1, "0x" + "00" * 32, 1))
         booking = store.booking("1")
     assert booking is not None and (booking.window_start_ms, booking.window_end_ms) == (REAL, REAL + HOUR)
+
+
+def test_a_typed_time_is_local_unless_it_carries_an_offset_and_a_bad_one_names_the_input() -> None:
+    local = datetime(2026, 12, 24, 18, 0).timestamp() * 1000  # the test machine's local zone
+    assert parse_local_time(" 2026-12-24T18:00 ", "since") == local
+    assert parse_local_time("2026-12-24", "since") == datetime(2026, 12, 24).timestamp() * 1000
+    assert parse_local_time("2026-12-24T18:00+01:00", "since") == 1_798_131_600_000
+    assert parse_local_time(None, "since") is None and parse_local_time("  ", "since") is None
+    for bad in ("yesterday", "24.12.2026", "99999-01-01"):
+        with pytest.raises(ValueError, match=rf"until {bad!r} is not a time; allowed: ISO 8601"):
+            parse_local_time(bad, "until")
