@@ -522,14 +522,14 @@ def cmd_settle(s: Session) -> dict[str, Any]:
 
 
 def _booking_states(s: Session, ids: list[int]) -> dict[int, str]:
-    """Each id's state on chain (``"unknown"`` for an id no booking has), in the order given, once."""
+    """Each id's state on chain (``"unknown"`` for an id no booking has), in the order given, once: read
+    in JSON-RPC batches (``RentalClient.get_bookings``)."""
     from edge.chain.contract import ChainBookingStatus
 
-    states = {}
-    for booking_id in dict.fromkeys(ids):
-        status = s.client.get_booking(booking_id).status
-        states[booking_id] = "unknown" if status is ChainBookingStatus.NONE else status.name.lower()
-    return states
+    unique = list(dict.fromkeys(ids))
+    bookings = s.client.get_bookings(unique)
+    return {i: "unknown" if booking.status is ChainBookingStatus.NONE else booking.status.name.lower()
+            for i, booking in zip(unique, bookings, strict=True)}
 
 
 def _skipped_words(states: dict[int, str]) -> str:
