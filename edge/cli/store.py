@@ -38,6 +38,7 @@ import sqlite3
 import stat
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,13 +92,16 @@ cannot help) and 'dead' (the row cannot be sent at all). MQTT rows never end up 
 is retried. Such a row keeps its gate event from the store retention ([store] retention_days) for ever.
 Look at them here (and at the reason in last_error); once you have dealt with one (or decided it does
 not matter), `parkgate store outbox drop` ends it, so the retention can prune it with its gate event;
-once you have fixed why the contract rejected one, `parkgate store outbox retry` sends it again."""
+once you have fixed why the contract rejected one, `parkgate store outbox retry` sends it again.
+Each drop and retry stays with its row (who, when, from which state), delivered or not, for as long as
+the row is kept: `parkgate store outbox --acted` lists the rows operators acted on, in any state."""
 DROP_DESCRIPTION = """\
 Give up delivering rejected or dead outbox rows: each becomes delivered ('done'), with ack_ref
 "dropped by NAME (user U)", its last_error "was rejected: <reason>" and updated_at_ms the time of the
 drop (the best time); the record is not sent again, and the retention prunes it [store] retention_days
-after the drop. Each row dropped is logged (WARNING). Any other row (pending, in flight, done,
-missing) refuses the whole drop. Without --yes it prints what would be dropped and exits 1. Example:
+after the drop. Each row dropped is logged (WARNING) and keeps the drop in its history (--acted). Any
+other row (pending, in flight, done, missing) refuses the whole drop. Without --yes it prints what
+would be dropped and exits 1. Example:
   parkgate store outbox --state rejected
   sudo -u parkgate parkgate store outbox drop 17 18 --by alice --yes"""
 RETRY_DESCRIPTION = """\
@@ -105,7 +109,8 @@ Send rejected chain rows again once you have fixed why the rental contract refus
 in last_error): e.g. WRONG_LOT, the gateway key was not authorised for the lot (a lot admin ran
 setGateway); BAD_STATE, the booking was not in a state that takes the record. Each row is back to
 'pending' under a new record number (the contract skips a number it has seen), as the sync's own
-retry does, with last_error "retried by NAME (user U); was rejected: <reason>"; the running daemon
+retry does, with last_error "retried by NAME (user U); was rejected: <reason>" (kept in the row's
+history after delivery or another rejection: `parkgate store outbox --acted`); the running daemon
 sends it within chain.poll_interval_s. If the cause is still there, the contract rejects it again.
 Only chain rows in state rejected: a dead row cannot be sent (drop it), any other row or a missing id
 refuses the whole retry. Without --yes it prints what would be retried and exits 1. Example:
@@ -119,6 +124,9 @@ def _register_outbox(actions: argparse._SubParsersAction) -> argparse.ArgumentPa
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     outbox.add_argument("--destination", choices=OUTBOX_DESTINATIONS, help="only this destination's rows")
     outbox.add_argument("--state", choices=OUTBOX_GIVEN_UP, help="only rows in this state")
+    outbox.add_argument("--acted", action="store_true",
+                        help="instead: the rows an operator dropped or retried, in any state (delivered "
+                        "too), each with what was done, by whom and when")
     outbox.add_argument("--json", action="store_true", help="one JSON object per row")
     actions_ = outbox.add_subparsers(dest="outbox_command", metavar="drop|retry", required=False,
                                      title="action (optional; without it, the rows are listed)")
@@ -363,7 +371,8 @@ def _outbox_line(row: OutboxRow) -> dict[str, Any]:
     event = row.payload if isinstance(row.payload, dict) else {}
     return {"id": row.id, "destination": row.destination, "state": row.status, "event_id": row.event_id,
             "occurred_at_ms": event.get("occurred_at_ms"), "lane": event.get("lane"),
-            "kind": event.get("kind"), "attempts": row.attempts, "last_error": row.last_error}
+            "kind": event.get("kind"), "attempts": row.attempts, "last_error": row.last_error,
+            "operator_actions": [asdict(action) for action in row.operator_actions]}
 
 
 def _print_rows(rows: list[OutboxRow], as_json: bool) -> None:
@@ -377,6 +386,8 @@ def _print_rows(rows: list[OutboxRow], as_json: bool) -> None:
         when = show_time(line["occurred_at_ms"]) if isinstance(line["occurred_at_ms"], int) else "-"
         print(f"{row.id:>6}  {row.destination:<5} {row.status:<8} {row.event_id}  {when}  "
               f"{line['lane'] or '-'}  {line['kind'] or '-'}  {row.last_error or '-'}")
+        for action in row.operator_actions:
+            print(f"{'':>8}{show_time(action.at_ms)}  {action.who}; was {action.was}")
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -389,13 +400,15 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         return 1
     try:
         with Store(cfg.store_path, busy_timeout_ms=cfg.store.busy_timeout_ms) as db:
-            rows = db.given_up_outbox(args.destination, args.state)
+            rows = (db.acted_outbox if args.acted else db.given_up_outbox)(args.destination, args.state)
     except (sqlite3.Error, StoreError) as exc:
         print(f"cannot read the outbox of {cfg.store_path}: {exc}", file=sys.stderr)
         return 1
     _print_rows(rows, args.json)
     if not args.json:
         which = " or ".join([args.state] if args.state else OUTBOX_GIVEN_UP)
+        if args.acted:
+            which = f"{args.state + ' ' if args.state else ''}operator-handled"
         where = f" for {args.destination}" if args.destination else ""
         print(f"{len(rows)} {which} outbox row(s){where}" if rows else f"no {which} outbox rows{where}")
     return 0

@@ -35,6 +35,7 @@ from edge.store.rows import (
     ListEntry,
     Lot,
     ManualActionRow,
+    OutboxAction,
     OutboxRow,
     RentalEvent,
     Space,
@@ -47,8 +48,8 @@ _FROM_INTEGRITY = ("StoreDamagedError",)
 
 __all__ = [
     "ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "MIGRATIONS", "Booking", "ChainBlock", "Checkpoint",
-    "GateEventRow", "ListEntry", "Lot", "ManualActionRow", "OutboxRow", "RentalEvent", "Space", "Store",
-    "StoreDamagedError", "StoreError", "StoreVersionError", "new_event_id", "wall_clock_ms",
+    "GateEventRow", "ListEntry", "Lot", "ManualActionRow", "OutboxAction", "OutboxRow", "RentalEvent",
+    "Space", "Store", "StoreDamagedError", "StoreError", "StoreVersionError", "new_event_id", "wall_clock_ms",
 ]
 
 

@@ -207,8 +207,21 @@ class GateEventRow:
 
 
 @dataclass(frozen=True)
+class OutboxAction:
+    """What an operator did to an outbox row (`parkgate store outbox drop|retry`), kept with the row:
+    when (the best time, unix ms), ``drop`` or ``retry``, who ("retried by alice (user root)") and the
+    row's state and error before ("rejected: BOOKING_NOT_ACTIVE (tx 0x...)")."""
+
+    at_ms: int
+    action: str
+    who: str
+    was: str
+
+
+@dataclass(frozen=True)
 class OutboxRow:
-    """One delivery of one event to one destination. ``payload`` is the decoded JSON."""
+    """One delivery of one event to one destination. ``payload`` is the decoded JSON; ``operator_actions``
+    what operators did to it, oldest first."""
 
     id: int
     destination: str
@@ -220,6 +233,7 @@ class OutboxRow:
     sent_ref: str | None
     ack_ref: str | None
     last_error: str | None
+    operator_actions: tuple[OutboxAction, ...] = ()
 
     def gate_event(self) -> GateEventRow:
         """The gate event this row delivers, as the store wrote it (``payload`` holds its fields); a

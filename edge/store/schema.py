@@ -358,6 +358,20 @@ WHEN EXISTS (SELECT 1 FROM store_retention)
 BEGIN DELETE FROM chain_history WHERE entity = 'rental_event' AND entity_id = OLD.rental_event_id; END;
 """
 
+# What operators did to an outbox row (`parkgate store outbox drop|retry`: Store.drop_outbox,
+# Store.retry_rejected_outbox), kept with the row for as long as the row is kept: ``last_error`` holds only
+# the latest state (delivery clears a retried row's note, a second rejection overwrites it). A JSON array
+# of {"at_ms", "action", "who", "was"} (OutboxAction), appended to with json_insert and never rewritten.
+V9_OUTBOX_OPERATOR_ACTIONS: Final = """
+ALTER TABLE outbox ADD COLUMN operator_actions TEXT NOT NULL DEFAULT '[]'
+    CHECK (json_valid(operator_actions) AND json_type(operator_actions) = 'array');
+CREATE TRIGGER outbox_operator_actions_append_only BEFORE UPDATE OF operator_actions ON outbox
+WHEN length(NEW.operator_actions) < length(OLD.operator_actions)
+    OR substr(NEW.operator_actions, 1, length(OLD.operator_actions) - 1)
+       <> substr(OLD.operator_actions, 1, length(OLD.operator_actions) - 1)
+BEGIN SELECT RAISE(ABORT, 'outbox.operator_actions is append-only: only new actions may be added'); END;
+"""
+
 MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (1, V1),
     (2, V2_CHAIN_TXS),
@@ -367,6 +381,7 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (6, V6_MANUAL_ACTIONS),
     (7, V7_ACCESS_LISTS),
     (8, V8_STORE_RETENTION),
+    (9, V9_OUTBOX_OPERATOR_ACTIONS),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

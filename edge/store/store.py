@@ -38,6 +38,7 @@ from edge.store.rows import (
     ListEntry,
     Lot,
     ManualActionRow,
+    OutboxAction,
     OutboxRow,
     RentalEvent,
     Space,
@@ -624,10 +625,21 @@ class Store:
             params.append(destination)
         return [_outbox(r) for r in self.db["outbox"].rows_where(where, params, order_by="id DESC")]
 
+    def acted_outbox(self, destination: str | None = None, status: str | None = None) -> list[OutboxRow]:
+        """The outbox rows an operator dropped or retried (``operator_actions``), in any state unless
+        ``status``, newest first; only ``destination``'s when given."""
+        where, params = "json_array_length(operator_actions) > 0", []
+        for column, value in (("destination", destination), ("status", status)):
+            if value is not None:
+                where += f" AND {column} = ?"
+                params.append(value)
+        return [_outbox(r) for r in self.db["outbox"].rows_where(where, params, order_by="id DESC")]
+
     def drop_outbox(self, ids: Sequence[int], ack_ref: str, *, dry_run: bool = False) -> list[OutboxRow]:
         """An operator gives up delivering these rejected or dead rows: each becomes 'done' with ``ack_ref``
         (who dropped it; ``updated_at_ms``: when) and ``last_error`` "was <state>: <its error>", so the store
-        retention can prune them with their gate event. Returns the rows as they were (``dry_run``: nothing
+        retention can prune them with their gate event; the drop is added to each row's
+        ``operator_actions``. Returns the rows as they were (``dry_run``: nothing
         changes). A StoreError naming every id that is missing or not rejected/dead changes nothing."""
         if not ack_ref.startswith(DROPPED_PREFIX) or ack_ref == DROPPED_PREFIX:
             raise StoreError(f"drop_outbox: ack_ref {ack_ref!r} not allowed; allowed: who dropped the rows, "
@@ -637,9 +649,11 @@ class Store:
             return self._given_up(self.conn, listed, "drop")
         with self.transaction() as c:
             rows = self._given_up(c, listed, "drop")
+            now = self.clock()
             c.execute("UPDATE outbox SET status = 'done', ack_ref = ?, last_error = 'was ' || status "
-                      "|| ': ' || coalesce(last_error, '-'), updated_at_ms = ? WHERE id IN (SELECT value "
-                      "FROM json_each(?))", (ack_ref, self.clock(), listed))
+                      f"|| ': ' || coalesce(last_error, '-'), {_ACTION_APPENDED}, updated_at_ms = ? "
+                      "WHERE id IN (SELECT value FROM json_each(?))",
+                      (ack_ref, now, "drop", ack_ref, now, listed))
         return rows
 
     def dropped_outbox(self, destination: str) -> int:
@@ -660,7 +674,8 @@ class Store:
                               dry_run: bool = False) -> list[OutboxRow]:
         """An operator who fixed the cause of a rejection (e.g. authorised the gateway on the contract) sends
         these rejected 'chain' rows again, as the sync's own retry does (``renumber_outbox``): a new record
-        number, back to 'pending', ``last_error`` "<retried_by>; was rejected: <its error>". Returns the rows
+        number, back to 'pending', ``last_error`` "<retried_by>; was rejected: <its error>", the retry added
+        to its ``operator_actions`` (which, unlike ``last_error``, delivery keeps). Returns the rows
         as they were (``dry_run``: nothing changes). A StoreError naming every id that is missing, not a
         chain row or not rejected (a dead row cannot be sent) changes nothing."""
         if not retried_by:
@@ -670,6 +685,8 @@ class Store:
             return self._given_up(self.conn, listed, "retry")
         with self.transaction() as c:
             rows = self._given_up(c, listed, "retry")
+            c.execute(f"UPDATE outbox SET {_ACTION_APPENDED} WHERE id IN (SELECT value FROM json_each(?))",
+                      (self.clock(), "retry", retried_by, listed))
             for row in rows:
                 self.renumber_outbox([row.id], f"{retried_by}; was rejected: {row.last_error or '-'}")
         return rows
@@ -936,11 +953,31 @@ def _refused(verb: str, row: dict[str, Any]) -> str | None:
     return None
 
 
+# An UPDATE's assignment that adds one OutboxAction to a row's operator_actions, from the row's state
+# before the UPDATE (SQLite evaluates every assignment against the old row); parameters: at_ms, action, who.
+_ACTION_APPENDED = ("operator_actions = json_insert(operator_actions, '$[#]', json_object('at_ms', ?, "
+                    "'action', ?, 'who', ?, 'was', status || ': ' || coalesce(last_error, '-')))")
+
+
 def _outbox(r: dict[str, Any]) -> OutboxRow:
     return OutboxRow(id=r["id"], destination=r["destination"], event_id=r["event_id"],
                      payload=json.loads(r["payload"]), created_at_ms=r["created_at_ms"], status=r["status"],
                      attempts=r["attempts"], sent_ref=r["sent_ref"], ack_ref=r["ack_ref"],
-                     last_error=r["last_error"])
+                     last_error=r["last_error"], operator_actions=_actions(r.get("operator_actions")))
+
+
+def _actions(text: str | None) -> tuple[OutboxAction, ...]:
+    """A row's operator_actions (a JSON array, checked by the schema). An entry edited by hand into
+    another shape is kept as an "unreadable" action holding its JSON: reading the outbox (the sync reads
+    it) never fails on the audit."""
+    actions = []
+    for entry in json.loads(text or "[]"):
+        try:
+            actions.append(OutboxAction(int(entry["at_ms"]), str(entry["action"]), str(entry["who"]),
+                                        str(entry["was"])))
+        except (TypeError, KeyError, ValueError):
+            actions.append(OutboxAction(0, "unreadable", "", json.dumps(entry)))
+    return tuple(actions)
 
 
 __all__ = ["ACTIVE_BOOKING_STATUSES", "LATEST_VERSION", "PrunedRows", "Store", "StoreError",

@@ -79,7 +79,7 @@ def test_outbox_lists_rejected_and_dead_rows_newest_first(config: Path,
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rows == [{"id": b, "destination": "chain", "state": "dead", "event_id": "event-0-b",
                      "occurred_at_ms": OLD, "lane": "north", "kind": "check_in", "attempts": 0,
-                     "last_error": "poison: payload too large"}]
+                     "last_error": "poison: payload too large", "operator_actions": []}]
 
     assert main(["store", "outbox", "--destination", "mqtt", "--config", str(config)]) == 0
     assert capsys.readouterr().out == "no rejected or dead outbox rows for mqtt\n"
@@ -327,3 +327,63 @@ def test_a_dry_run_reads_while_the_daemon_holds_the_write_lock(config: Path, ver
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_what_operators_did_to_a_row_stays_with_it_after_delivery_and_another_rejection(
+        config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """last_error holds only the latest state; the row's operator_actions keep every drop and retry."""
+    a, b = chain_id(config, "a"), chain_id(config, "b")
+    retry = ["store", "outbox", "retry", str(a), "--yes", "--config", str(config)]
+    assert main([*retry, "--by", "carol"]) == 0
+    with Store(config.parent / "parkgate.sqlite") as s:
+        s.mark_outbox_rejected([a], "WRONG_LOT (tx 0xdef)")  # the cause was still there
+    assert main([*retry, "--by", "dave"]) == 0
+    assert main(["store", "outbox", "drop", str(b), "--by", "erin", "--yes", "--config", str(config)]) == 0
+    with Store(config.parent / "parkgate.sqlite") as s:
+        s.mark_outbox_done([a], "0xreceipt")  # delivered at last: last_error is gone
+    assert states(config)["a"] == ("done", "0xreceipt", None)
+    capsys.readouterr()
+
+    assert main(["store", "outbox", "--acted", "--json", "--config", str(config)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["id"], r["state"]) for r in rows] == [(b, "done"), (a, "done")]
+    actions = {r["id"]: r["operator_actions"] for r in rows}
+    assert [(x["action"], x["at_ms"], x["was"]) for x in actions[a]] == [
+        ("retry", NOW, "rejected: BOOKING_NOT_ACTIVE (tx 0xabc)"),
+        ("retry", NOW, "rejected: WRONG_LOT (tx 0xdef)")]
+    assert [x["who"].split(" (")[0] for x in actions[a]] == ["retried by carol", "retried by dave"]
+    assert [(x["action"], x["was"]) for x in actions[b]] == [("drop", "dead: poison: payload too large")]
+    assert actions[b][0]["who"].startswith("dropped by erin (user ")
+
+    assert main(["store", "outbox", "--acted", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "retried by dave (user " in out and "; was rejected: WRONG_LOT (tx 0xdef)" in out
+    assert out.endswith("2 operator-handled outbox row(s)\n")
+    assert main(["store", "outbox", "--acted", "--state", "rejected", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == "no rejected operator-handled outbox rows\n"
+
+
+def test_operator_actions_are_append_only_and_a_hand_edited_one_does_not_break_reading(config: Path) -> None:
+    a, c = chain_id(config, "a"), chain_id(config, "c")
+    assert main(["store", "outbox", "retry", str(a), "--by", "carol", "--yes", "--config", str(config)]) == 0
+    with Store(config.parent / "parkgate.sqlite") as s:
+        for rewrite in ("'[]'", "json_set(operator_actions, '$[0].who', 'mallory')", "'not json'"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only|CHECK constraint failed"):
+                s.conn.execute(f"UPDATE outbox SET operator_actions = {rewrite} WHERE id = ?", (a,))
+        s.conn.execute("UPDATE outbox SET operator_actions = json_insert(operator_actions, '$[#]', 7) "
+                       "WHERE id = ?", (c,))  # appended by hand, in no shape the store writes
+        pending = {row.id: row for row in s.pending_outbox("chain")}
+        assert [x.action for x in pending[a].operator_actions] == ["retry"]
+        assert [(x.action, x.was) for x in pending[c].operator_actions] == [("unreadable", "7")]
+
+
+def test_a_store_of_the_previous_version_gains_an_empty_history_per_row(tmp_path: Path) -> None:
+    from edge.store import MIGRATIONS
+
+    path = tmp_path / "old.sqlite"
+    with Store(path, clock=lambda: NOW, migrations=MIGRATIONS[:-1]) as s:
+        s.record_gate_event(event("a"), ("chain",))
+    with Store(path, clock=lambda: NOW) as s:
+        [row] = s.pending_outbox("chain")
+        assert row.operator_actions == ()
+        assert s.conn.execute("SELECT operator_actions FROM outbox").fetchone()[0] == "[]"
