@@ -49,6 +49,8 @@ from web3.exceptions import (
     Web3Exception,
     Web3RPCError,
 )
+from web3.middleware import ExtraDataToPOAMiddleware
+from web3.providers.base import BaseProvider
 
 from edge.chain.contract import DecodedEvent, RentalClient, decode_revert
 from edge.chain.keystore import load_account, read_password
@@ -1045,14 +1047,24 @@ def rejected_records(store: Store, limit: int = REJECTED_SHOWN) -> list[str]:
 # ---------------------------------------------------------------------- wiring
 
 def connect(rpc_url: str, timeout_s: float = 10.0) -> Web3:
-    """A web3 client without web3's own retries (the sync loop decides when to retry) and without its
-    'validation' middleware, which asks the node for eth_chainId around every eth_call (three requests
-    for one view) to check a chain id that our calls do not carry, and refuses the blocks of POA chains
-    (extraData over 32 bytes). Transactions are signed locally with the configured chain id and sent
-    raw, which that middleware never looked at; ``parkgate doctor`` checks the node's chain id."""
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s},
-                                exception_retry_configuration=None))
+    """The chain client (:func:`client`) of the node at ``rpc_url``, without web3's own retries: the sync
+    loop decides when to retry."""
+    return client(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s},
+                                    exception_retry_configuration=None))
+
+
+def client(provider: BaseProvider) -> Web3:
+    """A web3 client for any EVM chain a lot may use. Without web3's 'validation' middleware, which asks
+    the node for eth_chainId around every eth_call (three requests for one view) to check a chain id our
+    calls do not carry (transactions are signed locally with the configured chain id and sent raw;
+    ``parkgate doctor`` checks the node's). With ``ExtraDataToPOAMiddleware``, without which web3
+    refuses every block of a proof-of-authority chain (Polygon PoS, BNB Chain, Clique networks: an
+    extraData of 97 bytes, not 32), so neither the sync nor the booking service could read the chain
+    time or check for a reorg there; it renames a block's extraData to proofOfAuthorityData on every
+    chain, and parkgate reads neither."""
+    w3 = Web3(provider)
     w3.middleware_onion.remove("validation")
+    w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     return w3
 
 

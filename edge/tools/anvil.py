@@ -23,6 +23,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from edge.chain.build import NODE_MODULES
+from edge.chain.sync import client
 from edge.tools.net import free_tcp_port, wait_for_tcp
 from edge.tools.proc import ManagedProcess
 
@@ -154,7 +155,8 @@ class Anvil:
                 self._process.proc.wait(5)
 
     def web3(self, timeout: float = 30.0) -> Web3:
-        return Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": timeout}))
+        """A client of this node configured as the product's (``edge.chain.sync.client``)."""
+        return client(Web3.HTTPProvider(self.url, request_kwargs={"timeout": timeout}))
 
     def rpc(self, method: str, params: list | None = None) -> object:
         return rpc_call(self.url, method, params)

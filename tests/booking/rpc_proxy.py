@@ -7,7 +7,8 @@ node: nothing of web3 is mocked.
 
 ``errors`` answers chosen eth_calls (by their call data) with an error object instead of the node's
 answer, alone or inside a batch: the contract's views never revert, a provider's errors are what is
-tested."""
+tested. ``poa_blocks`` gives every block the node answers with a proof-of-authority chain's extraData
+(97 bytes: 32 of vanity and a 65-byte seal, as Clique chains and their forks carry), which anvil's do not."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from typing import Any
 
 TAGS_AT_HEAD = frozenset({"latest", "pending", "safe", "finalized"})
 REFUSED_BATCH = {"code": -32600, "message": "batch requests are not supported"}
+POA_EXTRA_DATA = "0x" + "d8" * 32 + "5e" * 65
+BLOCK_METHODS = frozenset({"eth_getBlockByNumber", "eth_getBlockByHash"})
 
 
 class RangeLimitedRpc:
@@ -30,6 +33,7 @@ class RangeLimitedRpc:
         # An HTTP status to answer every batch with, unforwarded; 200: one JSON-RPC error object (id null).
         self.refuse_batches: int | None = None
         self.errors: dict[str, dict[str, Any]] = {}  # eth_call data (0x hex) -> the error it is answered with
+        self.poa_blocks = False  # blocks answered with a POA chain's 97-byte extraData
         self.ranges: list[tuple[int, int]] = []  # every eth_getLogs asked, refused ones too
         self.calls: list[tuple[str, list[Any]]] = []  # every call web3 made: method and params
         self.requests: list[int] = []  # every HTTP request: how many calls it carried (a batch: > 1)
@@ -122,7 +126,13 @@ class RangeLimitedRpc:
             answer = json.loads(reply.read())
         if isinstance(request, list):
             by_id = {a.get("id"): a for a in answer}
-            return [by_id[r.get("id")] for r in request]
+            return [self._as_poa(r, by_id[r.get("id")]) for r in request]
+        return self._as_poa(request, answer)
+
+    def _as_poa(self, request: Any, answer: Any) -> Any:
+        block = answer.get("result") if request.get("method") in BLOCK_METHODS else None
+        if self.poa_blocks and isinstance(block, dict):
+            block["extraData"] = POA_EXTRA_DATA
         return answer
 
     def _range(self, params: dict[str, Any]) -> tuple[int, int]:

@@ -17,7 +17,8 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from lot_world import HOUR, LOT, LotWorld, lot_cli, revert, set_up_lot, snapshot
 from rpc_proxy import RangeLimitedRpc
-from web3.exceptions import BadFunctionCallOutput, Web3RPCError
+from web3 import Web3
+from web3.exceptions import BadFunctionCallOutput, ExtraDataLengthError, Web3RPCError
 
 from edge.booking.service import BookingService
 from edge.booking.views import owner_view, renter_view
@@ -193,6 +194,21 @@ def test_the_booking_service_pages_read_their_rows_in_batches(busy: Busy, proxy:
     proxy.take_requests()
     assert service.renter(RENTER)["bookings"] == page["bookings"]  # the renter booked every listing
     assert [n for n in proxy.take_requests() if n > 1] == [10]
+
+
+def test_the_booking_service_reads_a_proof_of_authority_chain(busy: Busy, proxy: RangeLimitedRpc) -> None:
+    """Blocks with a POA chain's 97-byte extraData (Polygon PoS, BNB Chain): web3's default client refuses
+    each one, so the booking service and the sync could not read the chain time or check for a reorg on
+    such a chain; `connect` reads them (web3's ExtraDataToPOAMiddleware)."""
+    expected = owner_page(through(proxy, busy), busy)
+    proxy.poa_blocks = True
+    with pytest.raises((ExtraDataLengthError, ValueError), match="extraData|97 bytes"):
+        Web3(Web3.HTTPProvider(proxy.url)).eth.get_block("latest")  # web3's default client
+    client = through(proxy, busy)
+    assert len(client.w3.eth.get_block("latest")["proofOfAuthorityData"]) == 97
+    service = BookingService(client, LOT, busy.lot.plate_key, region_patterns("de"),
+                             from_block=busy.first_block)
+    assert service.owner(OWNER) == expected == owner_page(client, busy)
 
 
 @pytest.mark.parametrize("what, rows", [("spaces", 4), ("rentals", 11), ("bookings", 10)])

@@ -14,7 +14,7 @@ from web3.providers import HTTPProvider
 from edge.chain.commitment import plate_commitment
 from edge.chain.contract import RentalClient, deploy
 from edge.chain.keystore import create_keystore
-from edge.chain.sync import SyncService, SyncTuning
+from edge.chain.sync import SyncService, SyncTuning, client
 from edge.chain.syncplan import lot_bytes
 from edge.config import ChainConfig
 from edge.store import Store
@@ -93,7 +93,7 @@ class Tamper(HTTPProvider):
 
 def tampered(world: World, hook: Hook) -> Web3:
     """A client of the world's node whose answers pass through ``hook``."""
-    return Web3(Tamper(world.w3.provider.endpoint_uri, hook))  # type: ignore[attr-defined]
+    return client(Tamper(world.w3.provider.endpoint_uri, hook))  # type: ignore[attr-defined]
 
 
 def answer(result: object) -> Answer:

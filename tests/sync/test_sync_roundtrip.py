@@ -5,8 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from sync_world import HOUR, LOT, World, gate_event, record_denied
+import pytest
+from sync_world import HOUR, LOT, Answer, Tamper, World, gate_event, record_denied, tampered
+from web3 import Web3
+from web3.exceptions import ExtraDataLengthError
 
 from edge.chain.contract import ChainBookingStatus
 from edge.chain.sync import SyncService, chain_seq
@@ -45,6 +49,36 @@ def test_booking_down_gate_records_up_and_their_effect_down_again(world: World, 
     health = service.health()
     assert health.backlog == 0 and health.last_synced_block == world.w3.eth.block_number
     assert health.uploaded_total == 1 and health.last_error is None and health.rejected == 0
+
+
+def test_a_proof_of_authority_chain_syncs_both_ways(world: World, store: Store) -> None:
+    """Every block with a POA chain's 97-byte extraData (Polygon PoS, BNB Chain; anvil's have none):
+    web3's default client refuses each one; the sync's client (``edge.chain.sync.client``) reads them,
+    so the booking comes down, the check-in goes up, and the reorg check compares the blocks' hashes."""
+    seal = "0x" + "d8" * 32 + "5e" * 65
+
+    def poa(method: str, params: Any, real: Any) -> Answer:
+        result: Answer = real()
+        block = result.get("result") if method in ("eth_getBlockByNumber", "eth_getBlockByHash") else None
+        if isinstance(block, dict):
+            block["extraData"] = seal
+        return result
+
+    w3 = tampered(world, poa)
+    with pytest.raises((ExtraDataLengthError, ValueError), match="extraData"):  # web3's default client
+        Web3(Tamper(world.w3.provider.endpoint_uri, poa)).eth.get_block("latest")  # type: ignore[attr-defined]
+    booking_id = world.book()
+    service = world.service(store, w3=w3)
+    service.run_until_idle()
+    assert store.booking(str(booking_id)).status == "requested"
+    check_in = gate_event("check_in", world.now(), booking_id, world.commitment())
+    store.record_gate_event(check_in, destinations=("chain",))
+    service.run_until_idle()
+    service.step_down()
+    assert store.outbox_row("chain", check_in.event_id).status == "done"
+    assert store.booking(str(booking_id)).status == "checked_in"
+    health = service.health()
+    assert health.last_error is None and health.reorgs_total == 0 and health.backlog == 0
 
 
 def test_cancellations_reach_the_cache(world: World, store: Store) -> None:
