@@ -172,6 +172,7 @@ class MqttBridge:
         self._queue_lock = threading.Lock()  # a command is queued before stop() drains, or refused
         self._commander: threading.Thread | None = None
         self.publisher: OutboxPublisher | None = None  # set by the pump thread
+        self.inflight_limit = timings.outbox_window + 8  # lowered to the broker's Receive Maximum
         self._client = self._make_client()
 
     # -- set-up ------------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ class MqttBridge:
             raise ValueError(f"mqtt TLS files (ca_file={tls.ca_file}, cert_file={tls.cert_file}, "
                              f"key_file={tls.key_file}) are unusable: {exc.__cause__ or exc}") from exc
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
-        client.max_inflight_messages_set(t.outbox_window + 8)
+        client.max_inflight_messages_set(self.inflight_limit)
         client.reconnect_delay_set(t.reconnect_min_s, t.reconnect_max_s)
         client.on_connect = self._handle_connect
         client.on_connect_fail = self._handle_connect_fail
@@ -316,6 +317,7 @@ class MqttBridge:
             return
         self.last_connect_error = None
         self._count("connects")
+        self._honour_receive_maximum(client, properties)
         # retainAsPublished: a command published with the retain flag shows it live too (refused at once),
         # with a broker that honours it (mosquitto 2); one that ignores it sends the live copy with retain 0
         client.subscribe(self.topics.command_filter,
@@ -331,6 +333,23 @@ class MqttBridge:
             self._connected.set()
         log.info("mqtt connected to %s:%s as %s", self.config.host, self.config.port, self.client_id)
         self._wake.set()
+
+    def _honour_receive_maximum(self, client: mqtt.Client, properties: Any) -> None:
+        """Keep at most the broker's Receive Maximum (MQTT 5 CONNACK) QoS 1 messages unacknowledged: a
+        broker that enforces it (HiveMQ's default is 10; ours, the outbox window + 8, is 24) disconnects a
+        client sending more, and under a backlog the bridge would reconnect and resend for ever. paho does
+        not honour it, and its setter refuses while connected (its doubt is about changes between 0,
+        unlimited, and a limit; both values here are limits), so the limit is set on the attribute, here
+        before anything of this connection is published: paho queues the rest and sends each as a PUBACK
+        frees room."""
+        ours = self.timings.outbox_window + 8
+        theirs = getattr(properties, "ReceiveMaximum", None)
+        limit = min(ours, theirs) if isinstance(theirs, int) and theirs > 0 else ours
+        if limit != self.inflight_limit:
+            log.info("mqtt: at most %d unacknowledged messages (the broker's Receive Maximum is %s)", limit,
+                     theirs if theirs is not None else "not given")
+        client._max_inflight_messages = limit  # paho's own attribute: see above
+        self.inflight_limit = limit
 
     def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         """TCP or TLS failed (paho says no more): find out which, for the status and the log."""

@@ -93,7 +93,8 @@ class MosquittoBroker:
 
     ``cert_listener`` adds a second TLS listener that requires a client certificate and takes the
     certificate's CN as the user name (``client_cert``/``client_key`` are issued for ``username``).
-    ``acl`` is the text of an ACL file (mosquitto syntax), or None for no ACL.
+    ``acl`` is the text of an ACL file (mosquitto syntax), or None for no ACL. ``settings`` are more
+    lines of mosquitto.conf, global ones (e.g. ``max_inflight_messages 3``).
     """
 
     workdir: Path
@@ -102,6 +103,7 @@ class MosquittoBroker:
     extra_users: dict[str, str] = field(default_factory=dict)
     acl: str | None = None
     cert_listener: bool = False
+    settings: tuple[str, ...] = ()
     port: int = 0
     cert_port: int = 0
     host: str = HOST
@@ -148,6 +150,7 @@ class MosquittoBroker:
             "persistence false",
             "log_dest stdout",
             "log_type error", "log_type warning", "log_type notice", "log_type information",
+            *self.settings,
             f"listener {self.port} {HOST}",
             "allow_anonymous false",
             f"password_file {passwd}",

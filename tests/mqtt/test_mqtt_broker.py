@@ -307,6 +307,30 @@ def test_outbox_loses_nothing_across_a_broker_outage(tmp_path: Path) -> None:
         store.close()
 
 
+def test_the_bridge_keeps_to_the_brokers_receive_maximum(tmp_path: Path) -> None:
+    """A broker that takes at most 3 unacknowledged messages (its CONNACK's Receive Maximum: HiveMQ's
+    default is 10, ours 24) gets at most 3 from the bridge, and every event still arrives once."""
+    db = tmp_path / "gw.sqlite"
+    topic = "parkgate/gw-rm/events"
+    with Store(db) as store, MosquittoBroker(tmp_path / "broker", extra_users=dict([WATCHER]),
+                                             settings=("max_inflight_messages 3",)) as broker:
+        bridge = bridge_for(broker, "gw-rm", open_outbox=lambda: Store(db))
+        watcher = Watcher(broker, topic)
+        try:
+            assert bridge.inflight_limit == 24  # the outbox window (16) + 8, until a broker says less
+            bridge.start()
+            assert bridge.wait_connected(10), bridge.last_connect_error
+            assert bridge.inflight_limit == 3 == bridge._client.max_inflight_messages  # paho's own limit
+            recorded = record_events(store, 40)
+            bridge.notify_outbox()
+            wait_until(lambda: store.counts().get("outbox.mqtt.done") == 40, 20, what="all rows marked done")
+            wait_until(lambda: len(event_ids(watcher, topic)) >= 40, what="the events at the watcher")
+            assert sorted(event_ids(watcher, topic)) == sorted(recorded)
+        finally:
+            watcher.close()
+            bridge.stop()
+
+
 def test_bridge_from_the_gateway_config_delivers_a_recorded_event(broker: MosquittoBroker,
                                                                    tmp_path: Path) -> None:
     (tmp_path / "mqtt.pass").write_text(broker.password + "\n")
