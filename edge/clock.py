@@ -151,10 +151,11 @@ class TrustedClock:
 
 def parse_local_time(text: str | None, name: str) -> int | None:
     """Unix ms of an ISO 8601 date or date-time typed by a person (local time unless it carries an
-    offset), as the gate log's searches and the access lists take it; None for no text. ValueError names
-    the input (``name``) and the allowed forms. (Times on chain are UTC seconds:
+    offset), as the gate log's searches and the access lists take it; None for None (a form's empty field
+    is its caller's to map to None). ValueError names the input (``name``) and the allowed forms, for an
+    empty text too: `--from ""` is no time. (Times on chain are UTC seconds:
     ``edge.chain.windows.parse_chain_time``.)"""
-    if text is None or not text.strip():
+    if text is None:
         return None
     try:
         return int(datetime.fromisoformat(text.strip()).timestamp() * 1000)

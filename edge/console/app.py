@@ -488,7 +488,7 @@ def _validity(form: dict[str, str]) -> tuple[int | None, int | None]:
 def _list_time(text: str, name: str) -> int | None:
     """A list entry's bound, refused outside the store's LIST_TIMES (``list_time_problem``)."""
     try:
-        ms = parse_local_time(text, name)
+        ms = parse_local_time(text.strip() or None, name)  # an empty field: no bound
     except ValueError as exc:
         raise BadForm(str(exc)) from None
     if problem := list_time_problem(ms):

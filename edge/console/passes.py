@@ -65,7 +65,8 @@ def parse_filter(form: Mapping[str, str], lanes: tuple[str, ...], kinds: tuple[s
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
         raise ValueError(f"limit {limit_text!r} not allowed; allowed: 1..{MAX_LIMIT}")
     return PassFilter(masked_query(plate) if plate else None, lane or None, kind or None,
-                      parse_local_time(field("since"), "since"), parse_local_time(field("until"), "until"),
+                      parse_local_time(field("since") or None, "since"),
+                      parse_local_time(field("until") or None, "until"),
                       int(limit_text), _pass_number(field("before")))
 
 
