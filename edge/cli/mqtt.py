@@ -127,7 +127,7 @@ def _note(line: str) -> None:
 
 def _list_args(args: argparse.Namespace) -> dict[str, object]:
     """The signed ``args`` of a list command; ValueError naming the missing or bad option."""
-    from edge.cli.lists import CliError, parse_time_option
+    from edge.clock import parse_local_time
 
     if args.list is None:
         raise ValueError(f"--action {args.action} needs --list allow|deny")
@@ -144,11 +144,8 @@ def _list_args(args: argparse.Namespace) -> dict[str, object]:
     if entry is None:
         raise ValueError(f"--action {args.action} needs --entry 0x... or --plate")
     body: dict[str, object] = {"list": args.list, "entry": entry.lower()}
-    try:
-        times = {"from": parse_time_option(args.valid_from, "--from"),
-                 "until": parse_time_option(args.valid_until, "--until")}
-    except CliError as exc:
-        raise ValueError(str(exc)) from None
+    times = {"from": parse_local_time(args.valid_from, "--from"),
+             "until": parse_local_time(args.valid_until, "--until")}
     body.update({k: v for k, v in times.items() if v is not None and args.action == "list-add"})
     return body
 

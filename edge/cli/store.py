@@ -406,9 +406,9 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         return 1
     _print_rows(rows, args.json)
     if not args.json:
-        which = " or ".join([args.state] if args.state else OUTBOX_GIVEN_UP)
-        if args.acted:
-            which = f"{args.state + ' ' if args.state else ''}operator-handled"
+        states = [args.state] if args.state else []
+        which = (" ".join([*states, "operator-handled"]) if args.acted
+                 else " or ".join(states or OUTBOX_GIVEN_UP))
         where = f" for {args.destination}" if args.destination else ""
         print(f"{len(rows)} {which} outbox row(s){where}" if rows else f"no {which} outbox rows{where}")
     return 0

@@ -172,7 +172,7 @@ class MqttBridge:
         self._queue_lock = threading.Lock()  # a command is queued before stop() drains, or refused
         self._commander: threading.Thread | None = None
         self.publisher: OutboxPublisher | None = None  # set by the pump thread
-        self.inflight_limit = timings.outbox_window + 8  # lowered to the broker's Receive Maximum
+        self.inflight_limit = self._own_inflight_limit  # lowered to the broker's Receive Maximum
         self._client = self._make_client()
 
     # -- set-up ------------------------------------------------------------------------------------
@@ -334,6 +334,11 @@ class MqttBridge:
         log.info("mqtt connected to %s:%s as %s", self.config.host, self.config.port, self.client_id)
         self._wake.set()
 
+    @property
+    def _own_inflight_limit(self) -> int:
+        """Unacknowledged QoS 1 messages we allow: the outbox window and room for state and discovery."""
+        return self.timings.outbox_window + 8
+
     def _honour_receive_maximum(self, client: mqtt.Client, properties: Any) -> None:
         """Keep at most the broker's Receive Maximum (MQTT 5 CONNACK) QoS 1 messages unacknowledged: a
         broker that enforces it (HiveMQ's default is 10; ours, the outbox window + 8, is 24) disconnects a
@@ -342,7 +347,7 @@ class MqttBridge:
         unlimited, and a limit; both values here are limits), so the limit is set on the attribute, here
         before anything of this connection is published: paho queues the rest and sends each as a PUBACK
         frees room."""
-        ours = self.timings.outbox_window + 8
+        ours = self._own_inflight_limit
         theirs = getattr(properties, "ReceiveMaximum", None)
         limit = min(ours, theirs) if isinstance(theirs, int) and theirs > 0 else ours
         if limit != self.inflight_limit:

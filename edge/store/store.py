@@ -618,21 +618,20 @@ class Store:
         only ``destination``'s, only those in ``status``, when given. They keep their gate event from the
         retention until an operator drops them (``drop_outbox``)."""
         states = OUTBOX_GIVEN_UP if status is None else (status,)
-        where = f"status IN ({', '.join('?' * len(states))})"
-        params = list(states)
-        if destination is not None:
-            where += " AND destination = ?"
-            params.append(destination)
-        return [_outbox(r) for r in self.db["outbox"].rows_where(where, params, order_by="id DESC")]
+        return self._outbox_listing(f"status IN ({', '.join('?' * len(states))})", list(states), destination)
 
     def acted_outbox(self, destination: str | None = None, status: str | None = None) -> list[OutboxRow]:
         """The outbox rows an operator dropped or retried (``operator_actions``), in any state unless
         ``status``, newest first; only ``destination``'s when given."""
-        where, params = "json_array_length(operator_actions) > 0", []
-        for column, value in (("destination", destination), ("status", status)):
-            if value is not None:
-                where += f" AND {column} = ?"
-                params.append(value)
+        if status is None:
+            return self._outbox_listing("json_array_length(operator_actions) > 0", [], destination)
+        return self._outbox_listing("json_array_length(operator_actions) > 0 AND status = ?", [status],
+                                    destination)
+
+    def _outbox_listing(self, where: str, params: list[Any], destination: str | None) -> list[OutboxRow]:
+        """The outbox rows matching ``where``, only ``destination``'s when given, newest first."""
+        if destination is not None:
+            where, params = f"{where} AND destination = ?", [*params, destination]
         return [_outbox(r) for r in self.db["outbox"].rows_where(where, params, order_by="id DESC")]
 
     def drop_outbox(self, ids: Sequence[int], ack_ref: str, *, dry_run: bool = False) -> list[OutboxRow]:
