@@ -1,4 +1,5 @@
-"""Train, export and quantise the plate models: `python -m models.train --all` (fixed seed, CPU).
+"""Train, export and quantise the plate models: `python -m models.train --all` (fixed seed, CPU);
+`--ocr-pooled --device cuda` trains the OCR in one stage on an accelerator (models/cards/plate_ocr.md).
 
 Writes models/weights/plate_ocr.onnx (+ .int8.onnx, + plate_ocr.yaml) and plate_detector.onnx (+ .int8.onnx).
 """
@@ -70,12 +71,15 @@ def _scene_chunk(args: Chunk) -> list:
 
 
 def _lane_cut_chunk(args: Chunk) -> list:
-    """`count` lane cuts (`data.lane_cuts`) read by the shipped detector, one thread per worker."""
+    """`count` lane cuts (`data.lane_cuts`) read by the shipped detector, one thread per worker; option
+    `synthetic_plates`: rendered plates are placed too, as one more source (`data.synthetic_lane_source`)."""
     from edge.vision import reader as reader_mod
 
-    seed, count, _ = args
+    seed, count, options = args
     reader = reader_mod.PlateReader(bundle.DETECTOR_PATH, threads=1)
     sources = data.lane_cut_sources()
+    if options.get("synthetic_plates"):
+        sources.append(data.synthetic_lane_source(np.random.default_rng(seed + 1), 500))
     return data.lane_cuts(np.random.default_rng(seed), count, sources, reader, LANE_CUT_MARGINS)
 
 
@@ -248,6 +252,156 @@ def state_from_onnx(path: Path) -> dict:
     state["classify.1.weight"] = torch.from_numpy(weights[matmul].T.copy())
     state["classify.1.bias"] = torch.from_numpy(weights["net.classify.1.bias"].copy())
     return state
+
+
+# ---- OCR on an accelerator: pooled data, one mixed stage (`--ocr-pooled`) -------------------------------
+
+# Each batch of the pooled stage: shares of the synthetic pool, the lane cuts and the augmented real crops.
+POOLED_SHARES = (("synthetic", 0.3), ("lane", 0.35), ("real", 0.35))
+# The real crops' sources in the augmented pool: the labelled ones of the CPU recipe and, as there, the
+# unlabelled EU crops that an OCR (`--pseudo-ocr`) reads confidently in a European layout.
+REAL_POOL_SHARES = (("br", 0.3), ("us-train", 0.3), ("eu-frames-train", 0.25), ("eu-pseudo", 0.15))
+_REAL_SOURCES: RealSources = []  # set in the parent before the pool's workers fork
+
+
+def _augmented_chunk(args: Chunk) -> list:
+    """`count` real crops drawn from _REAL_SOURCES by their shares, each augmented once
+    (`data.augment_real_crop`)."""
+    seed, count, _ = args
+    rng = np.random.default_rng(seed)
+    shares = np.array([share for _, _, share in _REAL_SOURCES])
+    out = []
+    for source in rng.choice(len(_REAL_SOURCES), size=count, p=shares / shares.sum()):
+        samples = _REAL_SOURCES[source][1]
+        image, label = samples[rng.integers(len(samples))]
+        out.append((data.augment_real_crop(image, rng), label))
+    return out
+
+
+def real_sources(seed: int, pseudo_ocr: Path | None) -> RealSources:
+    """The labelled real crops of REAL_POOL_SHARES (sources that are empty are left out)."""
+    found = {
+        "br": data.load_br_crops(),
+        "us-train": data.load_us_crops("train"),
+        "eu-frames-train": data.load_eu_frame_crops("train", np.random.default_rng(seed), 16),
+        "eu-pseudo": pseudo_label_eu_crops(pseudo_ocr) if pseudo_ocr else [],
+    }
+    return [(name, _fits_slots(found[name]), share) for name, share in REAL_POOL_SHARES
+            if _fits_slots(found[name])]
+
+
+def ocr_pools(seed: int, synthetic: int, lane: int, real: int, workers: int,
+              pseudo_ocr: Path | None, synthetic_plates: bool = False) -> dict[str, list]:
+    """The three pools of the pooled stage, each generated in parallel and cached like `_parallel`."""
+    global _REAL_SOURCES
+    started = time.time()
+    pools = {"synthetic": _parallel(_synth_ocr_chunk, seed, synthetic, workers, us_looks=True),
+             "lane": _parallel(_lane_cut_chunk, seed, lane, workers, synthetic_plates=synthetic_plates)}
+    _REAL_SOURCES = real_sources(seed, pseudo_ocr)
+    counts = ", ".join(f"{len(samples)} {name}" for name, samples, _ in _REAL_SOURCES)
+    pools["real"] = _parallel(_augmented_chunk, seed, real, workers, pseudo=pseudo_ocr is not None)
+    pools = {name: _fits_slots(samples) for name, samples in pools.items()}
+    sizes = ", ".join(f"{len(samples)} {name}" for name, samples in pools.items())
+    print(f"ocr pools: {sizes} (real from {counts}), {time.time() - started:.0f}s", flush=True)
+    return pools
+
+
+def _pool_tensors(samples: list, device: str):
+    """A pool as (images uint8 N x H x W, targets N x SLOTS padded with the blank, target lengths)."""
+    import torch
+
+    blank = ALPHABET.index(PAD)
+    targets = torch.full((len(samples), SLOTS), blank, dtype=torch.long)
+    lengths = torch.zeros(len(samples), dtype=torch.long)
+    for row, (_, text) in enumerate(samples):
+        indices = _indices(text)
+        targets[row, : len(indices)] = torch.tensor(indices)
+        lengths[row] = len(indices)
+    images = torch.from_numpy(np.stack([image for image, _ in samples]))
+    return images.to(device), targets.to(device), lengths.to(device)
+
+
+def fit_ocr_pooled(seed: int, steps: int, pools: dict[str, list], init_state, max_lr: float,
+                   batch_size: int, device: str, freeze_norm: bool, deadline_s: float):
+    """CTC training on batches drawn from pools held on `device` by POOLED_SHARES: all augmentation but
+    the photometric jitter and the inverted synthetic crops was done when the pools were made, so a step
+    is only index draws and the network (on a GPU, a few ms). Stops early, with a warning, after
+    `deadline_s` seconds."""
+    import torch
+    from torch.nn import functional as F
+
+    torch.manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    started = time.time()
+    net = ocr_net(init_state).to(device)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=max_lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=max_lr, total_steps=steps, pct_start=0.1)
+    tensors = {name: _pool_tensors(pools[name], device) for name, _ in POOLED_SHARES}
+    counts = [(name, round(batch_size * share)) for name, share in POOLED_SHARES]
+    blank = ALPHABET.index(PAD)
+    for step in range(steps):
+        parts = []
+        for name, count in counts:
+            images, targets, lengths = tensors[name]
+            index = torch.randint(len(images), (count,), device=device, generator=generator)
+            parts.append((name, images[index], targets[index], lengths[index]))
+        x = torch.cat([p[1] for p in parts]).float().unsqueeze(1) / 255.0
+        n = x.shape[0]
+        gain = torch.empty(n, 1, 1, 1, device=device).uniform_(0.7, 1.3, generator=generator)
+        bias = torch.empty(n, 1, 1, 1, device=device).uniform_(-0.15, 0.15, generator=generator)
+        x = ((x - 0.5) * gain + 0.5 + bias).clamp(0, 1)
+        flip = torch.rand(n, device=device, generator=generator) < INVERTED_SHARE
+        flip[counts[0][1] :] = False  # only synthetic crops (the first part) are shown inverted
+        x = torch.where(flip.view(-1, 1, 1, 1), 1.0 - x, x)
+        targets = torch.cat([p[2] for p in parts])
+        lengths = torch.cat([p[3] for p in parts])
+        net.train()
+        if freeze_norm:
+            for module in net.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.eval()
+        logits = net(x)
+        loss = F.ctc_loss(F.log_softmax(logits, -1).permute(1, 0, 2), targets,
+                          torch.full((n,), logits.shape[1], dtype=torch.long, device=device), lengths,
+                          blank=blank, zero_infinity=True)
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        optimiser.step()
+        schedule.step()
+        late = time.time() - started > deadline_s
+        if step % 500 == 0 or step == steps - 1 or late:
+            decoded = [_greedy(row, blank) for row in logits.argmax(-1).tolist()]
+            wanted = [row[:length] for row, length in zip(targets.tolist(), lengths.tolist(), strict=True)]
+            exact = np.mean([d == t for d, t in zip(decoded, wanted, strict=True)])
+            print(f"ocr pooled step {step} loss {loss.item():.3f} exact {exact:.2f} lr "
+                  f"{schedule.get_last_lr()[0]:.2e} {time.time() - started:.0f}s", flush=True)
+        if late:
+            print(f"WARNING: stopped at step {step + 1} of {steps}: {deadline_s:.0f}s deadline", flush=True)
+            break
+    return net.cpu().eval()
+
+
+def train_ocr_pooled(args: argparse.Namespace) -> None:
+    """The pooled stage from the options of `main` (from scratch, or from --ocr-init with batch norm
+    statistics frozen); writes plate_ocr.onnx (fp32) and the state dict into --out. No int8 file:
+    `--quantise-ocr` writes it where the calibration is run."""
+    import torch
+
+    from models.nets import CtcSlotsExport
+
+    pools = ocr_pools(args.seed, args.pooled_synthetic, args.pooled_lane, args.pooled_real, args.workers,
+                      args.pseudo_ocr, args.lane_synthetic)
+    if args.pooled_steps <= 0:
+        return
+    init = state_from_onnx(args.ocr_init) if args.ocr_init else None
+    net = fit_ocr_pooled(args.seed + 50, args.pooled_steps, pools, init, args.max_lr, args.batch,
+                         args.device, args.freeze_norm, args.deadline)
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), args.out / "plate_ocr-pooled.pt")
+    sample = torch.zeros(1, data.OCR_SIZE[1], data.OCR_SIZE[0], 1, dtype=torch.uint8)
+    _export(CtcSlotsExport(net, SLOTS, ALPHABET.index(PAD)), sample, args.out / "plate_ocr.onnx",
+            "input", "output")
 
 
 def _fits_slots(samples: list) -> list:
@@ -690,6 +844,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector-steps", type=int, default=3000)
     parser.add_argument("--quantise", action="store_true",
                         help="(again) write both .int8.onnx files from the fp32 models in --out")
+    parser.add_argument("--ocr-pooled", action="store_true",
+                        help="the OCR in one stage from pooled data (a GPU run: --device cuda); from "
+                             "--ocr-init when given, else from scratch; --pooled-steps 0: the pools only")
+    parser.add_argument("--device", default="cpu", help="torch device of --ocr-pooled (cpu, cuda)")
+    parser.add_argument("--pooled-steps", type=int, default=20000)
+    parser.add_argument("--pooled-synthetic", type=int, default=48000, help="synthetic crops in the pool")
+    parser.add_argument("--pooled-lane", type=int, default=40000, help="lane cuts in the pool")
+    parser.add_argument("--pooled-real", type=int, default=48000, help="augmented real crops in the pool")
+    parser.add_argument("--lane-synthetic", action="store_true",
+                        help="the pooled lane cuts place rendered plates too, beside the real ones")
+    parser.add_argument("--pseudo-ocr", type=Path, help="OCR that pseudo-labels the unlabelled EU crops")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--max-lr", type=float, default=3e-3)
+    parser.add_argument("--freeze-norm", action="store_true", help="keep batch norm statistics (fine-tuning)")
+    parser.add_argument("--deadline", type=float, default=float("inf"), help="seconds; stop training after")
+    parser.add_argument("--quantise-ocr", action="store_true",
+                        help="(again) write the int8 OCR and its YAML from --out's plate_ocr.onnx")
     parser.add_argument("--detector-scenes", type=int, default=2400)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
     parser.add_argument("--workers", type=int, default=2, help="processes generating data")
@@ -715,8 +886,15 @@ def main(argv: list[str] | None = None) -> int:
             train_ocr_lane(seed, args.lane_steps, args.lane_cuts, args.workers, args.out, init, us_looks)
     if args.all or args.detector:
         train_detector(args.seed, args.detector_steps, args.detector_scenes, args.workers, args.out)
+    if args.ocr_pooled:
+        train_ocr_pooled(args)
     if args.quantise:
         quantise_both(args.out)
+    if args.quantise_ocr:
+        with open(args.out / "plate_ocr.yaml", "w", encoding="utf-8") as handle:
+            yaml.safe_dump(ocr_config(), handle, sort_keys=False)
+        quantise_static(args.out / "plate_ocr.onnx", args.out / "plate_ocr.int8.onnx",
+                        ocr_calibration(calibration_frames()))
     return 0
 
 

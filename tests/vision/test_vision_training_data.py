@@ -76,6 +76,46 @@ def test_lane_cuts_are_the_readers_cuts_of_a_placed_plate_with_its_label():
     assert not np.array_equal(tight, wide)
 
 
+def test_rendered_lane_plates_are_whole_images_with_their_normalised_label():
+    """The pooled stage can place rendered plates among the real ones: each is a whole plate image, its box
+    the whole image, its label in the OCR's alphabet; US ones are drawn most often."""
+    name, rows = data.synthetic_lane_source(np.random.default_rng(4), 40)
+    assert name == "synthetic" and len(rows) == 40
+    for image, box, label in rows:
+        assert image.ndim == 3 and image.dtype == np.uint8
+        assert box == (0, 0, image.shape[1], image.shape[0])
+        assert label and label == label.upper() and label.isalnum()
+
+
+def test_pooled_targets_hold_each_label_then_blanks():
+    """The pooled stage keeps its pools as tensors: a label's characters, then the blank up to the slots."""
+    torch = pytest.importorskip("torch")
+    from models import train
+
+    crop = np.zeros((data.OCR_SIZE[1], data.OCR_SIZE[0]), np.uint8)
+    images, targets, lengths = train._pool_tensors([(crop, "AB12"), (crop + 7, "9")], "cpu")
+    blank = train.ALPHABET.index(train.PAD)
+    assert images.shape == (2, data.OCR_SIZE[1], data.OCR_SIZE[0]) and int(images[1, 0, 0]) == 7
+    assert lengths.tolist() == [4, 1]
+    assert "".join(train.ALPHABET[i] for i in targets[0, :4].tolist()) == "AB12"
+    assert targets[0, 4:].eq(blank).all() and targets[1, 1:].eq(blank).all()
+    assert targets.dtype == torch.long
+
+
+def test_pooled_training_stops_at_its_deadline(capsys):
+    """A GPU lease ends at a fixed time: past `--deadline` the stage stops, says so, and still returns the
+    network so that it can be exported."""
+    pytest.importorskip("torch")
+    from models import train
+
+    rng = np.random.default_rng(2)
+    crop = lambda: rng.integers(0, 255, (data.OCR_SIZE[1], data.OCR_SIZE[0]), dtype=np.uint8)  # noqa: E731
+    pools = {name: [(crop(), "AB12"), (crop(), "XY9")] for name, _ in train.POOLED_SHARES}
+    net = train.fit_ocr_pooled(1, 50, pools, None, 1e-3, 8, "cpu", False, deadline_s=0.0)
+    assert not net.training
+    assert "stopped at step 1 of 50" in capsys.readouterr().out
+
+
 def test_state_from_onnx_gives_back_the_exported_ocr():
     """The lane stage starts from a shipped OCR file: its weights come back into the torch network (batch
     norms folded, LSTM gates reordered) and the network reads exactly as the file does."""
