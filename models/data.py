@@ -354,18 +354,21 @@ def lane_cut_sources() -> list[tuple[str, list[tuple[np.ndarray, tuple, str]]]]:
     return [(name, rows) for name, rows in [*sources, ("eu-frames-train", eu)] if rows]
 
 
-def synthetic_lane_source(rng: np.random.Generator, count: int) -> tuple[str, list]:
+def synthetic_lane_source(
+    rng: np.random.Generator, count: int, text_mask: synth.TextMask | None = None
+) -> tuple[str, list]:
     """`count` rendered plates (US ones with their looks, `synth.random_us_look`) to place into lane frames
     like the real ones, as (image, plate box x y w h, label): exact labels, and plate variety that the
-    1,550 real plates of the other sources lack."""
+    1,550 real plates of the other sources lack. `text_mask`: default `any_text_mask`."""
+    text_mask = text_mask or any_text_mask
     rows = []
     for _ in range(count):
         style = synth.STYLES[rng.choice(3, p=[0.3, 0.5, 0.2])]
         text = synth.random_text(rng, style)
         if style == "us":
-            plate = synth.us_plate(text, rng, any_text_mask, synth.random_us_look(rng))
+            plate = synth.us_plate(text, rng, text_mask, synth.random_us_look(rng))
         else:
-            plate = synth.render_plate(text, style, rng, any_text_mask)
+            plate = synth.render_plate(text, style, rng, text_mask)
         rows.append((plate, (0, 0, plate.shape[1], plate.shape[0]), plates.normalise(text)))
     return "synthetic", rows
 

@@ -78,8 +78,8 @@ def test_lane_cuts_are_the_readers_cuts_of_a_placed_plate_with_its_label():
 
 def test_rendered_lane_plates_are_whole_images_with_their_normalised_label():
     """The pooled stage can place rendered plates among the real ones: each is a whole plate image, its box
-    the whole image, its label in the OCR's alphabet; US ones are drawn most often."""
-    name, rows = data.synthetic_lane_source(np.random.default_rng(4), 40)
+    the whole image, its label in the OCR's alphabet."""
+    name, rows = data.synthetic_lane_source(np.random.default_rng(4), 40, synth.hershey_text_mask)
     assert name == "synthetic" and len(rows) == 40
     for image, box, label in rows:
         assert image.ndim == 3 and image.dtype == np.uint8
