@@ -328,24 +328,21 @@ def fit_ocr_pooled(seed: int, steps: int, pools: dict[str, list], init_state, ma
     is only index draws and the network (on a GPU, a few ms). Stops early, with a warning, after
     `deadline_s` seconds."""
     import torch
-    from torch.nn import functional as F
 
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     started = time.time()
     net = ocr_net(init_state).to(device)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=max_lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=max_lr, total_steps=steps, pct_start=0.1)
+    optimiser, schedule = _optimiser(net, max_lr, steps)
     tensors = {name: _pool_tensors(pools[name], device) for name, _ in POOLED_SHARES}
     counts = [(name, round(batch_size * share)) for name, share in POOLED_SHARES]
-    blank = ALPHABET.index(PAD)
     for step in range(steps):
         parts = []
         for name, count in counts:
             images, targets, lengths = tensors[name]
             index = torch.randint(len(images), (count,), device=device, generator=generator)
-            parts.append((name, images[index], targets[index], lengths[index]))
-        x = torch.cat([p[1] for p in parts]).float().unsqueeze(1) / 255.0
+            parts.append((images[index], targets[index], lengths[index]))
+        x = torch.cat([p[0] for p in parts]).float().unsqueeze(1) / 255.0
         n = x.shape[0]
         gain = torch.empty(n, 1, 1, 1, device=device).uniform_(0.7, 1.3, generator=generator)
         bias = torch.empty(n, 1, 1, 1, device=device).uniform_(-0.15, 0.15, generator=generator)
@@ -353,27 +350,13 @@ def fit_ocr_pooled(seed: int, steps: int, pools: dict[str, list], init_state, ma
         flip = torch.rand(n, device=device, generator=generator) < INVERTED_SHARE
         flip[counts[0][1] :] = False  # only synthetic crops (the first part) are shown inverted
         x = torch.where(flip.view(-1, 1, 1, 1), 1.0 - x, x)
-        targets = torch.cat([p[2] for p in parts])
-        lengths = torch.cat([p[3] for p in parts])
-        net.train()
-        if freeze_norm:
-            for module in net.modules():
-                if isinstance(module, torch.nn.BatchNorm2d):
-                    module.eval()
-        logits = net(x)
-        loss = F.ctc_loss(F.log_softmax(logits, -1).permute(1, 0, 2), targets,
-                          torch.full((n,), logits.shape[1], dtype=torch.long, device=device), lengths,
-                          blank=blank, zero_infinity=True)
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        optimiser.step()
-        schedule.step()
+        targets = torch.cat([p[1] for p in parts])
+        lengths = torch.cat([p[2] for p in parts])
+        logits, loss = _ctc_step(net, optimiser, schedule, x, targets, lengths, freeze_norm)
         late = time.time() - started > deadline_s
         if step % 500 == 0 or step == steps - 1 or late:
-            decoded = [_greedy(row, blank) for row in logits.argmax(-1).tolist()]
             wanted = [row[:length] for row, length in zip(targets.tolist(), lengths.tolist(), strict=True)]
-            exact = np.mean([d == t for d, t in zip(decoded, wanted, strict=True)])
+            exact = _batch_exact(logits, wanted)
             print(f"ocr pooled step {step} loss {loss.item():.3f} exact {exact:.2f} lr "
                   f"{schedule.get_last_lr()[0]:.2e} {time.time() - started:.0f}s", flush=True)
         if late:
@@ -450,18 +433,15 @@ def fit_ocr(
     """CTC training of the column OCR on a mix of synthetic and (augmented) real crops; each batch draws
     `real_share` of its crops from the real sources, by their shares."""
     import torch
-    from torch.nn import functional as F
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     started = time.time()
     net = ocr_net(init_state)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=max_lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=max_lr, total_steps=steps, pct_start=0.1)
+    optimiser, schedule = _optimiser(net, max_lr, steps)
     batch_size = 64
     n_real = int(batch_size * real_share) if sources else 0
     shares = np.array([share for _, _, share in sources], dtype=np.float64)
-    blank = ALPHABET.index(PAD)
     for step in range(steps):
         images, labels = [], []
         for index in rng.integers(len(synthetic), size=batch_size - n_real):
@@ -477,34 +457,51 @@ def fit_ocr(
         inverted[batch_size - n_real :] = False  # real crops keep their own colours
         x[inverted] = 1.0 - x[inverted]
         targets = [_indices(t) for t in labels]
-        net.train()
-        if freeze_norm:
-            for module in net.modules():
-                if isinstance(module, torch.nn.BatchNorm2d):
-                    module.eval()
-        logits = net(x)  # N x T x C
-        log_probs = F.log_softmax(logits, -1).permute(1, 0, 2)
-        loss = F.ctc_loss(
-            log_probs,
-            torch.tensor([i for t in targets for i in t]),
-            torch.full((len(targets),), logits.shape[1], dtype=torch.long),
-            torch.tensor([len(t) for t in targets]),
-            blank=blank,
-            zero_infinity=True,
-        )
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        optimiser.step()
-        schedule.step()
+        logits, loss = _ctc_step(net, optimiser, schedule, x, torch.tensor([i for t in targets for i in t]),
+                                 torch.tensor([len(t) for t in targets]), freeze_norm)
         if step % 100 == 0 or step == steps - 1:
-            decoded = [_greedy(row, blank) for row in logits.argmax(-1).tolist()]
-            exact = np.mean([d == t for d, t in zip(decoded, targets, strict=True)])
-            print(
-                f"ocr step {step} loss {loss.item():.3f} exact {exact:.2f} {time.time() - started:.0f}s",
-                flush=True,
-            )
+            print(f"ocr step {step} loss {loss.item():.3f} exact {_batch_exact(logits, targets):.2f} "
+                  f"{time.time() - started:.0f}s", flush=True)
     return net.eval()
+
+
+def _optimiser(net, max_lr: float, steps: int):
+    """AdamW with a one-cycle learning rate over `steps` (every OCR stage)."""
+    import torch
+
+    optimiser = torch.optim.AdamW(net.parameters(), lr=max_lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=max_lr, total_steps=steps, pct_start=0.1)
+    return optimiser, schedule
+
+
+def _ctc_step(net, optimiser, schedule, x, targets, lengths, freeze_norm: bool):
+    """One CTC training step on the batch `x`; `targets` concatenated (1-D) or padded (N x SLOTS), `lengths`
+    per crop. With `freeze_norm` the batch norms keep their statistics (fine-tuning a shipped OCR, whose
+    ONNX file holds them folded into the convolutions). Returns the logits (N x T x C) and the loss."""
+    import torch
+    from torch.nn import functional as F
+
+    net.train()
+    if freeze_norm:
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
+    logits = net(x)
+    columns = torch.full((x.shape[0],), logits.shape[1], dtype=torch.long, device=x.device)
+    loss = F.ctc_loss(F.log_softmax(logits, -1).permute(1, 0, 2), targets, columns, lengths,
+                      blank=ALPHABET.index(PAD), zero_infinity=True)
+    optimiser.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+    optimiser.step()
+    schedule.step()
+    return logits, loss
+
+
+def _batch_exact(logits, wanted: list[list[int]]) -> float:
+    """Share of the batch whose greedy CTC decoding is its label (training progress, printed)."""
+    decoded = [_greedy(row, ALPHABET.index(PAD)) for row in logits.argmax(-1).tolist()]
+    return float(np.mean([d == t for d, t in zip(decoded, wanted, strict=True)]))
 
 
 def _indices(text: str) -> list[int]:
