@@ -167,6 +167,7 @@ class MqttBridge:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()  # the broker acknowledged the command subscription
         self._pump: threading.Thread | None = None
         self._received: queue.Queue[_Received] = queue.Queue(timings.command_queue)
         self._queue_lock = threading.Lock()  # a command is queued before stop() drains, or refused
@@ -226,6 +227,11 @@ class MqttBridge:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def wait_subscribed(self, timeout: float) -> bool:
+        """True once the broker acknowledged this connection's command subscription: a command published
+        before that is not delivered to the gateway (the broker had no subscriber for it yet)."""
+        return self._subscribed.wait(timeout)
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
@@ -259,6 +265,7 @@ class MqttBridge:
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
+        self._subscribed.clear()
 
     def __enter__(self) -> MqttBridge:
         return self.start()
@@ -373,6 +380,7 @@ class MqttBridge:
                            properties: Any) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         if was_connected and not self._stopping.is_set():
             self._count("disconnects")
             log.warning("mqtt disconnected (%s); outbox rows wait for the reconnect", reason_code)
@@ -388,10 +396,12 @@ class MqttBridge:
     def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any],
                           properties: Any) -> None:
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
-        if refused:
-            self._count("subscribe_refused")
-            log.error("broker refused the command subscription %s (%s): remote commands cannot arrive; "
-                      "check the broker ACL", self.topics.command_filter, ", ".join(refused))
+        if not refused:
+            self._subscribed.set()
+            return
+        self._count("subscribe_refused")
+        log.error("broker refused the command subscription %s (%s): remote commands cannot arrive; "
+                  "check the broker ACL", self.topics.command_filter, ", ".join(refused))
 
     def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
                         properties: Any) -> None:

@@ -191,7 +191,7 @@ def test_signed_commands_accepted_and_bad_ones_refused(broker: MosquittoBroker, 
     watcher = Watcher(broker, "parkgate/gw-cmd/cmd/#")
     results = "parkgate/gw-cmd/cmd/result"
     try:
-        assert bridge.wait_connected(10), bridge.last_connect_error
+        assert bridge.wait_subscribed(10), bridge.last_connect_error
         now = wall_clock_ms()
         good = sign_command(KEY, "gw-cmd", "in-1", "open", now)
         doc = json.loads(good)
@@ -231,7 +231,7 @@ def test_a_stale_command_stays_refused_when_the_clock_steps_back(broker: Mosquit
     watcher = Watcher(broker, "parkgate/gw-step/cmd/#")
     results = "parkgate/gw-step/cmd/result"
     try:
-        assert bridge.wait_connected(10), bridge.last_connect_error
+        assert bridge.wait_subscribed(10), bridge.last_connect_error
         captured = sign_command(KEY, "gw-step", "in-1", "open", wall_clock_ms() - 35_000)
         watcher.publish("parkgate/gw-step/cmd/in-1", captured)
         wait_until(lambda: len(watcher.on(results)) == 1, what="the first result")
@@ -394,7 +394,7 @@ def test_ten_thousand_rejected_commands_are_counted_with_few_log_lines(
     watcher = Watcher(broker, "parkgate/gw-flood/cmd/result")
     timings = bridge.timings
     try:
-        assert bridge.wait_connected(10), bridge.last_connect_error
+        assert bridge.wait_subscribed(10), bridge.last_connect_error
         caplog.set_level(logging.WARNING, logger="edge.mqtt.bridge")
         for n in range(10_000):
             watcher.publish("parkgate/gw-flood/cmd/in-1", b"{not json %d" % n)
@@ -424,7 +424,7 @@ def test_made_up_lane_topics_share_one_command_budget(broker: MosquittoBroker) -
     watcher = Watcher(broker, "parkgate/gw-rot/cmd/result")
     timings = bridge.timings
     try:
-        assert bridge.wait_connected(10), bridge.last_connect_error
+        assert bridge.wait_subscribed(10), bridge.last_connect_error
         for n in range(200):
             watcher.publish(f"parkgate/gw-rot/cmd/x{n}", b"{not json")
         good = sign_command(KEY, "gw-rot", "in-1", "open", wall_clock_ms())
@@ -455,7 +455,7 @@ def test_the_bridge_asks_the_broker_for_a_maximum_packet_size(broker: MosquittoB
                         timings={"max_packet_bytes": 4096}).start()
     watcher = Watcher(broker, "parkgate/gw-big/cmd/result")
     try:
-        assert bridge.wait_connected(10), bridge.last_connect_error
+        assert bridge.wait_subscribed(10), bridge.last_connect_error
         watcher.publish("parkgate/gw-big/cmd/in-1", b"x" * 1_000_000)
         good = sign_command(KEY, "gw-big", "in-1", "open", wall_clock_ms())
         watcher.publish("parkgate/gw-big/cmd/in-1", good)
@@ -496,7 +496,7 @@ def test_a_retained_command_is_refused_once_and_never_acted_on(broker: Mosquitto
     watcher = Watcher(broker, "parkgate/gw-rtn/cmd/result")
     topic, results = "parkgate/gw-rtn/cmd/in-1", "parkgate/gw-rtn/cmd/result"
     try:
-        assert bridge.wait_connected(10), bridge.last_connect_error
+        assert bridge.wait_subscribed(10), bridge.last_connect_error
         watcher.client.publish(topic, sign_command(KEY, "gw-rtn", "in-1", "open", wall_clock_ms()), qos=1,
                                retain=True).wait_for_publish(5)
         wait_until(lambda: watcher.on(results), what="the refusal")
@@ -540,7 +540,7 @@ def test_a_list_command_waiting_for_a_locked_store_does_not_stall_the_connection
     entry, topic = "0x" + "ab" * 32, "parkgate/gw-lock/cmd/*"
     lock = sqlite3.connect(store_path, isolation_level=None)
     try:
-        assert bridge.wait_connected(10), bridge.last_connect_error
+        assert bridge.wait_subscribed(10), bridge.last_connect_error
         lock.execute("BEGIN IMMEDIATE")  # the write lock, held about 4.5 s (< busy_timeout)
         watcher.publish(topic, sign_command(KEY, "gw-lock", "*", "list-add", wall_clock_ms(),
                                             args={"list": "deny", "entry": entry}))
@@ -579,7 +579,7 @@ def test_commands_queued_or_arriving_while_the_bridge_stops_are_each_answered_st
     results = "parkgate/gw-stop/cmd/result"
     stopper = threading.Thread(target=bridge.stop, kwargs={"timeout": 30})  # waits for on_command
     try:
-        assert bridge.wait_connected(10), bridge.last_connect_error
+        assert bridge.wait_subscribed(10), bridge.last_connect_error
         for _ in range(4):  # the first runs (and waits), three wait in the queue behind it
             watcher.publish("parkgate/gw-stop/cmd/in-1", sign_command(KEY, "gw-stop", "in-1", "open",
                                                                       wall_clock_ms()))
