@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import pickle
 import time
 from collections.abc import Callable
-from multiprocessing import Pool
 from pathlib import Path
 
 import cv2
@@ -99,7 +99,8 @@ def _parallel(func: Callable[[Chunk], list], seed: int, total: int, workers: int
         with open(cache, "rb") as handle:
             return pickle.load(handle)
     chunks = [(seed * 100 + i, total // 16, options) for i in range(16)]
-    with Pool(workers) as pool:
+    # fork, whatever the platform's default: the workers inherit what the parent set up (_REAL_SOURCES)
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
         items = [item for chunk in pool.map(func, chunks) for item in chunk]
     cache_dir.mkdir(parents=True, exist_ok=True)
     with open(cache, "wb") as handle:
