@@ -89,15 +89,19 @@ def _cache_dir() -> Path:
     return path
 
 
-def _parallel(func: Callable[[Chunk], list], seed: int, total: int, workers: int, **options: bool) -> list:
+def _parallel(func: Callable[[Chunk], list], seed: int, total: int, workers: int,
+              setup: Callable[[], None] | None = None, **options: bool) -> list:
     """Generate `total` items in 16 seeded chunks, `options` passed to each; cached in
-    $PARKGATE_TRAIN_CACHE (default /tmp), keyed by the function, the options set, the seed and the total."""
+    $PARKGATE_TRAIN_CACHE (default /tmp), keyed by the function, the options set, the seed and the total.
+    `setup` runs only when the cache misses, before the workers fork (what they read from the parent)."""
     cache_dir = _cache_dir()
     variant = "".join(f"-{name}" for name, on in sorted(options.items()) if on)
     cache = cache_dir / f"{func.__name__}{variant}-v{data.DATA_VERSION}-{seed}-{total}.pkl"
     if cache.is_file():
         with open(cache, "rb") as handle:
             return pickle.load(handle)
+    if setup is not None:
+        setup()
     chunks = [(seed * 100 + i, total // 16, options) for i in range(16)]
     # fork, whatever the platform's default: the workers inherit what the parent set up (_REAL_SOURCES)
     with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -262,7 +266,7 @@ POOLED_SHARES = (("synthetic", 0.3), ("lane", 0.35), ("real", 0.35))
 # The real crops' sources in the augmented pool: the labelled ones of the CPU recipe and, as there, the
 # unlabelled EU crops that an OCR (`--pseudo-ocr`) reads confidently in a European layout.
 REAL_POOL_SHARES = (("br", 0.3), ("us-train", 0.3), ("eu-frames-train", 0.25), ("eu-pseudo", 0.15))
-_REAL_SOURCES: RealSources = []  # set in the parent before the pool's workers fork
+_REAL_SOURCES: RealSources = []  # set by `ocr_pools` before the pool's workers fork, when they are needed
 
 
 def _augmented_chunk(args: Chunk) -> list:
@@ -287,23 +291,28 @@ def real_sources(seed: int, pseudo_ocr: Path | None) -> RealSources:
         "eu-frames-train": data.load_eu_frame_crops("train", np.random.default_rng(seed), 16),
         "eu-pseudo": pseudo_label_eu_crops(pseudo_ocr) if pseudo_ocr else [],
     }
-    return [(name, _fits_slots(found[name]), share) for name, share in REAL_POOL_SHARES
-            if _fits_slots(found[name])]
+    fitting = {name: _fits_slots(samples) for name, samples in found.items()}
+    return [(name, fitting[name], share) for name, share in REAL_POOL_SHARES if fitting[name]]
 
 
 def ocr_pools(seed: int, synthetic: int, lane: int, real: int, workers: int,
               pseudo_ocr: Path | None, synthetic_plates: bool = False) -> dict[str, list]:
     """The three pools of the pooled stage, each generated in parallel and cached like `_parallel`."""
-    global _REAL_SOURCES
     started = time.time()
+
+    def load_real_sources() -> None:  # only when the augmented pool is not cached yet
+        global _REAL_SOURCES
+        _REAL_SOURCES = real_sources(seed, pseudo_ocr)
+        counts = ", ".join(f"{len(samples)} {name}" for name, samples, _ in _REAL_SOURCES)
+        print(f"ocr pools: augmenting real crops from {counts}", flush=True)
+
     pools = {"synthetic": _parallel(_synth_ocr_chunk, seed, synthetic, workers, us_looks=True),
-             "lane": _parallel(_lane_cut_chunk, seed, lane, workers, synthetic_plates=synthetic_plates)}
-    _REAL_SOURCES = real_sources(seed, pseudo_ocr)
-    counts = ", ".join(f"{len(samples)} {name}" for name, samples, _ in _REAL_SOURCES)
-    pools["real"] = _parallel(_augmented_chunk, seed, real, workers, pseudo=pseudo_ocr is not None)
+             "lane": _parallel(_lane_cut_chunk, seed, lane, workers, synthetic_plates=synthetic_plates),
+             "real": _parallel(_augmented_chunk, seed, real, workers, load_real_sources,
+                               pseudo=pseudo_ocr is not None)}
     pools = {name: _fits_slots(samples) for name, samples in pools.items()}
     sizes = ", ".join(f"{len(samples)} {name}" for name, samples in pools.items())
-    print(f"ocr pools: {sizes} (real from {counts}), {time.time() - started:.0f}s", flush=True)
+    print(f"ocr pools: {sizes}, {time.time() - started:.0f}s", flush=True)
     return pools
 
 
@@ -345,9 +354,7 @@ def fit_ocr_pooled(seed: int, steps: int, pools: dict[str, list], init_state, ma
             parts.append((images[index], targets[index], lengths[index]))
         x = torch.cat([p[0] for p in parts]).float().unsqueeze(1) / 255.0
         n = x.shape[0]
-        gain = torch.empty(n, 1, 1, 1, device=device).uniform_(0.7, 1.3, generator=generator)
-        bias = torch.empty(n, 1, 1, 1, device=device).uniform_(-0.15, 0.15, generator=generator)
-        x = ((x - 0.5) * gain + 0.5 + bias).clamp(0, 1)
+        x = _photometric(x, generator)
         flip = torch.rand(n, device=device, generator=generator) < INVERTED_SHARE
         flip[counts[0][1] :] = False  # only synthetic crops (the first part) are shown inverted
         x = torch.where(flip.view(-1, 1, 1, 1), 1.0 - x, x)
@@ -372,8 +379,6 @@ def train_ocr_pooled(args: argparse.Namespace) -> None:
     `--quantise-ocr` writes it where the calibration is run."""
     import torch
 
-    from models.nets import CtcSlotsExport
-
     pools = ocr_pools(args.seed, args.pooled_synthetic, args.pooled_lane, args.pooled_real, args.workers,
                       args.pseudo_ocr, args.lane_synthetic)
     if args.pooled_steps <= 0:
@@ -383,9 +388,7 @@ def train_ocr_pooled(args: argparse.Namespace) -> None:
                          args.device, args.freeze_norm, args.deadline)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), args.out / "plate_ocr-pooled.pt")
-    sample = torch.zeros(1, data.OCR_SIZE[1], data.OCR_SIZE[0], 1, dtype=torch.uint8)
-    _export(CtcSlotsExport(net, SLOTS, ALPHABET.index(PAD)), sample, args.out / "plate_ocr.onnx",
-            "input", "output")
+    export_ocr_onnx(net, args.out)
 
 
 def _fits_slots(samples: list) -> list:
@@ -519,26 +522,49 @@ def _greedy(best: list[int], blank: int) -> list[int]:
 
 
 def export_ocr(net, out_dir: Path, state_name: str = "plate_ocr.pt") -> None:
+    """plate_ocr.onnx, its YAML and int8 file into `out_dir`; the state dict into the cache."""
+    import torch
+
+    export_ocr_onnx(net, out_dir)
+    write_ocr_companions(out_dir)
+    torch.save(net.state_dict(), _cache_dir() / state_name)
+
+
+def export_ocr_onnx(net, out_dir: Path) -> None:
+    """plate_ocr.onnx (fp32, the fixed-slot contract) of `net` into `out_dir`."""
     import torch
 
     from models.nets import CtcSlotsExport
 
     sample = torch.zeros(1, data.OCR_SIZE[1], data.OCR_SIZE[0], 1, dtype=torch.uint8)
-    path = out_dir / "plate_ocr.onnx"
-    _export(CtcSlotsExport(net, SLOTS, ALPHABET.index(PAD)), sample, path, "input", "output")
+    _export(CtcSlotsExport(net, SLOTS, ALPHABET.index(PAD)), sample, out_dir / "plate_ocr.onnx", "input",
+            "output")
+
+
+def write_ocr_companions(out_dir: Path) -> None:
+    """plate_ocr.yaml and plate_ocr.int8.onnx beside the plate_ocr.onnx in `out_dir`."""
     with open(out_dir / "plate_ocr.yaml", "w", encoding="utf-8") as handle:
         yaml.safe_dump(ocr_config(), handle, sort_keys=False)
-    quantise_static(path, out_dir / "plate_ocr.int8.onnx", ocr_calibration(calibration_frames()))
-    torch.save(net.state_dict(), _cache_dir() / state_name)
+    quantise_static(out_dir / "plate_ocr.onnx", out_dir / "plate_ocr.int8.onnx",
+                    ocr_calibration(calibration_frames()))
 
 
-def _photometric(x, rng: np.random.Generator):
-    """Per-sample contrast/brightness/inversion-free jitter on a float batch in [0, 1]."""
+PHOTOMETRIC_GAIN = (0.7, 1.3)
+PHOTOMETRIC_BIAS = (-0.15, 0.15)
+
+
+def _photometric(x, rng):
+    """Per-sample contrast/brightness/inversion-free jitter on a float batch in [0, 1]; `rng` a numpy
+    generator (the CPU stages: the batch is made on the CPU) or a torch one on the batch's device."""
     import torch
 
-    n = x.shape[0]
-    gain = torch.from_numpy(rng.uniform(0.7, 1.3, (n, 1, 1, 1))).float()
-    bias = torch.from_numpy(rng.uniform(-0.15, 0.15, (n, 1, 1, 1))).float()
+    shape = (x.shape[0], 1, 1, 1)
+    if isinstance(rng, np.random.Generator):
+        gain = torch.from_numpy(rng.uniform(*PHOTOMETRIC_GAIN, shape)).float()
+        bias = torch.from_numpy(rng.uniform(*PHOTOMETRIC_BIAS, shape)).float()
+    else:
+        gain = torch.empty(shape, device=x.device).uniform_(*PHOTOMETRIC_GAIN, generator=rng)
+        bias = torch.empty(shape, device=x.device).uniform_(*PHOTOMETRIC_BIAS, generator=rng)
     return ((x - 0.5) * gain + 0.5 + bias).clamp(0, 1)
 
 
@@ -889,10 +915,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quantise:
         quantise_both(args.out)
     if args.quantise_ocr:
-        with open(args.out / "plate_ocr.yaml", "w", encoding="utf-8") as handle:
-            yaml.safe_dump(ocr_config(), handle, sort_keys=False)
-        quantise_static(args.out / "plate_ocr.onnx", args.out / "plate_ocr.int8.onnx",
-                        ocr_calibration(calibration_frames()))
+        write_ocr_companions(args.out)
     return 0
 
 
