@@ -27,6 +27,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +76,23 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def settled_open_latencies(status_path: Path, expected: int, wait_s: float = 3.0) -> list[float]:
-    """The daemon's open latencies from its status file, once they count `expected` (the file is
-    rewritten every second, so right after the last car it may not list that car yet) or `wait_s` ran out."""
+def settled_lane(status_path: Path, done: Callable[[dict[str, Any]], bool], wait_s: float = 3.0
+                 ) -> dict[str, Any]:
+    """The lane's status once `done` says it counts what the run expects, or when `wait_s` ran out: the file
+    is rewritten every second, so right after the last car it may not list that car yet (its open latency
+    comes as the gate opens, its pass's `read_from` when the pass ends, after the car left)."""
     deadline = time.monotonic() + wait_s
     while True:
-        latencies = json.loads(status_path.read_text())["lanes"][0]["open_latencies_ms"]
-        if len(latencies) >= expected or time.monotonic() > deadline:
-            return latencies
+        lane = lane_status(status_path)
+        if done(lane) or time.monotonic() > deadline:
+            return lane
         time.sleep(0.2)
+
+
+def settled_open_latencies(status_path: Path, expected: int) -> list[float]:
+    """The daemon's open latencies from its status file, once they count `expected`."""
+    lane = settled_lane(status_path, lambda lane: len(lane.get("open_latencies_ms", [])) >= expected)
+    return list(lane.get("open_latencies_ms", []))
 
 
 def bench_daemon(work: Path, cars: int, idle_s: float, models: Path | None,
@@ -117,9 +126,11 @@ def bench_daemon(work: Path, cars: int, idle_s: float, models: Path | None,
             cpu0, t0 = proc_cpu_s(daemon.pid), time.perf_counter()
             outside = drive(vehicles, emulator, camera, state, "approach")
             cars_cpu = (proc_cpu_s(daemon.pid) - cpu0) / (time.perf_counter() - t0) * 100
-            inside = settled_open_latencies(state / "status.json", len(outside))
+            lane = settled_lane(state / "status.json",
+                                lambda lane: len(lane.get("open_latencies_ms", [])) >= len(outside)
+                                and sum(lane.get("read_from", {}).values()) >= len(outside))
+            inside, read_from = list(lane.get("open_latencies_ms", [])), lane.get("read_from", {})
             rss_cars = proc_rss_kb(daemon.pid) / 1024  # after the cars, nobody watching yet
-            read_from = lane_status(state / "status.json").get("read_from", {})
             watched, console_rss, live_frames = bench_watched(config, console_port, work, vehicles, emulator,
                                                               camera, state, len(inside))
             watched_rss = proc_rss_kb(daemon.pid) / 1024  # the same cars again, the live detector loaded
