@@ -541,6 +541,23 @@ def export_ocr_onnx(net, out_dir: Path) -> None:
             "output")
 
 
+def average_states(states: list[dict]) -> dict:
+    """The uniform average of state dicts of one network (a "model soup"); integer entries (batch norm
+    step counts) are taken from the first."""
+    return {key: sum(state[key] for state in states) / len(states) if value.is_floating_point() else value
+            for key, value in states[0].items()}
+
+
+def soup_ocr(files: list[Path], out_dir: Path) -> None:
+    """plate_ocr.onnx, its YAML and int8 file into `out_dir`: the average of the OCR files `files` (each
+    exported by `export_ocr_onnx`, fine-tuned from one model with its batch norm statistics frozen, so
+    that their folded weights average layer by layer; models/cards/plate_ocr.md says which)."""
+    net = ocr_net(average_states([state_from_onnx(path) for path in files])).eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    export_ocr_onnx(net, out_dir)
+    write_ocr_companions(out_dir)
+
+
 def write_ocr_companions(out_dir: Path) -> None:
     """plate_ocr.yaml and plate_ocr.int8.onnx beside the plate_ocr.onnx in `out_dir`."""
     with open(out_dir / "plate_ocr.yaml", "w", encoding="utf-8") as handle:
@@ -885,6 +902,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=float("inf"), help="seconds; stop training after")
     parser.add_argument("--quantise-ocr", action="store_true",
                         help="(again) write the int8 OCR and its YAML from --out's plate_ocr.onnx")
+    parser.add_argument("--ocr-soup", type=Path, nargs="+", metavar="ONNX",
+                        help="write into --out the average of these OCR files (fine-tunes of one model)")
     parser.add_argument("--detector-scenes", type=int, default=2400)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
     parser.add_argument("--workers", type=int, default=2, help="processes generating data")
@@ -916,6 +935,8 @@ def main(argv: list[str] | None = None) -> int:
         quantise_both(args.out)
     if args.quantise_ocr:
         write_ocr_companions(args.out)
+    if args.ocr_soup:
+        soup_ocr(args.ocr_soup, args.out)
     return 0
 
 

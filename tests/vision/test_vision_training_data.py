@@ -135,6 +135,23 @@ def test_state_from_onnx_gives_back_the_exported_ocr():
     assert np.abs(expected - got).max() < 1e-4
 
 
+def test_a_soup_is_the_layer_by_layer_mean_and_of_one_file_that_file():
+    """`--ocr-soup` averages float weights (step counts kept), and the soup of one OCR with itself reads
+    as that OCR does (the shipped model is such a soup: models/cards/plate_ocr.md)."""
+    torch = pytest.importorskip("torch")
+    from models import train
+
+    a = train.ocr_net().state_dict()
+    b = {key: value + 1 if value.is_floating_point() else value + 5 for key, value in a.items()}
+    mean = train.average_states([a, b])
+    assert all(torch.allclose(mean[k], a[k] + 0.5) for k in a if a[k].is_floating_point())
+    assert all(torch.equal(mean[k], a[k]) for k in a if not a[k].is_floating_point())
+    from edge.vision import bundle
+
+    state = train.state_from_onnx(bundle.OCR_PATH)
+    assert all(torch.equal(v, state[k]) for k, v in train.average_states([state, state]).items())
+
+
 def test_lane_rounds_continue_where_a_run_stopped():
     """A run from round N on gives round N the seed and data a full run would (the committed OCR was
     made round by round), and the synthetic US plates carry their marks from round 4 on."""
