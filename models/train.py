@@ -852,11 +852,11 @@ def quantise_static(source: Path, target: Path, feeds: list[dict]) -> None:
 
 
 def quantise_both(out_dir: Path) -> None:
-    """The int8 files of both models from the fp32 files in `out_dir` (one set of calibration frames)."""
-    frames = calibration_frames()
-    quantise_static(out_dir / "plate_ocr.onnx", out_dir / "plate_ocr.int8.onnx", ocr_calibration(frames))
+    """The int8 files of both models from the fp32 files in `out_dir` (the same calibration frames), and
+    the OCR's YAML."""
+    write_ocr_companions(out_dir)
     quantise_static(out_dir / "plate_detector.onnx", out_dir / "plate_detector.int8.onnx",
-                    detector_calibration(frames))
+                    detector_calibration(calibration_frames()))
 
 
 def main(argv: list[str] | None = None) -> int:
