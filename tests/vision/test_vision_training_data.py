@@ -136,8 +136,8 @@ def test_state_from_onnx_gives_back_the_exported_ocr():
 
 
 def test_a_soup_is_the_layer_by_layer_mean_and_of_one_file_that_file():
-    """`--ocr-soup` averages float weights (step counts kept), and the soup of one OCR with itself reads
-    as that OCR does (the shipped model is such a soup: models/cards/plate_ocr.md)."""
+    """`--ocr-soup` averages float weights (step counts kept), and the soup of one OCR with itself has that
+    OCR's weights (the shipped model is such a soup: models/cards/plate_ocr.md)."""
     torch = pytest.importorskip("torch")
     from models import train
 

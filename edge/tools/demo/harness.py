@@ -16,7 +16,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from edge.tools.emulator.launch import EmulatorHandle, GateView
-from edge.tools.proc import ManagedProcess
+from edge.tools.proc import ManagedProcess, wait_until
 from edge.vision import synth
 
 FRAME_SIZE = (960, 540)
@@ -278,17 +278,6 @@ def outbox_counts(store_path: Path) -> dict[str, int]:
 
 
 # -- driving a vehicle -----------------------------------------------------------------------------
-
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
 
 def play_visit(visit: Visit, emulator: EmulatorHandle | GateView, camera: LaneCamera, store_path: Path,
                decide_timeout: float = 10.0, record_timeout: float = 10.0,
